@@ -1,0 +1,200 @@
+"""From query bytes to response bytes: the per-query path.
+
+`Answerer.answer` is the fast path: it handles the common shape of query (one question, no
+EDNS or a bare EDNS OPT) by splicing pre-rendered bytes around the question as sent. Everything
+else goes to `Answerer.slow`, a complete parser that never raises on any input. Both consult the
+same `Table`, so they agree by construction; a property test compares them anyway.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+
+from healthdns.responder.table import CLASS_IN, Entry, Table
+
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
+OPT = 41
+TC = 0x0200
+QR = 0x8000
+PLAIN_LIMIT = 512
+NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
+ONE_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, one additional (the OPT)
+OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
+# Types a question may not simply be looked up for: the slow path answers them.
+META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
+
+
+class Answerer:
+    """Answers queries from the current table; one per responder process."""
+
+    def __init__(self, payload_size: int) -> None:
+        self.table: Table | None = None
+        self.payload_size = payload_size
+        # Our OPT record, without and with the DO bit echoed (RFC 3225).
+        self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
+        self.fast_hits = 0
+        self.slow_counts: Counter[tuple[int, int]] = Counter()  # (qtype, rcode) -> queries
+
+    def _opt(self, ext_rcode: int, flags: int) -> bytes:
+        return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags, 0)
+
+    # --- fast path ------------------------------------------------------------------------------
+
+    def answer(self, data: bytes, tcp: bool) -> bytes | None:
+        """The response to `data`, or None when no response must be sent."""
+        table = self.table
+        end = data.find(0, 12)  # end of the question name, when the name is well formed
+        qend = end + 5
+        if table is None or end < 12 or len(data) < qend or data[2] & 0xF8:
+            return self.slow(data, tcp)
+        key = data[12:end + 1].lower() + data[end + 1:qend]
+        entry = table.answers.get(key) or self._miss(table, key)
+        if entry is None:
+            return self.slow(data, tcp)
+        counts = data[4:12]
+        if counts == NO_EDNS and len(data) == qend:
+            if not (tcp or entry[5]):
+                return self._truncated(data, qend, entry, b"")
+            self.fast_hits += 1
+            return b"".join((data[:2], bytes((entry[0] | (data[2] & 0x01),
+                                              entry[1] | (data[3] & 0x10))),
+                             entry[2], data[12:qend], entry[4]))
+        if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
+                or data[qend + 6] or data[qend + 9] or data[qend + 10]):
+            return self.slow(data, tcp)  # EDNS version > 0, options, or another shape
+        opt = self.opts[data[qend + 7] >> 7]
+        response = b"".join((data[:2], bytes((entry[0] | (data[2] & 0x01),
+                                              entry[1] | (data[3] & 0x10))),
+                             entry[3], data[12:qend], entry[4], opt))
+        if not tcp and len(response) > max(PLAIN_LIMIT, data[qend + 3] << 8 | data[qend + 4]):
+            return self._truncated(data, qend, entry, opt)
+        self.fast_hits += 1
+        return response
+
+    @staticmethod
+    def _miss(table: Table, key: bytes) -> Entry | None:
+        """NODATA, CNAME chains and NXDOMAIN for IN questions of ordinary types."""
+        if key[-2:] != CLASS_IN or (key[-4] << 8 | key[-3]) in META_QTYPES:
+            return None
+        return table.lookup_miss(key[:-4])[0]
+
+    def _truncated(self, data: bytes, qend: int, entry: Entry, opt: bytes) -> bytes:
+        """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""
+        flags = (entry[0] << 8 | entry[1]) & ~0x000F | TC  # rcode comes with the full answer
+        self.slow_counts[(0, -1)] += 1
+        return self._header(data, flags, 0, 0, len(opt) and 1) + data[12:qend] + opt
+
+    # --- slow path ------------------------------------------------------------------------------
+
+    def slow(self, data: bytes, tcp: bool) -> bytes | None:
+        """A complete, defensive reading of any packet."""
+        if len(data) < 12 or data[2] & 0x80:
+            return None  # too short to answer, or a response: never reply (no loops)
+        opcode = (data[2] >> 3) & 0x0F
+        qdcount, ancount, nscount, arcount = struct.unpack_from(">HHHH", data, 4)
+        question, pos = b"", 12
+        if qdcount >= 1:
+            end = _name_end(data, 12, pointers=False)
+            if end < 0 or end + 4 > len(data):
+                return self._error(data, b"", FORMERR, None)
+            question, pos = data[12:end + 4], end + 4
+        edns = _find_opt(data, pos, qdcount, ancount + nscount, arcount)
+        if edns is MALFORMED:
+            return self._error(data, question if qdcount == 1 else b"", FORMERR, None)
+        if opcode != 0:
+            return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns)
+        if qdcount != 1:
+            return self._error(data, b"", FORMERR, edns)  # RFC 9619
+        if edns is not None and edns[2] > 0:
+            return self._error(data, question, BADVERS, edns)
+        qtype, qclass = struct.unpack_from(">HH", question, len(question) - 4)
+        if qclass != 1:
+            return self._error(data, question, REFUSED, edns)
+        if qtype == OPT:
+            return self._error(data, question, FORMERR, edns)
+        if qtype in META_QTYPES:  # AXFR, IXFR, MAILA, MAILB, TKEY, TSIG: not offered
+            return self._error(data, question, NOTIMP if qtype in (253, 254) else REFUSED, edns)
+        table = self.table
+        if table is None:
+            return self._error(data, question, SERVFAIL, edns)
+        key = question[:-4].lower() + question[-4:]
+        entry = table.answers.get(key) or table.lookup_miss(key[:-4])[0]
+        if entry is None:
+            return self._error(data, question, REFUSED, edns)  # not one of our zones
+        return self._respond(data, question, entry, edns, tcp)
+
+    def _respond(self, data: bytes, question: bytes, entry: Entry,
+                 edns: Edns | None, tcp: bool) -> bytes:
+        flags = entry[0] << 8 | entry[1] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
+        qtype = question[-4] << 8 | question[-3]
+        self.slow_counts[(qtype, flags & 0x0F)] += 1
+        opt = b"" if edns is None else self.opts[edns[1] >> 15]
+        counts = entry[2] if edns is None else entry[3]
+        response = struct.pack(">HH", *struct.unpack_from(">H", data), flags) + b"\x00\x01" \
+            + counts + question + entry[4] + opt
+        limit = PLAIN_LIMIT if edns is None else max(PLAIN_LIMIT, edns[0])
+        if not tcp and len(response) > limit:
+            flags = (flags & ~0x000F) | TC
+            return self._header(data, flags, 1, 0, 1 if opt else 0) + question + opt
+        return response
+
+    def _error(self, data: bytes, question: bytes, rcode: int,
+               edns: Edns | None) -> bytes:
+        qtype = question[-4] << 8 | question[-3] if question else 0
+        self.slow_counts[(qtype, rcode)] += 1
+        # QR, the opcode echoed, RD and CD copied; never AA on an error (RFC 1035 4.1.1).
+        flags = QR | (data[2] & 0x79) << 8 | (data[3] & 0x10) | (rcode & 0x0F)
+        opt = b"" if edns is None else self._opt(rcode >> 4, edns[1] & 0x8000)
+        return self._header(data, flags, 1 if question else 0, 0, 1 if opt else 0) \
+            + question + opt
+
+    @staticmethod
+    def _header(data: bytes, flags: int, qdcount: int, ancount: int, arcount: int) -> bytes:
+        return data[:2] + struct.pack(">HHHHH", flags, qdcount, ancount, 0, arcount)
+
+
+def _name_end(data: bytes, pos: int, pointers: bool) -> int:
+    """Offset just past the name at `pos`, or -1 if it is malformed (RFC 1035 4.1.4)."""
+    length = 0
+    while pos < len(data):
+        label = data[pos]
+        if label == 0:
+            return pos + 1
+        if label & 0xC0 == 0xC0:
+            return pos + 2 if pointers and pos + 2 <= len(data) else -1
+        if label & 0xC0 or length + label + 1 > 254:
+            return -1  # extended label types, or a name over 255 octets
+        length += label + 1
+        pos += label + 1
+    return -1
+
+
+Edns = tuple[int, int, int]  # (payload size, flags, version)
+MALFORMED: Edns = (-1, -1, -1)
+
+
+def _find_opt(data: bytes, pos: int, qdcount: int, skip: int, arcount: int) -> Edns | None:
+    """The query's EDNS, None without one, MALFORMED if the records do not parse."""
+    for _ in range(qdcount - 1):  # extra questions: only to get past them
+        end = _name_end(data, pos, pointers=True)
+        if end < 0 or end + 4 > len(data):
+            return MALFORMED
+        pos = end + 4
+    edns: Edns | None = None
+    for index in range(skip + arcount):
+        start = pos
+        end = _name_end(data, pos, pointers=True)
+        if end < 0 or end + 10 > len(data):
+            return MALFORMED
+        rtype, rclass, ttl, rdlength = struct.unpack_from(">HHIH", data, end)
+        pos = end + 10 + rdlength
+        if pos > len(data):
+            return MALFORMED
+        if rtype == OPT:
+            # RFC 6891 6.1.1: one OPT, in the additional section, owned by the root.
+            if index < skip or edns is not None or end != start + 1:
+                return MALFORMED
+            edns = (rclass, ttl & 0xFFFF, (ttl >> 16) & 0xFF)
+    return edns

@@ -1,0 +1,127 @@
+"""The responder's event loop: UDP drained in batches, TCP per RFC 7766, the pipe for snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from multiprocessing.connection import Connection
+
+from healthdns.responder.query import Answerer
+from healthdns.responder.sockets import Listener
+from healthdns.responder.table import Table
+from healthdns.shared import messages
+from healthdns.shared.config import Config
+
+log = logging.getLogger("healthdns.responder")
+UDP_BATCH = 64  # datagrams per wake-up before yielding to TCP and the pipe
+
+
+class Server:
+    def __init__(self, slot: int, cfg: Config, listeners: list[Listener],
+                 conn: Connection) -> None:
+        self.slot = slot
+        self.cfg = cfg
+        self.listeners = listeners
+        self.conn = conn
+        self.answerer = Answerer(cfg.server.udp_payload_size)
+        self.tcp_clients = 0
+        self.serving = False
+        self.errors = 0
+        self.stopped: asyncio.Future[None] | None = None
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.stopped = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, self._stop)
+        loop.add_reader(self.conn.fileno(), self._on_pipe)
+        try:
+            await self.stopped
+        finally:
+            for listener in self.listeners:
+                loop.remove_reader(listener.udp.fileno())
+                listener.close()
+
+    def _stop(self) -> None:
+        if self.stopped is not None and not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def _on_pipe(self) -> None:
+        try:
+            message = messages.decode_to_child(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            self._stop()  # the supervisor is gone: no orphans
+            return
+        match message:
+            case messages.Snapshot():
+                self.answerer.table = Table(message)
+                log.debug("generation %d loaded", message.generation)
+                if not self.serving:
+                    asyncio.get_running_loop().create_task(self._start_serving())
+            case messages.Bye():
+                self._stop()
+            case _:
+                log.warning("ignoring unexpected %s", type(message).__name__)
+
+    async def _start_serving(self) -> None:
+        """Serve once a snapshot is loaded: no query ever meets an empty table."""
+        if self.serving:
+            return
+        self.serving = True
+        loop = asyncio.get_running_loop()
+        for listener in self.listeners:
+            loop.add_reader(listener.udp.fileno(), self._on_udp, listener.udp)
+            await asyncio.start_server(self._on_tcp, sock=listener.tcp)
+        messages.send(self.conn, messages.Ready(self.slot))
+
+    def _on_udp(self, sock: socket.socket) -> None:
+        answer = self.answerer.answer
+        recvfrom, sendto = sock.recvfrom, sock.sendto
+        for _ in range(UDP_BATCH):
+            try:
+                data, peer = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # e.g. an ICMP error queued on the socket
+            try:
+                response = answer(data, False)
+            except Exception:  # a bug must cost one query, never the server
+                self._bug(data)
+                continue
+            if response is not None:
+                try:
+                    sendto(response, peer)
+                except OSError:
+                    self.errors += 1  # send buffer full: the client retries
+
+    def _bug(self, data: bytes) -> None:
+        self.errors += 1
+        log.exception("internal error answering %s", data.hex())
+
+    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server = self.cfg.server
+        if self.tcp_clients >= server.tcp_max_connections:
+            writer.close()
+            return
+        self.tcp_clients += 1
+        idle = server.tcp_idle_timeout
+        try:
+            while True:
+                length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), idle))
+                data = await asyncio.wait_for(reader.readexactly(length), idle)
+                try:
+                    response = self.answerer.answer(data, True)
+                except Exception:
+                    self._bug(data)
+                    break
+                if response is not None:
+                    writer.write(len(response).to_bytes(2, "big") + response)
+                    await asyncio.wait_for(writer.drain(), idle)
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass  # the client went away, or idled past the timeout (RFC 7766 6.2.3)
+        finally:
+            self.tcp_clients -= 1
+            writer.close()

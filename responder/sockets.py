@@ -1,0 +1,93 @@
+"""Binding the responder's own SO_REUSEPORT sockets: one UDP and one TCP per address."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from dataclasses import dataclass
+
+from healthdns.shared.config import format_endpoint
+from healthdns.shared.errors import BindError
+
+log = logging.getLogger("healthdns.responder")
+UDP_BUFFER = 4 * 1024 * 1024  # absorbs bursts while a snapshot is being swapped in
+TCP_BACKLOG = 1024
+
+
+@dataclass
+class Listener:
+    host: str
+    port: int
+    udp: socket.socket
+    tcp: socket.socket
+
+    def close(self) -> None:
+        self.udp.close()
+        self.tcp.close()
+
+
+def bind_all(endpoints: list[tuple[str, int, bool]]) -> list[Listener]:
+    """Bind every endpoint; an optional one (IPv6 on a host without it) may be skipped."""
+    listeners: list[Listener] = []
+    try:
+        for host, port, required in endpoints:
+            try:
+                listeners.append(_bind(host, port))
+            except BindError as e:
+                if required:
+                    raise
+                log.warning("%s (skipped: optional)", e)
+    except BindError:
+        for listener in listeners:
+            listener.close()
+        raise
+    if not listeners:
+        raise BindError("no address could be bound")
+    return listeners
+
+
+def _bind(host: str, port: int) -> Listener:
+    # With port 0 the kernel picks the UDP port; TCP must then get the same one.
+    for _ in range(8 if port == 0 else 1):
+        udp = _socket(host, port, socket.SOCK_DGRAM)
+        chosen = udp.getsockname()[1]
+        try:
+            tcp = _socket(host, chosen, socket.SOCK_STREAM)
+        except BindError:
+            udp.close()
+            if port == 0:
+                continue
+            raise
+        return Listener(host, chosen, udp, tcp)
+    raise BindError(f"cannot listen on {format_endpoint(host, port)}: no port free for both "
+                    "UDP and TCP")
+
+
+def _socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+    try:
+        sock = socket.socket(family, kind)
+    except OSError as e:
+        raise BindError(f"cannot listen on {format_endpoint(host, port)} ({proto}): "
+                        f"{e.strerror}") from e
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_DGRAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(TCP_BACKLOG)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" \
+            if e.errno == errno.EACCES else ""
+        raise BindError(f"cannot listen on {format_endpoint(host, port)} ({proto}): "
+                        f"{e.strerror}{hint}") from e
+    return sock

@@ -1,0 +1,59 @@
+"""The responder's lookup table, built once per snapshot and swapped in as one reference.
+
+Each entry holds what the per-query path splices around the question it was sent:
+``(flags_hi, flags_lo, counts, counts_with_opt, body, plain_fits)``.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from healthdns.shared.messages import Answer, Snapshot
+
+Entry = tuple[int, int, bytes, bytes, bytes, bool]
+CLASS_IN = b"\x00\x01"
+PLAIN_LIMIT = 512  # RFC 1035 4.2.1: UDP without EDNS
+
+
+def entry(answer: Answer, question_length: int) -> Entry:
+    counts = struct.pack(">HHH", answer.ancount, answer.nscount, answer.arcount)
+    counts_opt = struct.pack(">HHH", answer.ancount, answer.nscount, answer.arcount + 1)
+    fits = 12 + question_length + len(answer.body) <= PLAIN_LIMIT
+    return (answer.flags >> 8, answer.flags & 0xFF, counts, counts_opt, answer.body, fits)
+
+
+class Table:
+    """Everything one snapshot serves, keyed the way queries are looked up.
+
+    ``answers``: lower-case qname wire + qtype + qclass (IN) -> entry (the fast path).
+    ``names``: lower-case name wire -> entry for a type the name lacks (NODATA, CNAME chains).
+    ``zones``: origin wire -> NXDOMAIN entry; a name under no origin is not ours (REFUSED).
+    """
+
+    __slots__ = ("answers", "names", "zones", "generation", "serials")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.generation = snapshot.generation
+        self.serials = {z.origin: z.serial for z in snapshot.zones}
+        self.answers: dict[bytes, Entry] = {}
+        self.names: dict[bytes, Entry] = {}
+        self.zones: dict[bytes, Entry] = {}
+        for zone in snapshot.zones:
+            for key, answer in zone.answers.items():
+                self.answers[key + CLASS_IN] = entry(answer, len(key) + 2)
+            for name, answer in zone.names.items():
+                self.names[name] = entry(answer, len(name) + 4)
+            self.zones[zone.origin] = entry(zone.nxdomain, 255 + 4)
+
+    def lookup_miss(self, name: bytes) -> tuple[Entry | None, bool]:
+        """(entry, ours) for a name with no pre-rendered answer of the asked type."""
+        found = self.names.get(name)
+        if found is not None:
+            return found, True
+        i = 0
+        while name[i]:
+            i += name[i] + 1
+            nxdomain = self.zones.get(name[i:])
+            if nxdomain is not None:
+                return nxdomain, True
+        return None, False

@@ -1,0 +1,44 @@
+"""What every child process does the same way: signals, and the first message."""
+
+from __future__ import annotations
+
+import signal
+from multiprocessing.connection import Connection
+from types import FrameType
+
+from healthdns.shared import config, logs, messages
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def start(conn: Connection, role: str) -> tuple[messages.Start, config.Config]:
+    """Set up a child: Ctrl-C is the supervisor's to handle, SIGTERM exits cleanly.
+
+    Returns the `Start` message and the decoded config. EOF here means the supervisor is gone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        message = messages.decode_to_child(conn.recv_bytes())
+    except (EOFError, OSError):
+        raise SystemExit(0) from None
+    if not isinstance(message, messages.Start):
+        raise SystemExit(f"{role}: expected Start, got {type(message).__name__}")
+    cfg = config.decode(message.config)
+    logs.setup(role if role != "responder" else f"responder{message.slot}",
+               cfg.server.log_level)
+    return message, cfg
+
+
+def enter(role: str, conn: Connection) -> None:
+    """The one entry point the supervisor spawns: runs `healthdns.<role>.main.run(conn)`.
+
+    Importing by name keeps the supervisor free of the roles' code.
+    """
+    import importlib
+
+    module = importlib.import_module(f"healthdns.{role}.main")
+    module.run(conn)

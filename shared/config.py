@@ -1,0 +1,445 @@
+"""The configuration model: decoded once by the supervisor, sent to every child encoded.
+
+Two layers, as Knot Resolver's manager does it:
+
+* the *raw* layer is what a TOML file (or the a-healthy-dns flags) says, decoded by msgspec into
+  structs that reject unknown keys;
+* the *normalised* layer (`Config`) is what every role works from: names lower-cased and checked,
+  addresses in canonical form, defaults filled in, conflicts rejected.
+
+Every error is a `ConfigError` whose text starts with the path of the bad field, e.g.
+``zones[0].records.www.check.port: 70000 is not a port (1-65535)``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import msgspec
+
+from healthdns.shared.errors import ConfigError
+
+DEFAULT_PORT = 53053
+MAX_TTL = 2**31 - 1  # RFC 2181 section 8
+STATIC_TYPES = ("a", "aaaa", "cname", "mx", "txt", "srv", "caa", "ptr")
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+Policy = Literal["serve-all", "empty"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config struct: immutable, and unknown keys are errors."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalised model: what the roles receive.
+
+
+class CheckSpec(_Frozen):
+    """How one backend address is checked."""
+
+    port: int
+    kind: Literal["tcp"] = "tcp"
+    interval: float = 5.0
+    timeout: float = 2.0
+    rise: int = 2
+    fall: int = 2
+
+    def target(self, address: str) -> str:
+        """The identity of one check: equal for every name and zone that checks the same thing."""
+        return (
+            f"{self.kind} {address} {self.port} "
+            f"{self.interval:g}/{self.timeout:g}/{self.rise}/{self.fall}"
+        )
+
+
+class PoolSpec(_Frozen):
+    """A health-checked address pool (A and AAAA)."""
+
+    addresses: tuple[str, ...]
+    check: CheckSpec
+    policy: Policy = "serve-all"
+
+
+class RecordSpec(_Frozen):
+    """Everything one owner name holds: a checked pool, static records, or both."""
+
+    ttl: int | None = None
+    pool: PoolSpec | None = None
+    a: tuple[str, ...] = ()
+    aaaa: tuple[str, ...] = ()
+    cname: str | None = None
+    mx: tuple[str, ...] = ()
+    txt: tuple[str, ...] = ()
+    srv: tuple[str, ...] = ()
+    caa: tuple[str, ...] = ()
+    ptr: tuple[str, ...] = ()
+
+    def static(self) -> dict[str, tuple[str, ...]]:
+        """Static rdata by lower-case type name, in zone-file syntax."""
+        out = {t: getattr(self, t) for t in STATIC_TYPES if t != "cname" and getattr(self, t)}
+        if self.cname is not None:
+            out["cname"] = (self.cname,)
+        return out
+
+
+class SoaSpec(_Frozen):
+    """SOA fields (RFC 1035 3.3.13); the serial is the signer's business."""
+
+    rname: str | None = None
+    ttl: int = 3600
+    refresh: int = 7200
+    retry: int = 3600
+    expire: int = 1209600
+    minimum: int = 60
+
+
+class ZoneSpec(_Frozen):
+    """One zone and the alias zones that serve the same data under other names."""
+
+    origin: str
+    nameservers: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    ttl: int = 300
+    ns_ttl: int = 3600
+    soa: SoaSpec = SoaSpec()
+    records: dict[str, RecordSpec] = {}
+
+
+class ServerSpec(_Frozen):
+    """Process and socket settings."""
+
+    listen: tuple[str, ...] = ()
+    port: int = DEFAULT_PORT
+    responders: int = 0
+    udp_payload_size: int = 1232
+    log_level: LogLevel = "info"
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 256
+
+    def endpoints(self) -> list[tuple[str, int, bool]]:
+        """(host, port, required): without `listen`, all interfaces, IPv6 only where it exists."""
+        if self.listen:
+            return [(*parse_endpoint(e, self.port, "server.listen"), True) for e in self.listen]
+        return [("0.0.0.0", self.port, True), ("::", self.port, False)]
+
+
+class Config(_Frozen):
+    """The whole normalised configuration."""
+
+    server: ServerSpec = ServerSpec()
+    zones: tuple[ZoneSpec, ...] = ()
+
+    def checks(self) -> dict[str, tuple[str, CheckSpec]]:
+        """Every distinct check (target id -> address, spec) across all zones."""
+        out: dict[str, tuple[str, CheckSpec]] = {}
+        for zone in self.zones:
+            for record in zone.records.values():
+                if record.pool is not None:
+                    for address in record.pool.addresses:
+                        out[record.pool.check.target(address)] = (address, record.pool.check)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw layer: the shape of the TOML file. Records are decoded one by one so errors carry the name.
+
+
+class _RawZone(_Frozen):
+    origin: str
+    nameservers: list[str]
+    aliases: list[str] = []
+    ttl: int = 300
+    ns_ttl: int = 3600
+    soa: SoaSpec = SoaSpec()
+    records: dict[str, dict[str, Any]] = {}
+
+
+class _RawConfig(_Frozen):
+    server: ServerSpec = ServerSpec()
+    zones: list[_RawZone] = []
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read, decode and normalise a TOML configuration file."""
+    return from_mapping(read(path))
+
+
+def read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML document at `path`, as plain data."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(str(path), f"cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), f"not valid TOML: {e}") from e
+
+
+def from_mapping(document: Mapping[str, Any]) -> Config:
+    """Decode and normalise a configuration given as plain data (TOML tables, JSON objects)."""
+    raw = _convert(document, _RawConfig, "")
+    zones = tuple(_zone(z, f"zones[{i}]") for i, z in enumerate(raw.zones))
+    if not zones:
+        raise ConfigError("zones", "at least one zone is required")
+    _check_unique_origins(zones)
+    return Config(server=_server(raw.server), zones=zones)
+
+
+def encode(config: Config) -> bytes:
+    return msgspec.msgpack.encode(config)
+
+
+def decode(data: bytes) -> Config:
+    return msgspec.msgpack.decode(data, type=Config)
+
+
+def _convert(value: Any, kind: type[Any], path: str) -> Any:
+    """msgspec.convert with our error format (`path: message`)."""
+    try:
+        return msgspec.convert(value, kind, strict=True)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        message, _, where = text.partition(" - at `$")
+        where = where.rstrip("`")
+        full = path + where if where.startswith("[") or not path else f"{path}{where}"
+        message = message[0].lower() + message[1:] if message else message
+        raise ConfigError(full.lstrip("."), message.replace("`", "")) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation, one function per struct.
+
+
+def _server(raw: ServerSpec) -> ServerSpec:
+    _port(raw.port, "server.port")
+    listen = tuple(format_endpoint(*parse_endpoint(e, raw.port, f"server.listen[{i}]"))
+                   for i, e in enumerate(raw.listen))
+    responders = raw.responders or (os.cpu_count() or 1)
+    if not 1 <= responders <= 128:
+        raise ConfigError("server.responders", f"{responders} is not between 1 and 128")
+    if not 512 <= raw.udp_payload_size <= 4096:
+        raise ConfigError("server.udp_payload_size",
+                          f"{raw.udp_payload_size} is not between 512 and 4096")
+    if raw.tcp_idle_timeout <= 0:
+        raise ConfigError("server.tcp_idle_timeout", f"{raw.tcp_idle_timeout:g} is not positive")
+    if raw.tcp_max_connections < 1:
+        raise ConfigError("server.tcp_max_connections",
+                          f"{raw.tcp_max_connections} is not positive")
+    return msgspec.structs.replace(raw, listen=listen, responders=responders)
+
+
+def _zone(raw: _RawZone, path: str) -> ZoneSpec:
+    origin = absolute_name(raw.origin, f"{path}.origin")
+    if origin == dns.name.root:
+        raise ConfigError(f"{path}.origin", "the root zone is not supported")
+    aliases = tuple(absolute_name(a, f"{path}.aliases[{i}]") for i, a in enumerate(raw.aliases))
+    if not raw.nameservers:
+        raise ConfigError(f"{path}.nameservers", "at least one nameserver is required")
+    nameservers = tuple(_nameserver(n, f"{path}.nameservers[{i}]")
+                        for i, n in enumerate(raw.nameservers))
+    _ttl(raw.ttl, f"{path}.ttl")
+    _ttl(raw.ns_ttl, f"{path}.ns_ttl")
+    soa = _soa(raw.soa, origin, f"{path}.soa")
+    records: dict[str, RecordSpec] = {}
+    for key, value in raw.records.items():
+        rpath = f"{path}.records.{_show_key(key)}"
+        owner = _owner(key, origin, rpath)
+        if owner in records:
+            raise ConfigError(rpath, f"the name {owner!r} is given twice")
+        records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, rpath)
+    return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
+                    aliases=tuple(a.to_text() for a in aliases), ttl=raw.ttl,
+                    ns_ttl=raw.ns_ttl, soa=soa, records=records)
+
+
+def _soa(raw: SoaSpec, origin: dns.name.Name, path: str) -> SoaSpec:
+    for field in ("ttl", "refresh", "retry", "expire", "minimum"):
+        _ttl(getattr(raw, field), f"{path}.{field}")
+    rname = raw.rname if raw.rname is not None else "hostmaster"
+    name = _name(rname, f"{path}.rname", origin)
+    return msgspec.structs.replace(raw, rname=name.to_text())
+
+
+def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, path: str) -> RecordSpec:
+    if raw.ttl is not None:
+        _ttl(raw.ttl, f"{path}.ttl")
+    pool = _pool(raw.pool, f"{path}.pool") if raw.pool is not None else None
+    static = raw.static()
+    if pool is None and not static:
+        raise ConfigError(path, "has no data: give a pool or static records (a, aaaa, cname, …)")
+    if raw.cname is not None:
+        others = sorted(set(static) - {"cname"}) + (["pool"] if pool else [])
+        if owner == "@":
+            raise ConfigError(f"{path}.cname", "a CNAME cannot be at the zone apex (RFC 1912)")
+        if others:
+            raise ConfigError(f"{path}.cname",
+                              f"a CNAME cannot coexist with other data ({', '.join(others)})")
+    if pool is not None and (raw.a or raw.aaaa):
+        raise ConfigError(path, "a name with a pool cannot also have static a or aaaa records")
+    fields: dict[str, Any] = {}
+    for rtype, texts in static.items():
+        fields[rtype] = _rdatas(rtype, texts, origin, f"{path}.{rtype}")
+    if raw.cname is not None:
+        fields["cname"] = fields["cname"][0]
+    return msgspec.structs.replace(raw, pool=pool, **fields)
+
+
+def _pool(raw: PoolSpec, path: str) -> PoolSpec:
+    if not raw.addresses:
+        raise ConfigError(f"{path}.addresses", "at least one address is required")
+    addresses: list[str] = []
+    for i, text in enumerate(raw.addresses):
+        address = _address(text, f"{path}.addresses[{i}]")
+        if address in addresses:
+            raise ConfigError(f"{path}.addresses[{i}]", f"{text} is given twice")
+        addresses.append(address)
+    return PoolSpec(addresses=tuple(addresses), check=_check(raw.check, f"{path}.check"),
+                    policy=raw.policy)
+
+
+def _check(raw: CheckSpec, path: str) -> CheckSpec:
+    _port(raw.port, f"{path}.port")
+    if not 0.05 <= raw.interval <= 86400:
+        raise ConfigError(f"{path}.interval", f"{raw.interval:g} is not between 0.05 and 86400 s")
+    if not 0 < raw.timeout <= raw.interval:
+        raise ConfigError(f"{path}.timeout",
+                          f"{raw.timeout:g} must be positive and at most the interval "
+                          f"({raw.interval:g} s)")
+    for field in ("rise", "fall"):
+        value = getattr(raw, field)
+        if not 1 <= value <= 100:
+            raise ConfigError(f"{path}.{field}", f"{value} is not between 1 and 100")
+    return raw
+
+
+def _rdatas(rtype: str, texts: tuple[str, ...], origin: dns.name.Name,
+            path: str) -> tuple[str, ...]:
+    """Check rdata in zone-file syntax; keep the text so alias zones re-root relative names."""
+    seen: list[dns.rdata.Rdata] = []
+    for i, text in enumerate(texts):
+        where = f"{path}[{i}]" if rtype != "cname" else path
+        try:
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype),
+                                        text, origin=origin)
+        except (dns.exception.DNSException, ValueError) as e:
+            raise ConfigError(where, f"{text!r} is not valid {rtype.upper()} data: {e}") from e
+        if rdata in seen:
+            raise ConfigError(where, f"{text!r} is given twice")
+        seen.append(rdata)
+    return tuple(texts)
+
+
+def _owner(key: str, origin: dns.name.Name, path: str) -> str:
+    """A record key ("www", "@", or an absolute name inside the zone) as a relative name."""
+    if key == "@":
+        return "@"
+    name = _name(key, path, origin)
+    if not name.is_subdomain(origin):
+        raise ConfigError(path, f"{key!r} is not inside the zone {origin.to_text()}")
+    relative = name.relativize(origin)
+    return relative.to_text() if relative != dns.name.empty else "@"
+
+
+def _nameserver(text: str, path: str) -> str:
+    name = absolute_name(text, path)
+    if len(name.labels) < 3:
+        raise ConfigError(path, f"{text!r} is not a fully qualified host name (like ns1.example.net)")
+    return name.to_text()
+
+
+def absolute_name(text: str, path: str) -> dns.name.Name:
+    """A name given as absolute, with or without the trailing dot."""
+    return _name(text if text.endswith(".") else text + ".", path, None)
+
+
+def _name(text: str, path: str, origin: dns.name.Name | None) -> dns.name.Name:
+    if not isinstance(text, str) or not text or text.strip() != text:
+        raise ConfigError(path, f"{text!r} is not a valid DNS name")
+    try:
+        name = dns.name.from_text(text, origin=origin)
+    except dns.exception.DNSException as e:
+        raise ConfigError(path, f"{text!r} is not a valid DNS name: {e}") from e
+    for label in name.labels[:-1]:
+        if label == b"*":
+            raise ConfigError(path, f"{text!r}: wildcard names are not supported")
+        if not _LABEL.match(label.decode("ascii", "replace").lower()):
+            raise ConfigError(path, f"{text!r} is not a valid DNS name: label {label!r} may only "
+                              "hold letters, digits, '-' and '_'")
+    return name.canonicalize()
+
+
+def _address(text: str, path: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ConfigError(path, f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def _port(value: int, path: str) -> None:
+    if not 1 <= value <= 65535:
+        raise ConfigError(path, f"{value} is not a port (1-65535)")
+
+
+def _ttl(value: int, path: str) -> None:
+    if not 0 <= value <= MAX_TTL:
+        raise ConfigError(path, f"{value} is not a TTL (0-{MAX_TTL})")
+
+
+def _show_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_@-]+", key) else f'"{key}"'
+
+
+def _check_unique_origins(zones: tuple[ZoneSpec, ...]) -> None:
+    seen: dict[str, str] = {}
+    for i, zone in enumerate(zones):
+        names = [("origin", zone.origin)] + [(f"aliases[{j}]", a) for j, a in enumerate(zone.aliases)]
+        for field, name in names:
+            path = f"zones[{i}].{field}"
+            if name in seen:
+                raise ConfigError(path, f"{name} is already served by {seen[name]}")
+            seen[name] = path
+
+
+# ---------------------------------------------------------------------------------------------
+# Listening endpoints: "ADDR", "ADDR:PORT", "[V6]:PORT", "V6".
+
+
+def parse_endpoint(text: str, default_port: int, path: str) -> tuple[str, int]:
+    host, port = text, default_port
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(path, f"{text!r} is not ADDR[:PORT]")
+        if rest:
+            port = _port_text(rest[1:], text, path)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port_text(port_text, text, path)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(path, f"{text!r}: {host!r} is not an IPv4 or IPv6 address") from None
+    if port != 0:  # 0 asks the kernel for a free port (tests); only valid from the flags.
+        _port(port, path)
+    return str(address), port
+
+
+def _port_text(text: str, whole: str, path: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(path, f"{whole!r}: {text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def format_endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

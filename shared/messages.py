@@ -1,0 +1,138 @@
+"""Every message that crosses a pipe, one tagged union per direction.
+
+Pipes carry ``send_bytes``/``recv_bytes`` of msgpack encodings, never pickles. Payloads are
+primitives and bytes (pre-rendered wire data), never dnspython objects, and never key material.
+Flow: prober -> supervisor -> signer -> supervisor -> every responder.
+"""
+
+from __future__ import annotations
+
+from multiprocessing.connection import Connection
+
+import msgspec
+
+
+class _Message(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """Base of all messages: tagged, so one decoder per direction dispatches them."""
+
+
+# --- supervisor -> child ------------------------------------------------------------------------
+
+
+class Start(_Message):
+    """First message to every child: its slot and the encoded configuration."""
+
+    slot: int
+    config: bytes
+    listen: list[tuple[str, int, bool]] = []  # responders only: resolved (host, port, required)
+
+
+class Health(_Message):
+    """supervisor -> signer: health of checked targets (`full` replaces, otherwise merges)."""
+
+    states: dict[str, bool]
+    full: bool
+
+
+class Answer(msgspec.Struct, frozen=True, array_like=True):
+    """One pre-rendered response, everything after the question.
+
+    ``flags`` is the header's second 16-bit word without RD and CD (which the responder copies
+    from the query); ``body`` was rendered for the question at offset 12, so compression pointers
+    into the question stay valid whatever case the client used.
+    """
+
+    flags: int
+    ancount: int
+    nscount: int
+    arcount: int
+    body: bytes
+
+
+class ZoneTable(msgspec.Struct, frozen=True, array_like=True):
+    """Answers for one zone (an alias zone has its own table).
+
+    ``answers`` is keyed by the lower-case wire qname followed by the 2-byte qtype;
+    ``names`` by the lower-case wire name, for every name that exists (empty non-terminals too),
+    holding the answer for a type the name does not have (NODATA, or the CNAME chain).
+    """
+
+    origin: bytes
+    answers: dict[bytes, Answer]
+    names: dict[bytes, Answer]
+    nxdomain: Answer  # body holds no pointers into the question
+    serial: int
+
+
+class Snapshot(_Message):
+    """signer -> supervisor -> responders: everything a responder serves, complete."""
+
+    generation: int
+    zones: list[ZoneTable]
+
+
+class Bye(_Message):
+    """supervisor -> child: exit now, cleanly."""
+
+
+# --- child -> supervisor ------------------------------------------------------------------------
+
+
+class Bound(_Message):
+    """responder -> supervisor: its sockets are bound (port 0 resolved to the kernel's choice)."""
+
+    slot: int
+    listen: list[tuple[str, int, bool]]
+
+
+class Ready(_Message):
+    """The child serves (responder: sockets bound and a snapshot loaded)."""
+
+    slot: int
+
+
+class Fatal(_Message):
+    """The child cannot work and a respawn would not help (bind failure, bad key)."""
+
+    slot: int
+    reason: str
+
+
+class HealthReport(_Message):
+    """prober -> supervisor: health states; the first one is full, then changes only."""
+
+    states: dict[str, bool]
+    full: bool
+
+
+class Published(_Message):
+    """signer -> supervisor: a snapshot follows in ``snapshot`` (encoded, relayed as is)."""
+
+    generation: int
+    serials: list[int]
+    snapshot: bytes
+
+
+ToChild = Start | Health | Snapshot | Bye
+FromChild = Bound | Ready | Fatal | HealthReport | Published
+
+_to_child = msgspec.msgpack.Decoder(ToChild)
+_from_child = msgspec.msgpack.Decoder(FromChild)
+_encoder = msgspec.msgpack.Encoder()
+
+
+
+def encode(message: _Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_to_child(data: bytes) -> ToChild:
+    return _to_child.decode(data)
+
+
+def decode_from_child(data: bytes) -> FromChild:
+    return _from_child.decode(data)
+
+
+def send(conn: Connection, message: _Message) -> None:
+    conn.send_bytes(_encoder.encode(message))

@@ -1,0 +1,179 @@
+"""Command line: healthdns's own flags, and a-healthy-dns's flags with the same meaning."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+from importlib import resources
+from typing import Any
+
+import dns.dnssec
+import dns.exception
+
+from healthdns.shared import config
+from healthdns.shared.config import Config
+from healthdns.shared.errors import ConfigError
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="healthdns-supervisor",
+        description="Health-checking authoritative DNS server.",
+    )
+    source = p.add_argument_group("configuration (one of)")
+    source.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    source.add_argument("--demo", action="store_true",
+                        help="serve the built-in demo zone on 127.0.0.1:53053")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate, print the normalised configuration, exit 0 or 1")
+    p.add_argument("--responders", type=int, metavar="N",
+                   help="responder processes (default: number of CPUs)")
+    p.add_argument("--listen", action="append", metavar="ADDR[:PORT]",
+                   help="address to serve on, repeatable (default: all interfaces)")
+    p.add_argument("--port", type=int, help="default port (default: 53053)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="log verbosity (default: info)")
+    compat = p.add_argument_group("a-healthy-dns compatible flags")
+    compat.add_argument("--hosted-zone", help="the zone served")
+    compat.add_argument("--alias-zones", metavar="JSON", help="JSON array of alias zones")
+    compat.add_argument("--zone-resolutions", metavar="JSON",
+                        help='JSON object: name -> ["ip", ...] or {"ips": [...], '
+                        '"health_port": P}')
+    compat.add_argument("--ns", metavar="JSON", help="JSON array of nameserver FQDNs")
+    compat.add_argument("--test-min-interval", type=float, metavar="SECONDS",
+                        help="seconds between checks of one address (default: 30)")
+    compat.add_argument("--test-timeout", type=float, metavar="SECONDS",
+                        help="TCP connect timeout of a check (default: 2)")
+    compat.add_argument("--priv-key-path", metavar="PATH", help="DNSSEC private key (PEM)")
+    compat.add_argument("--priv-key-alg", metavar="ALG", help="DNSSEC algorithm")
+    return p
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The configuration the flags describe; a ConfigError names the flag or field."""
+    sources = [args.config is not None, args.demo, args.hosted_zone is not None]
+    if sum(sources) != 1:
+        raise ConfigError("", "give exactly one of --config PATH, --demo, or --hosted-zone "
+                          "(with --zone-resolutions and --ns)")
+    if args.priv_key_alg is not None:
+        _algorithm(args.priv_key_alg)
+    if args.priv_key_path is not None:
+        raise ConfigError("--priv-key-path", "DNSSEC signing is not supported yet by this "
+                          "version of healthdns; remove the flag to serve unsigned")
+    if args.config is not None:
+        document = config.read(args.config)
+    elif args.demo:
+        document = _demo_document()
+    else:
+        document = compat_document(args)
+    return config.from_mapping(_overrides(document, args))
+
+
+def _demo_document() -> dict[str, Any]:
+    import tomllib
+
+    text = resources.files("healthdns.shared").joinpath("demo.toml").read_text()
+    return tomllib.loads(text)
+
+
+def _overrides(document: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    server = dict(document.get("server", {}))
+    for flag, key in (("responders", "responders"), ("listen", "listen"), ("port", "port"),
+                      ("log_level", "log_level")):
+        value = getattr(args, flag)
+        if value is not None:
+            server[key] = value
+    return {**document, "server": server}
+
+
+# --- a-healthy-dns ------------------------------------------------------------------------------
+
+
+def compat_document(args: argparse.Namespace) -> dict[str, Any]:
+    """Translate a-healthy-dns's flags into a healthdns configuration document.
+
+    TTLs follow a-healthy-dns: A records live twice the check interval, NS and SOA 30 times
+    that, and the SOA timers derive from it the same way.
+    """
+    for flag in ("zone_resolutions", "ns"):
+        if getattr(args, flag) is None:
+            raise ConfigError(f"--{flag.replace('_', '-')}", "is required with --hosted-zone")
+    interval = 30.0 if args.test_min_interval is None else args.test_min_interval
+    timeout = 2.0 if args.test_timeout is None else args.test_timeout
+    if interval <= 0:
+        raise ConfigError("--test-min-interval", f"{interval:g} is not positive")
+    if timeout <= 0:
+        raise ConfigError("--test-timeout", f"{timeout:g} is not positive")
+    a_ttl = max(1, int(2 * interval))
+    ns_ttl = 30 * a_ttl
+    resolutions = _json(args.zone_resolutions, "--zone-resolutions", dict)
+    records = {name: _resolution(name, value, interval, max(timeout, 0), a_ttl)
+               for name, value in resolutions.items()}
+    if not records:
+        raise ConfigError("--zone-resolutions", "at least one name is required")
+    zone = {
+        "origin": args.hosted_zone,
+        "aliases": _json(args.alias_zones or "[]", "--alias-zones", list),
+        "nameservers": _json(args.ns, "--ns", list),
+        "ttl": a_ttl,
+        "ns_ttl": ns_ttl,
+        "soa": {"ttl": ns_ttl, "refresh": 10 * a_ttl, "retry": a_ttl, "expire": 5 * a_ttl,
+                "minimum": a_ttl},
+        "records": records,
+    }
+    return {"zones": [zone]}
+
+
+def _resolution(name: str, value: Any, interval: float, timeout: float,
+                ttl: int) -> dict[str, Any]:
+    path = f"--zone-resolutions.{name}"
+    if isinstance(value, list):
+        return {"a": _ipv4s(value, path), "ttl": ttl}
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"{value!r} is neither a list of IPs nor "
+                          '{"ips": [...], "health_port": P}')
+    unknown = sorted(set(value) - {"ips", "health_port"})
+    if unknown:
+        raise ConfigError(path, f"unknown key {unknown[0]!r} (expected ips and health_port)")
+    for key in ("ips", "health_port"):
+        if key not in value:
+            raise ConfigError(path, f"{key!r} is required")
+    port = value["health_port"]
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ConfigError(f"{path}.health_port", f"{port!r} is not a port (1-65535)")
+    if not isinstance(value["ips"], list):
+        raise ConfigError(f"{path}.ips", f"{value['ips']!r} is not a list of IPv4 addresses")
+    check = {"port": port, "interval": interval, "timeout": min(timeout, interval)}
+    return {"pool": {"addresses": _ipv4s(value["ips"], f"{path}.ips"), "check": check},
+            "ttl": ttl}
+
+
+def _ipv4s(values: list[Any], path: str) -> list[str]:
+    if not values:
+        raise ConfigError(path, "at least one IP is required")
+    for i, value in enumerate(values):
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ConfigError(f"{path}[{i}]", f"{value!r} is not an IPv4 address") from None
+    return list(values)
+
+
+def _json(text: str, flag: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(flag, f"not valid JSON: {e}") from None
+    if not isinstance(value, kind):
+        raise ConfigError(flag, f"expected a JSON {'array' if kind is list else 'object'}, "
+                          f"got {text!r}")
+    return value
+
+
+def _algorithm(name: str) -> None:
+    try:
+        dns.dnssec.Algorithm.from_text(name)
+    except dns.exception.DNSException:
+        raise ConfigError("--priv-key-alg", f"{name!r} is not a DNSSEC algorithm") from None
