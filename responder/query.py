@@ -132,8 +132,7 @@ class Answerer:
         self.slow_counts[(qtype, flags & 0x0F)] += 1
         opt = b"" if edns is None else self.opts[edns[1] >> 15]
         counts = entry[2] if edns is None else entry[3]
-        response = struct.pack(">HH", *struct.unpack_from(">H", data), flags) + b"\x00\x01" \
-            + counts + question + entry[4] + opt
+        response = data[:2] + struct.pack(">H", flags) + counts + question + entry[4] + opt
         limit = PLAIN_LIMIT if edns is None else max(PLAIN_LIMIT, edns[0])
         if not tcp and len(response) > limit:
             flags = (flags & ~0x000F) | TC

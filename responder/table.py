@@ -16,8 +16,9 @@ PLAIN_LIMIT = 512  # RFC 1035 4.2.1: UDP without EDNS
 
 
 def entry(answer: Answer, question_length: int) -> Entry:
-    counts = struct.pack(">HHH", answer.ancount, answer.nscount, answer.arcount)
-    counts_opt = struct.pack(">HHH", answer.ancount, answer.nscount, answer.arcount + 1)
+    # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: without and with our OPT record.
+    counts = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount)
+    counts_opt = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount + 1)
     fits = 12 + question_length + len(answer.body) <= PLAIN_LIMIT
     return (answer.flags >> 8, answer.flags & 0xFF, counts, counts_opt, answer.body, fits)
 

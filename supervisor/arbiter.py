@@ -144,7 +144,7 @@ class Supervisor:
             self._send(slot, messages.encode(messages.Health(self.health, full=True)))
         if slot.role == "responder" and self.snapshot is not None:
             self._send(slot, self.snapshot)  # the latest snapshot before it serves
-        log.debug("%s started as pid %d", slot.name, process.pid)
+        log.info("%s started (pid %d)", slot.name, process.pid)
 
     def _send(self, slot: Slot, data: bytes) -> None:
         if slot.conn is None:

@@ -1,0 +1,125 @@
+"""The prober process: health-checks every target and reports to the supervisor.
+
+`run` is the entry point the supervisor starts in a spawned child. The pipe and SIGTERM are
+watched from the event loop, so the prober stops promptly whatever it is doing, and EOF on the
+pipe means the supervisor is gone: no orphans, no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Self, TypeVar
+
+import msgspec
+from healthdns.prober.scheduler import Report, Scheduler
+from healthdns.shared import config, messages
+
+log = logging.getLogger("healthdns.prober")
+
+LOG_FORMAT = "%(asctime)s prober[%(process)d] %(levelname)s %(message)s"
+
+T = TypeVar("T")
+
+
+def run(conn: Connection) -> None:
+    """Serve until the pipe reaches EOF, `Bye` arrives or SIGTERM; return normally in each case."""
+    # Ctrl-C reaches the whole process group; the supervisor decides how its children stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(_main(conn))
+
+
+async def _main(conn: Connection) -> None:
+    with _Control(conn) as control:
+        start = await _until_stopped(control.start, control.stopped)
+        if start is None:
+            return
+        cfg = config.decode(start.config)
+        _setup_logging(cfg.server.log_level)
+        targets = cfg.checks()
+        log.info("started in slot %d: %d targets", start.slot, len(targets))
+        await _until_stopped(Scheduler(targets, _reporter(conn, control)).serve(),
+                             control.stopped)
+        log.info("stopped: %s", control.why)
+
+
+class _Control:
+    """What the supervisor says: first `Start`, later a stop (`Bye`, EOF or SIGTERM)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._loop = asyncio.get_running_loop()
+        self.start: asyncio.Future[messages.Start] = self._loop.create_future()
+        self.stopped = asyncio.Event()
+        self.why = ""
+
+    def __enter__(self) -> Self:
+        self._loop.add_reader(self._conn.fileno(), self._on_readable)
+        self._loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._loop.remove_reader(self._conn.fileno())
+        self._loop.remove_signal_handler(signal.SIGTERM)
+
+    def stop(self, why: str) -> None:
+        if not self.stopped.is_set():
+            self.why = why
+            self.stopped.set()
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            # EOF stays readable forever: stop watching, or this callback would spin.
+            self._loop.remove_reader(self._conn.fileno())
+            self.stop("the supervisor closed the pipe")
+            return
+        try:
+            message = messages.decode_to_child(data)
+        except msgspec.DecodeError as e:
+            log.error("ignoring a message that does not decode: %s", e)
+            return
+        match message:
+            case messages.Start() if not self.start.done():
+                self.start.set_result(message)
+            case messages.Bye():
+                self.stop("the supervisor said bye")
+            case _:
+                log.warning("ignoring an unexpected %s message", type(message).__name__)
+
+
+async def _until_stopped(work: Awaitable[T], stopped: asyncio.Event) -> T | None:
+    """`work`'s result, or None if a stop comes first (`work` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(stopped.wait())
+    await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if task.done():
+        return task.result()  # raises what `work` raised: a bug, the process exits non-zero
+    task.cancel()
+    await asyncio.wait({task})  # let in-flight checks close their sockets before the loop ends
+    if not task.cancelled():
+        task.result()  # surface an error raised while unwinding
+    return None
+
+
+def _reporter(conn: Connection, control: _Control) -> Report:
+    def report(states: dict[str, bool], full: bool) -> None:
+        try:
+            messages.send(conn, messages.HealthReport(states=states, full=full))
+        except OSError as e:  # broken pipe: the supervisor is gone, EOF will say so too
+            control.stop(f"cannot report: {e}")
+
+    return report
+
+
+def _setup_logging(level: str) -> None:
+    # A spawned child starts with bare logging; force replaces any handler set up before Start.
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)

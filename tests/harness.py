@@ -1,0 +1,210 @@
+"""Starting the real `healthdns-supervisor` on loopback, and talking to it."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+READY = re.compile(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]")
+START_TIMEOUT = 20.0
+
+
+def supervisor_command() -> list[str]:
+    script = Path(sys.executable).parent / "healthdns-supervisor"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("healthdns-supervisor")
+    assert found, "healthdns-supervisor is not installed (pip install -e '.[test]')"
+    return [found]
+
+
+class Server:
+    """One supervisor process; `start()` returns once it says it is ready."""
+
+    def __init__(self, args: list[str], tmp: Path | None = None, toml: str | None = None) -> None:
+        if toml is not None:
+            assert tmp is not None
+            path = tmp / "healthdns.toml"
+            path.write_text(textwrap.dedent(toml))
+            args = ["--config", str(path), *args]
+        self.args = args
+        self.lines: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.process: subprocess.Popen[str] | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    def start(self) -> Server:
+        self.process = subprocess.Popen(
+            [*supervisor_command(), "--log-level", "info", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        match = self.wait_for(READY, START_TIMEOUT)
+        self.host, self.port = match.group(1).strip("[]"), int(match.group(2))
+        return self
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, pattern: re.Pattern[str] | str, timeout: float) -> re.Match[str]:
+        """The first output line from now on that matches `pattern`."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {regex.pattern!r} within {timeout} s; "
+                                     f"output:\n{self.output()}")
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"server exited before {regex.pattern!r}; "
+                                     f"output:\n{self.output()}")
+            found = regex.search(line)
+            if found:
+                return found
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def query(self, name: str, rdtype: str = "A", tcp: bool = False, timeout: float = 2.0,
+              **kwargs: object) -> dns.message.Message:
+        q = dns.message.make_query(name, dns.rdatatype.from_text(rdtype), **kwargs)  # type: ignore[arg-type]
+        q.flags &= ~0x0100  # no RD: we are an authoritative server
+        if tcp:
+            return dns.query.tcp(q, self.host, port=self.port, timeout=timeout)
+        return dns.query.udp(q, self.host, port=self.port, timeout=timeout)
+
+    def addresses(self, name: str, rdtype: str = "A") -> set[str]:
+        response = self.query(name, rdtype)
+        return {rd.to_text() for rrset in response.answer for rd in rrset
+                if rrset.rdtype == dns.rdatatype.from_text(rdtype)}
+
+    def wait_until(self, predicate: object, timeout: float, what: str) -> float:
+        """Poll `predicate()` (queries) until it is true; returns the seconds it took."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            try:
+                if predicate():  # type: ignore[operator]
+                    return time.monotonic() - start
+            except dns.exception.Timeout:
+                pass
+            time.sleep(0.05)  # polling period, not a readiness guess
+        raise AssertionError(f"{what} did not happen within {timeout} s")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def children(self) -> dict[int, str]:
+        """pid -> process name of the supervisor's children."""
+        return children_of(self.pid)
+
+    def stop(self, timeout: float = 8.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"supervisor did not stop within {timeout} s") from None
+
+
+def children_of(parent: int) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def run_cli(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """Run the supervisor expecting it to exit by itself (bad input, --check-config)."""
+    return subprocess.run([*supervisor_command(), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Backend:
+    """A real TCP listener on loopback that a health check finds up or down.
+
+    While down, the port stays bound but not listening, so connections are refused and no
+    other test can take the port.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.listening = False
+        self.sock = self._bind()
+        self.port = self.sock.getsockname()[1]
+        self._thread: threading.Thread | None = None
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        return sock
+
+    def up(self) -> None:
+        self.sock.listen(64)
+        self.sock.settimeout(0.05)
+        self.listening = True
+        self._thread = threading.Thread(target=self._accept, args=(self.sock,), daemon=True)
+        self._thread.start()
+
+    def _accept(self, sock: socket.socket) -> None:
+        while self.listening:  # accept and drop, so the backlog never fills
+            try:
+                conn, _ = sock.accept()
+                conn.close()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def down(self) -> None:
+        self.listening = False
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.sock.close()
+        self.sock = self._bind()
+
+    def close(self) -> None:
+        self.listening = False
+        if self._thread is not None:
+            self._thread.join()
+        self.sock.close()

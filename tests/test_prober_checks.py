@@ -1,0 +1,207 @@
+"""The prober against real sockets on loopback: the TCP check, then the whole process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import pytest
+from healthdns.prober.checks import probe, tcp_connect
+from healthdns.prober.main import run
+from healthdns.shared import config, messages
+from healthdns.shared.config import CheckSpec
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("host", [
+    "127.0.0.1",
+    pytest.param("::1", marks=pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")),
+])
+def test_a_listening_port_passes(host: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host, 0), family=family) as listener:
+        port = listener.getsockname()[1]
+        assert asyncio.run(tcp_connect(host, port, 1.0)) == (True, "connected")
+
+
+def test_a_closed_port_is_refused() -> None:
+    # Bound but not listening: the port is ours (no race with other tests) and SYNs get a RST.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        assert asyncio.run(tcp_connect("127.0.0.1", port, 1.0)) == (False, "connection refused")
+
+
+def test_probe_uses_the_spec() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        spec = CheckSpec(port=listener.getsockname()[1], timeout=1.0)
+        assert asyncio.run(probe("127.0.0.1", spec)) == (True, "connected")
+
+
+@contextlib.contextmanager
+def _full_accept_queue() -> Iterator[int]:
+    """A listener that never accepts and has a full queue: Linux drops further SYNs silently."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        fillers = [socket.socket() for _ in range(3)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(address)
+            yield address[1]
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs on overflow")
+def test_a_silent_port_times_out() -> None:
+    with _full_accept_queue() as port:
+        started = time.monotonic()
+        result = asyncio.run(tcp_connect("127.0.0.1", port, 0.2))
+        elapsed = time.monotonic() - started
+    assert result == (False, "timeout after 0.2 s")
+    assert 0.15 < elapsed < 1.0
+
+
+def test_a_slow_connect_is_cancelled_and_its_socket_closed() -> None:
+    sockets: list[socket.socket] = []
+
+    async def never_connects(sock: socket.socket, address: Any) -> None:
+        sockets.append(sock)
+        await asyncio.Event().wait()
+
+    async def check() -> tuple[bool, str]:
+        loop = asyncio.get_running_loop()
+        loop.sock_connect = never_connects  # type: ignore[method-assign]
+        return await tcp_connect("127.0.0.1", 9, 0.05)
+
+    assert asyncio.run(check()) == (False, "timeout after 0.05 s")
+    assert sockets[0].fileno() == -1
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole process, started the way the supervisor starts it.
+
+
+def _config(port: int) -> config.Config:
+    check = {"port": port, "interval": 0.2, "timeout": 0.1}
+    return config.from_mapping({"zones": [{
+        "origin": "example.test",
+        "nameservers": ["ns1.example.test"],
+        "records": {
+            "www": {"pool": {"addresses": ["127.0.0.1"], "check": check | {"rise": 1, "fall": 1}}},
+            "api": {"pool": {"addresses": ["127.0.0.1"], "check": check | {"rise": 2, "fall": 2}}},
+        },
+    }]})
+
+
+STATIC_ONLY = config.from_mapping({"zones": [{
+    "origin": "example.test",
+    "nameservers": ["ns1.example.test"],
+    "records": {"www": {"a": ["192.0.2.1"]}},
+}]})
+
+
+@contextlib.contextmanager
+def _prober(cfg: config.Config) -> Iterator[tuple[BaseProcess, Connection]]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=run, args=(child,))
+    process.start()
+    child.close()  # only the prober holds this end now, so closing `parent` means EOF to it
+    try:
+        messages.send(parent, messages.Start(slot=0, config=config.encode(cfg)))
+        yield process, parent
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        parent.close()
+
+
+def _report(conn: Connection, timeout: float = 5.0) -> messages.HealthReport:
+    assert conn.poll(timeout), "no report from the prober"
+    report = messages.decode_from_child(conn.recv_bytes())
+    assert isinstance(report, messages.HealthReport)
+    return report
+
+
+def _await_states(conn: Connection, states: dict[str, bool], want: dict[str, bool]) -> None:
+    """Merge reports into `states` until it agrees with `want`."""
+    deadline = time.monotonic() + 3.0
+    while any(states[t] != up for t, up in want.items()):
+        report = _report(conn, max(deadline - time.monotonic(), 0.0))
+        assert not report.full
+        states.update(report.states)
+
+
+def _exits_cleanly(process: BaseProcess) -> bool:
+    process.join(3)
+    return process.exitcode == 0
+
+
+def test_run_follows_a_backend_down_and_up_then_exits_on_eof(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    cfg = _config(port)
+    targets = list(cfg.checks())
+    with _prober(cfg) as (process, conn):
+        first = _report(conn)
+        assert first.full
+        assert first.states == dict.fromkeys(targets, True)
+        states = dict(first.states)
+
+        listener.close()
+        _await_states(conn, states, dict.fromkeys(targets, False))
+
+        # The kernel may still hold the port in a closing state: create_server sets SO_REUSEADDR.
+        listener = socket.create_server(("127.0.0.1", port))
+        _await_states(conn, states, dict.fromkeys(targets, True))
+
+        conn.close()
+        assert _exits_cleanly(process)
+    listener.close()
+    log = capfd.readouterr().err
+    assert f"tcp 127.0.0.1:{port} is down: connection refused (1 failure)" in log
+    assert f"tcp 127.0.0.1:{port} is down: connection refused (2 failures)" in log
+    assert f"tcp 127.0.0.1:{port} is up (2 successes)" in log
+    assert "stopped: the supervisor closed the pipe" in log
+
+
+def test_sigterm_stops_the_prober_cleanly() -> None:
+    with (socket.create_server(("127.0.0.1", 0)) as listener,
+          _prober(_config(listener.getsockname()[1])) as (process, conn)):
+        assert _report(conn).full
+        process.terminate()
+        assert _exits_cleanly(process)
+
+
+def test_without_targets_it_reports_at_once_ignores_ctrl_c_and_stops_on_bye() -> None:
+    with _prober(STATIC_ONLY) as (process, conn):
+        assert _report(conn) == messages.HealthReport(states={}, full=True)
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGINT)  # the supervisor handles Ctrl-C, not its children
+        messages.send(conn, messages.Bye())
+        assert _exits_cleanly(process)
