@@ -33,8 +33,8 @@ DEFAULT_PORT = 53053
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 STATIC_TYPES = ("a", "aaaa", "cname", "mx", "txt", "srv", "caa", "ptr")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
-Policy = Literal["serve-all", "empty"]
-LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+POLICIES = ("serve-all", "empty")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -68,7 +68,7 @@ class PoolSpec(_Frozen):
 
     addresses: tuple[str, ...]
     check: CheckSpec
-    policy: Policy = "serve-all"
+    policy: str = "serve-all"  # one of POLICIES
 
 
 class RecordSpec(_Frozen):
@@ -123,7 +123,7 @@ class ServerSpec(_Frozen):
     port: int = DEFAULT_PORT
     responders: int = 0
     udp_payload_size: int = 1232
-    log_level: LogLevel = "info"
+    log_level: str = "info"  # one of LOG_LEVELS
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
 
@@ -223,6 +223,7 @@ def _convert(value: Any, kind: type[Any], path: str) -> Any:
 
 def _server(raw: ServerSpec) -> ServerSpec:
     _port(raw.port, "server.port")
+    _one_of(raw.log_level, LOG_LEVELS, "server.log_level")
     listen = tuple(format_endpoint(*parse_endpoint(e, raw.port, f"server.listen[{i}]"))
                    for i, e in enumerate(raw.listen))
     responders = raw.responders or (os.cpu_count() or 1)
@@ -304,6 +305,7 @@ def _pool(raw: PoolSpec, path: str) -> PoolSpec:
         if address in addresses:
             raise ConfigError(f"{path}.addresses[{i}]", f"{text} is given twice")
         addresses.append(address)
+    _one_of(raw.policy, POLICIES, f"{path}.policy")
     return PoolSpec(addresses=tuple(addresses), check=_check(raw.check, f"{path}.check"),
                     policy=raw.policy)
 
@@ -360,14 +362,16 @@ def _nameserver(text: str, path: str) -> str:
 
 def absolute_name(text: str, path: str) -> dns.name.Name:
     """A name given as absolute, with or without the trailing dot."""
-    return _name(text if text.endswith(".") else text + ".", path, None)
+    absolute = text if text.endswith(".") else text + "."
+    return _name(text, path, None, absolute)
 
 
-def _name(text: str, path: str, origin: dns.name.Name | None) -> dns.name.Name:
+def _name(text: str, path: str, origin: dns.name.Name | None,
+          parse: str | None = None) -> dns.name.Name:
     if not isinstance(text, str) or not text or text.strip() != text:
         raise ConfigError(path, f"{text!r} is not a valid DNS name")
     try:
-        name = dns.name.from_text(text, origin=origin)
+        name = dns.name.from_text(parse or text, origin=origin)
     except dns.exception.DNSException as e:
         raise ConfigError(path, f"{text!r} is not a valid DNS name: {e}") from e
     for label in name.labels[:-1]:
@@ -389,6 +393,12 @@ def _address(text: str, path: str) -> str:
 def _port(value: int, path: str) -> None:
     if not 1 <= value <= 65535:
         raise ConfigError(path, f"{value} is not a port (1-65535)")
+
+
+def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
+    if value not in choices:
+        raise ConfigError(path, f"expected one of {', '.join(map(repr, choices))}, "
+                          f"got {value!r}")
 
 
 def _ttl(value: int, path: str) -> None:

@@ -15,7 +15,7 @@ from healthdns.shared import config
 from healthdns.shared.config import Config
 from healthdns.shared.errors import ConfigError
 
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+from healthdns.shared.config import LOG_LEVELS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,7 +67,10 @@ def load(args: argparse.Namespace) -> Config:
     elif args.demo:
         document = _demo_document()
     else:
-        document = compat_document(args)
+        try:
+            return config.from_mapping(_overrides(compat_document(args), args))
+        except ConfigError as e:
+            raise ConfigError(_flag_path(e.path), e.message) from None
     return config.from_mapping(_overrides(document, args))
 
 
@@ -126,6 +129,24 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     return {"zones": [zone]}
 
 
+_FLAG_PATHS = (
+    ("zones[0].origin", "--hosted-zone"),
+    ("zones[0].aliases", "--alias-zones"),
+    ("zones[0].nameservers", "--ns"),
+    ("zones[0].records.", "--zone-resolutions."),
+    (".pool.addresses", ".ips"),
+    (".pool.check.port", ".health_port"),
+    (".a[", ".ips["),
+)
+
+
+def _flag_path(path: str) -> str:
+    """A config path in terms of the a-healthy-dns flags that produced it."""
+    for internal, flag in _FLAG_PATHS:
+        path = path.replace(internal, flag)
+    return path
+
+
 def _resolution(name: str, value: Any, interval: float, timeout: float,
                 ttl: int) -> dict[str, Any]:
     path = f"--zone-resolutions.{name}"
@@ -175,5 +196,5 @@ def _json(text: str, flag: str, kind: type) -> Any:
 def _algorithm(name: str) -> None:
     try:
         dns.dnssec.Algorithm.from_text(name)
-    except dns.exception.DNSException:
+    except (dns.exception.DNSException, ValueError):
         raise ConfigError("--priv-key-alg", f"{name!r} is not a DNSSEC algorithm") from None

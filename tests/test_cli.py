@@ -1,0 +1,114 @@
+"""The command line: bad flags and configs fail before binding, with a message naming them."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Backend, Server, run_cli
+
+ZONE = ["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]']
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "give exactly one of --config PATH, --demo, or --hosted-zone"),
+    (["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]'],
+     "--zone-resolutions: is required with --hosted-zone"),
+    ([*ZONE, "--zone-resolutions", "{www: 1}"], "--zone-resolutions: not valid JSON"),
+    ([*ZONE, "--zone-resolutions", '["192.0.2.1"]'],
+     "--zone-resolutions: expected a JSON object"),
+    ([*ZONE, "--zone-resolutions", '{"www": ["2001:db8::1"]}'],
+     "--zone-resolutions.www[0]: '2001:db8::1' is not an IPv4 address"),
+    ([*ZONE, "--zone-resolutions", '{"www": {"ips": ["192.0.2.1"], "health_port": 70000}}'],
+     "--zone-resolutions.www.health_port: 70000 is not a port (1-65535)"),
+    ([*ZONE, "--zone-resolutions", '{"www": {"ips": ["192.0.2.1"]}}'],
+     "--zone-resolutions.www: 'health_port' is required"),
+    ([*ZONE, "--zone-resolutions", '{"www": {"ips": ["192.0.2.1"], "port": 80}}'],
+     "--zone-resolutions.www: unknown key 'port'"),
+    ([*ZONE, "--zone-resolutions", '{"bad name": ["192.0.2.1"]}'],
+     "--zone-resolutions.\"bad name\": 'bad name' is not a valid DNS name"),
+    (["--hosted-zone", "example.test", "--ns", '["ns1"]', "--zone-resolutions",
+      '{"www": ["192.0.2.1"]}'],
+     "--ns[0]: 'ns1' is not a fully qualified host name"),
+    ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-path", "/k.pem"],
+     "--priv-key-path: DNSSEC signing is not supported yet"),
+    ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-alg", "ROT13"],
+     "--priv-key-alg: 'ROT13' is not a DNSSEC algorithm"),
+    ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--test-timeout", "0"],
+     "--test-timeout: 0 is not positive"),
+    (["--config", "/nonexistent/healthdns.toml"],
+     "/nonexistent/healthdns.toml: cannot read: No such file or directory"),
+    (["--demo", "--listen", "localhost"],
+     "server.listen[0]: 'localhost': 'localhost' is not an IPv4 or IPv6 address"),
+])
+def test_bad_input_exits_non_zero_naming_the_problem(args: list[str], message: str) -> None:
+    result = run_cli(args)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_flag_value_is_an_argparse_error() -> None:
+    result = run_cli(["--demo", "--log-level", "loud"])
+    assert result.returncode == 2 and "invalid choice: 'loud'" in result.stderr
+
+
+def test_bad_toml_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[[zones]]\norigin = "example.test"\nnameservers = ["ns1.example.net"]\n'
+                    '[zones.records.www]\npool = { addresses = ["192.0.2.1"], '
+                    'check = { port = 70000 } }\n')
+    result = run_cli(["--config", str(path)])
+    assert result.returncode == 1
+    assert "zones[0].records.www.pool.check.port: 70000 is not a port (1-65535)" in result.stderr
+
+
+def test_check_config_prints_the_normalised_config() -> None:
+    result = run_cli(["--check-config", *ZONE, "--zone-resolutions",
+                      '{"WWW": {"ips": ["192.0.2.1"], "health_port": 80}}',
+                      "--test-min-interval", "10"])
+    assert result.returncode == 0, result.stderr
+    cfg = json.loads(result.stdout)
+    zone = cfg["zones"][0]
+    assert zone["origin"] == "example.test."
+    assert zone["records"]["www"]["pool"]["check"] == {
+        "port": 80, "kind": "tcp", "interval": 10.0, "timeout": 2.0, "rise": 2, "fall": 2}
+    assert zone["records"]["www"]["ttl"] == 20  # a-healthy-dns: twice the interval
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A UDP port that someone else holds (no SO_REUSEPORT)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_port_in_use_stops_with_the_address(taken_port: int) -> None:
+    result = run_cli(["--demo", "--listen", f"127.0.0.1:{taken_port}"])
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{taken_port} (udp): Address already in use" \
+        in result.stderr
+
+
+def test_a_healthy_dns_flags_serve_the_same_answers(tmp_path: Path) -> None:
+    backend = Backend("127.0.0.1")
+    backend.up()
+    resolutions = {"www": {"ips": ["127.0.0.1", "127.0.0.3"], "health_port": backend.port},
+                   "static": ["192.0.2.20"]}
+    server = Server([*ZONE, "--alias-zones", '["example.org"]', "--zone-resolutions",
+                     json.dumps(resolutions), "--test-min-interval", "1", "--test-timeout",
+                     "0.2", "--listen", "127.0.0.1:0", "--responders", "1"]).start()
+    try:
+        assert server.addresses("www.example.test") == {"127.0.0.1"}
+        assert server.addresses("www.example.org") == {"127.0.0.1"}
+        static = server.query("static.example.test")
+        assert [rd.to_text() for rd in static.answer[0]] == ["192.0.2.20"]
+        assert static.answer[0].ttl == 2  # twice the check interval, as a-healthy-dns does
+    finally:
+        assert server.stop() == 0
+        backend.close()
