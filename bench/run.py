@@ -7,8 +7,8 @@ Usage:
 
 Every server serves the same zone `example.test` (written into a temporary directory): apex SOA
 and NS, `www` A x2, `mail` A, `api` A, `db` A, apex MX, and with `--names N` also n00001..nN A.
-Before any load, each distinct query is asked of every server with dig (with and without EDNS)
-and the answers are compared with gdnsd's and Knot's (rcode, AA, answer and authority RRsets;
+Before any load, each distinct query is asked of every server with dig (UDP with and without
+EDNS, and TCP) and the answers are compared with gdnsd's and Knot's (rcode, AA, answer and authority RRsets;
 TTLs and the SOA serial are ignored, but reported as notes). Then dnsperf loads the servers in
 turns (healthdns, gdnsd, knot, healthdns, ...) for `--rounds` rounds, and the table shows the
 median of each column over the rounds, the ratios of healthdns to gdnsd and Knot, the response
@@ -140,29 +140,39 @@ MIXED = ("WwW.ExAmPlE.tEsT", "MAIL.EXAMPLE.TEST", "Api.Example.Test", "dB.eXaMpL
 CHECK_ONLY = (  # asked of every server before the load, not part of it
     (f"{ZONE}", "MX"), (f"{ZONE}", "A"), (f"{ZONE}", "AAAA"), (f"www.{ZONE}", "CNAME"),
     (f"WWW.{ZONE.upper()}", "AAAA"), (f"NoSuch.{ZONE}", "A"), ("ExAmPlE.TeSt", "SOA"),
-    (f"sub.www.{ZONE}", "AAAA"), ("example.com", "A"), ("test", "SOA"),
+    (f"sub.www.{ZONE}", "AAAA"), ("example.com", "A"), ("test", "SOA"), (f"www.{ZONE}", "ANY"),
+    (f"{ZONE}", "DNSKEY"), (f"www.{ZONE}", "TYPE65280"),
 )
 
 
 def query_mix(zone: Zone, rng: random.Random) -> list[tuple[str, str, str]]:
     """(kind, name, type) lines of the query file, shuffled, in the shares of MIX."""
     total = 1000 if zone.extra == 0 else 10000
-    positives = [f"{n}.{ZONE}" for n in BASE_A]
     extra = [name for name, _ in zone.extra_names()]
-    pick = {
-        "positive": lambda: (rng.choice(positives) if not extra or rng.random() < 0.5
-                             else f"{rng.choice(extra)}.{ZONE}", "A"),
-        "nxdomain": lambda: (f"{rng.choice(NXDOMAIN_NAMES)}.{ZONE}", rng.choice(("A", "AAAA"))),
-        "nodata": lambda: (lambda n, t: (f"{n}.{ZONE}", t))(*rng.choice(NODATA)),
-        "soa": lambda: (ZONE, "SOA"),
-        "ns": lambda: (ZONE, "NS"),
-        "mixed": lambda: (rng.choice(MIXED), "A"),
-    }
     lines: list[tuple[str, str, str]] = []
     for kind, share in MIX.items():
-        lines.extend((kind, *pick[kind]()) for _ in range(round(total * share)))
+        lines.extend((kind, *_pick(kind, rng, extra)) for _ in range(round(total * share)))
     rng.shuffle(lines)
     return lines
+
+
+def _pick(kind: str, rng: random.Random, extra: Sequence[str]) -> tuple[str, str]:
+    """One (name, type) of a kind; positives are half base names, half extra names (if any)."""
+    match kind:
+        case "positive":
+            use_extra = bool(extra) and rng.random() >= 0.5
+            owner = rng.choice(extra) if use_extra else rng.choice(list(BASE_A))
+            return f"{owner}.{ZONE}", "A"
+        case "nxdomain":
+            return f"{rng.choice(NXDOMAIN_NAMES)}.{ZONE}", rng.choice(("A", "AAAA"))
+        case "nodata":
+            owner, rtype = rng.choice(NODATA)
+            return f"{owner}.{ZONE}", rtype
+        case "soa" | "ns":
+            return ZONE, kind.upper()
+        case "mixed":
+            return rng.choice(MIXED), "A"
+    raise ValueError(kind)
 
 
 def check_queries(lines: Sequence[tuple[str, str, str]], rng: random.Random,
@@ -300,7 +310,7 @@ class Server:
         name, rtype, expect = self.ready_probe
         try:
             out = subprocess.run(["dig", "+short", "+tries=1", "+time=1", f"@{HOST}", "-p",
-                                  str(self.port), name, rtype], capture_output=True, text=True,
+                                  str(self.port), name, rtype], check=False, capture_output=True, text=True,
                                  timeout=5).stdout
         except subprocess.TimeoutExpired:
             return False
@@ -328,17 +338,21 @@ class Server:
             if alive(kid):
                 self.leftover.append(kid)
                 log(f"{self.label}: child pid {kid} outlived its parent: SIGKILL")
-                os.kill(kid, signal.SIGKILL)
+                try:
+                    os.kill(kid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def processes(self) -> list[dict[str, Any]]:
         """The server's process and its direct children, with their VmRSS in KiB."""
-        rows = [{"pid": self.pid, "role": "main", "rss_kib": rss_kib(self.pid)}]
+        rows: list[dict[str, Any]] = [{"pid": self.pid, "role": "main",
+                                       "rss_kib": rss_kib(self.pid)}]
         roles = self._roles_from_log()
         unknown = []
         for kid in children(self.pid):
             line = cmdline(kid)
             role = roles.get(kid) or ("resource_tracker" if "resource_tracker" in line else None)
-            row = {"pid": kid, "role": role, "rss_kib": rss_kib(kid)}
+            row: dict[str, Any] = {"pid": kid, "role": role, "rss_kib": rss_kib(kid)}
             if role is None:
                 unknown.append(row)
             rows.append(row)
@@ -516,13 +530,14 @@ def parse_dig(text: str) -> Answer:
     )
 
 
-def dig(port: int, name: str, rtype: str, edns: bool) -> Answer:
-    argv = ["dig", "+norec", "+noall", "+answer", "+authority", "+comments", "+tries=1",
-            "+time=2", f"@{HOST}", "-p", str(port), name, rtype]
-    if not edns:
-        argv.insert(1, "+noedns")
+VARIANTS = {"udp": [], "udp no edns": ["+noedns"], "tcp": ["+tcp"]}
+
+
+def dig(port: int, name: str, rtype: str, variant: str) -> Answer:
+    argv = ["dig", *VARIANTS[variant], "+norec", "+noall", "+answer", "+authority", "+comments",
+            "+tries=1", "+time=2", f"@{HOST}", "-p", str(port), name, rtype]
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        result = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
         return Answer("TIMEOUT", False, (), (), (), (), 0)
     return parse_dig(result.stdout + result.stderr)
@@ -530,19 +545,23 @@ def dig(port: int, name: str, rtype: str, edns: bool) -> Answer:
 
 def check_answers(servers: Sequence[Server],
                   queries: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """Ask every server every query (with and without EDNS); group differing answers."""
-    jobs = [(s, q, edns) for s in servers for q in queries for edns in (True, False)]
+    """Ask every server every query (UDP with and without EDNS, TCP); compare the answers."""
+    jobs = [(s, q, v) for s in servers for q in queries for v in VARIANTS]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda j: dig(j[0].port, j[1][0], j[1][1], j[2]), jobs))
-    table: dict[tuple[str, str, bool], dict[str, Answer]] = {}
-    for (server, (name, rtype), edns), answer in zip(jobs, answers):
-        table.setdefault((name, rtype, edns), {})[server.label] = answer
+    table: dict[tuple[str, str, str], dict[str, Answer]] = {}
+    for (server, (name, rtype), variant), answer in zip(jobs, answers):
+        table.setdefault((name, rtype, variant), {})[server.label] = answer
     refs = [s.label for s in servers if s.kind in REFERENCES]
     compared = [s.label for s in servers if s.kind not in REFERENCES and s.kind != "a-healthy-dns"]
     report: dict[str, Any] = {"references": refs, "queries": len(queries), "mismatches": [],
-                              "reference_disagreements": [], "notes": [], "timeouts": []}
-    for (name, rtype, edns), by_server in table.items():
-        query = f"{name} {rtype} ({'edns' if edns else 'no edns'})"
+                              "reference_disagreements": [], "notes": [], "timeouts": [],
+                              "answers": {}}
+    for (name, rtype, variant), by_server in table.items():
+        query = f"{name} {rtype} ({variant})"
+        report["answers"][query] = {
+            label: {"answer": a.show(), "ttls": list(a.ttls), "additional": a.additional}
+            for label, a in by_server.items()}
         for label, answer in by_server.items():
             if answer.status in ("TIMEOUT", "NO-ANSWER"):
                 report["timeouts"].append({"server": label, "query": query})
@@ -586,18 +605,26 @@ def _notes(label: str, query: str, mine: Answer, by_server: dict[str, Answer],
     return out
 
 
-def print_check(report: dict[str, Any]) -> None:
+def print_check(report: dict[str, Any], show_all: bool) -> None:
     refs = " and ".join(report["references"]) or "no reference server"
-    log(f"answer check: {report['queries']} distinct queries x (edns, no edns) against {refs}")
+    log(f"answer check: {report['queries']} distinct queries x ({', '.join(VARIANTS)}) "
+        f"against {refs}")
+    if show_all:
+        for query, by_server in report["answers"].items():
+            print(f"  {query}")
+            for label, entry in by_server.items():
+                ttls = ", ".join(t.split(" ttl ")[1] for t in entry["ttls"]) or "-"
+                print(f"      {label:<16} {entry['answer']} | ttl {ttls} | "
+                      f"additional {entry['additional']}")
     for t in report["timeouts"]:
         print(f"  NO ANSWER  {t['server']}: {t['query']}")
-    for m in report["mismatches"]:
-        print(f"  MISMATCH   {m['server']}: {m['query']}")
+    for query, m in _collapse(report["mismatches"], "got", "expected"):
+        print(f"  MISMATCH   {m['server']}: {query}")
         print(f"      got       {m['got']}")
         for ref, text in m["expected"].items():
             print(f"      {ref:<9} {text}")
-    for d in report["reference_disagreements"]:
-        print(f"  REFERENCES DISAGREE: {d['query']}")
+    for query, d in _collapse(report["reference_disagreements"], "answers"):
+        print(f"  references disagree (not counted against healthdns): {query}")
         for ref, text in d["answers"].items():
             print(f"      {ref:<9} {text}")
     for kind in ("ttl", "owner name case", "additional count"):
@@ -609,6 +636,18 @@ def print_check(report: dict[str, Any]) -> None:
             print(f"  note ({kind}): {len(_dedupe_notes(notes)) - 12} more in the JSON output")
     if not report["mismatches"] and not report["timeouts"]:
         print("  all answers match the references (rcode, AA, answer and authority RRsets)")
+
+
+def _collapse(entries: list[dict[str, Any]],
+              *fields: str) -> list[tuple[str, dict[str, Any]]]:
+    """Entries that differ only in the transport variant, as one ("name type (v1, v2)", entry)."""
+    groups: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
+    for entry in entries:
+        question, _, variant = entry["query"].rpartition(" (")
+        key = json.dumps([entry.get("server"), question, *(entry[f] for f in fields)],
+                         sort_keys=True)
+        groups.setdefault(key, (question, [], entry))[1].append(variant.rstrip(")"))
+    return [(f"{q} ({', '.join(v)})", e) for q, v, e in groups.values()]
 
 
 def _dedupe_notes(notes: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -674,7 +713,7 @@ def run_dnsperf(server: Server, queries: Path, args: argparse.Namespace, round_n
         argv.append("-e")
     out_path = root / f"dnsperf-{server.label.replace(' ', '_').replace('=', '')}-{round_no}.txt"
     with open(out_path, "wb") as out:
-        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+        result = subprocess.run(argv, check=False, stdout=out, stderr=subprocess.STDOUT,
                                 timeout=args.seconds + 60)
     text = out_path.read_text(errors="replace")
     if result.returncode != 0:
@@ -796,7 +835,7 @@ def print_memory(memory: dict[str, Any]) -> None:
 def versions(servers: Sequence[Server]) -> dict[str, str]:
     def first_line(argv: list[str]) -> str:
         try:
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return "unknown"
         text = (r.stdout + r.stderr).strip().splitlines()
@@ -812,7 +851,7 @@ def versions(servers: Sequence[Server]) -> dict[str, str]:
         elif s.kind == "knot":
             out["knot"] = first_line([s.argv[0], "-V"])
     git = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True)
+                         check=False, capture_output=True, text=True)
     out["healthdns_git"] = git.stdout.strip() or "unknown"
     return out
 
@@ -837,6 +876,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="seconds a server may take to become ready (default 120)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--show-answers", action="store_true",
+                   help="print every server's answer to every checked query")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on an answer mismatch or a wrong rcode under load")
     p.add_argument("--seed", type=int, default=1, help="seed of the query file (default 1)")
@@ -886,7 +927,7 @@ def measure(args: argparse.Namespace, root: Path, servers: list[Server], notes: 
             rng: random.Random) -> int:
     idle = memory_report(servers)
     check = check_answers(servers, check_queries(lines, rng))
-    print_check(check)
+    print_check(check, args.show_answers)
     rounds: list[Round] = []
     for round_no in range(1, args.rounds + 1):
         for server in servers:

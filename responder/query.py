@@ -16,6 +16,7 @@ from healthdns.responder.table import CLASS_IN, Entry, Table
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
 OPT = 41
+NSID = 3  # EDNS option code (RFC 5001); every other option is ignored (RFC 6891 6.1.2)
 TC = 0x0200
 QR = 0x8000
 PLAIN_LIMIT = 512
@@ -29,16 +30,26 @@ META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
 class Answerer:
     """Answers queries from the current table; one per responder process."""
 
-    def __init__(self, payload_size: int) -> None:
+    def __init__(self, payload_size: int, nsid: bytes = b"") -> None:
         self.table: Table | None = None
         self.payload_size = payload_size
+        # RFC 5001: sent only to a client whose query carries an (empty) NSID option.
+        self.nsid_option = struct.pack(">HH", NSID, len(nsid)) + nsid if nsid else b""
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
         self.fast_hits = 0
         self.slow_counts: Counter[tuple[int, int]] = Counter()  # (qtype, rcode) -> queries
 
-    def _opt(self, ext_rcode: int, flags: int) -> bytes:
-        return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags, 0)
+    def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
+        return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags,
+                                      len(options)) + options
+
+    def _opt_for(self, edns: Edns, ext_rcode: int = 0) -> bytes:
+        """Our OPT in reply to the client's: DO echoed, NSID if asked and configured."""
+        options = self.nsid_option if edns[3] else b""
+        if not options and not ext_rcode:
+            return self.opts[edns[1] >> 15]
+        return self._opt(ext_rcode, edns[1] & 0x8000, options)
 
     # --- fast path ------------------------------------------------------------------------------
 
@@ -68,8 +79,11 @@ class Answerer:
         response = b"".join((data[:2], bytes((entry[0] | (data[2] & 0x01),
                                               entry[1] | (data[3] & 0x10))),
                              entry[3], data[12:qend], entry[4], opt))
-        if not tcp and len(response) > max(PLAIN_LIMIT, data[qend + 3] << 8 | data[qend + 4]):
-            return self._truncated(data, qend, entry, opt)
+        if not tcp and len(response) > PLAIN_LIMIT:
+            # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
+            limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
+            if len(response) > limit:
+                return self._truncated(data, qend, entry, opt)
         self.fast_hits += 1
         return response
 
@@ -130,10 +144,11 @@ class Answerer:
         flags = entry[0] << 8 | entry[1] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
         self.slow_counts[(qtype, flags & 0x0F)] += 1
-        opt = b"" if edns is None else self.opts[edns[1] >> 15]
+        opt = b"" if edns is None else self._opt_for(edns)
         counts = entry[2] if edns is None else entry[3]
         response = data[:2] + struct.pack(">H", flags) + counts + question + entry[4] + opt
-        limit = PLAIN_LIMIT if edns is None else max(PLAIN_LIMIT, edns[0])
+        limit = PLAIN_LIMIT if edns is None else max(PLAIN_LIMIT,
+                                                      min(self.payload_size, edns[0]))
         if not tcp and len(response) > limit:
             flags = (flags & ~0x000F) | TC
             return self._header(data, flags, 1, 0, 1 if opt else 0) + question + opt
@@ -145,7 +160,7 @@ class Answerer:
         self.slow_counts[(qtype, rcode)] += 1
         # QR, the opcode echoed, RD and CD copied; never AA on an error (RFC 1035 4.1.1).
         flags = QR | (data[2] & 0x79) << 8 | (data[3] & 0x10) | (rcode & 0x0F)
-        opt = b"" if edns is None else self._opt(rcode >> 4, edns[1] & 0x8000)
+        opt = b"" if edns is None else self._opt_for(edns, rcode >> 4)
         return self._header(data, flags, 1 if question else 0, 0, 1 if opt else 0) \
             + question + opt
 
@@ -170,8 +185,8 @@ def _name_end(data: bytes, pos: int, pointers: bool) -> int:
     return -1
 
 
-Edns = tuple[int, int, int]  # (payload size, flags, version)
-MALFORMED: Edns = (-1, -1, -1)
+Edns = tuple[int, int, int, bool]  # (payload size, flags, version, NSID asked)
+MALFORMED: Edns = (-1, -1, -1, False)
 
 
 def _find_opt(data: bytes, pos: int, qdcount: int, skip: int, arcount: int) -> Edns | None:
@@ -195,5 +210,20 @@ def _find_opt(data: bytes, pos: int, qdcount: int, skip: int, arcount: int) -> E
             # RFC 6891 6.1.1: one OPT, in the additional section, owned by the root.
             if index < skip or edns is not None or end != start + 1:
                 return MALFORMED
-            edns = (rclass, ttl & 0xFFFF, (ttl >> 16) & 0xFF)
+            codes = _option_codes(data, end + 10, pos)
+            if codes is None:
+                return MALFORMED
+            edns = (rclass, ttl & 0xFFFF, (ttl >> 16) & 0xFF, NSID in codes)
     return edns
+
+
+def _option_codes(data: bytes, pos: int, end: int) -> list[int] | None:
+    """The option codes of an OPT's rdata, None if the options overrun it."""
+    codes = []
+    while pos < end:
+        if pos + 4 > end:
+            return None
+        code, length = struct.unpack_from(">HH", data, pos)
+        pos += 4 + length
+        codes.append(code)
+    return codes if pos == end else None

@@ -8,6 +8,7 @@ import signal
 import socket
 from multiprocessing.connection import Connection
 
+from healthdns.responder import mmsg
 from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
@@ -16,6 +17,7 @@ from healthdns.shared.config import Config
 
 log = logging.getLogger("healthdns.responder")
 UDP_BATCH = 64  # datagrams per wake-up before yielding to TCP and the pipe
+UDP_BATCHES = 4  # the same with recvmmsg: batches of 32 per wake-up
 
 
 class Server:
@@ -25,7 +27,7 @@ class Server:
         self.cfg = cfg
         self.listeners = listeners
         self.conn = conn
-        self.answerer = Answerer(cfg.server.udp_payload_size)
+        self.answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
         self.tcp_clients = 0
         self.serving = False
         self.errors = 0
@@ -71,12 +73,19 @@ class Server:
             return
         self.serving = True
         loop = asyncio.get_running_loop()
+        cfg = self.cfg.server
         for listener in self.listeners:
-            loop.add_reader(listener.udp.fileno(), self._on_udp, listener.udp)
+            if cfg.udp_batch and mmsg.available():
+                batch = mmsg.Batch(listener.udp, cfg.udp_batch)
+                loop.add_reader(listener.udp.fileno(), batch.serve, self.answerer.answer,
+                                self._bug, UDP_BATCHES)
+            else:
+                loop.add_reader(listener.udp.fileno(), self._on_udp, listener.udp)
             await asyncio.start_server(self._on_tcp, sock=listener.tcp)
         messages.send(self.conn, messages.Ready(self.slot))
 
     def _on_udp(self, sock: socket.socket) -> None:
+        """The portable path: one recvfrom and one sendto per query."""
         answer = self.answerer.answer
         recvfrom, sendto = sock.recvfrom, sock.sendto
         for _ in range(UDP_BATCH):

@@ -126,6 +126,8 @@ class ServerSpec(_Frozen):
     log_level: str = "info"  # one of LOG_LEVELS
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
+    udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg call; 0: one recvfrom per query
+    nsid: str = ""  # RFC 5001 name server identifier, sent to clients that ask for it
 
     def endpoints(self) -> list[tuple[str, int, bool]]:
         """(host, port, required): without `listen`, all interfaces, IPv6 only where it exists."""
@@ -234,6 +236,10 @@ def _server(raw: ServerSpec) -> ServerSpec:
                           f"{raw.udp_payload_size} is not between 512 and 4096")
     if raw.tcp_idle_timeout <= 0:
         raise ConfigError("server.tcp_idle_timeout", f"{raw.tcp_idle_timeout:g} is not positive")
+    if not 0 <= raw.udp_batch <= 1024:
+        raise ConfigError("server.udp_batch", f"{raw.udp_batch} is not between 0 and 1024")
+    if len(raw.nsid.encode()) > 512:
+        raise ConfigError("server.nsid", "is longer than 512 bytes")
     if raw.tcp_max_connections < 1:
         raise ConfigError("server.tcp_max_connections",
                           f"{raw.tcp_max_connections} is not positive")
@@ -256,6 +262,9 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
     for key, value in raw.records.items():
         rpath = f"{path}.records.{_show_key(key)}"
         owner = _owner(key, origin, rpath)
+        if isinstance(value, dict) and "ns" in value:
+            raise ConfigError(f"{rpath}.ns", "delegating a subdomain (NS below the apex) is not "
+                              "supported; the apex NS records come from `nameservers`")
         if owner in records:
             raise ConfigError(rpath, f"the name {owner!r} is given twice")
         records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, rpath)
