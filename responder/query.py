@@ -38,6 +38,7 @@ class Answerer:
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
         self.fast_hits = 0
+        self.truncated = 0
         self.slow_counts: Counter[tuple[int, int]] = Counter()  # (qtype, rcode) -> queries
 
     def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
@@ -96,9 +97,9 @@ class Answerer:
 
     def _truncated(self, data: bytes, qend: int, entry: Entry, opt: bytes) -> bytes:
         """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""
-        flags = (entry[0] << 8 | entry[1]) & ~0x000F | TC  # rcode comes with the full answer
-        self.slow_counts[(0, -1)] += 1
-        return self._header(data, flags, 0, 0, len(opt) and 1) + data[12:qend] + opt
+        flags = entry[0] << 8 | entry[1] | (data[2] & 0x01) << 8 | (data[3] & 0x10) | TC
+        self.truncated += 1
+        return self._header(data, flags, 1, 0, 1 if opt else 0) + data[12:qend] + opt
 
     # --- slow path ------------------------------------------------------------------------------
 
@@ -150,8 +151,8 @@ class Answerer:
         limit = PLAIN_LIMIT if edns is None else max(PLAIN_LIMIT,
                                                       min(self.payload_size, edns[0]))
         if not tcp and len(response) > limit:
-            flags = (flags & ~0x000F) | TC
-            return self._header(data, flags, 1, 0, 1 if opt else 0) + question + opt
+            self.truncated += 1
+            return self._header(data, flags | TC, 1, 0, 1 if opt else 0) + question + opt
         return response
 
     def _error(self, data: bytes, question: bytes, rcode: int,

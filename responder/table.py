@@ -51,9 +51,11 @@ class Table:
         found = self.names.get(name)
         if found is not None:
             return found, True
-        i = 0
-        while name[i]:
+        i, end = 0, len(name) - 1  # the last byte is the root label
+        while i < end:
             i += name[i] + 1
+            if i > end:
+                break  # not a well-formed name: the slow path says FORMERR
             nxdomain = self.zones.get(name[i:])
             if nxdomain is not None:
                 return nxdomain, True

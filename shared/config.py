@@ -262,6 +262,11 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
     for key, value in raw.records.items():
         rpath = f"{path}.records.{_show_key(key)}"
         owner = _owner(key, origin, rpath)
+        nested = [k for k, v in value.items() if isinstance(v, dict) and k != "pool"] \
+            if isinstance(value, dict) else []
+        if nested:
+            raise ConfigError(rpath, f"{nested[0]!r} is not a record field; a name with dots "
+                              f"must be quoted in TOML: [zones.records.\"{key}.{nested[0]}\"]")
         if isinstance(value, dict) and "ns" in value:
             raise ConfigError(f"{rpath}.ns", "delegating a subdomain (NS below the apex) is not "
                               "supported; the apex NS records come from `nameservers`")

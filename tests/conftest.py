@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
+
+from harness import Server
 
 
 def need_tool(name: str) -> str:
@@ -19,3 +22,88 @@ def need_tool(name: str) -> str:
 @pytest.fixture
 def dig() -> str:
     return need_tool("dig")
+
+
+BIG_TXT = ", ".join(f"'\"{i:03d} {'x' * 96}\"'" for i in range(40))
+
+CONFORMANCE = f"""
+    [server]
+    listen = ["127.0.0.1:0"]
+    responders = 2
+    nsid = "healthdns-test"
+    tcp_idle_timeout = 1.0
+    tcp_max_connections = 8
+
+    [[zones]]
+    origin = "example.test"
+    aliases = ["example.org"]
+    nameservers = ["ns1.example.net", "ns2.example.net"]
+    ttl = 300
+
+    [zones.soa]
+    ttl = 3600
+    minimum = 60
+
+    [zones.records.www]
+    a = ["192.0.2.1", "192.0.2.2"]
+    aaaa = ["2001:db8::1"]
+
+    [zones.records.mail]
+    a = ["192.0.2.25"]
+
+    [zones.records."@"]
+    mx = ["10 mail"]
+    txt = ['"v=spf1 -all"']
+    caa = ['0 issue "letsencrypt.org"']
+
+    [zones.records.big]
+    txt = [{BIG_TXT}]
+
+    [zones.records."a.b.c"]
+    txt = ['"deep"']
+
+    [zones.records."_sip._udp"]
+    srv = ["10 60 5060 sip"]
+
+    [zones.records.sip]
+    a = ["192.0.2.60"]
+
+    [zones.records.alias]
+    cname = "www"
+
+    [zones.records.chain1]
+    cname = "chain2"
+
+    [zones.records.chain2]
+    cname = "www.example.org."
+
+    [zones.records.loop1]
+    cname = "loop2"
+
+    [zones.records.loop2]
+    cname = "loop1"
+
+    [zones.records.dangling]
+    cname = "nothere"
+
+    [zones.records.ext]
+    cname = "www.example.net."
+
+    [zones.records.rev]
+    ptr = ["www.example.test."]
+
+    [[zones]]
+    origin = "second.test"
+    nameservers = ["ns1.second.test"]
+
+    [zones.records.ns1]
+    a = ["192.0.2.53"]
+"""
+
+
+@pytest.fixture(scope="session")
+def conformance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One read-only server for the per-RFC conformance tests."""
+    server = Server([], tmp_path_factory.mktemp("conformance"), CONFORMANCE).start()
+    yield server
+    assert server.stop() == 0

@@ -208,3 +208,36 @@ class Backend:
         if self._thread is not None:
             self._thread.join()
         self.sock.close()
+
+
+def exchange(server: Server, wire: bytes, tcp: bool = False, timeout: float = 1.0) -> bytes | None:
+    """Send raw bytes, return the raw response, or None when none comes within `timeout`."""
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    if tcp:
+        with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
+            sock.sendall(len(wire).to_bytes(2, "big") + wire)
+            return read_tcp_message(sock)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(wire, (server.host, server.port))
+        try:
+            return sock.recv(65535)
+        except TimeoutError:
+            return None
+
+
+def read_tcp_message(sock: socket.socket) -> bytes | None:
+    header = _recv_exactly(sock, 2)
+    if header is None:
+        return None
+    return _recv_exactly(sock, int.from_bytes(header, "big"))
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data

@@ -101,6 +101,9 @@ CASES = [
     (with_("server/colour", "blue"),
      "server: object contains unknown field colour"),
     ({"zones": []}, "zones: at least one zone is required"),
+    (with_("zones/0/records/_sip", {"_udp": {"srv": ["10 60 5060 sip"]}}),
+     "zones[0].records._sip: '_udp' is not a record field; a name with dots must be quoted "
+     "in TOML: [zones.records.\"_sip._udp\"]"),
 ]
 
 

@@ -1,0 +1,114 @@
+"""The fast path and the slow path agree, and neither raises, whatever the packet."""
+
+from __future__ import annotations
+
+import struct
+
+import dns.message
+import dns.rcode
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from healthdns.responder.query import Answerer
+from healthdns.responder.table import Table
+from healthdns.shared import config, messages
+from healthdns.signer.main import Signer
+
+CFG = config.from_mapping({
+    "zones": [{
+        "origin": "example.test", "aliases": ["example.org"],
+        "nameservers": ["ns1.example.net"],
+        "records": {
+            "www": {"a": ["192.0.2.1", "192.0.2.2"], "aaaa": ["2001:db8::1"]},
+            "big": {"txt": [f'"{i:03d} {"x" * 96}"' for i in range(20)]},
+            "alias": {"cname": "www"},
+            "a.b": {"txt": ['"deep"']},
+            "pool": {"pool": {"addresses": ["192.0.2.9"], "check": {"port": 80}}},
+        },
+    }],
+})
+
+
+def answerer() -> Answerer:
+    published = Signer(CFG).update({}, full=True)
+    assert published is not None
+    a = Answerer(1232, b"nsid")
+    a.table = Table(messages.decode_to_child(published.snapshot))  # type: ignore[arg-type]
+    return a
+
+
+ANSWERER = answerer()
+NAMES = ["www.example.test", "WwW.ExAmPlE.TeSt", "big.example.test", "alias.example.org",
+         "b.example.test", "nothere.example.test", "x.www.example.test", "example.test",
+         "example.org", "www.example.com", "pool.example.test", "."]
+TYPES = [1, 2, 5, 6, 15, 16, 28, 41, 65, 99, 251, 252, 253, 255, 65280]
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> bytes:
+    name = dns.name.from_text(draw(st.sampled_from(NAMES))).to_wire()
+    flags = draw(st.one_of(st.just(0), st.just(0x0100), st.just(0x0120), st.integers(0, 0xFFFF)))
+    qtype = draw(st.sampled_from(TYPES))
+    qclass = draw(st.sampled_from([1, 1, 1, 3, 255]))
+    question = name + struct.pack(">HH", qtype, qclass)
+    additional, arcount = b"", 0
+    if draw(st.booleans()):
+        options = b""
+        if draw(st.booleans()):
+            code = draw(st.sampled_from([3, 10, 65001]))
+            data = draw(st.binary(max_size=12))
+            options = struct.pack(">HH", code, len(data)) + data
+        size = draw(st.sampled_from([0, 512, 1232, 4096, 65535]))
+        ttl = draw(st.sampled_from([0, 0x8000, 0x00010000, 0x01008000]))
+        additional = b"\x00\x00\x29" + struct.pack(">HIH", size, ttl, len(options)) + options
+        arcount = 1
+    qdcount = draw(st.sampled_from([1, 1, 1, 0, 2]))
+    header = struct.pack(">HHHHHH", draw(st.integers(0, 0xFFFF)), flags, qdcount, 0, 0, arcount)
+    wire = header + question + additional
+    mutation = draw(st.sampled_from(["none", "none", "truncate", "flip", "append"]))
+    if mutation == "truncate":
+        wire = wire[:draw(st.integers(0, len(wire)))]
+    elif mutation == "flip":
+        i = draw(st.integers(0, len(wire) - 1))
+        wire = wire[:i] + bytes([draw(st.integers(0, 255))]) + wire[i + 1:]
+    elif mutation == "append":
+        wire += draw(st.binary(min_size=1, max_size=8))
+    return wire
+
+
+@settings(max_examples=3000, deadline=None)
+@given(queries(), st.booleans())
+def test_fast_and_slow_paths_agree(wire: bytes, tcp: bool) -> None:
+    fast = ANSWERER.answer(wire, tcp)
+    slow = ANSWERER.slow(wire, tcp)
+    assert fast == slow
+    if fast is not None and (fast[2] >> 3) & 0x0F == 0:
+        response = dns.message.from_wire(fast)  # a valid message
+        assert response.id == struct.unpack_from(">H", wire)[0]
+        if not tcp:
+            assert len(fast) <= 1232
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(min_size=0, max_size=300))
+def test_random_bytes_never_raise(wire: bytes) -> None:
+    assert ANSWERER.answer(wire, False) == ANSWERER.slow(wire, False)
+
+
+def test_common_queries_take_the_fast_path() -> None:
+    a = answerer()
+    for name, rdtype in [("www.example.test", "A"), ("nothere.example.test", "A"),
+                         ("www.example.test", "MX"), ("WWW.example.test", "AAAA")]:
+        for edns in (False, 0):
+            wire = dns.message.make_query(name, rdtype, use_edns=edns).to_wire()
+            assert a.answer(wire, False) is not None
+    assert a.fast_hits == 8
+    assert not a.slow_counts
+
+
+def test_refused_goes_to_the_slow_path_and_is_counted() -> None:
+    a = answerer()
+    wire = dns.message.make_query("www.example.com", "A").to_wire()
+    response = dns.message.from_wire(a.answer(wire, False))
+    assert response.rcode() == dns.rcode.REFUSED
+    assert a.slow_counts == {(1, dns.rcode.REFUSED): 1}
