@@ -8,8 +8,8 @@ Usage:
 Every server serves the same zone `example.test` (written into a temporary directory): apex SOA
 and NS, `www` A x2, `mail` A, `api` A, `db` A, apex MX, and with `--names N` also n00001..nN A.
 Before any load, each distinct query is asked of every server with dig (UDP with and without
-EDNS, and TCP) and the answers are compared with gdnsd's and Knot's (rcode, AA, answer and authority RRsets;
-TTLs and the SOA serial are ignored, but reported as notes). Then dnsperf loads the servers in
+EDNS, and TCP) and the answers are compared with gdnsd's and Knot's (rcode, AA, answer and
+authority RRsets; TTLs and the SOA serial are ignored, but reported as notes). Then dnsperf loads the servers in
 turns (healthdns, gdnsd, knot, healthdns, ...) for `--rounds` rounds, and the table shows the
 median of each column over the rounds, the ratios of healthdns to gdnsd and Knot, the response
 codes seen under load, and the memory (VmRSS) of every healthdns process.
@@ -61,6 +61,10 @@ EXIT_STRICT = 1
 
 class BenchError(Exception):
     """A failure that ends the run: the message says what and includes the evidence."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT: stop the servers and leave."""
 
 
 def log(text: str) -> None:
@@ -249,13 +253,12 @@ def cmdline(pid: int) -> str:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper does not count)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclasses.dataclass
@@ -310,8 +313,8 @@ class Server:
         name, rtype, expect = self.ready_probe
         try:
             out = subprocess.run(["dig", "+short", "+tries=1", "+time=1", f"@{HOST}", "-p",
-                                  str(self.port), name, rtype], check=False, capture_output=True, text=True,
-                                 timeout=5).stdout
+                                  str(self.port), name, rtype],
+                                 check=False, capture_output=True, text=True, timeout=5).stdout
         except subprocess.TimeoutExpired:
             return False
         got = {line.strip() for line in out.splitlines() if line.strip()}
@@ -959,16 +962,21 @@ def measure(args: argparse.Namespace, root: Path, servers: list[Server], notes: 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+    def on_signal(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     root = Path(tempfile.mkdtemp(prefix="healthdns-bench-"))
     try:
         return run(args, root)
     except BenchError as e:
         print(f"bench/run.py: error: {e}", file=sys.stderr)
         return EXIT_START
+    except Interrupted as e:
+        print(f"bench/run.py: {e}: servers stopped, nothing measured is reported",
+              file=sys.stderr)
+        return 128 + signal.Signals[str(e)].value
     finally:
         if args.keep:
             log(f"kept {root}")

@@ -34,6 +34,13 @@ class Health(_Message):
     full: bool
 
 
+class Resume(_Message):
+    """supervisor -> respawned signer: where its predecessor left off (serials never go back)."""
+
+    generation: int
+    serials: list[int]
+
+
 class Answer(msgspec.Struct, frozen=True, array_like=True):
     """One pre-rendered response, everything after the question.
 
@@ -113,7 +120,7 @@ class Published(_Message):
     snapshot: bytes
 
 
-ToChild = Start | Health | Snapshot | Bye
+ToChild = Start | Health | Resume | Snapshot | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published
 
 _to_child = msgspec.msgpack.Decoder(ToChild)

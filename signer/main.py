@@ -26,6 +26,12 @@ class Signer:
         self.prints: list[tuple[object, ...] | None] = [None] * len(self.zones)
         self.generation = 0
 
+    def resume(self, generation: int, serials: list[int]) -> None:
+        """Continue from a predecessor's last snapshot (respawned after a crash)."""
+        if len(serials) == len(self.serials):
+            self.generation = generation
+            self.serials = list(serials)
+
     def update(self, states: Mapping[str, bool], full: bool) -> messages.Published | None:
         if full:
             self.health = dict(states)
@@ -65,6 +71,8 @@ def run(conn: Connection) -> None:
                     log.info("generation %d: serials %s", published.generation,
                              published.serials)
                     messages.send(conn, published)
+            case messages.Resume(generation=generation, serials=serials):
+                signer.resume(generation, serials)
             case messages.Bye():
                 return
             case _:

@@ -63,6 +63,7 @@ class Supervisor:
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
         self.health: dict[str, bool] | None = None
         self.snapshot: bytes | None = None
+        self.published: messages.Resume | None = None
         self.announced = False
         self.stopping = False
         self.exit_code = EXIT_OK
@@ -140,6 +141,8 @@ class Supervisor:
         slot.process, slot.conn, slot.state = process, parent, "starting"
         listen = self.listen if slot.role == "responder" else []
         self._send(slot, messages.encode(messages.Start(slot.index, self.encoded, listen)))
+        if slot.role == "signer" and self.published is not None:
+            self._send(slot, messages.encode(self.published))
         if slot.role == "signer" and self.health is not None:
             self._send(slot, messages.encode(messages.Health(self.health, full=True)))
         if slot.role == "responder" and self.snapshot is not None:
@@ -196,8 +199,9 @@ class Supervisor:
         match messages.decode_from_child(data):
             case messages.HealthReport(states=states, full=full):
                 self._on_health(states, full)
-            case messages.Published(generation=generation, snapshot=snapshot):
+            case messages.Published(generation=generation, serials=serials, snapshot=snapshot):
                 self.snapshot = snapshot
+                self.published = messages.Resume(generation, serials)
                 for responder in self.responders:
                     self._send(responder, snapshot)
                 log.debug("generation %d sent to responders", generation)

@@ -263,3 +263,20 @@ def test_killed_responder_is_replaced_while_queries_are_answered(server: Server)
     assert replaced, "responder1 was not respawned"
     assert answered / total >= 0.95, f"{answered}/{total} answered"
     assert victim not in children_of(server.pid)
+
+
+@pytest.mark.parametrize("role", ["signer", "prober"])
+def test_killed_signer_or_prober_is_replaced(server: Server, role: str) -> None:
+    pid = int(re.findall(rf"{role} started \(pid (\d+)\)", server.output())[-1])
+    serial = server.query("example.test", "SOA").answer[0][0].serial
+    os.kill(pid, signal.SIGKILL)
+    server.wait_for(rf"{role} started \(pid \d+\)", 5)
+    if role == "signer":  # the new signer publishes from the health the supervisor kept
+        server.wait_until(lambda: server.query("example.test", "SOA").answer[0][0].serial
+                          != serial, 5, "a snapshot from the new signer")
+    else:  # the new prober's first round changes nothing that is served
+        server.wait_for("first round: 1 of 2 targets up", 5)
+    assert server.addresses("www.example.test") == {"127.0.0.1"}
+    assert server.addresses("static.example.test") == {"192.0.2.1"}
+    after = server.query("example.test", "SOA").answer[0][0].serial
+    assert (after - serial) % 2**32 < 2**31

@@ -1,0 +1,116 @@
+"""The signer: what is served in each health state, and when a new snapshot is due."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from healthdns.shared import config, messages
+from healthdns.signer.main import Signer
+
+
+def cfg(policy: str = "serve-all") -> config.Config:
+    return config.from_mapping({"zones": [{
+        "origin": "example.test", "nameservers": ["ns1.example.net"],
+        "records": {"www": {"pool": {"addresses": ["192.0.2.1", "192.0.2.2", "2001:db8::1"],
+                                     "check": {"port": 80}, "policy": policy}}},
+    }]})
+
+
+def target(c: config.Config, address: str) -> str:
+    pool = c.zones[0].records["www"].pool
+    assert pool is not None
+    return pool.check.target(address)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ask(snapshot: messages.Snapshot, name: str, rdtype: str) -> dns.message.Message:
+    """Answer as a responder would, from the snapshot's tables."""
+    wire = dns.name.from_text(name).to_wire()
+    qtype = struct.pack(">H", dns.rdatatype.from_text(rdtype))
+    table = snapshot.zones[0]
+    answer = table.answers.get(wire + qtype) or table.names.get(wire) or table.nxdomain
+    header = struct.pack(">HHHHHH", 1, answer.flags, 1, answer.ancount, answer.nscount,
+                         answer.arcount)
+    return dns.message.from_wire(header + wire + qtype + b"\x00\x01" + answer.body)
+
+
+def publish(signer: Signer, states: dict[str, bool], full: bool = False) -> Any:
+    published = signer.update(states, full)
+    return None if published is None else messages.decode_to_child(published.snapshot)
+
+
+def addresses(response: dns.message.Message) -> set[str]:
+    return {rd.to_text() for rrset in response.answer for rd in rrset}
+
+
+def test_only_healthy_addresses_per_family() -> None:
+    c = cfg()
+    snap = publish(Signer(c), {target(c, "192.0.2.1"): True, target(c, "192.0.2.2"): False,
+                               target(c, "2001:db8::1"): True}, full=True)
+    assert addresses(ask(snap, "www.example.test", "A")) == {"192.0.2.1"}
+    assert addresses(ask(snap, "www.example.test", "AAAA")) == {"2001:db8::1"}
+
+
+def test_serve_all_when_a_family_is_all_down() -> None:
+    c = cfg()
+    snap = publish(Signer(c), {target(c, "2001:db8::1"): True}, full=True)
+    assert addresses(ask(snap, "www.example.test", "A")) == {"192.0.2.1", "192.0.2.2"}
+
+
+def test_empty_policy_is_nodata_never_nxdomain() -> None:
+    c = cfg("empty")
+    snap = publish(Signer(c), {}, full=True)
+    response = ask(snap, "www.example.test", "A")
+    assert response.rcode() == dns.rcode.NOERROR
+    assert not response.answer
+    assert response.authority[0].rdtype == dns.rdatatype.SOA
+
+
+def test_new_serial_only_when_what_is_served_changes() -> None:
+    c = cfg()
+    clock = Clock()
+    signer = Signer(c, now=clock)
+    first = publish(signer, {target(c, "192.0.2.1"): True}, full=True)
+    clock.now += 10
+    assert publish(signer, {target(c, "192.0.2.1"): True}) is None  # nothing changed
+    assert publish(signer, {"tcp 198.51.100.1 80 5/2/2/2": False}) is None  # not ours
+    second = publish(signer, {target(c, "192.0.2.2"): True})
+    assert second.generation == first.generation + 1
+    assert second.zones[0].serial == first.zones[0].serial + 10
+
+
+def test_snapshot_holds_no_dnspython_objects() -> None:
+    c = cfg()
+    published = Signer(c).update({}, full=True)
+    assert published is not None
+    decoded = messages.decode_to_child(published.snapshot)
+    assert isinstance(decoded, messages.Snapshot)
+    assert all(isinstance(k, bytes) for k in decoded.zones[0].answers)
+
+
+def test_a_respawned_signer_continues_the_serials() -> None:
+    c = cfg()
+    clock = Clock()
+    first = Signer(c, now=clock)
+    published = first.update({}, full=True)
+    assert published is not None
+    published = first.update({target(c, "192.0.2.1"): True}, full=False)
+    assert published is not None
+    second = Signer(c, now=clock)  # same second: the clock alone would repeat the serial
+    second.resume(published.generation, published.serials)
+    again = second.update({target(c, "192.0.2.1"): True}, full=True)
+    assert again is not None
+    assert again.generation == published.generation + 1
+    assert again.serials[0] == published.serials[0] + 1
