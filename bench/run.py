@@ -9,10 +9,10 @@ Every server serves the same zone `example.test` (written into a temporary direc
 and NS, `www` A x2, `mail` A, `api` A, `db` A, apex MX, and with `--names N` also n00001..nN A.
 Before any load, each distinct query is asked of every server with dig (UDP with and without
 EDNS, and TCP) and the answers are compared with gdnsd's and Knot's (rcode, AA, answer and
-authority RRsets; TTLs and the SOA serial are ignored, but reported as notes). Then dnsperf loads the servers in
-turns (healthdns, gdnsd, knot, healthdns, ...) for `--rounds` rounds, and the table shows the
-median of each column over the rounds, the ratios of healthdns to gdnsd and Knot, the response
-codes seen under load, and the memory (VmRSS) of every healthdns process.
+authority RRsets; TTLs and the SOA serial are ignored, but reported as notes). Then dnsperf
+loads the servers in turns (healthdns, gdnsd, knot, healthdns, ...) for `--rounds` rounds, and
+the table shows the median of each column over the rounds, the ratios of healthdns to gdnsd and
+Knot, the response codes seen under load, and the memory (VmRSS) of every healthdns process.
 
 A server whose binary is missing is skipped with a note; a-healthy-dns is included when an
 `a-healthy-dns` command is on PATH (its flags are a-healthy-dns 0.1.x's; `--skip a-healthy-dns`
@@ -781,7 +781,8 @@ def print_table(summary: dict[str, Any], ratio_rows: list[dict[str, Any]],
     print(f"Medians over {args.rounds} round(s) of {args.seconds:g} s "
           f"(dnsperf -c {args.clients} -T {args.threads} -q {args.outstanding}"
           f"{' -e' if args.edns else ''}), zone with {args.names} extra names:")
-    header = f"{'server':<16} {'qps':>10} {'lost %':>7} {'avg ms':>8}  {'rcodes (all rounds)':<40}  qps by round"
+    header = (f"{'server':<16} {'qps':>10} {'lost %':>7} {'avg ms':>8}  "
+              f"{'rcodes (all rounds)':<40}  qps by round")
     print(header)
     print("-" * len(header))
     for label, row in summary.items():
