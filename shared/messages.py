@@ -69,6 +69,8 @@ class ZoneTable(msgspec.Struct, frozen=True, array_like=True):
     names: dict[bytes, Answer]
     nxdomain: Answer  # body holds no pointers into the question
     serial: int
+    # Keys of `answers` that rotate: the responder serves these in turn (pool rotation).
+    variants: dict[bytes, list[Answer]] = {}
 
 
 class Snapshot(_Message):
