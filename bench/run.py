@@ -3,6 +3,7 @@
 
 Usage:
     python3 bench/run.py --seconds 5 --rounds 3 --responders-list 2,1
+    python3 bench/run.py --seconds 5 --rounds 5 --packet-cache-list 10000,0 --skip knot
     python3 bench/run.py --names 10000 --seconds 2 --rounds 1 --json /tmp/bench.json
 
 Every server serves the same zone `example.test` (written into a temporary directory): apex SOA
@@ -103,11 +104,12 @@ class Zone:
             lines.extend(f"{name} A {address}" for address in addresses)
         return "\n".join(lines) + "\n"
 
-    def healthdns_toml(self, port: int, responders: int) -> str:
+    def healthdns_toml(self, port: int, responders: int, packet_cache: int | None = None) -> str:
         lines = [
             "[server]",
             f'listen = ["{HOST}:{port}"]',
             f"responders = {responders}",
+            *([f"packet_cache = {packet_cache}"] if packet_cache is not None else []),
             'log_level = "warning"',
             "",
             "[[zones]]",
@@ -403,13 +405,20 @@ def make_servers(args: argparse.Namespace, zone: Zone, root: Path,
     elif command is None:
         notes.append("healthdns skipped: healthdns-supervisor not found (give --healthdns PATH)")
     else:
-        for count in args.responders_list:
+        variants = [(count, cache) for count in args.responders_list
+                    for cache in (args.packet_cache_list or [None])]
+        for count, cache in variants:
             port = free_port(ports, rng)
-            workdir = root / f"healthdns-r{count}"
+            suffix = "" if cache is None else f"-c{cache}"
+            workdir = root / f"healthdns-r{count}{suffix}"
             workdir.mkdir()
             config = workdir / "healthdns.toml"
-            config.write_text(zone.healthdns_toml(port, count))
-            label = "healthdns" if len(args.responders_list) == 1 else f"healthdns r={count}"
+            config.write_text(zone.healthdns_toml(port, count, cache))
+            label = "healthdns"
+            if len(args.responders_list) > 1:
+                label += f" r={count}"
+            if cache is not None and len(variants) > 1:
+                label += f" cache={cache}"
             servers.append(Server(label, "healthdns",
                                   [command, "--config", str(config), "--log-level", "info",
                                    "--responders", str(count)],
@@ -868,6 +877,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--names", type=int, default=0, help="extra names n00001.. (default 0)")
     p.add_argument("--responders-list", default="2",
                    help="healthdns responder counts, one healthdns per count (default 2)")
+    p.add_argument("--packet-cache-list", default="",
+                   help="healthdns packet cache sizes, one healthdns per size, e.g. 10000,0 "
+                        "(default: the server's default)")
     p.add_argument("--clients", type=int, default=8, help="dnsperf -c (default 8)")
     p.add_argument("--threads", type=int, default=2, help="dnsperf -T (default 2)")
     p.add_argument("--outstanding", type=int, default=500, help="dnsperf -q (default 500)")
@@ -894,6 +906,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--responders-list needs positive counts, like 2,1")
     if len(set(args.responders_list)) != len(args.responders_list):
         p.error("--responders-list: a count is given twice")
+    try:
+        args.packet_cache_list = [int(x) for x in args.packet_cache_list.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--packet-cache-list: {args.packet_cache_list!r} is not a list like 10000,0")
     if args.rounds < 1 or args.seconds <= 0 or args.names < 0:
         p.error("--rounds must be >= 1, --seconds > 0 and --names >= 0")
     return args

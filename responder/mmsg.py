@@ -4,6 +4,7 @@ One system call receives up to `size` datagrams and one sends their answers. Per
 only slices the receive buffer and writes three integers into the send vectors through
 memoryviews: no ctypes attribute access on that path. The peer address never leaves the kernel's
 buffers: each answer is sent to the address its query came from, IPv4 or IPv6 alike.
+The socket must be blocking with a receive timeout: `serve` runs in a thread of its own.
 Where the calls are missing (not Linux), `available()` is False and the responder falls back to
 recvfrom/sendto.
 """
@@ -16,7 +17,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-MSG_DONTWAIT = 0x40
+MSG_WAITFORONE = 0x10000  # block for the first datagram only, then take what is queued
 MAX_QUERY = 4096  # a longer datagram is no DNS query we answer (and is truncated: dropped)
 NAME_SIZE = 128  # sizeof(struct sockaddr_storage): IPv4 and IPv6 peers alike
 MSG_TRUNC = 0x20
@@ -102,45 +103,49 @@ class Batch:
         self.siov_words = memoryview(self.siov).cast("B").cast("Q")
         self._rmsgs_p = ctypes.addressof(self.rmsgs)
         self._smsgs_p = ctypes.addressof(self.smsgs)
-        self._nbase = nbase
+        # Per-slot offsets, computed once: the per-packet loop only indexes lists.
+        self._words = [i * _STRIDE for i in range(size)]
+        self._namelen_words = [i * _STRIDE + _NAMELEN for i in range(size)]
+        self._starts = [i * MAX_QUERY for i in range(size)]
+        self._out_starts = [i * 65535 for i in range(size)]
+        self._out_words = [i * _STRIDE // 2 for i in range(size)]
+        self._names = [nbase + i * NAME_SIZE for i in range(size)]
 
     def serve(self, answer: Callable[[bytes, bool], bytes | None],
-              on_bug: Callable[[bytes], None], rounds: int) -> int:
-        """Answer up to `rounds` batches of waiting queries; returns how many were received."""
-        size, rwords, rview, sview = self.size, self.rwords, self.rview, self.sview
-        swords, siov_words, nbase = self.swords, self.siov_words, self._nbase
-        stride = _STRIDE
-        total = 0
-        for _ in range(rounds):
-            for i in range(size):
-                rwords[i * stride + _NAMELEN] = NAME_SIZE
-            count = self._recvmmsg(self.fd, self._rmsgs_p, size, MSG_DONTWAIT, None)
-            if count <= 0:
-                break
-            total += count
-            out = 0
-            for i in range(count):
-                word = i * stride
-                if rwords[word + _FLAGS] & MSG_TRUNC:
-                    continue
-                start = i * MAX_QUERY
-                query = bytes(rview[start:start + rwords[word + _LEN]])
-                try:
-                    response = answer(query, False)
-                except Exception:  # a bug must cost one query, never the server
-                    on_bug(query)
-                    continue
-                if response is None:
-                    continue
-                base = out * 65535
-                sview[base:base + len(response)] = response
-                siov_words[out * 2 + 1] = len(response)
-                # msg_name and msg_namelen (with its padding) as two 64-bit words
-                swords[out * stride // 2] = nbase + i * NAME_SIZE
-                swords[out * stride // 2 + 1] = rwords[word + _NAMELEN]
-                out += 1
-            if out:
-                self._sendmmsg(self.fd, self._smsgs_p, out, 0)
-            if count < size:
-                break
-        return total
+              on_bug: Callable[[bytes], None]) -> int:
+        """Wait for queries (up to the socket's receive timeout), answer one batch.
+
+        Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
+        """
+        rwords, rview, sview = self.rwords, self.rview, self.sview
+        for word in self._namelen_words:
+            rwords[word] = NAME_SIZE
+        count = self._recvmmsg(self.fd, self._rmsgs_p, self.size, MSG_WAITFORONE, None)
+        if count <= 0:
+            return -1
+        swords, siov_words = self.swords, self.siov_words
+        out = 0
+        for i in range(count):
+            word = self._words[i]
+            if rwords[word + _FLAGS] & MSG_TRUNC:
+                continue
+            start = self._starts[i]
+            query = bytes(rview[start:start + rwords[word + _LEN]])
+            try:
+                response = answer(query, False)
+            except Exception:  # a bug must cost one query, never the server
+                on_bug(query)
+                continue
+            if response is None:
+                continue
+            base = self._out_starts[out]
+            sview[base:base + len(response)] = response
+            siov_words[out * 2 + 1] = len(response)
+            # msg_name and msg_namelen (with its padding) as two 64-bit words
+            name = self._out_words[out]
+            swords[name] = self._names[i]
+            swords[name + 1] = rwords[word + _NAMELEN]
+            out += 1
+        if out:
+            self._sendmmsg(self.fd, self._smsgs_p, out, 0)
+        return count

@@ -38,6 +38,7 @@ class Answerer:
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
         self.fast_hits = 0
+        self.cache_hits = 0
         self.truncated = 0
         self.slow_counts: Counter[tuple[int, int]] = Counter()  # (qtype, rcode) -> queries
 
@@ -55,31 +56,51 @@ class Answerer:
     # --- fast path ------------------------------------------------------------------------------
 
     def answer(self, data: bytes, tcp: bool) -> bytes | None:
-        """The response to `data`, or None when no response must be sent."""
+        """The response to `data`, or None when no response must be sent.
+
+        The packet cache comes first (as PowerDNS's does): one table answers the same query
+        bytes, the ID aside, with the same response bytes, so a UDP response is kept by the
+        query it answered. Each table has its own cache: a new snapshot starts empty.
+        """
         table = self.table
+        if table is None or tcp:
+            return self._lookup(table, data, tcp)
+        key = data[2:]
+        cached = table.cache.get(key)
+        if cached is not None:
+            self.cache_hits += 1
+            return data[:2] + cached
+        response = self._lookup(table, data, False)
+        if response is not None and table.cache_size:
+            if len(table.cache) >= table.cache_size:
+                table.cache.clear()  # bounded: a flood of unique queries only churns it
+            table.cache[key] = response[2:]
+        return response
+
+    def _lookup(self, table: Table | None, data: bytes, tcp: bool) -> bytes | None:
+        """Locate the question, look up its entry, splice; anything unusual goes slow."""
         end = data.find(0, 12)  # end of the question name, when the name is well formed
         qend = end + 5
-        if table is None or end < 12 or len(data) < qend or data[2] & 0xF8:
+        if table is None or end < 12 or len(data) < qend:
             return self.slow(data, tcp)
         key = data[12:end + 1].lower() + data[end + 1:qend]
         entry = table.answers.get(key) or self._miss(table, key)
         if entry is None:
+            return self.slow(data, tcp)
+        flags = entry[1].get(data[2:4])  # None for responses, other opcodes, odd bits
+        if flags is None:
             return self.slow(data, tcp)
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
             if not (tcp or entry[5]):
                 return self._truncated(data, qend, entry, b"")
             self.fast_hits += 1
-            return b"".join((data[:2], bytes((entry[0] | (data[2] & 0x01),
-                                              entry[1] | (data[3] & 0x10))),
-                             entry[2], data[12:qend], entry[4]))
+            return b"".join((data[:2], flags, entry[2], data[12:qend], entry[4]))
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
             return self.slow(data, tcp)  # EDNS version > 0, options, or another shape
         opt = self.opts[data[qend + 7] >> 7]
-        response = b"".join((data[:2], bytes((entry[0] | (data[2] & 0x01),
-                                              entry[1] | (data[3] & 0x10))),
-                             entry[3], data[12:qend], entry[4], opt))
+        response = b"".join((data[:2], flags, entry[3], data[12:qend], entry[4], opt))
         if not tcp and len(response) > PLAIN_LIMIT:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
@@ -97,7 +118,7 @@ class Answerer:
 
     def _truncated(self, data: bytes, qend: int, entry: Entry, opt: bytes) -> bytes:
         """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""
-        flags = entry[0] << 8 | entry[1] | (data[2] & 0x01) << 8 | (data[3] & 0x10) | TC
+        flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10) | TC
         self.truncated += 1
         return self._header(data, flags, 1, 0, 1 if opt else 0) + data[12:qend] + opt
 
@@ -142,7 +163,7 @@ class Answerer:
 
     def _respond(self, data: bytes, question: bytes, entry: Entry,
                  edns: Edns | None, tcp: bool) -> bytes:
-        flags = entry[0] << 8 | entry[1] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
+        flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
         self.slow_counts[(qtype, flags & 0x0F)] += 1
         opt = b"" if edns is None else self._opt_for(edns)

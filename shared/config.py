@@ -127,6 +127,7 @@ class ServerSpec(_Frozen):
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg call; 0: one recvfrom per query
+    packet_cache: int = 10000  # UDP responses kept per responder by query bytes; 0: none
     nsid: str = ""  # RFC 5001 name server identifier, sent to clients that ask for it
 
     def endpoints(self) -> list[tuple[str, int, bool]]:
@@ -238,6 +239,9 @@ def _server(raw: ServerSpec) -> ServerSpec:
         raise ConfigError("server.tcp_idle_timeout", f"{raw.tcp_idle_timeout:g} is not positive")
     if not 0 <= raw.udp_batch <= 1024:
         raise ConfigError("server.udp_batch", f"{raw.udp_batch} is not between 0 and 1024")
+    if not 0 <= raw.packet_cache <= 10_000_000:
+        raise ConfigError("server.packet_cache",
+                          f"{raw.packet_cache} is not between 0 and 10000000")
     if len(raw.nsid.encode()) > 512:
         raise ConfigError("server.nsid", "is longer than 512 bytes")
     if raw.tcp_max_connections < 1:

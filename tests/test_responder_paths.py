@@ -112,3 +112,29 @@ def test_refused_goes_to_the_slow_path_and_is_counted() -> None:
     response = dns.message.from_wire(a.answer(wire, False))
     assert response.rcode() == dns.rcode.REFUSED
     assert a.slow_counts == {(1, dns.rcode.REFUSED): 1}
+
+
+def test_packet_cache_answers_repeats_and_starts_empty_with_each_table() -> None:
+    a = answerer()
+    assert a.table is not None
+    table = a.table
+    table.cache_size = 100
+    query = dns.message.make_query("www.example.test", "A", use_edns=0)
+    first = a.answer(query.to_wire(), False)
+    query.id ^= 0xFFFF
+    second = a.answer(query.to_wire(), False)
+    assert a.cache_hits == 1
+    assert second is not None and first is not None
+    assert second[:2] == query.to_wire()[:2] and second[2:] == first[2:]
+    assert a.answer(query.to_wire(), True) == a.slow(query.to_wire(), True)  # TCP: no cache
+    fresh = answerer()  # a new snapshot: a new table with an empty cache
+    assert fresh.table is not None and not fresh.table.cache
+
+
+def test_packet_cache_is_bounded() -> None:
+    a = answerer()
+    assert a.table is not None
+    a.table.cache_size = 10
+    for i in range(25):
+        a.answer(dns.message.make_query(f"n{i}.example.test", "A").to_wire(), False)
+    assert 0 < len(a.table.cache) <= 10
