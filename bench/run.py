@@ -4,6 +4,7 @@
 Usage:
     python3 bench/run.py --seconds 5 --rounds 3 --responders-list 2,1
     python3 bench/run.py --seconds 5 --rounds 5 --packet-cache-list 10000,0 --skip knot
+    python3 bench/run.py --seconds 5 --rounds 3 --dnssec
     python3 bench/run.py --names 10000 --seconds 2 --rounds 1 --json /tmp/bench.json
 
 Every server serves the same zone `example.test` (written into a temporary directory): apex SOA
@@ -413,7 +414,10 @@ def make_servers(args: argparse.Namespace, zone: Zone, root: Path,
             workdir = root / f"healthdns-r{count}{suffix}"
             workdir.mkdir()
             config = workdir / "healthdns.toml"
-            config.write_text(zone.healthdns_toml(port, count, cache))
+            toml = zone.healthdns_toml(port, count, cache)
+            if args.dnssec:
+                toml += healthdns_dnssec(command, workdir)
+            config.write_text(toml)
             label = "healthdns"
             if len(args.responders_list) > 1:
                 label += f" r={count}"
@@ -429,14 +433,38 @@ def make_servers(args: argparse.Namespace, zone: Zone, root: Path,
         path = which(binary)
         if kind in skip:
             notes.append(f"{kind} skipped (--skip)")
+        elif args.dnssec and kind != "knot":
+            notes.append(f"{kind} skipped: it does not sign (--dnssec)")
         elif path is None:
             if kind != "a-healthy-dns":
                 notes.append(f"{kind} skipped: {binary} not found")
         else:
             workdir = root / kind
             workdir.mkdir()
-            servers.append(build(path, zone, free_port(ports, rng), workdir))
+            server = build(path, zone, free_port(ports, rng), workdir)
+            if args.dnssec and kind == "knot":
+                sign_knot(workdir)
+            servers.append(server)
     return servers, notes
+
+
+def healthdns_dnssec(command: str, workdir: Path) -> str:
+    """A [zones.dnssec] table with an ECDSA P-256 key made by healthdns-key."""
+    key = workdir / "csk.pem"
+    tool = str(Path(command).parent / "healthdns-key")
+    subprocess.run([tool, "generate", "--zone", ZONE, "--out", str(key)], check=True,
+                   capture_output=True)
+    return f'\n[zones.dnssec]\ncsk = "{key}"\n'
+
+
+def sign_knot(workdir: Path) -> None:
+    """Knot's automatic signing with the same algorithm and a single signing key."""
+    conf = workdir / "knot.conf"
+    text = conf.read_text().replace(
+        "zone:\n",
+        "policy:\n  - id: p\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n"
+        "zone:\n", 1)
+    conf.write_text(text + "    dnssec-signing: on\n    dnssec-policy: p\n")
 
 
 def gdnsd_server(binary: str, zone: Zone, port: int, workdir: Path) -> Server:
@@ -723,6 +751,8 @@ def run_dnsperf(server: Server, queries: Path, args: argparse.Namespace, round_n
             "-q", str(args.outstanding)]
     if args.edns:
         argv.append("-e")
+    if args.dnssec:
+        argv.append("-D")  # the DO bit: signed answers
     out_path = root / f"dnsperf-{server.label.replace(' ', '_').replace('=', '')}-{round_no}.txt"
     with open(out_path, "wb") as out:
         result = subprocess.run(argv, check=False, stdout=out, stderr=subprocess.STDOUT,
@@ -884,6 +914,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="dnsperf -T (default 2)")
     p.add_argument("--outstanding", type=int, default=500, help="dnsperf -q (default 500)")
     p.add_argument("--edns", action="store_true", help="dnsperf -e: send EDNS0 queries")
+    p.add_argument("--dnssec", action="store_true",
+                   help="sign the zone (healthdns and Knot; gdnsd cannot) and query with "
+                        "dnsperf -D (DO=1)")
     p.add_argument("--skip", action="append",
                    choices=("healthdns", "gdnsd", "knot", "a-healthy-dns"),
                    help="leave a server out (repeatable)")

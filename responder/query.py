@@ -95,12 +95,19 @@ class Answerer:
             if not (tcp or entry[5]):
                 return self._truncated(data, qend, entry, b"")
             self.fast_hits += 1
-            return b"".join((data[:2], flags, entry[2], data[12:qend], entry[4]))
+            return b"".join((data[:2], flags, entry[2], data[12:qend], table.soas[entry[9]],
+                             entry[4]))
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
             return self.slow(data, tcp)  # EDNS version > 0, options, or another shape
-        opt = self.opts[data[qend + 7] >> 7]
-        response = b"".join((data[:2], flags, entry[3], data[12:qend], entry[4], opt))
+        if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
+            if entry[8] is not None:
+                return self.slow(data, tcp)  # NXDOMAIN proofs depend on the name
+            counts, soa, body, opt = entry[6], table.soas_signed[entry[9]], entry[7], \
+                self.opts[1]
+        else:
+            counts, soa, body, opt = entry[3], table.soas[entry[9]], entry[4], self.opts[0]
+        response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
         if not tcp and len(response) > PLAIN_LIMIT:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
@@ -159,16 +166,26 @@ class Answerer:
         entry = table.answers.get(key) or table.lookup_miss(key[:-4])[0]
         if entry is None:
             return self._error(data, question, REFUSED, edns)  # not one of our zones
-        return self._respond(data, question, entry, edns, tcp)
+        return self._respond(table, data, question, entry, edns, tcp)
 
-    def _respond(self, data: bytes, question: bytes, entry: Entry,
+    def _respond(self, table: Table, data: bytes, question: bytes, entry: Entry,
                  edns: Edns | None, tcp: bool) -> bytes:
         flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
         self.slow_counts[(qtype, flags & 0x0F)] += 1
         opt = b"" if edns is None else self._opt_for(edns)
-        counts = entry[2] if edns is None else entry[3]
-        response = data[:2] + struct.pack(">H", flags) + counts + question + entry[4] + opt
+        if edns is None:
+            counts, body = entry[2], table.soas[entry[9]] + entry[4]
+        elif not edns[1] & 0x8000:
+            counts, body = entry[3], table.soas[entry[9]] + entry[4]
+        elif entry[8] is None:
+            counts, body = entry[6], table.soas_signed[entry[9]] + entry[7]
+        else:  # a signed NXDOMAIN: the NSEC records that prove it
+            proofs, count = table.nxdomain_proofs(question[:-4].lower())
+            an, ns, ar = entry[8]
+            counts = struct.pack(">HHHH", 1, an, ns + count, ar + 1)
+            body = table.soas_signed[entry[9]] + entry[7] + proofs
+        response = data[:2] + struct.pack(">H", flags) + counts + question + body + opt
         limit = PLAIN_LIMIT if edns is None else max(PLAIN_LIMIT,
                                                       min(self.payload_size, edns[0]))
         if not tcp and len(response) > limit:

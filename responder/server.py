@@ -18,6 +18,7 @@ from healthdns.shared import messages
 from healthdns.shared.config import Config
 
 log = logging.getLogger("healthdns.responder")
+ROTATION_PERIOD = 0.1  # seconds each variant of a rotating pool is served
 
 
 class Server:
@@ -33,6 +34,7 @@ class Server:
         self.errors = 0
         self.stopped: asyncio.Future[None] | None = None
         self.stopping = False
+        self.exit_code = 0
         self.threads: list[threading.Thread] = []
 
     async def serve(self) -> None:
@@ -60,16 +62,36 @@ class Server:
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
             self._stop()  # the supervisor is gone: no orphans
             return
-        match message:
-            case messages.Snapshot():
-                self.answerer.table = Table(message, self.cfg.server.packet_cache)
-                log.debug("generation %d loaded", message.generation)
-                if not self.serving:
-                    asyncio.get_running_loop().create_task(self._start_serving())
-            case messages.Bye():
+        current = self.answerer.table
+        try:
+            match message:
+                case messages.Snapshot():
+                    self._load(Table(message, self.cfg.server.packet_cache))
+                case messages.Delta() if current is not None \
+                        and current.generation == message.base:
+                    self._load(current.apply(message))
+                case messages.Delta():
+                    log.error("ignoring generation %d: it follows %d, this responder holds %s",
+                              message.generation, message.base,
+                              current.generation if current else "nothing")
+                case messages.Bye():
+                    self._stop()
+                case _:
+                    log.warning("ignoring unexpected %s", type(message).__name__)
+        except Exception:
+            if current is None:  # nothing to serve: exit; the supervisor respawns or gives up
+                log.exception("cannot load the first generation")
+                self.exit_code = 1
                 self._stop()
-            case _:
-                log.warning("ignoring unexpected %s", type(message).__name__)
+                return
+            log.exception("cannot load a new generation; still serving generation %d",
+                          current.generation)
+
+    def _load(self, table: Table) -> None:
+        self.answerer.table = table  # one reference: every query sees one generation
+        log.debug("generation %d loaded", table.generation)
+        if not self.serving:
+            asyncio.get_running_loop().create_task(self._start_serving())
 
     async def _start_serving(self) -> None:
         """Serve once a snapshot is loaded: no query ever meets an empty table."""
@@ -82,7 +104,26 @@ class Server:
             thread.start()
             self.threads.append(thread)
             await asyncio.start_server(self._on_tcp, sock=listener.tcp)
+        asyncio.get_running_loop().create_task(self._rotate())
         messages.send(self.conn, messages.Ready(self.slot))
+
+    async def _rotate(self) -> None:
+        """Serve the variants of rotating pools in turn.
+
+        The answers of a pool with more addresses than an answer holds come as variants
+        (`ZoneTable.variants`); every period the next one takes the key's place. The packet
+        cache is emptied with it, or it would keep serving one variant.
+        """
+        turn = 0
+        while True:
+            await asyncio.sleep(ROTATION_PERIOD)
+            table = self.answerer.table
+            if table is None or not table.variants:
+                continue
+            turn += 1
+            for key, entries in table.variants.items():
+                table.answers[key] = entries[turn % len(entries)]
+            table.cache.clear()
 
     def _serve_udp(self, sock: socket.socket) -> None:
         """One thread per UDP socket, blocking in the kernel between batches.
@@ -110,7 +151,7 @@ class Server:
             return  # the receive timeout, or an ICMP error queued on the socket
         try:
             response = self.answerer.answer(data, False)
-        except Exception:  # a bug must cost one query, never the server
+        except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
             self._bug(data)
             return
         if response is not None:
@@ -136,7 +177,7 @@ class Server:
                 data = await asyncio.wait_for(reader.readexactly(length), idle)
                 try:
                     response = self.answerer.answer(data, True)
-                except Exception:
+                except Exception:  # noqa: BLE001 - as above
                     self._bug(data)
                     break
                 if response is not None:

@@ -1,15 +1,24 @@
-"""The responder's lookup table, built once per snapshot and swapped in as one reference.
+"""The responder's lookup table: built from a snapshot, patched by deltas, swapped in whole.
 
-Each entry holds what the per-query path splices around the question it was sent.
+Each entry holds what the per-query path splices around the question it was sent. A new
+generation is always a new `Table` (a delta copies the dicts, then patches the copy), so a query
+sees one generation from start to end.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
+from typing import Any
 
-from healthdns.shared.messages import Answer, Snapshot
+from healthdns.shared import canonical, nsec3
+from healthdns.shared.messages import Answer, Delta, Snapshot
 
-Entry = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, bool]
+# (flags, flag map, counts, counts with our OPT, body, fits in 512 bytes,
+#  counts with OPT for DO=1, body for DO=1, (an, ns, ar) when NXDOMAIN proofs are added per
+#  query, index of the SOA records to put first in the authority section (0: none))
+Entry = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, bool, bytes, bytes,
+              tuple[int, int, int] | None, int]
 CLASS_IN = b"\x00\x01"
 PLAIN_LIMIT = 512  # RFC 1035 4.2.1: UDP without EDNS
 _flag_maps: dict[int, dict[bytes, bytes]] = {}
@@ -33,39 +42,110 @@ def flag_map(flags: int) -> dict[bytes, bytes]:
     return found
 
 
-def entry(answer: Answer, question_length: int) -> Entry:
-    """(flags, flag map, counts, counts with our OPT, body, fits in 512 bytes)."""
+def entry(answer: Answer, question_length: int, soa_index: int, soa_length: int,
+          proved: bool = False) -> Entry:
+    """What the query path splices; `proved`: NSEC proofs are added per query (NXDOMAIN)."""
     # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: without and with our OPT record.
     counts = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount)
     counts_opt = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount + 1)
-    fits = 12 + question_length + len(answer.body) <= PLAIN_LIMIT
-    return (answer.flags, flag_map(answer.flags), counts, counts_opt, answer.body, fits)
+    soa = soa_index if answer.soa else 0
+    fits = 12 + question_length + len(answer.body) + (soa_length if soa else 0) <= PLAIN_LIMIT
+    signed = answer.signed or answer
+    counts_do = struct.pack(">HHHH", 1, signed.ancount, signed.nscount, signed.arcount + 1)
+    base = (signed.ancount, signed.nscount, signed.arcount) if proved else None
+    return (answer.flags, flag_map(answer.flags), counts, counts_opt, answer.body, fits,
+            counts_do, signed.body, base, soa)
 
 
 class Table:
-    """Everything one snapshot serves, keyed the way queries are looked up.
+    """Everything one generation serves, keyed the way queries are looked up.
 
     ``answers``: lower-case qname wire + qtype + qclass (IN) -> entry (the fast path).
     ``names``: lower-case name wire -> entry for a type the name lacks (NODATA, CNAME chains).
     ``zones``: origin wire -> NXDOMAIN entry; a name under no origin is not ours (REFUSED).
+    ``soas``/``soas_signed``: by SOA index, the records negative answers start their authority
+    section with; index 0 is empty.
     """
 
-    __slots__ = ("answers", "names", "zones", "generation", "serials", "cache", "cache_size")
+    __slots__ = (
+        "answers",
+        "cache",
+        "cache_size",
+        "chains",
+        "generation",
+        "names",
+        "origins",
+        "serials",
+        "soas",
+        "soas_signed",
+        "variants",
+        "zones",
+    )
 
     def __init__(self, snapshot: Snapshot, cache_size: int = 0) -> None:
         self.cache: dict[bytes, bytes] = {}  # query bytes but the ID -> response but the ID
         self.cache_size = cache_size
         self.generation = snapshot.generation
         self.serials = {z.origin: z.serial for z in snapshot.zones}
+        self.origins = [z.origin for z in snapshot.zones]
+        self.soas = [b""] + [z.soa for z in snapshot.zones]
+        self.soas_signed = [b""] + [z.soa_signed for z in snapshot.zones]
         self.answers: dict[bytes, Entry] = {}
         self.names: dict[bytes, Entry] = {}
         self.zones: dict[bytes, Entry] = {}
-        for zone in snapshot.zones:
-            for key, answer in zone.answers.items():
-                self.answers[key + CLASS_IN] = entry(answer, len(key) + 2)
-            for name, answer in zone.names.items():
-                self.names[name] = entry(answer, len(name) + 4)
-            self.zones[zone.origin] = entry(zone.nxdomain, 255 + 4)
+        # origin -> (NSEC sort keys or NSEC3 hashes, proofs by chain position, NSEC3?)
+        self.chains: dict[bytes, tuple[list[Any], list[bytes], bool]] = {}
+        self.variants: dict[bytes, list[Entry]] = {}
+        for index, zone in enumerate(snapshot.zones, start=1):
+            self._put(index, zone.answers.items(), zone.names.items())
+            self._put_variants(index, zone.variants)
+            self.zones[zone.origin] = entry(zone.nxdomain, 255 + 4, index, len(zone.soa),
+                                            proved=bool(zone.chain))
+            if zone.chain:
+                keys = list(zone.chain) if zone.nsec3 else [canonical.key(o) for o in zone.chain]
+                self.chains[zone.origin] = (keys, list(zone.proofs), zone.nsec3)
+
+    def apply(self, delta: Delta) -> Table:
+        """The next generation: a copy of this one with the delta's changes."""
+        new = Table.__new__(Table)
+        new.cache, new.cache_size = {}, self.cache_size
+        new.generation = delta.generation
+        new.origins = self.origins
+        new.serials = {z.origin: z.serial for z in delta.zones}
+        new.soas = [b""] + [z.soa for z in delta.zones]
+        new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]
+        new.answers, new.names = self.answers.copy(), self.names.copy()
+        new.zones, new.variants = self.zones, dict(self.variants)
+        new.chains = dict(self.chains)
+        for index, zone in enumerate(delta.zones, start=1):
+            for key in zone.removed_answers:
+                new.answers.pop(key + CLASS_IN, None)
+                new.variants.pop(key + CLASS_IN, None)
+            for name in zone.removed_names:
+                new.names.pop(name, None)
+            new._put(index, zone.answers.items(), zone.names.items())
+            new._put_variants(index, zone.variants)
+            if zone.proofs:
+                keys, proofs, hashed = new.chains[zone.origin]
+                proofs = list(proofs)
+                for position, proof in zone.proofs.items():
+                    proofs[position] = proof
+                new.chains[zone.origin] = (keys, proofs, hashed)
+        return new
+
+    def _put(self, index: int, answers: Iterable[tuple[bytes, Answer]],
+             names: Iterable[tuple[bytes, Answer]]) -> None:
+        soa_length = len(self.soas[index])
+        for key, answer in answers:
+            self.answers[key + CLASS_IN] = entry(answer, len(key) + 2, index, soa_length)
+        for name, answer in names:
+            self.names[name] = entry(answer, len(name) + 4, index, soa_length)
+
+    def _put_variants(self, index: int, variants: dict[bytes, list[Answer]]) -> None:
+        soa_length = len(self.soas[index])
+        for key, answers in variants.items():
+            self.variants[key + CLASS_IN] = [entry(a, len(key) + 2, index, soa_length)
+                                             for a in answers]
 
     def lookup_miss(self, name: bytes) -> tuple[Entry | None, bool]:
         """(entry, ours) for a name with no pre-rendered answer of the asked type."""
@@ -81,3 +161,26 @@ class Table:
             if nxdomain is not None:
                 return nxdomain, True
         return None, False
+
+    def nxdomain_proofs(self, name: bytes) -> tuple[bytes, int]:
+        """NSEC records (with RRSIGs) proving `name` does not exist, and how many records.
+
+        The NSEC covering the name and the one covering the wildcard at its closest encloser
+        (RFC 4035 3.1.3.2), from the zone that holds the name.
+        """
+        i = 0
+        while name[i]:
+            i += name[i] + 1
+            found = self.chains.get(name[i:])
+            if found is not None:
+                keys, proofs, hashed = found
+                if hashed:
+                    positions = nsec3.nxdomain_positions(keys, self.names, name)
+                    return b"".join(proofs[p] for p in positions), 2 * len(positions)
+                first = canonical.covering(keys, name)
+                encloser = canonical.closest_encloser(self.names, name)
+                second = canonical.covering(keys, canonical.wildcard(encloser))
+                if first == second:
+                    return proofs[first], 2
+                return proofs[first] + proofs[second], 4
+        return b"", 0

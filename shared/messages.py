@@ -54,6 +54,10 @@ class Answer(msgspec.Struct, frozen=True, array_like=True):
     nscount: int
     arcount: int
     body: bytes
+    signed: Answer | None = None  # the same with RRSIG and NSEC records, for DO=1 queries
+    # A negative answer of the zone itself: the responder puts the zone's current SOA records
+    # first in the authority section (counted in nscount, not in body).
+    soa: bool = False
 
 
 class ZoneTable(msgspec.Struct, frozen=True, array_like=True):
@@ -71,6 +75,30 @@ class ZoneTable(msgspec.Struct, frozen=True, array_like=True):
     serial: int
     # Keys of `answers` that rotate: the responder serves these in turn (pool rotation).
     variants: dict[bytes, list[Answer]] = {}
+    # Signed zones: NSEC owners in canonical order (or NSEC3 hashes in order), and each one's
+    # NSEC (NSEC3) and RRSIG records, owner written in full, from which the responder proves
+    # NXDOMAIN for DO=1 queries.
+    chain: list[bytes] = []
+    proofs: list[bytes] = []
+    # The SOA records negative answers carry (owner in full, negative TTL), and with RRSIGs.
+    soa: bytes = b""
+    soa_signed: bytes = b""
+    nsec3: bool = False  # `chain` holds the NSEC3 hashes, in order, instead of owner names
+
+
+class ZoneDelta(msgspec.Struct, frozen=True, array_like=True):
+    """What changed in one zone's table since the previous generation."""
+
+    origin: bytes
+    serial: int
+    soa: bytes
+    soa_signed: bytes
+    answers: dict[bytes, Answer]  # added or changed
+    names: dict[bytes, Answer]
+    removed_answers: list[bytes]
+    removed_names: list[bytes]
+    variants: dict[bytes, list[Answer]]  # the zone's whole rotation set
+    proofs: dict[int, bytes]  # changed NSEC proofs, by position in the (unchanged) chain
 
 
 class Snapshot(_Message):
@@ -78,6 +106,15 @@ class Snapshot(_Message):
 
     generation: int
     zones: list[ZoneTable]
+
+
+class Delta(_Message):
+    """signer -> supervisor -> responders: the changes from generation `base`; a responder
+    that does not hold `base` ignores it (it is sent the full snapshot instead)."""
+
+    generation: int
+    base: int
+    zones: list[ZoneDelta]
 
 
 class Bye(_Message):
@@ -115,14 +152,17 @@ class HealthReport(_Message):
 
 
 class Published(_Message):
-    """signer -> supervisor: a snapshot follows in ``snapshot`` (encoded, relayed as is)."""
+    """signer -> supervisor: a new generation, as an encoded `Snapshot` (kept for responders
+    that start later) and, when there is a previous one, an encoded `Delta` from it (sent to
+    the running responders). Both are relayed as they are."""
 
     generation: int
     serials: list[int]
     snapshot: bytes
+    delta: bytes = b""
 
 
-ToChild = Start | Health | Resume | Snapshot | Bye
+ToChild = Start | Health | Resume | Snapshot | Delta | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published
 
 _to_child = msgspec.msgpack.Decoder(ToChild)

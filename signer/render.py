@@ -4,16 +4,28 @@ Each body is rendered for the question sitting at offset 12 of the response: an 
 the question, or a suffix of it, is written as a compression pointer into the question, which the
 responder copies from the query unchanged (same length whatever the case). Everything else,
 rdata included, is written uncompressed, which RFC 1035 and RFC 3597 always allow.
+
+In a signed zone each answer also has a `signed` variant for DO=1 queries: every RRset with its
+RRSIG records, and negative answers with the NSEC records that prove them (RFC 4035 3.1).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import dns.name
+import dns.rdtypes.ANY.NSEC
+import dns.rdtypes.util
+
+from healthdns.shared import canonical, nsec3
 from healthdns.shared.messages import Answer, ZoneTable
-from healthdns.signer.zone import CNAME, NS, SOA, RRsets, Zone, served
+from healthdns.shared.nsec3 import NSEC3, NSEC3PARAM
+from healthdns.signer.dnssec import DNSKEY, NSEC, RRSIG, ZoneSigner
+from healthdns.signer.pool import Variants
+from healthdns.signer.zone import CNAME, NS, SOA, RRsets, Zone, fill
 
 IN = 1
 ANY = 255
@@ -23,86 +35,326 @@ MAX_CHAIN = 8  # CNAME hops followed before giving up (RFC 1034 4.3.2 loop prote
 
 
 @dataclass(frozen=True)
+class RRs:
+    """One RRset as rendered records, and its RRSIG records (none when unsigned)."""
+
+    records: tuple[bytes, ...]
+    sigs: tuple[bytes, ...] = ()
+
+
+@dataclass
+class RenderCache:
+    """What one zone rendered last time, reused for names whose content did not change.
+
+    A health change then re-renders (and re-signs) only the names it touched, and the
+    unchanged answers stay the same objects, which is how the signer finds what to send.
+    Cleared when signatures are renewed.
+    """
+
+    names: dict[bytes, tuple[object, dict[bytes, Answer], dict[bytes, list[Answer]], Answer]] \
+        = field(default_factory=dict)
+    order: list[bytes] = field(default_factory=list)  # the chain's names, in order
+    keys: list[Any] = field(default_factory=list)  # their sort keys (NSEC) or hashes (NSEC3)
+    nsecs: dict[tuple[bytes, tuple[int, ...]], bytes] = field(default_factory=dict)
+    proofs: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)  # owner -> (rdata, RRs)
+
+    def clear(self) -> None:
+        self.names.clear()
+        self.proofs.clear()
+
+
+@dataclass
 class _View:
     """One zone filled for a health state: what every name serves."""
 
     zone: Zone
     serial: int
     names: dict[bytes, RRsets]  # every existing name, empty non-terminals with {}
+    signer: ZoneSigner | None
+    cache: RenderCache = field(default_factory=RenderCache)
+    # NSEC: the owners in canonical order. NSEC3: every name, in the order of their hashes.
+    chain: list[bytes] = field(default_factory=list)
+    keys: list[Any] = field(default_factory=list)  # NSEC: canonical sort keys; NSEC3: hashes
+    hashed: dict[bytes, bytes] = field(default_factory=dict)  # NSEC3: name -> hashed owner
+    nsecs: dict[bytes, bytes] = field(default_factory=dict)  # name -> NSEC or NSEC3 rdata
+    # name -> type -> the rdata sets of a pool's rotating answers (variant 0 is in `names`)
+    rotating: dict[bytes, dict[int, Variants]] = field(default_factory=dict)
 
     @property
     def apex(self) -> bytes:
         return self.zone.key
 
-    def soa_rr(self, qname: bytes) -> bytes:
+    @property
+    def negative_ttl(self) -> int:
+        # RFC 2308 section 3 and RFC 9077: the lesser of the SOA TTL and MINIMUM.
+        soa = self.zone.spec.soa
+        return min(soa.ttl, soa.minimum)
+
+    def soa_rdata(self) -> bytes:
         spec = self.zone.spec.soa
-        rdata = self.zone.mname + self.zone.rname + struct.pack(
+        return self.zone.mname + self.zone.rname + struct.pack(
             ">IIIII", self.serial, spec.refresh, spec.retry, spec.expire, spec.minimum)
-        # RFC 2308 section 3: the negative TTL is the lesser of the SOA TTL and MINIMUM.
-        return rr(owner_ref(qname, self.apex), SOA, min(spec.ttl, spec.minimum), rdata)
+
+    def rrs(self, ref: bytes, owner: bytes, rdtype: int, ttl: int, rdatas: tuple[bytes, ...],
+            served_ttl: int | None = None) -> RRs:
+        """An RRset written with owner `ref`; signed at `ttl`, served at `served_ttl`."""
+        shown = ttl if served_ttl is None else served_ttl
+        records = tuple(rr(ref, rdtype, shown, r) for r in rdatas)
+        if self.signer is None:
+            return RRs(records)
+        sigs = self.signer.rrsigs(owner, rdtype, ttl, rdatas)
+        return RRs(records, tuple(rr(ref, RRSIG, shown, s) for s in sigs))
+
+    def soa(self, qname: bytes) -> RRs:
+        """The SOA for the authority section of a negative answer."""
+        return self.rrs(owner_ref(qname, self.apex), self.apex, SOA, self.zone.spec.soa.ttl,
+                        (self.soa_rdata(),), self.negative_ttl)
+
+    @property
+    def nsec3(self) -> bool:
+        return self.zone.spec.dnssec is not None and self.zone.spec.dnssec.denial == "nsec3"
+
+    def nsec(self, qname: bytes, name: bytes) -> RRs:
+        """The NSEC record of `name`, or the NSEC3 record of its hash."""
+        if self.nsec3:
+            owner = self.hashed[name]
+            return self.rrs(owner, owner, NSEC3, self.negative_ttl, (self.nsecs[name],))
+        return self.rrs(owner_ref(qname, name), name, NSEC, self.negative_ttl,
+                        (self.nsecs[name],))
+
+    def denial(self, qname: bytes, name: bytes) -> list[RRs]:
+        """NSEC records proving `name` does not exist: the one covering it, and the one
+        covering the wildcard at its closest encloser (RFC 4035 3.1.3.2); with NSEC3 the
+        closest encloser proof and the wildcard's (RFC 5155 7.2.2)."""
+        if self.signer is None:
+            return []
+        if self.nsec3:
+            positions = nsec3.nxdomain_positions(self.keys, self.names, name)
+            return [self.nsec(qname, self.chain[p]) for p in positions]
+        first = self.chain[canonical.covering(self.keys, name)]
+        encloser = canonical.closest_encloser(self.names, name)
+        second = self.chain[canonical.covering(self.keys, canonical.wildcard(encloser))]
+        owners = [first] if first == second else [first, second]
+        return [self.nsec(qname, owner) for owner in owners]
 
 
-def tables(zones: list[Zone], health: Mapping[str, bool], serials: list[int]) -> list[ZoneTable]:
+def tables(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
+           signers: list[ZoneSigner | None] | None = None,
+           caches: list[RenderCache] | None = None) -> list[ZoneTable]:
     """The tables of all zones; zones see each other so CNAME chains cross zone boundaries."""
-    views = [_view(z, health, s) for z, s in zip(zones, serials, strict=True)]
+    signers = signers or [None] * len(zones)
+    caches = caches or [RenderCache() for _ in zones]
+    views = [_view(z, health, s, g, c)
+             for z, s, g, c in zip(zones, serials, signers, caches, strict=True)]
     return [_table(v, views) for v in views]
 
 
-def _view(zone: Zone, health: Mapping[str, bool], serial: int) -> _View:
+def _view(zone: Zone, health: Mapping[str, bool], serial: int,
+          signer: ZoneSigner | None, cache: RenderCache) -> _View:
     names: dict[bytes, RRsets] = {}
+    rotating: dict[bytes, dict[int, Variants]] = {}
     for key, owner in zone.owners.items():
-        names[key] = served(owner, health)
+        names[key], variants = fill(owner, health)
+        if variants:
+            rotating[key] = variants
         # Every ancestor up to the apex exists too (RFC 8020 empty non-terminals).
         for i in _label_offsets(key)[1:]:
             if len(key) - i <= len(zone.key):
                 break
             names.setdefault(key[i:], {})
     spec = zone.spec
-    names[zone.key] = {**names[zone.key], NS: (spec.ns_ttl, zone.ns)}
-    return _View(zone, serial, names)
+    apex = {**names[zone.key], NS: (spec.ns_ttl, zone.ns)}
+    if signer is not None:
+        assert spec.dnssec is not None
+        apex[DNSKEY] = (spec.dnssec.dnskey_ttl, signer.dnskeys())
+        apex.update(signer.cds_records())
+        if spec.dnssec.denial == "nsec3":
+            soa = spec.soa
+            apex[NSEC3PARAM] = (min(soa.ttl, soa.minimum), (nsec3.PARAM,))
+    names[zone.key] = apex
+    view = _View(zone, serial, names, signer, cache, rotating=rotating)
+    if signer is not None:
+        _chain(view)
+    return view
+
+
+def _chain(view: _View) -> None:
+    """The NSEC chain: every owner (not the empty non-terminals), whatever its health."""
+    if view.nsec3:
+        _chain3(view)
+        return
+    cache = view.cache
+    if not cache.order:
+        cache.order = sorted(view.zone.owners, key=canonical.key)
+        cache.keys = [canonical.key(o) for o in cache.order]
+    owners = view.chain = cache.order
+    view.keys = cache.keys
+    for i, owner in enumerate(owners):
+        following = owners[(i + 1) % len(owners)]
+        types = {*view.names[owner], NSEC, RRSIG}
+        if owner == view.apex:
+            types.add(SOA)
+        key = (following, tuple(sorted(types)))
+        rdata = cache.nsecs.get(key)
+        if rdata is None:
+            rdata = cache.nsecs[key] = _nsec_rdata(following, list(key[1]))
+        view.nsecs[owner] = rdata
+
+
+def _chain3(view: _View) -> None:
+    """The NSEC3 chain (RFC 5155 7.1): every name, empty non-terminals included, by hash."""
+    cache = view.cache
+    if not cache.order:
+        cache.order = sorted(view.names, key=nsec3.digest)
+        cache.keys = [nsec3.digest(n) for n in cache.order]
+    view.chain, view.keys = cache.order, cache.keys
+    for i, name in enumerate(view.chain):
+        view.hashed[name] = nsec3.owner(view.keys[i], view.apex)
+        following = view.keys[(i + 1) % len(view.keys)]
+        types = set(view.names[name])
+        if types:
+            types.add(RRSIG)
+        if name == view.apex:
+            types.add(SOA)
+        key = (following, tuple(sorted(types)))
+        rdata = cache.nsecs.get(key)
+        if rdata is None:
+            rdata = cache.nsecs[key] = nsec3.rdata(following, list(key[1]))
+        view.nsecs[name] = rdata
+
+
+def _nsec_rdata(following: bytes, types: list[int]) -> bytes:
+    windows = dns.rdtypes.util.Bitmap.from_rdtypes(sorted(set(types))).windows
+    next_name = dns.name.from_wire(following, 0)[0]
+    return dns.rdtypes.ANY.NSEC.NSEC(IN, NSEC, next_name, windows).to_wire()
 
 
 def _table(view: _View, views: list[_View]) -> ZoneTable:
     answers: dict[bytes, Answer] = {}
     defaults: dict[bytes, Answer] = {}
+    variants: dict[bytes, list[Answer]] = {}
+    cached = view.cache.names
     for name, rrsets in view.names.items():
         rrsets = _with_soa(view, name, rrsets)
-        cname = view.zone.owners[name].cname if name in view.zone.owners else None
-        if cname is not None:
-            _render_cname_owner(view, views, name, rrsets, answers, defaults)
+        owner = view.zone.owners.get(name)
+        if owner is not None and owner.cname is not None:
+            _render_cname_owner(view, views, name, rrsets, answers, defaults, variants)
             continue
-        for rdtype, (ttl, rdatas) in rrsets.items():
-            answers[name + struct.pack(">H", rdtype)] = _positive(name, rdtype, ttl, rdatas)
-        if rrsets:
-            # RFC 8482: ANY gets one RRset, the one with the lowest type number.
-            first = min(rrsets)
-            answers[name + struct.pack(">H", ANY)] = _positive(name, first, *rrsets[first])
-        defaults[name] = Answer(QR_AA | NOERROR, 0, 1, 0, view.soa_rr(name))
-    nx = Answer(QR_AA | NXDOMAIN, 0, 1, 0, view.soa_rr(b""))
+        content = _content(view, name, rrsets)
+        hit = cached.get(name)
+        if hit is not None and hit[0] == content:
+            answers.update(hit[1])
+            variants.update(hit[2])
+            defaults[name] = hit[3]
+            continue
+        own: dict[bytes, Answer] = {}
+        own_variants: dict[bytes, list[Answer]] = {}
+        _render_name(view, name, rrsets, own, defaults, own_variants)
+        answers.update(own)
+        variants.update(own_variants)
+        if name != view.apex:  # the apex holds the SOA: always rendered
+            cached[name] = (content, own, own_variants, defaults[name])
+    nx = _answer(view, NXDOMAIN, [], [], soa=True)
+    soa = view.soa(b"")
     return ZoneTable(origin=view.apex, answers=answers, names=defaults, nxdomain=nx,
-                     serial=view.serial)
+                     serial=view.serial, variants=variants,
+                     chain=view.keys if view.nsec3 else view.chain,
+                     proofs=[_proof(view, o) for o in view.chain],
+                     soa=b"".join(soa.records), soa_signed=b"".join(_signed(soa)),
+                     nsec3=view.nsec3)
+
+
+def _content(view: _View, name: bytes, rrsets: RRsets) -> object:
+    """Everything a name's answers are made of, but the SOA (spliced in by responders)."""
+    rotating = view.rotating.get(name)
+    proof = view.nsecs.get(name)
+    if proof is None and view.signer is not None:  # an empty non-terminal: the NSEC before
+        before = view.chain[canonical.covering(view.keys, name)]
+        proof = before + view.nsecs[before]
+    return (tuple(rrsets.items()), tuple(rotating.items()) if rotating else None, proof)
+
+
+def _proof(view: _View, owner: bytes) -> bytes:
+    """An owner's NSEC and RRSIG records with the owner in full, for NXDOMAIN proofs."""
+    rdata = view.nsecs[owner]
+    hit = view.cache.proofs.get(owner)
+    if hit is None or hit[0] != rdata:
+        hit = view.cache.proofs[owner] = (rdata, b"".join(_signed(view.nsec(b"", owner))))
+    return hit[1]
+
+
+def _render_name(view: _View, name: bytes, rrsets: RRsets, answers: dict[bytes, Answer],
+                 defaults: dict[bytes, Answer], variants: dict[bytes, list[Answer]]) -> None:
+    """Every answer of a name that is not a CNAME."""
+    for rdtype, (ttl, rdatas) in rrsets.items():
+        answers[_key(name, rdtype)] = _answer(view, NOERROR, [
+            view.rrs(b"\xc0\x0c", name, rdtype, ttl, rdatas)])
+    for rdtype, sets in view.rotating.get(name, {}).items():
+        # Variant 0 is what `answers` holds: a responder that ignores `variants` still
+        # answers correctly, only without rotating.
+        ttl = rrsets[rdtype][0]
+        variants[_key(name, rdtype)] = [_answer(view, NOERROR, [
+            view.rrs(b"\xc0\x0c", name, rdtype, ttl, s)]) for s in sets]
+        answers[_key(name, rdtype)] = variants[_key(name, rdtype)][0]
+    if rrsets:
+        # RFC 8482: ANY gets one RRset, the one with the lowest type number.
+        first = min(rrsets)
+        answers[_key(name, ANY)] = answers[_key(name, first)]
+    if name in view.nsecs:
+        if not view.nsec3:
+            answers[_key(name, NSEC)] = _answer(view, NOERROR, [view.nsec(name, name)])
+        proof = [view.nsec(name, name)]
+    else:  # an empty non-terminal: the NSEC before it covers it (RFC 4035 3.1.3.2)
+        proof = view.denial(name, name)[:1]
+    defaults[name] = _answer(view, NOERROR, [], [], proof, soa=True)
+
+
+def _key(name: bytes, rdtype: int) -> bytes:
+    return name + struct.pack(">H", rdtype)
 
 
 def _with_soa(view: _View, name: bytes, rrsets: RRsets) -> RRsets:
     if name != view.apex:
         return rrsets
-    spec = view.zone.spec.soa
-    soa = view.soa_rr(name)
-    rdata = soa[12:]  # pointer(2) type(2) class(2) ttl(4) rdlength(2), then the rdata
-    return {**rrsets, SOA: (spec.ttl, (rdata,))}
+    return {**rrsets, SOA: (view.zone.spec.soa.ttl, (view.soa_rdata(),))}
 
 
-def _positive(name: bytes, rdtype: int, ttl: int, rdatas: tuple[bytes, ...]) -> Answer:
-    body = b"".join(rr(b"\xc0\x0c", rdtype, ttl, r) for r in rdatas)
-    return Answer(QR_AA | NOERROR, len(rdatas), 0, 0, body)
+def _answer(view: _View, rcode: int, answer: list[RRs], authority: list[RRs] | None = None,
+            proofs: list[RRs] | None = None, soa: bool = False) -> Answer:
+    """An Answer, with its signed variant in a signed zone.
+
+    With `soa`, the responder puts the zone's SOA records first in the authority section:
+    the counts include them, the body does not, so the answer outlives serial changes.
+    """
+    authority = authority or []
+    body = b"".join(r for s in answer + authority for r in s.records)
+    plain_an = sum(len(s.records) for s in answer)
+    plain_ns = sum(len(s.records) for s in authority) + (1 if soa else 0)
+    signed = None
+    if view.signer is not None:
+        sections = (answer, authority + (proofs or []))
+        an, ns = (sum(len(s.records) + len(s.sigs) for s in sec) for sec in sections)
+        soa_count = 1 + len(view.signer.zone_keys()) if soa else 0
+        signed = Answer(QR_AA | rcode, an, ns + soa_count, 0,
+                        b"".join(r for sec in sections for s in sec for r in _signed(s)),
+                        soa=soa)
+    return Answer(QR_AA | rcode, plain_an, plain_ns, 0, body, signed, soa=soa)
+
+
+def _signed(rrs: RRs) -> tuple[bytes, ...]:
+    return rrs.records + rrs.sigs
 
 
 def _render_cname_owner(view: _View, views: list[_View], name: bytes, rrsets: RRsets,
-                        answers: dict[bytes, Answer], defaults: dict[bytes, Answer]) -> None:
+                        answers: dict[bytes, Answer], defaults: dict[bytes, Answer],
+                        variants: dict[bytes, list[Answer]]) -> None:
     """A CNAME owner answers every type with the chain followed inside our zones."""
-    ttl, (target_rdata,) = rrsets[CNAME]
-    answers[name + struct.pack(">H", CNAME)] = _positive(name, CNAME, ttl, (target_rdata,))
-    chain = [rr(b"\xc0\x0c", CNAME, ttl, target_rdata)]
+    ttl, rdatas = rrsets[CNAME]
+    first = view.rrs(b"\xc0\x0c", name, CNAME, ttl, rdatas)
+    answers[_key(name, CNAME)] = _answer(view, NOERROR, [first])
+    if name in view.nsecs and not view.nsec3:
+        answers[_key(name, NSEC)] = _answer(view, NOERROR, [view.nsec(name, name)])
+    chain = [first]
     target = view.zone.owners[name].cname
     seen = {name}
     while target is not None and target not in seen and len(chain) < MAX_CHAIN:
@@ -112,25 +364,29 @@ def _render_cname_owner(view: _View, views: list[_View], name: bytes, rrsets: RR
             break
         tview, trrsets = where
         if trrsets is None:  # the target does not exist
-            defaults[name] = _chain(chain, NXDOMAIN, [tview.soa_rr(name)])
+            defaults[name] = _answer(view, NXDOMAIN, chain, [tview.soa(name)],
+                                     tview.denial(name, target))
             return
         trrsets = _with_soa(tview, target, trrsets)
         owner = tview.zone.owners.get(target)
         if owner is not None and owner.cname is not None:
-            cttl, (crdata,) = trrsets[CNAME]
-            chain.append(rr(target, CNAME, cttl, crdata))
+            cttl, crdatas = trrsets[CNAME]
+            chain.append(tview.rrs(target, target, CNAME, cttl, crdatas))
             target = owner.cname
             continue
         for rdtype, (rttl, rdatas) in trrsets.items():
-            tail = [rr(target, rdtype, rttl, r) for r in rdatas]
-            answers[name + struct.pack(">H", rdtype)] = _chain(chain + tail, NOERROR, [])
-        defaults[name] = _chain(chain, NOERROR, [tview.soa_rr(name)])
+            # A chain that ends at a rotating pool rotates with it.
+            sets = tview.rotating.get(target, {}).get(rdtype, [rdatas])
+            ends = [_answer(view, NOERROR, chain + [tview.rrs(target, target, rdtype, rttl, s)])
+                    for s in sets]
+            answers[_key(name, rdtype)] = ends[0]
+            if len(ends) > 1:
+                variants[_key(name, rdtype)] = ends
+        proof = [tview.nsec(name, target)] if target in tview.nsecs \
+            else tview.denial(name, target)[:1]
+        defaults[name] = _answer(view, NOERROR, chain, [tview.soa(name)], proof)
         return
-    defaults[name] = _chain(chain, NOERROR, [])
-
-
-def _chain(answer: list[bytes], rcode: int, authority: list[bytes]) -> Answer:
-    return Answer(QR_AA | rcode, len(answer), len(authority), 0, b"".join(answer + authority))
+    defaults[name] = _answer(view, NOERROR, chain)
 
 
 def _find(views: list[_View], name: bytes) -> tuple[_View, RRsets | None] | None:

@@ -159,7 +159,7 @@ class Supervisor:
 
     def _reap(self, slot: Slot) -> None:
         assert slot.process is not None
-        slot.process.join(0)
+        slot.process.join(1.0)  # its sentinel says it ended; reaping may lag a moment
         code = slot.process.exitcode
         slot.process = None
         if slot.conn is not None:
@@ -168,6 +168,9 @@ class Supervisor:
         if self.stopping:
             return
         self._count_crash()
+        if self.stopping:  # the crash budget is spent
+            log.warning("%s exited with code %s", slot.name, code)
+            return
         slot.failures += 1
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (slot.failures - 1))
         slot.state, slot.restart_at = "backoff", self.now() + delay
@@ -178,8 +181,8 @@ class Supervisor:
         self.crashes = max(0.0, self.crashes - (now - self.crash_clock) / CRASH_DECAY) + 1
         self.crash_clock = now
         if self.crashes > CRASH_BUDGET:
-            self._fatal(f"children crashed {int(self.crashes)} times in a short while; "
-                        "giving up")
+            self._fatal(f"children crashed more than {CRASH_BUDGET:g} times within "
+                        f"{CRASH_DECAY:g} s per crash; giving up")
 
     def _fatal(self, reason: str) -> None:
         log.error("%s", reason)
@@ -198,20 +201,31 @@ class Supervisor:
             return
         match messages.decode_from_child(data):
             case messages.HealthReport(states=states, full=full):
+                self._mark_running(self.prober)  # its first report is its readiness
                 self._on_health(states, full)
-            case messages.Published(generation=generation, serials=serials, snapshot=snapshot):
+            case messages.Published(generation=generation, serials=serials, snapshot=snapshot,
+                                    delta=delta):
+                # Responders hold the previous generation (or were sent it before anything
+                # newer): the delta brings them up to date; a responder started later is sent
+                # the full snapshot kept here.
+                self._mark_running(self.signer)
                 self.snapshot = snapshot
                 self.published = messages.Resume(generation, serials)
                 for responder in self.responders:
-                    self._send(responder, snapshot)
+                    self._send(responder, delta or snapshot)
                 log.debug("generation %d sent to responders", generation)
             case messages.Bound(listen=listen):
                 self._on_bound(slot, listen)
             case messages.Ready():
-                slot.state, slot.failures = "running", 0
+                self._mark_running(slot)
                 self._announce()
             case messages.Fatal(reason=reason):
                 self._fatal(f"{slot.name}: {reason}")
+
+    @staticmethod
+    def _mark_running(slot: Slot) -> None:
+        """A child that works again starts its backoff from the beginning next time."""
+        slot.state, slot.failures = "running", 0
 
     def _on_health(self, states: dict[str, bool], full: bool) -> None:
         if full or self.health is None:

@@ -12,10 +12,12 @@ import dns.dnssec
 import dns.exception
 
 from healthdns.shared import config
-from healthdns.shared.config import Config
+from healthdns.shared.config import LOG_LEVELS, Config
 from healthdns.shared.errors import ConfigError
 
-from healthdns.shared.config import LOG_LEVELS
+
+COMPAT_ONLY = ("alias_zones", "zone_resolutions", "ns", "test_min_interval", "test_timeout",
+               "priv_key_path", "priv_key_alg")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,11 +59,11 @@ def load(args: argparse.Namespace) -> Config:
     if sum(sources) != 1:
         raise ConfigError("", "give exactly one of --config PATH, --demo, or --hosted-zone "
                           "(with --zone-resolutions and --ns)")
-    if args.priv_key_alg is not None:
-        _algorithm(args.priv_key_alg)
-    if args.priv_key_path is not None:
-        raise ConfigError("--priv-key-path", "DNSSEC signing is not supported yet by this "
-                          "version of healthdns; remove the flag to serve unsigned")
+    if args.hosted_zone is None:
+        stray = [f"--{f.replace('_', '-')}" for f in COMPAT_ONLY if getattr(args, f) is not None]
+        if stray:
+            raise ConfigError(stray[0], "is an a-healthy-dns flag: it goes with --hosted-zone "
+                              "(with --config, set it in the file)")
     if args.config is not None:
         document = config.read(args.config)
     elif args.demo:
@@ -116,7 +118,7 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
                for name, value in resolutions.items()}
     if not records:
         raise ConfigError("--zone-resolutions", "at least one name is required")
-    zone = {
+    zone: dict[str, Any] = {
         "origin": args.hosted_zone,
         "aliases": _json(args.alias_zones or "[]", "--alias-zones", list),
         "nameservers": _json(args.ns, "--ns", list),
@@ -126,6 +128,13 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
                 "minimum": a_ttl},
         "records": records,
     }
+    if args.priv_key_path is not None:
+        # One combined signing key for the zone and its aliases; a-healthy-dns's default
+        # algorithm is RSASHA256.
+        zone["dnssec"] = {"csk": args.priv_key_path,
+                          "algorithm": _algorithm(args.priv_key_alg or "RSASHA256")}
+    elif args.priv_key_alg is not None:
+        _algorithm(args.priv_key_alg)
     return {"zones": [zone]}
 
 
@@ -133,6 +142,8 @@ _FLAG_PATHS = (
     ("zones[0].origin", "--hosted-zone"),
     ("zones[0].aliases", "--alias-zones"),
     ("zones[0].nameservers", "--ns"),
+    ("zones[0].dnssec.csk", "--priv-key-path"),
+    ("zones[0].dnssec.algorithm", "--priv-key-alg"),
     ("zones[0].records.", "--zone-resolutions."),
     (".pool.addresses", ".ips"),
     (".pool.check.port", ".health_port"),
@@ -193,8 +204,13 @@ def _json(text: str, flag: str, kind: type) -> Any:
     return value
 
 
-def _algorithm(name: str) -> None:
+def _algorithm(name: str) -> str:
+    """A DNSSEC algorithm name, as a-healthy-dns takes it, that healthdns signs with."""
     try:
-        dns.dnssec.Algorithm.from_text(name)
+        algorithm = dns.dnssec.Algorithm.from_text(name.upper())
     except (dns.exception.DNSException, ValueError):
         raise ConfigError("--priv-key-alg", f"{name!r} is not a DNSSEC algorithm") from None
+    if algorithm.name not in config.ALGORITHMS:
+        raise ConfigError("--priv-key-alg", f"{algorithm.name} is not supported; use one of "
+                          f"{', '.join(config.ALGORITHMS)}")
+    return algorithm.name

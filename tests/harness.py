@@ -54,7 +54,12 @@ class Server:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
-        match = self.wait_for(READY, START_TIMEOUT)
+        try:
+            match = self.wait_for(READY, START_TIMEOUT)
+        except AssertionError:
+            self.process.kill()  # its children follow: their pipes reach EOF
+            self.process.wait()
+            raise
         self.host, self.port = match.group(1).strip("[]"), int(match.group(2))
         return self
 

@@ -35,7 +35,10 @@ ZONE = ["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]']
       '{"www": ["192.0.2.1"]}'],
      "--ns[0]: 'ns1' is not a fully qualified host name"),
     ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-path", "/k.pem"],
-     "--priv-key-path: DNSSEC signing is not supported yet"),
+     "zones[0].dnssec.csk: /k.pem: cannot read: No such file or directory"),
+    ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-path", "/k.pem",
+      "--priv-key-alg", "ED448"],
+     "--priv-key-alg: ED448 is not supported; use one of ECDSAP256SHA256, ED25519"),
     ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-alg", "ROT13"],
      "--priv-key-alg: 'ROT13' is not a DNSSEC algorithm"),
     ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--test-timeout", "0"],
@@ -75,8 +78,10 @@ def test_check_config_prints_the_normalised_config() -> None:
     cfg = json.loads(result.stdout)
     zone = cfg["zones"][0]
     assert zone["origin"] == "example.test."
-    assert zone["records"]["www"]["pool"]["check"] == {
+    check = zone["records"]["www"]["pool"]["groups"][0]["check"]
+    assert {k: check[k] for k in ("port", "kind", "interval", "timeout", "rise", "fall")} == {
         "port": 80, "kind": "tcp", "interval": 10.0, "timeout": 2.0, "rise": 2, "fall": 2}
+    assert zone["records"]["www"]["pool"]["groups"][0]["addresses"] == ["192.0.2.1"]
     assert zone["records"]["www"]["ttl"] == 20  # a-healthy-dns: twice the interval
 
 
@@ -112,3 +117,9 @@ def test_a_healthy_dns_flags_serve_the_same_answers(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0
         backend.close()
+
+
+def test_a_healthy_dns_flag_without_hosted_zone_is_an_error() -> None:
+    result = run_cli(["--demo", "--ns", '["ns1.example.net"]'])
+    assert result.returncode == 1
+    assert "--ns: is an a-healthy-dns flag: it goes with --hosted-zone" in result.stderr

@@ -6,6 +6,7 @@ import struct
 
 import dns.message
 import dns.rcode
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,8 +30,8 @@ CFG = config.from_mapping({
 })
 
 
-def answerer() -> Answerer:
-    published = Signer(CFG).update({}, full=True)
+def answerer(cfg: config.Config = CFG) -> Answerer:
+    published = Signer(cfg).update({}, full=True)
     assert published is not None
     a = Answerer(1232, b"nsid")
     a.table = Table(messages.decode_to_child(published.snapshot))  # type: ignore[arg-type]
@@ -76,11 +77,29 @@ def queries(draw: st.DrawFn) -> bytes:
     return wire
 
 
+def signed_answerer() -> Answerer:
+    """The same zone, signed with a key written to a private temporary file."""
+    import tempfile
+
+    from healthdns.signer import keys
+
+    folder = tempfile.mkdtemp()
+    path = f"{folder}/csk.pem"
+    keys.write(keys.generate(keys.Algorithm.ECDSAP256SHA256), path)
+    document = msgspec.to_builtins(CFG)
+    document["zones"][0]["dnssec"] = {"csk": path}
+    return answerer(config.from_mapping(document))
+
+
+SIGNED = signed_answerer()
+
+
 @settings(max_examples=3000, deadline=None)
-@given(queries(), st.booleans())
-def test_fast_and_slow_paths_agree(wire: bytes, tcp: bool) -> None:
-    fast = ANSWERER.answer(wire, tcp)
-    slow = ANSWERER.slow(wire, tcp)
+@given(queries(), st.booleans(), st.booleans())
+def test_fast_and_slow_paths_agree(wire: bytes, tcp: bool, signed: bool) -> None:
+    answerer = SIGNED if signed else ANSWERER
+    fast = answerer.answer(wire, tcp)
+    slow = answerer.slow(wire, tcp)
     assert fast == slow
     if fast is not None and (fast[2] >> 3) & 0x0F == 0:
         response = dns.message.from_wire(fast)  # a valid message
@@ -138,3 +157,27 @@ def test_packet_cache_is_bounded() -> None:
     for i in range(25):
         a.answer(dns.message.make_query(f"n{i}.example.test", "A").to_wire(), False)
     assert 0 < len(a.table.cache) <= 10
+
+
+def test_a_delta_gives_the_same_table_as_the_full_snapshot() -> None:
+    document = msgspec.to_builtins(CFG)
+    document["zones"][0]["records"]["two"] = {
+        "pool": {"addresses": ["192.0.2.21", "192.0.2.22"], "check": {"port": 80}}}
+    for i in range(100):
+        document["zones"][0]["records"][f"n{i}"] = {"a": [f"198.51.100.{i}"]}
+    cfg = config.from_mapping(document)
+    signer = Signer(cfg)
+    first = signer.update({}, full=True)  # both down: serve-all answers with both
+    target = next(t for t, (address, _) in cfg.checks().items() if address == "192.0.2.21")
+    second = signer.update({target: True}, full=False)
+    assert second is not None and second.delta
+    full = Table(messages.decode_to_child(second.snapshot))  # type: ignore[arg-type]
+    delta = messages.decode_to_child(second.delta)
+    assert isinstance(delta, messages.Delta) and delta.base == first.generation
+    patched = Table(messages.decode_to_child(first.snapshot)).apply(delta)  # type: ignore[arg-type]
+    assert patched.generation == full.generation
+    assert patched.answers == full.answers and patched.names == full.names
+    assert patched.soas == full.soas
+    # Only what changed travels: far fewer entries than the table holds.
+    changed = sum(len(z.answers) + len(z.names) for z in delta.zones)
+    assert changed < len(full.answers) / 10

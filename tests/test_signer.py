@@ -43,7 +43,8 @@ def ask(snapshot: messages.Snapshot, name: str, rdtype: str) -> dns.message.Mess
     answer = table.answers.get(wire + qtype) or table.names.get(wire) or table.nxdomain
     header = struct.pack(">HHHHHH", 1, answer.flags, 1, answer.ancount, answer.nscount,
                          answer.arcount)
-    return dns.message.from_wire(header + wire + qtype + b"\x00\x01" + answer.body)
+    soa = table.soa if answer.soa else b""  # responders put the zone's SOA first
+    return dns.message.from_wire(header + wire + qtype + b"\x00\x01" + soa + answer.body)
 
 
 def publish(signer: Signer, states: dict[str, bool], full: bool = False) -> Any:

@@ -1,0 +1,101 @@
+"""Signing RRsets, with a cache so that a health change re-signs only what changed.
+
+Signatures are made here, in advance, for every RRset a health state can serve; responders only
+ever hold the RRSIG records, never a key. Inception lies `inception_offset` in the past (clock
+skew between us and validators); a signature is renewed once less than `refresh` is left of its
+validity, at a moment spread by jitter so that a large zone does not re-sign all at once.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dns.name
+
+from healthdns.shared import canonical
+from healthdns.shared.config import DnssecSpec
+from healthdns.signer import keys
+from healthdns.signer.keys import Key
+
+DNSKEY, RRSIG, NSEC, CDS, CDNSKEY = 48, 46, 47, 59, 60
+RRsetKey = tuple[bytes, int, int, tuple[bytes, ...]]
+
+
+@dataclass
+class ZoneSigner:
+    """Signs the RRsets of one zone (or alias zone) with its keys."""
+
+    origin: dns.name.Name
+    keys: list[Key]
+    spec: DnssecSpec
+    now: Callable[[], float]
+    rng: random.Random = field(default_factory=random.Random)
+    cache: dict[RRsetKey, tuple[float, tuple[bytes, ...]]] = field(default_factory=dict)
+    used: set[RRsetKey] = field(default_factory=set)  # signed or reused since the last prune
+    signed: int = 0  # signatures made, for tests and logs
+
+    def rrsigs(self, owner: bytes, rdtype: int, ttl: int,
+               rdatas: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """RRSIG rdata (wire) over an RRset: by the zone keys, or the key keys for DNSKEY."""
+        cache_key = (owner, rdtype, ttl, tuple(sorted(rdatas)))
+        self.used.add(cache_key)
+        now = self.now()
+        found = self.cache.get(cache_key)
+        if found is not None and now < found[0]:
+            return found[1]
+        sigs = self._sign(owner, rdtype, ttl, rdatas, now)
+        life = self.spec.validity - self.spec.refresh
+        renew = now + life - self.rng.uniform(0, life * 0.1)
+        self.cache[cache_key] = (renew, sigs)
+        return sigs
+
+    def next_renewal(self) -> float | None:
+        return min((renew for renew, _ in self.cache.values()), default=None)
+
+    def prune(self) -> None:
+        """Drop signatures of RRsets no longer served, so the cache does not grow forever."""
+        for stale in self.cache.keys() - self.used:
+            del self.cache[stale]
+        self.used = set()
+
+    def zone_keys(self) -> list[Key]:
+        """The keys that sign everything but the key RRsets."""
+        return [k for k in self.keys if k.signs_zone]
+
+    def dnskeys(self) -> tuple[bytes, ...]:
+        return tuple(k.dnskey.to_wire() for k in self.keys)
+
+    def cds_records(self) -> dict[int, tuple[int, tuple[bytes, ...]]]:
+        """CDS and CDNSKEY for the key-signing keys, when asked for (RFC 7344, 8078)."""
+        if not self.spec.cds:
+            return {}
+        sep = [k for k in self.keys if k.signs_keys]
+        ttl = self.spec.dnskey_ttl
+        return {CDNSKEY: (ttl, tuple(k.dnskey.to_wire() for k in sep)),
+                CDS: (ttl, tuple(keys.ds(self.origin, k.dnskey).to_wire() for k in sep))}
+
+    def _sign(self, owner: bytes, rdtype: int, ttl: int, rdatas: tuple[bytes, ...],
+              now: float) -> tuple[bytes, ...]:
+        """RRSIG rdata per RFC 4034 3.1.8.1: the RRSIG fields, then the RRset in canonical
+        form and order, signed. Our rdata is already canonical (see `signer.zone`)."""
+        key_set = rdtype in (DNSKEY, CDS, CDNSKEY)
+        signers = [k for k in self.keys if (k.signs_keys if key_set else k.signs_zone)]
+        inception = (int(now) - self.spec.inception_offset) % 2**32
+        expiration = (int(now) + self.spec.validity) % 2**32
+        rrset = b"".join(owner + struct.pack(">HHIH", rdtype, 1, ttl, len(r)) + r
+                         for r in sorted(set(rdatas)))
+        labels = len(canonical.labels(owner))
+        sigs = []
+        for key in signers:
+            fields = struct.pack(">HBBIIIH", rdtype, key.dnskey.algorithm, labels, ttl,
+                                 expiration, inception, key.tag) + self.signer_name
+            sigs.append(fields + key.sign(fields + rrset))
+        self.signed += len(signers)
+        return tuple(sigs)
+
+    @property
+    def signer_name(self) -> bytes:
+        return self.origin.canonicalize().to_wire()
