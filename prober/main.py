@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Awaitable
@@ -17,6 +18,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 import msgspec
+
 from healthdns.prober.scheduler import Report, Scheduler
 from healthdns.shared import config, messages
 
@@ -43,9 +45,13 @@ async def _main(conn: Connection) -> None:
         _setup_logging(cfg.server.log_level)
         targets = cfg.checks()
         log.info("started in slot %d: %d targets", start.slot, len(targets))
-        await _until_stopped(Scheduler(targets, _reporter(conn, control)).serve(),
-                             control.stopped)
+        parallel = _parallel(cfg.prober.parallel, _raise_file_limit())
+        scheduler = Scheduler(targets, _reporter(conn, control), parallel=parallel,
+                              fence_min_targets=cfg.prober.fence_min_targets)
+        await _until_stopped(scheduler.serve(), control.stopped)
         log.info("stopped: %s", control.why)
+        if control.bug is not None:
+            raise control.bug  # exit non-zero: the supervisor respawns the prober
 
 
 class _Control:
@@ -57,10 +63,12 @@ class _Control:
         self.start: asyncio.Future[messages.Start] = self._loop.create_future()
         self.stopped = asyncio.Event()
         self.why = ""
+        self.bug: BaseException | None = None
 
     def __enter__(self) -> Self:
         self._loop.add_reader(self._conn.fileno(), self._on_readable)
         self._loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
+        self._loop.set_exception_handler(self._on_error)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -72,6 +80,15 @@ class _Control:
         if not self.stopped.is_set():
             self.why = why
             self.stopped.set()
+
+    def _on_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        # Checks report through callbacks, where asyncio would only log an exception: a bug
+        # there must stop the prober as one in a task would.
+        loop.default_exception_handler(context)
+        error = context.get("exception")
+        self.bug = error if isinstance(error, BaseException) else RuntimeError(
+            str(context.get("message")))
+        self.stop("a bug (see the traceback above)")
 
     def _on_readable(self) -> None:
         try:
@@ -118,6 +135,31 @@ def _reporter(conn: Connection, control: _Control) -> Report:
             control.stop(f"cannot report: {e}")
 
     return report
+
+
+def _raise_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one: every check in flight holds one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, wanted, e)
+            return soft
+        log.info("open files limit raised from %d to %d (the hard limit)", soft, wanted)
+        return wanted
+    return soft
+
+
+def _parallel(wanted: int, files: int) -> int:
+    """`prober.parallel`, lowered if the open files limit cannot hold that many sockets."""
+    room = max(1, files - 64)  # the pipe, the loop, logging and the HTTP client need a few
+    if wanted > room:
+        log.warning("prober.parallel lowered from %d to %d: the open files limit is %d",
+                    wanted, room, files)
+        return room
+    return wanted
 
 
 def _setup_logging(level: str) -> None:

@@ -1,32 +1,44 @@
 """When each target is checked, and what its results mean for the rest of healthdns.
 
-The first round checks every target at once, so the supervisor gets a complete picture as soon
-as the timeouts allow. After it each target is checked once per interval, start to start, with
-the targets' phases spread evenly over their intervals so that a large pool does not connect in
-bursts. The clock and the sleep are injected: tests run hours of schedule in milliseconds.
+The first round checks every target at once (at most `parallel` in flight), so the supervisor
+gets a complete picture as soon as the timeouts allow. After it each target is checked once per
+interval, start to start, with the targets' phases spread evenly over their intervals so that a
+large pool does not connect in bursts. The loop wakes at most once per tick and starts every
+check due by then: ten thousand checks a second cost a hundred wake-ups, not ten thousand.
+
+Checks report through a callback (see `checks.Checker`), so a check costs no task of its own.
+The clock and the sleep are injected: tests run hours of schedule in milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import heapq
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from healthdns.prober import checks
+from healthdns.prober.fence import Fence
 from healthdns.prober.state import TargetState
 from healthdns.shared.config import CheckSpec
 
 log = logging.getLogger("healthdns.prober")
 
-Check = Callable[[str, CheckSpec], Awaitable[checks.Result]]
+Check = Callable[[str, CheckSpec, checks.Done], None]  # start one check: (address, spec, done)
 Report = Callable[[dict[str, bool], bool], None]  # (states, full)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-Targets = Mapping[str, tuple[str, CheckSpec]]  # target id -> (address, spec)
+Targets = Mapping[str, tuple[str, CheckSpec]]  # target id -> (checked address, spec)
 
-PARALLEL = 512  # checks in flight at once: bounds sockets and SYN bursts, not the schedule
+PARALLEL = 2048  # checks in flight at once: bounds sockets and SYN bursts, not the schedule
+TICK = 0.005  # seconds: checks due within one tick start together
+REPORT_SPACING = 0.1  # seconds between two reports at least: a burst of flips is one report
+FENCE_MIN_TARGETS = 10
+FENCE_REMINDER = 10.0  # seconds between two "still fenced" lines
 
 
 def first_due(targets: Targets, start: float) -> list[tuple[float, str]]:
@@ -48,87 +60,232 @@ def next_due(due: float, interval: float, now: float) -> float:
 class Scheduler:
     """Checks targets forever and reports their health through `report`."""
 
-    def __init__(self, targets: Targets, report: Report, *, check: Check = checks.probe,
+    def __init__(self, targets: Targets, report: Report, *, check: Check | None = None,
                  now: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
-                 parallel: int = PARALLEL) -> None:
+                 parallel: int = PARALLEL, fence_min_targets: int = FENCE_MIN_TARGETS,
+                 report_spacing: float = REPORT_SPACING, tick: float = TICK) -> None:
         self._targets = dict(targets)
         self._report = report
         self._check = check
         self._now = now
         self._sleep = sleep
-        self._slots = asyncio.Semaphore(parallel)
+        self._parallel = parallel
+        self._spacing = report_spacing
+        self._tick = tick
         self._states: dict[str, TargetState] = {}
-        self._busy: set[str] = set()  # targets with a check in flight
+        self._busy: set[str] = set()  # targets with a check in flight or waiting for a slot
+        self._waiting: collections.deque[str] = collections.deque()
+        self._in_flight = 0
+        self._draining = False
+        self._first_left = 0
+        self._first: asyncio.Future[None] | None = None
+        self._fence = Fence(len(self._targets), fence_min_targets)
+        self._held: dict[str, tuple[float, str]] = {}  # down flips not told: (since, log line)
+        self._reminded = 0.0
         self._changed: dict[str, bool] = {}  # flips not reported yet
+        self._flush_at: asyncio.Handle | None = None  # a report coming in this iteration
+        self._flushed = -math.inf  # when the latest report went
+        self._wake = asyncio.Event()  # a report falls due before the loop would wake
 
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
+        if self._check is not None:
+            await self._serve()
+            return
+        checker = checks.Checker()
+        self._check = checker.start
+        try:
+            await self._serve()
+        finally:
+            await checker.close()
+
+    async def _serve(self) -> None:
         self._report(await self._first_round(), True)
+        self._flushed = self._now()
         await self._periodic()
 
     async def _first_round(self) -> dict[str, bool]:
-        async with asyncio.TaskGroup() as group:
+        self._first = asyncio.get_running_loop().create_future()
+        self._first_left = len(self._targets)
+        if self._targets:
             for target in self._targets:
-                group.create_task(self._first(target))
+                self._want(target)
+            await self._first
         states = {t: self._states[t].up for t in self._targets}
         log.info("first round: %d of %d targets up", sum(states.values()), len(states))
+        if self._fence.tripped:
+            self._fence.active, self._fence.since = True, self._now()
+            self._reminded = self._fence.since
+            log.error("every one of the %d targets failed in the first round: is the "
+                      "prober's own network down? (fenced; with no earlier state to keep, "
+                      "they are reported down)", len(states))
         return states
-
-    async def _first(self, target: str) -> None:
-        address, spec = self._targets[target]
-        ok, reason = await self._attempt(target)
-        self._states[target] = TargetState(spec.rise, spec.fall, ok, reason)
-        # Only failures at INFO: a healthy start-up of ten thousand targets is one summary line.
-        log.log(logging.DEBUG if ok else logging.INFO, "%s is %s: %s",
-                checks.label(address, spec), "up" if ok else "down", reason)
 
     async def _periodic(self) -> None:
         queue = first_due(self._targets, self._now())
         if not queue:
             await asyncio.Event().wait()  # nothing to check: idle until cancelled
-        async with asyncio.TaskGroup() as group:  # a check that raises is a bug: stop with it
-            while True:
-                now = self._now()
-                while queue[0][0] <= now:
-                    due, target = heapq.heappop(queue)
-                    self._launch(group, target)
-                    interval = self._targets[target][1].interval
-                    heapq.heappush(queue, (next_due(due, interval, now), target))
-                await self._sleep(queue[0][0] - now)
+        while True:
+            now = self._now()
+            while queue[0][0] <= now:
+                due, target = heapq.heappop(queue)
+                self._want(target)
+                interval = self._targets[target][1].interval
+                heapq.heappush(queue, (next_due(due, interval, now), target))
+            self._remind(now)
+            wake = queue[0][0]
+            if self._changed and self._flush_at is None:  # a report waits for its spacing
+                if now >= self._flushed + self._spacing:
+                    self._flush()
+                else:
+                    wake = min(wake, self._flushed + self._spacing)
+            await self._nap(max(wake - now, self._tick))
 
-    def _launch(self, group: asyncio.TaskGroup, target: str) -> None:
+    async def _nap(self, delay: float) -> None:
+        """Sleep `delay`; a long sleep ends early when a report falls due before its end."""
+        self._wake.clear()
+        if delay <= self._spacing:
+            await self._sleep(delay)  # the common case in a busy prober: no extra tasks
+            return
+        sleep = asyncio.ensure_future(self._sleep(delay))
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleep, wake}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            wake.cancel()
+
+    # --- running checks, at most `parallel` at once -----------------------------------------------
+
+    def _want(self, target: str) -> None:
         if target in self._busy:
-            # Only when the semaphore kept the previous check waiting: skip rather than pile up.
+            # The previous check is still waiting for a slot: skip rather than pile up.
             log.debug("%s: previous check still running, skipped", target)
             return
         self._busy.add(target)
-        group.create_task(self._check_once(target))
+        if self._in_flight < self._parallel:
+            self._start(target)
+        else:
+            self._waiting.append(target)
 
-    async def _check_once(self, target: str) -> None:
-        try:
-            ok, reason = await self._attempt(target)
-        finally:
-            self._busy.discard(target)
-        self._record(target, ok, reason)
-
-    async def _attempt(self, target: str) -> checks.Result:
+    def _start(self, target: str) -> None:
         address, spec = self._targets[target]
-        async with self._slots:
-            return await self._check(address, spec)
+        self._in_flight += 1
+        assert self._check is not None
+        self._check(address, spec, functools.partial(self._done, target))
+
+    def _done(self, target: str, ok: bool, reason: str) -> None:
+        self._in_flight -= 1
+        self._busy.discard(target)
+        if self._waiting and not self._draining:
+            # Started from the loop, not from here: a check may call back before `start`
+            # returns, and starting the next one inside it would recurse.
+            self._draining = True
+            asyncio.get_running_loop().call_soon(self._drain)
+        if target in self._states:
+            self._record(target, ok, reason)
+        else:
+            self._initial(target, ok, reason)
+
+    def _drain(self) -> None:
+        self._draining = False
+        while self._waiting and self._in_flight < self._parallel:
+            self._start(self._waiting.popleft())
+
+    # --- results ----------------------------------------------------------------------------------
+
+    def _initial(self, target: str, ok: bool, reason: str) -> None:
+        address, spec = self._targets[target]
+        self._states[target] = TargetState(spec.rise, spec.fall, ok, reason, spec.hold_down)
+        self._fence.result(target, ok)
+        # Only failures at INFO: a healthy start-up of ten thousand targets is one summary line.
+        log.log(logging.DEBUG if ok else logging.INFO, "%s is %s: %s",
+                checks.label(address, spec), "up" if ok else "down", reason)
+        self._first_left -= 1
+        if self._first_left == 0 and self._first is not None:
+            self._first.set_result(None)
 
     def _record(self, target: str, ok: bool, reason: str) -> None:
+        now = self._now()
+        fence = self._fence
+        fence.result(target, ok)
+        if fence.active:
+            if not ok:
+                return  # fenced: a failure proves nothing, the last state stands
+            self._unfence(target, now)
         state = self._states[target]
-        if not state.record(ok, reason):
-            return
+        before = state.since
+        if state.record(ok, reason, now):
+            self._flipped(target, state, before)
+        if ok and self._held:
+            self._release()
+        if fence.tripped:
+            self._enter_fence(now)
+
+    def _flipped(self, target: str, state: TargetState, before: float) -> None:
         address, spec = self._targets[target]
-        log.info("%s", describe_flip(checks.label(address, spec), state))
-        if not self._changed:
-            # The first flip of this loop iteration: flips of checks that finish in the same
-            # iteration join it, and none waits longer than one iteration.
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._changed[target] = state.up
+        line = describe_flip(checks.label(address, spec), state)
+        if target in self._held:  # back up before its fall was told: there is nothing to tell
+            del self._held[target]
+            log.debug("%s (its fall was never reported)", line)
+            return
+        if not state.up and self._fence.enabled:
+            self._held[target] = (before, line)  # told once some check passes after it
+            return
+        log.info("%s", line)
+        self._queue(target, state.up)
+
+    def _release(self) -> None:
+        for target, (_, line) in self._held.items():
+            log.info("%s", line)
+            self._queue(target, False)
+        self._held.clear()
+
+    # --- self-fencing -----------------------------------------------------------------------------
+
+    def _enter_fence(self, now: float) -> None:
+        fence = self._fence
+        fence.active, fence.since, self._reminded = True, now, now
+        for target, (before, _) in self._held.items():
+            self._states[target].restore(True, before)
+        self._held.clear()
+        for state in self._states.values():
+            if state.up and not state.last:  # failures counting towards a fall start afresh
+                state.restore(True, state.since)
+        up = sum(s.up for s in self._states.values())
+        log.error("FENCED: every one of the %d targets failed its latest check; the prober's "
+                  "own network is most likely at fault. Keeping the last state (%d up) until "
+                  "a target answers again", fence.size, up)
+
+    def _unfence(self, target: str, now: float) -> None:
+        self._fence.active = False
+        address, spec = self._targets[target]
+        log.warning("fence lifted: %s answered after %.1f s fenced; checking normally again",
+                    checks.label(address, spec), now - self._fence.since)
+
+    def _remind(self, now: float) -> None:
+        if self._fence.active and now - self._reminded >= FENCE_REMINDER:
+            self._reminded = now
+            log.error("still FENCED for %.0f s: every one of the %d targets is failing; "
+                      "keeping the last state", now - self._fence.since, self._fence.size)
+
+    # --- reports ----------------------------------------------------------------------------------
+
+    def _queue(self, target: str, up: bool) -> None:
+        self._changed[target] = up
+        if self._flush_at is not None:
+            return  # joins the report already due
+        # The first flip after a quiet spell goes out at once (flips of checks that finish in
+        # the same loop iteration join it); in a burst, one report per spacing carries them
+        # all, sent by the loop, which wakes for it.
+        if self._now() >= self._flushed + self._spacing:
+            self._flush_at = asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._wake.set()
 
     def _flush(self) -> None:
+        self._flush_at = None
+        self._flushed = self._now()
         changed, self._changed = self._changed, {}
         self._report(changed, False)
 

@@ -13,9 +13,11 @@ Every error is a `ConfigError` whose text starts with the path of the bad field,
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -33,7 +35,13 @@ DEFAULT_PORT = 53053
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 STATIC_TYPES = ("a", "aaaa", "cname", "mx", "txt", "srv", "caa", "ptr")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
-POLICIES = ("serve-all", "empty")
+POLICIES = ("serve-all", "empty", "backup")
+DEFAULT_CHECK_PORTS = {"http": 80, "https": 443}
+MAX_WEIGHT = 100
+MAX_ANSWERS = 64
+_HTTP_FIELDS = ("method", "path", "host", "headers", "status", "body", "body_regex")
+_TLS_FIELDS = ("verify", "ca_file", "ca_pem")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -46,29 +54,79 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 class CheckSpec(_Frozen):
-    """How one backend address is checked."""
+    """How one backend address is checked: a TCP connect, or an HTTP(S) request."""
 
-    port: int
-    kind: Literal["tcp"] = "tcp"
+    port: int = 0  # 0: the kind's default (http 80, https 443); a tcp check must give one
+    kind: Literal["tcp", "http", "https"] = "tcp"
     interval: float = 5.0
     timeout: float = 2.0
     rise: int = 2
     fall: int = 2
+    hold_down: float = 0.0  # seconds a new state is kept at least before it may change again
+    address: str | None = None  # check this address instead of the one served
+    method: str = "GET"  # http and https from here on
+    path: str = "/"
+    host: str | None = None  # Host header; for https also the SNI name and the name verified
+    headers: dict[str, str] = {}
+    status: str = "200-399"  # codes that pass: "200", "200-399", "200,204,301-302"
+    body: str | None = None  # the start of the body must contain this text...
+    body_regex: str | None = None  # ...or match this regular expression (Python syntax)
+    verify: bool = True  # https only: verify the server's certificate and name
+    ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
+    ca_pem: str | None = None  # the same inline; the supervisor reads `ca_file` into it
+
+    def checked(self, address: str) -> str:
+        """The address a check connects to for the served `address`."""
+        return self.address or address
 
     def target(self, address: str) -> str:
-        """The identity of one check: equal for every name and zone that checks the same thing."""
-        return (
-            f"{self.kind} {address} {self.port} "
-            f"{self.interval:g}/{self.timeout:g}/{self.rise}/{self.fall}"
-        )
+        """The identity of one check: equal for every name and zone that checks the same thing.
+
+        "tcp 192.0.2.1 80 5/2/2/2"; checks with more settings than these (HTTP, hold-down) end
+        with a digest of all of them, so two checks share an id only if they are the same.
+        """
+        base = (f"{self.kind} {self.checked(address)} {self.port} "
+                f"{self.interval:g}/{self.timeout:g}/{self.rise}/{self.fall}")
+        if self.kind == "tcp" and not self.hold_down:
+            return base
+        digest = hashlib.blake2s(msgspec.msgpack.encode(self), digest_size=6).hexdigest()
+        return f"{base} {digest}"
+
+    def statuses(self) -> tuple[tuple[int, int], ...]:
+        """The `status` ranges as (first, last) pairs."""
+        return _status_ranges(self.status, "status")
+
+
+class GroupSpec(_Frozen):
+    """One failover group of a pool: addresses, their weights, and how they are checked."""
+
+    addresses: tuple[str, ...]
+    weights: tuple[int, ...] = ()  # normalised: one per address (1 when not given)
+    check: CheckSpec | None = None  # normalised: always set (the pool's check when not given)
 
 
 class PoolSpec(_Frozen):
-    """A health-checked address pool (A and AAAA)."""
+    """A health-checked address pool (A and AAAA): failover groups in order of preference.
 
-    addresses: tuple[str, ...]
-    check: CheckSpec
-    policy: str = "serve-all"  # one of POLICIES
+    The short form, `addresses` (with `weights`), is one group; normalised, every pool holds its
+    addresses in `groups` only.
+    """
+
+    addresses: tuple[str, ...] = ()
+    weights: tuple[int, ...] = ()
+    check: CheckSpec | None = None  # the check of every group that has none of its own
+    groups: tuple[GroupSpec, ...] = ()
+    min_healthy: int = 1  # a group serves once this many of its addresses are up
+    max_answers: int = 0  # addresses per answer, rotated by weight; 0: every chosen address
+    policy: str = "serve-all"  # when every address is down: one of POLICIES
+    backup: tuple[str, ...] = ()  # policy "backup": served, unchecked, when all are down
+
+
+class ProberSpec(_Frozen):
+    """The prober process."""
+
+    parallel: int = 2048  # checks in flight at once (each holds a socket)
+    fence_min_targets: int = 10  # self-fencing from this many targets up; 0: never
 
 
 class RecordSpec(_Frozen):
@@ -104,6 +162,34 @@ class SoaSpec(_Frozen):
     minimum: int = 60
 
 
+ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
+
+
+class DnssecSpec(_Frozen):
+    """Signing of one zone (and its aliases): key files are read by the signer alone.
+
+    One combined signing key (`csk`), or a `ksk` and a `zsk`. Times are in seconds.
+    """
+
+    algorithm: str = "ECDSAP256SHA256"
+    csk: str | None = None
+    ksk: str | None = None
+    zsk: str | None = None
+    denial: str = "nsec"  # or "nsec3" (RFC 9276: no salt, no extra iterations)
+    cds: bool = False  # publish CDS and CDNSKEY at the apex (RFC 7344, 8078)
+    dnskey_ttl: int = 3600
+    validity: int = 14 * 86400  # signature lifetime
+    refresh: int = 7 * 86400  # re-sign when less than this is left
+    inception_offset: int = 3600  # inception this far in the past (clock skew)
+
+    def key_files(self) -> list[tuple[str, str]]:
+        """(role, path) of every key: csk, or ksk then zsk."""
+        if self.csk is not None:
+            return [("csk", self.csk)]
+        assert self.ksk is not None and self.zsk is not None
+        return [("ksk", self.ksk), ("zsk", self.zsk)]
+
+
 class ZoneSpec(_Frozen):
     """One zone and the alias zones that serve the same data under other names."""
 
@@ -114,6 +200,7 @@ class ZoneSpec(_Frozen):
     ns_ttl: int = 3600
     soa: SoaSpec = SoaSpec()
     records: dict[str, RecordSpec] = {}
+    dnssec: DnssecSpec | None = None
 
 
 class ServerSpec(_Frozen):
@@ -141,16 +228,19 @@ class Config(_Frozen):
     """The whole normalised configuration."""
 
     server: ServerSpec = ServerSpec()
+    prober: ProberSpec = ProberSpec()
     zones: tuple[ZoneSpec, ...] = ()
 
     def checks(self) -> dict[str, tuple[str, CheckSpec]]:
-        """Every distinct check (target id -> address, spec) across all zones."""
+        """Every distinct check (target id -> checked address, spec) across all zones."""
         out: dict[str, tuple[str, CheckSpec]] = {}
         for zone in self.zones:
             for record in zone.records.values():
-                if record.pool is not None:
-                    for address in record.pool.addresses:
-                        out[record.pool.check.target(address)] = (address, record.pool.check)
+                for group in record.pool.groups if record.pool is not None else ():
+                    check = group.check
+                    assert check is not None  # normalised
+                    for address in group.addresses:
+                        out[check.target(address)] = (check.checked(address), check)
         return out
 
 
@@ -166,10 +256,12 @@ class _RawZone(_Frozen):
     ns_ttl: int = 3600
     soa: SoaSpec = SoaSpec()
     records: dict[str, dict[str, Any]] = {}
+    dnssec: DnssecSpec | None = None
 
 
 class _RawConfig(_Frozen):
     server: ServerSpec = ServerSpec()
+    prober: ProberSpec = ProberSpec()
     zones: list[_RawZone] = []
 
 
@@ -196,7 +288,7 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
     if not zones:
         raise ConfigError("zones", "at least one zone is required")
     _check_unique_origins(zones)
-    return Config(server=_server(raw.server), zones=zones)
+    return Config(server=_server(raw.server), prober=_prober(raw.prober), zones=zones)
 
 
 def encode(config: Config) -> bytes:
@@ -229,7 +321,8 @@ def _server(raw: ServerSpec) -> ServerSpec:
     _one_of(raw.log_level, LOG_LEVELS, "server.log_level")
     listen = tuple(format_endpoint(*parse_endpoint(e, raw.port, f"server.listen[{i}]"))
                    for i, e in enumerate(raw.listen))
-    responders = raw.responders or (os.cpu_count() or 1)
+    # The CPUs this process may run on (a container's limit), not the host's count.
+    responders = raw.responders or min(128, len(os.sched_getaffinity(0)))
     if not 1 <= responders <= 128:
         raise ConfigError("server.responders", f"{responders} is not between 1 and 128")
     if not 512 <= raw.udp_payload_size <= 4096:
@@ -277,9 +370,33 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
         if owner in records:
             raise ConfigError(rpath, f"the name {owner!r} is given twice")
         records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, rpath)
+    dnssec = _dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
     return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
                     aliases=tuple(a.to_text() for a in aliases), ttl=raw.ttl,
-                    ns_ttl=raw.ns_ttl, soa=soa, records=records)
+                    ns_ttl=raw.ns_ttl, soa=soa, records=records, dnssec=dnssec)
+
+
+def _dnssec(raw: DnssecSpec, path: str) -> DnssecSpec:
+    _one_of(raw.algorithm, ALGORITHMS, f"{path}.algorithm")
+    _one_of(raw.denial, ("nsec", "nsec3"), f"{path}.denial")
+    if raw.csk is not None and (raw.ksk is not None or raw.zsk is not None):
+        raise ConfigError(path, "give either csk, or ksk and zsk, not both")
+    if raw.csk is None and (raw.ksk is None or raw.zsk is None):
+        raise ConfigError(path, "give a key: csk, or both ksk and zsk")
+    for role, file in raw.key_files():
+        if not file:
+            raise ConfigError(f"{path}.{role}", "is empty: give the path of a PEM key file")
+    _ttl(raw.dnskey_ttl, f"{path}.dnskey_ttl")
+    if not 3600 <= raw.validity <= 366 * 86400:
+        raise ConfigError(f"{path}.validity", f"{raw.validity} is not between 3600 and "
+                          f"{366 * 86400} s")
+    if not 0 < raw.refresh < raw.validity:
+        raise ConfigError(f"{path}.refresh", f"{raw.refresh} must be positive and less than "
+                          f"the validity ({raw.validity} s)")
+    if not 0 <= raw.inception_offset <= 86400:
+        raise ConfigError(f"{path}.inception_offset",
+                          f"{raw.inception_offset} is not between 0 and 86400 s")
+    return raw
 
 
 def _soa(raw: SoaSpec, origin: dns.name.Name, path: str) -> SoaSpec:
@@ -315,21 +432,88 @@ def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, path: str) -> Re
 
 
 def _pool(raw: PoolSpec, path: str) -> PoolSpec:
+    check = _check(raw.check, f"{path}.check") if raw.check is not None else None
+    if raw.groups:
+        for field in ("addresses", "weights"):
+            if getattr(raw, field):
+                raise ConfigError(f"{path}.{field}",
+                                  "give either addresses (one group) or groups, not both")
+        listed = [(g, f"{path}.groups[{i}]") for i, g in enumerate(raw.groups)]
+    else:  # the short form: one group, whose errors are reported at the pool's own fields
+        listed = [(GroupSpec(addresses=raw.addresses, weights=raw.weights), path)]
+    seen: list[str] = []
+    groups = tuple(_group(g, check, seen, where) for g, where in listed)
+    largest = max(len(g.addresses) for g in groups)
+    if not 1 <= raw.min_healthy <= largest:
+        raise ConfigError(f"{path}.min_healthy", f"{raw.min_healthy} is not between 1 and the "
+                          f"size of the largest group ({largest})")
+    if not 0 <= raw.max_answers <= MAX_ANSWERS:
+        raise ConfigError(f"{path}.max_answers",
+                          f"{raw.max_answers} is not between 0 (all) and {MAX_ANSWERS}")
+    _one_of(raw.policy, POLICIES, f"{path}.policy")
+    backup = _addresses(raw.backup, f"{path}.backup", seen)
+    if raw.policy == "backup" and not backup:
+        raise ConfigError(f"{path}.backup", 'policy "backup" needs at least one backup address')
+    if backup and raw.policy != "backup":
+        raise ConfigError(f"{path}.backup",
+                          f'is served only with policy = "backup", not {raw.policy!r}')
+    return PoolSpec(check=check, groups=groups, min_healthy=raw.min_healthy,
+                    max_answers=raw.max_answers, policy=raw.policy, backup=backup)
+
+
+def _group(raw: GroupSpec, default: CheckSpec | None, seen: list[str], path: str) -> GroupSpec:
     if not raw.addresses:
         raise ConfigError(f"{path}.addresses", "at least one address is required")
-    addresses: list[str] = []
-    for i, text in enumerate(raw.addresses):
-        address = _address(text, f"{path}.addresses[{i}]")
-        if address in addresses:
-            raise ConfigError(f"{path}.addresses[{i}]", f"{text} is given twice")
-        addresses.append(address)
-    _one_of(raw.policy, POLICIES, f"{path}.policy")
-    return PoolSpec(addresses=tuple(addresses), check=_check(raw.check, f"{path}.check"),
-                    policy=raw.policy)
+    addresses = _addresses(raw.addresses, f"{path}.addresses", seen)
+    weights = raw.weights or (1,) * len(addresses)
+    if len(weights) != len(addresses):
+        raise ConfigError(f"{path}.weights", f"{len(weights)} given for {len(addresses)} "
+                          "address(es): one weight per address")
+    for i, weight in enumerate(weights):
+        if not 1 <= weight <= MAX_WEIGHT:
+            raise ConfigError(f"{path}.weights[{i}]",
+                              f"{weight} is not between 1 and {MAX_WEIGHT}")
+    check = _check(raw.check, f"{path}.check") if raw.check is not None else default
+    if check is None:
+        raise ConfigError(f"{path}.check", "is required, for the group or the whole pool")
+    return GroupSpec(addresses=addresses, weights=weights, check=check)
+
+
+def _addresses(texts: tuple[str, ...], path: str, seen: list[str]) -> tuple[str, ...]:
+    """Addresses in canonical form; `seen` holds those of the whole pool, which never repeat."""
+    out: list[str] = []
+    for i, text in enumerate(texts):
+        address = _address(text, f"{path}[{i}]")
+        if address in seen:
+            raise ConfigError(f"{path}[{i}]", f"{text} is given twice")
+        seen.append(address)
+        out.append(address)
+    return tuple(out)
 
 
 def _check(raw: CheckSpec, path: str) -> CheckSpec:
-    _port(raw.port, f"{path}.port")
+    port = raw.port or DEFAULT_CHECK_PORTS.get(raw.kind, 0)
+    if not port:
+        raise ConfigError(f"{path}.port", "a tcp check needs a port")
+    _port(port, f"{path}.port")
+    _check_timing(raw, path)
+    address = _address(raw.address, f"{path}.address") if raw.address is not None else None
+    default = CheckSpec()
+    wrong = _HTTP_FIELDS + _TLS_FIELDS if raw.kind == "tcp" else _TLS_FIELDS
+    for field in wrong if raw.kind != "https" else ():
+        if getattr(raw, field) != getattr(default, field):
+            kinds = "https" if field in _TLS_FIELDS else "http and https"
+            raise ConfigError(f"{path}.{field}",
+                              f"is for {kinds} checks, and this one is {raw.kind}")
+    if raw.kind == "tcp":
+        return msgspec.structs.replace(raw, port=port, address=address)
+    return msgspec.structs.replace(
+        raw, port=port, address=address, host=_http(raw, path),
+        status=_status_text(_status_ranges(raw.status, f"{path}.status")),
+        ca_pem=_ca(raw, path) if raw.kind == "https" else None)
+
+
+def _check_timing(raw: CheckSpec, path: str) -> None:
     if not 0.05 <= raw.interval <= 86400:
         raise ConfigError(f"{path}.interval", f"{raw.interval:g} is not between 0.05 and 86400 s")
     if not 0 < raw.timeout <= raw.interval:
@@ -340,6 +524,96 @@ def _check(raw: CheckSpec, path: str) -> CheckSpec:
         value = getattr(raw, field)
         if not 1 <= value <= 100:
             raise ConfigError(f"{path}.{field}", f"{value} is not between 1 and 100")
+    if not 0 <= raw.hold_down <= 86400:
+        raise ConfigError(f"{path}.hold_down", f"{raw.hold_down:g} is not between 0 and 86400 s")
+
+
+def _http(raw: CheckSpec, path: str) -> str | None:
+    """Check the request and body fields of an http(s) check; returns the normalised host."""
+    if not re.fullmatch(r"[A-Z]{1,20}", raw.method):
+        raise ConfigError(f"{path}.method", f"{raw.method!r} is not an HTTP method "
+                          "(like GET or HEAD)")
+    if not raw.path.startswith("/") or re.search(r"[\s\x00-\x1f\x7f]", raw.path):
+        raise ConfigError(f"{path}.path",
+                          f"{raw.path!r} must start with / and hold no spaces")
+    for name, value in raw.headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ConfigError(f"{path}.headers", f"{name!r} is not a header name")
+        if name.lower() == "host":
+            raise ConfigError(f"{path}.headers.{name}", "set the Host header with `host`")
+        if re.search(r"[\r\n\x00]", value):
+            raise ConfigError(f"{path}.headers.{name}", f"{value!r} holds a line break")
+    if raw.body is not None and raw.body_regex is not None:
+        raise ConfigError(f"{path}.body_regex", "give body or body_regex, not both")
+    if raw.body == "":
+        raise ConfigError(f"{path}.body", "is empty: leave it out to accept any body")
+    if raw.body_regex is not None:
+        try:
+            re.compile(raw.body_regex)
+        except re.error as e:
+            raise ConfigError(f"{path}.body_regex", f"{raw.body_regex!r} is not a valid "
+                              f"regular expression: {e}") from None
+    if raw.method == "HEAD" and (raw.body is not None or raw.body_regex is not None):
+        raise ConfigError(f"{path}.method", "a HEAD response has no body to match")
+    if raw.host is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw.host))
+    except ValueError:
+        return absolute_name(raw.host, f"{path}.host").to_text(omit_final_dot=True)
+
+
+def _status_ranges(text: str, path: str) -> tuple[tuple[int, int], ...]:
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        found = re.fullmatch(r"\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?", part)
+        if not found:
+            raise ConfigError(path, f"{text!r} is not a list of status codes and ranges "
+                              '(like "200-399" or "200,204")')
+        first, last = int(found[1]), int(found[2] or found[1])
+        if last < first:
+            raise ConfigError(path, f"{text!r}: the range {first}-{last} is empty")
+        ranges.append((first, last))
+    return tuple(ranges)
+
+
+def _status_text(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def _ca(raw: CheckSpec, path: str) -> str | None:
+    """The PEM text of the CAs an https check trusts (None: the system's)."""
+    field = "ca_file" if raw.ca_file is not None else "ca_pem"
+    pem = raw.ca_pem
+    if not raw.verify and (raw.ca_file is not None or pem is not None):
+        raise ConfigError(f"{path}.{field}", "is pointless with verify = false")
+    if raw.ca_file is not None:
+        try:
+            with open(raw.ca_file, encoding="ascii") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(f"{path}.ca_file",
+                              f"cannot read {raw.ca_file!r}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}.ca_file", f"{raw.ca_file!r} is not a PEM file") from None
+        if pem is not None and pem != text:
+            raise ConfigError(f"{path}.ca_pem", "give ca_file or ca_pem, not both")
+        pem = text
+    if pem is not None:
+        try:
+            ssl.create_default_context(cadata=pem)
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(f"{path}.{field}",
+                              f"holds no usable PEM certificate: {e}") from None
+    return pem
+
+
+def _prober(raw: ProberSpec) -> ProberSpec:
+    if not 1 <= raw.parallel <= 10000:
+        raise ConfigError("prober.parallel", f"{raw.parallel} is not between 1 and 10000")
+    if raw.fence_min_targets < 0 or raw.fence_min_targets == 1:
+        raise ConfigError("prober.fence_min_targets",
+                          f"{raw.fence_min_targets} is neither 0 (never) nor 2 or more")
     return raw
 
 

@@ -6,7 +6,7 @@ under another `$ORIGIN` would be: relative names (owners and rdata) follow the a
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,6 +16,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from healthdns.shared.config import Config, PoolSpec, ZoneSpec
+from healthdns.signer import pool as pools
 
 A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
 
@@ -37,6 +38,7 @@ class Owner:
     static: RRsets
     pool: PoolSpec | None
     cname: bytes | None  # lower-case wire of the CNAME target, for following chains
+    plan: pools.Plan | None = None  # the pool, prepared for filling per health state
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ class Zone:
     mname: bytes
     rname: bytes
 
-    @property
+    @functools.cached_property
     def key(self) -> bytes:
+        """The origin's lower-case wire form (asked for per name while rendering)."""
         return wire(self.origin)
 
 
@@ -77,10 +80,12 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name) -> Zone:
             rdatas = [dns.rdata.from_text(dns.rdataclass.IN, rdtype, t, origin=origin,
                                           relativize=False)
                       for t in texts]
-            static[rdtype] = (ttl, tuple(r.to_wire() for r in rdatas))
+            # Canonical form (RFC 4034 6.2): what is signed is exactly what is served.
+            static[rdtype] = (ttl, tuple(r.to_digestable() for r in rdatas))
             if rdtype == CNAME:
                 cname = wire(rdatas[0].target)  # type: ignore[attr-defined]
-        owners[wire(name)] = Owner(name, ttl, static, record.pool, cname)
+        plan = pools.plan(record.pool) if record.pool is not None else None
+        owners[wire(name)] = Owner(name, ttl, static, record.pool, cname, plan)
     apex = wire(origin)
     if apex not in owners:
         owners[apex] = Owner(origin, spec.ttl, {}, None, None)
@@ -89,37 +94,39 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name) -> Zone:
         origin=origin,
         spec=spec,
         owners=owners,
-        ns=tuple(dns.name.from_text(n).to_wire() for n in spec.nameservers),
-        mname=dns.name.from_text(spec.nameservers[0]).to_wire(),
-        rname=dns.name.from_text(spec.soa.rname or "hostmaster", origin=origin).to_wire(),
+        ns=tuple(wire(dns.name.from_text(n)) for n in spec.nameservers),
+        mname=wire(dns.name.from_text(spec.nameservers[0])),
+        rname=wire(dns.name.from_text(spec.soa.rname or "hostmaster", origin=origin)),
     )
 
 
 def served(owner: Owner, health: Mapping[str, bool]) -> RRsets:
     """The RRsets an owner serves in this health state (SOA and NS excluded).
 
-    Each address family of a pool is judged on its own: an A query is answered from the IPv4
-    addresses that are up; when none is, the pool's policy decides (all of them, or none).
+    A rotating pool serves its first variant here; `fill` gives the others too.
     """
+    return fill(owner, health)[0]
+
+
+def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, pools.Variants]]:
+    """What an owner serves in this health state, and the variants of the types that rotate.
+
+    The pool's addresses are chosen per family (see `signer.pool`); a family with nothing to
+    serve has no RRset, so its type gets NODATA, never NXDOMAIN.
+    """
+    if owner.plan is None:
+        return dict(owner.static), {}
+    chosen = pools.choose(owner.plan, health)
     rrsets = dict(owner.static)
-    if owner.pool is None:
-        return rrsets
-    pool = owner.pool
-    for rdtype, version in ((A, 4), (AAAA, 6)):
-        family = [a for a in pool.addresses if ipaddress.ip_address(a).version == version]
-        if not family:
-            continue
-        up = [a for a in family if health.get(pool.check.target(a), False)]
-        chosen = up or (family if pool.policy == "serve-all" else [])
-        if chosen:
-            rrsets[rdtype] = (owner.ttl, tuple(ipaddress.ip_address(a).packed for a in chosen))
-    return rrsets
+    for rdtype, variants in chosen.items():
+        rrsets[rdtype] = (owner.ttl, variants[0])
+    return rrsets, {t: v for t, v in chosen.items() if len(v) > 1}
 
 
 def fingerprint(zone: Zone, health: Mapping[str, bool]) -> tuple[object, ...]:
     """What a zone serves that depends on health: equal fingerprints need no new serial."""
     return tuple(
-        (key, served(owner, health).get(A), served(owner, health).get(AAAA))
+        (key, tuple(sorted(pools.choose(owner.plan, health).items())))
         for key, owner in zone.owners.items()
-        if owner.pool is not None
+        if owner.plan is not None
     )

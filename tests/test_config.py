@@ -52,7 +52,8 @@ CASES = [
     (with_("zones/0/records/www/pool/check/rise", 0),
      "zones[0].records.www.pool.check.rise: 0 is not between 1 and 100"),
     (with_("zones/0/records/www/pool/policy", "random"),
-     "zones[0].records.www.pool.policy: expected one of 'serve-all', 'empty', got 'random'"),
+     "zones[0].records.www.pool.policy: expected one of 'serve-all', 'empty', 'backup', "
+     "got 'random'"),
     (with_("zones/0/records/www/ttl", -1),
      "zones[0].records.www.ttl: -1 is not a TTL (0-2147483647)"),
     (with_("zones/0/records/www/cname", "mail"),
@@ -144,3 +145,161 @@ def test_toml_file_errors(tmp_path: Any) -> None:
         config.load(bad)
     with pytest.raises(ConfigError, match=r"missing.toml: cannot read: No such file"):
         config.load(tmp_path / "missing.toml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pools and checks: failover groups, weights, policies, HTTP(S) checks, the prober section.
+
+P = "zones[0].records.www.pool"
+
+
+def pool_(**fields: Any) -> dict[str, Any]:
+    """BASE with the www pool replaced by `fields`."""
+    doc = copy.deepcopy(BASE)
+    doc["zones"][0]["records"]["www"] = {"pool": fields}
+    return doc
+
+
+def check_(**fields: Any) -> dict[str, Any]:
+    return pool_(addresses=["192.0.2.1"], check=fields)
+
+
+TWO_GROUPS = [{"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.2"]}]
+
+POOL_CASES = [
+    (check_(), f"{P}.check.port: a tcp check needs a port"),
+    (check_(kind="udp", port=53), f"{P}.check.kind: invalid enum value 'udp'"),
+    (check_(port=80, path="/health"),
+     f"{P}.check.path: is for http and https checks, and this one is tcp"),
+    (check_(kind="http", verify=False),
+     f"{P}.check.verify: is for https checks, and this one is http"),
+    (check_(kind="http", status="399-200"), f"{P}.check.status: '399-200': the range 399-200 "
+     "is empty"),
+    (check_(kind="http", status="2xx"), f"{P}.check.status: '2xx' is not a list of status codes "
+     "and ranges (like \"200-399\" or \"200,204\")"),
+    (check_(kind="http", body="ok", body_regex="ok"),
+     f"{P}.check.body_regex: give body or body_regex, not both"),
+    (check_(kind="http", body_regex="("),
+     f"{P}.check.body_regex: '(' is not a valid regular expression: missing ), unterminated"),
+    (check_(kind="http", body=""), f"{P}.check.body: is empty: leave it out to accept any body"),
+    (check_(kind="http", method="get"),
+     f"{P}.check.method: 'get' is not an HTTP method (like GET or HEAD)"),
+    (check_(kind="http", method="HEAD", body="ok"),
+     f"{P}.check.method: a HEAD response has no body to match"),
+    (check_(kind="http", path="health"),
+     f"{P}.check.path: 'health' must start with / and hold no spaces"),
+    (check_(kind="http", headers={"Host": "example.com"}),
+     f"{P}.check.headers.Host: set the Host header with `host`"),
+    (check_(kind="http", headers={"bad name": "x"}),
+     f"{P}.check.headers: 'bad name' is not a header name"),
+    (check_(kind="http", headers={"X-A": "a\r\nX-B: b"}),
+     f"{P}.check.headers.X-A: 'a\\r\\nX-B: b' holds a line break"),
+    (check_(kind="https", host="bad host"), f"{P}.check.host: 'bad host' is not a valid DNS name"),
+    (check_(kind="https", ca_file="/nonexistent/ca.pem"),
+     f"{P}.check.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory"),
+    (check_(kind="https", ca_pem="not a certificate"),
+     f"{P}.check.ca_pem: holds no usable PEM certificate"),
+    (check_(kind="https", verify=False, ca_pem="x"),
+     f"{P}.check.ca_pem: is pointless with verify = false"),
+    (check_(port=80, hold_down=-1), f"{P}.check.hold_down: -1 is not between 0 and 86400 s"),
+    (check_(port=80, address="backend"),
+     f"{P}.check.address: 'backend' is not an IPv4 or IPv6 address"),
+    (pool_(addresses=["192.0.2.1"], groups=TWO_GROUPS, check={"port": 80}),
+     f"{P}.addresses: give either addresses (one group) or groups, not both"),
+    (pool_(groups=[{"addresses": ["192.0.2.1"]}, {"addresses": []}], check={"port": 80}),
+     f"{P}.groups[1].addresses: at least one address is required"),
+    (pool_(groups=[{"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.01"]}],
+           check={"port": 80}),
+     f"{P}.groups[1].addresses[0]: '192.0.2.01' is not an IPv4 or IPv6 address"),
+    (pool_(groups=[{"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.1"]}],
+           check={"port": 80}),
+     f"{P}.groups[1].addresses[0]: 192.0.2.1 is given twice"),
+    (pool_(groups=[{"addresses": ["192.0.2.1"], "bogus": 1}], check={"port": 80}),
+     f"{P}.groups[0]: object contains unknown field bogus"),
+    (pool_(groups=TWO_GROUPS), f"{P}.groups[0].check: is required, for the group or the whole "
+     "pool"),
+    (pool_(addresses=["192.0.2.1"]), f"{P}.check: is required, for the group or the whole pool"),
+    (pool_(groups=[{"addresses": ["192.0.2.1"], "check": {"port": 80, "timeout": 9}}]),
+     f"{P}.groups[0].check.timeout: 9 must be positive and at most the interval (5 s)"),
+    (pool_(addresses=["192.0.2.1"], weights=[1, 2], check={"port": 80}),
+     f"{P}.weights: 2 given for 1 address(es): one weight per address"),
+    (pool_(addresses=["192.0.2.1"], weights=[0], check={"port": 80}),
+     f"{P}.weights[0]: 0 is not between 1 and 100"),
+    (pool_(addresses=["192.0.2.1"], check={"port": 80}, min_healthy=3),
+     f"{P}.min_healthy: 3 is not between 1 and the size of the largest group (1)"),
+    (pool_(addresses=["192.0.2.1"], check={"port": 80}, max_answers=100),
+     f"{P}.max_answers: 100 is not between 0 (all) and 64"),
+    (pool_(addresses=["192.0.2.1"], check={"port": 80}, policy="backup"),
+     f"{P}.backup: policy \"backup\" needs at least one backup address"),
+    (pool_(addresses=["192.0.2.1"], check={"port": 80}, backup=["192.0.2.9"]),
+     f"{P}.backup: is served only with policy = \"backup\", not 'serve-all'"),
+    (pool_(addresses=["192.0.2.1"], check={"port": 80}, policy="backup", backup=["192.0.2.1"]),
+     f"{P}.backup[0]: 192.0.2.1 is given twice"),
+    (with_("prober/parallel", 0), "prober.parallel: 0 is not between 1 and 10000"),
+    (with_("prober/fence_min_targets", 1),
+     "prober.fence_min_targets: 1 is neither 0 (never) nor 2 or more"),
+    (with_("prober/fence", True), "prober: object contains unknown field fence"),
+]
+
+
+@pytest.mark.parametrize("document,message", POOL_CASES,
+                         ids=[c[1].split(": ")[0] for c in POOL_CASES])
+def test_pool_and_check_errors_name_field_and_value(document: dict[str, Any],
+                                                    message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config.from_mapping(document)
+    assert str(raised.value).startswith(message), str(raised.value)
+
+
+def _pool(document: dict[str, Any]) -> config.PoolSpec:
+    pool = config.from_mapping(document).zones[0].records["www"].pool
+    assert pool is not None
+    return pool
+
+
+def test_the_short_form_is_one_group() -> None:
+    pool = _pool(pool_(addresses=["192.0.2.1", "2001:DB8::1"], check={"port": 80}))
+    assert pool.addresses == () and len(pool.groups) == 1
+    group = pool.groups[0]
+    assert group.addresses == ("192.0.2.1", "2001:db8::1")
+    assert group.weights == (1, 1)
+    assert group.check == pool.check == config.CheckSpec(port=80)
+    assert (pool.min_healthy, pool.max_answers, pool.policy) == (1, 0, "serve-all")
+
+
+def test_groups_take_the_pool_check_unless_they_have_their_own() -> None:
+    pool = _pool(pool_(check={"port": 80}, groups=[
+        {"addresses": ["192.0.2.1", "192.0.2.2"], "weights": [3, 1]},
+        {"addresses": ["198.51.100.1"], "check": {"kind": "https", "path": "/up"}},
+    ], min_healthy=2, max_answers=1, policy="backup", backup=["203.0.113.1"]))
+    first, second = pool.groups
+    assert first.check == config.CheckSpec(port=80) and first.weights == (3, 1)
+    assert second.check is not None and second.check.port == 443  # the kind's default port
+    assert pool.backup == ("203.0.113.1",)
+
+
+def test_http_checks_are_normalised() -> None:
+    spec = _pool(check_(kind="http", host="WWW.Example.TEST.", status="200, 301-302"))
+    check = spec.groups[0].check
+    assert check is not None
+    assert (check.port, check.host, check.status) == (80, "www.example.test", "200,301-302")
+    assert check.statuses() == ((200, 200), (301, 302))
+
+
+def test_target_ids_tell_checks_apart() -> None:
+    tcp = config.CheckSpec(port=80)
+    assert tcp.target("192.0.2.1") == "tcp 192.0.2.1 80 5/2/2/2"  # as before HTTP checks
+    http = config.CheckSpec(kind="http", port=80, path="/a")
+    assert http.target("192.0.2.1").startswith("http 192.0.2.1 80 5/2/2/2 ")
+    same = config.CheckSpec(kind="http", port=80, path="/a")
+    other = config.CheckSpec(kind="http", port=80, path="/b")
+    assert http.target("192.0.2.1") == same.target("192.0.2.1") != other.target("192.0.2.1")
+    held = config.CheckSpec(port=80, hold_down=30)
+    assert held.target("192.0.2.1") != tcp.target("192.0.2.1")
+    via = config.CheckSpec(port=80, address="127.0.0.1")
+    assert via.target("192.0.2.1") == via.target("192.0.2.2")  # one check judges both
+
+
+def test_prober_defaults() -> None:
+    cfg = config.from_mapping(BASE)
+    assert (cfg.prober.parallel, cfg.prober.fence_min_targets) == (2048, 10)

@@ -13,10 +13,9 @@ import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 import pytest
-from healthdns.prober.checks import probe, tcp_connect
+from healthdns.prober.checks import Checker, probe, tcp_connect
 from healthdns.prober.main import run
 from healthdns.shared import config, messages
 from healthdns.shared.config import CheckSpec
@@ -84,20 +83,44 @@ def test_a_silent_port_times_out() -> None:
     assert 0.15 < elapsed < 1.0
 
 
-def test_a_slow_connect_is_cancelled_and_its_socket_closed() -> None:
-    sockets: list[socket.socket] = []
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
-    async def never_connects(sock: socket.socket, address: Any) -> None:
-        sockets.append(sock)
-        await asyncio.Event().wait()
 
-    async def check() -> tuple[bool, str]:
-        loop = asyncio.get_running_loop()
-        loop.sock_connect = never_connects  # type: ignore[method-assign]
-        return await tcp_connect("127.0.0.1", 9, 0.05)
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs on overflow")
+def test_a_check_that_outlives_its_timeout_is_cancelled_and_its_socket_closed() -> None:
+    with _full_accept_queue() as port:
+        before = _open_files()
+        assert asyncio.run(tcp_connect("127.0.0.1", port, 0.05)) == (False, "timeout after 0.05 s")
+        assert _open_files() == before
 
-    assert asyncio.run(check()) == (False, "timeout after 0.05 s")
-    assert sockets[0].fileno() == -1
+
+def test_close_cancels_checks_in_flight_without_calling_back() -> None:
+    async def scenario() -> tuple[list[tuple[bool, str]], int]:
+        results: list[tuple[bool, str]] = []
+        with _full_accept_queue() as port:
+            checker = Checker()
+            before = _open_files()
+            for _ in range(3):
+                checker.start("127.0.0.1", CheckSpec(port=port, timeout=5.0, interval=5.0),
+                              lambda ok, reason: results.append((ok, reason)))
+            assert _open_files() == before + 3
+            await checker.close()
+            return results, _open_files() - before
+
+    assert asyncio.run(scenario()) == ([], 0)
+
+
+def test_the_checked_address_can_differ_from_the_served_one() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        cfg = config.from_mapping({"zones": [{
+            "origin": "example.test", "nameservers": ["ns1.example.test"],
+            "records": {"www": {"pool": {"addresses": ["192.0.2.1", "192.0.2.2"], "check": {
+                "port": port, "address": "127.0.0.1"}}}}}]})
+        (target, (address, spec)), = cfg.checks().items()  # one check judges both
+        assert address == "127.0.0.1" and target == spec.target("192.0.2.2")
+        assert asyncio.run(probe(address, spec)) == (True, "connected")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
-"""The prober's pure parts: rise/fall hysteresis, and the schedule run on a fake clock."""
+"""The prober's pure parts: hysteresis and hold-down, and the schedule run on a fake clock."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 
 import pytest
+from healthdns.prober.checks import Done
 from healthdns.prober.scheduler import Scheduler, describe_flip, first_due, next_due
 from healthdns.prober.state import TargetState
 from healthdns.shared.config import CheckSpec
@@ -39,6 +41,33 @@ def _expected_final(initial: bool, results: list[bool], flips: list[int]) -> boo
     return results[flips[-1]] if flips else initial
 
 
+# (hold_down, results as (time, ok) after an initial up at t=0, times of the flips)
+HOLD_DOWN = [
+    (0, [(1, F), (2, T), (3, F), (4, T)], [1, 2, 3, 4]),
+    (10, [(1, F), (2, T), (3, F), (4, T)], [1]),  # down at 1: held until 11
+    (10, [(1, F), (2, T), (11, T), (12, T)], [1, 11]),  # the rise that stood flips at 11
+    (10, [(1, F), (2, T), (10.9, T), (11, F)], [1]),  # the streak broke before the hold ended
+    (5, [(1, F), (6, T), (7, F), (11, F), (12, T)], [1, 6, 11, 16.5]),
+]
+
+
+@pytest.mark.parametrize(("hold", "results", "flips"), HOLD_DOWN)
+def test_hold_down_keeps_a_new_state_for_a_while(hold: float, results: list[tuple[float, bool]],
+                                                 flips: list[float]) -> None:
+    state = TargetState(1, 1, True, "first", hold_down=hold)
+    if flips and flips[-1] == 16.5:  # one more result, to show a held flip waits for a result
+        results = [*results, (16.5, T)]
+    seen = [t for t, ok in results if state.record(ok, "r", t)]
+    assert seen == flips[:len(seen)] and len(seen) == len(flips)
+
+
+def test_held_says_when_a_flip_waits_for_the_hold_down() -> None:
+    state = TargetState(1, 1, True, "first", hold_down=10)
+    assert state.record(False, "refused", 1.0)
+    assert not state.record(True, "connected", 2.0)
+    assert state.held(2.0) and not state.held(11.0)
+
+
 def test_streak_and_reason_feed_the_log_line() -> None:
     state = TargetState(2, 3, True, "connected")
     for _ in range(2):
@@ -51,8 +80,10 @@ def test_streak_and_reason_feed_the_log_line() -> None:
     assert describe_flip("tcp [2001:db8::1]:443", state) == "tcp [2001:db8::1]:443 is up (2 successes)"
 
 
-def _spec(interval: float, rise: int = 2, fall: int = 2) -> CheckSpec:
-    return CheckSpec(port=80, interval=interval, timeout=interval / 2, rise=rise, fall=fall)
+def _spec(interval: float, rise: int = 2, fall: int = 2, timeout: float | None = None,
+          hold_down: float = 0.0) -> CheckSpec:
+    return CheckSpec(port=80, interval=interval, rise=rise, fall=fall, hold_down=hold_down,
+                     timeout=interval / 2 if timeout is None else timeout)
 
 
 def test_first_due_spreads_targets_over_their_interval() -> None:
@@ -69,7 +100,8 @@ def test_next_due_keeps_the_phase_but_never_bursts_to_catch_up() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The scheduler on a fake clock: checks return at once, sleeps only move the clock.
+# The scheduler on a fake clock: checks answer on the next loop iteration, sleeps only move
+# the clock.
 
 
 class FakeTime:
@@ -80,27 +112,46 @@ class FakeTime:
         return self.t
 
     async def sleep(self, delay: float) -> None:
-        # Let the checks launched at this time, and the reports they trigger, run before time
-        # moves on: a check task takes one loop iteration, its report one more.
-        for _ in range(3):
+        # Let the checks started at this time, and the reports they trigger, run before time
+        # moves on: a result takes one loop iteration, its report one more.
+        for _ in range(4):
             await asyncio.sleep(0)
         self.t += max(delay, 0.0)
 
 
 class Script:
-    """A fake check: each target answers from its list of results, repeating the last one."""
+    """A fake check: each target answers from its list of results, repeating the last one.
 
-    def __init__(self, clock: FakeTime, results: dict[str, list[bool]]) -> None:
+    None in a list means a check that never answers (the scheduler must not start another).
+    """
+
+    def __init__(self, clock: FakeTime, results: dict[str, list[bool | None]],
+                 at_once: bool = False) -> None:
         self.clock = clock
         self.results = results
+        self.at_once = at_once  # call back before start() returns, as a refused connect does
         self.calls: list[tuple[float, str]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
 
-    async def __call__(self, address: str, spec: CheckSpec) -> tuple[bool, str]:
+    def __call__(self, address: str, spec: CheckSpec, done: Done) -> None:
         target = address  # the tests use the target id as the address
         self.calls.append((self.clock.t, target))
         queue = self.results[target]
         ok = queue.pop(0) if len(queue) > 1 else queue[0]
-        return ok, "connected" if ok else "connection refused"
+        if ok is None:
+            return
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+        def answer() -> None:
+            self.in_flight -= 1
+            done(ok, "connected" if ok else "connection refused")
+
+        if self.at_once:
+            answer()
+        else:
+            asyncio.get_running_loop().call_soon(answer)
 
     def times(self, target: str, before: float) -> list[float]:
         # Checks due just as the test stops may or may not start: leave them out.
@@ -110,35 +161,40 @@ class Script:
 Reports = list[tuple[float, dict[str, bool], bool]]
 
 
-async def _serve(targets: dict[str, CheckSpec], script: Script, clock: FakeTime,
-                 until: float) -> Reports:
-    reports: Reports = []
-    scheduler = Scheduler({t: (t, spec) for t, spec in targets.items()},
-                          lambda states, full: reports.append((clock.t, states, full)),
-                          check=script, now=clock.now, sleep=clock.sleep)
-    task = asyncio.create_task(scheduler.serve())
-    while clock.t < until or not reports:
-        await asyncio.sleep(0)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return reports
-
-
-def _run(targets: dict[str, CheckSpec], results: dict[str, list[bool]],
-         until: float) -> tuple[Script, Reports]:
+def _run(targets: dict[str, CheckSpec], results: dict[str, list[bool | None]], until: float,
+         **options: object) -> tuple[Script, Reports]:
     clock = FakeTime()
-    script = Script(clock, results)
-    return script, asyncio.run(_serve(targets, script, clock, until))
+    script = Script(clock, results, at_once=bool(options.pop("at_once", False)))
+    reports: Reports = []
+
+    async def serve() -> None:
+        scheduler = Scheduler({t: (t, spec) for t, spec in targets.items()},
+                              lambda states, full: reports.append((clock.t, states, full)),
+                              check=script, now=clock.now, sleep=clock.sleep,
+                              **options)  # type: ignore[arg-type]
+        task = asyncio.create_task(scheduler.serve())
+        while clock.t < until or not reports:
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve())
+    return script, reports
 
 
 def _close(actual: Iterable[float], expected: Iterable[float]) -> bool:
     return list(actual) == pytest.approx(list(expected))
 
 
-def test_each_target_runs_once_per_interval_with_spread_phases() -> None:
+def _flips(reports: Reports) -> list[tuple[dict[str, bool], bool]]:
+    return [(states, full) for _, states, full in reports]
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+def test_each_target_runs_once_per_interval_with_spread_phases(at_once: bool) -> None:
     targets = {t: _spec(1.0) for t in "abcd"} | {"e": _spec(2.0)}
-    script, reports = _run(targets, {t: [True] for t in targets}, until=10.5)
+    script, reports = _run(targets, {t: [True] for t in targets}, until=10.5, at_once=at_once)
     assert reports[0] == (0.0, dict.fromkeys(targets, True), True)
     for i, target in enumerate("abcd"):
         offset = (i + 1) / 5
@@ -150,10 +206,10 @@ def test_each_target_runs_once_per_interval_with_spread_phases() -> None:
 
 def test_only_flips_are_reported_after_the_full_report() -> None:
     targets = {"x": _spec(1.0, rise=2, fall=2), "y": _spec(1.0, rise=1, fall=1)}
-    results = {"x": [T, F, F, T, T], "y": [T, F, T]}
+    results: dict[str, list[bool | None]] = {"x": [T, F, F, T, T], "y": [T, F, T]}
     # x runs at 0 (first round), 0.5, 1.5, 2.5, 3.5; y at 0, 1, 2, 3.
     _, reports = _run(targets, results, until=5.0)
-    assert [(states, full) for _, states, full in reports] == [
+    assert _flips(reports) == [
         ({"x": True, "y": True}, True),
         ({"y": False}, False),
         ({"x": False}, False),
@@ -170,6 +226,16 @@ def test_flips_in_the_same_iteration_share_one_report() -> None:
     assert reports[1:] == [(1.0, {"a": False, "b": False}, False)]
 
 
+def test_flips_closer_than_the_spacing_share_the_next_report() -> None:
+    # Ten targets flip 0.1 s apart; with reports at most every 0.35 s they come in bursts.
+    targets = {f"t{i}": _spec(1.0, fall=1) for i in range(10)}
+    _, reports = _run(targets, {t: [T, F] for t in targets}, until=2.0,
+                      report_spacing=0.35, fence_min_targets=0)
+    later = [states for _, states, full in reports if not full]
+    assert sum(len(s) for s in later) == 10
+    assert 2 <= len(later) <= 4
+
+
 def test_first_round_alone_decides_and_no_targets_still_reports() -> None:
     targets = {"up": _spec(1.0, rise=5), "down": _spec(1.0, fall=5)}
     _, reports = _run(targets, {"up": [T], "down": [F]}, until=0.1)
@@ -179,28 +245,74 @@ def test_first_round_alone_decides_and_no_targets_still_reports() -> None:
 
 
 def test_a_check_still_running_is_not_started_again() -> None:
-    clock = FakeTime()
-    first = True
+    script, _ = _run({"t": _spec(1.0)}, {"t": [T, None]}, until=5.0)
+    assert script.calls == [(0.0, "t"), (1.0, "t")]
 
-    async def hangs_after_the_first_round(address: str, spec: CheckSpec) -> tuple[bool, str]:
-        nonlocal first
-        calls.append(clock.t)
-        if not first:
-            await asyncio.Event().wait()
-        first = False
-        return True, "connected"
 
-    calls: list[float] = []
+def test_at_most_parallel_checks_run_at_once() -> None:
+    targets = {f"t{i:02}": _spec(1.0) for i in range(50)}
+    script, reports = _run(targets, {t: [T] for t in targets}, until=2.0, parallel=7)
+    assert reports[0][1] == dict.fromkeys(targets, True)
+    assert script.most_in_flight == 7
+    assert len(script.times("t00", 2.0)) == 3  # the first round, then once per interval
 
-    async def serve() -> None:
-        scheduler = Scheduler({"t": ("t", _spec(1.0))}, lambda states, full: None,
-                              check=hangs_after_the_first_round, now=clock.now, sleep=clock.sleep)
-        task = asyncio.create_task(scheduler.serve())
-        while clock.t < 5.0:
-            await asyncio.sleep(0)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
-    asyncio.run(serve())
-    assert calls == [0.0, 1.0]
+def test_hold_down_delays_the_comeback() -> None:
+    targets = {"x": _spec(1.0, rise=1, fall=1, hold_down=5.0)}
+    # x: up at 0, down at 1.0; passes from 2.0 on, but the hold-down keeps it down until 6.0.
+    _, reports = _run(targets, {"x": [T, F, T]}, until=8.0)
+    assert _flips(reports) == [({"x": True}, True), ({"x": False}, False), ({"x": True}, False)]
+    assert _close((t for t, _, _ in reports), [0.0, 1.0, 6.0])
+
+
+# --- self-fencing -------------------------------------------------------------------------------
+
+
+def _fleet(n: int) -> dict[str, CheckSpec]:
+    return {f"t{i:02}": _spec(1.0, rise=1, fall=1) for i in range(n)}
+
+
+def test_when_every_target_fails_the_last_state_is_kept(
+        caplog: pytest.LogCaptureFixture) -> None:
+    targets = _fleet(10)
+    # Everything fails from the first periodic check on (t=0.1 .. 1.0), then t03 answers again.
+    results: dict[str, list[bool | None]] = {t: [T, F] for t in targets}
+    results["t03"] = [T, F, F, F, T]
+    with caplog.at_level(logging.INFO, "healthdns.prober"):
+        _, reports = _run(targets, results, until=6.0)
+    assert _flips(reports)[0] == (dict.fromkeys(targets, True), True)
+    # Nothing went down before the fence rose; once t03 answered (and fenced itself out),
+    # the others' failures count again, from scratch: they go down together.
+    later = [states for _, states, full in reports if not full]
+    assert all(not up for states in later for up in states.values())
+    assert "t03" not in {t for states in later for t in states}
+    log = caplog.text
+    assert "FENCED: every one of the 10 targets failed its latest check" in log
+    assert "Keeping the last state (10 up)" in log
+    assert "fence lifted: tcp t03:80 answered" in log
+
+
+def test_a_single_failure_in_a_healthy_fleet_is_reported_at_once() -> None:
+    targets = _fleet(10)
+    results: dict[str, list[bool | None]] = {t: [T] for t in targets}
+    results["t05"] = [T, F]
+    _, reports = _run(targets, results, until=2.0)
+    assert _flips(reports)[1] == ({"t05": False}, False)
+    # t05 fails at 0.6; told as soon as another check passes (t06, at 0.7), not later.
+    assert reports[1][0] == pytest.approx(0.7)
+
+
+def test_fewer_targets_than_the_minimum_are_never_fenced(
+        caplog: pytest.LogCaptureFixture) -> None:
+    targets = _fleet(3)
+    _, reports = _run(targets, {t: [T, F] for t in targets}, until=2.0)
+    assert sum(len(states) for _, states, full in reports if not full) == 3
+    assert "FENCED" not in caplog.text
+
+
+def test_every_target_down_in_the_first_round_is_reported_down(
+        caplog: pytest.LogCaptureFixture) -> None:
+    targets = _fleet(10)
+    _, reports = _run(targets, {t: [F] for t in targets}, until=0.5)
+    assert reports == [(0.0, dict.fromkeys(targets, False), True)]
+    assert "failed in the first round" in caplog.text
