@@ -36,6 +36,9 @@ class ZoneSigner:
     cache: dict[RRsetKey, tuple[float, tuple[bytes, ...]]] = field(default_factory=dict)
     used: set[RRsetKey] = field(default_factory=set)  # signed or reused since the last prune
     signed: int = 0  # signatures made, for tests and logs
+    # While renewing, every signature due before this time is renewed too: renewals come in
+    # batches rather than one generation per signature.
+    horizon: float = 0.0
 
     def rrsigs(self, owner: bytes, rdtype: int, ttl: int,
                rdatas: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -44,7 +47,7 @@ class ZoneSigner:
         self.used.add(cache_key)
         now = self.now()
         found = self.cache.get(cache_key)
-        if found is not None and now < found[0]:
+        if found is not None and max(now, self.horizon) < found[0]:
             return found[1]
         sigs = self._sign(owner, rdtype, ttl, rdatas, now)
         life = self.spec.validity - self.spec.refresh

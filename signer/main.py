@@ -81,12 +81,16 @@ class Signer:
         if due:
             for cache in self.caches:
                 cache.clear()  # renewed signatures: render everything again
+            for signer in self.signers:
+                if signer is not None:
+                    signer.horizon = self.now() + signer.spec.refresh / 4
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
         tables = render.tables(self.zones, self.health, serials, self.signers, self.caches)
         for signer in self.signers:
             if signer is not None:
                 signer.prune()
+                signer.horizon = 0.0
         delta = b""
         if self.previous is not None:
             changes = [_changes(old, new) for old, new in zip(self.previous, tables, strict=True)]

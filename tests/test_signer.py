@@ -115,3 +115,34 @@ def test_a_respawned_signer_continues_the_serials() -> None:
     assert again is not None
     assert again.generation == published.generation + 1
     assert again.serials[0] == published.serials[0] + 1
+
+
+def test_signatures_are_renewed_in_one_batch_before_they_expire(tmp_path: Any) -> None:
+    import msgspec
+
+    from healthdns.signer import keys
+
+    key = tmp_path / "csk.pem"
+    keys.write(keys.generate(keys.Algorithm.ED25519), str(key))
+    document = msgspec.to_builtins(cfg())
+    document["zones"][0]["dnssec"] = {"csk": str(key), "algorithm": "ED25519",
+                                      "validity": 10 * 86400, "refresh": 4 * 86400}
+    c = config.from_mapping(document)
+    clock = Clock()
+    signer = Signer(c, now=clock)
+    first = signer.update({}, full=True)
+    assert first is not None
+    zone_signer = signer.signers[0]
+    assert zone_signer is not None
+    made = zone_signer.signed
+    renewal = signer.next_renewal()
+    assert renewal is not None
+    # Renewal falls between 6 days (validity - refresh) less 10% jitter and 6 days.
+    assert 5.4 * 86400 <= renewal - clock.now <= 6 * 86400
+    clock.now += 86400
+    assert signer.publish() is None  # nothing is due yet
+    clock.now = renewal
+    renewed = signer.publish()
+    assert renewed is not None and renewed.generation == first.generation + 1
+    assert zone_signer.signed == 2 * made  # every signature renewed, in this one generation
+    assert (signer.next_renewal() or 0) > clock.now + 5 * 86400
