@@ -50,3 +50,49 @@ def test_children_exit_when_the_supervisor_is_killed() -> None:
     assert server.process is not None
     server.process.wait(5)
     assert wait_gone(children, 5) == [], "children outlived their supervisor"
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this host has no IPv6 loopback")
+def test_serves_over_ipv6() -> None:
+    server = Server(["--demo", "--listen", "[::1]:0", "--responders", "1"]).start()
+    try:
+        assert server.host == "::1"
+        assert server.addresses("static.demo.test") == {"192.0.2.10", "192.0.2.11"}
+        tcp = server.query("static.demo.test", "AAAA", tcp=True)
+        assert [rd.to_text() for rd in tcp.answer[0]] == ["2001:db8::10"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_one_datagram_at_a_time_without_batching(tmp_path: object) -> None:
+    from pathlib import Path
+
+    server = Server(["--responders", "1"], Path(str(tmp_path)), """
+        [server]
+        listen = ["127.0.0.1:0"]
+        udp_batch = 0
+        packet_cache = 0
+
+        [[zones]]
+        origin = "example.test"
+        nameservers = ["ns1.example.net"]
+
+        [zones.records.www]
+        a = ["192.0.2.1"]
+    """).start()
+    try:
+        for _ in range(3):
+            assert server.addresses("www.example.test") == {"192.0.2.1"}
+        assert server.query("nothere.example.test").rcode() == 3
+    finally:
+        assert server.stop() == 0
