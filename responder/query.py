@@ -37,10 +37,11 @@ class Answerer:
         self.nsid_option = struct.pack(">HH", NSID, len(nsid)) + nsid if nsid else b""
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
-        self.fast_hits = 0
-        self.cache_hits = 0
-        self.truncated = 0
+        # Queries answered, by path, as qtype << 4 | rcode -> count (no logging per query).
+        self.fast_counts: dict[int, int] = {}
+        self.cache_counts: dict[int, int] = {}
         self.slow_counts: Counter[tuple[int, int]] = Counter()  # (qtype, rcode) -> queries
+        self.truncated = 0
 
     def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
         return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags,
@@ -68,13 +69,16 @@ class Answerer:
         key = data[2:]
         cached = table.cache.get(key)
         if cached is not None:
-            self.cache_hits += 1
-            return data[:2] + cached
+            counts = self.cache_counts
+            counts[cached[1]] = counts.get(cached[1], 0) + 1
+            return data[:2] + cached[0]
         response = self._lookup(table, data, False)
         if response is not None and table.cache_size:
             if len(table.cache) >= table.cache_size:
                 table.cache.clear()  # bounded: a flood of unique queries only churns it
-            table.cache[key] = response[2:]
+            end = data.find(0, 12)
+            qtype = data[end + 1] << 8 | data[end + 2] if 12 <= end < len(data) - 2 else 0
+            table.cache[key] = (response[2:], qtype << 4 | (response[3] & 0x0F))
         return response
 
     def _lookup(self, table: Table | None, data: bytes, tcp: bool) -> bytes | None:
@@ -94,7 +98,7 @@ class Answerer:
         if counts == NO_EDNS and len(data) == qend:
             if not (tcp or entry[5]):
                 return self._truncated(data, qend, entry, b"")
-            self.fast_hits += 1
+            self._count(data, end, entry)
             return b"".join((data[:2], flags, entry[2], data[12:qend], table.soas[entry[9]],
                              entry[4]))
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
@@ -113,8 +117,22 @@ class Answerer:
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
             if len(response) > limit:
                 return self._truncated(data, qend, entry, opt)
-        self.fast_hits += 1
+        self._count(data, end, entry)
         return response
+
+    def _count(self, data: bytes, end: int, entry: Entry) -> None:
+        kind = (data[end + 1] << 8 | data[end + 2]) << 4 | (entry[0] & 0x0F)
+        self.fast_counts[kind] = self.fast_counts.get(kind, 0) + 1
+
+    def counts(self) -> Counter[tuple[str, int, int]]:
+        """(path, qtype, rcode) -> queries answered: for metrics."""
+        out: Counter[tuple[str, int, int]] = Counter()
+        for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
+            for kind, n in counts.items():
+                out[(path, kind >> 4, kind & 0x0F)] += n
+        for (qtype, rcode), n in self.slow_counts.items():
+            out[("slow", qtype, rcode)] += n
+        return out
 
     @staticmethod
     def _miss(table: Table, key: bytes) -> Entry | None:

@@ -83,7 +83,8 @@ class Table:
     )
 
     def __init__(self, snapshot: Snapshot, cache_size: int = 0) -> None:
-        self.cache: dict[bytes, bytes] = {}  # query bytes but the ID -> response but the ID
+        # query bytes but the ID -> (response but the ID, qtype << 4 | rcode)
+        self.cache: dict[bytes, tuple[bytes, int]] = {}
         self.cache_size = cache_size
         self.generation = snapshot.generation
         self.serials = {z.origin: z.serial for z in snapshot.zones}
