@@ -357,3 +357,11 @@ def test_denial_uses_the_configured_records(signed: tuple[Server, Backend, str])
         kinds = {r.rdtype for r in response.authority}
         assert (50 in kinds) == nsec3 and (47 in kinds) != nsec3, (name, rdtype, kinds)
     assert bool(server.query("example.test", "NSEC3PARAM").answer) == nsec3
+
+
+def test_key_tool_prints_a_ds_for_each_zone_and_alias(signed: tuple[Server, Backend, str]) -> None:
+    server = signed[0]
+    out = subprocess.run([key_command(), "ds", "--config", server.args[1]],
+                         capture_output=True, text=True, check=True).stdout
+    for zone in ZONES:
+        assert re.search(rf"^{zone}\. \d+ IN DS \d+ \d+ 2 [0-9a-f]{{64}}$", out, re.M), out
