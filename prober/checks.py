@@ -13,10 +13,13 @@ for a name other than the address it connects to (`server_hostname`), and cancel
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import functools
+import math
 import os
 import re
+import select
 import socket
 import ssl
 import struct
@@ -34,6 +37,7 @@ USER_AGENT = "healthdns-prober"
 # Close with a RST: a prober opening thousands of connections a second must not leave each
 # one in TIME_WAIT (HAProxy's checks do the same). The backend sees a reset after the handshake.
 _RESET = struct.pack("ii", 1, 0)
+_FAILED = select.EPOLLERR | select.EPOLLHUP
 
 
 class Checker:
@@ -41,7 +45,7 @@ class Checker:
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._tcp: set[_Connect] = set()
+        self._tcp = _Connects(self._loop)
         self._tasks: set[asyncio.Task[Result]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext | bool] = {}
@@ -49,7 +53,7 @@ class Checker:
     def start(self, address: str, spec: CheckSpec, done: Done) -> None:
         """Check `address` as `spec` says; `done` is called once, within `spec.timeout`."""
         if spec.kind == "tcp":
-            _Connect.start(self, address, spec.port, spec.timeout, done)
+            self._tcp.start(address, spec.port, spec.timeout, done)
             return
         task = self._loop.create_task(self._http(address, spec))
         self._tasks.add(task)
@@ -57,8 +61,7 @@ class Checker:
 
     async def close(self) -> None:
         """Cancel every check in flight (their `done` is not called) and release the client."""
-        for attempt in list(self._tcp):
-            attempt.cancel()
+        self._tcp.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -121,7 +124,7 @@ class Checker:
             connector = aiohttp.TCPConnector(limit=0, force_close=True, use_dns_cache=False)
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-                auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
+                timeout=aiohttp.ClientTimeout(total=None))
         return self._session
 
     def _context(self, spec: CheckSpec) -> ssl.SSLContext | bool:
@@ -138,25 +141,27 @@ class Checker:
         return found
 
 
-class _Connect:
-    """One TCP connect in flight: a socket, a writer callback and a timeout timer."""
+class _Connects:
+    """Every TCP connect in flight, watched through one epoll set of its own.
 
-    __slots__ = ("checker", "done", "sock", "timeout", "timer")
+    The set's descriptor is one reader in the event loop: a check costs a socket, one
+    `epoll_ctl` and no asyncio handle, and closing the socket takes it out of the set. Timeouts
+    are FIFO queues per timeout value (deadlines in start order), served by one timer armed for
+    the earliest connect still in flight, a few milliseconds late so that it fires for many.
+    """
 
-    def __init__(self, checker: Checker, sock: socket.socket, timeout: float,
-                 done: Done) -> None:
-        self.checker = checker
-        self.sock = sock
-        self.timeout = timeout
-        self.done = done
-        loop = checker._loop
-        loop.add_writer(sock.fileno(), self._writable)
-        self.timer = loop.call_later(timeout, self._expired)
-        checker._tcp.add(self)
+    SLACK = 0.005  # seconds a timeout may fire late, to batch them
 
-    @classmethod
-    def start(cls, checker: Checker, address: str, port: int, timeout: float,
-              done: Done) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._flight: dict[int, _Flight] = {}  # by file descriptor
+        self._deadlines: dict[float, collections.deque[tuple[float, _Flight]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf  # when it fires
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def start(self, address: str, port: int, timeout: float, done: Done) -> None:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
             sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -165,29 +170,86 @@ class _Connect:
             return
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         code = sock.connect_ex((address, port))
-        if code == errno.EINPROGRESS:
-            cls(checker, sock, timeout, done)
+        if code != errno.EINPROGRESS:
+            sock.close()
+            done(code == 0, "connected" if code == 0 else _strerror(code))
             return
-        sock.close()
-        done(code == 0, "connected" if code == 0 else _strerror(code))
+        flight = _Flight(sock, timeout, done)
+        self._flight[sock.fileno()] = flight
+        self._epoll.register(sock.fileno(), select.EPOLLOUT | select.EPOLLONESHOT)
+        deadline = self._loop.time() + timeout
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = collections.deque()
+        queue.append((deadline, flight))
+        # Connects with the same timeout end in start order: only a shorter timeout than any
+        # in flight can need the timer sooner.
+        if deadline + self.SLACK < self._timer_at:
+            self._arm_at(deadline)
 
-    def _writable(self) -> None:
-        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self._end()
-        self.done(code == 0, "connected" if code == 0 else _strerror(code))
+    def _ready(self) -> None:
+        for fd, events in self._epoll.poll(0):
+            flight = self._flight.pop(fd, None)
+            if flight is None:
+                continue
+            # Writable without an error is a completed handshake; only a failure needs asking.
+            code = flight.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) \
+                if events & _FAILED else 0
+            flight.end()
+            flight.done(code == 0, "connected" if code == 0 else _strerror(code))
 
-    def _expired(self) -> None:
-        self._end()
-        self.done(False, f"timeout after {self.timeout:g} s")
+    def _expire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self._loop.time()
+        for queue in self._deadlines.values():
+            while queue and queue[0][0] <= now:
+                _, flight = queue.popleft()
+                if self._flight.get(flight.fd) is flight:
+                    del self._flight[flight.fd]
+                    flight.end()
+                    flight.done(False, f"timeout after {flight.timeout:g} s")
+        self._arm()
 
-    def cancel(self) -> None:
-        self._end()
+    def _arm(self) -> None:
+        earliest = math.inf
+        for queue in self._deadlines.values():
+            while queue and self._flight.get(queue[0][1].fd) is not queue[0][1]:
+                queue.popleft()  # finished already
+            if queue:
+                earliest = min(earliest, queue[0][0])
+        if earliest != math.inf:
+            self._arm_at(earliest)
 
-    def _end(self) -> None:
-        self.checker._loop.remove_writer(self.sock.fileno())
-        self.timer.cancel()
-        self.sock.close()
-        self.checker._tcp.discard(self)
+    def _arm_at(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline + self.SLACK
+        self._timer = self._loop.call_at(self._timer_at, self._expire)
+
+    def close(self) -> None:
+        """Abandon every connect in flight (their `done` is not called)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for flight in self._flight.values():
+            flight.end()
+        self._flight.clear()
+        self._loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+
+class _Flight:
+    """One connect in flight."""
+
+    __slots__ = ("done", "fd", "sock", "timeout")
+
+    def __init__(self, sock: socket.socket, timeout: float, done: Done) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.timeout = timeout
+        self.done = done
+
+    def end(self) -> None:
+        self.sock.close()  # also takes it out of the epoll set
 
 
 async def probe(address: str, spec: CheckSpec) -> Result:

@@ -149,6 +149,7 @@ def _raise_file_limit() -> int:
             return soft
         log.info("open files limit raised from %d to %d (the hard limit)", soft, wanted)
         return wanted
+    log.info("open files limit: %s (the hard limit already)", soft)
     return soft
 
 

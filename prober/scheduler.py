@@ -80,6 +80,8 @@ class Scheduler:
         self._first_left = 0
         self._first: asyncio.Future[None] | None = None
         self._fence = Fence(len(self._targets), fence_min_targets)
+        # Each target's result callback, made once rather than once per check.
+        self._callbacks = {t: functools.partial(self._done, t) for t in self._targets}
         self._held: dict[str, tuple[float, str]] = {}  # down flips not told: (since, log line)
         self._reminded = 0.0
         self._changed: dict[str, bool] = {}  # flips not reported yet
@@ -172,7 +174,7 @@ class Scheduler:
         address, spec = self._targets[target]
         self._in_flight += 1
         assert self._check is not None
-        self._check(address, spec, functools.partial(self._done, target))
+        self._check(address, spec, self._callbacks[target])
 
     def _done(self, target: str, ok: bool, reason: str) -> None:
         self._in_flight -= 1

@@ -21,8 +21,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 import trustme
-
 from harness import Backend, Server
+
 from healthdns.shared import config, messages
 from healthdns.signer import pool as pools
 from healthdns.signer.main import Signer
@@ -210,7 +210,7 @@ def tcp_backends() -> Iterator[list[Backend]]:
 
 def test_failover_to_the_next_group_and_back(tmp_path: Path,
                                              tcp_backends: list[Backend]) -> None:
-    primary, secondary, _ = tcp_backends
+    primary = tcp_backends[0]
     check = f"{{ port = {primary.port}, interval = {INTERVAL}, timeout = 0.1, rise = 1, fall = 1 }}"
     server = Server([], tmp_path, f"""
         [server]
@@ -254,7 +254,7 @@ def test_failover_to_the_next_group_and_back(tmp_path: Path,
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         body = b"ok" if self.status == 200 else b"draining"
         self.send_response(self.status)
         self.send_header("Content-Length", str(len(body)))

@@ -15,6 +15,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import pytest
+from harness import Backend
+
 from healthdns.prober.checks import Checker, probe, tcp_connect
 from healthdns.prober.main import run
 from healthdns.shared import config, messages
@@ -95,16 +97,37 @@ def test_a_check_that_outlives_its_timeout_is_cancelled_and_its_socket_closed() 
         assert _open_files() == before
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs on overflow")
+def test_a_short_timeout_is_not_held_up_by_a_longer_one() -> None:
+    async def scenario() -> list[tuple[float, bool, str]]:
+        results: list[tuple[float, bool, str]] = []
+        started = time.monotonic()
+        with _full_accept_queue() as port:
+            checker = Checker()
+            for timeout in (2.0, 0.1):
+                checker.start("127.0.0.1", CheckSpec(port=port, timeout=timeout, interval=5),
+                              lambda ok, why: results.append((time.monotonic() - started, ok,
+                                                              why)))
+            while not results:
+                await asyncio.sleep(0.01)
+            await checker.close()
+        return results
+
+    ((after, ok, why),) = asyncio.run(scenario())
+    assert (ok, why) == (False, "timeout after 0.1 s")
+    assert 0.09 < after < 0.5
+
+
 def test_close_cancels_checks_in_flight_without_calling_back() -> None:
     async def scenario() -> tuple[list[tuple[bool, str]], int]:
         results: list[tuple[bool, str]] = []
         with _full_accept_queue() as port:
-            checker = Checker()
             before = _open_files()
+            checker = Checker()
             for _ in range(3):
                 checker.start("127.0.0.1", CheckSpec(port=port, timeout=5.0, interval=5.0),
                               lambda ok, reason: results.append((ok, reason)))
-            assert _open_files() == before + 3
+            assert _open_files() == before + 1 + 3  # its epoll set, and a socket each
             await checker.close()
             return results, _open_files() - before
 
@@ -228,3 +251,79 @@ def test_without_targets_it_reports_at_once_ignores_ctrl_c_and_stops_on_bye() ->
         os.kill(process.pid, signal.SIGINT)  # the supervisor handles Ctrl-C, not its children
         messages.send(conn, messages.Bye())
         assert _exits_cleanly(process)
+
+
+def _wait_in_log(capfd: pytest.CaptureFixture[str], text: str, timeout: float) -> str:
+    """The captured stderr up to the first line holding `text`."""
+    log = ""
+    deadline = time.monotonic() + timeout
+    while text not in log:
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{log}"
+        time.sleep(0.02)
+        log += capfd.readouterr().err
+    return log
+
+
+def test_when_every_backend_fails_the_prober_fences_itself(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    first = Backend("127.0.0.1")
+    backends = [first] + [Backend(f"127.0.0.{i}", first.port) for i in range(2, 11)]
+    for backend in backends:
+        backend.up()
+    check = {"port": first.port, "interval": 0.2, "timeout": 0.1, "rise": 1, "fall": 1}
+    cfg = config.from_mapping({"zones": [{
+        "origin": "example.test", "nameservers": ["ns1.example.test"],
+        "records": {"www": {"pool": {"addresses": [b.host for b in backends], "check": check}}},
+    }]})
+    try:
+        with _prober(cfg) as (process, conn):
+            states = dict(_report(conn).states)
+            assert list(states.values()) == [True] * 10
+            for backend in backends:  # all at once, as when the prober's own network goes
+                backend.listening = False
+                backend.sock.close()
+            for backend in backends:
+                backend.down()  # bound again, not listening: the ports stay ours
+            log = _wait_in_log(capfd, "FENCED", 3.0)
+            # A check that passed just before the last backend went (a slow test machine) may
+            # have let some falls out; from the fence on, nothing is reported.
+            while conn.poll(0.1):
+                states.update(_report(conn).states)
+            assert not conn.poll(1.0)
+            backends[2].up()
+            want = {t: t.split()[1] == "127.0.0.3" for t in states}
+            _await_states(conn, states, want)  # once one answers, the others are judged again
+            conn.close()
+            assert _exits_cleanly(process)
+    finally:
+        for backend in backends:
+            backend.close()
+    log += capfd.readouterr().err
+    assert "FENCED: every one of the 10 targets failed its latest check" in log
+    assert f"fence lifted: tcp 127.0.0.3:{first.port} answered" in log
+    assert f"tcp 127.0.0.1:{first.port} is down: connection refused" in log
+
+
+def test_hold_down_keeps_a_backend_down_for_a_while() -> None:
+    backend = Backend("127.0.0.1")
+    backend.up()
+    check = {"port": backend.port, "interval": 0.1, "timeout": 0.05, "rise": 1, "fall": 1,
+             "hold_down": 1.0}
+    cfg = config.from_mapping({"zones": [{
+        "origin": "example.test", "nameservers": ["ns1.example.test"],
+        "records": {"www": {"pool": {"addresses": ["127.0.0.1"], "check": check}}},
+    }]})
+    (target,) = cfg.checks()
+    try:
+        with _prober(cfg) as (process, conn):
+            assert _report(conn).states == {target: True}
+            backend.down()
+            assert _report(conn).states == {target: False}
+            went_down = time.monotonic()
+            backend.up()  # passes again at once, but the hold-down keeps it down for 1 s
+            assert _report(conn).states == {target: True}
+            assert 0.9 <= time.monotonic() - went_down < 2.0
+            conn.close()
+            assert _exits_cleanly(process)
+    finally:
+        backend.close()

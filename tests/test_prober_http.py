@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
+
 from healthdns.prober.checks import label, probe
 from healthdns.shared import config
 from healthdns.shared.config import CheckSpec

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable
 
 import pytest
+
 from healthdns.prober.checks import Done
 from healthdns.prober.scheduler import Scheduler, describe_flip, first_due, next_due
 from healthdns.prober.state import TargetState
