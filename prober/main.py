@@ -31,8 +31,10 @@ T = TypeVar("T")
 
 def run(conn: Connection) -> None:
     """Serve until the pipe reaches EOF, `Bye` arrives or SIGTERM; return normally in each case."""
-    # Ctrl-C reaches the whole process group; the supervisor decides how its children stop.
+    # Ctrl-C (and a SIGHUP sent to the whole process group) reach every child; the supervisor
+    # decides what they mean.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     asyncio.run(_main(conn))
 
 

@@ -280,3 +280,30 @@ def test_killed_signer_or_prober_is_replaced(server: Server, role: str) -> None:
     assert server.addresses("static.example.test") == {"192.0.2.1"}
     after = server.query("example.test", "SOA").answer[0][0].serial
     assert (after - serial) % 2**32 < 2**31
+
+
+def test_a_pool_larger_than_an_answer_rotates(tmp_path: Path) -> None:
+    server = Server(["--responders", "1"], tmp_path, """
+        [server]
+        listen = ["127.0.0.1:0"]
+
+        [[zones]]
+        origin = "example.test"
+        nameservers = ["ns1.example.net"]
+
+        [zones.records.www]
+        pool = { addresses = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"], check = { port = 9, interval = 1, timeout = 0.1 }, max_answers = 2 }
+    """).start()
+    try:
+        seen: set[frozenset[str]] = set()
+
+        def several() -> bool:
+            answer = server.addresses("www.example.test")
+            assert len(answer) == 2
+            seen.add(frozenset(answer))
+            return len(seen) > 1
+
+        server.wait_until(several, 3, "a second set of addresses")
+        assert set().union(*seen) <= {"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}
+    finally:
+        assert server.stop() == 0
