@@ -246,3 +246,13 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+def has_ipv6() -> bool:
+    """Whether this host has an IPv6 loopback to test on."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from harness import Backend, Server, run_cli
 
 ZONE = ["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]']

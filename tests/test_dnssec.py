@@ -21,7 +21,6 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-
 from conftest import need_tool
 from harness import Backend, Server, children_of
 
@@ -364,4 +363,4 @@ def test_key_tool_prints_a_ds_for_each_zone_and_alias(signed: tuple[Server, Back
     out = subprocess.run([key_command(), "ds", "--config", server.args[1]],
                          capture_output=True, text=True, check=True).stdout
     for zone in ZONES:
-        assert re.search(rf"^{zone}\. \d+ IN DS \d+ \d+ 2 [0-9a-f]{{64}}$", out, re.M), out
+        assert re.search(rf"^{zone}\. \d+ IN DS \d+ \d+ 2 [0-9a-f]{{64}}$", out, re.MULTILINE), out

@@ -16,7 +16,6 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-
 from harness import Backend, Server, children_of
 
 INTERVAL, FALL, RISE = 0.2, 2, 1

@@ -7,8 +7,7 @@ import signal
 import time
 
 import pytest
-
-from harness import Server, children_of
+from harness import Server, children_of, has_ipv6
 
 ARGS = ["--demo", "--listen", "127.0.0.1:0", "--responders", "2"]
 
@@ -52,17 +51,7 @@ def test_children_exit_when_the_supervisor_is_killed() -> None:
     assert wait_gone(children, 5) == [], "children outlived their supervisor"
 
 
-def _ipv6_loopback() -> bool:
-    import socket
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="this host has no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6(), reason="this host has no IPv6 loopback")
 def test_serves_over_ipv6() -> None:
     server = Server(["--demo", "--listen", "[::1]:0", "--responders", "1"]).start()
     try:

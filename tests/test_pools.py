@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import http.server
-import socket
 import ssl
 import struct
 import threading
@@ -21,7 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 import trustme
-from harness import Backend, Server
+from harness import Backend, Server, has_ipv6
 
 from healthdns.shared import config, messages
 from healthdns.signer import pool as pools
@@ -187,15 +186,6 @@ def test_a_change_in_rotation_is_a_new_serial() -> None:
 INTERVAL = 0.2
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture
 def tcp_backends() -> Iterator[list[Backend]]:
     first = Backend("127.0.0.1")
@@ -314,7 +304,7 @@ def test_https_check_through_the_server(tmp_path: Path,
             in server.output())
 
 
-@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
 def test_aaaa_pool_is_checked_over_ipv6(tmp_path: Path) -> None:
     v6 = Backend("::1")
     v6.up()

@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import pytest
-from harness import Backend
+from harness import Backend, has_ipv6
 
 from healthdns.prober.checks import Checker, probe, tcp_connect
 from healthdns.prober.main import run
@@ -23,18 +23,9 @@ from healthdns.shared import config, messages
 from healthdns.shared.config import CheckSpec
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("host", [
     "127.0.0.1",
-    pytest.param("::1", marks=pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")),
+    pytest.param("::1", marks=pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")),
 ])
 def test_a_listening_port_passes(host: str) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

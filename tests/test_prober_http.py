@@ -12,21 +12,13 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
+from harness import has_ipv6
 
 from healthdns.prober.checks import label, probe
 from healthdns.shared import config
 from healthdns.shared.config import CheckSpec
 
 NAME = "www.example.test"
-
-
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 class Backend:
@@ -144,7 +136,7 @@ def test_http_refused_and_timeout() -> None:
     assert asyncio.run(slow()) == ((False, "timeout after 0.2 s"), True)
 
 
-@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
 def test_http_over_ipv6() -> None:
     async def scenario() -> tuple[bool, str]:
         async with serving(host="::1") as (port, seen):

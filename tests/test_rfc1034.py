@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dns.rcode
 import dns.rdatatype
-
 from harness import Server
 
 

@@ -9,7 +9,6 @@ import dns.message
 import dns.opcode
 import dns.rcode
 import pytest
-
 from harness import Server, exchange
 
 

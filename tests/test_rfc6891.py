@@ -9,7 +9,6 @@ import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-
 from conftest import need_tool
 from harness import Server, exchange
 

@@ -7,7 +7,6 @@ import time
 
 import dns.message
 import dns.rcode
-
 from harness import Server, read_tcp_message
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dns.rcode
 import dns.rdatatype
 import pytest
-
 from harness import Server
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dns.rcode
-
 from harness import Server, exchange
 
 QUESTION = b"\x03www\x07example\x04test\x00\x00\x01\x00\x01"
