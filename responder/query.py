@@ -139,7 +139,7 @@ class Answerer:
         """NODATA, CNAME chains and NXDOMAIN for IN questions of ordinary types."""
         if key[-2:] != CLASS_IN or (key[-4] << 8 | key[-3]) in META_QTYPES:
             return None
-        return table.lookup_miss(key[:-4])[0]
+        return table.lookup_miss(key[:-4])
 
     def _truncated(self, data: bytes, qend: int, entry: Entry, opt: bytes) -> bytes:
         """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""
@@ -181,7 +181,7 @@ class Answerer:
         if table is None:
             return self._error(data, question, SERVFAIL, edns)
         key = question[:-4].lower() + question[-4:]
-        entry = table.answers.get(key) or table.lookup_miss(key[:-4])[0]
+        entry = table.answers.get(key) or table.lookup_miss(key[:-4])
         if entry is None:
             return self._error(data, question, REFUSED, edns)  # not one of our zones
         return self._respond(table, data, question, entry, edns, tcp)

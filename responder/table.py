@@ -74,8 +74,6 @@ class Table:
         "chains",
         "generation",
         "names",
-        "origins",
-        "serials",
         "soas",
         "soas_signed",
         "variants",
@@ -87,8 +85,6 @@ class Table:
         self.cache: dict[bytes, tuple[bytes, int]] = {}
         self.cache_size = cache_size
         self.generation = snapshot.generation
-        self.serials = {z.origin: z.serial for z in snapshot.zones}
-        self.origins = [z.origin for z in snapshot.zones]
         self.soas = [b""] + [z.soa for z in snapshot.zones]
         self.soas_signed = [b""] + [z.soa_signed for z in snapshot.zones]
         self.answers: dict[bytes, Entry] = {}
@@ -111,8 +107,6 @@ class Table:
         new = Table.__new__(Table)
         new.cache, new.cache_size = {}, self.cache_size
         new.generation = delta.generation
-        new.origins = self.origins
-        new.serials = {z.origin: z.serial for z in delta.zones}
         new.soas = [b""] + [z.soa for z in delta.zones]
         new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]
         new.answers, new.names = self.answers.copy(), self.names.copy()
@@ -148,11 +142,12 @@ class Table:
             self.variants[key + CLASS_IN] = [entry(a, len(key) + 2, index, soa_length)
                                              for a in answers]
 
-    def lookup_miss(self, name: bytes) -> tuple[Entry | None, bool]:
-        """(entry, ours) for a name with no pre-rendered answer of the asked type."""
+    def lookup_miss(self, name: bytes) -> Entry | None:
+        """The entry for a name with no pre-rendered answer of the asked type; None when the
+        name is in none of our zones."""
         found = self.names.get(name)
         if found is not None:
-            return found, True
+            return found
         i, end = 0, len(name) - 1  # the last byte is the root label
         while i < end:
             i += name[i] + 1
@@ -160,8 +155,8 @@ class Table:
                 break  # not a well-formed name: the slow path says FORMERR
             nxdomain = self.zones.get(name[i:])
             if nxdomain is not None:
-                return nxdomain, True
-        return None, False
+                return nxdomain
+        return None
 
     def nxdomain_proofs(self, name: bytes) -> tuple[bytes, int]:
         """NSEC records (with RRSIGs) proving `name` does not exist, and how many records.

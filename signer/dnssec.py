@@ -8,6 +8,7 @@ validity, at a moment spread by jitter so that a large zone does not re-sign all
 
 from __future__ import annotations
 
+import functools
 import random
 import struct
 from collections.abc import Callable
@@ -99,6 +100,6 @@ class ZoneSigner:
         self.signed += len(signers)
         return tuple(sigs)
 
-    @property
+    @functools.cached_property
     def signer_name(self) -> bytes:
         return self.origin.canonicalize().to_wire()

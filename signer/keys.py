@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ class Key:
     private: PrivateKey
     dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY
 
-    @property
+    @functools.cached_property
     def tag(self) -> int:
         return dns.dnssec.key_id(self.dnskey)
 

@@ -100,14 +100,6 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name) -> Zone:
     )
 
 
-def served(owner: Owner, health: Mapping[str, bool]) -> RRsets:
-    """The RRsets an owner serves in this health state (SOA and NS excluded).
-
-    A rotating pool serves its first variant here; `fill` gives the others too.
-    """
-    return fill(owner, health)[0]
-
-
 def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, pools.Variants]]:
     """What an owner serves in this health state, and the variants of the types that rotate.
 
