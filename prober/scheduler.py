@@ -74,6 +74,7 @@ class Scheduler:
         self._tick = tick
         self._states: dict[str, TargetState] = {}
         self._busy: set[str] = set()  # targets with a check in flight or waiting for a slot
+        self._overdue: set[str] = set()  # busy targets whose next check fell due meanwhile
         self._waiting: collections.deque[str] = collections.deque()
         self._in_flight = 0
         self._draining = False
@@ -161,8 +162,9 @@ class Scheduler:
 
     def _want(self, target: str) -> None:
         if target in self._busy:
-            # The previous check is still waiting for a slot: skip rather than pile up.
-            log.debug("%s: previous check still running, skipped", target)
+            # The previous check overran its interval (a timeout >= the interval): the next
+            # one starts as soon as it ends, never piling up and never losing a round.
+            self._overdue.add(target)
             return
         self._busy.add(target)
         if self._in_flight < self._parallel:
@@ -178,7 +180,11 @@ class Scheduler:
 
     def _done(self, target: str, ok: bool, reason: str) -> None:
         self._in_flight -= 1
-        self._busy.discard(target)
+        if target in self._overdue:
+            self._overdue.discard(target)
+            self._waiting.append(target)  # still busy: its next check is due already
+        else:
+            self._busy.discard(target)
         if self._waiting and not self._draining:
             # Started from the loop, not from here: a check may call back before `start`
             # returns, and starting the next one inside it would recurse.
