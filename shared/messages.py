@@ -35,10 +35,14 @@ class Health(_Message):
 
 
 class Resume(_Message):
-    """supervisor -> respawned signer: where its predecessor left off (serials never go back)."""
+    """supervisor -> respawned signer: where its predecessor left off, so that serials never
+    go back, nothing unchanged gets a new serial, and the next change is sent as a delta."""
 
     generation: int
     serials: list[int]
+    prints: list[bytes]  # per zone, the digest of what its health-dependent answers were
+    snapshot: bytes  # the encoded `Snapshot` of `generation`
+    renewal: float = 0.0  # when its first signature falls due for renewal (0: unsigned)
 
 
 class Answer(msgspec.Struct, frozen=True, array_like=True):
@@ -158,8 +162,10 @@ class Published(_Message):
 
     generation: int
     serials: list[int]
+    prints: list[bytes]
     snapshot: bytes
     delta: bytes = b""
+    renewal: float = 0.0  # when its first signature falls due for renewal (0: unsigned)
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Bye

@@ -203,14 +203,15 @@ class Supervisor:
             case messages.HealthReport(states=states, full=full):
                 self._mark_running(self.prober)  # its first report is its readiness
                 self._on_health(states, full)
-            case messages.Published(generation=generation, serials=serials, snapshot=snapshot,
-                                    delta=delta):
+            case messages.Published(generation=generation, serials=serials, prints=prints,
+                                    snapshot=snapshot, delta=delta, renewal=renewal):
                 # Responders hold the previous generation (or were sent it before anything
                 # newer): the delta brings them up to date; a responder started later is sent
                 # the full snapshot kept here.
                 self._mark_running(self.signer)
                 self.snapshot = snapshot
-                self.published = messages.Resume(generation, serials)
+                self.published = messages.Resume(generation, serials, prints, snapshot,
+                                                 renewal)
                 for responder in self.responders:
                     self._send(responder, delta or snapshot)
                 log.debug("generation %d sent to responders", generation)
