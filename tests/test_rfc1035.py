@@ -143,3 +143,23 @@ def test_static_types_are_served(conformance: Server) -> None:
         response = conformance.query(name, rdtype)
         assert [rd.to_text() for rd in response.answer[0]] == [text]
         assert response.answer[0].ttl == 300
+
+
+ORIGIN = b"\x07example\x04test\x00"
+
+
+@pytest.mark.parametrize("name", [
+    b"\x01a" * 119 + b"\x03aaa" + ORIGIN,  # 256 octets
+    b"\x01a" * 1990 + ORIGIN,  # 3,994 octets: its NXDOMAIN was 4,084 octets, without TC
+    b"\x7f" + b"a" * 0x7F + ORIGIN,  # label type 01, whose byte read as a length skips to ours
+    b"\x81" + b"a" * 0x81 + ORIGIN,  # label type 10, likewise
+], ids=["256-octets", "3994-octets", "type-0x40", "type-0x80"])
+@pytest.mark.parametrize("edns", [False, True])
+def test_malformed_name_in_our_zone_is_formerr_not_nxdomain(conformance: Server, name: bytes,
+                                                            edns: bool) -> None:
+    arcount, opt = (1, b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00") if edns else (0, b"")
+    wire = struct.pack(">HHHHHH", 0xABCD, 0, 1, 0, 0, arcount) + name + b"\x00\x01\x00\x01" + opt
+    raw = exchange(conformance, wire)
+    assert raw is not None and len(raw) <= 512
+    assert raw[:2] == b"\xab\xcd"
+    assert raw[3] & 0x0F == dns.rcode.FORMERR
