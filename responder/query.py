@@ -233,8 +233,10 @@ class Answerer:
                tcp: bool) -> bytes:
         qtype = question[-4] << 8 | question[-3] if question else 0
         self.slow_counts[(qtype, rcode)] += 1
-        # QR, the opcode echoed, RD and CD copied; never AA on an error (RFC 1035 4.1.1).
-        flags = QR | (data[2] & 0x79) << 8 | (data[3] & 0x10) | (rcode & 0x0F)
+        # QR, the opcode echoed, RD copied; never AA on an error (RFC 1035 4.1.1). CD is a
+        # QUERY bit (RFC 6840 5.9): copied for QUERY only, as Knot and gdnsd do.
+        cd = data[3] & 0x10 if not data[2] & 0x78 else 0
+        flags = QR | (data[2] & 0x79) << 8 | cd | (rcode & 0x0F)
         # At most 12 + 259 + 11 octets without NSID: within every limit (512 at least).
         opt = self._opt_for(edns, self._limit(edns, tcp) - 12 - len(question), rcode >> 4)
         return self._header(data, flags, 1 if question else 0, 0, 1 if opt else 0) \

@@ -70,15 +70,18 @@ def test_a_response_gets_no_reply(conformance: Server) -> None:
 
 @pytest.mark.parametrize("opcode", [dns.opcode.IQUERY, dns.opcode.STATUS, dns.opcode.NOTIFY,
                                     dns.opcode.UPDATE, 3, 15])
-def test_other_opcodes_are_not_implemented(conformance: Server, opcode: int) -> None:
-    wire = bytearray(query_wire())
+@pytest.mark.parametrize("bits", [0, dns.flags.RD | dns.flags.CD | dns.flags.AD])
+def test_other_opcodes_are_not_implemented(conformance: Server, opcode: int, bits: int) -> None:
+    wire = bytearray(query_wire(flags=bits))
     wire[2] |= opcode << 3
     raw = exchange(conformance, bytes(wire))
     assert raw is not None
-    qid, flags, qdcount, ancount = struct.unpack_from(">HHHH", raw)
+    _, flags, qdcount, ancount = struct.unpack_from(">HHHH", raw)
     assert flags & 0x0F == dns.rcode.NOTIMP
     assert (flags >> 11) & 0x0F == opcode  # echoed
     assert flags & dns.flags.QR and not flags & dns.flags.AA
+    # RD alone is copied: CD and AD are QUERY bits (ISC's EDNS compliance test "opcodeflg").
+    assert flags & (dns.flags.RD | dns.flags.CD | dns.flags.AD) == bits & dns.flags.RD
     assert qdcount == 1 and ancount == 0
     assert raw[12:] == bytes(wire[12:])  # the question, as sent
 
