@@ -22,6 +22,9 @@ QR = 0x8000
 PLAIN_LIMIT = 512
 TCP_LIMIT = 65535  # the 2-octet length prefix (RFC 1035 4.2.2)
 NAME_END = 12 + MAX_NAME  # a question name ending at or after this offset is too long
+# Longer queries are answered but not cached: the cache holds entries, not octets, and a
+# well-formed query with a few EDNS options is far shorter (a name is at most 255 octets).
+CACHE_QUERY_MAX = 512
 NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 ONE_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, one additional (the OPT)
 OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
@@ -78,7 +81,7 @@ class Answerer:
             counts[cached[1]] = counts.get(cached[1], 0) + 1
             return data[:2] + cached[0]
         response = self._lookup(table, data, False)
-        if response is not None and table.cache_size:
+        if response is not None and table.cache_size and len(data) <= CACHE_QUERY_MAX:
             if len(table.cache) >= table.cache_size:
                 table.cache.clear()  # bounded: a flood of unique queries only churns it
             end = data.find(0, 12, NAME_END)

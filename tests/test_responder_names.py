@@ -216,4 +216,19 @@ def test_the_packet_cache_keeps_the_limit_of_the_query_it_answered() -> None:
                 response = a.answer(wire, False)
                 assert response is not None
                 assert len(response) <= allowed(wire, response, 1232)
-    assert sum(a.cache_counts.values()) == 6
+    assert sum(a.cache_counts.values()) == 3  # the long queries are not cached at all
+
+
+def test_long_queries_are_answered_but_not_cached() -> None:
+    """The cache bounds its entries, not their size: 10,000 queries of 4 KB each would hold
+    40 MB (640 MB through the one-datagram path, which reads up to 64 KB)."""
+    a = answerer(CFG)
+    assert a.table is not None
+    a.table.cache_size = 100
+    for i in range(20):
+        wire = query(b"\x01a" * 1990 + ORIGIN, payload=1232, nsid=False)
+        wire = struct.pack(">H", i) + wire[2:] + bytes(i)  # trailing octets: distinct queries
+        assert a.answer(wire, False) is not None
+    assert not a.table.cache
+    assert a.answer(query(b"\x03www" + ORIGIN), False) is not None
+    assert len(a.table.cache) == 1
