@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import multiprocessing.connection
 import multiprocessing.resource_tracker
+import selectors
 import signal
 import socket
 import time
@@ -49,6 +49,10 @@ EXIT_OK, EXIT_FATAL = 0, 1
 # target, see `Supervisor.__init__`), and at least the responders'.
 SIGNER_FRAME_LIMIT = 256 << 20
 SMALL_FRAME_LIMIT = 64 << 10
+# A child that leaves more than this unread is stuck (or refuses to read): killed, respawned.
+# Two of the largest snapshots: a responder that starts is sent the snapshot at once, and may
+# fall one generation behind while it loads it.
+UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
@@ -118,20 +122,24 @@ class Supervisor:
         return self._shutdown()
 
     def _wait_once(self) -> None:
-        waitables: list[object] = [self.wakeup_r]
-        for slot in self.slots:
-            if slot.channel is not None:
-                waitables.append(slot.channel)
-            if slot.process is not None:
-                waitables.append(slot.process.sentinel)
         deadlines = [s.restart_at for s in self.slots if s.state == "backoff"]
         timeout = max(0.0, min(deadlines) - self.now()) if deadlines else None
-        ready = multiprocessing.connection.wait(waitables, timeout)  # type: ignore[arg-type]
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.wakeup_r, selectors.EVENT_READ)
+            for slot in self.slots:
+                if slot.channel is not None:  # writable matters only with output waiting
+                    writing = selectors.EVENT_WRITE if slot.channel.outgoing else 0
+                    selector.register(slot.channel, selectors.EVENT_READ | writing)
+                if slot.process is not None:
+                    selector.register(slot.process.sentinel, selectors.EVENT_READ)
+            ready = {key.fileobj: events for key, events in selector.select(timeout)}
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
         for slot in self.slots:
-            if slot.channel is not None and slot.channel in ready:
+            if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
+                self._flush(slot)
+            if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_READ:
                 self._receive(slot)
             if slot.process is not None and slot.process.sentinel in ready:
                 self._reap(slot)
@@ -187,7 +195,17 @@ class Supervisor:
         try:
             slot.channel.send(data)
         except OSError:
-            pass  # it died: its sentinel tells us and it is respawned
+            slot.channel.discard_output()  # it died: its sentinel tells us and it is respawned
+            return
+        if slot.channel.pending > UNREAD_LIMIT:
+            self._reject(slot, f"{slot.channel.pending} bytes sent to it left unread")
+
+    def _flush(self, slot: Slot) -> None:
+        assert slot.channel is not None
+        try:
+            slot.channel.flush()
+        except OSError:
+            slot.channel.discard_output()  # as in `_send`
 
     def _reap(self, slot: Slot) -> None:
         assert slot.process is not None

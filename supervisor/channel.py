@@ -1,15 +1,17 @@
-"""The supervisor's end of one child's pipe: reads that never block and never grow unbounded.
+"""The supervisor's end of one child's pipe: reads and writes that never block the supervisor.
 
 A child is not trusted to speak the protocol: it may be buggy or compromised. The children keep
 `Connection.send_bytes`/`recv_bytes`; this end speaks the same framing itself (a 4-byte
 big-endian length, then the payload; 0xFFFFFFFF announces an 8-byte length, used only beyond
 2 GiB, which no role may send) so it can read from a socket that is never waited on, and refuse
-a frame by its header before any of its body has arrived.
+a frame by its header before any of its body has arrived. What a child does not read yet
+waits here (the same bytes objects for every responder, not copies), written as the child reads.
 """
 
 from __future__ import annotations
 
 import socket
+from collections import deque
 from multiprocessing.connection import Connection
 
 HEADER = 4
@@ -29,13 +31,34 @@ class Channel:
         self.sock, theirs = socket.socketpair()
         self.child_end = Connection(theirs.detach())
         self.buffer = bytearray()
+        self.outgoing: deque[memoryview] = deque()
+        self.pending = 0  # bytes in `outgoing`
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def send(self, data: bytes) -> None:
-        """One frame, as `Connection.send_bytes` writes it (blocking, as before)."""
-        self.sock.sendall(len(data).to_bytes(HEADER, "big") + data)
+        """Queue one frame, as `Connection.send_bytes` writes it, and write what fits now.
+
+        Raises `OSError` when the child is gone.
+        """
+        for part in (len(data).to_bytes(HEADER, "big"), data):
+            self.outgoing.append(memoryview(part))
+            self.pending += len(part)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write queued frames until the socket is full; the rest waits for writability."""
+        while self.outgoing:
+            try:
+                sent = self.sock.send(self.outgoing[0], socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            self.pending -= sent
+            if sent < len(self.outgoing[0]):
+                self.outgoing[0] = self.outgoing[0][sent:]
+                return
+            self.outgoing.popleft()
 
     def receive(self) -> list[bytes]:
         """The frames complete so far, without waiting for more.
@@ -67,7 +90,13 @@ class Channel:
             del self.buffer[:HEADER + size]
         return frames
 
+    def discard_output(self) -> None:
+        """Forget what the child will never read: it is gone."""
+        self.outgoing.clear()
+        self.pending = 0
+
     def close(self) -> None:
         self.sock.close()
         self.child_end.close()
         self.buffer = bytearray()
+        self.discard_output()

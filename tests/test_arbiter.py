@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from healthdns.shared import config, messages
+from healthdns.supervisor import arbiter
 from healthdns.supervisor.arbiter import EXIT_FATAL, SMALL_FRAME_LIMIT, Supervisor
 from healthdns.supervisor.channel import Channel
 
@@ -95,3 +98,14 @@ def test_a_child_that_breaks_the_protocol_is_counted_and_cut_off() -> None:
     supervisor._receive(responder)
     assert supervisor.rejected == {"responder": 1}
     assert responder.channel is None and not supervisor.stopping
+
+
+def test_a_child_that_leaves_its_pipe_unread_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arbiter, "UNREAD_LIMIT", 1 << 20)
+    supervisor = Supervisor(CFG)
+    responder = supervisor.responders[0]
+    responder.channel = Channel(SMALL_FRAME_LIMIT)
+    supervisor._send(responder, bytes(500_000))  # never read: queued, not waited for
+    assert supervisor.rejected == {}
+    supervisor._send(responder, bytes(2_000_000))
+    assert supervisor.rejected == {"responder": 1} and responder.channel is None

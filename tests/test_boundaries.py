@@ -9,8 +9,10 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import select
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,6 +183,26 @@ def test_channel_says_eof_when_the_child_end_closes() -> None:
     with pytest.raises(EOFError):
         channel.receive()
     channel.close()
+
+
+def test_channel_sends_without_waiting_for_the_child_to_read() -> None:
+    channel = Channel(100)
+    try:
+        payloads = [os.urandom(3 << 20), b"", os.urandom(1000)]
+        for payload in payloads:
+            channel.send(payload)  # far more than a socket buffer holds: returns at once
+        assert channel.pending > 0
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.extend(
+            channel.child_end.recv_bytes() for _ in payloads))
+        reader.start()
+        while channel.pending:  # the supervisor's loop does this when the socket is writable
+            select.select([], [channel], [], 5)
+            channel.flush()
+        reader.join(5)
+        assert received == payloads
+    finally:
+        channel.close()
 
 
 # --- what each role is told ----------------------------------------------------------------------
