@@ -2,7 +2,9 @@
 
 Pipes carry ``send_bytes``/``recv_bytes`` of msgpack encodings, never pickles. Payloads are
 primitives and bytes (pre-rendered wire data), never dnspython objects, and never key material.
-Flow: prober -> supervisor -> signer -> supervisor -> every responder.
+Flow: prober -> supervisor -> signer -> supervisor -> every responder. The supervisor decodes
+what a child sends with the union of its role (`decode_from`), so a child can only say what its
+role may say.
 """
 
 from __future__ import annotations
