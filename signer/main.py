@@ -132,7 +132,6 @@ def run(conn: Connection) -> None:
     except keys.KeyFileError as e:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BAD_KEY) from None
-    ready = False
     while True:
         renewal = signer.next_renewal()
         timeout = None if renewal is None else max(0.0, renewal - time.time())
@@ -159,11 +158,7 @@ def run(conn: Connection) -> None:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
-        published = signer.publish()
-        _send(conn, published)
-        if published is None and not ready:  # resumed, and nothing changed meanwhile
-            messages.send(conn, messages.Ready(start.slot))
-        ready = True
+        _send(conn, signer.publish())
 
 
 def _queued(conn: Connection) -> list[messages.ToChild]:
