@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import json
 from importlib import resources
@@ -25,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
         prog="healthdns-supervisor",
         description="Health-checking authoritative DNS server.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     source = p.add_argument_group("configuration (one of)")
     source.add_argument("--config", metavar="PATH", help="TOML configuration file")
     source.add_argument("--demo", action="store_true",
@@ -51,6 +53,14 @@ def parser() -> argparse.ArgumentParser:
     compat.add_argument("--priv-key-path", metavar="PATH", help="DNSSEC private key (PEM)")
     compat.add_argument("--priv-key-alg", metavar="ALG", help="DNSSEC algorithm")
     return p
+
+
+def _version() -> str:
+    """The installed package's version: one number, kept in pyproject.toml only."""
+    try:
+        return importlib.metadata.version("healthdns")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
 
 
 def load(args: argparse.Namespace) -> Config:
