@@ -291,6 +291,25 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
     return Config(server=_server(raw.server), prober=_prober(raw.prober), zones=zones)
 
 
+def warnings(config: Config) -> list[tuple[str, str]]:
+    """(path, message) of each setting that works but is most likely a mistake."""
+    out: list[tuple[str, str]] = []
+    for i, zone in enumerate(config.zones):
+        out += _soa_warnings(zone.soa, f"zones[{i}].soa")
+    return out
+
+
+def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
+    # A secondary whose refresh fails retries every `retry` seconds and drops the zone at
+    # `expire`: below refresh + retry it drops the zone before its first retry (RFC 1912 2.2,
+    # Zonemaster ZONE05).
+    if soa.expire > soa.refresh + soa.retry:
+        return []
+    return [(f"{path}.expire", f"{soa.expire} is not more than refresh + retry "
+             f"({soa.refresh} + {soa.retry} s): a secondary would drop the zone before it "
+             "retries a failed refresh (RFC 1912 section 2.2 suggests 2-4 weeks)")]
+
+
 def encode(config: Config) -> bytes:
     return msgspec.msgpack.encode(config)
 

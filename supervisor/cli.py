@@ -6,6 +6,8 @@ import argparse
 import importlib.metadata
 import ipaddress
 import json
+import sys
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -63,8 +65,23 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def load(args: argparse.Namespace) -> Config:
-    """The configuration the flags describe; a ConfigError names the flag or field."""
+def load(args: argparse.Namespace, warn: Callable[[str], None] | None = None) -> Config:
+    """The configuration the flags describe; a ConfigError names the flag or field.
+
+    Settings that work but are most likely mistakes go to `warn` (default: stderr), for
+    `--check-config` and a start alike.
+    """
+    cfg = _load(args)
+    for path, message in config.warnings(cfg):
+        (warn or _warn)(str(ConfigError(path, message)))
+    return cfg
+
+
+def _warn(text: str) -> None:
+    print(f"healthdns-supervisor: configuration warning: {text}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace) -> Config:
     sources = [args.config is not None, args.demo, args.hosted_zone is not None]
     if sum(sources) != 1:
         raise ConfigError("", "give exactly one of --config PATH, --demo, or --hosted-zone "
@@ -110,7 +127,7 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     """Translate a-healthy-dns's flags into a healthdns configuration document.
 
     TTLs follow a-healthy-dns: A records live twice the check interval, NS and SOA 30 times
-    that, and the SOA timers derive from it the same way.
+    that, negative answers as long as A records.
     """
     for flag in ("zone_resolutions", "ns"):
         if getattr(args, flag) is None:
@@ -134,8 +151,10 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
         "nameservers": _json(args.ns, "--ns", list),
         "ttl": a_ttl,
         "ns_ttl": ns_ttl,
-        "soa": {"ttl": ns_ttl, "refresh": 10 * a_ttl, "retry": a_ttl, "expire": 5 * a_ttl,
-                "minimum": a_ttl},
+        # Not a-healthy-dns's refresh/retry/expire (10, 1 and 5 times A: expire below refresh,
+        # which Zonemaster flags): secondaries copy the zone on their own schedule, unrelated
+        # to the check interval, so they get the TOML defaults (RFC 1912 ranges).
+        "soa": {"ttl": ns_ttl, "minimum": a_ttl},
         "records": records,
     }
     if args.priv_key_path is not None:
