@@ -49,6 +49,30 @@ def test_soa_timers_are_checked(document: dict[str, Any], expected: list[str]) -
         assert text.startswith(start), text
 
 
+def with_records(**records: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(BASE)
+    doc["zones"][0]["aliases"] = ["example.org"]
+    doc["zones"][0]["records"].update(records)
+    return doc
+
+
+CNAME_CASES = [
+    (with_records(loop1={"cname": "loop2"}, loop2={"cname": "loop1"}),
+     ["zones[0].records.loop1.cname: 'loop2' is part of a CNAME loop (loop1 -> loop2 -> loop1): "
+      "resolvers fail on these names"]),
+    # Through the alias zone, which serves the same owners; a chain into the loop is one loop.
+    (with_records(a={"cname": "b.example.org."}, b={"cname": "c"}, c={"cname": "a"},
+                  d={"cname": "a"}),
+     ["zones[0].records.a.cname: 'b.example.org.' is part of a CNAME loop (a -> b -> c -> a)"]),
+    (with_records(a={"cname": "b"}, b={"cname": "www"}, c={"cname": "www.example.net."}), []),
+]
+
+
+@pytest.mark.parametrize("document,expected", CNAME_CASES)
+def test_cname_loops_are_warned_about(document: dict[str, Any], expected: list[str]) -> None:
+    test_soa_timers_are_checked(document, expected)
+
+
 @settings(max_examples=60, deadline=None)
 @given(interval=st.floats(min_value=0.05, max_value=86400), timeout=st.floats(0.01, 60))
 def test_a_healthy_dns_flags_give_clean_soa_timers(interval: float, timeout: float) -> None:
