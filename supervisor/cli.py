@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import ipaddress
 import json
+import re
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -73,7 +74,7 @@ def load(args: argparse.Namespace, warn: Callable[[str], None] | None = None) ->
     """
     cfg = _load(args)
     for path, message in config.warnings(cfg):
-        (warn or _warn)(str(ConfigError(path, message)))
+        (warn or _warn)(str(flag_terms(ConfigError(path, message), args)))
     return cfg
 
 
@@ -96,11 +97,11 @@ def _load(args: argparse.Namespace) -> Config:
     elif args.demo:
         document = _demo_document()
     else:
-        try:
-            return config.from_mapping(_overrides(compat_document(args), args))
-        except ConfigError as e:
-            raise ConfigError(_flag_path(e.path), e.message) from None
-    return config.from_mapping(_overrides(document, args))
+        document = compat_document(args)
+    try:
+        return config.from_mapping(_overrides(document, args))
+    except ConfigError as e:
+        raise flag_terms(e, args) from None
 
 
 def _demo_document() -> dict[str, Any]:
@@ -167,33 +168,58 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     return {"zones": [zone]}
 
 
-_FLAG_PATHS = (
-    ("zones[0].origin", "--hosted-zone"),
-    ("zones[0].aliases", "--alias-zones"),
-    ("zones[0].nameservers", "--ns"),
-    ("zones[0].dnssec.csk", "--priv-key-path"),
-    ("zones[0].dnssec.algorithm", "--priv-key-alg"),
-    ("zones[0].records.", "--zone-resolutions."),
-    (".pool.addresses", ".ips"),
-    (".pool.check.port", ".health_port"),
-    (".a[", ".ips["),
+_SERVER_FLAGS = ("responders", "listen", "port", "log_level")
+_NAME = r'("[^"]*"|[^.\[\s:]+)'  # a record key in a path, quoted when it has dots
+# The paths of the document compat_document() builds, and the flags they come from.
+_COMPAT_PATHS = (
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.check\.interval", "--test-min-interval"),
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.check\.timeout", "--test-timeout"),
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.check\.port", r"--zone-resolutions.\1.health_port"),
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.addresses", r"--zone-resolutions.\1.ips"),
+    (rf"zones\[0\]\.records\.{_NAME}\.a\b", r"--zone-resolutions.\1"),
+    (rf"zones\[0\]\.records\.{_NAME}\.ttl\b", "--test-min-interval"),  # TTLs derive from it
+    (r"zones\[0\]\.records\b", "--zone-resolutions"),
+    (r"zones\[0\]\.(ttl|ns_ttl|soa\.ttl|soa\.minimum)\b", "--test-min-interval"),
+    (r"zones\[0\]\.soa\.rname\b", "--hosted-zone"),  # hostmaster.<the zone>
+    (r"zones\[0\]\.origin\b", "--hosted-zone"),
+    (r"zones\[0\]\.aliases\b", "--alias-zones"),
+    (r"zones\[0\]\.nameservers\b", "--ns"),
+    (r"zones\[0\]\.dnssec\.csk\b", "--priv-key-path"),
+    (r"zones\[0\]\.dnssec\.algorithm\b", "--priv-key-alg"),
 )
 
 
-def _flag_path(path: str) -> str:
-    """A config path in terms of the a-healthy-dns flags that produced it."""
-    for internal, flag in _FLAG_PATHS:
-        path = path.replace(internal, flag)
-    return path
+def flag_terms(error: ConfigError, args: argparse.Namespace) -> ConfigError:
+    """`error` in terms of the flags the user typed: a value that came from a flag is named
+    by that flag (`--port`, `--test-min-interval`), not by the config path it was put at."""
+    rules = [(rf"server\.{f}(\[\d+\])?", f"--{f.replace('_', '-')}")
+             for f in _SERVER_FLAGS if getattr(args, f) is not None]
+    if args.hosted_zone is not None:
+        rules += _COMPAT_PATHS
+
+    def translate(text: str, anchored: bool) -> str:
+        for pattern, flag in rules:
+            text, found = re.subn(("^" if anchored else r"(?<![\w.\[])") + pattern, flag, text,
+                                  count=1)
+            if found and anchored:
+                break
+        return text
+
+    path, message = translate(error.path, True), translate(error.message, False)
+    if (path, message) == (error.path, error.message):
+        return error
+    return ConfigError(path, message)
 
 
 def _resolution(name: str, value: Any, interval: float, timeout: float,
                 ttl: int) -> dict[str, Any]:
-    path = f"--zone-resolutions.{name}"
+    # Quoted when it has dots, as config paths quote record keys.
+    key = name if re.fullmatch(r"[A-Za-z0-9_@-]+", name) else json.dumps(name)
+    path = f"--zone-resolutions.{key}"
     if isinstance(value, list):
         return {"a": _ipv4s(value, path), "ttl": ttl}
     if not isinstance(value, dict):
-        raise ConfigError(path, f"{value!r} is neither a list of IPs nor "
+        raise ConfigError(path, f"{_show(value)} is neither a list of IPs nor "
                           '{"ips": [...], "health_port": P}')
     unknown = sorted(set(value) - {"ips", "health_port"})
     if unknown:
@@ -203,9 +229,10 @@ def _resolution(name: str, value: Any, interval: float, timeout: float,
             raise ConfigError(path, f"{key!r} is required")
     port = value["health_port"]
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise ConfigError(f"{path}.health_port", f"{port!r} is not a port (1-65535)")
+        raise ConfigError(f"{path}.health_port", f"{_show(port)} is not a port (1-65535)")
     if not isinstance(value["ips"], list):
-        raise ConfigError(f"{path}.ips", f"{value['ips']!r} is not a list of IPv4 addresses")
+        raise ConfigError(f"{path}.ips", f"{_show(value['ips'])} is not a list of IPv4 "
+                          "addresses")
     check = {"port": port, "interval": interval, "timeout": min(timeout, interval)}
     return {"pool": {"addresses": _ipv4s(value["ips"], f"{path}.ips"), "check": check},
             "ttl": ttl}
@@ -216,10 +243,16 @@ def _ipv4s(values: list[Any], path: str) -> list[str]:
         raise ConfigError(path, "at least one IP is required")
     for i, value in enumerate(values):
         try:
-            ipaddress.IPv4Address(value)
+            ipaddress.IPv4Address(value if isinstance(value, str) else "")  # not 1 or true
         except ValueError:
-            raise ConfigError(f"{path}[{i}]", f"{value!r} is not an IPv4 address") from None
+            raise ConfigError(f"{path}[{i}]", f"{_show(value)} is not an IPv4 address") from None
     return list(values)
+
+
+def _show(value: Any) -> str:
+    """A value from the flags' JSON as the user wrote it: null and true, not None and True
+    (strings keep the quotes every other message uses)."""
+    return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
 def _json(text: str, flag: str, kind: type) -> Any:

@@ -48,7 +48,7 @@ ZONE = ["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]']
     (["--config", "/nonexistent/healthdns.toml"],
      "/nonexistent/healthdns.toml: cannot read: No such file or directory"),
     (["--demo", "--listen", "localhost"],
-     "server.listen[0]: 'localhost': 'localhost' is not an IPv4 or IPv6 address"),
+     "--listen: 'localhost': 'localhost' is not an IPv4 or IPv6 address"),
 ])
 def test_bad_input_exits_non_zero_naming_the_problem(args: list[str], message: str) -> None:
     result = run_cli(args)
