@@ -243,6 +243,23 @@ class Config(_Frozen):
                         out[check.target(address)] = (check.checked(address), check)
         return out
 
+    def served(self) -> dict[str, tuple[str, ...]]:
+        """The names whose answers each check target decides (target id -> names without the
+        final dot, in config order; alias zones, which repeat the names, left out)."""
+        out: dict[str, dict[str, None]] = {}  # dicts as ordered sets: a name is added once
+        for zone in self.zones:
+            origin = dns.name.from_text(zone.origin)
+            for owner, record in zone.records.items():
+                if record.pool is None:
+                    continue
+                name = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)
+                for group in record.pool.groups:
+                    check = group.check
+                    assert check is not None  # normalised
+                    for address in group.addresses:
+                        out.setdefault(check.target(address), {})[name] = None
+        return {target: tuple(names) for target, names in out.items()}
+
 
 # ---------------------------------------------------------------------------------------------
 # Raw layer: the shape of the TOML file. Records are decoded one by one so errors carry the name.
