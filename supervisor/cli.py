@@ -19,7 +19,6 @@ from healthdns.shared import config
 from healthdns.shared.config import LOG_LEVELS, Config
 from healthdns.shared.errors import ConfigError
 
-
 COMPAT_ONLY = ("alias_zones", "zone_resolutions", "ns", "test_min_interval", "test_timeout",
                "priv_key_path", "priv_key_alg")
 

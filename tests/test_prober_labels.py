@@ -58,7 +58,7 @@ def test_down_lines_tell_targets_apart_and_name_what_they_serve(
         _first_round(cfg)
     down = sorted(r.getMessage() for r in caplog.records if " is down: " in r.getMessage())
     assert down == [
-        f"https 192.0.2.1:443/ [verify=false, ca_file=null] is down: connection refused; "
+        "https 192.0.2.1:443/ [verify=false, ca_file=null] is down: connection refused; "
         "used by c.example.test",
         f"https 192.0.2.1:443/ [verify=true, ca_file={tmp_path}/ca0.pem] is down: "
         "connection refused; used by a.example.test",
