@@ -843,7 +843,9 @@ def _name(text: str, path: str, origin: dns.name.Name | None,
 def _name_problem(text: str) -> str:
     """What is wrong with a host or zone name, in words ("" if nothing); dnspython's own
     messages name labels as bytes or not at all, so every rule is checked here first."""
-    labels = text[:-1].split(".") if text.endswith(".") and text != "." else text.split(".")
+    if text == ".":
+        return ""  # the root: a name, refused where it is not wanted (a zone's origin)
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
     for label in labels:
         if not label:
             return "it has an empty label (two dots in a row, or a leading dot)"

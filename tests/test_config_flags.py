@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,10 +54,8 @@ def test_flag_errors_name_the_flag(argv: list[str], message: str) -> None:
     assert str(raised.value).startswith(message), str(raised.value)
 
 
-def test_file_values_keep_their_path(tmp_path: object) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "c.toml"
+def test_file_values_keep_their_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
     path.write_text('[server]\nport = 0\n[[zones]]\norigin = "example.test"\n'
                     'nameservers = ["ns1.example.net"]\n[zones.records.www]\na = ["192.0.2.1"]\n')
     with pytest.raises(ConfigError, match=r"^server\.port: 0 is not a port"):

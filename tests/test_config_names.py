@@ -80,6 +80,7 @@ CASES = [
     (record_("m", mx=[f"10 {LONG}"]),
      f"{R}.m.mx[0]: '10 {LONG}': an MX host must be a valid host name: label '{LONG}' is 70 "
      "characters long"),
+    (zone_(origin="."), "zones[0].origin: the root zone is not supported"),
     (record_("m", cname="a..b"),
      f"{R}.m.cname: 'a..b': a CNAME target must be a valid host name: it has an empty label"),
     # Record data: what is wrong, in words, and what was expected.
