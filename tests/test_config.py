@@ -74,7 +74,8 @@ CASES = [
      "zones[0].records.\"www.example.com.\": 'www.example.com.' is not inside the zone "
      "example.test."),
     (with_("zones/0/records/bad name", {"a": ["192.0.2.1"]}),
-     "zones[0].records.\"bad name\": 'bad name' is not a valid DNS name: label b'bad name' "),
+     "zones[0].records.\"bad name\": 'bad name' is not a valid DNS name: label 'bad name' "
+     "may only hold "),
     (with_("zones/0/records/*", {"a": ["192.0.2.1"]}),
      "zones[0].records.\"*\": '*': wildcard names are not supported"),
     (with_("zones/0/records/ns", {"ns": ["ns1.example.net."]}),
