@@ -29,7 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import msgspec
 
-from healthdns.shared import files
+from healthdns.shared import files, regex
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_PORT = 53053
@@ -73,7 +73,7 @@ class CheckSpec(_Frozen):
     headers: dict[str, str] = {}
     status: str = "200-399"  # codes that pass: "200", "200-399", "200,204,301-302"
     body: str | None = None  # the start of the body must contain this text...
-    body_regex: str | None = None  # ...or match this regular expression (Python syntax)
+    body_regex: str | None = None  # ...or match this regular expression (RE2 syntax)
     verify: bool = True  # https only: verify the server's certificate and name
     ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
     ca_pem: str | None = None  # the same inline; the supervisor reads `ca_file` into it
@@ -554,8 +554,8 @@ def _http(raw: CheckSpec, path: str) -> str | None:
         raise ConfigError(f"{path}.body", "is empty: leave it out to accept any body")
     if raw.body_regex is not None:
         try:
-            re.compile(raw.body_regex)
-        except re.error as e:
+            regex.compile(raw.body_regex)
+        except regex.PatternError as e:
             raise ConfigError(f"{path}.body_regex", f"{raw.body_regex!r} is not a valid "
                               f"regular expression: {e}") from None
     if raw.method == "HEAD" and (raw.body is not None or raw.body_regex is not None):
