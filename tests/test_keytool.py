@@ -93,3 +93,97 @@ def test_the_mode_checked_is_that_of_the_file_read(tmp_path: Path,
     monkeypatch.setattr(files.os, "open", open_after_swap)
     with pytest.raises(keys.KeyFileError, match="has mode 644"):
         keys.load(str(path), "csk", ALGORITHM, "zones[0].dnssec.csk")
+
+
+# ---------------------------------------------------------------------------------------------
+# healthdns-key
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from healthdns.signer import keytool
+
+    try:
+        code = keytool.main(list(argv))
+    except SystemExit as e:  # argparse refusing a value
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _generate(capsys: pytest.CaptureFixture[str], tmp: Path, role: str,
+              algorithm: str = "ED25519") -> tuple[Path, str]:
+    """A key made by `healthdns-key generate`, and what it printed."""
+    path = tmp / f"{role}.pem"
+    code, out, err = _run(capsys, "generate", "--zone", "example.test", "--out", str(path),
+                          "--role", role, "--algorithm", algorithm)
+    assert code == 0, err
+    return path, out
+
+
+def _ds_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if " IN DS " in line]
+
+
+def test_ds_refuses_a_zsk(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Before: it printed a DS whose key tag (flags 257) matched no published DNSKEY."""
+    zsk, _ = _generate(capsys, tmp_path, "zsk")
+    code, out, err = _run(capsys, "ds", "--zone", "example.test", "--key", str(zsk))
+    assert code == 1 and not _ds_lines(out)
+    assert f"--key: {zsk} is a ZSK (DNSKEY flags 256); a DS is for the KSK or CSK (flags 257)" \
+        in err
+
+
+@pytest.mark.parametrize("algorithm", config.ALGORITHMS)
+@pytest.mark.parametrize("role", ["ksk", "csk"])
+def test_ds_infers_the_algorithm_and_matches_what_generate_printed(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, algorithm: str, role: str) -> None:
+    """Before: without --algorithm, every key but an ECDSAP256SHA256 one was refused."""
+    key, generated = _generate(capsys, tmp_path, role, algorithm)
+    code, out, err = _run(capsys, "ds", "--zone", "example.test", "--key", str(key))
+    assert code == 0, err
+    assert _ds_lines(out) == _ds_lines(generated) and len(_ds_lines(out)) == 1
+
+
+@pytest.mark.parametrize("argv,code,message", [
+    (["ds", "--zone", "example.test", "--key", "{csk}", "--algorithm", "ECDSAP256SHA256"], 1,
+     "--key: {csk} holds an Ed25519 key, which is not a ECDSAP256SHA256 key"),
+    (["ds", "--config", "{unsigned}"], 1,
+     "--config: {unsigned}: no zone is signed (none has [zones.dnssec]), so there is no DS"),
+    (["generate", "--zone", "example.test", "--out", "{new}", "--ttl", "-5"], 2,
+     "argument --ttl: -5 is not a TTL (0 to 2147483647 seconds"),
+    (["generate", "--zone", "example.test", "--out", "{new}", "--ttl", "2147483648"], 2,
+     "argument --ttl: 2147483648 is not a TTL"),
+    (["generate", "--zone", "example.test", "--out", "{new}", "--ttl", "1h"], 2,
+     "argument --ttl: '1h' is not a whole number of seconds"),
+])
+def test_key_tool_refuses_with_a_message(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         argv: list[str], code: int, message: str) -> None:
+    csk, _ = _generate(capsys, tmp_path, "csk")
+    unsigned = tmp_path / "unsigned.toml"
+    unsigned.write_text('[[zones]]\norigin = "example.test"\nnameservers = ["ns1.example.net"]\n')
+    names = {"csk": csk, "unsigned": unsigned, "new": tmp_path / "new.pem"}
+    got, out, err = _run(capsys, *(a.format(**names) for a in argv))
+    assert got == code, err
+    assert message.format(**names) in err
+    assert not (tmp_path / "new.pem").exists()
+
+
+def test_every_option_of_the_key_tool_says_what_it_does() -> None:
+    import argparse
+
+    from healthdns.signer import keytool
+
+    commands = next(a for a in keytool.parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"healthdns-key {name} {action.option_strings} has no help"
+
+
+def test_ds_of_a_key_made_elsewhere_says_it_takes_it_for_a_ksk(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    key = tmp_path / "other.pem"
+    keys.write(keys.generate(ALGORITHM), str(key))  # no role noted, as from another tool
+    code, out, err = _run(capsys, "ds", "--zone", "example.test", "--key", str(key))
+    assert code == 0, err
+    assert f"; {key} does not say its role" in out and len(_ds_lines(out)) == 1
