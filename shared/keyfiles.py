@@ -18,15 +18,14 @@ import re
 import stat
 from dataclasses import dataclass
 
-import dns.dnssec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from dns.dnssectypes import Algorithm
 
 from healthdns.shared import files
 from healthdns.shared.config import Config
 from healthdns.shared.errors import HealthdnsError
 
-Algorithm = dns.dnssec.Algorithm
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 MAX_SIZE = 64 * files.KIB  # a 4096-bit RSA key in PEM is about 3.3 KiB
 ROLES = ("csk", "ksk", "zsk")

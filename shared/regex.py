@@ -23,7 +23,7 @@ class PatternError(ValueError):
 
 
 @functools.lru_cache(maxsize=1024)
-def compile(pattern: str) -> Pattern:  # noqa: A001 - re.compile's name, on purpose
+def compile(pattern: str) -> Pattern:
     """The compiled `pattern`; the prober compiles each once, the config check first."""
     options = re2.Options()
     options.log_errors = False  # the error comes back in the exception; stderr stays quiet

@@ -162,7 +162,7 @@ def test_key_tool_refuses_with_a_message(capsys: pytest.CaptureFixture[str], tmp
     unsigned = tmp_path / "unsigned.toml"
     unsigned.write_text('[[zones]]\norigin = "example.test"\nnameservers = ["ns1.example.net"]\n')
     names = {"csk": csk, "unsigned": unsigned, "new": tmp_path / "new.pem"}
-    got, out, err = _run(capsys, *(a.format(**names) for a in argv))
+    got, _, err = _run(capsys, *(a.format(**names) for a in argv))
     assert got == code, err
     assert message.format(**names) in err
     assert not (tmp_path / "new.pem").exists()
