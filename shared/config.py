@@ -29,6 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import msgspec
 
+from healthdns.shared import files, regex
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_PORT = 53053
@@ -42,6 +43,8 @@ MAX_ANSWERS = 64
 _HTTP_FIELDS = ("method", "path", "host", "headers", "status", "body", "body_regex")
 _TLS_FIELDS = ("verify", "ca_file", "ca_pem")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
+MAX_CONFIG_FILE = 64 * files.MIB  # ten thousand pooled names take about 2 MiB
+MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 KiB
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -70,7 +73,7 @@ class CheckSpec(_Frozen):
     headers: dict[str, str] = {}
     status: str = "200-399"  # codes that pass: "200", "200-399", "200,204,301-302"
     body: str | None = None  # the start of the body must contain this text...
-    body_regex: str | None = None  # ...or match this regular expression (Python syntax)
+    body_regex: str | None = None  # ...or match this regular expression (RE2 syntax)
     verify: bool = True  # https only: verify the server's certificate and name
     ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
     ca_pem: str | None = None  # the same inline; the supervisor reads `ca_file` into it
@@ -166,7 +169,7 @@ ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
 
 
 class DnssecSpec(_Frozen):
-    """Signing of one zone (and its aliases): key files are read by the signer alone.
+    """Signing of one zone (and its aliases): only the signer signs with the key files.
 
     One combined signing key (`csk`), or a `ksk` and a `zsk`. Times are in seconds.
     """
@@ -175,6 +178,7 @@ class DnssecSpec(_Frozen):
     csk: str | None = None
     ksk: str | None = None
     zsk: str | None = None
+    allow_group_read: bool = False  # key files may be group-readable (mode 640; containers)
     denial: str = "nsec"  # or "nsec3" (RFC 9276: no salt, no extra iterations)
     cds: bool = False  # publish CDS and CDNSKEY at the apex (RFC 7344, 8078)
     dnskey_ttl: int = 3600
@@ -290,10 +294,11 @@ def load(path: str | os.PathLike[str]) -> Config:
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML document at `path`, as plain data."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(str(path), f"cannot read: {e.strerror}") from e
+        return tomllib.loads(files.read(path, MAX_CONFIG_FILE).data.decode())
+    except files.FileProblem as e:
+        raise ConfigError(str(path), e.reason) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(path), f"not valid TOML: not UTF-8 ({e.reason})") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), f"not valid TOML: {e}") from e
 
@@ -629,8 +634,8 @@ def _http(raw: CheckSpec, path: str) -> str | None:
         raise ConfigError(f"{path}.body", "is empty: leave it out to accept any body")
     if raw.body_regex is not None:
         try:
-            re.compile(raw.body_regex)
-        except re.error as e:
+            regex.compile(raw.body_regex)
+        except regex.PatternError as e:
             raise ConfigError(f"{path}.body_regex", f"{raw.body_regex!r} is not a valid "
                               f"regular expression: {e}") from None
     if raw.method == "HEAD" and (raw.body is not None or raw.body_regex is not None):
@@ -669,11 +674,11 @@ def _ca(raw: CheckSpec, path: str) -> str | None:
         raise ConfigError(f"{path}.{field}", "is pointless with verify = false")
     if raw.ca_file is not None:
         try:
-            with open(raw.ca_file, encoding="ascii") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(f"{path}.ca_file",
-                              f"cannot read {raw.ca_file!r}: {e.strerror}") from None
+            text = files.read(raw.ca_file, MAX_CA_FILE).data.decode("ascii")
+        except files.FileProblem as e:
+            why = (f"cannot read {raw.ca_file!r}: {e.strerror}" if e.strerror
+                   else f"{raw.ca_file!r} {e.reason}")
+            raise ConfigError(f"{path}.ca_file", why) from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path}.ca_file", f"{raw.ca_file!r} is not a PEM file") from None
         if pem is not None and pem != text:

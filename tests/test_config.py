@@ -181,7 +181,7 @@ POOL_CASES = [
     (check_(kind="http", body="ok", body_regex="ok"),
      f"{P}.check.body_regex: give body or body_regex, not both"),
     (check_(kind="http", body_regex="("),
-     f"{P}.check.body_regex: '(' is not a valid regular expression: missing ), unterminated"),
+     f"{P}.check.body_regex: '(' is not a valid regular expression: missing )"),
     (check_(kind="http", body=""), f"{P}.check.body: is empty: leave it out to accept any body"),
     (check_(kind="http", method="get"),
      f"{P}.check.method: 'get' is not an HTTP method (like GET or HEAD)"),
