@@ -228,6 +228,8 @@ def test_serial_increases_on_change(server: Server, backends: tuple[Backend, Bac
         assert after != before and (after - before) % 2**32 < 2**31  # RFC 1982 greater
     finally:
         second.down()
+        server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1"},
+                          INTERVAL * FALL + 1.0, "127.0.0.2 going away again")
 
 
 def responder_pids(srv: Server) -> dict[str, int]:
