@@ -111,19 +111,15 @@ class Server:
         """Serve the variants of rotating pools in turn.
 
         The answers of a pool with more addresses than an answer holds come as variants
-        (`ZoneTable.variants`); every period the next one takes the key's place. The packet
-        cache is emptied with it, or it would keep serving one variant.
+        (`ZoneTable.variants`); every period the next one takes the key's place.
         """
         turn = 0
         while True:
             await asyncio.sleep(ROTATION_PERIOD)
             table = self.answerer.table
-            if table is None or not table.variants:
-                continue
-            turn += 1
-            for key, entries in table.variants.items():
-                table.answers[key] = entries[turn % len(entries)]
-            table.cache.clear()
+            if table is not None:
+                turn += 1
+                table.rotate(turn)
 
     def _serve_udp(self, sock: socket.socket) -> None:
         """One thread per UDP socket, blocking in the kernel between batches.

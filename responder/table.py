@@ -110,12 +110,16 @@ class Table:
         new.soas = [b""] + [z.soa for z in delta.zones]
         new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]
         new.answers, new.names = self.answers.copy(), self.names.copy()
-        new.zones, new.variants = self.zones, dict(self.variants)
+        # A rotating key holds whichever variant is in turn; its own answer is variant 0.
+        # The delta brings each zone's whole rotation set, so the set is rebuilt, never kept:
+        # a pool that stopped rotating must not go on serving its old variants.
+        for key, entries in self.variants.items():
+            new.answers[key] = entries[0]
+        new.zones, new.variants = self.zones, {}
         new.chains = dict(self.chains)
         for index, zone in enumerate(delta.zones, start=1):
             for key in zone.removed_answers:
                 new.answers.pop(key + CLASS_IN, None)
-                new.variants.pop(key + CLASS_IN, None)
             for name in zone.removed_names:
                 new.names.pop(name, None)
             new._put(index, zone.answers.items(), zone.names.items())
@@ -141,6 +145,17 @@ class Table:
         for key, answers in variants.items():
             self.variants[key + CLASS_IN] = [entry(a, len(key) + 2, index, soa_length)
                                              for a in answers]
+
+    def rotate(self, turn: int) -> None:
+        """Serve variant `turn` (modulo their number) of every rotating answer.
+
+        The packet cache is emptied with it, or it would keep serving one variant.
+        """
+        if not self.variants:
+            return
+        for key, entries in self.variants.items():
+            self.answers[key] = entries[turn % len(entries)]
+        self.cache.clear()
 
     def lookup_miss(self, name: bytes) -> Entry | None:
         """The entry for a name with no pre-rendered answer of the asked type; None when the
