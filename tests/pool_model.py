@@ -43,21 +43,32 @@ def family(address: str) -> int:
 def chosen(pool: Pool, up: frozenset[str], version: int) -> tuple[tuple[str, int], ...]:
     """(address, weight) pairs an answer of this family picks from, in configuration order.
 
-    Empty means NODATA. Steps 1-3 of "How an answer is chosen", each family on its own.
+    Empty means NODATA.
     """
+    return pick(pool, up, version)[1]
+
+
+def rule(pool: Pool, up: frozenset[str], version: int) -> str:
+    """Which documented step picks the answer: for failure messages, and to show that a
+    schedule of health states reaches every step."""
+    return pick(pool, up, version)[0]
+
+
+def pick(pool: Pool, up: frozenset[str],
+         version: int) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """Steps 1-3 of "How an answer is chosen", each family on its own."""
     groups = [[(a, g.weight(a)) for a in g.addresses if family(a) == version]
               for g in pool.groups]
     groups = [g for g in groups if g]  # a group with no address of the family is skipped
-    for group in groups:  # 1. the first group with min_healthy up (or all up, when smaller)
+    for index, group in enumerate(groups, start=1):  # 1. min_healthy up, or all when smaller
         alive = tuple(p for p in group if p[0] in up)
-        if len(alive) >= min(pool.min_healthy, len(group)):
-            if alive:
-                return alive
-    for group in groups:  # 2. degraded: the first group with any address up
+        if alive and len(alive) >= min(pool.min_healthy, len(group)):
+            return f"group {index}", alive
+    for index, group in enumerate(groups, start=1):  # 2. degraded: the first with any up
         alive = tuple(p for p in group if p[0] in up)
         if alive:
-            return alive
-    return all_down(pool, groups, version)
+            return f"degraded group {index}", alive
+    return f"all down: {pool.policy}", all_down(pool, groups, version)
 
 
 def all_down(pool: Pool, groups: list[list[tuple[str, int]]],
@@ -65,7 +76,7 @@ def all_down(pool: Pool, groups: list[list[tuple[str, int]]],
     """3. Every address of the family is down: the policy decides."""
     if pool.policy == "serve-all":  # as if every check passed: the first group in full
         return tuple(groups[0]) if groups else ()
-    if pool.policy == "backup":  # never checked, so never rotated by health; weight 1 each
+    if pool.policy == "backup":  # weights belong to groups: each backup address weighs 1
         return tuple((a, 1) for a in pool.backup if family(a) == version)
     return ()  # empty: NODATA
 
