@@ -66,6 +66,9 @@ CNAMES = {"web": "wrot"}
 SIGNED_POOLS = ("rot", "fe")
 SIGNED_CNAMES = {"web": "rot"}
 ZONE, ALIAS, SIGNED = "pool.test", "pool.example", "signed.test"
+TTL = 1  # every zone's; a short TTL is what rotation wants
+TTLS = {"fe": 7}  # a name's own TTL covers its pool's addresses too
+NEGATIVE_TTL = {ZONE: 60, ALIAS: 60, SIGNED: 1}  # min(soa.ttl, soa.minimum): 3600/60, 3600/1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,23 +79,42 @@ class Question:
     rdtype: str
     pool: str
     target: str  # the owner of the addresses: qname, or where its CNAME leads
-    signed: bool
+    zone: str
 
     def __str__(self) -> str:
         return f"{self.qname} {self.rdtype}"
 
+    @property
+    def signed(self) -> bool:
+        return self.zone == SIGNED
+
+    @property
+    def version(self) -> int:
+        return 4 if self.rdtype == "A" else 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Way:
+    """How a question is sent: each reaches its own path in the responders."""
+
+    name: str
+    tcp: bool
+    edns: bool
+
+
+WAYS = (Way("UDP", False, True), Way("TCP", True, True), Way("UDP without EDNS", False, False),
+        Way("TCP without EDNS", True, False))
+
 
 def questions() -> list[Question]:
     found = []
-    for zone, names, cnames, signed in ((ZONE, POOLS, CNAMES, False),
-                                        (ALIAS, POOLS, CNAMES, False),
-                                        (SIGNED, SIGNED_POOLS, SIGNED_CNAMES, True)):
+    for zone, names, cnames in ((ZONE, POOLS, CNAMES), (ALIAS, POOLS, CNAMES),
+                                (SIGNED, SIGNED_POOLS, SIGNED_CNAMES)):
         for rdtype in ("A", "AAAA"):
             for name in names:
-                found.append(Question(f"{name}.{zone}.", rdtype, name, f"{name}.{zone}.", signed))
+                found.append(Question(f"{name}.{zone}.", rdtype, name, f"{name}.{zone}.", zone))
             for name, pool in cnames.items():
-                found.append(Question(f"{name}.{zone}.", rdtype, pool, f"{pool}.{zone}.",
-                                      signed))
+                found.append(Question(f"{name}.{zone}.", rdtype, pool, f"{pool}.{zone}.", zone))
     return found
 
 
@@ -108,7 +130,8 @@ def check(address: str, tcp_port: int, http_port: int) -> str:
 
 
 def pool_toml(owner: str, pool: Pool, tcp_port: int, http_port: int) -> str:
-    lines = [f"[zones.records.{owner}.pool]", f"min_healthy = {pool.min_healthy}",
+    lines = [f"[zones.records.{owner}]", f"ttl = {TTLS.get(owner, TTL)}",
+             f"[zones.records.{owner}.pool]", f"min_healthy = {pool.min_healthy}",
              f"max_answers = {pool.max_answers}", f'policy = "{pool.policy}"']
     if pool.backup:
         lines.append(f"backup = {list(pool.backup)!r}".replace("'", '"'))
@@ -136,13 +159,13 @@ fence_min_targets = 0  # a schedule may take many targets down at once: report e
 origin = "{ZONE}"
 aliases = ["{ALIAS}"]
 nameservers = ["ns1.example.net"]
-ttl = 1
+ttl = {TTL}
 {"".join(f'[zones.records.{n}]{chr(10)}cname = "{t}"{chr(10)}' for n, t in CNAMES.items())}
 {unsigned}
 [[zones]]
 origin = "{SIGNED}"
 nameservers = ["ns1.example.net"]
-ttl = 1
+ttl = {TTL}
 soa = {{ minimum = 1 }}
 dnssec = {{ csk = "{csk}" }}
 {"".join(f'[zones.records.{n}]{chr(10)}cname = "{t}"{chr(10)}' for n, t in SIGNED_CNAMES.items())}
@@ -234,9 +257,10 @@ def move_to(lab: Lab, up: frozenset[str], where: str) -> None:
 # Asking, and comparing with the model.
 
 
-def ask(lab: Lab, question: Question, tcp: bool) -> dns.message.Message:
-    return lab.server.query(question.qname, question.rdtype, tcp=tcp, timeout=1.0,
-                            use_edns=0, want_dnssec=question.signed)
+def ask(lab: Lab, question: Question, way: Way) -> dns.message.Message:
+    edns = 0 if way.edns else -1
+    return lab.server.query(question.qname, question.rdtype, tcp=way.tcp, timeout=1.0,
+                            use_edns=edns, want_dnssec=question.signed and way.edns)
 
 
 def served(response: dns.message.Message, question: Question) -> tuple[str, ...]:
@@ -249,43 +273,57 @@ def served(response: dns.message.Message, question: Question) -> tuple[str, ...]
                                     dns.rdataclass.IN, dns.rdatatype.CNAME)
         assert cname[0].target.to_text() == question.target, f"CNAME to {cname[0].target}"
     found = [r for r in response.answer if r.rdtype == rdtype]
-    if question.signed and found:
-        assert any(r.rdtype == dns.rdatatype.RRSIG and r.covers == rdtype
-                   for r in response.answer), "no RRSIG with the addresses"
     if not found:
-        assert any(r.rdtype == dns.rdatatype.SOA for r in response.authority), "NODATA w/o SOA"
+        nodata(response, question)
         return ()
     assert found[0].name.to_text() == question.target, f"addresses owned by {found[0].name}"
+    ttl = TTLS.get(question.pool, TTL)
+    assert found[0].ttl == ttl, f"TTL {found[0].ttl}, configured {ttl}"
+    if question.signed and response.edns >= 0:  # DO=1 only with EDNS
+        assert any(r.rdtype == dns.rdatatype.RRSIG and r.covers == rdtype
+                   for r in response.answer), "no RRSIG with the addresses"
     return tuple(rd.to_text() for rd in found[0])
 
 
-def problem(lab: Lab, question: Question, up: frozenset[str], tcp: bool) -> tuple[
+def nodata(response: dns.message.Message, question: Question) -> None:
+    """NODATA carries the SOA with the negative TTL; signed, an NSEC without the type."""
+    soa = [r for r in response.authority if r.rdtype == dns.rdatatype.SOA]
+    assert soa, "NODATA without the SOA"
+    assert soa[0].ttl == NEGATIVE_TTL[question.zone], f"negative TTL {soa[0].ttl}"
+    if question.signed and response.edns >= 0:
+        nsec = [r for r in response.authority if r.rdtype == dns.rdatatype.NSEC
+                and r.name.to_text() == question.target]
+        assert nsec, f"signed NODATA without an NSEC for {question.target}"
+        assert question.rdtype not in nsec[0][0].to_text().split()[1:], f"{nsec[0]}"
+
+
+def problem(lab: Lab, question: Question, up: frozenset[str], way: Way) -> tuple[
         str | None, tuple[str, ...] | None]:
     """(what is wrong, or None; the addresses served, or None when the answer was wrong)."""
     try:
-        answer = served(ask(lab, question, tcp), question)
+        answer = served(ask(lab, question, way), question)
     except (AssertionError, KeyError, dns.exception.DNSException) as error:
-        return f"{question} over {'TCP' if tcp else 'UDP'}: {error!r}", None
+        return f"{question} over {way.name}: {error!r}", None
     pool = POOLS[question.pool]
-    allowed = expected(pool, up, 4 if question.rdtype == "A" else 6)
+    allowed = expected(pool, up, question.version)
     if answer in allowed:
         return None, answer
-    picked = {a for a, _ in chosen(pool, up, 4 if question.rdtype == "A" else 6)}
+    picked = {a for a, _ in chosen(pool, up, question.version)}
     wrong = sorted(set(answer) - picked)
     why = (f"serves {wrong}, not chosen by the rules" if wrong else
            f"{len(answer)} addresses, documented {len(allowed[0])}"
            if len(answer) != len(allowed[0]) else "an order the rotation never gives")
-    return (f"{question} over {'TCP' if tcp else 'UDP'}: {why}: served {list(answer)}, "
-            f"the model ({rule(pool, up, 4 if question.rdtype == 'A' else 6)}) allows "
+    return (f"{question} over {way.name}: {why}: served {list(answer)}, the model "
+            f"({rule(pool, up, question.version)}) allows "
             f"{[list(v) for v in dict.fromkeys(allowed)]}"), None
 
 
-def round_of_questions(lab: Lab, up: frozenset[str], tcp: bool,
+def round_of_questions(lab: Lab, up: frozenset[str], way: Way,
                        seen: dict[Question, set[tuple[str, ...]]]) -> list[str]:
     """Ask every question once; record what was served; return what was wrong."""
     problems = []
     for question in questions():
-        wrong, answer = problem(lab, question, up, tcp)
+        wrong, answer = problem(lab, question, up, way)
         if wrong is not None:
             problems.append(wrong)
         elif answer is not None:
@@ -297,7 +335,7 @@ def missing(up: frozenset[str], seen: dict[Question, set[tuple[str, ...]]]) -> l
     """Documented answers not served yet: every chosen address, every rotation variant."""
     gaps = []
     for question in questions():
-        allowed = set(expected(POOLS[question.pool], up, 4 if question.rdtype == "A" else 6))
+        allowed = set(expected(POOLS[question.pool], up, question.version))
         got = seen.get(question, set())
         if got != allowed:
             gaps.append(f"{question}: never served {sorted(allowed - got)}")
@@ -309,12 +347,12 @@ def check_serving(lab: Lab, up: frozenset[str], where: str) -> None:
     start = time.monotonic()
     stable_since: float | None = None
     seen: dict[Question, set[tuple[str, ...]]] = {}
-    last: dict[bool, list[str]] = {}  # the latest problems over UDP (False) and TCP (True)
+    last: dict[Way, list[str]] = {}  # the latest problems of each way of asking
     turn = 0
     while True:
+        way = WAYS[turn % len(WAYS)]
         turn += 1
-        tcp = turn % 2 == 0
-        problems = last[tcp] = round_of_questions(lab, up, tcp, seen)
+        problems = last[way] = round_of_questions(lab, up, way, seen)
         now = time.monotonic()
         if problems and stable_since is not None and now - stable_since >= STABLE:
             pytest.fail(f"{where}: a wrong answer after the state had settled:\n"
@@ -324,7 +362,7 @@ def check_serving(lab: Lab, up: frozenset[str], where: str) -> None:
             if now - start > SETTLED:
                 pytest.fail(f"{where}: not serving the model's answers {SETTLED} s after "
                             f"the prober reported the change:\n"
-                            + "\n".join(last.get(False, []) + last.get(True, [])))
+                            + "\n".join(p for found in last.values() for p in found))
             continue
         stable_since = now if stable_since is None else stable_since
         gaps = missing(up, seen)
@@ -345,8 +383,7 @@ def validate(lab: Lab, question: Question, up: frozenset[str], where: str) -> No
                              question.qname, question.rdtype],
                             capture_output=True, text=True, timeout=20, check=False)
     out = result.stdout + result.stderr
-    version = 4 if question.rdtype == "A" else 6
-    picked = {a for a, _ in chosen(POOLS[question.pool], up, version)}
+    picked = {a for a, _ in chosen(POOLS[question.pool], up, question.version)}
     served = set(re.findall(rf"IN\s+{question.rdtype}\s+(\S+)", out))
     verdict = "; fully validated" if picked else "; negative response, fully validated"
     assert verdict in out and served <= picked and bool(served) == bool(picked), (
