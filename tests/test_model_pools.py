@@ -9,7 +9,9 @@ docs/configuration.md. The signed zone's answers must also validate (delv).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import math
 import os
 import random
 import re
@@ -29,6 +31,8 @@ import dns.rdatatype
 import pytest
 from conftest import need_tool
 from harness import Backend, HttpBackend, Server, has_ipv6
+from hypothesis import given
+from hypothesis import strategies as st
 from pool_model import Group, Pool, chosen, expected, family, rule
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.25, 0.2, 1, 2
@@ -510,3 +514,40 @@ def test_model_follows_the_documented_failover() -> None:
     assert expected(shop, frozenset(), 4) == [("203.0.113.80",)]
     assert expected(shop, frozenset(), 6) == [()]  # no IPv6 backup: NODATA
     assert family("::1") == 6
+
+
+ADDRESSES = [f"192.0.2.{i}" for i in range(1, 7)] + [f"2001:db8::{i}" for i in range(1, 4)]
+
+
+@st.composite
+def pools(draw: st.DrawFn) -> Pool:
+    """Any valid pool over a few addresses: groups, weights, min_healthy, a policy."""
+    order = draw(st.permutations(ADDRESSES))
+    cuts = sorted(draw(st.sets(st.integers(1, len(order) - 1), max_size=3)))
+    parts = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+    backup = tuple(parts.pop()) if len(parts) > 1 and draw(st.booleans()) else ()
+    groups = tuple(Group(tuple(p), tuple(draw(st.lists(st.integers(1, 6), min_size=len(p),
+                                                        max_size=len(p)))))
+                   for p in parts)
+    policy = "backup" if backup else draw(st.sampled_from(["serve-all", "empty"]))
+    return Pool(groups, min_healthy=draw(st.integers(1, max(len(g.addresses) for g in groups))),
+                max_answers=draw(st.integers(0, 4)), policy=policy, backup=backup)
+
+
+@given(pools(), st.sets(st.sampled_from(ADDRESSES)), st.sampled_from([4, 6]))
+def test_model_keeps_the_documented_promises(pool: Pool, up: set[str], version: int) -> None:
+    """What the documentation promises of any answer, checked on the model itself."""
+    picked = chosen(pool, frozenset(up), version)
+    answers = expected(pool, frozenset(up), version)
+    checked = [a for a in pool.addresses() if family(a) == version]
+    if any(a in up for a in checked):  # never a down address while one is up
+        assert {a for a, _ in picked} <= up and picked
+    size = min(pool.max_answers or len(picked), len(picked))
+    for answer in answers:  # each answer: max_answers of the chosen, or all when fewer
+        assert len(answer) == len(set(answer)) == size
+        assert set(answer) <= {a for a, _ in picked}
+    assert {a for answer in answers for a in answer} == {a for a, _ in picked}
+    if len(answers) > 1:  # each comes first as often as its reduced weight says
+        divisor = math.gcd(*(w for _, w in picked))
+        firsts = collections.Counter(answer[0] for answer in answers)
+        assert firsts == {a: w // divisor for a, w in picked}
