@@ -60,6 +60,8 @@ def pick(pool: Pool, up: frozenset[str],
     groups = [[(a, g.weight(a)) for a in g.addresses if family(a) == version]
               for g in pool.groups]
     groups = [g for g in groups if g]  # a group with no address of the family is skipped
+    if not groups:  # "A pool with IPv4 addresses only answers AAAA queries with NODATA",
+        return "no address of the family", ()  # whatever its policy and backup hold
     for index, group in enumerate(groups, start=1):  # 1. min_healthy up, or all when smaller
         alive = tuple(p for p in group if p[0] in up)
         if alive and len(alive) >= min(pool.min_healthy, len(group)):
@@ -75,7 +77,7 @@ def all_down(pool: Pool, groups: list[list[tuple[str, int]]],
              version: int) -> tuple[tuple[str, int], ...]:
     """3. Every address of the family is down: the policy decides."""
     if pool.policy == "serve-all":  # as if every check passed: the first group in full
-        return tuple(groups[0]) if groups else ()
+        return tuple(groups[0])
     if pool.policy == "backup":  # weights belong to groups: each backup address weighs 1
         return tuple((a, 1) for a in pool.backup if family(a) == version)
     return ()  # empty: NODATA

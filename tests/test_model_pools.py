@@ -15,11 +15,13 @@ import math
 import os
 import random
 import re
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.exception
 import dns.flags
@@ -31,9 +33,12 @@ import dns.rdatatype
 import pytest
 from conftest import need_tool
 from harness import Backend, HttpBackend, Server, has_ipv6
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pool_model import Group, Pool, chosen, expected, family, rule
+
+from healthdns.shared import config, messages
+from healthdns.signer.main import Signer
 
 INTERVAL, TIMEOUT, RISE, FALL = 0.25, 0.2, 1, 2
 # How long a change may take to show in the log: FALL checks, the last one timing out, and a
@@ -148,7 +153,7 @@ def pool_toml(owner: str, pool: Pool, tcp_port: int, http_port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def config(tcp_port: int, http_port: int, csk: Path) -> str:
+def server_toml(tcp_port: int, http_port: int, csk: Path) -> str:
     unsigned = "".join(pool_toml(n, p, tcp_port, http_port) for n, p in POOLS.items())
     signed = "".join(pool_toml(n, POOLS[n], tcp_port, http_port) for n in SIGNED_POOLS)
     return f"""
@@ -222,7 +227,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     csk, anchor = make_key(tmp)
     backends = open_backends()
     try:
-        toml = config(backends[TCP[0]].port, backends[HTTP[0]].port, csk)
+        toml = server_toml(backends[TCP[0]].port, backends[HTTP[0]].port, csk)
         server = Server([], tmp, toml).start()
         yield Lab(server, backends, anchor, tmp)
         assert server.stop() == 0
@@ -556,3 +561,53 @@ def test_model_keeps_the_documented_promises(pool: Pool, up: set[str], version: 
         divisor = math.gcd(*(w for _, w in picked))
         firsts = collections.Counter(answer[0] for answer in answers)
         assert firsts == {a: w // divisor for a, w in picked}
+
+
+def pool_mapping(pool: Pool) -> dict[str, Any]:
+    """The configuration of a model pool, as `[zones.records.www.pool]` would hold it."""
+    mapping: dict[str, Any] = {
+        "groups": [{"addresses": list(g.addresses), "weights": list(g.weights)}
+                   for g in pool.groups],
+        "check": {"port": 80}, "min_healthy": pool.min_healthy,
+        "max_answers": pool.max_answers, "policy": pool.policy}
+    if pool.backup:
+        mapping["backup"] = list(pool.backup)
+    return mapping
+
+
+def rendered(pool: Pool, up: frozenset[str], rdtype: str) -> list[tuple[str, ...]]:
+    """The answers the signer renders for www (in turn when it rotates); [()]: NODATA."""
+    cfg = config.from_mapping({"zones": [{"origin": "example.test",
+                                          "nameservers": ["ns1.example.net"],
+                                          "records": {"www": {"pool": pool_mapping(pool)}}}]})
+    built = cfg.zones[0].records["www"].pool
+    assert built is not None
+    health = {g.check.target(a): a in up for g in built.groups if g.check for a in g.addresses}
+    published = Signer(cfg).update(health, full=True)
+    assert published is not None
+    snapshot = messages.decode_to_child(published.snapshot)
+    assert isinstance(snapshot, messages.Snapshot)
+    table = snapshot.zones[0]
+    qname = dns.name.from_text("www.example.test")
+    key = qname.to_digestable() + struct.pack(">H", dns.rdatatype.from_text(rdtype))
+    answers = table.variants.get(key) or [table.answers[key]] if key in table.answers else []
+    return [addresses_in(a, qname, rdtype) for a in answers] or [()]
+
+
+def addresses_in(answer: messages.Answer, qname: dns.name.Name,
+                 rdtype: str) -> tuple[str, ...]:
+    header = struct.pack(">HHHHHH", 1, answer.flags, 1, answer.ancount, answer.nscount,
+                         answer.arcount)
+    question = qname.to_digestable() + struct.pack(">HH", dns.rdatatype.from_text(rdtype), 1)
+    response = dns.message.from_wire(header + question + answer.body)
+    return tuple(rd.to_text() for r in response.answer for rd in r
+                 if r.rdtype == dns.rdatatype.from_text(rdtype))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pools(), st.sets(st.sampled_from(ADDRESSES)), st.sampled_from(["A", "AAAA"]))
+def test_signer_renders_what_the_model_says(pool: Pool, up: set[str], rdtype: str) -> None:
+    """Any pool and health, no processes: the signer's answers, in turn, are the model's."""
+    version = 4 if rdtype == "A" else 6
+    assert rendered(pool, frozenset(up), rdtype) == expected(pool, frozenset(up), version), (
+        f"model: {rule(pool, frozenset(up), version)}")
