@@ -3,8 +3,11 @@
     python3 bench/fuzz.py --count 1000000 [--seed N]
 
 Every input goes through the fast path and the slow path of a real `Answerer` loaded with a
-real snapshot; the script fails on any exception, on any disagreement between the paths, and
-on any response (sampled) that dnspython cannot parse. Prints the counts by outcome.
+real snapshot; the script fails on any exception, on any disagreement between the paths, on
+any UDP response larger than the client allows (512 octets without EDNS, else the lesser of its
+size and ours, at least 512), and on any response (sampled) that dnspython cannot parse. One
+input in five is a long or odd question name (up to 4,000 octets, other label types) under
+our zone. Prints the counts by outcome.
 """
 
 from __future__ import annotations
@@ -65,10 +68,41 @@ def mutate(rng: random.Random, wire: bytes) -> bytes:
     return bytes(data)
 
 
+def long_name(rng: random.Random) -> bytes:
+    """A question under our zone with many labels, some over 63 octets or of other types."""
+    limit = rng.choice([250, 260, 600, 4000])
+    prefix = b""
+    while len(prefix) < limit:
+        size = rng.choice([1, 1, 2, 63, rng.randint(1, 63), 0x40, 0x7F, 0x81, 0xC0])
+        prefix += bytes([size]) + b"a" * (size & 0x3F)
+    edns = b""
+    if rng.random() < 0.5:
+        edns = b"\x00\x00\x29" + struct.pack(">HIH", rng.choice([0, 512, 1232, 65535]), 0, 0)
+    header = struct.pack(">HHHHHH", rng.randrange(65536), 0, 1, 0, 0, 1 if edns else 0)
+    return header + prefix + b"\x03www\x07example\x04test\x00\x00\x01\x00\x01" + edns
+
+
+def allowed(wire: bytes, response: bytes, ours: int) -> int:
+    """The largest UDP response the client takes, read with dnspython, not our parser: 512
+    when our response carries no OPT, else the lesser of the client's size (ours when
+    dnspython cannot read the query) and ours, at least 512 (RFC 6891 6.2.5)."""
+    if len(response) <= 512:
+        return 512  # within every limit: no need to parse
+    if dns.message.from_wire(response, ignore_trailing=True).edns < 0:
+        return 512
+    try:
+        client = dns.message.from_wire(wire, ignore_trailing=True).payload
+    except dns.exception.DNSException:
+        client = ours
+    return min(ours, max(512, client))
+
+
 def inputs(rng: random.Random, count: int) -> collections.abc.Iterator[bytes]:
     for n in range(count):
-        kind = n % 4
-        if kind == 0:
+        kind = n % 5
+        if kind == 4:
+            yield long_name(rng)
+        elif kind == 0:
             yield rng.randbytes(rng.randint(0, 600))
         elif kind == 1:
             header = struct.pack(">HHHHHH", rng.randrange(65536), rng.randrange(65536), 1, 0, 0,
@@ -93,7 +127,7 @@ def main() -> int:
     outcomes: collections.Counter[str] = collections.Counter()
     started = time.monotonic()
     for n, wire in enumerate(inputs(rng, args.count)):
-        for tcp in (False, True):
+        for tcp in (True, False):  # UDP last: `fast` is the UDP response below
             try:
                 fast = answerer.answer(wire, tcp)
                 slow = answerer.slow(wire, tcp)
@@ -103,6 +137,10 @@ def main() -> int:
             if fast != slow:
                 print(f"input {n}: paths disagree (tcp={tcp}): {wire.hex()}", file=sys.stderr)
                 return 1
+        if fast is not None and len(fast) > allowed(wire, fast, answerer.payload_size):
+            print(f"input {n}: {len(fast)} octets over UDP, more than the client allows: "
+                  f"{wire.hex()}", file=sys.stderr)
+            return 1
         if fast is None:
             outcomes["no reply"] += 1
             continue
@@ -115,7 +153,7 @@ def main() -> int:
                 return 1
     elapsed = time.monotonic() - started
     print(f"{args.count} inputs (x2: UDP and TCP limits) in {elapsed:.1f} s, none raised, "
-          f"fast and slow paths agreed on all")
+          f"fast and slow paths agreed on all, no UDP response over the client's size")
     for outcome, count in sorted(outcomes.items()):
         print(f"  {outcome:10} {count}")
     return 0

@@ -16,17 +16,19 @@ import asyncio
 import collections
 import errno
 import functools
+import hashlib
+import json
 import math
 import os
-import re
 import select
 import socket
 import ssl
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
 
+from healthdns.shared import regex
 from healthdns.shared.config import CheckSpec, format_endpoint
 
 Result = tuple[bool, str]
@@ -113,7 +115,9 @@ class Checker:
             text = (await _read_start(response.content)).decode("utf-8", "replace")
         if spec.body is not None and spec.body not in text:
             return False, f"body mismatch: no {spec.body!r}"
-        if spec.body_regex is not None and not re.search(spec.body_regex, text):
+        # RE2, compiled when the configuration was checked: linear in the body, so a hostile
+        # backend cannot stall the loop every other check runs on.
+        if spec.body_regex is not None and not regex.compile(spec.body_regex).search(text):
             return False, f"body mismatch: no match for {spec.body_regex!r}"
         return True, f"status {status}, body matches"
 
@@ -275,6 +279,53 @@ def label(address: str, spec: CheckSpec) -> str:
         return where
     host = f" (Host {spec.host})" if spec.host is not None else ""
     return f"{where}{spec.path}{host}"
+
+
+_IN_LABEL = ("kind", "port", "path", "host")
+
+
+def labels(targets: Mapping[str, tuple[str, CheckSpec]]) -> dict[str, str]:
+    """Every target's log label, built once: `label()`, and where targets share it (the same
+    endpoint checked with other settings, e.g. another `ca_file` or `verify`), the settings
+    that tell them apart: "https 192.0.2.1:443/ [verify=false]"."""
+    shared: dict[str, list[str]] = collections.defaultdict(list)
+    for target, (address, spec) in targets.items():
+        shared[label(address, spec)].append(target)
+    out: dict[str, str] = {}
+    for text, ids in shared.items():
+        if len(ids) == 1:
+            out[ids[0]] = text
+            continue
+        specs = [targets[t][1] for t in ids]
+        differ = [f for f in CheckSpec.__struct_fields__ if f not in _IN_LABEL
+                  and len({_setting(s, f) for s in specs}) > 1]
+        if "ca_file" in differ and "ca_pem" in differ:
+            differ.remove("ca_pem")  # read from the file: the file name says it
+        named = {t: f"{text} [{', '.join(f'{f}={_setting(s, f)}' for f in differ)}]"
+                 for t, s in zip(ids, specs, strict=True)}
+        if len(set(named.values())) < len(ids):  # settings that print alike: the ids differ
+            named = {t: f"{text} [{t}]" for t in ids}
+        out.update(named)
+    return out
+
+
+def _setting(spec: CheckSpec, field: str) -> str:
+    value = getattr(spec, field)
+    if field == "ca_pem" and value is not None:
+        return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:12]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value)  # null, true, {"X-A": "1"}
+
+
+def used_by(names: Sequence[str], most: int = 3) -> str:
+    """The end of a target's state lines: the names its health decides."""
+    if not names:
+        return ""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"; used by {', '.join(names[:most])}{more}"
 
 
 async def _read_start(content: aiohttp.StreamReader) -> bytes:

@@ -48,7 +48,8 @@ async def _main(conn: Connection) -> None:
         targets = cfg.checks()
         log.info("started in slot %d: %d targets", start.slot, len(targets))
         parallel = _parallel(cfg.prober.parallel, _raise_file_limit())
-        scheduler = Scheduler(targets, _reporter(conn, control), parallel=parallel,
+        scheduler = Scheduler(targets, _reporter(conn, control), names=cfg.served(),
+                              parallel=parallel,
                               fence_min_targets=cfg.prober.fence_min_targets)
         await _until_stopped(scheduler.serve(), control.stopped)
         log.info("stopped: %s", control.why)

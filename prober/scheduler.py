@@ -19,7 +19,7 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from healthdns.prober import checks
 from healthdns.prober.fence import Fence
@@ -33,6 +33,7 @@ Report = Callable[[dict[str, bool], bool], None]  # (states, full)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Targets = Mapping[str, tuple[str, CheckSpec]]  # target id -> (checked address, spec)
+Names = Mapping[str, Sequence[str]]  # target id -> the names it decides
 
 PARALLEL = 2048  # checks in flight at once: bounds sockets and SYN bursts, not the schedule
 TICK = 0.005  # seconds: checks due within one tick start together
@@ -60,7 +61,8 @@ def next_due(due: float, interval: float, now: float) -> float:
 class Scheduler:
     """Checks targets forever and reports their health through `report`."""
 
-    def __init__(self, targets: Targets, report: Report, *, check: Check | None = None,
+    def __init__(self, targets: Targets, report: Report, *, names: Names | None = None,
+                 check: Check | None = None,
                  now: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  parallel: int = PARALLEL, fence_min_targets: int = FENCE_MIN_TARGETS,
                  report_spacing: float = REPORT_SPACING, tick: float = TICK) -> None:
@@ -74,6 +76,7 @@ class Scheduler:
         self._tick = tick
         self._states: dict[str, TargetState] = {}
         self._busy: set[str] = set()  # targets with a check in flight or waiting for a slot
+        self._overdue: set[str] = set()  # busy targets whose next check fell due meanwhile
         self._waiting: collections.deque[str] = collections.deque()
         self._in_flight = 0
         self._draining = False
@@ -82,6 +85,10 @@ class Scheduler:
         self._fence = Fence(len(self._targets), fence_min_targets)
         # Each target's result callback, made once rather than once per check.
         self._callbacks = {t: functools.partial(self._done, t) for t in self._targets}
+        # Log labels made once too: at ten thousand targets a first round or a network
+        # outage logs a line per target, and none is built per check.
+        self._labels = checks.labels(self._targets)
+        self._used = {t: checks.used_by((names or {}).get(t, ())) for t in self._targets}
         self._held: dict[str, tuple[float, str]] = {}  # down flips not told: (since, log line)
         self._reminded = 0.0
         self._changed: dict[str, bool] = {}  # flips not reported yet
@@ -161,8 +168,9 @@ class Scheduler:
 
     def _want(self, target: str) -> None:
         if target in self._busy:
-            # The previous check is still waiting for a slot: skip rather than pile up.
-            log.debug("%s: previous check still running, skipped", target)
+            # The previous check overran its interval (a timeout >= the interval): the next
+            # one starts as soon as it ends, never piling up and never losing a round.
+            self._overdue.add(target)
             return
         self._busy.add(target)
         if self._in_flight < self._parallel:
@@ -178,7 +186,11 @@ class Scheduler:
 
     def _done(self, target: str, ok: bool, reason: str) -> None:
         self._in_flight -= 1
-        self._busy.discard(target)
+        if target in self._overdue:
+            self._overdue.discard(target)
+            self._waiting.append(target)  # still busy: its next check is due already
+        else:
+            self._busy.discard(target)
         if self._waiting and not self._draining:
             # Started from the loop, not from here: a check may call back before `start`
             # returns, and starting the next one inside it would recurse.
@@ -197,12 +209,12 @@ class Scheduler:
     # --- results ----------------------------------------------------------------------------------
 
     def _initial(self, target: str, ok: bool, reason: str) -> None:
-        address, spec = self._targets[target]
+        spec = self._targets[target][1]
         self._states[target] = TargetState(spec.rise, spec.fall, ok, reason, spec.hold_down)
         self._fence.result(target, ok)
         # Only failures at INFO: a healthy start-up of ten thousand targets is one summary line.
-        log.log(logging.DEBUG if ok else logging.INFO, "%s is %s: %s",
-                checks.label(address, spec), "up" if ok else "down", reason)
+        log.log(logging.DEBUG if ok else logging.INFO, "%s is %s: %s%s",
+                self._labels[target], "up" if ok else "down", reason, self._used[target])
         self._first_left -= 1
         if self._first_left == 0 and self._first is not None:
             self._first.set_result(None)
@@ -225,8 +237,7 @@ class Scheduler:
             self._enter_fence(now)
 
     def _flipped(self, target: str, state: TargetState, before: float) -> None:
-        address, spec = self._targets[target]
-        line = describe_flip(checks.label(address, spec), state)
+        line = describe_flip(self._labels[target], state, self._used[target])
         if target in self._held:  # back up before its fall was told: there is nothing to tell
             del self._held[target]
             log.debug("%s (its fall was never reported)", line)
@@ -261,9 +272,8 @@ class Scheduler:
 
     def _unfence(self, target: str, now: float) -> None:
         self._fence.active = False
-        address, spec = self._targets[target]
         log.warning("fence lifted: %s answered after %.1f s fenced; checking normally again",
-                    checks.label(address, spec), now - self._fence.since)
+                    self._labels[target], now - self._fence.since)
 
     def _remind(self, now: float) -> None:
         if self._fence.active and now - self._reminded >= FENCE_REMINDER:
@@ -292,10 +302,10 @@ class Scheduler:
         self._report(changed, False)
 
 
-def describe_flip(label: str, state: TargetState) -> str:
-    """The log line for a state that just flipped."""
+def describe_flip(label: str, state: TargetState, used: str = "") -> str:
+    """The log line for a state that just flipped; `used` (from `checks.used_by`) ends it."""
     if state.up:
         count = f"{state.streak} success" + ("es" if state.streak != 1 else "")
-        return f"{label} is up ({count})"
+        return f"{label} is up ({count}){used}"
     count = f"{state.streak} failure" + ("s" if state.streak != 1 else "")
-    return f"{label} is down: {state.reason} ({count})"
+    return f"{label} is down: {state.reason} ({count}){used}"

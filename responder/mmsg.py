@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import socket
 import sys
 from collections.abc import Callable
@@ -43,7 +44,8 @@ class _Mmsghdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
 
 
-_STRIDE = ctypes.sizeof(_Mmsghdr) // 4  # the vector seen as 32-bit words
+_SIZE = ctypes.sizeof(_Mmsghdr)
+_STRIDE = _SIZE // 4  # the vector seen as 32-bit words
 _NAMELEN = _Msghdr.msg_namelen.offset // 4
 _LEN = _Mmsghdr.msg_len.offset // 4
 _FLAGS = _Msghdr.msg_flags.offset // 4
@@ -78,6 +80,7 @@ class Batch:
         assert available() and _libc is not None
         self.fd = sock.fileno()
         self.size = size
+        self.send_failures = 0  # answers the kernel refused (EINVAL for a port-0 source, ...)
         self._recvmmsg, self._sendmmsg = _libc.recvmmsg, _libc.sendmmsg
         self.rbuf = (ctypes.c_char * (MAX_QUERY * size))()
         self.sbuf = (ctypes.c_char * (65535 * size))()
@@ -147,5 +150,23 @@ class Batch:
             swords[name + 1] = rwords[word + _NAMELEN]
             out += 1
         if out:
-            self._sendmmsg(self.fd, self._smsgs_p, out, 0)
+            self._send(out)
         return count
+
+    def _send(self, count: int) -> None:
+        """Send answers 0..count-1; one the kernel refuses is skipped, the rest still go.
+
+        sendmmsg stops at the first failing message: it returns how many went before it, or -1
+        when the very first one fails. A spoofed query (source port 0, say) must cost its own
+        answer only, never those queued behind it in the batch.
+        """
+        sent = 0
+        while sent < count:
+            done = self._sendmmsg(self.fd, self._smsgs_p + sent * _SIZE, count - sent, 0)
+            if done > 0:
+                sent += done
+            elif done < 0 and ctypes.get_errno() == errno.EINTR:
+                continue  # a signal arrived before anything was sent: try the same one again
+            else:
+                self.send_failures += 1
+                sent += 1

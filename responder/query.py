@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 
-from healthdns.responder.table import CLASS_IN, Entry, Table
+from healthdns.responder.table import CLASS_IN, MAX_NAME, Entry, Table
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
@@ -20,6 +20,11 @@ NSID = 3  # EDNS option code (RFC 5001); every other option is ignored (RFC 6891
 TC = 0x0200
 QR = 0x8000
 PLAIN_LIMIT = 512
+TCP_LIMIT = 65535  # the 2-octet length prefix (RFC 1035 4.2.2)
+NAME_END = 12 + MAX_NAME  # a question name ending at or after this offset is too long
+# Longer queries are answered but not cached: the cache holds entries, not octets, and a
+# well-formed query with a few EDNS options is far shorter (a name is at most 255 octets).
+CACHE_QUERY_MAX = 512
 NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 ONE_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, one additional (the OPT)
 OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
@@ -47,9 +52,12 @@ class Answerer:
         return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags,
                                       len(options)) + options
 
-    def _opt_for(self, edns: Edns, ext_rcode: int = 0) -> bytes:
-        """Our OPT in reply to the client's: DO echoed, NSID if asked and configured."""
-        options = self.nsid_option if edns[3] else b""
+    def _opt_for(self, edns: Edns | None, room: int, ext_rcode: int = 0) -> bytes:
+        """Our OPT in reply to the client's (none without one): DO echoed; NSID if asked,
+        configured, and our OPT with it fits in `room` octets (an NSID may be 512 octets)."""
+        if edns is None:
+            return b""
+        options = self.nsid_option if edns[3] and 11 + len(self.nsid_option) <= room else b""
         if not options and not ext_rcode:
             return self.opts[edns[1] >> 15]
         return self._opt(ext_rcode, edns[1] & 0x8000, options)
@@ -73,17 +81,19 @@ class Answerer:
             counts[cached[1]] = counts.get(cached[1], 0) + 1
             return data[:2] + cached[0]
         response = self._lookup(table, data, False)
-        if response is not None and table.cache_size:
+        if response is not None and table.cache_size and len(data) <= CACHE_QUERY_MAX:
             if len(table.cache) >= table.cache_size:
                 table.cache.clear()  # bounded: a flood of unique queries only churns it
-            end = data.find(0, 12)
+            end = data.find(0, 12, NAME_END)
             qtype = data[end + 1] << 8 | data[end + 2] if 12 <= end < len(data) - 2 else 0
             table.cache[key] = (response[2:], qtype << 4 | (response[3] & 0x0F))
         return response
 
     def _lookup(self, table: Table | None, data: bytes, tcp: bool) -> bytes | None:
         """Locate the question, look up its entry, splice; anything unusual goes slow."""
-        end = data.find(0, 12)  # end of the question name, when the name is well formed
+        # The end of the question name, when it is well formed and at most 255 octets: a
+        # longer one goes slow (FORMERR) before any lookup; a miss checks its labels.
+        end = data.find(0, 12, NAME_END)
         qend = end + 5
         if table is None or end < 12 or len(data) < qend:
             return self.slow(data, tcp)
@@ -96,21 +106,22 @@ class Answerer:
             return self.slow(data, tcp)
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
-            if not (tcp or entry[5]):
+            response = b"".join((data[:2], flags, entry[2], data[12:qend], table.soas[entry[8]],
+                                 entry[4]))
+            if not tcp and len(response) > PLAIN_LIMIT:
                 return self._truncated(data, qend, entry, b"")
             self._count(data, end, entry)
-            return b"".join((data[:2], flags, entry[2], data[12:qend], table.soas[entry[9]],
-                             entry[4]))
+            return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
             return self.slow(data, tcp)  # EDNS version > 0, options, or another shape
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
-            if entry[8] is not None:
+            if entry[7] is not None:
                 return self.slow(data, tcp)  # NXDOMAIN proofs depend on the name
-            counts, soa, body, opt = entry[6], table.soas_signed[entry[9]], entry[7], \
+            counts, soa, body, opt = entry[5], table.soas_signed[entry[8]], entry[6], \
                 self.opts[1]
         else:
-            counts, soa, body, opt = entry[3], table.soas[entry[9]], entry[4], self.opts[0]
+            counts, soa, body, opt = entry[3], table.soas[entry[8]], entry[4], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
         if not tcp and len(response) > PLAIN_LIMIT:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
@@ -159,31 +170,32 @@ class Answerer:
         if qdcount >= 1:
             end = _name_end(data, 12, pointers=False)
             if end < 0 or end + 4 > len(data):
-                return self._error(data, b"", FORMERR, None)
+                return self._error(data, b"", FORMERR, None, tcp)
             question, pos = data[12:end + 4], end + 4
         edns = _find_opt(data, pos, qdcount, ancount + nscount, arcount)
         if edns is MALFORMED:
-            return self._error(data, question if qdcount == 1 else b"", FORMERR, None)
+            return self._error(data, question if qdcount == 1 else b"", FORMERR, None, tcp)
         if opcode != 0:
-            return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns)
+            return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns, tcp)
         if qdcount != 1:
-            return self._error(data, b"", FORMERR, edns)  # RFC 9619
+            return self._error(data, b"", FORMERR, edns, tcp)  # RFC 9619
         if edns is not None and edns[2] > 0:
-            return self._error(data, question, BADVERS, edns)
+            return self._error(data, question, BADVERS, edns, tcp)
         qtype, qclass = struct.unpack_from(">HH", question, len(question) - 4)
         if qclass != 1:
-            return self._error(data, question, REFUSED, edns)
+            return self._error(data, question, REFUSED, edns, tcp)
         if qtype == OPT:
-            return self._error(data, question, FORMERR, edns)
+            return self._error(data, question, FORMERR, edns, tcp)
         if qtype in META_QTYPES:  # AXFR, IXFR, MAILA, MAILB, TKEY, TSIG: not offered
-            return self._error(data, question, NOTIMP if qtype in (253, 254) else REFUSED, edns)
+            rcode = NOTIMP if qtype in (253, 254) else REFUSED
+            return self._error(data, question, rcode, edns, tcp)
         table = self.table
         if table is None:
-            return self._error(data, question, SERVFAIL, edns)
+            return self._error(data, question, SERVFAIL, edns, tcp)
         key = question[:-4].lower() + question[-4:]
         entry = table.answers.get(key) or table.lookup_miss(key[:-4])
         if entry is None:
-            return self._error(data, question, REFUSED, edns)  # not one of our zones
+            return self._error(data, question, REFUSED, edns, tcp)  # not one of our zones
         return self._respond(table, data, question, entry, edns, tcp)
 
     def _respond(self, table: Table, data: bytes, question: bytes, entry: Entry,
@@ -191,33 +203,45 @@ class Answerer:
         flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
         self.slow_counts[(qtype, flags & 0x0F)] += 1
-        opt = b"" if edns is None else self._opt_for(edns)
         if edns is None:
-            counts, body = entry[2], table.soas[entry[9]] + entry[4]
+            counts, body = entry[2], table.soas[entry[8]] + entry[4]
         elif not edns[1] & 0x8000:
-            counts, body = entry[3], table.soas[entry[9]] + entry[4]
-        elif entry[8] is None:
-            counts, body = entry[6], table.soas_signed[entry[9]] + entry[7]
+            counts, body = entry[3], table.soas[entry[8]] + entry[4]
+        elif entry[7] is None:
+            counts, body = entry[5], table.soas_signed[entry[8]] + entry[6]
         else:  # a signed NXDOMAIN: the NSEC records that prove it
             proofs, count = table.nxdomain_proofs(question[:-4].lower())
-            an, ns, ar = entry[8]
+            an, ns, ar = entry[7]
             counts = struct.pack(">HHHH", 1, an, ns + count, ar + 1)
-            body = table.soas_signed[entry[9]] + entry[7] + proofs
-        response = data[:2] + struct.pack(">H", flags) + counts + question + body + opt
-        limit = PLAIN_LIMIT if edns is None else max(PLAIN_LIMIT,
-                                                      min(self.payload_size, edns[0]))
-        if not tcp and len(response) > limit:
-            self.truncated += 1
-            return self._header(data, flags | TC, 1, 0, 1 if opt else 0) + question + opt
-        return response
+            body = table.soas_signed[entry[8]] + entry[6] + proofs
+        response = data[:2] + struct.pack(">H", flags) + counts + question + body
+        limit = self._limit(edns, tcp)
+        opt = self._opt_for(edns, limit - len(response))
+        if len(response) + len(opt) <= limit:
+            return response + opt
+        self.truncated += 1
+        opt = self._opt_for(edns, limit - 12 - len(question))
+        return self._header(data, flags | TC, 1, 0, 1 if opt else 0) + question + opt
 
-    def _error(self, data: bytes, question: bytes, rcode: int,
-               edns: Edns | None) -> bytes:
+    def _limit(self, edns: Edns | None, tcp: bool) -> int:
+        """The largest response the client takes: 512 octets over UDP without EDNS, else the
+        lesser of its size and ours, never under 512 (RFC 1035 4.2.1, RFC 6891 6.2.5)."""
+        if tcp:
+            return TCP_LIMIT
+        if edns is None:
+            return PLAIN_LIMIT
+        return max(PLAIN_LIMIT, min(self.payload_size, edns[0]))
+
+    def _error(self, data: bytes, question: bytes, rcode: int, edns: Edns | None,
+               tcp: bool) -> bytes:
         qtype = question[-4] << 8 | question[-3] if question else 0
         self.slow_counts[(qtype, rcode)] += 1
-        # QR, the opcode echoed, RD and CD copied; never AA on an error (RFC 1035 4.1.1).
-        flags = QR | (data[2] & 0x79) << 8 | (data[3] & 0x10) | (rcode & 0x0F)
-        opt = b"" if edns is None else self._opt_for(edns, rcode >> 4)
+        # QR, the opcode echoed, RD copied; never AA on an error (RFC 1035 4.1.1). CD is a
+        # QUERY bit (RFC 6840 5.9): copied for QUERY only, as Knot and gdnsd do.
+        cd = data[3] & 0x10 if not data[2] & 0x78 else 0
+        flags = QR | (data[2] & 0x79) << 8 | cd | (rcode & 0x0F)
+        # At most 12 + 259 + 11 octets without NSID: within every limit (512 at least).
+        opt = self._opt_for(edns, self._limit(edns, tcp) - 12 - len(question), rcode >> 4)
         return self._header(data, flags, 1 if question else 0, 0, 1 if opt else 0) \
             + question + opt
 

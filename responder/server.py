@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 from multiprocessing.connection import Connection
 
 from healthdns.responder import mmsg
@@ -19,6 +20,8 @@ from healthdns.shared.config import Config
 
 log = logging.getLogger("healthdns.responder")
 ROTATION_PERIOD = 0.1  # seconds each variant of a rotating pool is served
+BUG_LOG_PERIOD = 60.0  # seconds between two tracebacks of internal errors: a flood is counted
+BUG_LOG_BYTES = 512  # of the query, in hex, in the log line
 
 
 class Server:
@@ -32,6 +35,7 @@ class Server:
         self.tcp_clients = 0
         self.serving = False
         self.errors = 0
+        self.bug_logged = -BUG_LOG_PERIOD  # when the last internal error was logged
         self.stopped: asyncio.Future[None] | None = None
         self.stopping = False
         self.exit_code = 0
@@ -157,8 +161,15 @@ class Server:
                 self.errors += 1  # send buffer full: the client retries
 
     def _bug(self, data: bytes) -> None:
+        """Count an internal error; log its traceback unless one was logged recently, so a
+        query that hits a bug cannot turn a flood of copies into a flood of tracebacks."""
         self.errors += 1
-        log.exception("internal error answering %s", data.hex())
+        now = time.monotonic()
+        if now - self.bug_logged < BUG_LOG_PERIOD:
+            return
+        self.bug_logged = now
+        log.exception("internal error answering %s (%d internal errors so far)",
+                      data[:BUG_LOG_BYTES].hex(), self.errors)
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         server = self.cfg.server
@@ -176,9 +187,13 @@ class Server:
                 except Exception:  # noqa: BLE001 - as above
                     self._bug(data)
                     break
-                if response is not None:
-                    writer.write(len(response).to_bytes(2, "big") + response)
-                    await asyncio.wait_for(writer.drain(), idle)
+                if response is None:
+                    continue
+                if len(response) > 0xFFFF:  # cannot be framed: never expected (TC is set first)
+                    self.errors += 1
+                    break
+                writer.write(len(response).to_bytes(2, "big") + response)
+                await asyncio.wait_for(writer.drain(), idle)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass  # the client went away, or idled past the timeout (RFC 7766 6.2.3)
         finally:

@@ -14,13 +14,14 @@ from typing import Any
 from healthdns.shared import canonical, nsec3
 from healthdns.shared.messages import Answer, Delta, Snapshot
 
-# (flags, flag map, counts, counts with our OPT, body, fits in 512 bytes,
-#  counts with OPT for DO=1, body for DO=1, (an, ns, ar) when NXDOMAIN proofs are added per
-#  query, index of the SOA records to put first in the authority section (0: none))
-Entry = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, bool, bytes, bytes,
+# (flags, flag map, counts, counts with our OPT, body, counts with OPT for DO=1, body for DO=1,
+#  (an, ns, ar) when NXDOMAIN proofs are added per query, index of the SOA records to put first
+#  in the authority section (0: none))
+Entry = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, bytes, bytes,
               tuple[int, int, int] | None, int]
 CLASS_IN = b"\x00\x01"
-PLAIN_LIMIT = 512  # RFC 1035 4.2.1: UDP without EDNS
+MAX_NAME = 255  # octets in a name, the root label included (RFC 1035 3.1)
+MAX_LABEL = 63  # octets in a label; 0x40 and 0x80 set mean other label types (RFC 6891 5)
 _flag_maps: dict[int, dict[bytes, bytes]] = {}
 
 
@@ -42,18 +43,16 @@ def flag_map(flags: int) -> dict[bytes, bytes]:
     return found
 
 
-def entry(answer: Answer, question_length: int, soa_index: int, soa_length: int,
-          proved: bool = False) -> Entry:
+def entry(answer: Answer, soa_index: int, proved: bool = False) -> Entry:
     """What the query path splices; `proved`: NSEC proofs are added per query (NXDOMAIN)."""
     # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: without and with our OPT record.
     counts = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount)
     counts_opt = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount + 1)
     soa = soa_index if answer.soa else 0
-    fits = 12 + question_length + len(answer.body) + (soa_length if soa else 0) <= PLAIN_LIMIT
     signed = answer.signed or answer
     counts_do = struct.pack(">HHHH", 1, signed.ancount, signed.nscount, signed.arcount + 1)
     base = (signed.ancount, signed.nscount, signed.arcount) if proved else None
-    return (answer.flags, flag_map(answer.flags), counts, counts_opt, answer.body, fits,
+    return (answer.flags, flag_map(answer.flags), counts, counts_opt, answer.body,
             counts_do, signed.body, base, soa)
 
 
@@ -63,6 +62,7 @@ class Table:
     ``answers``: lower-case qname wire + qtype + qclass (IN) -> entry (the fast path).
     ``names``: lower-case name wire -> entry for a type the name lacks (NODATA, CNAME chains).
     ``zones``: origin wire -> NXDOMAIN entry; a name under no origin is not ours (REFUSED).
+    ``origin_lengths``: the lengths of those origins, the only suffixes worth looking up.
     ``soas``/``soas_signed``: by SOA index, the records negative answers start their authority
     section with; index 0 is empty.
     """
@@ -74,6 +74,7 @@ class Table:
         "chains",
         "generation",
         "names",
+        "origin_lengths",
         "soas",
         "soas_signed",
         "variants",
@@ -96,11 +97,11 @@ class Table:
         for index, zone in enumerate(snapshot.zones, start=1):
             self._put(index, zone.answers.items(), zone.names.items())
             self._put_variants(index, zone.variants)
-            self.zones[zone.origin] = entry(zone.nxdomain, 255 + 4, index, len(zone.soa),
-                                            proved=bool(zone.chain))
+            self.zones[zone.origin] = entry(zone.nxdomain, index, proved=bool(zone.chain))
             if zone.chain:
                 keys = list(zone.chain) if zone.nsec3 else [canonical.key(o) for o in zone.chain]
                 self.chains[zone.origin] = (keys, list(zone.proofs), zone.nsec3)
+        self.origin_lengths = frozenset(len(origin) for origin in self.zones)
 
     def apply(self, delta: Delta) -> Table:
         """The next generation: a copy of this one with the delta's changes."""
@@ -116,6 +117,7 @@ class Table:
         for key, entries in self.variants.items():
             new.answers[key] = entries[0]
         new.zones, new.variants = self.zones, {}
+        new.origin_lengths = self.origin_lengths
         new.chains = dict(self.chains)
         for index, zone in enumerate(delta.zones, start=1):
             for key in zone.removed_answers:
@@ -134,17 +136,14 @@ class Table:
 
     def _put(self, index: int, answers: Iterable[tuple[bytes, Answer]],
              names: Iterable[tuple[bytes, Answer]]) -> None:
-        soa_length = len(self.soas[index])
         for key, answer in answers:
-            self.answers[key + CLASS_IN] = entry(answer, len(key) + 2, index, soa_length)
+            self.answers[key + CLASS_IN] = entry(answer, index)
         for name, answer in names:
-            self.names[name] = entry(answer, len(name) + 4, index, soa_length)
+            self.names[name] = entry(answer, index)
 
     def _put_variants(self, index: int, variants: dict[bytes, list[Answer]]) -> None:
-        soa_length = len(self.soas[index])
         for key, answers in variants.items():
-            self.variants[key + CLASS_IN] = [entry(a, len(key) + 2, index, soa_length)
-                                             for a in answers]
+            self.variants[key + CLASS_IN] = [entry(a, index) for a in answers]
 
     def rotate(self, turn: int) -> None:
         """Serve variant `turn` (modulo their number) of every rotating answer.
@@ -159,18 +158,27 @@ class Table:
 
     def lookup_miss(self, name: bytes) -> Entry | None:
         """The entry for a name with no pre-rendered answer of the asked type; None when the
-        name is in none of our zones."""
+        name is in none of our zones, or is not a well-formed name (the slow path says FORMERR).
+
+        A name found in `names` or under an origin is well formed by construction; the walk
+        checks every label it passes. Linear in the name: only suffixes as long as an origin
+        are sliced and looked up, so a name of many short labels costs no copy per label.
+        """
+        if len(name) > MAX_NAME or name[-1:] != b"\x00":
+            return None
         found = self.names.get(name)
         if found is not None:
             return found
-        i, end = 0, len(name) - 1  # the last byte is the root label
+        i, end, lengths = 0, len(name) - 1, self.origin_lengths  # the last byte: the root
         while i < end:
-            i += name[i] + 1
-            if i > end:
-                break  # not a well-formed name: the slow path says FORMERR
-            nxdomain = self.zones.get(name[i:])
-            if nxdomain is not None:
-                return nxdomain
+            label = name[i]
+            if label > MAX_LABEL:
+                return None  # another label type, or a compression pointer: FORMERR
+            i += label + 1
+            if len(name) - i in lengths:
+                nxdomain = self.zones.get(name[i:])
+                if nxdomain is not None:
+                    return nxdomain
         return None
 
     def nxdomain_proofs(self, name: bytes) -> tuple[bytes, int]:

@@ -33,12 +33,27 @@ def start(conn: Connection, role: str) -> tuple[messages.Start, config.Config]:
     return message, cfg
 
 
+def ignore_group_signals() -> None:
+    """Leave Ctrl-C and a SIGHUP sent to the whole process group to the supervisor.
+
+    The supervisor starts children with these signals blocked (the mask is inherited across fork
+    and exec), so one sent during start-up waits, pending, until it is ignored here: it can never
+    kill a child that has not yet got this far.
+    """
+    signals = {signal.SIGINT, signal.SIGHUP}
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
 def enter(role: str, conn: Connection) -> None:
     """The one entry point the supervisor spawns: runs `healthdns.<role>.main.run(conn)`.
 
     Importing by name keeps the supervisor free of the roles' code.
     """
     import importlib
+
+    ignore_group_signals()
 
     module = importlib.import_module(f"healthdns.{role}.main")
     module.run(conn)

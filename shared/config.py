@@ -29,6 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import msgspec
 
+from healthdns.shared import files, regex
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_PORT = 53053
@@ -42,6 +43,8 @@ MAX_ANSWERS = 64
 _HTTP_FIELDS = ("method", "path", "host", "headers", "status", "body", "body_regex")
 _TLS_FIELDS = ("verify", "ca_file", "ca_pem")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
+MAX_CONFIG_FILE = 64 * files.MIB  # ten thousand pooled names take about 2 MiB
+MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 KiB
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -70,7 +73,7 @@ class CheckSpec(_Frozen):
     headers: dict[str, str] = {}
     status: str = "200-399"  # codes that pass: "200", "200-399", "200,204,301-302"
     body: str | None = None  # the start of the body must contain this text...
-    body_regex: str | None = None  # ...or match this regular expression (Python syntax)
+    body_regex: str | None = None  # ...or match this regular expression (RE2 syntax)
     verify: bool = True  # https only: verify the server's certificate and name
     ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
     ca_pem: str | None = None  # the same inline; the supervisor reads `ca_file` into it
@@ -166,7 +169,7 @@ ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
 
 
 class DnssecSpec(_Frozen):
-    """Signing of one zone (and its aliases): key files are read by the signer alone.
+    """Signing of one zone (and its aliases): only the signer signs with the key files.
 
     One combined signing key (`csk`), or a `ksk` and a `zsk`. Times are in seconds.
     """
@@ -175,6 +178,7 @@ class DnssecSpec(_Frozen):
     csk: str | None = None
     ksk: str | None = None
     zsk: str | None = None
+    allow_group_read: bool = False  # key files may be group-readable (mode 640; containers)
     denial: str = "nsec"  # or "nsec3" (RFC 9276: no salt, no extra iterations)
     cds: bool = False  # publish CDS and CDNSKEY at the apex (RFC 7344, 8078)
     dnskey_ttl: int = 3600
@@ -243,6 +247,23 @@ class Config(_Frozen):
                         out[check.target(address)] = (check.checked(address), check)
         return out
 
+    def served(self) -> dict[str, tuple[str, ...]]:
+        """The names whose answers each check target decides (target id -> names without the
+        final dot, in config order; alias zones, which repeat the names, left out)."""
+        out: dict[str, dict[str, None]] = {}  # dicts as ordered sets: a name is added once
+        for zone in self.zones:
+            origin = dns.name.from_text(zone.origin)
+            for owner, record in zone.records.items():
+                if record.pool is None:
+                    continue
+                name = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)
+                for group in record.pool.groups:
+                    check = group.check
+                    assert check is not None  # normalised
+                    for address in group.addresses:
+                        out.setdefault(check.target(address), {})[name] = None
+        return {target: tuple(names) for target, names in out.items()}
+
 
 # ---------------------------------------------------------------------------------------------
 # Raw layer: the shape of the TOML file. Records are decoded one by one so errors carry the name.
@@ -273,10 +294,11 @@ def load(path: str | os.PathLike[str]) -> Config:
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML document at `path`, as plain data."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(str(path), f"cannot read: {e.strerror}") from e
+        return tomllib.loads(files.read(path, MAX_CONFIG_FILE).data.decode())
+    except files.FileProblem as e:
+        raise ConfigError(str(path), e.reason) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(path), f"not valid TOML: not UTF-8 ({e.reason})") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), f"not valid TOML: {e}") from e
 
@@ -289,6 +311,26 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
         raise ConfigError("zones", "at least one zone is required")
     _check_unique_origins(zones)
     return Config(server=_server(raw.server), prober=_prober(raw.prober), zones=zones)
+
+
+def warnings(config: Config) -> list[tuple[str, str]]:
+    """(path, message) of each setting that works but is most likely a mistake."""
+    out: list[tuple[str, str]] = []
+    for i, zone in enumerate(config.zones):
+        out += _soa_warnings(zone.soa, f"zones[{i}].soa")
+        out += _cname_loops(zone, f"zones[{i}].records")
+    return out
+
+
+def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
+    # A secondary whose refresh fails retries every `retry` seconds and drops the zone at
+    # `expire`: below refresh + retry it drops the zone before its first retry (RFC 1912 2.2,
+    # Zonemaster ZONE05).
+    if soa.expire > soa.refresh + soa.retry:
+        return []
+    return [(f"{path}.expire", f"{soa.expire} is not more than refresh + retry "
+             f"({soa.refresh} + {soa.retry} s): a secondary would drop the zone before it "
+             "retries a failed refresh (RFC 1912 section 2.2 suggests 2-4 weeks)")]
 
 
 def encode(config: Config) -> bytes:
@@ -370,6 +412,7 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
         if owner in records:
             raise ConfigError(rpath, f"the name {owner!r} is given twice")
         records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, rpath)
+        _check_not_self(records[owner].cname, owner, (origin, *aliases), f"{rpath}.cname")
     dnssec = _dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
     return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
                     aliases=tuple(a.to_text() for a in aliases), ttl=raw.ttl,
@@ -397,6 +440,48 @@ def _dnssec(raw: DnssecSpec, path: str) -> DnssecSpec:
         raise ConfigError(f"{path}.inception_offset",
                           f"{raw.inception_offset} is not between 0 and 86400 s")
     return raw
+
+
+def _check_not_self(cname: str | None, owner: str, apexes: tuple[dns.name.Name, ...],
+                    path: str) -> None:
+    if cname is not None and _in_zone(cname, apexes) == owner:
+        raise ConfigError(path, f"{cname!r} is the name itself: a CNAME cannot point to its "
+                          "own owner (resolvers would fail on the loop)")
+
+
+def _in_zone(target: str, apexes: tuple[dns.name.Name, ...]) -> str | None:
+    """A CNAME target as an owner of the zone (relative text), if it is inside the zone or one
+    of its aliases, which serve the same owners; `apexes` starts with the origin."""
+    name = dns.name.from_text(target, origin=apexes[0]).canonicalize()
+    for apex in apexes:
+        if name.is_subdomain(apex):
+            relative = name.relativize(apex)
+            return relative.to_text() if relative != dns.name.empty else "@"
+    return None
+
+
+def _cname_loops(zone: ZoneSpec, path: str) -> list[tuple[str, str]]:
+    """One warning per CNAME loop among the zone's own names (longer than one name: a name
+    that points to itself is an error)."""
+    apexes = tuple(dns.name.from_text(n) for n in (zone.origin, *zone.aliases))
+    step = {owner: target for owner, record in zone.records.items()
+            if record.cname is not None
+            and (target := _in_zone(record.cname, apexes)) in zone.records}
+    out: list[tuple[str, str]] = []
+    done: set[str] = set()
+    for start in sorted(step):
+        chain: list[str] = []
+        node: str | None = start
+        while node is not None and node not in done and node not in chain:
+            chain.append(node)
+            node = step.get(node)
+        done.update(chain)
+        if node is not None and node in chain:  # this walk closed a loop
+            loop = chain[chain.index(node):]
+            out.append((f"{path}.{_show_key(loop[0])}.cname",
+                        f"{zone.records[loop[0]].cname!r} is part of a CNAME loop "
+                        f"({' -> '.join([*loop, loop[0]])}): resolvers fail on these names"))
+    return out
 
 
 def _soa(raw: SoaSpec, origin: dns.name.Name, path: str) -> SoaSpec:
@@ -549,8 +634,8 @@ def _http(raw: CheckSpec, path: str) -> str | None:
         raise ConfigError(f"{path}.body", "is empty: leave it out to accept any body")
     if raw.body_regex is not None:
         try:
-            re.compile(raw.body_regex)
-        except re.error as e:
+            regex.compile(raw.body_regex)
+        except regex.PatternError as e:
             raise ConfigError(f"{path}.body_regex", f"{raw.body_regex!r} is not a valid "
                               f"regular expression: {e}") from None
     if raw.method == "HEAD" and (raw.body is not None or raw.body_regex is not None):
@@ -589,11 +674,11 @@ def _ca(raw: CheckSpec, path: str) -> str | None:
         raise ConfigError(f"{path}.{field}", "is pointless with verify = false")
     if raw.ca_file is not None:
         try:
-            with open(raw.ca_file, encoding="ascii") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(f"{path}.ca_file",
-                              f"cannot read {raw.ca_file!r}: {e.strerror}") from None
+            text = files.read(raw.ca_file, MAX_CA_FILE).data.decode("ascii")
+        except files.FileProblem as e:
+            why = (f"cannot read {raw.ca_file!r}: {e.strerror}" if e.strerror
+                   else f"{raw.ca_file!r} {e.reason}")
+            raise ConfigError(f"{path}.ca_file", why) from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path}.ca_file", f"{raw.ca_file!r} is not a PEM file") from None
         if pem is not None and pem != text:
@@ -617,21 +702,96 @@ def _prober(raw: ProberSpec) -> ProberSpec:
     return raw
 
 
+# What each static type's data looks like, for the error message.
+_SYNTAX = {
+    "a": "an IPv4 address",
+    "aaaa": "an IPv6 address",
+    "cname": "a host name",
+    "mx": 'PREFERENCE HOST, like "10 mail"',
+    "txt": "one or more quoted strings, like '\"v=spf1 -all\"'",
+    "srv": 'PRIORITY WEIGHT PORT TARGET, like "10 60 5060 sip"',
+    "caa": "FLAGS TAG \"VALUE\", like '0 issue \"letsencrypt.org\"'",
+    "ptr": "a host name",
+}
+# The types whose data ends with a host name, and what the message calls it.
+_HOST_FIELDS = {"cname": "a CNAME target", "mx": "an MX host", "srv": "an SRV target",
+                "ptr": "a PTR target"}
+
+
 def _rdatas(rtype: str, texts: tuple[str, ...], origin: dns.name.Name,
             path: str) -> tuple[str, ...]:
     """Check rdata in zone-file syntax; keep the text so alias zones re-root relative names."""
     seen: list[dns.rdata.Rdata] = []
     for i, text in enumerate(texts):
         where = f"{path}[{i}]" if rtype != "cname" else path
-        try:
-            rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype),
-                                        text, origin=origin)
-        except (dns.exception.DNSException, ValueError) as e:
-            raise ConfigError(where, f"{text!r} is not valid {rtype.upper()} data: {e}") from e
+        rdata = _rdata(rtype, text, origin, where)
         if rdata in seen:
             raise ConfigError(where, f"{text!r} is given twice")
         seen.append(rdata)
     return tuple(texts)
+
+
+def _rdata(rtype: str, text: str, origin: dns.name.Name, path: str) -> dns.rdata.Rdata:
+    def bad(reason: str) -> ConfigError:
+        return ConfigError(path, f"{text!r} is not valid {rtype.upper()} data: {reason}; "
+                           f"expected {_SYNTAX[rtype]}")
+
+    if rtype in ("a", "aaaa"):
+        try:
+            kind = ipaddress.IPv4Address if rtype == "a" else ipaddress.IPv6Address
+            kind(text)
+        except ValueError:
+            raise bad(f"not an {'IPv4' if rtype == 'a' else 'IPv6'} address") from None
+    if rtype in _HOST_FIELDS:
+        _check_host(rtype, text, origin, path)
+    try:
+        return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), text,
+                                   origin=origin)
+    except (dns.exception.DNSException, ValueError) as e:
+        raise bad(_dns_reason(e)) from e
+
+
+def _check_host(rtype: str, text: str, origin: dns.name.Name, path: str) -> None:
+    """The host name that ends CNAME, MX, SRV and PTR data: a name, never an address."""
+    words = text.split()
+    host = words[-1] if words else ""
+    if host in ("", "."):  # "." is RFC 7505's null MX, and SRV's "no such service"
+        return
+    try:
+        ipaddress.ip_address(host.rstrip("."))
+    except ValueError:
+        problem = _name_problem(host)
+        if problem:
+            raise ConfigError(path, f"{text!r}: {_HOST_FIELDS[rtype]} must be a valid host "
+                              f"name: {problem}") from None
+        return
+    served = host if host.endswith(".") else f"{host}.{origin.to_text()}"
+    raise ConfigError(path, f"{text!r}: {_HOST_FIELDS[rtype]} must be a host name, not an "
+                      f"address ({host} would be served as the name {served}); give the name "
+                      "of a host that has the address")
+
+
+def _dns_reason(error: Exception) -> str:
+    """A dnspython parse error in words: its messages speak of tokens and identifiers."""
+    if isinstance(error, dns.exception.UnexpectedEnd):
+        return "it ends too early (a field is missing, or a quote is not closed)"
+    if isinstance(error, dns.name.EmptyLabel):
+        return "a name has an empty label (two dots in a row)"
+    if isinstance(error, dns.name.LabelTooLong):
+        return "a name has a label longer than 63 characters"
+    if isinstance(error, dns.name.NameTooLong):
+        return "a name is longer than 255 octets"
+    text = str(error).rstrip(".")
+    extra = re.fullmatch(r'expected EOL or EOF, got \d+ "(.*)"', text)
+    if extra:
+        return f"unexpected {extra[1]!r} after the last field"
+    if text in ("expecting an identifier", "expecting an integer", "expecting a string"):
+        return "a field is missing or has the wrong kind of value"
+    if text == "string too long":
+        return "a string is longer than 255 characters (split it into several quoted strings)"
+    if not text or text == "Text input is malformed":
+        return "malformed"
+    return text[0].lower() + text[1:]
 
 
 def _owner(key: str, origin: dns.name.Name, path: str) -> str:
@@ -646,6 +806,13 @@ def _owner(key: str, origin: dns.name.Name, path: str) -> str:
 
 
 def _nameserver(text: str, path: str) -> str:
+    try:
+        ipaddress.ip_address(text.rstrip(".") if isinstance(text, str) else "")
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(path, f"{text!r} is an address: a nameserver is given by its host "
+                          "name (like ns1.example.net)")
     name = absolute_name(text, path)
     if len(name.labels) < 3:
         raise ConfigError(path, f"{text!r} is not a fully qualified host name (like ns1.example.net)")
@@ -662,17 +829,39 @@ def _name(text: str, path: str, origin: dns.name.Name | None,
           parse: str | None = None) -> dns.name.Name:
     if not isinstance(text, str) or not text or text.strip() != text:
         raise ConfigError(path, f"{text!r} is not a valid DNS name")
+    if any(label == "*" for label in text.split(".")):
+        raise ConfigError(path, f"{text!r}: wildcard names are not supported")
+    problem = _name_problem(parse or text)
+    if problem:
+        raise ConfigError(path, f"{text!r} is not a valid DNS name: {problem}")
     try:
         name = dns.name.from_text(parse or text, origin=origin)
+    except dns.name.NameTooLong:
+        whole = text if origin is None else f"{text}.{origin.to_text()}"
+        raise ConfigError(path, f"{text!r} is not a valid DNS name: {whole} is longer than "
+                          "255 octets") from None
     except dns.exception.DNSException as e:
-        raise ConfigError(path, f"{text!r} is not a valid DNS name: {e}") from e
-    for label in name.labels[:-1]:
-        if label == b"*":
-            raise ConfigError(path, f"{text!r}: wildcard names are not supported")
-        if not _LABEL.match(label.decode("ascii", "replace").lower()):
-            raise ConfigError(path, f"{text!r} is not a valid DNS name: label {label!r} may only "
-                              "hold letters, digits, '-' and '_'")
+        raise ConfigError(path, f"{text!r} is not a valid DNS name: {_dns_reason(e)}") from e
     return name.canonicalize()
+
+
+def _name_problem(text: str) -> str:
+    """What is wrong with a host or zone name, in words ("" if nothing); dnspython's own
+    messages name labels as bytes or not at all, so every rule is checked here first."""
+    if text == ".":
+        return ""  # the root: a name, refused where it is not wanted (a zone's origin)
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
+    for label in labels:
+        if not label:
+            return "it has an empty label (two dots in a row, or a leading dot)"
+        if len(label) > 63:
+            return f"label {label!r} is {len(label)} characters long, more than 63"
+        if not _LABEL.match(label.lower()):
+            return (f"label {label!r} may only hold letters, digits, '-' and '_', and may "
+                    "not start or end with '-'")
+    if sum(len(label) + 1 for label in labels) + 1 > 255:
+        return "it is longer than 255 octets"
+    return ""
 
 
 def _address(text: str, path: str) -> str:

@@ -2,7 +2,9 @@
 
 Pipes carry ``send_bytes``/``recv_bytes`` of msgpack encodings, never pickles. Payloads are
 primitives and bytes (pre-rendered wire data), never dnspython objects, and never key material.
-Flow: prober -> supervisor -> signer -> supervisor -> every responder.
+Flow: prober -> supervisor -> signer -> supervisor -> every responder. The supervisor decodes
+what a child sends with the union of its role (`decode_from`), so a child can only say what its
+role may say.
 """
 
 from __future__ import annotations
@@ -35,10 +37,14 @@ class Health(_Message):
 
 
 class Resume(_Message):
-    """supervisor -> respawned signer: where its predecessor left off (serials never go back)."""
+    """supervisor -> respawned signer: where its predecessor left off, so that serials never
+    go back, nothing unchanged gets a new serial, and the next change is sent as a delta."""
 
     generation: int
     serials: list[int]
+    prints: list[bytes]  # per zone, the digest of what its health-dependent answers were
+    snapshot: bytes  # the encoded `Snapshot` of `generation`
+    renewal: float = 0.0  # when its first signature falls due for renewal (0: unsigned)
 
 
 class Answer(msgspec.Struct, frozen=True, array_like=True):
@@ -158,17 +164,29 @@ class Published(_Message):
 
     generation: int
     serials: list[int]
+    prints: list[bytes]
     snapshot: bytes
     delta: bytes = b""
+    renewal: float = 0.0  # when its first signature falls due for renewal (0: unsigned)
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published
 
+# What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
+# responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
+FromProber = HealthReport
+FromSigner = Published | Fatal
+FromResponder = Bound | Ready | Fatal
+
 _to_child = msgspec.msgpack.Decoder(ToChild)
 _from_child = msgspec.msgpack.Decoder(FromChild)
+_from_role: dict[str, msgspec.msgpack.Decoder[FromChild]] = {
+    "prober": msgspec.msgpack.Decoder(FromProber),
+    "signer": msgspec.msgpack.Decoder(FromSigner),
+    "responder": msgspec.msgpack.Decoder(FromResponder),
+}
 _encoder = msgspec.msgpack.Encoder()
-
 
 
 def encode(message: _Message) -> bytes:
@@ -181,6 +199,11 @@ def decode_to_child(data: bytes) -> ToChild:
 
 def decode_from_child(data: bytes) -> FromChild:
     return _from_child.decode(data)
+
+
+def decode_from(role: str, data: bytes) -> FromChild:
+    """A message from a child of `role`; `msgspec.DecodeError` if that role may not send it."""
+    return _from_role[role].decode(data)
 
 
 def send(conn: Connection, message: _Message) -> None:

@@ -1,10 +1,9 @@
-"""DNSSEC keys: read from PEM files by the signer only, checked before anything is signed."""
+"""DNSSEC keys as the signer uses them; reading and checking the files is `shared.keyfiles`."""
 
 from __future__ import annotations
 
 import functools
 import os
-import stat
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -14,16 +13,14 @@ import dns.rdtypes.ANY.DS
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
+from healthdns.shared import keyfiles
 from healthdns.shared.config import DnssecSpec
-from healthdns.shared.errors import HealthdnsError
 
-Algorithm = dns.dnssec.Algorithm
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+# The signer, its tests and the benchmarks know these by their old home.
+Algorithm = keyfiles.Algorithm
+KeyFileError = keyfiles.KeyFileError
+PrivateKey = keyfiles.PrivateKey
 SEP, ZONE_KEY = 0x0001, 0x0100
-
-
-class KeyFileError(HealthdnsError):
-    """A DNSSEC key file cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -65,56 +62,19 @@ def flags(role: str) -> int:
 def load_all(spec: DnssecSpec, path: str) -> list[Key]:
     """Every key of a zone's DNSSEC settings; `path` names the config field in errors."""
     algorithm = Algorithm[spec.algorithm]
-    return [load(file, role, algorithm, f"{path}.{role}") for role, file in spec.key_files()]
+    return [load(file, role, algorithm, f"{path}.{role}", spec.allow_group_read)
+            for role, file in spec.key_files()]
 
 
-def load(file: str, role: str, algorithm: Algorithm, path: str) -> Key:
-    private = _read(file, path)
-    _check_type(private, algorithm, file, path)
+def load(file: str, role: str, algorithm: Algorithm, path: str,
+         allow_group_read: bool = False) -> Key:
+    return made(keyfiles.load(file, algorithm, path, allow_group_read).private, role, algorithm)
+
+
+def made(private: PrivateKey, role: str, algorithm: Algorithm) -> Key:
+    """The signing key of `role` that `private` is."""
     dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=flags(role))
     return Key(role, private, dnskey)
-
-
-def _read(file: str, path: str) -> PrivateKey:
-    try:
-        mode = os.stat(file).st_mode
-        with open(file, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise KeyFileError(f"{path}: {file}: cannot read: {e.strerror}") from e
-    if mode & stat.S_IROTH:
-        raise KeyFileError(f"{path}: {file} is readable by everyone (mode {stat.S_IMODE(mode):o}): "
-                        f"a private key must not be; chmod 600 {file}")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
-        raise KeyFileError(f"{path}: {file} is not an unencrypted PEM private key: {e}") from e
-    if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-                      | rsa.RSAPrivateKey):
-        raise KeyFileError(f"{path}: {file} holds a {type(key).__name__}, not a DNSSEC key type")
-    return key
-
-
-def _check_type(key: PrivateKey, algorithm: Algorithm, file: str, path: str) -> None:
-    wanted = {
-        Algorithm.ECDSAP256SHA256: lambda k: isinstance(k, ec.EllipticCurvePrivateKey)
-        and isinstance(k.curve, ec.SECP256R1),
-        Algorithm.ECDSAP384SHA384: lambda k: isinstance(k, ec.EllipticCurvePrivateKey)
-        and isinstance(k.curve, ec.SECP384R1),
-        Algorithm.ED25519: lambda k: isinstance(k, ed25519.Ed25519PrivateKey),
-        Algorithm.RSASHA256: lambda k: isinstance(k, rsa.RSAPrivateKey) and k.key_size >= 2048,
-    }[algorithm]
-    if not wanted(key):
-        raise KeyFileError(f"{path}: {file} holds {describe(key)}, which is not a "
-                        f"{algorithm.name} key")
-
-
-def describe(key: PrivateKey) -> str:
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return f"an EC key on {key.curve.name}"
-    if isinstance(key, rsa.RSAPrivateKey):
-        return f"an RSA key of {key.key_size} bits"
-    return "an Ed25519 key"
 
 
 def generate(algorithm: Algorithm) -> PrivateKey:
@@ -129,10 +89,12 @@ def generate(algorithm: Algorithm) -> PrivateKey:
     raise KeyFileError(f"{algorithm.name} is not supported")
 
 
-def write(key: PrivateKey, file: str) -> None:
-    """Write a PEM key readable by its owner only."""
+def write(key: PrivateKey, file: str, role: str | None = None) -> None:
+    """Write a PEM key readable by its owner only, with its `role` noted above it if given."""
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+    if role is not None:
+        data = keyfiles.role_line(role) + data
     fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)

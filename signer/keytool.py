@@ -1,10 +1,12 @@
 """`healthdns-key`: make a DNSSEC key, and print the DS records a parent zone needs.
 
     healthdns-key generate --zone example.com --out example.com.pem [--algorithm ALG] [--role csk]
+        [--ttl SECONDS]
     healthdns-key ds --config healthdns.toml
     healthdns-key ds --zone example.com --key example.com.pem [--algorithm ALG]
 
-It lives in the signer's package because it is the only other code that reads private keys.
+It lives in the signer's package because it signs nothing but makes keys as the signer uses them;
+reading and checking a key file is `shared.keyfiles`, as for the signer and the supervisor.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import dns.dnssec
 import dns.name
 
-from healthdns.shared import config
+from healthdns.shared import config, keyfiles
 from healthdns.shared.errors import ConfigError
 from healthdns.signer import keys
 
@@ -26,14 +28,22 @@ def parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write a new private key, print its DNSKEY and DS")
     gen.add_argument("--zone", required=True, help="the zone the key signs")
     gen.add_argument("--out", required=True, help="PEM file to create (mode 600)")
-    gen.add_argument("--algorithm", default="ECDSAP256SHA256", choices=config.ALGORITHMS)
-    gen.add_argument("--role", default="csk", choices=("csk", "ksk", "zsk"))
-    gen.add_argument("--ttl", type=int, default=3600, help="TTL shown on the records")
+    gen.add_argument("--algorithm", default="ECDSAP256SHA256", choices=config.ALGORITHMS,
+                     help="DNSSEC algorithm of the key (default: %(default)s); it must match "
+                     "[zones.dnssec] algorithm")
+    gen.add_argument("--role", default="csk", choices=keyfiles.ROLES,
+                     help="csk: one key signs everything (default); ksk: signs the DNSKEY set, "
+                     "has a DS at the parent; zsk: signs the rest, has no DS. Noted in the file")
+    gen.add_argument("--ttl", type=_ttl, default=3600, metavar="SECONDS",
+                     help="TTL shown on the printed DNSKEY and DS records (default: "
+                     "%(default)s; use [zones.dnssec] dnskey_ttl)")
     ds = sub.add_parser("ds", help="print the DS records of configured or given keys")
-    ds.add_argument("--config", help="healthdns TOML configuration")
+    ds.add_argument("--config", help="healthdns TOML configuration: the DS of every KSK and CSK")
     ds.add_argument("--zone", help="with --key: the zone")
-    ds.add_argument("--key", help="with --zone: a PEM key file")
-    ds.add_argument("--algorithm", default="ECDSAP256SHA256", choices=config.ALGORITHMS)
+    ds.add_argument("--key", help="with --zone: a PEM key file (a KSK or CSK)")
+    ds.add_argument("--algorithm", choices=config.ALGORITHMS,
+                    help="with --key: the algorithm the key must be (default: the one its type "
+                    "implies)")
     return p
 
 
@@ -45,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.config is not None:
             print_configured(args.config)
         elif args.zone and args.key:
-            zone = config.absolute_name(args.zone, "--zone")
-            key = keys.load(args.key, "ksk", keys.Algorithm[args.algorithm], "--key")
-            print_records(zone, key, 3600, dnskey=False)
+            print_given(args.zone, args.key, args.algorithm)
         else:
             print("healthdns-key ds: give --config, or --zone and --key", file=sys.stderr)
             return 2
@@ -57,12 +65,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _ttl(text: str) -> int:
+    try:
+        ttl = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if not 0 <= ttl <= config.MAX_TTL:
+        raise argparse.ArgumentTypeError(f"{ttl} is not a TTL (0 to {config.MAX_TTL} seconds, "
+                                         "RFC 2181 8)")
+    return ttl
+
+
 def generate(args: argparse.Namespace) -> None:
     zone = config.absolute_name(args.zone, "--zone")
     algorithm = keys.Algorithm[args.algorithm]
     private = keys.generate(algorithm)
     try:
-        keys.write(private, args.out)
+        keys.write(private, args.out, args.role)
     except FileExistsError:
         raise keys.KeyFileError(f"--out: {args.out} exists; not overwriting a key") from None
     except OSError as e:
@@ -73,8 +92,28 @@ def generate(args: argparse.Namespace) -> None:
     print_records(zone, key, args.ttl, dnskey=True)
 
 
+def print_given(zone_text: str, file: str, algorithm_name: str | None) -> None:
+    """The DS of one key file; its algorithm is the one its type implies unless given."""
+    zone = config.absolute_name(zone_text, "--zone")
+    wanted = None if algorithm_name is None else keys.Algorithm[algorithm_name]
+    found = keyfiles.load(file, wanted, "--key", allow_group_read=True)
+    if found.role == "zsk":
+        # The zone publishes a ZSK with flags 256; a DS made as for a KSK (257) would name a
+        # key tag that matches no DNSKEY, and the parent must point at the KSK anyway.
+        raise keys.KeyFileError(f"--key: {file} is a ZSK (DNSKEY flags 256); a DS is for the "
+                                "KSK or CSK (flags 257): give the KSK's file")
+    algorithm = keyfiles.algorithm_of(found.private)
+    assert algorithm is not None  # keyfiles.load accepts only keys healthdns signs with
+    if found.role is None:
+        print(f"; {file} does not say its role (not made by healthdns-key): taken for a KSK or "
+              "CSK (flags 257)")
+    print_records(zone, keys.made(found.private, found.role or "ksk", algorithm), 3600,
+                  dnskey=False)
+
+
 def print_configured(path: str) -> None:
     cfg = config.load(path)
+    printed = False
     for index, spec in enumerate(cfg.zones):
         if spec.dnssec is None:
             continue
@@ -84,6 +123,10 @@ def print_configured(path: str) -> None:
             for origin in (spec.origin, *spec.aliases):
                 print_records(dns.name.from_text(origin), key, spec.dnssec.dnskey_ttl,
                               dnskey=False)
+                printed = True
+    if not printed:
+        raise ConfigError("--config", f"{path}: no zone is signed (none has [zones.dnssec]), "
+                          "so there is no DS to print")
 
 
 def print_records(zone: dns.name.Name, key: keys.Key, ttl: int, dnskey: bool) -> None:

@@ -27,24 +27,43 @@ class Signer:
         self.previous: list[messages.ZoneTable] | None = None
         self.health: dict[str, bool] = {}
         self.serials: list[int | None] = [None] * len(self.zones)
-        self.prints: list[tuple[object, ...] | None] = [None] * len(self.zones)
+        self.prints: list[bytes | None] = [None] * len(self.zones)
         self.generation = 0
+        self.inherited_renewal: float | None = None
 
-    def resume(self, generation: int, serials: list[int]) -> None:
+    def resume(self, resume: messages.Resume) -> None:
         """Continue from a predecessor's last snapshot (respawned after a crash).
 
-        Its tables are not known here: the first publication is a full snapshot.
+        Its serials and fingerprints say what was served: a zone whose health-dependent
+        answers are the same keeps its serial, and its tables are the base of the next delta,
+        so responders are sent only what changes. A snapshot of another shape (other zones)
+        is not resumed from.
         """
-        if len(serials) == len(self.serials):
-            self.generation = generation
-            self.serials = list(serials)
+        snapshot = messages.decode_to_child(resume.snapshot)
+        origins = [z.origin for z in snapshot.zones] \
+            if isinstance(snapshot, messages.Snapshot) else []
+        if origins != [z.key for z in self.zones] or len(resume.prints) != len(self.zones):
+            log.warning("not resuming from generation %d: its zones differ", resume.generation)
+            return
+        assert isinstance(snapshot, messages.Snapshot)
+        self.generation = resume.generation
+        self.serials = list(resume.serials)
+        self.prints = list(resume.prints)
+        self.previous = snapshot.zones
+        # Its signatures are served until this one signs anew (at its first publication).
+        self.inherited_renewal = resume.renewal or None
+        log.info("resuming from generation %d: serials %s", self.generation, self.serials)
 
     def update(self, states: Mapping[str, bool], full: bool) -> messages.Published | None:
+        self.merge(states, full)
+        return self.publish()
+
+    def merge(self, states: Mapping[str, bool], full: bool) -> None:
+        """Take in a health report without publishing (several may make one generation)."""
         if full:
             self.health = dict(states)
         else:
             self.health.update(states)
-        return self.publish()
 
     def _signers(self, cfg: Config) -> list[ZoneSigner | None]:
         """A signer per signed zone; an alias zone shares the keys of its zone."""
@@ -63,7 +82,7 @@ class Signer:
     def next_renewal(self) -> float | None:
         """When the first signature falls due for renewal (None in unsigned zones)."""
         return min((r for s in self.signers if s is not None
-                    if (r := s.next_renewal()) is not None), default=None)
+                    if (r := s.next_renewal()) is not None), default=self.inherited_renewal)
 
     def publish(self) -> messages.Published | None:
         """A new snapshot when what is served changed or signatures fall due, else None."""
@@ -87,6 +106,7 @@ class Signer:
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
         tables = render.tables(self.zones, self.health, serials, self.signers, self.caches)
+        self.inherited_renewal = None  # every answer was rendered (and signed) here
         for signer in self.signers:
             if signer is not None:
                 signer.prune()
@@ -97,7 +117,9 @@ class Signer:
             delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes))
         self.previous = tables
         snapshot = messages.encode(messages.Snapshot(self.generation, tables))
-        return messages.Published(self.generation, serials, snapshot, delta)
+        prints = [p or b"" for p in self.prints]
+        return messages.Published(self.generation, serials, prints, snapshot, delta,
+                                  self.next_renewal() or 0.0)
 
 
 EXIT_BAD_KEY = 2
@@ -117,18 +139,34 @@ def run(conn: Connection) -> None:
             if not conn.poll(timeout):
                 _send(conn, signer.publish())  # signatures fall due
                 continue
-            message = messages.decode_to_child(conn.recv_bytes())
+            batch = _queued(conn)
         except (EOFError, OSError):
             return  # the supervisor is gone
-        match message:
-            case messages.Health(states=states, full=full):
-                _send(conn, signer.update(states, full))
-            case messages.Resume(generation=generation, serials=serials):
-                signer.resume(generation, serials)
-            case messages.Bye():
-                return
-            case _:
-                log.warning("ignoring unexpected %s", type(message).__name__)
+        health = False
+        for message in batch:
+            match message:
+                case messages.Health(states=states, full=full):
+                    signer.merge(states, full)
+                    health = True
+                case messages.Resume():
+                    signer.resume(message)
+                case messages.Bye():
+                    return
+                case _:
+                    log.warning("ignoring unexpected %s", type(message).__name__)
+        if not health:
+            continue
+        # Whatever health is queued when a generation starts belongs in it: a wave of flips
+        # is one generation, not one per report.
+        _send(conn, signer.publish())
+
+
+def _queued(conn: Connection) -> list[messages.ToChild]:
+    """The next message, and every one already queued behind it."""
+    batch = [messages.decode_to_child(conn.recv_bytes())]
+    while conn.poll(0):
+        batch.append(messages.decode_to_child(conn.recv_bytes()))
+    return batch
 
 
 def _send(conn: Connection, published: messages.Published | None) -> None:
@@ -141,15 +179,20 @@ def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneD
     """What a responder must change to go from `old` to `new`.
 
     Unchanged answers are the very same objects (the render cache reuses them), so an
-    identity test finds what changed without comparing bytes.
+    identity test finds what changed without comparing bytes; only a resumed signer, whose
+    `old` was decoded from its predecessor's snapshot, falls back to comparing them.
     """
     return messages.ZoneDelta(
         origin=new.origin, serial=new.serial, soa=new.soa, soa_signed=new.soa_signed,
-        answers={k: v for k, v in new.answers.items() if old.answers.get(k) is not v},
-        names={k: v for k, v in new.names.items() if old.names.get(k) is not v},
+        answers={k: v for k, v in new.answers.items() if _differs(old.answers.get(k), v)},
+        names={k: v for k, v in new.names.items() if _differs(old.names.get(k), v)},
         removed_answers=[k for k in old.answers if k not in new.answers],
         removed_names=[k for k in old.names if k not in new.names],
         variants=new.variants,
         proofs={i: p for i, p in enumerate(new.proofs)
-                if i >= len(old.proofs) or old.proofs[i] is not p},
+                if i >= len(old.proofs) or old.proofs[i] != p},
     )
+
+
+def _differs(old: messages.Answer | None, new: messages.Answer) -> bool:
+    return old is not new and old != new

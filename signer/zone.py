@@ -7,6 +7,7 @@ under another `$ORIGIN` would be: relative names (owners and rdata) follow the a
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import msgspec
 
 from healthdns.shared.config import Config, PoolSpec, ZoneSpec
 from healthdns.signer import pool as pools
@@ -115,10 +117,9 @@ def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, po
     return rrsets, {t: v for t, v in chosen.items() if len(v) > 1}
 
 
-def fingerprint(zone: Zone, health: Mapping[str, bool]) -> tuple[object, ...]:
-    """What a zone serves that depends on health: equal fingerprints need no new serial."""
-    return tuple(
-        (key, tuple(sorted(pools.choose(owner.plan, health).items())))
-        for key, owner in zone.owners.items()
-        if owner.plan is not None
-    )
+def fingerprint(zone: Zone, health: Mapping[str, bool]) -> bytes:
+    """A digest of what a zone serves that depends on health: equal fingerprints need no new
+    serial. A digest, not the data, so that a respawned signer can be handed it."""
+    chosen = [(key, sorted(pools.choose(owner.plan, health).items()))
+              for key, owner in zone.owners.items() if owner.plan is not None]
+    return hashlib.sha256(msgspec.msgpack.encode(chosen)).digest()

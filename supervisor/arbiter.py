@@ -5,23 +5,34 @@ signal (the wakeup fd wakes the loop); one blocking `wait()` covers the wakeup f
 pipe and every child's process sentinel; each child slot keeps its id across respawns and has a
 small state machine (starting -> running on `Ready` -> backoff -> respawned) with exponential
 backoff and a crash budget that decays over time.
+
+Children are not trusted to keep to the protocol (see "Security model" in docs/operations.md):
+each role's pipe is decoded with that role's own message union and read without blocking, with
+a size limit per role; a child that sends anything else is killed and respawned, and nothing it
+sent is relayed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
-import multiprocessing.connection
+import multiprocessing.resource_tracker
+import selectors
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from types import FrameType
 
-from healthdns.shared import child, config, messages
+import msgspec
+
+from healthdns.shared import child, messages
 from healthdns.shared.config import Config, format_endpoint
+from healthdns.supervisor import views
+from healthdns.supervisor.channel import Channel, FrameTooLarge
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -31,6 +42,20 @@ BACKOFF_MAX = 10.0
 CRASH_BUDGET = 10.0  # crashes tolerated...
 CRASH_DECAY = 60.0  # ...with one crash forgiven per this many seconds
 EXIT_OK, EXIT_FATAL = 0, 1
+# The largest frame each role may send. The signer's `Published` carries a whole snapshot and a
+# delta: about 20 MB at 10,000 signed names, so 256 MiB leaves room to grow while still bounding
+# what the supervisor holds. A responder sends `Bound` (its listen addresses), `Ready` or
+# `Fatal`: a few hundred bytes. The prober's limit is its largest legitimate report (every
+# target, see `Supervisor.__init__`), and at least the responders'.
+SIGNER_FRAME_LIMIT = 256 << 20
+SMALL_FRAME_LIMIT = 64 << 10
+# A child that leaves more than this unread is stuck (or refuses to read): killed, respawned.
+# Two of the largest snapshots: a responder that starts is sent the snapshot at once, and may
+# fall one generation behind while it loads it.
+UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
+# Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
+# starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
+GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 
 
 @dataclass
@@ -40,8 +65,9 @@ class Slot:
     role: str
     index: int
     process: multiprocessing.process.BaseProcess | None = None
-    conn: Connection | None = None
+    channel: Channel | None = None
     state: str = "new"  # new, starting, running, backoff
+    spoke: bool = False  # this process has sent a message (Fatal and Bound must come first)
     failures: int = 0  # consecutive failures without becoming ready
     restart_at: float = 0.0
     listen: list[tuple[str, int, bool]] = field(default_factory=list)
@@ -54,7 +80,7 @@ class Slot:
 class Supervisor:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
-        self.encoded = config.encode(cfg)
+        self.views = views.split(cfg)
         self.now = now
         self.ctx = multiprocessing.get_context("spawn")
         self.prober = Slot("prober", 0)
@@ -64,6 +90,10 @@ class Supervisor:
         self.health: dict[str, bool] | None = None
         self.snapshot: bytes | None = None
         self.published: messages.Resume | None = None
+        self.generation = 0  # the last one relayed: a signer may only publish the next one
+        self.rejected: Counter[str] = Counter()  # children killed for breaking the protocol, by role
+        self.limits = {"signer": SIGNER_FRAME_LIMIT, "responder": SMALL_FRAME_LIMIT,
+                       "prober": max(SMALL_FRAME_LIMIT, _largest_report(self.views.signer_ids))}
         self.announced = False
         self.stopping = False
         self.exit_code = EXIT_OK
@@ -80,6 +110,10 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signals()
+        with _group_signals_blocked():
+            # Started here, not by the first spawn, so that it too ignores group signals
+            # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
+            multiprocessing.resource_tracker.ensure_running()
         self._spawn(self.prober)
         self._spawn(self.signer)
         self._spawn(self.responders[0])  # the others once it has bound (port 0 resolved)
@@ -88,20 +122,24 @@ class Supervisor:
         return self._shutdown()
 
     def _wait_once(self) -> None:
-        waitables: list[object] = [self.wakeup_r]
-        for slot in self.slots:
-            if slot.conn is not None:
-                waitables.append(slot.conn)
-            if slot.process is not None:
-                waitables.append(slot.process.sentinel)
         deadlines = [s.restart_at for s in self.slots if s.state == "backoff"]
         timeout = max(0.0, min(deadlines) - self.now()) if deadlines else None
-        ready = multiprocessing.connection.wait(waitables, timeout)  # type: ignore[arg-type]
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.wakeup_r, selectors.EVENT_READ)
+            for slot in self.slots:
+                if slot.channel is not None:  # writable matters only with output waiting
+                    writing = selectors.EVENT_WRITE if slot.channel.outgoing else 0
+                    selector.register(slot.channel, selectors.EVENT_READ | writing)
+                if slot.process is not None:
+                    selector.register(slot.process.sentinel, selectors.EVENT_READ)
+            ready = {key.fileobj: events for key, events in selector.select(timeout)}
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
         for slot in self.slots:
-            if slot.conn is not None and slot.conn in ready:
+            if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
+                self._flush(slot)
+            if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_READ:
                 self._receive(slot)
             if slot.process is not None and slot.process.sentinel in ready:
                 self._reap(slot)
@@ -133,14 +171,16 @@ class Supervisor:
     # --- children ---------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
-        parent, child_end = self.ctx.Pipe()
-        process = self.ctx.Process(target=child.enter, args=(slot.role, child_end),
+        channel = Channel(self.limits[slot.role])
+        process = self.ctx.Process(target=child.enter, args=(slot.role, channel.child_end),
                                    name=f"healthdns-{slot.name}")
-        process.start()
-        child_end.close()
-        slot.process, slot.conn, slot.state = process, parent, "starting"
+        with _group_signals_blocked():
+            process.start()
+        channel.child_end.close()
+        slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
         listen = self.listen if slot.role == "responder" else []
-        self._send(slot, messages.encode(messages.Start(slot.index, self.encoded, listen)))
+        start = messages.Start(slot.index, self.views.for_role(slot.role), listen)
+        self._send(slot, messages.encode(start))
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self.published))
         if slot.role == "signer" and self.health is not None:
@@ -150,21 +190,29 @@ class Supervisor:
         log.info("%s started (pid %d)", slot.name, process.pid)
 
     def _send(self, slot: Slot, data: bytes) -> None:
-        if slot.conn is None:
+        if slot.channel is None:
             return
         try:
-            slot.conn.send_bytes(data)
+            slot.channel.send(data)
         except OSError:
-            pass  # it died: its sentinel tells us and it is respawned
+            slot.channel.discard_output()  # it died: its sentinel tells us and it is respawned
+            return
+        if slot.channel.pending > UNREAD_LIMIT:
+            self._reject(slot, f"{slot.channel.pending} bytes sent to it left unread")
+
+    def _flush(self, slot: Slot) -> None:
+        assert slot.channel is not None
+        try:
+            slot.channel.flush()
+        except OSError:
+            slot.channel.discard_output()  # as in `_send`
 
     def _reap(self, slot: Slot) -> None:
         assert slot.process is not None
         slot.process.join(1.0)  # its sentinel says it ended; reaping may lag a moment
         code = slot.process.exitcode
         slot.process = None
-        if slot.conn is not None:
-            slot.conn.close()
-            slot.conn = None
+        self._close(slot)
         if self.stopping:
             return
         self._count_crash()
@@ -192,40 +240,104 @@ class Supervisor:
     # --- messages ---------------------------------------------------------------------------------
 
     def _receive(self, slot: Slot) -> None:
-        assert slot.conn is not None
+        assert slot.channel is not None
         try:
-            data = slot.conn.recv_bytes()
-        except (EOFError, OSError):
-            slot.conn.close()
-            slot.conn = None  # its sentinel follows
+            frames = slot.channel.receive()
+        except EOFError:
+            self._close(slot)  # its sentinel follows
             return
-        match messages.decode_from_child(data):
+        except FrameTooLarge as e:
+            self._reject(slot, str(e))
+            return
+        for frame in frames:
+            try:
+                message = messages.decode_from(slot.role, frame)
+            except msgspec.DecodeError as e:
+                self._reject(slot, f"a message a {slot.role} may not send ({e})")
+                return
+            problem = self._dispatch(slot, message)
+            if problem is not None:
+                self._reject(slot, problem)
+                return
+            slot.spoke = True
+
+    def _dispatch(self, slot: Slot, message: messages.FromChild) -> str | None:
+        """Act on one message that decoded for the slot's role; the problem if it breaks the
+        protocol, and then nothing of it has been done."""
+        if isinstance(message, messages.Bound | messages.Ready | messages.Fatal) \
+                and message.slot != slot.index:
+            return f"{type(message).__name__} names slot {message.slot}"
+        match message:
             case messages.HealthReport(states=states, full=full):
-                self._mark_running(self.prober)  # its first report is its readiness
-                self._on_health(states, full)
-            case messages.Published(generation=generation, serials=serials, snapshot=snapshot,
-                                    delta=delta):
+                return self._on_report(states, full or not slot.spoke)
+            case messages.Published() if message.generation != self.generation + 1:
+                return f"generation {message.generation} published after {self.generation}"
+            case messages.Published(generation=generation, serials=serials, prints=prints,
+                                    snapshot=snapshot, delta=delta, renewal=renewal):
                 # Responders hold the previous generation (or were sent it before anything
                 # newer): the delta brings them up to date; a responder started later is sent
                 # the full snapshot kept here.
                 self._mark_running(self.signer)
                 self.snapshot = snapshot
-                self.published = messages.Resume(generation, serials)
+                self.published = messages.Resume(generation, serials, prints, snapshot,
+                                                 renewal)
                 for responder in self.responders:
                     self._send(responder, delta or snapshot)
                 log.debug("generation %d sent to responders", generation)
-            case messages.Bound(listen=listen):
+                self.generation = generation
+            case messages.Bound(listen=listen) if not slot.spoke:
                 self._on_bound(slot, listen)
-            case messages.Ready():
+            case messages.Ready() if slot.spoke and slot.state == "starting":
                 self._mark_running(slot)
                 self._announce()
-            case messages.Fatal(reason=reason):
-                self._fatal(f"{slot.name}: {reason}")
+            case messages.Fatal(reason=reason) if not slot.spoke:
+                self._on_fatal(slot, reason)
+            case _:
+                return f"{type(message).__name__} out of turn"
+        return None
+
+    def _on_fatal(self, slot: Slot, reason: str) -> None:
+        """A child that cannot work says so first, before anything else.
+
+        A responder's only reason is a bind failure: at start-up the server cannot serve as
+        configured and stops. Once it has served, a respawned responder that cannot bind is a
+        crash like any other (backoff, crash budget): one responder never stops the others.
+        """
+        if slot.role == "responder" and self.announced:
+            log.error("%s: %s", slot.name, reason)  # it exits; its sentinel brings the respawn
+            return
+        self._fatal(f"{slot.name}: {reason}")
+
+    def _reject(self, slot: Slot, problem: str) -> None:
+        """Kill a child that broke the protocol; its sentinel brings the respawn."""
+        self.rejected[slot.role] += 1
+        pid = slot.process.pid if slot.process is not None else None
+        log.warning("%s (pid %s) broke the protocol: %s; killing it", slot.name, pid, problem)
+        if slot.process is not None:
+            slot.process.kill()
+        self._close(slot)
+
+    @staticmethod
+    def _close(slot: Slot) -> None:
+        if slot.channel is not None:
+            slot.channel.close()
+            slot.channel = None
 
     @staticmethod
     def _mark_running(slot: Slot) -> None:
         """A child that works again starts its backoff from the beginning next time."""
         slot.state, slot.failures = "running", 0
+
+    def _on_report(self, states: dict[str, bool], full: bool) -> str | None:
+        """A prober's report, its ids renamed for the signer (see `views`); the first report of
+        a prober process replaces the state, whatever it says."""
+        renames = self.views.signer_ids
+        unknown = next((target for target in states if target not in renames), None)
+        if unknown is not None:
+            return f"health of an unknown target {unknown[:100]!r}"
+        self._mark_running(self.prober)  # its first report is its readiness
+        self._on_health({renames[target]: up for target, up in states.items()}, full)
+        return None
 
     def _on_health(self, states: dict[str, bool], full: bool) -> None:
         if full or self.health is None:
@@ -267,3 +379,21 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         log.info("stopped")
         return self.exit_code
+
+
+def _largest_report(targets: dict[str, str]) -> int:
+    """The size of a prober's report on every target: the largest it ever needs to send."""
+    return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))
+
+
+@contextlib.contextmanager
+def _group_signals_blocked() -> Iterator[None]:
+    """Block group signals; a process started meanwhile inherits the mask across fork and exec.
+
+    A signal that arrives meanwhile is delivered here when the block ends.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

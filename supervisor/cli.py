@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import json
+import re
+import sys
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -15,7 +19,6 @@ from healthdns.shared import config
 from healthdns.shared.config import LOG_LEVELS, Config
 from healthdns.shared.errors import ConfigError
 
-
 COMPAT_ONLY = ("alias_zones", "zone_resolutions", "ns", "test_min_interval", "test_timeout",
                "priv_key_path", "priv_key_alg")
 
@@ -25,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
         prog="healthdns-supervisor",
         description="Health-checking authoritative DNS server.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     source = p.add_argument_group("configuration (one of)")
     source.add_argument("--config", metavar="PATH", help="TOML configuration file")
     source.add_argument("--demo", action="store_true",
@@ -53,8 +57,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load(args: argparse.Namespace) -> Config:
-    """The configuration the flags describe; a ConfigError names the flag or field."""
+def _version() -> str:
+    """The installed package's version: one number, kept in pyproject.toml only."""
+    try:
+        return importlib.metadata.version("healthdns")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
+
+
+def load(args: argparse.Namespace, warn: Callable[[str], None] | None = None) -> Config:
+    """The configuration the flags describe; a ConfigError names the flag or field.
+
+    Settings that work but are most likely mistakes go to `warn` (default: stderr), for
+    `--check-config` and a start alike.
+    """
+    cfg = _load(args)
+    for path, message in config.warnings(cfg):
+        (warn or _warn)(str(flag_terms(ConfigError(path, message), args)))
+    return cfg
+
+
+def _warn(text: str) -> None:
+    print(f"healthdns-supervisor: configuration warning: {text}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace) -> Config:
     sources = [args.config is not None, args.demo, args.hosted_zone is not None]
     if sum(sources) != 1:
         raise ConfigError("", "give exactly one of --config PATH, --demo, or --hosted-zone "
@@ -69,11 +96,11 @@ def load(args: argparse.Namespace) -> Config:
     elif args.demo:
         document = _demo_document()
     else:
-        try:
-            return config.from_mapping(_overrides(compat_document(args), args))
-        except ConfigError as e:
-            raise ConfigError(_flag_path(e.path), e.message) from None
-    return config.from_mapping(_overrides(document, args))
+        document = compat_document(args)
+    try:
+        return config.from_mapping(_overrides(document, args))
+    except ConfigError as e:
+        raise flag_terms(e, args) from None
 
 
 def _demo_document() -> dict[str, Any]:
@@ -100,7 +127,7 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     """Translate a-healthy-dns's flags into a healthdns configuration document.
 
     TTLs follow a-healthy-dns: A records live twice the check interval, NS and SOA 30 times
-    that, and the SOA timers derive from it the same way.
+    that, negative answers as long as A records.
     """
     for flag in ("zone_resolutions", "ns"):
         if getattr(args, flag) is None:
@@ -124,8 +151,10 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
         "nameservers": _json(args.ns, "--ns", list),
         "ttl": a_ttl,
         "ns_ttl": ns_ttl,
-        "soa": {"ttl": ns_ttl, "refresh": 10 * a_ttl, "retry": a_ttl, "expire": 5 * a_ttl,
-                "minimum": a_ttl},
+        # Not a-healthy-dns's refresh/retry/expire (10, 1 and 5 times A: expire below refresh,
+        # which Zonemaster flags): secondaries copy the zone on their own schedule, unrelated
+        # to the check interval, so they get the TOML defaults (RFC 1912 ranges).
+        "soa": {"ttl": ns_ttl, "minimum": a_ttl},
         "records": records,
     }
     if args.priv_key_path is not None:
@@ -138,33 +167,58 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     return {"zones": [zone]}
 
 
-_FLAG_PATHS = (
-    ("zones[0].origin", "--hosted-zone"),
-    ("zones[0].aliases", "--alias-zones"),
-    ("zones[0].nameservers", "--ns"),
-    ("zones[0].dnssec.csk", "--priv-key-path"),
-    ("zones[0].dnssec.algorithm", "--priv-key-alg"),
-    ("zones[0].records.", "--zone-resolutions."),
-    (".pool.addresses", ".ips"),
-    (".pool.check.port", ".health_port"),
-    (".a[", ".ips["),
+_SERVER_FLAGS = ("responders", "listen", "port", "log_level")
+_NAME = r'("[^"]*"|[^.\[\s:]+)'  # a record key in a path, quoted when it has dots
+# The paths of the document compat_document() builds, and the flags they come from.
+_COMPAT_PATHS = (
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.check\.interval", "--test-min-interval"),
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.check\.timeout", "--test-timeout"),
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.check\.port", r"--zone-resolutions.\1.health_port"),
+    (rf"zones\[0\]\.records\.{_NAME}\.pool\.addresses", r"--zone-resolutions.\1.ips"),
+    (rf"zones\[0\]\.records\.{_NAME}\.a\b", r"--zone-resolutions.\1"),
+    (rf"zones\[0\]\.records\.{_NAME}\.ttl\b", "--test-min-interval"),  # TTLs derive from it
+    (r"zones\[0\]\.records\b", "--zone-resolutions"),
+    (r"zones\[0\]\.(ttl|ns_ttl|soa\.ttl|soa\.minimum)\b", "--test-min-interval"),
+    (r"zones\[0\]\.soa\.rname\b", "--hosted-zone"),  # hostmaster.<the zone>
+    (r"zones\[0\]\.origin\b", "--hosted-zone"),
+    (r"zones\[0\]\.aliases\b", "--alias-zones"),
+    (r"zones\[0\]\.nameservers\b", "--ns"),
+    (r"zones\[0\]\.dnssec\.csk\b", "--priv-key-path"),
+    (r"zones\[0\]\.dnssec\.algorithm\b", "--priv-key-alg"),
 )
 
 
-def _flag_path(path: str) -> str:
-    """A config path in terms of the a-healthy-dns flags that produced it."""
-    for internal, flag in _FLAG_PATHS:
-        path = path.replace(internal, flag)
-    return path
+def flag_terms(error: ConfigError, args: argparse.Namespace) -> ConfigError:
+    """`error` in terms of the flags the user typed: a value that came from a flag is named
+    by that flag (`--port`, `--test-min-interval`), not by the config path it was put at."""
+    rules = [(rf"server\.{f}(\[\d+\])?", f"--{f.replace('_', '-')}")
+             for f in _SERVER_FLAGS if getattr(args, f) is not None]
+    if args.hosted_zone is not None:
+        rules += _COMPAT_PATHS
+
+    def translate(text: str, anchored: bool) -> str:
+        for pattern, flag in rules:
+            text, found = re.subn(("^" if anchored else r"(?<![\w.\[])") + pattern, flag, text,
+                                  count=1)
+            if found and anchored:
+                break
+        return text
+
+    path, message = translate(error.path, True), translate(error.message, False)
+    if (path, message) == (error.path, error.message):
+        return error
+    return ConfigError(path, message)
 
 
 def _resolution(name: str, value: Any, interval: float, timeout: float,
                 ttl: int) -> dict[str, Any]:
-    path = f"--zone-resolutions.{name}"
+    # Quoted when it has dots, as config paths quote record keys.
+    key = name if re.fullmatch(r"[A-Za-z0-9_@-]+", name) else json.dumps(name)
+    path = f"--zone-resolutions.{key}"
     if isinstance(value, list):
         return {"a": _ipv4s(value, path), "ttl": ttl}
     if not isinstance(value, dict):
-        raise ConfigError(path, f"{value!r} is neither a list of IPs nor "
+        raise ConfigError(path, f"{_show(value)} is neither a list of IPs nor "
                           '{"ips": [...], "health_port": P}')
     unknown = sorted(set(value) - {"ips", "health_port"})
     if unknown:
@@ -174,9 +228,10 @@ def _resolution(name: str, value: Any, interval: float, timeout: float,
             raise ConfigError(path, f"{key!r} is required")
     port = value["health_port"]
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise ConfigError(f"{path}.health_port", f"{port!r} is not a port (1-65535)")
+        raise ConfigError(f"{path}.health_port", f"{_show(port)} is not a port (1-65535)")
     if not isinstance(value["ips"], list):
-        raise ConfigError(f"{path}.ips", f"{value['ips']!r} is not a list of IPv4 addresses")
+        raise ConfigError(f"{path}.ips", f"{_show(value['ips'])} is not a list of IPv4 "
+                          "addresses")
     check = {"port": port, "interval": interval, "timeout": min(timeout, interval)}
     return {"pool": {"addresses": _ipv4s(value["ips"], f"{path}.ips"), "check": check},
             "ttl": ttl}
@@ -187,10 +242,16 @@ def _ipv4s(values: list[Any], path: str) -> list[str]:
         raise ConfigError(path, "at least one IP is required")
     for i, value in enumerate(values):
         try:
-            ipaddress.IPv4Address(value)
+            ipaddress.IPv4Address(value if isinstance(value, str) else "")  # not 1 or true
         except ValueError:
-            raise ConfigError(f"{path}[{i}]", f"{value!r} is not an IPv4 address") from None
+            raise ConfigError(f"{path}[{i}]", f"{_show(value)} is not an IPv4 address") from None
     return list(values)
+
+
+def _show(value: Any) -> str:
+    """A value from the flags' JSON as the user wrote it: null and true, not None and True
+    (strings keep the quotes every other message uses)."""
+    return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
 def _json(text: str, flag: str, kind: type) -> Any:

@@ -6,7 +6,7 @@ import sys
 
 import msgspec
 
-from healthdns.shared import logs
+from healthdns.shared import keyfiles, logs
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
@@ -16,7 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parser().parse_args(argv)
     try:
         cfg = cli.load(args)
-    except ConfigError as e:
+        # Everything a start checks except binding, and before binding: a bad key is a
+        # configuration error, never hidden behind a busy port or a signer that keeps dying.
+        keyfiles.check_config(cfg)
+    except (ConfigError, keyfiles.KeyFileError) as e:
         print(f"healthdns-supervisor: configuration error: {e}", file=sys.stderr)
         return EXIT_FATAL
     if args.check_config:

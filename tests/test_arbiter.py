@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from healthdns.shared import config
-from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
+import pytest
+
+from healthdns.shared import config, messages
+from healthdns.supervisor import arbiter
+from healthdns.supervisor.arbiter import EXIT_FATAL, SMALL_FRAME_LIMIT, Supervisor
+from healthdns.supervisor.channel import Channel
 
 CFG = config.from_mapping({"zones": [{"origin": "example.test",
                                       "nameservers": ["ns1.example.net"],
@@ -36,3 +40,72 @@ def test_the_budget_decays_over_time() -> None:
         supervisor._count_crash()
         clock.now += 60  # one crash a minute is forgiven as fast as it comes
     assert not supervisor.stopping
+
+
+# --- what a child may say ------------------------------------------------------------------------
+
+
+def test_a_published_generation_must_be_the_next_one() -> None:
+    supervisor = Supervisor(CFG)
+    signer = supervisor.signer
+    ahead = messages.Published(10**6, [1], [b""], b"forged")
+    assert supervisor._dispatch(signer, ahead) == "generation 1000000 published after 0"
+    assert supervisor.snapshot is None and supervisor.generation == 0
+    assert supervisor._dispatch(signer, messages.Published(1, [1], [b""], b"real")) is None
+    assert supervisor.snapshot == b"real"
+    assert supervisor._dispatch(signer, messages.Published(1, [1], [b""], b"again")) is not None
+
+
+def test_a_responder_may_say_it_cannot_bind_only_first_and_stops_the_server_only_at_start_up(
+        ) -> None:
+    supervisor = Supervisor(CFG)
+    responder = supervisor.responders[0]
+    responder.spoke = True  # it has sent Bound: from then on Fatal is out of turn
+    assert supervisor._dispatch(responder, messages.Fatal(0, "forged")) == "Fatal out of turn"
+    assert not supervisor.stopping
+    responder.spoke, supervisor.announced = False, True  # a respawn, after start-up
+    assert supervisor._dispatch(responder, messages.Fatal(0, "address in use")) is None
+    assert not supervisor.stopping
+    supervisor.announced = False  # at start-up: the configuration cannot be served
+    assert supervisor._dispatch(responder, messages.Fatal(0, "address in use")) is None
+    assert supervisor.stopping and supervisor.exit_code == EXIT_FATAL
+
+
+def test_ready_comes_after_bound_and_names_the_sender() -> None:
+    supervisor = Supervisor(CFG)
+    responder = supervisor.responders[0]
+    responder.state = "starting"
+    assert supervisor._dispatch(responder, messages.Ready(0)) == "Ready out of turn"
+    responder.spoke = True
+    assert supervisor._dispatch(responder, messages.Ready(1)) == "Ready names slot 1"
+    assert supervisor._dispatch(responder, messages.Ready(0)) is None
+    assert responder.state == "running"
+
+
+def test_the_prober_reports_only_on_known_targets() -> None:
+    supervisor = Supervisor(CFG)
+    report = messages.HealthReport({"tcp 192.0.2.1 80 5/2/2/2": False}, full=True)
+    assert supervisor._dispatch(supervisor.prober, report) == \
+        "health of an unknown target 'tcp 192.0.2.1 80 5/2/2/2'"
+    assert supervisor.health is None
+
+
+def test_a_child_that_breaks_the_protocol_is_counted_and_cut_off() -> None:
+    supervisor = Supervisor(CFG)
+    responder = supervisor.responders[0]
+    responder.channel = Channel(SMALL_FRAME_LIMIT)
+    responder.channel.child_end.send_bytes(messages.encode(messages.HealthReport({}, True)))
+    supervisor._receive(responder)
+    assert supervisor.rejected == {"responder": 1}
+    assert responder.channel is None and not supervisor.stopping
+
+
+def test_a_child_that_leaves_its_pipe_unread_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arbiter, "UNREAD_LIMIT", 1 << 20)
+    supervisor = Supervisor(CFG)
+    responder = supervisor.responders[0]
+    responder.channel = Channel(SMALL_FRAME_LIMIT)
+    supervisor._send(responder, bytes(500_000))  # never read: queued, not waited for
+    assert supervisor.rejected == {}
+    supervisor._send(responder, bytes(2_000_000))
+    assert supervisor.rejected == {"responder": 1} and responder.channel is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import socket
 from collections.abc import Iterator
@@ -33,7 +34,9 @@ ZONE = ["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]']
     (["--hosted-zone", "example.test", "--ns", '["ns1"]', "--zone-resolutions",
       '{"www": ["192.0.2.1"]}'],
      "--ns[0]: 'ns1' is not a fully qualified host name"),
-    ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-path", "/k.pem"],
+    # Its own port: the key is read after binding, and `./dev demo` may hold 53053.
+    ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-path", "/k.pem",
+      "--listen", "127.0.0.1:0"],
      "zones[0].dnssec.csk: /k.pem: cannot read: No such file or directory"),
     ([*ZONE, "--zone-resolutions", '{"www": ["192.0.2.1"]}', "--priv-key-path", "/k.pem",
       "--priv-key-alg", "ED448"],
@@ -45,13 +48,19 @@ ZONE = ["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]']
     (["--config", "/nonexistent/healthdns.toml"],
      "/nonexistent/healthdns.toml: cannot read: No such file or directory"),
     (["--demo", "--listen", "localhost"],
-     "server.listen[0]: 'localhost': 'localhost' is not an IPv4 or IPv6 address"),
+     "--listen: 'localhost': 'localhost' is not an IPv4 or IPv6 address"),
 ])
 def test_bad_input_exits_non_zero_naming_the_problem(args: list[str], message: str) -> None:
     result = run_cli(args)
     assert result.returncode == 1, result.stderr
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    result = run_cli(["--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"healthdns-supervisor {importlib.metadata.version('healthdns')}\n"
 
 
 def test_unknown_flag_value_is_an_argparse_error() -> None:
@@ -122,3 +131,51 @@ def test_a_healthy_dns_flag_without_hosted_zone_is_an_error() -> None:
     result = run_cli(["--demo", "--ns", '["ns1.example.net"]'])
     assert result.returncode == 1
     assert "--ns: is an a-healthy-dns flag: it goes with --hosted-zone" in result.stderr
+
+
+def _signed_zone(tmp: Path, key: Path, algorithm: str, listen: str = "127.0.0.1:0") -> Path:
+    conf = tmp / "signed.toml"
+    conf.write_text(f'[server]\nlisten = ["{listen}"]\nresponders = 1\n[[zones]]\n'
+                    'origin = "example.test"\nnameservers = ["ns1.example.net"]\n'
+                    f'[zones.dnssec]\nalgorithm = "{algorithm}"\ncsk = "{key}"\n'
+                    '[zones.records.www]\na = ["192.0.2.1"]\n')
+    return conf
+
+
+def _key(tmp: Path, problem: str) -> tuple[Path, str, str]:
+    """A key file with `problem`, the algorithm to configure, and the error expected."""
+    from healthdns.signer import keys
+
+    key = tmp / "csk.pem"
+    keys.write(keys.generate(keys.Algorithm.ED25519), str(key))
+    if problem == "missing":
+        key.unlink()
+        return key, "ED25519", f"{key}: cannot read: No such file or directory"
+    if problem == "mode-644":
+        key.chmod(0o644)
+        return key, "ED25519", f"{key} has mode 644: group and others must have no access"
+    if problem == "mode-620":
+        key.chmod(0o620)
+        return key, "ED25519", f"{key} has mode 620: group and others must have no access"
+    return key, "ECDSAP256SHA256", f"{key} holds an Ed25519 key, which is not a ECDSAP256SHA256"
+
+
+@pytest.mark.parametrize("problem", ["missing", "mode-644", "mode-620", "wrong-algorithm"])
+def test_check_config_fails_on_a_key_the_start_would_refuse(tmp_path: Path,
+                                                            problem: str) -> None:
+    """Before: --check-config never read the keys and exited 0."""
+    key, algorithm, message = _key(tmp_path, problem)
+    result = run_cli(["--check-config", "--config", str(_signed_zone(tmp_path, key, algorithm))])
+    assert result.returncode == 1, result.stdout
+    assert f"configuration error: zones[0].dnssec.csk: {message}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_key_error_is_not_hidden_behind_a_busy_port(tmp_path: Path, taken_port: int) -> None:
+    """Before: the port was checked first, so only "cannot listen" was said."""
+    key, algorithm, message = _key(tmp_path, "mode-644")
+    conf = _signed_zone(tmp_path, key, algorithm, listen=f"127.0.0.1:{taken_port}")
+    result = run_cli(["--config", str(conf)])
+    assert result.returncode == 1
+    assert f"zones[0].dnssec.csk: {message}" in result.stderr
+    assert "cannot listen" not in result.stderr

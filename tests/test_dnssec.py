@@ -318,7 +318,7 @@ def test_unusable_key_is_a_clear_error_at_start(tmp_path: Path, problem: str) ->
         message = f"zones[0].dnssec.csk: {key}: cannot read: No such file or directory"
     elif problem == "world-readable":
         key.chmod(0o644)
-        message = f"zones[0].dnssec.csk: {key} is readable by everyone (mode 644)"
+        message = f"zones[0].dnssec.csk: {key} has mode 644: group and others must have no access"
     elif problem == "wrong-type":
         algorithm = "ECDSAP256SHA256"
         message = f"zones[0].dnssec.csk: {key} holds an Ed25519 key, which is not a " \

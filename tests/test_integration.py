@@ -265,20 +265,29 @@ def test_killed_responder_is_replaced_while_queries_are_answered(server: Server)
 
 
 @pytest.mark.parametrize("role", ["signer", "prober"])
-def test_killed_signer_or_prober_is_replaced(server: Server, role: str) -> None:
+def test_killed_signer_or_prober_is_replaced(server: Server, backends: tuple[Backend, Backend],
+                                             role: str) -> None:
     pid = int(re.findall(rf"{role} started \(pid (\d+)\)", server.output())[-1])
     serial = server.query("example.test", "SOA").answer[0][0].serial
     os.kill(pid, signal.SIGKILL)
     server.wait_for(rf"{role} started \(pid \d+\)", 5)
-    if role == "signer":  # the new signer publishes from the health the supervisor kept
-        server.wait_until(lambda: server.query("example.test", "SOA").answer[0][0].serial
-                          != serial, 5, "a snapshot from the new signer")
+    if role == "signer":  # the new signer takes over where the old one stopped
+        server.wait_for(r"signer\S* INFO resuming from generation \d+", 10)
     else:  # the new prober's first round changes nothing that is served
         server.wait_for("first round: 1 of 2 targets up", 5)
     assert server.addresses("www.example.test") == {"127.0.0.1"}
     assert server.addresses("static.example.test") == {"192.0.2.1"}
+    # Nothing served changed: neither role's respawn bumps a serial.
+    assert server.query("example.test", "SOA").answer[0][0].serial == serial
+    # And the new one works: a health change still reaches the answers, and back.
+    backends[1].up()
+    server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1", "127.0.0.2"},
+                      5, "127.0.0.2 served once it is up")
+    backends[1].down()
+    server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1"},
+                      5, "127.0.0.2 gone once it is down")
     after = server.query("example.test", "SOA").answer[0][0].serial
-    assert (after - serial) % 2**32 < 2**31
+    assert (after - serial) % 2**32 < 2**31 and after != serial
 
 
 def test_a_pool_larger_than_an_answer_rotates(tmp_path: Path) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import signal
+import subprocess
+import threading
 import time
 
 import pytest
@@ -49,6 +53,47 @@ def test_children_exit_when_the_supervisor_is_killed() -> None:
     assert server.process is not None
     server.process.wait(5)
     assert wait_gone(children, 5) == [], "children outlived their supervisor"
+
+
+def hup_the_group_until(server: Server, done: threading.Event) -> None:
+    """SIGHUP to the server's whole process group, every few ms, from the moment the supervisor
+    handles signals (it has started a child) until `done`."""
+    while not done.wait(0.005):
+        if any("prober started" in line for line in server.lines):
+            os.killpg(server.pid, signal.SIGHUP)
+
+
+def test_group_sighups_kill_nothing_and_print_nothing_outside_the_log(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its own process group, as a shell's job control gives it: the group is what a
+    # `kill -HUP -PGID` reaches, and this test's process stays out of it.
+    monkeypatch.setattr(subprocess, "Popen", functools.partial(subprocess.Popen, process_group=0))
+    server = Server(ARGS)
+    done = threading.Event()
+    hups = threading.Thread(target=hup_the_group_until, args=(server, done))
+    hups.start()
+    try:
+        server.start()  # start-up under a hail of group HUPs
+    finally:
+        done.set()
+        hups.join()
+    try:
+        children = set(server.children())
+        for _ in range(3):  # and some while it serves
+            os.killpg(server.pid, signal.SIGHUP)
+            server.wait_for("SIGHUP: configuration reload", 5)
+        victim = int(re.findall(r"responder1 started \(pid (\d+)\)", server.output())[-1])
+        os.kill(victim, signal.SIGKILL)
+        respawned = int(server.wait_for(r"responder1 started \(pid (\d+)\)", 5).group(1))
+        assert server.addresses("static.demo.test") == {"192.0.2.10", "192.0.2.11"}
+        assert set(server.children()) == children - {victim} | {respawned}, \
+            "a group SIGHUP killed a child (the resource tracker?)"
+        exits = re.findall(r"\S+ exited with code \S+", server.output())
+        assert exits == ["responder1 exited with code -9;"]
+        for raw in ("UserWarning", "Traceback"):
+            assert raw not in server.output()
+    finally:
+        assert server.stop() == 0
 
 
 @pytest.mark.skipif(not has_ipv6(), reason="this host has no IPv6 loopback")

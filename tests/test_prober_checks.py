@@ -221,9 +221,10 @@ def test_run_follows_a_backend_down_and_up_then_exits_on_eof(
         assert _exits_cleanly(process)
     listener.close()
     log = capfd.readouterr().err
-    assert f"tcp 127.0.0.1:{port} is down: connection refused (1 failure)" in log
-    assert f"tcp 127.0.0.1:{port} is down: connection refused (2 failures)" in log
-    assert f"tcp 127.0.0.1:{port} is up (2 successes)" in log
+    # Two targets on one endpoint: the labels name the settings that tell them apart.
+    assert f"tcp 127.0.0.1:{port} [rise=1, fall=1] is down: connection refused (1 failure)" in log
+    assert f"tcp 127.0.0.1:{port} [rise=2, fall=2] is down: connection refused (2 failures)" in log
+    assert f"tcp 127.0.0.1:{port} [rise=2, fall=2] is up (2 successes)" in log
     assert "stopped: the supervisor closed the pipe" in log
 
 

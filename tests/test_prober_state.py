@@ -317,3 +317,88 @@ def test_every_target_down_in_the_first_round_is_reported_down(
     _, reports = _run(targets, {t: [F] for t in targets}, until=0.5)
     assert reports == [(0.0, dict.fromkeys(targets, False), True)]
     assert "failed in the first round" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks that take time: a check that overruns its interval (timeout >= interval, common with
+# a-healthy-dns's --test-min-interval 1 --test-timeout 1) delays the next one, never skips it.
+
+
+class TimedTime(FakeTime):
+    """A fake clock that delivers each check's result at its own finishing time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple[float, int, Done, bool]] = []
+
+    async def sleep(self, delay: float) -> None:
+        until = self.t + max(delay, 0.0)
+        while True:
+            for _ in range(4):
+                await asyncio.sleep(0)
+            self.pending.sort(key=lambda p: p[:2])
+            if not self.pending or self.pending[0][0] > until:
+                break
+            self.t, _, done, ok = self.pending.pop(0)
+            done(ok, "connected" if ok else "timed out")
+        self.t = until
+
+
+class Timed:
+    """Checks that last `duration` (failures) or 0.01 s (successes) of fake time."""
+
+    def __init__(self, clock: TimedTime, duration: float, results: list[bool]) -> None:
+        self.clock, self.duration, self.results = clock, duration, results
+        self.starts: list[float] = []
+        self.running = 0
+        self.most_running = 0
+
+    def __call__(self, address: str, spec: CheckSpec, done: Done) -> None:
+        self.starts.append(self.clock.t)
+        ok = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+
+        def finish(ok: bool, reason: str) -> None:
+            self.running -= 1
+            done(ok, reason)
+
+        if len(self.starts) == 1:  # the first round: no sleep runs until it is over
+            asyncio.get_running_loop().call_soon(finish, ok, "connected")
+            return
+        took = 0.01 if ok else self.duration
+        self.clock.pending.append((self.clock.t + took, len(self.starts), finish, ok))
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [(1.0, 1.0), (1.0, 1.5), (1.0, 0.8)])
+def test_a_check_that_overruns_its_interval_is_followed_at_once(interval: float,
+                                                                timeout: float) -> None:
+    clock = TimedTime()
+    # The check times out a hair after its timeout, as a real connect does.
+    script = Timed(clock, timeout + 0.001, [T] + [F] * 100)
+    reports: Reports = []
+
+    async def serve() -> None:
+        scheduler = Scheduler({"t": ("t", _spec(interval, fall=2, timeout=timeout))},
+                              lambda states, full: reports.append((clock.t, states, full)),
+                              check=script, now=clock.now, sleep=clock.sleep,
+                              fence_min_targets=0)
+        task = asyncio.create_task(scheduler.serve())
+        while clock.t < 30.0:
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve())
+    starts = [t for t in script.starts if t < 29.0]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    # Start to start: the interval, or the check's own duration when that is longer; no
+    # round is ever lost, and no two checks of one target ever overlap.
+    bound = max(interval, timeout + 0.001) + 0.006  # plus one scheduler tick
+    assert max(gaps) <= bound, gaps
+    assert script.most_running == 1
+    # Down after `fall` failures: the first periodic check fails, the second one ends the
+    # streak, within interval x fall + timeout (+ ticks) of the first failure's start.
+    down = next(t for t, states, full in reports if not full and states == {"t": False})
+    assert down - starts[1] <= interval * 2 + timeout + 0.02

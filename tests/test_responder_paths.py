@@ -183,3 +183,19 @@ def test_a_delta_gives_the_same_table_as_the_full_snapshot() -> None:
     # Only what changed travels: far fewer entries than the table holds.
     changed = sum(len(z.answers) + len(z.names) for z in delta.zones)
     assert changed < len(full.answers) / 10
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(0, 0x7FFF), st.sampled_from(NAMES), st.sampled_from(TYPES), st.booleans())
+def test_header_bits_follow_the_opcode(flags: int, name: str, qtype: int, tcp: bool) -> None:
+    """RD is copied whatever the opcode; CD only for QUERY (RFC 6840 5.9); AD never."""
+    question = dns.name.from_text(name).to_wire() + struct.pack(">HH", qtype, 1)
+    wire = struct.pack(">HHHHHH", 0x0101, flags, 1, 0, 0, 0) + question
+    response = ANSWERER.answer(wire, tcp)
+    assert response is not None and response == ANSWERER.slow(wire, tcp)
+    reply = struct.unpack_from(">H", response, 2)[0]
+    opcode = (flags >> 11) & 0x0F
+    assert (reply >> 11) & 0x0F == opcode
+    assert reply & 0x0100 == flags & 0x0100  # RD
+    assert reply & 0x0010 == (flags & 0x0010 if opcode == 0 else 0)  # CD
+    assert not reply & 0x0020  # AD

@@ -70,15 +70,18 @@ def test_a_response_gets_no_reply(conformance: Server) -> None:
 
 @pytest.mark.parametrize("opcode", [dns.opcode.IQUERY, dns.opcode.STATUS, dns.opcode.NOTIFY,
                                     dns.opcode.UPDATE, 3, 15])
-def test_other_opcodes_are_not_implemented(conformance: Server, opcode: int) -> None:
-    wire = bytearray(query_wire())
+@pytest.mark.parametrize("bits", [0, dns.flags.RD | dns.flags.CD | dns.flags.AD])
+def test_other_opcodes_are_not_implemented(conformance: Server, opcode: int, bits: int) -> None:
+    wire = bytearray(query_wire(flags=bits))
     wire[2] |= opcode << 3
     raw = exchange(conformance, bytes(wire))
     assert raw is not None
-    qid, flags, qdcount, ancount = struct.unpack_from(">HHHH", raw)
+    _, flags, qdcount, ancount = struct.unpack_from(">HHHH", raw)
     assert flags & 0x0F == dns.rcode.NOTIMP
     assert (flags >> 11) & 0x0F == opcode  # echoed
     assert flags & dns.flags.QR and not flags & dns.flags.AA
+    # RD alone is copied: CD and AD are QUERY bits (ISC's EDNS compliance test "opcodeflg").
+    assert flags & (dns.flags.RD | dns.flags.CD | dns.flags.AD) == bits & dns.flags.RD
     assert qdcount == 1 and ancount == 0
     assert raw[12:] == bytes(wire[12:])  # the question, as sent
 
@@ -143,3 +146,23 @@ def test_static_types_are_served(conformance: Server) -> None:
         response = conformance.query(name, rdtype)
         assert [rd.to_text() for rd in response.answer[0]] == [text]
         assert response.answer[0].ttl == 300
+
+
+ORIGIN = b"\x07example\x04test\x00"
+
+
+@pytest.mark.parametrize("name", [
+    b"\x01a" * 119 + b"\x03aaa" + ORIGIN,  # 256 octets
+    b"\x01a" * 1990 + ORIGIN,  # 3,994 octets: its NXDOMAIN was 4,084 octets, without TC
+    b"\x7f" + b"a" * 0x7F + ORIGIN,  # label type 01, whose byte read as a length skips to ours
+    b"\x81" + b"a" * 0x81 + ORIGIN,  # label type 10, likewise
+], ids=["256-octets", "3994-octets", "type-0x40", "type-0x80"])
+@pytest.mark.parametrize("edns", [False, True])
+def test_malformed_name_in_our_zone_is_formerr_not_nxdomain(conformance: Server, name: bytes,
+                                                            edns: bool) -> None:
+    arcount, opt = (1, b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00") if edns else (0, b"")
+    wire = struct.pack(">HHHHHH", 0xABCD, 0, 1, 0, 0, arcount) + name + b"\x00\x01\x00\x01" + opt
+    raw = exchange(conformance, wire)
+    assert raw is not None and len(raw) <= 512
+    assert raw[:2] == b"\xab\xcd"
+    assert raw[3] & 0x0F == dns.rcode.FORMERR

@@ -85,3 +85,20 @@ def test_connection_limit(conformance: Server) -> None:
     with connect(conformance) as sock:  # once they are gone, new clients are served
         sock.sendall(framed("www.example.test", 7))
         assert read_tcp_message(sock) is not None
+
+
+def test_a_65534_octet_query_is_formerr_and_the_connection_goes_on(conformance: Server) -> None:
+    """The largest query TCP can frame, one name of 1-octet labels: FORMERR (a name is at most
+    255 octets, RFC 1035 3.1), no internal error, and the next query is answered."""
+    origin = b"\x07example\x04test\x00"
+    name = b"\x01a" * ((65534 - 12 - 4 - len(origin)) // 2) + origin
+    wire = b"\x00\x05\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01"
+    assert len(wire) == 65534
+    with connect(conformance) as sock:
+        sock.sendall(len(wire).to_bytes(2, "big") + wire + framed("www.example.test", 6))
+        first, second = read_tcp_message(sock), read_tcp_message(sock)
+    assert first is not None and first[:2] == b"\x00\x05"
+    assert first[3] & 0x0F == dns.rcode.FORMERR
+    assert second is not None and dns.message.from_wire(second).id == 6
+    assert "internal error" not in conformance.output()
+    assert "Traceback" not in conformance.output()

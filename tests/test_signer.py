@@ -101,6 +101,14 @@ def test_snapshot_holds_no_dnspython_objects() -> None:
     assert all(isinstance(k, bytes) for k in decoded.zones[0].answers)
 
 
+def resumed(c: config.Config, published: Any, clock: Clock) -> Signer:
+    """A signer respawned after the one that made `published`, told where it left off."""
+    signer = Signer(c, now=clock)
+    signer.resume(messages.Resume(published.generation, published.serials, published.prints,
+                                  published.snapshot, published.renewal))
+    return signer
+
+
 def test_a_respawned_signer_continues_the_serials() -> None:
     c = cfg()
     clock = Clock()
@@ -109,15 +117,87 @@ def test_a_respawned_signer_continues_the_serials() -> None:
     assert published is not None
     published = first.update({target(c, "192.0.2.1"): True}, full=False)
     assert published is not None
-    second = Signer(c, now=clock)  # same second: the clock alone would repeat the serial
-    second.resume(published.generation, published.serials)
-    again = second.update({target(c, "192.0.2.1"): True}, full=True)
+    second = resumed(c, published, clock)  # same second: the clock alone would repeat it
+    again = second.update({target(c, "192.0.2.2"): True}, full=False)
     assert again is not None
     assert again.generation == published.generation + 1
     assert again.serials[0] == published.serials[0] + 1
 
 
-def test_signatures_are_renewed_in_one_batch_before_they_expire(tmp_path: Any) -> None:
+def test_a_respawned_signer_changes_nothing_that_did_not_change() -> None:
+    c = cfg()
+    clock = Clock()
+    first = Signer(c, now=clock)
+    published = first.update({target(c, "192.0.2.1"): True}, full=True)
+    assert published is not None
+    second = resumed(c, published, clock)
+    clock.now += 60
+    # The supervisor hands it the same health: no new serial, no snapshot for anybody.
+    assert second.update({target(c, "192.0.2.1"): True}, full=True) is None
+    # The next real change is a delta from the predecessor's generation, holding only what
+    # changed, and it brings a responder that held that generation to the fresh snapshot.
+    changed = second.update({target(c, "192.0.2.2"): True}, full=False)
+    assert changed is not None and changed.delta
+    delta = messages.decode_to_child(changed.delta)
+    assert isinstance(delta, messages.Delta) and delta.base == published.generation
+    changed_keys = set(delta.zones[0].answers)
+    www = dns.name.from_text("www.example.test").to_wire()
+    apex = dns.name.from_text("example.test").to_wire()
+    assert changed_keys and all(k.startswith((www, apex)) for k in changed_keys)
+    from healthdns.responder.table import Table
+
+    before = messages.decode_to_child(published.snapshot)
+    after = messages.decode_to_child(changed.snapshot)
+    assert isinstance(before, messages.Snapshot) and isinstance(after, messages.Snapshot)
+    followed, fresh = Table(before).apply(delta), Table(after)
+    assert (followed.answers, followed.names) == (fresh.answers, fresh.names)
+
+
+def test_a_respawned_signer_renews_what_its_predecessor_signed(tmp_path: Any) -> None:
+    c = signed_cfg(tmp_path)
+    clock = Clock()
+    published = Signer(c, now=clock).update({}, full=True)
+    assert published is not None and published.renewal > clock.now
+    second = resumed(c, published, clock)
+    assert second.update({}, full=True) is None  # nothing changed
+    assert second.next_renewal() == published.renewal  # but its signatures will fall due
+    clock.now = published.renewal
+    renewed = second.publish()
+    assert renewed is not None and renewed.serials[0] > published.serials[0]
+    assert renewed.renewal > clock.now + 86400
+
+
+def test_queued_health_reports_make_one_generation() -> None:
+    """Every report already queued when the signer starts a generation belongs in it."""
+    import multiprocessing
+
+    from healthdns.shared import child
+
+    c = cfg()
+    ctx = multiprocessing.get_context("spawn")
+    parent, child_end = ctx.Pipe()
+    messages.send(parent, messages.Start(0, config.encode(c)))
+    messages.send(parent, messages.Health({}, full=True))
+    for address in ("192.0.2.1", "192.0.2.2", "2001:db8::1"):
+        messages.send(parent, messages.Health({target(c, address): True}, full=False))
+    process = ctx.Process(target=child.enter, args=("signer", child_end))
+    process.start()  # only now: all four reports are queued before it reads the first
+    child_end.close()
+    try:
+        assert parent.poll(20)
+        first = messages.decode_from_child(parent.recv_bytes())
+        assert isinstance(first, messages.Published) and first.generation == 1
+        snap = messages.decode_to_child(first.snapshot)
+        assert addresses(ask(snap, "www.example.test", "A")) == {"192.0.2.1", "192.0.2.2"}
+        assert not parent.poll(0.5)  # and no generation per report after it
+    finally:
+        messages.send(parent, messages.Bye())
+        process.join(5)
+        if process.exitcode is None:
+            process.kill()
+
+
+def signed_cfg(tmp_path: Any) -> config.Config:
     import msgspec
 
     from healthdns.signer import keys
@@ -127,7 +207,11 @@ def test_signatures_are_renewed_in_one_batch_before_they_expire(tmp_path: Any) -
     document = msgspec.to_builtins(cfg())
     document["zones"][0]["dnssec"] = {"csk": str(key), "algorithm": "ED25519",
                                       "validity": 10 * 86400, "refresh": 4 * 86400}
-    c = config.from_mapping(document)
+    return config.from_mapping(document)
+
+
+def test_signatures_are_renewed_in_one_batch_before_they_expire(tmp_path: Any) -> None:
+    c = signed_cfg(tmp_path)
     clock = Clock()
     signer = Signer(c, now=clock)
     first = signer.update({}, full=True)

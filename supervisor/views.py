@@ -1,0 +1,98 @@
+"""What part of the configuration each role is sent: only what it needs, never another's secrets.
+
+The configuration is decoded once, by the supervisor; each child gets a `Config` cut down to its
+part, encoded:
+
+* a responder: the `server` section only (no zones, no checks);
+* the prober: `server`, `prober`, and the checked pools of each zone (no static records, no
+  DNSSEC settings): it is the one process that needs check headers and CA certificates;
+* the signer: `server` and the zones, with every check's header values and inline CA replaced
+  by a keyed digest of them.
+
+The signer still needs the checks: a pool's address is judged by the health of its check target,
+whose id (`CheckSpec.target`) ends with a digest of the whole check. Its digested checks get
+other ids than the prober's real ones, so the supervisor renames each reported id on its way to
+the signer (`Views.signer_ids`). Digests keep two checks that differ only in a header apart;
+the key, random per supervisor, keeps a guessable header value from being found from its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import msgspec
+
+from healthdns.shared import config
+from healthdns.shared.config import CheckSpec, Config, PoolSpec, RecordSpec, ZoneSpec
+
+MASK_PREFIX = "redacted:"
+
+
+@dataclass(frozen=True)
+class Views:
+    """The encoded configuration for each role, and the prober's check ids as the signer knows
+    them."""
+
+    responder: bytes
+    prober: bytes
+    signer: bytes
+    signer_ids: dict[str, str]
+
+    def for_role(self, role: str) -> bytes:
+        encoded: bytes = getattr(self, role)
+        return encoded
+
+
+def split(cfg: Config, key: bytes | None = None) -> Views:
+    key = secrets.token_bytes(32) if key is None else key
+    masked = tuple(_zone_for_signer(z, key) for z in cfg.zones)
+    signer = Config(server=cfg.server, zones=masked)
+    prober = Config(server=cfg.server, prober=cfg.prober,
+                    zones=tuple(_zone_for_prober(z) for z in cfg.zones))
+    return Views(responder=config.encode(Config(server=cfg.server)),
+                 prober=config.encode(prober), signer=config.encode(signer),
+                 signer_ids=_renames(cfg.zones, masked))
+
+
+def _zone_for_prober(zone: ZoneSpec) -> ZoneSpec:
+    pools = {name: RecordSpec(pool=r.pool) for name, r in zone.records.items() if r.pool}
+    return ZoneSpec(origin=zone.origin, nameservers=zone.nameservers, records=pools)
+
+
+def _zone_for_signer(zone: ZoneSpec, key: bytes) -> ZoneSpec:
+    records = {name: msgspec.structs.replace(r, pool=_pool(r.pool, key)) if r.pool else r
+               for name, r in zone.records.items()}
+    return msgspec.structs.replace(zone, records=records)
+
+
+def _pool(pool: PoolSpec, key: bytes) -> PoolSpec:
+    groups = tuple(msgspec.structs.replace(g, check=_check(g.check, key)) for g in pool.groups)
+    return msgspec.structs.replace(pool, check=_check(pool.check, key), groups=groups)
+
+
+def _check(check: CheckSpec | None, key: bytes) -> CheckSpec | None:
+    if check is None:
+        return None
+    return msgspec.structs.replace(
+        check, headers={name: _mask(value, key) for name, value in check.headers.items()},
+        ca_pem=None if check.ca_pem is None else _mask(check.ca_pem, key))
+
+
+def _mask(secret: str, key: bytes) -> str:
+    return MASK_PREFIX + hashlib.blake2s(secret.encode(), key=key, digest_size=16).hexdigest()
+
+
+def _renames(zones: tuple[ZoneSpec, ...], masked: tuple[ZoneSpec, ...]) -> dict[str, str]:
+    """Each check target id the prober reports -> the id of the same check at the signer."""
+    renames: dict[str, str] = {}
+    for zone, other in zip(zones, masked, strict=True):
+        for name, record in zone.records.items():
+            theirs = other.records[name].pool
+            for group, their in zip(record.pool.groups if record.pool else (),
+                                    theirs.groups if theirs else (), strict=True):
+                assert group.check is not None and their.check is not None  # normalised
+                for address in group.addresses:
+                    renames[group.check.target(address)] = their.check.target(address)
+    return renames
