@@ -5,6 +5,10 @@ and HTTP backends on 127.0.1.x and 127.0.2.x (and ::1). A seeded random schedule
 backends down and brings them back; after each change every name is asked many times, over
 UDP and TCP, and every answer is compared with `pool_model`, an independent reading of
 docs/configuration.md. The signed zone's answers must also validate (delv).
+
+Below it, without processes: hypothesis draws any pool and health and the signer's rendered
+answers must equal the model's; and the model is checked against the documentation's own
+examples and promises.
 """
 
 from __future__ import annotations
@@ -246,8 +250,10 @@ def move_to(lab: Lab, up: frozenset[str], where: str) -> None:
     before = lab.up()
     pending = {a: a in up for a in lab.backends if (a in up) != (a in before)}
     for address, alive in pending.items():
-        backend = lab.backends[address]
-        backend.up() if alive else backend.down()
+        if alive:
+            lab.backends[address].up()
+        else:
+            lab.backends[address].down()
     deadline = time.monotonic() + DETECTED
     while pending:
         remaining = deadline - time.monotonic()
