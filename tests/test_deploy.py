@@ -88,6 +88,7 @@ def test_manifests_fit_together(tmp_path: Path) -> None:
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
+    assert security["capabilities"].get("add", []) == file_capabilities()
     assert config["server"]["port"] >= 1024  # bindable without a capability
     # Readiness on /readyz, liveness on /healthz.
     assert probe_url(container["readinessProbe"]["exec"]["command"]).endswith("/readyz")
@@ -170,6 +171,13 @@ def dockerfile_uid() -> int:
     return int(found.group(1))
 
 
+def file_capabilities() -> list[str]:
+    """The capabilities the image's interpreter carries as file capabilities: a container
+    that drops ALL must add them back, or the kernel refuses to exec the interpreter."""
+    return [c.upper().removeprefix("CAP_")
+            for c in re.findall(r"setcap (cap_\w+)=", DOCKERFILE)]
+
+
 def test_dockerfile_pins_one_base_for_both_stages() -> None:
     found = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.MULTILINE)
     assert found and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", found.group(1))
@@ -200,6 +208,8 @@ def test_compose_example_fits_its_configuration(tmp_path: Path) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     dns = services["healthdns"]
+    if "ALL" in dns.get("cap_drop", []):
+        assert dns.get("cap_add", []) == file_capabilities()
     source, target, mode = dns["volumes"][0].split(":")
     assert mode == "ro" and target in dns["command"]
     config = check_config((ROOT / source).read_text(), tmp_path)
