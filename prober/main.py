@@ -20,7 +20,7 @@ from typing import Self, TypeVar
 import msgspec
 
 from healthdns.prober.scheduler import Report, Scheduler
-from healthdns.shared import config, messages
+from healthdns.shared import config, messages, privilege
 
 log = logging.getLogger("healthdns.prober")
 
@@ -35,6 +35,7 @@ def run(conn: Connection) -> None:
     # decides what they mean.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    privilege.drop()  # it needs no privilege at all, and talks to the network
     asyncio.run(_main(conn))
 
 

@@ -41,6 +41,10 @@ def parser() -> argparse.ArgumentParser:
                    help="address to serve on, repeatable (default: all interfaces)")
     p.add_argument("--port", type=int, help="default port (default: 53053)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="log verbosity (default: info)")
+    p.add_argument("--user", metavar="NAME",
+                   help="started as root, run every process as this user (server.user)")
+    p.add_argument("--group", metavar="NAME",
+                   help="with --user, this group instead of the user's own (server.group)")
     compat = p.add_argument_group("a-healthy-dns compatible flags")
     compat.add_argument("--hosted-zone", help="the zone served")
     compat.add_argument("--alias-zones", metavar="JSON", help="JSON array of alias zones")
@@ -112,11 +116,10 @@ def _demo_document() -> dict[str, Any]:
 
 def _overrides(document: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     server = dict(document.get("server", {}))
-    for flag, key in (("responders", "responders"), ("listen", "listen"), ("port", "port"),
-                      ("log_level", "log_level")):
+    for flag in _SERVER_FLAGS:
         value = getattr(args, flag)
         if value is not None:
-            server[key] = value
+            server[flag] = value
     return {**document, "server": server}
 
 
@@ -167,7 +170,7 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     return {"zones": [zone]}
 
 
-_SERVER_FLAGS = ("responders", "listen", "port", "log_level")
+_SERVER_FLAGS = ("responders", "listen", "port", "log_level", "user", "group")
 _NAME = r'("[^"]*"|[^.\[\s:]+)'  # a record key in a path, quoted when it has dots
 # The paths of the document compat_document() builds, and the flags they come from.
 _COMPAT_PATHS = (

@@ -6,7 +6,7 @@ import sys
 
 import msgspec
 
-from healthdns.shared import keyfiles, logs
+from healthdns.shared import keyfiles, logs, privilege
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
@@ -19,8 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         # Everything a start checks except binding, and before binding: a bad key is a
         # configuration error, never hidden behind a busy port or a signer that keeps dying.
         keyfiles.check_config(cfg)
+        account = privilege.resolve(cfg.server.user, cfg.server.group)
     except (ConfigError, keyfiles.KeyFileError) as e:
-        print(f"healthdns-supervisor: configuration error: {e}", file=sys.stderr)
+        shown = cli.flag_terms(e, args) if isinstance(e, ConfigError) else e
+        print(f"healthdns-supervisor: configuration error: {shown}", file=sys.stderr)
         return EXIT_FATAL
     if args.check_config:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(cfg), indent=2).decode())
@@ -29,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("supervisor", cfg.server.log_level)
     try:
         ports.check_free(cfg.server.endpoints())
-    except BindError as e:
+        # After every check that needs root, before anything else runs: see shared/privilege.py.
+        privilege.become(account)
+    except (BindError, privilege.PrivilegeError) as e:
         print(f"healthdns-supervisor: {e}", file=sys.stderr)
         return EXIT_FATAL
     return Supervisor(cfg).run()
