@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 
 import msgspec
@@ -36,7 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     except (BindError, privilege.PrivilegeError) as e:
         print(f"healthdns-supervisor: {e}", file=sys.stderr)
         return EXIT_FATAL
+    _children_skip_main()
     return Supervisor(cfg).run()
+
+
+def _children_skip_main() -> None:
+    """Keep spawned children from running this process's `__main__` again.
+
+    The spawn start method re-runs the parent's main module in every child (as `__mp_main__`),
+    so that functions defined there can be unpickled. A child needs nothing from it (its entry
+    point is `healthdns.shared.child.enter`), and running it would import the whole supervisor
+    into every child: the command line, the key checks, dnspython and cryptography, about
+    10 MB a process. A main module whose spec is named `__main__` is the one it leaves alone.
+    """
+    sys.modules["__main__"].__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
 if __name__ == "__main__":
