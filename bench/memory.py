@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run  # noqa: E402  - bench/run.py: the zone, the servers, starting and stopping them
+import run  # bench/run.py: the zone, the servers, starting and stopping them
 
 START_DEADLINE = 300.0  # signing 10,000 names on a busy machine
 

@@ -20,17 +20,23 @@ import re
 import ssl
 import tomllib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
 import msgspec
 
-from healthdns.shared import files, regex
+from healthdns.shared import files, lazy, regex
 from healthdns.shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    import dns.exception
+    import dns.name
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+else:  # only validation needs them, and a responder only decodes (see shared/lazy.py)
+    for _module in ("exception", "name", "rdata", "rdataclass", "rdatatype"):
+        lazy.module(f"dns.{_module}")
+    dns = lazy.module("dns")
 
 DEFAULT_PORT = 53053
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
