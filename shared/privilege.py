@@ -132,11 +132,14 @@ def hand_on(role: str) -> None:
     """Make the next child started (fork and exec) start with its role's capabilities only.
 
     Does nothing unless the supervisor switched user and kept them (`become`): root's children
-    start with every capability anyway, and drop them all themselves.
+    start with every capability anyway, and drop them all themselves. Inheritable as well as
+    ambient: an interpreter with file capabilities (the container image's) clears the ambient
+    set at exec, and then grants what both its file's and our inheritable sets hold.
     """
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0)
-    if os.geteuid() == 0 or not _capget("inheritable") >= KEPT:
+    if os.geteuid() == 0 or not _capget("permitted") >= KEPT:
         return
+    _capset(effective=KEPT, permitted=KEPT, inheritable=ROLE_CAPS[role])
     for cap in sorted(ROLE_CAPS[role]):
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 
