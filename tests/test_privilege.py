@@ -237,6 +237,27 @@ def test_respawned_child_loads_binds_and_drops(running: tuple[Server, Path],
     assert server.addresses("static.example.test") == {"192.0.2.1"}
 
 
+def test_a_key_the_user_can_read_is_warned_about(user: tuple[int, int], tmp_path: Path) -> None:
+    key, _ = generate(tmp_path, "ED25519", "csk")
+    os.chown(key, *user)  # allowed (owned by the user healthdns runs as), but not private
+    (tmp_path / "c.toml").write_text(f"""
+[server]
+user = "{user[0]}"
+[[zones]]
+origin = "example.test"
+nameservers = ["ns1.example.net"]
+dnssec = {{ algorithm = "ED25519", csk = "{key}" }}
+""")
+    done = harness.run_cli(["--config", str(tmp_path / "c.toml"), "--check-config"])
+    assert done.returncode == 0, done.stderr
+    assert f"configuration warning: zones[0].dnssec.csk: {key} can be read by " in done.stderr
+    assert "so also by the responders; only the signer needs it: chown root and chmod 600" \
+        in done.stderr
+    os.chown(key, 0, 0)
+    done = harness.run_cli(["--config", str(tmp_path / "c.toml"), "--check-config"])
+    assert "warning" not in done.stderr
+
+
 def test_switching_user_needs_root(launcher: tuple[list[str], dict[str, str]],
                                    user: tuple[int, int]) -> None:
     command, env = launcher
@@ -257,7 +278,7 @@ def capable_python(launcher: tuple[list[str], dict[str, str]], user: tuple[int, 
     """A copy of the interpreter with the file capability the container image gives it."""
     if shutil.which("setcap") is None or shutil.which("setpriv") is None:
         pytest.skip("needs setcap and setpriv")
-    command, env = launcher
+    command = launcher[0]
     where = Path(tempfile.mkdtemp(prefix="healthdns-python-"))
     where.chmod(0o755)
     python = where / Path(command[0]).name
