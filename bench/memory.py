@@ -8,11 +8,21 @@ does not sign). Once each answers, the script reads /proc/PID/smaps_rollup of th
 all its descendants. PSS splits each shared page between the processes that map it, so the
 PSS total is what the server costs the machine; RSS counts shared pages in every process.
 The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
+
+    python3 bench/memory.py --start-methods [--children 4]
+
+compares what importing a responder's code costs per child with the spawn start method
+(each child imports everything itself) and with forkserver preloading it (children share
+the pages of a process that imported it once).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.forkserver
 import re
 import sys
 import tempfile
@@ -23,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # bench/run.py: the zone, the servers, starting and stopping them
 
+PRELOAD = ["healthdns.responder.main", "healthdns.responder.server"]
 START_DEADLINE = 300.0  # signing 10,000 names on a busy machine
 
 
@@ -98,12 +109,51 @@ def show(report: dict[str, Any]) -> None:
               f"  PSS {row.get('Pss', 0) / 1024:7.1f} MiB")
 
 
+def _child(conn: multiprocessing.connection.Connection) -> None:
+    for name in PRELOAD:  # what a responder imports
+        importlib.import_module(name)
+
+    conn.send(True)
+    conn.recv()  # until measured
+
+
+def start_methods(children: int) -> None:
+    for method in ("spawn", "forkserver"):
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(PRELOAD)
+        started = []
+        for _ in range(children):
+            ours, theirs = ctx.Pipe()
+            process = ctx.Process(target=_child, args=(theirs,))
+            process.start()
+            ours.recv()
+            started.append((process, ours))
+        sizes = [rollup(p.pid) for p, _ in started if p.pid is not None]
+        server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+        shared = rollup(server).get("Pss", 0) if method == "forkserver" and server else 0
+        print(f"{method:<10} {children} children: PSS "
+              f"{(sum(s.get('Pss', 0) for s in sizes) + shared) / 1024:6.1f} MiB in all "
+              f"(the fork server's {shared / 1024:.1f} included), "
+              f"{sizes[0].get('Pss', 0) / 1024:5.1f} MiB each; RSS "
+              f"{sizes[0].get('Rss', 0) / 1024:5.1f} MiB each")
+        for process, ours in started:
+            ours.send(True)
+            process.join()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--names", type=int, default=10000)
     p.add_argument("--responders", type=int, default=2)
     p.add_argument("--skip", type=lambda s: set(s.split(",")), default=set())
+    p.add_argument("--start-methods", action="store_true",
+                   help="only compare the import cost per child of spawn and forkserver")
+    p.add_argument("--children", type=int, default=4)
     args = p.parse_args(argv)
+    if args.start_methods:
+        start_methods(args.children)
+        return 0
     with tempfile.TemporaryDirectory(prefix="healthdns-memory-") as tmp:
         started = servers(args, Path(tmp))
         try:
