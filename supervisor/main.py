@@ -9,7 +9,7 @@ import sys
 
 import msgspec
 
-from healthdns.shared import keyfiles, logs, privilege
+from healthdns.shared import keyfiles, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(cfg), indent=2).decode())
         sys.stdout.write("\n")
         return 0
-    logs.setup("supervisor", cfg.server.log_level)
+    logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
+    titles.set_supervisor(cfg.server.instance)
     try:
         ports.check_free(cfg.server.endpoints())
         # After every check that needs root, before anything else runs: see shared/privilege.py.
