@@ -20,7 +20,7 @@ import msgspec
 
 from healthdns.prober import summary
 from healthdns.prober.scheduler import Report, Scheduler
-from healthdns.shared import child, config, messages
+from healthdns.shared import child, config, messages, privilege
 
 log = logging.getLogger("healthdns.prober")
 
@@ -33,6 +33,7 @@ def run(conn: Connection) -> None:
     # decides what they mean.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    privilege.drop()  # it needs no privilege at all, and talks to the network
     asyncio.run(_main(conn))
 
 

@@ -20,17 +20,23 @@ import re
 import ssl
 import tomllib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
 import msgspec
 
-from healthdns.shared import files, regex
+from healthdns.shared import files, lazy, regex
 from healthdns.shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    import dns.exception
+    import dns.name
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+else:  # only validation needs them, and a responder only decodes (see shared/lazy.py)
+    for _module in ("exception", "name", "rdata", "rdataclass", "rdatatype"):
+        lazy.module(f"dns.{_module}")
+    dns = lazy.module("dns")
 
 DEFAULT_PORT = 53053
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
@@ -46,6 +52,7 @@ _INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 MAX_CONFIG_FILE = 64 * files.MIB  # ten thousand pooled names take about 2 MiB
 MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 KiB
+_ACCOUNT = re.compile(r"^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10})$", re.IGNORECASE)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 
@@ -224,6 +231,8 @@ class ServerSpec(_Frozen):
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg call; 0: one recvfrom per query
     packet_cache: int = 10000  # UDP responses kept per responder by query bytes; 0: none
     nsid: str = ""  # RFC 5001 name server identifier, sent to clients that ask for it
+    user: str = ""  # started as root: every process runs as this user (name or uid)
+    group: str = ""  # ...and this group instead of the user's own
 
     def endpoints(self) -> list[tuple[str, int, bool]]:
         """(host, port, required): without `listen`, all interfaces, IPv6 only where it exists."""
@@ -388,6 +397,11 @@ def _server(raw: ServerSpec) -> ServerSpec:
     if raw.tcp_max_connections < 1:
         raise ConfigError("server.tcp_max_connections",
                           f"{raw.tcp_max_connections} is not positive")
+    for field, value in (("user", raw.user), ("group", raw.group)):
+        if value and not _ACCOUNT.match(value):
+            raise ConfigError(f"server.{field}", f"{value!r} is not a user or group name")
+    if raw.group and not raw.user:
+        raise ConfigError("server.group", "needs server.user (the group of which user?)")
     return msgspec.structs.replace(raw, listen=listen, responders=responders)
 
 

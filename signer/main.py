@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
-from healthdns.shared import child, messages
+from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config
 from healthdns.signer import keys, render, zone
 from healthdns.signer.dnssec import ZoneSigner
@@ -126,12 +126,16 @@ EXIT_BAD_KEY = 2
 
 
 def run(conn: Connection) -> None:
+    # Before the keys are in memory: no process of the same uid may read them through
+    # ptrace or /proc/<pid>/mem (a compromised responder).
+    privilege.non_dumpable()
     start, cfg = child.start(conn, "signer")
     try:
         signer = Signer(cfg)
     except keys.KeyFileError as e:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BAD_KEY) from None
+    privilege.drop()  # the keys are loaded: the key files are never read again
     while True:
         renewal = signer.next_renewal()
         timeout = None if renewal is None else max(0.0, renewal - time.time())

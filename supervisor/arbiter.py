@@ -29,7 +29,7 @@ from types import FrameType
 
 import msgspec
 
-from healthdns.shared import child, messages
+from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.supervisor import notify, views
 from healthdns.supervisor.channel import Channel, FrameTooLarge
@@ -174,6 +174,7 @@ class Supervisor:
         channel = Channel(self.limits[slot.role])
         process = self.ctx.Process(target=child.enter, args=(slot.role, channel.child_end),
                                    name=f"healthdns-{slot.name}")
+        privilege.hand_on(slot.role)  # what it needs before it drops everything, and no more
         with _group_signals_blocked():
             process.start()
         channel.child_end.close()

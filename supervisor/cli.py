@@ -45,6 +45,10 @@ def parser() -> argparse.ArgumentParser:
                    help="text lines or one JSON object a line (default: text)")
     p.add_argument("--instance", metavar="NAME",
                    help="name shown in every process title, to tell servers on one host apart")
+    p.add_argument("--user", metavar="NAME",
+                   help="started as root, run every process as this user (server.user)")
+    p.add_argument("--group", metavar="NAME",
+                   help="with --user, this group instead of the user's own (server.group)")
     compat = p.add_argument_group("a-healthy-dns compatible flags")
     compat.add_argument("--hosted-zone", help="the zone served")
     compat.add_argument("--alias-zones", metavar="JSON", help="JSON array of alias zones")
@@ -170,7 +174,8 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     return {"zones": [zone]}
 
 
-_SERVER_FLAGS = ("responders", "listen", "port", "log_level", "log_format", "instance")
+_SERVER_FLAGS = ("responders", "listen", "port", "log_level", "log_format", "instance", "user",
+                 "group")
 _NAME = r'("[^"]*"|[^.\[\s:]+)'  # a record key in a path, quoted when it has dots
 # The paths of the document compat_document() builds, and the flags they come from.
 _COMPAT_PATHS = (

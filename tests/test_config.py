@@ -106,6 +106,8 @@ CASES = [
      "server.instance: 'edge one' is not 1-32 letters, digits, '.', '_' or '-'"),
     (with_("server/colour", "blue"),
      "server: object contains unknown field colour"),
+    (with_("server/user", "bad user"), "server.user: 'bad user' is not a user or group name"),
+    (with_("server/group", "wheel"), "server.group: needs server.user (the group of which user?)"),
     ({"zones": []}, "zones: at least one zone is required"),
     (with_("zones/0/records/_sip", {"_udp": {"srv": ["10 60 5060 sip"]}}),
      "zones[0].records._sip: '_udp' is not a record field; a name with dots must be quoted "
