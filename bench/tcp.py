@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402 - bench/run.py's helpers: servers, zone, query mix, dnsperf parser
+import run  # bench/run.py's helpers: servers, zone, query mix, dnsperf parser
 
 PER_ADDRESS = 50  # attacker connections per source address
 TIMEOUT = 2.0  # seconds for the legitimate client's connect, then for its answer

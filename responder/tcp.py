@@ -183,7 +183,7 @@ class Tcp:
 class Connection(asyncio.Protocol):
     """One client connection: the bytes of an incomplete query, and the transport."""
 
-    __slots__ = ("tcp", "transport", "client", "pending")
+    __slots__ = ("client", "pending", "tcp", "transport")
 
     def __init__(self, tcp: Tcp) -> None:
         self.tcp = tcp

@@ -226,7 +226,8 @@ def test_the_listen_backlog_is_1024(conformance: Server) -> None:
     ss = need_tool("ss")
     out = subprocess.run([ss, "-ltnH", f"sport = :{conformance.port}"], capture_output=True,
                          text=True, check=True).stdout
-    backlogs = [int(m.group(1)) for m in re.finditer(r"^LISTEN\s+\d+\s+(\d+)", out, re.M)]
+    listening = re.finditer(r"^LISTEN\s+\d+\s+(\d+)", out, re.MULTILINE)
+    backlogs = [int(m.group(1)) for m in listening]
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     assert len(backlogs) == 2, out  # one TCP socket per responder
     assert backlogs == [min(1024, somaxconn)] * 2
