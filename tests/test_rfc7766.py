@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import random
 import re
+import selectors
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import dns.message
@@ -15,6 +20,8 @@ import dns.rcode
 import pytest
 from conftest import need_tool
 from harness import Server, read_tcp_message
+
+from healthdns.responder import tcp
 
 
 def framed(name: str, qid: int) -> bytes:
@@ -248,3 +255,79 @@ def test_a_65534_octet_query_is_formerr_and_the_connection_goes_on(conformance: 
     assert second is not None and dns.message.from_wire(second).id == 6
     assert "internal error" not in conformance.output()
     assert "Traceback" not in conformance.output()
+
+
+def hold_and_reopen(host: str, port: int, count: int, stop: Connection) -> None:
+    """An attacker: `count` idle connections from 127.0.1.0/24, each reopened at once when
+    the server closes it, until `stop` says so."""
+    selector = selectors.DefaultSelector()
+
+    def open_one(source: str) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.bind((source, 0))
+        sock.connect_ex((host, port))
+        selector.register(sock, selectors.EVENT_READ, source)
+
+    for i in range(count):
+        open_one(f"127.0.1.{1 + i // 20}")
+    stop.send("open")
+    while not stop.poll(0):
+        for key, _ in selector.select(0.05):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                closed = not sock.recv(512)
+            except OSError:
+                closed = True
+            if closed:
+                selector.unregister(sock)
+                sock.close()
+                open_one(key.data)
+
+
+def test_a_reconnecting_idle_flood_does_not_lock_clients_out(tmp_path: Path) -> None:
+    """#12: idle connections that reopen whatever is closed kept every new client out. Four
+    times the limit of them now only churn among themselves: the newest connection is read
+    before enough others arrive to make it the longest idle."""
+    server = Server([], tmp_path, ONE_RESPONDER.format(idle=30.0, limit=16, per_client=16))
+    server.start()
+    ours, theirs = multiprocessing.Pipe()
+    attacker = multiprocessing.Process(target=hold_and_reopen,
+                                       args=(server.host, server.port, 64, theirs))
+    attacker.start()
+    try:
+        assert ours.poll(10) and ours.recv() == "open"
+        def one(qid: int) -> bool:
+            with connect(server) as sock:
+                return ask(sock, qid) == qid
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # 4 a time, as a resolver may
+            answered = sum(pool.map(one, range(100)))
+        assert answered >= 99, f"{answered} of 100 answered"
+    finally:
+        ours.send("stop")
+        attacker.join(5)
+        if attacker.is_alive():
+            attacker.kill()
+            attacker.join()
+        assert server.stop() == 0
+
+
+def test_the_responder_raises_its_open_files_limit() -> None:
+    """The connection limit is only real with the descriptors to hold it."""
+    script = """if True:
+        import resource
+        from healthdns.responder import tcp
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        allowed = tcp.raise_fd_limit(2000)
+        print(allowed, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
+    """
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    allowed, soft, hard = (int(x) for x in out)
+    if hard >= 2000 + tcp.FD_RESERVE:
+        assert (allowed, soft) == (2000, 2000 + tcp.FD_RESERVE)
+    else:
+        assert (allowed, soft) == (hard - tcp.FD_RESERVE, hard)
