@@ -4,7 +4,7 @@ Each connection is an asyncio Protocol: a read may carry several length-prefixed
 a piece of one); all complete ones are answered from the pre-rendered table and their
 responses leave in one write. Connections are kept in an ordered dict by last activity, so
 the longest-idle one is always first: a new connection beyond the limit evicts it (as gdnsd
-and Knot do, rather than locking new clients out), and one periodic sweep closes the idle
+does, rather than locking new clients out), and one periodic sweep closes the idle
 ones, with an idle timeout that shrinks as the table fills. Only a complete query counts as
 activity: a client that sends half a query and stalls is idle.
 """
@@ -23,7 +23,9 @@ from dataclasses import dataclass
 log = logging.getLogger("healthdns.responder")
 HEADER = 12  # a DNS message shorter than its header cannot be a query: the framing is wrong
 FRAME_MAX = 0xFFFF  # the 2-octet length prefix (RFC 1035 4.2.2)
-IDLE_FLOOR = 0.5  # seconds: the idle timeout when the table is full (never above the setting)
+# The idle timeout when the table is full, as a share of the configured one: an operator who
+# allows long idle periods keeps proportionally more under pressure (10 s: 1 s).
+IDLE_FLOOR = 0.1
 PRESSURE = 0.5  # the fraction of the limit above which the idle timeout starts to shrink
 SWEEP_PERIOD = 0.1  # seconds between two idle sweeps: one timer per responder, not per client
 ACCEPT_BATCH = 64  # connections accepted per wakeup at most (see Tcp.listen)
@@ -44,10 +46,10 @@ class Limits:
 def idle_timeout(count: int, limit: int, full: float) -> float:
     """The idle timeout with `count` of `limit` connections open.
 
-    The full timeout up to PRESSURE of the limit, then linearly down to IDLE_FLOOR at the
-    limit: idle clients make room for active ones before anyone has to be evicted.
+    The full timeout up to PRESSURE of the limit, then linearly down to IDLE_FLOOR of it at
+    the limit: idle clients make room for active ones before anyone has to be evicted.
     """
-    floor = min(full, IDLE_FLOOR)
+    floor = full * IDLE_FLOOR
     used = count / limit
     if used <= PRESSURE:
         return full

@@ -76,7 +76,7 @@ ONE_RESPONDER = """
 @pytest.fixture
 def small(tmp_path: Path) -> Iterator[Server]:
     """One responder (so every connection meets the same limits): 4 connections, 2 a client,
-    an idle timeout long enough never to matter unless it shrinks."""
+    an idle timeout long enough never to matter unless it shrinks (to 3 s when full)."""
     server = Server([], tmp_path, ONE_RESPONDER.format(idle=30.0, limit=4, per_client=2)).start()
     yield server
     assert server.stop() == 0
@@ -171,15 +171,15 @@ def test_one_client_holds_at_most_its_share(small: Server) -> None:
 
 
 def test_the_idle_timeout_shrinks_when_the_table_is_full(small: Server) -> None:
-    """30 s idle timeout, but with all 4 connections open it falls to its floor (0.5 s)."""
+    """30 s idle timeout, but with all 4 connections open it falls to its floor (3 s). Once
+    the sweep has closed enough of them to leave half, the rest get the full timeout again,
+    so only the longest idle one is sure to go."""
     held = [connect(small, source) for source in ["127.0.0.1", "127.0.0.1", "127.0.0.2",
                                                   "127.0.0.2"]]
     try:
         for qid, sock in enumerate(held):
             assert ask(sock, qid) == qid
-        started = time.monotonic()
-        assert all(closed_by_server(sock, 5) for sock in held)
-        assert time.monotonic() - started < 5
+        assert closed_by_server(held[0], 10)  # not 30 s
     finally:
         for sock in held:
             sock.close()
