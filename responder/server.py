@@ -1,4 +1,4 @@
-"""The responder's event loop: UDP drained in batches, TCP per RFC 7766, the pipe for snapshots."""
+"""The responder's event loop: UDP drained in batches, TCP (tcp.py), the pipe for snapshots."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from healthdns.responder import mmsg
 from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
+from healthdns.responder.tcp import Limits, Tcp
 from healthdns.shared import messages
 from healthdns.shared.config import Config
 
@@ -32,7 +33,10 @@ class Server:
         self.listeners = listeners
         self.conn = conn
         self.answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
-        self.tcp_clients = 0
+        spec = cfg.server
+        self.tcp = Tcp(self.answerer.answer, self._bug,
+                       Limits(spec.tcp_max_connections, spec.tcp_max_per_client,
+                              spec.tcp_idle_timeout, spec.tcp_backlog))
         self.serving = False
         self.errors = 0
         self.bug_logged = -BUG_LOG_PERIOD  # when the last internal error was logged
@@ -52,6 +56,7 @@ class Server:
             self.stopping = True
             for thread in self.threads:
                 thread.join()
+            self.tcp.close()
             for listener in self.listeners:
                 listener.close()
 
@@ -107,7 +112,7 @@ class Server:
                                       name=f"udp {listener.host}:{listener.port}", daemon=True)
             thread.start()
             self.threads.append(thread)
-            await asyncio.start_server(self._on_tcp, sock=listener.tcp)
+            await self.tcp.listen(listener.tcp)
         asyncio.get_running_loop().create_task(self._rotate())
         messages.send(self.conn, messages.Ready(self.slot))
 
@@ -170,32 +175,3 @@ class Server:
         self.bug_logged = now
         log.exception("internal error answering %s (%d internal errors so far)",
                       data[:BUG_LOG_BYTES].hex(), self.errors)
-
-    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server = self.cfg.server
-        if self.tcp_clients >= server.tcp_max_connections:
-            writer.close()
-            return
-        self.tcp_clients += 1
-        idle = server.tcp_idle_timeout
-        try:
-            while True:
-                length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), idle))
-                data = await asyncio.wait_for(reader.readexactly(length), idle)
-                try:
-                    response = self.answerer.answer(data, True)
-                except Exception:  # noqa: BLE001 - as above
-                    self._bug(data)
-                    break
-                if response is None:
-                    continue
-                if len(response) > 0xFFFF:  # cannot be framed: never expected (TC is set first)
-                    self.errors += 1
-                    break
-                writer.write(len(response).to_bytes(2, "big") + response)
-                await asyncio.wait_for(writer.drain(), idle)
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass  # the client went away, or idled past the timeout (RFC 7766 6.2.3)
-        finally:
-            self.tcp_clients -= 1
-            writer.close()

@@ -227,7 +227,9 @@ class ServerSpec(_Frozen):
     log_format: str = "text"  # one of LOG_FORMATS
     instance: str = ""  # names this server's processes in `ps` when a host runs several
     tcp_idle_timeout: float = 10.0
-    tcp_max_connections: int = 256
+    tcp_max_connections: int = 4096  # per responder; beyond it the longest-idle is closed
+    tcp_max_per_client: int = 256  # per responder, per IPv4 address or IPv6 /64
+    tcp_backlog: int = 1024  # listen() queue of each TCP socket
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg call; 0: one recvfrom per query
     packet_cache: int = 10000  # UDP responses kept per responder by query bytes; 0: none
     nsid: str = ""  # RFC 5001 name server identifier, sent to clients that ask for it
@@ -394,9 +396,14 @@ def _server(raw: ServerSpec) -> ServerSpec:
                           f"{raw.packet_cache} is not between 0 and 10000000")
     if len(raw.nsid.encode()) > 512:
         raise ConfigError("server.nsid", "is longer than 512 bytes")
-    if raw.tcp_max_connections < 1:
+    if not 1 <= raw.tcp_max_connections <= 1_000_000:
         raise ConfigError("server.tcp_max_connections",
-                          f"{raw.tcp_max_connections} is not positive")
+                          f"{raw.tcp_max_connections} is not between 1 and 1000000")
+    if raw.tcp_max_per_client < 1:  # above tcp_max_connections it simply never applies
+        raise ConfigError("server.tcp_max_per_client",
+                          f"{raw.tcp_max_per_client} is not positive")
+    if not 1 <= raw.tcp_backlog <= 65535:
+        raise ConfigError("server.tcp_backlog", f"{raw.tcp_backlog} is not between 1 and 65535")
     for field, value in (("user", raw.user), ("group", raw.group)):
         if value and not _ACCOUNT.match(value):
             raise ConfigError(f"server.{field}", f"{value!r} is not a user or group name")
