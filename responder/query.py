@@ -116,10 +116,11 @@ class Answerer:
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
             return self.slow(data, tcp)  # EDNS version > 0, options, or another shape
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
-            if entry[7] is not None:
-                return self.slow(data, tcp)  # NXDOMAIN proofs depend on the name
             counts, soa, body, opt = entry[5], table.soas_signed[entry[8]], entry[6], \
                 self.opts[1]
+            if entry[7] is not None:  # NXDOMAIN: add the proofs for this name
+                counts, proofs = table.denial(key[:-4], entry[7])
+                body += proofs
         else:
             counts, soa, body, opt = entry[3], table.soas[entry[8]], entry[4], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
@@ -210,9 +211,7 @@ class Answerer:
         elif entry[7] is None:
             counts, body = entry[5], table.soas_signed[entry[8]] + entry[6]
         else:  # a signed NXDOMAIN: the NSEC records that prove it
-            proofs, count = table.nxdomain_proofs(question[:-4].lower())
-            an, ns, ar = entry[7]
-            counts = struct.pack(">HHHH", 1, an, ns + count, ar + 1)
+            counts, proofs = table.denial(question[:-4].lower(), entry[7])
             body = table.soas_signed[entry[8]] + entry[6] + proofs
         response = data[:2] + struct.pack(">H", flags) + counts + question + body
         limit = self._limit(edns, tcp)
