@@ -79,6 +79,7 @@ class Table:
         "generation",
         "names",
         "origin_lengths",
+        "seen",
         "soas",
         "soas_signed",
         "variants",
@@ -89,6 +90,8 @@ class Table:
         # query bytes but the ID -> (response but the ID, qtype << 4 | rcode)
         self.cache: dict[bytes, tuple[bytes, int]] = {}
         self.cache_size = cache_size
+        # hashes of queries missed once: the cache admits a query on its second miss
+        self.seen: set[int] = set()
         self.generation = snapshot.generation
         self.soas = [b""] + [z.soa for z in snapshot.zones]
         self.soas_signed = [b""] + [z.soa_signed for z in snapshot.zones]
@@ -112,7 +115,7 @@ class Table:
     def apply(self, delta: Delta) -> Table:
         """The next generation: a copy of this one with the delta's changes."""
         new = Table.__new__(Table)
-        new.cache, new.cache_size = {}, self.cache_size
+        new.cache, new.cache_size, new.seen = {}, self.cache_size, set()
         new.generation = delta.generation
         new.soas = [b""] + [z.soa for z in delta.zones]
         new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]

@@ -151,6 +151,7 @@ def test_packet_cache_answers_repeats_and_starts_empty_with_each_table() -> None
     table.cache_size = 100
     query = dns.message.make_query("www.example.test", "A", use_edns=0)
     first = a.answer(query.to_wire(), False)
+    assert a.answer(query.to_wire(), False) == first  # the second miss admits it
     query.id ^= 0xFFFF
     second = a.answer(query.to_wire(), False)
     assert a.counts()[("cache", 1, 0)] == 1
@@ -166,7 +167,8 @@ def test_packet_cache_is_bounded() -> None:
     assert a.table is not None
     a.table.cache_size = 10
     for i in range(25):
-        a.answer(dns.message.make_query(f"n{i}.example.test", "A").to_wire(), False)
+        for _ in range(2):  # admitted on the second miss
+            a.answer(dns.message.make_query(f"n{i}.example.test", "A").to_wire(), False)
     assert 0 < len(a.table.cache) <= 10
 
 
@@ -287,3 +289,26 @@ def test_cached_enclosers_give_the_reference_proofs(names: list[bytes], hashed: 
         assert proofs == reference_proofs(table, name)
         records = 2 * (3 if hashed else 2)
         assert struct.unpack(">HHHH", counts)[2] - 1 in range(2, records + 1, 2)
+
+
+def test_a_flood_of_new_names_leaves_the_cache_to_legitimate_names() -> None:
+    """A random-subdomain flood (and one of random types) ten times the cache size: the names
+    asked before and after it are still answered from the cache."""
+    a = answerer()
+    assert a.table is not None
+    a.table.cache_size = 100
+    legit = [dns.message.make_query(n, t, use_edns=e).to_wire()
+             for n, t in [("www.example.test", "A"), ("nothere.example.test", "AAAA"),
+                          ("alias.example.org", "A"), ("www.example.test", "MX")]
+             for e in (False, 0)]
+    for wire in legit + legit:  # asked twice: admitted
+        a.answer(wire, False)
+    hits = a.cache_counts.copy()
+    for i in range(1000):
+        a.answer(dns.message.make_query(f"r{i}x.example.test", "A").to_wire(), False)
+        a.answer(dns.message.make_query("www.example.test", 1000 + i).to_wire(), False)
+    assert a.cache_counts == hits  # the flood itself never hits
+    for wire in legit:
+        assert a.answer(wire, False) == a.slow(wire, False)
+    assert sum(a.cache_counts.values()) - sum(hits.values()) == len(legit)
+    assert len(a.table.cache) <= 100
