@@ -312,3 +312,15 @@ def test_a_flood_of_new_names_leaves_the_cache_to_legitimate_names() -> None:
         assert a.answer(wire, False) == a.slow(wire, False)
     assert sum(a.cache_counts.values()) - sum(hits.values()) == len(legit)
     assert len(a.table.cache) <= 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(absent_names(), min_size=2, max_size=8))
+def test_canonical_keys_sort_as_dnspython_does(names: list[bytes]) -> None:
+    """RFC 4034 6.1 order, checked against dnspython's own comparison of names."""
+    from healthdns.shared import canonical
+
+    wires = [name.lower() for name in names]
+    ours = sorted(wires, key=canonical.key)
+    theirs = sorted(wires, key=lambda w: dns.name.from_wire(w, 0)[0])
+    assert [canonical.key(w) for w in ours] == [canonical.key(w) for w in theirs]
