@@ -23,6 +23,7 @@ CLASS_IN = b"\x00\x01"
 MAX_NAME = 255  # octets in a name, the root label included (RFC 1035 3.1)
 MAX_LABEL = 63  # octets in a label; 0x40 and 0x80 set mean other label types (RFC 6891 5)
 _flag_maps: dict[int, dict[bytes, bytes]] = {}
+_shared_counts: dict[bytes, bytes] = {}  # bounded: counts are small numbers (MAX_ANSWERS)
 # A zone's denial chain (NSEC sort keys or NSEC3 hashes), its proofs by chain position, whether
 # it is NSEC3, and the positions a closest encloser always needs (see `Table.denial`).
 Proving = tuple[list[Any], list[bytes], bool, tuple[int, ...]]
@@ -46,14 +47,21 @@ def flag_map(flags: int) -> dict[bytes, bytes]:
     return found
 
 
+def _counts(an: int, ns: int, ar: int) -> bytes:
+    """QDCOUNT 1 and these counts, one shared object per distinct value: a table holds a few
+    distinct values three times per entry (4.8 MB of 27 at 10,000 signed names, unshared)."""
+    packed = struct.pack(">HHHH", 1, an, ns, ar)
+    return _shared_counts.setdefault(packed, packed)
+
+
 def entry(answer: Answer, soa_index: int, proved: bool = False) -> Entry:
     """What the query path splices; `proved`: NSEC proofs are added per query (NXDOMAIN)."""
     # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: without and with our OPT record.
-    counts = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount)
-    counts_opt = struct.pack(">HHHH", 1, answer.ancount, answer.nscount, answer.arcount + 1)
+    counts = _counts(answer.ancount, answer.nscount, answer.arcount)
+    counts_opt = _counts(answer.ancount, answer.nscount, answer.arcount + 1)
     soa = soa_index if answer.soa else 0
     signed = answer.signed or answer
-    counts_do = struct.pack(">HHHH", 1, signed.ancount, signed.nscount, signed.arcount + 1)
+    counts_do = _counts(signed.ancount, signed.nscount, signed.arcount + 1)
     base = (signed.ancount, signed.nscount, signed.arcount) if proved else None
     return (answer.flags, flag_map(answer.flags), counts, counts_opt, answer.body,
             counts_do, signed.body, base, soa)
