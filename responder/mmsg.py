@@ -113,6 +113,9 @@ class Batch:
         self._out_starts = [i * 65535 for i in range(size)]
         self._out_words = [i * _STRIDE // 2 for i in range(size)]
         self._names = [nbase + i * NAME_SIZE for i in range(size)]
+        for word in self._namelen_words:
+            self.rwords[word] = NAME_SIZE
+        self._filled = 0  # slots the last receive wrote: only their msg_namelen needs a reset
 
     def serve(self, answer: Callable[[bytes, bool], bytes | None],
               on_bug: Callable[[bytes], None]) -> int:
@@ -121,9 +124,13 @@ class Batch:
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
         rwords, rview, sview = self.rwords, self.rview, self.sview
-        for word in self._namelen_words:
-            rwords[word] = NAME_SIZE
+        # The kernel writes each received peer's address length over msg_namelen; resetting
+        # all 32 slots cost 3 us a call, most of a small batch's time at moderate load.
+        namelen_words = self._namelen_words
+        for i in range(self._filled):
+            rwords[namelen_words[i]] = NAME_SIZE
         count = self._recvmmsg(self.fd, self._rmsgs_p, self.size, MSG_WAITFORONE, None)
+        self._filled = max(count, 0)
         if count <= 0:
             return -1
         swords, siov_words = self.swords, self.siov_words

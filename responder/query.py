@@ -81,13 +81,29 @@ class Answerer:
             counts[cached[1]] = counts.get(cached[1], 0) + 1
             return data[:2] + cached[0]
         response = self._lookup(table, data, False)
-        if response is not None and table.cache_size and len(data) <= CACHE_QUERY_MAX:
-            if len(table.cache) >= table.cache_size:
-                table.cache.clear()  # bounded: a flood of unique queries only churns it
-            end = data.find(0, 12, NAME_END)
-            qtype = data[end + 1] << 8 | data[end + 2] if 12 <= end < len(data) - 2 else 0
-            table.cache[key] = (response[2:], qtype << 4 | (response[3] & 0x0F))
+        if response is not None and len(data) <= CACHE_QUERY_MAX \
+                and len(table.cache) < table.cache_size:
+            self._admit(table, key, data, response)
         return response
+
+    @staticmethod
+    def _admit(table: Table, key: bytes, data: bytes, response: bytes) -> None:
+        """Cache a response on the second miss of its query, not the first.
+
+        A random-name flood asks each name once: it only churns the small `seen` set of
+        hashes, never the cache, so legitimate names keep their entries (a full cache keeps
+        what it holds; a new table starts empty). A miss answered on the fast path costs
+        little more than a hit, so waiting for the second costs little.
+        """
+        seen, digest = table.seen, hash(key)  # computed already by the cache lookup
+        if digest not in seen:
+            if len(seen) >= table.cache_size:
+                seen.clear()
+            seen.add(digest)
+            return
+        end = data.find(0, 12, NAME_END)
+        qtype = data[end + 1] << 8 | data[end + 2] if 12 <= end < len(data) - 2 else 0
+        table.cache[key] = (response[2:], qtype << 4 | (response[3] & 0x0F))
 
     def _lookup(self, table: Table | None, data: bytes, tcp: bool) -> bytes | None:
         """Locate the question, look up its entry, splice; anything unusual goes slow."""
@@ -116,10 +132,11 @@ class Answerer:
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
             return self.slow(data, tcp)  # EDNS version > 0, options, or another shape
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
-            if entry[7] is not None:
-                return self.slow(data, tcp)  # NXDOMAIN proofs depend on the name
             counts, soa, body, opt = entry[5], table.soas_signed[entry[8]], entry[6], \
                 self.opts[1]
+            if entry[7] is not None:  # NXDOMAIN: add the proofs for this name
+                counts, proofs = table.denial(key[:-4], entry[7])
+                body += proofs
         else:
             counts, soa, body, opt = entry[3], table.soas[entry[8]], entry[4], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
@@ -210,9 +227,7 @@ class Answerer:
         elif entry[7] is None:
             counts, body = entry[5], table.soas_signed[entry[8]] + entry[6]
         else:  # a signed NXDOMAIN: the NSEC records that prove it
-            proofs, count = table.nxdomain_proofs(question[:-4].lower())
-            an, ns, ar = entry[7]
-            counts = struct.pack(">HHHH", 1, an, ns + count, ar + 1)
+            counts, proofs = table.denial(question[:-4].lower(), entry[7])
             body = table.soas_signed[entry[8]] + entry[6] + proofs
         response = data[:2] + struct.pack(">H", flags) + counts + question + body
         limit = self._limit(edns, tcp)

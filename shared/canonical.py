@@ -21,8 +21,19 @@ def labels(wire: bytes) -> list[bytes]:
 
 
 def key(wire: bytes) -> tuple[bytes, ...]:
-    """A sort key: tuples of labels from the root compare in canonical order."""
-    return tuple(reversed(labels(wire)))
+    """A sort key: tuples of labels from the root compare in canonical order.
+
+    The responder makes one per signed NXDOMAIN: one loop, no helper calls (3x `labels`).
+    """
+    out = []
+    i, length = 0, wire[0]
+    while length:
+        i += 1
+        out.append(wire[i:i + length])
+        i += length
+        length = wire[i]
+    out.reverse()
+    return tuple(out)
 
 
 def covering(keys: Sequence[tuple[bytes, ...]], wire: bytes) -> int:

@@ -479,7 +479,8 @@ def _check_not_self(cname: str | None, owner: str, apexes: tuple[dns.name.Name, 
 def _in_zone(target: str, apexes: tuple[dns.name.Name, ...]) -> str | None:
     """A CNAME target as an owner of the zone (relative text), if it is inside the zone or one
     of its aliases, which serve the same owners; `apexes` starts with the origin."""
-    name = dns.name.from_text(target, origin=apexes[0]).canonicalize()
+    # The text is zone-file rdata, checked already: ". " is the root, as its rdata says.
+    name = dns.name.from_text(target.strip(), origin=apexes[0]).canonicalize()
     for apex in apexes:
         if name.is_subdomain(apex):
             relative = name.relativize(apex)

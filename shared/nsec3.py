@@ -45,16 +45,26 @@ def nxdomain_positions(hashes: Sequence[bytes], names: Container[bytes],
     the one matching the closest encloser, the one covering the next closer name, and the one
     covering the wildcard at the closest encloser."""
     encloser = canonical.closest_encloser(names, name)
+    match, wild = encloser_positions(hashes, encloser)
+    return list(dict.fromkeys((match, next_closer_position(hashes, name, encloser), wild)))
+
+
+def encloser_positions(hashes: Sequence[bytes], encloser: bytes) -> tuple[int, int]:
+    """The positions that depend only on the closest encloser: the record matching it and the
+    one covering its wildcard. The responder keeps them per encloser: one hash per query left."""
+    return (bisect_right(hashes, digest(encloser)) - 1,
+            _covering(hashes, digest(canonical.wildcard(encloser))))
+
+
+def next_closer_position(hashes: Sequence[bytes], name: bytes, encloser: bytes) -> int:
+    """The position of the record covering the next closer name: the ancestor of `name` (or
+    `name` itself) one label below its closest encloser `encloser`."""
     next_closer = name
-    while True:  # the ancestor of `name` one label below the closest encloser
+    while True:
         parent = next_closer[next_closer[0] + 1:]
         if parent == encloser:
-            break
+            return _covering(hashes, digest(next_closer))
         next_closer = parent
-    positions = [bisect_right(hashes, digest(encloser)) - 1,
-                 _covering(hashes, digest(next_closer)),
-                 _covering(hashes, digest(canonical.wildcard(encloser)))]
-    return list(dict.fromkeys(positions))
 
 
 def _covering(hashes: Sequence[bytes], hashed: bytes) -> int:

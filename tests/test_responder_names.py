@@ -209,7 +209,7 @@ def test_the_packet_cache_keeps_the_limit_of_the_query_it_answered() -> None:
     assert a.table is not None
     a.table.cache_size = 100
     long_name = b"\x01a" * 1990 + ORIGIN  # 3,994 octets: fits a 4,096-octet datagram
-    for _ in range(2):  # the second round from the cache
+    for _ in range(3):  # the second round admits, the third comes from the cache
         for name, qtype in ((b"\x03big" + ORIGIN, 16), (long_name, 1)):
             for payload in (None, 512, 1232):
                 wire = query(name, qtype, payload)
@@ -230,5 +230,6 @@ def test_long_queries_are_answered_but_not_cached() -> None:
         wire = struct.pack(">H", i) + wire[2:] + bytes(i)  # trailing octets: distinct queries
         assert a.answer(wire, False) is not None
     assert not a.table.cache
-    assert a.answer(query(b"\x03www" + ORIGIN), False) is not None
+    for _ in range(2):  # admitted on its second miss
+        assert a.answer(query(b"\x03www" + ORIGIN), False) is not None
     assert len(a.table.cache) == 1

@@ -77,21 +77,30 @@ def queries(draw: st.DrawFn) -> bytes:
     return wire
 
 
-def signed_answerer() -> Answerer:
+def signed_answerer(denial: str = "nsec") -> Answerer:
     """The same zone, signed with a key written to a private temporary file."""
+    return signed_with(denial)[0]
+
+
+def signed_with(denial: str, algorithm: str = "ECDSAP256SHA256") -> tuple[Answerer, str]:
+    """The zone signed with `denial` (nsec or nsec3) by a new key, and that key's DNSKEY
+    rdata as text (a trust anchor for validators)."""
     import tempfile
 
     from healthdns.signer import keys
 
     folder = tempfile.mkdtemp()
     path = f"{folder}/csk.pem"
-    keys.write(keys.generate(keys.Algorithm.ECDSAP256SHA256), path)
+    private = keys.generate(keys.Algorithm[algorithm])
+    keys.write(private, path)
     document = msgspec.to_builtins(CFG)
-    document["zones"][0]["dnssec"] = {"csk": path}
-    return answerer(config.from_mapping(document))
+    document["zones"][0]["dnssec"] = {"csk": path, "denial": denial, "algorithm": algorithm}
+    dnskey = keys.made(private, "csk", keys.Algorithm[algorithm]).dnskey.to_text()
+    return answerer(config.from_mapping(document)), dnskey
 
 
 SIGNED = signed_answerer()
+SIGNED3 = signed_answerer("nsec3")
 
 
 @settings(max_examples=3000, deadline=None)
@@ -142,6 +151,7 @@ def test_packet_cache_answers_repeats_and_starts_empty_with_each_table() -> None
     table.cache_size = 100
     query = dns.message.make_query("www.example.test", "A", use_edns=0)
     first = a.answer(query.to_wire(), False)
+    assert a.answer(query.to_wire(), False) == first  # the second miss admits it
     query.id ^= 0xFFFF
     second = a.answer(query.to_wire(), False)
     assert a.counts()[("cache", 1, 0)] == 1
@@ -157,7 +167,8 @@ def test_packet_cache_is_bounded() -> None:
     assert a.table is not None
     a.table.cache_size = 10
     for i in range(25):
-        a.answer(dns.message.make_query(f"n{i}.example.test", "A").to_wire(), False)
+        for _ in range(2):  # admitted on the second miss
+            a.answer(dns.message.make_query(f"n{i}.example.test", "A").to_wire(), False)
     assert 0 < len(a.table.cache) <= 10
 
 
@@ -199,3 +210,117 @@ def test_header_bits_follow_the_opcode(flags: int, name: str, qtype: int, tcp: b
     assert reply & 0x0100 == flags & 0x0100  # RD
     assert reply & 0x0010 == (flags & 0x0010 if opcode == 0 else 0)  # CD
     assert not reply & 0x0020  # AD
+
+
+# --- names that do not exist: the fast path, signed or not (#12) ------------------------------
+
+LABELS = st.text("abcdefghijklmnopqrstuvwxyzABC0123456789-_*", min_size=1, max_size=12)
+# Under the apex, under existing names (www, big), under an empty non-terminal (b) and under
+# the alias zone: each a different closest encloser.
+PARENTS = ["example.test", "example.org", "www.example.test", "b.example.test",
+           "big.example.org", "a.b.example.test"]
+
+
+@st.composite
+def absent_names(draw: st.DrawFn) -> bytes:
+    """A wire name under one of our zones, mostly one that does not exist, in mixed case."""
+    labels = draw(st.lists(LABELS, min_size=1, max_size=3))
+    parent = dns.name.from_text(draw(st.sampled_from(PARENTS))).to_wire()
+    return b"".join(bytes([len(x)]) + x.encode() for x in labels) + parent
+
+
+ANSWERERS = {"unsigned": ANSWERER, "nsec": SIGNED, "nsec3": SIGNED3}
+
+
+@settings(max_examples=1500, deadline=None)
+@given(absent_names(), st.sampled_from(sorted(ANSWERERS)), st.sampled_from([1, 16, 28, 99]),
+       st.sampled_from([None, 0, 0x8000]), st.booleans())
+def test_names_that_do_not_exist_take_the_fast_path(name: bytes, variant: str, qtype: int,
+                                                    edns: int | None, tcp: bool) -> None:
+    """A new name each query (a random-subdomain flood) is answered on the fast path with
+    the same bytes as the slow path: NXDOMAIN with NSEC or NSEC3 proofs when DO=1."""
+    a = ANSWERERS[variant]
+    wire = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0 if edns is None else 1) \
+        + name + struct.pack(">HH", qtype, 1)
+    if edns is not None:
+        wire += b"\x00\x00\x29" + struct.pack(">HIH", 1232, edns, 0)
+    fast_before = sum(a.fast_counts.values())
+    fast = a.answer(wire, tcp)
+    assert sum(a.fast_counts.values()) == fast_before + 1, "answered on the slow path"
+    assert fast is not None and fast == a.slow(wire, tcp)
+    response = dns.message.from_wire(fast)
+    if response.rcode() == dns.rcode.NXDOMAIN and edns == 0x8000 and variant != "unsigned":
+        denial = dns.rdatatype.NSEC3 if variant == "nsec3" else dns.rdatatype.NSEC
+        assert any(r.rdtype == denial for r in response.authority)
+
+
+def reference_proofs(table: Table, name: bytes) -> bytes:
+    """The NXDOMAIN proofs as the responder found them before they were cached per closest
+    encloser: every position computed from the name, nothing kept between queries."""
+    from healthdns.shared import canonical, nsec3
+
+    i = 0
+    while name[i]:
+        i += name[i] + 1
+        if name[i:] in table.chains:
+            keys, proofs, hashed = table.chains[name[i:]]
+            if hashed:
+                return b"".join(proofs[p] for p in nsec3.nxdomain_positions(keys, table.names,
+                                                                            name))
+            encloser = canonical.closest_encloser(table.names, name)
+            first = canonical.covering(keys, name)
+            second = canonical.covering(keys, canonical.wildcard(encloser))
+            return proofs[first] + (proofs[second] if second != first else b"")
+    raise AssertionError("no signed zone holds the name")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(absent_names(), min_size=1, max_size=5), st.booleans())
+def test_cached_enclosers_give_the_reference_proofs(names: list[bytes], hashed: bool) -> None:
+    """Whatever was asked before (the per-encloser cache filled in any order), each name gets
+    the records the uncached computation gives, and counts that match them."""
+    table = (SIGNED3 if hashed else SIGNED).table
+    assert table is not None
+    for name in names:
+        name = name.lower()
+        if table.lookup_miss(name) is not table.zones.get(name[name.index(b"\x07example"):]):
+            continue  # the name exists (or is a deeper zone's): no NXDOMAIN
+        counts, proofs = table.denial(name, (0, 1, 0))
+        assert proofs == reference_proofs(table, name)
+        records = 2 * (3 if hashed else 2)
+        assert struct.unpack(">HHHH", counts)[2] - 1 in range(2, records + 1, 2)
+
+
+def test_a_flood_of_new_names_leaves_the_cache_to_legitimate_names() -> None:
+    """A random-subdomain flood (and one of random types) ten times the cache size: the names
+    asked before and after it are still answered from the cache."""
+    a = answerer()
+    assert a.table is not None
+    a.table.cache_size = 100
+    legit = [dns.message.make_query(n, t, use_edns=e).to_wire()
+             for n, t in [("www.example.test", "A"), ("nothere.example.test", "AAAA"),
+                          ("alias.example.org", "A"), ("www.example.test", "MX")]
+             for e in (False, 0)]
+    for wire in legit + legit:  # asked twice: admitted
+        a.answer(wire, False)
+    hits = a.cache_counts.copy()
+    for i in range(1000):
+        a.answer(dns.message.make_query(f"r{i}x.example.test", "A").to_wire(), False)
+        a.answer(dns.message.make_query("www.example.test", 1000 + i).to_wire(), False)
+    assert a.cache_counts == hits  # the flood itself never hits
+    for wire in legit:
+        assert a.answer(wire, False) == a.slow(wire, False)
+    assert sum(a.cache_counts.values()) - sum(hits.values()) == len(legit)
+    assert len(a.table.cache) <= 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(absent_names(), min_size=2, max_size=8))
+def test_canonical_keys_sort_as_dnspython_does(names: list[bytes]) -> None:
+    """RFC 4034 6.1 order, checked against dnspython's own comparison of names."""
+    from healthdns.shared import canonical
+
+    wires = [name.lower() for name in names]
+    ours = sorted(wires, key=canonical.key)
+    theirs = sorted(wires, key=lambda w: dns.name.from_wire(w, 0)[0])
+    assert [canonical.key(w) for w in ours] == [canonical.key(w) for w in theirs]
