@@ -170,14 +170,33 @@ class Published(_Message):
     renewal: float = 0.0  # when its first signature falls due for renewal (0: unsigned)
 
 
+class Stats(_Message):
+    """responder -> supervisor, every `STATS_PERIOD` once it serves: the generation it serves
+    and its counters since it started (totals, so a lost message loses nothing). It is also
+    the responder's heartbeat."""
+
+    slot: int
+    generation: int
+    # (path, proto, qtype, rcode, queries): path 0 fast, 1 packet cache, 2 slow; proto 0 UDP,
+    # 1 TCP.
+    counts: list[tuple[int, int, int, int, int]]
+    truncated: int
+    errors: int
+
+
+STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
+PATHS = ("fast", "cache", "slow")
+PROTOS = ("udp", "tcp")
+
+
 ToChild = Start | Health | Resume | Snapshot | Delta | Bye
-FromChild = Bound | Ready | Fatal | HealthReport | Published
+FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
 FromProber = HealthReport
 FromSigner = Published | Fatal
-FromResponder = Bound | Ready | Fatal
+FromResponder = Bound | Ready | Fatal | Stats
 
 _to_child = msgspec.msgpack.Decoder(ToChild)
 _from_child = msgspec.msgpack.Decoder(FromChild)
