@@ -31,8 +31,10 @@ import msgspec
 
 from healthdns.shared import child, messages
 from healthdns.shared.config import Config, format_endpoint
-from healthdns.supervisor import views
+from healthdns.supervisor import status, views
 from healthdns.supervisor.channel import Channel, FrameTooLarge
+from healthdns.supervisor.control import ControlServer, Request
+from healthdns.supervisor.overrides import Override, OverrideError, Overrides
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -56,6 +58,7 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
+HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Slot:
     failures: int = 0  # consecutive failures without becoming ready
     restart_at: float = 0.0
     listen: list[tuple[str, int, bool]] = field(default_factory=list)
+    stats: messages.Stats | None = None  # a responder's latest counters
+    stats_at: float = 0.0
 
     @property
     def name(self) -> str:
@@ -101,6 +106,22 @@ class Supervisor:
         self.crash_clock = now()
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
+        # What the control endpoint shows and steers (see `supervisor/control.py`).
+        self.targets = status.catalog(cfg)
+        self.probed: dict[str, bool] = {}  # the prober's health, by its target ids
+        self.since: dict[str, float] = {}
+        self.changes: Counter[str] = Counter()
+        served = {a for t in self.targets.values() for a in t.served}
+        self.overrides = Overrides(served)
+        self.restarts: Counter[str] = Counter()
+        self.gone_counts: Counter[tuple[int, int, int, int]] = Counter()  # of ended responders
+        self.gone_truncated = self.gone_errors = 0
+        self.health_at: float | None = None  # when the signer was last sent a change
+        self.publish_seconds: float | None = None
+        self.published_at: float | None = None
+        self.control: ControlServer | None = None
+        self.serials: list[int] = []
+        self.dirty = True
 
     @property
     def slots(self) -> list[Slot]:
@@ -110,6 +131,13 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signals()
+        try:
+            self._start_control()
+        except OSError as e:
+            where = self.cfg.control.listen
+            log.error("control: cannot listen on %s: %s (set [control] listen, or "
+                      "--control-listen '' to turn the endpoint off)", where, e.strerror or e)
+            return EXIT_FATAL
         with _group_signals_blocked():
             # Started here, not by the first spawn, so that it too ignores group signals
             # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
@@ -123,6 +151,11 @@ class Supervisor:
 
     def _wait_once(self) -> None:
         deadlines = [s.restart_at for s in self.slots if s.state == "backoff"]
+        if self.control is not None:
+            deadlines.append(self.now() + HEARTBEAT)
+        expiry = self.overrides.next_expiry()
+        if expiry is not None:
+            deadlines.append(self.now() + expiry - time.time())
         timeout = max(0.0, min(deadlines) - self.now()) if deadlines else None
         with selectors.DefaultSelector() as selector:
             selector.register(self.wakeup_r, selectors.EVENT_READ)
@@ -136,6 +169,7 @@ class Supervisor:
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
+            self._handle_control()
         for slot in self.slots:
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
                 self._flush(slot)
@@ -146,6 +180,8 @@ class Supervisor:
         for slot in self.slots:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self._spawn(slot)
+        self._expire_overrides()
+        self._show()
 
     # --- signals ----------------------------------------------------------------------------------
 
@@ -213,8 +249,10 @@ class Supervisor:
         code = slot.process.exitcode
         slot.process = None
         self._close(slot)
+        self._keep_counts(slot)
         if self.stopping:
             return
+        self.restarts[slot.role] += 1
         self._count_crash()
         if self.stopping:  # the crash budget is spent
             log.warning("%s exited with code %s", slot.name, code)
@@ -285,6 +323,7 @@ class Supervisor:
                     self._send(responder, delta or snapshot)
                 log.debug("generation %d sent to responders", generation)
                 self.generation = generation
+                self._on_published(serials)
             case messages.Bound(listen=listen) if not slot.spoke:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
@@ -292,6 +331,9 @@ class Supervisor:
                 self._announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
+            case messages.Stats() if slot.state == "running":
+                slot.stats, slot.stats_at = message, self.now()
+                self.dirty = True
             case _:
                 return f"{type(message).__name__} out of turn"
         return None
@@ -336,7 +378,8 @@ class Supervisor:
         if unknown is not None:
             return f"health of an unknown target {unknown[:100]!r}"
         self._mark_running(self.prober)  # its first report is its readiness
-        self._on_health({renames[target]: up for target, up in states.items()}, full)
+        self._record_probes(states, full)
+        self._on_health({renames[t]: self._effective(t, up) for t, up in states.items()}, full)
         return None
 
     def _on_health(self, states: dict[str, bool], full: bool) -> None:
@@ -344,6 +387,8 @@ class Supervisor:
             self.health = dict(states)
         else:
             self.health.update(states)
+        self.health_at = self.now()
+        self.dirty = True
         self._send(self.signer, messages.encode(messages.Health(states, full)))
 
     def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
@@ -361,6 +406,155 @@ class Supervisor:
         log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)",
                  sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders))
 
+    # --- what the control endpoint shows and steers ------------------------------------------
+
+    def _start_control(self) -> None:
+        spec = self.cfg.control
+        if spec.state_file is not None:
+            for problem in self.overrides.load(spec.state_file, time.time()):
+                log.warning("%s", problem)
+            for o in self.overrides.listing():
+                log.info("override restored: %s %s (%s)", o.action, o.address, o.reason or "-")
+        endpoint = spec.endpoint()
+        if endpoint is None:
+            return
+        self.control = ControlServer(*endpoint, spec.token, self.targets,
+                                     status.zone_names(self.cfg), self.wakeup_w)
+        self.control.start()
+
+    def _record_probes(self, states: dict[str, bool], full: bool) -> None:
+        """Keep what the prober said (by its ids) and when each target last changed."""
+        wall = time.time()
+        for target, up in states.items():
+            before = self.probed.get(target)
+            if before is None or before != up:
+                self.since[target] = wall
+                self.changes[target] += before is not None
+        self.probed = dict(states) if full else {**self.probed, **states}
+
+    def _effective(self, target: str, probed: bool) -> bool:
+        return self.overrides.effective(probed, self.targets[target].served)
+
+    def _refresh_health(self) -> None:
+        """Send the signer the health with the overrides as they are now."""
+        if not self.probed:
+            return  # no report yet: the first one carries the overrides
+        renames = self.views.signer_ids
+        self._on_health({renames[t]: self._effective(t, up) for t, up in self.probed.items()},
+                        True)
+
+    def _handle_control(self) -> None:
+        if self.control is None:
+            return
+        changed = False
+        while not self.control.requests.empty():
+            request = self.control.requests.get()
+            answer = self._apply(request)
+            changed |= answer.get("status", 200) == 200
+            request.done.set_result(answer)
+        if changed:
+            self._save_overrides()
+            self._refresh_health()
+
+    def _apply(self, request: Request) -> dict[str, object]:
+        fields, now = request.fields, time.time()
+        if request.op == "remove":
+            address = str(fields.get("address"))
+            if not self.overrides.remove(address):
+                return {"status": 404, "error": f"no override of {address!r}"}
+            log.info("override removed: %s", address)
+            return {"removed": address}
+        try:
+            expires = fields.get("expires_in")
+            override = Override(
+                address=str(fields.get("address", "")), action=str(fields.get("action", "")),
+                reason=str(fields.get("reason", "")), created=now,
+                expires=None if expires is None else now + float(expires))
+            self.overrides.set(override, now)
+        except (OverrideError, TypeError, ValueError) as e:
+            return {"status": 400, "error": str(e)}
+        log.info("override set: %s %s (%s)", override.action, override.address,
+                 override.reason or "no reason given")
+        return {"address": override.address, "action": override.action,
+                "expires": override.expires}
+
+    def _expire_overrides(self) -> None:
+        gone = self.overrides.expire(time.time())
+        for override in gone:
+            log.info("override expired: %s %s", override.action, override.address)
+        if gone:
+            self._save_overrides()
+            self._refresh_health()
+
+    def _save_overrides(self) -> None:
+        self.dirty = True
+        path = self.cfg.control.state_file
+        if path is None:
+            return
+        try:
+            self.overrides.save(path)
+        except OSError as e:
+            log.error("cannot write the overrides to %s: %s (they hold until a restart)",
+                      path, e)
+
+    def _on_published(self, serials: list[int]) -> None:
+        self.published_at = time.time()
+        if self.health_at is not None:
+            self.publish_seconds = self.now() - self.health_at
+            self.health_at = None
+        self.serials = serials
+        self.dirty = True
+
+    def _keep_counts(self, slot: Slot) -> None:
+        """A responder that ended leaves its totals behind: counters never go back."""
+        if slot.stats is not None:
+            for path, proto, qtype, rcode, n in slot.stats.counts:
+                self.gone_counts[(path, proto, qtype, rcode)] += n
+            self.gone_truncated += slot.stats.truncated
+            self.gone_errors += slot.stats.errors
+            slot.stats = None
+        self.dirty = True
+
+    def _show(self) -> None:
+        """Give the control endpoint a new view when anything changed (one assignment)."""
+        if self.control is None:
+            return
+        now = self.now()
+        self.control.heartbeat = now
+        if not self.dirty:
+            return
+        self.dirty = False
+        self.control.view = self._view(now)
+
+    def _view(self, now: float) -> status.View:
+        counts = Counter(self.gone_counts)
+        truncated, errors = self.gone_truncated, self.gone_errors
+        responders = []
+        for r in self.responders:
+            if r.stats is not None:
+                for path, proto, qtype, rcode, n in r.stats.counts:
+                    counts[(path, proto, qtype, rcode)] += n
+                truncated += r.stats.truncated
+                errors += r.stats.errors
+            responders.append(status.Responder(
+                r.index, r.state, r.process.pid if r.process is not None else None,
+                r.stats.generation if r.stats is not None else 0,
+                now - r.stats_at if r.stats is not None else None))
+        current = self.generation > 0 and all(
+            r.state == "running" and r.generation == self.generation for r in responders)
+        targets = {t: status.TargetState(
+            up, self._effective(t, up), self.since.get(t), self.changes[t],
+            self.overrides.action(self.targets[t].served)) for t, up in self.probed.items()}
+        zones = status.zone_names(self.cfg)
+        return status.View(
+            generation=self.generation, published_at=self.published_at,
+            publish_seconds=self.publish_seconds,
+            serials=tuple(zip(zones, self.serials, strict=False)),
+            responders=tuple(responders), targets=targets, counts=dict(counts),
+            truncated=truncated, errors=errors, restarts=dict(self.restarts),
+            rejected=dict(self.rejected), overrides=tuple(self.overrides.listing()),
+            current=current)
+
     # --- stopping ---------------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
@@ -377,6 +571,8 @@ class Supervisor:
                 process.kill()
                 process.join(1.0)
         signal.set_wakeup_fd(-1)
+        if self.control is not None:
+            self.control.stop()
         log.info("stopped")
         return self.exit_code
 

@@ -1,0 +1,136 @@
+"""Admin overrides, like gdnsd's admin_state: an operator drains (down) or forces (up) a served
+address, whatever its checks say, optionally until a time and with a reason.
+
+Pure bookkeeping plus the state file: the supervisor applies `Overrides.effective` to the health
+it forwards to the signer, so an override changes the answers in the next generation. Times are
+wall-clock seconds (they are kept in a file across restarts) and passed in, so tests are exact.
+
+When one check judges several served addresses (a pool's `check.address`), a drain of any of
+them drains the check, and a drain beats a force: taking an address out is the safe side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+ACTIONS = ("drain", "force")
+MAX_REASON = 200  # characters: a note for the operator, not a document
+MAX_STATE_FILE = 1 << 20
+
+
+class OverrideError(ValueError):
+    """An override request that cannot be applied; the text says which field and why."""
+
+
+class Override(msgspec.Struct, frozen=True, kw_only=True):
+    """One override of one served address."""
+
+    address: str
+    action: str  # one of ACTIONS
+    reason: str = ""
+    expires: float | None = None  # wall-clock seconds; None: until removed
+    created: float = 0.0
+
+
+class Overrides:
+    """The overrides in force, by served address."""
+
+    def __init__(self, known: set[str]) -> None:
+        self.known = known  # the served addresses an override may name
+        self.by_address: dict[str, Override] = {}
+
+    def set(self, override: Override, now: float) -> None:
+        """Add or replace the override of an address; an OverrideError says what is wrong."""
+        if override.address not in self.known:
+            raise OverrideError(f"address: {override.address!r} is not an address of any "
+                                "checked pool")
+        if override.action not in ACTIONS:
+            raise OverrideError(f"action: expected one of {', '.join(ACTIONS)}, got "
+                                f"{override.action!r}")
+        if override.expires is not None and override.expires <= now:
+            raise OverrideError("expires: the time has already passed")
+        if len(override.reason) > MAX_REASON:
+            raise OverrideError(f"reason: longer than {MAX_REASON} characters")
+        self.by_address[override.address] = override
+
+    def remove(self, address: str) -> bool:
+        """Drop the override of `address`; False if it had none."""
+        return self.by_address.pop(address, None) is not None
+
+    def expire(self, now: float) -> list[Override]:
+        """Drop the overrides whose time has come; the dropped ones."""
+        gone = [o for o in self.by_address.values() if o.expires is not None
+                and o.expires <= now]
+        for override in gone:
+            del self.by_address[override.address]
+        return gone
+
+    def next_expiry(self) -> float | None:
+        return min((o.expires for o in self.by_address.values() if o.expires is not None),
+                   default=None)
+
+    def effective(self, probed: bool, addresses: tuple[str, ...]) -> bool:
+        """The health the signer is given for a check whose probe says `probed` and that
+        judges the served `addresses`."""
+        actions = {self.by_address[a].action for a in addresses if a in self.by_address}
+        if "drain" in actions:
+            return False
+        return probed or "force" in actions
+
+    def action(self, addresses: tuple[str, ...]) -> str | None:
+        """The override that decides a check of `addresses`, if any."""
+        actions = {self.by_address[a].action for a in addresses if a in self.by_address}
+        return "drain" if "drain" in actions else ("force" if actions else None)
+
+    def listing(self) -> list[Override]:
+        return sorted(self.by_address.values(), key=lambda o: o.address)
+
+    # --- the state file ---------------------------------------------------------------------
+
+    def save(self, path: str) -> None:
+        """Write the overrides atomically: a reader (or a crash) sees the old file or the new
+        one, never half of one."""
+        data = msgspec.json.encode(self.listing())
+        target = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        directory = os.open(target.parent or ".", os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+
+    def load(self, path: str, now: float) -> list[str]:
+        """Read the overrides kept in `path` (none if it does not exist); the problems met,
+        one line each (an override that no longer applies is dropped, not fatal)."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_STATE_FILE + 1)
+        except FileNotFoundError:
+            return []
+        if len(data) > MAX_STATE_FILE:
+            return [f"{path}: larger than {MAX_STATE_FILE} bytes; overrides not restored"]
+        try:
+            kept = msgspec.json.decode(data, type=list[Override])
+        except (msgspec.DecodeError, json.JSONDecodeError) as e:
+            return [f"{path}: not an overrides file ({e}); overrides not restored"]
+        problems = []
+        for override in kept:
+            try:
+                self.set(override, now)
+            except OverrideError as e:
+                problems.append(f"{path}: override of {override.address!r} dropped: {e}")
+        return problems
