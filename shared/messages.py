@@ -34,6 +34,9 @@ class Health(_Message):
 
     states: dict[str, bool]
     full: bool
+    # Admin overrides of whole names, always all of them: name (as in the first zone, no
+    # final dot) -> every address of its pool down (False, drained) or up (True, forced).
+    names: dict[str, bool] = {}
 
 
 class Resume(_Message):

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
+import dns.name
+
 from healthdns.shared import child, messages
 from healthdns.shared.config import Config
 from healthdns.signer import keys, render, zone
@@ -25,7 +27,7 @@ class Signer:
         self.signers = self._signers(cfg)
         self.caches = [render.RenderCache() for _ in self.zones]
         self.previous: list[messages.ZoneTable] | None = None
-        self.health: dict[str, bool] = {}
+        self.health = zone.Health()
         self.serials: list[int | None] = [None] * len(self.zones)
         self.prints: list[bytes | None] = [None] * len(self.zones)
         self.generation = 0
@@ -54,16 +56,34 @@ class Signer:
         self.inherited_renewal = resume.renewal or None
         log.info("resuming from generation %d: serials %s", self.generation, self.serials)
 
-    def update(self, states: Mapping[str, bool], full: bool) -> messages.Published | None:
-        self.merge(states, full)
+    def update(self, states: Mapping[str, bool], full: bool,
+               names: Mapping[str, bool] | None = None) -> messages.Published | None:
+        self.merge(states, full, names or {})
         return self.publish()
 
-    def merge(self, states: Mapping[str, bool], full: bool) -> None:
-        """Take in a health report without publishing (several may make one generation)."""
+    def merge(self, states: Mapping[str, bool], full: bool,
+              names: Mapping[str, bool] | None = None) -> None:
+        """Take in a health report without publishing (several may make one generation);
+        `names`: every name override in force."""
         if full:
-            self.health = dict(states)
+            self.health = zone.Health(states, self.health.forced)
         else:
             self.health.update(states)
+        if names is not None:
+            self.health.forced = self._forced(names)
+
+    def _forced(self, names: Mapping[str, bool]) -> dict[bytes, bool]:
+        """Name overrides by the owner's wire name in each zone that serves the name (a name
+        of the first zone has its twin in each alias zone)."""
+        out: dict[bytes, bool] = {}
+        for name, state in names.items():
+            absolute = dns.name.from_text(name)
+            for z in self.zones:
+                primary = dns.name.from_text(z.spec.origin)
+                if absolute.is_subdomain(primary):
+                    owner = absolute.relativize(primary).derelativize(z.origin)
+                    out[zone.wire(owner)] = state
+        return out
 
     def _signers(self, cfg: Config) -> list[ZoneSigner | None]:
         """A signer per signed zone; an alias zone shares the keys of its zone."""
@@ -145,8 +165,8 @@ def run(conn: Connection) -> None:
         health = False
         for message in batch:
             match message:
-                case messages.Health(states=states, full=full):
-                    signer.merge(states, full)
+                case messages.Health(states=states, full=full, names=names):
+                    signer.merge(states, full, names)
                     health = True
                 case messages.Resume():
                     signer.resume(message)

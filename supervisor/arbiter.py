@@ -112,7 +112,7 @@ class Supervisor:
         self.since: dict[str, float] = {}
         self.changes: Counter[str] = Counter()
         served = {a for t in self.targets.values() for a in t.served}
-        self.overrides = Overrides(served)
+        self.overrides = Overrides(served, {n for t in self.targets.values() for n in t.names})
         self.restarts: Counter[str] = Counter()
         self.gone_counts: Counter[tuple[int, int, int, int]] = Counter()  # of ended responders
         self.gone_truncated = self.gone_errors = 0
@@ -220,7 +220,8 @@ class Supervisor:
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self.published))
         if slot.role == "signer" and self.health is not None:
-            self._send(slot, messages.encode(messages.Health(self.health, full=True)))
+            self._send(slot, messages.encode(messages.Health(self.health, True,
+                                                             self.overrides.names())))
         if slot.role == "responder" and self.snapshot is not None:
             self._send(slot, self.snapshot)  # the latest snapshot before it serves
         log.info("%s started (pid %d)", slot.name, process.pid)
@@ -389,7 +390,8 @@ class Supervisor:
             self.health.update(states)
         self.health_at = self.now()
         self.dirty = True
-        self._send(self.signer, messages.encode(messages.Health(states, full)))
+        self._send(self.signer, messages.encode(messages.Health(states, full,
+                                                                self.overrides.names())))
 
     def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
         if slot.index == 0 and self.listen != listen:
@@ -414,7 +416,8 @@ class Supervisor:
             for problem in self.overrides.load(spec.state_file, time.time()):
                 log.warning("%s", problem)
             for o in self.overrides.listing():
-                log.info("override restored: %s %s (%s)", o.action, o.address, o.reason or "-")
+                log.info("override restored: %s %s (%s)", o.action, o.name or o.address,
+                         o.reason or "-")
         endpoint = spec.endpoint()
         if endpoint is None:
             return
@@ -459,29 +462,31 @@ class Supervisor:
     def _apply(self, request: Request) -> dict[str, object]:
         fields, now = request.fields, time.time()
         if request.op == "remove":
-            address = str(fields.get("address"))
-            if not self.overrides.remove(address):
-                return {"status": 404, "error": f"no override of {address!r}"}
-            log.info("override removed: %s", address)
-            return {"removed": address}
+            key = str(fields.get("key"))
+            if not self.overrides.remove(key):
+                return {"status": 404, "error": f"no override of {key!r}"}
+            log.info("override removed: %s", key)
+            return {"removed": key}
         try:
             expires = fields.get("expires_in")
             override = Override(
-                address=str(fields.get("address", "")), action=str(fields.get("action", "")),
+                address=str(fields.get("address", "")), name=_name(fields.get("name", "")),
+                action=str(fields.get("action", "")),
                 reason=str(fields.get("reason", "")), created=now,
                 expires=None if expires is None else now + float(expires))
             self.overrides.set(override, now)
         except (OverrideError, TypeError, ValueError) as e:
             return {"status": 400, "error": str(e)}
-        log.info("override set: %s %s (%s)", override.action, override.address,
-                 override.reason or "no reason given")
-        return {"address": override.address, "action": override.action,
-                "expires": override.expires}
+        log.info("override set: %s %s (%s)", override.action,
+                 override.name or override.address, override.reason or "no reason given")
+        return {"address": override.address, "name": override.name,
+                "action": override.action, "expires": override.expires}
 
     def _expire_overrides(self) -> None:
         gone = self.overrides.expire(time.time())
         for override in gone:
-            log.info("override expired: %s %s", override.action, override.address)
+            log.info("override expired: %s %s", override.action,
+                     override.name or override.address)
         if gone:
             self._save_overrides()
             self._refresh_health()
@@ -575,6 +580,11 @@ class Supervisor:
             self.control.stop()
         log.info("stopped")
         return self.exit_code
+
+
+def _name(value: object) -> str:
+    """A name as an operator types it: any case, with or without the final dot."""
+    return str(value).lower().rstrip(".") if value else ""
 
 
 def _largest_report(targets: dict[str, str]) -> int:

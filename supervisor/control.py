@@ -7,7 +7,8 @@ the immutable `status.View` the supervisor last assigned to `view`; a write requ
 and answers through the future. A slow or hostile client holds at most its own connection.
 
 Routes: `/healthz`, `/readyz`, `/metrics`, `/status`, `/` (the status page), and
-`GET/POST /overrides`, `DELETE /overrides/{address}` (writes need `Authorization: Bearer`).
+`GET/POST /overrides`, `DELETE /overrides/{address or name}` (writes need `Authorization:
+Bearer`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ MAX_BODY = 4096  # bytes of a write request
 
 @dataclass(frozen=True)
 class Request:
-    """A write call for the supervisor loop: ("set", fields) or ("remove", {"address": A})."""
+    """A write call for the supervisor loop: ("set", fields) or ("remove", {"key": K}), K an
+    address or a name."""
 
     op: str
     fields: dict[str, Any]
@@ -99,7 +101,7 @@ class ControlServer:
         app.router.add_get("/status", self._status)
         app.router.add_get("/overrides", self._overrides)
         app.router.add_post("/overrides", self._set)
-        app.router.add_delete("/overrides/{address}", self._remove)
+        app.router.add_delete("/overrides/{key}", self._remove)
         return app
 
     # --- reads ----------------------------------------------------------------------------------
@@ -154,7 +156,7 @@ class ControlServer:
         refused = self._refuse(request)
         if refused is not None:
             return refused
-        return await self._ask("remove", {"address": request.match_info["address"]})
+        return await self._ask("remove", {"key": request.match_info["key"].lower().rstrip(".")})
 
     def _refuse(self, request: web.Request) -> web.Response | None:
         if self._token is None:

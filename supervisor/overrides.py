@@ -1,9 +1,13 @@
 """Admin overrides, like gdnsd's admin_state: an operator drains (down) or forces (up) a served
-address, whatever its checks say, optionally until a time and with a reason.
+address, or a whole name, whatever the checks say, optionally until a time and with a reason.
 
 Pure bookkeeping plus the state file: the supervisor applies `Overrides.effective` to the health
-it forwards to the signer, so an override changes the answers in the next generation. Times are
-wall-clock seconds (they are kept in a file across restarts) and passed in, so tests are exact.
+it forwards to the signer, and sends the name overrides (`Overrides.names`) along with it, so an
+override changes the answers in the next generation. Times are wall-clock seconds (they are kept
+in a file across restarts) and passed in, so tests are exact.
+
+A name override decides the whole pool of that name, above the overrides of its addresses (the
+signer judges every address of the name as drained or forced).
 
 When one check judges several served addresses (a pool's `check.address`), a drain of any of
 them drains the check, and a drain beats a force: taking an address out is the safe side.
@@ -28,9 +32,10 @@ class OverrideError(ValueError):
 
 
 class Override(msgspec.Struct, frozen=True, kw_only=True):
-    """One override of one served address."""
+    """One override of one served address, or of one name (exactly one of them is set)."""
 
-    address: str
+    address: str = ""
+    name: str = ""
     action: str  # one of ACTIONS
     reason: str = ""
     expires: float | None = None  # wall-clock seconds; None: until removed
@@ -38,15 +43,22 @@ class Override(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Overrides:
-    """The overrides in force, by served address."""
+    """The overrides in force, by served address and by name."""
 
-    def __init__(self, known: set[str]) -> None:
+    def __init__(self, known: set[str], names: set[str] | None = None) -> None:
         self.known = known  # the served addresses an override may name
+        self.known_names = names or set()  # the names with a checked pool
         self.by_address: dict[str, Override] = {}
+        self.by_name: dict[str, Override] = {}
 
     def set(self, override: Override, now: float) -> None:
-        """Add or replace the override of an address; an OverrideError says what is wrong."""
-        if override.address not in self.known:
+        """Add or replace the override of an address or a name; an OverrideError says what
+        is wrong."""
+        if bool(override.address) == bool(override.name):
+            raise OverrideError("address, name: give one of them")
+        if override.name and override.name not in self.known_names:
+            raise OverrideError(f"name: {override.name!r} is not a name with a checked pool")
+        if override.address and override.address not in self.known:
             raise OverrideError(f"address: {override.address!r} is not an address of any "
                                 "checked pool")
         if override.action not in ACTIONS:
@@ -56,23 +68,28 @@ class Overrides:
             raise OverrideError("expires: the time has already passed")
         if len(override.reason) > MAX_REASON:
             raise OverrideError(f"reason: longer than {MAX_REASON} characters")
-        self.by_address[override.address] = override
+        if override.name:
+            self.by_name[override.name] = override
+        else:
+            self.by_address[override.address] = override
 
-    def remove(self, address: str) -> bool:
-        """Drop the override of `address`; False if it had none."""
-        return self.by_address.pop(address, None) is not None
+    def remove(self, key: str) -> bool:
+        """Drop the override of an address or a name; False if it had none."""
+        return (self.by_address.pop(key, None) or self.by_name.pop(key, None)) is not None
 
     def expire(self, now: float) -> list[Override]:
         """Drop the overrides whose time has come; the dropped ones."""
-        gone = [o for o in self.by_address.values() if o.expires is not None
-                and o.expires <= now]
+        gone = [o for o in self.listing() if o.expires is not None and o.expires <= now]
         for override in gone:
-            del self.by_address[override.address]
+            self.remove(override.name or override.address)
         return gone
 
     def next_expiry(self) -> float | None:
-        return min((o.expires for o in self.by_address.values() if o.expires is not None),
-                   default=None)
+        return min((o.expires for o in self.listing() if o.expires is not None), default=None)
+
+    def names(self) -> dict[str, bool]:
+        """Every name override, as the signer takes them: name -> forced up."""
+        return {name: o.action == "force" for name, o in self.by_name.items()}
 
     def effective(self, probed: bool, addresses: tuple[str, ...]) -> bool:
         """The health the signer is given for a check whose probe says `probed` and that
@@ -88,7 +105,8 @@ class Overrides:
         return "drain" if "drain" in actions else ("force" if actions else None)
 
     def listing(self) -> list[Override]:
-        return sorted(self.by_address.values(), key=lambda o: o.address)
+        return sorted([*self.by_address.values(), *self.by_name.values()],
+                      key=lambda o: (o.name, o.address))
 
     # --- the state file ---------------------------------------------------------------------
 
@@ -132,5 +150,6 @@ class Overrides:
             try:
                 self.set(override, now)
             except OverrideError as e:
-                problems.append(f"{path}: override of {override.address!r} dropped: {e}")
+                problems.append(f"{path}: override of {override.name or override.address!r} "
+                                f"dropped: {e}")
         return problems

@@ -147,13 +147,19 @@ def _names(view: View, targets: dict[str, Target]) -> list[dict[str, Any]]:
             entry = names.setdefault(name, {"name": name, "zone": target.zones[0], "up": [],
                                             "down": []})
             entry["up" if up else "down"].extend(target.served)
+    forced = {o.name: o.action for o in view.overrides if o.name}
     for entry in names.values():
+        entry["override"] = forced.get(entry["name"])
+        if entry["override"] == "drain":
+            entry["up"], entry["down"] = [], entry["up"] + entry["down"]
+        elif entry["override"] == "force":
+            entry["up"], entry["down"] = entry["up"] + entry["down"], []
         entry["all_down"] = not entry["up"]
     return sorted(names.values(), key=lambda n: n["name"])
 
 
 def _override(o: Override) -> dict[str, Any]:
-    return {"address": o.address, "action": o.action, "reason": o.reason,
+    return {"address": o.address, "name": o.name, "action": o.action, "reason": o.reason,
             "expires": o.expires, "created": o.created}
 
 
@@ -226,13 +232,21 @@ def _backends(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
             all_down[name] = all_down.get(name, True) and not state.up
         probed.add_metric([target.address, target.check], float(bool(state.probed)))
         changes.add_metric([target.address, target.check], state.changes)
+    names = GaugeMetricFamily("healthdns_name_override", "1 while an admin override holds "
+                              "a whole name", labels=["name", "action"])
     for o in view.overrides:
-        override.add_metric([o.address, o.action], 1.0)
+        if o.name:
+            names.add_metric([o.name, o.action], 1.0)
+        else:
+            override.add_metric([o.address, o.action], 1.0)
     down = GaugeMetricFamily("healthdns_record_all_down", "1 when every address of a name is "
                              "down (its pool policy answers)", labels=["name"])
+    for o in view.overrides:
+        if o.name and o.name in all_down:
+            all_down[o.name] = o.action == "drain"
     for name, value in sorted(all_down.items()):
         down.add_metric([name], float(value))
-    yield from (up, probed, changes, override, down)
+    yield from (up, probed, changes, override, names, down)
 
 
 def _process(view: View) -> Iterator[Metric]:

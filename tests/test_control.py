@@ -40,6 +40,9 @@ def config(port: int, state_file: Path, token: str | None = TOKEN) -> str:
         ttl = 5
         pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = {INTERVAL}, timeout = 0.1, rise = 1, fall = 1 }} }}
 
+        [zones.records.api]
+        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = {INTERVAL}, timeout = 0.1, rise = 1, fall = 1 }}, policy = "empty" }}
+
         [zones.records.static]
         a = ["192.0.2.1"]
     """
@@ -161,7 +164,7 @@ def test_backend_metrics_and_status_follow_health(server: Server,
     doc = status(server)
     assert doc["targets"][0]["address"] == "127.0.0.2"  # down first
     assert doc["targets"][0]["state"] == "down"
-    assert doc["targets"][0]["names"] == ["www.example.test"]
+    assert doc["targets"][0]["names"] == ["www.example.test", "api.example.test"]
     www = next(n for n in doc["names"] if n["name"] == "www.example.test")
     assert www["down"] == ["127.0.0.2"] and www["up"] == ["127.0.0.1"]
     changes = ("healthdns_backend_state_changes_total",
@@ -291,3 +294,33 @@ def test_a_busy_control_port_stops_the_start_with_its_name(tmp_path: Path) -> No
         result = run_cli(["--config", str(path), "--control-listen", f"127.0.0.1:{port}"])
     assert result.returncode == 1
     assert f"control: cannot listen on 127.0.0.1:{port}" in result.stderr + result.stdout
+
+
+def test_a_name_force_fills_its_pool_and_a_drain_empties_it(
+        server: Server, backends: tuple[Backend, Backend]) -> None:
+    server.wait_until(lambda: len(server.addresses("www.example.test")) == 2, 5, "both up")
+    backends[1].down()
+    server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1"}, 5,
+                      "127.0.0.2 down")
+    code, answer = call(server, "POST", "/overrides", {"name": "WWW.example.test.",
+                                                       "action": "force"})
+    assert code == 200, answer
+    server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1",
+                                                                         "127.0.0.2"},
+                      2, "the name forced: every address served")
+    www = next(n for n in status(server)["names"] if n["name"] == "www.example.test")
+    assert (www["override"], www["all_down"]) == ("force", False)
+    # Drained, every address counts as down: the pool's policy answers (api: "empty").
+    assert call(server, "POST", "/overrides", {"name": "api.example.test",
+                                               "action": "drain"})[0] == 200
+    server.wait_until(lambda: server.addresses("api.example.test") == set(), 2,
+                      "api drained")
+    assert server.addresses("www.example.test") == {"127.0.0.1", "127.0.0.2"}  # still forced
+    wait(lambda: total(server, "healthdns_record_all_down", {"name": "api.example.test"}) == 1,
+         "all down in the metrics")
+    assert call(server, "DELETE", "/overrides/www.example.test")[0] == 200
+    server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1"}, 2,
+                      "back to the checks' verdict")
+    code, answer = call(server, "POST", "/overrides", {"name": "static.example.test",
+                                                       "action": "drain"})
+    assert code == 400 and "checked pool" in answer["error"]
