@@ -187,18 +187,27 @@ class Stats(_Message):
     errors: int
 
 
+class Choices(_Message):
+    """signer -> supervisor, after each `Published`: for every pooled name of the first zone
+    (aliases answer the same), per address type, what it answers and which rule chose it."""
+
+    generation: int
+    # (name without the final dot, rdtype, group index or -1, rule, addresses served)
+    names: list[tuple[str, int, int, str, list[str]]]
+
+
 STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
 PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Bye
-FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats
+FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
 FromProber = HealthReport
-FromSigner = Published | Fatal
+FromSigner = Published | Fatal | Choices
 FromResponder = Bound | Ready | Fatal | Stats
 
 _to_child = msgspec.msgpack.Decoder(ToChild)

@@ -11,7 +11,7 @@ import dns.name
 
 from healthdns.shared import child, messages
 from healthdns.shared.config import Config
-from healthdns.signer import keys, render, zone
+from healthdns.signer import keys, pool, render, zone
 from healthdns.signer.dnssec import ZoneSigner
 from healthdns.signer.serial import next_serial
 
@@ -142,6 +142,23 @@ class Signer:
                                   self.next_renewal() or 0.0)
 
 
+    def choices(self) -> messages.Choices:
+        """What each pooled name of each zone (not the aliases) answers now, and why."""
+        rows: list[tuple[str, int, int, str, list[str]]] = []
+        for z in self.zones:
+            if z.origin != dns.name.from_text(z.spec.origin):
+                continue  # an alias zone: its names answer as the zone's own
+            for owner in z.owners.values():
+                if owner.plan is None:
+                    continue
+                name = owner.name.to_text(omit_final_dot=True)
+                health = zone.owner_health(owner, self.health)
+                for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
+                                                                     health).items():
+                    rows.append((name, rdtype, group, rule, addresses))
+        return messages.Choices(self.generation, rows)
+
+
 EXIT_BAD_KEY = 2
 
 
@@ -157,7 +174,7 @@ def run(conn: Connection) -> None:
         timeout = None if renewal is None else max(0.0, renewal - time.time())
         try:
             if not conn.poll(timeout):
-                _send(conn, signer.publish())  # signatures fall due
+                _send(conn, signer.publish(), signer)  # signatures fall due
                 continue
             batch = _queued(conn)
         except (EOFError, OSError):
@@ -178,7 +195,7 @@ def run(conn: Connection) -> None:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
-        _send(conn, signer.publish())
+        _send(conn, signer.publish(), signer)
 
 
 def _queued(conn: Connection) -> list[messages.ToChild]:
@@ -189,10 +206,12 @@ def _queued(conn: Connection) -> list[messages.ToChild]:
     return batch
 
 
-def _send(conn: Connection, published: messages.Published | None) -> None:
+def _send(conn: Connection, published: messages.Published | None, signer: Signer) -> None:
+    """A new generation, and then what each pooled name answers in it and why (/status)."""
     if published is not None:
         log.info("generation %d: serials %s", published.generation, published.serials)
         messages.send(conn, published)
+        messages.send(conn, signer.choices())
 
 
 def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneDelta:

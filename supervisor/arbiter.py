@@ -121,6 +121,7 @@ class Supervisor:
         self.published_at: float | None = None
         self.control: ControlServer | None = None
         self.serials: list[int] = []
+        self.choices: list[tuple[str, int, int, str, list[str]]] = []  # see messages.Choices
         self.dirty = True
 
     @property
@@ -332,6 +333,10 @@ class Supervisor:
                 self._announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
+            case messages.Choices(generation=generation, names=names) \
+                    if generation == self.generation and slot.spoke:
+                self.choices = names
+                self.dirty = True
             case messages.Stats() if slot.state == "running":
                 slot.stats, slot.stats_at = message, self.now()
                 self.dirty = True
@@ -421,8 +426,8 @@ class Supervisor:
         endpoint = spec.endpoint()
         if endpoint is None:
             return
-        self.control = ControlServer(*endpoint, spec.token, self.targets,
-                                     status.zone_names(self.cfg), self.wakeup_w)
+        self.control = ControlServer(*endpoint, spec.token, status.make_catalog(self.cfg),
+                                     self.wakeup_w)
         self.control.start()
 
     def _record_probes(self, states: dict[str, bool], full: bool) -> None:
@@ -558,6 +563,7 @@ class Supervisor:
             responders=tuple(responders), targets=targets, counts=dict(counts),
             truncated=truncated, errors=errors, restarts=dict(self.restarts),
             rejected=dict(self.rejected), overrides=tuple(self.overrides.listing()),
+            choices=tuple(self.choices),
             current=current)
 
     # --- stopping ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from healthdns.shared.config import format_endpoint
 from healthdns.supervisor import status
-from healthdns.supervisor.status import Target, View
+from healthdns.supervisor.status import Catalog, View
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -55,16 +55,16 @@ class Request:
 class ControlServer:
     """One endpoint; `view` and `heartbeat` are assigned by the supervisor loop only."""
 
-    def __init__(self, host: str, port: int, token: str | None, targets: dict[str, Target],
-                 zones: list[str], wakeup: socket.socket) -> None:
+    def __init__(self, host: str, port: int, token: str | None, known: Catalog,
+                 wakeup: socket.socket) -> None:
         self.view = View()
         self.heartbeat = time.monotonic()
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._token = token
-        self._targets = targets
+        self._known = known
         self._wakeup = wakeup
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(status.Metrics(lambda: self.view, targets, zones))
+        self._registry.register(status.Metrics(lambda: self.view, known.targets))
         self._sock = _bind(host, port)
         self.address = format_endpoint(*self._sock.getsockname()[:2])
         self._loop = asyncio.new_event_loop()
@@ -128,10 +128,10 @@ class ControlServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response(status.status(self.view, self._targets, time.time()))
+        return web.json_response(status.status(self.view, self._known, time.time()))
 
     async def _overrides(self, request: web.Request) -> web.Response:
-        return web.json_response(status.status(self.view, self._targets,
+        return web.json_response(status.status(self.view, self._known,
                                                time.time())["overrides"])
 
     async def _page(self, request: web.Request) -> web.Response:

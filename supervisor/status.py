@@ -84,6 +84,8 @@ class View:
     rejected: dict[str, int] = field(default_factory=dict)
     overrides: tuple[Override, ...] = ()
     current: bool = False  # every responder serves `generation`
+    # What each pooled name answers and why, from the signer (see messages.Choices).
+    choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
 
 
 def catalog(cfg: Config) -> dict[str, Target]:
@@ -108,6 +110,32 @@ def catalog(cfg: Config) -> dict[str, Target]:
     return out
 
 
+@dataclass(frozen=True)
+class Catalog:
+    """What the configuration says, for the endpoint: targets, pools by name, zones."""
+
+    targets: dict[str, Target]
+    pools: dict[str, dict[str, Any]]  # name -> its pool's rules (groups, min_healthy, policy)
+    zones: list[str]
+
+
+def make_catalog(cfg: Config) -> Catalog:
+    return Catalog(catalog(cfg), pools(cfg), zone_names(cfg))
+
+
+def pools(cfg: Config) -> dict[str, dict[str, Any]]:
+    out = {}
+    for zone in cfg.zones:
+        origin = dns.name.from_text(zone.origin)
+        for owner, record in zone.records.items():
+            if record.pool is not None:
+                name = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)
+                out[name] = {"groups": [list(g.addresses) for g in record.pool.groups],
+                             "min_healthy": record.pool.min_healthy,
+                             "policy": record.pool.policy}
+    return out
+
+
 def zone_names(cfg: Config) -> list[str]:
     """The zones in the order the signer numbers them (each origin, then its aliases)."""
     return [o.rstrip(".") for z in cfg.zones for o in (z.origin, *z.aliases)]
@@ -116,9 +144,10 @@ def zone_names(cfg: Config) -> list[str]:
 # --- /status ------------------------------------------------------------------------------------
 
 
-def status(view: View, targets: dict[str, Target], now: float) -> dict[str, Any]:
+def status(view: View, known: Catalog, now: float) -> dict[str, Any]:
     """The /status document: every target, every checked name, the overrides."""
     rows = []
+    targets = known.targets
     for target in targets.values():
         state = view.targets.get(target.id, TargetState(None, None, None, 0, None))
         rows.append({
@@ -134,21 +163,28 @@ def status(view: View, targets: dict[str, Target], now: float) -> dict[str, Any]
         "published_at": view.published_at, "now": now,
         "zones": [{"zone": z, "serial": s} for z, s in view.serials],
         "responders": [vars(r) for r in view.responders],
-        "targets": rows, "names": _names(view, targets),
+        "targets": rows, "names": _names(view, known),
         "overrides": [_override(o) for o in view.overrides],
     }
 
 
-def _names(view: View, targets: dict[str, Target]) -> list[dict[str, Any]]:
+def _names(view: View, known: Catalog) -> list[dict[str, Any]]:
     names: dict[str, dict[str, Any]] = {}
-    for target in targets.values():
+    for target in known.targets.values():
         up = view.targets.get(target.id, TargetState(None, None, None, 0, None)).up
         for name in target.names:
             entry = names.setdefault(name, {"name": name, "zone": target.zones[0], "up": [],
                                             "down": []})
             entry["up" if up else "down"].extend(target.served)
     forced = {o.name: o.action for o in view.overrides if o.name}
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for name, rdtype, group, rule, addresses in view.choices:
+        answers.setdefault(name, []).append({
+            "type": dns.rdatatype.to_text(rdtype), "addresses": addresses, "rule": rule,
+            "group": group if group >= 0 else None})
     for entry in names.values():
+        entry["answers"] = answers.get(entry["name"], [])
+        entry["pool"] = known.pools.get(entry["name"])
         entry["override"] = forced.get(entry["name"])
         if entry["override"] == "drain":
             entry["up"], entry["down"] = [], entry["up"] + entry["down"]
@@ -173,10 +209,9 @@ def _word(up: bool | None) -> str:
 class Metrics(Collector):
     """Prometheus metrics from the current view, computed when scraped (nothing is kept)."""
 
-    def __init__(self, current: Any, targets: dict[str, Target], zones: list[str]) -> None:
+    def __init__(self, current: Any, targets: dict[str, Target]) -> None:
         self.current = current  # a callable returning the View of the moment
         self.targets = targets
-        self.zones = zones
 
     def collect(self) -> Iterator[Metric]:
         view: View = self.current()

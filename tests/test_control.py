@@ -324,3 +324,25 @@ def test_a_name_force_fills_its_pool_and_a_drain_empties_it(
     code, answer = call(server, "POST", "/overrides", {"name": "static.example.test",
                                                        "action": "drain"})
     assert code == 400 and "checked pool" in answer["error"]
+
+
+def test_status_says_what_each_name_answers_and_which_rule_chose_it(
+        server: Server, backends: tuple[Backend, Backend]) -> None:
+    def www() -> dict[str, Any]:
+        found: dict[str, Any] = next(n for n in status(server)["names"]
+                                     if n["name"] == "www.example.test")
+        return found
+
+    wait(lambda: www()["answers"] and www()["answers"][0]["addresses"] == ["127.0.0.1",
+                                                                           "127.0.0.2"],
+         "both served")
+    assert www()["answers"] == [{"type": "A", "addresses": ["127.0.0.1", "127.0.0.2"],
+                                 "rule": "healthy", "group": 0}]
+    assert www()["pool"] == {"groups": [["127.0.0.1", "127.0.0.2"]], "min_healthy": 1,
+                             "policy": "serve-all"}
+    backends[0].down()
+    backends[1].down()
+    wait(lambda: www()["answers"][0]["rule"] == "policy serve-all", "every address down")
+    api = next(n for n in status(server)["names"] if n["name"] == "api.example.test")
+    assert api["answers"] == [{"type": "A", "addresses": [], "rule": "policy empty",
+                               "group": None}]
