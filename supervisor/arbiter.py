@@ -454,15 +454,16 @@ class Supervisor:
     def _handle_control(self) -> None:
         if self.control is None:
             return
-        changed = False
+        answered = []
         while not self.control.requests.empty():
             request = self.control.requests.get()
-            answer = self._apply(request)
-            changed |= answer.get("status", 200) == 200
-            request.done.set_result(answer)
-        if changed:
+            answered.append((request, self._apply(request)))
+        if any(answer.get("status", 200) == 200 for _, answer in answered):
             self._save_overrides()
             self._refresh_health()
+            self._show()  # a client that reads /status after its write sees the write
+        for request, answer in answered:
+            request.done.set_result(answer)
 
     def _apply(self, request: Request) -> dict[str, object]:
         fields, now = request.fields, time.time()
