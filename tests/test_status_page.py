@@ -1,0 +1,83 @@
+"""The status page in headless Chromium: it loads, shows a backend going down, logs no errors.
+
+Skipped where Chromium and its driver are not installed (CI installs them: .ci/run).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Backend, Server
+from test_control import config
+
+selenium = pytest.importorskip("selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                reason="chromium and chromium-driver are not installed")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--no-first-run",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=str(DRIVER)))
+    yield driver
+    driver.quit()
+
+
+def rows(browser: Any) -> list[tuple[str, str]]:
+    """(state, address) of each target row, in the page's order."""
+    found = []
+    for row in browser.find_elements(By.CSS_SELECTOR, "#targets tbody tr"):
+        cells = row.find_elements(By.TAG_NAME, "td")
+        found.append((cells[0].text, cells[1].text))
+    return found
+
+
+def wait(predicate: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)  # polling period, not a readiness guess
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def test_the_page_shows_a_backend_going_down(tmp_path: Path, browser: Any) -> None:
+    first = Backend("127.0.0.1")
+    second = Backend("127.0.0.2", first.port)
+    first.up()
+    second.up()
+    server = Server([], tmp_path, config(first.port, tmp_path / "o.json")).start()
+    try:
+        browser.get(server.control + "/")
+        wait(lambda: sorted(rows(browser)) == [("up", "127.0.0.1"), ("up", "127.0.0.2")],
+             "both targets shown up")
+        second.down()
+        # Down targets come first, within a few seconds (the page refreshes every second).
+        wait(lambda: rows(browser)[:1] == [("down", "127.0.0.2")], "127.0.0.2 shown down")
+        assert "www.example.test" in browser.find_element(By.ID, "names").text
+        zones = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#zone option")]
+        assert zones == ["all zones", "example.test"]
+        errors = [entry for entry in browser.get_log("browser")
+                  if entry["level"] in ("SEVERE", "WARNING")]
+        assert errors == []
+    finally:
+        server.stop()
+        first.close()
+        second.close()
