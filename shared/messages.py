@@ -196,17 +196,36 @@ class Choices(_Message):
     names: list[tuple[str, int, int, str, list[str]]]
 
 
+class Probe(msgspec.Struct, frozen=True, array_like=True):
+    """One target's detail, totals since the prober started."""
+
+    target: str
+    reason: str  # why the latest check passed or failed
+    buckets: list[int]  # checks by duration: one per PROBE_BUCKETS bound, then the rest
+    seconds: float  # the sum of their durations
+    failures: dict[str, int]  # by kind: timeout, refused, status, body, tls, other
+
+
+class Probes(_Message):
+    """prober -> supervisor, periodically after its first report: the detail of the targets
+    checked since the previous one."""
+
+    rows: list[Probe]
+
+
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PROBES_PERIOD = 1.0
 STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
 PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Bye
-FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices
+FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
-FromProber = HealthReport
+FromProber = HealthReport | Probes
 FromSigner = Published | Fatal | Choices
 FromResponder = Bound | Ready | Fatal | Stats
 

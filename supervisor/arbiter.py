@@ -122,6 +122,8 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.serials: list[int] = []
         self.choices: list[tuple[str, int, int, str, list[str]]] = []  # see messages.Choices
+        self.probes: dict[str, messages.Probe] = {}  # the prober's detail, by its target ids
+        self.probes_gone: dict[str, messages.Probe] = {}  # totals of ended prober processes
         self.dirty = True
 
     @property
@@ -337,6 +339,8 @@ class Supervisor:
                     if generation == self.generation and slot.spoke:
                 self.choices = names
                 self.dirty = True
+            case messages.Probes(rows=rows) if slot.spoke:
+                return self._on_probes(rows)
             case messages.Stats() if slot.state == "running":
                 slot.stats, slot.stats_at = message, self.now()
                 self.dirty = True
@@ -516,8 +520,21 @@ class Supervisor:
         self.serials = serials
         self.dirty = True
 
+    def _on_probes(self, rows: list[messages.Probe]) -> str | None:
+        unknown = next((row.target for row in rows if row.target not in self.targets), None)
+        if unknown is not None:
+            return f"detail of an unknown target {unknown[:100]!r}"
+        for row in rows:
+            self.probes[row.target] = row
+        self.dirty = True
+        return None
+
     def _keep_counts(self, slot: Slot) -> None:
-        """A responder that ended leaves its totals behind: counters never go back."""
+        """A child that ended leaves its totals behind: counters never go back."""
+        if slot.role == "prober":
+            self.probes_gone = {t: _sum_probes(self.probes_gone.get(t), p)
+                                for t, p in {**self.probes_gone, **self.probes}.items()}
+            self.probes = {}
         if slot.stats is not None:
             for path, proto, qtype, rcode, n in slot.stats.counts:
                 self.gone_counts[(path, proto, qtype, rcode)] += n
@@ -565,6 +582,8 @@ class Supervisor:
             truncated=truncated, errors=errors, restarts=dict(self.restarts),
             rejected=dict(self.rejected), overrides=tuple(self.overrides.listing()),
             choices=tuple(self.choices),
+            probes={t: _sum_probes(self.probes_gone.get(t), p) for t, p
+                    in {**self.probes_gone, **self.probes}.items()},
             current=current)
 
     # --- stopping ---------------------------------------------------------------------------------
@@ -587,6 +606,17 @@ class Supervisor:
             self.control.stop()
         log.info("stopped")
         return self.exit_code
+
+
+def _sum_probes(old: messages.Probe | None, new: messages.Probe) -> messages.Probe:
+    """The totals of a target's detail across prober processes (`old`: ended ones)."""
+    if old is None or old is new:
+        return new
+    failures = Counter(old.failures)
+    failures.update(new.failures)
+    return messages.Probe(new.target, new.reason,
+                          [a + b for a, b in zip(old.buckets, new.buckets, strict=True)],
+                          old.seconds + new.seconds, dict(failures))
 
 
 def _name(value: object) -> str:

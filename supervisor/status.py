@@ -19,13 +19,14 @@ import dns.rdatatype
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
 from healthdns.shared.config import Config
-from healthdns.shared.messages import PATHS, PROTOS
+from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS, Probe
 from healthdns.supervisor.overrides import Override
 
 # The query types that get their own label value; every other one is "other", so a client
@@ -86,6 +87,7 @@ class View:
     current: bool = False  # every responder serves `generation`
     # What each pooled name answers and why, from the signer (see messages.Choices).
     choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
+    probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
 
 
 def catalog(cfg: Config) -> dict[str, Target]:
@@ -156,6 +158,7 @@ def status(view: View, known: Catalog, now: float) -> dict[str, Any]:
             "zones": list(target.zones), "state": _word(state.up),
             "probed": _word(state.probed), "since": state.since, "changes": state.changes,
             "override": state.override,
+            **_probe(view.probes.get(target.id)),
         })
     rows.sort(key=lambda r: (r["state"] == "up", r["address"]))  # down (and unknown) first
     return {
@@ -194,6 +197,13 @@ def _names(view: View, known: Catalog) -> list[dict[str, Any]]:
     return sorted(names.values(), key=lambda n: n["name"])
 
 
+def _probe(probe: Probe | None) -> dict[str, Any]:
+    if probe is None:
+        return {"reason": None, "checks": 0, "failures": {}}
+    return {"reason": probe.reason, "checks": sum(probe.buckets),
+            "failures": dict(sorted(probe.failures.items()))}
+
+
 def _override(o: Override) -> dict[str, Any]:
     return {"address": o.address, "name": o.name, "action": o.action, "reason": o.reason,
             "expires": o.expires, "created": o.created}
@@ -217,6 +227,7 @@ class Metrics(Collector):
         view: View = self.current()
         yield from _dns(view)
         yield from _backends(view, self.targets)
+        yield from _checks(view, self.targets)
         yield from _process(view)
 
     def describe(self) -> Iterator[Metric]:
@@ -282,6 +293,27 @@ def _backends(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
     for name, value in sorted(all_down.items()):
         down.add_metric([name], float(value))
     yield from (up, probed, changes, override, names, down)
+
+
+def _checks(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
+    durations = HistogramMetricFamily("healthdns_backend_check_duration_seconds",
+                                      "how long health checks take", labels=["address", "check"])
+    failures = CounterMetricFamily("healthdns_backend_check_failures", "failed health checks "
+                                   "by kind", labels=["address", "check", "reason"])
+    for target_id, probe in sorted(view.probes.items()):
+        target = targets.get(target_id)
+        if target is None:
+            continue
+        labels = [target.address, target.check]
+        running, buckets = 0, []
+        for bound, count in zip((*PROBE_BUCKETS, float("inf")), probe.buckets, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", running))
+        durations.add_metric(labels, buckets, probe.seconds)
+        for reason, n in sorted(probe.failures.items()):
+            failures.add_metric([*labels, reason], n)
+    yield durations
+    yield failures
 
 
 def _process(view: View) -> Iterator[Metric]:

@@ -346,3 +346,19 @@ def test_status_says_what_each_name_answers_and_which_rule_chose_it(
     api = next(n for n in status(server)["names"] if n["name"] == "api.example.test")
     assert api["answers"] == [{"type": "A", "addresses": [], "rule": "policy empty",
                                "group": None}]
+
+
+def test_check_durations_and_failures_by_reason(server: Server,
+                                                backends: tuple[Backend, Backend]) -> None:
+    labels = {"address": "127.0.0.2", "check": f"tcp {backends[0].port}"}
+    wait(lambda: total(server, "healthdns_backend_check_duration_seconds_count", labels) >= 2,
+         "checks of 127.0.0.2 counted")
+    backends[1].down()
+    wait(lambda: total(server, "healthdns_backend_check_failures_total",
+                       {**labels, "reason": "refused"}) >= 1, "a refused check counted")
+    target = next(t for t in status(server)["targets"] if t["address"] == "127.0.0.2")
+    assert "refused" in target["reason"].lower()
+    assert target["failures"]["refused"] >= 1
+    buckets = total(server, "healthdns_backend_check_duration_seconds_bucket",
+                    {**labels, "le": "+Inf"})
+    assert buckets == total(server, "healthdns_backend_check_duration_seconds_count", labels)
