@@ -58,6 +58,7 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
+PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' snapshot age)
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
 
 
@@ -119,6 +120,7 @@ class Supervisor:
         self.health_at: float | None = None  # when the signer was last sent a change
         self.publish_seconds: float | None = None
         self.published_at: float | None = None
+        self.published_times: dict[int, float] = {}  # recent generations -> when (wall)
         self.control: ControlServer | None = None
         self.serials: list[int] = []
         self.choices: list[tuple[str, int, int, str, list[str]]] = []  # see messages.Choices
@@ -514,6 +516,8 @@ class Supervisor:
 
     def _on_published(self, serials: list[int]) -> None:
         self.published_at = time.time()
+        self.published_times[self.generation] = self.published_at
+        self.published_times.pop(self.generation - PUBLISHED_KEPT, None)
         if self.health_at is not None:
             self.publish_seconds = self.now() - self.health_at
             self.health_at = None
@@ -558,16 +562,19 @@ class Supervisor:
         counts = Counter(self.gone_counts)
         truncated, errors = self.gone_truncated, self.gone_errors
         responders = []
+        wall = time.time()
         for r in self.responders:
             if r.stats is not None:
                 for path, proto, qtype, rcode, n in r.stats.counts:
                     counts[(path, proto, qtype, rcode)] += n
                 truncated += r.stats.truncated
                 errors += r.stats.errors
+            generation = r.stats.generation if r.stats is not None else 0
+            published = self.published_times.get(generation)
             responders.append(status.Responder(
                 r.index, r.state, r.process.pid if r.process is not None else None,
-                r.stats.generation if r.stats is not None else 0,
-                now - r.stats_at if r.stats is not None else None))
+                generation, now - r.stats_at if r.stats is not None else None,
+                wall - published if published is not None else None))
         current = self.generation > 0 and all(
             r.state == "running" and r.generation == self.generation for r in responders)
         targets = {t: status.TargetState(

@@ -64,7 +64,11 @@ class ControlServer:
         self._known = known
         self._wakeup = wakeup
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(status.Metrics(lambda: self.view, known.targets))
+        self._registry.register(status.Metrics(lambda: self._scraped, known.targets))
+        # The last /metrics body and the view it shows: scrapes between two views (a view
+        # changes about once a second) cost no rendering.
+        self._scraped = self.view
+        self._body = b""
         self._sock = _bind(host, port)
         self.address = format_endpoint(*self._sock.getsockname()[:2])
         self._loop = asyncio.new_event_loop()
@@ -124,8 +128,11 @@ class ControlServer:
         return web.Response(text=f"ready: generation {view.generation}\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        view = self.view
+        if view is not self._scraped or not self._body:
+            self._scraped = view
+            self._body = generate_latest(self._registry)
+        return web.Response(body=self._body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(status.status(self.view, self._known, time.time()))

@@ -66,6 +66,7 @@ class Responder:
     pid: int | None
     generation: int
     stats_age: float | None  # seconds since its last Stats
+    snapshot_age: float | None  # seconds since the generation it serves was published
 
 
 @dataclass(frozen=True)
@@ -327,12 +328,16 @@ def _process(view: View) -> Iterator[Metric]:
                                    "serves", labels=["responder"])
     age = GaugeMetricFamily("healthdns_responder_stats_age_seconds", "seconds since a "
                             "responder last reported", labels=["responder"])
+    snapshot = GaugeMetricFamily("healthdns_responder_snapshot_age_seconds", "seconds since "
+                                 "the generation a responder serves was published",
+                                 labels=["responder"])
     for r in view.responders:
         generation.add_metric([str(r.slot)], r.generation)
         if r.stats_age is not None:
             age.add_metric([str(r.slot)], r.stats_age)
-    yield generation
-    yield age
+        if r.snapshot_age is not None:
+            snapshot.add_metric([str(r.slot)], r.snapshot_age)
+    yield from (generation, age, snapshot)
     if view.publish_seconds is not None:
         yield GaugeMetricFamily("healthdns_publish_seconds", "from a health change to the "
                                 "signed generation that follows it", value=view.publish_seconds)

@@ -21,12 +21,12 @@ INTERVAL = 0.2
 TOKEN = "test-token-0123456789abcdef"
 
 
-def config(port: int, state_file: Path, token: str | None = TOKEN) -> str:
+def config(port: int, state_file: Path, token: str | None = TOKEN, responders: int = 1) -> str:
     token_line = f'token = "{token}"' if token else ""
     return f"""
         [server]
         listen = ["127.0.0.1:0"]
-        responders = 2
+        responders = {responders}
 
         [control]
         {token_line}
@@ -128,8 +128,16 @@ def test_healthz_and_readyz(server: Server) -> None:
     assert get(server, "/readyz")[1].startswith("ready: generation ")
 
 
+@pytest.fixture
+def two_responders(tmp_path: Path, backends: tuple[Backend, Backend]) -> Iterator[Server]:
+    srv = Server([], tmp_path, config(backends[0].port, tmp_path / "o.json", responders=2))
+    yield srv.start()
+    srv.stop()
+
+
 def test_metrics_count_queries_and_never_go_back_after_a_responder_restart(
-        server: Server) -> None:
+        two_responders: Server) -> None:
+    server = two_responders
     for _ in range(5):
         server.query("static.example.test")
     server.query("static.example.test", "TXT", tcp=True)
@@ -362,3 +370,15 @@ def test_check_durations_and_failures_by_reason(server: Server,
     buckets = total(server, "healthdns_backend_check_duration_seconds_bucket",
                     {**labels, "le": "+Inf"})
     assert buckets == total(server, "healthdns_backend_check_duration_seconds_count", labels)
+
+
+def test_responders_generation_and_snapshot_age(two_responders: Server) -> None:
+    server = two_responders
+    wait(lambda: get(server, "/readyz")[0] == 200, "ready")
+    found = metrics(server)
+    generation = found[("healthdns_generation", ())]
+    for slot in ("0", "1"):
+        assert found[("healthdns_responder_generation", (("responder", slot),))] == generation
+        age = found[("healthdns_responder_snapshot_age_seconds", (("responder", slot),))]
+        assert 0 <= age < 60
+    assert found[("healthdns_zone_serial", (("zone", "example.test"),))] > 0

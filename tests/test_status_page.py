@@ -17,7 +17,6 @@ from test_control import config
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -41,12 +40,12 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def rows(browser: Any) -> list[tuple[str, str]]:
-    """(state, address) of each target row, in the page's order."""
-    found = []
-    for row in browser.find_elements(By.CSS_SELECTOR, "#targets tbody tr"):
-        cells = row.find_elements(By.TAG_NAME, "td")
-        found.append((cells[0].text, cells[1].text))
-    return found
+    """(state, address) of each target row, in the page's order: read in one script, as the
+    page replaces its rows every second (elements found one by one would go stale)."""
+    found = browser.execute_script(
+        "return [...document.querySelectorAll('#targets tbody tr')]"
+        ".map(r => [r.cells[0].textContent, r.cells[1].textContent]);")
+    return [(state, address) for state, address in found]
 
 
 def wait(predicate: Any, what: str, timeout: float = 5.0) -> None:
@@ -71,8 +70,10 @@ def test_the_page_shows_a_backend_going_down(tmp_path: Path, browser: Any) -> No
         second.down()
         # Down targets come first, within a few seconds (the page refreshes every second).
         wait(lambda: rows(browser)[:1] == [("down", "127.0.0.2")], "127.0.0.2 shown down")
-        assert "www.example.test" in browser.find_element(By.ID, "names").text
-        zones = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#zone option")]
+        assert "www.example.test" in browser.execute_script(
+            "return document.getElementById('names').textContent;")
+        zones = browser.execute_script(
+            "return [...document.querySelectorAll('#zone option')].map(o => o.textContent);")
         assert zones == ["all zones", "example.test"]
         errors = [entry for entry in browser.get_log("browser")
                   if entry["level"] in ("SEVERE", "WARNING")]
