@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -382,3 +383,19 @@ def test_responders_generation_and_snapshot_age(two_responders: Server) -> None:
         age = found[("healthdns_responder_snapshot_age_seconds", (("responder", slot),))]
         assert 0 <= age < 60
     assert found[("healthdns_zone_serial", (("zone", "example.test"),))] > 0
+
+
+def test_every_documented_metric_is_exposed(server: Server) -> None:
+    """The operations page's metrics table and the Grafana dashboard name only real metrics."""
+    docs = Path(__file__).parent.parent / "docs"
+    table = re.findall(r"^\| `(healthdns_\w+)` \|", (docs / "operations.md").read_text(), re.M)
+    dashboard = set(re.findall(r"healthdns_\w+", (docs / "grafana-dashboard.json").read_text()))
+    wait(lambda: get(server, "/readyz")[0] == 200, "ready")
+    wait(lambda: total(server, "healthdns_backend_check_duration_seconds_count", {}) > 0,
+         "checks counted")
+    code, text = get(server, "/metrics")
+    exposed = set(re.findall(r"^# TYPE (\w+)", text, re.M))
+    exposed |= {name + suffix for name in exposed for suffix in ("_total", "_bucket")}
+    assert len(table) >= 20
+    assert sorted(set(table) - exposed) == []
+    assert sorted(dashboard - exposed) == []
