@@ -45,7 +45,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ZONE = "example.test"
 NS = "ns1.example.net"
@@ -1056,7 +1056,7 @@ class Scraper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Scraper:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -63,12 +63,12 @@ class ControlServer:
         self._token = token
         self._known = known
         self._wakeup = wakeup
-        self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(status.Metrics(lambda: self._scraped, known.targets))
         # The last /metrics body and the view it shows: scrapes between two views (a view
         # changes about once a second) cost no rendering.
-        self._scraped = self.view
+        self._scraped: View = self.view
         self._body = b""
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(status.Metrics(lambda: self._scraped, known.targets))
         self._sock = _bind(host, port)
         self.address = format_endpoint(*self._sock.getsockname()[:2])
         self._loop = asyncio.new_event_loop()

@@ -184,7 +184,7 @@ def _names(view: View, known: Catalog) -> list[dict[str, Any]]:
     answers: dict[str, list[dict[str, Any]]] = {}
     for name, rdtype, group, rule, addresses in view.choices:
         answers.setdefault(name, []).append({
-            "type": dns.rdatatype.to_text(rdtype), "addresses": addresses, "rule": rule,
+            "type": dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)), "addresses": addresses, "rule": rule,
             "group": group if group >= 0 else None})
     for entry in names.values():
         entry["answers"] = answers.get(entry["name"], [])

@@ -164,9 +164,9 @@ def test_metrics_count_queries_and_never_go_back_after_a_responder_restart(
 
 def test_backend_metrics_and_status_follow_health(server: Server,
                                                   backends: tuple[Backend, Backend]) -> None:
-    up = ("healthdns_backend_up", (("address", "127.0.0.2"), ("check", "tcp "
-                                   f"{backends[0].port}"), ("name", "www.example.test"),
-                                   ("zone", "example.test")))
+    check = f"tcp {backends[0].port}"
+    up = ("healthdns_backend_up", (("address", "127.0.0.2"), ("check", check),
+                                   ("name", "www.example.test"), ("zone", "example.test")))
     wait(lambda: metrics(server).get(up) == 1.0, "127.0.0.2 up")
     backends[1].down()
     wait(lambda: metrics(server).get(up) == 0.0, "127.0.0.2 down in the metrics")
@@ -388,13 +388,14 @@ def test_responders_generation_and_snapshot_age(two_responders: Server) -> None:
 def test_every_documented_metric_is_exposed(server: Server) -> None:
     """The operations page's metrics table and the Grafana dashboard name only real metrics."""
     docs = Path(__file__).parent.parent / "docs"
-    table = re.findall(r"^\| `(healthdns_\w+)` \|", (docs / "operations.md").read_text(), re.M)
+    table = re.findall(r"^\| `(healthdns_\w+)` \|", (docs / "operations.md").read_text(),
+                       re.MULTILINE)
     dashboard = set(re.findall(r"healthdns_\w+", (docs / "grafana-dashboard.json").read_text()))
     wait(lambda: get(server, "/readyz")[0] == 200, "ready")
     wait(lambda: total(server, "healthdns_backend_check_duration_seconds_count", {}) > 0,
          "checks counted")
-    code, text = get(server, "/metrics")
-    exposed = set(re.findall(r"^# TYPE (\w+)", text, re.M))
+    _, text = get(server, "/metrics")
+    exposed = set(re.findall(r"^# TYPE (\w+)", text, re.MULTILINE))
     exposed |= {name + suffix for name in exposed for suffix in ("_total", "_bucket")}
     assert len(table) >= 20
     assert sorted(set(table) - exposed) == []

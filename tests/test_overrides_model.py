@@ -102,8 +102,8 @@ def test_loading_drops_what_no_longer_applies_and_says_so(tmp_path: Path) -> Non
     overrides = Overrides(set(ADDRESSES), set(NAMES))
     problems = overrides.load(str(path), 20.0)
     assert problems == [
-        f"{path}: override of '192.0.2.9' dropped: address: '192.0.2.9' is not an address of "
-        "any checked pool",
+        (f"{path}: override of '192.0.2.9' dropped: address: '192.0.2.9' is not an address of "
+         "any checked pool"),
         f"{path}: override of '192.0.2.1' dropped: expires: the time has already passed"]
     assert overrides.names() == {"www.example.test": False}
     path.write_text("not json")

@@ -16,7 +16,7 @@ from harness import Backend, Server
 from test_control import config
 
 selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
+from selenium import webdriver
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
