@@ -6,6 +6,10 @@ pipe and every child's process sentinel; each child slot keeps its id across res
 small state machine (starting -> running on `Ready` -> backoff -> respawned) with exponential
 backoff and a crash budget that decays over time.
 
+The supervisor's second job, what the operator sees and steers, lives in `steering` (the
+records and the overrides) and `control` (the HTTP endpoint, in its own thread); the loop
+hands the endpoint a new view when something changed and applies its write requests.
+
 Children are not trusted to keep to the protocol (see "Security model" in docs/operations.md):
 each role's pipe is decoded with that role's own message union and read without blocking, with
 a size limit per role; a child that sends anything else is killed and respawned, and nothing it
@@ -33,8 +37,8 @@ from healthdns.shared import child, messages
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.supervisor import status, views
 from healthdns.supervisor.channel import Channel, FrameTooLarge
-from healthdns.supervisor.control import ControlServer, Request
-from healthdns.supervisor.overrides import Override, OverrideError, Overrides
+from healthdns.supervisor.control import ControlServer
+from healthdns.supervisor.steering import Child, Steering
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -58,7 +62,6 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
-PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' snapshot age)
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
 
 
@@ -75,8 +78,6 @@ class Slot:
     failures: int = 0  # consecutive failures without becoming ready
     restart_at: float = 0.0
     listen: list[tuple[str, int, bool]] = field(default_factory=list)
-    stats: messages.Stats | None = None  # a responder's latest counters
-    stats_at: float = 0.0
 
     @property
     def name(self) -> str:
@@ -107,26 +108,8 @@ class Supervisor:
         self.crash_clock = now()
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
-        # What the control endpoint shows and steers (see `supervisor/control.py`).
-        self.targets = status.catalog(cfg)
-        self.probed: dict[str, bool] = {}  # the prober's health, by its target ids
-        self.since: dict[str, float] = {}
-        self.changes: Counter[str] = Counter()
-        served = {a for t in self.targets.values() for a in t.served}
-        self.overrides = Overrides(served, {n for t in self.targets.values() for n in t.names})
-        self.restarts: Counter[str] = Counter()
-        self.gone_counts: Counter[tuple[int, int, int, int]] = Counter()  # of ended responders
-        self.gone_truncated = self.gone_errors = 0
-        self.health_at: float | None = None  # when the signer was last sent a change
-        self.publish_seconds: float | None = None
-        self.published_at: float | None = None
-        self.published_times: dict[int, float] = {}  # recent generations -> when (wall)
+        self.steering = Steering(cfg, self.views.signer_ids)
         self.control: ControlServer | None = None
-        self.serials: list[int] = []
-        self.choices: list[tuple[str, int, int, str, list[str]]] = []  # see messages.Choices
-        self.probes: dict[str, messages.Probe] = {}  # the prober's detail, by its target ids
-        self.probes_gone: dict[str, messages.Probe] = {}  # totals of ended prober processes
-        self.dirty = True
 
     @property
     def slots(self) -> list[Slot]:
@@ -139,9 +122,9 @@ class Supervisor:
         try:
             self._start_control()
         except OSError as e:
-            where = self.cfg.control.listen
             log.error("control: cannot listen on %s: %s (set [control] listen, or "
-                      "--control-listen '' to turn the endpoint off)", where, e.strerror or e)
+                      "--control-listen '' to turn the endpoint off)", self.cfg.control.listen,
+                      e.strerror or e)
             return EXIT_FATAL
         with _group_signals_blocked():
             # Started here, not by the first spawn, so that it too ignores group signals
@@ -158,7 +141,7 @@ class Supervisor:
         deadlines = [s.restart_at for s in self.slots if s.state == "backoff"]
         if self.control is not None:
             deadlines.append(self.now() + HEARTBEAT)
-        expiry = self.overrides.next_expiry()
+        expiry = self.steering.overrides.next_expiry()
         if expiry is not None:
             deadlines.append(self.now() + expiry - time.time())
         timeout = max(0.0, min(deadlines) - self.now()) if deadlines else None
@@ -185,7 +168,8 @@ class Supervisor:
         for slot in self.slots:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self._spawn(slot)
-        self._expire_overrides()
+        if self.steering.expire():
+            self._overrides_changed()
         self._show()
 
     # --- signals ----------------------------------------------------------------------------------
@@ -225,8 +209,8 @@ class Supervisor:
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self.published))
         if slot.role == "signer" and self.health is not None:
-            self._send(slot, messages.encode(messages.Health(self.health, True,
-                                                             self.overrides.names())))
+            self._send(slot, messages.encode(messages.Health(
+                self.health, True, self.steering.overrides.names())))
         if slot.role == "responder" and self.snapshot is not None:
             self._send(slot, self.snapshot)  # the latest snapshot before it serves
         log.info("%s started (pid %d)", slot.name, process.pid)
@@ -255,10 +239,9 @@ class Supervisor:
         code = slot.process.exitcode
         slot.process = None
         self._close(slot)
-        self._keep_counts(slot)
+        self.steering.ended(slot.role, slot.index, restarted=not self.stopping)
         if self.stopping:
             return
-        self.restarts[slot.role] += 1
         self._count_crash()
         if self.stopping:  # the crash budget is spent
             log.warning("%s exited with code %s", slot.name, code)
@@ -329,7 +312,7 @@ class Supervisor:
                     self._send(responder, delta or snapshot)
                 log.debug("generation %d sent to responders", generation)
                 self.generation = generation
-                self._on_published(serials)
+                self.steering.published(generation, serials, self.now())
             case messages.Bound(listen=listen) if not slot.spoke:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
@@ -339,13 +322,11 @@ class Supervisor:
                 self._on_fatal(slot, reason)
             case messages.Choices(generation=generation, names=names) \
                     if generation == self.generation and slot.spoke:
-                self.choices = names
-                self.dirty = True
+                self.steering.chosen(names)
             case messages.Probes(rows=rows) if slot.spoke:
-                return self._on_probes(rows)
+                return self.steering.detail(rows)
             case messages.Stats() if slot.state == "running":
-                slot.stats, slot.stats_at = message, self.now()
-                self.dirty = True
+                self.steering.counted(slot.index, message, self.now())
             case _:
                 return f"{type(message).__name__} out of turn"
         return None
@@ -390,8 +371,7 @@ class Supervisor:
         if unknown is not None:
             return f"health of an unknown target {unknown[:100]!r}"
         self._mark_running(self.prober)  # its first report is its readiness
-        self._record_probes(states, full)
-        self._on_health({renames[t]: self._effective(t, up) for t, up in states.items()}, full)
+        self._on_health(self.steering.report(states, full), full)
         return None
 
     def _on_health(self, states: dict[str, bool], full: bool) -> None:
@@ -399,10 +379,9 @@ class Supervisor:
             self.health = dict(states)
         else:
             self.health.update(states)
-        self.health_at = self.now()
-        self.dirty = True
-        self._send(self.signer, messages.encode(messages.Health(states, full,
-                                                                self.overrides.names())))
+        self.steering.health_sent(self.now())
+        self._send(self.signer, messages.encode(messages.Health(
+            states, full, self.steering.overrides.names())))
 
     def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
         if slot.index == 0 and self.listen != listen:
@@ -419,179 +398,51 @@ class Supervisor:
         log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)",
                  sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders))
 
-    # --- what the control endpoint shows and steers ------------------------------------------
+    # --- the control endpoint ------------------------------------------------------------------
 
     def _start_control(self) -> None:
-        spec = self.cfg.control
-        if spec.state_file is not None:
-            for problem in self.overrides.load(spec.state_file, time.time()):
-                log.warning("%s", problem)
-            for o in self.overrides.listing():
-                log.info("override restored: %s %s (%s)", o.action, o.name or o.address,
-                         o.reason or "-")
-        endpoint = spec.endpoint()
+        self.steering.restore()
+        endpoint = self.cfg.control.endpoint()
         if endpoint is None:
             return
-        self.control = ControlServer(*endpoint, spec.token, status.make_catalog(self.cfg),
-                                     self.wakeup_w)
+        self.control = ControlServer(*endpoint, self.cfg.control.token,
+                                     status.make_catalog(self.cfg), self.wakeup_w)
         self.control.start()
 
-    def _record_probes(self, states: dict[str, bool], full: bool) -> None:
-        """Keep what the prober said (by its ids) and when each target last changed."""
-        wall = time.time()
-        for target, up in states.items():
-            before = self.probed.get(target)
-            if before is None or before != up:
-                self.since[target] = wall
-                self.changes[target] += before is not None
-        self.probed = dict(states) if full else {**self.probed, **states}
-
-    def _effective(self, target: str, probed: bool) -> bool:
-        return self.overrides.effective(probed, self.targets[target].served)
-
-    def _refresh_health(self) -> None:
-        """Send the signer the health with the overrides as they are now."""
-        if not self.probed:
-            return  # no report yet: the first one carries the overrides
-        renames = self.views.signer_ids
-        self._on_health({renames[t]: self._effective(t, up) for t, up in self.probed.items()},
-                        True)
-
     def _handle_control(self) -> None:
+        """Apply the endpoint's queued write requests, then answer them."""
         if self.control is None:
             return
         answered = []
         while not self.control.requests.empty():
             request = self.control.requests.get()
-            answered.append((request, self._apply(request)))
+            answered.append((request, self.steering.apply(request)))
         if any(answer.get("status", 200) == 200 for _, answer in answered):
-            self._save_overrides()
-            self._refresh_health()
+            self._overrides_changed()
             self._show()  # a client that reads /status after its write sees the write
         for request, answer in answered:
             request.done.set_result(answer)
 
-    def _apply(self, request: Request) -> dict[str, object]:
-        fields, now = request.fields, time.time()
-        if request.op == "remove":
-            key = str(fields.get("key"))
-            if not self.overrides.remove(key):
-                return {"status": 404, "error": f"no override of {key!r}"}
-            log.info("override removed: %s", key)
-            return {"removed": key}
-        try:
-            expires = fields.get("expires_in")
-            override = Override(
-                address=str(fields.get("address", "")), name=_name(fields.get("name", "")),
-                action=str(fields.get("action", "")),
-                reason=str(fields.get("reason", "")), created=now,
-                expires=None if expires is None else now + float(expires))
-            self.overrides.set(override, now)
-        except (OverrideError, TypeError, ValueError) as e:
-            return {"status": 400, "error": str(e)}
-        log.info("override set: %s %s (%s)", override.action,
-                 override.name or override.address, override.reason or "no reason given")
-        return {"address": override.address, "name": override.name,
-                "action": override.action, "expires": override.expires}
-
-    def _expire_overrides(self) -> None:
-        gone = self.overrides.expire(time.time())
-        for override in gone:
-            log.info("override expired: %s %s", override.action,
-                     override.name or override.address)
-        if gone:
-            self._save_overrides()
-            self._refresh_health()
-
-    def _save_overrides(self) -> None:
-        self.dirty = True
-        path = self.cfg.control.state_file
-        if path is None:
-            return
-        try:
-            self.overrides.save(path)
-        except OSError as e:
-            log.error("cannot write the overrides to %s: %s (they hold until a restart)",
-                      path, e)
-
-    def _on_published(self, serials: list[int]) -> None:
-        self.published_at = time.time()
-        self.published_times[self.generation] = self.published_at
-        self.published_times.pop(self.generation - PUBLISHED_KEPT, None)
-        if self.health_at is not None:
-            self.publish_seconds = self.now() - self.health_at
-            self.health_at = None
-        self.serials = serials
-        self.dirty = True
-
-    def _on_probes(self, rows: list[messages.Probe]) -> str | None:
-        unknown = next((row.target for row in rows if row.target not in self.targets), None)
-        if unknown is not None:
-            return f"detail of an unknown target {unknown[:100]!r}"
-        for row in rows:
-            self.probes[row.target] = row
-        self.dirty = True
-        return None
-
-    def _keep_counts(self, slot: Slot) -> None:
-        """A child that ended leaves its totals behind: counters never go back."""
-        if slot.role == "prober":
-            self.probes_gone = {t: _sum_probes(self.probes_gone.get(t), p)
-                                for t, p in {**self.probes_gone, **self.probes}.items()}
-            self.probes = {}
-        if slot.stats is not None:
-            for path, proto, qtype, rcode, n in slot.stats.counts:
-                self.gone_counts[(path, proto, qtype, rcode)] += n
-            self.gone_truncated += slot.stats.truncated
-            self.gone_errors += slot.stats.errors
-            slot.stats = None
-        self.dirty = True
+    def _overrides_changed(self) -> None:
+        """Keep the overrides, and send the signer the health as they now make it: a drained
+        address leaves the answers with the next generation."""
+        self.steering.save()
+        health = self.steering.health()
+        if health is not None:
+            self._on_health(health, True)
 
     def _show(self) -> None:
-        """Give the control endpoint a new view when anything changed (one assignment)."""
+        """Give the endpoint a new view when anything changed (one reference assignment)."""
         if self.control is None:
             return
         now = self.now()
         self.control.heartbeat = now
-        if not self.dirty:
+        if not self.steering.dirty:
             return
-        self.dirty = False
-        self.control.view = self._view(now)
-
-    def _view(self, now: float) -> status.View:
-        counts = Counter(self.gone_counts)
-        truncated, errors = self.gone_truncated, self.gone_errors
-        responders = []
-        wall = time.time()
-        for r in self.responders:
-            if r.stats is not None:
-                for path, proto, qtype, rcode, n in r.stats.counts:
-                    counts[(path, proto, qtype, rcode)] += n
-                truncated += r.stats.truncated
-                errors += r.stats.errors
-            generation = r.stats.generation if r.stats is not None else 0
-            published = self.published_times.get(generation)
-            responders.append(status.Responder(
-                r.index, r.state, r.process.pid if r.process is not None else None,
-                generation, now - r.stats_at if r.stats is not None else None,
-                wall - published if published is not None else None))
-        current = self.generation > 0 and all(
-            r.state == "running" and r.generation == self.generation for r in responders)
-        targets = {t: status.TargetState(
-            up, self._effective(t, up), self.since.get(t), self.changes[t],
-            self.overrides.action(self.targets[t].served)) for t, up in self.probed.items()}
-        zones = status.zone_names(self.cfg)
-        return status.View(
-            generation=self.generation, published_at=self.published_at,
-            publish_seconds=self.publish_seconds,
-            serials=tuple(zip(zones, self.serials, strict=False)),
-            responders=tuple(responders), targets=targets, counts=dict(counts),
-            truncated=truncated, errors=errors, restarts=dict(self.restarts),
-            rejected=dict(self.rejected), overrides=tuple(self.overrides.listing()),
-            choices=tuple(self.choices),
-            probes={t: _sum_probes(self.probes_gone.get(t), p) for t, p
-                    in {**self.probes_gone, **self.probes}.items()},
-            current=current)
+        self.steering.dirty = False
+        children = [Child(r.index, r.state, r.process.pid if r.process is not None else None)
+                    for r in self.responders]
+        self.control.view = self.steering.view(self.generation, children, self.rejected, now)
 
     # --- stopping ---------------------------------------------------------------------------------
 
@@ -613,22 +464,6 @@ class Supervisor:
             self.control.stop()
         log.info("stopped")
         return self.exit_code
-
-
-def _sum_probes(old: messages.Probe | None, new: messages.Probe) -> messages.Probe:
-    """The totals of a target's detail across prober processes (`old`: ended ones)."""
-    if old is None or old is new:
-        return new
-    failures = Counter(old.failures)
-    failures.update(new.failures)
-    return messages.Probe(new.target, new.reason,
-                          [a + b for a, b in zip(old.buckets, new.buckets, strict=True)],
-                          old.seconds + new.seconds, dict(failures))
-
-
-def _name(value: object) -> str:
-    """A name as an operator types it: any case, with or without the final dot."""
-    return str(value).lower().rstrip(".") if value else ""
 
 
 def _largest_report(targets: dict[str, str]) -> int:
