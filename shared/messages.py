@@ -194,6 +194,7 @@ class Choices(_Message):
     generation: int
     # (name without the final dot, rdtype, group index or -1, rule, addresses served)
     names: list[tuple[str, int, int, str, list[str]]]
+    seconds: float = 0.0  # how long rendering and signing the generation took
 
 
 class Probe(msgspec.Struct, frozen=True, array_like=True):

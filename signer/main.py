@@ -32,6 +32,7 @@ class Signer:
         self.prints: list[bytes | None] = [None] * len(self.zones)
         self.generation = 0
         self.inherited_renewal: float | None = None
+        self.took = 0.0  # seconds the latest generation took to render and sign
 
     def resume(self, resume: messages.Resume) -> None:
         """Continue from a predecessor's last snapshot (respawned after a crash).
@@ -125,7 +126,9 @@ class Signer:
                     signer.horizon = self.now() + signer.spec.refresh / 4
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
+        began = time.perf_counter()
         tables = render.tables(self.zones, self.health, serials, self.signers, self.caches)
+        self.took = time.perf_counter() - began
         self.inherited_renewal = None  # every answer was rendered (and signed) here
         for signer in self.signers:
             if signer is not None:
@@ -156,7 +159,7 @@ class Signer:
                 for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
                                                                      health).items():
                     rows.append((name, rdtype, group, rule, addresses))
-        return messages.Choices(self.generation, rows)
+        return messages.Choices(self.generation, rows, self.took)
 
 
 EXIT_BAD_KEY = 2

@@ -320,9 +320,9 @@ class Supervisor:
                 self._announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
-            case messages.Choices(generation=generation, names=names) \
+            case messages.Choices(generation=generation, names=names, seconds=seconds) \
                     if generation == self.generation and slot.spoke:
-                self.steering.chosen(names)
+                self.steering.chosen(names, seconds)
             case messages.Probes(rows=rows) if slot.spoke:
                 return self.steering.detail(rows)
             case messages.Stats() if slot.state == "running":

@@ -76,6 +76,7 @@ class View:
     generation: int = 0
     published_at: float | None = None  # wall clock
     publish_seconds: float | None = None  # from a health change to its publication
+    sign_seconds: float | None = None  # the signer's time to render and sign the latest
     serials: tuple[tuple[str, int], ...] = ()
     responders: tuple[Responder, ...] = ()
     targets: dict[str, TargetState] = field(default_factory=dict)
@@ -341,6 +342,9 @@ def _process(view: View) -> Iterator[Metric]:
     if view.publish_seconds is not None:
         yield GaugeMetricFamily("healthdns_publish_seconds", "from a health change to the "
                                 "signed generation that follows it", value=view.publish_seconds)
+    if view.sign_seconds is not None:
+        yield GaugeMetricFamily("healthdns_sign_seconds", "the signer's time to render and "
+                                "sign the latest generation", value=view.sign_seconds)
     restarts = CounterMetricFamily("healthdns_child_restarts", "children restarted",
                                    labels=["role"])
     for role, n in sorted(view.restarts.items()):

@@ -58,6 +58,7 @@ class Steering:
         self.published_times: dict[int, float] = {}  # recent generations -> when (wall)
         self.health_at: float | None = None  # when the signer was last sent a change
         self.publish_seconds: float | None = None
+        self.sign_seconds: float | None = None  # the signer's own time for the latest
         self.dirty = True  # a new view is due
 
     # --- health and overrides -------------------------------------------------------------------
@@ -152,8 +153,9 @@ class Steering:
         self.serials = serials
         self.dirty = True
 
-    def chosen(self, names: list[tuple[str, int, int, str, list[str]]]) -> None:
+    def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float) -> None:
         self.choices = names
+        self.sign_seconds = seconds
         self.dirty = True
 
     def detail(self, rows: list[messages.Probe]) -> str | None:
@@ -205,7 +207,7 @@ class Steering:
             self.overrides.action(self.targets[t].served)) for t, up in self.probed.items()}
         return status.View(
             generation=generation, published_at=self.published_at,
-            publish_seconds=self.publish_seconds,
+            publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),
             responders=responders, targets=targets, counts=dict(counts),
             truncated=truncated, errors=errors, restarts=dict(self.restarts),
