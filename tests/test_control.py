@@ -400,3 +400,22 @@ def test_every_documented_metric_is_exposed(server: Server) -> None:
     assert len(table) >= 20
     assert sorted(set(table) - exposed) == []
     assert sorted(dashboard - exposed) == []
+
+
+def test_slow_clients_delay_neither_health_changes_nor_other_clients(
+        server: Server, backends: tuple[Backend, Backend]) -> None:
+    host, port = server.control.removeprefix("http://").rsplit(":", 1)
+    stuck = []
+    for _ in range(50):  # each sends half a request line and then nothing
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        stuck.append(sock)
+    try:
+        server.wait_until(lambda: len(server.addresses("www.example.test")) == 2, 5, "both up")
+        backends[1].down()
+        server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1"}, 3,
+                          "127.0.0.2 out of the answers while clients hang")
+        assert get(server, "/healthz") == (200, "ok\n")
+    finally:
+        for sock in stuck:
+            sock.close()
