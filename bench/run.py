@@ -1032,15 +1032,16 @@ def scrape_cost(servers: Sequence[Server], queries: Path, args: argparse.Namespa
     for server in servers:
         if server.control_port is None:
             continue
-        plain, scraped, scrapes = [], [], 0
+        plain, scraped, scrapes, failed = [], [], 0, 0
         for round_no in range(1, args.rounds + 1):
             plain.append(run_dnsperf(server, queries, args, 100 + round_no, root).qps)
             with Scraper(f"http://{HOST}:{server.control_port}/metrics") as scraper:
                 scraped.append(run_dnsperf(server, queries, args, 200 + round_no, root).qps)
             scrapes += scraper.count
+            failed += scraper.failed
         ratio = statistics.median(scraped) / statistics.median(plain)
         out[server.label] = {"qps_plain": plain, "qps_scraped": scraped, "ratio": ratio,
-                             "scrapes": scrapes, "failed_scrapes": scraper.failed}
+                             "scrapes": scrapes, "failed_scrapes": failed}
         log(f"{server.label}: scraping /metrics every {SCRAPE_PERIOD * 1000:.0f} ms: "
             f"{statistics.median(scraped):.0f} q/s against {statistics.median(plain):.0f} "
             f"(ratio {ratio:.3f}, cost {100 * (1 - ratio):.1f}%, {scrapes} scrapes)")
