@@ -353,6 +353,14 @@ def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
              "retries a failed refresh (RFC 1912 section 2.2 suggests 2-4 weeks)")]
 
 
+def redacted(config: Config) -> Config:
+    """The configuration to show a person (`--check-config`): secrets replaced."""
+    if config.control.token is None:
+        return config
+    return msgspec.structs.replace(
+        config, control=msgspec.structs.replace(config.control, token="<redacted>"))
+
+
 def encode(config: Config) -> bytes:
     return msgspec.msgpack.encode(config)
 

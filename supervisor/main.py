@@ -6,7 +6,7 @@ import sys
 
 import msgspec
 
-from healthdns.shared import keyfiles, logs
+from healthdns.shared import config, keyfiles, logs
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"healthdns-supervisor: configuration error: {e}", file=sys.stderr)
         return EXIT_FATAL
     if args.check_config:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(cfg), indent=2).decode())
+        shown = msgspec.json.encode(config.redacted(cfg))  # never the control token
+        sys.stdout.write(msgspec.json.format(shown, indent=2).decode())
         sys.stdout.write("\n")
         return 0
     logs.setup("supervisor", cfg.server.log_level)

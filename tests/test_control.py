@@ -419,3 +419,13 @@ def test_slow_clients_delay_neither_health_changes_nor_other_clients(
     finally:
         for sock in stuck:
             sock.close()
+
+
+def test_check_config_does_not_print_the_token(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[control]\ntoken = "{TOKEN}"\n[[zones]]\norigin = "example.test"\n'
+                    'nameservers = ["ns1.example.net"]\n')
+    result = run_cli(["--config", str(path), "--check-config"])
+    assert result.returncode == 0, result.stderr
+    assert TOKEN not in result.stdout
+    assert json.loads(result.stdout)["control"]["token"] == "<redacted>"
