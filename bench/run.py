@@ -40,10 +40,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ZONE = "example.test"
 NS = "ns1.example.net"
@@ -280,6 +282,7 @@ class Server:
     stderr_path: Path = dataclasses.field(init=False)
     start_seconds: float | None = None
     leftover: list[int] = dataclasses.field(default_factory=list)
+    control_port: int | None = None  # healthdns: its control endpoint (/metrics)
 
     def __post_init__(self) -> None:
         self.stderr_path = self.workdir / f"{self.label.replace(' ', '_').replace('=', '')}.log"
@@ -418,6 +421,7 @@ def make_servers(args: argparse.Namespace, zone: Zone, root: Path,
             if args.dnssec:
                 toml += healthdns_dnssec(command, workdir)
             config.write_text(toml)
+            control = free_port(ports, rng)  # each its own: the default port is one
             label = "healthdns"
             if len(args.responders_list) > 1:
                 label += f" r={count}"
@@ -425,8 +429,10 @@ def make_servers(args: argparse.Namespace, zone: Zone, root: Path,
                 label += f" cache={cache}"
             servers.append(Server(label, "healthdns",
                                   [command, "--config", str(config), "--log-level", "info",
-                                   "--responders", str(count)],
-                                  port, workdir, ready_line="ready: serving", responders=count))
+                                   "--responders", str(count),
+                                   "--control-listen", f"{HOST}:{control}"],
+                                  port, workdir, ready_line="ready: serving", responders=count,
+                                  control_port=control))
 
     for kind, binary, build in (("gdnsd", "gdnsd", gdnsd_server), ("knot", "knotd", knot_server),
                                 ("a-healthy-dns", "a-healthy-dns", ahd_server)):
@@ -930,6 +936,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on an answer mismatch or a wrong rcode under load")
     p.add_argument("--seed", type=int, default=1, help="seed of the query file (default 1)")
+    p.add_argument("--scrape-metrics", action="store_true",
+                   help="healthdns: also run each round with a client scraping /metrics every "
+                   "100 ms, and report the throughput with over without it")
     args = p.parse_args(argv)
     try:
         args.responders_list = [int(x) for x in args.responders_list.split(",") if x.strip()]
@@ -988,6 +997,7 @@ def measure(args: argparse.Namespace, root: Path, servers: list[Server], notes: 
             rounds.append(result)
             log(f"round {round_no}/{args.rounds} {server.label:<14} {result.qps:>9.0f} q/s, "
                 f"lost {result.lost_pct:.2f}%, avg {result.latency_ms:.3f} ms")
+    scraping = scrape_cost(servers, queries, args, root) if args.scrape_metrics else {}
     memory = memory_report(servers)
     summary = summarise(servers, rounds, expected_nx)
     ratio_rows = ratios(summary)
@@ -1001,12 +1011,68 @@ def measure(args: argparse.Namespace, root: Path, servers: list[Server], notes: 
             "summary": summary, "ratios": ratio_rows,
             "rounds": [dataclasses.asdict(r) for r in rounds],
             "answer_check": check, "memory_idle": idle, "memory_after_load": memory,
+            "scrape_cost": scraping,
         }
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
         log(f"results written to {args.json}")
     wrong = bool(check["mismatches"] or check["timeouts"]
                  or any(row["bad_rcodes"] for row in summary.values()))
     return EXIT_STRICT if args.strict and wrong else 0
+
+
+SCRAPE_PERIOD = 0.1  # seconds between two scrapes: ten times as often as a fast Prometheus
+
+
+def scrape_cost(servers: Sequence[Server], queries: Path, args: argparse.Namespace,
+                root: Path) -> dict[str, Any]:
+    """Throughput with a /metrics scraper over throughput without, per healthdns server.
+
+    Rounds alternate (plain, scraped) so a drift of the machine's load hits both alike."""
+    out: dict[str, Any] = {}
+    for server in servers:
+        if server.control_port is None:
+            continue
+        plain, scraped, scrapes, failed = [], [], 0, 0
+        for round_no in range(1, args.rounds + 1):
+            plain.append(run_dnsperf(server, queries, args, 100 + round_no, root).qps)
+            with Scraper(f"http://{HOST}:{server.control_port}/metrics") as scraper:
+                scraped.append(run_dnsperf(server, queries, args, 200 + round_no, root).qps)
+            scrapes += scraper.count
+            failed += scraper.failed
+        ratio = statistics.median(scraped) / statistics.median(plain)
+        out[server.label] = {"qps_plain": plain, "qps_scraped": scraped, "ratio": ratio,
+                             "scrapes": scrapes, "failed_scrapes": failed}
+        log(f"{server.label}: scraping /metrics every {SCRAPE_PERIOD * 1000:.0f} ms: "
+            f"{statistics.median(scraped):.0f} q/s against {statistics.median(plain):.0f} "
+            f"(ratio {ratio:.3f}, cost {100 * (1 - ratio):.1f}%, {scrapes} scrapes)")
+    return out
+
+
+class Scraper:
+    """A thread that fetches a URL every SCRAPE_PERIOD while in its `with` block."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.count = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SCRAPE_PERIOD):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    response.read()
+                self.count += 1
+            except OSError:
+                self.failed += 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

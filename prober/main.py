@@ -19,6 +19,7 @@ from typing import Self, TypeVar
 import msgspec
 
 from healthdns.prober import summary
+from healthdns.prober.detail import Detail
 from healthdns.prober.scheduler import Report, Scheduler
 from healthdns.shared import child, config, messages, privilege
 
@@ -47,11 +48,17 @@ async def _main(conn: Connection) -> None:
         targets = cfg.checks()
         log.info("started in slot %d: %d targets", start.slot, len(targets))
         parallel = _parallel(cfg.prober.parallel, _raise_file_limit())
-        scheduler = Scheduler(targets, _reporter(conn, control), names=cfg.served(),
+        detail = Detail()
+        reported = asyncio.Event()
+        scheduler = Scheduler(targets, _reporter(conn, control, reported), names=cfg.served(),
                               zones=summary.zone_targets(cfg),
                               parallel=parallel,
-                              fence_min_targets=cfg.prober.fence_min_targets)
-        await _until_stopped(scheduler.serve(), control.stopped)
+                              fence_min_targets=cfg.prober.fence_min_targets, detail=detail)
+        sender = asyncio.ensure_future(_send_detail(conn, detail, reported))
+        try:
+            await _until_stopped(scheduler.serve(), control.stopped)
+        finally:
+            sender.cancel()
         log.info("stopped: %s", control.why)
         if control.bug is not None:
             raise control.bug  # exit non-zero: the supervisor respawns the prober
@@ -130,14 +137,28 @@ async def _until_stopped(work: Awaitable[T], stopped: asyncio.Event) -> T | None
     return None
 
 
-def _reporter(conn: Connection, control: _Control) -> Report:
+def _reporter(conn: Connection, control: _Control, reported: asyncio.Event) -> Report:
     def report(states: dict[str, bool], full: bool) -> None:
         try:
             messages.send(conn, messages.HealthReport(states=states, full=full))
         except OSError as e:  # broken pipe: the supervisor is gone, EOF will say so too
             control.stop(f"cannot report: {e}")
+        reported.set()
 
     return report
+
+
+async def _send_detail(conn: Connection, detail: Detail, reported: asyncio.Event) -> None:
+    """Every period, the detail of the targets checked meanwhile; only after the first report,
+    which is the prober's first message."""
+    await reported.wait()
+    while True:
+        for rows in detail.changed():
+            try:
+                messages.send(conn, messages.Probes(rows))
+            except OSError:
+                return  # the supervisor is gone: the reporter stops the prober
+        await asyncio.sleep(messages.PROBES_PERIOD)
 
 
 def _raise_file_limit() -> int:

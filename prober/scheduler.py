@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from healthdns.prober import checks, summary
+from healthdns.prober.detail import Detail
 from healthdns.prober.fence import Fence
 from healthdns.prober.state import TargetState
 from healthdns.shared.config import CheckSpec
@@ -66,7 +67,8 @@ class Scheduler:
                  check: Check | None = None,
                  now: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  parallel: int = PARALLEL, fence_min_targets: int = FENCE_MIN_TARGETS,
-                 report_spacing: float = REPORT_SPACING, tick: float = TICK) -> None:
+                 report_spacing: float = REPORT_SPACING, tick: float = TICK,
+                 detail: Detail | None = None) -> None:
         self._targets = dict(targets)
         self._report = report
         self._check = check
@@ -99,6 +101,8 @@ class Scheduler:
         self._flush_at: asyncio.Handle | None = None  # a report coming in this iteration
         self._flushed = -math.inf  # when the latest report went
         self._wake = asyncio.Event()  # a report falls due before the loop would wake
+        self._detail = detail  # durations and reasons, for the control endpoint
+        self._started: dict[str, float] = {}
 
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
@@ -187,10 +191,14 @@ class Scheduler:
         address, spec = self._targets[target]
         self._in_flight += 1
         assert self._check is not None
+        if self._detail is not None:
+            self._started[target] = self._now()
         self._check(address, spec, self._callbacks[target])
 
     def _done(self, target: str, ok: bool, reason: str) -> None:
         self._in_flight -= 1
+        if self._detail is not None:
+            self._detail.record(target, ok, reason, self._now() - self._started[target])
         if target in self._overdue:
             self._overdue.discard(target)
             self._waiting.append(target)  # still busy: its next check is due already

@@ -42,10 +42,11 @@ class Answerer:
         self.nsid_option = struct.pack(">HH", NSID, len(nsid)) + nsid if nsid else b""
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
-        # Queries answered, by path, as qtype << 4 | rcode -> count (no logging per query).
+        # Queries answered, by path (no logging per query): the cache's (UDP only) as
+        # qtype << 4 | rcode -> count, the fast path's as that << 1 | tcp.
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
-        self.slow_counts: Counter[tuple[int, int]] = Counter()  # (qtype, rcode) -> queries
+        self.slow_counts: Counter[tuple[int, int, bool]] = Counter()  # (qtype, rcode, tcp)
         self.truncated = 0
 
     def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
@@ -126,7 +127,7 @@ class Answerer:
                                  entry[4]))
             if not tcp and len(response) > PLAIN_LIMIT:
                 return self._truncated(data, qend, entry, b"")
-            self._count(data, end, entry)
+            self._count(data, end, entry, tcp)
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
@@ -145,21 +146,32 @@ class Answerer:
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
             if len(response) > limit:
                 return self._truncated(data, qend, entry, opt)
-        self._count(data, end, entry)
+        self._count(data, end, entry, tcp)
         return response
 
-    def _count(self, data: bytes, end: int, entry: Entry) -> None:
-        kind = (data[end + 1] << 8 | data[end + 2]) << 4 | (entry[0] & 0x0F)
+    def _count(self, data: bytes, end: int, entry: Entry, tcp: bool) -> None:
+        kind = ((data[end + 1] << 8 | data[end + 2]) << 4 | (entry[0] & 0x0F)) << 1 | tcp
         self.fast_counts[kind] = self.fast_counts.get(kind, 0) + 1
 
     def counts(self) -> Counter[tuple[str, int, int]]:
         """(path, qtype, rcode) -> queries answered: for metrics."""
         out: Counter[tuple[str, int, int]] = Counter()
-        for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
-            for kind, n in counts.items():
-                out[(path, kind >> 4, kind & 0x0F)] += n
-        for (qtype, rcode), n in self.slow_counts.items():
-            out[("slow", qtype, rcode)] += n
+        for (path, _, qtype, rcode), n in self.counts_by_proto().items():
+            out[(path, qtype, rcode)] += n
+        return out
+
+    def counts_by_proto(self) -> Counter[tuple[str, bool, int, int]]:
+        """(path, tcp, qtype, rcode) -> queries answered.
+
+        Read from another thread than the UDP threads that count: each dict is copied first
+        (one C call under the GIL) so that none changes size while it is read."""
+        out: Counter[tuple[str, bool, int, int]] = Counter()
+        for kind, n in dict(self.fast_counts).items():
+            out[("fast", bool(kind & 1), kind >> 5, kind >> 1 & 0x0F)] += n
+        for kind, n in dict(self.cache_counts).items():
+            out[("cache", False, kind >> 4, kind & 0x0F)] += n
+        for (qtype, rcode, tcp), n in dict(self.slow_counts).items():
+            out[("slow", tcp, qtype, rcode)] += n
         return out
 
     @staticmethod
@@ -219,7 +231,7 @@ class Answerer:
                  edns: Edns | None, tcp: bool) -> bytes:
         flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
-        self.slow_counts[(qtype, flags & 0x0F)] += 1
+        self.slow_counts[(qtype, flags & 0x0F, tcp)] += 1
         if edns is None:
             counts, body = entry[2], table.soas[entry[8]] + entry[4]
         elif not edns[1] & 0x8000:
@@ -250,7 +262,7 @@ class Answerer:
     def _error(self, data: bytes, question: bytes, rcode: int, edns: Edns | None,
                tcp: bool) -> bytes:
         qtype = question[-4] << 8 | question[-3] if question else 0
-        self.slow_counts[(qtype, rcode)] += 1
+        self.slow_counts[(qtype, rcode, tcp)] += 1
         # QR, the opcode echoed, RD copied; never AA on an error (RFC 1035 4.1.1). CD is a
         # QUERY bit (RFC 6840 5.9): copied for QUERY only, as Knot and gdnsd do.
         cd = data[3] & 0x10 if not data[2] & 0x78 else 0

@@ -115,6 +115,23 @@ class Server:
             await self.tcp.listen(listener.tcp)
         asyncio.get_running_loop().create_task(self._rotate())
         messages.send(self.conn, messages.Ready(self.slot))
+        asyncio.get_running_loop().create_task(self._report())
+
+    async def _report(self) -> None:
+        """Send the counters and the generation served, periodically: metrics, readiness and
+        the heartbeat the supervisor watches."""
+        paths = {path: i for i, path in enumerate(messages.PATHS)}
+        while True:
+            table = self.answerer.table
+            counts = [(paths[path], int(tcp), qtype, rcode, n) for (path, tcp, qtype, rcode), n
+                      in self.answerer.counts_by_proto().items()]
+            try:
+                messages.send(self.conn, messages.Stats(
+                    self.slot, table.generation if table else 0, counts,
+                    self.answerer.truncated, self.errors))
+            except OSError:
+                return  # the supervisor is gone: EOF on the pipe stops this process
+            await asyncio.sleep(messages.STATS_PERIOD)
 
     async def _rotate(self) -> None:
         """Serve the variants of rotating pools in turn.

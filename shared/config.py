@@ -39,6 +39,10 @@ else:  # only validation needs them, and a responder only decodes (see shared/la
     dns = lazy.module("dns")
 
 DEFAULT_PORT = 53053
+DEFAULT_CONTROL = "127.0.0.1:8053"
+MAX_TOKEN_FILE = 4096  # a bearer token is a line, not a document
+MIN_TOKEN = 16  # characters: a short token is guessed by trying
+_BEARER = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 2.1 token68
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 STATIC_TYPES = ("a", "aaaa", "cname", "mx", "txt", "srv", "caa", "ptr")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
@@ -243,11 +247,25 @@ class ServerSpec(_Frozen):
         return [("0.0.0.0", self.port, True), ("::", self.port, False)]
 
 
+class ControlSpec(_Frozen):
+    """The supervisor's HTTP control endpoint (metrics, status, overrides)."""
+
+    listen: str = DEFAULT_CONTROL  # ADDR:PORT; "" turns the endpoint off
+    token: str | None = None  # bearer token of write calls; none: write calls are refused
+    token_file: str | None = None  # the same read from a file (normalised into `token`)
+    state_file: str | None = None  # where overrides are kept across restarts
+
+    def endpoint(self) -> tuple[str, int] | None:
+        """(host, port) to bind, None when the endpoint is off."""
+        return parse_endpoint(self.listen, 0, "control.listen") if self.listen else None
+
+
 class Config(_Frozen):
     """The whole normalised configuration."""
 
     server: ServerSpec = ServerSpec()
     prober: ProberSpec = ProberSpec()
+    control: ControlSpec = ControlSpec()
     zones: tuple[ZoneSpec, ...] = ()
 
     def checks(self) -> dict[str, tuple[str, CheckSpec]]:
@@ -298,6 +316,7 @@ class _RawZone(_Frozen):
 class _RawConfig(_Frozen):
     server: ServerSpec = ServerSpec()
     prober: ProberSpec = ProberSpec()
+    control: ControlSpec = ControlSpec()
     zones: list[_RawZone] = []
 
 
@@ -325,7 +344,8 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
     if not zones:
         raise ConfigError("zones", "at least one zone is required")
     _check_unique_origins(zones)
-    return Config(server=_server(raw.server), prober=_prober(raw.prober), zones=zones)
+    return Config(server=_server(raw.server), prober=_prober(raw.prober),
+                  control=_control(raw.control), zones=zones)
 
 
 def warnings(config: Config) -> list[tuple[str, str]]:
@@ -346,6 +366,14 @@ def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
     return [(f"{path}.expire", f"{soa.expire} is not more than refresh + retry "
              f"({soa.refresh} + {soa.retry} s): a secondary would drop the zone before it "
              "retries a failed refresh (RFC 1912 section 2.2 suggests 2-4 weeks)")]
+
+
+def redacted(config: Config) -> Config:
+    """The configuration to show a person (`--check-config`): secrets replaced."""
+    if config.control.token is None:
+        return config
+    return msgspec.structs.replace(
+        config, control=msgspec.structs.replace(config.control, token="<redacted>"))
 
 
 def encode(config: Config) -> bytes:
@@ -719,6 +747,37 @@ def _ca(raw: CheckSpec, path: str) -> str | None:
             raise ConfigError(f"{path}.{field}",
                               f"holds no usable PEM certificate: {e}") from None
     return pem
+
+
+def _control(raw: ControlSpec) -> ControlSpec:
+    listen = ""
+    if raw.listen:
+        host, port = parse_endpoint(raw.listen, 0, "control.listen")
+        if port == 0 and ":" not in raw.listen.rsplit("]", 1)[-1]:
+            raise ConfigError("control.listen", f"{raw.listen!r} has no port (like "
+                              f"{DEFAULT_CONTROL!r})")
+        listen = format_endpoint(host, port)
+    if raw.token is not None and raw.token_file is not None:
+        raise ConfigError("control.token_file", "give token or token_file, not both")
+    token = raw.token
+    if raw.token_file is not None:
+        try:
+            token = files.read(raw.token_file, MAX_TOKEN_FILE).data.decode().strip()
+        except files.FileProblem as e:
+            why = (f"cannot read {raw.token_file!r}: {e.strerror}" if e.strerror
+                   else f"{raw.token_file!r} {e.reason}")
+            raise ConfigError("control.token_file", why) from None
+        except UnicodeDecodeError:
+            raise ConfigError("control.token_file", f"{raw.token_file!r} is not text") from None
+    field = "token_file" if raw.token_file is not None else "token"
+    if token is not None and (len(token) < MIN_TOKEN or not _BEARER.fullmatch(token)):
+        raise ConfigError(f"control.{field}", f"the token must be at least {MIN_TOKEN} "
+                          "characters of letters, digits and -._~+/ (like the output of "
+                          "`openssl rand -hex 32`)")
+    if raw.state_file == "":
+        raise ConfigError("control.state_file", "is empty: leave it out to keep overrides "
+                          "in memory only")
+    return msgspec.structs.replace(raw, listen=listen, token=token)
 
 
 def _prober(raw: ProberSpec) -> ProberSpec:

@@ -34,6 +34,9 @@ class Health(_Message):
 
     states: dict[str, bool]
     full: bool
+    # Admin overrides of whole names, always all of them: name (as in the first zone, no
+    # final dot) -> every address of its pool down (False, drained) or up (True, forced).
+    names: dict[str, bool] = {}
 
 
 class Resume(_Message):
@@ -170,14 +173,62 @@ class Published(_Message):
     renewal: float = 0.0  # when its first signature falls due for renewal (0: unsigned)
 
 
+class Stats(_Message):
+    """responder -> supervisor, every `STATS_PERIOD` once it serves: the generation it serves
+    and its counters since it started (totals, so a lost message loses nothing). It is also
+    the responder's heartbeat."""
+
+    slot: int
+    generation: int
+    # (path, proto, qtype, rcode, queries): path 0 fast, 1 packet cache, 2 slow; proto 0 UDP,
+    # 1 TCP.
+    counts: list[tuple[int, int, int, int, int]]
+    truncated: int
+    errors: int
+
+
+class Choices(_Message):
+    """signer -> supervisor, after each `Published`: for every pooled name of the first zone
+    (aliases answer the same), per address type, what it answers and which rule chose it."""
+
+    generation: int
+    # (name without the final dot, rdtype, group index or -1, rule, addresses served)
+    names: list[tuple[str, int, int, str, list[str]]]
+    seconds: float = 0.0  # how long rendering and signing the generation took
+
+
+class Probe(msgspec.Struct, frozen=True, array_like=True):
+    """One target's detail, totals since the prober started."""
+
+    target: str
+    reason: str  # why the latest check passed or failed
+    buckets: list[int]  # checks by duration: one per PROBE_BUCKETS bound, then the rest
+    seconds: float  # the sum of their durations
+    failures: dict[str, int]  # by kind: timeout, refused, status, body, tls, other
+
+
+class Probes(_Message):
+    """prober -> supervisor, periodically after its first report: the detail of the targets
+    checked since the previous one."""
+
+    rows: list[Probe]
+
+
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PROBES_PERIOD = 1.0
+STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
+PATHS = ("fast", "cache", "slow")
+PROTOS = ("udp", "tcp")
+
+
 ToChild = Start | Health | Resume | Snapshot | Delta | Bye
-FromChild = Bound | Ready | Fatal | HealthReport | Published
+FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
-FromProber = HealthReport
-FromSigner = Published | Fatal
-FromResponder = Bound | Ready | Fatal
+FromProber = HealthReport | Probes
+FromSigner = Published | Fatal | Choices
+FromResponder = Bound | Ready | Fatal | Stats
 
 _to_child = msgspec.msgpack.Decoder(ToChild)
 _from_child = msgspec.msgpack.Decoder(FromChild)

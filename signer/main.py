@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
+import dns.name
+
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config
-from healthdns.signer import keys, render, zone
+from healthdns.signer import keys, pool, render, zone
 from healthdns.signer.dnssec import ZoneSigner
 from healthdns.signer.serial import next_serial
 
@@ -25,11 +27,12 @@ class Signer:
         self.signers = self._signers(cfg)
         self.caches = [render.RenderCache() for _ in self.zones]
         self.previous: list[messages.ZoneTable] | None = None
-        self.health: dict[str, bool] = {}
+        self.health = zone.Health()
         self.serials: list[int | None] = [None] * len(self.zones)
         self.prints: list[bytes | None] = [None] * len(self.zones)
         self.generation = 0
         self.inherited_renewal: float | None = None
+        self.took = 0.0  # seconds the latest generation took to render and sign
 
     def resume(self, resume: messages.Resume) -> None:
         """Continue from a predecessor's last snapshot (respawned after a crash).
@@ -54,16 +57,34 @@ class Signer:
         self.inherited_renewal = resume.renewal or None
         log.info("resuming from generation %d: serials %s", self.generation, self.serials)
 
-    def update(self, states: Mapping[str, bool], full: bool) -> messages.Published | None:
-        self.merge(states, full)
+    def update(self, states: Mapping[str, bool], full: bool,
+               names: Mapping[str, bool] | None = None) -> messages.Published | None:
+        self.merge(states, full, names or {})
         return self.publish()
 
-    def merge(self, states: Mapping[str, bool], full: bool) -> None:
-        """Take in a health report without publishing (several may make one generation)."""
+    def merge(self, states: Mapping[str, bool], full: bool,
+              names: Mapping[str, bool] | None = None) -> None:
+        """Take in a health report without publishing (several may make one generation);
+        `names`: every name override in force."""
         if full:
-            self.health = dict(states)
+            self.health = zone.Health(states, self.health.forced)
         else:
             self.health.update(states)
+        if names is not None:
+            self.health.forced = self._forced(names)
+
+    def _forced(self, names: Mapping[str, bool]) -> dict[bytes, bool]:
+        """Name overrides by the owner's wire name in each zone that serves the name (a name
+        of the first zone has its twin in each alias zone)."""
+        out: dict[bytes, bool] = {}
+        for name, state in names.items():
+            absolute = dns.name.from_text(name)
+            for z in self.zones:
+                primary = dns.name.from_text(z.spec.origin)
+                if absolute.is_subdomain(primary):
+                    owner = absolute.relativize(primary).derelativize(z.origin)
+                    out[zone.wire(owner)] = state
+        return out
 
     def _signers(self, cfg: Config) -> list[ZoneSigner | None]:
         """A signer per signed zone; an alias zone shares the keys of its zone."""
@@ -105,7 +126,9 @@ class Signer:
                     signer.horizon = self.now() + signer.spec.refresh / 4
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
+        began = time.perf_counter()
         tables = render.tables(self.zones, self.health, serials, self.signers, self.caches)
+        self.took = time.perf_counter() - began
         self.inherited_renewal = None  # every answer was rendered (and signed) here
         for signer in self.signers:
             if signer is not None:
@@ -120,6 +143,23 @@ class Signer:
         prints = [p or b"" for p in self.prints]
         return messages.Published(self.generation, serials, prints, snapshot, delta,
                                   self.next_renewal() or 0.0)
+
+
+    def choices(self) -> messages.Choices:
+        """What each pooled name of each zone (not the aliases) answers now, and why."""
+        rows: list[tuple[str, int, int, str, list[str]]] = []
+        for z in self.zones:
+            if z.origin != dns.name.from_text(z.spec.origin):
+                continue  # an alias zone: its names answer as the zone's own
+            for owner in z.owners.values():
+                if owner.plan is None:
+                    continue
+                name = owner.name.to_text(omit_final_dot=True)
+                health = zone.owner_health(owner, self.health)
+                for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
+                                                                     health).items():
+                    rows.append((name, rdtype, group, rule, addresses))
+        return messages.Choices(self.generation, rows, self.took)
 
 
 EXIT_BAD_KEY = 2
@@ -141,7 +181,7 @@ def run(conn: Connection) -> None:
         timeout = None if renewal is None else max(0.0, renewal - time.time())
         try:
             if not conn.poll(timeout):
-                _send(conn, signer.publish())  # signatures fall due
+                _send(conn, signer.publish(), signer)  # signatures fall due
                 continue
             batch = _queued(conn)
         except (EOFError, OSError):
@@ -149,8 +189,8 @@ def run(conn: Connection) -> None:
         health = False
         for message in batch:
             match message:
-                case messages.Health(states=states, full=full):
-                    signer.merge(states, full)
+                case messages.Health(states=states, full=full, names=names):
+                    signer.merge(states, full, names)
                     health = True
                 case messages.Resume():
                     signer.resume(message)
@@ -162,7 +202,7 @@ def run(conn: Connection) -> None:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
-        _send(conn, signer.publish())
+        _send(conn, signer.publish(), signer)
 
 
 def _queued(conn: Connection) -> list[messages.ToChild]:
@@ -173,10 +213,12 @@ def _queued(conn: Connection) -> list[messages.ToChild]:
     return batch
 
 
-def _send(conn: Connection, published: messages.Published | None) -> None:
+def _send(conn: Connection, published: messages.Published | None, signer: Signer) -> None:
+    """A new generation, and then what each pooled name answers in it and why (/status)."""
     if published is not None:
         log.info("generation %d: serials %s", published.generation, published.serials)
         messages.send(conn, published)
+        messages.send(conn, signer.choices())
 
 
 def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneDelta:

@@ -70,27 +70,42 @@ def choose(plan: Plan, health: Mapping[str, bool]) -> dict[int, Variants]:
     """rdtype -> the rdata sets served in turn (one set when nothing rotates); none: NODATA."""
     out: dict[int, Variants] = {}
     for rdtype, groups in plan.groups.items():
-        chosen = _choose(plan, rdtype, groups, health)
+        chosen = _choose(plan, rdtype, groups, health)[0]
         if chosen:
             out[rdtype] = rotations(chosen, plan.max_answers)
     return out
 
 
+def explain(plan: Plan, health: Mapping[str, bool]) -> dict[int, tuple[int, str, list[str]]]:
+    """rdtype -> (group index or -1, the rule that chose, the addresses chosen): what
+    `choose` decided and why, for the operator (see `_choose` for the rules' words)."""
+    out: dict[int, tuple[int, str, list[str]]] = {}
+    for rdtype, groups in plan.groups.items():
+        members, group, rule = _choose(plan, rdtype, groups, health)
+        out[rdtype] = (group, rule, [str(ipaddress.ip_address(m.rdata)) for m in members])
+    return out
+
+
 def _choose(plan: Plan, rdtype: int, groups: tuple[tuple[Member, ...], ...],
-            health: Mapping[str, bool]) -> tuple[Member, ...]:
+            health: Mapping[str, bool]) -> tuple[tuple[Member, ...], int, str]:
+    """The members served, the index of the group they come from (-1: none), and the rule:
+    "healthy" (the group has min_healthy up), "degraded" (no group has, the first with any up
+    serves), or "policy <name>" (every address is down)."""
     fallback: tuple[Member, ...] = ()
-    for group in groups:
+    fallback_index = -1
+    for index, group in enumerate(groups):
         up = tuple(m for m in group if health.get(m.target, False))
         if len(up) >= min(plan.min_healthy, len(group)):
-            return up
-        fallback = fallback or up
+            return up, index, "healthy"
+        if up and not fallback:
+            fallback, fallback_index = up, index
     if fallback:
-        return fallback  # some are up, but no group has enough: degraded beats dark
+        return fallback, fallback_index, "degraded"  # degraded beats dark
     if plan.policy == "serve-all":
-        return groups[0]
+        return groups[0], 0, "policy serve-all"
     if plan.policy == "backup":
-        return plan.backup[rdtype]
-    return ()
+        return plan.backup[rdtype], -1, "policy backup"
+    return (), -1, "policy empty"
 
 
 def rotations(members: tuple[Member, ...], limit: int) -> Variants:

@@ -102,6 +102,30 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name) -> Zone:
     )
 
 
+class Health(dict[str, bool]):
+    """Target health, and the admin overrides of whole names: `forced` maps an owner's wire
+    name (in every zone that serves it, aliases too) to its whole pool up or down."""
+
+    forced: dict[bytes, bool]
+
+    def __init__(self, states: Mapping[str, bool] | None = None,
+                 forced: dict[bytes, bool] | None = None) -> None:
+        super().__init__(states or {})
+        self.forced = forced or {}
+
+
+def owner_health(owner: Owner, health: Mapping[str, bool]) -> Mapping[str, bool]:
+    """The health an owner's pool is judged by: a forced name sees every target as forced."""
+    forced = getattr(health, "forced", None)
+    if not forced or owner.plan is None:
+        return health
+    state = forced.get(wire(owner.name))
+    if state is None:
+        return health
+    return {m.target: state for groups in owner.plan.groups.values() for group in groups
+            for m in group}
+
+
 def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, pools.Variants]]:
     """What an owner serves in this health state, and the variants of the types that rotate.
 
@@ -110,7 +134,7 @@ def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, po
     """
     if owner.plan is None:
         return dict(owner.static), {}
-    chosen = pools.choose(owner.plan, health)
+    chosen = pools.choose(owner.plan, owner_health(owner, health))
     rrsets = dict(owner.static)
     for rdtype, variants in chosen.items():
         rrsets[rdtype] = (owner.ttl, variants[0])
@@ -120,6 +144,6 @@ def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, po
 def fingerprint(zone: Zone, health: Mapping[str, bool]) -> bytes:
     """A digest of what a zone serves that depends on health: equal fingerprints need no new
     serial. A digest, not the data, so that a respawned signer can be handed it."""
-    chosen = [(key, sorted(pools.choose(owner.plan, health).items()))
+    chosen = [(key, sorted(pools.choose(owner.plan, owner_health(owner, health)).items()))
               for key, owner in zone.owners.items() if owner.plan is not None]
     return hashlib.sha256(msgspec.msgpack.encode(chosen)).digest()

@@ -6,6 +6,10 @@ pipe and every child's process sentinel; each child slot keeps its id across res
 small state machine (starting -> running on `Ready` -> backoff -> respawned) with exponential
 backoff and a crash budget that decays over time.
 
+The supervisor's second job, what the operator sees and steers, lives in `steering` (the
+records and the overrides) and `control` (the HTTP endpoint, in its own thread); the loop
+hands the endpoint a new view when something changed and applies its write requests.
+
 Children are not trusted to keep to the protocol (see "Security model" in docs/operations.md):
 each role's pipe is decoded with that role's own message union and read without blocking, with
 a size limit per role; a child that sends anything else is killed and respawned, and nothing it
@@ -31,8 +35,10 @@ import msgspec
 
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
-from healthdns.supervisor import notify, views
+from healthdns.supervisor import notify, status, views
 from healthdns.supervisor.channel import Channel, FrameTooLarge
+from healthdns.supervisor.control import ControlServer
+from healthdns.supervisor.steering import Child, Steering
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -56,6 +62,7 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
+HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
 
 
 @dataclass
@@ -101,6 +108,8 @@ class Supervisor:
         self.crash_clock = now()
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
+        self.steering = Steering(cfg, self.views.signer_ids)
+        self.control: ControlServer | None = None
 
     @property
     def slots(self) -> list[Slot]:
@@ -110,6 +119,13 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signals()
+        try:
+            self._start_control()
+        except OSError as e:
+            log.error("control: cannot listen on %s: %s (set [control] listen, or "
+                      "--control-listen '' to turn the endpoint off)", self.cfg.control.listen,
+                      e.strerror or e)
+            return EXIT_FATAL
         with _group_signals_blocked():
             # Started here, not by the first spawn, so that it too ignores group signals
             # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
@@ -123,6 +139,11 @@ class Supervisor:
 
     def _wait_once(self) -> None:
         deadlines = [s.restart_at for s in self.slots if s.state == "backoff"]
+        if self.control is not None:
+            deadlines.append(self.now() + HEARTBEAT)
+        expiry = self.steering.overrides.next_expiry()
+        if expiry is not None:
+            deadlines.append(self.now() + expiry - time.time())
         timeout = max(0.0, min(deadlines) - self.now()) if deadlines else None
         with selectors.DefaultSelector() as selector:
             selector.register(self.wakeup_r, selectors.EVENT_READ)
@@ -136,6 +157,7 @@ class Supervisor:
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
+            self._handle_control()
         for slot in self.slots:
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
                 self._flush(slot)
@@ -146,6 +168,9 @@ class Supervisor:
         for slot in self.slots:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self._spawn(slot)
+        if self.steering.expire():
+            self._overrides_changed()
+        self._show()
 
     # --- signals ----------------------------------------------------------------------------------
 
@@ -185,7 +210,8 @@ class Supervisor:
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self.published))
         if slot.role == "signer" and self.health is not None:
-            self._send(slot, messages.encode(messages.Health(self.health, full=True)))
+            self._send(slot, messages.encode(messages.Health(
+                self.health, True, self.steering.overrides.names())))
         if slot.role == "responder" and self.snapshot is not None:
             self._send(slot, self.snapshot)  # the latest snapshot before it serves
         log.info("%s started (pid %d)", slot.name, process.pid)
@@ -214,6 +240,7 @@ class Supervisor:
         code = slot.process.exitcode
         slot.process = None
         self._close(slot)
+        self.steering.ended(slot.role, slot.index, restarted=not self.stopping)
         if self.stopping:
             return
         self._count_crash()
@@ -286,6 +313,7 @@ class Supervisor:
                     self._send(responder, delta or snapshot)
                 log.debug("generation %d sent to responders", generation)
                 self.generation = generation
+                self.steering.published(generation, serials, self.now())
             case messages.Bound(listen=listen) if not slot.spoke:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
@@ -293,6 +321,13 @@ class Supervisor:
                 self._announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
+            case messages.Choices(generation=generation, names=names, seconds=seconds) \
+                    if generation == self.generation and slot.spoke:
+                self.steering.chosen(names, seconds)
+            case messages.Probes(rows=rows) if slot.spoke:
+                return self.steering.detail(rows)
+            case messages.Stats() if slot.state == "running":
+                self.steering.counted(slot.index, message, self.now())
             case _:
                 return f"{type(message).__name__} out of turn"
         return None
@@ -337,7 +372,7 @@ class Supervisor:
         if unknown is not None:
             return f"health of an unknown target {unknown[:100]!r}"
         self._mark_running(self.prober)  # its first report is its readiness
-        self._on_health({renames[target]: up for target, up in states.items()}, full)
+        self._on_health(self.steering.report(states, full), full)
         return None
 
     def _on_health(self, states: dict[str, bool], full: bool) -> None:
@@ -345,7 +380,9 @@ class Supervisor:
             self.health = dict(states)
         else:
             self.health.update(states)
-        self._send(self.signer, messages.encode(messages.Health(states, full)))
+        self.steering.health_sent(self.now())
+        self._send(self.signer, messages.encode(messages.Health(
+            states, full, self.steering.overrides.names())))
 
     def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
         if slot.index == 0 and self.listen != listen:
@@ -362,6 +399,52 @@ class Supervisor:
         log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)",
                  sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders))
         notify.notify("READY=1", f"STATUS=serving on {where}")  # systemd's Type=notify
+
+    # --- the control endpoint ------------------------------------------------------------------
+
+    def _start_control(self) -> None:
+        self.steering.restore()
+        endpoint = self.cfg.control.endpoint()
+        if endpoint is None:
+            return
+        self.control = ControlServer(*endpoint, self.cfg.control.token,
+                                     status.make_catalog(self.cfg), self.wakeup_w)
+        self.control.start()
+
+    def _handle_control(self) -> None:
+        """Apply the endpoint's queued write requests, then answer them."""
+        if self.control is None:
+            return
+        answered = []
+        while not self.control.requests.empty():
+            request = self.control.requests.get()
+            answered.append((request, self.steering.apply(request)))
+        if any(answer.get("status", 200) == 200 for _, answer in answered):
+            self._overrides_changed()
+            self._show()  # a client that reads /status after its write sees the write
+        for request, answer in answered:
+            request.done.set_result(answer)
+
+    def _overrides_changed(self) -> None:
+        """Keep the overrides, and send the signer the health as they now make it: a drained
+        address leaves the answers with the next generation."""
+        self.steering.save()
+        health = self.steering.health()
+        if health is not None:
+            self._on_health(health, True)
+
+    def _show(self) -> None:
+        """Give the endpoint a new view when anything changed (one reference assignment)."""
+        if self.control is None:
+            return
+        now = self.now()
+        self.control.heartbeat = now
+        if not self.steering.dirty:
+            return
+        self.steering.dirty = False
+        children = [Child(r.index, r.state, r.process.pid if r.process is not None else None)
+                    for r in self.responders]
+        self.control.view = self.steering.view(self.generation, children, self.rejected, now)
 
     # --- stopping ---------------------------------------------------------------------------------
 
@@ -380,6 +463,8 @@ class Supervisor:
                 process.kill()
                 process.join(1.0)
         signal.set_wakeup_fd(-1)
+        if self.control is not None:
+            self.control.stop()
         log.info("stopped")
         return self.exit_code
 

@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
                    help="started as root, run every process as this user (server.user)")
     p.add_argument("--group", metavar="NAME",
                    help="with --user, this group instead of the user's own (server.group)")
+    p.add_argument("--control-listen", metavar="ADDR:PORT",
+                   help='control endpoint (metrics, status, overrides; default: '
+                   f'{config.DEFAULT_CONTROL}; "" turns it off)')
     compat = p.add_argument_group("a-healthy-dns compatible flags")
     compat.add_argument("--hosted-zone", help="the zone served")
     compat.add_argument("--alias-zones", metavar="JSON", help="JSON array of alias zones")
@@ -124,7 +127,10 @@ def _overrides(document: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         value = getattr(args, flag)
         if value is not None:
             server[flag] = value
-    return {**document, "server": server}
+    out = {**document, "server": server}
+    if args.control_listen is not None:
+        out["control"] = {**document.get("control", {}), "listen": args.control_listen}
+    return out
 
 
 # --- a-healthy-dns ------------------------------------------------------------------------------
@@ -201,6 +207,8 @@ def flag_terms(error: ConfigError, args: argparse.Namespace) -> ConfigError:
     by that flag (`--port`, `--test-min-interval`), not by the config path it was put at."""
     rules = [(rf"server\.{f}(\[\d+\])?", f"--{f.replace('_', '-')}")
              for f in _SERVER_FLAGS if getattr(args, f) is not None]
+    if args.control_listen is not None:
+        rules.append((r"control\.listen", "--control-listen"))
     if args.hosted_zone is not None:
         rules += _COMPAT_PATHS
 

@@ -9,7 +9,7 @@ import sys
 
 import msgspec
 
-from healthdns.shared import keyfiles, logs, privilege, titles
+from healthdns.shared import config, keyfiles, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     for warning in _keys_open_to(account, cfg) if account is not None else ():
         print(f"healthdns-supervisor: configuration warning: {warning}", file=sys.stderr)
     if args.check_config:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(cfg), indent=2).decode())
+        shown = msgspec.json.encode(config.redacted(cfg))  # never the control token
+        sys.stdout.write(msgspec.json.format(shown, indent=2).decode())
         sys.stdout.write("\n")
         return 0
     logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)

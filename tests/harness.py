@@ -20,6 +20,7 @@ import dns.query
 import dns.rdatatype
 
 READY = re.compile(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]")
+CONTROL = re.compile(r"control: listening on (\S+)")
 START_TIMEOUT = 20.0
 
 
@@ -47,10 +48,14 @@ class Server:
         self.process: subprocess.Popen[str] | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.control = ""  # http://ADDR:PORT of the control endpoint, when it is on
 
     def start(self) -> Server:
+        # A control endpoint on a port of the kernel's choice unless the test picks one: the
+        # default port would collide between tests (and servers) running at once.
+        control = [] if "--control-listen" in self.args else ["--control-listen", "127.0.0.1:0"]
         self.process = subprocess.Popen(
-            [*supervisor_command(), "--log-level", "info", *self.args],
+            [*supervisor_command(), "--log-level", "info", *control, *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
@@ -61,6 +66,8 @@ class Server:
             self.process.wait()
             raise
         self.host, self.port = match.group(1).strip("[]"), int(match.group(2))
+        found = CONTROL.search(self.output())
+        self.control = f"http://{found.group(1)}" if found else ""
         return self
 
     def _pump(self) -> None:

@@ -189,6 +189,8 @@ def test_queued_health_reports_make_one_generation() -> None:
         assert isinstance(first, messages.Published) and first.generation == 1
         snap = messages.decode_to_child(first.snapshot)
         assert addresses(ask(snap, "www.example.test", "A")) == {"192.0.2.1", "192.0.2.2"}
+        choices = messages.decode_from_child(parent.recv_bytes())  # what /status shows of it
+        assert isinstance(choices, messages.Choices) and choices.generation == 1
         assert not parent.poll(0.5)  # and no generation per report after it
     finally:
         messages.send(parent, messages.Bye())

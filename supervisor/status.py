@@ -1,0 +1,366 @@
+"""What the control endpoint shows: an immutable `View` the supervisor builds and swaps in, and
+its renderings (the /status JSON and the Prometheus metrics).
+
+The supervisor loop builds a new `View` when something changed and assigns it to the control
+server in one reference assignment; the HTTP thread only ever reads whole views, so it needs no
+lock and can never see half an update, nor hold up the loop.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.name
+import dns.rdatatype
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from healthdns.shared.config import Config
+from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS, Probe
+from healthdns.supervisor.overrides import Override
+
+# The query types that get their own label value; every other one is "other", so a client
+# cannot grow the number of series by asking for odd types (as CoreDNS does).
+QTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA", "DS", "DNSKEY",
+          "NSEC", "NSEC3", "RRSIG", "HTTPS", "SVCB", "ANY", "AXFR", "IXFR")
+_QTYPE_LABEL = {int(dns.rdatatype.from_text(t)): t for t in QTYPES}
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+          16: "BADVERS"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One check target as configured: what it checks and what it decides."""
+
+    id: str
+    address: str  # the address the check connects to
+    check: str  # "tcp 80", "https 443"
+    served: tuple[str, ...]  # the addresses whose health it decides
+    names: tuple[str, ...]
+    zones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TargetState:
+    probed: bool | None  # None: not checked yet
+    up: bool | None  # after overrides: what the signer is told
+    since: float | None  # wall clock of the last change seen by the supervisor
+    changes: int
+    override: str | None
+
+
+@dataclass(frozen=True)
+class Responder:
+    slot: int
+    state: str
+    pid: int | None
+    generation: int
+    stats_age: float | None  # seconds since its last Stats
+    snapshot_age: float | None  # seconds since the generation it serves was published
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything the endpoint shows, at one moment."""
+
+    generation: int = 0
+    published_at: float | None = None  # wall clock
+    publish_seconds: float | None = None  # from a health change to its publication
+    sign_seconds: float | None = None  # the signer's time to render and sign the latest
+    serials: tuple[tuple[str, int], ...] = ()
+    responders: tuple[Responder, ...] = ()
+    targets: dict[str, TargetState] = field(default_factory=dict)
+    counts: dict[tuple[int, int, int, int], int] = field(default_factory=dict)
+    truncated: int = 0
+    errors: int = 0
+    restarts: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    overrides: tuple[Override, ...] = ()
+    current: bool = False  # every responder serves `generation`
+    # What each pooled name answers and why, from the signer (see messages.Choices).
+    choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
+    probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
+
+
+def catalog(cfg: Config) -> dict[str, Target]:
+    """Every check target (the prober's ids), with the addresses, names and zones it decides."""
+    checks = cfg.checks()
+    found: dict[str, tuple[dict[str, None], dict[str, None], dict[str, None]]] = {}
+    for zone in cfg.zones:
+        origin = dns.name.from_text(zone.origin)
+        for owner, record in zone.records.items():
+            name = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)
+            for group in record.pool.groups if record.pool is not None else ():
+                assert group.check is not None  # normalised
+                for address in group.addresses:
+                    served, names, zones = found.setdefault(group.check.target(address),
+                                                            ({}, {}, {}))
+                    served[address] = names[name] = zones[zone.origin.rstrip(".")] = None
+    out = {}
+    for target, (served, names, zones) in found.items():
+        checked, spec = checks[target]
+        out[target] = Target(target, checked, f"{spec.kind} {spec.port}", tuple(served),
+                             tuple(names), tuple(zones))
+    return out
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the configuration says, for the endpoint: targets, pools by name, zones."""
+
+    targets: dict[str, Target]
+    pools: dict[str, dict[str, Any]]  # name -> its pool's rules (groups, min_healthy, policy)
+    zones: list[str]
+
+
+def make_catalog(cfg: Config) -> Catalog:
+    return Catalog(catalog(cfg), pools(cfg), zone_names(cfg))
+
+
+def pools(cfg: Config) -> dict[str, dict[str, Any]]:
+    out = {}
+    for zone in cfg.zones:
+        origin = dns.name.from_text(zone.origin)
+        for owner, record in zone.records.items():
+            if record.pool is not None:
+                name = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)
+                out[name] = {"groups": [list(g.addresses) for g in record.pool.groups],
+                             "min_healthy": record.pool.min_healthy,
+                             "policy": record.pool.policy}
+    return out
+
+
+def zone_names(cfg: Config) -> list[str]:
+    """The zones in the order the signer numbers them (each origin, then its aliases)."""
+    return [o.rstrip(".") for z in cfg.zones for o in (z.origin, *z.aliases)]
+
+
+# --- /status ------------------------------------------------------------------------------------
+
+
+def status(view: View, known: Catalog, now: float) -> dict[str, Any]:
+    """The /status document: every target, every checked name, the overrides."""
+    rows = []
+    targets = known.targets
+    for target in targets.values():
+        state = view.targets.get(target.id, TargetState(None, None, None, 0, None))
+        rows.append({
+            "id": target.id, "address": target.address, "check": target.check,
+            "served": list(target.served), "names": list(target.names),
+            "zones": list(target.zones), "state": _word(state.up),
+            "probed": _word(state.probed), "since": state.since, "changes": state.changes,
+            "override": state.override,
+            **_probe(view.probes.get(target.id)),
+        })
+    rows.sort(key=lambda r: (r["state"] == "up", r["address"]))  # down (and unknown) first
+    return {
+        "generation": view.generation, "current": view.current,
+        "published_at": view.published_at, "now": now,
+        "zones": [{"zone": z, "serial": s} for z, s in view.serials],
+        "responders": [vars(r) for r in view.responders],
+        "targets": rows, "names": _names(view, known),
+        "overrides": [_override(o) for o in view.overrides],
+    }
+
+
+def _names(view: View, known: Catalog) -> list[dict[str, Any]]:
+    names: dict[str, dict[str, Any]] = {}
+    for target in known.targets.values():
+        up = view.targets.get(target.id, TargetState(None, None, None, 0, None)).up
+        for name in target.names:
+            entry = names.setdefault(name, {"name": name, "zone": target.zones[0], "up": [],
+                                            "down": []})
+            entry["up" if up else "down"].extend(target.served)
+    forced = {o.name: o.action for o in view.overrides if o.name}
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for name, rdtype, group, rule, addresses in view.choices:
+        answers.setdefault(name, []).append({
+            "type": dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)), "addresses": addresses, "rule": rule,
+            "group": group if group >= 0 else None})
+    for entry in names.values():
+        entry["answers"] = answers.get(entry["name"], [])
+        entry["pool"] = known.pools.get(entry["name"])
+        entry["override"] = forced.get(entry["name"])
+        if entry["override"] == "drain":
+            entry["up"], entry["down"] = [], entry["up"] + entry["down"]
+        elif entry["override"] == "force":
+            entry["up"], entry["down"] = entry["up"] + entry["down"], []
+        entry["all_down"] = not entry["up"]
+    return sorted(names.values(), key=lambda n: n["name"])
+
+
+def _probe(probe: Probe | None) -> dict[str, Any]:
+    if probe is None:
+        return {"reason": None, "checks": 0, "failures": {}}
+    return {"reason": probe.reason, "checks": sum(probe.buckets),
+            "failures": dict(sorted(probe.failures.items()))}
+
+
+def _override(o: Override) -> dict[str, Any]:
+    return {"address": o.address, "name": o.name, "action": o.action, "reason": o.reason,
+            "expires": o.expires, "created": o.created}
+
+
+def _word(up: bool | None) -> str:
+    return "unknown" if up is None else ("up" if up else "down")
+
+
+# --- /metrics -----------------------------------------------------------------------------------
+
+
+class Metrics(Collector):
+    """Prometheus metrics from the current view, computed when scraped (nothing is kept)."""
+
+    def __init__(self, current: Any, targets: dict[str, Target]) -> None:
+        self.current = current  # a callable returning the View of the moment
+        self.targets = targets
+
+    def collect(self) -> Iterator[Metric]:
+        view: View = self.current()
+        yield from _dns(view)
+        yield from _backends(view, self.targets)
+        yield from _checks(view, self.targets)
+        yield from _process(view)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # no fixed description: the registry does not ask us at start
+
+
+def _dns(view: View) -> Iterator[Metric]:
+    requests = CounterMetricFamily("healthdns_dns_requests", "DNS queries answered, summed "
+                                   "across responders", labels=["proto", "type", "path"])
+    responses = CounterMetricFamily("healthdns_dns_responses", "DNS responses by rcode",
+                                    labels=["rcode", "path"])
+    by_request: dict[tuple[str, str, str], int] = {}
+    by_rcode: dict[tuple[str, str], int] = {}
+    for (path, proto, qtype, rcode), n in view.counts.items():
+        key = (PROTOS[proto], _QTYPE_LABEL.get(qtype, "other"), PATHS[path])
+        by_request[key] = by_request.get(key, 0) + n
+        rkey = (RCODES.get(rcode, str(rcode)), PATHS[path])
+        by_rcode[rkey] = by_rcode.get(rkey, 0) + n
+    for key, n in sorted(by_request.items()):
+        requests.add_metric(list(key), n)
+    for rkey, n in sorted(by_rcode.items()):
+        responses.add_metric(list(rkey), n)
+    yield requests
+    yield responses
+    yield CounterMetricFamily("healthdns_dns_truncated", "UDP answers sent truncated (TC=1)",
+                              value=view.truncated)
+    yield CounterMetricFamily("healthdns_dns_internal_errors",
+                              "queries that met an internal error", value=view.errors)
+
+
+def _backends(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
+    up = GaugeMetricFamily("healthdns_backend_up", "1 if the address is served as healthy "
+                           "(after overrides)", labels=["name", "zone", "address", "check"])
+    probed = GaugeMetricFamily("healthdns_backend_probe_up", "1 if the last checks passed "
+                               "(before overrides)", labels=["address", "check"])
+    changes = CounterMetricFamily("healthdns_backend_state_changes", "health changes seen",
+                                  labels=["address", "check"])
+    override = GaugeMetricFamily("healthdns_backend_override", "1 while an admin override "
+                                 "holds the address", labels=["address", "action"])
+    all_down: dict[str, bool] = {}
+    for target in targets.values():
+        state = view.targets.get(target.id)
+        if state is None or state.up is None:
+            continue
+        for name, zone in ((n, target.zones[0]) for n in target.names):
+            for address in target.served:
+                up.add_metric([name, zone, address, target.check], float(state.up))
+            all_down[name] = all_down.get(name, True) and not state.up
+        probed.add_metric([target.address, target.check], float(bool(state.probed)))
+        changes.add_metric([target.address, target.check], state.changes)
+    names = GaugeMetricFamily("healthdns_name_override", "1 while an admin override holds "
+                              "a whole name", labels=["name", "action"])
+    for o in view.overrides:
+        if o.name:
+            names.add_metric([o.name, o.action], 1.0)
+        else:
+            override.add_metric([o.address, o.action], 1.0)
+    down = GaugeMetricFamily("healthdns_record_all_down", "1 when every address of a name is "
+                             "down (its pool policy answers)", labels=["name"])
+    for o in view.overrides:
+        if o.name and o.name in all_down:
+            all_down[o.name] = o.action == "drain"
+    for name, value in sorted(all_down.items()):
+        down.add_metric([name], float(value))
+    yield from (up, probed, changes, override, names, down)
+
+
+def _checks(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
+    durations = HistogramMetricFamily("healthdns_backend_check_duration_seconds",
+                                      "how long health checks take", labels=["address", "check"])
+    failures = CounterMetricFamily("healthdns_backend_check_failures", "failed health checks "
+                                   "by kind", labels=["address", "check", "reason"])
+    for target_id, probe in sorted(view.probes.items()):
+        target = targets.get(target_id)
+        if target is None:
+            continue
+        labels = [target.address, target.check]
+        running, buckets = 0, []
+        for bound, count in zip((*PROBE_BUCKETS, float("inf")), probe.buckets, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", running))
+        durations.add_metric(labels, buckets, probe.seconds)
+        for reason, n in sorted(probe.failures.items()):
+            failures.add_metric([*labels, reason], n)
+    yield durations
+    yield failures
+
+
+def _process(view: View) -> Iterator[Metric]:
+    serial = GaugeMetricFamily("healthdns_zone_serial", "SOA serial served", labels=["zone"])
+    for zone, value in view.serials:
+        serial.add_metric([zone], value)
+    yield serial
+    yield GaugeMetricFamily("healthdns_generation", "the latest generation published",
+                            value=view.generation)
+    generation = GaugeMetricFamily("healthdns_responder_generation", "generation a responder "
+                                   "serves", labels=["responder"])
+    age = GaugeMetricFamily("healthdns_responder_stats_age_seconds", "seconds since a "
+                            "responder last reported", labels=["responder"])
+    snapshot = GaugeMetricFamily("healthdns_responder_snapshot_age_seconds", "seconds since "
+                                 "the generation a responder serves was published",
+                                 labels=["responder"])
+    for r in view.responders:
+        generation.add_metric([str(r.slot)], r.generation)
+        if r.stats_age is not None:
+            age.add_metric([str(r.slot)], r.stats_age)
+        if r.snapshot_age is not None:
+            snapshot.add_metric([str(r.slot)], r.snapshot_age)
+    yield from (generation, age, snapshot)
+    if view.publish_seconds is not None:
+        yield GaugeMetricFamily("healthdns_publish_seconds", "from a health change to the "
+                                "signed generation that follows it", value=view.publish_seconds)
+    if view.sign_seconds is not None:
+        yield GaugeMetricFamily("healthdns_sign_seconds", "the signer's time to render and "
+                                "sign the latest generation", value=view.sign_seconds)
+    restarts = CounterMetricFamily("healthdns_child_restarts", "children restarted",
+                                   labels=["role"])
+    for role, n in sorted(view.restarts.items()):
+        restarts.add_metric([role], n)
+    yield restarts
+    rejected = CounterMetricFamily("healthdns_protocol_rejections", "children killed for "
+                                   "breaking the pipe protocol", labels=["role"])
+    for role, n in sorted(view.rejected.items()):
+        rejected.add_metric([role], n)
+    yield rejected
+    yield InfoMetricFamily("healthdns_build", "version of healthdns",
+                           value={"version": _version(), "python": platform.python_version()})
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("healthdns")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,247 @@
+"""What the supervisor keeps for the operator, and what the operator changes: the supervisor's
+second job, beside running the children (`arbiter`).
+
+`Steering` records what the children report (the prober's health and detail, the responders'
+counters, the signer's choices), applies the admin overrides to the health the signer is given,
+and builds the immutable `status.View` the control endpoint shows. It runs in the supervisor
+loop only; the control thread sees nothing but the views it is handed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from healthdns.shared import messages
+from healthdns.shared.config import Config
+from healthdns.supervisor import status
+from healthdns.supervisor.control import Request
+from healthdns.supervisor.overrides import Override, OverrideError, Overrides
+
+log = logging.getLogger("healthdns.supervisor")
+
+PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' snapshot age)
+Counts = Counter[tuple[int, int, int, int]]  # (path, proto, qtype, rcode) -> queries
+
+
+@dataclass(frozen=True)
+class Child:
+    """What the view shows of one responder slot."""
+
+    index: int
+    state: str
+    pid: int | None
+
+
+class Steering:
+    def __init__(self, cfg: Config, renames: dict[str, str]) -> None:
+        self.cfg = cfg
+        self.renames = renames  # prober target ids -> the signer's (see `views`)
+        self.targets = status.catalog(cfg)
+        self.zones = status.zone_names(cfg)
+        self.overrides = Overrides({a for t in self.targets.values() for a in t.served},
+                                   {n for t in self.targets.values() for n in t.names})
+        self.probed: dict[str, bool] = {}  # the prober's health, by its target ids
+        self.since: dict[str, float] = {}
+        self.changes: Counter[str] = Counter()
+        self.probes: dict[str, messages.Probe] = {}  # the prober's detail, by target
+        self.probes_gone: dict[str, messages.Probe] = {}  # totals of ended prober processes
+        self.stats: dict[int, tuple[messages.Stats, float]] = {}  # responder -> latest, when
+        self.gone: Counts = Counter()  # totals of ended responder processes
+        self.gone_truncated = self.gone_errors = 0
+        self.restarts: Counter[str] = Counter()
+        self.choices: list[tuple[str, int, int, str, list[str]]] = []
+        self.serials: list[int] = []
+        self.published_at: float | None = None
+        self.published_times: dict[int, float] = {}  # recent generations -> when (wall)
+        self.health_at: float | None = None  # when the signer was last sent a change
+        self.publish_seconds: float | None = None
+        self.sign_seconds: float | None = None  # the signer's own time for the latest
+        self.dirty = True  # a new view is due
+
+    # --- health and overrides -------------------------------------------------------------------
+
+    def report(self, states: dict[str, bool], full: bool) -> dict[str, bool]:
+        """Record a prober's report; the health to send the signer for it (renamed, with the
+        overrides applied)."""
+        wall = time.time()
+        for target, up in states.items():
+            before = self.probed.get(target)
+            if before is None or before != up:
+                self.since[target] = wall
+                self.changes[target] += before is not None
+        self.probed = dict(states) if full else {**self.probed, **states}
+        return {self.renames[t]: self._effective(t, up) for t, up in states.items()}
+
+    def health(self) -> dict[str, bool] | None:
+        """The whole health for the signer as the overrides now make it; None before the
+        prober's first report (which brings the overrides with it)."""
+        if not self.probed:
+            return None
+        return {self.renames[t]: self._effective(t, up) for t, up in self.probed.items()}
+
+    def _effective(self, target: str, probed: bool) -> bool:
+        return self.overrides.effective(probed, self.targets[target].served)
+
+    def restore(self) -> None:
+        path = self.cfg.control.state_file
+        if path is None:
+            return
+        for problem in self.overrides.load(path, time.time()):
+            log.warning("%s", problem)
+        for o in self.overrides.listing():
+            log.info("override restored: %s %s (%s)", o.action, o.name or o.address,
+                     o.reason or "-")
+
+    def apply(self, request: Request) -> dict[str, object]:
+        """Carry out one write call; its answer (`status` other than 200 on an error)."""
+        fields, now = request.fields, time.time()
+        if request.op == "remove":
+            key = str(fields.get("key"))
+            if not self.overrides.remove(key):
+                return {"status": 404, "error": f"no override of {key!r}"}
+            log.info("override removed: %s", key)
+            return {"removed": key}
+        try:
+            expires = fields.get("expires_in")
+            override = Override(
+                address=str(fields.get("address", "")), name=_name(fields.get("name", "")),
+                action=str(fields.get("action", "")), reason=str(fields.get("reason", "")),
+                created=now, expires=None if expires is None else now + float(expires))
+            self.overrides.set(override, now)
+        except (OverrideError, TypeError, ValueError) as e:
+            return {"status": 400, "error": str(e)}
+        log.info("override set: %s %s (%s)", override.action,
+                 override.name or override.address, override.reason or "no reason given")
+        return {"address": override.address, "name": override.name,
+                "action": override.action, "expires": override.expires}
+
+    def expire(self) -> bool:
+        """Drop the overrides whose time has come; True if any was."""
+        gone = self.overrides.expire(time.time())
+        for override in gone:
+            log.info("override expired: %s %s", override.action,
+                     override.name or override.address)
+        return bool(gone)
+
+    def save(self) -> None:
+        self.dirty = True
+        path = self.cfg.control.state_file
+        if path is None:
+            return
+        try:
+            self.overrides.save(path)
+        except OSError as e:
+            log.error("cannot write the overrides to %s: %s (they hold until a restart)",
+                      path, e)
+
+    # --- what the children report ---------------------------------------------------------------
+
+    def health_sent(self, now: float) -> None:
+        self.health_at = now
+        self.dirty = True
+
+    def published(self, generation: int, serials: list[int], now: float) -> None:
+        self.published_at = time.time()
+        self.published_times[generation] = self.published_at
+        self.published_times.pop(generation - PUBLISHED_KEPT, None)
+        if self.health_at is not None:
+            self.publish_seconds = now - self.health_at
+            self.health_at = None
+        self.serials = serials
+        self.dirty = True
+
+    def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float) -> None:
+        self.choices = names
+        self.sign_seconds = seconds
+        self.dirty = True
+
+    def detail(self, rows: list[messages.Probe]) -> str | None:
+        """Take the prober's detail; the problem if it names a target it does not check."""
+        unknown = next((row.target for row in rows if row.target not in self.targets), None)
+        if unknown is not None:
+            return f"detail of an unknown target {unknown[:100]!r}"
+        for row in rows:
+            self.probes[row.target] = row
+        self.dirty = True
+        return None
+
+    def counted(self, index: int, stats: messages.Stats, now: float) -> None:
+        self.stats[index] = (stats, now)
+        self.dirty = True
+
+    def ended(self, role: str, index: int, restarted: bool) -> None:
+        """A child ended: its totals are kept, so counters never go back."""
+        if restarted:
+            self.restarts[role] += 1
+        if role == "prober":
+            self.probes_gone = _all_probes(self.probes_gone, self.probes)
+            self.probes = {}
+        last = self.stats.pop(index, None) if role == "responder" else None
+        if last is not None:
+            stats = last[0]
+            for path, proto, qtype, rcode, n in stats.counts:
+                self.gone[(path, proto, qtype, rcode)] += n
+            self.gone_truncated += stats.truncated
+            self.gone_errors += stats.errors
+        self.dirty = True
+
+    # --- the view -------------------------------------------------------------------------------
+
+    def view(self, generation: int, children: list[Child], rejected: dict[str, int],
+             now: float) -> status.View:
+        counts = Counter(self.gone)
+        truncated, errors = self.gone_truncated, self.gone_errors
+        for stats, _ in self.stats.values():
+            for path, proto, qtype, rcode, n in stats.counts:
+                counts[(path, proto, qtype, rcode)] += n
+            truncated += stats.truncated
+            errors += stats.errors
+        responders = tuple(self._responder(child, now) for child in children)
+        current = generation > 0 and all(
+            r.state == "running" and r.generation == generation for r in responders)
+        targets = {t: status.TargetState(
+            up, self._effective(t, up), self.since.get(t), self.changes[t],
+            self.overrides.action(self.targets[t].served)) for t, up in self.probed.items()}
+        return status.View(
+            generation=generation, published_at=self.published_at,
+            publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
+            serials=tuple(zip(self.zones, self.serials, strict=False)),
+            responders=responders, targets=targets, counts=dict(counts),
+            truncated=truncated, errors=errors, restarts=dict(self.restarts),
+            rejected=dict(rejected), overrides=tuple(self.overrides.listing()),
+            choices=tuple(self.choices), probes=_all_probes(self.probes_gone, self.probes),
+            current=current)
+
+    def _responder(self, child: Child, now: float) -> status.Responder:
+        stats, at = self.stats.get(child.index, (None, 0.0))
+        generation = stats.generation if stats is not None else 0
+        published = self.published_times.get(generation)
+        return status.Responder(child.index, child.state, child.pid, generation,
+                                now - at if stats is not None else None,
+                                time.time() - published if published is not None else None)
+
+
+def _all_probes(gone: dict[str, messages.Probe],
+                live: dict[str, messages.Probe]) -> dict[str, messages.Probe]:
+    """Each target's detail totals across prober processes, ended (`gone`) and running."""
+    out = dict(gone)
+    for target, probe in live.items():
+        old = gone.get(target)
+        out[target] = probe if old is None else _sum(old, probe)
+    return out
+
+
+def _sum(old: messages.Probe, new: messages.Probe) -> messages.Probe:
+    failures = Counter(old.failures)
+    failures.update(new.failures)
+    return messages.Probe(new.target, new.reason,
+                          [a + b for a, b in zip(old.buckets, new.buckets, strict=True)],
+                          old.seconds + new.seconds, dict(failures))
+
+
+def _name(value: object) -> str:
+    """A name as an operator types it: any case, with or without the final dot."""
+    return str(value).lower().rstrip(".") if value else ""
