@@ -23,7 +23,7 @@ def run(conn: Connection) -> None:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BIND_FAILED) from None
     messages.send(conn, messages.Bound(start.slot, [(x.host, x.port, True) for x in listeners]))
-    server = Server(start.slot, cfg, listeners, conn)
+    server = Server(start.slot, cfg, listeners, conn, start.secret, start.rrl_table)
     asyncio.run(server.serve())
     if server.exit_code:
         raise SystemExit(server.exit_code)

@@ -113,10 +113,15 @@ class Batch:
         self._out_starts = [i * 65535 for i in range(size)]
         self._out_words = [i * _STRIDE // 2 for i in range(size)]
         self._names = [nbase + i * NAME_SIZE for i in range(size)]
+        self._name_offsets = [i * NAME_SIZE for i in range(size)]
+        self.nview = memoryview(self.names).cast("B")
 
     def serve(self, answer: Callable[[bytes, bool], bytes | None],
-              on_bug: Callable[[bytes], None]) -> int:
+              on_bug: Callable[[bytes], None],
+              guarded: Callable[[bytes, bool, bytes], bytes | None] | None = None) -> int:
         """Wait for queries (up to the socket's receive timeout), answer one batch.
+
+        With `guarded`, each query is answered by it instead, told the client's address.
 
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
@@ -135,7 +140,10 @@ class Batch:
             start = self._starts[i]
             query = bytes(rview[start:start + rwords[word + _LEN]])
             try:
-                response = answer(query, False)
+                if guarded is None:
+                    response = answer(query, False)
+                else:
+                    response = guarded(query, False, self._peer(i))
             except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
                 on_bug(query)
                 continue
@@ -152,6 +160,13 @@ class Batch:
         if out:
             self._send(out)
         return count
+
+    def _peer(self, i: int) -> bytes:
+        """The packed address (4 or 16 octets) of the sender of datagram i."""
+        base = self._name_offsets[i]
+        if self.nview[base] == socket.AF_INET:  # sa_family, a little-endian 16-bit word
+            return bytes(self.nview[base + 4:base + 8])
+        return bytes(self.nview[base + 8:base + 24])
 
     def _send(self, count: int) -> None:
         """Send answers 0..count-1; one the kernel refuses is skipped, the rest still go.

@@ -11,7 +11,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from healthdns.responder import mmsg
+from healthdns.responder import guard, mmsg
 from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
@@ -26,12 +26,13 @@ BUG_LOG_BYTES = 512  # of the query, in hex, in the log line
 
 class Server:
     def __init__(self, slot: int, cfg: Config, listeners: list[Listener],
-                 conn: Connection) -> None:
+                 conn: Connection, secret: bytes = b"", rrl_table: str = "") -> None:
         self.slot = slot
         self.cfg = cfg
         self.listeners = listeners
         self.conn = conn
         self.answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
+        self.guard = guard.build(self.answerer, cfg, secret, rrl_table)  # cookies and RRL
         self.tcp_clients = 0
         self.serving = False
         self.errors = 0
@@ -138,7 +139,8 @@ class Server:
         if batch and mmsg.available():
             receiver = mmsg.Batch(sock, batch)
             while not self.stopping:
-                receiver.serve(self.answerer.answer, self._bug)
+                receiver.serve(self.answerer.answer, self._bug,
+                               self.guard.answer if self.guard is not None else None)
         else:
             while not self.stopping:
                 self._serve_one(sock)
@@ -150,7 +152,10 @@ class Server:
         except OSError:
             return  # the receive timeout, or an ICMP error queued on the socket
         try:
-            response = self.answerer.answer(data, False)
+            if self.guard is None:
+                response = self.answerer.answer(data, False)
+            else:
+                response = self.guard.answer(data, False, guard.address(peer[0]))
         except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
             self._bug(data)
             return
@@ -178,12 +183,14 @@ class Server:
             return
         self.tcp_clients += 1
         idle = server.tcp_idle_timeout
+        client = guard.address(writer.get_extra_info("peername")[0])
         try:
             while True:
                 length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), idle))
                 data = await asyncio.wait_for(reader.readexactly(length), idle)
                 try:
-                    response = self.answerer.answer(data, True)
+                    response = self.answerer.answer(data, True) if self.guard is None \
+                        else self.guard.answer(data, True, client)
                 except Exception:  # noqa: BLE001 - as above
                     self._bug(data)
                     break

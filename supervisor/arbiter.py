@@ -18,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.resource_tracker
+import secrets
 import selectors
 import signal
 import socket
@@ -25,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.shared_memory import SharedMemory
 from types import FrameType
 
 import msgspec
@@ -101,6 +103,9 @@ class Supervisor:
         self.crash_clock = now()
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
+        # Shared by the responders, so that any of them validates another's cookies.
+        self.secret = secrets.token_bytes(32)
+        self.rrl_table: SharedMemory | None = None  # the RRL accounts, created by `run`
 
     @property
     def slots(self) -> list[Slot]:
@@ -114,6 +119,8 @@ class Supervisor:
             # Started here, not by the first spawn, so that it too ignores group signals
             # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
             multiprocessing.resource_tracker.ensure_running()
+        if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
+            self.rrl_table = SharedMemory(create=True, size=self.cfg.rrl.table_size * 8)
         self._spawn(self.prober)
         self._spawn(self.signer)
         self._spawn(self.responders[0])  # the others once it has bound (port 0 resolved)
@@ -178,8 +185,10 @@ class Supervisor:
             process.start()
         channel.child_end.close()
         slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
-        listen = self.listen if slot.role == "responder" else []
-        start = messages.Start(slot.index, self.views.for_role(slot.role), listen)
+        start = messages.Start(slot.index, self.views.for_role(slot.role))
+        if slot.role == "responder":
+            table = self.rrl_table.name if self.rrl_table is not None else ""
+            start = messages.Start(slot.index, start.config, self.listen, self.secret, table)
         self._send(slot, messages.encode(start))
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self.published))
@@ -377,6 +386,9 @@ class Supervisor:
                 process.kill()
                 process.join(1.0)
         signal.set_wakeup_fd(-1)
+        if self.rrl_table is not None:
+            self.rrl_table.close()
+            self.rrl_table.unlink()
         log.info("stopped")
         return self.exit_code
 
