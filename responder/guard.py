@@ -29,25 +29,32 @@ class Guard:
 
     def answer(self, data: bytes, tcp: bool, client: bytes) -> bytes | None:
         """The response to `data` from `client` (4 or 16 octets), or None to send nothing."""
-        option = cookies.find(data) if self.cookies is not None else None
-        status, reply = cookies.FRESH, b""
-        if option is None or self.cookies is None:
+        # No OPT, or an OPT without options last (what the fast path takes): no cookie.
+        if data[11:12] != b"\x01" or data[-11:-8] == OPT_HEAD or self.cookies is None:
             response = self.answerer.answer(data, tcp)
-        else:
-            status, reply = self.cookies.check(option, client)
-            if status == cookies.MALFORMED:
-                response = self.answerer.slow(data, tcp, rcode=FORMERR)
-            else:
-                response = self.answerer.slow(data, tcp, reply)
+            if tcp or response is None or self.limiter is None:
+                return response
+            return self._limit(data, response, client, b"")
+        option = cookies.find(data)
+        if option is None:
+            return self.answerer.answer(data, tcp)  # not the usual layout: no cookies
+        status, reply = self.cookies.check(option, client)
+        if status == cookies.MALFORMED:
+            return self.answerer.slow(data, tcp, rcode=FORMERR)  # RFC 7873 5.2.2
+        response = self.answerer.slow(data, tcp, reply)
         if tcp or response is None or self.limiter is None or status == cookies.VALID:
-            return response
+            return response  # a valid server cookie proves the address: no limit
+        return self._limit(data, response, client, reply)
+
+    def _limit(self, data: bytes, response: bytes, client: bytes, reply: bytes) -> bytes | None:
+        assert self.limiter is not None
         verdict = self.limiter.verdict(response, client)
         if verdict == rrl.SEND:
             return response
         if verdict == rrl.DROP:
             return None
         if reply:  # RFC 7873 5.4: a client with a cookie retries with ours, then goes free
-            return self.answerer.slow(data, tcp, reply, BADCOOKIE)
+            return self.answerer.slow(data, False, reply, BADCOOKIE)
         return self._slipped(data, response)
 
     def _slipped(self, data: bytes, response: bytes) -> bytes:

@@ -12,9 +12,12 @@ as BIND keys them: a resolver asking for many names is not limited by the sum of
 NXDOMAIN, error and large answers (those that amplify best) are counted per prefix alone.
 
 The accounts live in a table of shared memory that the supervisor creates and every responder
-maps, so a spoofer spread over the responders by SO_REUSEPORT meets one limit. Accounts are
-found by a keyed hash with no collision check, and updated without locks: two responders that
-update one account at once lose one update, which lets one response more through.
+maps, so a spoofer spread over the responders by SO_REUSEPORT meets one limit. An account's
+slot is a CRC of its key, seeded per start, with no collision check: a collision only makes
+two accounts share one limit, and an attacker who could aim one at a victim's account can
+spoof the victim's own prefix anyway, so a keyed hash would buy nothing for its cost. Slots
+are updated without locks: two responders that update one at once lose one update, which
+lets one response more through.
 """
 
 from __future__ import annotations
@@ -23,8 +26,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from multiprocessing.shared_memory import SharedMemory
-
-from siphash24 import siphash24
+from zlib import crc32
 
 from healthdns.shared.config import RrlSpec
 
@@ -33,12 +35,6 @@ POSITIVE, NXDOMAIN, ERROR, LARGE = 0, 1, 2, 3  # account classes
 LARGE_SIZE = 1024  # octets: an answer this long amplifies well (Knot's "large" class)
 SLOT = 8  # octets per account
 MICRO = 1_000_000
-
-
-def admit(tat: int, now: int, interval: int, burst: int, debt: int) -> tuple[bool, int]:
-    """One response against an account: (may it go, the account's new arrival time)."""
-    owed = tat - now if tat > now else 0
-    return owed <= burst - interval, now + min(owed + interval, burst + debt)
 
 
 def monotonic_us() -> int:
@@ -52,11 +48,15 @@ class Limiter:
                  clock: Callable[[], int] = monotonic_us) -> None:
         self.table = table.cast("B").cast("q")  # one signed 64-bit arrival time per account
         self.size = len(self.table)
-        self.key = key[:16]
         self.clock = clock
         self.slip = spec.slip
         self.dry_run = spec.dry_run
         self.v4_bits, self.v6_bits = spec.ipv4_prefix, spec.ipv6_prefix
+        self.v4_bytes, self.v6_bytes = self.v4_bits // 8, self.v6_bits // 8
+        aligned = self.v4_bits % 8 == 0 and self.v6_bits % 8 == 0
+        self.masks: tuple[int, int] | None = None if aligned else (self.v4_bits, self.v6_bits)
+        # CRC seeds per class from the key: accounts land in other slots on every start.
+        self.seeds = [crc32(bytes((cls,)), int.from_bytes(key[:4], "big")) for cls in range(4)]
         self.exempt = tuple(ipaddress.ip_network(n) for n in spec.exempt)
         positive, nxdomain, error = spec.rates()
         # (interval, burst) in microseconds per class; None: that class is not limited.
@@ -64,21 +64,42 @@ class Limiter:
         self.debt = spec.window * MICRO
         self.limited = 0  # responses over the limit: the slip counter
         self.counts = [0, 0, 0]  # SEND, DROP, SLIP verdicts as applied (dry run: all SEND)
-        self.would = [0, 0, 0]  # the verdicts RRL reached, dry run or not
+        self.would = [0, 0, 0]  # verdicts over the limit, as reached (a dry run sends all)
         self.memory: SharedMemory | None = None  # kept mapped for as long as the limiter
 
     def verdict(self, response: bytes, client: bytes) -> int:
-        """SEND, DROP or SLIP for `response` to the client at address `client` (4 or 16
-        octets)."""
-        cls, question = classify(response)
+        """SEND, DROP or SLIP for `response` to the client at `client` (4 or 16 octets).
+
+        Every answer passes here with RRL on: one screen, no calls but the hash and the clock.
+        """
+        if len(response) > LARGE_SIZE:
+            cls, question = LARGE, b""
+        elif response[3] & 0x0F == 0:  # NOERROR: the account is the question's too
+            end = response.find(0, 12, 12 + 255)
+            cls, question = POSITIVE, response[12:end + 3].lower() if end > 0 else b""
+        else:
+            cls, question = (NXDOMAIN if response[3] & 0x0F == 3 else ERROR), b""
         limit = self.limits[cls]
         if limit is None:
             return SEND
-        account = bytes((cls,)) + self._prefix(client) + question
-        index = int.from_bytes(siphash24(account, key=self.key).digest(), "little") % self.size
-        allowed, self.table[index] = admit(self.table[index], self.clock(), *limit, self.debt)
-        if allowed or self._exempt(client):
-            self.would[SEND] += 1
+        interval, burst = limit
+        prefix = client[:self.v4_bytes] if len(client) == 4 else client[:self.v6_bytes]
+        if self.masks is not None:
+            prefix = self._masked(client)
+        index = crc32(question, crc32(prefix, self.seeds[cls])) % self.size
+        now = self.clock()
+        owed = self.table[index] - now
+        owed = max(0, owed)
+        self.table[index] = now + min(owed + interval, burst + self.debt)
+        if owed <= burst - interval:  # a token left: the common case ends here
+            self.counts[SEND] += 1
+            return SEND
+        return self._over(client)
+
+    def _over(self, client: bytes) -> int:
+        """A response over its account's limit: exempt, dropped or slipped (and in a dry run,
+        counted as such but sent)."""
+        if self._exempt(client):
             self.counts[SEND] += 1
             return SEND
         self.limited += 1
@@ -89,7 +110,8 @@ class Limiter:
         self.counts[verdict] += 1
         return verdict
 
-    def _prefix(self, client: bytes) -> bytes:
+    def _masked(self, client: bytes) -> bytes:
+        """The prefix of a length that is no whole number of octets."""
         bits = self.v4_bits if len(client) == 4 else self.v6_bits
         whole, rest = divmod(bits, 8)
         if not rest:
@@ -109,18 +131,3 @@ def _limit(rate: int) -> tuple[int, int] | None:
         return None
     interval = max(1, MICRO // rate)
     return interval, interval * rate  # a burst of one second's worth
-
-
-def classify(response: bytes) -> tuple[int, bytes]:
-    """(account class, what else keys the account): the question for positive answers."""
-    rcode = response[3] & 0x0F
-    if len(response) > LARGE_SIZE:
-        return LARGE, b""
-    if rcode == 3:
-        return NXDOMAIN, b""
-    if rcode:
-        return ERROR, b""
-    end = response.find(0, 12, 12 + 255)
-    if end < 12 or response[4:6] != b"\x00\x01":
-        return POSITIVE, b""
-    return POSITIVE, response[12:end].lower() + response[end + 1:end + 3]
