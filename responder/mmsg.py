@@ -118,10 +118,13 @@ class Batch:
 
     def serve(self, answer: Callable[[bytes, bool], bytes | None],
               on_bug: Callable[[bytes], None],
-              guarded: Callable[[bytes, bool, bytes], bytes | None] | None = None) -> int:
+              guarded: Callable[[bytes, bool, bytes], bytes | None] | None = None,
+              every: bool = False) -> int:
         """Wait for queries (up to the socket's receive timeout), answer one batch.
 
-        With `guarded`, each query is answered by it instead, told the client's address.
+        With `guarded`, a query is answered by it instead, told the client's address: every
+        query with `every` (rate limiting), else those with an additional record (the OPT
+        that may carry a cookie), so that cookies cost nothing to queries without one.
 
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
@@ -140,10 +143,10 @@ class Batch:
             start = self._starts[i]
             query = bytes(rview[start:start + rwords[word + _LEN]])
             try:
-                if guarded is None:
-                    response = answer(query, False)
-                else:
+                if guarded is not None and (every or query[11:12] > b"\x00"):  # ARCOUNT
                     response = guarded(query, False, self._peer(i))
+                else:
+                    response = answer(query, False)
             except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
                 on_bug(query)
                 continue

@@ -1,7 +1,7 @@
 """Response Rate Limiting (RRL) of UDP answers, as BIND and Knot do it.
 
 Each account is a token bucket kept as one 64-bit "theoretical arrival time" (GCRA): the
-moment, in microseconds of the monotonic clock, at which the account is back to an empty
+moment, in nanoseconds of the monotonic clock (one for all processes), at which the account is back to an empty
 debt. A response may go while the account holds a token: `tat - now <= burst - interval`.
 Every response, sent or not, costs one interval, and the debt is capped at `window` seconds:
 a prefix that keeps flooding stays limited, and one that stops is whole again `window`
@@ -34,18 +34,14 @@ SEND, DROP, SLIP = 0, 1, 2
 POSITIVE, NXDOMAIN, ERROR, LARGE = 0, 1, 2, 3  # account classes
 LARGE_SIZE = 1024  # octets: an answer this long amplifies well (Knot's "large" class)
 SLOT = 8  # octets per account
-MICRO = 1_000_000
-
-
-def monotonic_us() -> int:
-    return time.monotonic_ns() // 1000
+SECOND = 1_000_000_000  # the clock's unit: nanoseconds
 
 
 class Limiter:
     """Decides, per UDP response, whether it goes out, is dropped or slips out truncated."""
 
     def __init__(self, spec: RrlSpec, table: memoryview, key: bytes,
-                 clock: Callable[[], int] = monotonic_us) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns) -> None:
         self.table = table.cast("B").cast("q")  # one signed 64-bit arrival time per account
         self.size = len(self.table)
         self.clock = clock
@@ -59,18 +55,20 @@ class Limiter:
         self.seeds = [crc32(bytes((cls,)), int.from_bytes(key[:4], "big")) for cls in range(4)]
         self.exempt = tuple(ipaddress.ip_network(n) for n in spec.exempt)
         positive, nxdomain, error = spec.rates()
-        # (interval, burst) in microseconds per class; None: that class is not limited.
-        self.limits = [_limit(rate) for rate in (positive, nxdomain, error, positive)]
-        self.debt = spec.window * MICRO
+        # Per class, in nanoseconds: (cost of an answer, most owed that still lets one go,
+        # most that can be owed); None: the class is not limited.
+        self.limits = [_limit(rate, spec.window) for rate in (positive, nxdomain, error,
+                                                               positive)]
         self.limited = 0  # responses over the limit: the slip counter
-        self.counts = [0, 0, 0]  # SEND, DROP, SLIP verdicts as applied (dry run: all SEND)
-        self.would = [0, 0, 0]  # verdicts over the limit, as reached (a dry run sends all)
+        # Answers over the limit by verdict: as applied (a dry run sends them all), as reached.
+        self.counts = [0, 0, 0]
+        self.would = [0, 0, 0]
         self.memory: SharedMemory | None = None  # kept mapped for as long as the limiter
 
     def verdict(self, response: bytes, client: bytes) -> int:
         """SEND, DROP or SLIP for `response` to the client at `client` (4 or 16 octets).
 
-        Every answer passes here with RRL on: one screen, no calls but the hash and the clock.
+        Every answer passes here with RRL on: one screen, no Python call but `_over`.
         """
         if len(response) > LARGE_SIZE:
             cls, question = LARGE, b""
@@ -82,17 +80,16 @@ class Limiter:
         limit = self.limits[cls]
         if limit is None:
             return SEND
-        interval, burst = limit
-        prefix = client[:self.v4_bytes] if len(client) == 4 else client[:self.v6_bytes]
-        if self.masks is not None:
-            prefix = self._masked(client)
-        index = crc32(question, crc32(prefix, self.seeds[cls])) % self.size
+        if self.masks is None:
+            question += client[:self.v4_bytes] if len(client) == 4 else client[:self.v6_bytes]
+        else:
+            question += self._masked(client)
+        index = crc32(question, self.seeds[cls]) % self.size
         now = self.clock()
         owed = self.table[index] - now
-        owed = max(0, owed)
-        self.table[index] = now + min(owed + interval, burst + self.debt)
-        if owed <= burst - interval:  # a token left: the common case ends here
-            self.counts[SEND] += 1
+        owed = owed if owed > 0 else 0  # noqa: FURB136 - no call on the per-answer path
+        self.table[index] = now + min(owed + limit[0], limit[2])
+        if owed <= limit[1]:  # a token left: the common case ends here
             return SEND
         return self._over(client)
 
@@ -100,7 +97,6 @@ class Limiter:
         """A response over its account's limit: exempt, dropped or slipped (and in a dry run,
         counted as such but sent)."""
         if self._exempt(client):
-            self.counts[SEND] += 1
             return SEND
         self.limited += 1
         verdict = SLIP if self.slip and self.limited % self.slip == 0 else DROP
@@ -126,8 +122,9 @@ class Limiter:
         return any(address in network for network in self.exempt)
 
 
-def _limit(rate: int) -> tuple[int, int] | None:
+def _limit(rate: int, window: int) -> tuple[int, int, int] | None:
     if rate == 0:
         return None
-    interval = max(1, MICRO // rate)
-    return interval, interval * rate  # a burst of one second's worth
+    interval = SECOND // rate
+    burst = interval * rate  # one second's worth of answers at once
+    return interval, burst - interval, burst + window * SECOND

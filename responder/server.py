@@ -140,7 +140,8 @@ class Server:
             receiver = mmsg.Batch(sock, batch)
             while not self.stopping:
                 receiver.serve(self.answerer.answer, self._bug,
-                               self.guard.answer if self.guard is not None else None)
+                               self.guard.answer if self.guard is not None else None,
+                               self.guard is not None and self.guard.limiter is not None)
         else:
             while not self.stopping:
                 self._serve_one(sock)

@@ -21,7 +21,8 @@ CLIENTS = [bytes([192, 0, 2, 1]), bytes([192, 0, 2, 200]),  # one /24: one accou
            bytes.fromhex("20010db80000003f0000000000000002")]  # the same /56 as the one above
 NAMES = [b"\x03www\x07example\x04test\x00", b"\x03WwW\x07example\x04test\x00",
          b"\x04mail\x07example\x04test\x00"]
-START = 10**12  # microseconds: a monotonic clock well past zero
+START = 10**15  # nanoseconds: a monotonic clock well past zero
+US = 1000
 
 
 def response(rcode: int, name: bytes, size: int = 0) -> bytes:
@@ -46,12 +47,12 @@ class Model:
         rate = self.rates[cls]
         if rate == 0:
             return rrl.SEND
-        interval = rrl.MICRO // rate
+        interval = rrl.SECOND // rate
         burst = interval * rate
         credit = self.credit.get(account, burst) + now - self.last.get(account, now)
         credit = min(burst, credit)
         allowed = credit >= interval
-        self.credit[account] = max(credit - interval, -self.window * rrl.MICRO)
+        self.credit[account] = max(credit - interval, -self.window * rrl.SECOND)
         self.last[account] = now
         if allowed:
             return rrl.SEND
@@ -89,7 +90,7 @@ def test_accounts_follow_the_model(rate: int, nx_rate: int, window: int, slip: i
     model = Model({rrl.POSITIVE: rate, rrl.LARGE: rate, rrl.ERROR: rate,
                    rrl.NXDOMAIN: nx_rate}, window, slip)
     for gap, who, kind, name in arrivals:
-        now += gap
+        now += gap * US
         rcode, size = KINDS[kind]
         got = limiter.verdict(response(rcode, NAMES[name], size), CLIENTS[who])
         want = model.verdict(account(CLIENTS[who], kind, NAMES[name]), CLASS_OF[kind], now)
@@ -118,14 +119,14 @@ def test_a_flood_is_cut_to_the_rate_and_slips_every_nth() -> None:
     limiter = rrl.Limiter(spec, memoryview(bytearray(8 * 4096)), KEY, clock=lambda: now)
     verdicts = []
     for _ in range(1000):  # 1000 queries a second for one second
-        now += 1000
+        now += 1000 * US
         verdicts.append(limiter.verdict(response(0, NAMES[0]), CLIENTS[0]))
     # The burst only: dropped answers cost too (as in BIND), so a steady flood earns nothing.
     assert verdicts.count(rrl.SEND) == 10
     assert verdicts.count(rrl.SLIP) == (1000 - verdicts.count(rrl.SEND)) // 3
-    now += 2 * rrl.MICRO  # quiet for less than burst + window: still in debt
+    now += 2 * rrl.SECOND  # quiet for less than burst + window: still in debt
     assert limiter.verdict(response(0, NAMES[0]), CLIENTS[0]) != rrl.SEND
-    now += 3 * rrl.MICRO  # now past it
+    now += 3 * rrl.SECOND  # now past it
     assert limiter.verdict(response(0, NAMES[0]), CLIENTS[0]) == rrl.SEND
 
 
