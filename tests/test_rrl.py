@@ -20,7 +20,7 @@ import dns.message
 import dns.rcode
 import pytest
 from conftest import CONFORMANCE
-from harness import Server, read_tcp_message
+from harness import Server, has_ipv6, read_tcp_message
 
 RATE = 10
 RRL = f"""
@@ -174,8 +174,40 @@ def test_dry_run_counts_but_drops_nothing(conformance: Server, tmp_path: Path) -
     assert full(responses) == 300 and truncated(responses) == 0
 
 
+@pytest.mark.parametrize("host,batch", [("127.0.0.1", 0), ("::1", 32)],
+                         ids=["portable path", "IPv6"])
+def test_every_udp_path_knows_the_client(tmp_path: Path, host: str, batch: int) -> None:
+    """recvfrom's peer tuple, and an IPv6 sockaddr in the recvmmsg buffers: the address read
+    is the client's own, as the exempt network shows (a wrong one would be limited)."""
+    if ":" in host and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    listen = f"[{host}]:0" if ":" in host else f"{host}:0"
+    toml = CONFORMANCE.replace('listen = ["127.0.0.1:0"]', f'listen = ["{listen}"]')
+    toml = toml.replace("responders = 2", f"responders = 2\n    udp_batch = {batch}")
+    exempt = f'    exempt = ["{host}/{128 if ":" in host else 32}"]\n'
+    server = Server([], tmp_path, toml + RRL + exempt).start()
+    try:
+        exempted, _ = flood(server, [query(qid=i) for i in range(100)], _bound(host))
+        if ":" not in host:  # a neighbour of the exempt address is limited on this path
+            limited, _ = flood(server, [query(qid=i) for i in range(100)],
+                               _bound("127.0.0.2"))
+            assert full(limited) <= RATE * 2 and truncated(limited) >= 40
+        raw = _one(server, query(options=[_cookie(b"clientck")]), host)
+    finally:
+        assert server.stop() == 0
+    assert full(exempted) == 100
+    assert raw is not None and _cookie_of(dns.message.from_wire(raw))[:8] == b"clientck"
+
+
+def _bound(host: str) -> list[socket.socket]:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    return [sock]
+
+
 def _one(server: Server, wire: bytes, source: str, timeout: float = 2.0) -> bytes | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((source, 0))
         sock.settimeout(timeout)
         sock.sendto(wire, (server.host, server.port))
