@@ -8,6 +8,7 @@ Over TCP the handshake proved it already: only cookies apply.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import struct
@@ -18,6 +19,7 @@ from healthdns.responder.query import BADCOOKIE, FORMERR, OPT_HEAD, TC, Answerer
 from healthdns.shared.config import Config
 
 _STANDARD_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
+log = logging.getLogger("healthdns.responder")
 
 
 class Guard:
@@ -95,5 +97,13 @@ def build(answerer: Answerer, cfg: Config, secret: bytes, table: str) -> Guard |
     return Guard(answerer, jar, limiter)
 
 
-def _attach(name: str) -> SharedMemory:
-    return SharedMemory(name=name, create=False)
+def _attach(name: str) -> SharedMemory | None:
+    """The supervisor's table; None (limits of this responder's own) when it cannot be mapped,
+    e.g. by a responder that runs as another user than the supervisor that made it."""
+    try:
+        return SharedMemory(name=name, create=False)
+    except OSError as e:
+        log.warning("cannot map the shared RRL table %s (%s): this responder keeps accounts "
+                    "of its own, so a client spread over the responders gets more answers",
+                    name, e.strerror or e)
+        return None

@@ -121,6 +121,10 @@ class Supervisor:
             multiprocessing.resource_tracker.ensure_running()
         if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
             self.rrl_table = SharedMemory(create=True, size=self.cfg.rrl.table_size * 8)
+            rrl = self.cfg.rrl
+            log.info("rate limiting UDP answers: %d/s (NXDOMAIN %d/s, errors %d/s) per /%d and "
+                     "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
+                     ", dry run" if rrl.dry_run else "")
         self._spawn(self.prober)
         self._spawn(self.signer)
         self._spawn(self.responders[0])  # the others once it has bound (port 0 resolved)

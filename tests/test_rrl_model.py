@@ -237,3 +237,17 @@ def test_a_valid_cookie_is_kept_for_half_an_hour_then_renewed() -> None:
 def test_malformed_cookie_lengths(size: int) -> None:
     assert cookies.Cookies(KEY[:16], 3600).check(b"x" * size, CLIENTS[0]) == \
         (cookies.MALFORMED, b"")
+
+
+def test_a_table_that_cannot_be_mapped_leaves_the_responder_its_own(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A responder that cannot open the supervisor's table (another user, say) still limits."""
+    from healthdns.responder import guard
+    from healthdns.responder.query import Answerer
+
+    cfg = config.from_mapping({**BASE, "rrl": {"responses_per_second": 1}})
+    made = guard.build(Answerer(1232), cfg, KEY, "healthdns-no-such-table")
+    assert made is not None and made.limiter is not None
+    assert "cannot map the shared RRL table healthdns-no-such-table" in caplog.text
+    verdicts = {made.limiter.verdict(response(3, NAMES[0]), CLIENTS[0]) for _ in range(5)}
+    assert verdicts == {rrl.SEND, rrl.DROP, rrl.SLIP}
