@@ -88,8 +88,9 @@ def build(answerer: Answerer, cfg: Config, secret: bytes, table: str) -> Guard |
     limiter = None
     if cfg.rrl.active():
         memory = _attach(table) if table else None
-        view = memory.buf if memory is not None \
-            else memoryview(bytearray(cfg.rrl.table_size * rrl.SLOT))
+        view = memory.buf if memory is not None else None  # None only once closed
+        if view is None:
+            view = memoryview(bytearray(cfg.rrl.table_size * rrl.SLOT))
         limiter = rrl.Limiter(cfg.rrl, view, secret[16:])
         limiter.memory = memory
     if jar is None and limiter is None:
