@@ -11,7 +11,6 @@ import asyncio
 import logging
 import resource
 import signal
-import sys
 from collections.abc import Awaitable
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -19,12 +18,11 @@ from typing import Self, TypeVar
 
 import msgspec
 
+from healthdns.prober import summary
 from healthdns.prober.scheduler import Report, Scheduler
-from healthdns.shared import config, messages
+from healthdns.shared import child, config, messages
 
 log = logging.getLogger("healthdns.prober")
-
-LOG_FORMAT = "%(asctime)s prober[%(process)d] %(levelname)s %(message)s"
 
 T = TypeVar("T")
 
@@ -44,11 +42,12 @@ async def _main(conn: Connection) -> None:
         if start is None:
             return
         cfg = config.decode(start.config)
-        _setup_logging(cfg.server.log_level)
+        child.identify("prober", start.slot, cfg)
         targets = cfg.checks()
         log.info("started in slot %d: %d targets", start.slot, len(targets))
         parallel = _parallel(cfg.prober.parallel, _raise_file_limit())
         scheduler = Scheduler(targets, _reporter(conn, control), names=cfg.served(),
+                              zones=summary.zone_targets(cfg),
                               parallel=parallel,
                               fence_min_targets=cfg.prober.fence_min_targets)
         await _until_stopped(scheduler.serve(), control.stopped)
@@ -164,8 +163,3 @@ def _parallel(wanted: int, files: int) -> int:
                     wanted, room, files)
         return room
     return wanted
-
-
-def _setup_logging(level: str) -> None:
-    # A spawned child starts with bare logging; force replaces any handler set up before Start.
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)

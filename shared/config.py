@@ -42,10 +42,12 @@ MAX_WEIGHT = 100
 MAX_ANSWERS = 64
 _HTTP_FIELDS = ("method", "path", "host", "headers", "status", "body", "body_regex")
 _TLS_FIELDS = ("verify", "ca_file", "ca_pem")
+_INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 MAX_CONFIG_FILE = 64 * files.MIB  # ten thousand pooled names take about 2 MiB
 MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 KiB
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 RRL_DEFAULT_RATE = 5  # responses per second: BIND's and Knot's documented starting point
 
 
@@ -216,6 +218,8 @@ class ServerSpec(_Frozen):
     responders: int = 0
     udp_payload_size: int = 1232
     log_level: str = "info"  # one of LOG_LEVELS
+    log_format: str = "text"  # one of LOG_FORMATS
+    instance: str = ""  # names this server's processes in `ps` when a host runs several
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg call; 0: one recvfrom per query
@@ -405,6 +409,8 @@ def _convert(value: Any, kind: type[Any], path: str) -> Any:
 def _server(raw: ServerSpec) -> ServerSpec:
     _port(raw.port, "server.port")
     _one_of(raw.log_level, LOG_LEVELS, "server.log_level")
+    _one_of(raw.log_format, LOG_FORMATS, "server.log_format")
+    _instance(raw.instance)
     listen = tuple(format_endpoint(*parse_endpoint(e, raw.port, f"server.listen[{i}]"))
                    for i, e in enumerate(raw.listen))
     # The CPUs this process may run on (a container's limit), not the host's count.
@@ -958,6 +964,13 @@ def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
         raise ConfigError(path, f"expected one of {', '.join(map(repr, choices))}, "
                           f"got {value!r}")
+
+
+def _instance(value: str) -> None:
+    # Shown in `ps` and matched by `pgrep -f` patterns: no spaces, quotes or regex brackets.
+    if value and not _INSTANCE.fullmatch(value):
+        raise ConfigError("server.instance", f"{value!r} is not 1-32 letters, digits, '.', '_' "
+                          "or '-'")
 
 
 def _ttl(value: int, path: str) -> None:

@@ -33,7 +33,7 @@ import msgspec
 
 from healthdns.shared import child, messages
 from healthdns.shared.config import Config, format_endpoint
-from healthdns.supervisor import views
+from healthdns.supervisor import notify, views
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 
 log = logging.getLogger("healthdns.supervisor")
@@ -373,11 +373,13 @@ class Supervisor:
         where = ", ".join(format_endpoint(h, p) for h, p, _ in self.listen)
         log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)",
                  sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders))
+        notify.notify("READY=1", f"STATUS=serving on {where}")  # systemd's Type=notify
 
     # --- stopping ---------------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
+        notify.notify("STOPPING=1")
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:
             process.terminate()

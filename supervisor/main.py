@@ -6,7 +6,7 @@ import sys
 
 import msgspec
 
-from healthdns.shared import keyfiles, logs
+from healthdns.shared import keyfiles, logs, titles
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(cfg), indent=2).decode())
         sys.stdout.write("\n")
         return 0
-    logs.setup("supervisor", cfg.server.log_level)
+    logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
+    titles.set_supervisor(cfg.server.instance)
     try:
         ports.check_free(cfg.server.endpoints())
     except BindError as e:

@@ -256,3 +256,35 @@ def has_ipv6() -> bool:
     except OSError:
         return False
     return True
+
+
+class HttpBackend(Backend):
+    """A `Backend` that answers each HTTP request with `200 ok`, then closes the connection.
+
+    Down works as for `Backend`: the port stays bound but refuses connections.
+    """
+
+    def _accept(self, sock: socket.socket) -> None:
+        while self.listening:
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                _answer_http(conn)
+
+
+def _answer_http(conn: socket.socket) -> None:
+    conn.settimeout(0.5)  # a check that never sends its request must not stall the others
+    request = b""
+    try:
+        while b"\r\n\r\n" not in request:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            request += chunk
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    except OSError:
+        return  # the prober gave up (its timeout): nothing to answer

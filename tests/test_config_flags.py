@@ -42,6 +42,8 @@ CASES = [
      "--zone-resolutions.www.ips: null is not a list of IPv4 addresses"),
     # The server flags with --demo and --config too: the flag overrides the file.
     (["--demo", "--port", "0", "--listen", "127.0.0.1"], "--port: 0 is not a port (1-65535)"),
+    (["--demo", "--instance", "a(b)"],
+     "--instance: 'a(b)' is not 1-32 letters, digits, '.', '_' or '-'"),
     (["--demo", "--listen", "localhost"],
      "--listen: 'localhost': 'localhost' is not an IPv4 or IPv6 address"),
 ]
