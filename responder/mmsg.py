@@ -22,6 +22,7 @@ MSG_WAITFORONE = 0x10000  # block for the first datagram only, then take what is
 MAX_QUERY = 4096  # a longer datagram is no DNS query we answer (and is truncated: dropped)
 NAME_SIZE = 128  # sizeof(struct sockaddr_storage): IPv4 and IPv6 peers alike
 MSG_TRUNC = 0x20
+BARE_OPT = b"\x00\x00\x29"  # the root owner and type OPT, 11 octets before the end
 
 
 class _Iovec(ctypes.Structure):
@@ -123,8 +124,9 @@ class Batch:
         """Wait for queries (up to the socket's receive timeout), answer one batch.
 
         With `guarded`, a query is answered by it instead, told the client's address: every
-        query with `every` (rate limiting), else those with an additional record (the OPT
-        that may carry a cookie), so that cookies cost nothing to queries without one.
+        query with `every` (rate limiting), else those with an additional record that is not
+        a bare OPT last (an OPT with options may carry a cookie), so that cookies cost nothing
+        to the queries that cannot carry one.
 
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
@@ -143,7 +145,8 @@ class Batch:
             start = self._starts[i]
             query = bytes(rview[start:start + rwords[word + _LEN]])
             try:
-                if guarded is not None and (every or query[11:12] > b"\x00"):  # ARCOUNT
+                if guarded is not None and (every or query[11:12] > b"\x00"
+                                            and query[-11:-8] != BARE_OPT):
                     response = guarded(query, False, self._peer(i))
                 else:
                     response = answer(query, False)
