@@ -24,7 +24,7 @@ def run(conn: Connection) -> None:
         raise SystemExit(EXIT_BIND_FAILED) from None
     privilege.drop()  # bound: nothing privileged is left to do, and no query was read yet
     messages.send(conn, messages.Bound(start.slot, [(x.host, x.port, True) for x in listeners]))
-    server = Server(start.slot, cfg, listeners, conn)
+    server = Server(start.slot, cfg, listeners, conn, start.secret, start.rrl_table)
     asyncio.run(server.serve())
     if server.exit_code:
         raise SystemExit(server.exit_code)

@@ -22,6 +22,7 @@ MSG_WAITFORONE = 0x10000  # block for the first datagram only, then take what is
 MAX_QUERY = 4096  # a longer datagram is no DNS query we answer (and is truncated: dropped)
 NAME_SIZE = 128  # sizeof(struct sockaddr_storage): IPv4 and IPv6 peers alike
 MSG_TRUNC = 0x20
+BARE_OPT = b"\x00\x00\x29"  # the root owner and type OPT, 11 octets before the end
 
 
 class _Iovec(ctypes.Structure):
@@ -116,10 +117,19 @@ class Batch:
         for word in self._namelen_words:
             self.rwords[word] = NAME_SIZE
         self._filled = 0  # slots the last receive wrote: only their msg_namelen needs a reset
+        self._name_offsets = [i * NAME_SIZE for i in range(size)]
+        self.nview = memoryview(self.names).cast("B")
 
     def serve(self, answer: Callable[[bytes, bool], bytes | None],
-              on_bug: Callable[[bytes], None]) -> int:
+              on_bug: Callable[[bytes], None],
+              guarded: Callable[[bytes, bool, bytes], bytes | None] | None = None,
+              every: bool = False) -> int:
         """Wait for queries (up to the socket's receive timeout), answer one batch.
+
+        With `guarded`, a query is answered by it instead, told the client's address: every
+        query with `every` (rate limiting), else those with an additional record that is not
+        a bare OPT last (an OPT with options may carry a cookie), so that cookies cost nothing
+        to the queries that cannot carry one.
 
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
@@ -142,7 +152,11 @@ class Batch:
             start = self._starts[i]
             query = bytes(rview[start:start + rwords[word + _LEN]])
             try:
-                response = answer(query, False)
+                if guarded is not None and (every or query[11:12] > b"\x00"
+                                            and query[-11:-8] != BARE_OPT):
+                    response = guarded(query, False, self._peer(i))
+                else:
+                    response = answer(query, False)
             except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
                 on_bug(query)
                 continue
@@ -159,6 +173,13 @@ class Batch:
         if out:
             self._send(out)
         return count
+
+    def _peer(self, i: int) -> bytes:
+        """The packed address (4 or 16 octets) of the sender of datagram i."""
+        base = self._name_offsets[i]
+        if self.nview[base] == socket.AF_INET:  # sa_family, a little-endian 16-bit word
+            return bytes(self.nview[base + 4:base + 8])
+        return bytes(self.nview[base + 8:base + 24])
 
     def _send(self, count: int) -> None:
         """Send answers 0..count-1; one the kernel refuses is skipped, the rest still go.

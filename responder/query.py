@@ -15,6 +15,7 @@ from healthdns.responder.table import CLASS_IN, MAX_NAME, Entry, Table
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
+BADCOOKIE = 23  # RFC 7873 8
 OPT = 41
 NSID = 3  # EDNS option code (RFC 5001); every other option is ignored (RFC 6891 6.1.2)
 TC = 0x0200
@@ -58,7 +59,10 @@ class Answerer:
         configured, and our OPT with it fits in `room` octets (an NSID may be 512 octets)."""
         if edns is None:
             return b""
-        options = self.nsid_option if edns[3] and 11 + len(self.nsid_option) <= room else b""
+        extra = edns[4]  # our COOKIE, when the query carried one (at most 44 octets)
+        options = self.nsid_option if edns[3] and 11 + len(self.nsid_option) + len(extra) \
+            <= room else b""
+        options += extra
         if not options and not ext_rcode:
             return self.opts[edns[1] >> 15]
         return self._opt(ext_rcode, edns[1] & 0x8000, options)
@@ -189,8 +193,13 @@ class Answerer:
 
     # --- slow path ------------------------------------------------------------------------------
 
-    def slow(self, data: bytes, tcp: bool) -> bytes | None:
-        """A complete, defensive reading of any packet."""
+    def slow(self, data: bytes, tcp: bool, cookie: bytes = b"",
+             rcode: int = NOERROR) -> bytes | None:
+        """A complete, defensive reading of any packet.
+
+        `cookie` is an option for our OPT (the server cookie, see `guard`); `rcode`, when set,
+        is the error to answer a well-formed query with (FORMERR, BADCOOKIE: RFC 7873 5.2).
+        """
         if len(data) < 12 or data[2] & 0x80:
             return None  # too short to answer, or a response: never reply (no loops)
         opcode = (data[2] >> 3) & 0x0F
@@ -204,12 +213,16 @@ class Answerer:
         edns = _find_opt(data, pos, qdcount, ancount + nscount, arcount)
         if edns is MALFORMED:
             return self._error(data, question if qdcount == 1 else b"", FORMERR, None, tcp)
+        if edns is not None and cookie:
+            edns = (*edns[:4], cookie)
         if opcode != 0:
             return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns, tcp)
         if qdcount != 1:
             return self._error(data, b"", FORMERR, edns, tcp)  # RFC 9619
         if edns is not None and edns[2] > 0:
             return self._error(data, question, BADVERS, edns, tcp)
+        if rcode:
+            return self._error(data, question, rcode, edns, tcp)
         qtype, qclass = struct.unpack_from(">HH", question, len(question) - 4)
         if qclass != 1:
             return self._error(data, question, REFUSED, edns, tcp)
@@ -293,8 +306,9 @@ def _name_end(data: bytes, pos: int, pointers: bool) -> int:
     return -1
 
 
-Edns = tuple[int, int, int, bool]  # (payload size, flags, version, NSID asked)
-MALFORMED: Edns = (-1, -1, -1, False)
+# (payload size, flags, version, NSID asked, options to add to ours)
+Edns = tuple[int, int, int, bool, bytes]
+MALFORMED: Edns = (-1, -1, -1, False, b"")
 
 
 def _find_opt(data: bytes, pos: int, qdcount: int, skip: int, arcount: int) -> Edns | None:
@@ -321,7 +335,7 @@ def _find_opt(data: bytes, pos: int, qdcount: int, skip: int, arcount: int) -> E
             codes = _option_codes(data, end + 10, pos)
             if codes is None:
                 return MALFORMED
-            edns = (rclass, ttl & 0xFFFF, (ttl >> 16) & 0xFF, NSID in codes)
+            edns = (rclass, ttl & 0xFFFF, (ttl >> 16) & 0xFF, NSID in codes, b"")
     return edns
 
 

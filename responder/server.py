@@ -11,7 +11,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from healthdns.responder import mmsg
+from healthdns.responder import guard, mmsg
 from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
@@ -27,16 +27,18 @@ BUG_LOG_BYTES = 512  # of the query, in hex, in the log line
 
 class Server:
     def __init__(self, slot: int, cfg: Config, listeners: list[Listener],
-                 conn: Connection) -> None:
+                 conn: Connection, secret: bytes = b"", rrl_table: str = "") -> None:
         self.slot = slot
         self.cfg = cfg
         self.listeners = listeners
         self.conn = conn
         self.answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
+        self.guard = guard.build(self.answerer, cfg, secret, rrl_table)  # cookies and RRL
         spec = cfg.server
         self.tcp = Tcp(self.answerer.answer, self._bug,
                        Limits(spec.tcp_max_connections, spec.tcp_max_per_client,
-                              spec.tcp_idle_timeout, spec.tcp_backlog))
+                              spec.tcp_idle_timeout, spec.tcp_backlog),
+                       guarded=self.guard.answer if self.guard is not None else None)
         self.serving = False
         self.errors = 0
         self.bug_logged = -BUG_LOG_PERIOD  # when the last internal error was logged
@@ -160,7 +162,9 @@ class Server:
         if batch and mmsg.available():
             receiver = mmsg.Batch(sock, batch)
             while not self.stopping:
-                receiver.serve(self.answerer.answer, self._bug)
+                receiver.serve(self.answerer.answer, self._bug,
+                               self.guard.answer if self.guard is not None else None,
+                               self.guard is not None and self.guard.limiter is not None)
         else:
             while not self.stopping:
                 self._serve_one(sock)
@@ -172,7 +176,10 @@ class Server:
         except OSError:
             return  # the receive timeout, or an ICMP error queued on the socket
         try:
-            response = self.answerer.answer(data, False)
+            if self.guard is None:
+                response = self.answerer.answer(data, False)
+            else:
+                response = self.guard.answer(data, False, guard.address(peer[0]))
         except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
             self._bug(data)
             return

@@ -33,6 +33,8 @@ FD_RESERVE = 64  # descriptors kept for the listeners, the pipe, the UDP thread 
 
 Answer = Callable[[bytes, bool], "bytes | None"]
 Bug = Callable[[bytes], None]
+DEFER_ACCEPT = 5  # seconds the kernel holds a connection that has sent nothing
+Guarded = Callable[[bytes, bool, bytes], "bytes | None"]  # (query, tcp, client address)
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,10 @@ class Tcp:
     """Every TCP connection of one responder; `listen` is the entry point."""
 
     def __init__(self, answer: Answer, bug: Bug, limits: Limits,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 guarded: Guarded | None = None) -> None:
         self.answer = answer
+        self.guarded = guarded  # cookies (and RRL, which spares TCP): told the client address
         self.bug = bug
         self.limits = limits
         self.max_connections = limits.max_connections
@@ -123,6 +127,9 @@ class Tcp:
         batch = max(1, min(ACCEPT_BATCH, self.max_connections // 4, self.limits.backlog))
         server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=batch)
         sock.listen(self.limits.backlog)
+        # As gdnsd does: a connection reaches us only once its first bytes have arrived, so
+        # connections that never send anything cannot take a place in the table at all.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
         self.servers.append(server)
 
     def close(self) -> None:
@@ -185,18 +192,25 @@ class Tcp:
 class Connection(asyncio.Protocol):
     """One client connection: the bytes of an incomplete query, and the transport."""
 
-    __slots__ = ("client", "pending", "tcp", "transport")
+    __slots__ = ("client", "pending", "respond", "tcp", "transport")
 
     def __init__(self, tcp: Tcp) -> None:
         self.tcp = tcp
         self.transport: asyncio.Transport | None = None
         self.client = ""
         self.pending = b""
+        self.respond = tcp.answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.client = client_key(transport.get_extra_info("peername"))
+        peer = transport.get_extra_info("peername")
+        self.client = client_key(peer)
+        guarded = self.tcp.guarded
+        if guarded is not None:
+            address = socket.inet_pton(socket.AF_INET6 if ":" in peer[0] else socket.AF_INET,
+                                       peer[0].split("%", 1)[0])
+            self.respond = lambda data, tcp: guarded(data, tcp, address)
         if not self.tcp.admit(self):
             transport.close()
 
@@ -229,7 +243,7 @@ class Connection(asyncio.Protocol):
         buf = self.pending + data if self.pending else data
         out: list[bytes] = []
         pos, end = 0, len(buf)
-        answer = self.tcp.answer
+        answer = self.respond
         while end - pos >= 2:
             length = buf[pos] << 8 | buf[pos + 1]
             if length < HEADER:

@@ -59,6 +59,7 @@ MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 K
 _ACCOUNT = re.compile(r"^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10})$", re.IGNORECASE)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
+RRL_DEFAULT_RATE = 5  # responses per second: BIND's and Knot's documented starting point
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -260,10 +261,50 @@ class ControlSpec(_Frozen):
         return parse_endpoint(self.listen, 0, "control.listen") if self.listen else None
 
 
+class RrlSpec(_Frozen):
+    """Response Rate Limiting of UDP answers per client prefix (docs: `[rrl]`).
+
+    Off unless `enabled = true` or a rate is given; a rate of 0 leaves that class unlimited.
+    """
+
+    enabled: bool | None = None  # None: on exactly when responses_per_second is given
+    responses_per_second: int | None = None  # positive answers per prefix, name and type
+    nxdomains_per_second: int | None = None  # None: as responses_per_second
+    errors_per_second: int | None = None  # None: as responses_per_second
+    window: int = 15  # seconds of excess a flooding prefix must wait out (BIND's window)
+    slip: int = 2  # every Nth limited answer goes out truncated (TC=1); 0: drop every one
+    dry_run: bool = False  # count what would be limited, limit nothing
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    exempt: tuple[str, ...] = ()  # networks never limited, e.g. "192.0.2.0/24"
+    table_size: int = 65536  # accounts in the table shared by the responders
+
+    def active(self) -> bool:
+        return self.enabled if self.enabled is not None else self.responses_per_second is not None
+
+    def rates(self) -> tuple[int, int, int]:
+        """Responses per second for (positive and large, NXDOMAIN, error) answers."""
+        base = RRL_DEFAULT_RATE if self.responses_per_second is None \
+            else self.responses_per_second
+        nxdomain = base if self.nxdomains_per_second is None else self.nxdomains_per_second
+        error = base if self.errors_per_second is None else self.errors_per_second
+        return base, nxdomain, error
+
+
+class CookieSpec(_Frozen):
+    """DNS cookies (RFC 7873) with interoperable server cookies (RFC 9018)."""
+
+    enabled: bool = True
+    rotation: int = 3600  # seconds each secret is used to mint cookies; the previous one
+    # is still accepted for as long again
+
+
 class Config(_Frozen):
     """The whole normalised configuration."""
 
     server: ServerSpec = ServerSpec()
+    rrl: RrlSpec = RrlSpec()
+    cookies: CookieSpec = CookieSpec()
     prober: ProberSpec = ProberSpec()
     control: ControlSpec = ControlSpec()
     zones: tuple[ZoneSpec, ...] = ()
@@ -315,6 +356,8 @@ class _RawZone(_Frozen):
 
 class _RawConfig(_Frozen):
     server: ServerSpec = ServerSpec()
+    rrl: RrlSpec = RrlSpec()
+    cookies: CookieSpec = CookieSpec()
     prober: ProberSpec = ProberSpec()
     control: ControlSpec = ControlSpec()
     zones: list[_RawZone] = []
@@ -344,8 +387,8 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
     if not zones:
         raise ConfigError("zones", "at least one zone is required")
     _check_unique_origins(zones)
-    return Config(server=_server(raw.server), prober=_prober(raw.prober),
-                  control=_control(raw.control), zones=zones)
+    return Config(server=_server(raw.server), rrl=_rrl(raw.rrl), cookies=_cookies(raw.cookies),
+                  prober=_prober(raw.prober), control=_control(raw.control), zones=zones)
 
 
 def warnings(config: Config) -> list[tuple[str, str]]:
@@ -438,6 +481,40 @@ def _server(raw: ServerSpec) -> ServerSpec:
     if raw.group and not raw.user:
         raise ConfigError("server.group", "needs server.user (the group of which user?)")
     return msgspec.structs.replace(raw, listen=listen, responders=responders)
+
+
+def _rrl(raw: RrlSpec) -> RrlSpec:
+    for name in ("responses_per_second", "nxdomains_per_second", "errors_per_second"):
+        rate = getattr(raw, name)
+        if rate is not None and not 0 <= rate <= 1_000_000:
+            raise ConfigError(f"rrl.{name}", f"{rate} is not between 0 and 1000000")
+    if not 1 <= raw.window <= 3600:
+        raise ConfigError("rrl.window", f"{raw.window} is not between 1 and 3600 seconds")
+    if not 0 <= raw.slip <= 10:
+        raise ConfigError("rrl.slip", f"{raw.slip} is not between 0 and 10")
+    if not 8 <= raw.ipv4_prefix <= 32:
+        raise ConfigError("rrl.ipv4_prefix", f"{raw.ipv4_prefix} is not between 8 and 32")
+    if not 16 <= raw.ipv6_prefix <= 128:
+        raise ConfigError("rrl.ipv6_prefix", f"{raw.ipv6_prefix} is not between 16 and 128")
+    if not 1024 <= raw.table_size <= 16_777_216:
+        raise ConfigError("rrl.table_size",
+                          f"{raw.table_size} is not between 1024 and 16777216")
+    exempt = []
+    for i, text in enumerate(raw.exempt):
+        try:
+            exempt.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ConfigError(f"rrl.exempt[{i}]",
+                              f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
+    return msgspec.structs.replace(raw, exempt=tuple(exempt))
+
+
+def _cookies(raw: CookieSpec) -> CookieSpec:
+    # RFC 9018 4.3: a cookie is good for an hour; a shorter rotation ends it sooner.
+    if not 60 <= raw.rotation <= 86400:
+        raise ConfigError("cookies.rotation",
+                          f"{raw.rotation} is not between 60 and 86400 seconds")
+    return raw
 
 
 def _zone(raw: _RawZone, path: str) -> ZoneSpec:

@@ -27,6 +27,8 @@ class Start(_Message):
     slot: int
     config: bytes
     listen: list[tuple[str, int, bool]] = []  # responders only: resolved (host, port, required)
+    secret: bytes = b""  # responders only: the master secret of cookies and RRL accounts
+    rrl_table: str = ""  # responders only: the shared memory of RRL accounts ("" when off)
 
 
 class Health(_Message):

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.resource_tracker
+import secrets
 import selectors
 import signal
 import socket
@@ -29,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.shared_memory import SharedMemory
 from types import FrameType
 
 import msgspec
@@ -110,6 +112,9 @@ class Supervisor:
         self.wakeup_r, self.wakeup_w = socket.socketpair()
         self.steering = Steering(cfg, self.views.signer_ids)
         self.control: ControlServer | None = None
+        # Shared by the responders, so that any of them validates another's cookies.
+        self.secret = secrets.token_bytes(32)
+        self.rrl_table: SharedMemory | None = None  # the RRL accounts, created by `run`
 
     @property
     def slots(self) -> list[Slot]:
@@ -130,6 +135,12 @@ class Supervisor:
             # Started here, not by the first spawn, so that it too ignores group signals
             # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
             multiprocessing.resource_tracker.ensure_running()
+        if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
+            self.rrl_table = SharedMemory(create=True, size=self.cfg.rrl.table_size * 8)
+            rrl = self.cfg.rrl
+            log.info("rate limiting UDP answers: %d/s (NXDOMAIN %d/s, errors %d/s) per /%d and "
+                     "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
+                     ", dry run" if rrl.dry_run else "")
         self._spawn(self.prober)
         self._spawn(self.signer)
         self._spawn(self.responders[0])  # the others once it has bound (port 0 resolved)
@@ -204,8 +215,10 @@ class Supervisor:
             process.start()
         channel.child_end.close()
         slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
-        listen = self.listen if slot.role == "responder" else []
-        start = messages.Start(slot.index, self.views.for_role(slot.role), listen)
+        start = messages.Start(slot.index, self.views.for_role(slot.role))
+        if slot.role == "responder":
+            table = self.rrl_table.name if self.rrl_table is not None else ""
+            start = messages.Start(slot.index, start.config, self.listen, self.secret, table)
         self._send(slot, messages.encode(start))
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self.published))
@@ -465,6 +478,9 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         if self.control is not None:
             self.control.stop()
+        if self.rrl_table is not None:
+            self.rrl_table.close()
+            self.rrl_table.unlink()
         log.info("stopped")
         return self.exit_code
 

@@ -3,7 +3,7 @@
 The configuration is decoded once, by the supervisor; each child gets a `Config` cut down to its
 part, encoded:
 
-* a responder: the `server` section only (no zones, no checks);
+* a responder: the `server`, `rrl` and `cookies` sections only (no zones, no checks);
 * the prober: `server`, `prober`, and the checked pools of each zone (no static records, no
   DNSSEC settings): it is the one process that needs check headers and CA certificates;
 * the signer: `server` and the zones, with every check's header values and inline CA replaced
@@ -51,7 +51,8 @@ def split(cfg: Config, key: bytes | None = None) -> Views:
     signer = Config(server=cfg.server, zones=masked)
     prober = Config(server=cfg.server, prober=cfg.prober,
                     zones=tuple(_zone_for_prober(z) for z in cfg.zones))
-    return Views(responder=config.encode(Config(server=cfg.server)),
+    responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies)
+    return Views(responder=config.encode(responder),
                  prober=config.encode(prober), signer=config.encode(signer),
                  signer_ids=_renames(cfg.zones, masked))
 

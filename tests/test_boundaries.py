@@ -234,7 +234,8 @@ def test_header_values_and_ca_reach_the_prober_only(secret_pairs: list[tuple[str
         for header, ca in secret_pairs:
             assert header.encode() not in encoded, f"the {role} is sent a header value"
             assert ca is None or ca.encode() not in encoded, f"the {role} is sent a CA"
-    assert told["responder"] == Config(server=config_.server)
+    assert told["responder"] == Config(server=config_.server, rrl=config_.rrl,
+                                       cookies=config_.cookies)
     assert told["prober"].checks() == config_.checks()
     assert "static" not in told["prober"].zones[0].records
     # Every check the prober reports on is one check at the signer, and no two are merged.

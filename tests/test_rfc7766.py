@@ -109,6 +109,7 @@ def test_a_query_split_across_segments(conformance: Server) -> None:
 
 def test_idle_connection_is_closed(conformance: Server) -> None:
     with connect(conformance) as sock:
+        assert ask(sock, 3) == 3  # (one that never sends is never accepted: TCP_DEFER_ACCEPT)
         started = time.monotonic()
         sock.settimeout(5)
         assert sock.recv(1) == b""  # closed by the server (idle timeout 1 s in this config)
@@ -257,16 +258,20 @@ def test_a_65534_octet_query_is_formerr_and_the_connection_goes_on(conformance: 
     assert "Traceback" not in conformance.output()
 
 
-def hold_and_reopen(host: str, port: int, count: int, stop: Connection) -> None:
+def hold_and_reopen(host: str, port: int, count: int, stop: Connection,
+                    first: bytes = b"") -> None:
     """An attacker: `count` idle connections from 127.0.1.0/24, each reopened at once when
-    the server closes it, until `stop` says so."""
+    the server closes it, until `stop` says so; each sends `first` and then nothing."""
     selector = selectors.DefaultSelector()
 
     def open_one(source: str) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
         sock.bind((source, 0))
-        sock.connect_ex((host, port))
+        sock.settimeout(3)
+        sock.connect((host, port))
+        if first:
+            sock.sendall(first)
+        sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ, source)
 
     for i in range(count):
@@ -286,15 +291,18 @@ def hold_and_reopen(host: str, port: int, count: int, stop: Connection) -> None:
                 open_one(key.data)
 
 
-def test_a_reconnecting_idle_flood_does_not_lock_clients_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", [b"", b"\x00"], ids=["silent", "one octet"])
+def test_a_reconnecting_idle_flood_does_not_lock_clients_out(tmp_path: Path,
+                                                             first: bytes) -> None:
     """#12: idle connections that reopen whatever is closed kept every new client out. Four
-    times the limit of them now only churn among themselves: the newest connection is read
-    before enough others arrive to make it the longest idle."""
+    times the limit of them now only churn among themselves. Silent ones never reach the
+    table (TCP_DEFER_ACCEPT); ones that send an octet do, and are evicted as the longest idle:
+    the newest connection is read before enough others arrive to make it the longest idle."""
     server = Server([], tmp_path, ONE_RESPONDER.format(idle=30.0, limit=16, per_client=16))
     server.start()
     ours, theirs = multiprocessing.Pipe()
     attacker = multiprocessing.Process(target=hold_and_reopen,
-                                       args=(server.host, server.port, 64, theirs))
+                                       args=(server.host, server.port, 64, theirs, first))
     attacker.start()
     try:
         assert ours.poll(10) and ours.recv() == "open"
