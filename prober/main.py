@@ -8,11 +8,12 @@ pipe means the supervisor is gone: no orphans, no polling.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import resource
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Self, TypeVar
@@ -47,10 +48,12 @@ async def _main(conn: Connection) -> None:
         _setup_logging(cfg.server.log_level)
         targets = cfg.checks()
         log.info("started in slot %d: %d targets", start.slot, len(targets))
-        parallel = _parallel(cfg.prober.parallel, _raise_file_limit())
+        files = _raise_file_limit()
+        parallel = _parallel(cfg.prober.parallel, files)
         scheduler = Scheduler(targets, _reporter(conn, control), names=cfg.served(),
                               parallel=parallel,
                               fence_min_targets=cfg.prober.fence_min_targets)
+        control.follow(functools.partial(_reconfigure, scheduler, files))
         await _until_stopped(scheduler.serve(), control.stopped)
         log.info("stopped: %s", control.why)
         if control.bug is not None:
@@ -67,6 +70,8 @@ class _Control:
         self.stopped = asyncio.Event()
         self.why = ""
         self.bug: BaseException | None = None
+        self._reconfigure: Callable[[bytes], None] | None = None
+        self._pending: bytes | None = None  # a Reconfigure that came before the scheduler
 
     def __enter__(self) -> Self:
         self._loop.add_reader(self._conn.fileno(), self._on_readable)
@@ -109,10 +114,39 @@ class _Control:
         match message:
             case messages.Start() if not self.start.done():
                 self.start.set_result(message)
+            case messages.Reconfigure(config=encoded):
+                self._on_reconfigure(encoded)
             case messages.Bye():
                 self.stop("the supervisor said bye")
             case _:
                 log.warning("ignoring an unexpected %s message", type(message).__name__)
+
+    def follow(self, reconfigure: Callable[[bytes], None]) -> None:
+        """Hand every `Reconfigure` to `reconfigure` from now on (and one that came early)."""
+        self._reconfigure = reconfigure
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            reconfigure(pending)
+
+    def _on_reconfigure(self, encoded: bytes) -> None:
+        if self._reconfigure is None:
+            self._pending = encoded  # only the latest matters: it replaces the whole config
+        else:
+            self._reconfigure(encoded)
+
+
+def _reconfigure(scheduler: Scheduler, files: int, encoded: bytes) -> None:
+    """Apply a new configuration view; one that does not decode is logged and ignored (the
+    supervisor validated it, so that is a bug there, not a reason to stop checking)."""
+    try:
+        cfg = config.decode(encoded)
+    except msgspec.DecodeError as e:
+        log.error("ignoring a new configuration that does not decode, keeping the old: %s", e)
+        return
+    _setup_logging(cfg.server.log_level)
+    scheduler.reconfigure(cfg.checks(), names=cfg.served(),
+                          parallel=_parallel(cfg.prober.parallel, files),
+                          fence_min_targets=cfg.prober.fence_min_targets)
 
 
 async def _until_stopped(work: Awaitable[T], stopped: asyncio.Event) -> T | None:
