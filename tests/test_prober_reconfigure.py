@@ -330,3 +330,65 @@ def test_labels_and_used_by_follow_the_new_config(caplog: pytest.LogCaptureFixtu
     assert [s for _, s, full in _reports(world) if full] == [{}, {"b": True}]
     assert "tcp b:80 is down: connection refused (1 failure); used by www.example.test" \
         in caplog.text
+
+
+# --- in a process, over a real pipe ---------------------------------------------------------------
+
+
+def _prober_view(ports: dict[str, int]) -> bytes:
+    from healthdns.shared import config
+    from healthdns.supervisor import views
+
+    records = {name: {"pool": {"addresses": ["127.0.0.1"],
+                               "check": {"port": port, "interval": 0.2, "timeout": 0.1}}}
+               for name, port in ports.items()}
+    cfg = config.from_mapping({"zones": [{"origin": "example.test",
+                                          "nameservers": ["ns1.example.net"],
+                                          "records": records}]})
+    return views.split(cfg).prober
+
+
+def test_a_prober_process_reports_in_full_after_a_reconfigure() -> None:
+    import multiprocessing
+    import socket
+
+    from healthdns.shared import child, messages
+
+    def full_report(conn: Any) -> dict[str, bool]:
+        while conn.poll(10):
+            message = messages.decode_from("prober", conn.recv_bytes())
+            assert isinstance(message, messages.HealthReport)
+            if message.full:
+                return message.states
+        raise AssertionError("no full report within 10 s")
+
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(3)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        sockets[0].listen()
+        sockets[2].listen()  # sockets[1] is bound, not listening: refused
+        up, refused, added = (s.getsockname()[1] for s in sockets)
+        ctx = multiprocessing.get_context("spawn")
+        parent, child_end = ctx.Pipe()
+        messages.send(parent, messages.Start(0, _prober_view({"up": up, "down": refused})))
+        process = ctx.Process(target=child.enter, args=("prober", child_end))
+        process.start()
+        child_end.close()
+        try:
+            first = full_report(parent)
+            assert sorted(first.values()) == [False, True]
+            messages.send(parent, messages.Reconfigure(
+                _prober_view({"up": up, "down": refused, "new": added})))
+            second = full_report(parent)
+            assert len(second) == 3 and {k: second[k] for k in first} == first
+            assert second[next(k for k in second if k not in first)] is True
+            messages.send(parent, messages.Reconfigure(_prober_view({"up": up})))
+            third = full_report(parent)  # no new target: at once
+            assert third == {k: v for k, v in first.items() if v}
+        finally:
+            messages.send(parent, messages.Bye())
+            process.join(5)
+            if process.exitcode is None:
+                process.kill()
+        assert process.exitcode == 0
