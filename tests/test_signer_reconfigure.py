@@ -284,3 +284,84 @@ def test_reconfigure_is_a_message_to_children() -> None:
     assert messages.decode_to_child(encoded) == messages.Reconfigure(b"config")
     with pytest.raises(msgspec.DecodeError):
         messages.decode_from("signer", encoded)  # never from a child
+
+
+# --- rolling a key with `publish`, as docs/operations.md tells the operator -------------------------
+
+
+def _rrsets(published: messages.Published, name: str, rdtype: int) -> tuple[Any, Any]:
+    """The RRset of `name`/`rdtype` with DO=1, and its RRSIG RRset."""
+    import struct
+
+    import dns.message
+    import dns.rdatatype
+
+    table = decode(published.snapshot).zones[0]
+    wire = dns.name.from_text(name).to_wire()
+    answer = table.answers[wire + struct.pack(">H", rdtype)].signed
+    assert answer is not None
+    header = struct.pack(">HHHHHH", 1, answer.flags, 1, answer.ancount, answer.nscount,
+                         answer.arcount)
+    message = dns.message.from_wire(header + wire + struct.pack(">HH", rdtype, 1) + answer.body)
+    rrset = next(r for r in message.answer if r.rdtype == rdtype)
+    sigs = next(r for r in message.answer if r.rdtype == dns.rdatatype.RRSIG)
+    return rrset, sigs
+
+
+def _validates(published: messages.Published, cached_dnskeys: Any, clock: Clock) -> bool:
+    """Whether the A answer validates with the DNSKEY set a resolver cached earlier."""
+    import dns.dnssec
+
+    rrset, sigs = _rrsets(published, "www.a.test", 1)
+    try:
+        dns.dnssec.validate(rrset, sigs, {dns.name.from_text("a.test"): cached_dnskeys},
+                            now=clock.now)
+    except dns.dnssec.ValidationFailure:
+        return False
+    return True
+
+
+def test_a_zsk_rollover_by_publishing_first_never_breaks_validation(tmp_path: Path) -> None:
+    """The documented steps: publish the new ZSK, reload; sign with it, keep the old published,
+    reload; drop the old, reload. At each step an answer validates with the DNSKEY set a
+    resolver cached at the step before; swapping the ZSK at once (the last assertion) would
+    not."""
+    ksk, old, new = (str(tmp_path / f"{n}.pem") for n in ("ksk", "zsk1", "zsk2"))
+    for file, role in ((ksk, "ksk"), (old, "zsk"), (new, "zsk")):
+        keys.write(keys.generate(keys.Algorithm.ED25519), file, role)
+
+    def cfg(zsk: str, publish: list[str]) -> config.Config:
+        doc = zone_doc("a.test", 0)
+        doc["dnssec"] = {"ksk": ksk, "zsk": zsk, "algorithm": "ED25519", "publish": publish}
+        return config.decode(config.encode(config.from_mapping({"zones": [doc]})))
+
+    clock = Clock()
+    signer = Signer(cfg(old, []), now=clock)
+    steps = [signer.update(health([True] * 3), full=True)]
+    for zsk, publish in ((old, [new]), (new, [old]), (new, [])):
+        clock.now += 3600
+        signer.reconfigure(cfg(zsk, publish))
+        published = signer.update(health([True] * 3), full=True)
+        assert published is not None
+        steps.append(published)
+    counts = [len(_rrsets(p, "a.test", 48)[0]) for p in steps]
+    assert counts == [2, 3, 3, 2]  # KSK and ZSK, plus the one being rolled in or out
+    for before, after in zip(steps, steps[1:]):
+        assert _validates(after, _rrsets(before, "a.test", 48)[0], clock)
+    assert not _validates(steps[2], _rrsets(steps[0], "a.test", 48)[0], clock)
+
+
+def test_a_published_key_must_say_its_role(tmp_path: Path) -> None:
+    from healthdns.shared import keyfiles
+
+    bare = tmp_path / "bare.pem"
+    keys.write(keys.generate(keys.Algorithm.ED25519), str(bare))  # no role note
+    csk = key_file(str(tmp_path), "csk.pem")
+    doc = zone_doc("a.test", 0)
+    doc["dnssec"] = {"csk": csk, "algorithm": "ED25519", "publish": [str(bare)]}
+    with pytest.raises(keys.KeyFileError, match=r"zones\[0\]\.dnssec\.publish\[0\]: .*bare\.pem "
+                       "does not say its role; add the line 'healthdns-key role: zsk'"):
+        keyfiles.check_config(config.from_mapping({"zones": [doc]}))
+    doc["dnssec"]["publish"] = [csk]
+    with pytest.raises(config.ConfigError, match=r"publish\[0\].*named twice"):
+        config.from_mapping({"zones": [doc]})
