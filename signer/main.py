@@ -188,13 +188,14 @@ def _load_keys(cfg: Config) -> dict[int, list[keys.Key]]:
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
                new_keys: list[keys.Key] | None) -> bool:
-    """The same spec (DNSSEC settings included) and, when signed, keys of the same roles and
-    public keys (so the same DNSKEY RRset)."""
+    """The same spec (DNSSEC settings included) and, when signed, the same keys in the same
+    roles, signing or only published (so the same DNSKEY RRset and signatures)."""
     if old.spec != new.spec:
         return False
     if signer is None or new_keys is None:
         return signer is None and new_keys is None
-    return [(k.role, k.dnskey) for k in signer.keys] == [(k.role, k.dnskey) for k in new_keys]
+    return [(k.role, k.dnskey, k.published_only) for k in signer.keys] \
+        == [(k.role, k.dnskey, k.published_only) for k in new_keys]
 
 
 def _fits(old: list[messages.ZoneTable], new: list[messages.ZoneTable]) -> bool:
