@@ -73,11 +73,13 @@ class Signer:
             self.health = dict(states)
         else:
             self.health.update(states)
-        self.merge_next_full = False
-        self.awaiting_health = False
+        if full:
+            # Only a full report speaks for the targets a new configuration added: a flip
+            # relayed before it must not bring a generation where they count as down.
+            self.merge_next_full = self.awaiting_health = False
 
     def reconfigure(self, cfg: Config) -> None:
-        """Take a new configuration; the next `publish` shows it, once health has come.
+        """Take a new configuration; the next `publish` shows it, after a full health report.
 
         A zone whose spec, keys and health-dependent answers are unchanged keeps its serial,
         its signatures and its render cache; a changed zone gets the next serial; an added
