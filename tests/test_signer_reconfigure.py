@@ -367,3 +367,28 @@ def test_a_published_key_must_say_its_role(tmp_path: Path) -> None:
     doc["dnssec"]["publish"] = [csk]
     with pytest.raises(config.ConfigError, match=r"publish\[0\].*named twice"):
         config.from_mapping({"zones": [doc]})
+
+
+def test_ds_of_a_published_ksk_is_printed_and_marked(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    """Step 2 of a KSK rollover: the operator gets the new DS from the configuration."""
+    from healthdns.signer import keytool
+
+    files = {n: tmp_path / f"{n}.pem" for n in ("ksk1", "zsk", "ksk2")}
+    for name, file in files.items():
+        keys.write(keys.generate(keys.Algorithm.ED25519), str(file), name[:3])
+    conf = tmp_path / "healthdns.toml"
+    conf.write_text(f'''
+[[zones]]
+origin = "a.test"
+nameservers = ["ns1.example.net"]
+[zones.dnssec]
+algorithm = "ED25519"
+ksk = "{files['ksk1']}"
+zsk = "{files['zsk']}"
+publish = ["{files['ksk2']}"]
+''')
+    assert keytool.main(["ds", "--config", str(conf)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" IN DS ") == 2
+    assert "; published only, not signing yet (or any more): a.test" in out
