@@ -12,7 +12,6 @@ import functools
 import logging
 import resource
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -20,12 +19,11 @@ from typing import Self, TypeVar
 
 import msgspec
 
+from healthdns.prober import summary
 from healthdns.prober.scheduler import Report, Scheduler
-from healthdns.shared import config, messages
+from healthdns.shared import child, config, messages, privilege
 
 log = logging.getLogger("healthdns.prober")
-
-LOG_FORMAT = "%(asctime)s prober[%(process)d] %(levelname)s %(message)s"
 
 T = TypeVar("T")
 
@@ -36,6 +34,7 @@ def run(conn: Connection) -> None:
     # decides what they mean.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    privilege.drop()  # it needs no privilege at all, and talks to the network
     asyncio.run(_main(conn))
 
 
@@ -45,12 +44,13 @@ async def _main(conn: Connection) -> None:
         if start is None:
             return
         cfg = config.decode(start.config)
-        _setup_logging(cfg.server.log_level)
+        child.identify("prober", start.slot, cfg)
         targets = cfg.checks()
         log.info("started in slot %d: %d targets", start.slot, len(targets))
         files = _raise_file_limit()
         parallel = _parallel(cfg.prober.parallel, files)
         scheduler = Scheduler(targets, _reporter(conn, control), names=cfg.served(),
+                              zones=summary.zone_targets(cfg),
                               parallel=parallel,
                               fence_min_targets=cfg.prober.fence_min_targets)
         control.follow(functools.partial(_reconfigure, scheduler, files))
@@ -143,7 +143,6 @@ def _reconfigure(scheduler: Scheduler, files: int, encoded: bytes) -> None:
     except msgspec.DecodeError as e:
         log.error("ignoring a new configuration that does not decode, keeping the old: %s", e)
         return
-    _setup_logging(cfg.server.log_level)
     scheduler.reconfigure(cfg.checks(), names=cfg.served(),
                           parallel=_parallel(cfg.prober.parallel, files),
                           fence_min_targets=cfg.prober.fence_min_targets)
@@ -198,8 +197,3 @@ def _parallel(wanted: int, files: int) -> int:
                     wanted, room, files)
         return room
     return wanted
-
-
-def _setup_logging(level: str) -> None:
-    # A spawned child starts with bare logging; force replaces any handler set up before Start.
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)

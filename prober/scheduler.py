@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from healthdns.prober import checks
+from healthdns.prober import checks, summary
 from healthdns.prober.fence import Fence
 from healthdns.prober.state import TargetState
 from healthdns.shared.config import CheckSpec
@@ -63,6 +63,7 @@ class Scheduler:
     """Checks targets forever and reports their health through `report`."""
 
     def __init__(self, targets: Targets, report: Report, *, names: Names | None = None,
+                 zones: summary.Zones | None = None,
                  check: Check | None = None,
                  now: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  parallel: int = PARALLEL, fence_min_targets: int = FENCE_MIN_TARGETS,
@@ -90,8 +91,11 @@ class Scheduler:
         # Log labels made once too: at ten thousand targets a first round or a network
         # outage logs a line per target, and none is built per check.
         self._labels = checks.labels(self._targets)
-        self._used = {t: checks.used_by((names or {}).get(t, ())) for t in self._targets}
-        self._held: dict[str, tuple[float, str]] = {}  # down flips not told: (since, log line)
+        self._names = names or {}
+        self._zones = zones or {}
+        self._used = {t: checks.used_by(self._names.get(t, ())) for t in self._targets}
+        # Down flips not told yet: (since, log line, its fields).
+        self._held: dict[str, tuple[float, str, dict[str, object]]] = {}
         self._reminded = 0.0
         self._changed: dict[str, bool] = {}  # flips not reported yet
         self._flush_at: asyncio.Handle | None = None  # a report coming in this iteration
@@ -130,6 +134,7 @@ class Scheduler:
             self._first = asyncio.get_running_loop().create_future()
         states = {t: self._states[t].up for t in self._targets}
         log.info("first round: %d of %d targets up", sum(states.values()), len(states))
+        summary.log_first_round(states, self._zones)
         if self._fence.tripped:
             self._fence.active, self._fence.since = True, self._now()
             self._reminded = self._fence.since
@@ -235,7 +240,8 @@ class Scheduler:
         self._fence.result(target, ok)
         # Only failures at INFO: a healthy start-up of ten thousand targets is one summary line.
         log.log(logging.DEBUG if ok else logging.INFO, "%s is %s: %s%s",
-                self._labels[target], "up" if ok else "down", reason, self._used[target])
+                self._labels[target], "up" if ok else "down", reason, self._used[target],
+                extra=self._fields(target, self._states[target]))
         if target in self._fresh:
             self._joined(target)
             return
@@ -266,15 +272,21 @@ class Scheduler:
             del self._held[target]
             log.debug("%s (its fall was never reported)", line)
             return
+        fields = self._fields(target, state)
         if not state.up and self._fence.enabled:
-            self._held[target] = (before, line)  # told once some check passes after it
+            self._held[target] = (before, line, fields)  # told once some check passes after it
             return
-        log.info("%s", line)
+        log.info("%s", line, extra=fields)
         self._queue(target, state.up)
 
+    def _fields(self, target: str, state: TargetState) -> dict[str, object]:
+        """A flip line's structured fields, for JSON logs (`extra=`)."""
+        return {"target": self._labels[target], "state": "up" if state.up else "down",
+                "reason": state.reason, "names": list(self._names.get(target, ()))}
+
     def _release(self) -> None:
-        for target, (_, line) in self._held.items():
-            log.info("%s", line)
+        for target, (_, line, fields) in self._held.items():
+            log.info("%s", line, extra=fields)
             self._queue(target, False)
         self._held.clear()
 
@@ -367,7 +379,7 @@ class Scheduler:
     def _enter_fence(self, now: float) -> None:
         fence = self._fence
         fence.active, fence.since, self._reminded = True, now, now
-        for target, (before, _) in self._held.items():
+        for target, (before, _, _) in self._held.items():
             self._states[target].restore(True, before)
         self._held.clear()
         for state in self._states.values():

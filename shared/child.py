@@ -6,7 +6,7 @@ import signal
 from multiprocessing.connection import Connection
 from types import FrameType
 
-from healthdns.shared import config, logs, messages
+from healthdns.shared import config, logs, messages, titles
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -28,9 +28,15 @@ def start(conn: Connection, role: str) -> tuple[messages.Start, config.Config]:
     if not isinstance(message, messages.Start):
         raise SystemExit(f"{role}: expected Start, got {type(message).__name__}")
     cfg = config.decode(message.config)
-    logs.setup(role if role != "responder" else f"responder{message.slot}",
-               cfg.server.log_level)
+    identify(role, message.slot, cfg)
     return message, cfg
+
+
+def identify(role: str, slot: int, cfg: config.Config) -> None:
+    """Log and show in `ps` as this role; only responders have more than one slot."""
+    numbered = slot if role == "responder" else None
+    logs.setup(role, cfg.server.log_level, cfg.server.log_format, numbered)
+    titles.set_child(role, cfg.server.instance, numbered)
 
 
 def ignore_group_signals() -> None:

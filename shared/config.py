@@ -20,17 +20,23 @@ import re
 import ssl
 import tomllib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
 import msgspec
 
-from healthdns.shared import files, regex
+from healthdns.shared import files, lazy, regex
 from healthdns.shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    import dns.exception
+    import dns.name
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+else:  # only validation needs them, and a responder only decodes (see shared/lazy.py)
+    for _module in ("exception", "name", "rdata", "rdataclass", "rdatatype"):
+        lazy.module(f"dns.{_module}")
+    dns = lazy.module("dns")
 
 DEFAULT_PORT = 53053
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
@@ -42,10 +48,13 @@ MAX_WEIGHT = 100
 MAX_ANSWERS = 64
 _HTTP_FIELDS = ("method", "path", "host", "headers", "status", "body", "body_regex")
 _TLS_FIELDS = ("verify", "ca_file", "ca_pem")
+_INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 MAX_CONFIG_FILE = 64 * files.MIB  # ten thousand pooled names take about 2 MiB
 MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 KiB
+_ACCOUNT = re.compile(r"^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10})$", re.IGNORECASE)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -218,11 +227,15 @@ class ServerSpec(_Frozen):
     responders: int = 0
     udp_payload_size: int = 1232
     log_level: str = "info"  # one of LOG_LEVELS
+    log_format: str = "text"  # one of LOG_FORMATS
+    instance: str = ""  # names this server's processes in `ps` when a host runs several
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 256
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg call; 0: one recvfrom per query
     packet_cache: int = 10000  # UDP responses kept per responder by query bytes; 0: none
     nsid: str = ""  # RFC 5001 name server identifier, sent to clients that ask for it
+    user: str = ""  # started as root: every process runs as this user (name or uid)
+    group: str = ""  # ...and this group instead of the user's own
 
     def endpoints(self) -> list[tuple[str, int, bool]]:
         """(host, port, required): without `listen`, all interfaces, IPv6 only where it exists."""
@@ -364,6 +377,8 @@ def _convert(value: Any, kind: type[Any], path: str) -> Any:
 def _server(raw: ServerSpec) -> ServerSpec:
     _port(raw.port, "server.port")
     _one_of(raw.log_level, LOG_LEVELS, "server.log_level")
+    _one_of(raw.log_format, LOG_FORMATS, "server.log_format")
+    _instance(raw.instance)
     listen = tuple(format_endpoint(*parse_endpoint(e, raw.port, f"server.listen[{i}]"))
                    for i, e in enumerate(raw.listen))
     # The CPUs this process may run on (a container's limit), not the host's count.
@@ -385,6 +400,11 @@ def _server(raw: ServerSpec) -> ServerSpec:
     if raw.tcp_max_connections < 1:
         raise ConfigError("server.tcp_max_connections",
                           f"{raw.tcp_max_connections} is not positive")
+    for field, value in (("user", raw.user), ("group", raw.group)):
+        if value and not _ACCOUNT.match(value):
+            raise ConfigError(f"server.{field}", f"{value!r} is not a user or group name")
+    if raw.group and not raw.user:
+        raise ConfigError("server.group", "needs server.user (the group of which user?)")
     return msgspec.structs.replace(raw, listen=listen, responders=responders)
 
 
@@ -890,6 +910,13 @@ def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
         raise ConfigError(path, f"expected one of {', '.join(map(repr, choices))}, "
                           f"got {value!r}")
+
+
+def _instance(value: str) -> None:
+    # Shown in `ps` and matched by `pgrep -f` patterns: no spaces, quotes or regex brackets.
+    if value and not _INSTANCE.fullmatch(value):
+        raise ConfigError("server.instance", f"{value!r} is not 1-32 letters, digits, '.', '_' "
+                          "or '-'")
 
 
 def _ttl(value: int, path: str) -> None:

@@ -45,8 +45,10 @@ class KeyFile:
 
 
 def load(file: str, algorithm: Algorithm | None, path: str,
-         allow_group_read: bool = False) -> KeyFile:
+         allow_group_read: bool = False, owner: int | None = None) -> KeyFile:
     """The key in `file`, checked; `path` names the config field or flag in errors.
+
+    `owner`: the uid healthdns runs as, when that is not this process's (`server.user`).
 
     With `algorithm` None, any supported algorithm will do (see `algorithm_of`).
     """
@@ -54,7 +56,7 @@ def load(file: str, algorithm: Algorithm | None, path: str,
         contents = files.read(file, MAX_SIZE)
     except files.FileProblem as e:
         raise KeyFileError(f"{path}: {e}") from None
-    _check_owner(contents.status, file, path)
+    _check_owner(contents.status, file, path, os.geteuid() if owner is None else owner)
     _check_mode(contents.status, file, path, allow_group_read)
     private = _parse(contents.data, file, path)
     if algorithm is None:
@@ -68,25 +70,25 @@ def load(file: str, algorithm: Algorithm | None, path: str,
     return KeyFile(private, found[1].decode() if found else None)
 
 
-def check_config(cfg: Config) -> None:
-    """Load every key the configuration names, as the signer will at start."""
+def check_config(cfg: Config, owner: int | None = None) -> None:
+    """Load every key the configuration names, as the signer (running as `owner`) will."""
     for index, zone in enumerate(cfg.zones):
         spec = zone.dnssec
         if spec is None:
             continue
         for role, file in spec.key_files():
             load(file, Algorithm[spec.algorithm], f"zones[{index}].dnssec.{role}",
-                 spec.allow_group_read)
+                 spec.allow_group_read, owner)
         for i, file in enumerate(spec.publish):
             load_published(file, Algorithm[spec.algorithm], f"zones[{index}].dnssec.publish[{i}]",
-                           spec.allow_group_read)
+                           spec.allow_group_read, owner)
 
 
 def load_published(file: str, algorithm: Algorithm, path: str,
-                   allow_group_read: bool = False) -> KeyFile:
+                   allow_group_read: bool = False, owner: int | None = None) -> KeyFile:
     """A key that is only published: its role note must say which, since the DNSKEY flags
     (and with them the key tag) must already be those it will sign with."""
-    key = load(file, algorithm, path, allow_group_read)
+    key = load(file, algorithm, path, allow_group_read, owner)
     if key.role is None:
         raise KeyFileError(f"{path}: {file} does not say its role; add the line "
                            "'healthdns-key role: zsk' (or ksk, csk) above the PEM block")
@@ -117,11 +119,11 @@ def describe(key: PrivateKey) -> str:
     return "an Ed25519 key"
 
 
-def _check_owner(status: os.stat_result, file: str, path: str) -> None:
+def _check_owner(status: os.stat_result, file: str, path: str, owner: int) -> None:
     # Whoever owns the file can replace the key (or make it readable): only we or root may.
-    if status.st_uid not in (os.geteuid(), 0):
+    if status.st_uid not in (owner, 0):
         raise KeyFileError(f"{path}: {file} is owned by uid {status.st_uid}, neither by the "
-                           f"user healthdns runs as (uid {os.geteuid()}) nor by root; whoever "
+                           f"user healthdns runs as (uid {owner}) nor by root; whoever "
                            "owns a key file can replace the key")
 
 

@@ -1,15 +1,65 @@
-"""Logging set-up shared by every process: one line per event on stderr, tagged by role."""
+"""Logging set-up shared by every process: one line per event on stderr, tagged by role.
+
+Two formats (`server.log_format`, `--log-format`): `text` for a person reading a terminal or
+`journalctl`, and `json`, one object a line, for a log pipeline (Loki, Elasticsearch,
+CloudWatch) that should not have to parse free text. JSON lines carry the structured fields a
+call passes with `extra=` (the prober's `target` and `reason`, for one) as keys of their own.
+"""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
+from typing import Any
+
+import msgspec
+
+# The attributes every LogRecord has: anything else on a record came from `extra=`.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
-def setup(role: str, level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s {role}[%(process)d] %(levelname)s %(message)s",
-        force=True,
-    )
+def setup(role: str, level: str, fmt: str = "text", slot: int | None = None) -> None:
+    """Log to stderr as `role` (a responder also gives its `slot`) at `level` in `fmt`."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(role, slot))
+    else:
+        name = role if slot is None else f"{role}{slot}"
+        handler.setFormatter(logging.Formatter(
+            f"%(asctime)s {name}[%(process)d] %(levelname)s %(message)s"))
+    # force: a spawned child may have logged (or a test configured logging) before its Start.
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, role, pid, message, then the `extra=` fields."""
+
+    def __init__(self, role: str, slot: int | None = None) -> None:
+        super().__init__()
+        self.role = role
+        self.slot = slot
+        self._encoder = msgspec.json.Encoder(enc_hook=str)  # an odd extra value: its str()
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "time": _utc(record.created),
+            "level": record.levelname.lower(),
+            "role": self.role,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if self.slot is not None:
+            fields["slot"] = self.slot
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in fields:
+                fields[key] = value
+        if record.exc_info:
+            fields["traceback"] = self.formatException(record.exc_info)
+        return self._encoder.encode(fields).decode()
+
+
+def _utc(created: float) -> str:
+    """RFC 3339 in UTC with milliseconds: sorts as text, parses everywhere."""
+    moment = datetime.datetime.fromtimestamp(created, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

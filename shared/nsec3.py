@@ -8,10 +8,15 @@ import hashlib
 import struct
 from bisect import bisect_right
 from collections.abc import Container, Sequence
+from typing import TYPE_CHECKING
 
-import dns.rdtypes.util
+from healthdns.shared import canonical, lazy
 
-from healthdns.shared import canonical
+if TYPE_CHECKING:
+    import dns.rdtypes.util
+else:  # only the signer renders NSEC3 records; a responder only hashes (shared/lazy.py)
+    lazy.module("dns.rdtypes.util")
+    dns = lazy.module("dns")
 
 NSEC3, NSEC3PARAM = 50, 51
 SHA1 = 1

@@ -9,9 +9,14 @@ lookaround, so a pattern that needs them is refused when the configuration is re
 from __future__ import annotations
 
 import functools
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import re2  # type: ignore[import-untyped]
+from healthdns.shared import lazy
+
+if TYPE_CHECKING:
+    import re2  # type: ignore[import-untyped]
+else:  # the prober matches, the supervisor checks patterns; a responder only imports us
+    re2 = lazy.module("re2")
 
 
 class Pattern(Protocol):

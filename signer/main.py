@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
+import dns.name
 import msgspec
 
-from healthdns.shared import child, config, messages
+from healthdns.shared import child, config, messages, privilege
 from healthdns.shared.config import Config
 from healthdns.signer import keys, render, zone
 from healthdns.signer.dnssec import ZoneSigner
@@ -90,7 +91,7 @@ class Signer:
         """
         try:
             zones = zone.build(cfg)
-            loaded = _load_keys(cfg)
+            loaded = self._load_keys(cfg)
         except keys.KeyFileError as e:
             log.error("new configuration not applied, serving the old zones and keys: %s", e)
             # The prober checks the new targets already: the next full report must not make
@@ -122,6 +123,31 @@ class Signer:
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
         log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
+
+    def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
+        """The keys of every signed zone, by zone index, read from their files now.
+
+        After the privilege drop the signer may no longer read key files only root may read:
+        a zone whose DNSSEC settings did not change then signs on with the keys it has (a
+        key replaced under the same file name needs a restart); for a new or changed one
+        the error stands.
+        """
+        held = {(z.origin.to_text(), z.spec.dnssec): s.keys
+                for z, s in zip(self.zones, self.signers, strict=True) if s is not None}
+        loaded: dict[int, list[keys.Key]] = {}
+        for i, spec in enumerate(cfg.zones):
+            if spec.dnssec is None:
+                continue
+            try:
+                loaded[i] = keys.load_all(spec.dnssec, f"zones[{i}].dnssec")
+            except keys.KeyFileError as e:
+                before = held.get((dns.name.from_text(spec.origin).to_text(), spec.dnssec))
+                if before is None:
+                    raise
+                log.warning("%s; signing on with the keys read at start (a key replaced "
+                            "under the same file name needs a restart)", e)
+                loaded[i] = before
+        return loaded
 
     def _signers(self, cfg: Config) -> list[ZoneSigner | None]:
         """A signer per signed zone; an alias zone shares the keys of its zone."""
@@ -182,10 +208,6 @@ class Signer:
                                   self.next_renewal() or 0.0)
 
 
-def _load_keys(cfg: Config) -> dict[int, list[keys.Key]]:
-    """The keys of every signed zone, by zone index, read from their files now."""
-    return {i: keys.load_all(spec.dnssec, f"zones[{i}].dnssec")
-            for i, spec in enumerate(cfg.zones) if spec.dnssec is not None}
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
@@ -212,12 +234,16 @@ EXIT_BAD_KEY = 2
 
 
 def run(conn: Connection) -> None:
+    # Before the keys are in memory: no process of the same uid may read them through
+    # ptrace or /proc/<pid>/mem (a compromised responder).
+    privilege.non_dumpable()
     start, cfg = child.start(conn, "signer")
     try:
         signer = Signer(cfg)
     except keys.KeyFileError as e:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BAD_KEY) from None
+    privilege.drop()  # the keys are loaded: the key files are never read again
     while True:
         # Waiting for a new configuration's health, nothing is published, renewals neither.
         renewal = None if signer.awaiting_health else signer.next_renewal()

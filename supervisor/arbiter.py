@@ -29,9 +29,9 @@ from types import FrameType
 
 import msgspec
 
-from healthdns.shared import child, messages
+from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
-from healthdns.supervisor import views
+from healthdns.supervisor import notify, views
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 
 log = logging.getLogger("healthdns.supervisor")
@@ -174,6 +174,7 @@ class Supervisor:
         channel = Channel(self.limits[slot.role])
         process = self.ctx.Process(target=child.enter, args=(slot.role, channel.child_end),
                                    name=f"healthdns-{slot.name}")
+        privilege.hand_on(slot.role)  # what it needs before it drops everything, and no more
         with _group_signals_blocked():
             process.start()
         channel.child_end.close()
@@ -360,11 +361,13 @@ class Supervisor:
         where = ", ".join(format_endpoint(h, p) for h, p, _ in self.listen)
         log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)",
                  sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders))
+        notify.notify("READY=1", f"STATUS=serving on {where}")  # systemd's Type=notify
 
     # --- stopping ---------------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
+        notify.notify("STOPPING=1")
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:
             process.terminate()

@@ -16,7 +16,7 @@ import dns.dnssec
 import dns.exception
 
 from healthdns.shared import config
-from healthdns.shared.config import LOG_LEVELS, Config
+from healthdns.shared.config import LOG_FORMATS, LOG_LEVELS, Config
 from healthdns.shared.errors import ConfigError
 
 COMPAT_ONLY = ("alias_zones", "zone_resolutions", "ns", "test_min_interval", "test_timeout",
@@ -41,6 +41,14 @@ def parser() -> argparse.ArgumentParser:
                    help="address to serve on, repeatable (default: all interfaces)")
     p.add_argument("--port", type=int, help="default port (default: 53053)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="log verbosity (default: info)")
+    p.add_argument("--log-format", choices=LOG_FORMATS,
+                   help="text lines or one JSON object a line (default: text)")
+    p.add_argument("--instance", metavar="NAME",
+                   help="name shown in every process title, to tell servers on one host apart")
+    p.add_argument("--user", metavar="NAME",
+                   help="started as root, run every process as this user (server.user)")
+    p.add_argument("--group", metavar="NAME",
+                   help="with --user, this group instead of the user's own (server.group)")
     compat = p.add_argument_group("a-healthy-dns compatible flags")
     compat.add_argument("--hosted-zone", help="the zone served")
     compat.add_argument("--alias-zones", metavar="JSON", help="JSON array of alias zones")
@@ -112,11 +120,10 @@ def _demo_document() -> dict[str, Any]:
 
 def _overrides(document: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     server = dict(document.get("server", {}))
-    for flag, key in (("responders", "responders"), ("listen", "listen"), ("port", "port"),
-                      ("log_level", "log_level")):
+    for flag in _SERVER_FLAGS:
         value = getattr(args, flag)
         if value is not None:
-            server[key] = value
+            server[flag] = value
     return {**document, "server": server}
 
 
@@ -167,7 +174,8 @@ def compat_document(args: argparse.Namespace) -> dict[str, Any]:
     return {"zones": [zone]}
 
 
-_SERVER_FLAGS = ("responders", "listen", "port", "log_level")
+_SERVER_FLAGS = ("responders", "listen", "port", "log_level", "log_format", "instance", "user",
+                 "group")
 _NAME = r'("[^"]*"|[^.\[\s:]+)'  # a record key in a path, quoted when it has dots
 # The paths of the document compat_document() builds, and the flags they come from.
 _COMPAT_PATHS = (

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import os
+import stat
 import sys
 
 import msgspec
 
-from healthdns.shared import keyfiles, logs
+from healthdns.shared import keyfiles, logs, privilege, titles
+from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
@@ -18,21 +22,55 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cli.load(args)
         # Everything a start checks except binding, and before binding: a bad key is a
         # configuration error, never hidden behind a busy port or a signer that keeps dying.
-        keyfiles.check_config(cfg)
+        account = privilege.resolve(cfg.server.user, cfg.server.group)
+        keyfiles.check_config(cfg, account.uid if account is not None else None)
     except (ConfigError, keyfiles.KeyFileError) as e:
-        print(f"healthdns-supervisor: configuration error: {e}", file=sys.stderr)
+        shown = cli.flag_terms(e, args) if isinstance(e, ConfigError) else e
+        print(f"healthdns-supervisor: configuration error: {shown}", file=sys.stderr)
         return EXIT_FATAL
+    for warning in _keys_open_to(account, cfg) if account is not None else ():
+        print(f"healthdns-supervisor: configuration warning: {warning}", file=sys.stderr)
     if args.check_config:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(cfg), indent=2).decode())
         sys.stdout.write("\n")
         return 0
-    logs.setup("supervisor", cfg.server.log_level)
+    logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
+    titles.set_supervisor(cfg.server.instance)
     try:
         ports.check_free(cfg.server.endpoints())
-    except BindError as e:
+        # After every check that needs root, before anything else runs: see shared/privilege.py.
+        privilege.become(account)
+    except (BindError, privilege.PrivilegeError) as e:
         print(f"healthdns-supervisor: {e}", file=sys.stderr)
         return EXIT_FATAL
+    _children_skip_main()
     return Supervisor(cfg).run()
+
+
+def _keys_open_to(account: privilege.Account, cfg: Config) -> list[str]:
+    """Key files the user every process runs as may read: the responders could too."""
+    found = []
+    for index, zone in enumerate(cfg.zones):
+        for role, file in zone.dnssec.key_files() if zone.dnssec is not None else ():
+            status = os.stat(file)
+            if status.st_uid == account.uid or (status.st_gid == account.gid
+                                                and status.st_mode & stat.S_IRGRP):
+                found.append(f"zones[{index}].dnssec.{role}: {file} can be read by "
+                             f"{account.user}, the user every process runs as, so also by the "
+                             "responders; only the signer needs it: chown root and chmod 600")
+    return found
+
+
+def _children_skip_main() -> None:
+    """Keep spawned children from running this process's `__main__` again.
+
+    The spawn start method re-runs the parent's main module in every child (as `__mp_main__`),
+    so that functions defined there can be unpickled. A child needs nothing from it (its entry
+    point is `healthdns.shared.child.enter`), and running it would import the whole supervisor
+    into every child: the command line, the key checks, dnspython and cryptography, about
+    10 MB a process. A main module whose spec is named `__main__` is the one it leaves alone.
+    """
+    sys.modules["__main__"].__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 
 from healthdns.shared.errors import ConfigError
 from healthdns.supervisor import cli
+from tests.harness import run_cli
 
 ZONE = ["--hosted-zone", "example.test", "--ns", '["ns1.example.net"]']
 POOL = ["--zone-resolutions", '{"www": {"ips": ["192.0.2.1"], "health_port": 80}}']
@@ -42,9 +43,20 @@ CASES = [
      "--zone-resolutions.www.ips: null is not a list of IPv4 addresses"),
     # The server flags with --demo and --config too: the flag overrides the file.
     (["--demo", "--port", "0", "--listen", "127.0.0.1"], "--port: 0 is not a port (1-65535)"),
+    (["--demo", "--instance", "a(b)"],
+     "--instance: 'a(b)' is not 1-32 letters, digits, '.', '_' or '-'"),
     (["--demo", "--listen", "localhost"],
      "--listen: 'localhost': 'localhost' is not an IPv4 or IPv6 address"),
+    (["--demo", "--user", "no body"], "--user: 'no body' is not a user or group name"),
 ]
+
+
+def test_unknown_user_is_a_configuration_error() -> None:
+    """Checked with the configuration (also by --check-config), before anything starts."""
+    done = run_cli(["--demo", "--user", "healthdns-no-such-user", "--check-config"])
+    assert done.returncode == 1
+    assert "configuration error: --user: no user 'healthdns-no-such-user' on this system" \
+        in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("argv,message", CASES, ids=[c[1].split(": ")[0] for c in CASES])

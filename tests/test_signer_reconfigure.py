@@ -227,19 +227,18 @@ def test_a_new_key_file_is_a_zone_change(tmp_path: Path) -> None:
 
 def test_a_key_that_cannot_be_read_keeps_the_old_zones(tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    key = key_file(str(tmp_path))
-    signer = Signer(make([("a.test", 0)], key))
+    signer = Signer(make([("a.test", 0)], key_file(str(tmp_path))))
     first = signer.update(health([True] * 3), full=True)
     assert first is not None
-    os.chmod(key, 0o644)  # readable by others: refused, as at start-up
+    new = key_file(str(tmp_path), "new.pem")
+    os.chmod(new, 0o644)  # readable by others: refused, as at start-up
     with caplog.at_level(logging.ERROR, "healthdns.signer"):
-        signer.reconfigure(make([("a.test", 1), ("b.test", 0)], key))
+        signer.reconfigure(make([("a.test", 1), ("b.test", 0)], new))
     assert "new configuration not applied, serving the old zones and keys" in caplog.text
     assert "zones[0].dnssec.csk" in caplog.text
     # The new prober checks other targets: the old zone's are kept, not turned down.
     assert signer.update({target("127.0.1.9"): True}, full=True) is None
     assert signer.update(health([True, False, True]), full=False) is not None
-    os.chmod(key, 0o600)
 
 
 def _dnskey(published: messages.Published) -> bytes:
@@ -392,3 +391,21 @@ publish = ["{files['ksk2']}"]
     out = capsys.readouterr().out
     assert out.count(" IN DS ") == 2
     assert "; published only, not signing yet (or any more): a.test" in out
+
+
+def test_keys_that_can_no_longer_be_read_are_kept_when_unchanged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """After the privilege drop, a key only root may read cannot be read again: a reload that
+    leaves the zone's DNSSEC settings alone still applies, signing with the keys it has."""
+    key = key_file(str(tmp_path))
+    signer = Signer(make([("a.test", 0)], key))
+    first = signer.update(health([True] * 3), full=True)
+    assert first is not None
+    os.chmod(key, 0o644)  # what the signer meets, as far as it can tell: a key it cannot load
+    with caplog.at_level(logging.WARNING, "healthdns.signer"):
+        signer.reconfigure(make([("a.test", 1)], key))  # another TXT record
+    assert "signing on with the keys read at start" in caplog.text
+    second = signer.update(health([True] * 3), full=True)
+    assert second is not None and second.serials[0] != first.serials[0]
+    assert _dnskey(second) == _dnskey(first)
+    os.chmod(key, 0o600)

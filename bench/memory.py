@@ -1,0 +1,170 @@
+"""Memory at N signed names: RSS and PSS of every process of healthdns, Knot and gdnsd.
+
+    python3 bench/memory.py [--names 10000] [--responders 2] [--skip knot,gdnsd]
+
+healthdns serves the zone of bench/run.py with N extra names, signed with an ECDSA P-256 key
+(NSEC); Knot signs the same zone itself (same algorithm, one key); gdnsd serves it unsigned (it
+does not sign). Once each answers, the script reads /proc/PID/smaps_rollup of the server and
+all its descendants. PSS splits each shared page between the processes that map it, so the
+PSS total is what the server costs the machine; RSS counts shared pages in every process.
+The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
+
+    python3 bench/memory.py --start-methods [--children 4]
+
+compares what importing a responder's code costs per child with the spawn start method
+(each child imports everything itself) and with forkserver preloading it (children share
+the pages of a process that imported it once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.forkserver
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run  # bench/run.py: the zone, the servers, starting and stopping them
+
+PRELOAD = ["healthdns.responder.main", "healthdns.responder.server"]
+START_DEADLINE = 300.0  # signing 10,000 names on a busy machine
+
+
+def rollup(pid: int) -> dict[str, int]:
+    """Rss and Pss (KiB) from /proc/PID/smaps_rollup; empty if the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    return {key: int(value) for key, value in re.findall(r"^(Rss|Pss):\s+(\d+) kB", text,
+                                                         re.MULTILINE)}
+
+
+def descendants(pid: int) -> list[int]:
+    found = [pid]
+    for kid in run.children(pid):
+        found.extend(descendants(kid))
+    return found
+
+
+def measure(server: run.Server) -> dict[str, Any]:
+    roles = server._roles_from_log()
+    rows = []
+    for pid in descendants(server.pid):
+        line = run.cmdline(pid)
+        role = "main" if pid == server.pid else roles.get(pid) or (
+            "resource_tracker" if "resource_tracker" in line else "responder")
+        rows.append({"pid": pid, "role": role, **rollup(pid)})
+    return {"label": server.label, "processes": rows,
+            "rss_kib": sum(r.get("Rss", 0) for r in rows),
+            "pss_kib": sum(r.get("Pss", 0) for r in rows)}
+
+
+def servers(args: argparse.Namespace, root: Path) -> list[run.Server]:
+    zone = run.Zone(args.names)
+    rng = run.random.Random(1)
+    ports: set[int] = set()
+    made: list[run.Server] = []
+    command = run.healthdns_command(None)
+    if "healthdns" not in args.skip and command is not None:
+        workdir = root / "healthdns"
+        workdir.mkdir()
+        port = run.free_port(ports, rng)
+        config = workdir / "healthdns.toml"
+        config.write_text(zone.healthdns_toml(port, args.responders)
+                          + run.healthdns_dnssec(command, workdir))
+        made.append(run.Server("healthdns", "healthdns",
+                               [command, "--config", str(config), "--log-level", "info"],
+                               port, workdir, ready_line="ready: serving",
+                               responders=args.responders))
+    for kind, binary, build in (("knot", "knotd", run.knot_server),
+                                ("gdnsd", "gdnsd", run.gdnsd_server)):
+        path = run.which(binary)
+        if kind in args.skip or path is None:
+            continue
+        workdir = root / kind
+        workdir.mkdir()
+        server = build(path, zone, run.free_port(ports, rng), workdir)
+        if kind == "knot":
+            run.sign_knot(workdir)
+            server.label = "knot (signed)"
+        else:
+            server.label = "gdnsd (unsigned)"
+        made.append(server)
+    return made
+
+
+def show(report: dict[str, Any]) -> None:
+    print(f"\n{report['label']}: RSS {report['rss_kib'] / 1024:.1f} MiB, "
+          f"PSS {report['pss_kib'] / 1024:.1f} MiB in {len(report['processes'])} process(es)")
+    for row in report["processes"]:
+        print(f"  {row['role']:<17} pid {row['pid']:<8} RSS {row.get('Rss', 0) / 1024:7.1f} MiB"
+              f"  PSS {row.get('Pss', 0) / 1024:7.1f} MiB")
+
+
+def _child(conn: multiprocessing.connection.Connection) -> None:
+    for name in PRELOAD:  # what a responder imports
+        importlib.import_module(name)
+
+    conn.send(True)
+    conn.recv()  # until measured
+
+
+def start_methods(children: int) -> None:
+    for method in ("spawn", "forkserver"):
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(PRELOAD)
+        started = []
+        for _ in range(children):
+            ours, theirs = ctx.Pipe()
+            process = ctx.Process(target=_child, args=(theirs,))
+            process.start()
+            ours.recv()
+            started.append((process, ours))
+        sizes = [rollup(p.pid) for p, _ in started if p.pid is not None]
+        server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+        shared = rollup(server).get("Pss", 0) if method == "forkserver" and server else 0
+        print(f"{method:<10} {children} children: PSS "
+              f"{(sum(s.get('Pss', 0) for s in sizes) + shared) / 1024:6.1f} MiB in all "
+              f"(the fork server's {shared / 1024:.1f} included), "
+              f"{sizes[0].get('Pss', 0) / 1024:5.1f} MiB each; RSS "
+              f"{sizes[0].get('Rss', 0) / 1024:5.1f} MiB each")
+        for process, ours in started:
+            ours.send(True)
+            process.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--names", type=int, default=10000)
+    p.add_argument("--responders", type=int, default=2)
+    p.add_argument("--skip", type=lambda s: set(s.split(",")), default=set())
+    p.add_argument("--start-methods", action="store_true",
+                   help="only compare the import cost per child of spawn and forkserver")
+    p.add_argument("--children", type=int, default=4)
+    args = p.parse_args(argv)
+    if args.start_methods:
+        start_methods(args.children)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="healthdns-memory-") as tmp:
+        started = servers(args, Path(tmp))
+        try:
+            for server in started:
+                server.start(START_DEADLINE)
+                show(measure(server))
+        finally:
+            for server in started:
+                server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
