@@ -143,7 +143,7 @@ def _reconfigure(scheduler: Scheduler, files: int, encoded: bytes) -> None:
     except msgspec.DecodeError as e:
         log.error("ignoring a new configuration that does not decode, keeping the old: %s", e)
         return
-    scheduler.reconfigure(cfg.checks(), names=cfg.served(),
+    scheduler.reconfigure(cfg.checks(), names=cfg.served(), zones=summary.zone_targets(cfg),
                           parallel=_parallel(cfg.prober.parallel, files),
                           fence_min_targets=cfg.prober.fence_min_targets)
 

@@ -293,7 +293,8 @@ class Scheduler:
     # --- reconfiguration --------------------------------------------------------------------------
 
     def reconfigure(self, targets: Targets, *, names: Names | None = None,
-                    parallel: int | None = None, fence_min_targets: int | None = None) -> None:
+                    zones: summary.Zones | None = None, parallel: int | None = None,
+                    fence_min_targets: int | None = None) -> None:
         """Check `targets` from now on.
 
         A target whose id is unchanged keeps its state, hold-down and place in the schedule
@@ -312,7 +313,8 @@ class Scheduler:
         self._callbacks = {t: self._callbacks.get(t) or functools.partial(self._done, t)
                            for t in new}
         self._labels = checks.labels(new)
-        self._used = {t: checks.used_by((names or {}).get(t, ())) for t in new}
+        self._names, self._zones = names or {}, zones or {}
+        self._used = {t: checks.used_by(self._names.get(t, ())) for t in new}
         self._parallel = self._parallel if parallel is None else parallel
         self._refence(self._fence_min if fence_min_targets is None else fence_min_targets)
         log.info("reconfigured: %d targets, %d new, %d removed", len(new), len(added),

@@ -330,6 +330,8 @@ def test_labels_and_used_by_follow_the_new_config(caplog: pytest.LogCaptureFixtu
     assert [s for _, s, full in _reports(world) if full] == [{}, {"b": True}]
     assert "tcp b:80 is down: connection refused (1 failure); used by www.example.test" \
         in caplog.text
+    down = next(r for r in caplog.records if r.getMessage().startswith("tcp b:80 is down"))
+    assert down.names == ["www.example.test"]  # type: ignore[attr-defined]  # JSON field
 
 
 # --- in a process, over a real pipe ---------------------------------------------------------------
