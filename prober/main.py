@@ -8,10 +8,11 @@ pipe means the supervisor is gone: no orphans, no polling.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import resource
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Self, TypeVar
@@ -47,13 +48,15 @@ async def _main(conn: Connection) -> None:
         child.identify("prober", start.slot, cfg)
         targets = cfg.checks()
         log.info("started in slot %d: %d targets", start.slot, len(targets))
-        parallel = _parallel(cfg.prober.parallel, _raise_file_limit())
+        files = _raise_file_limit()
+        parallel = _parallel(cfg.prober.parallel, files)
         detail = Detail()
         reported = asyncio.Event()
         scheduler = Scheduler(targets, _reporter(conn, control, reported), names=cfg.served(),
                               zones=summary.zone_targets(cfg),
                               parallel=parallel,
                               fence_min_targets=cfg.prober.fence_min_targets, detail=detail)
+        control.follow(functools.partial(_reconfigure, scheduler, files))
         sender = asyncio.ensure_future(_send_detail(conn, detail, reported))
         try:
             await _until_stopped(scheduler.serve(), control.stopped)
@@ -74,6 +77,8 @@ class _Control:
         self.stopped = asyncio.Event()
         self.why = ""
         self.bug: BaseException | None = None
+        self._reconfigure: Callable[[bytes], None] | None = None
+        self._pending: bytes | None = None  # a Reconfigure that came before the scheduler
 
     def __enter__(self) -> Self:
         self._loop.add_reader(self._conn.fileno(), self._on_readable)
@@ -116,10 +121,38 @@ class _Control:
         match message:
             case messages.Start() if not self.start.done():
                 self.start.set_result(message)
+            case messages.Reconfigure(config=encoded):
+                self._on_reconfigure(encoded)
             case messages.Bye():
                 self.stop("the supervisor said bye")
             case _:
                 log.warning("ignoring an unexpected %s message", type(message).__name__)
+
+    def follow(self, reconfigure: Callable[[bytes], None]) -> None:
+        """Hand every `Reconfigure` to `reconfigure` from now on (and one that came early)."""
+        self._reconfigure = reconfigure
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            reconfigure(pending)
+
+    def _on_reconfigure(self, encoded: bytes) -> None:
+        if self._reconfigure is None:
+            self._pending = encoded  # only the latest matters: it replaces the whole config
+        else:
+            self._reconfigure(encoded)
+
+
+def _reconfigure(scheduler: Scheduler, files: int, encoded: bytes) -> None:
+    """Apply a new configuration view; one that does not decode is logged and ignored (the
+    supervisor validated it, so that is a bug there, not a reason to stop checking)."""
+    try:
+        cfg = config.decode(encoded)
+    except msgspec.DecodeError as e:
+        log.error("ignoring a new configuration that does not decode, keeping the old: %s", e)
+        return
+    scheduler.reconfigure(cfg.checks(), names=cfg.served(), zones=summary.zone_targets(cfg),
+                          parallel=_parallel(cfg.prober.parallel, files),
+                          fence_min_targets=cfg.prober.fence_min_targets)
 
 
 async def _until_stopped(work: Awaitable[T], stopped: asyncio.Event) -> T | None:

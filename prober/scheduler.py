@@ -41,6 +41,7 @@ TICK = 0.005  # seconds: checks due within one tick start together
 REPORT_SPACING = 0.1  # seconds between two reports at least: a burst of flips is one report
 FENCE_MIN_TARGETS = 10
 FENCE_REMINDER = 10.0  # seconds between two "still fenced" lines
+IDLE = 3600.0  # seconds the loop sleeps with nothing to check
 
 
 def first_due(targets: Targets, start: float) -> list[tuple[float, str]]:
@@ -86,6 +87,7 @@ class Scheduler:
         self._first_left = 0
         self._first: asyncio.Future[None] | None = None
         self._fence = Fence(len(self._targets), fence_min_targets)
+        self._fence_min = fence_min_targets
         # Each target's result callback, made once rather than once per check.
         self._callbacks = {t: functools.partial(self._done, t) for t in self._targets}
         # Log labels made once too: at ten thousand targets a first round or a network
@@ -103,6 +105,10 @@ class Scheduler:
         self._wake = asyncio.Event()  # a report falls due before the loop would wake
         self._detail = detail  # durations and reasons, for the control endpoint
         self._started: dict[str, float] = {}
+        self._due: list[tuple[float, str]] = []  # the periodic schedule, a heap
+        self._fresh: set[str] = set()  # added by a reconfigure, no result yet
+        self._orphans: dict[str, int] = {}  # checks in flight for removed targets
+        self._reported = False  # the first round's full report went out
 
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
@@ -118,16 +124,18 @@ class Scheduler:
 
     async def _serve(self) -> None:
         self._report(await self._first_round(), True)
+        self._reported = True
         self._flushed = self._now()
         await self._periodic()
 
     async def _first_round(self) -> dict[str, bool]:
         self._first = asyncio.get_running_loop().create_future()
         self._first_left = len(self._targets)
-        if self._targets:
-            for target in self._targets:
-                self._want(target)
+        for target in self._targets:
+            self._want(target)
+        while self._first_left > 0:  # a reconfigure may add targets to the round meanwhile
             await self._first
+            self._first = asyncio.get_running_loop().create_future()
         states = {t: self._states[t].up for t in self._targets}
         log.info("first round: %d of %d targets up", sum(states.values()), len(states))
         summary.log_first_round(states, self._zones)
@@ -140,18 +148,18 @@ class Scheduler:
         return states
 
     async def _periodic(self) -> None:
-        queue = first_due(self._targets, self._now())
-        if not queue:
-            await asyncio.Event().wait()  # nothing to check: idle until cancelled
+        # Reconfigure replaces the heap: always read it through self.
+        self._due = first_due(self._targets, self._now())
         while True:
             now = self._now()
-            while queue[0][0] <= now:
-                due, target = heapq.heappop(queue)
+            while self._due and self._due[0][0] <= now:
+                due, target = heapq.heappop(self._due)
                 self._want(target)
                 interval = self._targets[target][1].interval
-                heapq.heappush(queue, (next_due(due, interval, now), target))
+                heapq.heappush(self._due, (next_due(due, interval, now), target))
             self._remind(now)
-            wake = queue[0][0]
+            # Nothing to check: idle until a reconfigure (which wakes the loop) adds some.
+            wake = self._due[0][0] if self._due else now + IDLE
             if self._changed and self._flush_at is None:  # a report waits for its spacing
                 if now >= self._flushed + self._spacing:
                     self._flush()
@@ -197,6 +205,9 @@ class Scheduler:
 
     def _done(self, target: str, ok: bool, reason: str) -> None:
         self._in_flight -= 1
+        if self._orphans.get(target):
+            self._orphan_done(target)
+            return
         if self._detail is not None:
             self._detail.record(target, ok, reason, self._now() - self._started[target])
         if target in self._overdue:
@@ -219,6 +230,16 @@ class Scheduler:
         while self._waiting and self._in_flight < self._parallel:
             self._start(self._waiting.popleft())
 
+    def _orphan_done(self, target: str) -> None:
+        """A check of a target removed by a reconfigure ended: its slot is free, its result
+        means nothing."""
+        self._orphans[target] -= 1
+        if not self._orphans[target]:
+            del self._orphans[target]
+        if self._waiting and not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
     # --- results ----------------------------------------------------------------------------------
 
     def _initial(self, target: str, ok: bool, reason: str) -> None:
@@ -229,8 +250,11 @@ class Scheduler:
         log.log(logging.DEBUG if ok else logging.INFO, "%s is %s: %s%s",
                 self._labels[target], "up" if ok else "down", reason, self._used[target],
                 extra=self._fields(target, self._states[target]))
+        if target in self._fresh:
+            self._joined(target)
+            return
         self._first_left -= 1
-        if self._first_left == 0 and self._first is not None:
+        if self._first_left == 0 and self._first is not None and not self._first.done():
             self._first.set_result(None)
 
     def _record(self, target: str, ok: bool, reason: str) -> None:
@@ -273,6 +297,92 @@ class Scheduler:
             log.info("%s", line, extra=fields)
             self._queue(target, False)
         self._held.clear()
+
+    # --- reconfiguration --------------------------------------------------------------------------
+
+    def reconfigure(self, targets: Targets, *, names: Names | None = None,
+                    zones: summary.Zones | None = None, parallel: int | None = None,
+                    fence_min_targets: int | None = None) -> None:
+        """Check `targets` from now on.
+
+        A target whose id is unchanged keeps its state, hold-down and place in the schedule
+        (an id holds a digest of the check's settings: a changed check is a new target). New
+        targets are checked at once, within `parallel`; removed ones are forgotten, and a
+        result of theirs still in flight is dropped. Once every new target has a first result,
+        one full report of all targets goes out, so that the signer's first generation under
+        the new configuration is built from real health; with no new target, at once. A
+        reconfigure during the first round just changes what that round checks.
+        """
+        new = dict(targets)
+        removed = self._targets.keys() - new.keys()
+        added = [t for t in new if t not in self._targets]
+        self._forget(removed)
+        self._targets = new
+        self._callbacks = {t: self._callbacks.get(t) or functools.partial(self._done, t)
+                           for t in new}
+        self._labels = checks.labels(new)
+        self._names, self._zones = names or {}, zones or {}
+        self._used = {t: checks.used_by(self._names.get(t, ())) for t in new}
+        self._parallel = self._parallel if parallel is None else parallel
+        self._refence(self._fence_min if fence_min_targets is None else fence_min_targets)
+        log.info("reconfigured: %d targets, %d new, %d removed", len(new), len(added),
+                 len(removed))
+        if self._first is None:
+            return  # not serving yet: the first round will check them all
+        if not self._reported:
+            self._first_left += len(added)
+            for target in added:
+                self._want(target)
+            if self._first_left == 0 and not self._first.done():
+                self._first.set_result(None)
+            return
+        self._fresh.update(added)
+        kept = [(due, t) for due, t in self._due if t in new]
+        self._due = kept + first_due({t: new[t] for t in added}, self._now())
+        heapq.heapify(self._due)
+        for target in added:
+            self._want(target)
+        self._wake.set()  # the loop may be idle, or asleep until a later due time
+        if not self._fresh:
+            self._send_full()
+
+    def _forget(self, removed: set[str]) -> None:
+        """Drop every trace of `removed`: none of them is ever reported again."""
+        waiting = set(self._waiting)
+        for target in removed:
+            if target in self._busy and target not in waiting:
+                self._orphans[target] = self._orphans.get(target, 0) + 1  # in flight
+            if target not in self._states and self._first is not None and not self._reported:
+                self._first_left -= 1  # the first round no longer waits for it
+            for holder in (self._busy, self._overdue, self._fresh, self._fence.failing):
+                holder.discard(target)
+            self._states.pop(target, None)
+            self._held.pop(target, None)
+            self._changed.pop(target, None)
+        self._waiting = collections.deque(t for t in self._waiting if t not in removed)
+        if not self._changed and self._flush_at is not None:
+            self._flush_at.cancel()  # it would carry only removed targets: nothing to say
+            self._flush_at = None
+
+    def _refence(self, minimum: int) -> None:
+        """A fence sized for the new targets, keeping what the old one knew of the others."""
+        old, self._fence_min = self._fence, minimum
+        self._fence = Fence(len(self._targets), minimum)
+        self._fence.failing = old.failing & self._targets.keys()
+        self._fence.active = old.active and self._fence.enabled
+        self._fence.since = old.since
+
+    def _joined(self, target: str) -> None:
+        self._fresh.discard(target)
+        if not self._fresh:
+            self._send_full()
+
+    def _send_full(self) -> None:
+        # A fall held back by the fence is not told yet: the full report says what was told.
+        states = {t: s.up or t in self._held for t, s in self._states.items()}
+        log.info("reconfigured: %d of %d targets up, full report sent", sum(states.values()),
+                 len(states))
+        self._report(states, True)
 
     # --- self-fencing -----------------------------------------------------------------------------
 

@@ -199,6 +199,9 @@ class DnssecSpec(_Frozen):
     validity: int = 14 * 86400  # signature lifetime
     refresh: int = 7 * 86400  # re-sign when less than this is left
     inception_offset: int = 3600  # inception this far in the past (clock skew)
+    # Keys whose DNSKEY is published but that sign nothing: a key rollover's new key before
+    # it signs, or its old key after (see docs/operations.md, "Rolling a DNSSEC key").
+    publish: tuple[str, ...] = ()
 
     def key_files(self) -> list[tuple[str, str]]:
         """(role, path) of every key: csk, or ksk then zsk."""
@@ -561,6 +564,13 @@ def _dnssec(raw: DnssecSpec, path: str) -> DnssecSpec:
     for role, file in raw.key_files():
         if not file:
             raise ConfigError(f"{path}.{role}", "is empty: give the path of a PEM key file")
+    signing = {file for _, file in raw.key_files()}
+    for i, file in enumerate(raw.publish):
+        if not file:
+            raise ConfigError(f"{path}.publish[{i}]", "is empty: give the path of a PEM key file")
+        if file in signing or file in raw.publish[:i]:
+            raise ConfigError(f"{path}.publish[{i}]", f"{file} is named twice: a key either "
+                              "signs or is only published, once")
     _ttl(raw.dnskey_ttl, f"{path}.dnskey_ttl")
     if not 3600 <= raw.validity <= 366 * 86400:
         raise ConfigError(f"{path}.validity", f"{raw.validity} is not between 3600 and "

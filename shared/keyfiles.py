@@ -79,6 +79,20 @@ def check_config(cfg: Config, owner: int | None = None) -> None:
         for role, file in spec.key_files():
             load(file, Algorithm[spec.algorithm], f"zones[{index}].dnssec.{role}",
                  spec.allow_group_read, owner)
+        for i, file in enumerate(spec.publish):
+            load_published(file, Algorithm[spec.algorithm], f"zones[{index}].dnssec.publish[{i}]",
+                           spec.allow_group_read, owner)
+
+
+def load_published(file: str, algorithm: Algorithm, path: str,
+                   allow_group_read: bool = False, owner: int | None = None) -> KeyFile:
+    """A key that is only published: its role note must say which, since the DNSKEY flags
+    (and with them the key tag) must already be those it will sign with."""
+    key = load(file, algorithm, path, allow_group_read, owner)
+    if key.role is None:
+        raise KeyFileError(f"{path}: {file} does not say its role; add the line "
+                           "'healthdns-key role: zsk' (or ksk, csk) above the PEM block")
+    return key
 
 
 def role_line(role: str) -> bytes:

@@ -128,6 +128,19 @@ class Delta(_Message):
     zones: list[ZoneDelta]
 
 
+class Reconfigure(_Message):
+    """supervisor -> prober or signer: the configuration changed; `config` is the role's new
+    encoded view, the same shape as `Start.config`.
+
+    The prober keeps every unchanged target's state and schedule, checks the new ones at once,
+    and sends one `HealthReport(full=True)` when they all have a first result. The signer is
+    then sent this message followed by that health as a `Health(full=True)`: it publishes its
+    first generation under the new configuration only once that health is in.
+    """
+
+    config: bytes
+
+
 class Bye(_Message):
     """supervisor -> child: exit now, cleanly."""
 
@@ -223,7 +236,7 @@ PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 
 
-ToChild = Start | Health | Resume | Snapshot | Delta | Bye
+ToChild = Start | Health | Resume | Snapshot | Delta | Reconfigure | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a

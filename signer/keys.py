@@ -28,6 +28,7 @@ class Key:
     role: str  # csk, ksk or zsk
     private: PrivateKey
     dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY
+    published_only: bool = False  # in the DNSKEY RRset, signing nothing (a rollover)
 
     @functools.cached_property
     def tag(self) -> int:
@@ -48,11 +49,11 @@ class Key:
 
     @property
     def signs_keys(self) -> bool:
-        return self.role in ("csk", "ksk")
+        return self.role in ("csk", "ksk") and not self.published_only
 
     @property
     def signs_zone(self) -> bool:
-        return self.role in ("csk", "zsk")
+        return self.role in ("csk", "zsk") and not self.published_only
 
 
 def flags(role: str) -> int:
@@ -62,8 +63,16 @@ def flags(role: str) -> int:
 def load_all(spec: DnssecSpec, path: str) -> list[Key]:
     """Every key of a zone's DNSSEC settings; `path` names the config field in errors."""
     algorithm = Algorithm[spec.algorithm]
-    return [load(file, role, algorithm, f"{path}.{role}", spec.allow_group_read)
-            for role, file in spec.key_files()]
+    signing = [load(file, role, algorithm, f"{path}.{role}", spec.allow_group_read)
+               for role, file in spec.key_files()]
+    published = []
+    for i, file in enumerate(spec.publish):
+        found = keyfiles.load_published(file, algorithm, f"{path}.publish[{i}]",
+                                        spec.allow_group_read)
+        assert found.role is not None
+        key = made(found.private, found.role, algorithm)
+        published.append(Key(key.role, key.private, key.dnskey, published_only=True))
+    return signing + published
 
 
 def load(file: str, role: str, algorithm: Algorithm, path: str,

@@ -118,8 +118,10 @@ def print_configured(path: str) -> None:
         if spec.dnssec is None:
             continue
         for key in keys.load_all(spec.dnssec, f"zones[{index}].dnssec"):
-            if not key.signs_keys:
+            if key.role not in ("csk", "ksk"):
                 continue
+            if key.published_only:  # a rollover's new (or old) key: its DS, said so
+                print(f"; published only, not signing yet (or any more): {spec.origin}")
             for origin in (spec.origin, *spec.aliases):
                 print_records(dns.name.from_text(origin), key, spec.dnssec.dnskey_ttl,
                               dnskey=False)
@@ -133,7 +135,7 @@ def print_records(zone: dns.name.Name, key: keys.Key, ttl: int, dnskey: bool) ->
     if dnskey:
         print("; the DNSKEY record (healthdns publishes it itself)")
         print(f"{zone.to_text()} {ttl} IN DNSKEY {key.dnskey.to_text()}")
-    if key.signs_keys:
+    if key.role in ("csk", "ksk"):
         print(f"; the DS record for the parent of {zone.to_text()} (give it to your registrar)")
         print(f"{zone.to_text()} {ttl} IN DS {keys.ds(zone, key.dnskey).to_text()}")
 

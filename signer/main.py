@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 
 import dns.name
+import msgspec
 
-from healthdns.shared import child, messages, privilege
+from healthdns.shared import child, config, messages, privilege
 from healthdns.shared.config import Config
 from healthdns.signer import keys, pool, render, zone
 from healthdns.signer.dnssec import ZoneSigner
@@ -33,6 +34,13 @@ class Signer:
         self.generation = 0
         self.inherited_renewal: float | None = None
         self.took = 0.0  # seconds the latest generation took to render and sign
+        # Set by `reconfigure`: the next generation waits for the health that comes with the
+        # new configuration, is published even if only a zone went away (`reshaped`: other
+        # origins), and is sent as a delta only if one fits (`refit`: other NSEC chains...).
+        self.awaiting_health = False
+        self.reshaped = False
+        self.refit = False
+        self.merge_next_full = False  # a failed reconfigure: old zones, new prober targets
 
     def resume(self, resume: messages.Resume) -> None:
         """Continue from a predecessor's last snapshot (respawned after a crash).
@@ -66,10 +74,14 @@ class Signer:
               names: Mapping[str, bool] | None = None) -> None:
         """Take in a health report without publishing (several may make one generation);
         `names`: every name override in force."""
-        if full:
+        if full and not self.merge_next_full:
             self.health = zone.Health(states, self.health.forced)
         else:
             self.health.update(states)
+        if full:
+            # Only a full report speaks for the targets a new configuration added: a flip
+            # relayed before it must not bring a generation where they count as down.
+            self.merge_next_full = self.awaiting_health = False
         if names is not None:
             self.health.forced = self._forced(names)
 
@@ -85,6 +97,76 @@ class Signer:
                     owner = absolute.relativize(primary).derelativize(z.origin)
                     out[zone.wire(owner)] = state
         return out
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Take a new configuration; the next `publish` shows it, after a full health report.
+
+        A zone whose spec, keys and health-dependent answers are unchanged keeps its serial,
+        its signatures and its render cache; a changed zone gets the next serial; an added
+        zone a first one; a removed zone vanishes. Key files are read anew: a new key is a
+        changed zone. If a key cannot be loaded, nothing changes: the old zones and keys are
+        served on, and the error is logged (the supervisor checked the files; one that went
+        bad since must not take DNS down).
+        """
+        try:
+            zones = zone.build(cfg)
+            loaded = self._load_keys(cfg)
+        except keys.KeyFileError as e:
+            log.error("new configuration not applied, serving the old zones and keys: %s", e)
+            # The prober checks the new targets already: the next full report must not make
+            # the old zones' targets unknown, hence down.
+            self.merge_next_full = True
+            return
+        old = {z.key: i for i, z in enumerate(self.zones)}
+        kept = 0
+        signers: list[ZoneSigner | None] = []
+        caches: list[render.RenderCache] = []
+        serials: list[int | None] = []
+        prints: list[bytes | None] = []
+        for z in zones:
+            i = old.get(z.key)
+            zone_keys = loaded.get(z.index)
+            if i is not None and _unchanged(self.zones[i], self.signers[i], z, zone_keys):
+                signers.append(self.signers[i])
+                caches.append(self.caches[i])
+                prints.append(self.prints[i])
+                kept += 1
+            else:
+                signers.append(None if zone_keys is None or z.spec.dnssec is None else
+                               ZoneSigner(z.origin, zone_keys, z.spec.dnssec, self.now))
+                caches.append(render.RenderCache())
+                prints.append(None)  # a changed zone: a new serial whatever its health
+            serials.append(None if i is None else self.serials[i])
+        self.reshaped = self.reshaped or [z.key for z in zones] != [z.key for z in self.zones]
+        self.zones, self.signers, self.caches = zones, signers, caches
+        self.serials, self.prints = serials, prints
+        self.awaiting_health = self.refit = True
+        log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
+
+    def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
+        """The keys of every signed zone, by zone index, read from their files now.
+
+        After the privilege drop the signer may no longer read key files only root may read:
+        a zone whose DNSSEC settings did not change then signs on with the keys it has (a
+        key replaced under the same file name needs a restart); for a new or changed one
+        the error stands.
+        """
+        held = {(z.origin.to_text(), z.spec.dnssec): s.keys
+                for z, s in zip(self.zones, self.signers, strict=True) if s is not None}
+        loaded: dict[int, list[keys.Key]] = {}
+        for i, spec in enumerate(cfg.zones):
+            if spec.dnssec is None:
+                continue
+            try:
+                loaded[i] = keys.load_all(spec.dnssec, f"zones[{i}].dnssec")
+            except keys.KeyFileError as e:
+                before = held.get((dns.name.from_text(spec.origin).to_text(), spec.dnssec))
+                if before is None:
+                    raise
+                log.warning("%s; signing on with the keys read at start (a key replaced "
+                            "under the same file name needs a restart)", e)
+                loaded[i] = before
+        return loaded
 
     def _signers(self, cfg: Config) -> list[ZoneSigner | None]:
         """A signer per signed zone; an alias zone shares the keys of its zone."""
@@ -107,6 +189,8 @@ class Signer:
 
     def publish(self) -> messages.Published | None:
         """A new snapshot when what is served changed or signatures fall due, else None."""
+        if self.awaiting_health:
+            return None  # a new configuration is never shown with the old one's health
         renewal = self.next_renewal()
         due = renewal is not None and renewal <= self.now()
         changed = False
@@ -116,7 +200,7 @@ class Signer:
                 self.prints[i] = print_
                 self.serials[i] = next_serial(self.serials[i], self.now())
                 changed = True
-        if not changed:
+        if not changed and not self.reshaped:  # a removed zone is a change of its own
             return None
         if due:
             for cache in self.caches:
@@ -135,15 +219,14 @@ class Signer:
                 signer.prune()
                 signer.horizon = 0.0
         delta = b""
-        if self.previous is not None:
+        if self.previous is not None and (not self.refit or _fits(self.previous, tables)):
             changes = [_changes(old, new) for old, new in zip(self.previous, tables, strict=True)]
             delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes))
-        self.previous = tables
+        self.previous, self.reshaped, self.refit = tables, False, False
         snapshot = messages.encode(messages.Snapshot(self.generation, tables))
         prints = [p or b"" for p in self.prints]
         return messages.Published(self.generation, serials, prints, snapshot, delta,
                                   self.next_renewal() or 0.0)
-
 
     def choices(self) -> messages.Choices:
         """What each pooled name of each zone (not the aliases) answers now, and why."""
@@ -162,6 +245,26 @@ class Signer:
         return messages.Choices(self.generation, rows, self.took)
 
 
+def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
+               new_keys: list[keys.Key] | None) -> bool:
+    """The same spec (DNSSEC settings included) and, when signed, the same keys in the same
+    roles, signing or only published (so the same DNSKEY RRset and signatures)."""
+    if old.spec != new.spec:
+        return False
+    if signer is None or new_keys is None:
+        return signer is None and new_keys is None
+    return [(k.role, k.dnskey, k.published_only) for k in signer.keys] \
+        == [(k.role, k.dnskey, k.published_only) for k in new_keys]
+
+
+def _fits(old: list[messages.ZoneTable], new: list[messages.ZoneTable]) -> bool:
+    """Whether a delta can carry the step from `old` to `new`: a responder applies one over the
+    zones, NXDOMAIN answers and NSEC chains it holds, so those must be the same."""
+    return len(old) == len(new) and all(
+        (o.origin, o.nsec3, o.chain, o.nxdomain) == (n.origin, n.nsec3, n.chain, n.nxdomain)
+        for o, n in zip(old, new, strict=True))
+
+
 EXIT_BAD_KEY = 2
 
 
@@ -177,7 +280,8 @@ def run(conn: Connection) -> None:
         raise SystemExit(EXIT_BAD_KEY) from None
     privilege.drop()  # the keys are loaded: the key files are never read again
     while True:
-        renewal = signer.next_renewal()
+        # Waiting for a new configuration's health, nothing is published, renewals neither.
+        renewal = None if signer.awaiting_health else signer.next_renewal()
         timeout = None if renewal is None else max(0.0, renewal - time.time())
         try:
             if not conn.poll(timeout):
@@ -194,6 +298,8 @@ def run(conn: Connection) -> None:
                     health = True
                 case messages.Resume():
                     signer.resume(message)
+                case messages.Reconfigure(config=encoded):
+                    _reconfigure(signer, encoded)
                 case messages.Bye():
                     return
                 case _:
@@ -203,6 +309,15 @@ def run(conn: Connection) -> None:
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
         _send(conn, signer.publish(), signer)
+
+
+def _reconfigure(signer: Signer, encoded: bytes) -> None:
+    try:
+        cfg = config.decode(encoded)
+    except msgspec.DecodeError as e:  # the supervisor's bug: keep serving what we have
+        log.error("ignoring a new configuration that does not decode, keeping the old: %s", e)
+        return
+    signer.reconfigure(cfg)
 
 
 def _queued(conn: Connection) -> list[messages.ToChild]:
