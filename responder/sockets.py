@@ -47,15 +47,20 @@ def bind_all(endpoints: list[tuple[str, int, bool]]) -> list[Listener]:
     return listeners
 
 
+PORT_TRIES = 32  # port 0: ports the kernel picks for TCP that UDP may find taken
+
+
 def _bind(host: str, port: int) -> Listener:
-    # With port 0 the kernel picks the UDP port; TCP must then get the same one.
-    for _ in range(8 if port == 0 else 1):
-        udp = _socket(host, port, socket.SOCK_DGRAM)
-        chosen = udp.getsockname()[1]
+    # With port 0 the kernel picks the TCP port, and UDP must then get the same one. TCP
+    # first: client connections hold far more ports of the ephemeral range than UDP sockets
+    # do, and the kernel's choice for a listener avoids them.
+    for _ in range(PORT_TRIES if port == 0 else 1):
+        tcp = _socket(host, port, socket.SOCK_STREAM)
+        chosen = tcp.getsockname()[1]
         try:
-            tcp = _socket(host, chosen, socket.SOCK_STREAM)
+            udp = _socket(host, chosen, socket.SOCK_DGRAM)
         except BindError:
-            udp.close()
+            tcp.close()
             if port == 0:
                 continue
             raise
