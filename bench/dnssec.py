@@ -81,7 +81,8 @@ def bench_propagation(names: int, key: Path, flips: int, tmp: Path) -> None:
     backend.listen(64)
     toml = tmp / "healthdns.toml"
     toml.write_text(to_toml(zone_document(names, key, port)))
-    command = [str(Path(sys.executable).parent / "healthdns-supervisor"), "--config", str(toml),
+    command = [str(Path(sys.executable).parent / "healthdns-supervisor"),
+               "--control-listen", "127.0.0.1:0", "--config", str(toml),
                "--listen", "127.0.0.1:0", "--responders", "2", "--log-level", "debug"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []

@@ -81,7 +81,8 @@ def servers(args: argparse.Namespace, root: Path) -> list[run.Server]:
         config.write_text(zone.healthdns_toml(port, args.responders)
                           + run.healthdns_dnssec(command, workdir))
         made.append(run.Server("healthdns", "healthdns",
-                               [command, "--config", str(config), "--log-level", "info"],
+                               [command, "--config", str(config), "--log-level", "info",
+                                "--control-listen", "127.0.0.1:0"],
                                port, workdir, ready_line="ready: serving",
                                responders=args.responders))
     for kind, binary, build in (("knot", "knotd", run.knot_server),

@@ -206,7 +206,8 @@ class Supervisor:
         self._lines: queue.Queue[str | None] = queue.Queue()
         script = Path(sys.executable).parent / "healthdns-supervisor"
         self.process = subprocess.Popen(
-            [str(script), "--config", str(config), "--responders", str(responders)],
+            [str(script), "--config", str(config), "--responders", str(responders),
+             "--control-listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._pump, daemon=True).start()
         ready = self.wait_for(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]", 120)

@@ -54,7 +54,8 @@ def start(label: str, extra: str, zone: run.Zone, root: Path, rng: random.Random
     if command is None:
         raise run.BenchError("healthdns-supervisor not found")
     server = run.Server(label, "healthdns", [command, "--config", str(workdir / "healthdns.toml"),
-                                             "--log-level", "info"],
+                                             "--log-level", "info",
+                                             "--control-listen", "127.0.0.1:0"],
                         port, workdir, ready_line="ready: serving", responders=2)
     server.start(60)
     return server

@@ -75,7 +75,7 @@ def healthdns(command: str, zone: run.Zone, port: int, root: Path, responders: i
     (workdir / "healthdns.toml").write_text(toml)
     return run.Server(label, "healthdns",
                       [command, "--config", str(workdir / "healthdns.toml"),
-                       "--log-level", "info"],
+                       "--log-level", "info", "--control-listen", "127.0.0.1:0"],
                       port, workdir, ready_line="ready: serving", responders=responders)
 
 
