@@ -148,7 +148,7 @@ class Answerer:
             return
         end = data.find(0, 12, NAME_END)
         zone = qtype = 0
-        if 12 <= end < len(data) - 4:
+        if 12 <= end < len(data) - 4 and data[4:6] == b"\x00\x01":  # as `slow` counts it
             qtype = data[end + 1] << 8 | data[end + 2]
             zone = table.zone_of(data[12:end + 1].lower() + data[end + 1:end + 5])
         kind = zone << ZONE_SHIFT | qtype << QTYPE_SHIFT | (response[3] & 0x0F) << RCODE_SHIFT
@@ -173,9 +173,9 @@ class Answerer:
         if counts == NO_EDNS and len(data) == qend:
             response = b"".join((data[:2], flags, entry[2], data[12:qend], table.soas[entry[8]],
                                  entry[4]))
+            self._count(data, end, entry, transport)  # truncated or not, as `slow` counts
             if len(response) > PLAIN_LIMIT and not transport & TCP:
                 return self._truncated(data, qend, entry, b"")
-            self._count(data, end, entry, transport)
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
@@ -189,12 +189,12 @@ class Answerer:
         else:
             counts, soa, body, opt = entry[3], table.soas[entry[8]], entry[4], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
+        self._count(data, end, entry, transport)
         if len(response) > PLAIN_LIMIT and not transport & TCP:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
             if len(response) > limit:
                 return self._truncated(data, qend, entry, opt)
-        self._count(data, end, entry, transport)
         return response
 
     def _count(self, data: bytes, end: int, entry: Entry, transport: int) -> None:
