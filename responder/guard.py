@@ -15,7 +15,7 @@ import struct
 from multiprocessing.shared_memory import SharedMemory
 
 from healthdns.responder import cookies, rrl
-from healthdns.responder.query import BADCOOKIE, FORMERR, OPT_HEAD, TC, Answerer
+from healthdns.responder.query import BADCOOKIE, FORMERR, OPT_HEAD, TC, TCP, Answerer
 from healthdns.shared.config import Config
 
 _STANDARD_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
@@ -29,26 +29,28 @@ class Guard:
         self.cookies = cookie_jar
         self.limiter = limiter
 
-    def answer(self, data: bytes, tcp: bool, client: bytes) -> bytes | None:
-        """The response to `data` from `client` (4 or 16 octets), or None to send nothing."""
+    def answer(self, data: bytes, transport: int, client: bytes) -> bytes | None:
+        """The response to `data` from `client` (4 or 16 octets), or None to send nothing;
+        `transport` as `Answerer.answer` takes it."""
         # No OPT, or an OPT without options last (what the fast path takes): no cookie.
         if data[11:12] != b"\x01" or data[-11:-8] == OPT_HEAD or self.cookies is None:
-            response = self.answerer.answer(data, tcp)
-            if tcp or response is None or self.limiter is None:
+            response = self.answerer.answer(data, transport)
+            if transport & TCP or response is None or self.limiter is None:
                 return response
-            return self._limit(data, response, client, b"")
+            return self._limit(data, transport, response, client, b"")
         option = cookies.find(data)
         if option is None:
-            return self.answerer.answer(data, tcp)  # not the usual layout: no cookies
+            return self.answerer.answer(data, transport)  # not the usual layout: no cookies
         status, reply = self.cookies.check(option, client)
         if status == cookies.MALFORMED:
-            return self.answerer.slow(data, tcp, rcode=FORMERR)  # RFC 7873 5.2.2
-        response = self.answerer.slow(data, tcp, reply)
-        if tcp or response is None or self.limiter is None or status == cookies.VALID:
+            return self.answerer.slow(data, transport, rcode=FORMERR)  # RFC 7873 5.2.2
+        response = self.answerer.slow(data, transport, reply)
+        if transport & TCP or response is None or self.limiter is None or status == cookies.VALID:
             return response  # a valid server cookie proves the address: no limit
-        return self._limit(data, response, client, reply)
+        return self._limit(data, transport, response, client, reply)
 
-    def _limit(self, data: bytes, response: bytes, client: bytes, reply: bytes) -> bytes | None:
+    def _limit(self, data: bytes, transport: int, response: bytes, client: bytes,
+               reply: bytes) -> bytes | None:
         assert self.limiter is not None
         verdict = self.limiter.verdict(response, client)
         if verdict == rrl.SEND:
@@ -56,7 +58,7 @@ class Guard:
         if verdict == rrl.DROP:
             return None
         if reply:  # RFC 7873 5.4: a client with a cookie retries with ours, then goes free
-            return self.answerer.slow(data, False, reply, BADCOOKIE)
+            return self.answerer.slow(data, transport, reply, BADCOOKIE)
         return self._slipped(data, response)
 
     def _slipped(self, data: bytes, response: bytes) -> bytes:

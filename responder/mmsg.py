@@ -120,16 +120,18 @@ class Batch:
         self._name_offsets = [i * NAME_SIZE for i in range(size)]
         self.nview = memoryview(self.names).cast("B")
 
-    def serve(self, answer: Callable[[bytes, bool], bytes | None],
+    def serve(self, answer: Callable[[bytes, int], bytes | None],
               on_bug: Callable[[bytes], None],
-              guarded: Callable[[bytes, bool, bytes], bytes | None] | None = None,
-              every: bool = False) -> int:
+              guarded: Callable[[bytes, int, bytes], bytes | None] | None = None,
+              every: bool = False, transport: int = 0) -> int:
         """Wait for queries (up to the socket's receive timeout), answer one batch.
 
         With `guarded`, a query is answered by it instead, told the client's address: every
         query with `every` (rate limiting), else those with an additional record that is not
         a bare OPT last (an OPT with options may carry a cookie), so that cookies cost nothing
         to the queries that cannot carry one.
+
+        `transport` is passed on with each query: the answerer counts by the socket's family.
 
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
@@ -154,9 +156,9 @@ class Batch:
             try:
                 if guarded is not None and (every or query[11:12] > b"\x00"
                                             and query[-11:-8] != BARE_OPT):
-                    response = guarded(query, False, self._peer(i))
+                    response = guarded(query, transport, self._peer(i))
                 else:
-                    response = answer(query, False)
+                    response = answer(query, transport)
             except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
                 on_bug(query)
                 continue

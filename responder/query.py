@@ -11,7 +11,16 @@ from __future__ import annotations
 import struct
 from collections import Counter
 
-from healthdns.responder.table import CLASS_IN, MAX_NAME, Entry, Table
+from healthdns.responder.table import (
+    CLASS_IN,
+    MAX_NAME,
+    QTYPE_SHIFT,
+    RCODE_SHIFT,
+    ZONE_SHIFT,
+    Entry,
+    Table,
+    zone_origin,
+)
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
@@ -31,6 +40,30 @@ ONE_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, one additional (the O
 OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
 # Types a question may not simply be looked up for: the slow path answers them.
 META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
+# The transport a query came by, as the caller passes it: bit 0 TCP, bit 1 IPv6. One small
+# int, so that the fast path's counter key takes it with one `|`.
+UDP, TCP, V6 = 0, 1, 2
+# Counters by transport bits -> (TCP?, address family as CoreDNS labels it: 1 IPv4, 2 IPv6).
+TRANSPORTS = {t: (bool(t & TCP), 2 if t & V6 else 1) for t in range(4)}
+# (path, TCP?, family, zone origin (wire, b"" for none of ours), qtype, rcode) -> queries
+Counts = Counter[tuple[str, bool, int, bytes, int, int]]
+
+
+# Counter keys by transport, shared by the cache entries that count alike. A client choosing odd
+# query types could make many: past KINDS_SHARED, an entry gets a tuple of its own (bounded
+# by the cache, as the entry is).
+KINDS_SHARED = 4096
+_kinds: dict[int, tuple[int, ...]] = {}
+
+
+def transport_kinds(kind: int) -> tuple[int, ...]:
+    """A counter key for each transport (`UDP`, `TCP`, `| V6`), indexed by it."""
+    found = _kinds.get(kind)
+    if found is None:
+        found = tuple(kind | transport for transport in range(4))
+        if len(_kinds) < KINDS_SHARED:
+            _kinds[kind] = found
+    return found
 
 
 class Answerer:
@@ -43,11 +76,14 @@ class Answerer:
         self.nsid_option = struct.pack(">HH", NSID, len(nsid)) + nsid if nsid else b""
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
-        # Queries answered, by path (no logging per query): the cache's (UDP only) as
-        # qtype << 4 | rcode -> count, the fast path's as that << 1 | tcp.
+        # Queries answered, by path (no logging per query). The fast path and the cache key
+        # theirs as zone id << ZONE_SHIFT | qtype << QTYPE_SHIFT | rcode << RCODE_SHIFT |
+        # transport: the entry holds all but qtype and transport, so counting stays one
+        # dict increment. Zone ids are translated to origins only when read (`counts_by_label`).
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
-        self.slow_counts: Counter[tuple[int, int, bool]] = Counter()  # (qtype, rcode, tcp)
+        # (zone id, qtype, rcode, transport): rcodes beyond 4 bits (BADVERS, BADCOOKIE) too.
+        self.slow_counts: Counter[tuple[int, int, int, int]] = Counter()
         self.truncated = 0
 
     def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
@@ -69,23 +105,27 @@ class Answerer:
 
     # --- fast path ------------------------------------------------------------------------------
 
-    def answer(self, data: bytes, tcp: bool) -> bytes | None:
+    def answer(self, data: bytes, transport: int) -> bytes | None:
         """The response to `data`, or None when no response must be sent.
+
+        `transport`: UDP or TCP, | V6 when the socket is IPv6 (a bool works for IPv4).
 
         The packet cache comes first (as PowerDNS's does): one table answers the same query
         bytes, the ID aside, with the same response bytes, so a UDP response is kept by the
         query it answered. Each table has its own cache: a new snapshot starts empty.
         """
         table = self.table
-        if table is None or tcp:
-            return self._lookup(table, data, tcp)
+        if table is None or transport & 1:  # TCP (a literal: this test is on every query)
+            return self._lookup(table, data, transport)
         key = data[2:]
         cached = table.cache.get(key)
         if cached is not None:
-            counts = self.cache_counts
-            counts[cached[1]] = counts.get(cached[1], 0) + 1
+            # IPv4 and IPv6 sockets share the cache: the entry holds its counter key per
+            # transport, made once, so a hit allocates nothing to count (as before families).
+            kind, counts = cached[1][transport], self.cache_counts
+            counts[kind] = counts.get(kind, 0) + 1
             return data[:2] + cached[0]
-        response = self._lookup(table, data, False)
+        response = self._lookup(table, data, transport)
         if response is not None and len(data) <= CACHE_QUERY_MAX \
                 and len(table.cache) < table.cache_size:
             self._admit(table, key, data, response)
@@ -107,35 +147,39 @@ class Answerer:
             seen.add(digest)
             return
         end = data.find(0, 12, NAME_END)
-        qtype = data[end + 1] << 8 | data[end + 2] if 12 <= end < len(data) - 2 else 0
-        table.cache[key] = (response[2:], qtype << 4 | (response[3] & 0x0F))
+        zone = qtype = 0
+        if 12 <= end < len(data) - 4 and data[4:6] == b"\x00\x01":  # as `slow` counts it
+            qtype = data[end + 1] << 8 | data[end + 2]
+            zone = table.zone_of(data[12:end + 1].lower() + data[end + 1:end + 5])
+        kind = zone << ZONE_SHIFT | qtype << QTYPE_SHIFT | (response[3] & 0x0F) << RCODE_SHIFT
+        table.cache[key] = (response[2:], transport_kinds(kind))
 
-    def _lookup(self, table: Table | None, data: bytes, tcp: bool) -> bytes | None:
+    def _lookup(self, table: Table | None, data: bytes, transport: int) -> bytes | None:
         """Locate the question, look up its entry, splice; anything unusual goes slow."""
         # The end of the question name, when it is well formed and at most 255 octets: a
         # longer one goes slow (FORMERR) before any lookup; a miss checks its labels.
         end = data.find(0, 12, NAME_END)
         qend = end + 5
         if table is None or end < 12 or len(data) < qend:
-            return self.slow(data, tcp)
+            return self.slow(data, transport)
         key = data[12:end + 1].lower() + data[end + 1:qend]
         entry = table.answers.get(key) or self._miss(table, key)
         if entry is None:
-            return self.slow(data, tcp)
+            return self.slow(data, transport)
         flags = entry[1].get(data[2:4])  # None for responses, other opcodes, odd bits
         if flags is None:
-            return self.slow(data, tcp)
+            return self.slow(data, transport)
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
             response = b"".join((data[:2], flags, entry[2], data[12:qend], table.soas[entry[8]],
                                  entry[4]))
-            if not tcp and len(response) > PLAIN_LIMIT:
+            self._count(data, end, entry, transport)  # truncated or not, as `slow` counts
+            if len(response) > PLAIN_LIMIT and not transport & TCP:
                 return self._truncated(data, qend, entry, b"")
-            self._count(data, end, entry, tcp)
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
-            return self.slow(data, tcp)  # EDNS version > 0, options, or another shape
+            return self.slow(data, transport)  # EDNS version > 0, options, or another shape
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
             counts, soa, body, opt = entry[5], table.soas_signed[entry[8]], entry[6], \
                 self.opts[1]
@@ -145,37 +189,38 @@ class Answerer:
         else:
             counts, soa, body, opt = entry[3], table.soas[entry[8]], entry[4], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
-        if not tcp and len(response) > PLAIN_LIMIT:
+        self._count(data, end, entry, transport)
+        if len(response) > PLAIN_LIMIT and not transport & TCP:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
             if len(response) > limit:
                 return self._truncated(data, qend, entry, opt)
-        self._count(data, end, entry, tcp)
         return response
 
-    def _count(self, data: bytes, end: int, entry: Entry, tcp: bool) -> None:
-        kind = ((data[end + 1] << 8 | data[end + 2]) << 4 | (entry[0] & 0x0F)) << 1 | tcp
+    def _count(self, data: bytes, end: int, entry: Entry, transport: int) -> None:
+        kind = entry[9] | (data[end + 1] << 8 | data[end + 2]) << QTYPE_SHIFT | transport
         self.fast_counts[kind] = self.fast_counts.get(kind, 0) + 1
 
     def counts(self) -> Counter[tuple[str, int, int]]:
-        """(path, qtype, rcode) -> queries answered: for metrics."""
+        """(path, qtype, rcode) -> queries answered."""
         out: Counter[tuple[str, int, int]] = Counter()
-        for (path, _, qtype, rcode), n in self.counts_by_proto().items():
+        for (path, _, _, _, qtype, rcode), n in self.counts_by_label().items():
             out[(path, qtype, rcode)] += n
         return out
 
-    def counts_by_proto(self) -> Counter[tuple[str, bool, int, int]]:
-        """(path, tcp, qtype, rcode) -> queries answered.
+    def counts_by_label(self) -> Counts:
+        """(path, TCP?, family, zone origin, qtype, rcode) -> queries answered: for metrics.
 
         Read from another thread than the UDP threads that count: each dict is copied first
-        (one C call under the GIL) so that none changes size while it is read."""
-        out: Counter[tuple[str, bool, int, int]] = Counter()
-        for kind, n in dict(self.fast_counts).items():
-            out[("fast", bool(kind & 1), kind >> 5, kind >> 1 & 0x0F)] += n
-        for kind, n in dict(self.cache_counts).items():
-            out[("cache", False, kind >> 4, kind & 0x0F)] += n
-        for (qtype, rcode, tcp), n in dict(self.slow_counts).items():
-            out[("slow", tcp, qtype, rcode)] += n
+        (one C call under the GIL) so that none changes size while it is read. Zone ids are
+        translated here, at most once a second, never per query."""
+        out: Counts = Counter()
+        for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
+            for kind, n in dict(counts).items():
+                out[(path, *TRANSPORTS[kind & 3], zone_origin(kind >> ZONE_SHIFT),
+                     kind >> QTYPE_SHIFT & 0xFFFF, kind >> RCODE_SHIFT & 0x0F)] += n
+        for (zone, qtype, rcode, transport), n in dict(self.slow_counts).items():
+            out[("slow", *TRANSPORTS[transport], zone_origin(zone), qtype, rcode)] += n
         return out
 
     @staticmethod
@@ -193,7 +238,7 @@ class Answerer:
 
     # --- slow path ------------------------------------------------------------------------------
 
-    def slow(self, data: bytes, tcp: bool, cookie: bytes = b"",
+    def slow(self, data: bytes, transport: int, cookie: bytes = b"",
              rcode: int = NOERROR) -> bytes | None:
         """A complete, defensive reading of any packet.
 
@@ -208,43 +253,43 @@ class Answerer:
         if qdcount >= 1:
             end = _name_end(data, 12, pointers=False)
             if end < 0 or end + 4 > len(data):
-                return self._error(data, b"", FORMERR, None, tcp)
+                return self._error(data, b"", FORMERR, None, transport)
             question, pos = data[12:end + 4], end + 4
         edns = _find_opt(data, pos, qdcount, ancount + nscount, arcount)
         if edns is MALFORMED:
-            return self._error(data, question if qdcount == 1 else b"", FORMERR, None, tcp)
+            return self._error(data, question if qdcount == 1 else b"", FORMERR, None, transport)
         if edns is not None and cookie:
             edns = (*edns[:4], cookie)
         if opcode != 0:
-            return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns, tcp)
+            return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns, transport)
         if qdcount != 1:
-            return self._error(data, b"", FORMERR, edns, tcp)  # RFC 9619
+            return self._error(data, b"", FORMERR, edns, transport)  # RFC 9619
         if edns is not None and edns[2] > 0:
-            return self._error(data, question, BADVERS, edns, tcp)
+            return self._error(data, question, BADVERS, edns, transport)
         if rcode:
-            return self._error(data, question, rcode, edns, tcp)
+            return self._error(data, question, rcode, edns, transport)
         qtype, qclass = struct.unpack_from(">HH", question, len(question) - 4)
         if qclass != 1:
-            return self._error(data, question, REFUSED, edns, tcp)
+            return self._error(data, question, REFUSED, edns, transport)
         if qtype == OPT:
-            return self._error(data, question, FORMERR, edns, tcp)
+            return self._error(data, question, FORMERR, edns, transport)
         if qtype in META_QTYPES:  # AXFR, IXFR, MAILA, MAILB, TKEY, TSIG: not offered
             rcode = NOTIMP if qtype in (253, 254) else REFUSED
-            return self._error(data, question, rcode, edns, tcp)
+            return self._error(data, question, rcode, edns, transport)
         table = self.table
         if table is None:
-            return self._error(data, question, SERVFAIL, edns, tcp)
+            return self._error(data, question, SERVFAIL, edns, transport)
         key = question[:-4].lower() + question[-4:]
         entry = table.answers.get(key) or table.lookup_miss(key[:-4])
-        if entry is None:
-            return self._error(data, question, REFUSED, edns, tcp)  # not one of our zones
-        return self._respond(table, data, question, entry, edns, tcp)
+        if entry is None:  # not one of our zones
+            return self._error(data, question, REFUSED, edns, transport, zone=0)
+        return self._respond(table, data, question, entry, edns, transport)
 
     def _respond(self, table: Table, data: bytes, question: bytes, entry: Entry,
-                 edns: Edns | None, tcp: bool) -> bytes:
+                 edns: Edns | None, transport: int) -> bytes:
         flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
-        self.slow_counts[(qtype, flags & 0x0F, tcp)] += 1
+        self.slow_counts[(entry[9] >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
         if edns is None:
             counts, body = entry[2], table.soas[entry[8]] + entry[4]
         elif not edns[1] & 0x8000:
@@ -255,7 +300,7 @@ class Answerer:
             counts, proofs = table.denial(question[:-4].lower(), entry[7])
             body = table.soas_signed[entry[8]] + entry[6] + proofs
         response = data[:2] + struct.pack(">H", flags) + counts + question + body
-        limit = self._limit(edns, tcp)
+        limit = self._limit(edns, transport & TCP)
         opt = self._opt_for(edns, limit - len(response))
         if len(response) + len(opt) <= limit:
             return response + opt
@@ -263,7 +308,7 @@ class Answerer:
         opt = self._opt_for(edns, limit - 12 - len(question))
         return self._header(data, flags | TC, 1, 0, 1 if opt else 0) + question + opt
 
-    def _limit(self, edns: Edns | None, tcp: bool) -> int:
+    def _limit(self, edns: Edns | None, tcp: int) -> int:
         """The largest response the client takes: 512 octets over UDP without EDNS, else the
         lesser of its size and ours, never under 512 (RFC 1035 4.2.1, RFC 6891 6.2.5)."""
         if tcp:
@@ -273,17 +318,28 @@ class Answerer:
         return max(PLAIN_LIMIT, min(self.payload_size, edns[0]))
 
     def _error(self, data: bytes, question: bytes, rcode: int, edns: Edns | None,
-               tcp: bool) -> bytes:
+               transport: int, zone: int | None = None) -> bytes:
+        """An error response; counted under `zone`, or when None under the zone the question
+        falls in (the one that would answer it had it no error), as the cache counts it."""
         qtype = question[-4] << 8 | question[-3] if question else 0
-        self.slow_counts[(qtype, rcode, tcp)] += 1
+        if zone is None:
+            zone = self._zone(question)
+        self.slow_counts[(zone, qtype, rcode, transport)] += 1
         # QR, the opcode echoed, RD copied; never AA on an error (RFC 1035 4.1.1). CD is a
         # QUERY bit (RFC 6840 5.9): copied for QUERY only, as Knot and gdnsd do.
         cd = data[3] & 0x10 if not data[2] & 0x78 else 0
         flags = QR | (data[2] & 0x79) << 8 | cd | (rcode & 0x0F)
         # At most 12 + 259 + 11 octets without NSID: within every limit (512 at least).
-        opt = self._opt_for(edns, self._limit(edns, tcp) - 12 - len(question), rcode >> 4)
+        opt = self._opt_for(edns, self._limit(edns, transport & TCP) - 12 - len(question),
+                            rcode >> 4)
         return self._header(data, flags, 1 if question else 0, 0, 1 if opt else 0) \
             + question + opt
+
+    def _zone(self, question: bytes) -> int:
+        table = self.table
+        if table is None or not question:
+            return 0
+        return table.zone_of(question[:-4].lower() + question[-4:])
 
     @staticmethod
     def _header(data: bytes, flags: int, qdcount: int, ancount: int, arcount: int) -> bytes:

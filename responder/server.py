@@ -12,7 +12,7 @@ import time
 from multiprocessing.connection import Connection
 
 from healthdns.responder import guard, mmsg
-from healthdns.responder.query import Answerer
+from healthdns.responder.query import UDP, V6, Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
@@ -125,8 +125,9 @@ class Server:
         paths = {path: i for i, path in enumerate(messages.PATHS)}
         while True:
             table = self.answerer.table
-            counts = [(paths[path], int(tcp), qtype, rcode, n) for (path, tcp, qtype, rcode), n
-                      in self.answerer.counts_by_proto().items()]
+            counts = [(paths[path], int(tcp), family, zone, qtype, rcode, n)
+                      for (path, tcp, family, zone, qtype, rcode), n
+                      in self.answerer.counts_by_label().items()]
             try:
                 messages.send(self.conn, messages.Stats(
                     self.slot, table.generation if table else 0, counts,
@@ -158,18 +159,20 @@ class Server:
         """
         sock.setblocking(True)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200_000))
+        transport = V6 if sock.family == socket.AF_INET6 else UDP  # counted by family
         batch = self.cfg.server.udp_batch
         if batch and mmsg.available():
             receiver = mmsg.Batch(sock, batch)
             while not self.stopping:
                 receiver.serve(self.answerer.answer, self._bug,
                                self.guard.answer if self.guard is not None else None,
-                               self.guard is not None and self.guard.limiter is not None)
+                               self.guard is not None and self.guard.limiter is not None,
+                               transport)
         else:
             while not self.stopping:
-                self._serve_one(sock)
+                self._serve_one(sock, transport)
 
-    def _serve_one(self, sock: socket.socket) -> None:
+    def _serve_one(self, sock: socket.socket, transport: int) -> None:
         """The portable path: one recvfrom and one sendto per query."""
         try:
             data, peer = sock.recvfrom(65535)
@@ -177,9 +180,9 @@ class Server:
             return  # the receive timeout, or an ICMP error queued on the socket
         try:
             if self.guard is None:
-                response = self.answerer.answer(data, False)
+                response = self.answerer.answer(data, transport)
             else:
-                response = self.guard.answer(data, False, guard.address(peer[0]))
+                response = self.guard.answer(data, transport, guard.address(peer[0]))
         except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
             self._bug(data)
             return

@@ -16,14 +16,24 @@ from healthdns.shared.messages import Answer, Delta, Snapshot
 
 # (flags, flag map, counts, counts with our OPT, body, counts with OPT for DO=1, body for DO=1,
 #  (an, ns, ar) when NXDOMAIN proofs are added per query, index of the SOA records to put first
-#  in the authority section (0: none))
+#  in the authority section (0: none), the counter key of its answers but the query's type and
+#  transport: zone id << ZONE_SHIFT | rcode << RCODE_SHIFT, see `query.Answerer`)
 Entry = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, bytes, bytes,
-              tuple[int, int, int] | None, int]
+              tuple[int, int, int] | None, int, int]
 CLASS_IN = b"\x00\x01"
 MAX_NAME = 255  # octets in a name, the root label included (RFC 1035 3.1)
 MAX_LABEL = 63  # octets in a label; 0x40 and 0x80 set mean other label types (RFC 6891 5)
 _flag_maps: dict[int, dict[bytes, bytes]] = {}
 _shared_counts: dict[bytes, bytes] = {}  # bounded: counts are small numbers (MAX_ANSWERS)
+_shared_kinds: dict[int, int] = {}  # bounded: zones times rcodes
+# Counter keys (see `Answerer`): transport in bits 0-1, rcode in 2-5, qtype in 6-21, zone id above.
+RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
+# Zone origins (wire) by id, and ids by origin: interned for the life of the process, never
+# reused, so a counter keyed by id means the same zone whatever generation it was made under
+# (a reload may add, drop or reorder zones). Id 0: no zone of ours. Bounded by the zones
+# ever configured, like `_flag_maps` by the distinct flags.
+_zone_origins: list[bytes] = [b""]
+_zone_ids: dict[bytes, int] = {}
 # A zone's denial chain (NSEC sort keys or NSEC3 hashes), its proofs by chain position, whether
 # it is NSEC3, and the positions a closest encloser always needs (see `Table.denial`).
 Proving = tuple[list[Any], list[bytes], bool, tuple[int, ...]]
@@ -54,7 +64,21 @@ def _counts(an: int, ns: int, ar: int) -> bytes:
     return _shared_counts.setdefault(packed, packed)
 
 
-def entry(answer: Answer, soa_index: int, proved: bool = False) -> Entry:
+def zone_id(origin: bytes) -> int:
+    """The process-wide id of a zone origin (lower-case wire), given on first sight."""
+    found = _zone_ids.get(origin)
+    if found is None:
+        found = _zone_ids[origin] = len(_zone_origins)
+        _zone_origins.append(origin)
+    return found
+
+
+def zone_origin(zone: int) -> bytes:
+    """The origin (wire) of a zone id; b"" for 0, no zone of ours."""
+    return _zone_origins[zone]
+
+
+def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False) -> Entry:
     """What the query path splices; `proved`: NSEC proofs are added per query (NXDOMAIN)."""
     # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: without and with our OPT record.
     counts = _counts(answer.ancount, answer.nscount, answer.arcount)
@@ -63,8 +87,11 @@ def entry(answer: Answer, soa_index: int, proved: bool = False) -> Entry:
     signed = answer.signed or answer
     counts_do = _counts(signed.ancount, signed.nscount, signed.arcount + 1)
     base = (signed.ancount, signed.nscount, signed.arcount) if proved else None
+    # The rcode is known per entry, so the fast path adds only the qtype and transport.
+    kind = zone << ZONE_SHIFT | (answer.flags & 0x0F) << RCODE_SHIFT
+    kind = _shared_kinds.setdefault(kind, kind)  # one int object, not one per entry
     return (answer.flags, flag_map(answer.flags), counts, counts_opt, answer.body,
-            counts_do, signed.body, base, soa)
+            counts_do, signed.body, base, soa, kind)
 
 
 class Table:
@@ -95,8 +122,8 @@ class Table:
     )
 
     def __init__(self, snapshot: Snapshot, cache_size: int = 0) -> None:
-        # query bytes but the ID -> (response but the ID, qtype << 4 | rcode)
-        self.cache: dict[bytes, tuple[bytes, int]] = {}
+        # query bytes but the ID -> (response but the ID, its counter key by transport)
+        self.cache: dict[bytes, tuple[bytes, tuple[int, ...]]] = {}
         self.cache_size = cache_size
         # hashes of queries missed once: the cache admits a query on its second miss
         self.seen: set[int] = set()
@@ -112,9 +139,10 @@ class Table:
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
         for index, zone in enumerate(snapshot.zones, start=1):
-            self._put(index, zone.answers.items(), zone.names.items())
-            self._put_variants(index, zone.variants)
-            self.zones[zone.origin] = entry(zone.nxdomain, index, proved=bool(zone.chain))
+            ids = (index, zone_id(zone.origin))
+            self._put(ids, zone.answers.items(), zone.names.items())
+            self._put_variants(ids, zone.variants)
+            self.zones[zone.origin] = entry(zone.nxdomain, *ids, proved=bool(zone.chain))
             if zone.chain:
                 keys = list(zone.chain) if zone.nsec3 else [canonical.key(o) for o in zone.chain]
                 self.chains[zone.origin] = (keys, list(zone.proofs), zone.nsec3)
@@ -141,8 +169,9 @@ class Table:
                 new.answers.pop(key + CLASS_IN, None)
             for name in zone.removed_names:
                 new.names.pop(name, None)
-            new._put(index, zone.answers.items(), zone.names.items())
-            new._put_variants(index, zone.variants)
+            ids = (index, zone_id(zone.origin))
+            new._put(ids, zone.answers.items(), zone.names.items())
+            new._put_variants(ids, zone.variants)
             if zone.proofs:
                 keys, proofs, hashed = new.chains[zone.origin]
                 proofs = list(proofs)
@@ -151,16 +180,17 @@ class Table:
                 new.chains[zone.origin] = (keys, proofs, hashed)
         return new
 
-    def _put(self, index: int, answers: Iterable[tuple[bytes, Answer]],
+    def _put(self, ids: tuple[int, int], answers: Iterable[tuple[bytes, Answer]],
              names: Iterable[tuple[bytes, Answer]]) -> None:
+        """Add a zone's entries; `ids`: its SOA index in this generation, its zone id."""
         for key, answer in answers:
-            self.answers[key + CLASS_IN] = entry(answer, index)
+            self.answers[key + CLASS_IN] = entry(answer, *ids)
         for name, answer in names:
-            self.names[name] = entry(answer, index)
+            self.names[name] = entry(answer, *ids)
 
-    def _put_variants(self, index: int, variants: dict[bytes, list[Answer]]) -> None:
+    def _put_variants(self, ids: tuple[int, int], variants: dict[bytes, list[Answer]]) -> None:
         for key, answers in variants.items():
-            self.variants[key + CLASS_IN] = [entry(a, index) for a in answers]
+            self.variants[key + CLASS_IN] = [entry(a, *ids) for a in answers]
 
     def rotate(self, turn: int) -> None:
         """Serve variant `turn` (modulo their number) of every rotating answer.
@@ -197,6 +227,13 @@ class Table:
                 if nxdomain is not None:
                     return nxdomain
         return None
+
+    def zone_of(self, key: bytes) -> int:
+        """The zone id a question (lower-case name, type, class) is counted under: the zone
+        of the entry that answers it, as the fast and slow paths look it up; 0 when the name
+        is in none of our zones or is malformed."""
+        found = self.answers.get(key) or self.lookup_miss(key[:-4])
+        return found[9] >> ZONE_SHIFT if found is not None else 0
 
     def denial(self, name: bytes, base: tuple[int, int, int]) -> tuple[bytes, bytes]:
         """The counts (our OPT included) and the NSEC or NSEC3 records, with their RRSIGs,

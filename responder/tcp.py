@@ -20,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from healthdns.responder.query import TCP, V6
+
 log = logging.getLogger("healthdns.responder")
 HEADER = 12  # a DNS message shorter than its header cannot be a query: the framing is wrong
 FRAME_MAX = 0xFFFF  # the 2-octet length prefix (RFC 1035 4.2.2)
@@ -31,10 +33,10 @@ SWEEP_PERIOD = 0.1  # seconds between two idle sweeps: one timer per responder, 
 ACCEPT_BATCH = 64  # connections accepted per wakeup at most (see Tcp.listen)
 FD_RESERVE = 64  # descriptors kept for the listeners, the pipe, the UDP thread and logging
 
-Answer = Callable[[bytes, bool], "bytes | None"]
+Answer = Callable[[bytes, int], "bytes | None"]  # (query, transport: see query.TCP, V6)
 Bug = Callable[[bytes], None]
 DEFER_ACCEPT = 5  # seconds the kernel holds a connection that has sent nothing
-Guarded = Callable[[bytes, bool, bytes], "bytes | None"]  # (query, tcp, client address)
+Guarded = Callable[[bytes, int, bytes], "bytes | None"]  # (query, transport, client address)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class Tcp:
 class Connection(asyncio.Protocol):
     """One client connection: the bytes of an incomplete query, and the transport."""
 
-    __slots__ = ("client", "pending", "respond", "tcp", "transport")
+    __slots__ = ("client", "kind", "pending", "respond", "tcp", "transport")
 
     def __init__(self, tcp: Tcp) -> None:
         self.tcp = tcp
@@ -200,17 +202,21 @@ class Connection(asyncio.Protocol):
         self.client = ""
         self.pending = b""
         self.respond = tcp.answer
+        self.kind = TCP  # the transport the answerer counts: | V6 on an IPv6 listener
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client = client_key(peer)
+        listener = transport.get_extra_info("socket")
+        if listener is not None and listener.family == socket.AF_INET6:
+            self.kind = TCP | V6
         guarded = self.tcp.guarded
         if guarded is not None:
             address = socket.inet_pton(socket.AF_INET6 if ":" in peer[0] else socket.AF_INET,
                                        peer[0].split("%", 1)[0])
-            self.respond = lambda data, tcp: guarded(data, tcp, address)
+            self.respond = lambda data, kind: guarded(data, kind, address)
         if not self.tcp.admit(self):
             transport.close()
 
@@ -243,7 +249,7 @@ class Connection(asyncio.Protocol):
         buf = self.pending + data if self.pending else data
         out: list[bytes] = []
         pos, end = 0, len(buf)
-        answer = self.respond
+        answer, kind = self.respond, self.kind
         while end - pos >= 2:
             length = buf[pos] << 8 | buf[pos + 1]
             if length < HEADER:
@@ -254,7 +260,7 @@ class Connection(asyncio.Protocol):
             query = buf[pos + 2:pos + 2 + length]
             pos += 2 + length
             try:
-                response = answer(query, True)
+                response = answer(query, kind)
             except Exception:  # noqa: BLE001 - a bug must cost one connection, never the server
                 self.tcp.bug(query)
                 self._fail(out)

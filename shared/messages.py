@@ -195,9 +195,11 @@ class Stats(_Message):
 
     slot: int
     generation: int
-    # (path, proto, qtype, rcode, queries): path 0 fast, 1 packet cache, 2 slow; proto 0 UDP,
-    # 1 TCP.
-    counts: list[tuple[int, int, int, int, int]]
+    # (path, proto, family, zone, qtype, rcode, queries): path 0 fast, 1 packet cache, 2 slow;
+    # proto 0 UDP, 1 TCP; family 1 IPv4, 2 IPv6 (the listening socket's); zone the origin
+    # (lower-case wire) whose data answered, b"" for a name in none of its zones. The zone
+    # travels as an origin, not an index, so it means the same across generations.
+    counts: list[tuple[int, int, int, bytes, int, int, int]]
     truncated: int
     errors: int
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import dns.exception
 import dns.name
 import dns.rdatatype
 from prometheus_client.core import (
@@ -34,6 +36,12 @@ from healthdns.supervisor.overrides import Override
 QTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA", "DS", "DNSKEY",
           "NSEC", "NSEC3", "RRSIG", "HTTPS", "SVCB", "ANY", "AXFR", "IXFR")
 _QTYPE_LABEL = {int(dns.rdatatype.from_text(t)): t for t in QTYPES}
+# The zone label of queries for names in none of our zones (answered REFUSED), and of those
+# without a usable question (FORMERR): CoreDNS counts these under its own placeholder; "."
+# cannot be a zone of ours (the configuration refuses the root zone).
+NO_ZONE = "."
+# (path, proto, family, zone label, qtype, rcode) -> queries
+Counts = Counter[tuple[int, int, int, str, int, int]]
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
           16: "BADVERS"}
 
@@ -80,7 +88,7 @@ class View:
     serials: tuple[tuple[str, int], ...] = ()
     responders: tuple[Responder, ...] = ()
     targets: dict[str, TargetState] = field(default_factory=dict)
-    counts: dict[tuple[int, int, int, int], int] = field(default_factory=dict)
+    counts: dict[tuple[int, int, int, str, int, int], int] = field(default_factory=dict)
     truncated: int = 0
     errors: int = 0
     restarts: dict[str, int] = field(default_factory=dict)
@@ -138,6 +146,19 @@ def pools(cfg: Config) -> dict[str, dict[str, Any]]:
                              "min_healthy": record.pool.min_healthy,
                              "policy": record.pool.policy}
     return out
+
+
+def zone_label(origin: bytes, spelled: list[str]) -> str:
+    """The `zone` label of an origin (wire, lower-case) as responders count it: the zone's
+    name as `zone_names` spells it, so that the DNS counters join `healthdns_zone_serial`;
+    NO_ZONE for b"" (none of ours)."""
+    if not origin:
+        return NO_ZONE
+    try:
+        text = dns.name.from_wire(origin, 0)[0].to_text(omit_final_dot=True)
+    except dns.exception.DNSException:
+        return f"invalid {origin[:64].hex()}"  # a responder's bug: shown, never fatal
+    return next((z for z in spelled if z.lower() == text.lower()), text)
 
 
 def zone_names(cfg: Config) -> list[str]:
@@ -238,15 +259,16 @@ class Metrics(Collector):
 
 def _dns(view: View) -> Iterator[Metric]:
     requests = CounterMetricFamily("healthdns_dns_requests", "DNS queries answered, summed "
-                                   "across responders", labels=["proto", "type", "path"])
+                                   "across responders",
+                                   labels=["zone", "proto", "family", "type", "path"])
     responses = CounterMetricFamily("healthdns_dns_responses", "DNS responses by rcode",
-                                    labels=["rcode", "path"])
-    by_request: dict[tuple[str, str, str], int] = {}
-    by_rcode: dict[tuple[str, str], int] = {}
-    for (path, proto, qtype, rcode), n in view.counts.items():
-        key = (PROTOS[proto], _QTYPE_LABEL.get(qtype, "other"), PATHS[path])
+                                    labels=["zone", "rcode", "path"])
+    by_request: dict[tuple[str, str, str, str, str], int] = {}
+    by_rcode: dict[tuple[str, str, str], int] = {}
+    for (path, proto, family, zone, qtype, rcode), n in view.counts.items():
+        key = (zone, PROTOS[proto], str(family), _QTYPE_LABEL.get(qtype, "other"), PATHS[path])
         by_request[key] = by_request.get(key, 0) + n
-        rkey = (RCODES.get(rcode, str(rcode)), PATHS[path])
+        rkey = (zone, RCODES.get(rcode, str(rcode)), PATHS[path])
         by_rcode[rkey] = by_rcode.get(rkey, 0) + n
     for key, n in sorted(by_request.items()):
         requests.add_metric(list(key), n)

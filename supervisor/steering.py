@@ -23,7 +23,8 @@ from healthdns.supervisor.overrides import Override, OverrideError, Overrides
 log = logging.getLogger("healthdns.supervisor")
 
 PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' snapshot age)
-Counts = Counter[tuple[int, int, int, int]]  # (path, proto, qtype, rcode) -> queries
+# (path, proto, family, zone origin (wire), qtype, rcode) -> queries, as responders send them
+Counts = Counter[tuple[int, int, int, bytes, int, int]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Steering:
         self.probes_gone: dict[str, messages.Probe] = {}  # totals of ended prober processes
         self.stats: dict[int, tuple[messages.Stats, float]] = {}  # responder -> latest, when
         self.gone: Counts = Counter()  # totals of ended responder processes
+        self.zone_labels: dict[bytes, str] = {}  # origins as responders count them -> labels
         self.gone_truncated = self.gone_errors = 0
         self.restarts: Counter[str] = Counter()
         self.choices: list[tuple[str, int, int, str, list[str]]] = []
@@ -182,8 +184,8 @@ class Steering:
         last = self.stats.pop(index, None) if role == "responder" else None
         if last is not None:
             stats = last[0]
-            for path, proto, qtype, rcode, n in stats.counts:
-                self.gone[(path, proto, qtype, rcode)] += n
+            for path, proto, family, zone, qtype, rcode, n in stats.counts:
+                self.gone[(path, proto, family, zone, qtype, rcode)] += n
             self.gone_truncated += stats.truncated
             self.gone_errors += stats.errors
         self.dirty = True
@@ -192,11 +194,13 @@ class Steering:
 
     def view(self, generation: int, children: list[Child], rejected: dict[str, int],
              now: float) -> status.View:
-        counts = Counter(self.gone)
+        counts: status.Counts = Counter()
+        for (path, proto, family, zone, qtype, rcode), n in self.gone.items():
+            counts[(path, proto, family, self._zone(zone), qtype, rcode)] += n
         truncated, errors = self.gone_truncated, self.gone_errors
         for stats, _ in self.stats.values():
-            for path, proto, qtype, rcode, n in stats.counts:
-                counts[(path, proto, qtype, rcode)] += n
+            for path, proto, family, zone, qtype, rcode, n in stats.counts:
+                counts[(path, proto, family, self._zone(zone), qtype, rcode)] += n
             truncated += stats.truncated
             errors += stats.errors
         responders = tuple(self._responder(child, now) for child in children)
@@ -214,6 +218,14 @@ class Steering:
             rejected=dict(rejected), overrides=tuple(self.overrides.listing()),
             choices=tuple(self.choices), probes=_all_probes(self.probes_gone, self.probes),
             current=current)
+
+    def _zone(self, origin: bytes) -> str:
+        """The `zone` label of an origin as responders count it (see `status.zone_label`),
+        worked out once per origin: a view is built about once a second per responder."""
+        label = self.zone_labels.get(origin)
+        if label is None:
+            label = self.zone_labels[origin] = status.zone_label(origin, self.zones)
+        return label
 
     def _responder(self, child: Child, now: float) -> status.Responder:
         stats, at = self.stats.get(child.index, (None, 0.0))

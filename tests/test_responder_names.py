@@ -138,7 +138,10 @@ def allowed(wire: bytes, response: bytes, ours: int) -> int:
     With an OPT, the lesser of the client's size and ours, at least 512 (RFC 6891 6.2.5);
     ours alone when dnspython cannot read the query.
     """
-    reply = dns.message.from_wire(response, ignore_trailing=True)
+    # Read as a QUERY whatever its opcode: dnspython reads an UPDATE's question as a zone
+    # section and refuses one of type A (FormError), and the opcode changes no size rule.
+    as_query = response[:2] + bytes([response[2] & 0x87]) + response[3:]
+    reply = dns.message.from_wire(as_query, ignore_trailing=True)
     if reply.edns < 0:
         return 512
     try:
