@@ -1027,25 +1027,48 @@ def scrape_cost(servers: Sequence[Server], queries: Path, args: argparse.Namespa
                 root: Path) -> dict[str, Any]:
     """Throughput with a /metrics scraper over throughput without, per healthdns server.
 
-    Rounds alternate (plain, scraped) so a drift of the machine's load hits both alike."""
+    Each round is a pair of runs, one plain and one scraped, in turns ABBA (plain first in
+    odd rounds, scraped first in even ones), so a drift of the machine's load hits both alike;
+    the cost is the median of the per-pair ratios. The supervisor's own CPU time (what the
+    scrapes cost where they are served) is measured beside it, per second of load."""
     out: dict[str, Any] = {}
     for server in servers:
         if server.control_port is None:
             continue
-        plain, scraped, scrapes, failed = [], [], 0, 0
+        ratios: list[float] = []
+        cpu: dict[bool, list[float]] = {False: [], True: []}
+        scrapes = failed = 0
         for round_no in range(1, args.rounds + 1):
-            plain.append(run_dnsperf(server, queries, args, 100 + round_no, root).qps)
-            with Scraper(f"http://{HOST}:{server.control_port}/metrics") as scraper:
-                scraped.append(run_dnsperf(server, queries, args, 200 + round_no, root).qps)
-            scrapes += scraper.count
-            failed += scraper.failed
-        ratio = statistics.median(scraped) / statistics.median(plain)
-        out[server.label] = {"qps_plain": plain, "qps_scraped": scraped, "ratio": ratio,
-                             "scrapes": scrapes, "failed_scrapes": failed}
-        log(f"{server.label}: scraping /metrics every {SCRAPE_PERIOD * 1000:.0f} ms: "
-            f"{statistics.median(scraped):.0f} q/s against {statistics.median(plain):.0f} "
-            f"(ratio {ratio:.3f}, cost {100 * (1 - ratio):.1f}%, {scrapes} scrapes)")
+            qps: dict[bool, float] = {}
+            for scraping in (False, True) if round_no % 2 else (True, False):
+                before, started = cpu_seconds(server.pid), time.monotonic()
+                run_no = (200 if scraping else 100) + round_no
+                if scraping:
+                    with Scraper(f"http://{HOST}:{server.control_port}/metrics") as scraper:
+                        qps[scraping] = run_dnsperf(server, queries, args, run_no, root).qps
+                    scrapes += scraper.count
+                    failed += scraper.failed
+                else:
+                    qps[scraping] = run_dnsperf(server, queries, args, run_no, root).qps
+                cpu[scraping].append((cpu_seconds(server.pid) - before)
+                                     / (time.monotonic() - started))
+            ratios.append(qps[True] / qps[False])
+        ratio = statistics.median(ratios)
+        supervisor = {k: statistics.median(v) for k, v in cpu.items()}
+        out[server.label] = {"ratios": ratios, "ratio": ratio, "scrapes": scrapes,
+                             "failed_scrapes": failed, "supervisor_cpu": supervisor}
+        log(f"{server.label}: scraping /metrics every {SCRAPE_PERIOD * 1000:.0f} ms: median "
+            f"ratio of {len(ratios)} pairs {ratio:.3f} (cost {100 * (1 - ratio):.1f}%; pairs "
+            f"{' '.join(f'{r:.3f}' for r in ratios)}), {scrapes} scrapes, {failed} failed; "
+            f"supervisor CPU {supervisor[True]:.4f} core scraped, {supervisor[False]:.4f} "
+            f"not")
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Scraper:
