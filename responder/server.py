@@ -60,6 +60,8 @@ class Server:
                 thread.join()
             self.tcp.close()
             for listener in self.listeners:
+                if self.serving:
+                    self._drain(listener.udp)
                 listener.close()
 
     def _stop(self) -> None:
@@ -169,12 +171,25 @@ class Server:
             while not self.stopping:
                 self._serve_one(sock)
 
-    def _serve_one(self, sock: socket.socket) -> None:
-        """The portable path: one recvfrom and one sendto per query."""
+    def _drain(self, sock: socket.socket) -> None:
+        """Answer what the kernel queued on a socket before it is closed: with SO_REUSEPORT,
+        closing drops those datagrams, while the other responders (or a new server) take
+        the queries that come after. Reads until the queue is empty."""
+        sock.setblocking(False)
+        answered = 0
+        while self._serve_one(sock):
+            answered += 1
+        log.debug("drained %d queries from %s", answered, sock.getsockname())
+
+    def _serve_one(self, sock: socket.socket) -> bool:
+        """The portable path: one recvfrom and one sendto per query; False when nothing was
+        waiting."""
         try:
             data, peer = sock.recvfrom(65535)
+        except BlockingIOError:
+            return False
         except OSError:
-            return  # the receive timeout, or an ICMP error queued on the socket
+            return True  # the receive timeout, or an ICMP error queued on the socket
         try:
             if self.guard is None:
                 response = self.answerer.answer(data, False)
@@ -182,12 +197,13 @@ class Server:
                 response = self.guard.answer(data, False, guard.address(peer[0]))
         except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
             self._bug(data)
-            return
+            return True
         if response is not None:
             try:
                 sock.sendto(response, peer)
             except OSError:
                 self.errors += 1  # send buffer full: the client retries
+        return True
 
     def _bug(self, data: bytes) -> None:
         """Count an internal error; log its traceback unless one was logged recently, so a

@@ -82,6 +82,16 @@ class Steering:
             return None
         return {self.renames[t]: self._effective(t, up) for t, up in self.probed.items()}
 
+    def reconfigure(self, cfg: Config, renames: dict[str, str]) -> None:
+        """A reload: the targets `renames` names from now on (while the prober settles into
+        the new configuration, those of both)."""
+        self.cfg, self.renames, self.zones = cfg, renames, status.zone_names(cfg)
+        catalog = {**self.targets, **status.catalog(cfg)}
+        self.targets = {t: row for t, row in catalog.items() if t in renames}
+        self.overrides.known = {a for t in self.targets.values() for a in t.served}
+        self.overrides.known_names = {n for t in self.targets.values() for n in t.names}
+        self.dirty = True
+
     def _effective(self, target: str, probed: bool) -> bool:
         return self.overrides.effective(probed, self.targets[target].served)
 
