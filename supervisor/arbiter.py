@@ -40,7 +40,7 @@ from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import ConfigError
 from healthdns.shared.keyfiles import KeyFileError
-from healthdns.supervisor import notify, reload, status, views
+from healthdns.supervisor import notify, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
 from healthdns.supervisor.steering import Child, Steering
@@ -68,6 +68,7 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
+SAVE_PERIOD = 1.0  # the health is written to the state file at most this often (and at stop)
 
 
 @dataclass
@@ -106,6 +107,8 @@ class Supervisor:
         self.rolling: list[int] = []  # responder slots still to replace, in order
         self.successor: Slot | None = None  # the new process of the slot being replaced
         self.retiring: list[Slot] = []  # replaced responders, draining before they exit
+        self.saved_at = -SAVE_PERIOD  # when the state file was last written
+        self.save_due = False  # the health changed since
         self.now = now
         self.ctx = multiprocessing.get_context("spawn")
         self.prober = Slot("prober", 0)
@@ -158,6 +161,7 @@ class Supervisor:
             log.info("rate limiting UDP answers: %d/s (NXDOMAIN %d/s, errors %d/s) per /%d and "
                      "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
                      ", dry run" if rrl.dry_run else "")
+        self._warm_start()
         self._spawn(self.prober)
         self._spawn(self.signer)
         self._spawn(self.responders[0])  # the others once it has bound (port 0 resolved)
@@ -169,6 +173,8 @@ class Supervisor:
         deadlines = [s.restart_at for s in self.slots if s.state in ("backoff", "retiring")]
         if self.control is not None:
             deadlines.append(self.now() + HEARTBEAT)
+        if self.save_due:
+            deadlines.append(self.saved_at + SAVE_PERIOD)
         if self.cfg.server.hung_after:
             deadlines.append(self.now() + min(HEARTBEAT, self.cfg.server.hung_after / 2))
         expiry = self.steering.overrides.next_expiry()
@@ -199,6 +205,8 @@ class Supervisor:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self._spawn(slot)
         self._watch()
+        if self.save_due and self.now() - self.saved_at >= SAVE_PERIOD:
+            self._save()
         if self.steering.expire():
             self._overrides_changed()
         self._show()
@@ -223,6 +231,23 @@ class Supervisor:
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: configuration reload requested")
                 self._reload()
+
+    # --- the health kept across restarts -----------------------------------------------------
+
+    def _warm_start(self) -> None:
+        """Take the health a previous process kept, when young enough: the signer is sent it
+        when it starts, before the prober's first round (see `warm`)."""
+        restored, why = warm.load(self.cfg.control.state_file, time.time(),
+                                  warm.max_age(self.cfg), self.views.signer_ids.keys())
+        log.info("%s", why)
+        if restored:
+            self.steering.warm(restored)
+            self.health = self.steering.health()
+
+    def _save(self) -> None:
+        """Write the overrides and the health (throttled: reports may come many a second)."""
+        self.steering.save()
+        self.saved_at, self.save_due = self.now(), False
 
     # --- reload -----------------------------------------------------------------------------------
 
@@ -547,6 +572,7 @@ class Supervisor:
         if full and self.reconfiguring:
             self._settle()
         self._on_health(self.steering.report(states, full), full)
+        self.save_due = self.cfg.control.state_file is not None
         return None
 
     def _on_health(self, states: dict[str, bool], full: bool) -> None:
@@ -607,7 +633,7 @@ class Supervisor:
     def _overrides_changed(self) -> None:
         """Keep the overrides, and send the signer the health as they now make it: a drained
         address leaves the answers with the next generation."""
-        self.steering.save()
+        self._save()
         health = self.steering.health()
         if health is not None:
             self._on_health(health, True)
@@ -632,6 +658,8 @@ class Supervisor:
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
         notify.notify("STOPPING=1")
+        if self.save_due:
+            self._save()  # the latest health, for the next process's warm start
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:
             process.terminate()

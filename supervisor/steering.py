@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from healthdns.shared import messages
 from healthdns.shared.config import Config
-from healthdns.supervisor import status
+from healthdns.supervisor import status, warm
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.overrides import Override, OverrideError, Overrides
 
@@ -82,6 +82,12 @@ class Steering:
             return None
         return {self.renames[t]: self._effective(t, up) for t, up in self.probed.items()}
 
+    def warm(self, states: dict[str, tuple[bool, float | None]]) -> None:
+        """Take the health a previous process kept (see `warm`) as if probed."""
+        self.probed = {t: up for t, (up, _) in states.items()}
+        self.since = {t: since for t, (_, since) in states.items() if since is not None}
+        self.dirty = True
+
     def reconfigure(self, cfg: Config, renames: dict[str, str]) -> None:
         """A reload: the targets `renames` names from now on (while the prober settles into
         the new configuration, those of both)."""
@@ -142,7 +148,8 @@ class Steering:
         if path is None:
             return
         try:
-            self.overrides.save(path)
+            self.overrides.save(path, warm.encode(self.probed, self.since, time.time())
+                                if self.probed else None)
         except OSError as e:
             log.error("cannot write the overrides to %s: %s (they hold until a restart)",
                       path, e)
