@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
     titles.set_supervisor(cfg.server.instance)
     try:
-        ports.check_free(cfg.server.endpoints())
+        if not args.replace:  # --replace: the busy ports are the old server's, on purpose
+            ports.check_free(cfg.server.endpoints())
         # After every check that needs root, before anything else runs: see shared/privilege.py.
         privilege.become(account)
     except (BindError, privilege.PrivilegeError) as e:
