@@ -38,9 +38,9 @@ import msgspec
 
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
-from healthdns.shared.errors import ConfigError
+from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.keyfiles import KeyFileError
-from healthdns.supervisor import notify, reload, status, views, warm
+from healthdns.supervisor import notify, ports, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
 from healthdns.supervisor.steering import Child, Steering
@@ -257,9 +257,10 @@ class Supervisor:
         # systemd's Type=notify-reload wants the clock with RELOADING=1; Type=notify ignores it.
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+        problem = None
         try:
-            problem = self._apply(self._load())
-        except (ConfigError, KeyFileError, reload.RestartNeeded) as e:
+            self._apply(self._load())
+        except (ConfigError, KeyFileError, reload.RestartNeeded, BindError) as e:
             problem = str(e)
         if problem is not None:
             self.reloads["failed"] += 1
@@ -274,25 +275,28 @@ class Supervisor:
                                        "to read again")
         return self.loader()
 
-    def _apply(self, new: Config) -> str | None:
+    def _apply(self, new: Config) -> None:
         reload.check_fixed(self.cfg, new)
+        # A new address that cannot be bound would make every new responder fail, over and
+        # over, until the crash budget stopped the server: refuse it here instead.
+        old_endpoints = self.cfg.server.endpoints()
+        ports.check_free([e for e in new.server.endpoints() if e not in old_endpoints])
         old, old_views = self.cfg, self.views
         self.cfg, self.views = new, views.split(new, self.key)
         self.reloads["ok"] += 1
         log.info("reloaded: %s", "; ".join(reload.changes(old, new)))
         if self.control is not None:
             self.control.reconfigure(new.control.token, status.make_catalog(new))
-        # Until the prober's full report, it may name targets of either configuration.
-        self.steering.reconfigure(new, {**old_views.signer_ids, **self.views.signer_ids})
-        self.limits["prober"] = max(SMALL_FRAME_LIMIT, _largest_report(self.views.signer_ids),
-                                    _largest_report(old_views.signer_ids))
+        # Until the prober's full report, it may name targets of any configuration since the
+        # last one it settled into (reloads may come faster than reports).
+        self.steering.reconfigure(new, {**self.steering.renames, **self.views.signer_ids})
+        self.limits["prober"] = max(SMALL_FRAME_LIMIT, _largest_report(self.steering.renames))
         if self.prober.channel is not None:
             self.prober.channel.limit = self.limits["prober"]
         self.reconfiguring = True
         self._send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
         if old_views.responder != self.views.responder:
             self._roll(old, new)
-        return None
 
     def _settle(self) -> None:
         """The prober's full report after a Reconfigure: the signer takes the new
@@ -368,6 +372,7 @@ class Supervisor:
                           slot.process.pid, now - slot.heard)
                 slot.process.kill()  # its sentinel brings the respawn, with the snapshot
                 slot.state = "killed"
+                self._close(slot)  # nothing it still says is of use
         for slot in self.retiring:
             if slot.restart_at <= now and slot.process is not None:
                 log.warning("%s (pid %d) did not stop in time; killing it", slot.name,

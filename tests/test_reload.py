@@ -125,9 +125,16 @@ def test_a_reload_that_fails_validation_keeps_serving(
         os.kill(server.pid, signal.SIGHUP)
         server.wait_for("reload failed, still serving the previous configuration: "
                         f".*{re.escape(str(missing))}", 5)
+        rewrite(tmp_path, config(port, static="192.0.2.99", extra="""
+            [rrl]
+            responses_per_second = 5
+        """))
+        code, answer = call(server, "POST", "/reload")
+        assert code == 422 and answer["error"].startswith(
+            "rrl (on or off) changed from False to True: that takes a restart"), answer
         assert server.addresses("static.other.test") == {"192.0.2.1"}
         assert serials(server) == before
-        assert total(server, "healthdns_reload_failures_total", {}) == 2
+        assert total(server, "healthdns_reload_failures_total", {}) == 3
         assert total(server, "healthdns_reloads_total", {}) == 0
     finally:
         server.stop()
