@@ -68,7 +68,9 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
-SAVE_PERIOD = 1.0  # the health is written to the state file at most this often (and at stop)
+# The health is written to the state file this often (and at stop), changed or not: its time
+# stamp says how current it is, and health that stayed the same for an hour is current too.
+SAVE_PERIOD = 1.0
 
 
 @dataclass
@@ -108,7 +110,6 @@ class Supervisor:
         self.successor: Slot | None = None  # the new process of the slot being replaced
         self.retiring: list[Slot] = []  # replaced responders, draining before they exit
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
-        self.save_due = False  # the health changed since
         self.now = now
         self.ctx = multiprocessing.get_context("spawn")
         self.prober = Slot("prober", 0)
@@ -173,7 +174,7 @@ class Supervisor:
         deadlines = [s.restart_at for s in self.slots if s.state in ("backoff", "retiring")]
         if self.control is not None:
             deadlines.append(self.now() + HEARTBEAT)
-        if self.save_due:
+        if self._keeps_health():
             deadlines.append(self.saved_at + SAVE_PERIOD)
         if self.cfg.server.hung_after:
             deadlines.append(self.now() + min(HEARTBEAT, self.cfg.server.hung_after / 2))
@@ -205,7 +206,7 @@ class Supervisor:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self._spawn(slot)
         self._watch()
-        if self.save_due and self.now() - self.saved_at >= SAVE_PERIOD:
+        if self._keeps_health() and self.now() - self.saved_at >= SAVE_PERIOD:
             self._save()
         if self.steering.expire():
             self._overrides_changed()
@@ -244,10 +245,16 @@ class Supervisor:
             self.steering.warm(restored)
             self.health = self.steering.health()
 
+    def _keeps_health(self) -> bool:
+        """Whether the health is worth keeping: a running prober vouches for it."""
+        return self.cfg.control.state_file is not None and bool(self.steering.probed) \
+            and self.prober.state == "running"
+
     def _save(self) -> None:
-        """Write the overrides and the health (throttled: reports may come many a second)."""
+        """Write the overrides and the health (periodically, never per report: reports may
+        come many a second)."""
         self.steering.save()
-        self.saved_at, self.save_due = self.now(), False
+        self.saved_at = self.now()
 
     # --- reload -----------------------------------------------------------------------------------
 
@@ -577,7 +584,6 @@ class Supervisor:
         if full and self.reconfiguring:
             self._settle()
         self._on_health(self.steering.report(states, full), full)
-        self.save_due = self.cfg.control.state_file is not None
         return None
 
     def _on_health(self, states: dict[str, bool], full: bool) -> None:
@@ -663,7 +669,7 @@ class Supervisor:
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
         notify.notify("STOPPING=1")
-        if self.save_due:
+        if self._keeps_health():
             self._save()  # the latest health, for the next process's warm start
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +92,29 @@ def test_old_or_unwanted_health_means_a_cold_start(
         assert not first_round_after_ready(new)  # as before: ready only after the checks
     finally:
         new.stop()
+
+
+def test_a_replacing_server_warm_starts_from_a_running_one_with_steady_health(
+        tmp_path: Path, backends: tuple[HttpBackend, HttpBackend]) -> None:
+    # The documented restart: the new server starts while the old one runs. Health that has
+    # not changed for longer than warm_start_max_age is still current, and must count as such.
+    state = tmp_path / "state.json"
+    toml = config(backends[0].port, state, "warm_start_max_age = 1.0")
+    old = Server([], tmp_path, toml).start()
+    new = None
+    try:
+        old.wait_until(lambda: old.addresses("www.example.test") == {"127.0.0.1"}, 5,
+                       "127.0.0.2 known down")
+        steady = time.monotonic()
+        old.wait_until(lambda: time.monotonic() - steady > 2.0, 5, "health steady for 2 s")
+        backends[1].sock.listen(8)  # silent from now on: the new first round waits SLOW_CHECK
+        new = Server(["--config", str(tmp_path / "healthdns.toml"), "--replace",
+                      "--listen", f"{old.host}:{old.port}"]).start()
+        assert "warm start: serving" in new.output(), new.output()
+        assert first_round_after_ready(new)
+        old.stop()
+        assert new.addresses("www.example.test") == {"127.0.0.1"}
+    finally:
+        if new is not None:
+            new.stop()
+        old.stop()
