@@ -52,6 +52,8 @@ class Server:
         self.stopped = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_reader(self.conn.fileno(), self._on_pipe)
+        if self.answerer.table is not None:  # loaded before binding (see `main.run`)
+            loop.create_task(self._start_serving())
         try:
             await self.stopped
         finally:

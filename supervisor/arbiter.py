@@ -165,7 +165,11 @@ class Supervisor:
         self._warm_start()
         self._spawn(self.prober)
         self._spawn(self.signer)
-        self._spawn(self.responders[0])  # the others once it has bound (port 0 resolved)
+        # With a port 0 to resolve, the others once the first has bound; otherwise all at
+        # once: they bind only once they hold a snapshot (see responder.main).
+        concrete = all(port for _, port, _ in self.listen)
+        for responder in self.responders if concrete else self.responders[:1]:
+            self._spawn(responder)
         while not self.stopping:
             self._wait_once()
         return self._shutdown()
