@@ -186,7 +186,9 @@ async def _send_detail(conn: Connection, detail: Detail, reported: asyncio.Event
     which is the prober's first message."""
     await reported.wait()
     while True:
-        for rows in detail.changed():
+        # An empty one when nothing was checked: it is also the heartbeat the supervisor
+        # watches (server.hung_after), and checks may be minutes apart.
+        for rows in detail.changed() or [[]]:
             try:
                 messages.send(conn, messages.Probes(rows))
             except OSError:

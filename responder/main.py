@@ -8,7 +8,9 @@ from multiprocessing.connection import Connection
 
 from healthdns.responder.server import Server
 from healthdns.responder.sockets import bind_all
+from healthdns.responder.table import Table
 from healthdns.shared import child, messages, privilege
+from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError
 
 log = logging.getLogger("healthdns.responder")
@@ -17,6 +19,12 @@ EXIT_BIND_FAILED = 3
 
 def run(conn: Connection) -> None:
     start, cfg = child.start(conn, "responder")
+    # With every port known, bind only once there is something to serve: a socket joins the
+    # SO_REUSEPORT group as it binds, and the kernel queues its share of the queries there
+    # from that moment, while a snapshot may take a while to come and load (a rolled or
+    # respawned responder, a server started next to the one it replaces). Port 0 must be
+    # bound first: the others need the port it resolves to.
+    first = _first_table(conn, cfg) if all(port for _, port, _ in start.listen) else None
     try:
         listeners = bind_all(start.listen)
     except BindError as e:
@@ -25,6 +33,23 @@ def run(conn: Connection) -> None:
     privilege.drop()  # bound: nothing privileged is left to do, and no query was read yet
     messages.send(conn, messages.Bound(start.slot, [(x.host, x.port, True) for x in listeners]))
     server = Server(start.slot, cfg, listeners, conn, start.secret, start.rrl_table)
+    server.answerer.table = first
     asyncio.run(server.serve())
     if server.exit_code:
         raise SystemExit(server.exit_code)
+
+
+def _first_table(conn: Connection, cfg: Config) -> Table:
+    """Wait for the first snapshot and load it; EOF or `Bye` meanwhile ends the process."""
+    while True:
+        try:
+            message = messages.decode_to_child(conn.recv_bytes())
+        except (EOFError, OSError):
+            raise SystemExit(0) from None
+        match message:
+            case messages.Snapshot():
+                return Table(message, cfg.server.packet_cache)
+            case messages.Bye():
+                raise SystemExit(0)
+            case _:  # a delta needs a base this process does not have yet
+                log.debug("ignoring %s before the first snapshot", type(message).__name__)

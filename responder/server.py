@@ -52,6 +52,8 @@ class Server:
         self.stopped = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_reader(self.conn.fileno(), self._on_pipe)
+        if self.answerer.table is not None:  # loaded before binding (see `main.run`)
+            loop.create_task(self._start_serving())
         try:
             await self.stopped
         finally:
@@ -60,6 +62,9 @@ class Server:
                 thread.join()
             self.tcp.close()
             for listener in self.listeners:
+                if self.serving:
+                    self._drain(listener.udp,
+                                V6 if listener.udp.family == socket.AF_INET6 else UDP)
                 listener.close()
 
     def _stop(self) -> None:
@@ -172,12 +177,25 @@ class Server:
             while not self.stopping:
                 self._serve_one(sock, transport)
 
-    def _serve_one(self, sock: socket.socket, transport: int) -> None:
-        """The portable path: one recvfrom and one sendto per query."""
+    def _drain(self, sock: socket.socket, transport: int) -> None:
+        """Answer what the kernel queued on a socket before it is closed: with SO_REUSEPORT,
+        closing drops those datagrams, while the other responders (or a new server) take
+        the queries that come after. Reads until the queue is empty."""
+        sock.setblocking(False)
+        answered = 0
+        while self._serve_one(sock, transport):
+            answered += 1
+        log.debug("drained %d queries from %s", answered, sock.getsockname())
+
+    def _serve_one(self, sock: socket.socket, transport: int) -> bool:
+        """The portable path: one recvfrom and one sendto per query; False when nothing was
+        waiting."""
         try:
             data, peer = sock.recvfrom(65535)
+        except BlockingIOError:
+            return False
         except OSError:
-            return  # the receive timeout, or an ICMP error queued on the socket
+            return True  # the receive timeout, or an ICMP error queued on the socket
         try:
             if self.guard is None:
                 response = self.answerer.answer(data, transport)
@@ -185,12 +203,13 @@ class Server:
                 response = self.guard.answer(data, transport, guard.address(peer[0]))
         except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
             self._bug(data)
-            return
+            return True
         if response is not None:
             try:
                 sock.sendto(response, peer)
             except OSError:
                 self.errors += 1  # send buffer full: the client retries
+        return True
 
     def _bug(self, data: bytes) -> None:
         """Count an internal error; log its traceback unless one was logged recently, so a

@@ -243,6 +243,12 @@ class ServerSpec(_Frozen):
     nsid: str = ""  # RFC 5001 name server identifier, sent to clients that ask for it
     user: str = ""  # started as root: every process runs as this user (name or uid)
     group: str = ""  # ...and this group instead of the user's own
+    # A responder or the prober that sends nothing (not even its 1 s heartbeat) for this long
+    # is hung (stopped, stuck): killed and respawned. 0: never.
+    hung_after: float = 5.0
+    # A restart serves the health kept in control.state_file when it is younger than this.
+    # None: three times the longest check interval; 0: never (wait for the first round).
+    warm_start_max_age: float | None = None
 
     def endpoints(self) -> list[tuple[str, int, bool]]:
         """(host, port, required): without `listen`, all interfaces, IPv6 only where it exists."""
@@ -463,6 +469,11 @@ def _server(raw: ServerSpec) -> ServerSpec:
                           f"{raw.udp_payload_size} is not between 512 and 4096")
     if raw.tcp_idle_timeout <= 0:
         raise ConfigError("server.tcp_idle_timeout", f"{raw.tcp_idle_timeout:g} is not positive")
+    if raw.warm_start_max_age is not None and not 0 <= raw.warm_start_max_age <= 86400:
+        raise ConfigError("server.warm_start_max_age",
+                          f"{raw.warm_start_max_age:g} is not between 0 and 86400")
+    if not 0 <= raw.hung_after <= 3600:
+        raise ConfigError("server.hung_after", f"{raw.hung_after:g} is not between 0 and 3600")
     if not 0 <= raw.udp_batch <= 1024:
         raise ConfigError("server.udp_batch", f"{raw.udp_batch} is not between 0 and 1024")
     if not 0 <= raw.packet_cache <= 10_000_000:

@@ -19,6 +19,7 @@ sent is relayed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.resource_tracker
@@ -37,7 +38,9 @@ import msgspec
 
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
-from healthdns.supervisor import notify, status, views
+from healthdns.shared.errors import BindError, ConfigError
+from healthdns.shared.keyfiles import KeyFileError
+from healthdns.supervisor import notify, ports, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
 from healthdns.supervisor.steering import Child, Steering
@@ -65,6 +68,9 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
+# The health is written to the state file this often (and at stop), changed or not: its time
+# stamp says how current it is, and health that stayed the same for an hour is current too.
+SAVE_PERIOD = 1.0
 
 
 @dataclass
@@ -78,7 +84,8 @@ class Slot:
     state: str = "new"  # new, starting, running, backoff
     spoke: bool = False  # this process has sent a message (Fatal and Bound must come first)
     failures: int = 0  # consecutive failures without becoming ready
-    restart_at: float = 0.0
+    restart_at: float = 0.0  # backoff: when to respawn; retiring: when to kill
+    heard: float = 0.0  # when it last sent anything (the hung-child watch)
     listen: list[tuple[str, int, bool]] = field(default_factory=list)
 
     @property
@@ -87,9 +94,22 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: Config, now: Callable[[], float] = time.monotonic,
+                 loader: Callable[[], Config] | None = None) -> None:
         self.cfg = cfg
-        self.views = views.split(cfg)
+        # One masking key for the supervisor's life: a reload that made a new one would give
+        # every check a new id at the signer (see `views`), and every answer a new serial.
+        self.key = secrets.token_bytes(32)
+        self.views = views.split(cfg, self.key)
+        self.loader = loader  # reads and validates the configuration again (SIGHUP)
+        self.signer_view = self.views.signer  # the signer's, until the prober's full report
+        self.reconfiguring = False  # the prober was sent a Reconfigure, its full report is due
+        self.reloads: Counter[str] = Counter()  # "ok", "failed"
+        self.hung: Counter[str] = Counter()  # children killed for silence, by role
+        self.rolling: list[int] = []  # responder slots still to replace, in order
+        self.successor: Slot | None = None  # the new process of the slot being replaced
+        self.retiring: list[Slot] = []  # replaced responders, draining before they exit
+        self.saved_at = -SAVE_PERIOD  # when the state file was last written
         self.now = now
         self.ctx = multiprocessing.get_context("spawn")
         self.prober = Slot("prober", 0)
@@ -118,7 +138,8 @@ class Supervisor:
 
     @property
     def slots(self) -> list[Slot]:
-        return [self.prober, self.signer, *self.responders]
+        successor = [self.successor] if self.successor is not None else []
+        return [self.prober, self.signer, *self.responders, *successor, *self.retiring]
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -141,17 +162,26 @@ class Supervisor:
             log.info("rate limiting UDP answers: %d/s (NXDOMAIN %d/s, errors %d/s) per /%d and "
                      "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
                      ", dry run" if rrl.dry_run else "")
+        self._warm_start()
         self._spawn(self.prober)
         self._spawn(self.signer)
-        self._spawn(self.responders[0])  # the others once it has bound (port 0 resolved)
+        # With a port 0 to resolve, the others once the first has bound; otherwise all at
+        # once: they bind only once they hold a snapshot (see responder.main).
+        concrete = all(port for _, port, _ in self.listen)
+        for responder in self.responders if concrete else self.responders[:1]:
+            self._spawn(responder)
         while not self.stopping:
             self._wait_once()
         return self._shutdown()
 
     def _wait_once(self) -> None:
-        deadlines = [s.restart_at for s in self.slots if s.state == "backoff"]
+        deadlines = [s.restart_at for s in self.slots if s.state in ("backoff", "retiring")]
         if self.control is not None:
             deadlines.append(self.now() + HEARTBEAT)
+        if self._keeps_health():
+            deadlines.append(self.saved_at + SAVE_PERIOD)
+        if self.cfg.server.hung_after:
+            deadlines.append(self.now() + min(HEARTBEAT, self.cfg.server.hung_after / 2))
         expiry = self.steering.overrides.next_expiry()
         if expiry is not None:
             deadlines.append(self.now() + expiry - time.time())
@@ -179,6 +209,9 @@ class Supervisor:
         for slot in self.slots:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self._spawn(slot)
+        self._watch()
+        if self._keeps_health() and self.now() - self.saved_at >= SAVE_PERIOD:
+            self._save()
         if self.steering.expire():
             self._overrides_changed()
         self._show()
@@ -201,8 +234,162 @@ class Supervisor:
                 log.info("%s: stopping", signal.Signals(signum).name)
                 self.stopping = True
             elif signum == signal.SIGHUP:
-                log.warning("SIGHUP: configuration reload is not implemented yet; "
-                            "still serving the current configuration")
+                log.info("SIGHUP: configuration reload requested")
+                self._reload()
+
+    # --- the health kept across restarts -----------------------------------------------------
+
+    def _warm_start(self) -> None:
+        """Take the health a previous process kept, when young enough: the signer is sent it
+        when it starts, before the prober's first round (see `warm`)."""
+        restored, why = warm.load(self.cfg.control.state_file, time.time(),
+                                  warm.max_age(self.cfg), self.views.signer_ids.keys())
+        log.info("%s", why)
+        if restored:
+            self.steering.warm(restored)
+            self.health = self.steering.health()
+
+    def _keeps_health(self) -> bool:
+        """Whether the health is worth keeping: a running prober vouches for it."""
+        return self.cfg.control.state_file is not None and bool(self.steering.probed) \
+            and self.prober.state == "running"
+
+    def _save(self) -> None:
+        """Write the overrides and the health (periodically, never per report: reports may
+        come many a second)."""
+        self.steering.save()
+        self.saved_at = self.now()
+
+    # --- reload -----------------------------------------------------------------------------------
+
+    def _reload(self) -> str | None:
+        """Read and validate the configuration again and apply it; the problem if it cannot
+        be applied, and then the old one is served on, untouched."""
+        # systemd's Type=notify-reload wants the clock with RELOADING=1; Type=notify ignores it.
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+        problem = None
+        try:
+            self._apply(self._load())
+        except (ConfigError, KeyFileError, reload.RestartNeeded, BindError) as e:
+            problem = str(e)
+        if problem is not None:
+            self.reloads["failed"] += 1
+            log.error("reload failed, still serving the previous configuration: %s", problem)
+        notify.notify("READY=1")
+        self.steering.dirty = True
+        return problem
+
+    def _load(self) -> Config:
+        if self.loader is None:
+            raise reload.RestartNeeded("this supervisor was started without a configuration "
+                                       "to read again")
+        return self.loader()
+
+    def _apply(self, new: Config) -> None:
+        reload.check_fixed(self.cfg, new)
+        # A new address that cannot be bound would make every new responder fail, over and
+        # over, until the crash budget stopped the server: refuse it here instead.
+        old_endpoints = self.cfg.server.endpoints()
+        ports.check_free([e for e in new.server.endpoints() if e not in old_endpoints])
+        old, old_views = self.cfg, self.views
+        self.cfg, self.views = new, views.split(new, self.key)
+        self.reloads["ok"] += 1
+        log.info("reloaded: %s", "; ".join(reload.changes(old, new)))
+        if self.control is not None:
+            self.control.reconfigure(new.control.token, status.make_catalog(new))
+        # Until the prober's full report, it may name targets of any configuration since the
+        # last one it settled into (reloads may come faster than reports).
+        self.steering.reconfigure(new, {**self.steering.renames, **self.views.signer_ids})
+        self.limits["prober"] = max(SMALL_FRAME_LIMIT, _largest_report(self.steering.renames))
+        if self.prober.channel is not None:
+            self.prober.channel.limit = self.limits["prober"]
+        self.reconfiguring = True
+        self._send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
+        if old_views.responder != self.views.responder:
+            self._roll(old, new)
+
+    def _settle(self) -> None:
+        """The prober's full report after a Reconfigure: the signer takes the new
+        configuration now, followed at once by that report (see `messages.Reconfigure`)."""
+        self.reconfiguring = False
+        self.steering.reconfigure(self.cfg, self.views.signer_ids)
+        if self.signer_view != self.views.signer:
+            self.signer_view = self.views.signer
+            self._send(self.signer, messages.encode(messages.Reconfigure(self.signer_view)))
+
+    # --- rolling the responders -------------------------------------------------------------------
+
+    def _roll(self, old: Config, new: Config) -> None:
+        """Replace every responder, one at a time: a new process binds next to the old one
+        (SO_REUSEPORT) and loads the snapshot; only once it is ready is the old one told to
+        stop, and that one drains its sockets before it closes them."""
+        if old.server.endpoints() != new.server.endpoints():
+            self.listen = new.server.endpoints()
+        count = new.server.responders
+        for slot in self.responders[count:]:
+            self._retire(slot)
+        del self.responders[count:]
+        self.rolling = list(range(count))
+        if self.successor is None:
+            self._roll_next()
+
+    def _roll_next(self) -> None:
+        if not self.rolling or self.stopping:
+            return
+        self.successor = Slot("responder", self.rolling.pop(0))
+        self._spawn(self.successor)
+
+    def _promote(self, slot: Slot) -> None:
+        """The successor is ready: it takes its slot, the one it replaces stops."""
+        self.successor = None
+        log.info("%s (pid %s) ready, taking over", slot.name,
+                 slot.process.pid if slot.process is not None else None)
+        if slot.index < len(self.responders):
+            self._retire(self.responders[slot.index])
+            self.responders[slot.index] = slot
+        elif slot.index == len(self.responders):
+            self.responders.append(slot)
+        else:  # a slot a later reload removed
+            self._retire(slot)
+        self._roll_next()
+
+    def _retire(self, slot: Slot) -> None:
+        """Tell a replaced responder to stop; it is reaped, not respawned."""
+        self.steering.ended("responder", slot.index, restarted=False)  # keeps its totals
+        slot.state, slot.restart_at = "retiring", self.now() + STOP_DEADLINE
+        self._send(slot, messages.encode(messages.Bye()))
+        self.retiring.append(slot)
+        log.info("%s (pid %s) replaced; it drains its sockets and stops", slot.name,
+                 slot.process.pid if slot.process is not None else None)
+
+    # --- hung children ------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Kill a running responder or prober that fell silent (stopped, stuck): it keeps
+        its sockets and drops its share of the queries, or checks nothing.
+
+        The signer is not watched: it may sign for many seconds without a word, and while it
+        does the responders serve the last generation, so a hung signer loses no query.
+        """
+        now = self.now()
+        limit = self.cfg.server.hung_after
+        for slot in (self.prober, *self.responders):
+            if limit and slot.state == "running" and slot.process is not None \
+                    and now - slot.heard > limit:
+                self.hung[slot.role] += 1
+                self.steering.dirty = True
+                log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
+                          slot.process.pid, now - slot.heard)
+                slot.process.kill()  # its sentinel brings the respawn, with the snapshot
+                slot.state = "killed"
+                self._close(slot)  # nothing it still says is of use
+        for slot in self.retiring:
+            if slot.restart_at <= now and slot.process is not None:
+                log.warning("%s (pid %d) did not stop in time; killing it", slot.name,
+                            slot.process.pid)
+                slot.process.kill()
+                slot.restart_at = now + STOP_DEADLINE
 
     # --- children ---------------------------------------------------------------------------------
 
@@ -215,7 +402,9 @@ class Supervisor:
             process.start()
         channel.child_end.close()
         slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
-        start = messages.Start(slot.index, self.views.for_role(slot.role))
+        slot.heard = self.now()
+        view = self.signer_view if slot.role == "signer" else self.views.for_role(slot.role)
+        start = messages.Start(slot.index, view)
         if slot.role == "responder":
             table = self.rrl_table.name if self.rrl_table is not None else ""
             start = messages.Start(slot.index, start.config, self.listen, self.secret, table)
@@ -253,7 +442,12 @@ class Supervisor:
         code = slot.process.exitcode
         slot.process = None
         self._close(slot)
-        self.steering.ended(slot.role, slot.index, restarted=not self.stopping)
+        if slot in self.retiring:
+            self.retiring.remove(slot)
+            log.info("%s exited with code %s, replaced", slot.name, code)
+            return
+        if slot is not self.successor:  # a successor has no totals yet; the slot's are live
+            self.steering.ended(slot.role, slot.index, restarted=not self.stopping)
         if self.stopping:
             return
         self._count_crash()
@@ -290,6 +484,8 @@ class Supervisor:
         except FrameTooLarge as e:
             self._reject(slot, str(e))
             return
+        if frames:
+            slot.heard = self.now()
         for frame in frames:
             try:
                 message = messages.decode_from(slot.role, frame)
@@ -331,6 +527,8 @@ class Supervisor:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
                 self._mark_running(slot)
+                if slot is self.successor:
+                    self._promote(slot)
                 self._announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
@@ -339,6 +537,8 @@ class Supervisor:
                 self.steering.chosen(names, seconds)
             case messages.Probes(rows=rows) if slot.spoke:
                 return self.steering.detail(rows)
+            case messages.Stats() if slot.state == "retiring":
+                pass  # its totals were kept when it was replaced
             case messages.Stats() if slot.state == "running":
                 self.steering.counted(slot.index, message, self.now())
             case _:
@@ -380,11 +580,13 @@ class Supervisor:
     def _on_report(self, states: dict[str, bool], full: bool) -> str | None:
         """A prober's report, its ids renamed for the signer (see `views`); the first report of
         a prober process replaces the state, whatever it says."""
-        renames = self.views.signer_ids
+        renames = self.steering.renames  # both configurations' while a reload settles
         unknown = next((target for target in states if target not in renames), None)
         if unknown is not None:
             return f"health of an unknown target {unknown[:100]!r}"
         self._mark_running(self.prober)  # its first report is its readiness
+        if full and self.reconfiguring:
+            self._settle()
         self._on_health(self.steering.report(states, full), full)
         return None
 
@@ -431,6 +633,11 @@ class Supervisor:
         answered = []
         while not self.control.requests.empty():
             request = self.control.requests.get()
+            if request.op == "reload":
+                problem = self._reload()
+                request.done.set_result({"reloaded": True} if problem is None
+                                        else {"status": 422, "error": problem})
+                continue
             answered.append((request, self.steering.apply(request)))
         if any(answer.get("status", 200) == 200 for _, answer in answered):
             self._overrides_changed()
@@ -441,7 +648,7 @@ class Supervisor:
     def _overrides_changed(self) -> None:
         """Keep the overrides, and send the signer the health as they now make it: a drained
         address leaves the answers with the next generation."""
-        self.steering.save()
+        self._save()
         health = self.steering.health()
         if health is not None:
             self._on_health(health, True)
@@ -457,13 +664,17 @@ class Supervisor:
         self.steering.dirty = False
         children = [Child(r.index, r.state, r.process.pid if r.process is not None else None)
                     for r in self.responders]
-        self.control.view = self.steering.view(self.generation, children, self.rejected, now)
+        view = self.steering.view(self.generation, children, self.rejected, now)
+        self.control.view = dataclasses.replace(view, reloads=dict(self.reloads),
+                                                hung=dict(self.hung))
 
     # --- stopping ---------------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
         notify.notify("STOPPING=1")
+        if self._keeps_health():
+            self._save()  # the latest health, for the next process's warm start
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:
             process.terminate()

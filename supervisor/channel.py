@@ -72,6 +72,8 @@ class Channel:
                 chunk = self.sock.recv(READ_CHUNK, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 break
+            except ConnectionResetError:  # killed with our bytes unread: gone all the same
+                raise EOFError from None
             if not chunk:
                 raise EOFError
             self.buffer += chunk

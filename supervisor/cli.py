@@ -52,6 +52,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--control-listen", metavar="ADDR:PORT",
                    help='control endpoint (metrics, status, overrides; default: '
                    f'{config.DEFAULT_CONTROL}; "" turns it off)')
+    p.add_argument("--replace", action="store_true",
+                   help="join the listen ports of a running healthdns (SO_REUSEPORT) instead "
+                   "of refusing busy ports: start the new server, wait until it is ready, "
+                   "then stop the old one (a restart that loses no query)")
     compat = p.add_argument_group("a-healthy-dns compatible flags")
     compat.add_argument("--hosted-zone", help="the zone served")
     compat.add_argument("--alias-zones", metavar="JSON", help="JSON array of alias zones")

@@ -7,8 +7,8 @@ the immutable `status.View` the supervisor last assigned to `view`; a write requ
 and answers through the future. A slow or hostile client holds at most its own connection.
 
 Routes: `/healthz`, `/readyz`, `/metrics`, `/status`, `/` (the status page), and
-`GET/POST /overrides`, `DELETE /overrides/{address or name}` (writes need `Authorization:
-Bearer`).
+`GET/POST /overrides`, `DELETE /overrides/{address or name}`, `POST /reload` (writes need
+`Authorization: Bearer`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ MAX_BODY = 4096  # bytes of a write request
 
 @dataclass(frozen=True)
 class Request:
-    """A write call for the supervisor loop: ("set", fields) or ("remove", {"key": K}), K an
-    address or a name."""
+    """A write call for the supervisor loop: ("set", fields), ("remove", {"key": K}), K an
+    address or a name, or ("reload", {})."""
 
     op: str
     fields: dict[str, Any]
@@ -68,7 +68,8 @@ class ControlServer:
         self._scraped: View = self.view
         self._body = b""
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(status.Metrics(lambda: self._scraped, known.targets))
+        self._collector = status.Metrics(lambda: self._scraped, known.targets)
+        self._registry.register(self._collector)
         self._sock = _bind(host, port)
         self.address = format_endpoint(*self._sock.getsockname()[:2])
         self._loop = asyncio.new_event_loop()
@@ -106,6 +107,7 @@ class ControlServer:
         app.router.add_get("/overrides", self._overrides)
         app.router.add_post("/overrides", self._set)
         app.router.add_delete("/overrides/{key}", self._remove)
+        app.router.add_post("/reload", self._reload)
         return app
 
     # --- reads ----------------------------------------------------------------------------------
@@ -164,6 +166,19 @@ class ControlServer:
         if refused is not None:
             return refused
         return await self._ask("remove", {"key": request.match_info["key"].lower().rstrip(".")})
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
+        return await self._ask("reload", {})
+
+    def reconfigure(self, token: str | None, known: Catalog) -> None:
+        """A reload's token and targets; the listen address needs a restart. Two reference
+        assignments, each atomic for the endpoint's thread."""
+        self._token = token
+        self._known = known
+        self._collector.targets = known.targets
 
     def _refuse(self, request: web.Request) -> web.Response | None:
         if self._token is None:

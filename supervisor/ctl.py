@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
                            help="drop the override after this long")
     undrain = sub.add_parser("undrain", help="remove the override of an address or a name")
     undrain.add_argument("subject")
-    sub.add_parser("reload", help="reload the configuration (not available yet)")
+    sub.add_parser("reload", help="read and apply the configuration file again (as SIGHUP)")
     return p
 
 
@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> str:
             path = "/overrides/" + urllib.parse.quote(_subject(args.subject), safe="")
             answer = _call(args, "DELETE", path, None)
             return _json(answer) if args.json else f"override removed: {args.subject}\n"
-        case _:  # "reload"
-            raise CtlError("reload is not available yet (configuration reload comes with "
-                           "issue #10); restart the server to load a new configuration")
+        case _:  # "reload": a refused file is an HTTP error naming the problem
+            answer = _call(args, "POST", "/reload", None)
+            return _json(answer) if args.json else "reloaded\n"
 
 
 def _is_name(text: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.machinery
 import os
 import stat
@@ -19,11 +20,7 @@ from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 def main(argv: list[str] | None = None) -> int:
     args = cli.parser().parse_args(argv)
     try:
-        cfg = cli.load(args)
-        # Everything a start checks except binding, and before binding: a bad key is a
-        # configuration error, never hidden behind a busy port or a signer that keeps dying.
-        account = privilege.resolve(cfg.server.user, cfg.server.group)
-        keyfiles.check_config(cfg, account.uid if account is not None else None)
+        cfg, account = _checked(args)
     except (ConfigError, keyfiles.KeyFileError) as e:
         shown = cli.flag_terms(e, args) if isinstance(e, ConfigError) else e
         print(f"healthdns-supervisor: configuration error: {shown}", file=sys.stderr)
@@ -38,14 +35,33 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
     titles.set_supervisor(cfg.server.instance)
     try:
-        ports.check_free(cfg.server.endpoints())
+        if not args.replace:  # --replace: the busy ports are the old server's, on purpose
+            ports.check_free(cfg.server.endpoints())
         # After every check that needs root, before anything else runs: see shared/privilege.py.
         privilege.become(account)
     except (BindError, privilege.PrivilegeError) as e:
         print(f"healthdns-supervisor: {e}", file=sys.stderr)
         return EXIT_FATAL
     _children_skip_main()
-    return Supervisor(cfg).run()
+    return Supervisor(cfg, loader=lambda: _reloaded(args)).run()
+
+
+def _checked(args: argparse.Namespace) -> tuple[Config, privilege.Account | None]:
+    """The configuration and the account to run as, checked as at start: everything except
+    binding. A bad key is a configuration error here, never hidden behind a busy port or a
+    signer that keeps dying."""
+    cfg = cli.load(args)
+    account = privilege.resolve(cfg.server.user, cfg.server.group)
+    keyfiles.check_config(cfg, account.uid if account is not None else None)
+    return cfg, account
+
+
+def _reloaded(args: argparse.Namespace) -> Config:
+    """A reload reads the same files, with the same flags, and checks them all again."""
+    try:
+        return _checked(args)[0]
+    except ConfigError as e:
+        raise cli.flag_terms(e, args) from None
 
 
 def _keys_open_to(account: privilege.Account, cfg: Config) -> list[str]:

@@ -42,6 +42,10 @@ class Override(msgspec.Struct, frozen=True, kw_only=True):
     created: float = 0.0
 
 
+class _StateFile(msgspec.Struct, frozen=True):
+    overrides: list[Override] = []  # "health" is read by `warm`
+
+
 class Overrides:
     """The overrides in force, by served address and by name."""
 
@@ -110,10 +114,10 @@ class Overrides:
 
     # --- the state file ---------------------------------------------------------------------
 
-    def save(self, path: str) -> None:
-        """Write the overrides atomically: a reader (or a crash) sees the old file or the new
-        one, never half of one."""
-        data = msgspec.json.encode(self.listing())
+    def save(self, path: str, health: object = None) -> None:
+        """Write the overrides (and the supervisor's `health`, see `warm`) atomically: a
+        reader (or a crash) sees the old file or the new one, never half of one."""
+        data = msgspec.json.encode({"overrides": self.listing(), "health": health})
         target = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
         try:
@@ -142,7 +146,9 @@ class Overrides:
         if len(data) > MAX_STATE_FILE:
             return [f"{path}: larger than {MAX_STATE_FILE} bytes; overrides not restored"]
         try:
-            kept = msgspec.json.decode(data, type=list[Override])
+            # A list: the file of a version that kept nothing else.
+            decoded = msgspec.json.decode(data, type=list[Override] | _StateFile)
+            kept = decoded if isinstance(decoded, list) else decoded.overrides
         except (msgspec.DecodeError, json.JSONDecodeError) as e:
             return [f"{path}: not an overrides file ({e}); overrides not restored"]
         problems = []

@@ -98,6 +98,8 @@ class View:
     # What each pooled name answers and why, from the signer (see messages.Choices).
     choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
     probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
+    reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
+    hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role
 
 
 def catalog(cfg: Config) -> dict[str, Target]:
@@ -252,6 +254,7 @@ class Metrics(Collector):
         yield from _backends(view, self.targets)
         yield from _checks(view, self.targets)
         yield from _process(view)
+        yield from _lifecycle(view)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no fixed description: the registry does not ask us at start
@@ -379,6 +382,19 @@ def _process(view: View) -> Iterator[Metric]:
     yield rejected
     yield InfoMetricFamily("healthdns_build", "version of healthdns",
                            value={"version": _version(), "python": platform.python_version()})
+
+
+def _lifecycle(view: View) -> Iterator[Metric]:
+    reloads = CounterMetricFamily("healthdns_reloads", "configuration reloads applied")
+    reloads.add_metric([], view.reloads.get("ok", 0))
+    failures = CounterMetricFamily("healthdns_reload_failures", "configuration reloads refused "
+                                   "(the previous configuration stayed in service)")
+    failures.add_metric([], view.reloads.get("failed", 0))
+    hung = CounterMetricFamily("healthdns_child_hung", "children killed and respawned for "
+                               "sending nothing for server.hung_after", labels=["role"])
+    for role in ("prober", "responder"):
+        hung.add_metric([role], view.hung.get(role, 0))
+    yield from (reloads, failures, hung)
 
 
 def _version() -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from healthdns.shared import messages
 from healthdns.shared.config import Config
-from healthdns.supervisor import status
+from healthdns.supervisor import status, warm
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.overrides import Override, OverrideError, Overrides
 
@@ -84,6 +84,22 @@ class Steering:
             return None
         return {self.renames[t]: self._effective(t, up) for t, up in self.probed.items()}
 
+    def warm(self, states: dict[str, tuple[bool, float | None]]) -> None:
+        """Take the health a previous process kept (see `warm`) as if probed."""
+        self.probed = {t: up for t, (up, _) in states.items()}
+        self.since = {t: since for t, (_, since) in states.items() if since is not None}
+        self.dirty = True
+
+    def reconfigure(self, cfg: Config, renames: dict[str, str]) -> None:
+        """A reload: the targets `renames` names from now on (while the prober settles into
+        the new configuration, those of both)."""
+        self.cfg, self.renames, self.zones = cfg, renames, status.zone_names(cfg)
+        catalog = {**self.targets, **status.catalog(cfg)}
+        self.targets = {t: row for t, row in catalog.items() if t in renames}
+        self.overrides.known = {a for t in self.targets.values() for a in t.served}
+        self.overrides.known_names = {n for t in self.targets.values() for n in t.names}
+        self.dirty = True
+
     def _effective(self, target: str, probed: bool) -> bool:
         return self.overrides.effective(probed, self.targets[target].served)
 
@@ -134,7 +150,8 @@ class Steering:
         if path is None:
             return
         try:
-            self.overrides.save(path)
+            self.overrides.save(path, warm.encode(self.probed, self.since, time.time())
+                                if self.probed else None)
         except OSError as e:
             log.error("cannot write the overrides to %s: %s (they hold until a restart)",
                       path, e)

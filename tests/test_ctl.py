@@ -88,11 +88,14 @@ def test_drain_force_undrain(setup: tuple[Server, Backend, Backend]) -> None:
     assert bad.returncode == 1 and "400" in bad.stderr and "192.0.2.77" in bad.stderr
 
 
-def test_reload_is_not_available_yet_and_a_dead_url_is_named(
+def test_reload_needs_the_token_and_a_dead_url_is_named(
         setup: tuple[Server, Backend, Backend]) -> None:
     server, _, _ = setup
-    result = ctl(server, "reload")
-    assert result.returncode == 1 and "not available yet" in result.stderr
+    refused = ctl(server, "reload")
+    assert refused.returncode == 1 and "needs the control token" in refused.stderr
+    result = ctl(server, "reload", token=True)
+    assert result.returncode == 0 and result.stdout == "reloaded\n", result.stderr
+    server.wait_for("reloaded: nothing", 5)
     script = Path(sys.executable).parent / "healthdns-ctl"
     dead = subprocess.run([str(script), "--url", "http://127.0.0.1:9", "status"],
                           capture_output=True, text=True, timeout=20, check=False)
