@@ -20,6 +20,7 @@ from healthdns.shared import messages
 from healthdns.shared.config import Config
 
 log = logging.getLogger("healthdns.responder")
+TCP_SETTLE = 0.1  # seconds a stopping responder gives the connections it has accepted
 ROTATION_PERIOD = 0.1  # seconds each variant of a rotating pool is served
 BUG_LOG_PERIOD = 60.0  # seconds between two tracebacks of internal errors: a flood is counted
 BUG_LOG_BYTES = 512  # of the query, in hex, in the log line
@@ -60,11 +61,17 @@ class Server:
             self.stopping = True
             for thread in self.threads:
                 thread.join()
-            self.tcp.close()
             for listener in self.listeners:
                 if self.serving:
                     self._drain(listener.udp,
                                 V6 if listener.udp.family == socket.AF_INET6 else UDP)
+                    listener.udp.close()  # at once: what it still took now would be lost
+                    loop.remove_reader(listener.tcp.fileno())  # asyncio accepts no more
+                    self.tcp.drain_backlog(listener.tcp)
+            if self.serving:  # connections asyncio accepted already: let their queries in
+                await asyncio.sleep(TCP_SETTLE)
+            self.tcp.close()
+            for listener in self.listeners:
                 listener.close()
 
     def _stop(self) -> None:

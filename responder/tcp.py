@@ -36,6 +36,7 @@ FD_RESERVE = 64  # descriptors kept for the listeners, the pipe, the UDP thread 
 Answer = Callable[[bytes, int], "bytes | None"]  # (query, transport: see query.TCP, V6)
 Bug = Callable[[bytes], None]
 DEFER_ACCEPT = 5  # seconds the kernel holds a connection that has sent nothing
+DRAIN_READ_TIMEOUT = 0.2  # a queued connection's query has arrived already
 Guarded = Callable[[bytes, int, bytes], "bytes | None"]  # (query, transport, client address)
 
 
@@ -141,6 +142,32 @@ class Tcp:
             server.close()
         for conn in list(self.open):
             conn.drop()
+
+    def drain_backlog(self, sock: socket.socket) -> int:
+        """Answer the connections still waiting in `sock`'s accept queue, then let it close.
+
+        With SO_REUSEPORT, closing a listener resets the connections queued on it, while the
+        other responders (or a new server) take the ones that come after. TCP_DEFER_ACCEPT
+        queues a connection only once its query has arrived, so each is read at once: every
+        complete query in it is answered, and the connection is closed. Blocking is fine
+        here: the responder is stopping. Returns how many connections were drained.
+        """
+        sock.setblocking(False)
+        drained = 0
+        while True:
+            try:
+                conn, peer = sock.accept()
+            except OSError:
+                return drained  # the queue is empty (or the socket is gone)
+            with conn:
+                conn.settimeout(DRAIN_READ_TIMEOUT)
+                respond = self.answer if self.guarded is None else _told(self.guarded, peer)
+                transport = TCP | V6 if sock.family == socket.AF_INET6 else TCP
+                try:
+                    conn.sendall(b"".join(_answers(conn.recv(65535 + 2), respond, transport)))
+                except OSError:
+                    pass  # the client went away meanwhile
+            drained += 1
 
     def admit(self, conn: Connection) -> bool:
         """Register a new connection: False when its client already holds its share."""
@@ -286,3 +313,24 @@ class Connection(asyncio.Protocol):
             self.transport.write(b"".join(out))
         self.pending = b""
         self.drop()
+
+
+def _told(guarded: Guarded, peer: tuple[str, int] | tuple[str, int, int, int]) -> Answer:
+    address = socket.inet_pton(socket.AF_INET6 if ":" in peer[0] else socket.AF_INET,
+                               peer[0].split("%", 1)[0])
+    return lambda data, transport: guarded(data, transport, address)
+
+
+def _answers(buf: bytes, respond: Answer, transport: int) -> list[bytes]:
+    """The framed answers to every complete query in `buf` (a drained connection's)."""
+    out: list[bytes] = []
+    pos = 0
+    while len(buf) - pos >= 2:
+        length = buf[pos] << 8 | buf[pos + 1]
+        if length < HEADER or len(buf) - pos - 2 < length:
+            break
+        response = respond(buf[pos + 2:pos + 2 + length], transport)
+        pos += 2 + length
+        if response is not None and len(response) <= FRAME_MAX:
+            out += (len(response).to_bytes(2, "big"), response)
+    return out

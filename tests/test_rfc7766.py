@@ -339,3 +339,28 @@ def test_the_responder_raises_its_open_files_limit() -> None:
         assert (allowed, soft) == (2000, 2000 + tcp.FD_RESERVE)
     else:
         assert (allowed, soft) == (hard - tcp.FD_RESERVE, hard)
+
+
+def test_a_stopping_responder_answers_the_connections_queued_for_it(tmp_path: Path) -> None:
+    """#10: a responder told to stop answers what is queued on its sockets before it closes
+    them; a TCP connection still in its accept queue would otherwise be reset."""
+    import os
+    import signal
+
+    server = Server([], tmp_path, ONE_RESPONDER.format(idle=5.0, limit=64, per_client=64))
+    server.start()
+    try:
+        (pid,) = [p for p, name in server.children().items() if "responder" in name]
+        os.kill(pid, signal.SIGSTOP)  # it accepts nothing more: connections queue up
+        socks = [connect(server) for _ in range(5)]
+        for qid, sock in enumerate(socks, start=1):
+            sock.sendall(framed("www.example.test", qid))
+        os.kill(pid, signal.SIGTERM)  # delivered on SIGCONT: it stops, draining first
+        os.kill(pid, signal.SIGCONT)
+        for qid, sock in enumerate(socks, start=1):
+            with sock:
+                raw = read_tcp_message(sock)
+                assert raw is not None, f"connection {qid} was closed unanswered"
+                assert dns.message.from_wire(raw).id == qid
+    finally:
+        assert server.stop() == 0
