@@ -5,7 +5,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from harness import Server
+from harness import Backend, Server
 from hypothesis import settings
 
 # Hypothesis's per-example deadline measures wall time: on a shared, loaded machine it fails
@@ -22,6 +22,19 @@ def need_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed: .ci/run must install it")
         pytest.skip(f"{name} is not installed (apt-get install it to run this test)")
     return path
+
+
+@pytest.fixture
+def backends() -> Iterator[tuple[Backend, Backend]]:
+    """Two TCP backends on 127.0.0.1 and 127.0.0.2, one port, both up (a module may define
+    its own `backends` with another start state)."""
+    first = Backend("127.0.0.1")
+    second = Backend("127.0.0.2", first.port)
+    first.up()
+    second.up()
+    yield first, second
+    first.close()
+    second.close()
 
 
 @pytest.fixture

@@ -50,17 +50,6 @@ def config(port: int, state_file: Path, token: str | None = TOKEN, responders: i
 
 
 @pytest.fixture
-def backends() -> Iterator[tuple[Backend, Backend]]:
-    first = Backend("127.0.0.1")
-    second = Backend("127.0.0.2", first.port)
-    first.up()
-    second.up()
-    yield first, second
-    first.close()
-    second.close()
-
-
-@pytest.fixture
 def server(tmp_path: Path, backends: tuple[Backend, Backend]) -> Iterator[Server]:
     srv = Server([], tmp_path, config(backends[0].port, tmp_path / "overrides.json")).start()
     yield srv

@@ -12,7 +12,6 @@ import re
 import signal
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.exception
@@ -50,17 +49,6 @@ def config(port: int, *, static: str = "192.0.2.1", responders: int = 2,
         [zones.records.static]
         a = ["{static}"]
     """) + textwrap.dedent(extra)
-
-
-@pytest.fixture
-def backends() -> Iterator[tuple[Backend, Backend]]:
-    first = Backend("127.0.0.1")
-    second = Backend("127.0.0.2", first.port)
-    first.up()
-    second.up()
-    yield first, second
-    first.close()
-    second.close()
 
 
 def start(tmp_path: Path, text: str) -> Server:
