@@ -112,6 +112,50 @@ class ZoneDelta(msgspec.Struct, frozen=True, array_like=True):
     proofs: dict[int, bytes]  # changed NSEC proofs, by position in the (unchanged) chain
 
 
+class ZoneRecords(msgspec.Struct, frozen=True, array_like=True):
+    """One zone as a secondary holds it at `serial`: what AXFR and IXFR transfer (RFC 5936).
+
+    Every record is uncompressed wire (owner written in full, lower case, canonical rdata as
+    signed), one `bytes` per RR. `soa` is the SOA RR alone; `owners` maps each owner's
+    lower-case wire name to every other RR it has, RRSIGs (the SOA's too), NSEC, NSEC3
+    (under their hashed owners), DNSKEY, CDS and CDNSKEY included. A rotating pool is held with
+    all the addresses its rotation serves, as one RRset signed as one (docs/transfers.md).
+    """
+
+    origin: bytes
+    serial: int
+    soa: bytes
+    owners: dict[bytes, list[bytes]]
+
+
+class ZoneRecordsDelta(msgspec.Struct, frozen=True, array_like=True):
+    """What changed in one zone's records since the previous generation: each changed or added
+    owner with all its RRs, and the owners that are gone."""
+
+    origin: bytes
+    serial: int
+    soa: bytes
+    owners: dict[bytes, list[bytes]]
+    removed: list[bytes]
+
+
+class Records(_Message):
+    """signer -> supervisor -> transfer process: every zone's records at `generation`, complete
+    (sent only when transfers are configured)."""
+
+    generation: int
+    zones: list[ZoneRecords]
+
+
+class RecordsDelta(_Message):
+    """signer -> supervisor -> transfer process: the records' changes from generation `base`;
+    a transfer process that does not hold `base` is sent the full `Records` instead."""
+
+    generation: int
+    base: int
+    zones: list[ZoneRecordsDelta]
+
+
 class Snapshot(_Message):
     """signer -> supervisor -> responders: everything a responder serves, complete."""
 
@@ -186,6 +230,10 @@ class Published(_Message):
     snapshot: bytes
     delta: bytes = b""
     renewal: float = 0.0  # when its first signature falls due for renewal (0: unsigned)
+    # With transfers configured: the encoded `Records` of `generation` and, when there is a
+    # previous one, the encoded `RecordsDelta` from it (relayed to the transfer process).
+    records: bytes = b""
+    records_delta: bytes = b""
 
 
 class Stats(_Message):
@@ -238,7 +286,7 @@ PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 
 
-ToChild = Start | Health | Resume | Snapshot | Delta | Reconfigure | Bye
+ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
