@@ -86,7 +86,7 @@ class Refusal:
             if self.error == BADTIME else b""
         signed = request.time_signed if self.error == BADTIME else now
         template = _rdata(self.key.algorithm, signed, b"", request.original_id, self.error, other)
-        rdata, _ = dns.tsig.sign(reply, self.key, template, signed, request.mac)
+        rdata, _ = _sign(reply, self.key, template, signed, request.mac)
         return _append(reply, self.key.name, rdata)
 
 
@@ -101,16 +101,15 @@ class Stream:
         self.clock = clock
         self.context: Any = None  # dnspython's running digest between messages
         # Octets the TSIG adds to a message: the room a reply must leave for it.
-        self.size = (len(self.key.name.to_wire()) + TSIG_FIXED
-                     + len(self.key.algorithm.to_wire()) + dns.tsig.mac_sizes[self.key.algorithm])
+        self.size = (len(_wire(self.key.name)) + TSIG_FIXED + len(_wire(self.key.algorithm))
+                     + dns.tsig.mac_sizes[self.key.algorithm])
 
     def sign(self, message: bytes) -> bytes:
         """`message` (a reply with its ID, without a TSIG) with its TSIG appended."""
         template = _rdata(self.key.algorithm, 0, b"", self.original_id, 0)
         first = self.context is None
-        rdata, self.context = dns.tsig.sign(
-            message, self.key, template, int(self.clock()), self.request_mac if first else None,
-            self.context, True)
+        rdata, self.context = _sign(message, self.key, template, int(self.clock()),
+                                    self.request_mac if first else None, self.context)
         return _append(message, self.key.name, rdata)
 
 
@@ -135,7 +134,7 @@ def verify(wire: bytes, keyring: Keyring, now: float) -> Verified | Refusal | No
         return Refusal(FORMERR)
     arcount = struct.unpack_from("!H", wire, 10)[0]
     unsigned = wire[:10] + struct.pack("!H", arcount - 1) + wire[12:start]
-    expected, _ = dns.tsig.sign(unsigned, key, request, request.time_signed)
+    expected, _ = _sign(unsigned, key, request, request.time_signed)
     if not hmac.compare_digest(expected.mac[:len(request.mac)], request.mac):
         return Refusal(NOTAUTH, BADSIG, owner, request, None, now)
     if abs(request.time_signed - now) > request.fudge:  # 5.2.3
@@ -152,7 +151,7 @@ def sign_request(wire: bytes, key: dns.tsig.Key | keys.Key,
         key = dns.tsig.Key(key.name, key.secret, key.algorithm)
     template = _rdata(key.algorithm, 0, b"", struct.unpack_from("!H", wire)[0], 0)
     signed = int(time.time() if now is None else now)
-    rdata, _ = dns.tsig.sign(wire, key, template, signed)
+    rdata, _ = _sign(wire, key, template, signed)
     return _append(wire, key.name, rdata), (key, rdata.mac)
 
 
@@ -184,7 +183,7 @@ def _question(query: bytes) -> bytes:
         qtype, qclass = parser.get_struct("!HH")
     except dns.exception.DNSException:
         return b""
-    return name.to_wire() + struct.pack("!HH", qtype, qclass)
+    return _wire(name) + struct.pack("!HH", qtype, qclass)
 
 
 def _find(wire: bytes) -> tuple[int, dns.name.Name, TsigRdata] | None:
@@ -206,11 +205,13 @@ def _find(wire: bytes) -> tuple[int, dns.name.Name, TsigRdata] | None:
             parser.seek(parser.current + length)
             continue
         if index != records - 1 or index < ancount + nscount or rclass != dns.rdataclass.ANY:
-            raise dns.exception.FormError("a TSIG record must be the last one, of class ANY")
+            raise dns.exception.FormError(  # type: ignore[no-untyped-call]
+                "a TSIG record must be the last one, of class ANY")
         with parser.restrict_to(length):
             rdata = dns.rdata.from_wire_parser(rclass, rtype, parser)
         if parser.remaining():
-            raise dns.exception.FormError("octets after the TSIG record")
+            raise dns.exception.FormError(  # type: ignore[no-untyped-call]
+                "octets after the TSIG record")
         assert isinstance(rdata, TsigRdata)
         return start, owner, rdata
     return None
@@ -218,15 +219,30 @@ def _find(wire: bytes) -> tuple[int, dns.name.Name, TsigRdata] | None:
 
 def _rdata(algorithm: dns.name.Name, signed: int, mac: bytes, original_id: int, error: int,
            other: bytes = b"") -> TsigRdata:
-    return TsigRdata(dns.rdataclass.ANY, dns.rdatatype.TSIG, algorithm, signed, FUDGE, mac,
-                     original_id, error, other)
+    return TsigRdata(dns.rdataclass.ANY, dns.rdatatype.TSIG,  # type: ignore[no-untyped-call]
+                     algorithm, signed, FUDGE, mac, original_id, error, other)
+
+
+def _sign(wire: bytes, key: dns.tsig.Key, template: TsigRdata, signed: int,
+          request_mac: bytes | None = None, context: Any = None) -> tuple[TsigRdata, Any]:
+    """dnspython's signing: `template`'s fields with the MAC over `wire` at time `signed`;
+    with `context` (a stream's running digest), the next message of a stream."""
+    rdata, context = dns.tsig.sign(  # type: ignore[no-untyped-call]
+        wire, key, template, signed, request_mac, context, True)
+    return rdata, context
+
+
+def _wire(name: dns.name.Name) -> bytes:
+    data = name.to_wire()
+    assert data is not None  # None only when given a file to write to
+    return data
 
 
 def _append(message: bytes, owner: dns.name.Name, rdata: TsigRdata) -> bytes:
     """`message` with a TSIG record added last, uncompressed, and its ARCOUNT one more."""
     data = rdata.to_wire()
     assert data is not None
-    record = owner.to_wire() + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0,
+    record = _wire(owner) + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0,
                                            len(data)) + data
     arcount = struct.unpack_from("!H", message, 10)[0] + 1
     return message[:10] + struct.pack("!H", arcount) + message[12:] + record
