@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import multiprocessing
 import struct
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from hypothesis import strategies as st
 
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
-from healthdns.shared import config, messages
+from healthdns.shared import child, config, messages
 from healthdns.shared.messages import Records, RecordsDelta, ZoneRecords
 from healthdns.signer import keys, records
 from healthdns.signer.main import Signer
@@ -469,3 +470,34 @@ def test_renewed_signatures_are_in_the_records(tmp_dir: str) -> None:
     delta = decode(renewed.records_delta, RecordsDelta)
     assert all(len(z.owners) == len(decode(renewed.records, Records).zones[0].owners)
                for z in delta.zones), "every owner has new signatures"
+
+
+def test_a_signer_process_given_its_view_publishes_records() -> None:
+    """As the supervisor runs it: the signer's view of a config with `[transfer]` (secondaries
+    and keys left out) is enough for the process to publish the records, and the decoding
+    supervisor gets them in `Published`."""
+    cfg = config.from_mapping({
+        "transfer": {"listen": LISTEN, "secondaries": [{"address": "127.0.0.2", "key": "k"}]},
+        "tsig": [{"name": "k", "secret": base64.b64encode(b"s" * 32).decode()}],
+        "zones": [{"origin": "example.test", "nameservers": ["ns1.example.net"],
+                   "records": {"www": {"a": ["192.0.2.1"]}}}]})
+    ctx = multiprocessing.get_context("spawn")
+    parent, child_end = ctx.Pipe()
+    messages.send(parent, messages.Start(0, views.split(cfg).signer))
+    messages.send(parent, messages.Health({}, full=True))
+    process = ctx.Process(target=child.enter, args=("signer", child_end))
+    process.start()
+    child_end.close()
+    try:
+        assert parent.poll(20)
+        published = messages.decode_from("signer", parent.recv_bytes())
+        assert isinstance(published, messages.Published)
+        listed = decode(published.records, Records)
+        www = b"\x03www\x07example\x04test\x00"
+        assert [parse(r)[3].to_text() for r in listed.zones[0].owners[www]] == ["192.0.2.1"]
+    finally:
+        messages.send(parent, messages.Bye())
+        process.join(5)
+        if process.exitcode is None:
+            process.kill()
+    assert process.exitcode == 0
