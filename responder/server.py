@@ -80,7 +80,7 @@ class Server:
 
     def _on_pipe(self) -> None:
         try:
-            message = messages.decode_to_child(self.conn.recv_bytes())
+            message = messages.decode_to_responder(self.conn.recv_bytes())
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
             self._stop()  # the supervisor is gone: no orphans
@@ -88,7 +88,7 @@ class Server:
         current = self.answerer.table
         try:
             match message:
-                case messages.Snapshot():
+                case messages.EncodedSnapshot():
                     self._load(Table(message, self.cfg.server.packet_cache))
                 case messages.Delta() if current is not None \
                         and current.generation == message.base:

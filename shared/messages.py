@@ -119,6 +119,37 @@ class Snapshot(_Message):
     zones: list[ZoneTable]
 
 
+class EncodedZoneTable(msgspec.Struct, frozen=True, array_like=True):
+    """A `ZoneTable` as a responder decodes it: each answer stays encoded (`msgspec.Raw`, a
+    view into the message) until the responder turns it into a table entry.
+
+    Decoded whole, a snapshot at 10,000 signed names is 80,000 `Answer` objects (25 MB)
+    alive at once beside the table being built from them; the table's objects then sit
+    between their freed ones, and the allocator keeps those pages for good (a responder
+    stayed 12 MiB above its live data). Answer by answer, each is freed before the next.
+    The fields are `ZoneTable`'s, in its order (a test holds them equal).
+    """
+
+    origin: bytes
+    answers: dict[bytes, msgspec.Raw]
+    names: dict[bytes, msgspec.Raw]
+    nxdomain: Answer
+    serial: int
+    variants: dict[bytes, list[Answer]] = {}
+    chain: list[bytes] = []
+    proofs: list[bytes] = []
+    soa: bytes = b""
+    soa_signed: bytes = b""
+    nsec3: bool = False
+
+
+class EncodedSnapshot(_Message, tag="Snapshot"):
+    """A `Snapshot` as a responder decodes it (see `EncodedZoneTable`)."""
+
+    generation: int
+    zones: list[EncodedZoneTable]
+
+
 class Delta(_Message):
     """signer -> supervisor -> responders: the changes from generation `base`; a responder
     that does not hold `base` ignores it (it is sent the full snapshot instead)."""
@@ -239,6 +270,8 @@ PROTOS = ("udp", "tcp")
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Reconfigure | Bye
+# A responder decodes snapshots answer by answer (see `EncodedZoneTable`).
+ToResponder = Start | Health | Resume | EncodedSnapshot | Delta | Reconfigure | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
@@ -248,6 +281,8 @@ FromSigner = Published | Fatal | Choices
 FromResponder = Bound | Ready | Fatal | Stats
 
 _to_child = msgspec.msgpack.Decoder(ToChild)
+_to_responder = msgspec.msgpack.Decoder(ToResponder)
+_answer = msgspec.msgpack.Decoder(Answer)
 _from_child = msgspec.msgpack.Decoder(FromChild)
 _from_role: dict[str, msgspec.msgpack.Decoder[FromChild]] = {
     "prober": msgspec.msgpack.Decoder(FromProber),
@@ -263,6 +298,15 @@ def encode(message: _Message) -> bytes:
 
 def decode_to_child(data: bytes) -> ToChild:
     return _to_child.decode(data)
+
+
+def decode_to_responder(data: bytes) -> ToResponder:
+    return _to_responder.decode(data)
+
+
+def decode_answer(raw: msgspec.Raw) -> Answer:
+    """One answer of an `EncodedZoneTable`."""
+    return _answer.decode(raw)
 
 
 def decode_from_child(data: bytes) -> FromChild:
