@@ -186,7 +186,9 @@ def _chain(view: _View) -> None:
     cache = view.cache
     if not cache.order:
         cache.order = sorted(view.zone.owners, key=canonical.key)
-        cache.keys = [canonical.key(o) for o in cache.order]
+        labels: dict[bytes, bytes] = {}  # the zone's own labels: one object for all keys
+        cache.keys = [tuple([labels.setdefault(label, label) for label in canonical.key(o)])
+                      for o in cache.order]
     owners = view.chain = cache.order
     view.keys = cache.keys
     for i, owner in enumerate(owners):
@@ -271,7 +273,12 @@ def _content(view: _View, name: bytes, rrsets: RRsets) -> object:
     if proof is None and view.signer is not None:  # an empty non-terminal: the NSEC before
         before = view.chain[canonical.covering(view.keys, name)]
         proof = before + view.nsecs[before]
-    return (tuple(rrsets.items()), tuple(rotating.items()) if rotating else None, proof)
+    owner = view.zone.owners.get(name)
+    if owner is not None and owner.plan is None and name != view.apex:
+        items = owner.static  # what `fill` served it, kept: no copy per name and generation
+    else:
+        items = tuple(rrsets.items())
+    return (items, tuple(rotating.items()) if rotating else None, proof)
 
 
 def _proof(view: _View, owner: bytes) -> bytes:
