@@ -204,10 +204,18 @@ class Table:
         An answer still encoded (`EncodedSnapshot`) is decoded here, and freed before the next.
         """
         index, zone = ids
+        owner, kept = b"", []  # the entries of the name being added (keys come by name)
         for key, answer in answers:
             if isinstance(answer, msgspec.Raw):
                 answer = decode_answer(answer)
-            self.answers[key + CLASS_IN] = entry(answer, index, zone, False, bodies)
+            made = entry(answer, index, zone, False, bodies)
+            if not (len(key) - 2 == len(owner) and key.startswith(owner)):
+                owner, kept = key[:-2], []
+            # An ANY answer is its name's lowest type's: one tuple for both, not two.
+            found = next((e for e in kept if e == made), None)
+            if found is None:
+                kept.append(made)
+            self.answers[key + CLASS_IN] = found or made
         for name, answer in names:
             if isinstance(answer, msgspec.Raw):
                 answer = decode_answer(answer)

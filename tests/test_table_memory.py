@@ -1,6 +1,6 @@
 """A responder's table is compact (issue #12, memory at 10,000 signed names): one object per
-distinct body, and a snapshot decoded answer by answer builds the same table as one decoded
-whole.
+distinct body, one tuple per distinct entry of a name, and a snapshot decoded answer by
+answer builds the same table as one decoded whole.
 
 The generations come from the signer of test_deltas (pools that rotate, fail over and go
 dark, a CNAME, an alias zone), unsigned and signed, under random health (hypothesis).
@@ -42,6 +42,17 @@ def assert_one_object_per_body(table: Table) -> None:
     found = bodies(table)
     assert len({id(b) for b in found}) == len(set(found)), \
         f"{len({id(b) for b in found})} body objects for {len(set(found))} distinct bodies"
+    # Equal entries of one name (ANY answers as the lowest type) are one tuple too.
+    by_name: dict[bytes, list[Entry]] = {}
+    for key, made in table.answers.items():
+        if key not in table.variants:  # a rotating key holds whichever variant is in turn
+            by_name.setdefault(key[:-4], []).append(made)
+    for name, made in by_name.items():
+        distinct: list[Entry] = []
+        for e in made:
+            if not any(e == d for d in distinct):
+                distinct.append(e)
+        assert len({id(e) for e in made}) == len(distinct), f"{name!r}: equal entries copied"
 
 
 @pytest.mark.parametrize("kind", ["unsigned", "signed"])
