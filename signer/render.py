@@ -191,12 +191,14 @@ def _chain(view: _View) -> None:
                       for o in cache.order]
     owners = view.chain = cache.order
     view.keys = cache.keys
+    bitmaps: dict[tuple[int, ...], tuple[int, ...]] = {}  # a few distinct type sets, shared
     for i, owner in enumerate(owners):
         following = owners[(i + 1) % len(owners)]
         types = {*view.names[owner], NSEC, RRSIG}
         if owner == view.apex:
             types.add(SOA)
-        key = (following, tuple(sorted(types)))
+        ordered = tuple(sorted(types))
+        key = (following, bitmaps.setdefault(ordered, ordered))
         rdata = cache.nsecs.get(key)
         if rdata is None:
             rdata = cache.nsecs[key] = _nsec_rdata(following, list(key[1]))
@@ -210,6 +212,7 @@ def _chain3(view: _View) -> None:
         cache.order = sorted(view.names, key=nsec3.digest)
         cache.keys = [nsec3.digest(n) for n in cache.order]
     view.chain, view.keys = cache.order, cache.keys
+    bitmaps: dict[tuple[int, ...], tuple[int, ...]] = {}  # as in `_chain`
     for i, name in enumerate(view.chain):
         view.hashed[name] = nsec3.owner(view.keys[i], view.apex)
         following = view.keys[(i + 1) % len(view.keys)]
@@ -218,7 +221,8 @@ def _chain3(view: _View) -> None:
             types.add(RRSIG)
         if name == view.apex:
             types.add(SOA)
-        key = (following, tuple(sorted(types)))
+        ordered = tuple(sorted(types))
+        key = (following, bitmaps.setdefault(ordered, ordered))
         rdata = cache.nsecs.get(key)
         if rdata is None:
             rdata = cache.nsecs[key] = nsec3.rdata(following, list(key[1]))

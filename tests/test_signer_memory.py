@@ -7,6 +7,7 @@ zone's labels; a one-record RRset's signature is cached under the zone's own rec
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from test_deltas import configs, targets
 
@@ -50,3 +51,17 @@ def test_chain_keys_share_labels_and_signatures_share_records(tmp_dir: str) -> N
         if len(rdatas) == 1:
             assert any(key[3] is rdatas for key in zone_signer.cache
                        if key[:3] == (STATIC, rdtype, ttl))
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_nsec_type_sets_are_shared(tmp_dir: str, denial: str) -> None:
+    """Most owners have the same types: their NSEC (NSEC3) cache keys share one tuple."""
+    cfg = configs(tmp_dir)["signed"]
+    spec = cfg.zones[0]
+    assert spec.dnssec is not None
+    zone = msgspec.structs.replace(spec, dnssec=msgspec.structs.replace(spec.dnssec,
+                                                                        denial=denial))
+    signer = Signer(msgspec.structs.replace(cfg, zones=[zone]))
+    published(signer, targets(cfg), True)
+    type_sets = [types for _, types in signer.caches[0].nsecs]
+    assert len({id(t) for t in type_sets}) == len(set(type_sets)) < len(type_sets)
