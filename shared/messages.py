@@ -274,8 +274,6 @@ PROTOS = ("udp", "tcp")
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Reconfigure | Bye
-# A responder decodes snapshots answer by answer (see `EncodedZoneTable`).
-ToResponder = Start | Health | Resume | EncodedSnapshot | Delta | Reconfigure | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
@@ -283,6 +281,9 @@ FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices |
 FromProber = HealthReport | Probes
 FromSigner = Published | Fatal | Choices
 FromResponder = Bound | Ready | Fatal | Stats
+
+# What a responder is sent, decoded as it needs: snapshots answer by answer (`EncodedZoneTable`).
+ToResponder = Start | EncodedSnapshot | Delta | Bye
 
 _to_child = msgspec.msgpack.Decoder(ToChild)
 _to_responder = msgspec.msgpack.Decoder(ToResponder)
