@@ -90,10 +90,10 @@ class Server:
             match message:
                 case messages.EncodedSnapshot():
                     self._load(Table(message, self.cfg.server.packet_cache))
-                case messages.Delta() if current is not None \
+                case messages.EncodedDelta() if current is not None \
                         and current.generation == message.base:
                     self._load(current.apply(message))
-                case messages.Delta():
+                case messages.EncodedDelta():
                     log.error("ignoring generation %d: it follows %d, this responder holds %s",
                               message.generation, message.base,
                               current.generation if current else "nothing")

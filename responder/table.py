@@ -14,7 +14,14 @@ from typing import Any
 import msgspec
 
 from healthdns.shared import canonical, nsec3
-from healthdns.shared.messages import Answer, Delta, EncodedSnapshot, Snapshot, decode_answer
+from healthdns.shared.messages import (
+    Answer,
+    Delta,
+    EncodedDelta,
+    EncodedSnapshot,
+    Snapshot,
+    decode_answer,
+)
 
 # (flags, flag map, counts, counts with our OPT, body, counts with OPT for DO=1, body for DO=1,
 #  (an, ns, ar) when NXDOMAIN proofs are added per query, index of the SOA records to put first
@@ -163,7 +170,7 @@ class Table:
                 self.chains[zone.origin] = (keys, list(zone.proofs), zone.nsec3)
         self.origin_lengths = frozenset(len(origin) for origin in self.zones)
 
-    def apply(self, delta: Delta) -> Table:
+    def apply(self, delta: Delta | EncodedDelta) -> Table:
         """The next generation: a copy of this one with the delta's changes."""
         new = Table.__new__(Table)
         new.cache, new.cache_size, new.seen = {}, self.cache_size, set()

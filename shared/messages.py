@@ -154,6 +154,22 @@ class EncodedSnapshot(_Message, tag="Snapshot"):
     zones: list[EncodedZoneTable]
 
 
+class EncodedZoneDelta(msgspec.Struct, frozen=True, array_like=True):
+    """A `ZoneDelta` as a responder decodes it, answers left encoded (see `EncodedZoneTable`):
+    when signatures are renewed, a delta brings nearly every answer anew."""
+
+    origin: bytes
+    serial: int
+    soa: bytes
+    soa_signed: bytes
+    answers: dict[bytes, msgspec.Raw]
+    names: dict[bytes, msgspec.Raw]
+    removed_answers: list[bytes]
+    removed_names: list[bytes]
+    variants: dict[bytes, list[Answer]]
+    proofs: dict[int, bytes]
+
+
 class Delta(_Message):
     """signer -> supervisor -> responders: the changes from generation `base`; a responder
     that does not hold `base` ignores it (it is sent the full snapshot instead)."""
@@ -161,6 +177,14 @@ class Delta(_Message):
     generation: int
     base: int
     zones: list[ZoneDelta]
+
+
+class EncodedDelta(_Message, tag="Delta"):
+    """A `Delta` as a responder decodes it (see `EncodedZoneDelta`)."""
+
+    generation: int
+    base: int
+    zones: list[EncodedZoneDelta]
 
 
 class Reconfigure(_Message):
@@ -283,7 +307,7 @@ FromSigner = Published | Fatal | Choices
 FromResponder = Bound | Ready | Fatal | Stats
 
 # What a responder is sent, decoded as it needs: snapshots answer by answer (`EncodedZoneTable`).
-ToResponder = Start | EncodedSnapshot | Delta | Bye
+ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye
 
 _to_child = msgspec.msgpack.Decoder(ToChild)
 _to_responder = msgspec.msgpack.Decoder(ToResponder)

@@ -82,7 +82,10 @@ def test_one_body_object_per_distinct_body(tmp_dir: str, kind: str,
         assert view(fresh) == view(Table(whole))
         delta = messages.decode_to_child(published.delta)
         assert isinstance(delta, messages.Delta)
-        table = table.apply(delta)
+        encoded_delta = messages.decode_to_responder(published.delta)
+        assert isinstance(encoded_delta, messages.EncodedDelta)
+        assert view(table.apply(delta)) == view(fresh)
+        table = table.apply(encoded_delta)  # as a responder does
         assert view(table) == view(fresh)
 
 
@@ -106,5 +109,8 @@ def test_the_encoded_forms_mirror_the_decoded_ones() -> None:
     fields, in the same order, with the same defaults (array-like: position is identity)."""
     assert _fields(messages.EncodedZoneTable) == _fields(messages.ZoneTable)
     assert _fields(messages.EncodedSnapshot) == _fields(messages.Snapshot)
-    assert messages.EncodedSnapshot.__struct_config__.tag == \
-        messages.Snapshot.__struct_config__.tag
+    assert _fields(messages.EncodedZoneDelta) == _fields(messages.ZoneDelta)
+    assert _fields(messages.EncodedDelta) == _fields(messages.Delta)
+    for encoded, decoded in ((messages.EncodedSnapshot, messages.Snapshot),
+                             (messages.EncodedDelta, messages.Delta)):
+        assert encoded.__struct_config__.tag == decoded.__struct_config__.tag
