@@ -11,13 +11,17 @@ The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
 
 Measured on the shared 2-core development machine (MiB PSS, `--names 10000 --responders 2`):
 
-    process           before #12 work   after   what changed
-    supervisor             59.5          59     (imports 38: aiohttp.web, dnspython, ...)
-    resource_tracker        6.8           6.5
-    prober                 25.5          17.4   aiohttp loaded by the first HTTP check only
-    signer                 80.0          72.0   compact render/signature caches, gc=False
-    responder (each)       53.6          39.2   answer-by-answer decoding, shared bodies
-    total                 279           234     Knot 12, gdnsd 5
+    process           before   after   what changed
+    supervisor          59.2    53.3   the snapshot kept compressed (imports: 38-42)
+    resource_tracker     6.6     6.7
+    prober              25.1    17.7   aiohttp loaded by the first HTTP check only
+    signer              80.4    71.6   compact render and signature caches, gc=False
+    responder (each)    53.4    38.2   answer-by-answer decoding, shared bodies/entries
+    total              278.0   224.6   Knot 13, gdnsd 2 (unsigned)
+
+After a renewal of every signature (once per validity - refresh) the signer holds about
+20 MiB more and each responder 5 to 10 (both generations were alive at once; see
+docs/operations.md, "Memory").
 
     python3 bench/memory.py --imports
 
