@@ -9,6 +9,30 @@ all its descendants. PSS splits each shared page between the processes that map 
 PSS total is what the server costs the machine; RSS counts shared pages in every process.
 The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
 
+Measured on the shared 2-core development machine (MiB PSS, `--names 10000 --responders 2`):
+
+    process           before   after   what changed
+    supervisor          59.2    53.3   the snapshot kept compressed (imports: 38-42)
+    resource_tracker     6.6     6.7
+    prober              25.1    17.7   aiohttp loaded by the first HTTP check only
+    signer              80.4    71.6   compact render and signature caches, gc=False
+    responder (each)    53.4    38.2   answer-by-answer decoding, shared bodies/entries
+    total              278.0   224.6   Knot 13, gdnsd 2 (unsigned)
+
+After a renewal of every signature (once per validity - refresh) the signer holds about
+20 MiB more and each responder 5 to 10 (both generations were alive at once; see
+docs/operations.md, "Memory").
+
+    python3 bench/memory.py --imports
+
+what each role costs before it holds any data: a fresh interpreter importing the role's main
+module, alone (the floor of the spawn start method; the shared libraries' pages count in
+full, where a running server splits them). At the time of writing, PSS (RSS): interpreter
+5.1 (10.6), supervisor 42 (53), prober 18 (28), signer 28 (38), responder 18 (28), resource
+tracker 7 (13) MiB: about 130 MiB for the six processes before any data, to which a running
+server adds its copy of the snapshot in the supervisor (10 MB encoded), each responder's
+table (16 MB live) and the signer's state (40 MB live, at 10,000 signed names).
+
     python3 bench/memory.py --start-methods [--children 4]
 
 compares what importing a responder's code costs per child with the spawn start method
@@ -24,6 +48,7 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -143,6 +168,28 @@ def start_methods(children: int) -> None:
             process.join()
 
 
+ROLES = {"interpreter": "", "supervisor": "healthdns.supervisor.main",
+         "prober": "healthdns.prober.main", "signer": "healthdns.signer.main",
+         "responder": "healthdns.responder.main",
+         "resource_tracker": "multiprocessing.resource_tracker"}
+IMPORTED = """
+import importlib, re, sys
+if sys.argv[1]:
+    importlib.import_module(sys.argv[1])
+text = open("/proc/self/smaps_rollup").read()
+print(*(re.search(rf"^{k}:\\s+(\\d+) kB", text, re.MULTILINE).group(1) for k in ("Pss", "Rss")))
+"""
+
+
+def imports() -> None:
+    """PSS of a fresh interpreter that imported each role's main module, nothing else."""
+    for role, module in ROLES.items():
+        done = subprocess.run([sys.executable, "-c", IMPORTED, module], check=True,
+                              capture_output=True, text=True)
+        pss, rss = (int(kib) / 1024 for kib in done.stdout.split())
+        print(f"{role:<17} PSS {pss:5.1f} MiB  RSS {rss:5.1f} MiB  ({module or 'nothing'})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--names", type=int, default=10000)
@@ -151,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-methods", action="store_true",
                    help="only compare the import cost per child of spawn and forkserver")
     p.add_argument("--children", type=int, default=4)
+    p.add_argument("--imports", action="store_true",
+                   help="only measure each role's imports in a fresh interpreter")
     args = p.parse_args(argv)
+    if args.imports:
+        imports()
+        return 0
     if args.start_methods:
         start_methods(args.children)
         return 0

@@ -25,11 +25,15 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from healthdns.shared import regex
+from healthdns.shared import lazy, regex
 from healthdns.shared.config import CheckSpec, format_endpoint
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # 10 MiB of imports that only HTTP checks use: a prober without one never loads it
+    aiohttp = lazy.module("aiohttp")
 
 Result = tuple[bool, str]
 Done = Callable[[bool, str], None]  # called exactly once per started check

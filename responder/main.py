@@ -43,11 +43,11 @@ def _first_table(conn: Connection, cfg: Config) -> Table:
     """Wait for the first snapshot and load it; EOF or `Bye` meanwhile ends the process."""
     while True:
         try:
-            message = messages.decode_to_child(conn.recv_bytes())
+            message = messages.decode_to_responder(conn.recv_bytes())
         except (EOFError, OSError):
             raise SystemExit(0) from None
         match message:
-            case messages.Snapshot():
+            case messages.EncodedSnapshot():
                 return Table(message, cfg.server.packet_cache)
             case messages.Bye():
                 raise SystemExit(0)

@@ -81,7 +81,7 @@ class Server:
 
     def _on_pipe(self) -> None:
         try:
-            message = messages.decode_to_child(self.conn.recv_bytes())
+            message = messages.decode_to_responder(self.conn.recv_bytes())
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
             self._stop()  # the supervisor is gone: no orphans
@@ -89,12 +89,12 @@ class Server:
         current = self.answerer.table
         try:
             match message:
-                case messages.Snapshot():
+                case messages.EncodedSnapshot():
                     self._load(Table(message, self.cfg.server.packet_cache))
-                case messages.Delta() if current is not None \
+                case messages.EncodedDelta() if current is not None \
                         and current.generation == message.base:
                     self._load(current.apply(message))
-                case messages.Delta():
+                case messages.EncodedDelta():
                     log.error("ignoring generation %d: it follows %d, this responder holds %s",
                               message.generation, message.base,
                               current.generation if current else "nothing")

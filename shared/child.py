@@ -6,7 +6,7 @@ import signal
 from multiprocessing.connection import Connection
 from types import FrameType
 
-from healthdns.shared import config, logs, messages, titles
+from healthdns.shared import config, heap, logs, messages, titles
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -60,6 +60,6 @@ def enter(role: str, conn: Connection) -> None:
     import importlib
 
     ignore_group_signals()
-
+    heap.return_large_blocks()  # before the first snapshot or configuration arrives
     module = importlib.import_module(f"healthdns.{role}.main")
     module.run(conn)

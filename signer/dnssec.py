@@ -44,7 +44,8 @@ class ZoneSigner:
     def rrsigs(self, owner: bytes, rdtype: int, ttl: int,
                rdatas: tuple[bytes, ...]) -> tuple[bytes, ...]:
         """RRSIG rdata (wire) over an RRset: by the zone keys, or the key keys for DNSKEY."""
-        cache_key = (owner, rdtype, ttl, tuple(sorted(rdatas)))
+        # One record (most RRsets) is its own order: the caller's tuple, not a copy per key.
+        cache_key = (owner, rdtype, ttl, rdatas if len(rdatas) == 1 else tuple(sorted(rdatas)))
         self.used.add(cache_key)
         now = self.now()
         found = self.cache.get(cache_key)

@@ -200,15 +200,19 @@ def _chain(view: _View) -> None:
     cache = view.cache
     if not cache.order:
         cache.order = sorted(view.zone.owners, key=canonical.key)
-        cache.keys = [canonical.key(o) for o in cache.order]
+        labels: dict[bytes, bytes] = {}  # the zone's own labels: one object for all keys
+        cache.keys = [tuple([labels.setdefault(label, label) for label in canonical.key(o)])
+                      for o in cache.order]
     owners = view.chain = cache.order
     view.keys = cache.keys
+    bitmaps: dict[tuple[int, ...], tuple[int, ...]] = {}  # a few distinct type sets, shared
     for i, owner in enumerate(owners):
         following = owners[(i + 1) % len(owners)]
         types = {*view.names[owner], NSEC, RRSIG}
         if owner == view.apex:
             types.add(SOA)
-        key = (following, tuple(sorted(types)))
+        ordered = tuple(sorted(types))
+        key = (following, bitmaps.setdefault(ordered, ordered))
         rdata = cache.nsecs.get(key)
         if rdata is None:
             rdata = cache.nsecs[key] = _nsec_rdata(following, list(key[1]))
@@ -222,6 +226,7 @@ def _chain3(view: _View) -> None:
         cache.order = sorted(view.names, key=nsec3.digest)
         cache.keys = [nsec3.digest(n) for n in cache.order]
     view.chain, view.keys = cache.order, cache.keys
+    bitmaps: dict[tuple[int, ...], tuple[int, ...]] = {}  # as in `_chain`
     for i, name in enumerate(view.chain):
         view.hashed[name] = nsec3.owner(view.keys[i], view.apex)
         following = view.keys[(i + 1) % len(view.keys)]
@@ -230,7 +235,8 @@ def _chain3(view: _View) -> None:
             types.add(RRSIG)
         if name == view.apex:
             types.add(SOA)
-        key = (following, tuple(sorted(types)))
+        ordered = tuple(sorted(types))
+        key = (following, bitmaps.setdefault(ordered, ordered))
         rdata = cache.nsecs.get(key)
         if rdata is None:
             rdata = cache.nsecs[key] = nsec3.rdata(following, list(key[1]))
@@ -285,7 +291,12 @@ def _content(view: _View, name: bytes, rrsets: RRsets) -> object:
     if proof is None and view.signer is not None:  # an empty non-terminal: the NSEC before
         before = view.chain[canonical.covering(view.keys, name)]
         proof = before + view.nsecs[before]
-    return (tuple(rrsets.items()), tuple(rotating.items()) if rotating else None, proof)
+    owner = view.zone.owners.get(name)
+    if owner is not None and owner.plan is None and name != view.apex:
+        items = owner.static  # what `fill` served it, kept: no copy per name and generation
+    else:
+        items = tuple(rrsets.items())
+    return (items, tuple(rotating.items()) if rotating else None, proof)
 
 
 def _proof(view: _View, owner: bytes) -> bytes:

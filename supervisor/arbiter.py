@@ -28,6 +28,7 @@ import selectors
 import signal
 import socket
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from healthdns.supervisor.steering import Child, Steering
 
 log = logging.getLogger("healthdns.supervisor")
 
+SNAPSHOT_COMPRESSION = 1  # zlib level: signed data (random signatures) gains little above it
 STOP_DEADLINE = 4.0  # SIGTERM, then SIGKILL whatever is left after this long
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 10.0
@@ -117,8 +119,8 @@ class Supervisor:
         self.responders = [Slot("responder", i) for i in range(cfg.server.responders)]
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
         self.health: dict[str, bool] | None = None
-        self.snapshot: bytes | None = None
-        self.published: messages.Resume | None = None
+        self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
+        self.published: messages.Resume | None = None  # without its snapshot (see `_resume`)
         self.generation = 0  # the last one relayed: a signer may only publish the next one
         self.rejected: Counter[str] = Counter()  # children killed for breaking the protocol, by role
         self.limits = {"signer": SIGNER_FRAME_LIMIT, "responder": SMALL_FRAME_LIMIT,
@@ -391,6 +393,18 @@ class Supervisor:
                 slot.process.kill()
                 slot.restart_at = now + STOP_DEADLINE
 
+    @property
+    def snapshot(self) -> bytes | None:
+        """The latest encoded snapshot: what a responder that starts is sent first.
+
+        Kept compressed: at 10,000 signed names a snapshot is 10 MB, and 3.3 MB compressed
+        (zlib level 1: 85 ms once per generation, 33 ms to expand once per start).
+        """
+        return zlib.decompress(self.packed) if self.packed else None
+
+    def _resume(self, published: messages.Resume) -> messages.Resume:
+        return msgspec.structs.replace(published, snapshot=self.snapshot or b"")
+
     # --- children ---------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
@@ -410,12 +424,12 @@ class Supervisor:
             start = messages.Start(slot.index, start.config, self.listen, self.secret, table)
         self._send(slot, messages.encode(start))
         if slot.role == "signer" and self.published is not None:
-            self._send(slot, messages.encode(self.published))
+            self._send(slot, messages.encode(self._resume(self.published)))
         if slot.role == "signer" and self.health is not None:
             self._send(slot, messages.encode(messages.Health(
                 self.health, True, self.steering.overrides.names())))
-        if slot.role == "responder" and self.snapshot is not None:
-            self._send(slot, self.snapshot)  # the latest snapshot before it serves
+        if slot.role == "responder" and self.packed:
+            self._send(slot, zlib.decompress(self.packed))  # the latest before it serves
         log.info("%s started (pid %d)", slot.name, process.pid)
 
     def _send(self, slot: Slot, data: bytes) -> None:
@@ -515,11 +529,11 @@ class Supervisor:
                 # newer): the delta brings them up to date; a responder started later is sent
                 # the full snapshot kept here.
                 self._mark_running(self.signer)
-                self.snapshot = snapshot
-                self.published = messages.Resume(generation, serials, prints, snapshot,
+                self.published = messages.Resume(generation, serials, prints, b"",
                                                  renewal)
                 for responder in self.responders:
                     self._send(responder, delta or snapshot)
+                self.packed = zlib.compress(snapshot, SNAPSHOT_COMPRESSION)  # once it is sent
                 log.debug("generation %d sent to responders", generation)
                 self.generation = generation
                 self.steering.published(generation, serials, self.now())

@@ -10,7 +10,7 @@ import sys
 
 import msgspec
 
-from healthdns.shared import config, keyfiles, logs, privilege, titles
+from healthdns.shared import config, heap, keyfiles, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.supervisor import cli, ports
@@ -18,6 +18,7 @@ from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
 
 def main(argv: list[str] | None = None) -> int:
+    heap.return_large_blocks()  # it keeps the latest snapshot, and relays every one
     args = cli.parser().parse_args(argv)
     try:
         cfg, account = _checked(args)

@@ -56,6 +56,19 @@ def test_a_published_generation_must_be_the_next_one() -> None:
     assert supervisor._dispatch(signer, messages.Published(1, [1], [b""], b"again")) is not None
 
 
+def test_the_snapshot_is_kept_compressed_and_handed_on_whole() -> None:
+    """Memory (issue #12): the supervisor keeps the latest snapshot for responders that start
+    and a respawned signer, compressed; each is handed the snapshot as it was published."""
+    supervisor = Supervisor(CFG)
+    snapshot = b"".join(i.to_bytes(4, "big") * 3 for i in range(50_000))  # repeats, as DNS does
+    assert supervisor._dispatch(supervisor.signer,
+                                messages.Published(1, [7], [b"p"], snapshot)) is None
+    assert len(supervisor.packed) < len(snapshot) / 2
+    assert supervisor.snapshot == snapshot
+    assert supervisor.published is not None
+    assert supervisor._resume(supervisor.published) == messages.Resume(1, [7], [b"p"], snapshot)
+
+
 def test_a_responder_may_say_it_cannot_bind_only_first_and_stops_the_server_only_at_start_up(
         ) -> None:
     supervisor = Supervisor(CFG)

@@ -1,0 +1,116 @@
+"""A responder's table is compact (issue #12, memory at 10,000 signed names): one object per
+distinct body, one tuple per distinct entry of a name, and a snapshot decoded answer by
+answer builds the same table as one decoded whole.
+
+The generations come from the signer of test_deltas (pools that rotate, fail over and go
+dark, a CNAME, an alias zone), unsigned and signed, under random health (hypothesis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_deltas import V4, configs, targets, view
+
+from healthdns.responder.table import Entry, Table
+from healthdns.shared import messages
+from healthdns.signer.main import Signer
+
+healths = st.lists(st.lists(st.booleans(), min_size=len(V4) + 1, max_size=len(V4) + 1),
+                   min_size=1, max_size=4)
+
+
+@pytest.fixture(scope="module")
+def tmp_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("keys"))
+
+
+def entries(table: Table) -> list[Entry]:
+    found = [*table.answers.values(), *table.names.values(), *table.zones.values()]
+    return found + [e for variants in table.variants.values() for e in variants]
+
+
+def bodies(table: Table) -> list[bytes]:
+    return [body for e in entries(table) for body in (e[4], e[6])]
+
+
+def assert_one_object_per_body(table: Table) -> None:
+    found = bodies(table)
+    assert len({id(b) for b in found}) == len(set(found)), \
+        f"{len({id(b) for b in found})} body objects for {len(set(found))} distinct bodies"
+    # Equal entries of one name (ANY answers as the lowest type) are one tuple too.
+    by_name: dict[bytes, list[Entry]] = {}
+    for key, made in table.answers.items():
+        if key not in table.variants:  # a rotating key holds whichever variant is in turn
+            by_name.setdefault(key[:-4], []).append(made)
+    for name, made in by_name.items():
+        distinct: list[Entry] = []
+        for e in made:
+            if not any(e == d for d in distinct):
+                distinct.append(e)
+        assert len({id(e) for e in made}) == len(distinct), f"{name!r}: equal entries copied"
+
+
+@pytest.mark.parametrize("kind", ["unsigned", "signed"])
+@settings(max_examples=15)
+@given(schedule=healths)
+def test_one_body_object_per_distinct_body(tmp_dir: str, kind: str,
+                                           schedule: list[list[bool]]) -> None:
+    cfg = configs(tmp_dir)[kind]
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    published = signer.update(dict.fromkeys(ids, True), full=True)
+    assert published is not None
+    table = Table(messages.decode_to_responder(published.snapshot))  # type: ignore[arg-type]
+    assert_one_object_per_body(table)
+    for health in schedule:
+        published = signer.update(dict(zip(ids, health, strict=True)), full=True)
+        if published is None:
+            continue
+        whole = messages.decode_to_child(published.snapshot)
+        assert isinstance(whole, messages.Snapshot)
+        encoded = messages.decode_to_responder(published.snapshot)
+        assert isinstance(encoded, messages.EncodedSnapshot)
+        fresh = Table(encoded)
+        assert_one_object_per_body(fresh)
+        assert_one_object_per_body(Table(whole))
+        # Decoded answer by answer or whole: the same table, byte for byte.
+        assert view(fresh) == view(Table(whole))
+        delta = messages.decode_to_child(published.delta)
+        assert isinstance(delta, messages.Delta)
+        encoded_delta = messages.decode_to_responder(published.delta)
+        assert isinstance(encoded_delta, messages.EncodedDelta)
+        assert view(table.apply(delta)) == view(fresh)
+        table = table.apply(encoded_delta)  # as a responder does
+        assert view(table) == view(fresh)
+
+
+def test_the_table_shares_repeated_bodies(tmp_dir: str) -> None:
+    """The property above is not vacuous: the signed zone repeats bodies (ANY answers as
+    its lowest type), so sharing them makes fewer objects than entries refer to."""
+    cfg = configs(tmp_dir)["signed"]
+    published = Signer(cfg).update(dict.fromkeys(targets(cfg), True), full=True)
+    assert published is not None
+    table = Table(messages.decode_to_responder(published.snapshot))  # type: ignore[arg-type]
+    found = bodies(table)
+    assert len({id(b) for b in found}) < len(found)
+
+
+def _fields(kind: type[Any]) -> list[tuple[str, Any]]:
+    return [(f.name, f.default) for f in msgspec.structs.fields(kind)]
+
+
+def test_the_encoded_forms_mirror_the_decoded_ones() -> None:
+    """`EncodedZoneTable` must decode what the signer encodes as a `ZoneTable`: the same
+    fields, in the same order, with the same defaults (array-like: position is identity)."""
+    assert _fields(messages.EncodedZoneTable) == _fields(messages.ZoneTable)
+    assert _fields(messages.EncodedSnapshot) == _fields(messages.Snapshot)
+    assert _fields(messages.EncodedZoneDelta) == _fields(messages.ZoneDelta)
+    assert _fields(messages.EncodedDelta) == _fields(messages.Delta)
+    for encoded, decoded in ((messages.EncodedSnapshot, messages.Snapshot),
+                             (messages.EncodedDelta, messages.Delta)):
+        assert encoded.__struct_config__.tag == decoded.__struct_config__.tag
