@@ -19,7 +19,6 @@ An IXFR for the client's serial S is answered (RFC 1995 4):
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 
 from healthdns.shared import messages
