@@ -43,7 +43,7 @@ NO_ZONE = "."
 # (path, proto, family, zone label, qtype, rcode) -> queries
 Counts = Counter[tuple[int, int, int, str, int, int]]
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
-          16: "BADVERS"}
+          9: "NOTAUTH", 16: "BADVERS"}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The configuration is decoded once, by the supervisor; each child gets a `Config` cut down to its
 part, encoded:
 
-* a responder: the `server`, `rrl` and `cookies` sections only (no zones, no checks);
+* a responder: the `server`, `rrl` and `cookies` sections and the TSIG keys (it checks
+  signed queries and signs their answers) only (no zones, no checks);
 * the prober: `server`, `prober`, and the checked pools of each zone (no static records, no
   DNSSEC settings): it is the one process that needs check headers and CA certificates;
 * the signer: `server` and the zones, with every check's header values and inline CA replaced
@@ -56,7 +57,7 @@ def split(cfg: Config, key: bytes | None = None) -> Views:
                     transfer=TransferSpec(listen=cfg.transfer.listen))
     prober = Config(server=cfg.server, prober=cfg.prober,
                     zones=tuple(_zone_for_prober(z) for z in cfg.zones))
-    responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies)
+    responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies, tsig=cfg.tsig)
     # The transfer process: its section and the TSIG keys it verifies and signs with.
     transfer = Config(server=cfg.server, transfer=cfg.transfer, tsig=cfg.tsig)
     return Views(responder=config.encode(responder),
