@@ -24,7 +24,8 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -33,11 +34,12 @@ import dns.message
 import dns.opcode
 import dns.rdatatype
 
-from healthdns.responder import notify
+from healthdns.responder import notify, tsig
 from healthdns.responder.journal import Store, ZoneState
 from healthdns.responder.sockets import bind_tcp
 from healthdns.responder.tcp import FRAME_MAX, HEADER
 from healthdns.shared import child, messages, privilege
+from healthdns.shared import tsig as keys
 from healthdns.shared.config import Config, TransferSpec, format_endpoint
 from healthdns.shared.errors import BindError
 
@@ -85,14 +87,18 @@ class Access:
 class Transfers:
     """The zones held, and the answers to the secondaries' queries."""
 
-    def __init__(self, spec: TransferSpec) -> None:
+    def __init__(self, spec: TransferSpec, tsig_keys: list[keys.Key],
+                 clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
         self.store = Store(spec.journal)
         self.access = Access(spec)
+        self.keyring = keys.keyring(tsig_keys)
+        self.clock = clock
         self.counts = Counts()
 
     def answer(self, wire: bytes, host: str) -> Iterator[bytes]:
-        """The messages that answer one query from `host` (none: drop the query)."""
+        """The messages that answer one query from `host` (none: drop the query), signed
+        when the query was (RFC 8945 5.3.1: each message of a stream)."""
         try:
             query = dns.message.from_wire(wire, keyring=False)
         except dns.exception.DNSException:
@@ -101,22 +107,21 @@ class Transfers:
             return
         if query.flags & QR:
             return  # a response is never answered
+        checked = tsig.verify(wire, self.keyring, self.clock())
+        if isinstance(checked, tsig.Refusal):  # NOTAUTH: unknown key, bad MAC, time (5.2)
+            self.counts.refused += 1
+            yield checked.response(wire)
+            return
+        sign = tsig.Stream(checked, self.clock).sign if checked is not None else _as_is
+        key = "" if checked is None else checked.key.name.to_text(omit_final_dot=True).lower()
         question = _question(wire)
-        if not self._allowed(query, host) or question is None:
+        if key not in self.access.keys(host) or question is None \
+                or query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
             self.counts.refused += 1
-            yield _error(wire, question, REFUSED)
+            yield sign(_error(wire, question, REFUSED))
             return
-        if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
-            self.counts.refused += 1
-            yield _error(wire, question, REFUSED)
-            return
-        yield from self._query(query, wire, question)
-
-    def _allowed(self, query: dns.message.Message, host: str) -> bool:
-        keys = self.access.keys(host)
-        if query.had_tsig:  # verified by responder.tsig once it lands: refused meanwhile
-            return False
-        return "" in keys
+        for message in self._query(query, wire, question):
+            yield sign(message)
 
     def _query(self, query: dns.message.Message, wire: bytes,
                question: bytes) -> Iterator[bytes]:
@@ -155,6 +160,10 @@ class Transfers:
         else:
             self.counts.ixfr += 1
         yield from _pack(wire, question, records)
+
+
+def _as_is(message: bytes) -> bytes:
+    return message
 
 
 def _pack(query: bytes, question: bytes, records: list[bytes]) -> Iterator[bytes]:
@@ -217,8 +226,8 @@ class Server:
         self.spec = cfg.transfer
         self.listeners = listeners
         self.conn = conn
-        self.transfers = Transfers(cfg.transfer)
-        self.notifier = notify.Notifier(cfg.transfer)
+        self.transfers = Transfers(cfg.transfer, cfg.tsig_keys())
+        self.notifier = notify.Notifier(cfg.transfer, *_notify_signing(cfg.tsig_keys()))
         self.open: set[asyncio.Task[None]] = set()
         self.ready = False
         self.stopped: asyncio.Future[None] | None = None
@@ -325,6 +334,19 @@ class Server:
                 # that reads slowly holds this task only. The loop turns between messages.
                 await asyncio.wait_for(writer.drain(), idle)
                 await asyncio.sleep(0)
+
+
+def _notify_signing(tsig_keys: list[keys.Key]) -> tuple[notify.Sign, notify.Check]:
+    """How a NOTIFY is signed with its secondary's key, and its answer checked."""
+    by_name = {k.name: k for k in tsig_keys}
+
+    def sign(wire: bytes, key: str) -> tuple[bytes, object]:
+        return tsig.sign_request(wire, by_name[key]) if key else (wire, None)
+
+    def check(wire: bytes, state: object) -> bool:
+        return state is None or tsig.check_reply(wire, state)
+
+    return sign, check
 
 
 def run(conn: Connection) -> None:

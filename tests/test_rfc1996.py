@@ -11,10 +11,12 @@ import dns.message
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
+import dns.tsigkeyring
 import pytest
 from zonedata import zone_records, zone_text
 
 from healthdns.responder.notify import Notifier
+from healthdns.responder.transfer import _notify_signing
 from healthdns.shared import config
 
 pytestmark = pytest.mark.timeout(30)
@@ -147,6 +149,41 @@ def test_an_error_answer_gives_up_at_once() -> None:
         while sender.pending:
             await asyncio.sleep(0.01)
         assert (sender.counts.answered, sender.counts.failed) == (0, 1)
+        sender.close()
+        secondary.sock.close()
+    asyncio.run(test())
+
+
+def test_a_notify_is_signed_with_the_secondarys_key_and_its_answer_checked() -> None:
+    async def test() -> None:
+        secret = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"
+        secondary = FakeSecondary()
+        cfg = config.from_mapping({
+            "server": {"listen": ["127.0.0.1:0"]},
+            "tsig": [{"name": "notify-key", "secret": secret}],
+            "transfer": {"listen": ["127.0.0.1:0"], "notify_timeout": 0.05,
+                         "secondaries": [{"address": f"127.0.0.1:{secondary.port}",
+                                          "key": "notify-key"}]},
+            "zones": [{"origin": "example.org", "nameservers": ["ns1.example.org"]}]})
+        sender = Notifier(cfg.transfer, *_notify_signing(cfg.tsig_keys()))
+        sender.start()
+        sender.changed(*soa(7))
+        loop = asyncio.get_running_loop()
+        ring = dns.tsigkeyring.from_text({"notify-key.": secret})
+        wire, peer = await asyncio.wait_for(loop.sock_recvfrom(secondary.sock, 65535), 5)
+        query = dns.message.from_wire(wire, keyring=ring)  # raises unless signed with it
+        assert query.had_tsig
+        unsigned = dns.message.make_response(query)
+        unsigned.use_tsig(dns.tsigkeyring.from_text({"notify-key.": "b3RoZXJvdGhlcm90aGVy"}),
+                          keyname="notify-key.")
+        secondary.sock.sendto(unsigned.to_wire(), peer)  # signed with another secret
+        again, _ = await asyncio.wait_for(loop.sock_recvfrom(secondary.sock, 65535), 5)
+        assert again == wire  # it was not taken for the answer: the same NOTIFY, resent
+        answer = dns.message.make_response(query)  # signed over the NOTIFY's MAC
+        secondary.sock.sendto(answer.to_wire(), peer)
+        while sender.pending:
+            await asyncio.sleep(0.01)
+        assert (sender.counts.answered, sender.counts.failed) == (1, 0)
         sender.close()
         secondary.sock.close()
     asyncio.run(test())

@@ -225,20 +225,78 @@ def test_a_client_no_rule_admits_is_refused() -> None:
     run(test)
 
 
-def test_a_signed_query_with_an_unusable_key_is_not_answered_with_the_zone() -> None:
+SECRET = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"  # 24 octets
+OTHER = "b3RoZXJvdGhlcm90aGVyb3RoZXJvdGhlcg=="
+
+
+def signed_cfg() -> config.Config:
+    """TSIG required: the secondary at 127.0.0.1 signs with xfr-key; other-key is known to
+    the server but belongs to no entry of that address."""
+    return config.from_mapping({
+        "server": {"listen": ["127.0.0.1:0"]},
+        "tsig": [{"name": "xfr-key", "secret": SECRET}, {"name": "other-key", "secret": OTHER}],
+        "transfer": {"listen": ["127.0.0.1:0"],
+                     "secondaries": [{"address": "127.0.0.1:5300", "key": "xfr-key",
+                                      "notify": False}],
+                     "allow": [{"networks": ["127.0.0.2/32"], "key": "other-key"}]},
+        "zones": [{"origin": "example.org", "nameservers": ["ns1.example.org"]}]})
+
+
+def signed_query(rdtype: str, name: str, secret: str) -> dns.message.Message:
+    q = dns.message.make_query(ORIGIN, rdtype)
+    q.use_tsig(dns.tsigkeyring.from_text({name: secret}), keyname=name)
+    return q
+
+
+async def exchange(running: Running, q: dns.message.Message) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    wire = q.to_wire()
+    writer.write(len(wire).to_bytes(2, "big") + wire)
+    length = int.from_bytes(await reader.readexactly(2), "big")
+    reply = await reader.readexactly(length)
+    writer.close()
+    return reply
+
+
+def tsig_error(reply: bytes) -> int:
+    """The TSIG error of a reply (its TSIG record unverified: BADKEY/BADSIG ones are not)."""
+    message = dns.message.from_wire(reply, keyring=False)
+    assert message.tsig is not None
+    return int(message.tsig[0].error)  # type: ignore[attr-defined]
+
+
+def test_a_signed_secondary_transfers_and_every_message_is_signed() -> None:
     async def test() -> None:
-        async with serving(cfg()) as running:
+        async with serving(signed_cfg()) as running:
+            await running.send(records(1, 4, names=400))
+            secondary = dns.zone.Zone(ORIGIN, relativize=False)
+            q = signed_query("AXFR", "xfr-key.", SECRET)
+            # dnspython checks the TSIG of every message of the stream against the key
+            await dns.asyncquery.inbound_xfr("127.0.0.1", secondary, q, port=running.port,
+                                             timeout=5)
+            assert secondary == zone_at(4, names=400)
+    run(test)
+
+
+@pytest.mark.parametrize(("name", "secret", "rcode", "error"), [
+    ("", "", dns.rcode.REFUSED, None),  # unsigned where a key is required
+    ("stranger.", SECRET, dns.rcode.NOTAUTH, 17),  # an unknown key: BADKEY (RFC 8945 5.2.1)
+    ("xfr-key.", OTHER, dns.rcode.NOTAUTH, 16),  # the wrong secret: BADSIG (5.2.2)
+    ("other-key.", OTHER, dns.rcode.REFUSED, 0),  # known, but not this address's key
+])
+def test_transfers_without_the_right_key_are_refused(name: str, secret: str, rcode: int,
+                                                      error: int | None) -> None:
+    async def test() -> None:
+        async with serving(signed_cfg()) as running:
             await running.send(records(1, 1))
-            ring = dns.tsigkeyring.from_text({"stranger.": "c2VjcmV0c2VjcmV0c2VjcmV0"})
-            q = dns.message.make_query(ORIGIN, "AXFR")
-            q.use_tsig(ring, keyname="stranger.")
-            reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
-            wire = q.to_wire()
-            writer.write(len(wire).to_bytes(2, "big") + wire)
-            length = int.from_bytes(await reader.readexactly(2), "big")
-            reply = await reader.readexactly(length)
-            writer.close()
-            assert reply[3] & 0xF != 0 and int.from_bytes(reply[6:8], "big") == 0
+            q = signed_query("AXFR", name, secret) if name else \
+                dns.message.make_query(ORIGIN, "AXFR")
+            reply = await exchange(running, q)
+            assert reply[3] & 0xF == rcode
+            assert int.from_bytes(reply[6:8], "big") == 0  # no record of the zone
+            if error is not None:
+                assert tsig_error(reply) == error
+            assert running.server.transfers.counts.refused == 1
     run(test)
 
 
