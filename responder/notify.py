@@ -137,7 +137,8 @@ class Notifier:
             return
         del self.pending[(pending.origin, pending.target)]
         self.counts.failed += 1
-        log.warning("NOTIFY of serial %d to %s: no answer after %d resends", pending.serial,
+        log.warning("NOTIFY of %s serial %d to %s: no answer after %d resends",
+                    _text(pending.origin), pending.serial,
                     format_endpoint(pending.target.host, pending.target.port), pending.resends)
 
     def _receive(self, sock: socket.socket) -> None:
@@ -169,11 +170,12 @@ class Notifier:
         where = format_endpoint(pending.target.host, pending.target.port)
         if rcode:
             self.counts.failed += 1
-            log.warning("NOTIFY of serial %d to %s: answered with rcode %d", pending.serial,
-                        where, rcode)
+            log.warning("NOTIFY of %s serial %d to %s: answered with rcode %d",
+                        _text(pending.origin), pending.serial, where, rcode)
             return
         self.counts.answered += 1
-        log.debug("NOTIFY of serial %d to %s answered", pending.serial, where)
+        log.debug("NOTIFY of %s serial %d to %s answered", _text(pending.origin),
+                  pending.serial, where)
 
 
 def _notify(qid: int, origin: bytes, soa: bytes) -> bytes:
@@ -196,6 +198,16 @@ def _question_name(wire: bytes) -> bytes | None:
         if length == 0:
             return wire[12:pos].lower()
     return None
+
+
+def _text(origin: bytes) -> str:
+    """A wire name for a log line (lower case, final dot)."""
+    labels = []
+    pos = 0
+    while pos < len(origin) and origin[pos]:
+        labels.append(origin[pos + 1:pos + 1 + origin[pos]].decode("ascii", "replace"))
+        pos += 1 + origin[pos]
+    return ".".join(labels) + "."
 
 
 def _family(host: str) -> int:
