@@ -175,11 +175,13 @@ class Server:
         batch = self.cfg.server.udp_batch
         if batch and mmsg.available():
             receiver = mmsg.Batch(sock, batch)
+            # Bound once: the answerer and the guard live as long as the server (a new
+            # table is swapped inside the answerer), and each call is a wake-up at low load.
+            serve, answer, bug = receiver.serve, self.answerer.answer, self._bug
+            guarded = self.guard.answer if self.guard is not None else None
+            every = self.guard is not None and self.guard.limiter is not None
             while not self.stopping:
-                receiver.serve(self.answerer.answer, self._bug,
-                               self.guard.answer if self.guard is not None else None,
-                               self.guard is not None and self.guard.limiter is not None,
-                               transport)
+                serve(answer, bug, guarded, every, transport)
         else:
             while not self.stopping:
                 self._serve_one(sock, transport)
