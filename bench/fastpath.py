@@ -38,14 +38,14 @@ import dns.message
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402  (bench/run.py: the zone and the query mix)
+import run  # bench/run.py: the zone and the query mix
 
-from healthdns.responder import guard, mmsg  # noqa: E402
-from healthdns.responder.query import Answerer  # noqa: E402
-from healthdns.responder.table import Table  # noqa: E402
-from healthdns.shared import config, messages  # noqa: E402
-from healthdns.signer import keys  # noqa: E402
-from healthdns.signer.main import Signer  # noqa: E402
+from healthdns.responder import guard, mmsg
+from healthdns.responder.query import Answerer
+from healthdns.responder.table import Table
+from healthdns.shared import config, messages
+from healthdns.signer import keys
+from healthdns.signer.main import Signer
 
 Answer = Callable[[bytes, int], "bytes | None"]
 Guarded = Callable[[bytes, int, bytes], "bytes | None"]

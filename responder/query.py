@@ -12,12 +12,11 @@ import struct
 from collections import Counter
 
 from healthdns.responder.table import (
-    CLASS_IN,
-    Entry,
     MAX_NAME,
     QTYPE_SHIFT,
     RCODE_SHIFT,
     ZONE_SHIFT,
+    Entry,
     Table,
     zone_origin,
 )
@@ -129,12 +128,14 @@ class Answerer:
         if response is None or len(table.cache) >= table.cache_size:
             return response
         # A first miss only adds a hash to `seen` (see `_admit`): inline, as a flood's every
-        # query is one.
+        # query is one, and one probe of the set (`add`; the size tells whether it was new).
         seen = table.seen
-        if hash(key) not in seen:  # the hash is the one the cache lookup computed
-            if len(seen) >= table.cache_size:
+        known = len(seen)
+        seen.add(hash(key))  # the hash is the one the cache lookup computed
+        if len(seen) > known:
+            if known >= table.cache_size:  # bounded: start again with this one
                 seen.clear()
-            seen.add(hash(key))
+                seen.add(hash(key))
         elif len(data) <= CACHE_QUERY_MAX:
             self._admit(table, key, data, response)
         return response
@@ -168,7 +169,7 @@ class Answerer:
         qtype = data[end + 1] << 8 | data[end + 2]
         entry = table.answers.get(name + data[end + 1:qend])
         if entry is None:  # NODATA, CNAME chains and NXDOMAIN, for IN and ordinary types
-            if data[end + 3:qend] != CLASS_IN or qtype in META_QTYPES:
+            if data[end + 3] or data[end + 4] != 1 or qtype in META_QTYPES:  # IN: 0x0001
                 return self.slow(data, transport)
             entry = table.lookup_miss(name)
             if entry is None:
