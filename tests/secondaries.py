@@ -102,6 +102,8 @@ def knot_conf(tmp: Path, host: str, port: int, primary: Primary, zones: list[str
 def nsd_conf(tmp: Path, host: str, port: int, primary: Primary, zones: list[str]) -> str:
     zone_list = "".join(f"zone:\n    name: {z}\n    include-pattern: from-healthdns\n\n"
                         for z in zones)
+    example_zones = ("zone:\n    name: example.com\n    include-pattern: from-healthdns\n\n"
+                     "zone:\n    name: example.net\n    include-pattern: from-healthdns\n")
     return replace_all(doc_block("nsd.conf"), [
         ("    ip-address: 0.0.0.0\n    ip-address: ::0\n", f"    ip-address: {host}\n"),
         ("port: 53", f"port: {port}"),
@@ -113,8 +115,7 @@ def nsd_conf(tmp: Path, host: str, port: int, primary: Primary, zones: list[str]
         ("healthdns-transfer", primary.key_name),
         ("192.0.2.1@8053", f"{primary.host}@{primary.port}"),
         ("allow-notify: 192.0.2.1 ", f"allow-notify: {primary.notify_source} "),
-        ("zone:\n    name: example.com\n    include-pattern: from-healthdns\n\n"
-         "zone:\n    name: example.net\n    include-pattern: from-healthdns\n", zone_list),
+        (example_zones, zone_list),
     ], "nsd.conf")
 
 
