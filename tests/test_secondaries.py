@@ -46,8 +46,8 @@ UNASKED = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3}
 
 def healthdns_config(tmp: Path, key_file: Path, csk: Path, check_port: int,
                      transfer_port: int, knot_port: int, nsd_port: int) -> str:
-    pool = ('addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, '
-            'interval = 0.1, timeout = 0.1, rise = 1, fall = 1 }}').format(port=check_port)
+    pool = (f'addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {check_port}, '
+            'interval = 0.1, timeout = 0.1, rise = 1, fall = 1 }')
     records = f"""
         [zones.records.www]
         pool = {{ {pool} }}
