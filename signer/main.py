@@ -12,7 +12,7 @@ import msgspec
 
 from healthdns.shared import child, config, messages, privilege
 from healthdns.shared.config import Config
-from healthdns.signer import keys, pool, render, zone
+from healthdns.signer import keys, pool, records, render, zone
 from healthdns.signer.dnssec import ZoneSigner
 from healthdns.signer.serial import next_serial
 
@@ -34,6 +34,8 @@ class Signer:
         self.generation = 0
         self.inherited_renewal: float | None = None
         self.took = 0.0  # seconds the latest generation took to render and sign
+        # Only with transfers configured: each zone's records for the secondaries.
+        self.records = records.Builder() if cfg.transfer.enabled() else None
         # Set by `reconfigure`: the next generation waits for the health that comes with the
         # new configuration, is published even if only a zone went away (`reshaped`: other
         # origins), and is sent as a delta only if one fits (`refit`: other NSEC chains...).
@@ -141,6 +143,8 @@ class Signer:
         self.zones, self.signers, self.caches = zones, signers, caches
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
+        if cfg.transfer.enabled() != (self.records is not None):
+            self.records = records.Builder() if cfg.transfer.enabled() else None
         log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
 
     def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
@@ -205,13 +209,19 @@ class Signer:
         if due:
             for cache in self.caches:
                 cache.clear()  # renewed signatures: render everything again
+            if self.records is not None:
+                self.records.clear()
             for signer in self.signers:
                 if signer is not None:
                     signer.horizon = self.now() + signer.spec.refresh / 4
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
         began = time.perf_counter()
-        tables = render.tables(self.zones, self.health, serials, self.signers, self.caches)
+        views = render.views(self.zones, self.health, serials, self.signers, self.caches)
+        tables = render.tables_of(views)
+        # Before the signature cache is pruned: the records reuse what was just signed.
+        listed = (b"", b"") if self.records is None \
+            else self.records.publish(self.generation, views)
         self.took = time.perf_counter() - began
         self.inherited_renewal = None  # every answer was rendered (and signed) here
         for signer in self.signers:
@@ -226,7 +236,7 @@ class Signer:
         snapshot = messages.encode(messages.Snapshot(self.generation, tables))
         prints = [p or b"" for p in self.prints]
         return messages.Published(self.generation, serials, prints, snapshot, delta,
-                                  self.next_renewal() or 0.0)
+                                  self.next_renewal() or 0.0, *listed)
 
     def choices(self) -> messages.Choices:
         """What each pooled name of each zone (not the aliases) answers now, and why."""

@@ -138,15 +138,29 @@ class _View:
         return [self.nsec(qname, owner) for owner in owners]
 
 
+View = _View  # what other modules of the signer read a filled zone as
+
+
 def tables(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
            signers: list[ZoneSigner | None] | None = None,
            caches: list[RenderCache] | None = None) -> list[ZoneTable]:
     """The tables of all zones; zones see each other so CNAME chains cross zone boundaries."""
+    return tables_of(views(zones, health, serials, signers, caches))
+
+
+def views(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
+          signers: list[ZoneSigner | None] | None = None,
+          caches: list[RenderCache] | None = None) -> list[View]:
+    """Every zone filled for a health state: what `tables_of` renders (and `signer.records`
+    lists for transfers)."""
     signers = signers or [None] * len(zones)
     caches = caches or [RenderCache() for _ in zones]
-    views = [_view(z, health, s, g, c)
-             for z, s, g, c in zip(zones, serials, signers, caches, strict=True)]
-    return [_table(v, views) for v in views]
+    return [_view(z, health, s, g, c)
+            for z, s, g, c in zip(zones, serials, signers, caches, strict=True)]
+
+
+def tables_of(filled: list[View]) -> list[ZoneTable]:
+    return [_table(v, filled) for v in filled]
 
 
 def _view(zone: Zone, health: Mapping[str, bool], serial: int,

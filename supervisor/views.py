@@ -7,7 +7,7 @@ part, encoded:
 * the prober: `server`, `prober`, and the checked pools of each zone (no static records, no
   DNSSEC settings): it is the one process that needs check headers and CA certificates;
 * the signer: `server` and the zones, with every check's header values and inline CA replaced
-  by a keyed digest of them.
+  by a keyed digest of them; of `transfer`, only `listen` (transfers on or off).
 
 The signer still needs the checks: a pool's address is judged by the health of its check target,
 whose id (`CheckSpec.target`) ends with a digest of the whole check. Its digested checks get
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import msgspec
 
 from healthdns.shared import config
-from healthdns.shared.config import CheckSpec, Config, PoolSpec, RecordSpec, ZoneSpec
+from healthdns.shared.config import CheckSpec, Config, PoolSpec, RecordSpec, TransferSpec, ZoneSpec
 
 MASK_PREFIX = "redacted:"
 
@@ -48,7 +48,9 @@ class Views:
 def split(cfg: Config, key: bytes | None = None) -> Views:
     key = secrets.token_bytes(32) if key is None else key
     masked = tuple(_zone_for_signer(z, key) for z in cfg.zones)
-    signer = Config(server=cfg.server, zones=masked)
+    # The signer lists each zone's records only when transfers are on: it needs no more.
+    signer = Config(server=cfg.server, zones=masked,
+                    transfer=TransferSpec(listen=cfg.transfer.listen))
     prober = Config(server=cfg.server, prober=cfg.prober,
                     zones=tuple(_zone_for_prober(z) for z in cfg.zones))
     responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies)

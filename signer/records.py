@@ -1,0 +1,153 @@
+"""Each zone's records as a secondary transfers them (AXFR, IXFR), per generation.
+
+Built from the zones `signer.render` filled for the generation, so that a secondary serves what
+the responders serve for that serial: the same RRsets at the same TTLs (the SOA, NSEC and NSEC3
+at the TTL they are signed with), and the very RRSIGs the responders hold (the signer's
+signature cache hands them back). One exception: a rotating pool is one RRset holding every
+address its variants serve, signed as one RRset, since a secondary holds one answer per name and
+type.
+
+Built only when transfers are configured, and incrementally: a name whose content is what it
+was last generation keeps its records (the same list objects), so a health flip costs what it
+changes, and the delta from the previous generation is found by an identity test first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from healthdns.shared import messages
+from healthdns.shared.messages import Records, RecordsDelta, ZoneRecords, ZoneRecordsDelta
+from healthdns.shared.nsec3 import NSEC3
+from healthdns.signer.dnssec import NSEC, RRSIG
+from healthdns.signer.render import RenderCache, View, rr
+from healthdns.signer.zone import SOA, RRsets
+
+Built = dict[bytes, list[bytes]]  # owner (lower-case wire) -> its RRs, RRSIGs included
+
+
+@dataclass
+class _ZoneCache:
+    """What one zone's names were built into last generation, and from what content."""
+
+    # The zone's render cache: a reload keeps it (the same object) only for a zone whose spec
+    # and keys are unchanged, so it tells whether these records may be reused.
+    render: RenderCache
+    names: dict[bytes, tuple[object, Built]] = field(default_factory=dict)
+
+
+class Builder:
+    """Every zone's records per generation, and the delta from the generation before."""
+
+    def __init__(self) -> None:
+        self.zones: dict[bytes, _ZoneCache] = {}
+        self.previous: Records | None = None
+
+    def clear(self) -> None:
+        """Signatures are renewed this generation: every name is built anew."""
+        for cache in self.zones.values():
+            cache.names.clear()
+
+    def publish(self, generation: int, views: list[View]) -> tuple[bytes, bytes]:
+        """The encoded `Records` of `generation`, and the encoded `RecordsDelta` from the
+        previous one (b"" for the first, or when the zones are not the same as its zones).
+
+        Call it after rendering and before `ZoneSigner.prune`: the signatures the responders
+        were just given are then still in the signature cache.
+        """
+        records = Records(generation, self.build(views))
+        delta = b""
+        old = self.previous
+        if old is not None and [z.origin for z in old.zones] == [z.origin for z in records.zones]:
+            zones = [_zone_delta(o, n) for o, n in zip(old.zones, records.zones, strict=True)]
+            delta = messages.encode(RecordsDelta(generation, old.generation, zones))
+        self.previous = records
+        return messages.encode(records), delta
+
+    def build(self, views: list[View]) -> list[ZoneRecords]:
+        caches: dict[bytes, _ZoneCache] = {}
+        out = []
+        for view in views:
+            cache = self.zones.get(view.apex)
+            if cache is None or cache.render is not view.cache:
+                cache = _ZoneCache(view.cache)  # a new or changed zone: nothing to reuse
+            caches[view.apex] = cache
+            out.append(_zone(view, cache))
+        self.zones = caches  # a zone gone from the configuration is forgotten
+        return out
+
+
+def _zone(view: View, cache: _ZoneCache) -> ZoneRecords:
+    owners: Built = {}
+    names: dict[bytes, tuple[object, Built]] = {}
+    for name, rrsets in view.names.items():
+        content = _content(view, name, rrsets)
+        hit = cache.names.get(name)
+        # The apex holds the SOA's RRSIG, new with every serial: always built.
+        if hit is None or hit[0] != content or name == view.apex:
+            hit = (content, _name(view, name, rrsets))
+        names[name] = hit
+        owners.update(hit[1])
+    cache.names = names
+    soa = view.zone.spec.soa
+    return ZoneRecords(origin=view.apex, serial=view.serial,
+                       soa=rr(view.apex, SOA, soa.ttl, view.soa_rdata()), owners=owners)
+
+
+def _content(view: View, name: bytes, rrsets: RRsets) -> object:
+    """Everything a name's records are made of. The same as what the render cache compares
+    (`render._content`), so a name is built anew only in a generation that rendered (and
+    signed) it anew: the signatures it asks for are the ones just served."""
+    rotating = view.rotating.get(name)
+    return (tuple(rrsets.items()), tuple(rotating.items()) if rotating else None,
+            view.nsecs.get(name))
+
+
+def _name(view: View, name: bytes, rrsets: RRsets) -> Built:
+    """The records of a name: its RRsets under it; its NSEC too, or its NSEC3 under the
+    hashed owner (an empty non-terminal has only that)."""
+    own: list[bytes] = []
+    rotating = view.rotating.get(name, {})
+    for rdtype in sorted(rrsets):
+        ttl, rdatas = rrsets[rdtype]
+        if rdtype in rotating:  # every address the rotation serves, as one RRset
+            rdatas = tuple(sorted({r for variant in rotating[rdtype] for r in variant}))
+        own += _rrset(view, name, rdtype, ttl, rdatas)
+    if name == view.apex:  # the SOA itself is `ZoneRecords.soa`, its RRSIG is here
+        own += _rrset(view, name, SOA, view.zone.spec.soa.ttl, (view.soa_rdata(),))[1:]
+    built: Built = {}
+    proof = view.nsecs.get(name)
+    if proof is not None and view.nsec3:
+        hashed = view.hashed[name]
+        built[hashed] = _rrset(view, hashed, NSEC3, view.negative_ttl, (proof,))
+    elif proof is not None:
+        own += _rrset(view, name, NSEC, view.negative_ttl, (proof,))
+    return {name: own, **built} if own else built
+
+
+def _rrset(view: View, owner: bytes, rdtype: int, ttl: int,
+           rdatas: tuple[bytes, ...]) -> list[bytes]:
+    """An RRset's records, then its RRSIGs (none in an unsigned zone)."""
+    records = [rr(owner, rdtype, ttl, r) for r in rdatas]
+    if view.signer is not None:
+        records += [rr(owner, RRSIG, ttl, s)
+                    for s in view.signer.rrsigs(owner, rdtype, ttl, rdatas)]
+    return records
+
+
+def _zone_delta(old: ZoneRecords, new: ZoneRecords) -> ZoneRecordsDelta:
+    """Owners added or changed (with all their records) and owners gone. A name not built
+    anew holds the same list object as before: an identity test, then `==` for the rest."""
+    changed = {owner: rrs for owner, rrs in new.owners.items()
+               if (before := old.owners.get(owner)) is not rrs and before != rrs}
+    removed = [owner for owner in old.owners if owner not in new.owners]
+    return ZoneRecordsDelta(origin=new.origin, serial=new.serial, soa=new.soa,
+                            owners=changed, removed=removed)
+
+
+def apply(records: ZoneRecords, delta: ZoneRecordsDelta) -> ZoneRecords:
+    """The records `delta` leads to from `records` (what a transfer process holds next)."""
+    removed = set(delta.removed)
+    owners = {o: rrs for o, rrs in records.owners.items() if o not in removed}
+    owners.update(delta.owners)
+    return ZoneRecords(origin=delta.origin, serial=delta.serial, soa=delta.soa, owners=owners)
