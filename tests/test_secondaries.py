@@ -29,7 +29,16 @@ import dns.tsig
 import pytest
 from conftest import need_tool
 from harness import Backend, Server
-from secondaries import Knot, Nsd, Primary, Secondary, SecondaryError, free_port
+from secondaries import (
+    Knot,
+    Nsd,
+    Primary,
+    Secondary,
+    SecondaryError,
+    free_port,
+    knot_conf,
+    nsd_conf,
+)
 from test_dnssec import generate
 
 log = logging.getLogger(__name__)
@@ -385,3 +394,22 @@ def _has(host: str, port: int, name: str, address: str) -> bool | None:
     except dns.exception.Timeout:
         return None
     return any(rd.to_text() == address for rrset in response.answer for rd in rrset)
+
+
+@pytest.mark.parametrize("kind", ["knot", "nsd"])
+def test_the_guides_configs_pass_the_servers_own_checks(kind: str, tmp_path: Path) -> None:
+    """The blocks of docs/transfers.md, as rendered for the tests, pass `knotc conf-check` and
+    `nsd-checkconf` (the integration tests above also start them)."""
+    key_file, secret = keymgr_key(tmp_path, "k.key")
+    primary = Primary("127.0.0.1", 8053, "127.0.0.1", KEY, key_file, secret)
+    if kind == "knot":
+        text = knot_conf(tmp_path, "127.0.0.1", 5300, primary, ZONES)
+        command = [need_tool("knotc"), "-c", str(tmp_path / "conf"), "conf-check"]
+    else:
+        text = nsd_conf(tmp_path, "127.0.0.1", 5300, primary, ZONES)
+        command = [need_tool("nsd-checkconf"), str(tmp_path / "conf")]
+    (tmp_path / "conf").write_text(text)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 0, f"{kind}:\n{text}\n{result.stdout}{result.stderr}"
+    for zone in ZONES:
+        assert zone in text
