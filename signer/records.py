@@ -80,12 +80,20 @@ class Builder:
 def _zone(view: View, cache: _ZoneCache) -> ZoneRecords:
     owners: Built = {}
     names: dict[bytes, tuple[object, Built]] = {}
+    rendered = view.cache.names
     for name, rrsets in view.names.items():
-        content = _content(view, name, rrsets)
         hit = cache.names.get(name)
-        # The apex holds the SOA's RRSIG, new with every serial: always built.
-        if hit is None or hit[0] != content or name == view.apex:
-            hit = (content, _name(view, name, rrsets))
+        # The render cache's entry for a name is a new object exactly when the name was
+        # rendered (and signed) anew: then its records are built anew too, with the very
+        # signatures the responders were just given. An identity test, nothing compared.
+        token = rendered.get(name)
+        if token is None:  # the apex and CNAME owners are rendered every time
+            token = _content(view, name, rrsets)
+            stale = hit is None or hit[0] != token or name == view.apex  # the SOA's RRSIG
+        else:
+            stale = hit is None or hit[0] is not token
+        if hit is None or stale:
+            hit = (token, _name(view, name, rrsets))
         names[name] = hit
         owners.update(hit[1])
     cache.names = names
@@ -95,9 +103,9 @@ def _zone(view: View, cache: _ZoneCache) -> ZoneRecords:
 
 
 def _content(view: View, name: bytes, rrsets: RRsets) -> object:
-    """Everything a name's records are made of. The same as what the render cache compares
-    (`render._content`), so a name is built anew only in a generation that rendered (and
-    signed) it anew: the signatures it asks for are the ones just served."""
+    """What a name's records are made of, for the names the render cache does not hold: the
+    same as the render compares (`render._content`), so they are built anew in the same
+    generations as they are rendered anew."""
     rotating = view.rotating.get(name)
     return (tuple(rrsets.items()), tuple(rotating.items()) if rotating else None,
             view.nsecs.get(name))
