@@ -9,7 +9,9 @@ same `Table`, so they agree by construction; a property test compares them anywa
 from __future__ import annotations
 
 import struct
+import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from healthdns.responder.table import (
     CLASS_IN,
@@ -22,10 +24,16 @@ from healthdns.responder.table import (
     zone_origin,
 )
 
+if TYPE_CHECKING:
+    from healthdns.responder import tsig
+    from healthdns.shared.tsig import Key
+
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
 BADCOOKIE = 23  # RFC 7873 8
 OPT = 41
+TSIG = 250
+NOTAUTH = 9  # RFC 8945 5.2: a TSIG that does not check out
 NSID = 3  # EDNS option code (RFC 5001); every other option is ignored (RFC 6891 6.1.2)
 TC = 0x0200
 QR = 0x8000
@@ -85,6 +93,8 @@ class Answerer:
         # (zone id, qtype, rcode, transport): rcodes beyond 4 bits (BADVERS, BADCOOKIE) too.
         self.slow_counts: Counter[tuple[int, int, int, int]] = Counter()
         self.truncated = 0
+        self.tsig_keys: list[Key] = []  # RFC 8945; the keyring is made at the first signed query
+        self._keyring: tsig.Keyring | None = None
 
     def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
         return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags,
@@ -145,6 +155,8 @@ class Answerer:
             if len(seen) >= table.cache_size:
                 seen.clear()
             seen.add(digest)
+            return
+        if data[11] | data[10] and _signed_query(data):  # RFC 8945: never a signed answer
             return
         end = data.find(0, 12, NAME_END)
         zone = qtype = 0
@@ -239,11 +251,12 @@ class Answerer:
     # --- slow path ------------------------------------------------------------------------------
 
     def slow(self, data: bytes, transport: int, cookie: bytes = b"",
-             rcode: int = NOERROR) -> bytes | None:
+             rcode: int = NOERROR, reserve: int = 0) -> bytes | None:
         """A complete, defensive reading of any packet.
 
         `cookie` is an option for our OPT (the server cookie, see `guard`); `rcode`, when set,
-        is the error to answer a well-formed query with (FORMERR, BADCOOKIE: RFC 7873 5.2).
+        is the error to answer a well-formed query with (FORMERR, BADCOOKIE: RFC 7873 5.2);
+        `reserve`: octets an answer leaves free for the TSIG that will sign it.
         """
         if len(data) < 12 or data[2] & 0x80:
             return None  # too short to answer, or a response: never reply (no loops)
@@ -255,11 +268,14 @@ class Answerer:
             if end < 0 or end + 4 > len(data):
                 return self._error(data, b"", FORMERR, None, transport)
             question, pos = data[12:end + 4], end + 4
-        edns = _find_opt(data, pos, qdcount, ancount + nscount, arcount)
+        edns, signed = _find_opt(data, pos, qdcount, ancount + nscount, arcount)
         if edns is MALFORMED:
             return self._error(data, question if qdcount == 1 else b"", FORMERR, None, transport)
         if edns is not None and cookie:
             edns = (*edns[:4], cookie)
+        if signed:  # RFC 8945 5.2: the TSIG is checked before anything else
+            return self._signed(data, signed, question if qdcount == 1 else b"", edns,
+                                transport, cookie, rcode)
         if opcode != 0:
             return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns, transport)
         if qdcount != 1:
@@ -283,10 +299,30 @@ class Answerer:
         entry = table.answers.get(key) or table.lookup_miss(key[:-4])
         if entry is None:  # not one of our zones
             return self._error(data, question, REFUSED, edns, transport, zone=0)
-        return self._respond(table, data, question, entry, edns, transport)
+        return self._respond(table, data, question, entry, edns, transport, reserve)
+
+    def _signed(self, data: bytes, at: int, question: bytes, edns: Edns | None,
+                transport: int, cookie: bytes, rcode: int) -> bytes | None:
+        """A query whose last record, at `at`, is a TSIG: refused (NOTAUTH and a TSIG error),
+        or answered as the same query unsigned would be, and the answer signed. `answer`
+        never caches it: a signed answer is for one query, at one time."""
+        from healthdns.responder import tsig  # dnspython: loaded at the first signed query
+
+        if self._keyring is None:
+            from healthdns.shared.tsig import keyring
+            self._keyring = keyring(self.tsig_keys)
+        unsigned = data[:10] + struct.pack(">H", (data[10] << 8 | data[11]) - 1) + data[12:at]
+        checked = tsig.verify(data, self._keyring, time.time())
+        if not isinstance(checked, tsig.Verified):  # None: dnspython found no TSIG we did
+            refusal = checked or tsig.Refusal(FORMERR)
+            return refusal.finish(self._error(unsigned, question, refusal.rcode, edns,
+                                              transport))
+        stream = tsig.Stream(checked)
+        response = self.slow(unsigned, transport, cookie, rcode, stream.size)
+        return None if response is None else stream.sign(response)
 
     def _respond(self, table: Table, data: bytes, question: bytes, entry: Entry,
-                 edns: Edns | None, transport: int) -> bytes:
+                 edns: Edns | None, transport: int, reserve: int = 0) -> bytes:
         flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
         self.slow_counts[(entry[9] >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
@@ -300,7 +336,7 @@ class Answerer:
             counts, proofs = table.denial(question[:-4].lower(), entry[7])
             body = table.soas_signed[entry[8]] + entry[6] + proofs
         response = data[:2] + struct.pack(">H", flags) + counts + question + body
-        limit = self._limit(edns, transport & TCP)
+        limit = self._limit(edns, transport & TCP) - reserve
         opt = self._opt_for(edns, limit - len(response))
         if len(response) + len(opt) <= limit:
             return response + opt
@@ -367,32 +403,50 @@ Edns = tuple[int, int, int, bool, bytes]
 MALFORMED: Edns = (-1, -1, -1, False, b"")
 
 
-def _find_opt(data: bytes, pos: int, qdcount: int, skip: int, arcount: int) -> Edns | None:
-    """The query's EDNS, None without one, MALFORMED if the records do not parse."""
+def _find_opt(data: bytes, pos: int, qdcount: int, skip: int,
+              arcount: int) -> tuple[Edns | None, int]:
+    """The query's EDNS (None without one, MALFORMED if the records do not parse), and the
+    offset of its TSIG record (0 without one)."""
     for _ in range(qdcount - 1):  # extra questions: only to get past them
         end = _name_end(data, pos, pointers=True)
         if end < 0 or end + 4 > len(data):
-            return MALFORMED
+            return MALFORMED, 0
         pos = end + 4
     edns: Edns | None = None
     for index in range(skip + arcount):
         start = pos
         end = _name_end(data, pos, pointers=True)
         if end < 0 or end + 10 > len(data):
-            return MALFORMED
+            return MALFORMED, 0
         rtype, rclass, ttl, rdlength = struct.unpack_from(">HHIH", data, end)
         pos = end + 10 + rdlength
         if pos > len(data):
-            return MALFORMED
+            return MALFORMED, 0
         if rtype == OPT:
             # RFC 6891 6.1.1: one OPT, in the additional section, owned by the root.
             if index < skip or edns is not None or end != start + 1:
-                return MALFORMED
+                return MALFORMED, 0
             codes = _option_codes(data, end + 10, pos)
             if codes is None:
-                return MALFORMED
+                return MALFORMED, 0
             edns = (rclass, ttl & 0xFFFF, (ttl >> 16) & 0xFF, NSID in codes, b"")
-    return edns
+        elif rtype == TSIG:
+            # RFC 8945 5.1: the last record of the additional section, or FORMERR.
+            if index != skip + arcount - 1 or index < skip or pos != len(data):
+                return MALFORMED, 0
+            return edns, start
+    return edns, 0
+
+
+def _signed_query(data: bytes) -> bool:
+    """Whether a query that parses carries a TSIG (its answer is for it alone)."""
+    qdcount, ancount, nscount, arcount = struct.unpack_from(">HHHH", data, 4)
+    pos = 12
+    for _ in range(qdcount):
+        pos = _name_end(data, pos, pointers=True) + 4
+        if pos < 16:
+            return False
+    return _find_opt(data, pos, 1, ancount + nscount, arcount)[1] > 0
 
 
 def _option_codes(data: bytes, pos: int, end: int) -> list[int] | None:

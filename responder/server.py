@@ -34,6 +34,7 @@ class Server:
         self.listeners = listeners
         self.conn = conn
         self.answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
+        self.answerer.tsig_keys = cfg.tsig_keys()
         self.guard = guard.build(self.answerer, cfg, secret, rrl_table)  # cookies and RRL
         spec = cfg.server
         self.tcp = Tcp(self.answerer.answer, self._bug,

@@ -53,7 +53,8 @@ def ignore_group_signals() -> None:
 
 
 def enter(role: str, conn: Connection) -> None:
-    """The one entry point the supervisor spawns: runs `healthdns.<role>.main.run(conn)`.
+    """The one entry point the supervisor spawns: runs `healthdns.<role>.main.run(conn)`
+    (the transfer role: `healthdns.responder.transfer.run`).
 
     Importing by name keeps the supervisor free of the roles' code.
     """
@@ -61,5 +62,10 @@ def enter(role: str, conn: Connection) -> None:
 
     ignore_group_signals()
 
-    module = importlib.import_module(f"healthdns.{role}.main")
+    module = importlib.import_module(MODULES.get(role, f"healthdns.{role}.main"))
     module.run(conn)
+
+
+# Roles whose entry point is not `<role>.main`: the transfer process is a network-facing,
+# unprivileged answering process like the responders, and lives in their package.
+MODULES = {"transfer": "healthdns.responder.transfer"}
