@@ -14,7 +14,8 @@ import logging
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.exception
@@ -287,10 +288,10 @@ def _compare_rotation(setup: Setup, secondary: Secondary, name: dns.name.Name,
     held = {rd.to_text() for rrset in theirs.answer if rrset.rdtype == dns.rdatatype.A
             for rd in rrset}
     served: set[str] = set()
-    for _ in range(20):
+    deadline = time.monotonic() + 3  # the responders turn to the next answer every 0.1 s
+    while served != held and time.monotonic() < deadline:
         served |= setup.server.addresses(name.to_text())
-        if served == held:
-            break
+        time.sleep(0.02)
     assert served == held, (f"{name}: {secondary.kind} holds {sorted(held)}, healthdns's "
                             f"rotation serves {sorted(served)}: the secondary should hold the union")
 
@@ -350,11 +351,14 @@ def test_backend_down_reaches_the_secondaries_within_a_second(setup: Setup) -> N
     must follow within FAILOVER_LIMIT. Then the backend comes back, the same way."""
     wait_all(setup)
     before = {z: serial(setup.server, z) for z in ZONES}
+    counted = _counters_once(setup, lambda c: c.get("axfr", 0) >= len(ZONES) * 2,
+                             "the first AXFRs of both secondaries")
     _, second = setup.backends
     second.down()
     lags = _lags(setup, present=False)
     second.up()
     back = _lags(setup, present=True)
+    wait_all(setup)
     log.warning("secondary lag behind healthdns: down %s, up %s",
                 {k: f"{v:.3f}s" for k, v in lags.items()}, {k: f"{v:.3f}s" for k, v in back.items()})
     print(f"\nsecondary lag behind healthdns: down {lags}, up {back}")
@@ -364,6 +368,30 @@ def test_backend_down_reaches_the_secondaries_within_a_second(setup: Setup) -> N
         assert serial(setup.server, zone) > before[zone]
     assert re.search(rf"\[{PLAIN}\.\] IXFR, incoming, .* finished", setup.knot.log()), \
         f"Knot took the change without IXFR:\n{setup.knot.log()}"
+    # NSD does not log which kind it asked for; healthdns counts what it sent. Two changes of
+    # three zones to two secondaries: at least 12 IXFRs, and not one whole zone.
+    wanted = counted["ixfr"] + 2 * len(ZONES) * len(setup.secondaries)
+    now = _counters_once(setup, lambda c: c["ixfr"] >= wanted, f"{wanted} IXFRs in all")
+    assert (now["axfr"], now["fallback"]) == (counted["axfr"], counted["fallback"]), \
+        f"a secondary took a whole zone for a change: {counted} then {now}"
+
+
+def _counters_once(setup: Setup, done: Callable[[dict[str, int]], bool],
+                   what: str) -> dict[str, int]:
+    """The transfer counters once `done` holds for them; they come once a second."""
+    deadline = time.monotonic() + 5
+    while not done(counters := transfer_counters(setup.server)):
+        assert time.monotonic() < deadline, f"never {what}: {counters}"
+        time.sleep(0.1)  # polling /metrics
+    return counters
+
+
+def transfer_counters(server: Server) -> dict[str, int]:
+    """healthdns's transfer counters by kind (axfr, ixfr, fallback, refused), from /metrics."""
+    with urllib.request.urlopen(f"{server.control}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {kind: int(float(count)) for kind, count in
+            re.findall(r'^healthdns_transfers_total\{kind="(\w+)"\} (\S+)', text, re.MULTILINE)}
 
 
 def _lags(setup: Setup, present: bool, timeout: float = 10.0) -> dict[str, float]:
