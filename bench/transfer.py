@@ -7,8 +7,9 @@ Usage:
     python3 bench/transfer.py --names 10000 --pools 100 --rounds 3 --seconds 3 --json /tmp/t.json
 
 The zone is bench/run.py's `example.test` with `--names` names, signed by healthdns (ECDSA
-P-256, NSEC), of which `--pools` (1% by default) are pools, each health-checked on its own
-backend (a listening TCP socket on 127.1.x.y). Measured, as the median of `--rounds`:
+P-256, NSEC), of which `--pools` (1% by default) are pools p00000.. that go down, and as many
+s00000.. that stay up, each pool health-checked on its own backend (a listening TCP socket on
+127.1.x.y; with `policy = "empty"`, a pool whose backend is down loses its address). Measured, as the median of `--rounds`:
 
 1. AXFR time and size (kdig, TSIG-signed) from healthdns's transfer listener, and from Knot
    serving the same records: Knot loads healthdns's AXFR output as its zone file (the records
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import selectors
@@ -71,12 +73,12 @@ class Backends:
             self.sockets.append(sock)
             self.selector.register(sock, selectors.EVENT_READ)
 
-    def down(self) -> None:
-        """Closed: the checks' connections are refused."""
-        for sock in self.sockets:
+    def down(self, count: int | None = None) -> None:
+        """The first `count` (all by default) closed: their checks' connections are refused."""
+        for sock in self.sockets[:count]:
             self.selector.unregister(sock)
             sock.close()
-        self.sockets = []
+        self.sockets = self.sockets[len(self.sockets) if count is None else count:]
 
     def _accept(self) -> None:
         while self.running:
@@ -94,7 +96,12 @@ class Backends:
 
 def healthdns_toml(zone: run.Zone, port: int, transfer_port: int, key_file: Path,
                    backends: Backends, csk: str) -> str:
-    pools = [f'p{i:05d} = {{ pool = {{ addresses = ["198.51.100.{i % 250 + 1}"], '
+    """The zone with a pool per backend: p00000.. on the backends that go down, then s00000..
+    on as many that stay up (a prober that sees every target fail suspects its own network
+    and keeps the last state)."""
+    flipping = len(backends.addresses) // 2
+    pools = [f'{"p" if i < flipping else "s"}{i % flipping:05d} = {{ pool = {{ '
+             f'addresses = ["198.51.100.{i % 250 + 1}"], '
              f'policy = "empty", check = {{ address = "{address}", port = {backends.port}, '
              f'interval = 0.5, timeout = 0.4, rise = 1, fall = 1 }} }} }}'
              for i, address in enumerate(backends.addresses)]
@@ -125,25 +132,28 @@ def _tool(name: str) -> str:
 
 
 def xfr(port: int, tsig: str, kind: str = "AXFR", out: Path | None = None) -> dict[str, float]:
-    """One transfer with kdig: seconds (wall, the client's included), bytes, messages and
-    records as kdig counts them. `out`: also keep the records (zone file lines)."""
+    """One transfer with kdig: seconds (wall, the client's start included), kdig's own time,
+    kdig's CPU seconds, bytes, messages and records as kdig counts them. `out`: also keep the
+    records (zone file lines)."""
     began = time.monotonic()
-    result = subprocess.run([_tool("kdig"), f"@{HOST}", "-p", str(port), "-y", tsig, ZONE,
-                             kind, "+noall", "+answer", "+stats"], check=False,
-                            capture_output=True, text=True, timeout=120)
+    proc = subprocess.Popen([_tool("kdig"), f"@{HOST}", "-p", str(port), "-y", tsig, ZONE, kind,
+                             "+noall", "+answer", "+stats"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    text = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # reaped here, for its CPU time
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - began
-    found = re.search(r"Received (\d+) B \((\d+) messages?, (\d+) records?\)", result.stdout)
-    if result.returncode != 0 or found is None or "; Transfer failed" in result.stdout:
-        raise run.BenchError(f"kdig {kind} from port {port} failed:\n{result.stdout[-1500:]}"
-                             f"{result.stderr[-1500:]}")
+    found = re.search(r"Received (\d+) B \((\d+) messages?, (\d+) records?\)", text)
+    if proc.returncode != 0 or found is None or "; Transfer failed" in text:
+        raise run.BenchError(f"kdig {kind} from port {port} failed:\n{text[-1500:]}")
     if out is not None:
-        records = [line for line in result.stdout.splitlines()
-                   if line and not line.startswith(";")]
+        records = [line for line in text.splitlines() if line and not line.startswith(";")]
         out.write_text("\n".join(records[:-1]) + "\n")  # the closing SOA is the first again
-    took = re.search(r"\) in ([\d.]+) ms", result.stdout)
+    took = re.search(r"\) in ([\d.]+) ms", text)
     return {"seconds": seconds, "kdig_ms": float(took.group(1)) if took else -1.0,
-            "bytes": int(found.group(1)), "messages": int(found.group(2)),
-            "records": int(found.group(3))}
+            "kdig_cpu": usage.ru_utime + usage.ru_stime, "bytes": int(found.group(1)),
+            "messages": int(found.group(2)), "records": int(found.group(3))}
 
 
 def serial(port: int, tsig: str) -> int:
@@ -155,14 +165,20 @@ def serial(port: int, tsig: str) -> int:
     return int(out[2])
 
 
-def wait_serial(port: int, tsig: str, newer_than: int, timeout: float = 60) -> int:
+def wait_serial(port: int, tsig: str, newer_than: int, timeout: float = 60,
+                settle: float = 2.0) -> int:
+    """A serial after `newer_than` that then stays `settle` seconds (checks fail over one
+    interval, each a new generation: measure the change as a whole)."""
     deadline = time.monotonic() + timeout
+    last, since = newer_than, time.monotonic()
     while time.monotonic() < deadline:
         current = serial(port, tsig)
-        if current > newer_than:
-            return current
+        if current != last:
+            last, since = current, time.monotonic()
+        elif last != newer_than and time.monotonic() - since >= settle:
+            return last
         time.sleep(0.1)  # polling for the new serial
-    raise run.BenchError(f"port {port} kept serial {newer_than} for {timeout} s")
+    raise run.BenchError(f"port {port}: no settled serial after {newer_than} within {timeout} s")
 
 
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -215,6 +231,7 @@ class Puller:
         self.port = port
         self.tsig = tsig
         self.count = 0
+        self.client_cpu = 0.0  # kdig's CPU seconds
         self.running = False
         self.thread: threading.Thread | None = None
 
@@ -226,7 +243,7 @@ class Puller:
 
     def _loop(self) -> None:
         while self.running:
-            xfr(self.port, self.tsig)
+            self.client_cpu += xfr(self.port, self.tsig)["kdig_cpu"]
             self.count += 1
 
     def __exit__(self, *_: object) -> None:
@@ -235,10 +252,23 @@ class Puller:
             self.thread.join()
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def transfer_pid(server: run.Server) -> int:
+    found = re.search(r"transfer started \(pid (\d+)\)", server.stderr_path.read_text())
+    if found is None:
+        raise run.BenchError(f"no transfer process in the log:\n{run.tail(server.stderr_path)}")
+    return int(found.group(1))
+
+
 def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int, tsig: str,
                root: Path) -> dict[str, Any]:
-    """dnsperf on the responders, alone and with an AXFR puller, in turns ABBA."""
-    zone = run.Zone(args.names - args.pools)
+    """dnsperf on the responders, alone and with an AXFR puller, in turns ABBA; and the CPU
+    the transfer process and the puller (kdig) took meanwhile, on the same cores."""
+    zone = run.Zone(args.names - 2 * args.pools)
     queries = root / "queries.txt"
     queries.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in
                                run.query_mix(zone, random.Random(args.seed))))
@@ -247,13 +277,18 @@ def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int,
     plain: list[float] = []
     pulled: list[float] = []
     pulls = 0
+    kdig_cpu = transfer_cpu = 0.0
+    pid = transfer_pid(server)
     for i in range(args.rounds):
         for with_pull in ((False, True) if i % 2 == 0 else (True, False)):
             if with_pull:
+                began = cpu_seconds(pid)
                 with Puller(transfer_port, tsig) as puller:
                     pulled.append(run.run_dnsperf(server, queries, perf, len(pulled) + 100,
                                                   root).qps)
+                transfer_cpu += cpu_seconds(pid) - began
                 pulls += puller.count
+                kdig_cpu += puller.client_cpu
             else:
                 plain.append(run.run_dnsperf(server, queries, perf, len(plain), root).qps)
             run.log(f"round {i + 1}: {'with AXFR pulls' if with_pull else 'alone':<16} "
@@ -262,7 +297,12 @@ def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int,
     run.log(f"responders: {statistics.median(plain):.0f} q/s alone, "
             f"{statistics.median(pulled):.0f} q/s while AXFR is pulled ({pulls} AXFRs): "
             f"ratio {ratio:.3f} (target >= 0.95)")
-    return {"qps_alone": plain, "qps_pulled": pulled, "axfrs_pulled": pulls, "ratio": ratio}
+    busy = args.rounds * args.seconds
+    run.log(f"while pulled ({busy:g} s): the transfer process used {transfer_cpu:.2f} CPU-s, "
+            f"kdig {kdig_cpu:.2f} CPU-s ({transfer_cpu / max(pulls, 1) * 1000:.1f} and "
+            f"{kdig_cpu / max(pulls, 1) * 1000:.1f} ms per AXFR), on the responders' cores")
+    return {"qps_alone": plain, "qps_pulled": pulled, "axfrs_pulled": pulls, "ratio": ratio,
+            "transfer_cpu_s": transfer_cpu, "kdig_cpu_s": kdig_cpu}
 
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -273,11 +313,11 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     ports: set[int] = set()
     port, transfer_port, knot_port = (run.free_port(ports, rng) for _ in range(3))
     key_file, tsig = make_key(root)
-    backends = Backends(args.pools, run.free_port(ports, rng))
+    backends = Backends(2 * args.pools, run.free_port(ports, rng))
     workdir = root / "healthdns"
     workdir.mkdir()
     config = workdir / "healthdns.toml"
-    config.write_text(healthdns_toml(run.Zone(args.names - args.pools), port, transfer_port,
+    config.write_text(healthdns_toml(run.Zone(args.names - 2 * args.pools), port, transfer_port,
                                      key_file, backends, run.healthdns_dnssec(command, workdir)))
     healthdns = run.Server("healthdns", "healthdns",
                            [command, "--config", str(config), "--log-level", "info",
@@ -295,7 +335,9 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         report["knot_axfr"] = transfers(args, knot_port, tsig, "knot", root)
         report["throughput"] = throughput(args, healthdns, transfer_port, tsig, root)
         old = serial(transfer_port, tsig)
-        backends.down()
+        backends.down(args.pools)
+        run.log(f"{args.pools} of {len(backends.addresses)} backends down; waiting for a serial "
+                f"after {old}")
         wait_serial(transfer_port, tsig, old)
         report["healthdns_ixfr"] = ixfr(args, transfer_port, tsig, old, "healthdns")
         xfr(transfer_port, tsig, out=zone_file)
@@ -316,7 +358,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--names", type=int, default=10000, help="names in the zone (default 10000)")
     p.add_argument("--pools", type=int, default=0,
                    help="of which pools, each on its own backend that goes down for the IXFR "
-                        "(default: 1%% of --names)")
+                        "(default: 1%% of --names; as many more stay up)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
     p.add_argument("--seconds", type=float, default=3.0, help="dnsperf -l per run (default 3)")
     p.add_argument("--seed", type=int, default=1)
@@ -326,8 +368,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args(argv)
     args.pools = args.pools or max(1, args.names // 100)
-    if not 0 < args.pools < args.names or args.pools > 60000 or args.rounds < 1:
-        p.error("need 0 < --pools < --names, --pools <= 60000 and --rounds >= 1")
+    if not 0 < 2 * args.pools < args.names or args.pools > 30000 or args.rounds < 1:
+        p.error("need 0 < 2 * --pools < --names, --pools <= 30000 and --rounds >= 1")
     return args
 
 
