@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import dns.exception
 import dns.flags
@@ -43,6 +44,7 @@ from secondaries import (
 from test_dnssec import generate
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Secondary)
 
 KEY = "healthdns-transfer"
 SIGNED = "signed.test"
@@ -199,9 +201,10 @@ def _dir(tmp: Path, name: str) -> Path:
     return path
 
 
-def _start(started: list[Secondary], secondary: Secondary) -> Secondary:
+def _start(started: list[Secondary], secondary: S) -> S:
     started.append(secondary)
-    return secondary.start()
+    secondary.start()
+    return secondary
 
 
 def serial(server: Server, zone: str) -> int:
