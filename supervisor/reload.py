@@ -7,6 +7,8 @@ applies whole or not at all (CoreDNS's reload works the same way: parse all, swa
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 
 from healthdns.shared.config import Config
@@ -23,8 +25,15 @@ _RESTART_ONLY = (
     ("rrl.table_size", lambda c: c.rrl.table_size),
     # The transfer process is spawned (or not) at start with its listeners and secondaries.
     ("transfer", lambda c: c.transfer),
-    ("tsig (with transfers on)", lambda c: c.tsig if c.transfer.enabled() else ()),
+    ("tsig (with transfers on)", lambda c: _keys(c) if c.transfer.enabled() else ()),
 )
+
+
+def _keys(config: Config) -> tuple[tuple[str, str, str], ...]:
+    """The keys as a reload error may show them: a digest stands for each secret."""
+    return tuple((k.name, k.algorithm,
+                  "sha256:" + hashlib.sha256(k.secret.encode()).hexdigest()[:12])
+                 for k in config.tsig)
 
 
 class RestartNeeded(Exception):

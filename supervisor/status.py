@@ -400,9 +400,7 @@ def _lifecycle(view: View) -> Iterator[Metric]:
 
 
 def _transfers(view: View) -> Iterator[Metric]:
-    """The transfer process's counters (only with `[transfer]`)."""
-    if not view.transfers:
-        return
+    """The transfer process's counters (0 without `[transfer]`)."""
     served = CounterMetricFamily("healthdns_transfers", "transfer requests by outcome: axfr, "
                                  "ixfr (from the journal), fallback (IXFR answered with the "
                                  "whole zone), refused", labels=["kind"])

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.exception
 import dns.message
@@ -28,6 +29,7 @@ from conftest import need_tool
 from harness import Backend, Server
 
 SECRET = "dHJhbnNmZXJzLXRlc3Qta2V5LXNlY3JldA=="
+NEW_SECRET = "bmV3LXNlY3JldC1mb3ItdGhlLXRyYW5zZmVyLWtleQ=="
 KEY = "xfr-test"
 TRANSFERS = re.compile(r"transfers on (\S+?):(\d+)")
 ZONES = ("example.test.", "example.org.", "other.test.")
@@ -85,7 +87,8 @@ def config(check_port: int, notify_port: int) -> str:
 
 class Setup:
     def __init__(self, server: Server, port: int, notified: socket.socket,
-                 backends: tuple[Backend, Backend]) -> None:
+                 backends: tuple[Backend, Backend], tmp: Path) -> None:
+        self.tmp = tmp
         self.server = server
         self.port = port
         self.notified = notified
@@ -118,7 +121,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     found = TRANSFERS.search(server.output())
     assert found, server.output()
     try:
-        yield Setup(server, int(found.group(2)), notified, (first, second))
+        yield Setup(server, int(found.group(2)), notified, (first, second), tmp)
     finally:
         assert server.stop() == 0
         notified.close()
@@ -263,3 +266,24 @@ def test_metrics_count_transfers_and_notifies(setup: Setup) -> None:
         return axfr is not None and float(axfr.group(1)) >= 1 \
             and 'healthdns_notifies_total{result="sent"}' in text
     setup.server.wait_until(scraped, 5, "the transfer counters on /metrics")
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("notify_retries = 2", "notify_retries = 3", "transfer"),
+    (SECRET, NEW_SECRET, "tsig (with transfers on)"),
+])
+def test_a_reload_that_changes_transfers_is_refused_as_needing_a_restart(
+        setup: Setup, old: str, new: str, field: str) -> None:
+    path = setup.tmp / "healthdns.toml"
+    before = path.read_text()
+    path.write_text(before.replace(old, new))
+    try:
+        os.kill(setup.server.pid, signal.SIGHUP)
+        setup.server.wait_for(
+            f"reload failed, still serving the previous configuration: {re.escape(field)} "
+            "changed .* that takes a restart", 5)
+        assert SECRET not in setup.server.output()  # a digest stands for each secret
+        assert NEW_SECRET not in setup.server.output()
+    finally:
+        path.write_text(before)
+    assert _axfr_ok(setup)
