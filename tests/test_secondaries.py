@@ -341,12 +341,15 @@ def test_delv_validates_the_signed_zone_through_the_secondary(setup: Setup, kind
 def test_a_wrong_secret_gets_no_zone(setup: Setup) -> None:
     wait_all(setup)  # the right key has had every zone by now
     deadline = time.monotonic() + 10
-    while not re.search(r"(AXFR|refresh).*failed", setup.wrong.log()):
+    # Knot cannot verify healthdns's unsigned NOTAUTH answer (RFC 8945 5.2: BADSIG)
+    while not re.search(r"refresh, .*failed \((failed to verify TSIG|.*NOTAUTH.*)\)",
+                        setup.wrong.log()):
         assert time.monotonic() < deadline, f"no failed transfer logged:\n{setup.wrong.log()}"
         time.sleep(0.05)  # polling the log for the refused attempt
     for zone in ZONES:
         assert setup.wrong.serial(zone) is None, (zone, setup.wrong.log())
-    assert re.search(r"NOTAUTH|BADSIG|failed", setup.wrong.log()), setup.wrong.log()
+    # healthdns refused it: at least one request per zone (its retries add more)
+    _counters_once(setup, lambda c: c.get("refused", 0) >= len(ZONES), "refused every zone")
 
 
 def test_backend_down_reaches_the_secondaries_within_a_second(setup: Setup) -> None:
