@@ -357,8 +357,7 @@ def test_backend_down_reaches_the_secondaries_within_a_second(setup: Setup) -> N
     must follow within FAILOVER_LIMIT. Then the backend comes back, the same way."""
     wait_all(setup)
     before = {z: serial(setup.server, z) for z in ZONES}
-    counted = _counters_once(setup, lambda c: c.get("axfr", 0) >= len(ZONES) * 2,
-                             "the first AXFRs of both secondaries")
+    counted = _settled_counters(setup)
     _, second = setup.backends
     second.down()
     lags = _lags(setup, present=False)
@@ -390,6 +389,22 @@ def _counters_once(setup: Setup, done: Callable[[dict[str, int]], bool],
         assert time.monotonic() < deadline, f"never {what}: {counters}"
         time.sleep(0.1)  # polling /metrics
     return counters
+
+
+def _settled_counters(setup: Setup, period: float = 1.0) -> dict[str, int]:
+    """The transfer counters once every transfer so far is in them: they arrive once a
+    `period`, so once they have stayed the same for more than one, with the first AXFRs of
+    both secondaries counted."""
+    deadline = time.monotonic() + 10
+    last, since = transfer_counters(setup.server), time.monotonic()
+    while (time.monotonic() - since < 1.5 * period
+           or last.get("axfr", 0) < len(ZONES) * len(setup.secondaries)):
+        assert time.monotonic() < deadline, f"the transfer counters never settled: {last}"
+        time.sleep(0.1)  # polling /metrics
+        now = transfer_counters(setup.server)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def transfer_counters(server: Server) -> dict[str, int]:
