@@ -30,16 +30,18 @@ import dns.rrset
 import dns.tsig
 import pytest
 from conftest import need_tool
-from harness import Backend, Server
+from harness import Backend, Server, run_cli
 from secondaries import (
     Knot,
     Nsd,
     Primary,
     Secondary,
     SecondaryError,
+    doc_block,
     free_port,
     knot_conf,
     nsd_conf,
+    replace_all,
 )
 from test_dnssec import generate
 
@@ -462,3 +464,17 @@ def test_the_guides_configs_pass_the_servers_own_checks(kind: str, tmp_path: Pat
     assert result.returncode == 0, f"{kind}:\n{text}\n{result.stdout}{result.stderr}"
     for zone in ZONES:
         assert zone in text
+
+
+def test_the_guides_healthdns_config_passes_check_config(tmp_path: Path) -> None:
+    """The guide's `[[tsig]]` and `[transfer]` block, with a key file made by keymgr and a
+    zone, is accepted by `--check-config`."""
+    key_file, _ = keymgr_key(tmp_path, "k.key")
+    text = replace_all(doc_block("healthdns.toml"), [
+        ('"/etc/healthdns/healthdns-transfer.key"', f'"{key_file}"'),
+    ], "healthdns.toml")
+    config = tmp_path / "healthdns.toml"
+    config.write_text(text + '\n[[zones]]\norigin = "example.com"\n'
+                      'nameservers = ["ns1.example.net", "ns2.example.org"]\n')
+    result = run_cli(["--config", str(config), "--check-config"])
+    assert result.returncode == 0, f"{text}\n{result.stdout}{result.stderr}"
