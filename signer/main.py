@@ -43,6 +43,15 @@ class Signer:
         self.reshaped = False
         self.refit = False
         self.merge_next_full = False  # a failed reconfigure: old zones, new prober targets
+        self.floors: dict[str, int] = {}  # see `floor`
+
+    def floor(self, kept: Mapping[str, int]) -> None:
+        """Take the highest serials served per zone (by a previous process too, see
+        `Start.serials`): each zone's first serial is greater than its own (RFC 1982), even
+        when they ran ahead of the clock. A `Resume` after this speaks for itself."""
+        self.floors = dict(kept)
+        self.serials = [s if s is not None else self.floors.get(_label(z))
+                        for s, z in zip(self.serials, self.zones, strict=True)]
 
     def resume(self, resume: messages.Resume) -> None:
         """Continue from a predecessor's last snapshot (respawned after a crash).
@@ -138,7 +147,7 @@ class Signer:
                                ZoneSigner(z.origin, zone_keys, z.spec.dnssec, self.now))
                 caches.append(render.RenderCache())
                 prints.append(None)  # a changed zone: a new serial whatever its health
-            serials.append(None if i is None else self.serials[i])
+            serials.append(self.floors.get(_label(z)) if i is None else self.serials[i])
         self.reshaped = self.reshaped or [z.key for z in zones] != [z.key for z in self.zones]
         self.zones, self.signers, self.caches = zones, signers, caches
         self.serials, self.prints = serials, prints
@@ -267,6 +276,11 @@ def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
         == [(k.role, k.dnskey, k.published_only) for k in new_keys]
 
 
+def _label(z: zone.Zone) -> str:
+    """A zone's name as the supervisor keeps its serial (see `Start.serials`)."""
+    return z.origin.to_text(omit_final_dot=True).lower()
+
+
 def _fits(old: list[messages.ZoneTable], new: list[messages.ZoneTable]) -> bool:
     """Whether a delta can carry the step from `old` to `new`: a responder applies one over the
     zones, NXDOMAIN answers and NSEC chains it holds, so those must be the same."""
@@ -285,6 +299,7 @@ def run(conn: Connection) -> None:
     start, cfg = child.start(conn, "signer")
     try:
         signer = Signer(cfg)
+        signer.floor(start.serials)
     except keys.KeyFileError as e:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BAD_KEY) from None

@@ -117,6 +117,7 @@ class Supervisor:
         self.successor: Slot | None = None  # the new process of the slot being replaced
         self.retiring: list[Slot] = []  # replaced responders, draining before they exit
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
+        self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
         self.ctx = multiprocessing.get_context("spawn")
         self.prober = Slot("prober", 0)
@@ -197,7 +198,7 @@ class Supervisor:
         deadlines = [s.restart_at for s in self.slots if s.state in ("backoff", "retiring")]
         if self.control is not None:
             deadlines.append(self.now() + HEARTBEAT)
-        if self._keeps_health():
+        if self._save_due():
             deadlines.append(self.saved_at + SAVE_PERIOD)
         if self.cfg.server.hung_after:
             deadlines.append(self.now() + min(HEARTBEAT, self.cfg.server.hung_after / 2))
@@ -229,7 +230,7 @@ class Supervisor:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self._spawn(slot)
         self._watch()
-        if self._keeps_health() and self.now() - self.saved_at >= SAVE_PERIOD:
+        if self._save_due() and self.now() - self.saved_at >= SAVE_PERIOD:
             self._save()
         if self.steering.expire():
             self._overrides_changed()
@@ -273,11 +274,26 @@ class Supervisor:
         return self.cfg.control.state_file is not None and bool(self.steering.probed) \
             and self.prober.state == "running"
 
+    def _save_due(self) -> bool:
+        """Whether the state file is to be written: the health, or serials not kept yet."""
+        return self._keeps_health() or \
+            (self.serials_unsaved and self.cfg.control.state_file is not None)
+
     def _save(self) -> None:
-        """Write the overrides and the health (periodically, never per report: reports may
-        come many a second)."""
+        """Write the overrides, the health and the serials (periodically, never per report:
+        reports may come many a second)."""
         self.steering.save()
         self.saved_at = self.now()
+        self.serials_unsaved = False
+
+    def _keep_serials(self, serials: list[int]) -> None:
+        """Keep a generation's serials for the next process. A serial ahead of the clock (more
+        than a change a second) is written at once: a process started from the clock would go
+        below it even after a crash; others within `SAVE_PERIOD`, when the clock has passed
+        them."""
+        self.serials_unsaved = True
+        if self.cfg.control.state_file is not None and max(serials, default=0) > time.time():
+            self._save()
 
     # --- reload -----------------------------------------------------------------------------------
 
@@ -437,7 +453,7 @@ class Supervisor:
         slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
         slot.heard = self.now()
         view = self.signer_view if slot.role == "signer" else self.views.for_role(slot.role)
-        start = messages.Start(slot.index, view)
+        start = messages.Start(slot.index, view, serials=self.steering.kept_serials)
         if slot.role == "responder":
             table = self.rrl_table.name if self.rrl_table is not None else ""
             start = messages.Start(slot.index, start.config, self.listen, self.secret, table)
@@ -564,6 +580,7 @@ class Supervisor:
                 self._relay_records(message)
                 self.generation = generation
                 self.steering.published(generation, serials, self.now())
+                self._keep_serials(serials)
             case messages.Bound(listen=listen) if not slot.spoke:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
@@ -735,8 +752,8 @@ class Supervisor:
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
         notify.notify("STOPPING=1")
-        if self._keeps_health():
-            self._save()  # the latest health, for the next process's warm start
+        if self._save_due():
+            self._save()  # the latest health and serials, for the next process
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:
             process.terminate()

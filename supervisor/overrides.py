@@ -114,10 +114,11 @@ class Overrides:
 
     # --- the state file ---------------------------------------------------------------------
 
-    def save(self, path: str, health: object = None) -> None:
-        """Write the overrides (and the supervisor's `health`, see `warm`) atomically: a
-        reader (or a crash) sees the old file or the new one, never half of one."""
-        data = msgspec.json.encode({"overrides": self.listing(), "health": health})
+    def save(self, path: str, health: object = None, serials: object = None) -> None:
+        """Write the overrides (and the supervisor's `health` and `serials`, see `warm`)
+        atomically: a reader (or a crash) sees the old file or the new one, never half of one."""
+        data = msgspec.json.encode({"overrides": self.listing(), "health": health,
+                                    "serials": serials or {}})
         target = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
         try:

@@ -56,6 +56,9 @@ class Steering:
         self.restarts: Counter[str] = Counter()
         self.choices: list[tuple[str, int, int, str, list[str]]] = []
         self.serials: list[int] = []
+        # Per zone (lower case), the latest serial served, here or by a previous process (the
+        # state file): a new signer's first serials go above them.
+        self.kept_serials: dict[str, int] = {}
         self.published_at: float | None = None
         self.published_times: dict[int, float] = {}  # recent generations -> when (wall)
         self.health_at: float | None = None  # when the signer was last sent a change
@@ -109,6 +112,9 @@ class Steering:
             return
         for problem in self.overrides.load(path, time.time()):
             log.warning("%s", problem)
+        self.kept_serials, problem = warm.serials(path)
+        if problem is not None:
+            log.warning("%s", problem)
         for o in self.overrides.listing():
             log.info("override restored: %s %s (%s)", o.action, o.name or o.address,
                      o.reason or "-")
@@ -151,7 +157,7 @@ class Steering:
             return
         try:
             self.overrides.save(path, warm.encode(self.probed, self.since, time.time())
-                                if self.probed else None)
+                                if self.probed else None, self.kept_serials)
         except OSError as e:
             log.error("cannot write the overrides to %s: %s (they hold until a restart)",
                       path, e)
@@ -170,6 +176,8 @@ class Steering:
             self.publish_seconds = now - self.health_at
             self.health_at = None
         self.serials = serials
+        # Serials never go back within a process, so the latest is the highest.
+        self.kept_serials.update((z.lower(), s) for z, s in zip(self.zones, serials, strict=False))
         self.dirty = True
 
     def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float) -> None:

@@ -27,6 +27,7 @@ class Health(msgspec.Struct, frozen=True):
 
 class _File(msgspec.Struct, frozen=True):
     health: Health | None = None  # the overrides, the other member, are read by `overrides`
+    serials: dict[str, int] = {}  # zone -> the highest serial served (see `serials`)
 
 
 def max_age(cfg: Config) -> float:
@@ -70,3 +71,19 @@ def load(path: str | None, now: float, oldest: float,
     return ({t: saved.targets[t] for t in targets},
             f"warm start: serving the health kept {age:.1f} s ago in {path} ({down} of "
             f"{len(targets)} targets down) until the first round of checks")
+
+
+def serials(path: str) -> tuple[dict[str, int], str | None]:
+    """The highest serial a previous process served per zone, kept in the state file whatever
+    its age: serials may run ahead of the clock (several changes a second), and a new signer
+    that started from the clock could go below what secondaries hold. The problem, if any."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            return {}, f"{path}: larger than {MAX_BYTES} bytes; serials start from the clock"
+        return msgspec.json.decode(data, type=_File).serials, None
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, msgspec.DecodeError) as e:
+        return {}, f"cannot read the serials kept in {path}: {e}; serials start from the clock"
