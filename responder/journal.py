@@ -18,12 +18,18 @@ An IXFR for the client's serial S is answered (RFC 1995 4):
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
 from healthdns.shared import messages
 
 log = logging.getLogger("healthdns.transfer")
+
+# One owner's RRs, each cut after its owner name: the owner's labels above the origin (or the
+# whole owner, root label included, when it is not under the origin: written in full), whether
+# it is under it, the cut RRs, and their length.
+Group = tuple[bytes, bool, list[bytes], int]
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,22 @@ class ZoneState:
     def axfr(self) -> list[bytes]:
         """The RRs of an AXFR (RFC 5936 2.2): the SOA, every other RR, the SOA again."""
         return [self.soa, *self.records(), self.soa]
+
+    @functools.cached_property
+    def groups(self) -> list[Group]:
+        """The AXFR's RRs between the two SOAs, owner by owner, cut for owner-name compression
+        (`transfer.pack_axfr`); made at the first AXFR of this state, kept for the next."""
+        origin, cut = self.origin, len(self.origin)
+        out: list[Group] = []
+        for owner, rrs in self.owners.items():
+            if not rrs:
+                continue
+            n = len(owner)
+            tails = [rr[n:] for rr in rrs]
+            under = owner.endswith(origin)
+            out.append((owner[:-cut] if under else owner, under, tails,
+                        sum(map(len, rrs)) - n * len(rrs)))
+        return out
 
 
 @dataclass

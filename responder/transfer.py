@@ -35,7 +35,7 @@ import dns.opcode
 import dns.rdatatype
 
 from healthdns.responder import notify, tsig
-from healthdns.responder.journal import Store, ZoneState
+from healthdns.responder.journal import Group, Store, ZoneState
 from healthdns.responder.sockets import bind_tcp
 from healthdns.responder.tcp import FRAME_MAX, HEADER
 from healthdns.shared import child, messages, privilege
@@ -142,7 +142,7 @@ class Transfers:
             yield from _pack(wire, question, [zone.soa])
         elif rrset.rdtype == dns.rdatatype.AXFR:
             self.counts.axfr += 1
-            yield from _pack(wire, question, zone.axfr())
+            yield from pack_axfr(wire, question, zone)
         else:
             yield from self._ixfr(query, wire, question, zone)
 
@@ -156,9 +156,9 @@ class Transfers:
         records = zone.ixfr(serials[0])
         if records is None:
             self.counts.fallback += 1
-            records = zone.axfr()
-        else:
-            self.counts.ixfr += 1
+            yield from pack_axfr(wire, question, zone)
+            return
+        self.counts.ixfr += 1
         yield from _pack(wire, question, records)
 
 
@@ -181,11 +181,105 @@ def _pack(query: bytes, question: bytes, records: list[bytes]) -> Iterator[bytes
     yield _message(query, question if first else b"", body)
 
 
-def _message(query: bytes, question: bytes, answers: list[bytes]) -> bytes:
+POINTER_MAX = 0x3FFF  # a compression pointer's 14-bit offset (RFC 1035 4.1.4)
+
+
+def pack_axfr(query: bytes, question: bytes, zone: ZoneState) -> Iterator[bytes]:
+    """`zone.axfr()` in messages of at most MESSAGE_MAX octets, owner names compressed.
+
+    Only owner names get pointers (RFC 3597 and RFC 4034 6.2: names inside RRSIG, NSEC and
+    types unknown to old servers are never compressed, and other rdata is left as signed). In
+    each message the origin is written once in full (by its first RR); an owner's first RR
+    there writes the owner's own labels and a pointer to the origin, its other RRs a pointer
+    to that owner. A pointer reaches the first 16 KiB only: past it, each RR of an owner
+    writes its labels and a pointer to the origin. The work is per owner, one `join` of the
+    RRs cut once per zone state (`ZoneState.groups`); an owner that does not fit in the
+    message is written RR by RR (`_split`), once a message.
+    """
+    origin = zone.origin
+    apex: Group = (b"", True, [zone.soa[len(origin):]], len(zone.soa) - len(origin))
+    made = _Made(query, question)
+    for group in (apex, *zone.groups, apex):
+        labels, under, tails, length = group
+        if made.at >= 0 and under:
+            name = labels + made.pointer
+            sep = _pointer(made.size) if made.size <= POINTER_MAX else name
+        elif under:
+            name = labels + origin
+            sep = _pointer(made.size) if made.size <= POINTER_MAX else name
+        else:
+            name = labels
+            sep = _pointer(made.size) if made.size <= POINTER_MAX else name
+        size = len(name) + length + len(sep) * (len(tails) - 1)
+        if made.size + size > MESSAGE_MAX:
+            yield from _split(made, group, origin)
+            continue
+        if made.at < 0 and under:
+            made.found(made.size + len(labels))
+        made.body.append(name + sep.join(tails))
+        made.size += size
+        made.count += len(tails)
+    yield made.message()
+
+
+def _pointer(offset: int) -> bytes:
+    return (0xC000 | offset).to_bytes(2, "big")
+
+
+class _Made:
+    """The message `pack_axfr` is making: its pieces, size, RR count and the origin's offset."""
+
+    def __init__(self, query: bytes, question: bytes) -> None:
+        self.query, self.question = query, question
+        self.body: list[bytes] = []
+        self.size, self.count = HEADER + len(question), 0
+        self.at, self.pointer = -1, b""  # the origin's offset, once written where it reaches
+
+    def found(self, at: int) -> None:
+        if at <= POINTER_MAX:
+            self.at, self.pointer = at, _pointer(at)
+
+    def message(self) -> bytes:
+        return _message(self.query, self.question, self.body, self.count)
+
+    def next(self) -> bytes:
+        """This message, done; it starts again empty (no question past the first)."""
+        done = self.message()
+        self.body, self.size, self.count, self.question = [], HEADER, 0, b""
+        self.at, self.pointer = -1, b""
+        return done
+
+
+def _split(made: _Made, group: Group, origin: bytes) -> Iterator[bytes]:
+    """One owner's RRs RR by RR, a new message when the next one does not fit."""
+    labels, under, tails, _ = group
+    here = -1  # the owner's offset in this message, once written where a pointer reaches
+    for tail in tails:
+        if here >= 0:
+            name = _pointer(here)
+        elif under and made.at >= 0:
+            name = labels + made.pointer
+        else:
+            name = labels + origin if under else labels
+        if made.body and made.size + len(name) + len(tail) > MESSAGE_MAX:
+            yield made.next()
+            here, name = -1, labels + origin if under else labels
+        if here < 0 and made.size <= POINTER_MAX:
+            here = made.size
+        if made.at < 0 and under and name.endswith(origin):
+            made.found(made.size + len(labels))
+        made.body += (name, tail)
+        made.size += len(name) + len(tail)
+        made.count += 1
+
+
+def _message(query: bytes, question: bytes, answers: list[bytes],
+             count: int | None = None) -> bytes:
+    """`count`: how many RRs `answers` holds, when they are pieces rather than one each."""
     flags = QR | AA | (int.from_bytes(query[2:4], "big") & (0x7800 | RD))
     header = b"".join(v.to_bytes(2, "big") for v in
                       (int.from_bytes(query[0:2], "big"), flags, 1 if question else 0,
-                       len(answers), 0, 0))
+                       len(answers) if count is None else count, 0, 0))
     return header + question + b"".join(answers)
 
 
