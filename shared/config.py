@@ -461,8 +461,23 @@ def warnings(config: Config) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for i, zone in enumerate(config.zones):
         out += _soa_warnings(zone.soa, f"zones[{i}].soa")
+        if zone.dnssec is not None and config.transfer.enabled():
+            out += _expire_warnings(zone.soa, zone.dnssec, f"zones[{i}]")
         out += _cname_loops(zone, f"zones[{i}].records")
     return out
+
+
+def _expire_warnings(soa: SoaSpec, dnssec: DnssecSpec, path: str) -> list[tuple[str, str]]:
+    # A signature is renewed once less than `dnssec.refresh` of its validity is left, so the
+    # signatures a secondary last transferred may have only that much life left; cut off from
+    # the primary it serves them until `expire`, past their expiry (docs/transfers.md, DNSSEC).
+    if soa.expire <= dnssec.refresh:
+        return []
+    return [(f"{path}.soa.expire", f"{soa.expire} is longer than dnssec.refresh "
+             f"({dnssec.refresh} s), the least life the signatures a secondary last transferred "
+             "may have left: a secondary cut off from this primary would serve expired "
+             "signatures (validating resolvers answer SERVFAIL) instead of dropping the zone; "
+             f"set expire to at most {dnssec.refresh}")]
 
 
 def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:

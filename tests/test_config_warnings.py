@@ -99,3 +99,48 @@ def test_check_config_prints_warnings_and_passes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert ("healthdns-supervisor: configuration warning: zones[0].soa.expire: 300 is not "
             "more than refresh + retry") in result.stderr
+
+
+def signed(soa: dict[str, int] | None, dnssec: dict[str, int], transfer: bool) -> dict[str, Any]:
+    doc = copy.deepcopy(BASE)
+    doc["zones"][0]["dnssec"] = {"csk": "/etc/healthdns/csk.pem", **dnssec}
+    if soa is not None:
+        doc["zones"][0]["soa"] = soa
+    if transfer:
+        doc["transfer"] = {"listen": ["127.0.0.1:8053"], "require_tsig": False,
+                           "allow": [{"networks": ["127.0.0.1/32"]}]}
+    return doc
+
+
+def expire_warnings(document: dict[str, Any]) -> list[str]:
+    return [f"{path}: {message}" for path, message in
+            config.warnings(config.from_mapping(document)) if "dnssec.refresh" in message]
+
+
+# The signer renews a signature once less than dnssec.refresh is left (signer/dnssec.py), so just
+# before a renewal the signatures a secondary holds have that long to live: an expire above it
+# lets a cut-off secondary serve them expired.
+@settings(max_examples=80, deadline=None)
+@given(validity=st.integers(3600, 31622400), share=st.floats(0.01, 0.99),
+       expire=st.integers(0, 2**31 - 1), transfer=st.booleans())
+def test_an_expire_past_the_signatures_life_is_warned_about(validity: int, share: float,
+                                                            expire: int, transfer: bool) -> None:
+    refresh = max(1, min(validity - 1, int(validity * share)))
+    found = expire_warnings(signed({"expire": expire}, {"validity": validity,
+                                                        "refresh": refresh}, transfer))
+    if transfer and expire > refresh:  # without transfers no secondary holds the zone
+        assert found == [f"zones[0].soa.expire: {expire} is longer than dnssec.refresh "
+                         f"({refresh} s), the least life the signatures a secondary last "
+                         "transferred may have left: a secondary cut off from this primary "
+                         "would serve expired signatures (validating resolvers answer SERVFAIL) "
+                         f"instead of dropping the zone; set expire to at most {refresh}"]
+    else:
+        assert found == []
+
+
+def test_the_default_expire_is_too_long_for_a_signed_zone_fed_to_secondaries() -> None:
+    assert expire_warnings(signed(None, {}, True))[0].startswith(
+        "zones[0].soa.expire: 1209600 is longer than dnssec.refresh (604800 s)")
+    assert expire_warnings(signed({"expire": 432000}, {}, True)) == []  # the guide's 5 days
+    unsigned = copy.deepcopy(BASE) | {"transfer": signed(None, {}, True)["transfer"]}
+    assert expire_warnings(unsigned) == []
