@@ -17,8 +17,12 @@ s00000.. that stay up, each pool health-checked on its own backend (a listening 
 2. IXFR time and size after every pool's backend goes down (1% of the names lose their
    addresses): from healthdns, and from Knot given healthdns's new AXFR as its new zone file
    (`zonefile-load: difference`: Knot computes the same change and serves it as IXFR).
-3. dnsperf with bench/run.py's standard query mix on healthdns's responders, with and without
-   a client pulling AXFR in a loop, in turns ABBA; the ratio of the medians (target >= 0.95).
+3. dnsperf with bench/run.py's standard query mix on healthdns's responders, alone and with a
+   client pulling AXFR in a loop, in rotating turns; the ratio of the medians (target >= 0.95)
+   for each puller (`--puller`): kdig, and a minimal secondary in Python (`pull_axfr`: one
+   TSIG-signed AXFR, every byte of the stream read to the closing SOA, records not parsed), so
+   that the client's own CPU, on the same cores, does not dominate the figure. Each puller
+   runs as a process of its own, whose CPU time is reported beside the transfer process's.
 
 Stdlib only, plus kdig, knotd, knotc, keymgr and dnsperf; imports nothing from healthdns.
 """
@@ -26,6 +30,9 @@ Stdlib only, plus kdig, knotd, knotc, keymgr and dnsperf; imports nothing from h
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -33,6 +40,7 @@ import re
 import selectors
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -226,21 +234,100 @@ def ixfr(args: argparse.Namespace, port: int, tsig: str, old: int, label: str) -
     return result
 
 
-class Puller:
-    """A secondary pulling AXFR in a loop (kdig) while the responders are under load."""
+def _name(text: str) -> bytes:
+    return b"".join(bytes([len(label)]) + label.encode() for label in
+                    text.rstrip(".").split(".")) + b"\0"
 
-    def __init__(self, port: int, tsig: str) -> None:
+
+def axfr_query(tsig: str, qid: int, now: int) -> bytes:
+    """An AXFR query for ZONE signed with TSIG (RFC 8945 4.3): `tsig` as kdig's -y takes it."""
+    algorithm, key, secret = tsig.split(":")
+    question = _name(ZONE) + struct.pack("!HH", 252, 1)  # AXFR, IN
+    timers = now.to_bytes(6, "big") + struct.pack("!H", 300)  # time signed, fudge
+    variables = (_name(key.lower()) + struct.pack("!HI", 255, 0) + _name(algorithm) + timers
+                 + struct.pack("!HH", 0, 0))  # class ANY, TTL 0; error, other length
+    mac = hmac.new(base64.b64decode(secret), struct.pack("!6H", qid, 0, 1, 0, 0, 0) + question
+                   + variables, hashlib.sha256).digest()
+    rdata = _name(algorithm) + timers + struct.pack("!H", len(mac)) + mac \
+        + struct.pack("!3H", qid, 0, 0)
+    return (struct.pack("!6H", qid, 0, 1, 0, 0, 1) + question + _name(key)
+            + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata)
+
+
+def _skip_name(wire: bytes, pos: int) -> int:
+    while wire[pos]:
+        if wire[pos] & 0xC0 == 0xC0:
+            return pos + 2
+        pos += 1 + wire[pos]
+    return pos + 1
+
+
+def pull_axfr(port: int, tsig: str, qid: int) -> tuple[int, int]:
+    """One AXFR as a minimal secondary: every message read to the end of the stream, which is
+    the second time the SOA (its type, class, TTL and rdata, taken from the first RR) occurs;
+    no other record is parsed, and the MACs are not checked. Bytes and messages received."""
+    query = axfr_query(tsig, qid, int(time.time()))
+    received = messages = soas = 0
+    soa = b""
+    with socket.create_connection((HOST, port), timeout=30) as sock, \
+            sock.makefile("rb", buffering=1 << 16) as stream:
+        sock.sendall(len(query).to_bytes(2, "big") + query)
+        while soas < 2:
+            size = stream.read(2)
+            message = stream.read(int.from_bytes(size, "big")) if len(size) == 2 else b""
+            if len(message) < 12 or len(message) != int.from_bytes(size, "big"):
+                raise run.BenchError(f"AXFR from port {port}: the stream ended after "
+                                     f"{messages} messages, before the closing SOA")
+            if message[3] & 0x0F or message[:2] != query[:2]:
+                raise run.BenchError(f"AXFR from port {port}: rcode {message[3] & 0x0F}")
+            if not soa:  # the first RR, after the question
+                pos = _skip_name(message, _skip_name(message, 12) + 4)
+                soa = message[pos:pos + 10 + int.from_bytes(message[pos + 8:pos + 10], "big")]
+            soas += message.count(soa)
+            received += 2 + len(message)
+            messages += 1
+    return received, messages
+
+
+def pull_loop(port: int, tsig: str, every: float) -> None:
+    """`--pull PORT`: AXFR after AXFR (one started every `every` seconds at most) until stdin
+    closes; then the count, bytes and messages."""
+    count = received = messages = 0
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    began = time.monotonic()
+    while not done.is_set():
+        got, parts = pull_axfr(port, tsig, count & 0xFFFF)
+        count, received, messages = count + 1, received + got, messages + parts
+        done.wait(began + count * every - time.monotonic())  # the pace, not a readiness wait
+    print(json.dumps({"axfrs": count, "bytes": received, "messages": messages}))
+
+
+class Puller:
+    """A secondary pulling AXFR in a loop while the responders are under load: kdig, one
+    process per AXFR, or the minimal Python secondary (`pull_loop`), one process for all."""
+
+    def __init__(self, port: int, tsig: str, kind: str, every: float = 0.0) -> None:
         self.port = port
+        self.every = every
         self.tsig = tsig
+        self.kind = kind
         self.count = 0
-        self.client_cpu = 0.0  # kdig's CPU seconds
+        self.client_cpu = 0.0  # the puller's CPU seconds
         self.running = False
         self.thread: threading.Thread | None = None
+        self.process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Self:
         self.running = True
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        if self.kind == "python":
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, "--pull", str(self.port), "--tsig", self.tsig,
+                 "--python-every", str(self.every)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        else:
+            self.thread = threading.Thread(target=self._loop, daemon=True)
+            self.thread.start()
         return self
 
     def _loop(self) -> None:
@@ -252,6 +339,16 @@ class Puller:
         self.running = False
         if self.thread is not None:
             self.thread.join()
+        if self.process is not None:
+            assert self.process.stdin is not None and self.process.stdout is not None
+            self.process.stdin.close()
+            out = self.process.stdout.read()
+            _, status, usage = os.wait4(self.process.pid, 0)
+            self.process.returncode = os.waitstatus_to_exitcode(status)
+            if self.process.returncode != 0:
+                raise run.BenchError(f"the Python puller failed (exit {self.process.returncode})")
+            self.count = json.loads(out)["axfrs"]
+            self.client_cpu = usage.ru_utime + usage.ru_stime
 
 
 def cpu_seconds(pid: int) -> float:
@@ -268,43 +365,49 @@ def transfer_pid(server: run.Server) -> int:
 
 def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int, tsig: str,
                root: Path) -> dict[str, Any]:
-    """dnsperf on the responders, alone and with an AXFR puller, in turns ABBA; and the CPU
-    the transfer process and the puller (kdig) took meanwhile, on the same cores."""
+    """dnsperf on the responders, alone and with each AXFR puller, in turns rotated each round;
+    and the CPU the transfer process and the puller took meanwhile, on the same cores."""
     zone = run.Zone(args.names - 2 * args.pools)
     queries = root / "queries.txt"
     queries.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in
                                run.query_mix(zone, random.Random(args.seed))))
     perf = argparse.Namespace(seconds=args.seconds, clients=8, threads=2, outstanding=500,
                               edns=True, dnssec=True)
-    plain: list[float] = []
-    pulled: list[float] = []
-    pulls = 0
-    kdig_cpu = transfer_cpu = 0.0
+    kinds = ["alone", *args.puller]
+    qps: dict[str, list[float]] = {kind: [] for kind in kinds}
+    pulls = dict.fromkeys(args.puller, 0)
+    client_cpu = dict.fromkeys(args.puller, 0.0)
+    transfer_cpu = dict.fromkeys(args.puller, 0.0)
     pid = transfer_pid(server)
+    runs = 0
     for i in range(args.rounds):
-        for with_pull in ((False, True) if i % 2 == 0 else (True, False)):
-            if with_pull:
-                began = cpu_seconds(pid)
-                with Puller(transfer_port, tsig) as puller:
-                    pulled.append(run.run_dnsperf(server, queries, perf, len(pulled) + 100,
-                                                  root).qps)
-                transfer_cpu += cpu_seconds(pid) - began
-                pulls += puller.count
-                kdig_cpu += puller.client_cpu
+        for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:
+            runs += 1
+            if kind == "alone":
+                qps[kind].append(run.run_dnsperf(server, queries, perf, runs, root).qps)
             else:
-                plain.append(run.run_dnsperf(server, queries, perf, len(plain), root).qps)
-            run.log(f"round {i + 1}: {'with AXFR pulls' if with_pull else 'alone':<16} "
-                    f"{(pulled if with_pull else plain)[-1]:.0f} q/s")
-    ratio = statistics.median(pulled) / statistics.median(plain)
-    run.log(f"responders: {statistics.median(plain):.0f} q/s alone, "
-            f"{statistics.median(pulled):.0f} q/s while AXFR is pulled ({pulls} AXFRs): "
-            f"ratio {ratio:.3f} (target >= 0.95)")
+                began = cpu_seconds(pid)
+                with Puller(transfer_port, tsig, kind, args.python_every) as puller:
+                    qps[kind].append(run.run_dnsperf(server, queries, perf, runs, root).qps)
+                transfer_cpu[kind] += cpu_seconds(pid) - began
+                pulls[kind] += puller.count
+                client_cpu[kind] += puller.client_cpu
+            run.log(f"round {i + 1}: {kind:<8} {qps[kind][-1]:.0f} q/s")
+    alone = statistics.median(qps["alone"])
+    report: dict[str, Any] = {"qps_alone": qps["alone"]}
     busy = args.rounds * args.seconds
-    run.log(f"while pulled ({busy:g} s): the transfer process used {transfer_cpu:.2f} CPU-s, "
-            f"kdig {kdig_cpu:.2f} CPU-s ({transfer_cpu / max(pulls, 1) * 1000:.1f} and "
-            f"{kdig_cpu / max(pulls, 1) * 1000:.1f} ms per AXFR), on the responders' cores")
-    return {"qps_alone": plain, "qps_pulled": pulled, "axfrs_pulled": pulls, "ratio": ratio,
-            "transfer_cpu_s": transfer_cpu, "kdig_cpu_s": kdig_cpu}
+    for kind in args.puller:
+        ratio = statistics.median(qps[kind]) / alone
+        n = max(pulls[kind], 1)
+        run.log(f"responders: {alone:.0f} q/s alone, {statistics.median(qps[kind]):.0f} q/s "
+                f"while {kind} pulls AXFR ({pulls[kind]} AXFRs): ratio {ratio:.3f} "
+                f"(target >= 0.95); in {busy:g} s the transfer process used "
+                f"{transfer_cpu[kind]:.2f} CPU-s, {kind} {client_cpu[kind]:.2f} CPU-s "
+                f"({transfer_cpu[kind] / n * 1000:.1f} and {client_cpu[kind] / n * 1000:.1f} ms "
+                f"per AXFR), on the responders' cores")
+        report[kind] = {"qps_pulled": qps[kind], "axfrs_pulled": pulls[kind], "ratio": ratio,
+                        "transfer_cpu_s": transfer_cpu[kind], "client_cpu_s": client_cpu[kind]}
+    return report
 
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -368,7 +471,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--start-timeout", type=float, default=180.0)
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--puller", choices=["kdig", "python", "both"], default="both",
+                   help="who pulls AXFR during the throughput runs: kdig, the minimal Python "
+                        "secondary, or each in turn (default)")
+    p.add_argument("--python-every", type=float, default=0.0, metavar="SECONDS",
+                   help="the Python puller starts an AXFR every SECONDS at most (default 0: "
+                        "back to back; kdig's pace makes the two pull the same AXFRs/s)")
+    p.add_argument("--pull", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    p.add_argument("--tsig", help=argparse.SUPPRESS)  # with --pull: the puller process
     args = p.parse_args(argv)
+    args.puller = ["kdig", "python"] if args.puller == "both" else [args.puller]
     args.pools = args.pools or max(1, args.names // 100)
     if not 0 < 2 * args.pools < args.names or args.pools > 30000 or args.rounds < 1:
         p.error("need 0 < 2 * --pools < --names, --pools <= 30000 and --rounds >= 1")
@@ -377,6 +489,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pull is not None:
+        pull_loop(args.pull, args.tsig, args.python_every)
+        return 0
     root = Path(tempfile.mkdtemp(prefix="healthdns-transfer-bench-"))
     try:
         report = measure(args, root)
