@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import time
@@ -45,6 +46,7 @@ from healthdns.shared.errors import BindError
 
 log = logging.getLogger("healthdns.transfer")
 EXIT_BIND_FAILED = 3
+NICENESS = 10  # added to the transfer process's nice value (responders stay at 0)
 QR, AA, RD = 0x8000, 0x0400, 0x0100
 NOERROR, FORMERR, SERVFAIL, REFUSED, NOTAUTH = 0, 1, 2, 5, 9
 # Room left in each message for the TSIG record a signed stream adds to it: a key name of up
@@ -452,6 +454,10 @@ def run(conn: Connection) -> None:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BIND_FAILED) from None
     privilege.drop()  # bound: nothing privileged is left to do, and nothing was read yet
+    # Transfers are background work: when the CPUs are busy, queries go first and an AXFR
+    # takes longer (a secondary waits; a client would not). Raising our niceness needs no
+    # privilege, and NOTIFY is a few packets, late by a scheduler tick at most.
+    os.nice(NICENESS)
     bound = [(sock.getsockname()[0], sock.getsockname()[1], True) for sock in listeners]
     messages.send(conn, messages.Bound(start.slot, bound))
     log.info("serving transfers on %s (tcp)",

@@ -248,6 +248,20 @@ def test_a_killed_transfer_process_comes_back_on_its_port_with_the_records(
         == setup.serial("example.test.")  # type: ignore[attr-defined]
 
 
+def test_transfers_yield_the_cpu_to_the_responders(setup: Setup) -> None:
+    """An AXFR pulled in a loop must not take CPU from queries: the transfer process runs at
+    a higher nice value than the responders (the kernel then favours them when busy)."""
+    nice = {cmd.split()[1]: _nice(pid) for pid, cmd in setup.server.children().items()
+            if cmd.startswith("healthdns: ")}
+    responders = [v for role, v in nice.items() if role.startswith("responder")]
+    assert responders and nice["transfer"] > max(responders), nice
+
+
+def _nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])
+
+
 def _axfr_ok(setup: Setup) -> bool:
     try:
         setup.axfr("example.test.")
