@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.resource_tracker
+import os
 import secrets
 import selectors
 import signal
@@ -113,7 +115,7 @@ class Supervisor:
         self.retiring: list[Slot] = []  # replaced responders, draining before they exit
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
         self.now = now
-        self.ctx = multiprocessing.get_context("spawn")
+        self.ctx = multiprocessing.get_context("forkserver")  # see shared/forkserver.py
         self.prober = Slot("prober", 0)
         self.signer = Slot("signer", 0)
         self.responders = [Slot("responder", i) for i in range(cfg.server.responders)]
@@ -158,6 +160,7 @@ class Supervisor:
             # Started here, not by the first spawn, so that it too ignores group signals
             # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
             multiprocessing.resource_tracker.ensure_running()
+            start_fork_server()
         if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
             self.rrl_table = SharedMemory(create=True, size=self.cfg.rrl.table_size * 8)
             rrl = self.cfg.rrl
@@ -409,9 +412,10 @@ class Supervisor:
 
     def _spawn(self, slot: Slot) -> None:
         channel = Channel(self.limits[slot.role])
-        process = self.ctx.Process(target=child.enter, args=(slot.role, channel.child_end),
+        process = self.ctx.Process(target=child.enter,
+                                   args=(slot.role, channel.child_end, os.getpid()),
                                    name=f"healthdns-{slot.name}")
-        privilege.hand_on(slot.role)  # what it needs before it drops everything, and no more
+        privilege.hand_on()  # should this start a new fork server (the last one died)
         with _group_signals_blocked():
             process.start()
         channel.child_end.close()
@@ -713,6 +717,19 @@ class Supervisor:
 def _largest_report(targets: dict[str, str]) -> int:
     """The size of a prober's report on every target: the largest it ever needs to send."""
     return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))
+
+
+def start_fork_server() -> None:
+    """Start the process every child is forked from, with the modules they share imported.
+
+    Exec'd, not forked: it holds none of the supervisor's memory (configuration, keys,
+    secrets), only the capabilities children need (`privilege.hand_on`). Started with the group
+    signals blocked, so it and every child forked from it start that way (`child.enter`).
+    """
+    multiprocessing.forkserver.set_forkserver_preload(["healthdns.shared.forkserver"])
+    privilege.hand_on()
+    multiprocessing.forkserver.ensure_running()
+    log.info("fork server: pid %s", multiprocessing.forkserver._forkserver._forkserver_pid)
 
 
 @contextlib.contextmanager
