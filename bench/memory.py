@@ -85,7 +85,8 @@ def measure(server: run.Server) -> dict[str, Any]:
     for pid in descendants(server.pid):
         line = run.cmdline(pid)
         role = "main" if pid == server.pid else roles.get(pid) or (
-            "resource_tracker" if "resource_tracker" in line else "responder")
+            "resource_tracker" if "resource_tracker" in line
+            else "fork_server" if "fork server" in line else "responder")
         rows.append({"pid": pid, "role": role, **rollup(pid)})
     return {"label": server.label, "processes": rows,
             "rss_kib": sum(r.get("Rss", 0) for r in rows),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need_tool
-from harness import Server, children_of
+from harness import Server
 
 from healthdns.shared import titles
 
@@ -58,7 +58,7 @@ def test_pgrep_tells_two_supervisors_apart(pair: tuple[Server, Server]) -> None:
         # The recipe "every child of supervisor PID": exactly its titled children, and the
         # fork server they are forked from.
         children = pgrep(rf"supervisor {server.pid}\)$")
-        assert children <= set(descendants(server.pid))
+        assert children <= set(server.children())
         assert sorted(cmdline(pid) for pid in children) == sorted(
             titles.title(role.split()[0] if role.startswith("responder") else role, instance, int(role.split()[1])
                          if role.startswith("responder") else None, server.pid)
@@ -69,15 +69,9 @@ def test_pgrep_tells_two_supervisors_apart(pair: tuple[Server, Server]) -> None:
     assert pgrep(r"^healthdns: supervisor \(edge\)$") == {named.pid}
     assert pgrep(r"^healthdns: .*\(edge[,)]") == {named.pid, *pgrep(rf"supervisor {named.pid}\)$")}
     responders = pgrep(r"^healthdns: responder ")
-    assert len(responders & set(descendants(plain.pid))) == 2
-    assert len(responders & set(descendants(named.pid))) == 2
+    assert len(responders & set(plain.children())) == 2
+    assert len(responders & set(named.children())) == 2
 
-
-def descendants(pid: int) -> list[int]:
-    found = []
-    for child in children_of(pid):
-        found += [child, *descendants(child)]
-    return found
 
 
 @pytest.mark.parametrize("args,expected", [
