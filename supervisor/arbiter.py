@@ -42,7 +42,6 @@ import msgspec
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
-from healthdns.shared.keyfiles import KeyFileError
 from healthdns.supervisor import notify, ports, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
@@ -276,7 +275,7 @@ class Supervisor:
         problem = None
         try:
             self._apply(self._load())
-        except (ConfigError, KeyFileError, reload.RestartNeeded, BindError) as e:
+        except (ConfigError, reload.RestartNeeded, BindError) as e:  # a key's: ConfigError
             problem = str(e)
         if problem is not None:
             self.reloads["failed"] += 1
