@@ -159,7 +159,7 @@ class Supervisor:
             # Started here, not by the first spawn, so that it too ignores group signals
             # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
             multiprocessing.resource_tracker.ensure_running()
-            start_fork_server()
+            ensure_fork_server()
         if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
             self.rrl_table = SharedMemory(create=True, size=self.cfg.rrl.table_size * 8)
             rrl = self.cfg.rrl
@@ -414,8 +414,8 @@ class Supervisor:
         process = self.ctx.Process(target=child.enter,
                                    args=(slot.role, channel.child_end, os.getpid()),
                                    name=f"healthdns-{slot.name}")
-        privilege.hand_on()  # should this start a new fork server (the last one died)
         with _group_signals_blocked():
+            ensure_fork_server()  # a new one, should the last one have died
             process.start()
         channel.child_end.close()
         slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
@@ -718,17 +718,21 @@ def _largest_report(targets: dict[str, str]) -> int:
     return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))
 
 
-def start_fork_server() -> None:
-    """Start the process every child is forked from, with the modules they share imported.
+def ensure_fork_server() -> None:
+    """Start the process every child is forked from, unless it runs, with the modules they
+    share imported (see shared/forkserver.py).
 
     Exec'd, not forked: it holds none of the supervisor's memory (configuration, keys,
     secrets), only the capabilities children need (`privilege.hand_on`). Started with the group
     signals blocked, so it and every child forked from it start that way (`child.enter`).
     """
+    server = multiprocessing.forkserver._forkserver
+    before = server._forkserver_pid
     multiprocessing.forkserver.set_forkserver_preload(["healthdns.shared.forkserver"])
     privilege.hand_on()
-    multiprocessing.forkserver.ensure_running()
-    log.info("fork server: pid %s", multiprocessing.forkserver._forkserver._forkserver_pid)
+    server.ensure_running()
+    if server._forkserver_pid != before:
+        log.info("fork server: pid %s", server._forkserver_pid)
 
 
 @contextlib.contextmanager

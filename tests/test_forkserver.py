@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 from collections.abc import Iterator
 from multiprocessing import reduction
@@ -106,3 +107,22 @@ def test_a_request_from_another_process_is_refused(server: Server) -> None:
     server.wait_for(rf"fork server: refused a request from pid {os.getpid()}: only the "
                     rf"supervisor \(pid {server.pid}\) may start children", 5)
     assert server.addresses("www.example.test") == {"192.0.2.1"}  # it still serves
+
+
+def test_a_killed_fork_server_is_replaced_and_every_child_restarted(tmp_path: Path) -> None:
+    """Its children's exit codes come through it: without it the supervisor takes them for
+    dead, and they see their pipes closed and exit. The next start makes a new fork server."""
+    server = Server([], tmp_path, TOML).start()
+    try:
+        old = fork_server(server)
+        os.kill(old, signal.SIGKILL)
+        server.wait_until(lambda: all(
+            len(re.findall(rf"{role} started \(pid \d+\)", server.output())) == 2
+            for role in ("prober", "signer", "responder0", "responder1")), 10, "restarts")
+        new = re.findall(r"fork server: pid (\d+)", server.output())
+        assert len(new) == 2 and int(new[1]) != old
+        server.wait_until(lambda: server.addresses("www.example.test") == {"192.0.2.1"}, 10,
+                          "served again")
+        assert server.process is not None and server.process.poll() is None
+    finally:
+        assert server.stop() == 0
