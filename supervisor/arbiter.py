@@ -232,8 +232,11 @@ class Supervisor:
         self.signals.append(signum)  # handled in the loop, never here
 
     def _handle_signals(self) -> None:
-        while self.signals:
-            signum = self.signals.pop(0)
+        # Those recorded until now, each once: SIGHUPs that came together take one reload (it
+        # reads the latest file anyway), and ones that come during it wait for the next turn
+        # of the loop, so a stream of them cannot keep the loop from its children.
+        signals, self.signals = self.signals, []
+        for signum in dict.fromkeys(signals):
             if signum in (signal.SIGTERM, signal.SIGINT):
                 log.info("%s: stopping", signal.Signals(signum).name)
                 self.stopping = True

@@ -15,6 +15,7 @@ Warnings go to stderr, which the check process shares with the supervisor.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 
@@ -57,8 +58,14 @@ def elsewhere(argv: list[str]) -> Config:
     # Run as the user, a reload reads root's key files as the signer does: with the
     # capabilities the supervisor kept for its children (see shared/privilege.py).
     privilege.hand_on()
-    done = subprocess.run([sys.executable, "-m", __name__, *argv], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, check=False)
+    # Blocked, as in every child: a SIGHUP sent to the process group (the reload that runs
+    # this check, say) must not kill the check. It exits with them still pending.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGINT})
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__, *argv],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, check=False)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     try:
         outcome = msgspec.msgpack.decode(done.stdout, type=Outcome)
     except msgspec.DecodeError:
