@@ -35,9 +35,14 @@ class Guard:
         # No OPT, or an OPT without options last (what the fast path takes): no cookie.
         if data[11:12] != b"\x01" or data[-11:-8] == OPT_HEAD or self.cookies is None:
             response = self.answerer.answer(data, transport)
-            if transport & TCP or response is None or self.limiter is None:
+            limiter = self.limiter
+            if transport & TCP or response is None or limiter is None:
                 return response
-            return self._limit(data, transport, response, client, b"")
+            # The limiter is asked here, not in `_limit`: every UDP answer passes this line.
+            verdict = limiter.verdict(response, client)
+            if verdict == rrl.SEND:
+                return response
+            return self._limited(data, transport, response, verdict, b"")
         option = cookies.find(data)
         if option is None:
             return self.answerer.answer(data, transport)  # not the usual layout: no cookies
@@ -55,6 +60,11 @@ class Guard:
         verdict = self.limiter.verdict(response, client)
         if verdict == rrl.SEND:
             return response
+        return self._limited(data, transport, response, verdict, reply)
+
+    def _limited(self, data: bytes, transport: int, response: bytes, verdict: int,
+                 reply: bytes) -> bytes | None:
+        """A response over its limit: dropped, or slipped (BADCOOKIE to a cookie client)."""
         if verdict == rrl.DROP:
             return None
         if reply:  # RFC 7873 5.4: a client with a cookie retries with ours, then goes free

@@ -14,7 +14,6 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from healthdns.responder.table import (
-    CLASS_IN,
     MAX_NAME,
     QTYPE_SHIFT,
     RCODE_SHIFT,
@@ -136,8 +135,18 @@ class Answerer:
             counts[kind] = counts.get(kind, 0) + 1
             return data[:2] + cached[0]
         response = self._lookup(table, data, transport)
-        if response is not None and len(data) <= CACHE_QUERY_MAX \
-                and len(table.cache) < table.cache_size:
+        if response is None or len(table.cache) >= table.cache_size:
+            return response
+        # A first miss only adds a hash to `seen` (see `_admit`): inline, as a flood's every
+        # query is one, and one probe of the set (`add`; the size tells whether it was new).
+        seen = table.seen
+        known = len(seen)
+        seen.add(hash(key))  # the hash is the one the cache lookup computed
+        if len(seen) > known:
+            if known >= table.cache_size:  # bounded: start again with this one
+                seen.clear()
+                seen.add(hash(key))
+        elif len(data) <= CACHE_QUERY_MAX:
             self._admit(table, key, data, response)
         return response
 
@@ -146,16 +155,10 @@ class Answerer:
         """Cache a response on the second miss of its query, not the first.
 
         A random-name flood asks each name once: it only churns the small `seen` set of
-        hashes, never the cache, so legitimate names keep their entries (a full cache keeps
-        what it holds; a new table starts empty). A miss answered on the fast path costs
-        little more than a hit, so waiting for the second costs little.
+        hashes (`answer` adds them), never the cache, so legitimate names keep their entries
+        (a full cache keeps what it holds; a new table starts empty). A miss answered on the
+        fast path costs little more than a hit, so waiting for the second costs little.
         """
-        seen, digest = table.seen, hash(key)  # computed already by the cache lookup
-        if digest not in seen:
-            if len(seen) >= table.cache_size:
-                seen.clear()
-            seen.add(digest)
-            return
         if data[11] | data[10] and _signed_query(data):  # RFC 8945: never a signed answer
             return
         end = data.find(0, 12, NAME_END)
@@ -174,44 +177,47 @@ class Answerer:
         qend = end + 5
         if table is None or end < 12 or len(data) < qend:
             return self.slow(data, transport)
-        key = data[12:end + 1].lower() + data[end + 1:qend]
-        entry = table.answers.get(key) or self._miss(table, key)
-        if entry is None:
-            return self.slow(data, transport)
+        name = data[12:end + 1].lower()
+        qtype = data[end + 1] << 8 | data[end + 2]
+        entry = table.answers.get(name + data[end + 1:qend])
+        if entry is None:  # NODATA, CNAME chains and NXDOMAIN, for IN and ordinary types
+            if data[end + 3] or data[end + 4] != 1 or qtype in META_QTYPES:  # IN: 0x0001
+                return self.slow(data, transport)
+            entry = table.lookup_miss(name)
+            if entry is None:
+                return self.slow(data, transport)
         flags = entry[1].get(data[2:4])  # None for responses, other opcodes, odd bits
         if flags is None:
             return self.slow(data, transport)
+        # Counted truncated or not, as `slow` counts; one dict increment (see `__init__`).
+        kind, fast = entry[9] | qtype << QTYPE_SHIFT | transport, self.fast_counts
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
-            response = b"".join((data[:2], flags, entry[2], data[12:qend], table.soas[entry[8]],
+            fast[kind] = fast.get(kind, 0) + 1
+            response = b"".join((data[:2], flags, entry[2], data[12:], table.soas[entry[8]],
                                  entry[4]))
-            self._count(data, end, entry, transport)  # truncated or not, as `slow` counts
             if len(response) > PLAIN_LIMIT and not transport & TCP:
                 return self._truncated(data, qend, entry, b"")
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
             return self.slow(data, transport)  # EDNS version > 0, options, or another shape
+        fast[kind] = fast.get(kind, 0) + 1
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
             counts, soa, body, opt = entry[5], table.soas_signed[entry[8]], entry[6], \
                 self.opts[1]
             if entry[7] is not None:  # NXDOMAIN: add the proofs for this name
-                counts, proofs = table.denial(key[:-4], entry[7])
+                counts, proofs = table.denial(name, entry[7])
                 body += proofs
         else:
             counts, soa, body, opt = entry[3], table.soas[entry[8]], entry[4], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
-        self._count(data, end, entry, transport)
         if len(response) > PLAIN_LIMIT and not transport & TCP:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
             if len(response) > limit:
                 return self._truncated(data, qend, entry, opt)
         return response
-
-    def _count(self, data: bytes, end: int, entry: Entry, transport: int) -> None:
-        kind = entry[9] | (data[end + 1] << 8 | data[end + 2]) << QTYPE_SHIFT | transport
-        self.fast_counts[kind] = self.fast_counts.get(kind, 0) + 1
 
     def counts(self) -> Counter[tuple[str, int, int]]:
         """(path, qtype, rcode) -> queries answered."""
@@ -234,13 +240,6 @@ class Answerer:
         for (zone, qtype, rcode, transport), n in dict(self.slow_counts).items():
             out[("slow", *TRANSPORTS[transport], zone_origin(zone), qtype, rcode)] += n
         return out
-
-    @staticmethod
-    def _miss(table: Table, key: bytes) -> Entry | None:
-        """NODATA, CNAME chains and NXDOMAIN for IN questions of ordinary types."""
-        if key[-2:] != CLASS_IN or (key[-4] << 8 | key[-3]) in META_QTYPES:
-            return None
-        return table.lookup_miss(key[:-4])
 
     def _truncated(self, data: bytes, qend: int, entry: Entry, opt: bytes) -> bytes:
         """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -55,6 +56,7 @@ class Server:
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_reader(self.conn.fileno(), self._on_pipe)
         if self.answerer.table is not None:  # loaded before binding (see `main.run`)
+            settle()
             loop.create_task(self._start_serving())
         try:
             await self.stopped
@@ -113,6 +115,7 @@ class Server:
 
     def _load(self, table: Table) -> None:
         self.answerer.table = table  # one reference: every query sees one generation
+        settle()
         log.debug("generation %d loaded", table.generation)
         if not self.serving:
             asyncio.get_running_loop().create_task(self._start_serving())
@@ -176,11 +179,13 @@ class Server:
         batch = self.cfg.server.udp_batch
         if batch and mmsg.available():
             receiver = mmsg.Batch(sock, batch)
+            # Bound once: the answerer and the guard live as long as the server (a new
+            # table is swapped inside the answerer), and each call is a wake-up at low load.
+            serve, answer, bug = receiver.serve, self.answerer.answer, self._bug
+            guarded = self.guard.answer if self.guard is not None else None
+            every = self.guard is not None and self.guard.limiter is not None
             while not self.stopping:
-                receiver.serve(self.answerer.answer, self._bug,
-                               self.guard.answer if self.guard is not None else None,
-                               self.guard is not None and self.guard.limiter is not None,
-                               transport)
+                serve(answer, bug, guarded, every, transport)
         else:
             while not self.stopping:
                 self._serve_one(sock, transport)
@@ -229,3 +234,16 @@ class Server:
         self.bug_logged = now
         log.exception("internal error answering %s (%d internal errors so far)",
                       data[:BUG_LOG_BYTES].hex(), self.errors)
+
+
+def settle() -> None:
+    """Put what is alive now, the table just loaded above all, out of the collector's sight.
+
+    A full collection walks every tracked object while it holds the GIL: with 10,000 signed
+    names loaded, some 80,000 objects and 27 ms in which no UDP thread answers (p99 latency).
+    A table has no reference cycles, so reference counts free a frozen one when the next
+    replaces it; what freezing could keep is cyclic garbage made before this moment, which
+    the collection first clears. A delta's table shares its entries with the previous,
+    frozen one: that collection walks only what the load made."""
+    gc.collect()
+    gc.freeze()

@@ -47,6 +47,11 @@ def bind_all(endpoints: list[tuple[str, int, bool]]) -> list[Listener]:
     return listeners
 
 
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """One listening TCP socket, as the responders bind theirs (the transfer process's)."""
+    return _socket(host, port, socket.SOCK_STREAM)
+
+
 PORT_TRIES = 32  # port 0: ports the kernel picks for TCP that UDP may find taken
 
 

@@ -35,6 +35,7 @@ MAX_LABEL = 63  # octets in a label; 0x40 and 0x80 set mean other label types (R
 _flag_maps: dict[int, dict[bytes, bytes]] = {}
 _shared_counts: dict[bytes, bytes] = {}  # bounded: counts are small numbers (MAX_ANSWERS)
 _shared_kinds: dict[int, int] = {}  # bounded: zones times rcodes
+_COUNTS = struct.Struct(">HHHH").pack  # header counts; made per signed NXDOMAIN (`denial`)
 # Counter keys (see `Answerer`): transport in bits 0-1, rcode in 2-5, qtype in 6-21, zone id above.
 RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
 # Zone origins (wire) by id, and ids by origin: interned for the life of the process, never
@@ -293,14 +294,16 @@ class Table:
         if found is None:
             found = self.enclosers[encloser] = self._encloser(name, encloser)
         keys, proofs, hashed, fixed = found
-        if hashed:
-            closer = nsec3.next_closer_position(keys, name, encloser)
-            positions = dict.fromkeys((fixed[0], closer, fixed[1]))
-        else:
-            positions = dict.fromkeys((canonical.covering(keys, name), fixed[0]))
         an, ns, ar = base
-        counts = struct.pack(">HHHH", 1, an, ns + 2 * len(positions), ar + 1)
-        return counts, b"".join([proofs[p] for p in positions])
+        if not hashed:  # one record when the name and the wildcard fall in one gap
+            covering = canonical.covering(keys, name)
+            if covering == fixed[0]:
+                return _COUNTS(1, an, ns + 2, ar + 1), proofs[covering]
+            return _COUNTS(1, an, ns + 4, ar + 1), proofs[covering] + proofs[fixed[0]]
+        closer = nsec3.next_closer_position(keys, name, encloser)
+        positions = dict.fromkeys((fixed[0], closer, fixed[1]))
+        return (_COUNTS(1, an, ns + 2 * len(positions), ar + 1),
+                b"".join([proofs[p] for p in positions]))
 
     def _encloser(self, name: bytes, encloser: bytes) -> Proving:
         """The chain of the zone holding `name` (the longest origin above it), with the

@@ -57,7 +57,8 @@ def ignore_group_signals() -> None:
 
 
 def enter(role: str, conn: Connection, supervisor: int | None = None) -> None:
-    """The one entry point the supervisor starts: runs `healthdns.<role>.main.run(conn)`.
+    """The one entry point the supervisor starts: runs `healthdns.<role>.main.run(conn)`
+    (the transfer role: `healthdns.responder.transfer.run`).
 
     `supervisor` is its pid, when it is not this process's parent (the fork server's child).
     Importing by name keeps the supervisor free of the roles' code.
@@ -69,5 +70,10 @@ def enter(role: str, conn: Connection, supervisor: int | None = None) -> None:
     _supervisor = supervisor if supervisor is not None else os.getppid()
     ignore_group_signals()
     heap.return_large_blocks()  # before the first snapshot or configuration arrives
-    module = importlib.import_module(f"healthdns.{role}.main")
+    module = importlib.import_module(MODULES.get(role, f"healthdns.{role}.main"))
     module.run(conn)
+
+
+# Roles whose entry point is not `<role>.main`: the transfer process is a network-facing,
+# unprivileged answering process like the responders, and lives in their package.
+MODULES = {"transfer": "healthdns.responder.transfer"}

@@ -658,7 +658,7 @@ def _transfer(raw: TransferSpec, server: ServerSpec,
     served = {(h, p) for h, p, _ in server.endpoints()}
     for i, text in enumerate(listen):
         host, port = parse_endpoint(text, 53, f"transfer.listen[{i}]")
-        if any(p == port and (h == host or h in ("0.0.0.0", "::") or
+        if port and any(p == port and (h == host or h in ("0.0.0.0", "::") or
                               host in ("0.0.0.0", "::")) for h, p in served):
             raise ConfigError(f"transfer.listen[{i}]", f"{text} is also where the responders "
                               "listen: transfers need an address or port of their own")

@@ -311,6 +311,21 @@ class Stats(_Message):
     errors: int
 
 
+class TransferStats(_Message):
+    """transfer process -> supervisor, every `STATS_PERIOD` once it serves: its counters since
+    it started (totals) and the generation it holds. It is also its heartbeat."""
+
+    slot: int
+    generation: int
+    axfr: int  # whole zones sent, asked for by AXFR
+    ixfr: int  # IXFR answered from the journal (or with the SOA alone: up to date)
+    fallback: int  # IXFR answered with the whole zone: the serial was older than the journal
+    refused: int  # queries refused: address, key or type not allowed
+    notify_sent: int  # NOTIFY datagrams, resends included
+    notify_answered: int
+    notify_failed: int  # NOTIFYs given up: no answer after every resend, or an error answer
+
+
 class Choices(_Message):
     """signer -> supervisor, after each `Published`: for every pooled name of the first zone
     (aliases answer the same), per address type, what it answers and which rule chose it."""
@@ -346,13 +361,15 @@ PROTOS = ("udp", "tcp")
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | Bye
-FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes
+FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes \
+    | TransferStats
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
 FromProber = HealthReport | Probes
 FromSigner = Published | Fatal | Choices
 FromResponder = Bound | Ready | Fatal | Stats
+FromTransfer = Bound | Ready | Fatal | TransferStats
 
 # What a responder is sent, decoded as it needs: snapshots answer by answer (`EncodedZoneTable`).
 ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye
@@ -365,6 +382,7 @@ _from_role: dict[str, msgspec.msgpack.Decoder[FromChild]] = {
     "prober": msgspec.msgpack.Decoder(FromProber),
     "signer": msgspec.msgpack.Decoder(FromSigner),
     "responder": msgspec.msgpack.Decoder(FromResponder),
+    "transfer": msgspec.msgpack.Decoder(FromTransfer),
 }
 _encoder = msgspec.msgpack.Encoder()
 

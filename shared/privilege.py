@@ -55,6 +55,7 @@ ROLE_CAPS = {
     "responder": frozenset({CAP_NET_BIND_SERVICE, CAP_SETPCAP}),
     "signer": frozenset({CAP_DAC_READ_SEARCH, CAP_SETPCAP}),
     "prober": frozenset({CAP_SETPCAP}),
+    "transfer": frozenset({CAP_NET_BIND_SERVICE, CAP_SETPCAP}),  # binds as a responder does
 }
 
 

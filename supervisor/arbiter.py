@@ -96,6 +96,11 @@ class Slot:
         return f"{self.role}{self.index}" if self.role == "responder" else self.role
 
 
+# The transfer process's counters (messages.TransferStats), as /metrics names them.
+TRANSFER_COUNTS = ("axfr", "ixfr", "fallback", "refused", "notify_sent", "notify_answered",
+                   "notify_failed")
+
+
 class Supervisor:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.monotonic,
                  loader: Callable[[], Config] | None = None) -> None:
@@ -118,6 +123,13 @@ class Supervisor:
         self.prober = Slot("prober", 0)
         self.signer = Slot("signer", 0)
         self.responders = [Slot("responder", i) for i in range(cfg.server.responders)]
+        # The transfer process, with `[transfer]` only; it is sent the latest full `Records`
+        # when it starts, then each generation's `RecordsDelta`.
+        self.transfer = Slot("transfer", 0) if cfg.transfer.enabled() else None
+        self.transfer_listen = [(h, p, True) for h, p in cfg.transfer.endpoints()]
+        self.records: bytes | None = None  # the latest full `Records`, compressed
+        self.transfer_counts: Counter[str] = Counter()  # totals of its ended processes
+        self.transfer_live: dict[str, int] = {}  # the running one's latest totals
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
         self.health: dict[str, bool] | None = None
         self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
@@ -125,6 +137,7 @@ class Supervisor:
         self.generation = 0  # the last one relayed: a signer may only publish the next one
         self.rejected: Counter[str] = Counter()  # children killed for breaking the protocol, by role
         self.limits = {"signer": SIGNER_FRAME_LIMIT, "responder": SMALL_FRAME_LIMIT,
+                       "transfer": SMALL_FRAME_LIMIT,
                        "prober": max(SMALL_FRAME_LIMIT, _largest_report(self.views.signer_ids))}
         self.announced = False
         self.stopping = False
@@ -142,7 +155,9 @@ class Supervisor:
     @property
     def slots(self) -> list[Slot]:
         successor = [self.successor] if self.successor is not None else []
-        return [self.prober, self.signer, *self.responders, *successor, *self.retiring]
+        transfer = [self.transfer] if self.transfer is not None else []
+        return [self.prober, self.signer, *transfer, *self.responders, *successor,
+                *self.retiring]
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -169,6 +184,8 @@ class Supervisor:
         self._warm_start()
         self._spawn(self.prober)
         self._spawn(self.signer)
+        if self.transfer is not None:
+            self._spawn(self.transfer)
         # With a port 0 to resolve, the others once the first has bound; otherwise all at
         # once: they bind only once they hold a snapshot (see responder.main).
         concrete = all(port for _, port, _ in self.listen)
@@ -373,15 +390,17 @@ class Supervisor:
     # --- hung children ------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        """Kill a running responder or prober that fell silent (stopped, stuck): it keeps
-        its sockets and drops its share of the queries, or checks nothing.
+        """Kill a running responder, prober or transfer process that fell silent (stopped,
+        stuck): it keeps its sockets and drops its share of the queries, checks nothing, or
+        leaves the secondaries without transfers.
 
         The signer is not watched: it may sign for many seconds without a word, and while it
         does the responders serve the last generation, so a hung signer loses no query.
         """
         now = self.now()
         limit = self.cfg.server.hung_after
-        for slot in (self.prober, *self.responders):
+        transfer = [self.transfer] if self.transfer is not None else []
+        for slot in (self.prober, *transfer, *self.responders):
             if limit and slot.state == "running" and slot.process is not None \
                     and now - slot.heard > limit:
                 self.hung[slot.role] += 1
@@ -428,6 +447,8 @@ class Supervisor:
         if slot.role == "responder":
             table = self.rrl_table.name if self.rrl_table is not None else ""
             start = messages.Start(slot.index, start.config, self.listen, self.secret, table)
+        if slot.role == "transfer":  # a respawn binds the port its predecessor was given
+            start = messages.Start(slot.index, start.config, self.transfer_listen)
         self._send(slot, messages.encode(start))
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self._resume(self.published)))
@@ -436,6 +457,8 @@ class Supervisor:
                 self.health, True, self.steering.overrides.names())))
         if slot.role == "responder" and self.packed:
             self._send(slot, zlib.decompress(self.packed))  # the latest before it serves
+        if slot.role == "transfer" and self.records is not None:
+            self._send(slot, zlib.decompress(self.records))  # deltas follow from them
         log.info("%s started (pid %d)", slot.name, process.pid)
 
     def _send(self, slot: Slot, data: bytes) -> None:
@@ -468,6 +491,9 @@ class Supervisor:
             return
         if slot is not self.successor:  # a successor has no totals yet; the slot's are live
             self.steering.ended(slot.role, slot.index, restarted=not self.stopping)
+        if slot is self.transfer:  # its counters stay in the totals: they never go back
+            self.transfer_counts.update(self.transfer_live)
+            self.transfer_live = {}
         if self.stopping:
             return
         self._count_crash()
@@ -541,6 +567,7 @@ class Supervisor:
                     self._send(responder, delta or snapshot)
                 self.packed = zlib.compress(snapshot, SNAPSHOT_COMPRESSION)  # once it is sent
                 log.debug("generation %d sent to responders", generation)
+                self._relay_records(message)
                 self.generation = generation
                 self.steering.published(generation, serials, self.now())
             case messages.Bound(listen=listen) if not slot.spoke:
@@ -561,9 +588,21 @@ class Supervisor:
                 pass  # its totals were kept when it was replaced
             case messages.Stats() if slot.state == "running":
                 self.steering.counted(slot.index, message, self.now())
+            case messages.TransferStats() if slot.state == "running":
+                self.transfer_live = {name: getattr(message, name) for name in TRANSFER_COUNTS}
+                self.steering.dirty = True
             case _:
                 return f"{type(message).__name__} out of turn"
         return None
+
+    def _relay_records(self, message: messages.Published) -> None:
+        """The transfer process holds the previous generation's records (or was sent them
+        when it started): the delta brings it up to date; the full ones are kept for a
+        transfer process that starts later."""
+        if self.transfer is not None and (message.records_delta or message.records):
+            self._send(self.transfer, message.records_delta or message.records)
+        if message.records:  # compressed like the snapshot, once it is sent
+            self.records = zlib.compress(message.records, SNAPSHOT_COMPRESSION)
 
     def _on_fatal(self, slot: Slot, reason: str) -> None:
         """A child that cannot work says so first, before anything else.
@@ -572,7 +611,7 @@ class Supervisor:
         configured and stops. Once it has served, a respawned responder that cannot bind is a
         crash like any other (backoff, crash budget): one responder never stops the others.
         """
-        if slot.role == "responder" and self.announced:
+        if slot.role in ("responder", "transfer") and self.announced:
             log.error("%s: %s", slot.name, reason)  # it exits; its sentinel brings the respawn
             return
         self._fatal(f"{slot.name}: {reason}")
@@ -620,6 +659,9 @@ class Supervisor:
             states, full, self.steering.overrides.names())))
 
     def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
+        if slot.role == "transfer":
+            self.transfer_listen = listen  # port 0 resolved: a respawn binds the same
+            return
         if slot.index == 0 and self.listen != listen:
             self.listen = listen
         if all(r.state == "new" for r in self.responders[1:]):
@@ -629,10 +671,14 @@ class Supervisor:
     def _announce(self) -> None:
         if self.announced or not all(r.state == "running" for r in self.responders):
             return
+        if self.transfer is not None and self.transfer.state != "running":
+            return  # configured transfers are part of being ready: it holds the records
         self.announced = True
         where = ", ".join(format_endpoint(h, p) for h, p, _ in self.listen)
-        log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)",
-                 sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders))
+        log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)%s",
+                 sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders),
+                 "" if self.transfer is None else ", transfers on " + ", ".join(
+                     format_endpoint(h, p) for h, p, _ in self.transfer_listen))
         notify.notify("READY=1", f"STATUS=serving on {where}")  # systemd's Type=notify
 
     # --- the control endpoint ------------------------------------------------------------------
@@ -685,8 +731,10 @@ class Supervisor:
         children = [Child(r.index, r.state, r.process.pid if r.process is not None else None)
                     for r in self.responders]
         view = self.steering.view(self.generation, children, self.rejected, now)
+        totals = self.transfer_counts + Counter(self.transfer_live)
+        transfers = {k: totals[k] for k in TRANSFER_COUNTS} if self.transfer is not None else {}
         self.control.view = dataclasses.replace(view, reloads=dict(self.reloads),
-                                                hung=dict(self.hung))
+                                                hung=dict(self.hung), transfers=transfers)
 
     # --- stopping ---------------------------------------------------------------------------------
 

@@ -7,12 +7,15 @@ applies whole or not at all (CoreDNS's reload works the same way: parse all, swa
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 
 from healthdns.shared.config import Config
 
 # Settings a running server cannot take: the processes already run as the user, the control
-# endpoint is bound, and the RRL table shared by the responders was sized at start.
+# endpoint is bound, the RRL table shared by the responders was sized at start, and the
+# transfer process was started (or not) with its listeners, secondaries and keys.
 _RESTART_ONLY = (
     ("server.user", lambda c: c.server.user),
     ("server.group", lambda c: c.server.group),
@@ -20,7 +23,17 @@ _RESTART_ONLY = (
     ("control.state_file", lambda c: c.control.state_file),
     ("rrl (on or off)", lambda c: c.rrl.active()),
     ("rrl.table_size", lambda c: c.rrl.table_size),
+    # The transfer process is spawned (or not) at start with its listeners and secondaries.
+    ("transfer", lambda c: c.transfer),
+    ("tsig (with transfers on)", lambda c: _keys(c) if c.transfer.enabled() else ()),
 )
+
+
+def _keys(config: Config) -> tuple[tuple[str, str, str], ...]:
+    """The keys as a reload error may show them: a digest stands for each secret."""
+    return tuple((k.name, k.algorithm,
+                  "sha256:" + hashlib.sha256(k.secret.encode()).hexdigest()[:12])
+                 for k in config.tsig)
 
 
 class RestartNeeded(Exception):
@@ -52,7 +65,7 @@ def changes(old: Config, new: Config) -> list[str]:
         found.append(f"responders {old.server.responders} -> {new.server.responders}")
     fields = [f"server.{f}" for f in msgspec.structs.asdict(old.server)
               if f != "responders" and getattr(old.server, f) != getattr(new.server, f)]
-    fields += [s for s in ("rrl", "cookies", "prober", "control")
+    fields += [s for s in ("rrl", "cookies", "prober", "control", "transfer", "tsig")
                if getattr(old, s) != getattr(new, s)]
     if fields:
         found.append(f"settings: {', '.join(fields)}")

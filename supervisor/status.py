@@ -100,6 +100,7 @@ class View:
     probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
     reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
     hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role
+    transfers: dict[str, int] = field(default_factory=dict)  # messages.TransferStats totals
 
 
 def catalog(cfg: Config) -> dict[str, Target]:
@@ -255,6 +256,7 @@ class Metrics(Collector):
         yield from _checks(view, self.targets)
         yield from _process(view)
         yield from _lifecycle(view)
+        yield from _transfers(view)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no fixed description: the registry does not ask us at start
@@ -392,9 +394,24 @@ def _lifecycle(view: View) -> Iterator[Metric]:
     failures.add_metric([], view.reloads.get("failed", 0))
     hung = CounterMetricFamily("healthdns_child_hung", "children killed and respawned for "
                                "sending nothing for server.hung_after", labels=["role"])
-    for role in ("prober", "responder"):
+    for role in ("prober", "responder", "transfer"):
         hung.add_metric([role], view.hung.get(role, 0))
     yield from (reloads, failures, hung)
+
+
+def _transfers(view: View) -> Iterator[Metric]:
+    """The transfer process's counters (0 without `[transfer]`)."""
+    served = CounterMetricFamily("healthdns_transfers", "transfer requests by outcome: axfr, "
+                                 "ixfr (from the journal), fallback (IXFR answered with the "
+                                 "whole zone), refused", labels=["kind"])
+    for kind in ("axfr", "ixfr", "fallback", "refused"):
+        served.add_metric([kind], view.transfers.get(kind, 0))
+    notifies = CounterMetricFamily("healthdns_notifies", "NOTIFY messages to the secondaries: "
+                                   "sent (resends included), answered, failed (given up)",
+                                   labels=["result"])
+    for result in ("sent", "answered", "failed"):
+        notifies.add_metric([result], view.transfers.get(f"notify_{result}", 0))
+    yield from (served, notifies)
 
 
 def _version() -> str:

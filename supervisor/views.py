@@ -8,7 +8,9 @@ part, encoded:
 * the prober: `server`, `prober`, and the checked pools of each zone (no static records, no
   DNSSEC settings): it is the one process that needs check headers and CA certificates;
 * the signer: `server` and the zones, with every check's header values and inline CA replaced
-  by a keyed digest of them; of `transfer`, only `listen` (transfers on or off).
+  by a keyed digest of them; of `transfer`, only `listen` (transfers on or off);
+* the transfer process: `server`, `transfer` and the `tsig` keys (no zones: it is sent the
+  records the signer made).
 
 The signer still needs the checks: a pool's address is judged by the health of its check target,
 whose id (`CheckSpec.target`) ends with a digest of the whole check. Its digested checks get
@@ -40,6 +42,7 @@ class Views:
     prober: bytes
     signer: bytes
     signer_ids: dict[str, str]
+    transfer: bytes = b""
 
     def for_role(self, role: str) -> bytes:
         encoded: bytes = getattr(self, role)
@@ -55,9 +58,11 @@ def split(cfg: Config, key: bytes | None = None) -> Views:
     prober = Config(server=cfg.server, prober=cfg.prober,
                     zones=tuple(_zone_for_prober(z) for z in cfg.zones))
     responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies, tsig=cfg.tsig)
+    # The transfer process: its section and the TSIG keys it verifies and signs with.
+    transfer = Config(server=cfg.server, transfer=cfg.transfer, tsig=cfg.tsig)
     return Views(responder=config.encode(responder),
                  prober=config.encode(prober), signer=config.encode(signer),
-                 signer_ids=_renames(cfg.zones, masked))
+                 signer_ids=_renames(cfg.zones, masked), transfer=config.encode(transfer))
 
 
 def _zone_for_prober(zone: ZoneSpec) -> ZoneSpec:

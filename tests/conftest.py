@@ -15,8 +15,10 @@ settings.load_profile("healthdns")
 
 
 def need_tool(name: str) -> str:
-    """The path of a client tool; CI installs them all, so there a missing one fails."""
-    path = shutil.which(name)
+    """The path of a client tool; CI installs them all, so there a missing one fails.
+
+    Servers (knotd, nsd) live in /usr/sbin, which a non-root PATH may leave out."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
         if os.environ.get("CI"):
             pytest.fail(f"{name} is not installed: .ci/run must install it")

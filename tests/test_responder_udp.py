@@ -86,8 +86,8 @@ class FakeSendmmsg:
         self.calls: list[tuple[int, int]] = []
         self.delivered: list[int] = []
 
-    def __call__(self, fd: int, vector: int, count: int, flags: int) -> int:
-        first = (vector - self.base) // ctypes.sizeof(mmsg._Mmsghdr)
+    def __call__(self, fd: int, vector: ctypes.c_void_p, count: int, flags: int) -> int:
+        first = ((vector.value or 0) - self.base) // ctypes.sizeof(mmsg._Mmsghdr)
         self.calls.append((first, count))
         sent = 0
         while sent < min(count, self.most) and first + sent not in self.failing:

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Nanoseconds of Python per query on the responder's UDP path, in process, noise taken out.
+
+Usage:
+    .venv/bin/python bench/fastpath.py
+    .venv/bin/python bench/fastpath.py --repeats 9 --profile flood
+
+Workloads, each answered by one `Answerer` (and `Guard` for RRL) built from the benchmark
+zone of bench/run.py, as a responder builds it:
+
+- ``mix``: the standard UDP mix (mostly packet-cache hits once warm);
+- ``flood``: a random-subdomain flood, unsigned, no EDNS (dnsperf's default query);
+- ``signed``: the same flood with EDNS DO=1 against the zone signed with NSEC (dnsperf -D);
+- ``rrl``: the mix through the guard with RRL on but never triggered.
+
+Two measures per workload: `answer` calls alone, and whole `mmsg.Batch.serve` calls on a
+loopback socket (recvmmsg, the per-packet loop, sendmmsg: the system calls included), batches
+of `--batch` queries sent by a client socket beforehand. The best of `--repeats` interleaved
+runs is kept, so that the other processes on the machine add as little as possible.
+`--profile NAME` prints a cProfile of one workload's `serve` loop instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import socket
+import string
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.message
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # bench/run.py: the zone and the query mix
+
+from healthdns.responder import guard, mmsg
+from healthdns.responder.query import Answerer
+from healthdns.responder.table import Table
+from healthdns.shared import config, messages
+from healthdns.signer import keys
+from healthdns.signer.main import Signer
+
+Answer = Callable[[bytes, int], "bytes | None"]
+Guarded = Callable[[bytes, int, bytes], "bytes | None"]
+Workload = tuple[Answer, "Guarded | None", list[bytes]]
+
+
+def load(signed: bool, cache: int) -> tuple[Answerer, config.Config]:
+    """An answerer holding the benchmark zone, as a responder loads it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "zone.toml"
+        text = run.Zone(0).healthdns_toml(53, 1)
+        if signed:
+            key = Path(tmp) / "csk.pem"
+            keys.write(keys.generate(keys.Algorithm.ECDSAP256SHA256), str(key))
+            text += f'\n[zones.dnssec]\ncsk = "{key}"\n'
+        path.write_text(text)
+        cfg = config.load(path)
+        published = Signer(cfg).update({}, full=True)
+    assert published is not None
+    answerer = Answerer(cfg.server.udp_payload_size)
+    snapshot = messages.decode_to_child(published.snapshot)
+    assert isinstance(snapshot, messages.Snapshot)
+    answerer.table = Table(snapshot, cache)
+    return answerer, cfg
+
+
+def flood_wires(count: int, rng: random.Random, dnssec: bool) -> list[bytes]:
+    """Random names under the zone, as dnsperf sends them: no EDNS, or with -D EDNS and DO=1."""
+    alphabet = string.ascii_lowercase + string.digits
+    edns = {"use_edns": 0, "want_dnssec": True, "payload": 4096} if dnssec else {}
+    return [dns.message.make_query(f"{''.join(rng.choices(alphabet, k=12))}.{run.ZONE}", "A",
+                                   **edns).to_wire()  # type: ignore[arg-type]
+            for _ in range(count)]
+
+
+def workloads(rng: random.Random) -> dict[str, Workload]:
+    plain, cfg = load(False, 10_000)
+    signed, _ = load(True, 10_000)
+    mix = [dns.message.make_query(name, rtype).to_wire()
+           for _, name, rtype in run.query_mix(run.Zone(0), rng)]
+    rrl_cfg = msgspec.structs.replace(cfg, rrl=config.RrlSpec(responses_per_second=1_000_000),
+                                      cookies=config.CookieSpec(enabled=False))
+    rrl_plain, _ = load(False, 10_000)
+    made = guard.build(rrl_plain, rrl_cfg, b"s" * 32, "")
+    assert made is not None
+    client = bytes((127, 0, 0, 1))
+
+    def limited(wire: bytes, transport: int) -> bytes | None:
+        return made.answer(wire, transport, client)
+
+    return {"mix": (plain.answer, None, mix),
+            "flood": (plain.answer, None, flood_wires(20_000, rng, False)),
+            "signed": (signed.answer, None, flood_wires(20_000, rng, True)),
+            "rrl": (limited, made.answer, mix)}
+
+
+def time_answer(answer: Answer, wires: list[bytes]) -> float:
+    """Seconds per query of `answer` over `wires`."""
+    began = time.perf_counter()
+    for wire in wires:
+        answer(wire, 0)
+    return (time.perf_counter() - began) / len(wires)
+
+
+class Loop:
+    """A server socket served by `mmsg.Batch`, fed by a client socket."""
+
+    def __init__(self, batch: int) -> None:
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.server.bind((run.HOST, 0))
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.client.bind((run.HOST, 0))
+        self.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+        self.client.setblocking(False)
+        self.address = self.server.getsockname()
+        self.batch = mmsg.Batch(self.server, batch)
+
+    def time_serve(self, answer: Answer, guarded: Guarded | None, wires: list[bytes]) -> float:
+        """Seconds per query in `Batch.serve`, the system calls included; `guarded`: every
+        query goes to it with the client's address, as with RRL on."""
+        size, spent, done = self.batch.size, 0.0, 0
+        for start in range(0, len(wires) - size + 1, size):
+            for wire in wires[start:start + size]:
+                self.client.sendto(wire, self.address)
+            began = time.perf_counter()
+            got = 0
+            while got < size:
+                got += max(0, self.batch.serve(answer, print, guarded, guarded is not None))
+            spent += time.perf_counter() - began
+            done += got
+            self._drain()
+        return spent / done
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.client.recv(65535)
+            except BlockingIOError:
+                return
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=5, help="interleaved runs (default 5)")
+    p.add_argument("--batch", type=int, default=32, help="queries per recvmmsg (default 32)")
+    p.add_argument("--profile", metavar="NAME", help="cProfile one workload's serve loop")
+    args = p.parse_args()
+    if not mmsg.available():
+        print("bench/fastpath.py: recvmmsg is not available here", file=sys.stderr)
+        return 2
+    rng = random.Random(1)
+    loads = workloads(rng)
+    loop = Loop(args.batch)
+    for answer, _, wires in loads.values():  # warm: the packet cache admits on a second miss
+        time_answer(answer, wires)
+        time_answer(answer, wires)
+    if args.profile:
+        answer, guarded, wires = loads[args.profile]
+        profiler = cProfile.Profile()
+        profiler.runcall(loop.time_serve, answer, guarded, wires * 3)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        return 0
+    best = {name: [float("inf"), float("inf")] for name in loads}
+    for _ in range(args.repeats):
+        for name, (answer, guarded, wires) in loads.items():  # interleaved: noise alike
+            best[name][0] = min(best[name][0], time_answer(answer, wires))
+            best[name][1] = min(best[name][1], loop.time_serve(answer, guarded, wires))
+    print(f"ns per query, best of {args.repeats} (batches of {args.batch} for serve)")
+    print(f"  {'workload':10s} {'answer':>8s} {'serve':>8s}")
+    for name, (answer_s, serve_s) in best.items():
+        print(f"  {name:10s} {answer_s * 1e9:8.0f} {serve_s * 1e9:8.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
