@@ -9,15 +9,20 @@ all its descendants. PSS splits each shared page between the processes that map 
 PSS total is what the server costs the machine; RSS counts shared pages in every process.
 The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
 
-Measured on the shared 2-core development machine (MiB PSS, `--names 10000 --responders 2`):
+Measured on the shared 2-core development machine (MiB PSS, `--names 10000 --responders 2`,
+`--skip knot,gdnsd`; each figure the same in two runs to 0.1 MiB):
 
-    process           before   after   what changed
-    supervisor          59.2    53.3   the snapshot kept compressed (imports: 38-42)
-    resource_tracker     6.6     6.7
-    prober              25.1    17.7   aiohttp loaded by the first HTTP check only
-    signer              80.4    71.6   compact render and signature caches, gc=False
-    responder (each)    53.4    38.2   answer-by-answer decoding, shared bodies/entries
-    total              278.0   224.6   Knot 13, gdnsd 2 (unsigned)
+    process           round 1  round 2   what changed in round 2
+    supervisor           53.3     36.2   configuration and keys checked in a process of its own
+    resource_tracker      6.7      6.6
+    fork server             -      9.5   new: imported a responder's code once, gc.freeze()
+    prober               17.7     12.3   forked from the fork server (shares its imports)
+    signer               71.6     66.3   forked, as above
+    responder (each)     38.2     31.0   forked, as above
+    total               224.6    192.7   (round 1's code measured 220.0 the same day)
+
+By lever, on the same day: round 1's code 220.0; the fork server alone 205.7; with the check
+in its own process 192.7. Knot 13, gdnsd 2 (unsigned).
 
 After a renewal of every signature (once per validity - refresh) the signer holds about
 20 MiB more and each responder 5 to 10 (both generations were alive at once; see
@@ -27,11 +32,13 @@ docs/operations.md, "Memory").
 
 what each role costs before it holds any data: a fresh interpreter importing the role's main
 module, alone (the floor of the spawn start method; the shared libraries' pages count in
-full, where a running server splits them). At the time of writing, PSS (RSS): interpreter
-5.1 (10.6), supervisor 42 (53), prober 18 (28), signer 28 (38), responder 18 (28), resource
-tracker 7 (13) MiB: about 130 MiB for the six processes before any data, to which a running
-server adds its copy of the snapshot in the supervisor (10 MB encoded), each responder's
-table (16 MB live) and the signer's state (40 MB live, at 10,000 signed names).
+full, where a running server splits them). Round 1: interpreter 5.1 (10.6), supervisor 42
+(53), prober 18 (28), signer 28 (38), responder 18 (28), resource tracker 7 (13) MiB PSS
+(RSS). Round 2: the supervisor 30 (43), as it no longer imports the key checks; the children
+are forked from the fork server since, so their own floors are now what they import beyond a
+responder's code. A running server adds its copy of the snapshot in the supervisor (10 MB
+encoded), each responder's table (16 MB live) and the signer's state (40 MB live, at 10,000
+signed names).
 
     python3 bench/memory.py --start-methods [--children 4]
 
@@ -85,7 +92,8 @@ def measure(server: run.Server) -> dict[str, Any]:
     for pid in descendants(server.pid):
         line = run.cmdline(pid)
         role = "main" if pid == server.pid else roles.get(pid) or (
-            "resource_tracker" if "resource_tracker" in line else "responder")
+            "resource_tracker" if "resource_tracker" in line
+            else "fork_server" if "fork server" in line else "responder")
         rows.append({"pid": pid, "role": role, **rollup(pid)})
     return {"label": server.label, "processes": rows,
             "rss_kib": sum(r.get("Rss", 0) for r in rows),

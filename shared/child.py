@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from multiprocessing.connection import Connection
 from types import FrameType
 
-from healthdns.shared import config, heap, logs, messages, titles
+from healthdns.shared import config, heap, logs, messages, privilege, titles
+
+# The supervisor's pid, for the title: this process's parent is the fork server.
+_supervisor = os.getppid()
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -36,7 +40,7 @@ def identify(role: str, slot: int, cfg: config.Config) -> None:
     """Log and show in `ps` as this role; only responders have more than one slot."""
     numbered = slot if role == "responder" else None
     logs.setup(role, cfg.server.log_level, cfg.server.log_format, numbered)
-    titles.set_child(role, cfg.server.instance, numbered)
+    titles.set_child(role, cfg.server.instance, numbered, _supervisor)
 
 
 def ignore_group_signals() -> None:
@@ -52,14 +56,18 @@ def ignore_group_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
 
-def enter(role: str, conn: Connection) -> None:
-    """The one entry point the supervisor spawns: runs `healthdns.<role>.main.run(conn)`
+def enter(role: str, conn: Connection, supervisor: int | None = None) -> None:
+    """The one entry point the supervisor starts: runs `healthdns.<role>.main.run(conn)`
     (the transfer role: `healthdns.responder.transfer.run`).
 
+    `supervisor` is its pid, when it is not this process's parent (the fork server's child).
     Importing by name keeps the supervisor free of the roles' code.
     """
     import importlib
 
+    global _supervisor
+    privilege.narrow(role)  # first: the fork server holds what any role needs
+    _supervisor = supervisor if supervisor is not None else os.getppid()
     ignore_group_signals()
     heap.return_large_blocks()  # before the first snapshot or configuration arrives
     module = importlib.import_module(MODULES.get(role, f"healthdns.{role}.main"))

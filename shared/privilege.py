@@ -1,14 +1,15 @@
 """Least privilege: who each process runs as, and which capabilities it keeps (Linux).
 
 Started as root with `server.user` set, the supervisor becomes that user at once, keeping only
-the capabilities its children need to start (`KEPT`), in its permitted set. Each child is
-handed, as an ambient capability that survives the exec of the spawn context, only what its
-role needs before it drops everything (`ROLE_CAPS`): a responder binds ports below 1024, the
-signer reads a key file only root may read. Each child then drops every capability (bounding
-set included) and sets `no_new_privs` before it reads anything from the network: a responder
-right after its own binds, the signer once its keys are loaded, the prober at once. The signer
-is also made non-dumpable first, so a process of the same uid (a compromised responder) can
-neither ptrace it nor read its memory through /proc.
+the capabilities its children need to start (`KEPT`), in its permitted set. The fork server
+that starts every child (see shared/forkserver.py) is handed them as ambient capabilities,
+which survive its exec; each child forked from it narrows them at once, before it does
+anything else, to what its role needs before it drops everything (`ROLE_CAPS`): a responder
+binds ports below 1024, the signer reads a key file only root may read. Each child then drops
+every capability (bounding set included) and sets `no_new_privs` before it reads anything from
+the network: a responder right after its own binds, the signer once its keys are loaded, the
+prober at once. The signer is also made non-dumpable first, so a process of the same uid (a
+compromised responder) can neither ptrace it nor read its memory through /proc.
 
 Started as any other user, nothing switches: children still drop what they were given (file
 capabilities on the interpreter, as in the container image) and set `no_new_privs`.
@@ -129,8 +130,9 @@ def become(account: Account | None) -> None:
     log.info("running as %s (uid %d, gid %d)", account.user, account.uid, account.gid)
 
 
-def hand_on(role: str) -> None:
-    """Make the next child started (fork and exec) start with its role's capabilities only.
+def hand_on() -> None:
+    """Make the next process exec'd (the fork server) start with `KEPT`, what every child
+    needs at most: it forks them, and each narrows its own (`narrow`).
 
     Does nothing unless the supervisor switched user and kept them (`become`): root's children
     start with every capability anyway, and drop them all themselves. Inheritable as well as
@@ -140,9 +142,22 @@ def hand_on(role: str) -> None:
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0)
     if os.geteuid() == 0 or not _capget("permitted") >= KEPT:
         return
-    _capset(effective=KEPT, permitted=KEPT, inheritable=ROLE_CAPS[role])
-    for cap in sorted(ROLE_CAPS[role]):
+    _capset(effective=KEPT, permitted=KEPT, inheritable=KEPT)
+    for cap in sorted(KEPT):
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+
+
+def narrow(role: str) -> None:
+    """A child's first act: keep only its role's capabilities of those the fork server holds.
+
+    Dropping needs no privilege. A root child keeps its own (it drops them all in `drop`), as
+    does one that has fewer than `KEPT` (file capabilities: the interpreter's, at most).
+    """
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0)
+    if os.geteuid() == 0 or not _capget("permitted") >= KEPT:
+        return
+    kept = ROLE_CAPS[role]
+    _capset(effective=kept, permitted=kept, inheritable=frozenset())
 
 
 def drop() -> None:

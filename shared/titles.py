@@ -12,6 +12,8 @@ docs/operations.md):
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import setproctitle
 
@@ -30,7 +32,20 @@ def set_supervisor(instance: str) -> None:
     setproctitle.setproctitle(title("supervisor", instance))
 
 
-def set_child(role: str, instance: str, slot: int | None = None) -> None:
-    """Title a child: its parent is the supervisor (spawned children are never re-parented
-    while it lives: one whose supervisor is gone exits on EOF)."""
-    setproctitle.setproctitle(title(role, instance, slot, os.getppid()))
+def set_child(role: str, instance: str, slot: int | None = None,
+              supervisor: int | None = None) -> None:
+    """Title a child: `supervisor` is its supervisor's pid, by default its parent's."""
+    setproctitle.setproctitle(title(role, instance, slot,
+                                    os.getppid() if supervisor is None else supervisor))
+
+
+def set_fork_server(supervisor: int) -> None:
+    """The process the supervisor's children are forked from (shared/forkserver.py): it is
+    told no configuration, so it takes the instance name from its supervisor's title."""
+    try:
+        shown = Path(f"/proc/{supervisor}/cmdline").read_bytes().rstrip(b"\0").decode()
+    except (OSError, UnicodeDecodeError):
+        shown = ""
+    found = re.fullmatch(r"healthdns: supervisor \((.*)\)", shown)
+    setproctitle.setproctitle(title("fork server", found.group(1) if found else "", None,
+                                    supervisor))

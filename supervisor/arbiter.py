@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.resource_tracker
+import os
 import secrets
 import selectors
 import signal
@@ -40,7 +42,6 @@ import msgspec
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
-from healthdns.shared.keyfiles import KeyFileError
 from healthdns.supervisor import notify, ports, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
@@ -119,7 +120,7 @@ class Supervisor:
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
         self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
-        self.ctx = multiprocessing.get_context("spawn")
+        self.ctx = multiprocessing.get_context("forkserver")  # see shared/forkserver.py
         self.prober = Slot("prober", 0)
         self.signer = Slot("signer", 0)
         self.responders = [Slot("responder", i) for i in range(cfg.server.responders)]
@@ -174,6 +175,7 @@ class Supervisor:
             # Started here, not by the first spawn, so that it too ignores group signals
             # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
             multiprocessing.resource_tracker.ensure_running()
+            ensure_fork_server()
         if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
             self.rrl_table = SharedMemory(create=True, size=self.cfg.rrl.table_size * 8)
             rrl = self.cfg.rrl
@@ -248,8 +250,11 @@ class Supervisor:
         self.signals.append(signum)  # handled in the loop, never here
 
     def _handle_signals(self) -> None:
-        while self.signals:
-            signum = self.signals.pop(0)
+        # Those recorded until now, each once: SIGHUPs that came together take one reload (it
+        # reads the latest file anyway), and ones that come during it wait for the next turn
+        # of the loop, so a stream of them cannot keep the loop from its children.
+        signals, self.signals = self.signals, []
+        for signum in dict.fromkeys(signals):
             if signum in (signal.SIGTERM, signal.SIGINT):
                 log.info("%s: stopping", signal.Signals(signum).name)
                 self.stopping = True
@@ -306,7 +311,7 @@ class Supervisor:
         problem = None
         try:
             self._apply(self._load())
-        except (ConfigError, KeyFileError, reload.RestartNeeded, BindError) as e:
+        except (ConfigError, reload.RestartNeeded, BindError) as e:  # a key's: ConfigError
             problem = str(e)
         if problem is not None:
             self.reloads["failed"] += 1
@@ -444,10 +449,11 @@ class Supervisor:
 
     def _spawn(self, slot: Slot) -> None:
         channel = Channel(self.limits[slot.role])
-        process = self.ctx.Process(target=child.enter, args=(slot.role, channel.child_end),
+        process = self.ctx.Process(target=child.enter,
+                                   args=(slot.role, channel.child_end, os.getpid()),
                                    name=f"healthdns-{slot.name}")
-        privilege.hand_on(slot.role)  # what it needs before it drops everything, and no more
         with _group_signals_blocked():
+            ensure_fork_server()  # a new one, should the last one have died
             process.start()
         channel.child_end.close()
         slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
@@ -778,6 +784,23 @@ class Supervisor:
 def _largest_report(targets: dict[str, str]) -> int:
     """The size of a prober's report on every target: the largest it ever needs to send."""
     return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))
+
+
+def ensure_fork_server() -> None:
+    """Start the process every child is forked from, unless it runs, with the modules they
+    share imported (see shared/forkserver.py).
+
+    Exec'd, not forked: it holds none of the supervisor's memory (configuration, keys,
+    secrets), only the capabilities children need (`privilege.hand_on`). Started with the group
+    signals blocked, so it and every child forked from it start that way (`child.enter`).
+    """
+    server = multiprocessing.forkserver._forkserver
+    before = server._forkserver_pid
+    multiprocessing.forkserver.set_forkserver_preload(["healthdns.shared.forkserver"])
+    privilege.hand_on()
+    server.ensure_running()
+    if server._forkserver_pid != before:
+        log.info("fork server: pid %s", server._forkserver_pid)
 
 
 @contextlib.contextmanager

@@ -12,9 +12,6 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-import dns.dnssec
-import dns.exception
-
 from healthdns.shared import config
 from healthdns.shared.config import LOG_FORMATS, LOG_LEVELS, Config
 from healthdns.shared.errors import ConfigError
@@ -287,6 +284,9 @@ def _json(text: str, flag: str, kind: type) -> Any:
 
 def _algorithm(name: str) -> str:
     """A DNSSEC algorithm name, as a-healthy-dns takes it, that healthdns signs with."""
+    import dns.dnssec  # only a check needs it (see supervisor/validate.py)
+    import dns.exception
+
     try:
         algorithm = dns.dnssec.Algorithm.from_text(name.upper())
     except (dns.exception.DNSException, ValueError):

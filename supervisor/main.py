@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.machinery
 import os
 import stat
@@ -10,21 +9,23 @@ import sys
 
 import msgspec
 
-from healthdns.shared import config, heap, keyfiles, logs, privilege, titles
+from healthdns.shared import config, heap, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
-from healthdns.supervisor import cli, ports
+from healthdns.supervisor import cli, ports, validate
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
 
 def main(argv: list[str] | None = None) -> int:
     heap.return_large_blocks()  # it keeps the latest snapshot, and relays every one
+    argv = sys.argv[1:] if argv is None else argv
     args = cli.parser().parse_args(argv)
     try:
-        cfg, account = _checked(args)
-    except (ConfigError, keyfiles.KeyFileError) as e:
-        shown = cli.flag_terms(e, args) if isinstance(e, ConfigError) else e
-        print(f"healthdns-supervisor: configuration error: {shown}", file=sys.stderr)
+        # Checked in a process of its own, which takes the key checks' imports with it.
+        cfg = validate.checked(args) if args.check_config else validate.elsewhere(argv)
+        account = privilege.resolve(cfg.server.user, cfg.server.group)
+    except ConfigError as e:
+        print(f"healthdns-supervisor: configuration error: {e}", file=sys.stderr)
         return EXIT_FATAL
     for warning in _keys_open_to(account, cfg) if account is not None else ():
         print(f"healthdns-supervisor: configuration warning: {warning}", file=sys.stderr)
@@ -44,25 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"healthdns-supervisor: {e}", file=sys.stderr)
         return EXIT_FATAL
     _children_skip_main()
-    return Supervisor(cfg, loader=lambda: _reloaded(args)).run()
-
-
-def _checked(args: argparse.Namespace) -> tuple[Config, privilege.Account | None]:
-    """The configuration and the account to run as, checked as at start: everything except
-    binding. A bad key is a configuration error here, never hidden behind a busy port or a
-    signer that keeps dying."""
-    cfg = cli.load(args)
-    account = privilege.resolve(cfg.server.user, cfg.server.group)
-    keyfiles.check_config(cfg, account.uid if account is not None else None)
-    return cfg, account
-
-
-def _reloaded(args: argparse.Namespace) -> Config:
-    """A reload reads the same files, with the same flags, and checks them all again."""
-    try:
-        return _checked(args)[0]
-    except ConfigError as e:
-        raise cli.flag_terms(e, args) from None
+    # A reload reads the same files, with the same flags, and checks them all again.
+    return Supervisor(cfg, loader=lambda: validate.elsewhere(argv)).run()
 
 
 def _keys_open_to(account: privilege.Account, cfg: Config) -> list[str]:

@@ -131,8 +131,9 @@ class Server:
         return self.process.pid
 
     def children(self) -> dict[int, str]:
-        """pid -> process name of the supervisor's children."""
-        return children_of(self.pid)
+        """pid -> process name of the supervisor's processes: its children, the fork server's
+        (every role's process) and theirs."""
+        return descendants_of(self.pid)
 
     def stop(self, timeout: float = 8.0) -> int:
         assert self.process is not None
@@ -159,6 +160,13 @@ def children_of(parent: int) -> dict[int, str]:
         fields = stat[stat.rindex(")") + 2:].split()
         if int(fields[1]) == parent and fields[0] != "Z":
             found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def descendants_of(parent: int) -> dict[int, str]:
+    found = children_of(parent)
+    for pid in list(found):
+        found.update(descendants_of(pid))
     return found
 
 

@@ -268,7 +268,7 @@ def test_key_material_stays_in_the_signer(signed: tuple[Server, Backend, str]) -
                                              server.output())]
     assert any(_in_memory(signer_pid, s) for s in secrets), "the scan finds nothing anywhere"
     for pid in responders:
-        assert pid in children_of(server.pid)
+        assert pid in server.children()
         assert not any(_in_memory(pid, s) for s in secrets)
 
 

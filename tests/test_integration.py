@@ -263,7 +263,7 @@ def test_killed_responder_is_replaced_while_queries_are_answered(server: Server)
         replaced = responder_pids(server)["responder1"] != victim
     assert replaced, "responder1 was not respawned"
     assert answered / total >= 0.95, f"{answered}/{total} answered"
-    assert victim not in children_of(server.pid)
+    assert victim not in server.children()
 
 
 @pytest.mark.parametrize("role", ["signer", "prober"])

@@ -36,7 +36,7 @@ def _zombie(pid: int) -> bool:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_exits_zero_within_5s_and_leaves_no_process(signum: int) -> None:
     server = Server(ARGS).start()
-    children = list(children_of(server.pid))
+    children = list(server.children())
     assert len(children) >= 4  # prober, signer, two responders
     started = time.monotonic()
     os.kill(server.pid, signum)
@@ -48,7 +48,7 @@ def test_stop_signal_exits_zero_within_5s_and_leaves_no_process(signum: int) -> 
 
 def test_children_exit_when_the_supervisor_is_killed() -> None:
     server = Server(ARGS).start()
-    children = list(children_of(server.pid))
+    children = list(server.children())
     os.kill(server.pid, signal.SIGKILL)
     assert server.process is not None
     server.process.wait(5)

@@ -195,6 +195,29 @@ def test_supervisor_keeps_only_what_children_need(running: tuple[Server, Path],
     assert status["NoNewPrivs"] == "1"
 
 
+def test_fork_server_holds_what_children_need_and_no_more(running: tuple[Server, Path],
+                                                          user: tuple[int, int]) -> None:
+    """The children are forked from it (shared/forkserver.py): it is handed the supervisor's
+    capabilities (each child narrows them to its role's at once), nothing else."""
+    server, _ = running
+    found = re.search(r"fork server: pid (\d+)", server.output())
+    assert found is not None
+    status = _status(int(found.group(1)))
+    assert status["Uid"].split() == [str(user[0])] * 4
+    for capabilities in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(status[capabilities], 16) == SUPERVISOR_CAPS, capabilities
+    assert status["NoNewPrivs"] == "1"
+
+
+def test_a_reload_checks_the_root_only_key_again(running: tuple[Server, Path]) -> None:
+    """The check runs in a process of its own (supervisor/validate.py), which must read the
+    key as the signer does."""
+    server, _ = running
+    os.kill(server.pid, signal.SIGHUP)
+    line = server.wait_for(r"reloaded: |reload failed", 10).group(0)
+    assert line == "reloaded: ", server.output()
+
+
 def test_answers_are_signed(running: tuple[Server, Path]) -> None:
     server, _ = running
     response = server.query("static.example.test", "A", want_dnssec=True)

@@ -53,14 +53,16 @@ def cmdline(pid: int) -> str:
 
 def test_pgrep_tells_two_supervisors_apart(pair: tuple[Server, Server]) -> None:
     named, plain = pair
-    roles = ["prober", "signer", "responder 0", "responder 1"]
+    roles = ["prober", "signer", "responder 0", "responder 1", "fork server"]
     for server, instance in ((named, "edge"), (plain, "")):
-        # The recipe "every child of supervisor PID": exactly its titled children.
+        # The recipe "every child of supervisor PID": exactly its titled children, and the
+        # fork server they are forked from.
         children = pgrep(rf"supervisor {server.pid}\)$")
         assert children <= set(server.children())
         assert sorted(cmdline(pid) for pid in children) == sorted(
-            titles.title(role.split()[0], instance, int(role.split()[1]) if " " in role
-                         else None, server.pid) for role in roles)
+            titles.title(role.split()[0] if role.startswith("responder") else role, instance, int(role.split()[1])
+                         if role.startswith("responder") else None, server.pid)
+            for role in roles)
     assert cmdline(named.pid) == "healthdns: supervisor (edge)"
     assert cmdline(plain.pid) == "healthdns: supervisor"
     # "The supervisor named edge", and "every process of edge": none of the other server's.
@@ -69,6 +71,7 @@ def test_pgrep_tells_two_supervisors_apart(pair: tuple[Server, Server]) -> None:
     responders = pgrep(r"^healthdns: responder ")
     assert len(responders & set(plain.children())) == 2
     assert len(responders & set(named.children())) == 2
+
 
 
 @pytest.mark.parametrize("args,expected", [
