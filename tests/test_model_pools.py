@@ -406,8 +406,11 @@ def validate(lab: Lab, question: Question, up: frozenset[str], where: str) -> No
 
 def test_each_address_is_checked_once(lab: Lab) -> None:
     """Pools, aliases and the signed zone share the target of an address checked one way."""
-    assert f"first round: {len(lab.backends)} of {len(lab.backends)} targets up" in \
-        lab.server.output()
+    # The number of targets is the point; how many were up depends on the machine's load (a
+    # check that times out on a busy CI box is a down target, not a second one).
+    found = re.search(r"first round: (\d+) of (\d+) targets up", lab.server.output())
+    assert found is not None, lab.server.output()
+    assert int(found[2]) == len(lab.backends), found[0]
 
 
 # ---------------------------------------------------------------------------------------------
