@@ -26,6 +26,10 @@ from healthdns.shared import messages
 
 log = logging.getLogger("healthdns.transfer")
 
+# The answer sections of an AXFR's messages (owner names compressed), each with its RR count.
+Sections = list[tuple[bytes, int]]
+PACKED_KEPT = 2  # question lengths whose packed sections a zone state keeps
+
 # One owner's RRs, each cut after its owner name: the owner's labels above the origin (or the
 # whole owner, root label included, when it is not under the origin: written in full), whether
 # it is under it, the cut RRs, and their length.
@@ -53,6 +57,10 @@ class ZoneState:
     soa: bytes
     owners: dict[bytes, list[bytes]]
     journal: tuple[Diff, ...] = ()  # oldest first, at most `Store.limit`
+    # The AXFR's packed answer sections by question length (`transfer.pack_axfr`): they
+    # depend on nothing else, and this state never changes, so every AXFR after the first
+    # writes only headers. The question is the zone's name, so one length is the rule.
+    packed: dict[int, Sections] = field(default_factory=dict, compare=False, repr=False)
 
     def records(self) -> list[bytes]:
         """Every RR but the SOA, owner by owner."""
@@ -91,6 +99,13 @@ class ZoneState:
             out.append((owner[:-cut] if under else owner, under, tails,
                         sum(map(len, rrs)) - n * len(rrs)))
         return out
+
+    def keep(self, length: int, sections: Sections) -> None:
+        """Keep the packed sections for questions of `length` octets, dropping the oldest
+        length kept when there are more than PACKED_KEPT: each is a whole zone's size."""
+        self.packed[length] = sections
+        for old in list(self.packed)[:-PACKED_KEPT]:
+            del self.packed[old]
 
 
 @dataclass

@@ -36,7 +36,7 @@ import dns.opcode
 import dns.rdatatype
 
 from healthdns.responder import notify, tsig
-from healthdns.responder.journal import Group, Store, ZoneState
+from healthdns.responder.journal import Group, Sections, Store, ZoneState
 from healthdns.responder.sockets import bind_tcp
 from healthdns.responder.tcp import FRAME_MAX, HEADER
 from healthdns.shared import child, messages, privilege
@@ -189,6 +189,27 @@ POINTER_MAX = 0x3FFF  # a compression pointer's 14-bit offset (RFC 1035 4.1.4)
 def pack_axfr(query: bytes, question: bytes, zone: ZoneState) -> Iterator[bytes]:
     """`zone.axfr()` in messages of at most MESSAGE_MAX octets, owner names compressed.
 
+    The answer sections depend only on the zone state and the question's length (pointers
+    count from the header and question), so the first AXFR of a state packs them (`_sections`)
+    and keeps them on the state once all are made (a client that leaves halfway keeps
+    nothing); the next ones write a header and, in the first message, the question.
+    """
+    kept = zone.packed.get(len(question))
+    if kept is not None:
+        for answers, count in kept:
+            yield _message(query, question, [answers], count)
+            question = b""
+        return
+    made: Sections = []
+    for answers, count in _sections(zone, len(question)):
+        yield _message(query, question if not made else b"", [answers], count)
+        made.append((answers, count))
+    zone.keep(len(question), made)
+
+
+def _sections(zone: ZoneState, asked: int) -> Iterator[tuple[bytes, int]]:
+    """Each message's answer section and RR count, the first after a question of `asked` octets.
+
     Only owner names get pointers (RFC 3597 and RFC 4034 6.2: names inside RRSIG, NSEC and
     types unknown to old servers are never compressed, and other rdata is left as signed). In
     each message the origin is written once in full (by its first RR); an owner's first RR
@@ -200,7 +221,7 @@ def pack_axfr(query: bytes, question: bytes, zone: ZoneState) -> Iterator[bytes]
     """
     origin = zone.origin
     apex: Group = (b"", True, [zone.soa[len(origin):]], len(zone.soa) - len(origin))
-    made = _Made(query, question)
+    made = _Made(asked)
     for group in (apex, *zone.groups, apex):
         labels, under, tails, length = group
         if made.at >= 0 and under:
@@ -221,7 +242,7 @@ def pack_axfr(query: bytes, question: bytes, zone: ZoneState) -> Iterator[bytes]
         made.body.append(name + sep.join(tails))
         made.size += size
         made.count += len(tails)
-    yield made.message()
+    yield made.section()
 
 
 def _pointer(offset: int) -> bytes:
@@ -229,31 +250,31 @@ def _pointer(offset: int) -> bytes:
 
 
 class _Made:
-    """The message `pack_axfr` is making: its pieces, size, RR count and the origin's offset."""
+    """The section `_sections` is making: its pieces, the message's size so far (header and
+    question included, for pointers count from the header), RR count, the origin's offset."""
 
-    def __init__(self, query: bytes, question: bytes) -> None:
-        self.query, self.question = query, question
+    def __init__(self, asked: int) -> None:
         self.body: list[bytes] = []
-        self.size, self.count = HEADER + len(question), 0
+        self.size, self.count = HEADER + asked, 0
         self.at, self.pointer = -1, b""  # the origin's offset, once written where it reaches
 
     def found(self, at: int) -> None:
         if at <= POINTER_MAX:
             self.at, self.pointer = at, _pointer(at)
 
-    def message(self) -> bytes:
-        return _message(self.query, self.question, self.body, self.count)
+    def section(self) -> tuple[bytes, int]:
+        return b"".join(self.body), self.count
 
-    def next(self) -> bytes:
-        """This message, done; it starts again empty (no question past the first)."""
-        done = self.message()
-        self.body, self.size, self.count, self.question = [], HEADER, 0, b""
+    def next(self) -> tuple[bytes, int]:
+        """This section, done; the next starts empty (no question past the first message)."""
+        done = self.section()
+        self.body, self.size, self.count = [], HEADER, 0
         self.at, self.pointer = -1, b""
         return done
 
 
-def _split(made: _Made, group: Group, origin: bytes) -> Iterator[bytes]:
-    """One owner's RRs RR by RR, a new message when the next one does not fit."""
+def _split(made: _Made, group: Group, origin: bytes) -> Iterator[tuple[bytes, int]]:
+    """One owner's RRs RR by RR, a new section when the next one does not fit."""
     labels, under, tails, _ = group
     here = -1  # the owner's offset in this message, once written where a pointer reaches
     for tail in tails:

@@ -5,9 +5,15 @@ pointer reaches and the 64 KiB a message holds, RRSIG and NSEC whose names must 
 are transferred through `Transfers.answer` as a secondary asks, and each message is read twice:
 by dnspython, which must find exactly `ZoneState.axfr()`, and by a walker that checks every
 rdata is the stored one, untouched (RFC 3597, RFC 4034 6.2: no pointers in rdata).
+
+The packed answer sections are kept on the zone state after its first AXFR: later AXFRs (any
+query id, any case, IXFR fallback alike) must send exactly what packing afresh sends, without
+packing again.
 """
 
 from __future__ import annotations
+
+from unittest import mock
 
 import dns.message
 import dns.name
@@ -16,6 +22,8 @@ import hypothesis.strategies as st
 from hypothesis import example, given, settings
 from zonedata import rr_wire, zone_records
 
+from healthdns.responder import transfer
+from healthdns.responder.journal import PACKED_KEPT, ZoneState
 from healthdns.responder.transfer import HEADER, MESSAGE_MAX, Transfers
 from healthdns.shared import config, messages
 
@@ -115,3 +123,63 @@ def test_a_compressed_axfr_holds_exactly_the_zone(sets: list[tuple[str, str, int
     saved = sum(map(len, expected)) - sum(len(m) - HEADER for m in messages_)
     assert saved >= (len(expected) - 2 * len(messages_)) * (len(records.origin) - 2) \
         - len(query.question[0].name.to_wire()) - 4
+
+
+def fresh(state: ZoneState) -> ZoneState:
+    """The same zone state with nothing packed yet: what an uncached packer starts from."""
+    return ZoneState(state.origin, state.serial, state.soa, state.owners, state.journal)
+
+
+def xfr_query(name: str, kind: str, qid: int) -> bytes:
+    query = dns.message.make_query(name, kind)
+    query.id = qid
+    if kind == "IXFR":  # from a serial never published: the whole zone
+        query.authority.append(dns.rrset.from_text(name, 0, "IN", "SOA",
+                                                   ". . 1 3600 600 86400 60"))
+    return query.to_wire()
+
+
+def unpacked(wire: bytes, state: ZoneState) -> list[bytes]:
+    question = transfer._question(wire)
+    assert question is not None
+    return list(transfer.pack_axfr(wire, question, fresh(state)))
+
+
+@settings(max_examples=30, deadline=None)
+@example([(f"h{i}.sub", "TXT", 40) for i in range(30)] + [("@", "RRSIG", 40)],
+         (1, 2), ("AXFR", "IXFR"), [i % 2 == 0 for i in range(len(ORIGIN))])
+@given(st.lists(rrset, min_size=1, max_size=60),
+       st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)),
+       st.tuples(st.sampled_from(["AXFR", "IXFR"]), st.sampled_from(["AXFR", "IXFR"])),
+       st.lists(st.booleans(), min_size=len(ORIGIN), max_size=len(ORIGIN)))
+def test_later_axfrs_of_a_state_send_what_packing_afresh_sends(
+        sets: list[tuple[str, str, int]], ids: tuple[int, int], kinds: tuple[str, str],
+        upper: list[bool]) -> None:
+    records = zone(sets)
+    served = transfers(records)
+    state = served.store.zones[records.origin]
+    cased = "".join(c.upper() if u else c for c, u in zip(ORIGIN, upper, strict=True))
+    first, second = xfr_query(ORIGIN, kinds[0], ids[0]), xfr_query(cased, kinds[1], ids[1])
+    expected = unpacked(first, state), unpacked(second, state)
+    assert list(served.answer(first, "127.0.0.1")) == expected[0]
+    # The second AXFR of the state writes headers only: packing again would fail here.
+    with mock.patch.object(transfer, "_Made", side_effect=AssertionError("packed again")):
+        assert list(served.answer(second, "127.0.0.1")) == expected[1]
+        assert list(served.answer(first, "127.0.0.1")) == expected[0]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(rrset, min_size=1, max_size=30),
+       st.lists(st.integers(0, 3), min_size=1, max_size=8))
+def test_sections_are_kept_per_question_length(sets: list[tuple[str, str, int]],
+                                               extra: list[int]) -> None:
+    """Pointers count from the end of the question: sections packed after a question of one
+    length are never sent after one of another, and only PACKED_KEPT lengths are kept."""
+    records = zone(sets)
+    state = transfers(records).store.zones[records.origin]
+    for n in extra:  # as a query for a longer name would be packed (pack_axfr never reads it)
+        wire = xfr_query("x" * n + "a." * bool(n) + ORIGIN, "AXFR", n)
+        question = transfer._question(wire)
+        assert question is not None
+        assert list(transfer.pack_axfr(wire, question, state)) == unpacked(wire, state)
+        assert len(question) in state.packed and len(state.packed) <= PACKED_KEPT
