@@ -23,6 +23,8 @@ s00000.. that stay up, each pool health-checked on its own backend (a listening 
    TSIG-signed AXFR, every byte of the stream read to the closing SOA, records not parsed), so
    that the client's own CPU, on the same cores, does not dominate the figure. Each puller
    runs as a process of its own, whose CPU time is reported beside the transfer process's.
+   A real secondary is on another machine; `--puller-nice 19` makes this one on the same
+   cores yield to the responders, so that what is measured is the transfer process's cost.
 
 Stdlib only, plus kdig, knotd, knotc, keymgr and dnsperf; imports nothing from healthdns.
 """
@@ -139,7 +141,8 @@ def _tool(name: str) -> str:
     return path
 
 
-def xfr(port: int, tsig: str, kind: str = "AXFR", out: Path | None = None) -> dict[str, float]:
+def xfr(port: int, tsig: str, kind: str = "AXFR", out: Path | None = None,
+        nice: int = 0) -> dict[str, float]:
     """One transfer with kdig: seconds (wall, the client's start included), kdig's own time,
     kdig's CPU seconds, bytes, messages and records as kdig counts them. `out`: also keep the
     records (zone file lines)."""
@@ -147,7 +150,8 @@ def xfr(port: int, tsig: str, kind: str = "AXFR", out: Path | None = None) -> di
     shown = ["+answer"] if out is not None else []  # printing 40,000 records costs kdig CPU
     proc = subprocess.Popen([_tool("kdig"), f"@{HOST}", "-p", str(port), "-y", tsig, ZONE, kind,
                              "+noall", *shown, "+stats"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=(lambda: os.nice(nice) and None) if nice else None)
     assert proc.stdout is not None
     text = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # reaped here, for its CPU time
@@ -307,8 +311,12 @@ class Puller:
     """A secondary pulling AXFR in a loop while the responders are under load: kdig, one
     process per AXFR, or the minimal Python secondary (`pull_loop`), one process for all."""
 
-    def __init__(self, port: int, tsig: str, kind: str, every: float = 0.0) -> None:
+    def __init__(self, port: int, tsig: str, kind: str, every: float = 0.0,
+                 nice: int = 0) -> None:
         self.port = port
+        # A secondary runs on another machine: `nice` keeps this stand-in's own CPU from
+        # being counted against the responders it shares the cores with (0: compete fully).
+        self.nice = nice
         self.every = every
         self.tsig = tsig
         self.kind = kind
@@ -324,15 +332,19 @@ class Puller:
             self.process = subprocess.Popen(
                 [sys.executable, __file__, "--pull", str(self.port), "--tsig", self.tsig,
                  "--python-every", str(self.every)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                preexec_fn=self._lower)
         else:
             self.thread = threading.Thread(target=self._loop, daemon=True)
             self.thread.start()
         return self
 
+    def _lower(self) -> None:
+        os.nice(self.nice)
+
     def _loop(self) -> None:
         while self.running:
-            self.client_cpu += xfr(self.port, self.tsig)["kdig_cpu"]
+            self.client_cpu += xfr(self.port, self.tsig, nice=self.nice)["kdig_cpu"]
             self.count += 1
 
     def __exit__(self, *_: object) -> None:
@@ -387,7 +399,8 @@ def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int,
                 qps[kind].append(run.run_dnsperf(server, queries, perf, runs, root).qps)
             else:
                 began = cpu_seconds(pid)
-                with Puller(transfer_port, tsig, kind, args.python_every) as puller:
+                with Puller(transfer_port, tsig, kind, args.python_every,
+                            args.puller_nice) as puller:
                     qps[kind].append(run.run_dnsperf(server, queries, perf, runs, root).qps)
                 transfer_cpu[kind] += cpu_seconds(pid) - began
                 pulls[kind] += puller.count
@@ -477,6 +490,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--python-every", type=float, default=0.0, metavar="SECONDS",
                    help="the Python puller starts an AXFR every SECONDS at most (default 0: "
                         "back to back; kdig's pace makes the two pull the same AXFRs/s)")
+    p.add_argument("--puller-nice", type=int, default=0, metavar="N",
+                   help="run the puller at this nice value: a real secondary is on another "
+                        "machine, so its CPU is not the responders' to lose (default 0)")
     p.add_argument("--pull", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--tsig", help=argparse.SUPPRESS)  # with --pull: the puller process
     args = p.parse_args(argv)
