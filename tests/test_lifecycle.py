@@ -63,6 +63,13 @@ def hup_the_group_until(server: Server, done: threading.Event) -> None:
             os.killpg(server.pid, signal.SIGHUP)
 
 
+def lasting(server: Server) -> set[int]:
+    """The server's processes but the configuration check a reload runs for a moment (one
+    may still be checking what the HUPs asked for: it ends by itself)."""
+    return {pid for pid, cmd in server.children().items()
+            if "healthdns.supervisor.validate" not in cmd}
+
+
 def test_group_sighups_kill_nothing_and_print_nothing_outside_the_log(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Its own process group, as a shell's job control gives it: the group is what a
@@ -78,7 +85,7 @@ def test_group_sighups_kill_nothing_and_print_nothing_outside_the_log(
         done.set()
         hups.join()
     try:
-        children = set(server.children())
+        children = lasting(server)
         for _ in range(3):  # and some while it serves
             os.killpg(server.pid, signal.SIGHUP)
             server.wait_for("SIGHUP: configuration reload", 5)
@@ -86,7 +93,7 @@ def test_group_sighups_kill_nothing_and_print_nothing_outside_the_log(
         os.kill(victim, signal.SIGKILL)
         respawned = int(server.wait_for(r"responder1 started \(pid (\d+)\)", 5).group(1))
         assert server.addresses("static.demo.test") == {"192.0.2.10", "192.0.2.11"}
-        assert set(server.children()) == children - {victim} | {respawned}, \
+        assert lasting(server) == children - {victim} | {respawned}, \
             "a group SIGHUP killed a child (the resource tracker?)"
         exits = re.findall(r"\S+ exited with code \S+", server.output())
         assert exits == ["responder1 exited with code -9;"]
