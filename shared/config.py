@@ -536,33 +536,23 @@ def _server(raw: ServerSpec) -> ServerSpec:
                    for i, e in enumerate(raw.listen))
     # The CPUs this process may run on (a container's limit), not the host's count.
     responders = raw.responders or min(128, len(os.sched_getaffinity(0)))
-    if not 1 <= responders <= 128:
-        raise ConfigError("server.responders", f"{responders} is not between 1 and 128")
-    if not 512 <= raw.udp_payload_size <= 4096:
-        raise ConfigError("server.udp_payload_size",
-                          f"{raw.udp_payload_size} is not between 512 and 4096")
+    _within(responders, 1, 128, "server.responders")
+    _within(raw.udp_payload_size, 512, 4096, "server.udp_payload_size")
     if raw.tcp_idle_timeout <= 0:
         raise ConfigError("server.tcp_idle_timeout", f"{raw.tcp_idle_timeout:g} is not positive")
     if raw.warm_start_max_age is not None and not 0 <= raw.warm_start_max_age <= 86400:
         raise ConfigError("server.warm_start_max_age",
                           f"{raw.warm_start_max_age:g} is not between 0 and 86400")
-    if not 0 <= raw.hung_after <= 3600:
-        raise ConfigError("server.hung_after", f"{raw.hung_after:g} is not between 0 and 3600")
-    if not 0 <= raw.udp_batch <= 1024:
-        raise ConfigError("server.udp_batch", f"{raw.udp_batch} is not between 0 and 1024")
-    if not 0 <= raw.packet_cache <= 10_000_000:
-        raise ConfigError("server.packet_cache",
-                          f"{raw.packet_cache} is not between 0 and 10000000")
+    _within(raw.hung_after, 0, 3600, "server.hung_after")
+    _within(raw.udp_batch, 0, 1024, "server.udp_batch")
+    _within(raw.packet_cache, 0, 10_000_000, "server.packet_cache")
     if len(raw.nsid.encode()) > 512:
         raise ConfigError("server.nsid", "is longer than 512 bytes")
-    if not 1 <= raw.tcp_max_connections <= 1_000_000:
-        raise ConfigError("server.tcp_max_connections",
-                          f"{raw.tcp_max_connections} is not between 1 and 1000000")
+    _within(raw.tcp_max_connections, 1, 1_000_000, "server.tcp_max_connections")
     if raw.tcp_max_per_client < 1:  # above tcp_max_connections it simply never applies
         raise ConfigError("server.tcp_max_per_client",
                           f"{raw.tcp_max_per_client} is not positive")
-    if not 1 <= raw.tcp_backlog <= 65535:
-        raise ConfigError("server.tcp_backlog", f"{raw.tcp_backlog} is not between 1 and 65535")
+    _within(raw.tcp_backlog, 1, 65535, "server.tcp_backlog")
     for field, value in (("user", raw.user), ("group", raw.group)):
         if value and not _ACCOUNT.match(value):
             raise ConfigError(f"server.{field}", f"{value!r} is not a user or group name")
@@ -576,17 +566,11 @@ def _rrl(raw: RrlSpec) -> RrlSpec:
         rate = getattr(raw, name)
         if rate is not None and not 0 <= rate <= 1_000_000:
             raise ConfigError(f"rrl.{name}", f"{rate} is not between 0 and 1000000")
-    if not 1 <= raw.window <= 3600:
-        raise ConfigError("rrl.window", f"{raw.window} is not between 1 and 3600 seconds")
-    if not 0 <= raw.slip <= 10:
-        raise ConfigError("rrl.slip", f"{raw.slip} is not between 0 and 10")
-    if not 8 <= raw.ipv4_prefix <= 32:
-        raise ConfigError("rrl.ipv4_prefix", f"{raw.ipv4_prefix} is not between 8 and 32")
-    if not 16 <= raw.ipv6_prefix <= 128:
-        raise ConfigError("rrl.ipv6_prefix", f"{raw.ipv6_prefix} is not between 16 and 128")
-    if not 1024 <= raw.table_size <= 16_777_216:
-        raise ConfigError("rrl.table_size",
-                          f"{raw.table_size} is not between 1024 and 16777216")
+    _within(raw.window, 1, 3600, "rrl.window", " seconds")
+    _within(raw.slip, 0, 10, "rrl.slip")
+    _within(raw.ipv4_prefix, 8, 32, "rrl.ipv4_prefix")
+    _within(raw.ipv6_prefix, 16, 128, "rrl.ipv6_prefix")
+    _within(raw.table_size, 1024, 16_777_216, "rrl.table_size")
     exempt = []
     for i, text in enumerate(raw.exempt):
         try:
@@ -599,9 +583,7 @@ def _rrl(raw: RrlSpec) -> RrlSpec:
 
 def _cookies(raw: CookieSpec) -> CookieSpec:
     # RFC 9018 4.3: a cookie is good for an hour; a shorter rotation ends it sooner.
-    if not 60 <= raw.rotation <= 86400:
-        raise ConfigError("cookies.rotation",
-                          f"{raw.rotation} is not between 60 and 86400 seconds")
+    _within(raw.rotation, 60, 86400, "cookies.rotation", " seconds")
     return raw
 
 
@@ -683,20 +665,11 @@ def _transfer(raw: TransferSpec, server: ServerSpec,
                   for i, r in enumerate(raw.allow))
     if raw.notify_source:
         _address(raw.notify_source, "transfer.notify_source")
-    if not 0 <= raw.notify_retries <= 20:
-        raise ConfigError("transfer.notify_retries",
-                          f"{raw.notify_retries} is not between 0 and 20")
-    if not 0.01 <= raw.notify_timeout <= 60:
-        raise ConfigError("transfer.notify_timeout",
-                          f"{raw.notify_timeout} is not between 0.01 and 60 seconds")
-    if not 0 <= raw.journal <= 100_000:
-        raise ConfigError("transfer.journal", f"{raw.journal} is not between 0 and 100000")
-    if not 1 <= raw.max_connections <= 65536:
-        raise ConfigError("transfer.max_connections",
-                          f"{raw.max_connections} is not between 1 and 65536")
-    if not 0.1 <= raw.idle_timeout <= 3600:
-        raise ConfigError("transfer.idle_timeout",
-                          f"{raw.idle_timeout} is not between 0.1 and 3600 seconds")
+    _within(raw.notify_retries, 0, 20, "transfer.notify_retries")
+    _within(raw.notify_timeout, 0.01, 60, "transfer.notify_timeout", " seconds")
+    _within(raw.journal, 0, 100_000, "transfer.journal")
+    _within(raw.max_connections, 1, 65536, "transfer.max_connections")
+    _within(raw.idle_timeout, 0.1, 3600, "transfer.idle_timeout", " seconds")
     if (secondaries or allow) and not listen:
         raise ConfigError("transfer.listen", "secondaries or allow rules are given, but no "
                           "address to serve transfers on")
@@ -1087,8 +1060,7 @@ def _control(raw: ControlSpec) -> ControlSpec:
 
 
 def _prober(raw: ProberSpec) -> ProberSpec:
-    if not 1 <= raw.parallel <= 10000:
-        raise ConfigError("prober.parallel", f"{raw.parallel} is not between 1 and 10000")
+    _within(raw.parallel, 1, 10000, "prober.parallel")
     if raw.fence_min_targets < 0 or raw.fence_min_targets == 1:
         raise ConfigError("prober.fence_min_targets",
                           f"{raw.fence_min_targets} is neither 0 (never) nor 2 or more")
@@ -1262,6 +1234,17 @@ def _address(text: str, path: str) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         raise ConfigError(path, f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def _within(value: float, low: float, high: float, path: str, unit: str = "") -> None:
+    """`low <= value <= high`, or an error that says so (`unit`, e.g. " seconds", after)."""
+    if not low <= value <= high:
+        raise ConfigError(path, f"{_number(value)} is not between {_number(low)} and "
+                          f"{_number(high)}{unit}")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _port(value: int, path: str) -> None:
