@@ -61,6 +61,11 @@ class Checker:
         if spec.kind == "tcp":
             self._tcp.start(address, spec.port, spec.timeout, done)
             return
+        # Ready before the check's clock starts: the first HTTP check imports aiohttp and a
+        # CA file is read once; counted in its timeout, a short one failed a healthy backend.
+        self._client()
+        if spec.kind == "https":
+            self._context(spec)
         task = self._loop.create_task(self._http(address, spec))
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._http_done, done))
