@@ -581,7 +581,8 @@ class Supervisor:
                 for responder in self.responders:
                     self._send(responder, delta or snapshot)
                 self.packed = zlib.compress(snapshot, SNAPSHOT_COMPRESSION)  # once it is sent
-                log.debug("generation %d sent to responders", generation)
+                log.debug("generation %d sent to responders; its snapshot (%d bytes) kept in "
+                          "%d", generation, len(snapshot), len(self.packed))
                 self._relay_records(message)
                 self.generation = generation
                 self.steering.published(generation, serials, self.now())
