@@ -10,19 +10,26 @@ PSS total is what the server costs the machine; RSS counts shared pages in every
 The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
 
 Measured on the shared 2-core development machine (MiB PSS, `--names 10000 --responders 2`,
-`--skip knot,gdnsd`; each figure the same in two runs to 0.1 MiB):
+`--skip knot,gdnsd`; each figure the same in two runs to 0.5 MiB; round 3: only the
+supervisor's changes, measured beside main's code the same day, which gave 203.3 in all):
 
-    process           round 1  round 2   what changed in round 2
-    supervisor           53.3     36.2   configuration and keys checked in a process of its own
-    resource_tracker      6.7      6.6
-    fork server             -      9.5   new: imported a responder's code once, gc.freeze()
-    prober               17.7     12.3   forked from the fork server (shares its imports)
-    signer               71.6     66.3   forked, as above
-    responder (each)     38.2     31.0   forked, as above
-    total               224.6    192.7   (round 1's code measured 220.0 the same day)
+    process           round 1  round 2  round 3   what changed
+    supervisor           53.3     36.2     27.3   r2: configuration and keys checked in a
+                                                  process of its own; r3: control endpoint
+                                                  on http.server (no aiohttp, no asyncio)
+    resource_tracker      6.7      6.6        -   r3: not started (the RRL table is a memfd)
+    fork server             -      9.5     10.1   r2: new: imported a responder's code once
+    prober               17.7     12.3     12.5   r2: forked from the fork server
+    signer               71.6     66.3     72.5   r2: forked, as above
+    responder (each)     38.2     31.0     31.0   r2: forked, as above
+    total               224.6    192.7    184.5   (main's code that day: 203.3, its
+                                                  supervisor 39.1, tracker 6.9)
 
 By lever, on the same day: round 1's code 220.0; the fork server alone 205.7; with the check
-in its own process 192.7. Knot 13, gdnsd 2 (unsigned).
+in its own process 192.7. Round 3, by lever: no aiohttp in the supervisor -11.8, no resource
+tracker -6.9. Knot 13, gdnsd 2 (unsigned). Of the supervisor's 27 MiB, 22 are its imports
+(`--imports`; dnspython about 4 of them, for name checks) and 3.1 the compressed snapshot
+(10.1 MB kept as 3.3 MB).
 
 After a renewal of every signature (once per validity - refresh) the signer holds about
 20 MiB more and each responder 5 to 10 (both generations were alive at once; see
@@ -34,7 +41,8 @@ what each role costs before it holds any data: a fresh interpreter importing the
 module, alone (the floor of the spawn start method; the shared libraries' pages count in
 full, where a running server splits them). Round 1: interpreter 5.1 (10.6), supervisor 42
 (53), prober 18 (28), signer 28 (38), responder 18 (28), resource tracker 7 (13) MiB PSS
-(RSS). Round 2: the supervisor 30 (43), as it no longer imports the key checks; the children
+(RSS). Round 2: the supervisor 30 (43), as it no longer imports the key checks; round 3: 22
+(31), as it no longer imports aiohttp and asyncio; the children
 are forked from the fork server since, so their own floors are now what they import beyond a
 responder's code. A running server adds its copy of the snapshot in the supervisor (10 MB
 encoded), each responder's table (16 MB live) and the signer's state (40 MB live, at 10,000
@@ -178,8 +186,7 @@ def start_methods(children: int) -> None:
 
 ROLES = {"interpreter": "", "supervisor": "healthdns.supervisor.main",
          "prober": "healthdns.prober.main", "signer": "healthdns.signer.main",
-         "responder": "healthdns.responder.main",
-         "resource_tracker": "multiprocessing.resource_tracker"}
+         "responder": "healthdns.responder.main"}
 IMPORTED = """
 import importlib, re, sys
 if sys.argv[1]:

@@ -9,14 +9,15 @@ Over TCP the handshake proved it already: only cookies apply.
 from __future__ import annotations
 
 import logging
+import mmap
 import secrets
 import socket
 import struct
-from multiprocessing.shared_memory import SharedMemory
 
 from healthdns.responder import cookies, rrl
 from healthdns.responder.query import BADCOOKIE, FORMERR, OPT_HEAD, TC, TCP, Answerer
 from healthdns.shared.config import Config
+from healthdns.shared.region import Region
 
 _STANDARD_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 log = logging.getLogger("healthdns.responder")
@@ -92,17 +93,16 @@ def address(peer: str) -> bytes:
     return socket.inet_pton(family, peer.split("%", 1)[0])
 
 
-def build(answerer: Answerer, cfg: Config, secret: bytes, table: str) -> Guard | None:
+def build(answerer: Answerer, cfg: Config, secret: bytes, table: Region | None) -> Guard | None:
     """The guard this configuration asks for; None when cookies and RRL are both off, so the
     answer path costs one test of None more than without them."""
     secret = secret or secrets.token_bytes(32)  # a lone responder (tests): its own secret
     jar = cookies.Cookies(secret[:16], cfg.cookies.rotation) if cfg.cookies.enabled else None
     limiter = None
     if cfg.rrl.active():
-        memory = _attach(table) if table else None
-        view = memory.buf if memory is not None else None  # None only once closed
-        if view is None:
-            view = memoryview(bytearray(cfg.rrl.table_size * rrl.SLOT))
+        memory = _attach(table) if table is not None else None
+        view = memoryview(memory if memory is not None
+                          else bytearray(cfg.rrl.table_size * rrl.SLOT))
         limiter = rrl.Limiter(cfg.rrl, view, secret[16:])
         limiter.memory = memory
     if jar is None and limiter is None:
@@ -110,13 +110,16 @@ def build(answerer: Answerer, cfg: Config, secret: bytes, table: str) -> Guard |
     return Guard(answerer, jar, limiter)
 
 
-def _attach(name: str) -> SharedMemory | None:
-    """The supervisor's table; None (limits of this responder's own) when it cannot be mapped,
-    e.g. by a responder that runs as another user than the supervisor that made it."""
+def _attach(table: Region) -> mmap.mmap | None:
+    """The supervisor's table, mapped; None (limits of this responder's own) when it cannot
+    be mapped. The descriptor is closed either way: the mapping is what is used."""
     try:
-        return SharedMemory(name=name, create=False)
-    except OSError as e:
-        log.warning("cannot map the shared RRL table %s (%s): this responder keeps accounts "
-                    "of its own, so a client spread over the responders gets more answers",
-                    name, e.strerror or e)
+        return table.map()
+    except (OSError, ValueError) as e:
+        log.warning("cannot map the shared RRL table (descriptor %d, %d bytes: %s): this "
+                    "responder keeps accounts of its own, so a client spread over the "
+                    "responders gets more answers", table.fd, table.size,
+                    getattr(e, "strerror", None) or e)
         return None
+    finally:
+        table.close()

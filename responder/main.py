@@ -12,12 +12,14 @@ from healthdns.responder.table import Table
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError
+from healthdns.shared.region import Region
 
 log = logging.getLogger("healthdns.responder")
 EXIT_BIND_FAILED = 3
 
 
-def run(conn: Connection) -> None:
+def run(conn: Connection, rrl_table: Region | None = None) -> None:
+    """`rrl_table`: the accounts every responder shares (`Supervisor.rrl_table`)."""
     start, cfg = child.start(conn, "responder")
     # With every port known, bind only once there is something to serve: a socket joins the
     # SO_REUSEPORT group as it binds, and the kernel queues its share of the queries there
@@ -32,7 +34,7 @@ def run(conn: Connection) -> None:
         raise SystemExit(EXIT_BIND_FAILED) from None
     privilege.drop()  # bound: nothing privileged is left to do, and no query was read yet
     messages.send(conn, messages.Bound(start.slot, [(x.host, x.port, True) for x in listeners]))
-    server = Server(start.slot, cfg, listeners, conn, start.secret, start.rrl_table)
+    server = Server(start.slot, cfg, listeners, conn, start.secret, rrl_table)
     server.answerer.table = first
     asyncio.run(server.serve())
     if server.exit_code:

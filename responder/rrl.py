@@ -11,9 +11,9 @@ An account is (class, client prefix) and, for positive answers, the question's n
 as BIND keys them: a resolver asking for many names is not limited by the sum of them, while
 NXDOMAIN, error and large answers (those that amplify best) are counted per prefix alone.
 
-The accounts live in a table of shared memory that the supervisor creates and every responder
-maps, so a spoofer spread over the responders by SO_REUSEPORT meets one limit. An account's
-slot is a CRC of its key, seeded per start, with no collision check: a collision only makes
+The accounts live in a table of shared memory (a memfd, shared/region.py) that the
+supervisor creates and every responder maps, so a spoofer spread over the responders by
+SO_REUSEPORT meets one limit. An account's slot is a CRC of its key, seeded per start, with no collision check: a collision only makes
 two accounts share one limit, and an attacker who could aim one at a victim's account can
 spoof the victim's own prefix anyway, so a keyed hash would buy nothing for its cost. Slots
 are updated without locks: two responders that update one at once lose one update, which
@@ -23,9 +23,9 @@ lets one response more through.
 from __future__ import annotations
 
 import ipaddress
+import mmap
 import time
 from collections.abc import Callable
-from multiprocessing.shared_memory import SharedMemory
 from zlib import crc32
 
 from healthdns.shared.config import RrlSpec
@@ -63,7 +63,7 @@ class Limiter:
         # Answers over the limit by verdict: as applied (a dry run sends them all), as reached.
         self.counts = [0, 0, 0]
         self.would = [0, 0, 0]
-        self.memory: SharedMemory | None = None  # kept mapped for as long as the limiter
+        self.memory: mmap.mmap | None = None  # kept mapped for as long as the limiter
 
     def verdict(self, response: bytes, client: bytes) -> int:
         """SEND, DROP or SLIP for `response` to the client at `client` (4 or 16 octets).

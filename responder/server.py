@@ -19,6 +19,7 @@ from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
 from healthdns.shared import messages
 from healthdns.shared.config import Config
+from healthdns.shared.region import Region
 
 log = logging.getLogger("healthdns.responder")
 TCP_SETTLE = 0.1  # seconds a stopping responder gives the connections it has accepted
@@ -29,7 +30,8 @@ BUG_LOG_BYTES = 512  # of the query, in hex, in the log line
 
 class Server:
     def __init__(self, slot: int, cfg: Config, listeners: list[Listener],
-                 conn: Connection, secret: bytes = b"", rrl_table: str = "") -> None:
+                 conn: Connection, secret: bytes = b"",
+                 rrl_table: Region | None = None) -> None:
         self.slot = slot
         self.cfg = cfg
         self.listeners = listeners

@@ -8,6 +8,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 
 from healthdns.shared import config, heap, logs, messages, privilege, titles
+from healthdns.shared.region import Region
 
 # The supervisor's pid, for the title: this process's parent is the fork server.
 _supervisor = os.getppid()
@@ -56,9 +57,11 @@ def ignore_group_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
 
-def enter(role: str, conn: Connection, supervisor: int | None = None) -> None:
+def enter(role: str, conn: Connection, supervisor: int | None = None,
+          table: Region | None = None) -> None:
     """The one entry point the supervisor starts: runs `healthdns.<role>.main.run(conn)`
-    (the transfer role: `healthdns.responder.transfer.run`).
+    (the transfer role: `healthdns.responder.transfer.run`); a responder's with the RRL
+    table, when it is given one: `run(conn, table)`.
 
     `supervisor` is its pid, when it is not this process's parent (the fork server's child).
     Importing by name keeps the supervisor free of the roles' code.
@@ -71,7 +74,10 @@ def enter(role: str, conn: Connection, supervisor: int | None = None) -> None:
     ignore_group_signals()
     heap.return_large_blocks()  # before the first snapshot or configuration arrives
     module = importlib.import_module(MODULES.get(role, f"healthdns.{role}.main"))
-    module.run(conn)
+    if table is None:
+        module.run(conn)
+    else:
+        module.run(conn, table)
 
 
 # Roles whose entry point is not `<role>.main`: the transfer process is a network-facing,

@@ -28,7 +28,6 @@ class Start(_Message):
     config: bytes
     listen: list[tuple[str, int, bool]] = []  # responders only: resolved (host, port, required)
     secret: bytes = b""  # responders only: the master secret of cookies and RRL accounts
-    rrl_table: str = ""  # responders only: the shared memory of RRL accounts ("" when off)
     # Signer only: the highest serial served per zone (origin text, no final dot, lower case)
     # by this server or, from the state file, a previous one; each first serial goes above it.
     serials: dict[str, int] = {}

@@ -34,7 +34,6 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.shared_memory import SharedMemory
 from types import FrameType
 
 import msgspec
@@ -42,6 +41,7 @@ import msgspec
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
+from healthdns.shared.region import Region
 from healthdns.supervisor import notify, ports, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
@@ -151,7 +151,7 @@ class Supervisor:
         self.control: ControlServer | None = None
         # Shared by the responders, so that any of them validates another's cookies.
         self.secret = secrets.token_bytes(32)
-        self.rrl_table: SharedMemory | None = None  # the RRL accounts, created by `run`
+        self.rrl_table: Region | None = None  # the RRL accounts, created by `run`
 
     @property
     def slots(self) -> list[Slot]:
@@ -171,13 +171,11 @@ class Supervisor:
                       "--control-listen '' to turn the endpoint off)", self.cfg.control.listen,
                       e.strerror or e)
             return EXIT_FATAL
+        without_resource_tracker()
         with _group_signals_blocked():
-            # Started here, not by the first spawn, so that it too ignores group signals
-            # (it never unblocks SIGHUP): killed, it is relaunched with a bare UserWarning.
-            multiprocessing.resource_tracker.ensure_running()
             ensure_fork_server()
         if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
-            self.rrl_table = SharedMemory(create=True, size=self.cfg.rrl.table_size * 8)
+            self.rrl_table = Region.create("healthdns-rrl", self.cfg.rrl.table_size * 8)
             rrl = self.cfg.rrl
             log.info("rate limiting UDP answers: %d/s (NXDOMAIN %d/s, errors %d/s) per /%d and "
                      "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
@@ -449,8 +447,10 @@ class Supervisor:
 
     def _spawn(self, slot: Slot) -> None:
         channel = Channel(self.limits[slot.role])
+        # A responder inherits the RRL table as a descriptor, as it inherits its pipe.
+        table = (self.rrl_table,) if slot.role == "responder" and self.rrl_table is not None else ()
         process = self.ctx.Process(target=child.enter,
-                                   args=(slot.role, channel.child_end, os.getpid()),
+                                   args=(slot.role, channel.child_end, os.getpid(), *table),
                                    name=f"healthdns-{slot.name}")
         with _group_signals_blocked():
             ensure_fork_server()  # a new one, should the last one have died
@@ -461,8 +461,7 @@ class Supervisor:
         view = self.signer_view if slot.role == "signer" else self.views.for_role(slot.role)
         start = messages.Start(slot.index, view, serials=self.steering.kept_serials)
         if slot.role == "responder":
-            table = self.rrl_table.name if self.rrl_table is not None else ""
-            start = messages.Start(slot.index, start.config, self.listen, self.secret, table)
+            start = messages.Start(slot.index, start.config, self.listen, self.secret)
         if slot.role == "transfer":  # a respawn binds the port its predecessor was given
             start = messages.Start(slot.index, start.config, self.transfer_listen)
         self._send(slot, messages.encode(start))
@@ -582,7 +581,8 @@ class Supervisor:
                 for responder in self.responders:
                     self._send(responder, delta or snapshot)
                 self.packed = zlib.compress(snapshot, SNAPSHOT_COMPRESSION)  # once it is sent
-                log.debug("generation %d sent to responders", generation)
+                log.debug("generation %d sent to responders; its snapshot (%d bytes) kept in "
+                          "%d", generation, len(snapshot), len(self.packed))
                 self._relay_records(message)
                 self.generation = generation
                 self.steering.published(generation, serials, self.now())
@@ -774,9 +774,8 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         if self.control is not None:
             self.control.stop()
-        if self.rrl_table is not None:
+        if self.rrl_table is not None:  # the kernel frees it with the responders' mappings
             self.rrl_table.close()
-            self.rrl_table.unlink()
         log.info("stopped")
         return self.exit_code
 
@@ -801,6 +800,21 @@ def ensure_fork_server() -> None:
     server.ensure_running()
     if server._forkserver_pid != before:
         log.info("fork server: pid %s", server._forkserver_pid)
+
+
+def without_resource_tracker() -> None:
+    """Keep multiprocessing from starting its resource tracker (an interpreter, 7 MiB).
+
+    The fork server start method starts one whatever the children use, and hands its pipe to
+    every child. Nothing of healthdns registers anything with it: the RRL table is a memfd
+    (shared/region.py), not `SharedMemory`, and no role uses multiprocessing's semaphores or
+    queues. So the tracker's pipe is /dev/null: the way multiprocessing marks a tracker as
+    running in a process that did not start it (a spawned child is given its parent's pipe),
+    with writes that go nowhere. Python 3.11 has no public switch for this.
+    """
+    tracker = multiprocessing.resource_tracker._resource_tracker
+    if tracker._fd is None:
+        tracker._fd = os.open(os.devnull, os.O_WRONLY)  # not inherited by exec (PEP 446)
 
 
 @contextlib.contextmanager

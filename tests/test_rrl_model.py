@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,13 +242,15 @@ def test_malformed_cookie_lengths(size: int) -> None:
 
 def test_a_table_that_cannot_be_mapped_leaves_the_responder_its_own(
         caplog: pytest.LogCaptureFixture) -> None:
-    """A responder that cannot open the supervisor's table (another user, say) still limits."""
+    """A responder that cannot map the supervisor's table (no memory left, say) still limits."""
     from healthdns.responder import guard
     from healthdns.responder.query import Answerer
+    from healthdns.shared.region import Region
 
     cfg = config.from_mapping({**BASE, "rrl": {"responses_per_second": 1}})
-    made = guard.build(Answerer(1232), cfg, KEY, "healthdns-no-such-table")
+    fd = os.open(os.devnull, os.O_RDONLY)  # a descriptor that cannot be mapped (ENODEV)
+    made = guard.build(Answerer(1232), cfg, KEY, Region(fd, 8 * cfg.rrl.table_size))
     assert made is not None and made.limiter is not None
-    assert "cannot map the shared RRL table healthdns-no-such-table" in caplog.text
+    assert f"cannot map the shared RRL table (descriptor {fd}" in caplog.text
     verdicts = {made.limiter.verdict(response(3, NAMES[0]), CLIENTS[0]) for _ in range(5)}
     assert verdicts == {rrl.SEND, rrl.DROP, rrl.SLIP}
