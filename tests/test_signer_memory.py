@@ -7,10 +7,16 @@ zone's labels; a one-record RRset's signature is cached under the zone's own rec
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_deltas import configs, targets
 
+from healthdns.shared import config
+from healthdns.signer import zone
 from healthdns.signer.main import Signer
 
 STATIC = b"\x06static\x07example\x04test\x00"  # the record without a pool in test_deltas
@@ -65,3 +71,65 @@ def test_nsec_type_sets_are_shared(tmp_dir: str, denial: str) -> None:
     published(signer, targets(cfg), True)
     type_sets = [types for _, types in signer.caches[0].nsecs]
     assert len({id(t) for t in type_sets}) == len(set(type_sets)) < len(type_sets)
+
+
+ADDRESSES = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
+records_of = st.dictionaries(
+    st.from_regex(r"[a-z]{1,3}", fullmatch=True),
+    st.tuples(st.lists(st.sampled_from(ADDRESSES), min_size=1, max_size=2, unique=True),
+              st.sampled_from([None, 60])),
+    min_size=1, max_size=12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(records=records_of)
+def test_equal_static_data_is_one_object(records: dict[str, tuple[list[str], int | None]]
+                                         ) -> None:
+    """Owners that serve the same RRsets (many names of one farm) share one object; an alias
+    zone shares them too (its rdata here has no relative names)."""
+    document: dict[str, Any] = {name: {"a": [a for a in addresses if ":" not in a],
+                                       "aaaa": [a for a in addresses if ":" in a],
+                                       **({"ttl": ttl} if ttl is not None else {})}
+                                for name, (addresses, ttl) in records.items()}
+    for record in document.values():
+        for rtype in ("a", "aaaa"):
+            if not record[rtype]:
+                del record[rtype]
+    cfg = config.from_mapping({"zones": [{"origin": "example.test", "aliases": ["example.org"],
+                                          "nameservers": ["ns1.example.net"],
+                                          "records": document}]})
+    owners = [o for z in zone.build(cfg) for o in z.owners.values() if o.static]
+    for a in owners:
+        for b in owners:
+            assert (a.static is b.static) == (a.static == b.static)
+            for (_, rrset_a), (_, rrset_b) in zip(a.static, b.static):
+                assert (rrset_a is rrset_b) == (rrset_a == rrset_b)
+
+
+def test_zones_keep_owner_names_as_wire_and_no_record_text(tmp_dir: str) -> None:
+    """The config's records (text, per name) are not kept: the owners hold them in wire form,
+    and a lower-case owner's name is the very key it is found by."""
+    cfg = configs(tmp_dir)["signed"]
+    signer = Signer(cfg)
+    for z in signer.zones:
+        assert z.spec.records == {} and len(z.records) == 32
+        for key, owner in z.owners.items():
+            assert owner.name is key
+
+
+
+def test_records_in_another_order_are_the_same_zone(tmp_dir: str) -> None:
+    """A reload compares the records by digest now: listed in another order, they are still
+    the same zone (no new serial), as when the text itself was compared."""
+    cfg = configs(tmp_dir)["signed"]
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    published(signer, ids, True)
+    spec = cfg.zones[0]
+    reordered = msgspec.structs.replace(spec, records=dict(reversed(spec.records.items())))
+    signer.reconfigure(msgspec.structs.replace(cfg, zones=[reordered]))
+    assert signer.update(dict.fromkeys(ids, True), full=True) is None
+    changed = {**spec.records, "new": msgspec.structs.replace(spec.records["static"])}
+    signer.reconfigure(msgspec.structs.replace(cfg, zones=[msgspec.structs.replace(
+        spec, records=changed)]))
+    assert signer.update(dict.fromkeys(ids, True), full=True) is not None
