@@ -12,9 +12,9 @@ RRSIG records, and negative answers with the NSEC records that prove them (RFC 4
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import dns.name
 import dns.rdtypes.ANY.NSEC
@@ -42,6 +42,21 @@ class RRs:
     sigs: tuple[bytes, ...] = ()
 
 
+class Rendered(NamedTuple):
+    """What one name rendered into, and from what. A tuple, and its answers one flat tuple:
+    the cache holds one per name for the process's life (10,000 names: no dict per name)."""
+
+    content: object  # see `_content`
+    default: Answer  # the name's entry in `ZoneTable.names`
+    variants: dict[bytes, list[Answer]] | None  # its rotating answers, if any
+    answers: tuple[bytes | Answer, ...]  # key, answer, key, answer... (`ZoneTable.answers`)
+
+    def pairs(self) -> Iterator[tuple[bytes, Answer]]:
+        flat = self.answers
+        for i in range(0, len(flat), 2):
+            yield cast(bytes, flat[i]), cast(Answer, flat[i + 1])
+
+
 @dataclass
 class RenderCache:
     """What one zone rendered last time, reused for names whose content did not change.
@@ -51,8 +66,7 @@ class RenderCache:
     Cleared when signatures are renewed.
     """
 
-    names: dict[bytes, tuple[object, dict[bytes, Answer], dict[bytes, list[Answer]], Answer]] \
-        = field(default_factory=dict)
+    names: dict[bytes, Rendered] = field(default_factory=dict)
     order: list[bytes] = field(default_factory=list)  # the chain's names, in order
     keys: list[Any] = field(default_factory=list)  # their sort keys (NSEC) or hashes (NSEC3)
     nsecs: dict[tuple[bytes, tuple[int, ...]], bytes] = field(default_factory=dict)
@@ -262,10 +276,11 @@ def _table(view: _View, views: list[_View]) -> ZoneTable:
             continue
         content = _content(view, name, rrsets)
         hit = cached.get(name)
-        if hit is not None and hit[0] == content:
-            answers.update(hit[1])
-            variants.update(hit[2])
-            defaults[name] = hit[3]
+        if hit is not None and hit.content == content:
+            answers.update(hit.pairs())
+            if hit.variants is not None:
+                variants.update(hit.variants)
+            defaults[name] = hit.default
             continue
         own: dict[bytes, Answer] = {}
         own_variants: dict[bytes, list[Answer]] = {}
@@ -273,7 +288,8 @@ def _table(view: _View, views: list[_View]) -> ZoneTable:
         answers.update(own)
         variants.update(own_variants)
         if name != view.apex:  # the apex holds the SOA: always rendered
-            cached[name] = (content, own, own_variants, defaults[name])
+            flat = tuple(x for pair in own.items() for x in pair)
+            cached[name] = Rendered(content, defaults[name], own_variants or None, flat)
     nx = _answer(view, NXDOMAIN, [], [], soa=True)
     soa = view.soa(b"")
     return ZoneTable(origin=view.apex, answers=answers, names=defaults, nxdomain=nx,

@@ -130,3 +130,29 @@ def test_a_reload_compares_the_records_digest(tmp_dir: str) -> None:
         return [built.records for built in zone.build(config.Config(zones=[z]))]
 
     assert digests(reordered) == digests(spec) != digests(grown)
+
+
+@pytest.mark.parametrize("kind", ["unsigned", "signed"])
+def test_the_render_cache_holds_no_dict_per_name(tmp_dir: str, kind: str) -> None:
+    """A cached name is a tuple whose answers are one flat tuple; only a name that rotates has
+    a dict, of its variants. Served from the cache, the answers are the very same objects."""
+    cfg = configs(tmp_dir)[kind]
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    published(signer, ids, True)
+    entries = dict(signer.caches[0].names)
+    rotating = signer.caches[0].names[b"\x03rot\x07example\x04test\x00"]
+    assert rotating.variants
+    for entry in entries.values():
+        assert isinstance(entry, tuple) and not any(isinstance(x, dict) for x in entry
+                                                    if x is not entry.variants)
+        assert entry.variants is None or entry.variants
+    before = {name: list(entry.pairs()) for name, entry in entries.items()}
+    # One target down: most names are served from the cache.
+    assert signer.update({ids[0]: False}, full=False) is not None
+    table = signer.previous
+    assert table is not None
+    kept = [name for name in before if signer.caches[0].names[name] is entries[name]]
+    assert STATIC in kept
+    for name in kept:
+        assert all(table[0].answers[key] is answer for key, answer in before[name])
