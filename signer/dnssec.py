@@ -23,6 +23,9 @@ from healthdns.signer.keys import Key
 
 DNSKEY, RRSIG, NSEC, CDS, CDNSKEY = 48, 46, 47, 59, 60
 RRsetKey = tuple[bytes, int, int, tuple[bytes, ...]]
+# When to renew, then the RRSIG rdata: one tuple, not a pair holding a second tuple (20,000
+# RRsets at 10,000 signed names).
+Signed = tuple[float, *tuple[bytes, ...]]
 
 
 @dataclass
@@ -34,8 +37,11 @@ class ZoneSigner:
     spec: DnssecSpec
     now: Callable[[], float]
     rng: random.Random = field(default_factory=random.Random)
-    cache: dict[RRsetKey, tuple[float, tuple[bytes, ...]]] = field(default_factory=dict)
+    cache: dict[RRsetKey, Signed] = field(default_factory=dict)
     used: set[RRsetKey] = field(default_factory=set)  # signed or reused since the last prune
+    # Owners whose answers were served from the render cache since the last prune: their
+    # RRsets are the ones they were signed for, so their signatures are still served.
+    kept: set[bytes] = field(default_factory=set)
     signed: int = 0  # signatures made, for tests and logs
     # While renewing, every signature due before this time is renewed too: renewals come in
     # batches rather than one generation per signature.
@@ -50,21 +56,32 @@ class ZoneSigner:
         now = self.now()
         found = self.cache.get(cache_key)
         if found is not None and max(now, self.horizon) < found[0]:
-            return found[1]
+            return found[1:]  # type: ignore[return-value]
         sigs = self._sign(owner, rdtype, ttl, rdatas, now)
         life = self.spec.validity - self.spec.refresh
         renew = now + life - self.rng.uniform(0, life * 0.1)
-        self.cache[cache_key] = (renew, sigs)
+        self.cache[cache_key] = (renew, *sigs)
         return sigs
 
+    def keep(self, owner: bytes) -> None:
+        """`owner`'s answers were served as rendered before: its signatures stay (see `prune`)."""
+        self.kept.add(owner)
+
     def next_renewal(self) -> float | None:
-        return min((renew for renew, _ in self.cache.values()), default=None)
+        return min((signed[0] for signed in self.cache.values()), default=None)
 
     def prune(self) -> None:
-        """Drop signatures of RRsets no longer served, so the cache does not grow forever."""
+        """Drop signatures of RRsets no longer served, so the cache does not grow forever.
+
+        An owner served from the render cache signed nothing this generation, yet its answers
+        carry the signatures in the cache: they stay, and fall due for renewal in their turn
+        (dropped, they would be served until they expired).
+        """
+        kept = self.kept
         for stale in self.cache.keys() - self.used:
-            del self.cache[stale]
-        self.used = set()
+            if stale[0] not in kept:
+                del self.cache[stale]
+        self.used, self.kept = set(), set()
 
     def zone_keys(self) -> list[Key]:
         """The keys that sign everything but the key RRsets."""

@@ -277,6 +277,10 @@ def _table(view: _View, views: list[_View]) -> ZoneTable:
         content = _content(view, name, rrsets)
         hit = cached.get(name)
         if hit is not None and hit.content == content:
+            if view.signer is not None:
+                view.signer.keep(name)
+                if view.nsec3:
+                    view.signer.keep(view.hashed[name])
             answers.update(hit.pairs())
             if hit.variants is not None:
                 variants.update(hit.variants)

@@ -156,3 +156,15 @@ def test_the_render_cache_holds_no_dict_per_name(tmp_dir: str, kind: str) -> Non
     assert STATIC in kept
     for name in kept:
         assert all(table[0].answers[key] is answer for key, answer in before[name])
+
+
+def test_a_signature_cache_entry_is_one_tuple(tmp_dir: str) -> None:
+    """When to renew, then the RRSIG rdata of each signing key, in one tuple."""
+    cfg = configs(tmp_dir)["signed"]
+    signer = Signer(cfg)
+    published(signer, targets(cfg), True)
+    zone_signer = signer.signers[0]
+    assert zone_signer is not None and zone_signer.cache
+    for signed in zone_signer.cache.values():
+        assert isinstance(signed[0], float) and len(signed) == 2  # one key: the CSK
+        assert isinstance(signed[1], bytes) and signed[1][:2] != b"\x00\x00"
