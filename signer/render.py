@@ -93,6 +93,13 @@ class _View:
     nsecs: dict[bytes, bytes] = field(default_factory=dict)  # name -> NSEC or NSEC3 rdata
     # name -> type -> the rdata sets of a pool's rotating answers (variant 0 is in `names`)
     rotating: dict[bytes, dict[int, Variants]] = field(default_factory=dict)
+    # Bodies rendered in this generation, each once: a NODATA answer proves with the very
+    # NSEC records a NSEC query is answered with, names of one address answer alike.
+    bodies: dict[bytes, bytes] = field(default_factory=dict)
+
+    def body(self, body: bytes) -> bytes:
+        """The one object of this generation equal to `body`."""
+        return self.bodies.setdefault(body, body)
 
     @property
     def apex(self) -> bytes:
@@ -380,10 +387,9 @@ def _answer(view: _View, rcode: int, answer: list[RRs], authority: list[RRs] | N
         sections = (answer, authority + (proofs or []))
         an, ns = (sum(len(s.records) + len(s.sigs) for s in sec) for sec in sections)
         soa_count = 1 + len(view.signer.zone_keys()) if soa else 0
-        signed = Answer(QR_AA | rcode, an, ns + soa_count, 0,
-                        b"".join(r for sec in sections for s in sec for r in _signed(s)),
-                        soa=soa)
-    return Answer(QR_AA | rcode, plain_an, plain_ns, 0, body, signed, soa=soa)
+        signed = Answer(QR_AA | rcode, an, ns + soa_count, 0, view.body(
+            b"".join(r for sec in sections for s in sec for r in _signed(s))), soa=soa)
+    return Answer(QR_AA | rcode, plain_an, plain_ns, 0, view.body(body), signed, soa=soa)
 
 
 def _signed(rrs: RRs) -> tuple[bytes, ...]:

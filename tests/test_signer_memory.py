@@ -168,3 +168,27 @@ def test_a_signature_cache_entry_is_one_tuple(tmp_dir: str) -> None:
     for signed in zone_signer.cache.values():
         assert isinstance(signed[0], float) and len(signed) == 2  # one key: the CSK
         assert isinstance(signed[1], bytes) and signed[1][:2] != b"\x00\x00"
+
+
+def test_equal_bodies_are_one_object(tmp_dir: str) -> None:
+    """A NODATA answer proves with the very NSEC records a NSEC query is answered with: one
+    body; answers of one address in a zone and its alias are one body too."""
+    cfg = configs(tmp_dir)["signed"]
+    signer = Signer(cfg)
+    published(signer, targets(cfg), True)
+    assert signer.previous is not None
+    table = signer.previous[0]
+    nsec = (47).to_bytes(2, "big")
+    shared = 0
+    for name, default in table.names.items():
+        answer = table.answers.get(name + nsec)
+        if answer is None or default.signed is None or name + b"\x00\x05" in table.answers:
+            continue  # no NSEC record (an empty non-terminal), or a CNAME: its chain
+        assert answer.signed is not None
+        assert default.signed.body == answer.signed.body  # what makes sharing possible
+        assert default.signed.body is answer.signed.body
+        shared += 1
+    assert shared > 3
+    bodies: dict[bytes, bytes] = {}
+    for answer in table.answers.values():
+        assert bodies.setdefault(answer.body, answer.body) is answer.body
