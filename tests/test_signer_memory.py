@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from test_deltas import configs, targets
 
 from healthdns.shared import config
-from healthdns.signer import zone
+from healthdns.signer import dnssec, zone
 from healthdns.signer.main import Signer
 
 STATIC = b"\x06static\x07example\x04test\x00"  # the record without a pool in test_deltas
@@ -158,16 +158,28 @@ def test_the_render_cache_holds_no_dict_per_name(tmp_dir: str, kind: str) -> Non
         assert all(table[0].answers[key] is answer for key, answer in before[name])
 
 
-def test_a_signature_cache_entry_is_one_tuple(tmp_dir: str) -> None:
-    """When to renew, then the RRSIG rdata of each signing key, in one tuple."""
+@settings(max_examples=20, deadline=None)
+@given(sigs=st.lists(st.binary(max_size=600), max_size=4), renew=st.floats(0, 2**33))
+def test_a_signature_cache_entry_is_one_bytes_object(sigs: list[bytes], renew: float) -> None:
+    """When to renew, then the RRSIG rdata of each signing key, packed in one bytes object
+    that gives back exactly what was packed."""
+    packed = dnssec._pack(renew, tuple(sigs))
+    assert isinstance(packed, bytes)
+    assert dnssec._renewal(packed) == renew and dnssec._unpack(packed) == tuple(sigs)
+
+
+def test_the_next_renewal_is_the_earliest_in_the_cache(tmp_dir: str) -> None:
     cfg = configs(tmp_dir)["signed"]
+    ids = targets(cfg)
     signer = Signer(cfg)
-    published(signer, targets(cfg), True)
     zone_signer = signer.signers[0]
-    assert zone_signer is not None and zone_signer.cache
-    for signed in zone_signer.cache.values():
-        assert isinstance(signed[0], float) and len(signed) == 2  # one key: the CSK
-        assert isinstance(signed[1], bytes) and signed[1][:2] != b"\x00\x00"
+    assert zone_signer is not None and zone_signer.next_renewal() is None
+    for up in (True, False, True):
+        published(signer, ids, up)
+        assert zone_signer.cache
+        assert all(isinstance(v, bytes) for v in zone_signer.cache.values())
+        assert zone_signer.next_renewal() == min(dnssec._renewal(v)
+                                                 for v in zone_signer.cache.values())
 
 
 def test_equal_bodies_are_one_object(tmp_dir: str) -> None:
