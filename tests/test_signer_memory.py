@@ -3,6 +3,9 @@
 What a name without a pool serves is compared, generation after generation, as the zone's own
 object (never a copy per name and generation); the sort keys of the NSEC chain share the
 zone's labels; a one-record RRset's signature is cached under the zone's own record tuple.
+Owners with equal RRsets share them, the config's record text is not kept, a render cache
+entry is one tuple, equal bodies of a generation are one object, and a signature cache entry
+is one bytes object.
 """
 
 from __future__ import annotations
