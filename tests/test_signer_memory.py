@@ -207,3 +207,17 @@ def test_equal_bodies_are_one_object(tmp_dir: str) -> None:
     bodies: dict[bytes, bytes] = {}
     for answer in table.answers.values():
         assert bodies.setdefault(answer.body, answer.body) is answer.body
+
+
+@pytest.mark.parametrize("kind", ["unsigned", "signed"])
+def test_answers_share_their_flags(tmp_dir: str, kind: str) -> None:
+    """Header flags above 256 are an int object of their own unless made once: one per rcode."""
+    cfg = configs(tmp_dir)[kind]
+    signer = Signer(cfg)
+    published(signer, targets(cfg), True)
+    assert signer.previous is not None
+    answers = [a for table in signer.previous
+               for a in (*table.answers.values(), *table.names.values(), table.nxdomain)]
+    answers += [a.signed for a in answers if a.signed is not None]
+    flags = {id(a.flags) for a in answers}
+    assert len(flags) == len({a.flags for a in answers}) == 2  # NOERROR and NXDOMAIN
