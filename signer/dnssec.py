@@ -23,6 +23,8 @@ from healthdns.signer.keys import Key
 
 DNSKEY, RRSIG, NSEC, CDS, CDNSKEY = 48, 46, 47, 59, 60
 RRsetKey = tuple[bytes, int, int, tuple[bytes, ...]]
+RENEW = struct.Struct(">d")
+LENGTH = struct.Struct(">H")
 
 
 @dataclass
@@ -34,12 +36,19 @@ class ZoneSigner:
     spec: DnssecSpec
     now: Callable[[], float]
     rng: random.Random = field(default_factory=random.Random)
-    cache: dict[RRsetKey, tuple[float, tuple[bytes, ...]]] = field(default_factory=dict)
+    # RRset -> when to renew and its RRSIG rdata, packed (see `_pack`)
+    cache: dict[RRsetKey, bytes] = field(default_factory=dict)
     used: set[RRsetKey] = field(default_factory=set)  # signed or reused since the last prune
+    # Owners whose answers were served from the render cache since the last prune: their
+    # RRsets are the ones they were signed for, so their signatures are still served.
+    kept: set[bytes] = field(default_factory=set)
     signed: int = 0  # signatures made, for tests and logs
     # While renewing, every signature due before this time is renewed too: renewals come in
     # batches rather than one generation per signature.
     horizon: float = 0.0
+    # The earliest renewal in the cache, or earlier: kept as signatures are made, found
+    # again by `prune`, so that asking for it does not unpack the whole cache.
+    soonest: float | None = None
 
     def rrsigs(self, owner: bytes, rdtype: int, ttl: int,
                rdatas: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -49,22 +58,35 @@ class ZoneSigner:
         self.used.add(cache_key)
         now = self.now()
         found = self.cache.get(cache_key)
-        if found is not None and max(now, self.horizon) < found[0]:
-            return found[1]
+        if found is not None and max(now, self.horizon) < _renewal(found):
+            return _unpack(found)
         sigs = self._sign(owner, rdtype, ttl, rdatas, now)
         life = self.spec.validity - self.spec.refresh
         renew = now + life - self.rng.uniform(0, life * 0.1)
-        self.cache[cache_key] = (renew, sigs)
+        self.cache[cache_key] = _pack(renew, sigs)
+        self.soonest = renew if self.soonest is None else min(self.soonest, renew)
         return sigs
 
+    def keep(self, owner: bytes) -> None:
+        """`owner`'s answers were served as rendered before: its signatures stay (see `prune`)."""
+        self.kept.add(owner)
+
     def next_renewal(self) -> float | None:
-        return min((renew for renew, _ in self.cache.values()), default=None)
+        return self.soonest
 
     def prune(self) -> None:
-        """Drop signatures of RRsets no longer served, so the cache does not grow forever."""
+        """Drop signatures of RRsets no longer served, so the cache does not grow forever.
+
+        An owner served from the render cache signed nothing this generation, yet its answers
+        carry the signatures in the cache: they stay, and fall due for renewal in their turn
+        (dropped, they would be served until they expired).
+        """
+        kept = self.kept
         for stale in self.cache.keys() - self.used:
-            del self.cache[stale]
-        self.used = set()
+            if stale[0] not in kept:
+                del self.cache[stale]
+        self.used, self.kept = set(), set()
+        self.soonest = min(map(_renewal, self.cache.values()), default=None)
 
     def zone_keys(self) -> list[Key]:
         """The keys that sign everything but the key RRsets."""
@@ -104,3 +126,24 @@ class ZoneSigner:
     @functools.cached_property
     def signer_name(self) -> bytes:
         return self.origin.canonicalize().to_wire()
+
+
+def _pack(renew: float, sigs: tuple[bytes, ...]) -> bytes:
+    """When to renew, then each RRSIG rdata after its length: one bytes object per RRset,
+    70 bytes less than a tuple holding a float and the rdata (20,000 RRsets at 10,000 names)."""
+    return RENEW.pack(renew) + b"".join(LENGTH.pack(len(s)) + s for s in sigs)
+
+
+def _renewal(packed: bytes) -> float:
+    return float(RENEW.unpack_from(packed)[0])
+
+
+def _unpack(packed: bytes) -> tuple[bytes, ...]:
+    sigs = []
+    i = RENEW.size
+    while i < len(packed):
+        (length,) = LENGTH.unpack_from(packed, i)
+        i += LENGTH.size
+        sigs.append(packed[i:i + length])
+        i += length
+    return tuple(sigs)

@@ -256,7 +256,7 @@ class Signer:
             for owner in z.owners.values():
                 if owner.plan is None:
                     continue
-                name = owner.name.to_text(omit_final_dot=True)
+                name = dns.name.from_wire(owner.name, 0)[0].to_text(omit_final_dot=True)
                 health = zone.owner_health(owner, self.health)
                 for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
                                                                      health).items():
@@ -268,7 +268,7 @@ def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
                new_keys: list[keys.Key] | None) -> bool:
     """The same spec (DNSSEC settings included) and, when signed, the same keys in the same
     roles, signing or only published (so the same DNSKEY RRset and signatures)."""
-    if old.spec != new.spec:
+    if old.spec != new.spec or old.records != new.records:
         return False
     if signer is None or new_keys is None:
         return signer is None and new_keys is None
@@ -296,13 +296,7 @@ def run(conn: Connection) -> None:
     # Before the keys are in memory: no process of the same uid may read them through
     # ptrace or /proc/<pid>/mem (a compromised responder).
     privilege.non_dumpable()
-    start, cfg = child.start(conn, "signer")
-    try:
-        signer = Signer(cfg)
-        signer.floor(start.serials)
-    except keys.KeyFileError as e:
-        messages.send(conn, messages.Fatal(start.slot, str(e)))
-        raise SystemExit(EXIT_BAD_KEY) from None
+    signer = _started(conn)
     privilege.drop()  # the keys are loaded: the key files are never read again
     while True:
         # Waiting for a new configuration's health, nothing is published, renewals neither.
@@ -315,25 +309,47 @@ def run(conn: Connection) -> None:
             batch = _queued(conn)
         except (EOFError, OSError):
             return  # the supervisor is gone
-        health = False
-        for message in batch:
-            match message:
-                case messages.Health(states=states, full=full, names=names):
-                    signer.merge(states, full, names)
-                    health = True
-                case messages.Resume():
-                    signer.resume(message)
-                case messages.Reconfigure(config=encoded):
-                    _reconfigure(signer, encoded)
-                case messages.Bye():
-                    return
-                case _:
-                    log.warning("ignoring unexpected %s", type(message).__name__)
+        health = _take(signer, batch)
+        del batch  # a Resume holds its predecessor's snapshot (10 MB at 10,000 signed names)
+        if health is None:
+            return
         if not health:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
         _send(conn, signer.publish(), signer)
+
+
+def _started(conn: Connection) -> Signer:
+    """The signer of the configuration in `Start`. A function of its own so that neither the
+    decoded configuration nor its encoding outlives it: the zones keep what they need."""
+    start, cfg = child.start(conn, "signer")
+    try:
+        signer = Signer(cfg)
+        signer.floor(start.serials)
+    except keys.KeyFileError as e:
+        messages.send(conn, messages.Fatal(start.slot, str(e)))
+        raise SystemExit(EXIT_BAD_KEY) from None
+    return signer
+
+
+def _take(signer: Signer, batch: list[messages.ToChild]) -> bool | None:
+    """Apply a batch of messages: whether it held health, None on `Bye`."""
+    health = False
+    for message in batch:
+        match message:
+            case messages.Health(states=states, full=full, names=names):
+                signer.merge(states, full, names)
+                health = True
+            case messages.Resume():
+                signer.resume(message)
+            case messages.Reconfigure(config=encoded):
+                _reconfigure(signer, encoded)
+            case messages.Bye():
+                return None
+            case _:
+                log.warning("ignoring unexpected %s", type(message).__name__)
+    return health
 
 
 def _reconfigure(signer: Signer, encoded: bytes) -> None:

@@ -12,9 +12,9 @@ RRSIG records, and negative answers with the NSEC records that prove them (RFC 4
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import dns.name
 import dns.rdtypes.ANY.NSEC
@@ -31,6 +31,9 @@ IN = 1
 ANY = 255
 QR_AA = 0x8400
 NOERROR, NXDOMAIN = 0, 3
+# The header flags of each rcode, made once: `QR_AA | rcode` is a new int object per answer
+# (only ints up to 256 are shared), 32 bytes each of 60,000 answers at 10,000 signed names.
+FLAGS = {rcode: QR_AA | rcode for rcode in (NOERROR, NXDOMAIN)}
 MAX_CHAIN = 8  # CNAME hops followed before giving up (RFC 1034 4.3.2 loop protection)
 
 
@@ -42,6 +45,21 @@ class RRs:
     sigs: tuple[bytes, ...] = ()
 
 
+class Rendered(NamedTuple):
+    """What one name rendered into, and from what. A tuple, and its answers one flat tuple:
+    the cache holds one per name for the process's life (10,000 names: no dict per name)."""
+
+    content: object  # see `_content`
+    default: Answer  # the name's entry in `ZoneTable.names`
+    variants: dict[bytes, list[Answer]] | None  # its rotating answers, if any
+    answers: tuple[bytes | Answer, ...]  # key, answer, key, answer... (`ZoneTable.answers`)
+
+    def pairs(self) -> Iterator[tuple[bytes, Answer]]:
+        flat = self.answers
+        for i in range(0, len(flat), 2):
+            yield cast(bytes, flat[i]), cast(Answer, flat[i + 1])
+
+
 @dataclass
 class RenderCache:
     """What one zone rendered last time, reused for names whose content did not change.
@@ -51,8 +69,7 @@ class RenderCache:
     Cleared when signatures are renewed.
     """
 
-    names: dict[bytes, tuple[object, dict[bytes, Answer], dict[bytes, list[Answer]], Answer]] \
-        = field(default_factory=dict)
+    names: dict[bytes, Rendered] = field(default_factory=dict)
     order: list[bytes] = field(default_factory=list)  # the chain's names, in order
     keys: list[Any] = field(default_factory=list)  # their sort keys (NSEC) or hashes (NSEC3)
     nsecs: dict[tuple[bytes, tuple[int, ...]], bytes] = field(default_factory=dict)
@@ -79,6 +96,13 @@ class _View:
     nsecs: dict[bytes, bytes] = field(default_factory=dict)  # name -> NSEC or NSEC3 rdata
     # name -> type -> the rdata sets of a pool's rotating answers (variant 0 is in `names`)
     rotating: dict[bytes, dict[int, Variants]] = field(default_factory=dict)
+    # Bodies rendered in this generation, each once: a NODATA answer proves with the very
+    # NSEC records a NSEC query is answered with, names of one address answer alike.
+    bodies: dict[bytes, bytes] = field(default_factory=dict)
+
+    def body(self, body: bytes) -> bytes:
+        """The one object of this generation equal to `body`."""
+        return self.bodies.setdefault(body, body)
 
     @property
     def apex(self) -> bytes:
@@ -262,10 +286,15 @@ def _table(view: _View, views: list[_View]) -> ZoneTable:
             continue
         content = _content(view, name, rrsets)
         hit = cached.get(name)
-        if hit is not None and hit[0] == content:
-            answers.update(hit[1])
-            variants.update(hit[2])
-            defaults[name] = hit[3]
+        if hit is not None and hit.content == content:
+            if view.signer is not None:
+                view.signer.keep(name)
+                if view.nsec3:
+                    view.signer.keep(view.hashed[name])
+            answers.update(hit.pairs())
+            if hit.variants is not None:
+                variants.update(hit.variants)
+            defaults[name] = hit.default
             continue
         own: dict[bytes, Answer] = {}
         own_variants: dict[bytes, list[Answer]] = {}
@@ -273,7 +302,8 @@ def _table(view: _View, views: list[_View]) -> ZoneTable:
         answers.update(own)
         variants.update(own_variants)
         if name != view.apex:  # the apex holds the SOA: always rendered
-            cached[name] = (content, own, own_variants, defaults[name])
+            flat = tuple(x for pair in own.items() for x in pair)
+            cached[name] = Rendered(content, defaults[name], own_variants or None, flat)
     nx = _answer(view, NXDOMAIN, [], [], soa=True)
     soa = view.soa(b"")
     return ZoneTable(origin=view.apex, answers=answers, names=defaults, nxdomain=nx,
@@ -360,10 +390,9 @@ def _answer(view: _View, rcode: int, answer: list[RRs], authority: list[RRs] | N
         sections = (answer, authority + (proofs or []))
         an, ns = (sum(len(s.records) + len(s.sigs) for s in sec) for sec in sections)
         soa_count = 1 + len(view.signer.zone_keys()) if soa else 0
-        signed = Answer(QR_AA | rcode, an, ns + soa_count, 0,
-                        b"".join(r for sec in sections for s in sec for r in _signed(s)),
-                        soa=soa)
-    return Answer(QR_AA | rcode, plain_an, plain_ns, 0, body, signed, soa=soa)
+        signed = Answer(FLAGS[rcode], an, ns + soa_count, 0, view.body(
+            b"".join(r for sec in sections for s in sec for r in _signed(s))), soa=soa)
+    return Answer(FLAGS[rcode], plain_an, plain_ns, 0, view.body(body), signed, soa=soa)
 
 
 def _signed(rrs: RRs) -> tuple[bytes, ...]:

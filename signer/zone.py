@@ -37,10 +37,14 @@ def wire(name: dns.name.Name) -> bytes:
 class Owner:
     """One owner name of one zone, with the data that does not depend on health."""
 
-    name: dns.name.Name
+    # The lower-case wire form (the config writes names in lower case): the very key the
+    # zone holds the owner by. Bytes, not a dns.name.Name (a third of the size, and the
+    # render path never needs a Name).
+    name: bytes
     ttl: int
     # Kept as items, not a dict: `fill` makes the dict. The render cache keeps this very
-    # object as what a name without a pool serves, so a name is compared by identity.
+    # object as what a name without a pool serves, so a name is compared by identity. Equal
+    # data of several owners is one object (see `_Shared`).
     static: RRsetItems
     pool: PoolSpec | None
     cname: bytes | None  # lower-case wire of the CNAME target, for following chains
@@ -53,7 +57,11 @@ class Zone:
 
     index: int  # which `Config.zones` entry it comes from
     origin: dns.name.Name
+    # The zone's spec without its records (they live on in `owners`, in wire form): the
+    # config's text of 10,000 names is not kept for the process's lifetime. `records` is
+    # their digest, what tells a reload whether they changed.
     spec: ZoneSpec
+    records: bytes
     owners: dict[bytes, Owner]  # by lower-case wire name, the apex included
     ns: tuple[bytes, ...]
     mname: bytes
@@ -68,13 +76,35 @@ class Zone:
 def build(config: Config) -> list[Zone]:
     """Every zone and alias zone of the configuration."""
     zones: list[Zone] = []
+    shared = _Shared()
     for index, spec in enumerate(config.zones):
+        # In name order: records listed in another order are the same zone.
+        ordered = sorted(spec.records.items(), key=lambda item: item[0])
+        digest = hashlib.sha256(msgspec.msgpack.encode(ordered)).digest()
         for origin_text in (spec.origin, *spec.aliases):
-            zones.append(_zone(index, spec, dns.name.from_text(origin_text)))
+            zones.append(_zone(index, spec, dns.name.from_text(origin_text), digest, shared))
     return zones
 
 
-def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name) -> Zone:
+class _Shared:
+    """One object for equal data: many owners serve the same addresses (a farm behind one
+    balancer, the names of one host), and the signer keeps each owner's data for its life."""
+
+    def __init__(self) -> None:
+        self.rrsets: dict[tuple[int, tuple[bytes, ...]], tuple[int, tuple[bytes, ...]]] = {}
+        self.items: dict[RRsetItems, RRsetItems] = {}
+
+    def rrset(self, ttl: int, rdatas: tuple[bytes, ...]) -> tuple[int, tuple[bytes, ...]]:
+        value = (ttl, rdatas)
+        return self.rrsets.setdefault(value, value)
+
+    def static(self, rrsets: RRsets) -> RRsetItems:
+        items = tuple(rrsets.items())
+        return self.items.setdefault(items, items)
+
+
+def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name, digest: bytes,
+          shared: _Shared) -> Zone:
     owners: dict[bytes, Owner] = {}
     for relative, record in spec.records.items():
         name = origin if relative == "@" else dns.name.from_text(relative, origin=origin)
@@ -87,18 +117,20 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name) -> Zone:
                                           relativize=False)
                       for t in texts]
             # Canonical form (RFC 4034 6.2): what is signed is exactly what is served.
-            static[rdtype] = (ttl, tuple(r.to_digestable() for r in rdatas))
+            static[rdtype] = shared.rrset(ttl, tuple(r.to_digestable() for r in rdatas))
             if rdtype == CNAME:
                 cname = wire(rdatas[0].target)  # type: ignore[attr-defined]
         plan = pools.plan(record.pool) if record.pool is not None else None
-        owners[wire(name)] = Owner(name, ttl, tuple(static.items()), record.pool, cname, plan)
+        key = wire(name)
+        owners[key] = Owner(key, ttl, shared.static(static), record.pool, cname, plan)
     apex = wire(origin)
     if apex not in owners:
-        owners[apex] = Owner(origin, spec.ttl, (), None, None)
+        owners[apex] = Owner(apex, spec.ttl, (), None, None)
     return Zone(
         index=index,
         origin=origin,
-        spec=spec,
+        spec=msgspec.structs.replace(spec, records={}),
+        records=digest,
         owners=owners,
         ns=tuple(wire(dns.name.from_text(n)) for n in spec.nameservers),
         mname=wire(dns.name.from_text(spec.nameservers[0])),
@@ -123,7 +155,7 @@ def owner_health(owner: Owner, health: Mapping[str, bool]) -> Mapping[str, bool]
     forced = getattr(health, "forced", None)
     if not forced or owner.plan is None:
         return health
-    state = forced.get(wire(owner.name))
+    state = forced.get(owner.name)
     if state is None:
         return health
     return {m.target: state for groups in owner.plan.groups.values() for group in groups

@@ -3,14 +3,23 @@
 What a name without a pool serves is compared, generation after generation, as the zone's own
 object (never a copy per name and generation); the sort keys of the NSEC chain share the
 zone's labels; a one-record RRset's signature is cached under the zone's own record tuple.
+Owners with equal RRsets share them, the config's record text is not kept, a render cache
+entry is one tuple, equal bodies of a generation are one object, and a signature cache entry
+is one bytes object.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_deltas import configs, targets
 
+from healthdns.shared import config
+from healthdns.signer import dnssec, zone
 from healthdns.signer.main import Signer
 
 STATIC = b"\x06static\x07example\x04test\x00"  # the record without a pool in test_deltas
@@ -65,3 +74,150 @@ def test_nsec_type_sets_are_shared(tmp_dir: str, denial: str) -> None:
     published(signer, targets(cfg), True)
     type_sets = [types for _, types in signer.caches[0].nsecs]
     assert len({id(t) for t in type_sets}) == len(set(type_sets)) < len(type_sets)
+
+
+ADDRESSES = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
+records_of = st.dictionaries(
+    st.from_regex(r"[a-z]{1,3}", fullmatch=True),
+    st.tuples(st.lists(st.sampled_from(ADDRESSES), min_size=1, max_size=2, unique=True),
+              st.sampled_from([None, 60])),
+    min_size=1, max_size=12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(records=records_of)
+def test_equal_static_data_is_one_object(records: dict[str, tuple[list[str], int | None]]
+                                         ) -> None:
+    """Owners that serve the same RRsets (many names of one farm) share one object; an alias
+    zone shares them too (its rdata here has no relative names)."""
+    document: dict[str, Any] = {name: {"a": [a for a in addresses if ":" not in a],
+                                       "aaaa": [a for a in addresses if ":" in a],
+                                       **({"ttl": ttl} if ttl is not None else {})}
+                                for name, (addresses, ttl) in records.items()}
+    for record in document.values():
+        for rtype in ("a", "aaaa"):
+            if not record[rtype]:
+                del record[rtype]
+    cfg = config.from_mapping({"zones": [{"origin": "example.test", "aliases": ["example.org"],
+                                          "nameservers": ["ns1.example.net"],
+                                          "records": document}]})
+    owners = [o for z in zone.build(cfg) for o in z.owners.values() if o.static]
+    for a in owners:
+        for b in owners:
+            assert (a.static is b.static) == (a.static == b.static)
+            for (_, rrset_a), (_, rrset_b) in zip(a.static, b.static):
+                assert (rrset_a is rrset_b) == (rrset_a == rrset_b)
+
+
+def test_zones_keep_owner_names_as_wire_and_no_record_text(tmp_dir: str) -> None:
+    """The config's records (text, per name) are not kept: the owners hold them in wire form,
+    and a lower-case owner's name is the very key it is found by."""
+    cfg = configs(tmp_dir)["signed"]
+    signer = Signer(cfg)
+    for z in signer.zones:
+        assert z.spec.records == {} and len(z.records) == 32
+        for key, owner in z.owners.items():
+            assert owner.name is key
+
+
+
+def test_a_reload_compares_the_records_digest(tmp_dir: str) -> None:
+    """Zones keep a digest of their records, not the records: listed in another order they
+    are the same records (as when the text itself was compared), one more name is not."""
+    spec = configs(tmp_dir)["signed"].zones[0]
+    reordered = msgspec.structs.replace(spec, records=dict(reversed(spec.records.items())))
+    grown = msgspec.structs.replace(spec, records={**spec.records,
+                                                   "new": spec.records["static"]})
+
+    def digests(z: config.ZoneSpec) -> list[bytes]:
+        return [built.records for built in zone.build(config.Config(zones=[z]))]
+
+    assert digests(reordered) == digests(spec) != digests(grown)
+
+
+@pytest.mark.parametrize("kind", ["unsigned", "signed"])
+def test_the_render_cache_holds_no_dict_per_name(tmp_dir: str, kind: str) -> None:
+    """A cached name is a tuple whose answers are one flat tuple; only a name that rotates has
+    a dict, of its variants. Served from the cache, the answers are the very same objects."""
+    cfg = configs(tmp_dir)[kind]
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    published(signer, ids, True)
+    entries = dict(signer.caches[0].names)
+    rotating = signer.caches[0].names[b"\x03rot\x07example\x04test\x00"]
+    assert rotating.variants
+    for entry in entries.values():
+        assert isinstance(entry, tuple) and not any(isinstance(x, dict) for x in entry
+                                                    if x is not entry.variants)
+        assert entry.variants is None or entry.variants
+    before = {name: list(entry.pairs()) for name, entry in entries.items()}
+    # One target down: most names are served from the cache.
+    assert signer.update({ids[0]: False}, full=False) is not None
+    table = signer.previous
+    assert table is not None
+    kept = [name for name in before if signer.caches[0].names[name] is entries[name]]
+    assert STATIC in kept
+    for name in kept:
+        assert all(table[0].answers[key] is answer for key, answer in before[name])
+
+
+@settings(max_examples=20, deadline=None)
+@given(sigs=st.lists(st.binary(max_size=600), max_size=4), renew=st.floats(0, 2**33))
+def test_a_signature_cache_entry_is_one_bytes_object(sigs: list[bytes], renew: float) -> None:
+    """When to renew, then the RRSIG rdata of each signing key, packed in one bytes object
+    that gives back exactly what was packed."""
+    packed = dnssec._pack(renew, tuple(sigs))
+    assert isinstance(packed, bytes)
+    assert dnssec._renewal(packed) == renew and dnssec._unpack(packed) == tuple(sigs)
+
+
+def test_the_next_renewal_is_the_earliest_in_the_cache(tmp_dir: str) -> None:
+    cfg = configs(tmp_dir)["signed"]
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    zone_signer = signer.signers[0]
+    assert zone_signer is not None and zone_signer.next_renewal() is None
+    for up in (True, False, True):
+        published(signer, ids, up)
+        assert zone_signer.cache
+        assert all(isinstance(v, bytes) for v in zone_signer.cache.values())
+        assert zone_signer.next_renewal() == min(dnssec._renewal(v)
+                                                 for v in zone_signer.cache.values())
+
+
+def test_equal_bodies_are_one_object(tmp_dir: str) -> None:
+    """A NODATA answer proves with the very NSEC records a NSEC query is answered with: one
+    body; answers of one address in a zone and its alias are one body too."""
+    cfg = configs(tmp_dir)["signed"]
+    signer = Signer(cfg)
+    published(signer, targets(cfg), True)
+    assert signer.previous is not None
+    table = signer.previous[0]
+    nsec = (47).to_bytes(2, "big")
+    shared = 0
+    for name, default in table.names.items():
+        answer = table.answers.get(name + nsec)
+        if answer is None or default.signed is None or name + b"\x00\x05" in table.answers:
+            continue  # no NSEC record (an empty non-terminal), or a CNAME: its chain
+        assert answer.signed is not None
+        assert default.signed.body == answer.signed.body  # what makes sharing possible
+        assert default.signed.body is answer.signed.body
+        shared += 1
+    assert shared > 3
+    bodies: dict[bytes, bytes] = {}
+    for answer in table.answers.values():
+        assert bodies.setdefault(answer.body, answer.body) is answer.body
+
+
+@pytest.mark.parametrize("kind", ["unsigned", "signed"])
+def test_answers_share_their_flags(tmp_dir: str, kind: str) -> None:
+    """Header flags above 256 are an int object of their own unless made once: one per rcode."""
+    cfg = configs(tmp_dir)[kind]
+    signer = Signer(cfg)
+    published(signer, targets(cfg), True)
+    assert signer.previous is not None
+    answers = [a for table in signer.previous
+               for a in (*table.answers.values(), *table.names.values(), table.nxdomain)]
+    answers += [a.signed for a in answers if a.signed is not None]
+    flags = {id(a.flags) for a in answers}
+    assert len(flags) == len({a.flags for a in answers}) == 2  # NOERROR and NXDOMAIN
