@@ -12,13 +12,13 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-from healthdns.responder import guard, mmsg
+from healthdns.responder import guard, mmsg, sockets
 from healthdns.responder.query import UDP, V6, Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
 from healthdns.shared import messages
-from healthdns.shared.config import Config
+from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.region import Region
 
 log = logging.getLogger("healthdns.responder")
@@ -63,6 +63,8 @@ class Server:
         try:
             await self.stopped
         finally:
+            if self.serving:
+                self._withdraw()
             self.stopping = True
             for thread in self.threads:
                 thread.join()
@@ -70,7 +72,7 @@ class Server:
                 if self.serving:
                     self._drain(listener.udp,
                                 V6 if listener.udp.family == socket.AF_INET6 else UDP)
-                    listener.udp.close()  # at once: what it still took now would be lost
+                    listener.udp.close()  # withdrawn and drained: nothing is queued any more
                     loop.remove_reader(listener.tcp.fileno())  # asyncio accepts no more
                     self.tcp.drain_backlog(listener.tcp)
             if self.serving:  # connections asyncio accepted already: let their queries in
@@ -192,10 +194,24 @@ class Server:
             while not self.stopping:
                 self._serve_one(sock, transport)
 
+    def _withdraw(self) -> None:
+        """Hand the queries still to come to the other sockets of each SO_REUSEPORT group
+        (the other responders, a successor) while this one keeps answering its queue: once
+        withdrawn, and once the deliveries the kernel had begun are queued, nothing joins the
+        queue any more, so the drain that empties it loses nothing as the socket closes."""
+        for listener in self.listeners:
+            try:
+                sockets.withdraw(listener.udp)
+            except OSError as e:
+                log.warning("cannot withdraw %s from its SO_REUSEPORT group (%s): a query "
+                            "arriving as it closes may be lost",
+                            format_endpoint(listener.host, listener.port), e.strerror)
+        sockets.settle_deliveries()
+
     def _drain(self, sock: socket.socket, transport: int) -> None:
-        """Answer what the kernel queued on a socket before it is closed: with SO_REUSEPORT,
-        closing drops those datagrams, while the other responders (or a new server) take
-        the queries that come after. Reads until the queue is empty."""
+        """Answer what the kernel queued on a socket before it is closed (closing drops those
+        datagrams). Reads until the queue is empty: withdrawn (`_withdraw`), the socket gets
+        no more."""
         sock.setblocking(False)
         answered = 0
         while self._serve_one(sock, transport):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
+import os
+import platform
 import socket
+import time
 from dataclasses import dataclass
 
 from healthdns.shared.config import format_endpoint
@@ -13,6 +17,11 @@ from healthdns.shared.errors import BindError
 log = logging.getLogger("healthdns.responder")
 UDP_BUFFER = 4 * 1024 * 1024  # absorbs bursts while a snapshot is being swapped in
 TCP_BACKLOG = 1024
+LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+# membarrier(2)'s number where the system call table is known; elsewhere a wait stands in
+MEMBARRIER = {"x86_64": 324, "aarch64": 283, "riscv64": 283}
+MEMBARRIER_CMD_GLOBAL = 1
+SETTLE_FALLBACK = 0.05  # seconds: without membarrier, a wait narrows the window only
 
 
 @dataclass
@@ -101,3 +110,38 @@ def _socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
         raise BindError(f"cannot listen on {format_endpoint(host, port)} ({proto}): "
                         f"{e.strerror}{hint}") from e
     return sock
+
+
+def withdraw(sock: socket.socket) -> None:
+    """Stop the kernel choosing this UDP socket for new datagrams; keep what it queued.
+
+    A socket leaves its SO_REUSEPORT group only as it closes, and closing drops its queue:
+    a datagram queued between a drain's last read and the close would be lost. Linux never
+    picks a connected member of a group (the hash selection skips it) and matches it only
+    to its peer, so a socket connected to its own address, from which nothing is ever sent,
+    gets no datagram any more while its queue stays readable; the group's other members
+    (the other responders, a successor) take its share. A wildcard socket is connected to
+    loopback (the kernel then moves it out of the group altogether).
+    Raises OSError if the address cannot be connected to."""
+    host, port, *rest = sock.getsockname()
+    if host in ("0.0.0.0", "::"):
+        host = LOOPBACK[sock.family]
+    sock.connect((host, port, *rest))
+
+
+def settle_deliveries() -> None:
+    """Return once every datagram the kernel matched to a socket before this call is queued.
+
+    The kernel looks a datagram's socket up and queues it within one RCU read-side section
+    (in softirq); membarrier(MEMBARRIER_CMD_GLOBAL) returns after a full RCU grace period
+    (synchronize_rcu), so after `withdraw` and this call a drained queue stays empty.
+    Without the system call (another architecture, or nohz_full where the kernel refuses
+    it), a short wait narrows the window instead of closing it."""
+    number = MEMBARRIER.get(platform.machine())
+    if number is not None and ctypes.sizeof(ctypes.c_void_p) == 8:  # a 64-bit process's table
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(number, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0:
+            return
+        log.debug("membarrier: %s; waiting %.2f s instead", os.strerror(ctypes.get_errno()),
+                  SETTLE_FALLBACK)
+    time.sleep(SETTLE_FALLBACK)
