@@ -12,6 +12,8 @@ import re
 import signal
 import socket
 import subprocess
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,6 +208,40 @@ def test_a_backend_going_down_is_notified_and_transferred_by_ixfr(setup: Setup) 
         dns.query.inbound_xfr("127.0.0.1", zone, query, port=setup.port, timeout=5)
         assert zone == setup.axfr("example.test.")
     finally:
+        setup.backends[1].up()
+        setup.server.wait_until(lambda: len(setup.server.addresses("www.example.test."))
+                                == 2, 5, "the backend to come back")
+
+
+def test_a_health_change_goes_out_at_once_while_axfrs_run_back_to_back(setup: Setup) -> None:
+    """Transfers run at nice 19, yet do not starve: with secondaries pulling AXFR back to back,
+    a health change's NOTIFY follows the responders' new answer within a second, and an IXFR
+    carries it."""
+    old = setup.serial("example.test.")
+    drain(setup.notified)
+    stop = threading.Event()
+
+    def pull() -> None:
+        while not stop.is_set():
+            setup.axfr("example.test.")
+
+    pullers = [threading.Thread(target=pull) for _ in range(2)]
+    for puller in pullers:
+        puller.start()
+    try:
+        setup.backends[1].down()
+        setup.server.wait_until(lambda: setup.server.addresses("www.example.test.")
+                                == {"127.0.0.1"}, 5, "the backend to leave the answer")
+        answered = time.monotonic()
+        new = setup.serial("example.test.")
+        assert notify_serials(setup.notified, "example.test.", new)[-1] == new
+        assert time.monotonic() - answered < 1.0
+        got = records(kdig(setup, f"IXFR={old}", "example.test."))
+        assert ("www.example.test.", "A", "127.0.0.2") in got  # deleted
+    finally:
+        stop.set()
+        for puller in pullers:
+            puller.join()
         setup.backends[1].up()
         setup.server.wait_until(lambda: len(setup.server.addresses("www.example.test."))
                                 == 2, 5, "the backend to come back")
