@@ -431,6 +431,13 @@ def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int,
                 f"transfer process {used * 1000:.0f} CPU-ms")
     alone = [q for q, kind in zip(qps, order, strict=True) if kind == "alone"]
     report: dict[str, Any] = {"order": order, "qps": qps, "qps_alone": alone}
+    noise = [alone[i] / statistics.mean((alone[i - 1], alone[i + 1]))
+             for i in range(1, len(alone) - 1)]
+    if noise:  # the same pairing with no puller at all: how far the ratios move by chance
+        run.log(f"noise: alone runs {min(alone):.0f}-{max(alone):.0f} q/s; each alone run over "
+                f"the mean of the alone runs either side: median {statistics.median(noise):.3f}"
+                f", range {min(noise):.3f}-{max(noise):.3f} (1.000 on a quiet host)")
+        report["noise_ratios"] = noise
     for kind in args.puller:
         ratios = paired_ratios(order, qps, kind)
         report[kind] = _summary(args, kind, ratios, pulls[kind], transfer_cpu[kind],
