@@ -277,13 +277,15 @@ def _dnspython_stream(key: dns.tsig.Key, request_mac: bytes, original_id: int,
     """The reference: each reply signed by `dns.tsig.sign`, chained as RFC 8945 5.3.1 says."""
     out, context = [], None
     for reply, when in zip(replies, times, strict=True):
-        template = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG,
-                                              key.algorithm, 0, 300, b"", original_id, 0, b"")
-        rdata, context = dns.tsig.sign(reply, key, template, when,
-                                       request_mac if context is None else None, context, True)
-        data = rdata.to_wire()
-        record = key.name.to_wire() + struct.pack("!HHIH", dns.rdatatype.TSIG,
-                                                  dns.rdataclass.ANY, 0, len(data)) + data
+        template = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
+            dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, 300, b"", original_id, 0,
+            b"")
+        rdata, context = dns.tsig.sign(  # type: ignore[no-untyped-call]
+            reply, key, template, when, request_mac if context is None else None, context, True)
+        data, owner = rdata.to_wire(), key.name.to_wire()
+        assert data is not None and owner is not None
+        record = owner + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0,
+                                     len(data)) + data
         arcount = struct.unpack_from("!H", reply, 10)[0] + 1
         out.append(reply[:10] + struct.pack("!H", arcount) + reply[12:] + record)
     return out
