@@ -9,7 +9,8 @@ Usage:
 The zone is bench/run.py's `example.test` with `--names` names, signed by healthdns (ECDSA
 P-256, NSEC), of which `--pools` (1% by default) are pools p00000.. that go down, and as many
 s00000.. that stay up, each pool health-checked on its own backend (a listening TCP socket on
-127.1.x.y; with `policy = "empty"`, a pool whose backend is down loses its address). Measured, as the median of `--rounds`:
+127.1.x.y; with `policy = "empty"`, a pool whose backend is down loses its address). Measured,
+as the median of `--rounds`:
 
 1. AXFR time and size (kdig, TSIG-signed) from healthdns's transfer listener, and from Knot
    serving the same records: Knot loads healthdns's AXFR output as its zone file (the records
@@ -18,13 +19,18 @@ s00000.. that stay up, each pool health-checked on its own backend (a listening 
    addresses): from healthdns, and from Knot given healthdns's new AXFR as its new zone file
    (`zonefile-load: difference`: Knot computes the same change and serves it as IXFR).
 3. dnsperf with bench/run.py's standard query mix on healthdns's responders, alone and with a
-   client pulling AXFR in a loop, in rotating turns; the ratio of the medians (target >= 0.95)
-   for each puller (`--puller`): kdig, and a minimal secondary in Python (`pull_axfr`: one
-   TSIG-signed AXFR, every byte of the stream read to the closing SOA, records not parsed), so
-   that the client's own CPU, on the same cores, does not dominate the figure. Each puller
-   runs as a process of its own, whose CPU time is reported beside the transfer process's.
-   A real secondary is on another machine; `--puller-nice 19` makes this one on the same
-   cores yield to the responders, so that what is measured is the transfer process's cost.
+   client pulling AXFR back to back, interleaved: alone, kdig, alone, python, alone, ...,
+   alone (`--rounds` runs with each puller, an alone run on either side of each). Each run
+   with a puller is divided by the mean of its two alone neighbours, so a host whose speed
+   drifts (alone runs range 139k-179k q/s on a shared machine) does not decide the figure;
+   the ratio reported is the median of these paired ratios, with their range (target >= 0.95).
+   Pullers (`--puller`): kdig, and a minimal secondary in Python (`pull_axfr`: one
+   TSIG-signed AXFR, every byte of the stream read to the closing SOA, records not parsed).
+   Each runs as a process of its own, whose CPU time is reported beside the transfer
+   process's, with the AXFRs pulled per second. A real secondary is on another machine: the
+   puller runs at `--puller-nice` (19 by default) so that what is measured is the transfer
+   process's cost to the responders, not the stand-in secondary's; `--puller-nice 0` shows
+   both together.
 
 Stdlib only, plus kdig, knotd, knotc, keymgr and dnsperf; imports nothing from healthdns.
 """
@@ -148,10 +154,10 @@ def xfr(port: int, tsig: str, kind: str = "AXFR", out: Path | None = None,
     records (zone file lines)."""
     began = time.monotonic()
     shown = ["+answer"] if out is not None else []  # printing 40,000 records costs kdig CPU
-    proc = subprocess.Popen([_tool("kdig"), f"@{HOST}", "-p", str(port), "-y", tsig, ZONE, kind,
-                             "+noall", *shown, "+stats"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=(lambda: os.nice(nice) and None) if nice else None)
+    niced = ["nice", "-n", str(nice)] if nice else []  # execs kdig: the same pid, for wait4
+    proc = subprocess.Popen([*niced, _tool("kdig"), f"@{HOST}", "-p", str(port), "-y", tsig,
+                             ZONE, kind, "+noall", *shown, "+stats"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     text = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # reaped here, for its CPU time
@@ -330,17 +336,13 @@ class Puller:
         self.running = True
         if self.kind == "python":
             self.process = subprocess.Popen(
-                [sys.executable, __file__, "--pull", str(self.port), "--tsig", self.tsig,
-                 "--python-every", str(self.every)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                preexec_fn=self._lower)
+                ["nice", "-n", str(self.nice), sys.executable, __file__, "--pull",
+                 str(self.port), "--tsig", self.tsig, "--python-every", str(self.every)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         else:
             self.thread = threading.Thread(target=self._loop, daemon=True)
             self.thread.start()
         return self
-
-    def _lower(self) -> None:
-        os.nice(self.nice)
 
     def _loop(self) -> None:
         while self.running:
@@ -375,52 +377,94 @@ def transfer_pid(server: run.Server) -> int:
     return int(found.group(1))
 
 
+def schedule(pullers: list[str], rounds: int) -> list[str]:
+    """The order of the dnsperf runs: an alone run before and after every run with a puller,
+    the pullers in turn, `rounds` runs each: alone, kdig, alone, python, alone, kdig, ...,
+    alone. Each run with a puller is compared with the alone runs on either side of it, so a
+    drift of the host's speed over the minutes of the bench (other load, CPU frequency) cancels
+    out instead of deciding the ratio."""
+    order = ["alone"]
+    for _ in range(rounds):
+        for kind in pullers:
+            order += [kind, "alone"]
+    return order
+
+
+def paired_ratios(order: list[str], qps: list[float], kind: str) -> list[float]:
+    """For each run of `kind`: its q/s over the mean q/s of the alone runs next to it."""
+    return [qps[i] / statistics.mean((qps[i - 1], qps[i + 1]))
+            for i, ran in enumerate(order) if ran == kind]
+
+
 def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int, tsig: str,
                root: Path) -> dict[str, Any]:
-    """dnsperf on the responders, alone and with each AXFR puller, in turns rotated each round;
-    and the CPU the transfer process and the puller took meanwhile, on the same cores."""
+    """dnsperf on the responders, alone and with each AXFR puller, interleaved (`schedule`);
+    the paired ratios (`paired_ratios`), and the CPU the transfer process and the puller took
+    meanwhile, on the same cores."""
     zone = run.Zone(args.names - 2 * args.pools)
     queries = root / "queries.txt"
     queries.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in
                                run.query_mix(zone, random.Random(args.seed))))
     perf = argparse.Namespace(seconds=args.seconds, clients=8, threads=2, outstanding=500,
                               edns=True, dnssec=True)
-    kinds = ["alone", *args.puller]
-    qps: dict[str, list[float]] = {kind: [] for kind in kinds}
+    order = schedule(args.puller, args.rounds)
+    qps: list[float] = []
     pulls = dict.fromkeys(args.puller, 0)
     client_cpu = dict.fromkeys(args.puller, 0.0)
     transfer_cpu = dict.fromkeys(args.puller, 0.0)
     pid = transfer_pid(server)
-    runs = 0
-    for i in range(args.rounds):
-        for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:
-            runs += 1
-            if kind == "alone":
-                qps[kind].append(run.run_dnsperf(server, queries, perf, runs, root).qps)
-            else:
-                began = cpu_seconds(pid)
-                with Puller(transfer_port, tsig, kind, args.python_every,
-                            args.puller_nice) as puller:
-                    qps[kind].append(run.run_dnsperf(server, queries, perf, runs, root).qps)
-                transfer_cpu[kind] += cpu_seconds(pid) - began
-                pulls[kind] += puller.count
-                client_cpu[kind] += puller.client_cpu
-            run.log(f"round {i + 1}: {kind:<8} {qps[kind][-1]:.0f} q/s")
-    alone = statistics.median(qps["alone"])
-    report: dict[str, Any] = {"qps_alone": qps["alone"]}
-    busy = args.rounds * args.seconds
+    run.log(f"{len(order)} dnsperf runs of {args.seconds:g} s: {' '.join(order)}; transfer "
+            f"process pid {pid} at nice {_nice(pid)}, puller at nice {args.puller_nice}")
+    for number, kind in enumerate(order, 1):
+        if kind == "alone":
+            qps.append(run.run_dnsperf(server, queries, perf, number, root).qps)
+            run.log(f"run {number:>2}: {kind:<6} {qps[-1]:>8.0f} q/s")
+            continue
+        began = cpu_seconds(pid)
+        with Puller(transfer_port, tsig, kind, args.python_every, args.puller_nice) as puller:
+            qps.append(run.run_dnsperf(server, queries, perf, number, root).qps)
+        used = cpu_seconds(pid) - began
+        transfer_cpu[kind] += used
+        pulls[kind] += puller.count
+        client_cpu[kind] += puller.client_cpu
+        run.log(f"run {number:>2}: {kind:<6} {qps[-1]:>8.0f} q/s, {puller.count} AXFRs, "
+                f"transfer process {used * 1000:.0f} CPU-ms")
+    alone = [q for q, kind in zip(qps, order, strict=True) if kind == "alone"]
+    report: dict[str, Any] = {"order": order, "qps": qps, "qps_alone": alone}
+    noise = [alone[i] / statistics.mean((alone[i - 1], alone[i + 1]))
+             for i in range(1, len(alone) - 1)]
+    if noise:  # the same pairing with no puller at all: how far the ratios move by chance
+        run.log(f"noise: alone runs {min(alone):.0f}-{max(alone):.0f} q/s; each alone run over "
+                f"the mean of the alone runs either side: median {statistics.median(noise):.3f}"
+                f", range {min(noise):.3f}-{max(noise):.3f} (1.000 on a quiet host)")
+        report["noise_ratios"] = noise
     for kind in args.puller:
-        ratio = statistics.median(qps[kind]) / alone
-        n = max(pulls[kind], 1)
-        run.log(f"responders: {alone:.0f} q/s alone, {statistics.median(qps[kind]):.0f} q/s "
-                f"while {kind} pulls AXFR ({pulls[kind]} AXFRs): ratio {ratio:.3f} "
-                f"(target >= 0.95); in {busy:g} s the transfer process used "
-                f"{transfer_cpu[kind]:.2f} CPU-s, {kind} {client_cpu[kind]:.2f} CPU-s "
-                f"({transfer_cpu[kind] / n * 1000:.1f} and {client_cpu[kind] / n * 1000:.1f} ms "
-                f"per AXFR), on the responders' cores")
-        report[kind] = {"qps_pulled": qps[kind], "axfrs_pulled": pulls[kind], "ratio": ratio,
-                        "transfer_cpu_s": transfer_cpu[kind], "client_cpu_s": client_cpu[kind]}
+        ratios = paired_ratios(order, qps, kind)
+        report[kind] = _summary(args, kind, ratios, pulls[kind], transfer_cpu[kind],
+                                client_cpu[kind])
     return report
+
+
+def _summary(args: argparse.Namespace, kind: str, ratios: list[float], pulls: int,
+             transfer_cpu: float, client_cpu: float) -> dict[str, Any]:
+    """One puller's figures, logged in a line that reads on its own, and as a dict."""
+    busy = args.rounds * args.seconds
+    n = max(pulls, 1)
+    ratio = statistics.median(ratios)
+    run.log(f"{kind}: queries while {kind} pulls AXFR / queries alone = {ratio:.3f} (median of "
+            f"{len(ratios)} paired runs, each over the mean of the alone runs either side; "
+            f"range {min(ratios):.3f}-{max(ratios):.3f}; target >= 0.95). {pulls} AXFRs in "
+            f"{busy:g} s ({pulls / busy:.1f}/s); transfer process {transfer_cpu:.2f} CPU-s "
+            f"({transfer_cpu / n * 1000:.1f} ms per AXFR), {kind} {client_cpu:.2f} CPU-s "
+            f"({client_cpu / n * 1000:.1f} ms per AXFR), on the responders' cores")
+    return {"ratio": ratio, "ratios": ratios, "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "axfrs_pulled": pulls, "transfer_cpu_s": transfer_cpu,
+            "client_cpu_s": client_cpu, "transfer_ms_per_axfr": transfer_cpu / n * 1000}
+
+
+def _nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])
 
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -477,7 +521,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pools", type=int, default=0,
                    help="of which pools, each on its own backend that goes down for the IXFR "
                         "(default: 1%% of --names; as many more stay up)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="transfers timed per figure, and dnsperf runs with each puller "
+                        "(each between two alone runs; default 3)")
     p.add_argument("--seconds", type=float, default=3.0, help="dnsperf -l per run (default 3)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--healthdns", metavar="PATH", help="healthdns-supervisor to run")
@@ -490,9 +536,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--python-every", type=float, default=0.0, metavar="SECONDS",
                    help="the Python puller starts an AXFR every SECONDS at most (default 0: "
                         "back to back; kdig's pace makes the two pull the same AXFRs/s)")
-    p.add_argument("--puller-nice", type=int, default=0, metavar="N",
+    p.add_argument("--puller-nice", type=int, default=19, metavar="N",
                    help="run the puller at this nice value: a real secondary is on another "
-                        "machine, so its CPU is not the responders' to lose (default 0)")
+                        "machine, so its CPU is not the responders' to lose (default 19; 0: "
+                        "the puller competes with the responders for the cores)")
     p.add_argument("--pull", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--tsig", help=argparse.SUPPRESS)  # with --pull: the puller process
     args = p.parse_args(argv)

@@ -46,7 +46,8 @@ from healthdns.shared.errors import BindError
 
 log = logging.getLogger("healthdns.transfer")
 EXIT_BIND_FAILED = 3
-NICENESS = 10  # added to the transfer process's nice value (responders stay at 0)
+# The transfer process's priority: background work beside the responders (`_background`).
+NICE = 19
 QR, AA, RD = 0x8000, 0x0400, 0x0100
 NOERROR, FORMERR, SERVFAIL, REFUSED, NOTAUTH = 0, 1, 2, 5, 9
 # Room left in each message for the TSIG record a signed stream adds to it: a key name of up
@@ -445,12 +446,21 @@ class Server:
             if length < HEADER:
                 return
             wire = await asyncio.wait_for(reader.readexactly(length), idle)
-            for reply in self.transfers.answer(wire, host):
-                writer.write(len(reply).to_bytes(2, "big") + reply)
-                # A reader that does not read for the idle timeout loses its connection; one
-                # that reads slowly holds this task only. The loop turns between messages.
-                await asyncio.wait_for(writer.drain(), idle)
-                await asyncio.sleep(0)
+            await _write(writer, self.transfers.answer(wire, host), idle)
+
+
+async def _write(writer: asyncio.StreamWriter, replies: Iterator[bytes], idle: float) -> None:
+    """Each reply framed and written as the client reads: a reader that reads nothing for
+    `idle` seconds loses its connection; one that reads slowly holds this task only. The loop
+    turns between two messages. One deadline moved on per message, not a `wait_for` each: that
+    makes a task per message, a tenth of the transfer process's CPU in an AXFR loop."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(idle) as deadline:
+        for reply in replies:
+            writer.write(len(reply).to_bytes(2, "big") + reply)
+            await writer.drain()
+            await asyncio.sleep(0)
+            deadline.reschedule(loop.time() + idle)
 
 
 def _notify_signing(tsig_keys: list[keys.Key]) -> tuple[notify.Sign, notify.Check]:
@@ -475,15 +485,33 @@ def run(conn: Connection) -> None:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BIND_FAILED) from None
     privilege.drop()  # bound: nothing privileged is left to do, and nothing was read yet
-    # Transfers are background work: when the CPUs are busy, queries go first and an AXFR
-    # takes longer (a secondary waits; a client would not). Raising our niceness needs no
-    # privilege, and NOTIFY is a few packets, late by a scheduler tick at most.
-    os.nice(NICENESS)
+    _background()
     bound = [(sock.getsockname()[0], sock.getsockname()[1], True) for sock in listeners]
     messages.send(conn, messages.Bound(start.slot, bound))
     log.info("serving transfers on %s (tcp)",
              ", ".join(format_endpoint(h, p) for h, p, _ in bound))
     asyncio.run(_serve(Server(start.slot, cfg, listeners, conn)))
+
+
+def _background() -> None:
+    """Run as background work: on busy cores queries go first, an AXFR takes longer (a
+    secondary waits; a client would not), and transfers still get a share, never starve.
+
+    Nice 19 gives this process a CFS weight of 15 against a responder's 1024 (nice 0): when
+    the cores are full it gets about 1.5% of one, 15 ms a second, which is an IXFR (~1 ms) and
+    its NOTIFY many times over, or a few 10,000-name AXFRs (~5 ms each); when they are not,
+    it gets all it wants. SCHED_BATCH adds that its wake-ups (a secondary's ACK, a query)
+    never preempt a running responder: it waits for the responder to block or for the tick.
+    SCHED_IDLE (weight 3, below any nice) is not used: it gives no more to the responders
+    than this and lets a busy host delay a health change's IXFR for longer. Neither change
+    needs a privilege; the nice value is absolute, so a supervisor run at a raised priority
+    (systemd `Nice=-5`) does not lift its transfers with it.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as e:  # a seccomp filter may forbid it: nice alone still orders the CPUs
+        log.warning("transfers run at nice %d without SCHED_BATCH: %s", NICE, e)
+    os.setpriority(os.PRIO_PROCESS, 0, NICE)
 
 
 async def _serve(server: Server) -> None:

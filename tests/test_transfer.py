@@ -12,6 +12,8 @@ import re
 import signal
 import socket
 import subprocess
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,6 +213,40 @@ def test_a_backend_going_down_is_notified_and_transferred_by_ixfr(setup: Setup) 
                                 == 2, 5, "the backend to come back")
 
 
+def test_a_health_change_goes_out_at_once_while_axfrs_run_back_to_back(setup: Setup) -> None:
+    """Transfers run at nice 19, yet do not starve: with secondaries pulling AXFR back to back,
+    a health change's NOTIFY follows the responders' new answer within a second, and an IXFR
+    carries it."""
+    old = setup.serial("example.test.")
+    drain(setup.notified)
+    stop = threading.Event()
+
+    def pull() -> None:
+        while not stop.is_set():
+            setup.axfr("example.test.")
+
+    pullers = [threading.Thread(target=pull) for _ in range(2)]
+    for puller in pullers:
+        puller.start()
+    try:
+        setup.backends[1].down()
+        setup.server.wait_until(lambda: setup.server.addresses("www.example.test.")
+                                == {"127.0.0.1"}, 5, "the backend to leave the answer")
+        answered = time.monotonic()
+        new = setup.serial("example.test.")
+        assert notify_serials(setup.notified, "example.test.", new)[-1] == new
+        assert time.monotonic() - answered < 1.0
+        got = records(kdig(setup, f"IXFR={old}", "example.test."))
+        assert ("www.example.test.", "A", "127.0.0.2") in got  # deleted
+    finally:
+        stop.set()
+        for puller in pullers:
+            puller.join()
+        setup.backends[1].up()
+        setup.server.wait_until(lambda: len(setup.server.addresses("www.example.test."))
+                                == 2, 5, "the backend to come back")
+
+
 def drain(sock: socket.socket) -> None:
     sock.setblocking(False)
     try:
@@ -250,11 +286,16 @@ def test_a_killed_transfer_process_comes_back_on_its_port_with_the_records(
 
 def test_transfers_yield_the_cpu_to_the_responders(setup: Setup) -> None:
     """An AXFR pulled in a loop must not take CPU from queries: the transfer process runs at
-    a higher nice value than the responders (the kernel then favours them when busy)."""
-    nice = {cmd.split()[1]: _nice(pid) for pid, cmd in setup.server.children().items()
-            if cmd.startswith("healthdns: ")}
-    responders = [v for role, v in nice.items() if role.startswith("responder")]
-    assert responders and nice["transfer"] > max(responders), nice
+    nice 19 (CFS weight 15 against the responders' 1024) and SCHED_BATCH (its wake-ups do
+    not preempt a responder); the responders stay at nice 0 and SCHED_OTHER."""
+    children = {cmd.split()[1]: pid for pid, cmd in setup.server.children().items()
+                if cmd.startswith("healthdns: ")}
+    responders = [pid for role, pid in children.items() if role.startswith("responder")]
+    assert responders, children
+    assert (_nice(children["transfer"]), os.sched_getscheduler(children["transfer"])) \
+        == (19, os.SCHED_BATCH)
+    assert {(_nice(pid), os.sched_getscheduler(pid)) for pid in responders} \
+        == {(0, os.SCHED_OTHER)}
 
 
 def _nice(pid: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -80,9 +81,13 @@ class Running:
 
 
 @asynccontextmanager
-async def serving(spec: config.Config) -> AsyncIterator[Running]:
+async def serving(spec: config.Config, send_buffer: int = 0) -> AsyncIterator[Running]:
+    """The server on a listener of its own; `send_buffer`: the SO_SNDBUF its connections
+    inherit, small to make a transfer wait for its reader instead of the kernel holding it."""
     ours, theirs = multiprocessing.Pipe()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if send_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     sock.setblocking(False)
@@ -322,12 +327,46 @@ def test_a_reader_that_does_not_read_never_holds_up_a_new_generation() -> None:
     run(test)
 
 
-def _read_axfr(sock: socket.socket) -> dns.zone.Zone:
+def test_a_reader_that_stops_reading_mid_transfer_loses_it_after_the_idle_timeout() -> None:
+    """The idle timeout counts from the last message the client took, not from the query: a
+    transfer that is being read goes on, one that stalls is closed."""
+    async def test() -> None:
+        async with serving(cfg(idle_timeout=1.0), send_buffer=4096) as running:
+            await running.send(records(1, 1, names=3000))  # ~10 messages: more than buffers hold
+            stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", running.port))
+            wire = dns.message.make_query(ORIGIN, "AXFR").to_wire()
+            stalled.sendall(len(wire).to_bytes(2, "big") + wire)
+            while not running.server.open:
+                await asyncio.sleep(0.005)
+            began = asyncio.get_running_loop().time()
+            while running.server.open:
+                await asyncio.sleep(0.01)  # polling for the server to give the client up
+            assert 1.0 <= asyncio.get_running_loop().time() - began < 3
+            stalled.close()
+            # A client that reads slowly, longer than the timeout in all but not between two
+            # messages, gets the whole zone.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", running.port))
+            sock.sendall(len(wire).to_bytes(2, "big") + wire)
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(None, _read_axfr, sock, 5) == zone_at(1, names=3000)
+    run(test)
+
+
+def _read_axfr(sock: socket.socket, pauses: int = 0) -> dns.zone.Zone:
+    """The zone an AXFR on `sock` sends; `pauses`: wait 0.3 s before each of that many first
+    messages (a slow reader: the pace is the point, not a readiness wait)."""
     sock.settimeout(5)
     zone = dns.zone.Zone(ORIGIN, relativize=False)
     soas = 0
     with sock, zone.writer() as txn:
         while soas < 2:
+            if pauses > 0:
+                pauses -= 1
+                time.sleep(0.3)
             wire = read_tcp_message(sock)
             assert wire is not None
             for rrset in dns.message.from_wire(wire, xfr=True, one_rr_per_rrset=True).answer:

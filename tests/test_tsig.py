@@ -12,6 +12,7 @@ import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 import pytest
@@ -269,3 +270,45 @@ def test_verify_never_raises(data: bytes) -> None:
 def test_the_keyring_of_the_configuration_verifies() -> None:
     ring = keys.keyring([keys.Key("xfr.example", "hmac-sha256", SECRET)])
     assert isinstance(tsig.verify(wire(signed_query()), ring, NOW), tsig.Verified)
+
+
+def _dnspython_stream(key: dns.tsig.Key, request_mac: bytes, original_id: int,
+                      replies: list[bytes], times: list[int]) -> list[bytes]:
+    """The reference: each reply signed by `dns.tsig.sign`, chained as RFC 8945 5.3.1 says."""
+    out, context = [], None
+    for reply, when in zip(replies, times, strict=True):
+        template = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
+            dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, 300, b"", original_id, 0,
+            b"")
+        rdata, context = dns.tsig.sign(  # type: ignore[no-untyped-call]
+            reply, key, template, when, request_mac if context is None else None, context, True)
+        data, owner = rdata.to_wire(), key.name.to_wire()
+        assert data is not None and owner is not None
+        record = owner + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0,
+                                     len(data)) + data
+        arcount = struct.unpack_from("!H", reply, 10)[0] + 1
+        out.append(reply[:10] + struct.pack("!H", arcount) + reply[12:] + record)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(algorithm=st.sampled_from(keys.ALGORITHMS), name=st.sampled_from(["Xfr.Example.", "k."]),
+       qid=st.integers(0, 0xFFFF), bodies=st.lists(st.binary(max_size=300), min_size=1,
+                                                    max_size=5),
+       start=st.integers(0, 2**40), steps=st.lists(st.integers(0, 3), min_size=5, max_size=5))
+def test_a_stream_is_signed_octet_for_octet_as_dnspython_signs_it(
+        algorithm: str, name: str, qid: int, bodies: list[bytes], start: int,
+        steps: list[int]) -> None:
+    """The stream signer hashes by itself (cheaper per message); the octets are dnspython's,
+    for every algorithm, key names in any case, and a clock that moves during the stream."""
+    key = dns.tsig.Key(name, SECRET, algorithm)
+    query = signed_query(key, qid=qid, rdtype="AXFR")
+    assert query.tsig is not None
+    checked = tsig.Verified(key, query.tsig[0], NOW)
+    times = [start + sum(steps[:i]) for i in range(len(bodies))]
+    clock = iter(times)
+    stream = tsig.Stream(checked, clock=lambda: next(clock))
+    header = struct.pack("!6H", qid, 0x8400, 0, 1, 0, 0)
+    replies = [header + body for body in bodies]
+    assert [stream.sign(reply) for reply in replies] == _dnspython_stream(
+        key, query.tsig[0].mac, qid, replies, times)
