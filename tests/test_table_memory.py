@@ -8,6 +8,10 @@ dark, a CNAME, an alias zone), unsigned and signed, under random health (hypothe
 
 from __future__ import annotations
 
+import functools
+import gc
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,7 +21,8 @@ from hypothesis import strategies as st
 from test_deltas import V4, configs, targets, view
 
 from healthdns.responder.table import Entry, Table
-from healthdns.shared import messages
+from healthdns.shared import config, messages
+from healthdns.signer import keys
 from healthdns.signer.main import Signer
 
 healths = st.lists(st.lists(st.booleans(), min_size=len(V4) + 1, max_size=len(V4) + 1),
@@ -35,7 +40,7 @@ def entries(table: Table) -> list[Entry]:
 
 
 def bodies(table: Table) -> list[bytes]:
-    return [body for e in entries(table) for body in (e[4], e[6])]
+    return [body for e in entries(table) for body in (e[1], e[2])]
 
 
 def assert_one_object_per_body(table: Table) -> None:
@@ -114,3 +119,48 @@ def test_the_encoded_forms_mirror_the_decoded_ones() -> None:
     for encoded, decoded in ((messages.EncodedSnapshot, messages.Snapshot),
                              (messages.EncodedDelta, messages.Delta)):
         assert encoded.__struct_config__.tag == decoded.__struct_config__.tag
+
+
+OVERHEAD = 800  # bytes per name; see `test_a_table_costs_little_beyond_the_octets_it_serves`
+NAMES = 300  # static names of the budget zone: enough that per-name costs dominate
+
+
+@functools.cache
+def many_names(tmp: str) -> bytes:
+    """The encoded snapshot of a signed zone of `NAMES` names (A records, 50 addresses)."""
+    key = Path(tmp) / "budget.pem"
+    keys.write(keys.generate(keys.Algorithm.ED25519), str(key))
+    records = {f"n{i:04d}": {"a": [f"192.0.2.{i % 50 + 1}"]} for i in range(NAMES)}
+    cfg = config.from_mapping({"zones": [{
+        "origin": "example.test", "nameservers": ["ns1.example.net"], "records": records,
+        "dnssec": {"csk": str(key), "algorithm": "ED25519"}}]})
+    published = Signer(cfg).update({}, full=True)
+    assert published is not None
+    return published.snapshot
+
+
+def octets(table: Table) -> int:
+    """What a table serves, as octets: its distinct bodies, keys and NSEC proofs."""
+    found = {id(b): len(b) for b in bodies(table)}
+    found.update((id(k), len(k)) for k in [*table.answers, *table.names])
+    for _, proofs, _ in table.chains.values():
+        found.update((id(p), len(p)) for p in proofs)
+    return sum(found.values())
+
+
+def test_a_table_costs_little_beyond_the_octets_it_serves(tmp_dir: str) -> None:
+    """Issue #12: the objects that hold a signed zone's answers (entries, dicts, sort keys,
+    object headers) cost at most `OVERHEAD` bytes per name beyond the octets themselves.
+    Entries of ten slots, each holding its own copy of the flags, cost 987."""
+    data = many_names(tmp_dir)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        table = Table(messages.decode_to_responder(data))  # type: ignore[arg-type]
+        gc.collect()  # the message is gone: only the table is left
+        spent = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    overhead = (spent - octets(table)) / NAMES
+    assert overhead <= OVERHEAD, f"{overhead:.0f} bytes per name beyond the octets served"
