@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import weakref
 
 import pytest
 
-from healthdns.responder import server
-from healthdns.shared import config
+from healthdns.responder import main, server
+from healthdns.responder.table import Table
+from healthdns.shared import config, messages
 
 
 def test_a_flood_of_internal_errors_logs_one_traceback(caplog: pytest.LogCaptureFixture) -> None:
@@ -46,3 +48,45 @@ def test_a_loaded_table_is_frozen_out_of_the_collectors_sight() -> None:
         assert not any(o is table.answers or o is table.names for o in tracked)
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+
+
+class _Table(Table):
+    """A table a weak reference can follow (`Table` has no `__weakref__` slot)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def test_the_first_table_is_freed_once_a_new_generation_replaces_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`main.run` loads the first table before it binds: once the server serves another
+    generation, nothing may keep the first one alive (both would stay in memory: twice a
+    table's size, 16 MB at 10,000 signed names, for the life of the process)."""
+    from test_responder_paths import answerer
+
+    loaded = answerer().table
+    assert loaded is not None
+    first = _Table.__new__(_Table)
+    for name in Table.__slots__:
+        setattr(first, name, getattr(loaded, name))
+    made = [first]  # handed over, so that this test holds no reference of its own
+    del first
+    freed: list[bool] = []
+
+    class Serving(server.Server):
+        async def serve(self) -> None:  # a new generation is loaded, as `_load` does
+            ref = weakref.ref(self.answerer.table)  # type: ignore[arg-type]
+            self.answerer.table = loaded
+            gc.collect()
+            freed.append(ref() is None)
+
+    cfg = config.from_mapping({"zones": [{"origin": "example.test",
+                                          "nameservers": ["ns1.example.net"]}]})
+    start = messages.Start(0, b"", [("127.0.0.1", 53, True)])
+    monkeypatch.setattr(main.child, "start", lambda conn, role: (start, cfg))
+    monkeypatch.setattr(main, "_first_table", lambda conn, cfg: made.pop())
+    monkeypatch.setattr(main, "bind_all", lambda listen: [])
+    monkeypatch.setattr(main.privilege, "drop", lambda: None)
+    monkeypatch.setattr(main.messages, "send", lambda conn, message: None)
+    monkeypatch.setattr(main, "Server", Serving)
+    main.run(None)  # type: ignore[arg-type]
+    assert freed == [True]
