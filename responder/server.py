@@ -13,7 +13,7 @@ import time
 from multiprocessing.connection import Connection
 
 from healthdns.responder import guard, mmsg
-from healthdns.responder.query import UDP, V6, Answerer
+from healthdns.responder.query import PLAIN_LIMIT, UDP, V6, Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
@@ -178,7 +178,8 @@ class Server:
         transport = V6 if sock.family == socket.AF_INET6 else UDP  # counted by family
         batch = self.cfg.server.udp_batch
         if batch and mmsg.available():
-            receiver = mmsg.Batch(sock, batch)
+            # An answer over UDP is at most our payload size, and 512 without EDNS.
+            receiver = mmsg.Batch(sock, batch, max(PLAIN_LIMIT, self.cfg.server.udp_payload_size))
             # Bound once: the answerer and the guard live as long as the server (a new
             # table is swapped inside the answerer), and each call is a wake-up at low load.
             serve, answer, bug = receiver.serve, self.answerer.answer, self._bug
