@@ -164,3 +164,22 @@ def test_a_table_costs_little_beyond_the_octets_it_serves(tmp_dir: str) -> None:
         tracemalloc.stop()
     overhead = (spent - octets(table)) / NAMES
     assert overhead <= OVERHEAD, f"{overhead:.0f} bytes per name beyond the octets served"
+
+
+def test_the_responder_s_own_message_is_emptied_as_the_table_is_built(tmp_dir: str) -> None:
+    """Each encoded answer, its key and each NSEC owner of a received snapshot are freed as
+    soon as read, so that the table's objects take their place in memory instead of being
+    laid out beside a whole message whose space, freed only at the end, the allocator kept
+    (2.8 MiB of a responder at 10,000 signed names). A snapshot decoded whole is someone
+    else's: it is left as it was."""
+    data = many_names(tmp_dir)
+    encoded = messages.decode_to_responder(data)
+    assert isinstance(encoded, messages.EncodedSnapshot)
+    zone = encoded.zones[0]
+    assert zone.answers and zone.names and zone.chain
+    table = Table(encoded)
+    assert (len(zone.answers), len(zone.names), len(zone.chain)) == (0, 0, 0)
+    whole = messages.decode_to_child(data)
+    assert isinstance(whole, messages.Snapshot)
+    assert view(table) == view(Table(whole))
+    assert whole == messages.decode_to_child(data)
