@@ -50,7 +50,7 @@ RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
 # ever configured, like `_flag_maps` by the distinct flags.
 _zone_origins: list[bytes] = [b""]
 _zone_ids: dict[bytes, int] = {}
-# A zone's denial chain (NSEC sort keys or NSEC3 hashes), its proofs by chain position, whether
+# A zone's denial chain (NSEC `canonical.packed` keys or NSEC3 hashes), its proofs by chain position, whether
 # it is NSEC3, and the positions a closest encloser always needs (see `Table.denial`).
 Proving = tuple[list[Any], list[bytes], bool, tuple[int, ...]]
 
@@ -193,12 +193,13 @@ class Table:
         self.answers: dict[bytes, Entry] = {}
         self.names: dict[bytes, Entry] = {}
         self.zones: dict[bytes, Entry] = {}
-        # origin -> (NSEC sort keys or NSEC3 hashes, proofs by chain position, NSEC3?)
+        # origin -> (NSEC `canonical.packed` keys or NSEC3 hashes, proofs by chain position,
+        # NSEC3?)
         self.chains: dict[bytes, tuple[list[Any], list[bytes], bool]] = {}
         self.variants: dict[bytes, list[Entry]] = {}
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
-        bodies: dict[bytes, bytes] = {}  # equal bodies (and labels), one object each
+        bodies: dict[bytes, bytes] = {}  # equal bodies, one object each
         for index, zone in enumerate(snapshot.zones, start=1):
             ids = (index, zone_id(zone.origin))
             self._put(ids, zone.answers, zone.names, bodies)
@@ -208,9 +209,8 @@ class Table:
                 # An encoded zone is the responder's own: its owners go as their keys come.
                 owners = _emptied(zone.chain) if isinstance(zone, EncodedZoneTable) \
                     else zone.chain
-                keys = list(zone.chain) if zone.nsec3 else [
-                    tuple([bodies.setdefault(label, label) for label in canonical.key(o)])
-                    for o in owners]  # the zone's own labels: one object for all keys
+                keys = list(zone.chain) if zone.nsec3 else [canonical.packed(o)
+                                                            for o in owners]
                 self.chains[zone.origin] = (keys, list(zone.proofs), zone.nsec3)
         self.origin_lengths = frozenset(len(origin) for origin in self.zones)
 
@@ -331,7 +331,7 @@ class Table:
         keys, proofs, hashed, fixed = found
         an, ns, ar = base
         if not hashed:  # one record when the name and the wildcard fall in one gap
-            covering = canonical.covering(keys, name)
+            covering = canonical.covering(keys, name, canonical.packed)
             if covering == fixed[0]:
                 return _COUNTS(1, an, ns + 2, ar + 1), proofs[covering]
             return _COUNTS(1, an, ns + 4, ar + 1), proofs[covering] + proofs[fixed[0]]
@@ -351,6 +351,6 @@ class Table:
                 keys, proofs, hashed = found
                 if hashed:
                     return keys, proofs, True, nsec3.encloser_positions(keys, encloser)
-                return keys, proofs, False, (canonical.covering(keys,
-                                                                canonical.wildcard(encloser)),)
+                return keys, proofs, False, (canonical.covering(
+                    keys, canonical.wildcard(encloser), canonical.packed),)
         raise LookupError(f"no signed zone holds {name!r}: its entry has no NSEC proofs")
