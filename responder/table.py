@@ -211,7 +211,10 @@ class Table:
                     else zone.chain
                 keys = list(zone.chain) if zone.nsec3 else [canonical.packed(o)
                                                             for o in owners]
-                self.chains[zone.origin] = (keys, list(zone.proofs), zone.nsec3)
+                # With NSEC3 a name's NODATA proof is its NSEC3 record and RRSIG, the octets
+                # of its entry's signed body: one object for both (2.8 MB at 10,000 names).
+                proofs = [bodies.setdefault(p, p) for p in zone.proofs]
+                self.chains[zone.origin] = (keys, proofs, zone.nsec3)
         self.origin_lengths = frozenset(len(origin) for origin in self.zones)
 
     def apply(self, delta: Delta | EncodedDelta) -> Table:
@@ -243,7 +246,7 @@ class Table:
                 keys, proofs, hashed = new.chains[zone.origin]
                 proofs = list(proofs)
                 for position, proof in zone.proofs.items():
-                    proofs[position] = proof
+                    proofs[position] = bodies.setdefault(proof, proof)
                 new.chains[zone.origin] = (keys, proofs, hashed)
         return new
 

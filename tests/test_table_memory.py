@@ -126,14 +126,15 @@ NAMES = 300  # static names of the budget zone: enough that per-name costs domin
 
 
 @functools.cache
-def many_names(tmp: str) -> bytes:
+def many_names(tmp: str, denial: str = "nsec") -> bytes:
     """The encoded snapshot of a signed zone of `NAMES` names (A records, 50 addresses)."""
     key = Path(tmp) / "budget.pem"
-    keys.write(keys.generate(keys.Algorithm.ED25519), str(key))
+    if not key.exists():
+        keys.write(keys.generate(keys.Algorithm.ED25519), str(key))
     records = {f"n{i:04d}": {"a": [f"192.0.2.{i % 50 + 1}"]} for i in range(NAMES)}
     cfg = config.from_mapping({"zones": [{
         "origin": "example.test", "nameservers": ["ns1.example.net"], "records": records,
-        "dnssec": {"csk": str(key), "algorithm": "ED25519"}}]})
+        "dnssec": {"csk": str(key), "algorithm": "ED25519", "denial": denial}}]})
     published = Signer(cfg).update({}, full=True)
     assert published is not None
     return published.snapshot
@@ -206,3 +207,15 @@ def test_packed_nsec_keys_sort_as_the_label_tuples(wires: list[bytes]) -> None:
     for wire in wires:
         assert canonical.covering(keys, wire, canonical.packed) == \
             canonical.covering(tuples, wire)
+
+
+def test_nsec3_proofs_are_the_bodies_they_equal(tmp_dir: str) -> None:
+    """With NSEC3, a name's NODATA answer (DO=1) is its NSEC3 record and RRSIG, the octets of
+    its NXDOMAIN proof: the table holds them once (a delta's changed proofs too)."""
+    table = Table(messages.decode_to_responder(many_names(tmp_dir, "nsec3")))  # type: ignore[arg-type]
+    held = {body: body for body in bodies(table)}
+    (_, proofs, hashed), = table.chains.values()
+    assert hashed
+    shared = [p for p in proofs if p in held]
+    assert len(shared) >= NAMES  # every name's NSEC3 record is some NODATA body
+    assert all(p is held[p] for p in shared)
