@@ -36,6 +36,9 @@ def run(conn: Connection, rrl_table: Region | None = None) -> None:
     messages.send(conn, messages.Bound(start.slot, [(x.host, x.port, True) for x in listeners]))
     server = Server(start.slot, cfg, listeners, conn, start.secret, rrl_table)
     server.answerer.table = first
+    # This frame lives as long as the process: holding the first table here would keep it
+    # in memory beside every later generation (16 MB at 10,000 signed names).
+    del first
     asyncio.run(server.serve())
     if server.exit_code:
         raise SystemExit(server.exit_code)

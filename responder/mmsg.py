@@ -78,14 +78,19 @@ def available() -> bool:
 class Batch:
     """Receive and send vectors for one socket, allocated once."""
 
-    def __init__(self, sock: socket.socket, size: int = 32) -> None:
+    def __init__(self, sock: socket.socket, size: int = 32, answer_max: int = 65535) -> None:
+        """`answer_max`: the longest answer `serve` may be given to send. A responder's UDP
+        answers fit its payload size (at least 512): a send slot of 65535 octets made 2 MiB
+        of every socket's 32 slots resident (a UDP socket per listen address, per responder).
+        """
         assert available() and _libc is not None
         self.fd = sock.fileno()
         self.size = size
+        self.answer_max = answer_max
         self.send_failures = 0  # answers the kernel refused (EINVAL for a port-0 source, ...)
         self._recvmmsg, self._sendmmsg = _libc.recvmmsg, _libc.sendmmsg
         self.rbuf = (ctypes.c_char * (MAX_QUERY * size))()
-        self.sbuf = (ctypes.c_char * (65535 * size))()
+        self.sbuf = (ctypes.c_char * (answer_max * size))()
         self.names = (ctypes.c_char * (NAME_SIZE * size))()
         self.riov = (_Iovec * size)()
         self.siov = (_Iovec * size)()
@@ -95,7 +100,7 @@ class Batch:
         nbase = ctypes.addressof(self.names)
         for i in range(size):
             self.riov[i].iov_base, self.riov[i].iov_len = rbase + i * MAX_QUERY, MAX_QUERY
-            self.siov[i].iov_base = sbase + i * 65535
+            self.siov[i].iov_base = sbase + i * answer_max
             hdr = self.rmsgs[i].msg_hdr
             hdr.msg_name, hdr.msg_iov, hdr.msg_iovlen = nbase + i * NAME_SIZE, \
                 ctypes.addressof(self.riov[i]), 1
@@ -119,7 +124,7 @@ class Batch:
                         nbase + i * NAME_SIZE, i * _STRIDE + _NAMELEN, i * NAME_SIZE)
                        for i in range(size)]
         # (buffer offset, iov_len word, msg_name word (msg_namelen is the next)) of each send
-        self._outs = [(i * 65535, i * 2 + 1, i * _STRIDE // 2) for i in range(size)]
+        self._outs = [(i * answer_max, i * 2 + 1, i * _STRIDE // 2) for i in range(size)]
         for word in self._namelen_words:
             self.rwords[word] = NAME_SIZE
         self._filled = 0  # slots the last receive wrote: only their msg_namelen needs a reset
@@ -150,7 +155,8 @@ class Batch:
         self._filled = max(count, 0)
         if count <= 0:
             return -1
-        swords, siov_words, outs = self.swords, self.siov_words, self._outs
+        swords, siov_words, outs, most = self.swords, self.siov_words, self._outs, \
+            self.answer_max
         out = 0
         for flags_at, len_at, start, name, namelen_at, name_at in self._slots[:count]:
             if rwords[flags_at] & MSG_TRUNC:
@@ -162,6 +168,9 @@ class Batch:
                     response = guarded(query, transport, self._peer(name_at))
                 else:
                     response = answer(query, transport)
+                if response is not None and len(response) > most:  # it would spill over
+                    raise ValueError(f"a UDP answer of {len(response)} octets, over the "
+                                     f"{most} of a send slot")
             except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
                 on_bug(query)
                 continue

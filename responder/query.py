@@ -186,16 +186,17 @@ class Answerer:
             entry = table.lookup_miss(name)
             if entry is None:
                 return self.slow(data, transport)
-        flags = entry[1].get(data[2:4])  # None for responses, other opcodes, odd bits
+        shape, body, signed = entry
+        flags = shape[1].get(data[2:4])  # None for responses, other opcodes, odd bits
         if flags is None:
             return self.slow(data, transport)
         # Counted truncated or not, as `slow` counts; one dict increment (see `__init__`).
-        kind, fast = entry[9] | qtype << QTYPE_SHIFT | transport, self.fast_counts
+        kind, fast = shape[7] | qtype << QTYPE_SHIFT | transport, self.fast_counts
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
             fast[kind] = fast.get(kind, 0) + 1
-            response = b"".join((data[:2], flags, entry[2], data[12:], table.soas[entry[8]],
-                                 entry[4]))
+            response = b"".join((data[:2], flags, shape[2], data[12:], table.soas[shape[6]],
+                                 body))
             if len(response) > PLAIN_LIMIT and not transport & TCP:
                 return self._truncated(data, qend, entry, b"")
             return response
@@ -204,13 +205,12 @@ class Answerer:
             return self.slow(data, transport)  # EDNS version > 0, options, or another shape
         fast[kind] = fast.get(kind, 0) + 1
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
-            counts, soa, body, opt = entry[5], table.soas_signed[entry[8]], entry[6], \
-                self.opts[1]
-            if entry[7] is not None:  # NXDOMAIN: add the proofs for this name
-                counts, proofs = table.denial(name, entry[7])
+            counts, soa, body, opt = shape[4], table.soas_signed[shape[6]], signed, self.opts[1]
+            if shape[5] is not None:  # NXDOMAIN: add the proofs for this name
+                counts, proofs = table.denial(name, shape[5])
                 body += proofs
         else:
-            counts, soa, body, opt = entry[3], table.soas[entry[8]], entry[4], self.opts[0]
+            counts, soa, opt = shape[3], table.soas[shape[6]], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
         if len(response) > PLAIN_LIMIT and not transport & TCP:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
@@ -243,7 +243,7 @@ class Answerer:
 
     def _truncated(self, data: bytes, qend: int, entry: Entry, opt: bytes) -> bytes:
         """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""
-        flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10) | TC
+        flags = entry[0][0] | (data[2] & 0x01) << 8 | (data[3] & 0x10) | TC
         self.truncated += 1
         return self._header(data, flags, 1, 0, 1 if opt else 0) + data[12:qend] + opt
 
@@ -322,18 +322,19 @@ class Answerer:
 
     def _respond(self, table: Table, data: bytes, question: bytes, entry: Entry,
                  edns: Edns | None, transport: int, reserve: int = 0) -> bytes:
-        flags = entry[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
+        shape, plain, signed = entry
+        flags = shape[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = question[-4] << 8 | question[-3]
-        self.slow_counts[(entry[9] >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
+        self.slow_counts[(shape[7] >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
         if edns is None:
-            counts, body = entry[2], table.soas[entry[8]] + entry[4]
+            counts, body = shape[2], table.soas[shape[6]] + plain
         elif not edns[1] & 0x8000:
-            counts, body = entry[3], table.soas[entry[8]] + entry[4]
-        elif entry[7] is None:
-            counts, body = entry[5], table.soas_signed[entry[8]] + entry[6]
+            counts, body = shape[3], table.soas[shape[6]] + plain
+        elif shape[5] is None:
+            counts, body = shape[4], table.soas_signed[shape[6]] + signed
         else:  # a signed NXDOMAIN: the NSEC records that prove it
-            counts, proofs = table.denial(question[:-4].lower(), entry[7])
-            body = table.soas_signed[entry[8]] + entry[6] + proofs
+            counts, proofs = table.denial(question[:-4].lower(), shape[5])
+            body = table.soas_signed[shape[6]] + signed + proofs
         response = data[:2] + struct.pack(">H", flags) + counts + question + body
         limit = self._limit(edns, transport & TCP) - reserve
         opt = self._opt_for(edns, limit - len(response))

@@ -268,8 +268,8 @@ def reference_proofs(table: Table, name: bytes) -> bytes:
                 return b"".join(proofs[p] for p in nsec3.nxdomain_positions(keys, table.names,
                                                                             name))
             encloser = canonical.closest_encloser(table.names, name)
-            first = canonical.covering(keys, name)
-            second = canonical.covering(keys, canonical.wildcard(encloser))
+            first = canonical.covering(keys, name, canonical.packed)
+            second = canonical.covering(keys, canonical.wildcard(encloser), canonical.packed)
             return proofs[first] + (proofs[second] if second != first else b"")
     raise AssertionError("no signed zone holds the name")
 

@@ -111,3 +111,31 @@ def test_every_failed_send_is_skipped_and_the_rest_sent(failing: set[int], most:
     assert fake.delivered == sorted(set(range(10)) - failing)  # each once, in order
     assert batch.send_failures == len(failing)
     assert all(first + count == 10 for first, count in fake.calls)  # always up to the end
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg are Linux calls")
+def test_an_answer_longer_than_a_send_slot_costs_only_itself() -> None:
+    """Send slots are as long as the longest answer a responder gives over UDP (its payload
+    size), not 64 KiB each: an answer that would spill into the next slot is a bug, dropped
+    and reported, and the others of the batch go out whole."""
+    slot = 600
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(2.0)
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(2.0)
+        batch = mmsg.Batch(server, 8, slot)
+        for n in range(4):
+            client.sendto(bytes([n]) * 12, server.getsockname())
+        bugs: list[bytes] = []
+
+        def answer(data: bytes, transport: int) -> bytes:  # the query's first octet, repeated
+            return data[:1] * (slot + 1 if data[0] == 1 else slot)
+
+        got = 0
+        while got < 4:
+            got += max(0, batch.serve(answer, bugs.append))
+        received = sorted(client.recv(65535) for _ in range(3))
+    assert bugs == [bytes([1]) * 12]
+    assert received == [bytes([n]) * slot for n in (0, 2, 3)]
