@@ -212,6 +212,7 @@ def knot_primary(root: Path, port: int, key_file: Path, zone_file: Path) -> run.
     conf = workdir / "knot.conf"
     conf.write_text(
         f"server:\n  listen: {HOST}@{port}\n  rundir: {workdir}\n"
+        "  udp-workers: 2\n"  # as many as healthdns's responders, on any machine
         f"database:\n  storage: {workdir}\n"
         "log:\n  - target: stderr\n    any: info\n"
         f"include: {key_file}\n"
@@ -366,7 +367,23 @@ class Puller:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of `pid` (knotd runs every worker as a thread of one
+    process, all named "knotd")."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = cpu_seconds_of(task / "stat")
+        except OSError:  # the thread ended between the listing and the read
+            continue
+    return out
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -377,17 +394,60 @@ def transfer_pid(server: run.Server) -> int:
     return int(found.group(1))
 
 
+class Target:
+    """One server in the throughput runs: where dnsperf and the puller go, and the CPU of what
+    serves its AXFRs. healthdns: its transfer process. Knot: the threads of knotd that were
+    idle during its alone runs (its UDP workers answer dnsperf then; the TCP workers, which
+    serve AXFR, wait), found by `alone_run`."""
+
+    def __init__(self, name: str, server: run.Server, xfr_port: int, serves_axfr: str,
+                 transfer: int | None = None) -> None:
+        self.name = name
+        self.server = server
+        self.xfr_port = xfr_port
+        self.serves_axfr = serves_axfr  # how the log lines name what `cpu` counts
+        self.transfer = transfer  # a process of its own that serves AXFR, if there is one
+        self.query_threads: set[int] = set()
+
+    def threads(self) -> dict[int, float]:
+        if self.transfer is not None:
+            return {self.transfer: cpu_seconds(self.transfer)}
+        return thread_cpu(self.server.pid)
+
+    def alone_run(self, before: dict[int, float], after: dict[int, float],
+                  seconds: float) -> None:
+        """Threads busy while only queries came in (more than 1% of a core) answer queries:
+        their CPU is not the transfers'."""
+        if self.transfer is None:
+            self.query_threads |= {tid for tid, cpu in after.items()
+                                   if cpu - before.get(tid, 0.0) > 0.01 * seconds}
+
+    def transfer_cpu(self, before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(cpu - before.get(tid, 0.0) for tid, cpu in after.items()
+                   if tid not in self.query_threads)
+
+
 def schedule(pullers: list[str], rounds: int) -> list[str]:
-    """The order of the dnsperf runs: an alone run before and after every run with a puller,
-    the pullers in turn, `rounds` runs each: alone, kdig, alone, python, alone, kdig, ...,
-    alone. Each run with a puller is compared with the alone runs on either side of it, so a
-    drift of the host's speed over the minutes of the bench (other load, CPU frequency) cancels
-    out instead of deciding the ratio."""
+    """The order of one server's dnsperf runs: an alone run before and after every run with a
+    puller, the pullers in turn, `rounds` runs each: alone, kdig, alone, python, alone, kdig,
+    ..., alone. Each run with a puller is compared with the alone runs on either side of it, so
+    a drift of the host's speed over the minutes of the bench (other load, CPU frequency)
+    cancels out instead of deciding the ratio."""
     order = ["alone"]
     for _ in range(rounds):
         for kind in pullers:
             order += [kind, "alone"]
     return order
+
+
+def interleave(order: list[str], servers: list[str]) -> list[tuple[str, str]]:
+    """Every step of `order` on each server in turn: healthdns alone, knot alone, healthdns
+    with kdig, knot with kdig, healthdns alone, ... A slow period of the host hits both
+    servers, and each server's runs stay evenly spaced, so each run with a puller is still
+    midway between its two alone runs and a steady drift still cancels (healthdns alone,
+    healthdns with kdig, knot alone, knot with kdig would put each puller run a quarter of the
+    way between its alone runs)."""
+    return [(server, kind) for kind in order for server in servers]
 
 
 def paired_ratios(order: list[str], qps: list[float], kind: str) -> list[float]:
@@ -396,11 +456,21 @@ def paired_ratios(order: list[str], qps: list[float], kind: str) -> list[float]:
             for i, ran in enumerate(order) if ran == kind]
 
 
-def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int, tsig: str,
+class Tally:
+    """One server's figures over the throughput runs, in the order of `schedule`."""
+
+    def __init__(self, pullers: list[str]) -> None:
+        self.qps: list[float] = []
+        self.pulls = dict.fromkeys(pullers, 0)
+        self.client_cpu = dict.fromkeys(pullers, 0.0)
+        self.transfer_cpu = dict.fromkeys(pullers, 0.0)
+
+
+def throughput(args: argparse.Namespace, targets: list[Target], tsig: str,
                root: Path) -> dict[str, Any]:
-    """dnsperf on the responders, alone and with each AXFR puller, interleaved (`schedule`);
-    the paired ratios (`paired_ratios`), and the CPU the transfer process and the puller took
-    meanwhile, on the same cores."""
+    """dnsperf on each server, alone and with each AXFR puller, the servers' runs interleaved
+    (`schedule`, `interleave`); each server's paired ratios (`paired_ratios`), and the CPU its
+    transfers and the puller took meanwhile, on the same cores."""
     zone = run.Zone(args.names - 2 * args.pools)
     queries = root / "queries.txt"
     queries.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in
@@ -408,58 +478,82 @@ def throughput(args: argparse.Namespace, server: run.Server, transfer_port: int,
     perf = argparse.Namespace(seconds=args.seconds, clients=8, threads=2, outstanding=500,
                               edns=True, dnssec=True)
     order = schedule(args.puller, args.rounds)
-    qps: list[float] = []
-    pulls = dict.fromkeys(args.puller, 0)
-    client_cpu = dict.fromkeys(args.puller, 0.0)
-    transfer_cpu = dict.fromkeys(args.puller, 0.0)
-    pid = transfer_pid(server)
-    run.log(f"{len(order)} dnsperf runs of {args.seconds:g} s: {' '.join(order)}; transfer "
-            f"process pid {pid} at nice {_nice(pid)}, puller at nice {args.puller_nice}")
-    for number, kind in enumerate(order, 1):
-        if kind == "alone":
-            qps.append(run.run_dnsperf(server, queries, perf, number, root).qps)
-            run.log(f"run {number:>2}: {kind:<6} {qps[-1]:>8.0f} q/s")
-            continue
-        began = cpu_seconds(pid)
-        with Puller(transfer_port, tsig, kind, args.python_every, args.puller_nice) as puller:
-            qps.append(run.run_dnsperf(server, queries, perf, number, root).qps)
-        used = cpu_seconds(pid) - began
-        transfer_cpu[kind] += used
-        pulls[kind] += puller.count
-        client_cpu[kind] += puller.client_cpu
-        run.log(f"run {number:>2}: {kind:<6} {qps[-1]:>8.0f} q/s, {puller.count} AXFRs, "
-                f"transfer process {used * 1000:.0f} CPU-ms")
+    steps = interleave(order, [t.name for t in targets])
+    tallies = {t.name: Tally(args.puller) for t in targets}
+    by_name = {t.name: t for t in targets}
+    run.log(f"{len(steps)} dnsperf runs of {args.seconds:g} s: "
+            f"{' '.join(f'{s}:{k}' for s, k in steps)}; puller at nice {args.puller_nice}; "
+            + "; ".join(f"{t.name}'s AXFRs served by its {t.serves_axfr}" for t in targets))
+    for number, (name, kind) in enumerate(steps, 1):
+        _step(args, by_name[name], tallies[name], kind, number, queries, perf, tsig, root)
+    # healthdns's figures where they were before a reference was measured beside them
+    report = _figures(args, targets[0], order, tallies[targets[0].name])
+    report["runs"] = [list(step) for step in steps]
+    for target in targets[1:]:
+        report[target.name] = _figures(args, target, order, tallies[target.name])
+    return report
+
+
+def _step(args: argparse.Namespace, target: Target, tally: Tally, kind: str, number: int,
+          queries: Path, perf: argparse.Namespace, tsig: str, root: Path) -> None:
+    """One dnsperf run on one server, with a puller unless `kind` is "alone"."""
+    before = target.threads()
+    if kind == "alone":
+        tally.qps.append(run.run_dnsperf(target.server, queries, perf, number, root).qps)
+        target.alone_run(before, target.threads(), args.seconds)
+        run.log(f"run {number:>2}: {target.name:<9} {kind:<6} {tally.qps[-1]:>8.0f} q/s")
+        return
+    with Puller(target.xfr_port, tsig, kind, args.python_every, args.puller_nice) as puller:
+        tally.qps.append(run.run_dnsperf(target.server, queries, perf, number, root).qps)
+    used = target.transfer_cpu(before, target.threads())
+    tally.transfer_cpu[kind] += used
+    tally.pulls[kind] += puller.count
+    tally.client_cpu[kind] += puller.client_cpu
+    run.log(f"run {number:>2}: {target.name:<9} {kind:<6} {tally.qps[-1]:>8.0f} q/s, "
+            f"{puller.count} AXFRs, {target.serves_axfr} {used * 1000:.0f} CPU-ms")
+
+
+def _figures(args: argparse.Namespace, target: Target, order: list[str],
+             tally: Tally) -> dict[str, Any]:
+    """One server's ratios, noise floor and CPU split, logged and as a dict."""
+    name, qps = target.name, tally.qps
     alone = [q for q, kind in zip(qps, order, strict=True) if kind == "alone"]
     report: dict[str, Any] = {"order": order, "qps": qps, "qps_alone": alone}
     noise = [alone[i] / statistics.mean((alone[i - 1], alone[i + 1]))
              for i in range(1, len(alone) - 1)]
     if noise:  # the same pairing with no puller at all: how far the ratios move by chance
-        run.log(f"noise: alone runs {min(alone):.0f}-{max(alone):.0f} q/s; each alone run over "
-                f"the mean of the alone runs either side: median {statistics.median(noise):.3f}"
-                f", range {min(noise):.3f}-{max(noise):.3f} (1.000 on a quiet host)")
+        run.log(f"{name} noise: alone runs {min(alone):.0f}-{max(alone):.0f} q/s; each alone "
+                f"run over the mean of the alone runs either side: median "
+                f"{statistics.median(noise):.3f}, range {min(noise):.3f}-{max(noise):.3f} "
+                f"(1.000 on a quiet host)")
         report["noise_ratios"] = noise
     for kind in args.puller:
         ratios = paired_ratios(order, qps, kind)
-        report[kind] = _summary(args, kind, ratios, pulls[kind], transfer_cpu[kind],
-                                client_cpu[kind])
+        report[kind] = _summary(args, target, kind, ratios, tally.pulls[kind],
+                                tally.transfer_cpu[kind], tally.client_cpu[kind])
     return report
 
 
-def _summary(args: argparse.Namespace, kind: str, ratios: list[float], pulls: int,
-             transfer_cpu: float, client_cpu: float) -> dict[str, Any]:
-    """One puller's figures, logged in a line that reads on its own, and as a dict."""
+def _summary(args: argparse.Namespace, target: Target, kind: str, ratios: list[float],
+             pulls: int, transfer_cpu: float, client_cpu: float) -> dict[str, Any]:
+    """One server's figures with one puller, logged in a line that reads on its own, and as a
+    dict."""
     busy = args.rounds * args.seconds
     n = max(pulls, 1)
     ratio = statistics.median(ratios)
-    run.log(f"{kind}: queries while {kind} pulls AXFR / queries alone = {ratio:.3f} (median of "
-            f"{len(ratios)} paired runs, each over the mean of the alone runs either side; "
-            f"range {min(ratios):.3f}-{max(ratios):.3f}; target >= 0.95). {pulls} AXFRs in "
-            f"{busy:g} s ({pulls / busy:.1f}/s); transfer process {transfer_cpu:.2f} CPU-s "
+    name = target.name
+    run.log(f"{name:<9} {kind}: queries while {kind} pulls AXFR / queries alone = {ratio:.3f} "
+            f"(median of {len(ratios)} paired runs, each over the mean of the alone runs either "
+            f"side; range {min(ratios):.3f}-{max(ratios):.3f}; target >= 0.95). {pulls} AXFRs "
+            f"in {busy:g} s ({pulls / busy:.1f}/s); {name}'s {target.serves_axfr} "
+            f"{transfer_cpu:.2f} CPU-s "
             f"({transfer_cpu / n * 1000:.1f} ms per AXFR), {kind} {client_cpu:.2f} CPU-s "
-            f"({client_cpu / n * 1000:.1f} ms per AXFR), on the responders' cores")
+            f"({client_cpu / n * 1000:.1f} ms per AXFR), on the same cores")
     return {"ratio": ratio, "ratios": ratios, "ratio_min": min(ratios),
-            "ratio_max": max(ratios), "axfrs_pulled": pulls, "transfer_cpu_s": transfer_cpu,
-            "client_cpu_s": client_cpu, "transfer_ms_per_axfr": transfer_cpu / n * 1000}
+            "ratio_max": max(ratios), "axfrs_pulled": pulls, "axfrs_per_s": pulls / busy,
+            "transfer_cpu_s": transfer_cpu, "client_cpu_s": client_cpu,
+            "transfer_ms_per_axfr": transfer_cpu / n * 1000,
+            "client_ms_per_axfr": client_cpu / n * 1000}
 
 
 def _nice(pid: int) -> int:
@@ -495,7 +589,11 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         knot = knot_primary(root, knot_port, key_file, zone_file)
         knot.start(args.start_timeout)
         report["knot_axfr"] = transfers(args, knot_port, tsig, "knot", root)
-        report["throughput"] = throughput(args, healthdns, transfer_port, tsig, root)
+        targets = [Target("healthdns", healthdns, transfer_port, "transfer process",
+                          transfer_pid(healthdns))]
+        if args.reference == "knot":  # the same runs on Knot: what the host does to both
+            targets.append(Target("knot", knot, knot_port, "TCP threads"))
+        report["throughput"] = throughput(args, targets, tsig, root)
         old = serial(transfer_port, tsig)
         backends.down(args.pools)
         run.log(f"{args.pools} of {len(backends.addresses)} backends down; waiting for a serial "
@@ -540,6 +638,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the puller at this nice value: a real secondary is on another "
                         "machine, so its CPU is not the responders' to lose (default 19; 0: "
                         "the puller competes with the responders for the cores)")
+    p.add_argument("--reference", choices=["knot", "none"], default="knot",
+                   help="also load Knot (serving the same zone, 2 UDP workers) in the same "
+                        "interleaved runs, alone and while the puller pulls AXFR from it: its "
+                        "ratio tells the host's share from healthdns's (default knot; none: "
+                        "healthdns only, half the runs)")
     p.add_argument("--pull", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--tsig", help=argparse.SUPPRESS)  # with --pull: the puller process
     args = p.parse_args(argv)

@@ -52,3 +52,42 @@ def test_a_steady_drift_of_the_host_cancels_out(pullers: list[str], rounds: int,
         ratios = bench.paired_ratios(order, qps, kind)
         assert len(ratios) == rounds
         assert all(abs(ratio - cost) < 1e-9 for ratio in ratios)
+
+
+SERVERS = st.sampled_from([["healthdns"], ["healthdns", "knot"]])
+
+
+@given(pullers=PULLERS, rounds=st.integers(1, 6), servers=SERVERS)
+def test_the_servers_take_turns_at_every_step(pullers: list[str], rounds: int,
+                                              servers: list[str]) -> None:
+    """healthdns alone, knot alone, healthdns with kdig, knot with kdig, ...: each server runs
+    the whole schedule, and no two runs of one server come before the other's turn."""
+    order = bench.schedule(pullers, rounds)
+    steps = bench.interleave(order, servers)
+    for server in servers:
+        assert [kind for ran, kind in steps if ran == server] == order
+    assert [ran for ran, _ in steps] == servers * len(order)
+
+
+@given(pullers=PULLERS, rounds=st.integers(1, 6), start=st.floats(50_000, 200_000),
+       drift=st.floats(-5_000, 5_000), knot_speed=st.floats(0.5, 2.0),
+       costs=st.tuples(st.floats(0.5, 1.0), st.floats(0.5, 1.0)))
+def test_a_drift_shared_by_both_servers_cancels_out_for_each(
+        pullers: list[str], rounds: int, start: float, drift: float, knot_speed: float,
+        costs: tuple[float, float]) -> None:
+    """The host's speed drifts by `drift` q/s every run, whichever server runs; Knot is
+    `knot_speed` times as fast; a puller costs each server its own share. Each server's paired
+    ratios, taken over its own runs, are its own cost: interleaving keeps each run with a
+    puller midway between its two alone runs."""
+    order = bench.schedule(pullers, rounds)
+    steps = bench.interleave(order, ["healthdns", "knot"])
+    speed, cost = {"healthdns": 1.0, "knot": knot_speed}, dict(zip(["healthdns", "knot"], costs))
+    qps: dict[str, list[float]] = {"healthdns": [], "knot": []}
+    for i, (server, kind) in enumerate(steps):
+        qps[server].append((start + drift * i) * speed[server]
+                           * (1.0 if kind == "alone" else cost[server]))
+    for server, runs in qps.items():
+        for kind in pullers:
+            ratios = bench.paired_ratios(order, runs, kind)
+            assert len(ratios) == rounds
+            assert all(abs(ratio - cost[server]) < 1e-9 for ratio in ratios)
