@@ -31,6 +31,22 @@ as the median of `--rounds`:
    puller runs at `--puller-nice` (19 by default) so that what is measured is the transfer
    process's cost to the responders, not the stand-in secondary's; `--puller-nice 0` shows
    both together.
+4. The reference in the same runs (`--reference knot`, the default; `none` halves the
+   runs): Knot, serving the same zone as in 1. with 2 UDP workers (as many as healthdns's
+   responders), takes the same dnsperf runs alone and while the same puller pulls AXFR from
+   it. The servers take turns at every step: healthdns alone, Knot alone, healthdns with
+   kdig, Knot with kdig, healthdns alone, ... (`interleave`), so a slow period of the host
+   hits both, and each server's run with a puller stays midway between its own two alone
+   runs (healthdns alone, healthdns with kdig, Knot alone, Knot with kdig would not: a steady
+   drift would then move the ratios). Knot's ratio is logged on a line of its own under
+   healthdns's, with its AXFRs/s and the CPU per AXFR of knotd's TCP threads (the threads
+   that stayed idle while Knot answered queries alone; knotd names every thread "knotd").
+   A host that costs Knot as much as healthdns is the host's doing. Knot serves an AXFR
+   faster, so a back-to-back puller pulls more from it: `--python-every` gives both the
+   same pace. JSON: `throughput` holds healthdns's figures as before, `throughput.knot`
+   Knot's in the same shape, `throughput.runs` the [server, run] pairs in the order run;
+   each puller's figures include `axfrs_per_s`, `transfer_ms_per_axfr` (the server's CPU:
+   healthdns's transfer process, Knot's TCP threads) and `client_ms_per_axfr`.
 
 Stdlib only, plus kdig, knotd, knotc, keymgr and dnsperf; imports nothing from healthdns.
 """
