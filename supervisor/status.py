@@ -15,9 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import dns.exception
-import dns.name
-import dns.rdatatype
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,13 +26,14 @@ from prometheus_client.registry import Collector
 
 from healthdns.shared.config import Config
 from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS, Probe
+from healthdns.supervisor.names import QTYPE_NUMBERS, absolute, from_wire, type_text
 from healthdns.supervisor.overrides import Override
 
 # The query types that get their own label value; every other one is "other", so a client
 # cannot grow the number of series by asking for odd types (as CoreDNS does).
 QTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA", "DS", "DNSKEY",
           "NSEC", "NSEC3", "RRSIG", "HTTPS", "SVCB", "ANY", "AXFR", "IXFR")
-_QTYPE_LABEL = {int(dns.rdatatype.from_text(t)): t for t in QTYPES}
+_QTYPE_LABEL = {QTYPE_NUMBERS[t]: t for t in QTYPES}
 # The zone label of queries for names in none of our zones (answered REFUSED), and of those
 # without a usable question (FORMERR): CoreDNS counts these under its own placeholder; "."
 # cannot be a zone of ours (the configuration refuses the root zone).
@@ -108,9 +106,8 @@ def catalog(cfg: Config) -> dict[str, Target]:
     checks = cfg.checks()
     found: dict[str, tuple[dict[str, None], dict[str, None], dict[str, None]]] = {}
     for zone in cfg.zones:
-        origin = dns.name.from_text(zone.origin)
         for owner, record in zone.records.items():
-            name = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)
+            name = absolute(owner, zone.origin)
             for group in record.pool.groups if record.pool is not None else ():
                 assert group.check is not None  # normalised
                 for address in group.addresses:
@@ -141,10 +138,9 @@ def make_catalog(cfg: Config) -> Catalog:
 def pools(cfg: Config) -> dict[str, dict[str, Any]]:
     out = {}
     for zone in cfg.zones:
-        origin = dns.name.from_text(zone.origin)
         for owner, record in zone.records.items():
             if record.pool is not None:
-                name = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)
+                name = absolute(owner, zone.origin)
                 out[name] = {"groups": [list(g.addresses) for g in record.pool.groups],
                              "min_healthy": record.pool.min_healthy,
                              "policy": record.pool.policy}
@@ -157,11 +153,10 @@ def zone_label(origin: bytes, spelled: list[str]) -> str:
     NO_ZONE for b"" (none of ours)."""
     if not origin:
         return NO_ZONE
-    try:
-        text = dns.name.from_wire(origin, 0)[0].to_text(omit_final_dot=True)
-    except dns.exception.DNSException:
+    name = from_wire(origin)
+    if name is None:
         return f"invalid {origin[:64].hex()}"  # a responder's bug: shown, never fatal
-    return next((z for z in spelled if z.lower() == text.lower()), text)
+    return next((z for z in spelled if z.lower() == name.lower()), name)
 
 
 def zone_names(cfg: Config) -> list[str]:
@@ -209,7 +204,7 @@ def _names(view: View, known: Catalog) -> list[dict[str, Any]]:
     answers: dict[str, list[dict[str, Any]]] = {}
     for name, rdtype, group, rule, addresses in view.choices:
         answers.setdefault(name, []).append({
-            "type": dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)), "addresses": addresses, "rule": rule,
+            "type": type_text(rdtype), "addresses": addresses, "rule": rule,
             "group": group if group >= 0 else None})
     for entry in names.values():
         entry["answers"] = answers.get(entry["name"], [])
