@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_deltas import configs, targets
 
 from healthdns.shared import config
-from healthdns.signer import dnssec, zone
+from healthdns.signer import dnssec, render, zone
 from healthdns.signer.main import Signer
 
 STATIC = b"\x06static\x07example\x04test\x00"  # the record without a pool in test_deltas
@@ -221,3 +221,54 @@ def test_answers_share_their_flags(tmp_dir: str, kind: str) -> None:
     answers += [a.signed for a in answers if a.signed is not None]
     flags = {id(a.flags) for a in answers}
     assert len(flags) == len({a.flags for a in answers}) == 2  # NOERROR and NXDOMAIN
+
+
+names_of = st.lists(st.binary(min_size=1, max_size=8), max_size=3).map(
+    lambda labels: b"".join(bytes([len(label)]) + label for label in labels) + b"\x00")
+
+
+@settings(max_examples=60, deadline=None)
+@given(owner=names_of, ttl=st.integers(0, 2**31), old=st.binary(max_size=40),
+       new=st.binary(max_size=40), sigs=st.binary(max_size=200), prefix=st.booleans())
+def test_a_proof_is_checked_against_the_nsec_rdata_it_holds(
+        owner: bytes, ttl: int, old: bytes, new: bytes, sigs: bytes, prefix: bool) -> None:
+    """A cached proof holds for a name exactly when its record has the name's NSEC rdata,
+    a bitmap that shrank to a prefix of the old one (a window fewer) included."""
+    if prefix:
+        new = old[:len(new) % (len(old) + 1)]
+    proof = render.rr(owner, dnssec.NSEC, ttl, old) + sigs
+    assert render.proves(proof, len(owner), new) == (old == new)
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_cached_proofs_are_one_bytes_object_and_follow_the_chain(tmp_dir: str,
+                                                                 denial: str) -> None:
+    """The render cache keeps each owner's NXDOMAIN proof as the very bytes the table serves,
+    no (rdata, proof) tuple; as health changes the types of pooled names, their proofs hold
+    the NSEC (NSEC3) records a signer rendering that health afresh would serve."""
+    cfg = configs(tmp_dir)["signed"]
+    spec = cfg.zones[0]
+    assert spec.dnssec is not None
+    cfg = msgspec.structs.replace(cfg, zones=[msgspec.structs.replace(
+        spec, dnssec=msgspec.structs.replace(spec.dnssec, denial=denial))])
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    for up in (True, False, True, False):
+        published(signer, ids, up)
+        fresh = Signer(cfg)
+        published(fresh, ids, up)
+        assert signer.previous is not None and fresh.previous is not None
+        table, expected = signer.previous[0], fresh.previous[0]
+        cached = signer.caches[0].proofs
+        assert all(type(p) is bytes for p in cached.values())
+        assert {id(p) for p in table.proofs} == {id(p) for p in cached.values()}
+        assert [records(p) for p in table.proofs] == [records(p) for p in expected.proofs]
+
+
+def records(proof: bytes) -> bytes:
+    """The NSEC (NSEC3) record at the start of a proof, without the signatures after it."""
+    i = 0
+    while proof[i]:
+        i += proof[i] + 1
+    start = i + 11
+    return proof[:start + render.RDLENGTH.unpack_from(proof, start - 2)[0]]
