@@ -42,8 +42,11 @@ def test_a_static_name_is_kept_as_the_zone_s_own_data(tmp_dir: str, kind: str) -
     owner = signer.zones[0].owners[STATIC]
     for up in (True, False, True):  # generations where pools change and this name does not
         published(signer, ids, up)
-        content = signer.caches[0].names[STATIC][0]
-        assert content[0] is owner.static
+        entry = signer.caches[0].names[STATIC]
+        assert entry.items is owner.static
+        # What it was made from is fields of the entry: no tuple of its own per name.
+        assert [id(x) for x in entry if isinstance(x, tuple) and x is not entry.answers] \
+            == [id(owner.static)]
 
 
 def test_chain_keys_share_labels_and_signatures_share_records(tmp_dir: str) -> None:
