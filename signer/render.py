@@ -83,7 +83,8 @@ class RenderCache:
     names: dict[bytes, Rendered] = field(default_factory=dict)
     order: list[bytes] = field(default_factory=list)  # the chain's names, in order
     keys: list[Any] = field(default_factory=list)  # their sort keys (NSEC) or hashes (NSEC3)
-    nsecs: dict[tuple[bytes, tuple[int, ...]], bytes] = field(default_factory=dict)
+    # owner -> its NSEC (NSEC3) rdata, the same object while the chain and its types stay
+    nsecs: dict[bytes, bytes] = field(default_factory=dict)
     # owner -> its NXDOMAIN proof (see `_proof`): the NSEC rdata it was made for is inside it
     proofs: dict[bytes, bytes] = field(default_factory=dict)
 
@@ -241,18 +242,17 @@ def _chain(view: _View) -> None:
                       for o in cache.order]
     owners = view.chain = cache.order
     view.keys = cache.keys
-    bitmaps: dict[tuple[int, ...], tuple[int, ...]] = {}  # a few distinct type sets, shared
+    bitmaps: dict[tuple[int, ...], bytes] = {}  # a few distinct type sets, as wire bitmaps
     for i, owner in enumerate(owners):
         following = owners[(i + 1) % len(owners)]
         types = {*view.names[owner], NSEC, RRSIG}
         if owner == view.apex:
             types.add(SOA)
         ordered = tuple(sorted(types))
-        key = (following, bitmaps.setdefault(ordered, ordered))
-        rdata = cache.nsecs.get(key)
-        if rdata is None:
-            rdata = cache.nsecs[key] = _nsec_rdata(following, list(key[1]))
-        view.nsecs[owner] = rdata
+        bitmap = bitmaps.get(ordered)
+        if bitmap is None:  # the rdata with the root (one octet) as the next name, but it
+            bitmap = bitmaps[ordered] = _nsec_rdata(b"\x00", list(ordered))[1:]
+        view.nsecs[owner] = kept_rdata(cache.nsecs, owner, b"", following, bitmap)
 
 
 def _chain3(view: _View) -> None:
@@ -262,7 +262,9 @@ def _chain3(view: _View) -> None:
         cache.order = sorted(view.names, key=nsec3.digest)
         cache.keys = [nsec3.digest(n) for n in cache.order]
     view.chain, view.keys = cache.order, cache.keys
-    bitmaps: dict[tuple[int, ...], tuple[int, ...]] = {}  # as in `_chain`
+    bitmaps: dict[tuple[int, ...], bytes] = {}  # as in `_chain`
+    # Hash algorithm, flags, iterations, salt (none), then the hash's length: the same for all.
+    head = nsec3.rdata(view.keys[0], [])[:6]
     for i, name in enumerate(view.chain):
         view.hashed[name] = nsec3.owner(view.keys[i], view.apex)
         following = view.keys[(i + 1) % len(view.keys)]
@@ -272,11 +274,24 @@ def _chain3(view: _View) -> None:
         if name == view.apex:
             types.add(SOA)
         ordered = tuple(sorted(types))
-        key = (following, bitmaps.setdefault(ordered, ordered))
-        rdata = cache.nsecs.get(key)
-        if rdata is None:
-            rdata = cache.nsecs[key] = nsec3.rdata(following, list(key[1]))
-        view.nsecs[name] = rdata
+        bitmap = bitmaps.get(ordered)
+        if bitmap is None:  # the rdata of an empty hash, but its fixed fields
+            bitmap = bitmaps[ordered] = nsec3.rdata(b"", list(ordered))[6:]
+        view.nsecs[name] = kept_rdata(cache.nsecs, name, head, following, bitmap)
+
+
+def kept_rdata(nsecs: dict[bytes, bytes], owner: bytes, head: bytes, following: bytes,
+               bitmap: bytes) -> bytes:
+    """`owner`'s NSEC (NSEC3) rdata, `head + following + bitmap`: the cached object when it
+    is that, compared in place. Cached by owner, not by (next name, types): no key tuple per
+    name (10,000 names: 0.7 MiB), and an owner's rdata stays one object across generations
+    (signature cache keys and render cache entries hold it)."""
+    rdata = nsecs.get(owner)
+    if rdata is None or len(rdata) != len(head) + len(following) + len(bitmap) \
+            or not (rdata.startswith(head) and rdata.startswith(following, len(head))
+                    and rdata.endswith(bitmap)):
+        rdata = nsecs[owner] = head + following + bitmap
+    return rdata
 
 
 def _nsec_rdata(following: bytes, types: list[int]) -> bytes:

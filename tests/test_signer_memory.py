@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_deltas import configs, targets
 
-from healthdns.shared import config
+from healthdns.shared import config, nsec3
 from healthdns.signer import dnssec, render, zone
 from healthdns.signer.main import Signer
 
@@ -65,18 +65,44 @@ def test_chain_keys_share_labels_and_signatures_share_records(tmp_dir: str) -> N
                        if key[:3] == (STATIC, rdtype, ttl))
 
 
-@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
-def test_nsec_type_sets_are_shared(tmp_dir: str, denial: str) -> None:
-    """Most owners have the same types: their NSEC (NSEC3) cache keys share one tuple."""
-    cfg = configs(tmp_dir)["signed"]
+def with_denial(cfg: config.Config, denial: str) -> config.Config:
     spec = cfg.zones[0]
     assert spec.dnssec is not None
-    zone = msgspec.structs.replace(spec, dnssec=msgspec.structs.replace(spec.dnssec,
-                                                                        denial=denial))
-    signer = Signer(msgspec.structs.replace(cfg, zones=[zone]))
-    published(signer, targets(cfg), True)
-    type_sets = [types for _, types in signer.caches[0].nsecs]
-    assert len({id(t) for t in type_sets}) == len(set(type_sets)) < len(type_sets)
+    return msgspec.structs.replace(cfg, zones=[msgspec.structs.replace(
+        spec, dnssec=msgspec.structs.replace(spec.dnssec, denial=denial))])
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_nsec_rdata_is_cached_per_owner(tmp_dir: str, denial: str) -> None:
+    """The NSEC (NSEC3) rdata is cached by owner, with no (next name, types) key tuple: the
+    chain's every owner has one, equal to the record the next name and the owner's types make
+    now, and the same object in every generation where those did not change."""
+    cfg = with_denial(configs(tmp_dir)["signed"], denial)
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    before: dict[bytes, bytes] = {}
+    for up in (True, False, True, False):
+        published(signer, ids, up)
+        serials = [s for s in signer.serials if s is not None]
+        view = render.views(signer.zones, signer.health, serials, signer.signers,
+                            signer.caches)[0]
+        cached = signer.caches[0].nsecs
+        assert set(cached) == set(view.chain)
+        for i, owner in enumerate(view.chain):
+            following = (view.keys if view.nsec3 else view.chain)[(i + 1) % len(view.chain)]
+            types = set(view.names[owner])
+            if types or not view.nsec3:
+                types.add(dnssec.RRSIG)
+            if not view.nsec3:
+                types.add(dnssec.NSEC)
+            if owner == view.apex:
+                types.add(zone.SOA)
+            expected = nsec3.rdata(following, sorted(types)) if view.nsec3 \
+                else render._nsec_rdata(following, sorted(types))
+            assert cached[owner] == expected
+            if before.get(owner) == expected:
+                assert cached[owner] is before[owner]
+        before = dict(cached)
 
 
 ADDRESSES = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
@@ -249,11 +275,7 @@ def test_cached_proofs_are_one_bytes_object_and_follow_the_chain(tmp_dir: str,
     """The render cache keeps each owner's NXDOMAIN proof as the very bytes the table serves,
     no (rdata, proof) tuple; as health changes the types of pooled names, their proofs hold
     the NSEC (NSEC3) records a signer rendering that health afresh would serve."""
-    cfg = configs(tmp_dir)["signed"]
-    spec = cfg.zones[0]
-    assert spec.dnssec is not None
-    cfg = msgspec.structs.replace(cfg, zones=[msgspec.structs.replace(
-        spec, dnssec=msgspec.structs.replace(spec.dnssec, denial=denial))])
+    cfg = with_denial(configs(tmp_dir)["signed"], denial)
     ids = targets(cfg)
     signer = Signer(cfg)
     for up in (True, False, True, False):
