@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_deltas import configs, targets
 
-from healthdns.shared import config
-from healthdns.signer import dnssec, zone
+from healthdns.shared import config, nsec3
+from healthdns.signer import dnssec, render, zone
 from healthdns.signer.main import Signer
 
 STATIC = b"\x06static\x07example\x04test\x00"  # the record without a pool in test_deltas
@@ -42,8 +42,11 @@ def test_a_static_name_is_kept_as_the_zone_s_own_data(tmp_dir: str, kind: str) -
     owner = signer.zones[0].owners[STATIC]
     for up in (True, False, True):  # generations where pools change and this name does not
         published(signer, ids, up)
-        content = signer.caches[0].names[STATIC][0]
-        assert content[0] is owner.static
+        entry = signer.caches[0].names[STATIC]
+        assert entry.items is owner.static
+        # What it was made from is fields of the entry: no tuple of its own per name.
+        assert [id(x) for x in entry if isinstance(x, tuple) and x is not entry.answers] \
+            == [id(owner.static)]
 
 
 def test_chain_keys_share_labels_and_signatures_share_records(tmp_dir: str) -> None:
@@ -62,18 +65,44 @@ def test_chain_keys_share_labels_and_signatures_share_records(tmp_dir: str) -> N
                        if key[:3] == (STATIC, rdtype, ttl))
 
 
-@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
-def test_nsec_type_sets_are_shared(tmp_dir: str, denial: str) -> None:
-    """Most owners have the same types: their NSEC (NSEC3) cache keys share one tuple."""
-    cfg = configs(tmp_dir)["signed"]
+def with_denial(cfg: config.Config, denial: str) -> config.Config:
     spec = cfg.zones[0]
     assert spec.dnssec is not None
-    zone = msgspec.structs.replace(spec, dnssec=msgspec.structs.replace(spec.dnssec,
-                                                                        denial=denial))
-    signer = Signer(msgspec.structs.replace(cfg, zones=[zone]))
-    published(signer, targets(cfg), True)
-    type_sets = [types for _, types in signer.caches[0].nsecs]
-    assert len({id(t) for t in type_sets}) == len(set(type_sets)) < len(type_sets)
+    return msgspec.structs.replace(cfg, zones=[msgspec.structs.replace(
+        spec, dnssec=msgspec.structs.replace(spec.dnssec, denial=denial))])
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_nsec_rdata_is_cached_per_owner(tmp_dir: str, denial: str) -> None:
+    """The NSEC (NSEC3) rdata is cached by owner, with no (next name, types) key tuple: the
+    chain's every owner has one, equal to the record the next name and the owner's types make
+    now, and the same object in every generation where those did not change."""
+    cfg = with_denial(configs(tmp_dir)["signed"], denial)
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    before: dict[bytes, bytes] = {}
+    for up in (True, False, True, False):
+        published(signer, ids, up)
+        serials = [s for s in signer.serials if s is not None]
+        view = render.views(signer.zones, signer.health, serials, signer.signers,
+                            signer.caches)[0]
+        cached = signer.caches[0].nsecs
+        assert set(cached) == set(view.chain)
+        for i, owner in enumerate(view.chain):
+            following = (view.keys if view.nsec3 else view.chain)[(i + 1) % len(view.chain)]
+            types = set(view.names[owner])
+            if types or not view.nsec3:
+                types.add(dnssec.RRSIG)
+            if not view.nsec3:
+                types.add(dnssec.NSEC)
+            if owner == view.apex:
+                types.add(zone.SOA)
+            expected = nsec3.rdata(following, sorted(types)) if view.nsec3 \
+                else render._nsec_rdata(following, sorted(types))
+            assert cached[owner] == expected
+            if before.get(owner) == expected:
+                assert cached[owner] is before[owner]
+        before = dict(cached)
 
 
 ADDRESSES = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
@@ -221,3 +250,50 @@ def test_answers_share_their_flags(tmp_dir: str, kind: str) -> None:
     answers += [a.signed for a in answers if a.signed is not None]
     flags = {id(a.flags) for a in answers}
     assert len(flags) == len({a.flags for a in answers}) == 2  # NOERROR and NXDOMAIN
+
+
+names_of = st.lists(st.binary(min_size=1, max_size=8), max_size=3).map(
+    lambda labels: b"".join(bytes([len(label)]) + label for label in labels) + b"\x00")
+
+
+@settings(max_examples=60, deadline=None)
+@given(owner=names_of, ttl=st.integers(0, 2**31), old=st.binary(max_size=40),
+       new=st.binary(max_size=40), sigs=st.binary(max_size=200), prefix=st.booleans())
+def test_a_proof_is_checked_against_the_nsec_rdata_it_holds(
+        owner: bytes, ttl: int, old: bytes, new: bytes, sigs: bytes, prefix: bool) -> None:
+    """A cached proof holds for a name exactly when its record has the name's NSEC rdata,
+    a bitmap that shrank to a prefix of the old one (a window fewer) included."""
+    if prefix:
+        new = old[:len(new) % (len(old) + 1)]
+    proof = render.rr(owner, dnssec.NSEC, ttl, old) + sigs
+    assert render.proves(proof, len(owner), new) == (old == new)
+
+
+@pytest.mark.parametrize("denial", ["nsec", "nsec3"])
+def test_cached_proofs_are_one_bytes_object_and_follow_the_chain(tmp_dir: str,
+                                                                 denial: str) -> None:
+    """The render cache keeps each owner's NXDOMAIN proof as the very bytes the table serves,
+    no (rdata, proof) tuple; as health changes the types of pooled names, their proofs hold
+    the NSEC (NSEC3) records a signer rendering that health afresh would serve."""
+    cfg = with_denial(configs(tmp_dir)["signed"], denial)
+    ids = targets(cfg)
+    signer = Signer(cfg)
+    for up in (True, False, True, False):
+        published(signer, ids, up)
+        fresh = Signer(cfg)
+        published(fresh, ids, up)
+        assert signer.previous is not None and fresh.previous is not None
+        table, expected = signer.previous[0], fresh.previous[0]
+        cached = signer.caches[0].proofs
+        assert all(type(p) is bytes for p in cached.values())
+        assert {id(p) for p in table.proofs} == {id(p) for p in cached.values()}
+        assert [records(p) for p in table.proofs] == [records(p) for p in expected.proofs]
+
+
+def records(proof: bytes) -> bytes:
+    """The NSEC (NSEC3) record at the start of a proof, without the signatures after it."""
+    i = 0
+    while proof[i]:
+        i += proof[i] + 1
+    start = i + 11
+    return proof[:start + render.RDLENGTH.unpack_from(proof, start - 2)[0]]
