@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import logging
 import signal
@@ -18,7 +17,7 @@ from healthdns.responder.query import PLAIN_LIMIT, UDP, V6, Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
-from healthdns.shared import messages
+from healthdns.shared import heap, messages
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.region import Region
 
@@ -256,11 +255,6 @@ class Server:
                       data[:BUG_LOG_BYTES].hex(), self.errors)
 
 
-# glibc's malloc_trim(pad): returns free heap pages to the system; absent from other C
-# libraries (musl), where there is nothing to call.
-_malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-
-
 def settle() -> None:
     """Put what is alive now, the table just loaded above all, out of the collector's sight.
 
@@ -276,5 +270,4 @@ def settle() -> None:
     its thresholds (0.9 MiB of a responder at 10,000 signed names)."""
     gc.collect()
     gc.freeze()
-    if _malloc_trim is not None:
-        _malloc_trim(0)
+    heap.trim()

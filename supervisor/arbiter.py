@@ -19,7 +19,6 @@ sent is relayed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import multiprocessing
@@ -39,7 +38,7 @@ from types import FrameType
 
 import msgspec
 
-from healthdns.shared import child, messages, privilege
+from healthdns.shared import child, heap, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.region import Region
@@ -51,8 +50,6 @@ from healthdns.supervisor.steering import Child, Steering
 log = logging.getLogger("healthdns.supervisor")
 
 SNAPSHOT_COMPRESSION = 1  # zlib level: signed data (random signatures) gains little above it
-# glibc's malloc_trim(pad); absent from other C libraries (musl), where nothing is called.
-_malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
 STOP_DEADLINE = 4.0  # SIGTERM, then SIGKILL whatever is left after this long
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 10.0
@@ -587,7 +584,7 @@ class Supervisor:
                 log.debug("generation %d sent to responders; its snapshot (%d bytes) kept in "
                           "%d", generation, len(snapshot), len(self.packed))
                 self._relay_records(message)
-                _trim_heap()
+                heap.trim()  # zlib's buffers and the decoded message's blocks (0.8 MiB)
                 self.generation = generation
                 self.steering.published(generation, serials, self.now())
                 self._keep_serials(serials)
@@ -789,18 +786,6 @@ def _largest_report(targets: dict[str, str]) -> int:
     return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))
 
 
-def _trim_heap() -> bool:
-    """Give the C heap's free pages back to the system; False where there is no
-    malloc_trim (nothing done).
-
-    Compressing a snapshot frees zlib's working buffers (blocks below the fixed mmap
-    threshold of shared/heap.py, so on the heap) and decoding it leaves the message's small
-    blocks: glibc keeps those pages resident, 0.8 MiB of the supervisor at 10,000 signed
-    names (bench/memory.py). Once per publication, never on a query's path."""
-    if _malloc_trim is None:
-        return False
-    _malloc_trim(0)
-    return True
 
 
 def ensure_fork_server() -> None:

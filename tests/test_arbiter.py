@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from healthdns.shared import config, messages
+from healthdns.shared import config, heap, messages
 from healthdns.supervisor import arbiter
 from healthdns.supervisor.arbiter import EXIT_FATAL, SMALL_FRAME_LIMIT, Supervisor
 from healthdns.supervisor.channel import Channel
@@ -74,7 +74,7 @@ def test_the_heap_is_trimmed_once_a_snapshot_is_kept(monkeypatch: pytest.MonkeyP
     pages glibc keeps unless told (0.8 MiB at 10,000 signed names, bench/memory.py); the
     supervisor gives them back after each publication it keeps, and only then."""
     pads: list[int] = []
-    monkeypatch.setattr(arbiter, "_malloc_trim", pads.append)
+    monkeypatch.setattr(heap, "_malloc_trim", pads.append)
     supervisor = Supervisor(CFG)
     assert supervisor._dispatch(supervisor.signer, messages.Published(2, [1], [b""], b"x"))
     assert pads == []  # refused: nothing kept

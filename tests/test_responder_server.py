@@ -12,7 +12,7 @@ import pytest
 
 from healthdns.responder import main, server
 from healthdns.responder.table import Table
-from healthdns.shared import config, messages
+from healthdns.shared import config, heap, messages
 
 
 def test_a_flood_of_internal_errors_logs_one_traceback(caplog: pytest.LogCaptureFixture) -> None:
@@ -112,7 +112,7 @@ print(before - rss_kib())
 """
 
 
-@pytest.mark.skipif(server._malloc_trim is None, reason="malloc_trim is glibc's")
+@pytest.mark.skipif(heap._malloc_trim is None, reason="malloc_trim is glibc's")
 def test_a_load_gives_the_heap_s_free_pages_back() -> None:
     """A load frees large blocks (the received message, the dicts the table outgrew) that
     glibc keeps in its heap; `settle`, run after every load, returns their pages. In a fresh
