@@ -31,6 +31,7 @@ NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
 BADCOOKIE = 23  # RFC 7873 8
 OPT = 41
+ANY = 255
 TSIG = 250
 NOTAUTH = 9  # RFC 8945 5.2: a TSIG that does not check out
 NSID = 3  # EDNS option code (RFC 5001); every other option is ignored (RFC 6891 6.1.2)
@@ -183,7 +184,8 @@ class Answerer:
         if entry is None:  # NODATA, CNAME chains and NXDOMAIN, for IN and ordinary types
             if data[end + 3] or data[end + 4] != 1 or qtype in META_QTYPES:  # IN: 0x0001
                 return self.slow(data, transport)
-            entry = table.lookup_miss(name)
+            # ANY (RFC 8482): its lowest type's entry, derived here rather than held per name.
+            entry = table.any_entry(name) if qtype == ANY else table.lookup_miss(name)
             if entry is None:
                 return self.slow(data, transport)
         shape, body, signed = entry
@@ -295,7 +297,7 @@ class Answerer:
         if table is None:
             return self._error(data, question, SERVFAIL, edns, transport)
         key = question[:-4].lower() + question[-4:]
-        entry = table.answers.get(key) or table.lookup_miss(key[:-4])
+        entry = table.find(key)
         if entry is None:  # not one of our zones
             return self._error(data, question, REFUSED, edns, transport, zone=0)
         return self._respond(table, data, question, entry, edns, transport, reserve)

@@ -8,6 +8,7 @@ sees one generation from start to end.
 from __future__ import annotations
 
 import struct
+from collections import ChainMap
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +20,11 @@ from healthdns.shared.messages import (
     Delta,
     EncodedDelta,
     EncodedSnapshot,
+    EncodedZoneDelta,
     EncodedZoneTable,
     Snapshot,
+    ZoneDelta,
+    ZoneTable,
     decode_answer,
 )
 
@@ -34,6 +38,8 @@ Shape = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, tuple[int, int, int]
 # 30,000 entries of 64 octets instead of 120; all but the bodies repeat from entry to entry).
 Entry = tuple[Shape, bytes, bytes]
 CLASS_IN = b"\x00\x01"
+ANY = b"\x00\xff"  # qtype ANY (RFC 8482: answered with one RRset of the name)
+ANY_IN = ANY + CLASS_IN
 MAX_NAME = 255  # octets in a name, the root label included (RFC 1035 3.1)
 MAX_LABEL = 63  # octets in a label; 0x40 and 0x80 set mean other label types (RFC 6891 5)
 _flag_maps: dict[int, dict[bytes, bytes]] = {}
@@ -161,12 +167,19 @@ class Table:
     ``names``: lower-case name wire -> entry for a type the name lacks (NODATA, CNAME chains).
     ``zones``: origin wire -> NXDOMAIN entry; a name under no origin is not ours (REFUSED).
     ``origin_lengths``: the lengths of those origins, the only suffixes worth looking up.
+    ``any_types``: every type (+ class IN) of an `answers` key, in type order. A name's ANY
+    answer is the entry of its lowest such type (`any_entry`), held in `answers` only where
+    it is not (`_settle_any`): an entry per name for qtype ANY cost 1.4 MiB per responder at
+    10,000 signed names. ``any_blocked``: the ANY keys held only to stop that derivation
+    (the name has no ANY answer of its own: it answers as any missing type does).
     ``soas``/``soas_signed``: by SOA index, the records negative answers start their authority
     section with; index 0 is empty.
     """
 
     __slots__ = (
         "answers",
+        "any_blocked",
+        "any_types",
         "cache",
         "cache_size",
         "chains",
@@ -191,6 +204,8 @@ class Table:
         self.soas = [b""] + [z.soa for z in snapshot.zones]
         self.soas_signed = [b""] + [z.soa_signed for z in snapshot.zones]
         self.answers: dict[bytes, Entry] = {}
+        self.any_types: tuple[bytes, ...] = ()
+        self.any_blocked: set[bytes] = set()
         self.names: dict[bytes, Entry] = {}
         self.zones: dict[bytes, Entry] = {}
         # origin -> (NSEC `canonical.packed` keys or NSEC3 hashes, proofs by chain position,
@@ -200,9 +215,10 @@ class Table:
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
         bodies: dict[bytes, bytes] = {}  # equal bodies, one object each
+        zone_answers, blocked = self._derive_any(snapshot.zones)
         for index, zone in enumerate(snapshot.zones, start=1):
             ids = (index, zone_id(zone.origin))
-            self._put(ids, zone.answers, zone.names, bodies)
+            self._put(ids, zone_answers[index - 1], zone.names, bodies)
             self._put_variants(ids, zone.variants, bodies)
             self.zones[zone.origin] = entry(zone.nxdomain, *ids, proved=bool(zone.chain))
             if zone.chain:
@@ -216,6 +232,41 @@ class Table:
                 proofs = [bodies.setdefault(p, p) for p in zone.proofs]
                 self.chains[zone.origin] = (keys, proofs, zone.nsec3)
         self.origin_lengths = frozenset(len(origin) for origin in self.zones)
+        self._settle_any(dict.fromkeys([name + ANY for name in blocked]))
+
+    def _derive_any(self, zones: list[ZoneTable] | list[EncodedZoneTable]
+                    ) -> tuple[list[Answers], list[bytes]]:
+        """Each zone's answers without the ANY keys `any_entry` derives, and the names that
+        have no ANY answer but would derive one (`_settle_any` holds theirs).
+
+        Done on the message before the table is made: an encoded message's dropped keys are
+        freed before any entry is laid out (held until the end, they left 0.4 MiB of holes
+        between the table's objects). A decoded one, the caller's, is copied, not changed.
+        """
+        every = ChainMap(*(z.answers for z in reversed(zones)))  # a later zone's key wins
+        rotating = ChainMap(*(z.variants for z in zones))
+        self.any_types = tuple(sorted(set(self.any_types) | {
+            key[-2:] + CLASS_IN for key in every if not key.endswith(ANY)}))
+        suffixes = [t[:2] for t in self.any_types]
+        dropped = []
+        for key in every:
+            if key.endswith(ANY):
+                name = key[:-2]
+                source = next((name + t for t in suffixes if name + t in every), None)
+                if source is not None and source not in rotating and every[source] == every[key]:
+                    dropped.append(key)
+        # Names with a type but no ANY answer (CNAME owners: they answer the chain).
+        blocked = [name for name in dict.fromkeys(key[:-2] for key in every)
+                   if name + ANY not in every]
+        out: list[Answers] = []
+        for zone in zones:
+            answers = zone.answers
+            if not isinstance(zone, EncodedZoneTable):
+                answers = dict(answers)
+            for key in dropped:
+                answers.pop(key, None)
+            out.append(answers)
+        return out, blocked
 
     def apply(self, delta: Delta | EncodedDelta) -> Table:
         """The next generation: a copy of this one with the delta's changes."""
@@ -225,6 +276,7 @@ class Table:
         new.soas = [b""] + [z.soa for z in delta.zones]
         new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]
         new.answers, new.names = self.answers.copy(), self.names.copy()
+        new.any_types, new.any_blocked = self.any_types, set(self.any_blocked)
         # A rotating key holds whichever variant is in turn; its own answer is variant 0.
         # The delta brings each zone's whole rotation set, so the set is rebuilt, never kept:
         # a pool that stopped rotating must not go on serving its old variants.
@@ -234,13 +286,19 @@ class Table:
         new.origin_lengths = self.origin_lengths
         new.chains, new.enclosers = dict(self.chains), {}
         bodies: dict[bytes, bytes] = {}
+        wanted: dict[bytes, Entry | None] = {}  # settled once every zone is in
         for index, zone in enumerate(delta.zones, start=1):
+            for key, before in self._any_before(zone).items():
+                wanted.setdefault(key, before)
+            for key in zone.removed_answers:
+                if key.endswith(ANY):  # whatever an earlier zone of the delta gave it
+                    wanted[key] = None
             for key in zone.removed_answers:
                 new.answers.pop(key + CLASS_IN, None)
             for name in zone.removed_names:
                 new.names.pop(name, None)
             ids = (index, zone_id(zone.origin))
-            new._put(ids, zone.answers, zone.names, bodies)
+            new._put(ids, zone.answers, zone.names, bodies, wanted)
             new._put_variants(ids, zone.variants, bodies)
             if zone.proofs:
                 keys, proofs, hashed = new.chains[zone.origin]
@@ -248,13 +306,20 @@ class Table:
                 for position, proof in zone.proofs.items():
                     proofs[position] = bodies.setdefault(proof, proof)
                 new.chains[zone.origin] = (keys, proofs, hashed)
+        new._settle_any(wanted)
         return new
 
     def _put(self, ids: tuple[int, int], answers: Answers, names: Answers,
-             bodies: dict[bytes, bytes]) -> None:
-        """Add a zone's entries; `ids`: its SOA index in this generation, its zone id."""
+             bodies: dict[bytes, bytes], wanted: dict[bytes, Entry | None] | None = None
+             ) -> None:
+        """Add a zone's entries; `ids`: its SOA index in this generation, its zone id.
+
+        With `wanted` (a delta's: every name it touches is there, see `_any_before`), ANY
+        keys are not put but go there, each with its entry, for `_settle_any`.
+        """
         index, zone = ids
         owner, kept = b"", []  # the entries of the name being added (keys come by name)
+        types = set(self.any_types)
         for key, answer in _decoded(answers):
             made = entry(answer, index, zone, False, bodies)
             if not (len(key) - 2 == len(owner) and key.startswith(owner)):
@@ -263,9 +328,82 @@ class Table:
             found = next((e for e in kept if e == made), None)
             if found is None:
                 kept.append(made)
+            if not key.endswith(ANY):
+                types.add(key[-2:] + CLASS_IN)
+            elif wanted is not None:
+                wanted[key] = found or made
+                continue
             self.answers[key + CLASS_IN] = found or made
+        self.any_types = tuple(sorted(types))  # big-endian: octet order is type order
         for name, answer in _decoded(names):
             self.names[name] = entry(answer, index, zone, False, bodies)
+
+    def _any_before(self, zone: ZoneDelta | EncodedZoneDelta) -> dict[bytes, Entry | None]:
+        """The ANY answer (None: none of its own) this generation gives each name the delta
+        touches: what the next keeps unless the delta gives or removes one."""
+        owners = [key[:-2] for key in (*zone.answers, *zone.variants)]
+        owners += [key[:-4] for key in self.variants]  # may stop rotating: derived again
+        owners += [key[:-2] for key in zone.removed_answers if not key.endswith(ANY)]
+        owners += [*zone.names, *zone.removed_names]
+        before: dict[bytes, Entry | None] = {}
+        for name in owners:
+            key = name + ANY
+            if key not in before:
+                blocked = key + CLASS_IN in self.any_blocked
+                before[key] = None if blocked else self._own_any(name)
+        return before
+
+    def _own_any(self, name: bytes) -> Entry | None:
+        """The name's ANY answer, held or derived; None when it has none (nor any type)."""
+        found = self.answers.get(name + ANY_IN)
+        if found is not None:
+            return found
+        source = self._any_source(name)
+        return None if source is None else self.answers[source]
+
+    def _any_source(self, name: bytes) -> bytes | None:
+        """The key of the name's lowest type, the one an ANY answer is derived from."""
+        answers = self.answers
+        for suffix in self.any_types:
+            key = name + suffix
+            if key in answers:
+                return key
+        return None
+
+    def _settle_any(self, wanted: dict[bytes, Entry | None]) -> None:
+        """Hold each ANY answer in `answers` only where `any_entry` would not derive it:
+        another entry than the lowest type's, a lowest type that rotates (its ANY answer
+        stays variant 0), or no ANY answer at all (held: the entry a missing type gets)."""
+        for key, want in wanted.items():
+            stored, name = key + CLASS_IN, key[:-2]
+            self.answers.pop(stored, None)
+            self.any_blocked.discard(stored)
+            source = self._any_source(name)
+            if want is None:
+                held = self.lookup_miss(name) if source is not None else None
+                if held is not None:
+                    self.answers[stored] = held
+                    self.any_blocked.add(stored)
+            elif source is None or source in self.variants or self.answers[source] != want:
+                self.answers[stored] = want
+
+    def any_entry(self, name: bytes) -> Entry | None:
+        """The entry for qtype ANY when `answers` holds none for the name: its lowest type's
+        (RFC 8482: one RRset), or when it has no type, the entry of a missing type."""
+        answers = self.answers
+        for suffix in self.any_types:
+            found = answers.get(name + suffix)
+            if found is not None:
+                return found
+        return self.lookup_miss(name)
+
+    def find(self, key: bytes) -> Entry | None:
+        """The entry answering a question (lower-case name, type, class), None when not ours
+        or malformed: what the fast path finds, as the slow path and the counters look it up."""
+        found = self.answers.get(key)
+        if found is not None:
+            return found
+        return self.any_entry(key[:-4]) if key[-4:] == ANY_IN else self.lookup_miss(key[:-4])
 
     def _put_variants(self, ids: tuple[int, int], variants: dict[bytes, list[Answer]],
                       bodies: dict[bytes, bytes]) -> None:
@@ -314,7 +452,7 @@ class Table:
         """The zone id a question (lower-case name, type, class) is counted under: the zone
         of the entry that answers it, as the fast and slow paths look it up; 0 when the name
         is in none of our zones or is malformed."""
-        found = self.answers.get(key) or self.lookup_miss(key[:-4])
+        found = self.find(key)
         return found[0][7] >> ZONE_SHIFT if found is not None else 0
 
     def denial(self, name: bytes, base: tuple[int, int, int]) -> tuple[bytes, bytes]:
