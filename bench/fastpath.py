@@ -89,7 +89,7 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
     rrl_cfg = msgspec.structs.replace(cfg, rrl=config.RrlSpec(responses_per_second=1_000_000),
                                       cookies=config.CookieSpec(enabled=False))
     rrl_plain, _ = load(False, 10_000)
-    made = guard.build(rrl_plain, rrl_cfg, b"s" * 32, "")
+    made = guard.build(rrl_plain, rrl_cfg, b"s" * 32, None)
     assert made is not None
     client = bytes((127, 0, 0, 1))
 
