@@ -11,25 +11,30 @@ The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
 
 Measured on the shared 2-core development machine (MiB PSS, `--names 10000 --responders 2`,
 `--skip knot,gdnsd`; each figure the same in two runs to 0.5 MiB; round 3: only the
-supervisor's changes, measured beside main's code the same day, which gave 203.3 in all):
+supervisor's changes, measured beside main's code the same day, which gave 203.3 in all;
+round 4: all of 2026-11-30's changes, two runs of the merged code, 147.1 and 147.0):
 
-    process           round 1  round 2  round 3   what changed
-    supervisor           53.3     36.2     27.3   r2: configuration and keys checked in a
-                                                  process of its own; r3: control endpoint
-                                                  on http.server (no aiohttp, no asyncio)
-    resource_tracker      6.7      6.6        -   r3: not started (the RRL table is a memfd)
-    fork server             -      9.5     10.1   r2: new: imported a responder's code once
-    prober               17.7     12.3     12.5   r2: forked from the fork server
-    signer               71.6     66.3     72.5   r2: forked, as above
-    responder (each)     38.2     31.0     31.0   r2: forked, as above
-    total               224.6    192.7    184.5   (main's code that day: 203.3, its
-                                                  supervisor 39.1, tracker 6.9)
+    process           round 1  round 2  round 3  round 4   what changed
+    supervisor           53.3     36.2     27.3     27.4   r2: configuration and keys checked
+                                                           in a process of its own; r3: control
+                                                           endpoint on http.server (no aiohttp,
+                                                           no asyncio); r4: no dnspython
+    resource_tracker      6.7      6.6        -        -   r3: not started (RRL table: memfd)
+    fork server             -      9.5     10.1     11.7   r2: new: imported a responder's code
+    prober               17.7     12.3     12.5     13.0   r2: forked from the fork server
+    signer               71.6     66.3     72.5     53.3   r2: forked; r4: compact caches
+    responder (each)     38.2     31.0     31.0     20.8   r2: forked; r4: compact table
+    total               224.6    192.7    184.5    147.0   (main's code on the day of r3:
+                                                           203.3, its supervisor 39.1)
 
 By lever, on the same day: round 1's code 220.0; the fork server alone 205.7; with the check
 in its own process 192.7. Round 3, by lever: no aiohttp in the supervisor -11.8, no resource
-tracker -6.9. Knot 13, gdnsd 2 (unsigned). Of the supervisor's 27 MiB, 22 are its imports
-(`--imports`; dnspython about 4 of them, for name checks) and 3.1 the compressed snapshot
-(10.1 MB kept as 3.3 MB).
+tracker -6.9. Round 4 (from 184.5): the signer's caches -19 (72.5 to 53.3: shared RRsets,
+wire names, flat cache entries, one object per equal body), the responders' tables -20 for
+two (shared entry shapes, the message emptied as it is read, 1232-octet UDP send slots,
+malloc_trim after a load, ANY answers derived), the supervisor without dnspython -1.5.
+Knot 17, gdnsd 3 (unsigned) on the same day. Of the supervisor's 27 MiB, most are its imports
+(`--imports`) and 3.1 the compressed snapshot (10.1 MB kept as 3.3 MB).
 
 After a renewal of every signature (once per validity - refresh) the signer holds about
 20 MiB more and each responder 5 to 10 (both generations were alive at once; see
@@ -45,7 +50,7 @@ full, where a running server splits them). Round 1: interpreter 5.1 (10.6), supe
 (31), as it no longer imports aiohttp and asyncio; the children
 are forked from the fork server since, so their own floors are now what they import beyond a
 responder's code. A running server adds its copy of the snapshot in the supervisor (10 MB
-encoded), each responder's table (16 MB live) and the signer's state (40 MB live, at 10,000
+encoded), each responder's table (11.6 MB live) and the signer's state (25 MB live, at 10,000
 signed names).
 
     python3 bench/memory.py --start-methods [--children 4]
