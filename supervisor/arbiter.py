@@ -815,8 +815,9 @@ def without_resource_tracker() -> None:
     running in a process that did not start it (a spawned child is given its parent's pipe),
     with writes that go nowhere. Python 3.11 has no public switch for this.
     """
-    tracker = multiprocessing.resource_tracker._resource_tracker
-    if tracker._fd is None:
+    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
+    # A Python whose tracker is built otherwise simply starts one (7 MiB): nothing breaks.
+    if tracker is not None and getattr(tracker, "_fd", False) is None:
         tracker._fd = os.open(os.devnull, os.O_WRONLY)  # not inherited by exec (PEP 446)
 
 
