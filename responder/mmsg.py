@@ -168,17 +168,18 @@ class Batch:
                     response = guarded(query, transport, self._peer(name_at))
                 else:
                     response = answer(query, transport)
-                if response is not None and len(response) > most:  # it would spill over
-                    raise ValueError(f"a UDP answer of {len(response)} octets, over the "
-                                     f"{most} of a send slot")
+                if response is None:
+                    continue
+                size = len(response)
+                if size > most:  # it would spill over the next slot
+                    raise ValueError(f"a UDP answer of {size} octets, over the {most} of a "
+                                     f"send slot")
             except Exception:  # noqa: BLE001 - a bug must cost one query, never the server
                 on_bug(query)
                 continue
-            if response is None:
-                continue
             base, len_word, name_word = outs[out]
-            sview[base:base + len(response)] = response
-            siov_words[len_word] = len(response)
+            sview[base:base + size] = response
+            siov_words[len_word] = size
             # msg_name and msg_namelen (with its padding) as two 64-bit words
             swords[name_word] = name
             swords[name_word + 1] = rwords[namelen_at]
