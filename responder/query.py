@@ -14,11 +14,13 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from healthdns.responder.table import (
+    MAX_LABEL,
     MAX_NAME,
     QTYPE_SHIFT,
     RCODE_SHIFT,
     ZONE_SHIFT,
     Entry,
+    Nxdomain,
     Table,
     zone_origin,
 )
@@ -46,6 +48,7 @@ CACHE_QUERY_MAX = 512
 NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 ONE_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, one additional (the OPT)
 OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
+ONLY_SOA = b"\x00\x00\x00\x01"  # ANCOUNT 0, NSCOUNT 1: an unsigned negative answer
 # Types a question may not simply be looked up for: the slow path answers them.
 META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
 # The transport a query came by, as the caller passes it: bit 0 TCP, bit 1 IPv6. One small
@@ -135,8 +138,18 @@ class Answerer:
             kind, counts = cached[1][transport], self.cache_counts
             counts[kind] = counts.get(kind, 0) + 1
             return data[:2] + cached[0]
+        nxdomains = table.nxdomains
+        if nxdomains and len(data) > 12:
+            response = self._kept_nxdomain(table, nxdomains, data, transport)
+            if response is not None:
+                return response
         response = self._lookup(table, data, transport)
-        if response is None or len(table.cache) >= table.cache_size:
+        if response is None or not table.cache_size:
+            return response
+        if response[3] & 0x0F == NXDOMAIN and response[6:8] == b"\x00\x00" \
+                and len(nxdomains) < table.cache_size:  # no CNAME chain: the name alone
+            self._remember_nxdomain(table, data, response)
+        if len(table.cache) >= table.cache_size:
             return response
         # A first miss only adds a hash to `seen` (see `_admit`): inline, as a flood's every
         # query is one, and one probe of the set (`add`; the size tells whether it was new).
@@ -151,6 +164,79 @@ class Answerer:
             self._admit(table, key, data, response)
         return response
 
+    def _kept_nxdomain(self, table: Table, nxdomains: dict[bytes, Nxdomain], data: bytes,
+                       transport: int) -> bytes | None:
+        """The answer for a name one label under a parent whose NXDOMAIN is kept
+        (`_remember_nxdomain`): that response but for the label, if the name it makes does
+        not exist (and with DNSSEC, this name's proofs, if the answer still fits)."""
+        first = data[12]
+        found = nxdomains.get(data[2:12] + data[13 + first:])
+        if found is None or not 0 < first <= found[3]:
+            return None
+        name = data[12:13 + first].lower() + found[2]
+        if name in table.names:
+            return None
+        proved = found[5]
+        if proved is None:
+            response = b"".join((data[:2], found[0], data[12:13 + first], found[1]))
+        else:
+            counts, proofs = table.denial(name, proved)
+            response = b"".join((data[:2], found[0], counts, data[12:13 + first], found[1],
+                                 proofs, found[6]))
+            if len(response) > found[7]:
+                return None  # the full path truncates it
+        kind, fast = found[4][transport], self.fast_counts
+        fast[kind] = fast.get(kind, 0) + 1
+        return response
+
+    def _remember_nxdomain(self, table: Table, data: bytes, response: bytes) -> None:
+        """Keep an NXDOMAIN for every name its query's first label could make under the same
+        parent, where it can stand for them.
+
+        A random-subdomain flood asks a new name each time, one label under a name that
+        exists: the packet cache never sees one twice, but the answers differ only in that
+        label, and with DNSSEC in the NSEC records that prove the name does not exist. Kept,
+        one answer serves the whole flood (`answer`): a lookup, a membership test, a splice,
+        and with DNSSEC the proofs `Table.denial` finds, instead of the full path's lookups.
+
+        Kept only for the fast path's query shapes (no EDNS options, no TSIG), whose answer
+        depends on nothing but the bytes in the key and whether the name exists; for parents
+        that exist, so that random parents cannot fill it (bounded like the cache: full, it
+        keeps what it holds; a new table starts empty). `Nxdomain` says what an entry holds.
+        """
+        first = data[12]
+        end = data.find(0, 12, NAME_END)
+        counts = data[4:12]
+        edns = counts == ONE_AR and len(data) == end + 16 and data[end + 5:end + 8] == OPT_HEAD
+        if not (0 < first <= MAX_LABEL and end > 12 + first and response[2] & 0x02 == 0) \
+                or not (edns or counts == NO_EDNS and len(data) == end + 5):
+            return
+        parent = data[13 + first:end + 1].lower()
+        name = data[12:end + 1].lower()
+        entry = table.lookup_miss(name)
+        if parent not in table.names or entry is None:
+            return
+        kind = entry[0][7] | (data[end + 1] << 8 | data[end + 2]) << QTYPE_SHIFT
+        # The answers UDP takes (`_lookup`): 512 octets, with EDNS up to the client's size.
+        limit = max(PLAIN_LIMIT, min(self.payload_size, data[end + 8] << 8 | data[end + 9])) \
+            if edns else PLAIN_LIMIT
+        room = min(MAX_LABEL, MAX_NAME - 1 - len(parent))  # a name is at most 255 octets
+        tail = response[13 + first:]
+        if response[6:10] == ONLY_SOA:  # no proofs: the answer grows with the label alone
+            found: Nxdomain = (response[2:12], tail, parent,
+                               min(room, limit - len(response) + first),
+                               transport_kinds(kind), None, b"", limit)
+        else:
+            proved, opt = entry[0][5], self.opts[1]
+            if proved is None or not edns or not data[end + 12] & 0x80:  # DO
+                return
+            counts, proofs = table.denial(name, proved)
+            if response[4:12] != counts or not tail.endswith(proofs + opt):
+                return  # not the answer the fast path makes (`_lookup`): kept by no one
+            found = (response[2:4], tail[:len(tail) - len(proofs) - len(opt)], parent, room,
+                     transport_kinds(kind), proved, opt, limit)
+        table.nxdomains[data[2:12] + data[13 + first:]] = found
+
     @staticmethod
     def _admit(table: Table, key: bytes, data: bytes, response: bytes) -> None:
         """Cache a response on the second miss of its query, not the first.
@@ -162,7 +248,9 @@ class Answerer:
         """
         if data[11] | data[10] and _signed_query(data):  # RFC 8945: never a signed answer
             return
-        end = data.find(0, 12, NAME_END)
+        if response[2] & 0x02:  # TC: every truncated answer is made, so that it is counted
+            return
+        end = _name_end(data, 12, pointers=False) - 1  # the name's last octet, as `slow` reads
         zone = qtype = 0
         if 12 <= end < len(data) - 4 and data[4:6] == b"\x00\x01":  # as `slow` counts it
             qtype = data[end + 1] << 8 | data[end + 2]

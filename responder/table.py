@@ -8,6 +8,7 @@ sees one generation from start to end.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from collections import ChainMap
 from collections.abc import Iterator
 from typing import Any
@@ -56,9 +57,19 @@ RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
 # ever configured, like `_flag_maps` by the distinct flags.
 _zone_origins: list[bytes] = [b""]
 _zone_ids: dict[bytes, int] = {}
-# A zone's denial chain (NSEC `canonical.packed` keys or NSEC3 hashes), its proofs by chain position, whether
-# it is NSEC3, and the positions a closest encloser always needs (see `Table.denial`).
-Proving = tuple[list[Any], list[bytes], bool, tuple[int, ...]]
+# A zone's denial chain (NSEC `canonical.packed` keys or NSEC3 hashes), its proofs by chain
+# position, whether it is NSEC3, and what a closest encloser always needs (see `Table.denial`):
+# NSEC3, the positions matching it and covering its wildcard; NSEC, the position covering its
+# wildcard and its packed key (the start of every name's below it).
+Proving = tuple[list[Any], list[bytes], bool, tuple[Any, ...]]
+# An NXDOMAIN kept for every name one label under the same parent, by the query bytes but the
+# ID and that label (see `query.Answerer._remember_nxdomain`): (the response's flags and counts,
+# or with DNSSEC its flags alone; the response after the label, or with DNSSEC up to the
+# proofs; the parent (lower-case wire); the longest label the name and answer have room for;
+# counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record and
+# the longest answer the client takes).
+Nxdomain = tuple[bytes, bytes, bytes, int, tuple[int, ...], tuple[int, int, int] | None,
+                 bytes, int]
 
 
 def flag_map(flags: int) -> dict[bytes, bytes]:
@@ -186,6 +197,7 @@ class Table:
         "enclosers",
         "generation",
         "names",
+        "nxdomains",
         "origin_lengths",
         "seen",
         "soas",
@@ -200,6 +212,8 @@ class Table:
         self.cache_size = cache_size
         # hashes of queries missed once: the cache admits a query on its second miss
         self.seen: set[int] = set()
+        # NXDOMAIN answers by the query bytes but the ID and the first label (`Nxdomain`)
+        self.nxdomains: dict[bytes, Nxdomain] = {}
         self.generation = snapshot.generation
         self.soas = [b""] + [z.soa for z in snapshot.zones]
         self.soas_signed = [b""] + [z.soa_signed for z in snapshot.zones]
@@ -271,7 +285,7 @@ class Table:
     def apply(self, delta: Delta | EncodedDelta) -> Table:
         """The next generation: a copy of this one with the delta's changes."""
         new = Table.__new__(Table)
-        new.cache, new.cache_size, new.seen = {}, self.cache_size, set()
+        new.cache, new.cache_size, new.seen, new.nxdomains = {}, self.cache_size, set(), {}
         new.generation = delta.generation
         new.soas = [b""] + [z.soa for z in delta.zones]
         new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]
@@ -431,11 +445,18 @@ class Table:
         checks every label it passes. Linear in the name: only suffixes as long as an origin
         are sliced and looked up, so a name of many short labels costs no copy per label.
         """
-        if len(name) > MAX_NAME or name[-1:] != b"\x00":
-            return None
         found = self.names.get(name)
         if found is not None:
             return found
+        if len(name) > MAX_NAME:
+            return None
+        first = name[0]
+        if first <= MAX_LABEL:  # a random-name flood's: one new label under an origin
+            found = self.zones.get(name[first + 1:])
+            if found is not None:
+                return found
+        if name[-1:] != b"\x00":
+            return None
         i, end, lengths = 0, len(name) - 1, self.origin_lengths  # the last byte: the root
         while i < end:
             label = name[i]
@@ -472,7 +493,8 @@ class Table:
         keys, proofs, hashed, fixed = found
         an, ns, ar = base
         if not hashed:  # one record when the name and the wildcard fall in one gap
-            covering = canonical.covering(keys, name, canonical.packed)
+            key = canonical.packed_below(fixed[1], name, len(name) - len(encloser))
+            covering = max(0, bisect_right(keys, key) - 1)  # as `canonical.covering`
             if covering == fixed[0]:
                 return _COUNTS(1, an, ns + 2, ar + 1), proofs[covering]
             return _COUNTS(1, an, ns + 4, ar + 1), proofs[covering] + proofs[fixed[0]]
@@ -493,5 +515,6 @@ class Table:
                 if hashed:
                     return keys, proofs, True, nsec3.encloser_positions(keys, encloser)
                 return keys, proofs, False, (canonical.covering(
-                    keys, canonical.wildcard(encloser), canonical.packed),)
+                    keys, canonical.wildcard(encloser), canonical.packed),
+                    canonical.packed(encloser))
         raise LookupError(f"no signed zone holds {name!r}: its entry has no NSEC proofs")

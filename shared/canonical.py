@@ -48,6 +48,25 @@ def packed(wire: bytes) -> bytes:
     return b"\x00\x00".join(labels)
 
 
+def packed_below(ancestor: bytes, wire: bytes, stop: int) -> bytes:
+    """`packed(wire)`, given `ancestor`, the packed key of the name at `stop` in `wire` (a
+    closest encloser): only the labels before it are read. A random-name flood's name is one
+    label under its encloser: one slice, no walk over the labels the encloser already has."""
+    if wire.find(0, 0, stop) >= 0:  # a 0x00 inside a label (lengths are never 0 there)
+        return packed(wire)
+    if wire[0] + 1 == stop:
+        below = wire[1:stop]
+    else:
+        labels = []
+        i = 0
+        while i < stop:
+            labels.append(wire[i + 1:i + 1 + wire[i]])
+            i += wire[i] + 1
+        labels.reverse()
+        below = b"\x00\x00".join(labels)
+    return ancestor + b"\x00\x00" + below if ancestor else below
+
+
 def covering(keys: Sequence[Any], wire: bytes,
              sort_key: Callable[[bytes], Any] = key) -> int:
     """Index of the last owner at or before `wire` in canonical order: its NSEC covers it.

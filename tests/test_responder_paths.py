@@ -7,6 +7,7 @@ import struct
 import dns.message
 import dns.rcode
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -168,7 +169,7 @@ def test_packet_cache_is_bounded() -> None:
     a.table.cache_size = 10
     for i in range(25):
         for _ in range(2):  # admitted on the second miss
-            a.answer(dns.message.make_query(f"n{i}.example.test", "A").to_wire(), False)
+            a.answer(dns.message.make_query("www.example.test", 1000 + i).to_wire(), False)
     assert 0 < len(a.table.cache) <= 10
 
 
@@ -310,8 +311,13 @@ def test_a_flood_of_new_names_leaves_the_cache_to_legitimate_names() -> None:
     assert a.cache_counts == hits  # the flood itself never hits
     for wire in legit:
         assert a.answer(wire, False) == a.slow(wire, False)
-    assert sum(a.cache_counts.values()) - sum(hits.values()) == len(legit)
+    # nothere: the NXDOMAIN kept for its parent answers it (and the flood), not the cache
+    kept = [w for w in legit if dns.message.from_wire(a.slow(w, False)).rcode()
+            == dns.rcode.NXDOMAIN]
+    assert len(kept) == 2
+    assert sum(a.cache_counts.values()) - sum(hits.values()) == len(legit) - len(kept)
     assert len(a.table.cache) <= 100
+    assert len(a.table.nxdomains) == 3  # nothere AAAA without and with EDNS, the flood's A
 
 
 @settings(max_examples=300, deadline=None)
@@ -324,3 +330,148 @@ def test_canonical_keys_sort_as_dnspython_does(names: list[bytes]) -> None:
     ours = sorted(wires, key=canonical.key)
     theirs = sorted(wires, key=lambda w: dns.name.from_wire(w, 0)[0])
     assert [canonical.key(w) for w in ours] == [canonical.key(w) for w in theirs]
+
+
+@settings(max_examples=500, deadline=None)
+@given(absent_names(), st.sampled_from(PARENTS))
+def test_packed_below_an_ancestor_is_the_packed_key(name: bytes, ancestor: str) -> None:
+    """The key `Table.denial` builds from the closest encloser's is `packed`'s, escapes and
+    several labels included."""
+    from healthdns.shared import canonical
+
+    name = name.lower()
+    parent = dns.name.from_text(ancestor).to_wire()
+    if not name.endswith(parent) or name == parent:
+        name = b"\x02a\x00" + parent  # 0x00 inside a label: escaped
+    stop = len(name) - len(parent)
+    assert canonical.packed_below(canonical.packed(parent), name, stop) == canonical.packed(name)
+
+
+# --- NXDOMAIN kept per parent: a random-subdomain flood answered without the full path -------
+
+def twin(a: Answerer, cache: int) -> Answerer:
+    """An answerer serving `a`'s table with empty caches of `cache` entries (0: none, so
+    that every query takes the full path: the model a kept answer must agree with)."""
+    import copy
+
+    assert a.table is not None
+    other = Answerer(a.payload_size, b"nsid")
+    other.table = copy.copy(a.table)
+    other.table.cache, other.table.seen, other.table.nxdomains = {}, set(), {}
+    other.table.cache_size = cache
+    return other
+
+
+# Labels that repeat (so that keys repeat), that exist under some parent (www, a, big, b),
+# that differ in case only, or that hold a 0x00 or are as long as a label may be.
+FIRST_LABELS = st.one_of(st.sampled_from([b"www", b"WWW", b"a", b"big", b"b", b"zz", b"x\x00y",
+                                          b"q" * 63]), LABELS.map(str.encode))
+
+
+@st.composite
+def floods(draw: st.DrawFn) -> list[bytes]:
+    """Queries as a flood sends them: one to three shapes (parent, type, flags, EDNS), each
+    query one of them with a label of its own, so that kept answers are found and used. Most
+    shapes are those kept answers take; some are not (an NSID option, odd flags), and now and
+    then a datagram is cut short. Client sizes either side of the signed answers' lengths
+    (414-654 octets with NSEC, 728-985 with NSEC3), so that some fit and some must be cut."""
+    shapes = []
+    for _ in range(draw(st.integers(1, 3))):
+        parent = dns.name.from_text(draw(st.sampled_from(PARENTS))).to_wire()
+        if draw(st.integers(0, 9)) == 0:
+            parent = parent.upper()
+        flags = draw(st.sampled_from([0x0100, 0x0000, 0x0110, 0x0120, 0x8100]))
+        additional = b""
+        if draw(st.booleans()):
+            size = draw(st.sampled_from([512, 600, 700, 900, 1232]))
+            options = b"\x00\x03\x00\x00" if draw(st.integers(0, 9)) == 0 else b""
+            additional = b"\x00\x00\x29" + struct.pack(
+                ">HIH", size, draw(st.sampled_from([0, 0x8000])), len(options)) + options
+        shapes.append((parent, struct.pack(">HH", draw(st.sampled_from([1, 28, 16, 255, 99])),
+                                           1), flags, additional))
+    wires = []
+    for _ in range(draw(st.integers(1, 40))):
+        parent, question_end, flags, additional = draw(st.sampled_from(shapes))
+        label = draw(FIRST_LABELS)
+        wire = struct.pack(">HHHHHH", draw(st.integers(0, 0xFFFF)), flags, 1, 0, 0,
+                           1 if additional else 0) \
+            + bytes([len(label)]) + label + parent + question_end + additional
+        if draw(st.integers(0, 19)) == 0:
+            wire = wire[:draw(st.integers(0, len(wire)))]
+        wires.append(wire)
+    return wires
+
+
+def by_kind(a: Answerer) -> dict[tuple[object, ...], int]:
+    """Answers counted by everything but the path (a kept answer is no packet cache hit)."""
+    out: dict[tuple[object, ...], int] = {}
+    for (_, *kind), n in a.counts_by_label().items():
+        out[tuple(kind)] = out.get(tuple(kind), 0) + n
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(ANSWERERS)), floods())
+def test_kept_nxdomains_answer_as_the_full_path_does(variant: str, wires: list[bytes]) -> None:
+    """Whatever came before, a query gets the bytes and the counters the full path gives it:
+    kept answers (and the packet cache) change how fast, never what."""
+    kept, full = twin(ANSWERERS[variant], 100), twin(ANSWERERS[variant], 0)
+    for wire in wires:
+        assert kept.answer(wire, 0) == full.answer(wire, 0)
+    assert by_kind(kept) == by_kind(full)
+    assert kept.truncated == full.truncated
+
+
+@pytest.mark.parametrize("variant", sorted(ANSWERERS))
+@pytest.mark.parametrize("parent", ["example.test", "www.example.test"])
+def test_a_flood_is_answered_by_one_kept_nxdomain(variant: str, parent: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 new names under an existing parent, DO=1: the full path answers the first only,
+    signed answers carry their own name's proofs. Under a parent that does not exist,
+    nothing is kept: random parents cannot fill the table."""
+    a = twin(ANSWERERS[variant], 100)
+    full = twin(ANSWERERS[variant], 0)
+    lookups = []
+    real = a._lookup
+
+    def counted(*args: object) -> bytes | None:
+        lookups.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(a, "_lookup", counted)
+    for i in range(200):
+        wire = dns.message.make_query(f"r{i}x.{parent}", "A", want_dnssec=True).to_wire()
+        assert a.answer(wire, 0) == full.answer(wire, 0)
+    assert len(lookups) == 1
+    assert a.table is not None and len(a.table.nxdomains) == 1
+    for i in range(50):
+        wire = dns.message.make_query(f"r{i}.nothere{i}.{parent}", "A").to_wire()
+        assert a.answer(wire, 0) == full.answer(wire, 0)
+    assert len(lookups) == 51 and len(a.table.nxdomains) == 1
+
+
+def test_kept_nxdomains_are_bounded_by_the_cache_size() -> None:
+    a = twin(ANSWERER, 10)
+    for qtype in range(1000, 1100):
+        a.answer(dns.message.make_query("nothere.example.test", qtype).to_wire(), 0)
+    assert a.table is not None and len(a.table.nxdomains) == 10
+    assert not twin(ANSWERER, 0).table.nxdomains  # type: ignore[union-attr]
+
+
+def test_a_kept_nxdomain_makes_no_name_over_255_octets_and_no_root_name() -> None:
+    """Under a parent of 200 octets, a label that makes the name too long is FORMERR, as the
+    full path says; a query whose first octet is 0 (the root) with the kept key's octets
+    after it is no name under the parent."""
+    document = msgspec.to_builtins(CFG)
+    long = ".".join(c * 48 for c in "pqrs")  # 4 labels, 196 octets, 210 with the origin
+    document["zones"][0]["records"][long] = {"a": ["192.0.2.7"]}
+    a = answerer(config.from_mapping(document))
+    kept, full = twin(a, 100), twin(a, 0)
+    parent = dns.name.from_text(f"{long}.example.test").to_wire()
+    header = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    tail = parent + struct.pack(">HH", 1, 1)
+    fits = header + b"\x05short" + tail
+    assert dns.message.from_wire(kept.answer(fits, 0)).rcode() == dns.rcode.NXDOMAIN
+    assert kept.table is not None and len(kept.table.nxdomains) == 1
+    for wire in (header + b"\x30" + b"t" * 48 + tail, header + b"\x00" + tail, fits):
+        assert kept.answer(wire, 0) == full.answer(wire, 0)

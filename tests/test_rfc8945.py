@@ -295,3 +295,16 @@ def test_a_signed_transfer_on_the_responders_port_is_refused_signed(server: Serv
     assert parsed.rcode() == dns.rcode.REFUSED and parsed.had_tsig
     out = run(server, "kdig", "-y", key_arg(KEY), "example.test", "AXFR")
     assert "REFUSED" in out
+
+
+def test_a_signed_nxdomain_is_never_kept_for_other_names() -> None:
+    """A kept NXDOMAIN answers any first label with the same octets after it: a signed
+    query's would answer a forgery (another name, the same MAC) as if it were signed."""
+    a = answerer()
+    assert a.table is not None
+    data = query("none.example.test", "A").to_wire()
+    reply = a.answer(data, UDP)
+    assert reply is not None and reply[3] & 0x0F == dns.rcode.NXDOMAIN
+    assert not a.table.nxdomains
+    forged = a.answer(data.replace(b"\x04none", b"\x04nada"), UDP)
+    assert forged is not None and forged[3] & 0x0F == dns.rcode.NOTAUTH
