@@ -117,7 +117,6 @@ class Batch:
                           for i in range(size)]
         # Per-slot offsets, computed once: the per-packet loop unpacks one tuple per slot
         # (a received datagram, an answer to send) instead of indexing five lists.
-        self._namelen_words = [i * _STRIDE + _NAMELEN for i in range(size)]
         # (msg_flags word, msg_len word, buffer offset, sockaddr address, msg_namelen word,
         #  sockaddr offset in `names`) of each receive slot
         self._slots = [(i * _STRIDE + _FLAGS, i * _STRIDE + _LEN, i * MAX_QUERY,
@@ -125,9 +124,8 @@ class Batch:
                        for i in range(size)]
         # (buffer offset, iov_len word, msg_name word (msg_namelen is the next)) of each send
         self._outs = [(i * answer_max, i * 2 + 1, i * _STRIDE // 2) for i in range(size)]
-        for word in self._namelen_words:
-            self.rwords[word] = NAME_SIZE
-        self._filled = 0  # slots the last receive wrote: only their msg_namelen needs a reset
+        for i in range(size):  # the room for a peer's address, until the kernel says less
+            self.rwords[i * _STRIDE + _NAMELEN] = NAME_SIZE
         self.nview = memoryview(self.names).cast("B")
 
     def serve(self, answer: Callable[[bytes, int], bytes | None],
@@ -146,13 +144,10 @@ class Batch:
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
         rwords, rview, sview = self.rwords, self.rview, self.sview
-        # The kernel writes each received peer's address length over msg_namelen; resetting
-        # all 32 slots cost 3 us a call, most of a small batch's time at moderate load.
-        namelen_words = self._namelen_words
-        for i in range(self._filled):
-            rwords[namelen_words[i]] = NAME_SIZE
+        # The kernel writes each received peer's address length over msg_namelen, which is
+        # then the room it gives the next address: never reset, as a socket's peers are all
+        # of its family (IPv4 peers of an IPv6 socket come mapped), one length for all.
         count = self._recvmmsg(self.fd, self._rmsgs_p, self.size, MSG_WAITFORONE, None)
-        self._filled = max(count, 0)
         if count <= 0:
             return -1
         swords, siov_words, outs, most = self.swords, self.siov_words, self._outs, \
@@ -185,7 +180,9 @@ class Batch:
             swords[name_word + 1] = rwords[namelen_at]
             out += 1
         if out:
-            self._send(out)
+            sent = self._sendmmsg(self.fd, self._smsgs_at[0], out, 0)
+            if sent != out:
+                self._send_rest(sent, out)
         return count
 
     def _peer(self, base: int) -> bytes:
@@ -194,20 +191,21 @@ class Batch:
             return bytes(self.nview[base + 4:base + 8])
         return bytes(self.nview[base + 8:base + 24])
 
-    def _send(self, count: int) -> None:
-        """Send answers 0..count-1; one the kernel refuses is skipped, the rest still go.
+    def _send_rest(self, done: int, count: int) -> None:
+        """Send answers 0..count-1, of which a first sendmmsg returned `done`: one the kernel
+        refuses is skipped, the rest still go.
 
         sendmmsg stops at the first failing message: it returns how many went before it, or -1
         when the very first one fails. A spoofed query (source port 0, say) must cost its own
         answer only, never those queued behind it in the batch.
         """
         sent = 0
-        while sent < count:
-            done = self._sendmmsg(self.fd, self._smsgs_at[sent], count - sent, 0)
+        while True:
             if done > 0:
                 sent += done
-            elif done < 0 and ctypes.get_errno() == errno.EINTR:
-                continue  # a signal arrived before anything was sent: try the same one again
-            else:
+            elif not (done < 0 and ctypes.get_errno() == errno.EINTR):  # EINTR: none went
                 self.send_failures += 1
                 sent += 1
+            if sent >= count:
+                return
+            done = self._sendmmsg(self.fd, self._smsgs_at[sent], count - sent, 0)

@@ -107,7 +107,9 @@ def test_every_failed_send_is_skipped_and_the_rest_sent(failing: set[int], most:
         batch = mmsg.Batch(sock, 16)
         fake = FakeSendmmsg(ctypes.addressof(batch.smsgs), failing, most)
         batch._sendmmsg = fake
-        batch._send(10)
+        first = fake(batch.fd, batch._smsgs_at[0], 10, 0)  # as `serve` sends a batch
+        if first != 10:
+            batch._send_rest(first, 10)
     assert fake.delivered == sorted(set(range(10)) - failing)  # each once, in order
     assert batch.send_failures == len(failing)
     assert all(first + count == 10 for first, count in fake.calls)  # always up to the end
