@@ -168,25 +168,33 @@ class Answerer:
                        transport: int) -> bytes | None:
         """The answer for a name one label under a parent whose NXDOMAIN is kept
         (`_remember_nxdomain`): that response but for the label, if the name it makes does
-        not exist (and with DNSSEC, this name's proofs, if the answer still fits)."""
+        not exist (and with DNSSEC, this name's proofs, if the answer still fits).
+
+        A flood never asks a name twice; a client that does (the same query right after the
+        last one under this entry) gets it into the packet cache, as `_admit` would."""
         first = data[12]
         found = nxdomains.get(data[2:12] + data[13 + first:])
         if found is None or not 0 < first <= found[3]:
             return None
-        name = data[12:13 + first].lower() + found[2]
+        label = data[12:13 + first]
+        name = label.lower() + found[2]
         if name in table.names:
             return None
         proved = found[5]
         if proved is None:
-            response = b"".join((data[:2], found[0], data[12:13 + first], found[1]))
+            response = b"".join((data[:2], found[0], label, found[1]))
         else:
             counts, proofs = table.denial(name, proved)
-            response = b"".join((data[:2], found[0], counts, data[12:13 + first], found[1],
-                                 proofs, found[6]))
+            response = b"".join((data[:2], found[0], counts, label, found[1], proofs, found[6]))
             if len(response) > found[7]:
                 return None  # the full path truncates it
-        kind, fast = found[4][transport], self.fast_counts
-        fast[kind] = fast.get(kind, 0) + 1
+        kinds, fast = found[4], self.fast_counts
+        fast[kinds[transport]] = fast.get(kinds[transport], 0) + 1
+        last = found[8]
+        if last[0] != label:
+            last[0] = label
+        elif len(table.cache) < table.cache_size:
+            table.cache[data[2:]] = (response[2:], kinds)
         return response
 
     def _remember_nxdomain(self, table: Table, data: bytes, response: bytes) -> None:
@@ -225,7 +233,7 @@ class Answerer:
         if response[6:10] == ONLY_SOA:  # no proofs: the answer grows with the label alone
             found: Nxdomain = (response[2:12], tail, parent,
                                min(room, limit - len(response) + first),
-                               transport_kinds(kind), None, b"", limit)
+                               transport_kinds(kind), None, b"", limit, [b""])
         else:
             proved, opt = entry[0][5], self.opts[1]
             if proved is None or not edns or not data[end + 12] & 0x80:  # DO
@@ -234,7 +242,7 @@ class Answerer:
             if response[4:12] != counts or not tail.endswith(proofs + opt):
                 return  # not the answer the fast path makes (`_lookup`): kept by no one
             found = (response[2:4], tail[:len(tail) - len(proofs) - len(opt)], parent, room,
-                     transport_kinds(kind), proved, opt, limit)
+                     transport_kinds(kind), proved, opt, limit, [b""])
         table.nxdomains[data[2:12] + data[13 + first:]] = found
 
     @staticmethod

@@ -67,9 +67,9 @@ Proving = tuple[list[Any], list[bytes], bool, tuple[Any, ...]]
 # or with DNSSEC its flags alone; the response after the label, or with DNSSEC up to the
 # proofs; the parent (lower-case wire); the longest label the name and answer have room for;
 # counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record and
-# the longest answer the client takes).
+# the longest answer the client takes; the label it last answered, in a list of one).
 Nxdomain = tuple[bytes, bytes, bytes, int, tuple[int, ...], tuple[int, int, int] | None,
-                 bytes, int]
+                 bytes, int, list[bytes]]
 
 
 def flag_map(flags: int) -> dict[bytes, bytes]:

@@ -475,3 +475,22 @@ def test_a_kept_nxdomain_makes_no_name_over_255_octets_and_no_root_name() -> Non
     assert kept.table is not None and len(kept.table.nxdomains) == 1
     for wire in (header + b"\x30" + b"t" * 48 + tail, header + b"\x00" + tail, fits):
         assert kept.answer(wire, 0) == full.answer(wire, 0)
+
+
+def test_a_name_asked_again_under_a_kept_nxdomain_goes_into_the_packet_cache() -> None:
+    """A client repeating its NXDOMAIN query (right after itself under that parent) is served
+    from the packet cache from then on; a flood, whose names never repeat, never is."""
+    a = twin(ANSWERER, 100)
+    assert a.table is not None
+    first = dns.message.make_query("nothere.example.test", "A").to_wire()
+    a.answer(first, 0)  # the full path: the NXDOMAIN is kept
+    a.answer(first, 0)  # the kept answer, which sees it again
+    assert not a.table.cache  # the first kept answer it gave: not yet
+    a.answer(first, 0)
+    assert list(a.table.cache) == [first[2:]]
+    for i in range(100):
+        a.answer(dns.message.make_query(f"r{i}.example.test", "A").to_wire(), 0)
+    assert list(a.table.cache) == [first[2:]]
+    hits = sum(a.cache_counts.values())
+    assert a.answer(first, 0) == twin(ANSWERER, 0).answer(first, 0)
+    assert sum(a.cache_counts.values()) == hits + 1
