@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 MSG_WAITFORONE = 0x10000  # block for the first datagram only, then take what is queued
 MAX_QUERY = 4096  # a longer datagram is no DNS query we answer (and is truncated: dropped)
+SLOT = MAX_QUERY + 1  # a receive slot: a datagram that fills it was longer than MAX_QUERY
 NAME_SIZE = 128  # sizeof(struct sockaddr_storage): IPv4 and IPv6 peers alike
-MSG_TRUNC = 0x20
 # sizeof(struct sockaddr_in), sizeof(struct sockaddr_in6): a peer's address, by socket family
 ADDRESS_SIZES = {socket.AF_INET: 16, socket.AF_INET6: 28}
 BARE_OPT = b"\x00\x00\x29"  # the root owner and type OPT, 11 octets before the end
@@ -51,7 +51,6 @@ _SIZE = ctypes.sizeof(_Mmsghdr)
 _STRIDE = _SIZE // 4  # the vector seen as 32-bit words
 _NAMELEN = _Msghdr.msg_namelen.offset // 4
 _LEN = _Mmsghdr.msg_len.offset // 4
-_FLAGS = _Msghdr.msg_flags.offset // 4
 _libc: ctypes.CDLL | None = None
 
 
@@ -93,7 +92,7 @@ class Batch:
         self._recvmmsg, self._sendmmsg = _libc.recvmmsg, _libc.sendmmsg
         # Received datagrams are sliced from the array itself: a c_char array's slice is the
         # bytes object, one copy (through a memoryview it took two objects, 150 ns to 75).
-        self.rbuf = (ctypes.c_char * (MAX_QUERY * size))()
+        self.rbuf = (ctypes.c_char * (SLOT * size))()
         self.sbuf = (ctypes.c_char * (answer_max * size))()
         self.names = (ctypes.c_char * (NAME_SIZE * size))()
         self.riov = (_Iovec * size)()
@@ -103,7 +102,7 @@ class Batch:
         rbase, sbase = ctypes.addressof(self.rbuf), ctypes.addressof(self.sbuf)
         nbase = ctypes.addressof(self.names)
         for i in range(size):
-            self.riov[i].iov_base, self.riov[i].iov_len = rbase + i * MAX_QUERY, MAX_QUERY
+            self.riov[i].iov_base, self.riov[i].iov_len = rbase + i * SLOT, SLOT
             self.siov[i].iov_base = sbase + i * answer_max
             hdr = self.rmsgs[i].msg_hdr
             hdr.msg_name, hdr.msg_iov, hdr.msg_iovlen = nbase + i * NAME_SIZE, \
@@ -123,10 +122,10 @@ class Batch:
                           for i in range(size)]
         # Per-slot offsets, computed once: the per-packet loop unpacks one tuple per slot
         # (a received datagram, an answer to send) instead of indexing five lists.
-        # (msg_flags word, msg_len word, buffer offset, sockaddr address, sockaddr offset in
-        #  `names`) of each receive slot
-        self._slots = [(i * _STRIDE + _FLAGS, i * _STRIDE + _LEN, i * MAX_QUERY,
-                        nbase + i * NAME_SIZE, i * NAME_SIZE) for i in range(size)]
+        # (msg_len word, buffer offset, sockaddr address, sockaddr offset in `names`) of each
+        # receive slot
+        self._slots = [(i * _STRIDE + _LEN, i * SLOT, nbase + i * NAME_SIZE, i * NAME_SIZE)
+                       for i in range(size)]
         # (buffer offset, iov_len word, msg_name word) of each send
         self._outs = [(i * answer_max, i * 2 + 1, i * _STRIDE // 2) for i in range(size)]
         for i in range(size):  # the room for a peer's address, until the kernel says less
@@ -158,10 +157,11 @@ class Batch:
         swords, siov_words, outs, most = self.swords, self.siov_words, self._outs, \
             self.answer_max
         out = 0
-        for flags_at, len_at, start, name, name_at in self._slots[:count]:
-            if rwords[flags_at] & MSG_TRUNC:
+        for len_at, start, name, name_at in self._slots[:count]:
+            length = rwords[len_at]
+            if length == SLOT:  # longer than MAX_QUERY, cut short by the kernel: dropped
                 continue
-            query = rbuf[start:start + rwords[len_at]]
+            query = rbuf[start:start + length]
             try:
                 if guarded is not None and (every or query[11:12] > b"\x00"
                                             and query[-11:-8] != BARE_OPT):

@@ -141,3 +141,30 @@ def test_an_answer_longer_than_a_send_slot_costs_only_itself() -> None:
         received = sorted(client.recv(65535) for _ in range(3))
     assert bugs == [bytes([1]) * 12]
     assert received == [bytes([n]) * slot for n in (0, 2, 3)]
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="recvmmsg/sendmmsg are Linux calls")
+def test_a_datagram_over_4096_octets_is_dropped_and_the_rest_of_its_batch_answered() -> None:
+    """No DNS query is longer than MAX_QUERY octets: a longer datagram (cut short by the
+    kernel) is never passed on; one of exactly MAX_QUERY octets is, and whole."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        server.bind(("127.0.0.1", 0))
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(2.0)
+        batch = mmsg.Batch(server, 8, 512)
+        sizes = [12, mmsg.MAX_QUERY + 1, mmsg.MAX_QUERY, 60_000, 13]
+        for size in sizes:
+            client.sendto(b"q" * size, server.getsockname())
+        seen: list[int] = []
+
+        def answer(data: bytes, transport: int) -> bytes:
+            seen.append(len(data))
+            return str(len(data)).encode()
+
+        got = 0
+        while got < len(sizes):
+            got += max(0, batch.serve(answer, print))
+        received = sorted(client.recv(100) for _ in range(3))
+    assert seen == [12, mmsg.MAX_QUERY, 13]
+    assert received == sorted(str(n).encode() for n in seen)
