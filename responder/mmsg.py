@@ -161,7 +161,7 @@ class Batch:
             length = rwords[len_at]
             if length == SLOT:  # longer than MAX_QUERY, cut short by the kernel: dropped
                 continue
-            query = rbuf[start:start + length]
+            query: bytes = rbuf[start:start + length]  # type: ignore[assignment]  # c_char slice
             try:
                 if guarded is not None and (every or query[11:12] > b"\x00"
                                             and query[-11:-8] != BARE_OPT):
