@@ -380,7 +380,7 @@ def floods(draw: st.DrawFn) -> list[bytes]:
         parent = dns.name.from_text(draw(st.sampled_from(PARENTS))).to_wire()
         if draw(st.integers(0, 9)) == 0:
             parent = parent.upper()
-        flags = draw(st.sampled_from([0x0100, 0x0000, 0x0110, 0x0120, 0x8100]))
+        flags = draw(st.sampled_from([0x0100, 0x0000, 0x0110, 0x0120, 0x0500, 0x8100]))
         additional = b""
         if draw(st.booleans()):
             size = draw(st.sampled_from([512, 600, 700, 900, 1232]))
