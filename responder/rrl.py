@@ -1,8 +1,9 @@
 """Response Rate Limiting (RRL) of UDP answers, as BIND and Knot do it.
 
 Each account is a token bucket kept as one 64-bit "theoretical arrival time" (GCRA): the
-moment, in nanoseconds of the monotonic clock (one for all processes), at which the account is back to an empty
-debt. A response may go while the account holds a token: `tat - now <= burst - interval`.
+moment, in nanoseconds of the monotonic clock (one for all processes), at which the account
+is back to an empty debt. A response may go while the account holds a token:
+`tat - now <= burst - interval`.
 Every response, sent or not, costs one interval, and the debt is capped at `window` seconds:
 a prefix that keeps flooding stays limited, and one that stops is whole again `window`
 seconds later (BIND's `window`).
@@ -13,11 +14,11 @@ NXDOMAIN, error and large answers (those that amplify best) are counted per pref
 
 The accounts live in a table of shared memory (a memfd, shared/region.py) that the
 supervisor creates and every responder maps, so a spoofer spread over the responders by
-SO_REUSEPORT meets one limit. An account's slot is a CRC of its key, seeded per start, with no collision check: a collision only makes
-two accounts share one limit, and an attacker who could aim one at a victim's account can
-spoof the victim's own prefix anyway, so a keyed hash would buy nothing for its cost. Slots
-are updated without locks: two responders that update one at once lose one update, which
-lets one response more through.
+SO_REUSEPORT meets one limit. An account's slot is a CRC of its key, seeded per start, with
+no collision check: a collision only makes two accounts share one limit, and an attacker who
+could aim one at a victim's account can spoof the victim's own prefix anyway, so a keyed hash
+would buy nothing for its cost. Slots are updated without locks: two responders that update
+one at once lose one update, which lets one response more through.
 """
 
 from __future__ import annotations

@@ -136,7 +136,8 @@ class Supervisor:
         self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
         self.published: messages.Resume | None = None  # without its snapshot (see `_resume`)
         self.generation = 0  # the last one relayed: a signer may only publish the next one
-        self.rejected: Counter[str] = Counter()  # children killed for breaking the protocol, by role
+        # children killed for breaking the protocol, by role
+        self.rejected: Counter[str] = Counter()
         self.limits = {"signer": SIGNER_FRAME_LIMIT, "responder": SMALL_FRAME_LIMIT,
                        "transfer": SMALL_FRAME_LIMIT,
                        "prober": max(SMALL_FRAME_LIMIT, _largest_report(self.views.signer_ids))}
