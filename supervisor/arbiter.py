@@ -117,6 +117,7 @@ class Supervisor:
         self.rolling: list[int] = []  # responder slots still to replace, in order
         self.successor: Slot | None = None  # the new process of the slot being replaced
         self.retiring: list[Slot] = []  # replaced responders, draining before they exit
+        self.handover_warned = False  # see `ports.tcp_handover`
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
         self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
@@ -370,6 +371,8 @@ class Supervisor:
             self._retire(slot)
         del self.responders[count:]
         self.rolling = list(range(count))
+        if not self.handover_warned:  # once: the reason holds for every later roll too
+            self.handover_warned = ports.warn_tcp_handover()
         if self.successor is None:
             self._roll_next()
 

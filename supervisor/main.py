@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BindError, privilege.PrivilegeError) as e:
         print(f"healthdns-supervisor: {e}", file=sys.stderr)
         return EXIT_FATAL
+    if args.replace:  # the old server's responders hand their ports over to ours
+        ports.warn_tcp_handover()
     _children_skip_main()
     # A reload reads the same files, with the same flags, and checks them all again.
     return Supervisor(cfg, loader=lambda: validate.elsewhere(argv)).run()
