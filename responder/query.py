@@ -222,7 +222,9 @@ class Answerer:
         parent = data[13 + first:end + 1].lower()
         name = data[12:end + 1].lower()
         entry = table.lookup_miss(name)
-        if parent not in table.names or entry is None:
+        # Only flags the fast path takes: the slow path answers the others (AA or TC set in a
+        # query, another opcode), and counts them as its own.
+        if parent not in table.names or entry is None or data[2:4] not in entry[0][1]:
             return
         kind = entry[0][7] | (data[end + 1] << 8 | data[end + 2]) << QTYPE_SHIFT
         # The answers UDP takes (`_lookup`): 512 octets, with EDNS up to the client's size.

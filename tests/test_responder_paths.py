@@ -450,6 +450,21 @@ def test_a_flood_is_answered_by_one_kept_nxdomain(variant: str, parent: str,
     assert len(lookups) == 51 and len(a.table.nxdomains) == 1
 
 
+@pytest.mark.parametrize("flags", [0x0500, 0x0300, 0x0900])  # AA, TC, opcode 1 (IQUERY)
+def test_a_query_the_fast_path_leaves_to_the_slow_one_is_never_kept(flags: int) -> None:
+    """Odd flags in a query (AA or TC set, another opcode) are the slow path's to answer: no
+    kept answer is made from its reply, so each of a flood of them is counted slow."""
+    a = twin(ANSWERER, 100)
+    header = struct.pack(">HHHHHH", 7, flags, 1, 0, 0, 0)
+    tail = dns.name.from_text("example.test").to_wire() + struct.pack(">HH", 1, 1)
+    for i in range(30):
+        label = f"r{i}x".encode()
+        a.answer(header + bytes([len(label)]) + label + tail, 0)
+    assert a.table is not None and not a.table.nxdomains
+    paths = {path for path, *_ in a.counts_by_label()}
+    assert paths == {"slow"}, a.counts_by_label()
+
+
 def test_kept_nxdomains_are_bounded_by_the_cache_size() -> None:
     a = twin(ANSWERER, 10)
     for qtype in range(1000, 1100):
