@@ -8,11 +8,12 @@ import hashlib
 import struct
 from bisect import bisect_right
 from collections.abc import Container, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from healthdns.shared import canonical, lazy
 
 if TYPE_CHECKING:
+    import dns.rdatatype
     import dns.rdtypes.util
 else:  # only the signer renders NSEC3 records; a responder only hashes (shared/lazy.py)
     lazy.module("dns.rdtypes.util")
@@ -34,9 +35,16 @@ def owner(hashed: bytes, apex: bytes) -> bytes:
 
 
 def rdata(following: bytes, types: list[int]) -> bytes:
-    windows = dns.rdtypes.util.Bitmap.from_rdtypes(types).windows
-    bitmap = b"".join(struct.pack(">BB", w, len(b)) + b for w, b in windows)
-    return struct.pack(">BBHB", SHA1, 0, 0, 0) + bytes([len(following)]) + following + bitmap
+    return struct.pack(">BBHB", SHA1, 0, 0, 0) + bytes([len(following)]) + following \
+        + type_bitmaps(types)
+
+
+def type_bitmaps(types: list[int]) -> bytes:
+    """The Type Bit Maps field of NSEC and NSEC3 records (RFC 4034 4.1.2, RFC 5155 3.2.1)."""
+    # dnspython takes the types as ints (its RdataType is an IntEnum) but annotates enums.
+    rdtypes = cast("list[dns.rdatatype.RdataType]", types)
+    windows = dns.rdtypes.util.Bitmap.from_rdtypes(rdtypes).windows
+    return b"".join(struct.pack(">BB", w, len(b)) + b for w, b in windows)
 
 
 def nxdomain_positions(hashes: Sequence[bytes], names: Container[bytes],

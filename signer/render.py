@@ -16,10 +16,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-import dns.name
-import dns.rdtypes.ANY.NSEC
-import dns.rdtypes.util
-
 from healthdns.shared import canonical, nsec3
 from healthdns.shared.messages import Answer, ZoneTable
 from healthdns.shared.nsec3 import NSEC3, NSEC3PARAM
@@ -250,8 +246,8 @@ def _chain(view: _View) -> None:
             types.add(SOA)
         ordered = tuple(sorted(types))
         bitmap = bitmaps.get(ordered)
-        if bitmap is None:  # the rdata with the root (one octet) as the next name, but it
-            bitmap = bitmaps[ordered] = _nsec_rdata(b"\x00", list(ordered))[1:]
+        if bitmap is None:
+            bitmap = bitmaps[ordered] = nsec3.type_bitmaps(list(ordered))
         view.nsecs[owner] = kept_rdata(cache.nsecs, owner, b"", following, bitmap)
 
 
@@ -275,8 +271,8 @@ def _chain3(view: _View) -> None:
             types.add(SOA)
         ordered = tuple(sorted(types))
         bitmap = bitmaps.get(ordered)
-        if bitmap is None:  # the rdata of an empty hash, but its fixed fields
-            bitmap = bitmaps[ordered] = nsec3.rdata(b"", list(ordered))[6:]
+        if bitmap is None:
+            bitmap = bitmaps[ordered] = nsec3.type_bitmaps(list(ordered))
         view.nsecs[name] = kept_rdata(cache.nsecs, name, head, following, bitmap)
 
 
@@ -292,12 +288,6 @@ def kept_rdata(nsecs: dict[bytes, bytes], owner: bytes, head: bytes, following: 
                     and rdata.endswith(bitmap)):
         rdata = nsecs[owner] = head + following + bitmap
     return rdata
-
-
-def _nsec_rdata(following: bytes, types: list[int]) -> bytes:
-    windows = dns.rdtypes.util.Bitmap.from_rdtypes(sorted(set(types))).windows
-    next_name = dns.name.from_wire(following, 0)[0]
-    return dns.rdtypes.ANY.NSEC.NSEC(IN, NSEC, next_name, windows).to_wire()
 
 
 def _table(view: _View, views: list[_View]) -> ZoneTable:
