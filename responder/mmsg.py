@@ -151,7 +151,7 @@ class Batch:
         # The kernel writes each received peer's address length over msg_namelen, which is
         # then the room it gives the next address: never reset, as a socket's peers are all
         # of its family (IPv4 peers of an IPv6 socket come mapped), one length for all.
-        count = self._recvmmsg(self.fd, self._rmsgs_p, self.size, MSG_WAITFORONE, None)
+        count: int = self._recvmmsg(self.fd, self._rmsgs_p, self.size, MSG_WAITFORONE, None)
         if count <= 0:
             return -1
         swords, siov_words, outs, most = self.swords, self.siov_words, self._outs, \

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from collections import ChainMap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -229,8 +229,9 @@ class Table:
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
         bodies: dict[bytes, bytes] = {}  # equal bodies, one object each
-        zone_answers, blocked = self._derive_any(snapshot.zones)
-        for index, zone in enumerate(snapshot.zones, start=1):
+        zones: Sequence[ZoneTable | EncodedZoneTable] = snapshot.zones
+        zone_answers, blocked = self._derive_any(zones)
+        for index, zone in enumerate(zones, start=1):
             ids = (index, zone_id(zone.origin))
             self._put(ids, zone_answers[index - 1], zone.names, bodies)
             self._put_variants(ids, zone.variants, bodies)
@@ -248,7 +249,7 @@ class Table:
         self.origin_lengths = frozenset(len(origin) for origin in self.zones)
         self._settle_any(dict.fromkeys([name + ANY for name in blocked]))
 
-    def _derive_any(self, zones: list[ZoneTable] | list[EncodedZoneTable]
+    def _derive_any(self, zones: Sequence[ZoneTable | EncodedZoneTable]
                     ) -> tuple[list[Answers], list[bytes]]:
         """Each zone's answers without the ANY keys `any_entry` derives, and the names that
         have no ANY answer but would derive one (`_settle_any` holds theirs).
@@ -257,7 +258,8 @@ class Table:
         freed before any entry is laid out (held until the end, they left 0.4 MiB of holes
         between the table's objects). A decoded one, the caller's, is copied, not changed.
         """
-        every = ChainMap(*(z.answers for z in reversed(zones)))  # a later zone's key wins
+        # A later zone's key wins.
+        every: ChainMap[bytes, Any] = ChainMap(*(z.answers for z in reversed(zones)))
         rotating = ChainMap(*(z.variants for z in zones))
         self.any_types = tuple(sorted(set(self.any_types) | {
             key[-2:] + CLASS_IN for key in every if not key.endswith(ANY)}))
@@ -274,9 +276,9 @@ class Table:
                    if name + ANY not in every]
         out: list[Answers] = []
         for zone in zones:
-            answers = zone.answers
+            answers: Answers = zone.answers
             if not isinstance(zone, EncodedZoneTable):
-                answers = dict(answers)
+                answers = dict(zone.answers)
             for key in dropped:
                 answers.pop(key, None)
             out.append(answers)
@@ -301,7 +303,8 @@ class Table:
         new.chains, new.enclosers = dict(self.chains), {}
         bodies: dict[bytes, bytes] = {}
         wanted: dict[bytes, Entry | None] = {}  # settled once every zone is in
-        for index, zone in enumerate(delta.zones, start=1):
+        zones: Sequence[ZoneDelta | EncodedZoneDelta] = delta.zones
+        for index, zone in enumerate(zones, start=1):
             for key, before in self._any_before(zone).items():
                 wanted.setdefault(key, before)
             for key in zone.removed_answers:
@@ -332,7 +335,7 @@ class Table:
         keys are not put but go there, each with its entry, for `_settle_any`.
         """
         index, zone = ids
-        owner, kept = b"", []  # the entries of the name being added (keys come by name)
+        owner, kept = b"", list[Entry]()  # the entries of the name being added (keys by name)
         types = set(self.any_types)
         for key, answer in _decoded(answers):
             made = entry(answer, index, zone, False, bodies)

@@ -38,6 +38,9 @@ else:  # only validation needs them, and a responder only decodes (see shared/la
         lazy.module(f"dns.{_module}")
     dns = lazy.module("dns")
 
+# A name of its own: `Config.tsig`, a field, hides the module in the class body.
+TsigKey = tsig.Key
+
 DEFAULT_PORT = 53053
 DEFAULT_CONTROL = "127.0.0.1:8053"
 MAX_TOKEN_FILE = 4096  # a bearer token is a line, not a document
@@ -70,7 +73,7 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 # Normalised model: what the roles receive.
 
 
-class CheckSpec(_Frozen):
+class CheckSpec(_Frozen, frozen=True):
     """How one backend address is checked: a TCP connect, or an HTTP(S) request."""
 
     port: int = 0  # 0: the kind's default (http 80, https 443); a tcp check must give one
@@ -114,7 +117,7 @@ class CheckSpec(_Frozen):
         return _status_ranges(self.status, "status")
 
 
-class GroupSpec(_Frozen):
+class GroupSpec(_Frozen, frozen=True):
     """One failover group of a pool: addresses, their weights, and how they are checked."""
 
     addresses: tuple[str, ...]
@@ -122,7 +125,7 @@ class GroupSpec(_Frozen):
     check: CheckSpec | None = None  # normalised: always set (the pool's check when not given)
 
 
-class PoolSpec(_Frozen):
+class PoolSpec(_Frozen, frozen=True):
     """A health-checked address pool (A and AAAA): failover groups in order of preference.
 
     The short form, `addresses` (with `weights`), is one group; normalised, every pool holds its
@@ -139,14 +142,14 @@ class PoolSpec(_Frozen):
     backup: tuple[str, ...] = ()  # policy "backup": served, unchecked, when all are down
 
 
-class ProberSpec(_Frozen):
+class ProberSpec(_Frozen, frozen=True):
     """The prober process."""
 
     parallel: int = 2048  # checks in flight at once (each holds a socket)
     fence_min_targets: int = 10  # self-fencing from this many targets up; 0: never
 
 
-class RecordSpec(_Frozen):
+class RecordSpec(_Frozen, frozen=True):
     """Everything one owner name holds: a checked pool, static records, or both."""
 
     ttl: int | None = None
@@ -168,7 +171,7 @@ class RecordSpec(_Frozen):
         return out
 
 
-class SoaSpec(_Frozen):
+class SoaSpec(_Frozen, frozen=True):
     """SOA fields (RFC 1035 3.3.13); the serial is the signer's business."""
 
     rname: str | None = None
@@ -182,7 +185,7 @@ class SoaSpec(_Frozen):
 ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
 
 
-class DnssecSpec(_Frozen):
+class DnssecSpec(_Frozen, frozen=True):
     """Signing of one zone (and its aliases): only the signer signs with the key files.
 
     One combined signing key (`csk`), or a `ksk` and a `zsk`. Times are in seconds.
@@ -211,7 +214,7 @@ class DnssecSpec(_Frozen):
         return [("ksk", self.ksk), ("zsk", self.zsk)]
 
 
-class ZoneSpec(_Frozen):
+class ZoneSpec(_Frozen, frozen=True):
     """One zone and the alias zones that serve the same data under other names."""
 
     origin: str
@@ -224,7 +227,7 @@ class ZoneSpec(_Frozen):
     dnssec: DnssecSpec | None = None
 
 
-class ServerSpec(_Frozen):
+class ServerSpec(_Frozen, frozen=True):
     """Process and socket settings."""
 
     listen: tuple[str, ...] = ()
@@ -257,7 +260,7 @@ class ServerSpec(_Frozen):
         return [("0.0.0.0", self.port, True), ("::", self.port, False)]
 
 
-class ControlSpec(_Frozen):
+class ControlSpec(_Frozen, frozen=True):
     """The supervisor's HTTP control endpoint (metrics, status, overrides)."""
 
     listen: str = DEFAULT_CONTROL  # ADDR:PORT; "" turns the endpoint off
@@ -270,7 +273,7 @@ class ControlSpec(_Frozen):
         return parse_endpoint(self.listen, 0, "control.listen") if self.listen else None
 
 
-class RrlSpec(_Frozen):
+class RrlSpec(_Frozen, frozen=True):
     """Response Rate Limiting of UDP answers per client prefix (docs: `[rrl]`).
 
     Off unless `enabled = true` or a rate is given; a rate of 0 leaves that class unlimited.
@@ -300,7 +303,7 @@ class RrlSpec(_Frozen):
         return base, nxdomain, error
 
 
-class CookieSpec(_Frozen):
+class CookieSpec(_Frozen, frozen=True):
     """DNS cookies (RFC 7873) with interoperable server cookies (RFC 9018)."""
 
     enabled: bool = True
@@ -308,7 +311,7 @@ class CookieSpec(_Frozen):
     # is still accepted for as long again
 
 
-class TsigKeySpec(_Frozen):
+class TsigKeySpec(_Frozen, frozen=True):
     """A TSIG key (RFC 8945): inline, or read from a tsig-keygen/keymgr file (docs: `[[tsig]]`)."""
 
     name: str = ""  # normalised: lower case, no final dot; with `file`, may pick one key of it
@@ -317,7 +320,7 @@ class TsigKeySpec(_Frozen):
     file: str = ""
 
 
-class SecondarySpec(_Frozen):
+class SecondarySpec(_Frozen, frozen=True):
     """A secondary fed by transfers: sent NOTIFY, and allowed to transfer from its address."""
 
     address: str  # ADDR[:PORT] its NOTIFY goes to (port 53 by default); normalised ADDR:PORT
@@ -325,14 +328,14 @@ class SecondarySpec(_Frozen):
     notify: bool = True
 
 
-class TransferRuleSpec(_Frozen):
+class TransferRuleSpec(_Frozen, frozen=True):
     """Who else may transfer: clients in `networks` signing with `key` (docs: ACLs)."""
 
     networks: tuple[str, ...] = ()  # e.g. "192.0.2.0/24", "2001:db8::/32"; normalised
     key: str = ""  # TSIG key name required; "" only with `require_tsig = false`
 
 
-class TransferSpec(_Frozen):
+class TransferSpec(_Frozen, frozen=True):
     """The hidden primary: AXFR/IXFR on its own TCP listener, NOTIFY to the secondaries."""
 
     listen: tuple[str, ...] = ()  # ADDR:PORT of the transfer server; none: transfers are off
@@ -353,7 +356,7 @@ class TransferSpec(_Frozen):
         return [parse_endpoint(e, 53, "transfer.listen") for e in self.listen]
 
 
-class Config(_Frozen):
+class Config(_Frozen, frozen=True):
     """The whole normalised configuration."""
 
     server: ServerSpec = ServerSpec()
@@ -365,7 +368,7 @@ class Config(_Frozen):
     tsig: tuple[TsigKeySpec, ...] = ()
     zones: tuple[ZoneSpec, ...] = ()
 
-    def tsig_keys(self) -> list[tsig.Key]:
+    def tsig_keys(self) -> list[TsigKey]:
         """The TSIG keys, decoded (normalised: each has its secret)."""
         return [tsig.Key(k.name, k.algorithm, tsig.secret(k.secret)) for k in self.tsig]
 
@@ -403,7 +406,7 @@ class Config(_Frozen):
 # Raw layer: the shape of the TOML file. Records are decoded one by one so errors carry the name.
 
 
-class _RawZone(_Frozen):
+class _RawZone(_Frozen, frozen=True):
     origin: str
     nameservers: list[str]
     aliases: list[str] = []
@@ -414,7 +417,7 @@ class _RawZone(_Frozen):
     dnssec: DnssecSpec | None = None
 
 
-class _RawConfig(_Frozen):
+class _RawConfig(_Frozen, frozen=True):
     server: ServerSpec = ServerSpec()
     rrl: RrlSpec = RrlSpec()
     cookies: CookieSpec = CookieSpec()

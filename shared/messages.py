@@ -21,7 +21,7 @@ class _Message(msgspec.Struct, frozen=True, tag=True, array_like=True):
 # --- supervisor -> child ------------------------------------------------------------------------
 
 
-class Start(_Message):
+class Start(_Message, frozen=True):
     """First message to every child: its slot and the encoded configuration."""
 
     slot: int
@@ -33,7 +33,7 @@ class Start(_Message):
     serials: dict[str, int] = {}
 
 
-class Health(_Message):
+class Health(_Message, frozen=True):
     """supervisor -> signer: health of checked targets (`full` replaces, otherwise merges)."""
 
     states: dict[str, bool]
@@ -43,7 +43,7 @@ class Health(_Message):
     names: dict[str, bool] = {}
 
 
-class Resume(_Message):
+class Resume(_Message, frozen=True):
     """supervisor -> respawned signer: where its predecessor left off, so that serials never
     go back, nothing unchanged gets a new serial, and the next change is sent as a delta."""
 
@@ -145,7 +145,7 @@ class ZoneRecordsDelta(msgspec.Struct, frozen=True, array_like=True):
     removed: list[bytes]
 
 
-class Records(_Message):
+class Records(_Message, frozen=True):
     """signer -> supervisor -> transfer process: every zone's records at `generation`, complete
     (sent only when transfers are configured)."""
 
@@ -153,7 +153,7 @@ class Records(_Message):
     zones: list[ZoneRecords]
 
 
-class RecordsDelta(_Message):
+class RecordsDelta(_Message, frozen=True):
     """signer -> supervisor -> transfer process: the records' changes from generation `base`;
     a transfer process that does not hold `base` is sent the full `Records` instead."""
 
@@ -162,7 +162,7 @@ class RecordsDelta(_Message):
     zones: list[ZoneRecordsDelta]
 
 
-class Snapshot(_Message):
+class Snapshot(_Message, frozen=True):
     """signer -> supervisor -> responders: everything a responder serves, complete."""
 
     generation: int
@@ -193,7 +193,7 @@ class EncodedZoneTable(msgspec.Struct, frozen=True, array_like=True):
     nsec3: bool = False
 
 
-class EncodedSnapshot(_Message, tag="Snapshot"):
+class EncodedSnapshot(_Message, frozen=True, tag="Snapshot"):
     """A `Snapshot` as a responder decodes it (see `EncodedZoneTable`)."""
 
     generation: int
@@ -216,7 +216,7 @@ class EncodedZoneDelta(msgspec.Struct, frozen=True, array_like=True):
     proofs: dict[int, bytes]
 
 
-class Delta(_Message):
+class Delta(_Message, frozen=True):
     """signer -> supervisor -> responders: the changes from generation `base`; a responder
     that does not hold `base` ignores it (it is sent the full snapshot instead)."""
 
@@ -225,7 +225,7 @@ class Delta(_Message):
     zones: list[ZoneDelta]
 
 
-class EncodedDelta(_Message, tag="Delta"):
+class EncodedDelta(_Message, frozen=True, tag="Delta"):
     """A `Delta` as a responder decodes it (see `EncodedZoneDelta`)."""
 
     generation: int
@@ -233,7 +233,7 @@ class EncodedDelta(_Message, tag="Delta"):
     zones: list[EncodedZoneDelta]
 
 
-class Reconfigure(_Message):
+class Reconfigure(_Message, frozen=True):
     """supervisor -> prober or signer: the configuration changed; `config` is the role's new
     encoded view, the same shape as `Start.config`.
 
@@ -246,41 +246,41 @@ class Reconfigure(_Message):
     config: bytes
 
 
-class Bye(_Message):
+class Bye(_Message, frozen=True):
     """supervisor -> child: exit now, cleanly."""
 
 
 # --- child -> supervisor ------------------------------------------------------------------------
 
 
-class Bound(_Message):
+class Bound(_Message, frozen=True):
     """responder -> supervisor: its sockets are bound (port 0 resolved to the kernel's choice)."""
 
     slot: int
     listen: list[tuple[str, int, bool]]
 
 
-class Ready(_Message):
+class Ready(_Message, frozen=True):
     """The child serves (responder: sockets bound and a snapshot loaded)."""
 
     slot: int
 
 
-class Fatal(_Message):
+class Fatal(_Message, frozen=True):
     """The child cannot work and a respawn would not help (bind failure, bad key)."""
 
     slot: int
     reason: str
 
 
-class HealthReport(_Message):
+class HealthReport(_Message, frozen=True):
     """prober -> supervisor: health states; the first one is full, then changes only."""
 
     states: dict[str, bool]
     full: bool
 
 
-class Published(_Message):
+class Published(_Message, frozen=True):
     """signer -> supervisor: a new generation, as an encoded `Snapshot` (kept for responders
     that start later) and, when there is a previous one, an encoded `Delta` from it (sent to
     the running responders). Both are relayed as they are."""
@@ -297,7 +297,7 @@ class Published(_Message):
     records_delta: bytes = b""
 
 
-class Stats(_Message):
+class Stats(_Message, frozen=True):
     """responder -> supervisor, every `STATS_PERIOD` once it serves: the generation it serves
     and its counters since it started (totals, so a lost message loses nothing). It is also
     the responder's heartbeat."""
@@ -313,7 +313,7 @@ class Stats(_Message):
     errors: int
 
 
-class TransferStats(_Message):
+class TransferStats(_Message, frozen=True):
     """transfer process -> supervisor, every `STATS_PERIOD` once it serves: its counters since
     it started (totals) and the generation it holds. It is also its heartbeat."""
 
@@ -328,7 +328,7 @@ class TransferStats(_Message):
     notify_failed: int  # NOTIFYs given up: no answer after every resend, or an error answer
 
 
-class Choices(_Message):
+class Choices(_Message, frozen=True):
     """signer -> supervisor, after each `Published`: for every pooled name of the first zone
     (aliases answer the same), per address type, what it answers and which rule chose it."""
 
@@ -348,7 +348,7 @@ class Probe(msgspec.Struct, frozen=True, array_like=True):
     failures: dict[str, int]  # by kind: timeout, refused, status, body, tls, other
 
 
-class Probes(_Message):
+class Probes(_Message, frozen=True):
     """prober -> supervisor, periodically after its first report: the detail of the targets
     checked since the previous one."""
 

@@ -20,6 +20,7 @@ from healthdns.shared import canonical
 from healthdns.shared.config import DnssecSpec
 from healthdns.signer import keys
 from healthdns.signer.keys import Key
+from healthdns.signer.zone import octets, wire
 
 DNSKEY, RRSIG, NSEC, CDS, CDNSKEY = 48, 46, 47, 59, 60
 RRsetKey = tuple[bytes, int, int, tuple[bytes, ...]]
@@ -93,7 +94,7 @@ class ZoneSigner:
         return [k for k in self.keys if k.signs_zone]
 
     def dnskeys(self) -> tuple[bytes, ...]:
-        return tuple(k.dnskey.to_wire() for k in self.keys)
+        return tuple(octets(k.dnskey) for k in self.keys)
 
     def cds_records(self) -> dict[int, tuple[int, tuple[bytes, ...]]]:
         """CDS and CDNSKEY for the key-signing keys, when asked for (RFC 7344, 8078)."""
@@ -101,8 +102,8 @@ class ZoneSigner:
             return {}
         sep = [k for k in self.keys if k.signs_keys]
         ttl = self.spec.dnskey_ttl
-        return {CDNSKEY: (ttl, tuple(k.dnskey.to_wire() for k in sep)),
-                CDS: (ttl, tuple(keys.ds(self.origin, k.dnskey).to_wire() for k in sep))}
+        return {CDNSKEY: (ttl, tuple(octets(k.dnskey) for k in sep)),
+                CDS: (ttl, tuple(octets(keys.ds(self.origin, k.dnskey)) for k in sep))}
 
     def _sign(self, owner: bytes, rdtype: int, ttl: int, rdatas: tuple[bytes, ...],
               now: float) -> tuple[bytes, ...]:
@@ -125,7 +126,7 @@ class ZoneSigner:
 
     @functools.cached_property
     def signer_name(self) -> bytes:
-        return self.origin.canonicalize().to_wire()
+        return wire(self.origin)
 
 
 def _pack(renew: float, sigs: tuple[bytes, ...]) -> bytes:

@@ -12,12 +12,12 @@ import dns.rdtypes.ANY.DNSKEY
 import dns.rdtypes.ANY.DS
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from dns.dnssectypes import Algorithm
 
 from healthdns.shared import keyfiles
 from healthdns.shared.config import DnssecSpec
 
-# The signer, its tests and the benchmarks know these by their old home.
-Algorithm = keyfiles.Algorithm
+# The signer, its tests and the benchmarks know these (and Algorithm) by their old home.
 KeyFileError = keyfiles.KeyFileError
 PrivateKey = keyfiles.PrivateKey
 SEP, ZONE_KEY = 0x0001, 0x0100

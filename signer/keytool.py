@@ -16,6 +16,7 @@ import sys
 
 import dns.dnssec
 import dns.name
+from dns.dnssectypes import Algorithm
 
 from healthdns.shared import config, keyfiles
 from healthdns.shared.errors import ConfigError
@@ -78,7 +79,7 @@ def _ttl(text: str) -> int:
 
 def generate(args: argparse.Namespace) -> None:
     zone = config.absolute_name(args.zone, "--zone")
-    algorithm = keys.Algorithm[args.algorithm]
+    algorithm = Algorithm[args.algorithm]
     private = keys.generate(algorithm)
     try:
         keys.write(private, args.out, args.role)
@@ -95,7 +96,7 @@ def generate(args: argparse.Namespace) -> None:
 def print_given(zone_text: str, file: str, algorithm_name: str | None) -> None:
     """The DS of one key file; its algorithm is the one its type implies unless given."""
     zone = config.absolute_name(zone_text, "--zone")
-    wanted = None if algorithm_name is None else keys.Algorithm[algorithm_name]
+    wanted = None if algorithm_name is None else Algorithm[algorithm_name]
     found = keyfiles.load(file, wanted, "--key", allow_group_read=True)
     if found.role == "zsk":
         # The zone publishes a ZSK with flags 256; a DS made as for a KSK (257) would name a

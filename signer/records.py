@@ -86,7 +86,7 @@ def _zone(view: View, cache: _ZoneCache) -> ZoneRecords:
         # The render cache's entry for a name is a new object exactly when the name was
         # rendered (and signed) anew: then its records are built anew too, with the very
         # signatures the responders were just given. An identity test, nothing compared.
-        token = rendered.get(name)
+        token: object = rendered.get(name)
         if token is None:  # the apex and CNAME owners are rendered every time
             token = _content(view, name, rrsets)
             stale = hit is None or hit[0] != token or name == view.apex  # the SOA's RRSIG

@@ -30,7 +30,15 @@ RRsetItems = tuple[tuple[int, tuple[int, tuple[bytes, ...]]], ...]
 
 def wire(name: dns.name.Name) -> bytes:
     """The lower-case uncompressed wire form: the key responders look names up by."""
-    return name.canonicalize().to_wire()
+    return octets(name.canonicalize())
+
+
+def octets(thing: dns.name.Name | dns.rdata.Rdata) -> bytes:
+    """`thing.to_wire()`: dnspython annotates it optional, for the form that writes to a file;
+    without one it returns the octets."""
+    made = thing.to_wire()
+    assert made is not None
+    return made
 
 
 @dataclass(frozen=True, slots=True)  # slots: no dict per owner (10,000 names, 10,000 owners)

@@ -801,12 +801,19 @@ def ensure_fork_server() -> None:
     signals blocked, so it and every child forked from it start that way (`child.enter`).
     """
     server = multiprocessing.forkserver._forkserver
-    before = server._forkserver_pid
+    before = _fork_server_pid(server)
     multiprocessing.forkserver.set_forkserver_preload(["healthdns.shared.forkserver"])
     privilege.hand_on()
     server.ensure_running()
-    if server._forkserver_pid != before:
-        log.info("fork server: pid %s", server._forkserver_pid)
+    if _fork_server_pid(server) != before:
+        log.info("fork server: pid %s", _fork_server_pid(server))
+
+
+def _fork_server_pid(server: multiprocessing.forkserver.ForkServer) -> int | None:
+    """The pid of multiprocessing's fork server, None before it runs: a private attribute
+    (CPython 3.11 to 3.13), which typeshed does not declare."""
+    pid: int | None = getattr(server, "_forkserver_pid", None)
+    return pid
 
 
 def without_resource_tracker() -> None:

@@ -284,11 +284,11 @@ def _json(text: str, flag: str, kind: type) -> Any:
 
 def _algorithm(name: str) -> str:
     """A DNSSEC algorithm name, as a-healthy-dns takes it, that healthdns signs with."""
-    import dns.dnssec  # only a check needs it (see supervisor/validate.py)
+    import dns.dnssectypes  # only a check needs it (see supervisor/validate.py)
     import dns.exception
 
     try:
-        algorithm = dns.dnssec.Algorithm.from_text(name.upper())
+        algorithm = dns.dnssectypes.Algorithm.from_text(name.upper())
     except (dns.exception.DNSException, ValueError):
         raise ConfigError("--priv-key-alg", f"{name!r} is not a DNSSEC algorithm") from None
     if algorithm.name not in config.ALGORITHMS:

@@ -43,7 +43,7 @@ class RestartNeeded(Exception):
 def check_fixed(old: Config, new: Config) -> None:
     """Raise `RestartNeeded` naming the first setting a reload cannot change."""
     for field, get in _RESTART_ONLY:
-        before, after = get(old), get(new)  # type: ignore[no-untyped-call]
+        before, after = get(old), get(new)
         if before != after:
             raise RestartNeeded(f"{field} changed from {before!r} to {after!r}: that takes a "
                                 "restart (see \"Changing a running server\" in "

@@ -110,8 +110,8 @@ class Steering:
         path = self.cfg.control.state_file
         if path is None:
             return
-        for problem in self.overrides.load(path, time.time()):
-            log.warning("%s", problem)
+        for trouble in self.overrides.load(path, time.time()):
+            log.warning("%s", trouble)
         self.kept_serials, problem = warm.serials(path)
         if problem is not None:
             log.warning("%s", problem)
