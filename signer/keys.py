@@ -17,7 +17,8 @@ from dns.dnssectypes import Algorithm
 from healthdns.shared import keyfiles
 from healthdns.shared.config import DnssecSpec
 
-# The signer, its tests and the benchmarks know these (and Algorithm) by their old home.
+# The signer, its tests and the benchmarks know these (and Algorithm, imported above) by their
+# old home.
 KeyFileError = keyfiles.KeyFileError
 PrivateKey = keyfiles.PrivateKey
 SEP, ZONE_KEY = 0x0001, 0x0100

@@ -810,8 +810,8 @@ def ensure_fork_server() -> None:
 
 
 def _fork_server_pid(server: multiprocessing.forkserver.ForkServer) -> int | None:
-    """The pid of multiprocessing's fork server, None before it runs: a private attribute
-    (CPython 3.11 to 3.13), which typeshed does not declare."""
+    """The pid of multiprocessing's fork server, None before it runs: a private attribute of
+    CPython's ForkServer, which typeshed does not declare."""
     pid: int | None = getattr(server, "_forkserver_pid", None)
     return pid
 
