@@ -189,7 +189,8 @@ class Answerer:
             if len(response) > found[7]:
                 return None  # the full path truncates it
         kinds, fast = found[4], self.fast_counts
-        fast[kinds[transport]] = fast.get(kinds[transport], 0) + 1
+        kind = kinds[transport]
+        fast[kind] = fast.get(kind, 0) + 1
         last = found[8]
         if last[0] != label:
             last[0] = label
@@ -207,10 +208,11 @@ class Answerer:
         one answer serves the whole flood (`answer`): a lookup, a membership test, a splice,
         and with DNSSEC the proofs `Table.denial` finds, instead of the full path's lookups.
 
-        Kept only for the fast path's query shapes (no EDNS options, no TSIG), whose answer
-        depends on nothing but the bytes in the key and whether the name exists; for parents
-        that exist, so that random parents cannot fill it (bounded like the cache: full, it
-        keeps what it holds; a new table starts empty). `Nxdomain` says what an entry holds.
+        Kept only for the fast path's query shapes (no EDNS options, no TSIG, only flags it
+        takes), whose answer depends on nothing but the bytes in the key and whether the name
+        exists; for parents that exist, so that random parents cannot fill it (bounded like the
+        cache: full, it keeps what it holds; a new table starts empty). `Nxdomain` says what an
+        entry holds.
         """
         first = data[12]
         end = data.find(0, 12, NAME_END)
