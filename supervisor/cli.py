@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import ipaddress
 import json
 import re
@@ -15,6 +14,7 @@ from typing import Any
 from healthdns.shared import config
 from healthdns.shared.config import LOG_FORMATS, LOG_LEVELS, Config
 from healthdns.shared.errors import ConfigError
+from healthdns.shared.version import version
 
 COMPAT_ONLY = ("alias_zones", "zone_resolutions", "ns", "test_min_interval", "test_timeout",
                "priv_key_path", "priv_key_alg")
@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
         prog="healthdns-supervisor",
         description="Health-checking authoritative DNS server.",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     source = p.add_argument_group("configuration (one of)")
     source.add_argument("--config", metavar="PATH", help="TOML configuration file")
     source.add_argument("--demo", action="store_true",
@@ -67,14 +67,6 @@ def parser() -> argparse.ArgumentParser:
     compat.add_argument("--priv-key-path", metavar="PATH", help="DNSSEC private key (PEM)")
     compat.add_argument("--priv-key-alg", metavar="ALG", help="DNSSEC algorithm")
     return p
-
-
-def _version() -> str:
-    """The installed package's version: one number, kept in pyproject.toml only."""
-    try:
-        return importlib.metadata.version("healthdns")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        return "unknown (not installed)"
 
 
 def load(args: argparse.Namespace, warn: Callable[[str], None] | None = None) -> Config:

@@ -8,7 +8,6 @@ lock and can never see half an update, nor hold up the loop.
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from healthdns.shared.config import Config
 from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS, Probe
+from healthdns.shared.version import version
 from healthdns.supervisor.names import QTYPE_NUMBERS, absolute, from_wire, type_text
 from healthdns.supervisor.overrides import Override
 
@@ -378,7 +378,7 @@ def _process(view: View) -> Iterator[Metric]:
         rejected.add_metric([role], n)
     yield rejected
     yield InfoMetricFamily("healthdns_build", "version of healthdns",
-                           value={"version": _version(), "python": platform.python_version()})
+                           value={"version": version(), "python": platform.python_version()})
 
 
 def _lifecycle(view: View) -> Iterator[Metric]:
@@ -407,10 +407,3 @@ def _transfers(view: View) -> Iterator[Metric]:
     for result in ("sent", "answered", "failed"):
         notifies.add_metric([result], view.transfers.get(f"notify_{result}", 0))
     yield from (served, notifies)
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("healthdns")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
