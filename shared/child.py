@@ -69,6 +69,7 @@ def enter(role: str, conn: Connection, supervisor: int | None = None,
     import importlib
 
     global _supervisor
+    logs.capture_warnings()  # first: a role's imports may warn before it knows its log format
     privilege.narrow(role)  # first: the fork server holds what any role needs
     _supervisor = supervisor if supervisor is not None else os.getppid()
     ignore_group_signals()
