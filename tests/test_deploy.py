@@ -180,7 +180,9 @@ def file_capabilities() -> list[str]:
 
 def test_dockerfile_pins_one_base_for_both_stages() -> None:
     found = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.MULTILINE)
-    assert found and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", found.group(1))
+    # Fully qualified (no registry search order decides), an exact release, and its digest.
+    assert found and re.fullmatch(r"docker\.io/library/python:3\.11\.\d+-slim-bookworm"
+                                  r"@sha256:[0-9a-f]{64}", found.group(1)), found
     assert re.findall(r"^FROM (\S+)", DOCKERFILE, re.MULTILINE) == ["${PYTHON_IMAGE}"] * 2
     assert f"--uid {dockerfile_uid()}" in DOCKERFILE  # the user USER names exists
 
