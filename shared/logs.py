@@ -36,10 +36,23 @@ def setup_command(role: str, prog: str, fmt: str = "text") -> None:
     """Log to stderr as a command does before (or without) a server's logging: in text, each
     line starts with the command's name (`healthdns-supervisor: configuration error: ...`);
     in JSON, a record as `setup` writes them."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(JsonFormatter(role) if fmt == "json"
                          else logging.Formatter(f"{prog}: %(message)s"))
     _install(handler, "INFO")
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]  # generic in typeshed only
+    """Writes to `sys.stderr` as it is when a record comes: a command's `main` may run inside
+    another program (a test) that swaps it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # StreamHandler's constructor sets it
 
 
 def _install(handler: logging.Handler, level: str) -> None:
