@@ -384,11 +384,11 @@ def _process(view: View) -> Iterator[Metric]:
 # Every child role, so that a role's counters exist at 0 before anything happens to it: a
 # dashboard then shows 0, and `increase()` sees the first restart (a series that appears with
 # its first count at 1 has no earlier sample to increase from).
-ROLES = ("prober", "signer", "responder", "transfer")
+CHILD_ROLES = ("prober", "signer", "responder", "transfer")
 
 
 def _by_role(counts: dict[str, int]) -> list[tuple[str, int]]:
-    return sorted({**dict.fromkeys(ROLES, 0), **counts}.items())
+    return sorted({**dict.fromkeys(CHILD_ROLES, 0), **counts}.items())
 
 
 def _lifecycle(view: View) -> Iterator[Metric]:
