@@ -3,9 +3,12 @@
 #   docker run -d --name healthdns -p 53:53/udp -p 53:53/tcp \
 #     -v "$PWD/healthdns.toml:/etc/healthdns/healthdns.toml:ro" healthdns
 
-# The base, pinned to an exact release (a digest needs a registry to look it up): both stages
-# use the same one, and a Python update is a deliberate one-line change here.
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# The base, fully qualified and pinned to an exact release and its digest (the multi-platform
+# index of the tag, as published and pinned by other projects), so that a build gets the same
+# bytes whatever the tag points to later: both stages use it, and a Python update is a
+# deliberate one-line change here. Check a new digest with
+# `docker buildx imagetools inspect docker.io/library/python:<tag>` before pinning it.
+ARG PYTHON_IMAGE=docker.io/library/python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 
 # --- build: install healthdns and its dependencies into a virtual environment -------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -15,15 +18,21 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 RUN python -m venv /opt/healthdns
 
-# Only what the package needs: the packages listed in pyproject.toml, and the README it names.
+# The dependencies at the exact versions of requirements.lock, each file checked against its
+# hash (`./dev lock` makes the lock from pyproject.toml), then healthdns itself built with the
+# locked setuptools and nothing else from the network; the build backend leaves afterwards.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock ./
+RUN /opt/healthdns/bin/pip install --require-hashes --no-deps -r requirements.lock
+# Only what the package needs: the packages listed in pyproject.toml, the README and licence.
+COPY pyproject.toml README.md LICENSE ./
 COPY supervisor/ supervisor/
 COPY responder/ responder/
 COPY prober/ prober/
 COPY signer/ signer/
 COPY shared/ shared/
-RUN /opt/healthdns/bin/pip install .
+RUN /opt/healthdns/bin/pip install --no-deps --no-index --no-build-isolation . \
+    && /opt/healthdns/bin/pip uninstall --yes setuptools
 
 # --- run: the same base image with only the virtual environment added ---------------------------
 FROM ${PYTHON_IMAGE}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import logging.handlers
 import sys
 from typing import Any
 
@@ -28,8 +29,78 @@ def setup(role: str, level: str, fmt: str = "text", slot: int | None = None) -> 
         name = role if slot is None else f"{role}{slot}"
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s {name}[%(process)d] %(levelname)s %(message)s"))
+    _install(handler, level.upper())
+
+
+def setup_command(role: str, prog: str, fmt: str = "text") -> None:
+    """Log to stderr as a command does before (or without) a server's logging: in text, each
+    line starts with the command's name (`healthdns-supervisor: configuration error: ...`);
+    in JSON, a record as `setup` writes them."""
+    handler = _Stderr()
+    handler.setFormatter(JsonFormatter(role) if fmt == "json"
+                         else logging.Formatter(f"{prog}: %(message)s"))
+    _install(handler, "INFO")
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]  # generic in typeshed only
+    """Writes to `sys.stderr` as it is when a record comes: a command's `main` may run inside
+    another program (a test) that swaps it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # StreamHandler's constructor sets it
+
+
+def _install(handler: logging.Handler, level: str) -> None:
+    """`handler` as the only one, and the records that waited for it (`capture_warnings`)."""
+    waiting = [r for h in logging.getLogger().handlers if isinstance(h, _Waiting)
+               for r in h.take()]
     # force: a spawned child may have logged (or a test configured logging) before its Start.
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for record in waiting:
+        handler.handle(record)
+
+
+def capture_warnings() -> None:
+    """Python's warnings (a library's deprecation, say) become log records, one line each.
+
+    Every line a healthdns process writes is then a record in the chosen format. Records
+    logged before `setup` or `setup_command` wait for it (a child learns its format from its
+    Start message); if neither comes, they reach stderr as plain lines at exit.
+    """
+    logging.captureWarnings(True)
+    warned = logging.getLogger("py.warnings")
+    if not any(isinstance(f, _OneLine) for f in warned.filters):
+        warned.addFilter(_OneLine())
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_Waiting())
+
+
+class _OneLine(logging.Filter):
+    """A warning in one line: `captureWarnings` logs the text of `warnings.formatwarning`, the
+    message and then, on a line of its own, the source line that warned."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = record.getMessage().strip().split("\n", 1)[0], ()
+        return True
+
+
+class _Waiting(logging.handlers.MemoryHandler):
+    """Holds records until the process knows its log format."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=1000, flushLevel=logging.CRITICAL + 1,
+                         target=logging.StreamHandler(sys.stderr))
+
+    def take(self) -> list[logging.LogRecord]:
+        with self.lock:  # type: ignore[union-attr]  # a Handler's lock exists once created
+            records, self.buffer = self.buffer, []
+        return records
 
 
 class JsonFormatter(logging.Formatter):

@@ -6,7 +6,6 @@ import functools
 import os
 from dataclasses import dataclass
 
-import dns.dnssec
 import dns.name
 import dns.rdtypes.ANY.DNSKEY
 import dns.rdtypes.ANY.DS
@@ -16,6 +15,7 @@ from dns.dnssectypes import Algorithm
 
 from healthdns.shared import keyfiles
 from healthdns.shared.config import DnssecSpec
+from healthdns.signer import keyrecords
 
 # The signer, its tests and the benchmarks know these (and Algorithm, imported above) by their
 # old home.
@@ -33,7 +33,7 @@ class Key:
 
     @functools.cached_property
     def tag(self) -> int:
-        return dns.dnssec.key_id(self.dnskey)
+        return keyrecords.key_tag(self.dnskey)
 
     def sign(self, data: bytes) -> bytes:
         """A DNSSEC signature over `data`, in the wire format of the algorithm (RFC 6605 4,
@@ -83,7 +83,7 @@ def load(file: str, role: str, algorithm: Algorithm, path: str,
 
 def made(private: PrivateKey, role: str, algorithm: Algorithm) -> Key:
     """The signing key of `role` that `private` is."""
-    dnskey = dns.dnssec.make_dnskey(private.public_key(), algorithm, flags=flags(role))
+    dnskey = keyrecords.dnskey(private.public_key(), algorithm, flags(role))
     return Key(role, private, dnskey)
 
 
@@ -111,4 +111,4 @@ def write(key: PrivateKey, file: str, role: str | None = None) -> None:
 
 
 def ds(zone: dns.name.Name, dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> dns.rdtypes.ANY.DS.DS:
-    return dns.dnssec.make_ds(zone, dnskey, "SHA256")
+    return keyrecords.ds(zone, dnskey)

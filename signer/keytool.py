@@ -14,21 +14,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-import dns.dnssec
 import dns.name
 from dns.dnssectypes import Algorithm
 
-from healthdns.shared import config, keyfiles
+from healthdns.shared import command, config, keyfiles, logs
 from healthdns.shared.errors import ConfigError
 from healthdns.signer import keys
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="healthdns-key", description=__doc__.split("\n")[0])
+    p = command.standard(argparse.ArgumentParser(
+        prog="healthdns-key", description=__doc__.split("\n")[0]),
+        'README.md, "DNSSEC"; docs/configuration.md, "Key files"; docs/operations.md, '
+        '"Rolling a DNSSEC key"')
     sub = p.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="write a new private key, print its DNSKEY and DS")
     gen.add_argument("--zone", required=True, help="the zone the key signs")
-    gen.add_argument("--out", required=True, help="PEM file to create (mode 600)")
+    command.path(gen.add_argument("--out", required=True, help="PEM file to create (mode 600)"))
     gen.add_argument("--algorithm", default="ECDSAP256SHA256", choices=config.ALGORITHMS,
                      help="DNSSEC algorithm of the key (default: %(default)s); it must match "
                      "[zones.dnssec] algorithm")
@@ -39,9 +41,10 @@ def parser() -> argparse.ArgumentParser:
                      help="TTL shown on the printed DNSKEY and DS records (default: "
                      "%(default)s; use [zones.dnssec] dnskey_ttl)")
     ds = sub.add_parser("ds", help="print the DS records of configured or given keys")
-    ds.add_argument("--config", help="healthdns TOML configuration: the DS of every KSK and CSK")
+    command.path(ds.add_argument("--config", help="healthdns TOML configuration: the DS of "
+                                 "every KSK and CSK"))
     ds.add_argument("--zone", help="with --key: the zone")
-    ds.add_argument("--key", help="with --zone: a PEM key file (a KSK or CSK)")
+    command.path(ds.add_argument("--key", help="with --zone: a PEM key file (a KSK or CSK)"))
     ds.add_argument("--algorithm", choices=config.ALGORITHMS,
                     help="with --key: the algorithm the key must be (default: the one its type "
                     "implies)")
@@ -49,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.capture_warnings()
+    logs.setup_command("key", "healthdns-key")
     args = parser().parse_args(argv)
     try:
         if args.command == "generate":
@@ -89,7 +94,7 @@ def generate(args: argparse.Namespace) -> None:
         raise keys.KeyFileError(f"--out: {args.out}: {e.strerror}") from e
     key = keys.load(args.out, args.role, algorithm, "--out")
     print(f"; wrote {args.out} ({args.role}, {algorithm.name}, key tag "
-          f"{dns.dnssec.key_id(key.dnskey)})")
+          f"{key.tag})")
     print_records(zone, key, args.ttl, dnskey=True)
 
 

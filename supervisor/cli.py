@@ -5,29 +5,28 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import re
-import sys
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from healthdns.shared import config
+from healthdns.shared import command, config, logs
 from healthdns.shared.config import LOG_FORMATS, LOG_LEVELS, Config
 from healthdns.shared.errors import ConfigError
-from healthdns.shared.version import version
 
 COMPAT_ONLY = ("alias_zones", "zone_resolutions", "ns", "test_min_interval", "test_timeout",
                "priv_key_path", "priv_key_alg")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = command.standard(argparse.ArgumentParser(
         prog="healthdns-supervisor",
         description="Health-checking authoritative DNS server.",
-    )
-    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    ), 'docs/configuration.md (every option, and the a-healthy-dns flags); docs/operations.md, '
+       '"Signals", "Logs", "Exit codes", "systemd"')
     source = p.add_argument_group("configuration (one of)")
-    source.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    command.path(source.add_argument("--config", metavar="PATH", help="TOML configuration file"))
     source.add_argument("--demo", action="store_true",
                         help="serve the built-in demo zone on 127.0.0.1:53053")
     p.add_argument("--check-config", action="store_true",
@@ -64,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
                         help="seconds between checks of one address (default: 30)")
     compat.add_argument("--test-timeout", type=float, metavar="SECONDS",
                         help="TCP connect timeout of a check (default: 2)")
-    compat.add_argument("--priv-key-path", metavar="PATH", help="DNSSEC private key (PEM)")
+    command.path(compat.add_argument("--priv-key-path", metavar="PATH",
+                                     help="DNSSEC private key (PEM)"))
     compat.add_argument("--priv-key-alg", metavar="ALG", help="DNSSEC algorithm")
     return p
 
@@ -82,7 +82,29 @@ def load(args: argparse.Namespace, warn: Callable[[str], None] | None = None) ->
 
 
 def _warn(text: str) -> None:
-    print(f"healthdns-supervisor: configuration warning: {text}", file=sys.stderr)
+    logging.getLogger("healthdns.config").warning("configuration warning: %s", text)
+
+
+def log_before_start(args: argparse.Namespace) -> None:
+    """What the supervisor (or its configuration check) says before its server's logging
+    starts, Python's warnings included, goes to stderr as records in the format it will log
+    in (`healthdns-supervisor: ...` lines in text)."""
+    logs.capture_warnings()
+    logs.setup_command("supervisor", "healthdns-supervisor", log_format(args))
+
+
+def log_format(args: argparse.Namespace) -> str:
+    """The log format the flags choose, or else the configuration file, or else text: known
+    before the configuration is checked, so that even its errors are in that format."""
+    if args.log_format is not None:
+        return str(args.log_format)
+    if args.config is None:
+        return "text"
+    try:
+        chosen = config.read(args.config).get("server", {}).get("log_format")
+    except (ConfigError, AttributeError):  # the check that follows says what is wrong
+        return "text"
+    return chosen if chosen in LOG_FORMATS else "text"
 
 
 def _load(args: argparse.Namespace) -> Config:

@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from healthdns.shared import command, logs
 from healthdns.shared.config import DEFAULT_CONTROL
 
 TIMEOUT = 10.0
@@ -28,14 +29,16 @@ class CtlError(Exception):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="healthdns-ctl",
-                                description="See and steer a running healthdns.")
+    p = command.standard(argparse.ArgumentParser(
+        prog="healthdns-ctl", description="See and steer a running healthdns."),
+        'docs/operations.md, "Control endpoint" and "healthdns-ctl"')
     p.add_argument("--url", default=os.environ.get("HEALTHDNS_CONTROL",
                                                    f"http://{DEFAULT_CONTROL}"),
                    help="the control endpoint (default: $HEALTHDNS_CONTROL or "
                    f"http://{DEFAULT_CONTROL})")
     p.add_argument("--token", help="bearer token for writes (default: $HEALTHDNS_TOKEN)")
-    p.add_argument("--token-file", metavar="PATH", help="read the token from a file")
+    command.path(p.add_argument("--token-file", metavar="PATH",
+                                help="read the token from a file"))
     p.add_argument("--json", action="store_true", help="print the endpoint's JSON")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="generation, zones, responders, counts of up and down")
@@ -57,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.capture_warnings()
+    logs.setup_command("ctl", "healthdns-ctl")
     args = parser().parse_args(argv)
     try:
         out = run(args)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.machinery
+import logging
 import os
+import platform
 import stat
 import sys
 
@@ -12,29 +15,36 @@ import msgspec
 from healthdns.shared import config, heap, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
+from healthdns.shared.version import version
 from healthdns.supervisor import cli, ports, validate
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
+log = logging.getLogger("healthdns.supervisor")
+
 
 def main(argv: list[str] | None = None) -> int:
+    logs.capture_warnings()  # first: every line on stderr is a log record
     heap.return_large_blocks()  # it keeps the latest snapshot, and relays every one
     argv = sys.argv[1:] if argv is None else argv
     args = cli.parser().parse_args(argv)
+    cli.log_before_start(args)
     try:
         # Checked in a process of its own, which takes the key checks' imports with it.
         cfg = validate.checked(args) if args.check_config else validate.elsewhere(argv)
         account = privilege.resolve(cfg.server.user, cfg.server.group)
     except ConfigError as e:
-        print(f"healthdns-supervisor: configuration error: {e}", file=sys.stderr)
+        log.error("configuration error: %s", e)
         return EXIT_FATAL
     for warning in _keys_open_to(account, cfg) if account is not None else ():
-        print(f"healthdns-supervisor: configuration warning: {warning}", file=sys.stderr)
+        log.warning("configuration warning: %s", warning)
     if args.check_config:
         shown = msgspec.json.encode(config.redacted(cfg))  # never the control token
         sys.stdout.write(msgspec.json.format(shown, indent=2).decode())
         sys.stdout.write("\n")
         return 0
     logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
+    log.info("healthdns %s (Python %s) starting: %s", version(), platform.python_version(),
+             _source(args))
     titles.set_supervisor(cfg.server.instance)
     try:
         if not args.replace:  # --replace: the busy ports are the old server's, on purpose
@@ -42,13 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         # After every check that needs root, before anything else runs: see shared/privilege.py.
         privilege.become(account)
     except (BindError, privilege.PrivilegeError) as e:
-        print(f"healthdns-supervisor: {e}", file=sys.stderr)
+        log.error("%s", e)
         return EXIT_FATAL
     if args.replace:  # the old server's responders hand their ports over to ours
         ports.warn_tcp_handover()
     _children_skip_main()
     # A reload reads the same files, with the same flags, and checks them all again.
     return Supervisor(cfg, loader=lambda: validate.elsewhere(argv)).run()
+
+
+def _source(args: argparse.Namespace) -> str:
+    if args.config is not None:
+        return os.path.abspath(str(args.config))
+    return "the built-in demo" if args.demo else f"a-healthy-dns flags for {args.hosted_zone}"
 
 
 def _keys_open_to(account: privilege.Account, cfg: Config) -> list[str]:

@@ -369,16 +369,26 @@ def _process(view: View) -> Iterator[Metric]:
                                 "sign the latest generation", value=view.sign_seconds)
     restarts = CounterMetricFamily("healthdns_child_restarts", "children restarted",
                                    labels=["role"])
-    for role, n in sorted(view.restarts.items()):
+    for role, n in _by_role(view.restarts):
         restarts.add_metric([role], n)
     yield restarts
     rejected = CounterMetricFamily("healthdns_protocol_rejections", "children killed for "
                                    "breaking the pipe protocol", labels=["role"])
-    for role, n in sorted(view.rejected.items()):
+    for role, n in _by_role(view.rejected):
         rejected.add_metric([role], n)
     yield rejected
     yield InfoMetricFamily("healthdns_build", "version of healthdns",
                            value={"version": version(), "python": platform.python_version()})
+
+
+# Every child role, so that a role's counters exist at 0 before anything happens to it: a
+# dashboard then shows 0, and `increase()` sees the first restart (a series that appears with
+# its first count at 1 has no earlier sample to increase from).
+CHILD_ROLES = ("prober", "signer", "responder", "transfer")
+
+
+def _by_role(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted({**dict.fromkeys(CHILD_ROLES, 0), **counts}.items())
 
 
 def _lifecycle(view: View) -> Iterator[Metric]:

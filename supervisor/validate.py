@@ -78,6 +78,7 @@ def elsewhere(argv: list[str]) -> Config:
 
 def main(argv: list[str]) -> int:
     args = cli.parser().parse_args(argv)
+    cli.log_before_start(args)  # its stderr is the supervisor's
     try:
         outcome = Outcome(config=config.encode(checked(args)))
     except ConfigError as e:

@@ -20,7 +20,7 @@ import dns.query
 import dns.rdatatype
 
 READY = re.compile(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]")
-CONTROL = re.compile(r"control: listening on (\S+)")
+CONTROL = re.compile(r"control: listening on ([^\s\"]+)")  # a text or a JSON line
 START_TIMEOUT = 20.0
 
 

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from conftest import need_tool
 from harness import run_cli
 
 ROOT = Path(__file__).parent.parent
@@ -31,13 +33,21 @@ K8S = ROOT / "deploy" / "k8s"
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
-def manifests() -> dict[str, dict[str, Any]]:
-    """kind -> the one resource of that kind under deploy/k8s."""
+def render(folder: Path = K8S) -> list[dict[str, Any]]:
+    """What `kubectl apply -k folder` applies: the kustomization's resources, its generated
+    ConfigMap and image names in place (kustomize, built into kubectl)."""
+    done = subprocess.run([need_tool("kubectl"), "kustomize", str(folder)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return list(yaml.safe_load_all(done.stdout))
+
+
+def manifests(folder: Path = K8S) -> dict[str, dict[str, Any]]:
+    """kind -> the one resource of that kind that deploy/k8s applies."""
     found: dict[str, dict[str, Any]] = {}
-    for path in sorted(K8S.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            assert doc["kind"] not in found, f"two {doc['kind']}s"
-            found[doc["kind"]] = doc
+    for doc in render(folder):
+        assert doc["kind"] not in found, f"two {doc['kind']}s"
+        found[doc["kind"]] = doc
     return found
 
 
@@ -54,9 +64,8 @@ def check_config(text: str, tmp_path: Path) -> dict[str, Any]:
 # --- Kubernetes -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted(K8S.glob("*.yaml")), ids=lambda p: p.name)
-def test_manifest_validates_against_the_kubernetes_schema(path: Path) -> None:
-    for doc in yaml.safe_load_all(path.read_text()):
+def test_manifests_validate_against_the_kubernetes_schema() -> None:
+    for doc in render():
         # strict: a misspelt field (readOnlyRootFileSystem) is an error, not ignored
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
@@ -76,6 +85,7 @@ def test_manifests_fit_together(tmp_path: Path) -> None:
     assert next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"] \
         == m["ConfigMap"]["metadata"]["name"]
     assert f"{mount['mountPath']}/healthdns.toml" in container["args"]
+    assert m["ConfigMap"]["data"]["healthdns.toml"] == (K8S / "healthdns.toml").read_text()
     config = check_config(m["ConfigMap"]["data"]["healthdns.toml"], tmp_path)
     ports = {p["name"]: (p["containerPort"], p["protocol"]) for p in container["ports"]}
     assert {(p["port"], p["protocol"]): ports[p["targetPort"]] for p in service["spec"]["ports"]} \
@@ -94,6 +104,47 @@ def test_manifests_fit_together(tmp_path: Path) -> None:
     assert probe_url(container["readinessProbe"]["exec"]["command"]).endswith("/readyz")
     assert probe_url(container["livenessProbe"]["exec"]["command"]).endswith("/healthz")
     assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+def test_a_configuration_edit_rolls_the_pods(tmp_path: Path) -> None:
+    """The ConfigMap's name carries a hash of its content and the pod template names it: an
+    edited healthdns.toml is a new pod template, which the Deployment rolls out (a ConfigMap
+    edited in place would reach running pods' files, and healthdns reads them only at a
+    reload)."""
+    before = manifests()
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    toml = copy / "healthdns.toml"
+    toml.write_text(toml.read_text().replace("ttl = 30", "ttl = 60"))
+    after = manifests(copy)
+
+    def volume(m: dict[str, dict[str, Any]]) -> str:
+        pod = m["Deployment"]["spec"]["template"]["spec"]
+        name: str = next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"]
+        assert name == m["ConfigMap"]["metadata"]["name"]
+        return name
+
+    assert volume(before) != volume(after)
+    assert volume(before).startswith("healthdns-") and volume(after).startswith("healthdns-")
+    assert before["Deployment"]["spec"]["template"] != after["Deployment"]["spec"]["template"]
+    assert before["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_the_image_the_pods_run_is_the_one_the_docs_build_and_push() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    assert image["newTag"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "version"]
+    reference = f"{image['newName']}:{image['newTag']}"
+    (container,) = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == reference
+    section = (ROOT / "docs" / "operations.md").read_text().split("\n## Kubernetes\n")[1]
+    section = section.split("\n## ")[0]
+    commands = [shlex.split(line) for line in re.findall(r"^(?:docker|kubectl) .*$", section,
+                                                         re.MULTILINE)]
+    assert ["docker", "build", "-t", reference, "."] in commands
+    assert ["docker", "push", reference] in commands
+    assert ["kubectl", "apply", "-k", "deploy/k8s/"] in commands
 
 
 # --- the probe command (Dockerfile HEALTHCHECK, Kubernetes probes) ------------------------------
@@ -180,7 +231,9 @@ def file_capabilities() -> list[str]:
 
 def test_dockerfile_pins_one_base_for_both_stages() -> None:
     found = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.MULTILINE)
-    assert found and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", found.group(1))
+    # Fully qualified (no registry search order decides), an exact release, and its digest.
+    assert found and re.fullmatch(r"docker\.io/library/python:3\.11\.\d+-slim-bookworm"
+                                  r"@sha256:[0-9a-f]{64}", found.group(1)), found
     assert re.findall(r"^FROM (\S+)", DOCKERFILE, re.MULTILINE) == ["${PYTHON_IMAGE}"] * 2
     assert f"--uid {dockerfile_uid()}" in DOCKERFILE  # the user USER names exists
 
