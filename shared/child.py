@@ -70,6 +70,7 @@ def enter(role: str, conn: Connection, supervisor: int | None = None,
 
     global _supervisor
     privilege.narrow(role)  # first: the fork server holds what any role needs
+    privilege.non_dumpable()  # before it is sent any secret (see shared/privilege.py)
     _supervisor = supervisor if supervisor is not None else os.getppid()
     ignore_group_signals()
     heap.return_large_blocks()  # before the first snapshot or configuration arrives

@@ -8,8 +8,11 @@ anything else, to what its role needs before it drops everything (`ROLE_CAPS`): 
 binds ports below 1024, the signer reads a key file only root may read. Each child then drops
 every capability (bounding set included) and sets `no_new_privs` before it reads anything from
 the network: a responder right after its own binds, the signer once its keys are loaded, the
-prober at once. The signer is also made non-dumpable first, so a process of the same uid (a
-compromised responder) can neither ptrace it nor read its memory through /proc.
+prober at once. Every child is also made non-dumpable first, before it is told anything: each
+holds something another must not read (the signer its keys, the transfer process the TSIG
+secrets, the prober the checks' headers, a responder the cookie secret), and a process of the
+same uid (a compromised responder) can then neither ptrace it nor read its memory through /proc.
+The supervisor is non-dumpable too, whoever it runs as.
 
 Started as any other user, nothing switches: children still drop what they were given (file
 capabilities on the interpreter, as in the container image) and set `no_new_privs`.
@@ -110,6 +113,7 @@ def become(account: Account | None) -> None:
             raise PrivilegeError(
                 f"server.user: cannot switch to {account.user!r} (uid {account.uid}): "
                 f"healthdns was started as uid {os.geteuid()}, not as root")
+        non_dumpable()  # it holds the configuration's secrets, as its children do
         return
     if account is None:
         log.warning("running as root: set server.user (or --user) to run as an "
@@ -174,7 +178,7 @@ def drop() -> None:
 
 
 def non_dumpable() -> None:
-    """Keep processes of the same uid from ptrace and /proc/<pid>/mem (the signer, first)."""
+    """Keep processes of the same uid from ptrace and /proc/<pid>/mem (every process)."""
     _prctl(PR_SET_DUMPABLE, 0)
 
 

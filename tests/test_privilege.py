@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith
                                 reason="needs root on Linux: it tests dropping root")
 
 TEST_USER = "healthdns-test"
+TSIG_SECRET = "cHJpdmlsZWdlLXRlc3QtdHNpZy1zZWNyZXQtMzI="
 # healthdns.shared.privilege: CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_NET_BIND_SERVICE
 SUPERVISOR_CAPS = (1 << 2) | (1 << 8) | (1 << 10)
 
@@ -133,6 +134,15 @@ def running(launcher: tuple[list[str], dict[str, str]], user: tuple[int, int],
         responders = 2
         user = "{user[0]}"
 
+        [[tsig]]
+        name = "xfr"
+        secret = "{TSIG_SECRET}"
+
+        [transfer]
+        listen = ["{host}:0"]
+        secondaries = [{{ address = "127.0.0.1:9", key = "xfr" }}]
+        allow = [{{ networks = ["127.0.0.0/8"], key = "xfr" }}]
+
         [[zones]]
         origin = "example.test"
         nameservers = ["ns1.example.net"]
@@ -179,7 +189,7 @@ def test_children_run_as_the_user_with_no_capability(running: tuple[Server, Path
                                                      user: tuple[int, int]) -> None:
     server, _ = running
     pids = _pids(server)
-    assert set(pids) == {"prober", "signer", "responder0", "responder1"}
+    assert set(pids) == {"prober", "signer", "transfer", "responder0", "responder1"}
     for pid in pids.values():
         _assert_dropped(pid, *user)
 
@@ -234,15 +244,16 @@ def test_responders_uid_cannot_read_the_key(running: tuple[Server, Path]) -> Non
     assert _as_user(0, 0, lambda: open(key, "rb").close()) == 0  # the helper itself works
 
 
-def test_responders_uid_cannot_read_the_signers_memory(running: tuple[Server, Path]) -> None:
+def test_the_service_uid_cannot_read_any_childs_memory(running: tuple[Server, Path]) -> None:
+    """Each child holds what another must not read (keys, TSIG secrets, check headers, the
+    cookie secret): a process of their uid (a compromised responder) cannot read their memory."""
     server, _ = running
     pids = _pids(server)
     uid, gid = (int(_status(pids["responder0"])[f].split()[0]) for f in ("Uid", "Gid"))
-    signer = f"/proc/{pids['signer']}/mem"
-    assert _as_user(uid, gid, lambda: open(signer, "rb").close()) == 13
-    # The same uid may read a dumpable process of its own: only the signer is kept from it.
-    responder = f"/proc/{pids['responder1']}/mem"
-    assert _as_user(uid, gid, lambda: open(responder, "rb").close()) == 0
+    for role, pid in pids.items():
+        memory = f"/proc/{pid}/mem"
+        assert _as_user(uid, gid, lambda m=memory: open(m, "rb").close()) == 13, role
+    assert _as_user(0, 0, lambda: open(f"/proc/{pids['prober']}/mem", "rb").close()) == 0
 
 
 @pytest.mark.parametrize("role", ["signer", "responder1"])
