@@ -71,6 +71,9 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
+# Write calls of the control endpoint applied in one turn of the loop; the rest wait for the
+# next turn, which comes at once: a flood of them cannot keep the loop from its children.
+REQUESTS_PER_TURN = 64
 # The health is written to the state file this often (and at stop), changed or not: its time
 # stamp says how current it is, and health that stayed the same for an hour is current too.
 SAVE_PERIOD = 1.0
@@ -149,6 +152,10 @@ class Supervisor:
         self.crash_clock = now()
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
+        self.reload_checks = reload.Reloads(self._load, self.wakeup_w)
+        # When the loop last looked at every pipe: a child is judged by the time it was
+        # silent while the loop listened, never by a stall of the loop's own (see `_watch`).
+        self.listened = now()
         self.steering = Steering(cfg, self.views.signer_ids)
         self.control: ControlServer | None = None
         # Shared by the responders, so that any of them validates another's cookies.
@@ -217,10 +224,12 @@ class Supervisor:
                 if slot.process is not None:
                     selector.register(slot.process.sentinel, selectors.EVENT_READ)
             ready = {key.fileobj: events for key, events in selector.select(timeout)}
+        self.listened = self.now()
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
             self._handle_control()
+        self._handle_reload()
         for slot in self.slots:
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
                 self._flush(slot)
@@ -251,8 +260,8 @@ class Supervisor:
 
     def _handle_signals(self) -> None:
         # Those recorded until now, each once: SIGHUPs that came together take one reload (it
-        # reads the latest file anyway), and ones that come during it wait for the next turn
-        # of the loop, so a stream of them cannot keep the loop from its children.
+        # reads the latest file anyway), and ones that come during it wait for the next one
+        # (see `reload.Reloads`), so a stream of them cannot keep the loop from its children.
         signals, self.signals = self.signals, []
         for signum in dict.fromkeys(signals):
             if signum in (signal.SIGTERM, signal.SIGINT):
@@ -260,7 +269,7 @@ class Supervisor:
                 self.stopping = True
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: configuration reload requested")
-                self._reload()
+                self.reload_checks.ask(None)
 
     # --- the health kept across restarts -----------------------------------------------------
 
@@ -302,15 +311,29 @@ class Supervisor:
 
     # --- reload -----------------------------------------------------------------------------------
 
-    def _reload(self) -> str | None:
-        """Read and validate the configuration again and apply it; the problem if it cannot
-        be applied, and then the old one is served on, untouched."""
-        # systemd's Type=notify-reload wants the clock with RELOADING=1; Type=notify ignores it.
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+    def _handle_reload(self) -> None:
+        """Apply a configuration check that is done and answer its callers; begin the next
+        one for those who asked meanwhile."""
+        finished = self.reload_checks.finished()
+        if finished is not None:
+            callers, outcome = finished
+            problem = self._reload(outcome.result)
+            for caller in callers:
+                if caller is not None:
+                    caller.set_result({"reloaded": True} if problem is None
+                                      else {"status": 422, "error": problem})
+        if not self.stopping and self.reload_checks.start():
+            # systemd's Type=notify-reload wants the clock with RELOADING=1.
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+    def _reload(self, checked: Callable[[], Config]) -> str | None:
+        """Apply the configuration the check read (`checked` returns it, or raises what was
+        wrong with it); the problem if it cannot be applied, and then the old one is served
+        on, untouched."""
         problem = None
         try:
-            self._apply(self._load())
+            self._apply(checked())
         except (ConfigError, reload.RestartNeeded, BindError) as e:  # a key's: ConfigError
             problem = str(e)
         if problem is not None:
@@ -419,12 +442,15 @@ class Supervisor:
         limit = self.cfg.server.hung_after
         transfer = [self.transfer] if self.transfer is not None else []
         for slot in (self.prober, *transfer, *self.responders):
+            # Silent since it was last heard, until the loop last looked at its pipe: had it
+            # sent anything, that look would have seen it, however long the loop was busy.
+            silent = self.listened - slot.heard
             if limit and slot.state == "running" and slot.process is not None \
-                    and now - slot.heard > limit:
+                    and silent > limit:
                 self.hung[slot.role] += 1
                 self.steering.dirty = True
                 log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
-                          slot.process.pid, now - slot.heard)
+                          slot.process.pid, silent)
                 slot.process.kill()  # its sentinel brings the respawn, with the snapshot
                 slot.state = "killed"
                 self._close(slot)  # nothing it still says is of use
@@ -541,6 +567,7 @@ class Supervisor:
 
     def _receive(self, slot: Slot) -> None:
         assert slot.channel is not None
+        before = slot.channel.received
         try:
             frames = slot.channel.receive()
         except EOFError:
@@ -549,8 +576,8 @@ class Supervisor:
         except FrameTooLarge as e:
             self._reject(slot, str(e))
             return
-        if frames:
-            slot.heard = self.now()
+        if slot.channel.received != before:
+            slot.heard = self.now()  # part of a large frame counts: it is being sent
         for frame in frames:
             try:
                 message = messages.decode_from(slot.role, frame)
@@ -715,23 +742,33 @@ class Supervisor:
         self.control.start()
 
     def _handle_control(self) -> None:
-        """Apply the endpoint's queued write requests, then answer them."""
+        """Apply the endpoint's queued write requests (at most `REQUESTS_PER_TURN`), then
+        answer them; a reload is answered when its check is done (`_handle_reload`)."""
         if self.control is None:
             return
         answered = []
-        while not self.control.requests.empty():
+        for _ in range(REQUESTS_PER_TURN):
+            if self.control.requests.empty():
+                break
             request = self.control.requests.get()
             if request.op == "reload":
-                problem = self._reload()
-                request.done.set_result({"reloaded": True} if problem is None
-                                        else {"status": 422, "error": problem})
+                self.reload_checks.ask(request.done)
                 continue
             answered.append((request, self.steering.apply(request)))
+        else:
+            self._wake()  # more are queued: the next turn takes them, after the children
         if any(answer.get("status", 200) == 200 for _, answer in answered):
             self._overrides_changed()
             self._show()  # a client that reads /status after its write sees the write
         for request, answer in answered:
             request.done.set_result(answer)
+
+    def _wake(self) -> None:
+        """Make the next wait of the loop return at once."""
+        try:
+            self.wakeup_w.send(b"w")
+        except BlockingIOError:
+            pass  # the buffer is full of wake-ups already
 
     def _overrides_changed(self) -> None:
         """Keep the overrides, and send the signer the health as they now make it: a drained
@@ -777,6 +814,9 @@ class Supervisor:
                 process.kill()
                 process.join(1.0)
         signal.set_wakeup_fd(-1)
+        for caller in self.reload_checks.abandon():
+            if caller is not None:
+                caller.set_result({"status": 503, "error": "the server is stopping"})
         if self.control is not None:
             self.control.stop()
         if self.rrl_table is not None:  # the kernel frees it with the responders' mappings
