@@ -45,6 +45,7 @@ from healthdns.shared.region import Region
 from healthdns.supervisor import notify, ports, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
+from healthdns.supervisor.state import StateFile
 from healthdns.supervisor.steering import Child, Steering
 
 log = logging.getLogger("healthdns.supervisor")
@@ -106,7 +107,8 @@ TRANSFER_COUNTS = ("axfr", "ixfr", "fallback", "refused", "notify_sent", "notify
 
 class Supervisor:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.monotonic,
-                 loader: Callable[[], Config] | None = None) -> None:
+                 loader: Callable[[], Config] | None = None, seal: bytes | None = None) -> None:
+        """`seal`: the state file's key (see `state.seal_key`), read before the user switch."""
         self.cfg = cfg
         # One masking key for the supervisor's life: a reload that made a new one would give
         # every check a new id at the signer (see `views`), and every answer a new serial.
@@ -156,7 +158,9 @@ class Supervisor:
         # When the loop last looked at every pipe: a child is judged by the time it was
         # silent while the loop listened, never by a stall of the loop's own (see `_watch`).
         self.listened = now()
-        self.steering = Steering(cfg, self.views.signer_ids)
+        path = cfg.control.state_file
+        self.steering = Steering(cfg, self.views.signer_ids,
+                                 StateFile(path, seal) if path is not None else None)
         self.control: ControlServer | None = None
         # Shared by the responders, so that any of them validates another's cookies.
         self.secret = secrets.token_bytes(32)
@@ -276,8 +280,13 @@ class Supervisor:
     def _warm_start(self) -> None:
         """Take the health a previous process kept, when young enough: the signer is sent it
         when it starts, before the prober's first round (see `warm`)."""
-        restored, why = warm.load(self.cfg.control.state_file, time.time(),
-                                  warm.max_age(self.cfg), self.views.signer_ids.keys())
+        kept, path = self.steering.kept_health, self.cfg.control.state_file
+        if path is None or kept is None:
+            log.info("cold start: %s", "no control.state_file to keep health in"
+                     if path is None else self.steering.cold)
+            return
+        restored, why = warm.load(kept, path, time.time(), warm.max_age(self.cfg),
+                                  self.views.signer_ids.keys())
         log.info("%s", why)
         if restored:
             self.steering.warm(restored)
@@ -285,13 +294,13 @@ class Supervisor:
 
     def _keeps_health(self) -> bool:
         """Whether the health is worth keeping: a running prober vouches for it."""
-        return self.cfg.control.state_file is not None and bool(self.steering.probed) \
+        return self.steering.state is not None and bool(self.steering.probed) \
             and self.prober.state == "running"
 
     def _save_due(self) -> bool:
         """Whether the state file is to be written: the health, or serials not kept yet."""
         return self._keeps_health() or \
-            (self.serials_unsaved and self.cfg.control.state_file is not None)
+            (self.serials_unsaved and self.steering.state is not None)
 
     def _save(self) -> None:
         """Write the overrides, the health and the serials (periodically, never per report:
@@ -306,7 +315,7 @@ class Supervisor:
         below it even after a crash; others within `SAVE_PERIOD`, when the clock has passed
         them."""
         self.serials_unsaved = True
-        if self.cfg.control.state_file is not None and max(serials, default=0) > time.time():
+        if self.steering.state is not None and max(serials, default=0) > time.time():
             self._save()
 
     # --- reload -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import msgspec
 from healthdns.shared import config, heap, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
-from healthdns.supervisor import cli, ports, validate
+from healthdns.supervisor import cli, ports, state, validate
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.replace:  # --replace: the busy ports are the old server's, on purpose
             ports.check_free(cfg.server.endpoints())
+        seal = state.seal_key(cfg.control.state_file)  # root's own key, when started as root
         # After every check that needs root, before anything else runs: see shared/privilege.py.
         privilege.become(account)
     except (BindError, privilege.PrivilegeError) as e:
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         ports.warn_tcp_handover()
     _children_skip_main()
     # A reload reads the same files, with the same flags, and checks them all again.
-    return Supervisor(cfg, loader=lambda: validate.elsewhere(argv)).run()
+    return Supervisor(cfg, loader=lambda: validate.elsewhere(argv), seal=seal).run()
 
 
 def _keys_open_to(account: privilege.Account, cfg: Config) -> list[str]:

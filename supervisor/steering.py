@@ -19,6 +19,7 @@ from healthdns.shared.config import Config
 from healthdns.supervisor import status, warm
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.overrides import Override, OverrideError, Overrides
+from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -37,8 +38,13 @@ class Child:
 
 
 class Steering:
-    def __init__(self, cfg: Config, renames: dict[str, str]) -> None:
+    def __init__(self, cfg: Config, renames: dict[str, str],
+                 state: StateFile | None = None) -> None:
         self.cfg = cfg
+        self.state = state  # where the overrides, health and serials are kept (`state`)
+        self.kept_health: warm.Health | None = None  # the state file's, for the warm start
+        self.cold = ""  # why the state file holds no health for it, when it holds none
+        self.save_failed = False  # the last write of the state file failed (said once)
         self.renames = renames  # prober target ids -> the signer's (see `views`)
         self.targets = status.catalog(cfg)
         self.zones = status.zone_names(cfg)
@@ -107,14 +113,25 @@ class Steering:
         return self.overrides.effective(probed, self.targets[target].served)
 
     def restore(self) -> None:
-        path = self.cfg.control.state_file
-        if path is None:
+        """Take what the state file keeps, if it is believed (see `state`): the overrides and
+        the serials now, the health for the warm start (`kept_health`)."""
+        if self.state is None:
             return
-        for trouble in self.overrides.load(path, time.time()):
-            log.warning("%s", trouble)
-        self.kept_serials, problem = warm.serials(path)
-        if problem is not None:
-            log.warning("%s", problem)
+        now = time.time()
+        try:
+            kept = self.state.load(now)
+        except Unbelieved as e:
+            log.warning("%s; starting cold: no override, health or serial is taken from it", e)
+            self.cold = f"{self.state.path} is not believed (see above)"
+            return
+        if kept is None:
+            self.cold = f"{self.state.path} does not exist yet"
+            return
+        for trouble in self.overrides.restore(kept.overrides, now):
+            log.warning("%s: %s", self.state.path, trouble)
+        self.kept_serials = dict(kept.serials)
+        self.kept_health = kept.health
+        self.cold = f"{self.state.path} holds no health"
         for o in self.overrides.listing():
             log.info("override restored: %s %s (%s)", o.action, o.name or o.address,
                      o.reason or "-")
@@ -151,16 +168,24 @@ class Steering:
         return bool(gone)
 
     def save(self) -> None:
+        """Write the overrides, the health and the serials to the state file; a failure is
+        logged once, until a write succeeds again (writes come every second)."""
         self.dirty = True
-        path = self.cfg.control.state_file
-        if path is None:
+        if self.state is None:
             return
+        health = warm.encode(self.probed, self.since, time.time()) if self.probed else None
         try:
-            self.overrides.save(path, warm.encode(self.probed, self.since, time.time())
-                                if self.probed else None, self.kept_serials)
+            self.state.save(Kept(self.overrides.listing(), health, self.kept_serials))
         except OSError as e:
-            log.error("cannot write the overrides to %s: %s (they hold until a restart)",
-                      path, e)
+            if not self.save_failed:
+                log.error("cannot write the state file %s: %s (the overrides hold until a "
+                          "restart; health and serials are not kept for the next process)",
+                          self.state.path, e.strerror or e)
+            self.save_failed = True
+            return
+        if self.save_failed:
+            log.info("the state file %s is written again", self.state.path)
+        self.save_failed = False
 
     # --- what the children report ---------------------------------------------------------------
 

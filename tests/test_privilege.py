@@ -8,6 +8,8 @@ responders' uid can do is tried by a forked helper that switches to that uid.
 
 from __future__ import annotations
 
+import hmac
+import json
 import os
 import random
 import re
@@ -16,6 +18,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +27,7 @@ import dns.flags
 import dns.rdatatype
 import pytest
 
+from healthdns.supervisor.overrides import Override
 from tests import harness
 from tests.harness import Server
 from tests.test_dnssec import generate
@@ -34,6 +39,7 @@ TEST_USER = "healthdns-test"
 TSIG_SECRET = "cHJpdmlsZWdlLXRlc3QtdHNpZy1zZWNyZXQtMzI="
 # healthdns.shared.privilege: CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_NET_BIND_SERVICE
 SUPERVISOR_CAPS = (1 << 2) | (1 << 8) | (1 << 10)
+SUPERVISOR_EFFECTIVE = 1 << 10  # CAP_NET_BIND_SERVICE: the others are only handed on
 
 
 def _test_user() -> tuple[int, int]:
@@ -199,7 +205,7 @@ def test_supervisor_keeps_only_what_children_need(running: tuple[Server, Path],
     server, _ = running
     status = _status(server.pid)
     assert status["Uid"].split() == [str(user[0])] * 4
-    assert int(status["CapEff"], 16) == SUPERVISOR_CAPS
+    assert int(status["CapEff"], 16) == SUPERVISOR_EFFECTIVE
     assert int(status["CapPrm"], 16) == SUPERVISOR_CAPS
     assert int(status["CapBnd"], 16) == SUPERVISOR_CAPS
     assert status["NoNewPrivs"] == "1"
@@ -369,3 +375,109 @@ def test_started_unprivileged_with_file_capabilities(
     finally:
         assert server.stop() == 0
         shutil.rmtree(tmp)
+
+
+# --- the state file, which the service uid may write -------------------------------------------
+
+
+@pytest.fixture
+def state_dir(user: tuple[int, int]) -> Iterator[Path]:
+    """A folder the service user owns, as /var/lib/healthdns is (pytest's is root's only)."""
+    where = Path(tempfile.mkdtemp(prefix="healthdns-state-"))
+    where.chmod(0o755)
+    os.chown(where, *user)
+    yield where
+    shutil.rmtree(where)
+
+
+def _state_server(launcher: tuple[list[str], dict[str, str]], user: tuple[int, int],
+                  where: Path, state_file: Path) -> Server:
+    command, env = launcher
+    toml = f"""
+        [server]
+        listen = ["127.0.0.1:0"]
+        responders = 1
+        user = "{user[0]}"
+
+        [control]
+        token = "{"t" * 20}"
+        state_file = "{state_file}"
+
+        [[zones]]
+        origin = "example.test"
+        nameservers = ["ns1.example.net"]
+
+        [zones.records.www]
+        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = 9, interval = 60 }} }}
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness, "supervisor_command", lambda: command)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return Server([], where, toml).start()
+
+
+def _overrides(server: Server) -> list[str]:
+    with urllib.request.urlopen(server.control + "/status", timeout=5) as answer:
+        return [o["reason"] for o in json.load(answer)["overrides"]]
+
+
+def test_state_planted_by_the_service_uid_is_not_believed(
+        launcher: tuple[list[str], dict[str, str]], user: tuple[int, int],
+        state_dir: Path) -> None:
+    """A compromised responder or prober (the service uid, no capability) writes the state
+    file and gets the supervisor restarted: a drain that never expires, a serial 2^31 ahead."""
+    path = state_dir / "state.json"
+    first = _state_server(launcher, user, state_dir, path)
+    assert first.stop() == 0
+    key = Path(f"{path}.key")
+    assert key.stat().st_uid == 0 and key.stat().st_mode & 0o777 == 0o600
+    assert _as_user(*user, lambda: open(key, "rb").close()) == 13  # the key is root's alone
+    ahead = (int(time.time()) + 2**31 - 1) % 2**32
+    planted = {"overrides": [{"address": "127.0.0.1", "action": "drain", "reason": "planted"}],
+               "health": None, "serials": {"example.test": ahead}}
+    sealed = {"state": planted, "hmac": hmac.new(b"guess", json.dumps(planted).encode(),
+                                                 "sha256").hexdigest()}
+    for content in (planted, sealed):
+        def plant(text: str = json.dumps(content)) -> None:
+            path.unlink()  # the folder is the user's: it may replace the file
+            path.write_text(text)
+            path.chmod(0o600)
+
+        assert _as_user(*user, plant) == 0
+        server = _state_server(launcher, user, state_dir, path)
+        try:
+            assert "starting cold: no override, health or serial is taken from it" \
+                in server.output()
+            assert _overrides(server) == []
+            serial = server.query("example.test", "SOA").answer[0][0].serial
+            assert abs(serial - time.time()) < 600
+        finally:
+            assert server.stop() == 0
+
+
+@pytest.mark.parametrize("linked", [True, False])
+def test_a_root_only_state_file_is_not_read_through_a_capability(
+        launcher: tuple[list[str], dict[str, str]], user: tuple[int, int], state_dir: Path,
+        tmp_path: Path, linked: bool) -> None:
+    """The state file names a file only root may read (a link to it, or root's own file): the
+    supervisor reads it with the user's rights, so it starts cold and says why."""
+    from tests.test_state_file import write_sealed
+
+    path = state_dir / "state.json"
+    secret = tmp_path / "root-only.json" if linked else path
+    # Sealed with the key the supervisor will use: believed, if it could be read at all.
+    write_sealed(secret, overrides=[Override(address="127.0.0.2", action="drain",
+                                             reason="read through a capability")])
+    if linked:
+        Path(f"{secret}.key").rename(f"{path}.key")
+        path.symlink_to(secret)
+    assert secret.stat().st_uid == 0 and secret.stat().st_mode & 0o777 == 0o600
+    server = _state_server(launcher, user, state_dir, path)
+    try:
+        assert f"WARNING {path}: cannot read: Permission denied; starting cold" \
+            in server.output(), server.output()
+        assert _overrides(server) == []
+        assert int(_status(server.pid)["CapEff"], 16) == SUPERVISOR_EFFECTIVE
+    finally:
+        assert server.stop() == 0
