@@ -164,7 +164,8 @@ def test_a_stall_of_the_supervisor_is_not_blamed_on_its_children() -> None:
     supervisor = Supervisor(CFG, now=clock)
     responder = supervisor.responders[0]
     process = FakeProcess()
-    responder.process, responder.state, responder.heard = process, "running", 100.0  # type: ignore[assignment]
+    responder.process = process  # type: ignore[assignment]
+    responder.state, responder.heard = "running", 100.0
     supervisor.listened = 100.2  # the loop looked at its pipe, then was busy with its own work
     clock.now = 130.0
     supervisor._watch()
