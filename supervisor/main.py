@@ -12,7 +12,7 @@ import msgspec
 from healthdns.shared import config, heap, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
-from healthdns.supervisor import cli, ports, state, validate
+from healthdns.supervisor import cli, installation, ports, state, validate
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
 
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         # Checked in a process of its own, which takes the key checks' imports with it.
         cfg = validate.checked(args) if args.check_config else validate.elsewhere(argv)
         account = privilege.resolve(cfg.server.user, cfg.server.group)
+        installation.check_readable(account)  # every process will import Python as the user
     except ConfigError as e:
         print(f"healthdns-supervisor: configuration error: {e}", file=sys.stderr)
         return EXIT_FATAL

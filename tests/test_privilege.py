@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import pwd
 import random
 import re
 import shutil
@@ -44,8 +45,6 @@ SUPERVISOR_EFFECTIVE = 1 << 10  # CAP_NET_BIND_SERVICE: the others are only hand
 
 def _test_user() -> tuple[int, int]:
     """A system user made for these tests (created if missing), else `nobody`."""
-    import pwd
-
     if shutil.which("useradd"):
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
                         "/usr/sbin/nologin", TEST_USER], capture_output=True, check=False)
@@ -277,7 +276,15 @@ def test_respawned_child_loads_binds_and_drops(running: tuple[Server, Path],
     assert server.addresses("static.example.test") == {"192.0.2.1"}
 
 
-def test_a_key_the_user_can_read_is_warned_about(user: tuple[int, int], tmp_path: Path) -> None:
+def test_a_key_the_user_can_read_is_warned_about(launcher: tuple[list[str], dict[str, str]],
+                                                 user: tuple[int, int], tmp_path: Path) -> None:
+    command, env = launcher
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, "--config", str(tmp_path / "c.toml"), "--check-config"],
+                              env=env, cwd="/", capture_output=True, text=True, timeout=20,
+                              check=False)
+
     key, _ = generate(tmp_path, "ED25519", "csk")
     os.chown(key, *user)  # allowed (owned by the user healthdns runs as), but not private
     (tmp_path / "c.toml").write_text(f"""
@@ -288,13 +295,14 @@ origin = "example.test"
 nameservers = ["ns1.example.net"]
 dnssec = {{ algorithm = "ED25519", csk = "{key}" }}
 """)
-    done = harness.run_cli(["--config", str(tmp_path / "c.toml"), "--check-config"])
+    done = check()
     assert done.returncode == 0, done.stderr
     assert f"configuration warning: zones[0].dnssec.csk: {key} can be read by " in done.stderr
     assert "so also by the responders; only the signer needs it: chown root and chmod 600" \
         in done.stderr
     os.chown(key, 0, 0)
-    done = harness.run_cli(["--config", str(tmp_path / "c.toml"), "--check-config"])
+    done = check()
+    assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
 
 
@@ -481,3 +489,69 @@ def test_a_root_only_state_file_is_not_read_through_a_capability(
         assert int(_status(server.pid)["CapEff"], 16) == SUPERVISOR_EFFECTIVE
     finally:
         assert server.stop() == 0
+
+
+# --- Python where the user cannot read it ----------------------------------------------------
+
+
+@pytest.fixture
+def private_install(launcher: tuple[list[str], dict[str, str]]
+                    ) -> Iterator[tuple[list[str], dict[str, str], Path]]:
+    """The launcher, with healthdns's dependencies only in a folder of root's with mode 700:
+    a virtualenv in a private home."""
+    import site
+
+    command, env = launcher
+    private = Path(tempfile.mkdtemp(prefix="healthdns-private-"))
+    assert private.stat().st_mode & 0o777 == 0o700
+    packages = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
+    (private / "site-packages").symlink_to(packages)
+    shim = Path(tempfile.mkdtemp(prefix="healthdns-site-"))
+    shim.chmod(0o755)
+    (shim / "sitecustomize.py").write_text(
+        f"import site\nsite.addsitedir({str(private / 'site-packages')!r})\n")
+    yield command, {**env, "PYTHONPATH": str(shim)}, private
+    shutil.rmtree(shim)
+    shutil.rmtree(private)
+
+
+def _unreadable_config(tmp_path: Path, user: tuple[int, int]) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(f"""
+[server]
+listen = ["127.0.0.1:0"]
+user = "{user[0]}"
+[control]
+listen = ""
+[[zones]]
+origin = "example.test"
+nameservers = ["ns1.example.net"]
+[zones.records.www]
+a = ["192.0.2.1"]
+""")
+    return path
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_python_the_user_cannot_read_is_refused_at_once(
+        private_install: tuple[list[str], dict[str, str], Path], user: tuple[int, int],
+        tmp_path: Path, check: bool) -> None:
+    """Every process imports as the user: children that cannot crash-looped until the crash
+    budget ran out (43 s). `--check-config` says so, and the start stops, in one line."""
+    command, env, private = private_install
+    flags = ["--check-config"] if check else []
+    began = time.monotonic()
+    done = subprocess.run([*command, "--config", str(_unreadable_config(tmp_path, user)),
+                           *flags], env=env, cwd="/", capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert time.monotonic() - began < 15  # no crash loop first
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    name = pwd.getpwuid(user[0]).pw_name
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(
+        f"healthdns-supervisor: configuration error: server.user: {name} (uid {user[0]}) "
+        f"cannot read {private} (mode 700, owner uid 0), on the way to the package "), errors
+    assert errors[0].endswith(f"install Python and healthdns where {name} can read them (a "
+                              "virtualenv under /opt made with a Python outside any private "
+                              "home), or start healthdns as that user")
