@@ -440,22 +440,25 @@ class Supervisor:
     # --- hung children ------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        """Kill a running responder, prober or transfer process that fell silent (stopped,
-        stuck): it keeps its sockets and drops its share of the queries, checks nothing, or
-        leaves the secondaries without transfers.
+        """Kill a running child that fell silent (stopped, stuck): a responder keeps its
+        sockets and drops its share of the queries, a prober checks nothing, a transfer
+        process leaves the secondaries without transfers, a signer leaves every change of
+        health out of the answers (failover stops). The sentinel brings the respawn; a signer
+        resumes from the last snapshot.
 
-        The signer is not watched: it may sign for many seconds without a word, and while it
-        does the responders serve the last generation, so a hung signer loses no query.
+        The signer's heartbeat comes from a thread of its own (`child.Pulse`), so a long
+        signing run is no silence; it is watched from its first word, before it publishes.
         """
         now = self.now()
         limit = self.cfg.server.hung_after
         transfer = [self.transfer] if self.transfer is not None else []
-        for slot in (self.prober, *transfer, *self.responders):
+        for slot in (self.prober, self.signer, *transfer, *self.responders):
             # Silent since it was last heard, until the loop last looked at its pipe: had it
             # sent anything, that look would have seen it, however long the loop was busy.
             silent = self.listened - slot.heard
-            if limit and slot.state == "running" and slot.process is not None \
-                    and silent > limit:
+            watched = slot.state == "running" or (
+                slot is self.signer and slot.state == "starting" and slot.spoke)
+            if limit and watched and slot.process is not None and silent > limit:
                 self.hung[slot.role] += 1
                 self.steering.dirty = True
                 log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
@@ -506,6 +509,8 @@ class Supervisor:
         self._send(slot, messages.encode(start))
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self._resume(self.published)))
+        if slot.role == "signer":
+            self.steering.signer_started(self.now(), self.health is not None)
         if slot.role == "signer" and self.health is not None:
             self._send(slot, messages.encode(messages.Health(
                 self.health, True, self.steering.overrides.names())))
@@ -649,6 +654,8 @@ class Supervisor:
             case messages.TransferStats() if slot.state == "running":
                 self.transfer_live = {name: getattr(message, name) for name in TRANSFER_COUNTS}
                 self.steering.dirty = True
+            case messages.Alive(taken=taken):
+                self.steering.health_taken(taken)
             case _:
                 return f"{type(message).__name__} out of turn"
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from healthdns.shared import messages
@@ -24,6 +24,10 @@ from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 log = logging.getLogger("healthdns.supervisor")
 
 PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' snapshot age)
+# /readyz fails when a change of health has waited longer than this to reach the answers, or
+# than twice `server.hung_after` (the signer is killed after one, and takes a while to start)
+# or three times the latest signing run, whichever is longest.
+HEALTH_WAIT_FLOOR = 5.0
 # (path, proto, family, zone origin (wire), qtype, rcode) -> queries, as responders send them
 Counts = Counter[tuple[int, int, int, bytes, int, int]]
 
@@ -68,6 +72,10 @@ class Steering:
         self.published_at: float | None = None
         self.published_times: dict[int, float] = {}  # recent generations -> when (wall)
         self.health_at: float | None = None  # when the signer was last sent a change
+        # When each `Health` sent to the signer process and not yet taken in was sent (the
+        # signer counts those it took in: `messages.Alive`), and how many it took in.
+        self.unpublished: deque[float] = deque()
+        self.taken = 0
         self.publish_seconds: float | None = None
         self.sign_seconds: float | None = None  # the signer's own time for the latest
         self.dirty = True  # a new view is due
@@ -191,7 +199,28 @@ class Steering:
 
     def health_sent(self, now: float) -> None:
         self.health_at = now
+        self.unpublished.append(now)
         self.dirty = True
+
+    def health_taken(self, taken: int) -> None:
+        """The signer has taken in (and published) `taken` `Health` messages, all told."""
+        while self.taken < taken and self.unpublished:
+            self.unpublished.popleft()
+            self.taken += 1
+        self.dirty = True
+
+    def signer_started(self, now: float, sent_health: bool) -> None:
+        """A new signer process counts from nought. It is sent the whole health at once when
+        there is any: what waited for its predecessor waits for it now, since the oldest wait
+        began."""
+        oldest = self.unpublished[0] if self.unpublished else now
+        self.unpublished = deque([oldest] if sent_health else [])
+        self.taken = 0
+
+    def health_waiting(self, now: float) -> float:
+        """Seconds the oldest change of health sent to the signer has waited to be taken in
+        (0 when none waits)."""
+        return now - self.unpublished[0] if self.unpublished else 0.0
 
     def published(self, generation: int, serials: list[int], now: float) -> None:
         self.published_at = time.time()
@@ -267,7 +296,9 @@ class Steering:
             truncated=truncated, errors=errors, restarts=dict(self.restarts),
             rejected=dict(rejected), overrides=tuple(self.overrides.listing()),
             choices=tuple(self.choices), probes=_all_probes(self.probes_gone, self.probes),
-            current=current)
+            current=current, health_waiting=self.health_waiting(now),
+            health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
+                             3 * (self.sign_seconds or 0.0)))
 
     def _zone(self, origin: bytes) -> str:
         """The `zone` label of an origin as responders count it (see `status.zone_label`),
