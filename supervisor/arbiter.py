@@ -155,7 +155,7 @@ class Supervisor:
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
         self.reload_checks = reload.Reloads(self._load, self.wakeup_w)
-        # When the loop last looked at every pipe: a child is judged by the time it was
+        # When the loop last began to wait on every pipe: a child is judged by the time it was
         # silent while the loop listened, never by a stall of the loop's own (see `_watch`).
         self.listened = now()
         path = cfg.control.state_file
@@ -227,8 +227,8 @@ class Supervisor:
                     selector.register(slot.channel, selectors.EVENT_READ | writing)
                 if slot.process is not None:
                     selector.register(slot.process.sentinel, selectors.EVENT_READ)
+            self.listened = self.now()  # what arrives from now on, this wait sees
             ready = {key.fileobj: events for key, events in selector.select(timeout)}
-        self.listened = self.now()
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
@@ -453,8 +453,9 @@ class Supervisor:
         limit = self.cfg.server.hung_after
         transfer = [self.transfer] if self.transfer is not None else []
         for slot in (self.prober, self.signer, *transfer, *self.responders):
-            # Silent since it was last heard, until the loop last looked at its pipe: had it
-            # sent anything, that look would have seen it, however long the loop was busy.
+            # Silent since it was last heard, until the loop last began to wait on its pipe:
+            # had it sent anything since, that wait would have seen it, however long the loop
+            # was busy before or after.
             silent = self.listened - slot.heard
             watched = slot.state == "running" or (
                 slot is self.signer and slot.state == "starting" and slot.spoke)
