@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from harness import Backend, Server
+from harness import Backend, Server, supervisor_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_control import TOKEN, status
@@ -367,3 +369,23 @@ def test_a_sealed_file_of_ours_is_believed(tmp_path: Path, backend: Backend) -> 
     finally:
         assert server.stop() == 0
 
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.6, 1.0])
+def test_sigterm_at_any_moment_of_the_start_stops_the_server(
+        tmp_path: Path, backend: Backend, delay: float) -> None:
+    """Whatever the start is doing when SIGTERM comes (checking the configuration, reading the
+    state file, starting children), the server stops within the stop deadline."""
+    path = _fifo(tmp_path)
+    (tmp_path / "healthdns.toml").write_text(config(backend.port, path))
+    process = subprocess.Popen([*supervisor_command(), "--config",
+                                str(tmp_path / "healthdns.toml"), "--control-listen",
+                                "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    time.sleep(delay)  # the moment of the start to interrupt, not a wait for readiness
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(8)
+    finally:
+        process.kill()
+    assert code in (0, -signal.SIGTERM)  # -15: before its handler was set, the default
