@@ -1,9 +1,11 @@
-"""What every child process does the same way: signals, and the first message."""
+"""What every child process does the same way: signals, the first message, the heartbeat."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from multiprocessing.connection import Connection
 from types import FrameType
 
@@ -70,6 +72,7 @@ def enter(role: str, conn: Connection, supervisor: int | None = None,
 
     global _supervisor
     privilege.narrow(role)  # first: the fork server holds what any role needs
+    privilege.non_dumpable()  # before it is sent any secret (see shared/privilege.py)
     logs.capture_warnings()  # before the role's imports, which may warn before its Start
     _supervisor = supervisor if supervisor is not None else os.getppid()
     ignore_group_signals()
@@ -84,3 +87,38 @@ def enter(role: str, conn: Connection, supervisor: int | None = None,
 # Roles whose entry point is not `<role>.main`: the transfer process is a network-facing,
 # unprivileged answering process like the responders, and lives in their package.
 MODULES = {"transfer": "healthdns.responder.transfer"}
+
+
+class Pulse:
+    """The heartbeat of a child whose work may take longer than the supervisor waits for a word
+    (the signer: signing a large zone takes seconds): `messages.Alive` every `period` from a
+    thread of its own, so a long piece of work keeps it coming, while a process that is stopped
+    or frozen (SIGSTOP, a frozen cgroup, a call that never gives the interpreter back) cannot
+    send it. It says how much work is `done` (see `messages.Alive`).
+
+    The pipe is shared with the main thread: every message goes through `send`, one at a time.
+    """
+
+    def __init__(self, conn: Connection, period: float = messages.ALIVE_PERIOD) -> None:
+        self.conn = conn
+        self.period = period
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="pulse", daemon=True).start()
+
+    def send(self, message: messages.FromChild) -> None:
+        with self._lock:
+            messages.send(self.conn, message)
+
+    def beat(self) -> None:
+        self.send(messages.Alive(self.done))
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.period)
+            try:
+                self.beat()
+            except OSError:
+                return  # the supervisor is gone: the main thread sees EOF and exits

@@ -3,8 +3,10 @@
 A path in a configuration may name anything: `/dev/zero` (endless), a FIFO (blocks the reader
 until a writer comes), a terminal, a directory, or a file far larger than any sane one. Each of
 these once hung `--check-config` or put a child in a crash loop. So every such read goes
-through `read`: open without blocking, look at what was opened (never at the path again, which
-may have been swapped since), accept a regular file of bounded size only, then read it.
+through `read`: what the path names is looked at first, and anything but a regular file of
+bounded size is refused without being opened (opening a device may act on it); then it is
+opened without blocking, and what was opened is looked at again (the path may have been
+swapped since), and only then read.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ _KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
 )
 
 
 class FileProblem(HealthdnsError):
     """An operator's file cannot be used; the text is "file: reason" (the caller names the field)."""
 
-    def __init__(self, name: str, reason: str, strerror: str | None = None) -> None:
+    def __init__(self, name: str, reason: str, error: OSError | None = None) -> None:
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
-        self.strerror = strerror  # set when the system refused to open or read it
+        # Set when the system refused to look at, open or read it.
+        self.strerror = error.strerror if error is not None else None
+        self.errno = error.errno if error is not None else None
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,15 @@ class Contents:
     status: os.stat_result  # of the open file itself: what was read is what was checked
 
 
-def read(path: str | os.PathLike[str], limit: int) -> Contents:
-    """The bytes of the regular file at `path`, at most `limit` of them."""
+def read(path: str | os.PathLike[str], limit: int, follow: bool = True) -> Contents:
+    """The bytes of the regular file at `path`, at most `limit` of them; with `follow` False,
+    a symbolic link is refused too."""
     name = os.fspath(path)
     try:
-        fd = os.open(name, _FLAGS)
+        _check(name, os.stat(name, follow_symlinks=follow), limit)  # before it is opened
+        fd = os.open(name, _FLAGS | (0 if follow else os.O_NOFOLLOW))
     except OSError as e:
-        raise FileProblem(name, f"cannot read: {e.strerror}", e.strerror) from None
+        raise FileProblem(name, f"cannot read: {e.strerror}", e) from None
     try:
         status = os.fstat(fd)
         _check(name, status, limit)
@@ -81,7 +88,7 @@ def _read_at_most(name: str, fd: int, limit: int) -> bytes:
         try:
             chunk = os.read(fd, min(left, 64 * KIB))
         except OSError as e:
-            raise FileProblem(name, f"cannot read: {e.strerror}", e.strerror) from None
+            raise FileProblem(name, f"cannot read: {e.strerror}", e) from None
         if not chunk:
             break
         chunks.append(chunk)

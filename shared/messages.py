@@ -328,6 +328,16 @@ class TransferStats(_Message, frozen=True):
     notify_failed: int  # NOTIFYs given up: no answer after every resend, or an error answer
 
 
+class Alive(_Message, frozen=True):
+    """signer -> supervisor, every `ALIVE_PERIOD` from a thread of its own and after each
+    batch of health it takes: its heartbeat (a signer that is stopped or frozen cannot send
+    it; one that signs for a long time keeps sending it), and how many `Health` messages this
+    process has taken in and published, all told (the supervisor's measure of health that has
+    not reached the answers yet)."""
+
+    taken: int
+
+
 class Choices(_Message, frozen=True):
     """signer -> supervisor, after each `Published`: for every pooled name of the first zone
     (aliases answer the same), per address type, what it answers and which rule chose it."""
@@ -358,18 +368,19 @@ class Probes(_Message, frozen=True):
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROBES_PERIOD = 1.0
 STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
+ALIVE_PERIOD = 1.0  # seconds between two `Alive` of the signer
 PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes \
-    | TransferStats
+    | TransferStats | Alive
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
 FromProber = HealthReport | Probes
-FromSigner = Published | Fatal | Choices
+FromSigner = Published | Fatal | Choices | Alive
 FromResponder = Bound | Ready | Fatal | Stats
 FromTransfer = Bound | Ready | Fatal | TransferStats
 

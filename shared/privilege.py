@@ -1,15 +1,20 @@
 """Least privilege: who each process runs as, and which capabilities it keeps (Linux).
 
 Started as root with `server.user` set, the supervisor becomes that user at once, keeping only
-the capabilities its children need to start (`KEPT`), in its permitted set. The fork server
+the capabilities its children need to start (`KEPT`), in its permitted set; of them only
+`EFFECTIVE` is in force in the supervisor itself (it must not read other files than its own
+through `CAP_DAC_READ_SEARCH`, such as a state file that is a link to /etc/shadow). The fork server
 that starts every child (see shared/forkserver.py) is handed them as ambient capabilities,
 which survive its exec; each child forked from it narrows them at once, before it does
 anything else, to what its role needs before it drops everything (`ROLE_CAPS`): a responder
 binds ports below 1024, the signer reads a key file only root may read. Each child then drops
 every capability (bounding set included) and sets `no_new_privs` before it reads anything from
 the network: a responder right after its own binds, the signer once its keys are loaded, the
-prober at once. The signer is also made non-dumpable first, so a process of the same uid (a
-compromised responder) can neither ptrace it nor read its memory through /proc.
+prober at once. Every child is also made non-dumpable first, before it is told anything: each
+holds something another must not read (the signer its keys, the transfer process the TSIG
+secrets, the prober the checks' headers, a responder the cookie secret), and a process of the
+same uid (a compromised responder) can then neither ptrace it nor read its memory through /proc.
+The supervisor is non-dumpable too, whoever it runs as.
 
 Started as any other user, nothing switches: children still drop what they were given (file
 capabilities on the interpreter, as in the container image) and set `no_new_privs`.
@@ -51,6 +56,11 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 # What the supervisor keeps after switching user, and what each role is handed. CAP_SETPCAP
 # lets a child empty its bounding set before it drops the rest.
 KEPT = frozenset({CAP_NET_BIND_SERVICE, CAP_DAC_READ_SEARCH, CAP_SETPCAP})
+# Of those, what the supervisor uses itself, its effective set: it binds the control endpoint
+# and tries the ports of a reload. The others are only handed on, and would let it read any
+# file: the state file it reads is its own, and one that names another (a link) is read with
+# the user's rights only.
+EFFECTIVE = frozenset({CAP_NET_BIND_SERVICE})
 ROLE_CAPS = {
     "responder": frozenset({CAP_NET_BIND_SERVICE, CAP_SETPCAP}),
     "signer": frozenset({CAP_DAC_READ_SEARCH, CAP_SETPCAP}),
@@ -110,6 +120,7 @@ def become(account: Account | None) -> None:
             raise PrivilegeError(
                 f"server.user: cannot switch to {account.user!r} (uid {account.uid}): "
                 f"healthdns was started as uid {os.geteuid()}, not as root")
+        non_dumpable()  # it holds the configuration's secrets, as its children do
         return
     if account is None:
         log.warning("running as root: set server.user (or --user) to run as an "
@@ -124,7 +135,7 @@ def become(account: Account | None) -> None:
     os.setresuid(account.uid, account.uid, account.uid)
     _prctl(PR_SET_KEEPCAPS, 0)
     # Inheritable too: an ambient capability must be both permitted and inheritable.
-    _capset(effective=KEPT, permitted=KEPT, inheritable=KEPT)
+    _capset(effective=EFFECTIVE, permitted=KEPT, inheritable=KEPT)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)  # ambient capabilities still pass exec: nothing else does
     _prctl(PR_SET_DUMPABLE, 0)  # it has read the keys (the configuration check)
     log.info("running as %s (uid %d, gid %d)", account.user, account.uid, account.gid)
@@ -142,7 +153,9 @@ def hand_on() -> None:
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0)
     if os.geteuid() == 0 or not _capget("permitted") >= KEPT:
         return
-    _capset(effective=KEPT, permitted=KEPT, inheritable=KEPT)
+    # Raising an ambient capability needs it permitted and inheritable, not effective: the
+    # exec'd process holds it, this one does not use it.
+    _capset(effective=EFFECTIVE, permitted=KEPT, inheritable=KEPT)
     for cap in sorted(KEPT):
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 
@@ -174,7 +187,7 @@ def drop() -> None:
 
 
 def non_dumpable() -> None:
-    """Keep processes of the same uid from ptrace and /proc/<pid>/mem (the signer, first)."""
+    """Keep processes of the same uid from ptrace and /proc/<pid>/mem (every process)."""
     _prctl(PR_SET_DUMPABLE, 0)
 
 

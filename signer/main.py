@@ -293,23 +293,23 @@ EXIT_BAD_KEY = 2
 
 
 def run(conn: Connection) -> None:
-    # Before the keys are in memory: no process of the same uid may read them through
-    # ptrace or /proc/<pid>/mem (a compromised responder).
-    privilege.non_dumpable()
     signer = _started(conn)
     privilege.drop()  # the keys are loaded: the key files are never read again
+    pulse = child.Pulse(conn)  # the supervisor watches it (server.hung_after)
+    pulse.start()
     while True:
         # Waiting for a new configuration's health, nothing is published, renewals neither.
         renewal = None if signer.awaiting_health else signer.next_renewal()
         timeout = None if renewal is None else max(0.0, renewal - time.time())
         try:
             if not conn.poll(timeout):
-                _send(conn, signer.publish(), signer)  # signatures fall due
+                _send(pulse, signer.publish(), signer)  # signatures fall due
                 continue
             batch = _queued(conn)
         except (EOFError, OSError):
             return  # the supervisor is gone
         health = _take(signer, batch)
+        taken = sum(isinstance(message, messages.Health) for message in batch)
         del batch  # a Resume holds its predecessor's snapshot (10 MB at 10,000 signed names)
         if health is None:
             return
@@ -317,7 +317,9 @@ def run(conn: Connection) -> None:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
-        _send(conn, signer.publish(), signer)
+        _send(pulse, signer.publish(), signer)
+        pulse.done += taken
+        pulse.beat()  # the health taken is in the answers now (or changed none of them)
 
 
 def _started(conn: Connection) -> Signer:
@@ -369,12 +371,12 @@ def _queued(conn: Connection) -> list[messages.ToChild]:
     return batch
 
 
-def _send(conn: Connection, published: messages.Published | None, signer: Signer) -> None:
+def _send(pulse: child.Pulse, published: messages.Published | None, signer: Signer) -> None:
     """A new generation, and then what each pooled name answers in it and why (/status)."""
     if published is not None:
         log.info("generation %d: serials %s", published.generation, published.serials)
-        messages.send(conn, published)
-        messages.send(conn, signer.choices())
+        pulse.send(published)
+        pulse.send(signer.choices())
 
 
 def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneDelta:

@@ -45,6 +45,7 @@ from healthdns.shared.region import Region
 from healthdns.supervisor import notify, ports, reload, status, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
+from healthdns.supervisor.state import StateFile
 from healthdns.supervisor.steering import Child, Steering
 
 log = logging.getLogger("healthdns.supervisor")
@@ -71,6 +72,9 @@ UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 # starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
 GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
+# Write calls of the control endpoint applied in one turn of the loop; the rest wait for the
+# next turn, which comes at once: a flood of them cannot keep the loop from its children.
+REQUESTS_PER_TURN = 64
 # The health is written to the state file this often (and at stop), changed or not: its time
 # stamp says how current it is, and health that stayed the same for an hour is current too.
 SAVE_PERIOD = 1.0
@@ -103,7 +107,8 @@ TRANSFER_COUNTS = ("axfr", "ixfr", "fallback", "refused", "notify_sent", "notify
 
 class Supervisor:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.monotonic,
-                 loader: Callable[[], Config] | None = None) -> None:
+                 loader: Callable[[], Config] | None = None, seal: bytes | None = None) -> None:
+        """`seal`: the state file's key (see `state.seal_key`), read before the user switch."""
         self.cfg = cfg
         # One masking key for the supervisor's life: a reload that made a new one would give
         # every check a new id at the signer (see `views`), and every answer a new serial.
@@ -149,7 +154,13 @@ class Supervisor:
         self.crash_clock = now()
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
-        self.steering = Steering(cfg, self.views.signer_ids)
+        self.reload_checks = reload.Reloads(self._load, self.wakeup_w)
+        # When the loop last began to wait on every pipe: a child is judged by the time it was
+        # silent while the loop listened, never by a stall of the loop's own (see `_watch`).
+        self.listened = now()
+        path = cfg.control.state_file
+        self.steering = Steering(cfg, self.views.signer_ids,
+                                 StateFile(path, seal) if path is not None else None)
         self.control: ControlServer | None = None
         # Shared by the responders, so that any of them validates another's cookies.
         self.secret = secrets.token_bytes(32)
@@ -216,11 +227,13 @@ class Supervisor:
                     selector.register(slot.channel, selectors.EVENT_READ | writing)
                 if slot.process is not None:
                     selector.register(slot.process.sentinel, selectors.EVENT_READ)
+            self.listened = self.now()  # what arrives from now on, this wait sees
             ready = {key.fileobj: events for key, events in selector.select(timeout)}
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
             self._handle_control()
+        self._handle_reload()
         for slot in self.slots:
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
                 self._flush(slot)
@@ -251,8 +264,8 @@ class Supervisor:
 
     def _handle_signals(self) -> None:
         # Those recorded until now, each once: SIGHUPs that came together take one reload (it
-        # reads the latest file anyway), and ones that come during it wait for the next turn
-        # of the loop, so a stream of them cannot keep the loop from its children.
+        # reads the latest file anyway), and ones that come during it wait for the next one
+        # (see `reload.Reloads`), so a stream of them cannot keep the loop from its children.
         signals, self.signals = self.signals, []
         for signum in dict.fromkeys(signals):
             if signum in (signal.SIGTERM, signal.SIGINT):
@@ -260,15 +273,20 @@ class Supervisor:
                 self.stopping = True
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: configuration reload requested")
-                self._reload()
+                self.reload_checks.ask(None)
 
     # --- the health kept across restarts -----------------------------------------------------
 
     def _warm_start(self) -> None:
         """Take the health a previous process kept, when young enough: the signer is sent it
         when it starts, before the prober's first round (see `warm`)."""
-        restored, why = warm.load(self.cfg.control.state_file, time.time(),
-                                  warm.max_age(self.cfg), self.views.signer_ids.keys())
+        kept, path = self.steering.kept_health, self.cfg.control.state_file
+        if path is None or kept is None:
+            log.info("cold start: %s", "no control.state_file to keep health in"
+                     if path is None else self.steering.cold)
+            return
+        restored, why = warm.load(kept, path, time.time(), warm.max_age(self.cfg),
+                                  self.views.signer_ids.keys())
         log.info("%s", why)
         if restored:
             self.steering.warm(restored)
@@ -276,13 +294,13 @@ class Supervisor:
 
     def _keeps_health(self) -> bool:
         """Whether the health is worth keeping: a running prober vouches for it."""
-        return self.cfg.control.state_file is not None and bool(self.steering.probed) \
+        return self.steering.state is not None and bool(self.steering.probed) \
             and self.prober.state == "running"
 
     def _save_due(self) -> bool:
         """Whether the state file is to be written: the health, or serials not kept yet."""
         return self._keeps_health() or \
-            (self.serials_unsaved and self.cfg.control.state_file is not None)
+            (self.serials_unsaved and self.steering.state is not None)
 
     def _save(self) -> None:
         """Write the overrides, the health and the serials (periodically, never per report:
@@ -297,20 +315,34 @@ class Supervisor:
         below it even after a crash; others within `SAVE_PERIOD`, when the clock has passed
         them."""
         self.serials_unsaved = True
-        if self.cfg.control.state_file is not None and max(serials, default=0) > time.time():
+        if self.steering.state is not None and max(serials, default=0) > time.time():
             self._save()
 
     # --- reload -----------------------------------------------------------------------------------
 
-    def _reload(self) -> str | None:
-        """Read and validate the configuration again and apply it; the problem if it cannot
-        be applied, and then the old one is served on, untouched."""
-        # systemd's Type=notify-reload wants the clock with RELOADING=1; Type=notify ignores it.
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+    def _handle_reload(self) -> None:
+        """Apply a configuration check that is done and answer its callers; begin the next
+        one for those who asked meanwhile."""
+        finished = self.reload_checks.finished()
+        if finished is not None:
+            callers, outcome = finished
+            problem = self._reload(outcome.result)
+            for caller in callers:
+                if caller is not None:
+                    caller.set_result({"reloaded": True} if problem is None
+                                      else {"status": 422, "error": problem})
+        if not self.stopping and self.reload_checks.start():
+            # systemd's Type=notify-reload wants the clock with RELOADING=1.
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+    def _reload(self, checked: Callable[[], Config]) -> str | None:
+        """Apply the configuration the check read (`checked` returns it, or raises what was
+        wrong with it); the problem if it cannot be applied, and then the old one is served
+        on, untouched."""
         problem = None
         try:
-            self._apply(self._load())
+            self._apply(checked())
         except (ConfigError, reload.RestartNeeded, BindError) as e:  # a key's: ConfigError
             problem = str(e)
         if problem is not None:
@@ -408,23 +440,30 @@ class Supervisor:
     # --- hung children ------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        """Kill a running responder, prober or transfer process that fell silent (stopped,
-        stuck): it keeps its sockets and drops its share of the queries, checks nothing, or
-        leaves the secondaries without transfers.
+        """Kill a running child that fell silent (stopped, stuck): a responder keeps its
+        sockets and drops its share of the queries, a prober checks nothing, a transfer
+        process leaves the secondaries without transfers, a signer leaves every change of
+        health out of the answers (failover stops). The sentinel brings the respawn; a signer
+        resumes from the last snapshot.
 
-        The signer is not watched: it may sign for many seconds without a word, and while it
-        does the responders serve the last generation, so a hung signer loses no query.
+        The signer's heartbeat comes from a thread of its own (`child.Pulse`), so a long
+        signing run is no silence; it is watched from its first word, before it publishes.
         """
         now = self.now()
         limit = self.cfg.server.hung_after
         transfer = [self.transfer] if self.transfer is not None else []
-        for slot in (self.prober, *transfer, *self.responders):
-            if limit and slot.state == "running" and slot.process is not None \
-                    and now - slot.heard > limit:
+        for slot in (self.prober, self.signer, *transfer, *self.responders):
+            # Silent since it was last heard, until the loop last began to wait on its pipe:
+            # had it sent anything since, that wait would have seen it, however long the loop
+            # was busy before or after.
+            silent = self.listened - slot.heard
+            watched = slot.state == "running" or (
+                slot is self.signer and slot.state == "starting" and slot.spoke)
+            if limit and watched and slot.process is not None and silent > limit:
                 self.hung[slot.role] += 1
                 self.steering.dirty = True
                 log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
-                          slot.process.pid, now - slot.heard)
+                          slot.process.pid, silent)
                 slot.process.kill()  # its sentinel brings the respawn, with the snapshot
                 slot.state = "killed"
                 self._close(slot)  # nothing it still says is of use
@@ -471,6 +510,8 @@ class Supervisor:
         self._send(slot, messages.encode(start))
         if slot.role == "signer" and self.published is not None:
             self._send(slot, messages.encode(self._resume(self.published)))
+        if slot.role == "signer":
+            self.steering.signer_started(self.now(), self.health is not None)
         if slot.role == "signer" and self.health is not None:
             self._send(slot, messages.encode(messages.Health(
                 self.health, True, self.steering.overrides.names())))
@@ -541,6 +582,7 @@ class Supervisor:
 
     def _receive(self, slot: Slot) -> None:
         assert slot.channel is not None
+        before = slot.channel.received
         try:
             frames = slot.channel.receive()
         except EOFError:
@@ -549,8 +591,8 @@ class Supervisor:
         except FrameTooLarge as e:
             self._reject(slot, str(e))
             return
-        if frames:
-            slot.heard = self.now()
+        if slot.channel.received != before:
+            slot.heard = self.now()  # part of a large frame counts: it is being sent
         for frame in frames:
             try:
                 message = messages.decode_from(slot.role, frame)
@@ -613,6 +655,8 @@ class Supervisor:
             case messages.TransferStats() if slot.state == "running":
                 self.transfer_live = {name: getattr(message, name) for name in TRANSFER_COUNTS}
                 self.steering.dirty = True
+            case messages.Alive(taken=taken):
+                self.steering.health_taken(taken)
             case _:
                 return f"{type(message).__name__} out of turn"
         return None
@@ -715,23 +759,33 @@ class Supervisor:
         self.control.start()
 
     def _handle_control(self) -> None:
-        """Apply the endpoint's queued write requests, then answer them."""
+        """Apply the endpoint's queued write requests (at most `REQUESTS_PER_TURN`), then
+        answer them; a reload is answered when its check is done (`_handle_reload`)."""
         if self.control is None:
             return
         answered = []
-        while not self.control.requests.empty():
+        for _ in range(REQUESTS_PER_TURN):
+            if self.control.requests.empty():
+                break
             request = self.control.requests.get()
             if request.op == "reload":
-                problem = self._reload()
-                request.done.set_result({"reloaded": True} if problem is None
-                                        else {"status": 422, "error": problem})
+                self.reload_checks.ask(request.done)
                 continue
             answered.append((request, self.steering.apply(request)))
+        else:
+            self._wake()  # more are queued: the next turn takes them, after the children
         if any(answer.get("status", 200) == 200 for _, answer in answered):
             self._overrides_changed()
             self._show()  # a client that reads /status after its write sees the write
         for request, answer in answered:
             request.done.set_result(answer)
+
+    def _wake(self) -> None:
+        """Make the next wait of the loop return at once."""
+        try:
+            self.wakeup_w.send(b"w")
+        except BlockingIOError:
+            pass  # the buffer is full of wake-ups already
 
     def _overrides_changed(self) -> None:
         """Keep the overrides, and send the signer the health as they now make it: a drained
@@ -777,6 +831,9 @@ class Supervisor:
                 process.kill()
                 process.join(1.0)
         signal.set_wakeup_fd(-1)
+        for caller in self.reload_checks.abandon():
+            if caller is not None:
+                caller.set_result({"status": 503, "error": "the server is stopping"})
         if self.control is not None:
             self.control.stop()
         if self.rrl_table is not None:  # the kernel frees it with the responders' mappings

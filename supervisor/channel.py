@@ -33,6 +33,7 @@ class Channel:
         self.buffer = bytearray()
         self.outgoing: deque[memoryview] = deque()
         self.pending = 0  # bytes in `outgoing`
+        self.received = 0  # bytes read from the child, ever
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -76,6 +77,7 @@ class Channel:
                 raise EOFError from None
             if not chunk:
                 raise EOFError
+            self.received += len(chunk)
             self.buffer += chunk
             frames += self._frames()
         return frames

@@ -153,6 +153,10 @@ class ControlServer:
 
     def _readyz(self, request: _Handler) -> Response:
         view = self.view
+        if view.health_limit and view.health_waiting > view.health_limit:
+            return _text(503, f"not ready: a change of health has waited "
+                         f"{view.health_waiting:.1f} s to reach the answers (the signer is "
+                         f"stuck or restarting; at most {view.health_limit:g} s)\n")
         if not view.current:
             behind = [f"responder {r.slot}: {r.state}, generation {r.generation}"
                       for r in view.responders if r.generation != view.generation

@@ -16,7 +16,7 @@ from healthdns.shared import config, heap, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.version import version
-from healthdns.supervisor import cli, ports, validate
+from healthdns.supervisor import cli, installation, ports, state, validate
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
 log = logging.getLogger("healthdns.supervisor")
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         # Checked in a process of its own, which takes the key checks' imports with it.
         cfg = validate.checked(args) if args.check_config else validate.elsewhere(argv)
         account = privilege.resolve(cfg.server.user, cfg.server.group)
+        installation.check_readable(account)  # every process will import Python as the user
     except ConfigError as e:
         log.error("configuration error: %s", e)
         return EXIT_FATAL
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.replace:  # --replace: the busy ports are the old server's, on purpose
             ports.check_free(cfg.server.endpoints())
+        seal = state.seal_key(cfg.control.state_file)  # root's own key, when started as root
         # After every check that needs root, before anything else runs: see shared/privilege.py.
         privilege.become(account)
     except (BindError, privilege.PrivilegeError) as e:
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         ports.warn_tcp_handover()
     _children_skip_main()
     # A reload reads the same files, with the same flags, and checks them all again.
-    return Supervisor(cfg, loader=lambda: validate.elsewhere(argv)).run()
+    return Supervisor(cfg, loader=lambda: validate.elsewhere(argv), seal=seal).run()
 
 
 def _source(args: argparse.Namespace) -> str:

@@ -1,10 +1,10 @@
 """Admin overrides, like gdnsd's admin_state: an operator drains (down) or forces (up) a served
 address, or a whole name, whatever the checks say, optionally until a time and with a reason.
 
-Pure bookkeeping plus the state file: the supervisor applies `Overrides.effective` to the health
-it forwards to the signer, and sends the name overrides (`Overrides.names`) along with it, so an
-override changes the answers in the next generation. Times are wall-clock seconds (they are kept
-in a file across restarts) and passed in, so tests are exact.
+Pure bookkeeping (the state file is `state`'s): the supervisor applies `Overrides.effective` to
+the health it forwards to the signer, and sends the name overrides (`Overrides.names`) along with
+it, so an override changes the answers in the next generation. Times are wall-clock seconds (they
+are kept in a file across restarts) and passed in, so tests are exact.
 
 A name override decides the whole pool of that name, above the overrides of its addresses (the
 signer judges every address of the name as drained or forced).
@@ -15,16 +15,10 @@ them drains the check, and a drain beats a force: taking an address out is the s
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import msgspec
 
 ACTIONS = ("drain", "force")
 MAX_REASON = 200  # characters: a note for the operator, not a document
-MAX_STATE_FILE = 1 << 20
 
 
 class OverrideError(ValueError):
@@ -40,10 +34,6 @@ class Override(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     expires: float | None = None  # wall-clock seconds; None: until removed
     created: float = 0.0
-
-
-class _StateFile(msgspec.Struct, frozen=True):
-    overrides: list[Override] = []  # "health" is read by `warm`
 
 
 class Overrides:
@@ -112,51 +102,14 @@ class Overrides:
         return sorted([*self.by_address.values(), *self.by_name.values()],
                       key=lambda o: (o.name, o.address))
 
-    # --- the state file ---------------------------------------------------------------------
-
-    def save(self, path: str, health: object = None, serials: object = None) -> None:
-        """Write the overrides (and the supervisor's `health` and `serials`, see `warm`)
-        atomically: a reader (or a crash) sees the old file or the new one, never half of one."""
-        data = msgspec.json.encode({"overrides": self.listing(), "health": health,
-                                    "serials": serials or {}})
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        directory = os.open(target.parent or ".", os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
-
-    def load(self, path: str, now: float) -> list[str]:
-        """Read the overrides kept in `path` (none if it does not exist); the problems met,
-        one line each (an override that no longer applies is dropped, not fatal)."""
-        try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_STATE_FILE + 1)
-        except FileNotFoundError:
-            return []
-        if len(data) > MAX_STATE_FILE:
-            return [f"{path}: larger than {MAX_STATE_FILE} bytes; overrides not restored"]
-        try:
-            # A list: the file of a version that kept nothing else.
-            decoded = msgspec.json.decode(data, type=list[Override] | _StateFile)
-            kept = decoded if isinstance(decoded, list) else decoded.overrides
-        except (msgspec.DecodeError, json.JSONDecodeError) as e:
-            return [f"{path}: not an overrides file ({e}); overrides not restored"]
+    def restore(self, kept: list[Override], now: float) -> list[str]:
+        """Take the overrides a previous process kept (see `state`); the problems met, one
+        line each (an override that no longer applies is dropped, not fatal)."""
         problems = []
         for override in kept:
             try:
                 self.set(override, now)
             except OverrideError as e:
-                problems.append(f"{path}: override of {override.name or override.address!r} "
+                problems.append(f"override of {override.name or override.address!r} "
                                 f"dropped: {e}")
         return problems

@@ -99,6 +99,10 @@ class View:
     reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
     hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role
     transfers: dict[str, int] = field(default_factory=dict)  # messages.TransferStats totals
+    # Seconds the oldest change of health has waited to reach the answers (the signer has not
+    # taken it in yet), and how long it may wait before /readyz fails.
+    health_waiting: float = 0.0
+    health_limit: float = 0.0
 
 
 def catalog(cfg: Config) -> dict[str, Target]:
@@ -399,9 +403,12 @@ def _lifecycle(view: View) -> Iterator[Metric]:
     failures.add_metric([], view.reloads.get("failed", 0))
     hung = CounterMetricFamily("healthdns_child_hung", "children killed and respawned for "
                                "sending nothing for server.hung_after", labels=["role"])
-    for role in ("prober", "responder", "transfer"):
-        hung.add_metric([role], view.hung.get(role, 0))
-    yield from (reloads, failures, hung)
+    for role, n in _by_role(view.hung):
+        hung.add_metric([role], n)
+    waiting = GaugeMetricFamily("healthdns_health_unpublished_seconds", "how long the oldest "
+                                "change of health has waited to reach the answers (0: none "
+                                "waits)", value=view.health_waiting)
+    yield from (reloads, failures, hung, waiting)
 
 
 def _transfers(view: View) -> Iterator[Metric]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from healthdns.shared import messages
@@ -19,10 +19,15 @@ from healthdns.shared.config import Config
 from healthdns.supervisor import status, warm
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.overrides import Override, OverrideError, Overrides
+from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 
 log = logging.getLogger("healthdns.supervisor")
 
 PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' snapshot age)
+# /readyz fails when a change of health has waited longer than this to reach the answers, or
+# than twice `server.hung_after` (the signer is killed after one, and takes a while to start)
+# or three times the latest signing run, whichever is longest.
+HEALTH_WAIT_FLOOR = 5.0
 # (path, proto, family, zone origin (wire), qtype, rcode) -> queries, as responders send them
 Counts = Counter[tuple[int, int, int, bytes, int, int]]
 
@@ -37,8 +42,13 @@ class Child:
 
 
 class Steering:
-    def __init__(self, cfg: Config, renames: dict[str, str]) -> None:
+    def __init__(self, cfg: Config, renames: dict[str, str],
+                 state: StateFile | None = None) -> None:
         self.cfg = cfg
+        self.state = state  # where the overrides, health and serials are kept (`state`)
+        self.kept_health: warm.Health | None = None  # the state file's, for the warm start
+        self.cold = ""  # why the state file holds no health for it, when it holds none
+        self.save_failed = False  # the last write of the state file failed (said once)
         self.renames = renames  # prober target ids -> the signer's (see `views`)
         self.targets = status.catalog(cfg)
         self.zones = status.zone_names(cfg)
@@ -62,6 +72,10 @@ class Steering:
         self.published_at: float | None = None
         self.published_times: dict[int, float] = {}  # recent generations -> when (wall)
         self.health_at: float | None = None  # when the signer was last sent a change
+        # When each `Health` sent to the signer process and not yet taken in was sent (the
+        # signer counts those it took in: `messages.Alive`), and how many it took in.
+        self.unpublished: deque[float] = deque()
+        self.taken = 0
         self.publish_seconds: float | None = None
         self.sign_seconds: float | None = None  # the signer's own time for the latest
         self.dirty = True  # a new view is due
@@ -107,14 +121,25 @@ class Steering:
         return self.overrides.effective(probed, self.targets[target].served)
 
     def restore(self) -> None:
-        path = self.cfg.control.state_file
-        if path is None:
+        """Take what the state file keeps, if it is believed (see `state`): the overrides and
+        the serials now, the health for the warm start (`kept_health`)."""
+        if self.state is None:
             return
-        for trouble in self.overrides.load(path, time.time()):
-            log.warning("%s", trouble)
-        self.kept_serials, problem = warm.serials(path)
-        if problem is not None:
-            log.warning("%s", problem)
+        now = time.time()
+        try:
+            kept = self.state.load(now)
+        except Unbelieved as e:
+            log.warning("%s; starting cold: no override, health or serial is taken from it", e)
+            self.cold = f"{self.state.path} is not believed (see above)"
+            return
+        if kept is None:
+            self.cold = f"{self.state.path} does not exist yet"
+            return
+        for trouble in self.overrides.restore(kept.overrides, now):
+            log.warning("%s: %s", self.state.path, trouble)
+        self.kept_serials = dict(kept.serials)
+        self.kept_health = kept.health
+        self.cold = f"{self.state.path} holds no health"
         for o in self.overrides.listing():
             log.info("override restored: %s %s (%s)", o.action, o.name or o.address,
                      o.reason or "-")
@@ -151,22 +176,51 @@ class Steering:
         return bool(gone)
 
     def save(self) -> None:
+        """Write the overrides, the health and the serials to the state file; a failure is
+        logged once, until a write succeeds again (writes come every second)."""
         self.dirty = True
-        path = self.cfg.control.state_file
-        if path is None:
+        if self.state is None:
             return
+        health = warm.encode(self.probed, self.since, time.time()) if self.probed else None
         try:
-            self.overrides.save(path, warm.encode(self.probed, self.since, time.time())
-                                if self.probed else None, self.kept_serials)
+            self.state.save(Kept(self.overrides.listing(), health, self.kept_serials))
         except OSError as e:
-            log.error("cannot write the overrides to %s: %s (they hold until a restart)",
-                      path, e)
+            if not self.save_failed:
+                log.error("cannot write the state file %s: %s (the overrides hold until a "
+                          "restart; health and serials are not kept for the next process)",
+                          self.state.path, e.strerror or e)
+            self.save_failed = True
+            return
+        if self.save_failed:
+            log.info("the state file %s is written again", self.state.path)
+        self.save_failed = False
 
     # --- what the children report ---------------------------------------------------------------
 
     def health_sent(self, now: float) -> None:
         self.health_at = now
+        self.unpublished.append(now)
         self.dirty = True
+
+    def health_taken(self, taken: int) -> None:
+        """The signer has taken in (and published) `taken` `Health` messages, all told."""
+        while self.taken < taken and self.unpublished:
+            self.unpublished.popleft()
+            self.taken += 1
+        self.dirty = True
+
+    def signer_started(self, now: float, sent_health: bool) -> None:
+        """A new signer process counts from nought. It is sent the whole health at once when
+        there is any: what waited for its predecessor waits for it now, since the oldest wait
+        began."""
+        oldest = self.unpublished[0] if self.unpublished else now
+        self.unpublished = deque([oldest] if sent_health else [])
+        self.taken = 0
+
+    def health_waiting(self, now: float) -> float:
+        """Seconds the oldest change of health sent to the signer has waited to be taken in
+        (0 when none waits)."""
+        return now - self.unpublished[0] if self.unpublished else 0.0
 
     def published(self, generation: int, serials: list[int], now: float) -> None:
         self.published_at = time.time()
@@ -242,7 +296,9 @@ class Steering:
             truncated=truncated, errors=errors, restarts=dict(self.restarts),
             rejected=dict(rejected), overrides=tuple(self.overrides.listing()),
             choices=tuple(self.choices), probes=_all_probes(self.probes_gone, self.probes),
-            current=current)
+            current=current, health_waiting=self.health_waiting(now),
+            health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
+                             3 * (self.sign_seconds or 0.0)))
 
     def _zone(self, origin: bytes) -> str:
         """The `zone` label of an origin as responders count it (see `status.zone_label`),

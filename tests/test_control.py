@@ -243,7 +243,7 @@ def test_overrides_survive_a_restart(tmp_path: Path, backends: tuple[Backend, Ba
                                                   "reason": "kept"})[0] == 200
     finally:
         first.stop()
-    kept = json.loads((tmp_path / "overrides.json").read_text())["overrides"]
+    kept = json.loads((tmp_path / "overrides.json").read_text())["state"]["overrides"]
     assert [(o["address"], o["action"]) for o in kept] == [("127.0.0.2", "drain")]
     second = Server([], tmp_path, toml).start()
     try:

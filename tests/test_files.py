@@ -60,7 +60,7 @@ SPECIAL = [
     (_fifo, "is a FIFO (named pipe), not a regular file"),
     (_directory, "is a directory, not a regular file"),
     (_big, "is 2000 bytes, more than the 1 KiB such a file may have"),
-    (_socket_file, "cannot read: No such device or address"),  # a socket cannot be opened
+    (_socket_file, "is a socket, not a regular file"),
     ("/nonexistent/file", "cannot read: No such file or directory"),
 ]
 

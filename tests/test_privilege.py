@@ -8,7 +8,10 @@ responders' uid can do is tried by a forked helper that switches to that uid.
 
 from __future__ import annotations
 
+import hmac
+import json
 import os
+import pwd
 import random
 import re
 import shutil
@@ -16,6 +19,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +28,7 @@ import dns.flags
 import dns.rdatatype
 import pytest
 
+from healthdns.supervisor.overrides import Override
 from tests import harness
 from tests.harness import Server
 from tests.test_dnssec import generate
@@ -31,14 +37,14 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith
                                 reason="needs root on Linux: it tests dropping root")
 
 TEST_USER = "healthdns-test"
+TSIG_SECRET = "cHJpdmlsZWdlLXRlc3QtdHNpZy1zZWNyZXQtMzI="
 # healthdns.shared.privilege: CAP_DAC_READ_SEARCH, CAP_SETPCAP, CAP_NET_BIND_SERVICE
 SUPERVISOR_CAPS = (1 << 2) | (1 << 8) | (1 << 10)
+SUPERVISOR_EFFECTIVE = 1 << 10  # CAP_NET_BIND_SERVICE: the others are only handed on
 
 
 def _test_user() -> tuple[int, int]:
     """A system user made for these tests (created if missing), else `nobody`."""
-    import pwd
-
     if shutil.which("useradd"):
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
                         "/usr/sbin/nologin", TEST_USER], capture_output=True, check=False)
@@ -133,6 +139,15 @@ def running(launcher: tuple[list[str], dict[str, str]], user: tuple[int, int],
         responders = 2
         user = "{user[0]}"
 
+        [[tsig]]
+        name = "xfr"
+        secret = "{TSIG_SECRET}"
+
+        [transfer]
+        listen = ["{host}:0"]
+        secondaries = [{{ address = "127.0.0.1:9", key = "xfr" }}]
+        allow = [{{ networks = ["127.0.0.0/8"], key = "xfr" }}]
+
         [[zones]]
         origin = "example.test"
         nameservers = ["ns1.example.net"]
@@ -179,7 +194,7 @@ def test_children_run_as_the_user_with_no_capability(running: tuple[Server, Path
                                                      user: tuple[int, int]) -> None:
     server, _ = running
     pids = _pids(server)
-    assert set(pids) == {"prober", "signer", "responder0", "responder1"}
+    assert set(pids) == {"prober", "signer", "transfer", "responder0", "responder1"}
     for pid in pids.values():
         _assert_dropped(pid, *user)
 
@@ -189,7 +204,7 @@ def test_supervisor_keeps_only_what_children_need(running: tuple[Server, Path],
     server, _ = running
     status = _status(server.pid)
     assert status["Uid"].split() == [str(user[0])] * 4
-    assert int(status["CapEff"], 16) == SUPERVISOR_CAPS
+    assert int(status["CapEff"], 16) == SUPERVISOR_EFFECTIVE
     assert int(status["CapPrm"], 16) == SUPERVISOR_CAPS
     assert int(status["CapBnd"], 16) == SUPERVISOR_CAPS
     assert status["NoNewPrivs"] == "1"
@@ -234,15 +249,16 @@ def test_responders_uid_cannot_read_the_key(running: tuple[Server, Path]) -> Non
     assert _as_user(0, 0, lambda: open(key, "rb").close()) == 0  # the helper itself works
 
 
-def test_responders_uid_cannot_read_the_signers_memory(running: tuple[Server, Path]) -> None:
+def test_the_service_uid_cannot_read_any_childs_memory(running: tuple[Server, Path]) -> None:
+    """Each child holds what another must not read (keys, TSIG secrets, check headers, the
+    cookie secret): a process of their uid (a compromised responder) cannot read their memory."""
     server, _ = running
     pids = _pids(server)
     uid, gid = (int(_status(pids["responder0"])[f].split()[0]) for f in ("Uid", "Gid"))
-    signer = f"/proc/{pids['signer']}/mem"
-    assert _as_user(uid, gid, lambda: open(signer, "rb").close()) == 13
-    # The same uid may read a dumpable process of its own: only the signer is kept from it.
-    responder = f"/proc/{pids['responder1']}/mem"
-    assert _as_user(uid, gid, lambda: open(responder, "rb").close()) == 0
+    for role, pid in pids.items():
+        memory = f"/proc/{pid}/mem"
+        assert _as_user(uid, gid, lambda m=memory: open(m, "rb").close()) == 13, role
+    assert _as_user(0, 0, lambda: open(f"/proc/{pids['prober']}/mem", "rb").close()) == 0
 
 
 @pytest.mark.parametrize("role", ["signer", "responder1"])
@@ -260,7 +276,15 @@ def test_respawned_child_loads_binds_and_drops(running: tuple[Server, Path],
     assert server.addresses("static.example.test") == {"192.0.2.1"}
 
 
-def test_a_key_the_user_can_read_is_warned_about(user: tuple[int, int], tmp_path: Path) -> None:
+def test_a_key_the_user_can_read_is_warned_about(launcher: tuple[list[str], dict[str, str]],
+                                                 user: tuple[int, int], tmp_path: Path) -> None:
+    command, env = launcher
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, "--config", str(tmp_path / "c.toml"), "--check-config"],
+                              env=env, cwd="/", capture_output=True, text=True, timeout=20,
+                              check=False)
+
     key, _ = generate(tmp_path, "ED25519", "csk")
     os.chown(key, *user)  # allowed (owned by the user healthdns runs as), but not private
     (tmp_path / "c.toml").write_text(f"""
@@ -271,13 +295,14 @@ origin = "example.test"
 nameservers = ["ns1.example.net"]
 dnssec = {{ algorithm = "ED25519", csk = "{key}" }}
 """)
-    done = harness.run_cli(["--config", str(tmp_path / "c.toml"), "--check-config"])
+    done = check()
     assert done.returncode == 0, done.stderr
     assert f"configuration warning: zones[0].dnssec.csk: {key} can be read by " in done.stderr
     assert "so also by the responders; only the signer needs it: chown root and chmod 600" \
         in done.stderr
     os.chown(key, 0, 0)
-    done = harness.run_cli(["--config", str(tmp_path / "c.toml"), "--check-config"])
+    done = check()
+    assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
 
 
@@ -358,3 +383,175 @@ def test_started_unprivileged_with_file_capabilities(
     finally:
         assert server.stop() == 0
         shutil.rmtree(tmp)
+
+
+# --- the state file, which the service uid may write -------------------------------------------
+
+
+@pytest.fixture
+def state_dir(user: tuple[int, int]) -> Iterator[Path]:
+    """A folder the service user owns, as /var/lib/healthdns is (pytest's is root's only)."""
+    where = Path(tempfile.mkdtemp(prefix="healthdns-state-"))
+    where.chmod(0o755)
+    os.chown(where, *user)
+    yield where
+    shutil.rmtree(where)
+
+
+def _state_server(launcher: tuple[list[str], dict[str, str]], user: tuple[int, int],
+                  where: Path, state_file: Path) -> Server:
+    command, env = launcher
+    toml = f"""
+        [server]
+        listen = ["127.0.0.1:0"]
+        responders = 1
+        user = "{user[0]}"
+
+        [control]
+        token = "{"t" * 20}"
+        state_file = "{state_file}"
+
+        [[zones]]
+        origin = "example.test"
+        nameservers = ["ns1.example.net"]
+
+        [zones.records.www]
+        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = 9, interval = 60 }} }}
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness, "supervisor_command", lambda: command)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return Server([], where, toml).start()
+
+
+def _overrides(server: Server) -> list[str]:
+    with urllib.request.urlopen(server.control + "/status", timeout=5) as answer:
+        return [o["reason"] for o in json.load(answer)["overrides"]]
+
+
+def test_state_planted_by_the_service_uid_is_not_believed(
+        launcher: tuple[list[str], dict[str, str]], user: tuple[int, int],
+        state_dir: Path) -> None:
+    """A compromised responder or prober (the service uid, no capability) writes the state
+    file and gets the supervisor restarted: a drain that never expires, a serial 2^31 ahead."""
+    path = state_dir / "state.json"
+    first = _state_server(launcher, user, state_dir, path)
+    assert first.stop() == 0
+    key = Path(f"{path}.key")
+    assert key.stat().st_uid == 0 and key.stat().st_mode & 0o777 == 0o600
+    assert _as_user(*user, lambda: open(key, "rb").close()) == 13  # the key is root's alone
+    ahead = (int(time.time()) + 2**31 - 1) % 2**32
+    planted = {"overrides": [{"address": "127.0.0.1", "action": "drain", "reason": "planted"}],
+               "health": None, "serials": {"example.test": ahead}}
+    sealed = {"state": planted, "hmac": hmac.new(b"guess", json.dumps(planted).encode(),
+                                                 "sha256").hexdigest()}
+    for content in (planted, sealed):
+        def plant(text: str = json.dumps(content)) -> None:
+            path.unlink()  # the folder is the user's: it may replace the file
+            path.write_text(text)
+            path.chmod(0o600)
+
+        assert _as_user(*user, plant) == 0
+        server = _state_server(launcher, user, state_dir, path)
+        try:
+            assert "starting cold: no override, health or serial is taken from it" \
+                in server.output()
+            assert _overrides(server) == []
+            serial = server.query("example.test", "SOA").answer[0][0].serial
+            assert abs(serial - time.time()) < 600
+        finally:
+            assert server.stop() == 0
+
+
+@pytest.mark.parametrize("linked", [True, False])
+def test_a_root_only_state_file_is_not_read_through_a_capability(
+        launcher: tuple[list[str], dict[str, str]], user: tuple[int, int], state_dir: Path,
+        tmp_path: Path, linked: bool) -> None:
+    """The state file names a file only root may read (a link to it, or root's own file): the
+    supervisor reads it with the user's rights, so it starts cold and says why."""
+    from tests.test_state_file import write_sealed
+
+    path = state_dir / "state.json"
+    secret = tmp_path / "root-only.json" if linked else path
+    # Sealed with the key the supervisor will use: believed, if it could be read at all.
+    write_sealed(secret, overrides=[Override(address="127.0.0.2", action="drain",
+                                             reason="read through a capability")])
+    if linked:
+        Path(f"{secret}.key").rename(f"{path}.key")
+        path.symlink_to(secret)
+    assert secret.stat().st_uid == 0 and secret.stat().st_mode & 0o777 == 0o600
+    server = _state_server(launcher, user, state_dir, path)
+    try:
+        assert f"WARNING {path}: cannot read: Permission denied; starting cold" \
+            in server.output(), server.output()
+        assert _overrides(server) == []
+        assert int(_status(server.pid)["CapEff"], 16) == SUPERVISOR_EFFECTIVE
+    finally:
+        assert server.stop() == 0
+
+
+# --- Python where the user cannot read it ----------------------------------------------------
+
+
+@pytest.fixture
+def private_install(launcher: tuple[list[str], dict[str, str]]
+                    ) -> Iterator[tuple[list[str], dict[str, str], Path]]:
+    """The launcher, with healthdns's dependencies only in a folder of root's with mode 700:
+    a virtualenv in a private home."""
+    import site
+
+    command, env = launcher
+    private = Path(tempfile.mkdtemp(prefix="healthdns-private-"))
+    assert private.stat().st_mode & 0o777 == 0o700
+    packages = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
+    (private / "site-packages").symlink_to(packages)
+    shim = Path(tempfile.mkdtemp(prefix="healthdns-site-"))
+    shim.chmod(0o755)
+    (shim / "sitecustomize.py").write_text(
+        f"import site\nsite.addsitedir({str(private / 'site-packages')!r})\n")
+    yield command, {**env, "PYTHONPATH": str(shim)}, private
+    shutil.rmtree(shim)
+    shutil.rmtree(private)
+
+
+def _unreadable_config(tmp_path: Path, user: tuple[int, int]) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(f"""
+[server]
+listen = ["127.0.0.1:0"]
+user = "{user[0]}"
+[control]
+listen = ""
+[[zones]]
+origin = "example.test"
+nameservers = ["ns1.example.net"]
+[zones.records.www]
+a = ["192.0.2.1"]
+""")
+    return path
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_python_the_user_cannot_read_is_refused_at_once(
+        private_install: tuple[list[str], dict[str, str], Path], user: tuple[int, int],
+        tmp_path: Path, check: bool) -> None:
+    """Every process imports as the user: children that cannot crash-looped until the crash
+    budget ran out (43 s). `--check-config` says so, and the start stops, in one line."""
+    command, env, private = private_install
+    flags = ["--check-config"] if check else []
+    began = time.monotonic()
+    done = subprocess.run([*command, "--config", str(_unreadable_config(tmp_path, user)),
+                           *flags], env=env, cwd="/", capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert time.monotonic() - began < 15  # no crash loop first
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    name = pwd.getpwuid(user[0]).pw_name
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(
+        f"healthdns-supervisor: configuration error: server.user: {name} (uid {user[0]}) "
+        f"cannot read {private} (mode 700, owner uid 0), on the way to the package "), errors
+    assert errors[0].endswith(f"install Python and healthdns where {name} can read them (a "
+                              "virtualenv under /opt made with a Python outside any private "
+                              "home), or start healthdns as that user")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from harness import Server
+from test_state_file import write_sealed
 
 from healthdns.signer.serial import serial_gt
 
@@ -49,7 +50,7 @@ def soa_serial(dig: str, server: Server, zone: str) -> int:
 def start(tmp_path: Path, kept: dict[str, int] | None) -> Server:
     state = tmp_path / "state.json"
     if kept is not None:  # as a previous server wrote it, health and overrides aside
-        state.write_text(json.dumps({"overrides": [], "health": None, "serials": kept}))
+        write_sealed(state, serials=kept)
     return Server([], tmp_path, textwrap.dedent(CONFIG.format(state=state))).start()
 
 
@@ -81,11 +82,11 @@ def test_the_served_serials_are_kept_for_the_next_process(tmp_path: Path, dig: s
         served = {z: soa_serial(dig, server, z) for z in ("example.test", "example.org",
                                                          "other.test")}
         assert served["other.test"] == kept + 1
-        written = json.loads((tmp_path / "state.json").read_text())["serials"]
+        written = json.loads((tmp_path / "state.json").read_text())["state"]["serials"]
         assert written["other.test"] == kept + 1, written
     finally:
         server.stop()
-    assert json.loads((tmp_path / "state.json").read_text())["serials"] == served
+    assert json.loads((tmp_path / "state.json").read_text())["state"]["serials"] == served
 
 
 def test_without_a_state_file_serials_start_from_the_clock(tmp_path: Path, dig: str) -> None:

@@ -171,6 +171,8 @@ def test_queued_health_reports_make_one_generation() -> None:
     """Every report already queued when the signer starts a generation belongs in it."""
     import multiprocessing
 
+    from test_signer_watch import next_word
+
     from healthdns.shared import child
 
     c = cfg()
@@ -184,14 +186,13 @@ def test_queued_health_reports_make_one_generation() -> None:
     process.start()  # only now: all four reports are queued before it reads the first
     child_end.close()
     try:
-        assert parent.poll(20)
-        first = messages.decode_from_child(parent.recv_bytes())
+        first = next_word(parent, 20)
         assert isinstance(first, messages.Published) and first.generation == 1
         snap = messages.decode_to_child(first.snapshot)
         assert addresses(ask(snap, "www.example.test", "A")) == {"192.0.2.1", "192.0.2.2"}
-        choices = messages.decode_from_child(parent.recv_bytes())  # what /status shows of it
+        choices = next_word(parent, 20)  # what /status shows of it
         assert isinstance(choices, messages.Choices) and choices.generation == 1
-        assert not parent.poll(0.5)  # and no generation per report after it
+        assert next_word(parent, 0.5) is None  # and no generation per report after it
     finally:
         messages.send(parent, messages.Bye())
         process.join(5)

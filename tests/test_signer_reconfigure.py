@@ -22,6 +22,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_signer_watch import next_word
 
 from healthdns.responder.table import Table
 from healthdns.shared import child, config, messages
@@ -264,7 +265,7 @@ def test_a_signer_process_publishes_the_new_config_with_its_health() -> None:
     try:
         first = _published(parent)
         messages.send(parent, messages.Reconfigure(config.encode(new)))
-        assert not parent.poll(0.3)  # waits for the health of the new config
+        assert next_word(parent, 0.3) is None  # waits for the health of the new config
         messages.send(parent, messages.Health(health([True] * 3), full=True))
         second = _published(parent)
         assert second.generation == first.generation + 1 and second.delta == b""
@@ -410,9 +411,7 @@ def test_keys_that_can_no_longer_be_read_are_kept_when_unchanged(
 
 def _published(parent: Connection) -> messages.Published:
     """The next generation, with the explanation (`Choices`) that follows each one."""
-    assert parent.poll(20)
-    published = messages.decode_from("signer", parent.recv_bytes())
+    published = next_word(parent, 20)
     assert isinstance(published, messages.Published)
-    assert parent.poll(20)
-    assert isinstance(messages.decode_from("signer", parent.recv_bytes()), messages.Choices)
+    assert isinstance(next_word(parent, 20), messages.Choices)
     return published

@@ -61,7 +61,7 @@ def test_a_restart_serves_the_kept_health_before_its_first_round(
                        "127.0.0.2 known down")
     finally:
         old.stop()
-    kept = json.loads(state.read_text())["health"]["targets"]
+    kept = json.loads(state.read_text())["state"]["health"]["targets"]
     assert sorted(up for up, _ in kept.values()) == [False, True]
     # Now 127.0.0.2 takes connections but never answers: the new prober's first round waits
     # SLOW_CHECK for it, so an answer without it before then can only come from the kept health.
