@@ -197,7 +197,11 @@ class ControlServer:
         refused = self._refuse(request)
         if refused is not None:
             return refused
-        return self._ask("remove", {"key": request.key.lower().rstrip(".")})
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        fields = {"key": request.key.lower().rstrip(".")}
+        if "action" in query:  # remove only an override of this action (409 otherwise)
+            fields["action"] = query["action"][0]
+        return self._ask("remove", fields)
 
     def _reload(self, request: _Handler) -> Response:
         refused = self._refuse(request)
@@ -242,7 +246,13 @@ def _text(code: int, text: str) -> Response:
 
 
 def _json(code: int, doc: Any) -> Response:
-    return Response(code, json.dumps(doc).encode(), JSON)
+    # NaN and Infinity are not JSON: a document holding one is a bug, answered 500 and logged,
+    # never a body that clients cannot parse.
+    try:
+        return Response(code, json.dumps(doc, allow_nan=False).encode(), JSON)
+    except ValueError as e:
+        log.error("control: a document that is not JSON: %s", e)
+        return _error(500, f"internal error: {e}")
 
 
 def _error(code: int, text: str) -> Response:
