@@ -317,7 +317,10 @@ def run(conn: Connection) -> None:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
-        _send(conn, signer.publish(), signer)
+        published = signer.publish()
+        _send(conn, published, signer)
+        if published is None:  # the same answers, maybe chosen by another rule (a drain
+            messages.send(conn, signer.choices())  # under serve-all): /status says which
 
 
 def _started(conn: Connection) -> Signer:
