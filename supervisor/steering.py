@@ -18,7 +18,7 @@ from healthdns.shared import messages
 from healthdns.shared.config import Config
 from healthdns.supervisor import status, warm
 from healthdns.supervisor.control import Request
-from healthdns.supervisor.overrides import Override, OverrideError, Overrides, expiry
+from healthdns.supervisor.overrides import ACTIONS, Override, OverrideError, Overrides, expiry
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -124,6 +124,9 @@ class Steering:
         fields, now = request.fields, time.time()
         if request.op == "remove":
             key, action = str(fields.get("key")), fields.get("action")
+            if action is not None and action not in ACTIONS:
+                return {"status": 400, "error": f"action: expected one of "
+                        f"{', '.join(ACTIONS)}, got {str(action)[:20]!r}"}
             try:
                 if not self.overrides.remove(key, None if action is None else str(action)):
                     return {"status": 404, "error": f"no override of {key!r}"}

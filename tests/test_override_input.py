@@ -119,6 +119,8 @@ def test_removing_one_action_leaves_the_other(server: Server) -> None:
     code, answer = call(server, "DELETE", "/overrides/127.0.0.2?action=drain")
     assert code == 409 and "force, not a drain" in answer["error"], answer
     assert [o["action"] for o in strict(get(server, "/status")[1])["overrides"]] == ["force"]
+    code, answer = call(server, "DELETE", "/overrides/127.0.0.2?action=bogus")
+    assert code == 400 and answer["error"].startswith("action: expected one of drain, force")
     assert call(server, "DELETE", "/overrides/127.0.0.2?action=force")[0] == 200
     assert strict(get(server, "/status")[1])["overrides"] == []
 
