@@ -298,13 +298,14 @@ def run(conn: Connection) -> None:
     privilege.non_dumpable()
     signer = _started(conn)
     privilege.drop()  # the keys are loaded: the key files are never read again
+    spoke = False  # whether this process has published yet: Choices are taken only after
     while True:
         # Waiting for a new configuration's health, nothing is published, renewals neither.
         renewal = None if signer.awaiting_health else signer.next_renewal()
         timeout = None if renewal is None else max(0.0, renewal - time.time())
         try:
             if not conn.poll(timeout):
-                _send(conn, signer.publish(), signer)  # signatures fall due
+                spoke = _send(conn, signer.publish(), signer) or spoke  # signatures fall due
                 continue
             batch = _queued(conn)
         except (EOFError, OSError):
@@ -317,10 +318,10 @@ def run(conn: Connection) -> None:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
-        published = signer.publish()
-        _send(conn, published, signer)
-        if published is None:  # the same answers, maybe chosen by another rule (a drain
-            messages.send(conn, signer.choices())  # under serve-all): /status says which
+        if _send(conn, signer.publish(), signer):
+            spoke = True
+        elif spoke:  # the same answers, maybe chosen by another rule (a drain under
+            messages.send(conn, signer.choices())  # serve-all): /status says which
 
 
 def _started(conn: Connection) -> Signer:
@@ -372,12 +373,15 @@ def _queued(conn: Connection) -> list[messages.ToChild]:
     return batch
 
 
-def _send(conn: Connection, published: messages.Published | None, signer: Signer) -> None:
-    """A new generation, and then what each pooled name answers in it and why (/status)."""
-    if published is not None:
-        log.info("generation %d: serials %s", published.generation, published.serials)
-        messages.send(conn, published)
-        messages.send(conn, signer.choices())
+def _send(conn: Connection, published: messages.Published | None, signer: Signer) -> bool:
+    """A new generation, and then what each pooled name answers in it and why (/status);
+    whether there was one."""
+    if published is None:
+        return False
+    log.info("generation %d: serials %s", published.generation, published.serials)
+    messages.send(conn, published)
+    messages.send(conn, signer.choices())
+    return True
 
 
 def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneDelta:
