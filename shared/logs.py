@@ -4,6 +4,11 @@ Two formats (`server.log_format`, `--log-format`): `text` for a person reading a
 `journalctl`, and `json`, one object a line, for a log pipeline (Loki, Elasticsearch,
 CloudWatch) that should not have to parse free text. JSON lines carry the structured fields a
 call passes with `extra=` (the prober's `target` and `reason`, for one) as keys of their own.
+
+Messages carry strings that come from outside (an override's reason, a URL path, a check's
+answer): in the text format every control character of a message is written escaped, so no
+such string can end a line and forge the next one, nor send a terminal escape sequence. JSON
+escapes them itself.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ def setup(role: str, level: str, fmt: str = "text", slot: int | None = None) -> 
         handler.setFormatter(JsonFormatter(role, slot))
     else:
         name = role if slot is None else f"{role}{slot}"
-        handler.setFormatter(logging.Formatter(
+        handler.setFormatter(TextFormatter(
             f"%(asctime)s {name}[%(process)d] %(levelname)s %(message)s"))
     _install(handler, level.upper())
 
@@ -101,6 +106,28 @@ class _Waiting(logging.handlers.MemoryHandler):
         with self.lock:  # type: ignore[union-attr]  # a Handler's lock exists once created
             records, self.buffer = self.buffer, []
         return records
+
+
+# C0 controls and DEL, C1 controls (CSI 0x9B starts a terminal sequence too), and the
+# Unicode line and paragraph separators some log viewers break lines at.
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+_ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _CONTROLS} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def escaped(text: str) -> str:
+    """`text` with every control character written as its escape ("\\n", "\\x1b"): one
+    line whatever it holds."""
+    return text.translate(_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record: the message with its control characters escaped. A traceback
+    (`exc_info`) follows on lines of its own, as Python writes it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escaped(record.message)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):

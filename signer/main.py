@@ -297,13 +297,14 @@ def run(conn: Connection) -> None:
     privilege.drop()  # the keys are loaded: the key files are never read again
     pulse = child.Pulse(conn)  # the supervisor watches it (server.hung_after)
     pulse.start()
+    spoke = False  # whether this process has published yet: Choices are taken only after
     while True:
         # Waiting for a new configuration's health, nothing is published, renewals neither.
         renewal = None if signer.awaiting_health else signer.next_renewal()
         timeout = None if renewal is None else max(0.0, renewal - time.time())
         try:
             if not conn.poll(timeout):
-                _send(pulse, signer.publish(), signer)  # signatures fall due
+                spoke = _send(pulse, signer.publish(), signer) or spoke  # signatures fall due
                 continue
             batch = _queued(conn)
         except (EOFError, OSError):
@@ -317,7 +318,10 @@ def run(conn: Connection) -> None:
             continue
         # Whatever health is queued when a generation starts belongs in it: a wave of flips
         # is one generation, not one per report.
-        _send(pulse, signer.publish(), signer)
+        if _send(pulse, signer.publish(), signer):
+            spoke = True
+        elif spoke:  # the same answers, maybe chosen by another rule (a drain under
+            pulse.send(signer.choices())  # serve-all): /status says which
         pulse.done += taken
         pulse.beat()  # the health taken is in the answers now (or changed none of them)
 
@@ -371,12 +375,15 @@ def _queued(conn: Connection) -> list[messages.ToChild]:
     return batch
 
 
-def _send(pulse: child.Pulse, published: messages.Published | None, signer: Signer) -> None:
-    """A new generation, and then what each pooled name answers in it and why (/status)."""
-    if published is not None:
-        log.info("generation %d: serials %s", published.generation, published.serials)
-        pulse.send(published)
-        pulse.send(signer.choices())
+def _send(pulse: child.Pulse, published: messages.Published | None, signer: Signer) -> bool:
+    """A new generation, and then what each pooled name answers in it and why (/status);
+    whether there was one."""
+    if published is None:
+        return False
+    log.info("generation %d: serials %s", published.generation, published.serials)
+    pulse.send(published)
+    pulse.send(signer.choices())
+    return True
 
 
 def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneDelta:

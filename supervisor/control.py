@@ -11,8 +11,8 @@ and that for `REQUEST_TIMEOUT` seconds per request.
 Not aiohttp (issue #12): it and asyncio cost the supervisor about 12 MiB for one endpoint
 that sees a scrape a second, while `http.server` is loaded anyway (by prometheus_client).
 
-Routes: `/healthz`, `/readyz`, `/metrics`, `/status`, `/` (the status page), and
-`GET/POST /overrides`, `DELETE /overrides/{address or name}`, `POST /reload` (writes need
+Routes: `/healthz`, `/readyz`, `/metrics`, `/status`, `/explain?name=N&type=T`, `/` (the
+status page), and `GET/POST /overrides`, `DELETE /overrides/{address or name}`, `POST /reload` (writes need
 `Authorization: Bearer`). A GET route answers HEAD too; a known path with another method is
 405 with `Allow`; an unknown path 404.
 """
@@ -39,7 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from healthdns.shared.config import format_endpoint
-from healthdns.supervisor import status
+from healthdns.supervisor import explain, status
 from healthdns.supervisor.status import Catalog, View
 
 log = logging.getLogger("healthdns.supervisor")
@@ -131,7 +131,8 @@ class ControlServer:
             return (self._remove, segments[1]) if method == "DELETE" else (None, "DELETE")
         reads: dict[str, Callable[[_Handler], Response]] = {
             "/": self._page, "/healthz": self._healthz, "/readyz": self._readyz,
-            "/metrics": self._metrics, "/status": self._status, "/overrides": self._overrides}
+            "/metrics": self._metrics, "/status": self._status, "/overrides": self._overrides,
+            "/explain": self._explain}
         writes: dict[str, Callable[[_Handler], Response]] = {"/overrides": self._set,
                                                         "/reload": self._reload}
         joined = "/" + "/".join(segments)
@@ -176,6 +177,15 @@ class ControlServer:
     def _status(self, request: _Handler) -> Response:
         return _json(200, status.status(self.view, self._known, time.time()))
 
+    def _explain(self, request: _Handler) -> Response:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        try:
+            return _json(200, explain.explain(self.view, self._known,
+                                              query.get("name", [""])[0],
+                                              query.get("type", [None])[0]))
+        except explain.ExplainError as e:
+            return _error(400, str(e))
+
     def _overrides(self, request: _Handler) -> Response:
         return _json(200, status.status(self.view, self._known, time.time())["overrides"])
 
@@ -201,7 +211,11 @@ class ControlServer:
         refused = self._refuse(request)
         if refused is not None:
             return refused
-        return self._ask("remove", {"key": request.key.lower().rstrip(".")})
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        fields = {"key": request.key.lower().rstrip(".")}
+        if "action" in query:  # remove only an override of this action (409 otherwise)
+            fields["action"] = query["action"][0]
+        return self._ask("remove", fields)
 
     def _reload(self, request: _Handler) -> Response:
         refused = self._refuse(request)
@@ -246,7 +260,13 @@ def _text(code: int, text: str) -> Response:
 
 
 def _json(code: int, doc: Any) -> Response:
-    return Response(code, json.dumps(doc).encode(), JSON)
+    # NaN and Infinity are not JSON: a document holding one is a bug, answered 500 and logged,
+    # never a body that clients cannot parse.
+    try:
+        return Response(code, json.dumps(doc, allow_nan=False).encode(), JSON)
+    except ValueError as e:
+        log.error("control: a document that is not JSON: %s", e)
+        return _error(500, f"internal error: {e}")
 
 
 def _error(code: int, text: str) -> Response:

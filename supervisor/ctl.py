@@ -1,16 +1,21 @@
 """`healthdns-ctl`: a small command line over the control endpoint.
 
-Reads (`status`, `targets`, `explain`) need nothing; writes (`drain`, `undrain`, `force`) need
-the endpoint's token (`--token`, `--token-file` or $HEALTHDNS_TOKEN). `--json` prints what the
-endpoint answered instead of the words.
+Reads (`status`, `targets`, `explain`) need nothing; writes (`drain`, `force`, `undrain`,
+`unforce`, `clear`, `reload`) need the endpoint's token (`--token`, `--token-file` or
+$HEALTHDNS_TOKEN). `--json` prints what the endpoint answered instead of the words.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import getpass
 import ipaddress
 import json
+import math
 import os
+import re
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -19,9 +24,15 @@ from typing import Any
 
 from healthdns.shared import command, logs
 from healthdns.shared.config import DEFAULT_CONTROL
+from healthdns.supervisor.overrides import MAX_BY, MAX_EXPIRES_IN
 
 TIMEOUT = 10.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Units of `--expires`: "90" and "90s" are seconds, "30m", "1h", "2d", "1w"; "1h30m" adds up.
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
+# What removes what: `undrain` only a drain, `unforce` only a force, `clear` either.
+REMOVES = {"undrain": "drain", "unforce": "force", "clear": None}
 
 
 class CtlError(Exception):
@@ -41,22 +52,43 @@ def parser() -> argparse.ArgumentParser:
                                 help="read the token from a file"))
     p.add_argument("--json", action="store_true", help="print the endpoint's JSON")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("status", help="generation, zones, responders, counts of up and down")
-    targets = sub.add_parser("targets", help="every check target and its state")
+    sub.add_parser("status", help="version, generation, zones, responders, counts of up and "
+                   "down, overrides")
+    targets = sub.add_parser("targets", help="every check target: state, since, why")
     targets.add_argument("--down", action="store_true", help="only targets not up")
-    explain = sub.add_parser("explain", help="what a name answers now, and why")
+    explain = sub.add_parser("explain", help="what a name answers now, and why (any name: "
+                             "pooled, static, CNAME, absent, not ours)")
     explain.add_argument("name")
-    explain.add_argument("type", nargs="?", default=None, help="A or AAAA (default: both)")
+    explain.add_argument("type", nargs="?", default=None,
+                         help="A, AAAA, CNAME, MX, TXT, SRV, CAA, PTR, NS or SOA (default: A, "
+                         "AAAA and the types the name holds)")
     for action, words in (("drain", "serve as down"), ("force", "serve as up")):
         write = sub.add_parser(action, help=f"{words} whatever the checks say")
         write.add_argument("subject", help="a served address, or a name with a checked pool")
         write.add_argument("--reason", default="", help="a note shown in status")
-        write.add_argument("--expires", type=float, metavar="SECONDS",
-                           help="drop the override after this long")
-    undrain = sub.add_parser("undrain", help="remove the override of an address or a name")
-    undrain.add_argument("subject")
+        write.add_argument("--expires", type=duration, metavar="DURATION",
+                           help="drop the override after this long: 90 or 90s, 30m, 1h, 2d, "
+                           "1w, 1h30m (at most 365d; default: until removed)")
+        write.add_argument("--by", default=None, help="who sets it, shown in status "
+                           "(default: USER@HOST)")
+    for command, words in (("undrain", "the drain of"), ("unforce", "the force of"),
+                           ("clear", "the override (drain or force) of")):
+        sub.add_parser(command, help=f"remove {words} an address or a name").add_argument(
+            "subject")
     sub.add_parser("reload", help="read and apply the configuration file again (as SIGHUP)")
     return p
+
+
+def duration(text: str) -> float:
+    """Seconds from "90", "90s", "30m", "1h", "2d", "1w" or a sum of them ("1h30m")."""
+    parts = _DURATION.findall(text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (like 90, 90s, 30m, 1h, "
+                                         "2d)")
+    seconds = sum(float(n) * UNITS[u or "s"] for n, u in parts)
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_EXPIRES_IN):
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 365d")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,22 +111,30 @@ def run(args: argparse.Namespace) -> str:
             doc = _get(args.url, "/status")
             return _json(doc) if args.json else _status(doc)
         case "targets":
-            rows = [t for t in _get(args.url, "/status")["targets"]
-                    if not args.down or t["state"] != "up"]
-            return _json(rows) if args.json else _targets(rows)
+            doc = _get(args.url, "/status")
+            rows = [t for t in doc["targets"] if not args.down or t["state"] != "up"]
+            return _json(rows) if args.json else _targets(rows, doc["overrides"])
         case "explain":
-            return _explain(_get(args.url, "/status"), args.name, args.type, args.json)
+            query = {"name": args.name} | ({"type": args.type} if args.type else {})
+            doc = _get(args.url, "/explain?" + urllib.parse.urlencode(query))
+            return _json(doc) if args.json else _explain(doc)
         case "drain" | "force":
-            body = {"name" if _is_name(args.subject) else "address": _subject(args.subject),
-                    "action": args.command, "reason": args.reason}
+            body: dict[str, Any] = {
+                "name" if _is_name(args.subject) else "address": _subject(args.subject),
+                "action": args.command, "reason": args.reason,
+                "by": args.by if args.by is not None else _who()}
             if args.expires is not None:
                 body["expires_in"] = args.expires
             answer = _call(args, "POST", "/overrides", body)
             return _json(answer) if args.json else f"{args.command}: {args.subject}\n"
-        case "undrain":
+        case "undrain" | "unforce" | "clear":
             path = "/overrides/" + urllib.parse.quote(_subject(args.subject), safe="")
+            action = REMOVES[args.command]
+            if action is not None:
+                path += "?action=" + action
             answer = _call(args, "DELETE", path, None)
-            return _json(answer) if args.json else f"override removed: {args.subject}\n"
+            removed = action or "override"
+            return _json(answer) if args.json else f"{removed} removed: {args.subject}\n"
         case _:  # "reload": a refused file is an HTTP error naming the problem
             answer = _call(args, "POST", "/reload", None)
             return _json(answer) if args.json else "reloaded\n"
@@ -111,6 +151,15 @@ def _is_name(text: str) -> bool:
 
 def _subject(text: str) -> str:
     return text.lower().rstrip(".") if _is_name(text) else text
+
+
+def _who() -> str:
+    """USER@HOST of whoever runs the command: the token is one for everyone, this says who."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:MAX_BY]
 
 
 # --- the endpoint -------------------------------------------------------------------------------
@@ -169,55 +218,103 @@ def _json(doc: Any) -> str:
 
 def _status(doc: dict[str, Any]) -> str:
     down = [t for t in doc["targets"] if t["state"] != "up"]
-    lines = [f"generation {doc['generation']}"
+    lines = [f"healthdns {doc.get('version', '(version unknown)')}",
+             f"generation {doc['generation']}"
              + ("" if doc["current"] else " (responders catching up)")]
     lines += [f"zone {z['zone']}: serial {z['serial']}" for z in doc["zones"]]
     lines += [f"responder {r['slot']}: {r['state']}, generation {r['generation']}"
               for r in doc["responders"]]
     lines.append(f"targets: {len(doc['targets']) - len(down)} up, {len(down)} down or unknown")
-    lines += [f"override: {o['action']} {o['name'] or o['address']}"
-              + (f" ({o['reason']})" if o["reason"] else "") for o in doc["overrides"]]
+    lines += [f"override: {o['action']} {o['name'] or o['address']}" + _held(o)
+              for o in doc["overrides"]]
     return "\n".join(lines) + "\n"
 
 
-def _targets(rows: list[dict[str, Any]]) -> str:
-    lines = []
+def _targets(rows: list[dict[str, Any]], overrides: list[dict[str, Any]]) -> str:
+    """A table: state, address, check, since (local time), why, names."""
+    by_address = {o["address"]: o for o in overrides if o["address"]}
+    table = [("STATE", "ADDRESS", "CHECK", "SINCE", "WHY", "NAMES")]
     for t in rows:
-        extra = f" [{t['override']}, checks say {t['probed']}]" if t["override"] else ""
-        lines.append(f"{t['state']:<8} {', '.join(t['served']):<20} {t['check']:<10} "
-                     f"{', '.join(t['names'])}{extra}")
-    return "\n".join(lines) + ("\n" if lines else "")
+        held = next((by_address[a] for a in t["served"] if a in by_address), None)
+        why = t["reason"] or "-"
+        if held is not None:
+            why = f"{held['action']}{_held(held)}; checks say {t['probed']}: {why}"
+        table.append((t["state"], ", ".join(t["served"]), t["check"], _when(t["since"]), why,
+                      ", ".join(t["names"])))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+                   + "  " + row[5] + "\n" for row in table)
 
 
-def _explain(doc: dict[str, Any], name: str, rdtype: str | None, as_json: bool) -> str:
-    wanted = name.lower().rstrip(".")
-    entry = next((n for n in doc["names"] if n["name"] == wanted), None)
-    if entry is None:
-        raise CtlError(f"{wanted!r} has no checked pool (static records answer as "
-                       "configured)")
-    answers = [a for a in entry["answers"] if rdtype is None or a["type"] == rdtype.upper()]
-    if as_json:
-        return _json({**entry, "answers": answers})
-    return "".join(_why(wanted, entry, a) for a in answers) or \
-        f"{wanted} has no {rdtype} addresses in its pool\n"
+def _held(o: dict[str, Any]) -> str:
+    """An override's reason, who, since and until when, in words: " (disk swap, by
+    alice@bastion, since 2025-06-01 16:00:00, until 2025-06-01 18:00:00)"."""
+    parts = [o["reason"]] if o["reason"] else []
+    if o.get("by"):
+        parts.append(f"by {o['by']}")
+    if o.get("created"):
+        parts.append(f"since {_when(o['created'])}")
+    parts.append(f"until {_when(o['expires'])}" if o["expires"] else "until removed")
+    return f" ({', '.join(parts)})"
 
 
-def _why(name: str, entry: dict[str, Any], answer: dict[str, Any]) -> str:
-    pool, rule = entry["pool"], answer["rule"]
-    served = ", ".join(answer["addresses"]) or "no address (NODATA)"
-    if rule == "healthy":
-        why = (f"group {answer['group'] + 1} of {len(pool['groups'])} has at least "
-               f"min_healthy = {pool['min_healthy']} addresses up")
-    elif rule == "degraded":
-        why = (f"no group has min_healthy = {pool['min_healthy']} addresses up; group "
-               f"{answer['group'] + 1} is the first with any up")
+def _when(seconds: float | None) -> str:
+    """A Unix time as local date and time; "-" for none."""
+    if seconds is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _explain(doc: dict[str, Any]) -> str:
+    name = doc["name"]
+    if not doc["answers"]:
+        return f"{name}: {doc['rcode']}\n  because {doc['why']}\n"
+    head = ""
+    if doc["alias_of"]:
+        head = (f"{name} is in {doc['zone']}, an alias zone of {doc['alias_of']}: it answers "
+                "as the same name there\n")
+    return head + "".join(_answer(name, a) for a in doc["answers"])
+
+
+def _answer(name: str, answer: dict[str, Any]) -> str:
+    kind = "address" if answer["type"] in ("A", "AAAA") else "record"
+    if answer["rcode"] is None:
+        served = "nothing yet"
+    elif answer["rcode"] != "NOERROR":
+        served = answer["rcode"]
     else:
-        why = f"every address is down, so the pool's policy {rule.split()[-1]!r} answers"
-    if entry.get("override"):
-        why += f"; the name is overridden: {entry['override']}"
-    down = ", ".join(entry["down"])
-    return f"{name} {answer['type']}: {served}\n  because {why}" + \
-        (f"\n  down: {down}" if down else "") + "\n"
+        served = ", ".join(answer["records"]) or f"no {kind} (NODATA)"
+    ttl = f" (ttl {answer['ttl']})" if answer["ttl"] is not None else ""
+    lines = [f"{name} {answer['type']}: {served}{ttl}"]
+    lines += [f"  {c['name']} CNAME {c['target']} (ttl {c['ttl']})" for c in answer["chain"]]
+    lines.append(f"  because {answer['why']}")
+    count = len(answer["records"])
+    if answer.get("rotates"):
+        lines.append(f"  each answer holds {answer['per_answer']} of these {count}: "
+                     f"{answer['variants']} answers rotate, each responder giving the next "
+                     "one on every answer")
+    elif answer.get("source") == "pool" and count > 1:
+        lines.append("  each answer holds " + ("both addresses" if count == 2
+                                               else f"all {count} addresses"))
+    if answer.get("override"):
+        lines.append(f"  name {answer['override']['action']}{_held(answer['override'])}")
+    lines += [_address(a) for a in answer.get("addresses", ()) if a["state"] != "up"]
+    return "\n".join(lines) + "\n"
+
+
+def _address(a: dict[str, Any]) -> str:
+    """One address that is not simply up: its state, and why (the override that holds it, what
+    the checks say and since when)."""
+    line = f"  {a['state']}: {a['address']}"
+    held = a["state"] in ("drained", "forced")
+    if a["override"]:
+        line += f"; {a['override']['action']}{_held(a['override'])}"
+    if a["probed"] is not None and a["state"] != "backup":
+        words = [f"checks say {a['probed']}"] if held else []
+        words += [f"since {_when(a['since'])}"] if a["since"] else []
+        line += ("; " if held else " ") + " ".join(words) + (f": {a['reason']}" if a["reason"]
+                                                             else "")
+    return line
 
 
 if __name__ == "__main__":

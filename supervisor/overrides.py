@@ -15,10 +15,17 @@ them drains the check, and a drain beats a force: taking an address out is the s
 
 from __future__ import annotations
 
+import json
+import math
+
 import msgspec
 
 ACTIONS = ("drain", "force")
 MAX_REASON = 200  # characters: a note for the operator, not a document
+MAX_BY = 64  # characters of who set an override ("alice@bastion")
+# The longest an override may be asked to last: a year. A hold meant to be longer is meant to
+# be permanent (no `expires_in`) or a change of the configuration.
+MAX_EXPIRES_IN = 365 * 86400
 
 
 class OverrideError(ValueError):
@@ -32,6 +39,7 @@ class Override(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     action: str  # one of ACTIONS
     reason: str = ""
+    by: str = ""  # who set it, as the client says (the token is one for everyone)
     expires: float | None = None  # wall-clock seconds; None: until removed
     created: float = 0.0
 
@@ -58,18 +66,26 @@ class Overrides:
         if override.action not in ACTIONS:
             raise OverrideError(f"action: expected one of {', '.join(ACTIONS)}, got "
                                 f"{override.action!r}")
-        if override.expires is not None and override.expires <= now:
-            raise OverrideError("expires: the time has already passed")
+        _check_times(override, now)
         if len(override.reason) > MAX_REASON:
             raise OverrideError(f"reason: longer than {MAX_REASON} characters")
+        if len(override.by) > MAX_BY:
+            raise OverrideError(f"by: longer than {MAX_BY} characters")
         if override.name:
             self.by_name[override.name] = override
         else:
             self.by_address[override.address] = override
 
-    def remove(self, key: str) -> bool:
-        """Drop the override of an address or a name; False if it had none."""
-        return (self.by_address.pop(key, None) or self.by_name.pop(key, None)) is not None
+    def remove(self, key: str, action: str | None = None) -> bool:
+        """Drop the override of an address or a name (only if it is an `action`, when given);
+        False if it had none. An OverrideError when it holds the other action."""
+        held = self.by_address.get(key) or self.by_name.get(key)
+        if held is None:
+            return False
+        if action is not None and held.action != action:
+            raise OverrideError(f"{key!r} is held by a {held.action}, not a {action}")
+        (self.by_address if held.address else self.by_name).pop(key)
+        return True
 
     def expire(self, now: float) -> list[Override]:
         """Drop the overrides whose time has come; the dropped ones."""
@@ -113,3 +129,43 @@ class Overrides:
                 problems.append(f"override of {override.name or override.address!r} "
                                 f"dropped: {e}")
         return problems
+
+
+def expiry(expires_in: object, now: float) -> float | None:
+    """When an override asked to last `expires_in` seconds (a request's field) ends; None
+    when it is not given (until removed). An OverrideError names the field: a time that is
+    not a finite number within (0, MAX_EXPIRES_IN] would never end, or make the status
+    document invalid JSON (NaN)."""
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        raise OverrideError(f"expires_in: {_shown(expires_in)} is not a number of seconds")
+    # An int is compared as it is: one too large for a float must not raise OverflowError.
+    finite = isinstance(expires_in, int) or math.isfinite(expires_in)
+    if not (finite and 0 < expires_in <= MAX_EXPIRES_IN):
+        raise OverrideError(f"expires_in: {_shown(expires_in)} is not between 0 and "
+                            f"{MAX_EXPIRES_IN} seconds (365 days); leave it out for an "
+                            "override that holds until removed")
+    return now + expires_in
+
+
+def _check_times(override: Override, now: float) -> None:
+    """Times that can be kept and shown: finite, an expiry in the future and within reach
+    (a state file is read back through here too)."""
+    if not math.isfinite(override.created):
+        raise OverrideError("created: not a finite time")
+    if override.expires is None:
+        return
+    if not math.isfinite(override.expires):
+        raise OverrideError("expires: not a finite time")
+    if override.expires <= now:
+        raise OverrideError("expires: the time has already passed")
+    if override.expires > now + MAX_EXPIRES_IN:
+        raise OverrideError(f"expires: more than {MAX_EXPIRES_IN} seconds (365 days) ahead")
+
+
+def _shown(value: object) -> str:
+    """A bad value as the error shows it: short, whatever the client sent."""
+    text = json.dumps(value) if isinstance(value, str | int | float | bool) else \
+        type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -8,6 +8,7 @@ lock and can never see half an update, nor hold up the loop.
 
 from __future__ import annotations
 
+import math
 import platform
 from collections import Counter
 from collections.abc import Iterator
@@ -23,10 +24,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from healthdns.shared.config import Config
+from healthdns.shared.config import Config, ZoneSpec
 from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS, Probe
 from healthdns.shared.version import version
-from healthdns.supervisor.names import QTYPE_NUMBERS, absolute, from_wire, type_text
+from healthdns.supervisor.names import QTYPE_NUMBERS, absolute, bare, from_wire, type_text
 from healthdns.supervisor.overrides import Override
 
 # The query types that get their own label value; every other one is "other", so a client
@@ -42,6 +43,7 @@ NO_ZONE = "."
 Counts = Counter[tuple[int, int, int, str, int, int]]
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
           9: "NOTAUTH", 16: "BADVERS"}
+MAX_VARIANTS = 1024  # rotating answers per name and type, at most (as the signer renders)
 
 
 @dataclass(frozen=True)
@@ -128,27 +130,63 @@ def catalog(cfg: Config) -> dict[str, Target]:
 
 @dataclass(frozen=True)
 class Catalog:
-    """What the configuration says, for the endpoint: targets, pools by name, zones."""
+    """What the configuration says, for the endpoint: targets, pools by name, zones, and the
+    zones' specs (what `explain` reads static records and aliases from)."""
 
     targets: dict[str, Target]
-    pools: dict[str, dict[str, Any]]  # name -> its pool's rules (groups, min_healthy, policy)
+    pools: dict[str, dict[str, Any]]  # name -> its pool's rules (see `pools`)
     zones: list[str]
+    specs: tuple[ZoneSpec, ...] = ()
 
 
 def make_catalog(cfg: Config) -> Catalog:
-    return Catalog(catalog(cfg), pools(cfg), zone_names(cfg))
+    return Catalog(catalog(cfg), pools(cfg), zone_names(cfg), cfg.zones)
 
 
 def pools(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Each pooled name (of the zones, not the aliases) -> its pool's rules: groups and their
+    weights, min_healthy, max_answers, policy and backup."""
     out = {}
     for zone in cfg.zones:
         for owner, record in zone.records.items():
             if record.pool is not None:
-                name = absolute(owner, zone.origin)
-                out[name] = {"groups": [list(g.addresses) for g in record.pool.groups],
-                             "min_healthy": record.pool.min_healthy,
-                             "policy": record.pool.policy}
+                pool = record.pool
+                out[absolute(owner, zone.origin)] = {
+                    "groups": [list(g.addresses) for g in pool.groups],
+                    "weights": [list(g.weights) for g in pool.groups],
+                    "min_healthy": pool.min_healthy, "max_answers": pool.max_answers,
+                    "policy": pool.policy, "backup": list(pool.backup)}
     return out
+
+
+def rotation(pool: dict[str, Any], addresses: list[str]) -> dict[str, Any]:
+    """What one answer holds of the `addresses` a pool chose: `per_answer` of them; when an
+    answer holds fewer than were chosen (`max_answers`), the signer renders `variants`
+    answers, each address first in as many as its weight says, and they rotate."""
+    limit = pool["max_answers"]
+    if not limit or len(addresses) <= limit:
+        return {"per_answer": len(addresses), "rotates": False, "variants": 1}
+    weights = {a: w for group, ws in zip(pool["groups"], pool["weights"], strict=True)
+               for a, w in zip(group, ws, strict=True)}
+    chosen = [weights.get(a, 1) for a in addresses]  # backup addresses weigh 1
+    divisor = math.gcd(*chosen)
+    return {"per_answer": limit, "rotates": True,
+            "variants": min(sum(w // divisor for w in chosen), MAX_VARIANTS)}
+
+
+def if_all_down(pool: dict[str, Any]) -> dict[str, Any]:
+    """What a pool answers once every address of a family is down: its policy, and the
+    addresses per type ("serve-all": the first group with addresses of the family)."""
+    policy = pool["policy"]
+    answers: dict[str, list[str]] = {}
+    for rdtype, v6 in (("A", False), ("AAAA", True)):
+        groups = [[a for a in g if (":" in a) == v6] for g in pool["groups"]]
+        groups = [g for g in groups if g]
+        if not groups:
+            continue  # no address of the family: NODATA, whatever the policy
+        answers[rdtype] = groups[0] if policy == "serve-all" else \
+            [a for a in pool["backup"] if (":" in a) == v6] if policy == "backup" else []
+    return {"policy": policy, "answers": answers}
 
 
 def zone_label(origin: bytes, spelled: list[str]) -> str:
@@ -187,7 +225,7 @@ def status(view: View, known: Catalog, now: float) -> dict[str, Any]:
         })
     rows.sort(key=lambda r: (r["state"] == "up", r["address"]))  # down (and unknown) first
     return {
-        "generation": view.generation, "current": view.current,
+        "version": version(), "generation": view.generation, "current": view.current,
         "published_at": view.published_at, "now": now,
         "zones": [{"zone": z, "serial": s} for z, s in view.serials],
         "responders": [vars(r) for r in view.responders],
@@ -197,29 +235,69 @@ def status(view: View, known: Catalog, now: float) -> dict[str, Any]:
 
 
 def _names(view: View, known: Catalog) -> list[dict[str, Any]]:
-    names: dict[str, dict[str, Any]] = {}
-    for target in known.targets.values():
-        up = view.targets.get(target.id, TargetState(None, None, None, 0, None)).up
-        for name in target.names:
-            entry = names.setdefault(name, {"name": name, "zone": target.zones[0], "up": [],
-                                            "down": []})
-            entry["up" if up else "down"].extend(target.served)
-    forced = {o.name: o.action for o in view.overrides if o.name}
-    answers: dict[str, list[dict[str, Any]]] = {}
-    for name, rdtype, group, rule, addresses in view.choices:
-        answers.setdefault(name, []).append({
-            "type": type_text(rdtype), "addresses": addresses, "rule": rule,
-            "group": group if group >= 0 else None})
+    """Each pooled name: its addresses up and down (after overrides), those an override
+    holds (`drained`, `forced`), what it answers now and what it would with all down."""
+    names = _by_name(view, known)
+    whole = {o.name: o.action for o in view.overrides if o.name}
+    answers = _answers(view, known)
+    aliases = _aliases(known.specs)
     for entry in names.values():
-        entry["answers"] = answers.get(entry["name"], [])
-        entry["pool"] = known.pools.get(entry["name"])
-        entry["override"] = forced.get(entry["name"])
-        if entry["override"] == "drain":
-            entry["up"], entry["down"] = [], entry["up"] + entry["down"]
+        name = entry["name"]
+        entry["aliases"] = [f"{name[:-len(entry['zone'])]}{a}"
+                            for a in aliases.get(entry["zone"], ())]
+        entry["answers"] = answers.get(name, [])
+        entry["pool"] = known.pools.get(name)
+        entry["if_all_down"] = if_all_down(entry["pool"]) if entry["pool"] else None
+        entry["override"] = whole.get(name)
+        every = entry["up"] + entry["down"]
+        if entry["override"] == "drain":  # the whole name: every address, whatever its own
+            entry["up"], entry["down"], entry["drained"], entry["forced"] = [], every, every, []
         elif entry["override"] == "force":
-            entry["up"], entry["down"] = entry["up"] + entry["down"], []
+            entry["up"], entry["down"], entry["drained"], entry["forced"] = every, [], [], every
         entry["all_down"] = not entry["up"]
     return sorted(names.values(), key=lambda n: n["name"])
+
+
+def _by_name(view: View, known: Catalog) -> dict[str, dict[str, Any]]:
+    """Each pooled name's addresses by state, as the address overrides make it."""
+    names: dict[str, dict[str, Any]] = {}
+    origins = [bare(z.origin) for z in known.specs]
+    for target in known.targets.values():
+        state = view.targets.get(target.id, TargetState(None, None, None, 0, None))
+        held = {"drain": "drained", "force": "forced"}.get(state.override or "")
+        for name in target.names:
+            entry = names.get(name)
+            if entry is None:
+                zone = zone_of(name, origins) or target.zones[0]
+                entry = names[name] = {"name": name, "zone": zone, "up": [], "down": [],
+                                       "drained": [], "forced": []}
+            entry["up" if state.up else "down"].extend(target.served)
+            if held is not None:
+                entry[held].extend(target.served)
+    return names
+
+
+def _answers(view: View, known: Catalog) -> dict[str, list[dict[str, Any]]]:
+    """Per pooled name, what each address type answers now, why, and how an answer holds it."""
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for name, rdtype, group, rule, addresses in view.choices:
+        pool = known.pools.get(name)
+        answers.setdefault(name, []).append({
+            "type": type_text(rdtype), "addresses": addresses, "rule": rule,
+            "group": group if group >= 0 else None,
+            **(rotation(pool, addresses) if pool is not None else {})})
+    return answers
+
+
+def zone_of(name: str, zones: list[str]) -> str | None:
+    """The most specific of `zones` (lower case, no final dot) that holds `name`."""
+    holding = [z for z in zones if name == z or name.endswith("." + z)]
+    return max(holding, key=len, default=None)
+
+
+def _aliases(specs: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, ...]]:
+    """Zone (without the final dot) -> its alias zones."""
+    return {bare(z.origin): tuple(bare(a) for a in z.aliases) for z in specs if z.aliases}
 
 
 def _probe(probe: Probe | None) -> dict[str, Any]:
@@ -231,7 +309,7 @@ def _probe(probe: Probe | None) -> dict[str, Any]:
 
 def _override(o: Override) -> dict[str, Any]:
     return {"address": o.address, "name": o.name, "action": o.action, "reason": o.reason,
-            "expires": o.expires, "created": o.created}
+            "by": o.by, "expires": o.expires, "created": o.created}
 
 
 def _word(up: bool | None) -> str:

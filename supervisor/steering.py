@@ -18,7 +18,7 @@ from healthdns.shared import messages
 from healthdns.shared.config import Config
 from healthdns.supervisor import status, warm
 from healthdns.supervisor.control import Request
-from healthdns.supervisor.overrides import Override, OverrideError, Overrides
+from healthdns.supervisor.overrides import ACTIONS, Override, OverrideError, Overrides, expiry
 from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 
 log = logging.getLogger("healthdns.supervisor")
@@ -148,22 +148,29 @@ class Steering:
         """Carry out one write call; its answer (`status` other than 200 on an error)."""
         fields, now = request.fields, time.time()
         if request.op == "remove":
-            key = str(fields.get("key"))
-            if not self.overrides.remove(key):
-                return {"status": 404, "error": f"no override of {key!r}"}
+            key, action = str(fields.get("key")), fields.get("action")
+            if action is not None and action not in ACTIONS:
+                return {"status": 400, "error": f"action: expected one of "
+                        f"{', '.join(ACTIONS)}, got {str(action)[:20]!r}"}
+            try:
+                if not self.overrides.remove(key, None if action is None else str(action)):
+                    return {"status": 404, "error": f"no override of {key!r}"}
+            except OverrideError as e:
+                return {"status": 409, "error": str(e)}
             log.info("override removed: %s", key)
             return {"removed": key}
         try:
-            expires = fields.get("expires_in")
             override = Override(
                 address=str(fields.get("address", "")), name=_name(fields.get("name", "")),
                 action=str(fields.get("action", "")), reason=str(fields.get("reason", "")),
-                created=now, expires=None if expires is None else now + float(expires))
+                by=str(fields.get("by", "")), created=now,
+                expires=expiry(fields.get("expires_in"), now))
             self.overrides.set(override, now)
         except (OverrideError, TypeError, ValueError) as e:
             return {"status": 400, "error": str(e)}
-        log.info("override set: %s %s (%s)", override.action,
-                 override.name or override.address, override.reason or "no reason given")
+        log.info("override set: %s %s (%s)%s", override.action,
+                 override.name or override.address, override.reason or "no reason given",
+                 f" by {override.by}" if override.by else "")
         return {"address": override.address, "name": override.name,
                 "action": override.action, "expires": override.expires}
 

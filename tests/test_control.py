@@ -336,15 +336,21 @@ def test_status_says_what_each_name_answers_and_which_rule_chose_it(
                                                                            "127.0.0.2"],
          "both served")
     assert www()["answers"] == [{"type": "A", "addresses": ["127.0.0.1", "127.0.0.2"],
-                                 "rule": "healthy", "group": 0}]
-    assert www()["pool"] == {"groups": [["127.0.0.1", "127.0.0.2"]], "min_healthy": 1,
-                             "policy": "serve-all"}
+                                 "rule": "healthy", "group": 0, "per_answer": 2,
+                                 "rotates": False, "variants": 1}]
+    assert www()["pool"] == {"groups": [["127.0.0.1", "127.0.0.2"]], "weights": [[1, 1]],
+                             "min_healthy": 1, "max_answers": 0, "policy": "serve-all",
+                             "backup": []}
+    assert www()["if_all_down"] == {"policy": "serve-all",
+                                    "answers": {"A": ["127.0.0.1", "127.0.0.2"]}}
     backends[0].down()
     backends[1].down()
     wait(lambda: www()["answers"][0]["rule"] == "policy serve-all", "every address down")
     api = next(n for n in status(server)["names"] if n["name"] == "api.example.test")
     assert api["answers"] == [{"type": "A", "addresses": [], "rule": "policy empty",
-                               "group": None}]
+                               "group": None, "per_answer": 0, "rotates": False,
+                               "variants": 1}]
+    assert api["if_all_down"] == {"policy": "empty", "answers": {"A": []}}
 
 
 def test_check_durations_and_failures_by_reason(server: Server,
