@@ -71,9 +71,9 @@ def parser() -> argparse.ArgumentParser:
                            "1w, 1h30m (at most 365d; default: until removed)")
         write.add_argument("--by", default=None, help="who sets it, shown in status "
                            "(default: USER@HOST)")
-    for command, words in (("undrain", "the drain of"), ("unforce", "the force of"),
-                           ("clear", "the override (drain or force) of")):
-        sub.add_parser(command, help=f"remove {words} an address or a name").add_argument(
+    for verb, words in (("undrain", "the drain of"), ("unforce", "the force of"),
+                        ("clear", "the override (drain or force) of")):
+        sub.add_parser(verb, help=f"remove {words} an address or a name").add_argument(
             "subject")
     sub.add_parser("reload", help="read and apply the configuration file again (as SIGHUP)")
     return p

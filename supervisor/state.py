@@ -14,7 +14,7 @@ the reason:
   prober runs as the same user) cannot make a supervisor believe what it wrote;
 - what it says is within bounds: no kept serial more than `SERIAL_LEAD` ahead of the clock
   (one 2^31 ahead would freeze every secondary), no override that expires more than
-  `OVERRIDE_HORIZON` from now (JSON has no NaN or infinity, and a number too large for a float
+  `overrides.MAX_EXPIRES_IN` from now (JSON has no NaN or infinity, and a number too large for a float
   does not decode).
 
 The key is 32 random bytes, in hex, in the file beside it (`state.json.key`), made when it is
@@ -39,7 +39,7 @@ from pathlib import Path
 import msgspec
 
 from healthdns.shared import files
-from healthdns.supervisor.overrides import Override
+from healthdns.supervisor.overrides import MAX_EXPIRES_IN, Override
 from healthdns.supervisor.warm import Health
 
 log = logging.getLogger("healthdns.supervisor")
@@ -48,7 +48,6 @@ MAX_BYTES = 16 << 20  # ten thousand targets and their overrides take well under
 KEY_SUFFIX = ".key"
 KEY_BYTES = 32
 SERIAL_LEAD = 3 * 86400  # a burst of changes runs serials ahead of the clock: days, never more
-OVERRIDE_HORIZON = 10 * 365 * 86400  # an expiry further away is not one an operator set
 
 
 class Kept(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -129,9 +128,9 @@ def out_of_bounds(kept: Kept, now: float) -> str | None:
             return (f"the serial of {zone} is {lead} s ahead of the clock, more than the "
                     f"{SERIAL_LEAD} s a burst of changes can run it ahead")
     for o in kept.overrides:
-        if o.expires is not None and o.expires > now + OVERRIDE_HORIZON:
+        if o.expires is not None and o.expires > now + MAX_EXPIRES_IN:
             return (f"the override of {o.name or o.address!r} expires at {o.expires:.0f}, "
-                    f"more than {OVERRIDE_HORIZON // 86400} days from now")
+                    f"more than {MAX_EXPIRES_IN // 86400} days from now")
     return None
 
 

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from test_control import TOKEN, status
 
 from healthdns.supervisor import state
-from healthdns.supervisor.overrides import Override
+from healthdns.supervisor.overrides import MAX_EXPIRES_IN, Override
 from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 from healthdns.supervisor.warm import Health
 
@@ -118,7 +118,7 @@ def serial_ahead(serial: int, now: float) -> int:
 
 @settings(max_examples=200, deadline=None)
 @given(serial=st.integers(0, 2**32 - 1),
-       expires=st.one_of(st.none(), st.floats(NOW, NOW + 2 * state.OVERRIDE_HORIZON)))
+       expires=st.one_of(st.none(), st.floats(NOW, NOW + 2 * MAX_EXPIRES_IN)))
 def test_a_kept_serial_and_an_expiry_are_believed_only_within_bounds(
         tmp_path_factory: pytest.TempPathFactory, serial: int, expires: float | None) -> None:
     path = tmp_path_factory.mktemp("state") / "state.json"
@@ -126,7 +126,7 @@ def test_a_kept_serial_and_an_expiry_are_believed_only_within_bounds(
                 serials={"example.test": serial})
     StateFile(str(path), KEY).save(kept)
     sane = serial_ahead(serial, NOW) <= state.SERIAL_LEAD and (
-        expires is None or expires - NOW <= state.OVERRIDE_HORIZON)
+        expires is None or expires - NOW <= MAX_EXPIRES_IN)
     if sane:
         assert StateFile(str(path), KEY).load(NOW) == kept
     else:
