@@ -1,14 +1,16 @@
 """Which connections the control endpoint serves: a total and a per-client cap, and the
 longest-idle connection closed first when a new one needs its place.
 
-A connection is *idle* while it waits for the first byte of a request: just accepted, or kept
-alive after an answer. Idle connections cost a thread each and nothing else, and a client
-reconnects at once, so when the table is full a new connection takes the place of the one idle
-the longest, as the responders' TCP does and as nginx reuses its keep-alive connections: a
-client that holds connections open between requests (one request every 8 s on each of 128)
-cannot keep anyone out. A connection that is reading or answering a request is never closed
-for another; its request has a deadline (`httpd.Limits.request_timeout`), so a client that
-trickles its bytes holds its place that long at most, and at most `per_client` places.
+A connection is *idle* while it waits for the first byte of a request: kept alive after an
+answer, or accepted more than `grace` seconds ago (a client sends its first request at once;
+a connection whose thread has not run yet, on a busy process, is not idle for that). Idle
+connections cost a thread each and nothing else, and a client reconnects at once, so when the
+table is full a new connection takes the place of the one idle the longest, as the responders'
+TCP does and as nginx reuses its keep-alive connections: a client that holds connections open
+between requests (one request every 8 s on each of 128) cannot keep anyone out. A connection
+that is reading or answering a request is never closed for another; its request has a
+deadline (`httpd.Limits.request_timeout`), so a client that trickles its bytes holds its place
+that long at most, and at most `per_client` places.
 
 Clients are counted by IPv4 address or IPv6 /64 (one host's privacy addresses are one client).
 """
@@ -47,10 +49,11 @@ def client_key(address: str) -> str:
 class Connections:
     """The table of served connections; every method is safe from any thread."""
 
-    def __init__(self, limit: int, per_client: int,
+    def __init__(self, limit: int, per_client: int, grace: float = 0.0,
                  clock: Callable[[], float] = time.monotonic, oldest: bool = False) -> None:
         self.limit = limit
         self.per_client = per_client
+        self.grace = grace  # a new connection is idle this long after its admission
         # Make room by closing the oldest connection, idle or not: for connections that
         # may take a second at most anyway (the overflow of `httpd`).
         self.oldest = oldest
@@ -63,9 +66,10 @@ class Connections:
         return len(self._open)
 
     def admit(self, new: Connection) -> tuple[bool, list[Connection]]:
-        """Whether `new` is served (idle from now), and the idle connections closed to make
-        room: the client's own longest-idle when it is at its cap, else the longest-idle of
-        all when the table is full. Not served: no connection that could make room is idle."""
+        """Whether `new` is served (idle once its grace is over), and the idle connections
+        closed to make room: the client's own longest-idle when it is at its cap, else the
+        longest-idle of all when the table is full. Not served: no connection that could make
+        room is idle."""
         with self._lock:
             closed: list[Connection] = []
             for mine in (True, False):
@@ -75,10 +79,12 @@ class Connections:
                     continue
                 victim = self._longest_idle(new.client if mine else None)
                 if victim is None:
+                    new.gone = True  # as far as this table knows
                     return False, closed
                 self._drop(victim)
                 closed.append(victim)
-            new.idle_since = self._clock()
+            new.idle_since = self._clock() + self.grace
+            new.gone = False
             self._open[new] = None
             self._clients[new.client] += 1
             return True, closed
@@ -102,14 +108,15 @@ class Connections:
     def remove(self, conn: Connection) -> None:
         """`conn` is done: its place is free."""
         with self._lock:
-            if not conn.gone:
+            if conn in self._open:
                 self._drop(conn)
 
     def _longest_idle(self, client: str | None) -> Connection | None:
         mine = (c for c in self._open if client is None or c.client == client)
         if self.oldest:
             return next(mine, None)  # the table keeps the order they came in
-        idle = [c for c in mine if c.idle_since is not None]
+        now = self._clock()
+        idle = [c for c in mine if c.idle_since is not None and c.idle_since <= now]
         return min(idle, key=lambda c: c.idle_since or 0.0, default=None)
 
     def _drop(self, conn: Connection) -> None:

@@ -73,6 +73,7 @@ class Limits:
     request_timeout: float = 10.0  # seconds for each request (see the module's docstring)
     probe_timeout: float = 1.0  # seconds an overflow connection has to send its request
     linger: float = 1.0  # seconds a closing connection is drained at most
+    grace: float = 1.0  # seconds a new connection is not closed for another (see connections)
 
 
 LIMITS = Limits()
@@ -249,6 +250,7 @@ class Handler(BaseHTTPRequestHandler):
         self.linger = False  # unread bytes may follow: drain them before the close
         self.pending: int | None = None  # the body not read yet: its length, or CHUNKED
         self.expect_continue = False
+        self.answered = False  # a request was answered on this connection
         super().__init__(conn.sock, address, listener)
 
     def version_string(self) -> str:
@@ -291,8 +293,10 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self.close_connection = True  # until a request is answered in full
         self.raw.waiting = True
-        if not self.table.idle(self.conn):
+        # Idle between requests; before the first, as its admission said (after its grace).
+        if self.answered and not self.table.idle(self.conn):
             return
+        self.answered = True
         try:
             head = read_head(self.rfile)
         except RequestError as e:
@@ -396,7 +400,7 @@ class Listener(HTTPServer):
         self.app = app
         self.limits = limits
         self.tls = tls  # assigned anew by a reload; each connection takes the one of its accept
-        self.connections = Connections(limits.connections, limits.per_client)
+        self.connections = Connections(limits.connections, limits.per_client, limits.grace)
         self.overflow = Connections(limits.overflow, limits.overflow, oldest=True)
 
     def process_request(self, request: Any, client_address: Any) -> None:

@@ -1,10 +1,11 @@
 """The control endpoint's connection table against a model of its rules, over random schedules.
 
 The rules (supervisor/connections.py): at most `limit` connections, at most `per_client` from
-one client; a connection is idle from its admission and between requests; a new connection
-that meets a full table takes the place of the longest-idle connection (of its own client when
-the client is at its cap, else of all), and is refused only when none is idle. The overflow's
-table (`oldest`) closes the first admitted instead, idle or not, and so never refuses.
+one client; a connection is idle from `grace` after its admission, and between requests; a new
+connection that meets a full table takes the place of the longest-idle connection (of its own
+client when the client is at its cap, else of all), and is refused only when none is idle. The
+overflow's table (`oldest`) closes the first admitted instead, idle or not, and so never
+refuses.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from healthdns.supervisor.connections import Connection, Connections, client_key
 
-LIMIT, PER_CLIENT = 6, 3
+LIMIT, PER_CLIENT, GRACE = 6, 3, 1.5
 CLIENTS = ("192.0.2.1", "192.0.2.2", "192.0.2.3")
 
 
@@ -35,7 +36,7 @@ class Model:
             return min((n for n, (c, _) in self.open.items() if client in (None, c)),
                        default=None)
         idle = [(since, name) for name, (c, since) in self.open.items()
-                if since is not None and client in (None, c)]
+                if since is not None and since <= self.now and client in (None, c)]
         return min(idle)[1] if idle else None
 
     def admit(self, name: int, client: str) -> tuple[bool, list[int]]:
@@ -52,7 +53,7 @@ class Model:
                 return False, closed
             del self.open[victim]
             closed.append(victim)
-        self.open[name] = (client, self.now)
+        self.open[name] = (client, self.now + (0.0 if self.oldest else GRACE))
         return True, closed
 
 
@@ -67,7 +68,8 @@ STEPS = st.lists(st.one_of(
 @given(steps=STEPS, oldest=st.booleans())
 def test_admission_follows_the_rules(steps: list[tuple[str, object]], oldest: bool) -> None:
     model = Model(oldest)
-    table = Connections(LIMIT, PER_CLIENT, clock=lambda: model.now, oldest=oldest)
+    table = Connections(LIMIT, PER_CLIENT, 0.0 if oldest else GRACE, clock=lambda: model.now,
+                        oldest=oldest)
     conns: list[Connection] = []
     with socket.socket() as placeholder:  # the table never touches a connection's socket
         for op, arg in steps:
