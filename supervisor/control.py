@@ -9,9 +9,9 @@ supervisor's wakeup socket is poked, and the loop applies it and answers through
 What a client can hold, and why probes are still answered (see `httpd` and `connections`):
 every size in a request is bounded before it is read, and a body is read only for an
 authorised write; each request has 10 s. At most 128 connections are served, 32 from one
-client (IPv4 address or IPv6 /64). Connections that wait between requests are closed, the
-longest-idle first, when a new one needs their place, so idle keep-alive clients cannot lock
-anyone out; and a connection that finds every place busy with a request in progress joins an
+client (IPv4 address or IPv6 /64). Connections that wait between requests (or have sent
+nothing for a second since their accept) are closed, the longest-idle first, when a new one
+needs their place, so idle keep-alive clients cannot lock anyone out; and a connection that finds every place busy with a request in progress joins an
 overflow of 16 places (its oldest closed for a newer one) with 1 s to send a request, which is
 answered when it is `/healthz` or `/readyz` (503 otherwise). A liveness probe, which restarts
 the pod when it fails, is thus answered whatever other clients hold, unless they open 16
