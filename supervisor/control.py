@@ -180,14 +180,12 @@ class ControlServer:
         """A reload's tokens, hosts, certificate and targets; the listen address needs a
         restart. Reference assignments, each atomic for the endpoint's threads; a connection
         keeps the certificate of its accept."""
-        if spec.cert_pem is not None and spec != self._spec:
+        if (spec.cert_pem, spec.key_pem) != (self._spec.cert_pem, self._spec.key_pem):
             try:
                 self._http.tls = spec.tls()
             except (OSError, ValueError) as e:  # the check loaded it a moment ago
                 log.error("control: keeping the certificate in use: the new one does not "
                           "load: %s", e)
-        elif spec.cert_pem is None:
-            self._http.tls = None
         self._spec = spec
         self._known = known
         self._collector.targets = known.targets

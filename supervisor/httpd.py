@@ -250,7 +250,7 @@ class Handler(BaseHTTPRequestHandler):
         self.linger = False  # unread bytes may follow: drain them before the close
         self.pending: int | None = None  # the body not read yet: its length, or CHUNKED
         self.expect_continue = False
-        self.answered = False  # a request was answered on this connection
+        self.begun = False  # a request was read on this connection
         super().__init__(conn.sock, address, listener)
 
     def version_string(self) -> str:
@@ -292,11 +292,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self.close_connection = True  # until a request is answered in full
+        self.pending, self.expect_continue = None, False
         self.raw.waiting = True
         # Idle between requests; before the first, as its admission said (after its grace).
-        if self.answered and not self.table.idle(self.conn):
+        if self.begun and not self.table.idle(self.conn):
             return
-        self.answered = True
+        self.begun = True
         try:
             head = read_head(self.rfile)
         except RequestError as e:
@@ -381,7 +382,7 @@ class Handler(BaseHTTPRequestHandler):
             _linger(self.connection, self.listener.limits.linger)
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass  # no access log: /metrics counts what matters
+        pass  # no access log: a scrape or a probe a second would fill the log
 
     def log_error(self, format: str, *args: Any) -> None:
         log.debug("control: %s: " + format, self.client_address[0], *args)
