@@ -369,7 +369,7 @@ class Supervisor:
         self.reloads["ok"] += 1
         log.info("reloaded: %s", "; ".join(reload.changes(old, new)))
         if self.control is not None:
-            self.control.reconfigure(new.control.token, status.make_catalog(new))
+            self.control.reconfigure(new.control, status.make_catalog(new))
         # Until the prober's full report, it may name targets of any configuration since the
         # last one it settled into (reloads may come faster than reports).
         self.steering.reconfigure(new, {**self.steering.renames, **self.views.signer_ids})
@@ -754,8 +754,19 @@ class Supervisor:
         endpoint = self.cfg.control.endpoint()
         if endpoint is None:
             return
-        self.control = ControlServer(*endpoint, self.cfg.control.token,
-                                     status.make_catalog(self.cfg), self.wakeup_w)
+        try:
+            self.control = ControlServer(self.cfg.control, status.make_catalog(self.cfg),
+                                         self.wakeup_w)
+        except OSError as e:
+            if self.cfg.control.required:
+                raise
+            # The default address, taken (by another server on this host, say): DNS does not
+            # need the endpoint, so serve without it rather than not at all.
+            log.warning("control: cannot listen on %s, the default address: %s; serving "
+                        "without a control endpoint (no /healthz, /metrics or overrides). Set "
+                        "[control] listen (or --control-listen) to a free ADDR:PORT, or \"\" "
+                        "to turn it off", format_endpoint(*endpoint), e.strerror or e)
+            return
         self.control.start()
 
     def _handle_control(self) -> None:

@@ -1,8 +1,9 @@
 """`healthdns-ctl`: a small command line over the control endpoint.
 
-Reads (`status`, `targets`, `explain`) need nothing; writes (`drain`, `force`, `undrain`,
-`unforce`, `clear`, `reload`) need the endpoint's token (`--token`, `--token-file` or
-$HEALTHDNS_TOKEN). `--json` prints what the endpoint answered instead of the words.
+Reads (`status`, `targets`, `explain`) need nothing, or the endpoint's read token when it has
+one; writes (`drain`, `force`, `undrain`, `unforce`, `clear`, `reload`) need the endpoint's
+token. Either comes from `--token`, `--token-file` or $HEALTHDNS_TOKEN. `--json` prints what the
+endpoint answered instead of the words.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
                                                    f"http://{DEFAULT_CONTROL}"),
                    help="the control endpoint (default: $HEALTHDNS_CONTROL or "
                    f"http://{DEFAULT_CONTROL})")
-    p.add_argument("--token", help="bearer token for writes (default: $HEALTHDNS_TOKEN)")
+    p.add_argument("--token", help="bearer token for writes, or for reads where the endpoint "
+                   "has a read token (default: $HEALTHDNS_TOKEN)")
     command.path(p.add_argument("--token-file", metavar="PATH",
                                 help="read the token from a file"))
     p.add_argument("--json", action="store_true", help="print the endpoint's JSON")
@@ -108,15 +110,15 @@ def run(args: argparse.Namespace) -> str:
     """The text to print for one command."""
     match args.command:
         case "status":
-            doc = _get(args.url, "/status")
+            doc = _get(args, "/status")
             return _json(doc) if args.json else _status(doc)
         case "targets":
-            doc = _get(args.url, "/status")
+            doc = _get(args, "/status")
             rows = [t for t in doc["targets"] if not args.down or t["state"] != "up"]
             return _json(rows) if args.json else _targets(rows, doc["overrides"])
         case "explain":
             query = {"name": args.name} | ({"type": args.type} if args.type else {})
-            doc = _get(args.url, "/explain?" + urllib.parse.urlencode(query))
+            doc = _get(args, "/explain?" + urllib.parse.urlencode(query))
             return _json(doc) if args.json else _explain(doc)
         case "drain" | "force":
             body: dict[str, Any] = {
@@ -165,8 +167,12 @@ def _who() -> str:
 # --- the endpoint -------------------------------------------------------------------------------
 
 
-def _get(url: str, path: str) -> Any:
-    return _request(urllib.request.Request(url.rstrip("/") + path))
+def _get(args: argparse.Namespace, path: str) -> Any:
+    request = urllib.request.Request(args.url.rstrip("/") + path)
+    token = _token(args, needed=False)  # an endpoint with a read token wants it for reads
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    return _request(request)
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any) -> Any:
@@ -178,7 +184,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any) -> Any:
     return _request(request)
 
 
-def _token(args: argparse.Namespace) -> str:
+def _token(args: argparse.Namespace, needed: bool = True) -> str:
     if args.token_file is not None:
         try:
             with open(args.token_file, encoding="utf-8") as f:
@@ -187,10 +193,10 @@ def _token(args: argparse.Namespace) -> str:
             raise CtlError(f"--token-file: cannot read {args.token_file!r}: "
                            f"{e.strerror}") from None
     token = args.token or os.environ.get("HEALTHDNS_TOKEN")
-    if not token:
+    if not token and needed:
         raise CtlError("this command needs the control token: --token, --token-file or "
                        "$HEALTHDNS_TOKEN")
-    return str(token)
+    return str(token or "")
 
 
 def _request(request: urllib.request.Request) -> Any:

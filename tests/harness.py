@@ -36,13 +36,15 @@ def supervisor_command() -> list[str]:
 class Server:
     """One supervisor process; `start()` returns once it says it is ready."""
 
-    def __init__(self, args: list[str], tmp: Path | None = None, toml: str | None = None) -> None:
+    def __init__(self, args: list[str], tmp: Path | None = None, toml: str | None = None,
+                 control_as_configured: bool = False) -> None:
         if toml is not None:
             assert tmp is not None
             path = tmp / "healthdns.toml"
             path.write_text(textwrap.dedent(toml))
             args = ["--config", str(path), *args]
         self.args = args
+        self.control_as_configured = control_as_configured  # no --control-listen added
         self.lines: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.process: subprocess.Popen[str] | None = None
@@ -53,7 +55,8 @@ class Server:
     def start(self) -> Server:
         # A control endpoint on a port of the kernel's choice unless the test picks one: the
         # default port would collide between tests (and servers) running at once.
-        control = [] if "--control-listen" in self.args else ["--control-listen", "127.0.0.1:0"]
+        control = [] if "--control-listen" in self.args or self.control_as_configured else [
+            "--control-listen", "127.0.0.1:0"]
         self.process = subprocess.Popen(
             [*supervisor_command(), "--log-level", "info", *control, *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
