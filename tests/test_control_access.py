@@ -235,7 +235,7 @@ def test_curl_and_healthdns_ctl_read_with_the_token(guarded: Server, tmp_path: P
     done = subprocess.run([*ctl, "--token-file", str(tmp_path / "token"), "status"],
                           capture_output=True, text=True, timeout=20, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("generation ")
+    assert done.stdout.startswith("healthdns ")
 
 
 # --- TLS ----------------------------------------------------------------------------------------
