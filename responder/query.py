@@ -24,6 +24,7 @@ from healthdns.responder.table import (
     Table,
     zone_origin,
 )
+from healthdns.shared.messages import COUNTED_QTYPES, OTHER_QTYPE
 
 if TYPE_CHECKING:
     from healthdns.responder import tsig
@@ -56,15 +57,31 @@ META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
 UDP, TCP, V6 = 0, 1, 2
 # Counters by transport bits -> (TCP?, address family as CoreDNS labels it: 1 IPv4, 2 IPv6).
 TRANSPORTS = {t: (bool(t & TCP), 2 if t & V6 else 1) for t in range(4)}
-# (path, TCP?, family, zone origin (wire, b"" for none of ours), qtype, rcode) -> queries
+# (path, TCP?, family, zone origin (wire, b"" for none of ours), qtype as `counted`, rcode)
+# -> queries
 Counts = Counter[tuple[str, bool, int, bytes, int, int]]
 
 
-# Counter keys by transport, shared by the cache entries that count alike. A client choosing odd
-# query types could make many: past KINDS_SHARED, an entry gets a tuple of its own (bounded
-# by the cache, as the entry is).
+def _type_index() -> bytes:
+    index = bytearray(65536)
+    for i, qtype in enumerate(COUNTED_QTYPES):
+        index[qtype] = i
+    return bytes(index)
+
+
+# A query type's place in COUNTED_QTYPES, which counter keys carry (0: every other type), one
+# octet per type: a subscript on the fast path, and at most 21 types in the counters.
+TYPE_INDEX = _type_index()
+# Counter keys by transport, shared by the cache entries that count alike: bounded by the
+# zones, counted types and rcodes, so past KINDS_SHARED something is wrong and an entry gets a
+# tuple of its own (bounded by the cache, as the entry is).
 KINDS_SHARED = 4096
 _kinds: dict[int, tuple[int, ...]] = {}
+
+
+def counted(qtype: int) -> int:
+    """The query type as counted: itself if it is one of COUNTED_QTYPES, else OTHER_QTYPE."""
+    return COUNTED_QTYPES[TYPE_INDEX[qtype]]
 
 
 def transport_kinds(kind: int) -> tuple[int, ...]:
@@ -88,12 +105,14 @@ class Answerer:
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
         # Queries answered, by path (no logging per query). The fast path and the cache key
-        # theirs as zone id << ZONE_SHIFT | qtype << QTYPE_SHIFT | rcode << RCODE_SHIFT |
-        # transport: the entry holds all but qtype and transport, so counting stays one
-        # dict increment. Zone ids are translated to origins only when read (`counts_by_label`).
+        # theirs as zone id << ZONE_SHIFT | type index << QTYPE_SHIFT | rcode << RCODE_SHIFT
+        # | transport (the type index: `TYPE_INDEX`): the entry holds all but the type and
+        # transport, so counting stays one dict increment. Zone ids and type indexes are
+        # translated only when read (`counts_by_label`).
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
-        # (zone id, qtype, rcode, transport): rcodes beyond 4 bits (BADVERS, BADCOOKIE) too.
+        # (zone id, qtype as `counted`, rcode, transport): rcodes beyond 4 bits (BADVERS,
+        # BADCOOKIE) too.
         self.slow_counts: Counter[tuple[int, int, int, int]] = Counter()
         self.truncated = 0
         self.tsig_keys: list[Key] = []  # RFC 8945; the keyring is made at the first signed query
@@ -228,7 +247,7 @@ class Answerer:
         # query, another opcode), and counts them as its own.
         if parent not in table.names or entry is None or data[2:4] not in entry[0][1]:
             return
-        kind = entry[0][7] | (data[end + 1] << 8 | data[end + 2]) << QTYPE_SHIFT
+        kind = entry[0][7] | TYPE_INDEX[data[end + 1] << 8 | data[end + 2]] << QTYPE_SHIFT
         # The answers UDP takes (`_lookup`): 512 octets, with EDNS up to the client's size.
         limit = max(PLAIN_LIMIT, min(self.payload_size, data[end + 8] << 8 | data[end + 9])) \
             if edns else PLAIN_LIMIT
@@ -267,7 +286,8 @@ class Answerer:
         if 12 <= end < len(data) - 4 and data[4:6] == b"\x00\x01":  # as `slow` counts it
             qtype = data[end + 1] << 8 | data[end + 2]
             zone = table.zone_of(data[12:end + 1].lower() + data[end + 1:end + 5])
-        kind = zone << ZONE_SHIFT | qtype << QTYPE_SHIFT | (response[3] & 0x0F) << RCODE_SHIFT
+        kind = zone << ZONE_SHIFT | TYPE_INDEX[qtype] << QTYPE_SHIFT \
+            | (response[3] & 0x0F) << RCODE_SHIFT
         table.cache[key] = (response[2:], transport_kinds(kind))
 
     def _lookup(self, table: Table | None, data: bytes, transport: int) -> bytes | None:
@@ -293,7 +313,7 @@ class Answerer:
         if flags is None:
             return self.slow(data, transport)
         # Counted truncated or not, as `slow` counts; one dict increment (see `__init__`).
-        kind, fast = shape[7] | qtype << QTYPE_SHIFT | transport, self.fast_counts
+        kind, fast = shape[7] | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
             fast[kind] = fast.get(kind, 0) + 1
@@ -338,7 +358,8 @@ class Answerer:
         for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
             for kind, n in dict(counts).items():
                 out[(path, *TRANSPORTS[kind & 3], zone_origin(kind >> ZONE_SHIFT),
-                     kind >> QTYPE_SHIFT & 0xFFFF, kind >> RCODE_SHIFT & 0x0F)] += n
+                     COUNTED_QTYPES[kind >> QTYPE_SHIFT & 0xFFFF],
+                     kind >> RCODE_SHIFT & 0x0F)] += n
         for (zone, qtype, rcode, transport), n in dict(self.slow_counts).items():
             out[("slow", *TRANSPORTS[transport], zone_origin(zone), qtype, rcode)] += n
         return out
@@ -426,7 +447,7 @@ class Answerer:
                  edns: Edns | None, transport: int, reserve: int = 0) -> bytes:
         shape, plain, signed = entry
         flags = shape[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
-        qtype = question[-4] << 8 | question[-3]
+        qtype = counted(question[-4] << 8 | question[-3])
         self.slow_counts[(shape[7] >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
         if edns is None:
             counts, body = shape[2], table.soas[shape[6]] + plain
@@ -459,7 +480,7 @@ class Answerer:
                transport: int, zone: int | None = None) -> bytes:
         """An error response; counted under `zone`, or when None under the zone the question
         falls in (the one that would answer it had it no error), as the cache counts it."""
-        qtype = question[-4] << 8 | question[-3] if question else 0
+        qtype = counted(question[-4] << 8 | question[-3]) if question else OTHER_QTYPE
         if zone is None:
             zone = self._zone(question)
         self.slow_counts[(zone, qtype, rcode, transport)] += 1
