@@ -11,7 +11,10 @@ zone of bench/run.py, as a responder builds it:
 - ``mix``: the standard UDP mix (mostly packet-cache hits once warm);
 - ``flood``: a random-subdomain flood, unsigned, no EDNS (dnsperf's default query);
 - ``signed``: the same flood with EDNS DO=1 against the zone signed with NSEC (dnsperf -D);
-- ``rrl``: the mix through the guard with RRL on but never triggered.
+- ``rrl``: the mix through the guard with RRL on but never triggered;
+- ``miss``: the mix without a packet cache: every query takes the fast path's lookup;
+- ``rotating``: queries for a pool of 8 addresses answered 2 at a time (`max_answers`), with
+  and without EDNS, beside the mix's names (one query in four for the pool).
 
 Two measures per workload: `answer` calls alone, and whole `mmsg.Batch.serve` calls on a
 loopback socket (recvmmsg, the per-packet loop, sendmmsg: the system calls included), batches
@@ -72,6 +75,36 @@ def load(signed: bool, cache: int) -> tuple[Answerer, config.Config]:
     return answerer, cfg
 
 
+def load_rotating(cache: int) -> Answerer:
+    """An answerer holding the benchmark zone and a rotating pool `pool` (all addresses up)."""
+    pool = {"addresses": [f"192.0.2.{i}" for i in range(100, 108)], "max_answers": 2,
+            "check": {"port": 80}}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "zone.toml"
+        path.write_text(run.Zone(0).healthdns_toml(53, 1)
+                        + f"pool = {{ pool = {pool_toml(pool)} }}\n")
+        cfg = config.load(path)
+    health = {target: True for target in cfg.checks()}
+    published = Signer(cfg).update(health, full=True)
+    assert published is not None
+    answerer = Answerer(cfg.server.udp_payload_size)
+    snapshot = messages.decode_to_child(published.snapshot)
+    assert isinstance(snapshot, messages.Snapshot)
+    answerer.table = Table(snapshot, cache)
+    return answerer
+
+
+def pool_toml(pool: dict[str, object]) -> str:
+    """An inline TOML table of strings, lists of strings, numbers and such tables."""
+    def value(v: object) -> str:
+        if isinstance(v, dict):
+            return pool_toml(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return f'"{v}"' if isinstance(v, str) else str(v)
+    return "{ " + ", ".join(f"{k} = {value(v)}" for k, v in pool.items()) + " }"
+
+
 def flood_wires(count: int, rng: random.Random, dnssec: bool) -> list[bytes]:
     """Random names under the zone, as dnsperf sends them: no EDNS, or with -D EDNS and DO=1."""
     alphabet = string.ascii_lowercase + string.digits
@@ -96,10 +129,18 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
     def limited(wire: bytes, transport: int) -> bytes | None:
         return made.answer(wire, transport, client)
 
+    uncached, _ = load(False, 0)
+    rotating = load_rotating(10_000)
+    pool = [dns.message.make_query(f"pool.{run.ZONE}", "A", use_edns=edns).to_wire()
+            for edns in (False, 0)]
+    mixed = [wire for i, line in enumerate(mix) for wire in
+             ((line, pool[i % 2]) if i % 3 == 0 else (line,))]
     return {"mix": (plain.answer, None, mix),
             "flood": (plain.answer, None, flood_wires(20_000, rng, False)),
             "signed": (signed.answer, None, flood_wires(20_000, rng, True)),
-            "rrl": (limited, made.answer, mix)}
+            "rrl": (limited, made.answer, mix),
+            "miss": (uncached.answer, None, mix),
+            "rotating": (rotating.answer, None, mixed)}
 
 
 def time_answer(answer: Answer, wires: list[bytes]) -> float:

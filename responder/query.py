@@ -22,6 +22,7 @@ from healthdns.responder.table import (
     Entry,
     Nxdomain,
     Table,
+    flag_map,
     zone_origin,
 )
 from healthdns.shared.messages import COUNTED_QTYPES, OTHER_QTYPE
@@ -50,6 +51,8 @@ NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 ONE_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, one additional (the OPT)
 OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
 ONLY_SOA = b"\x00\x00\x00\x01"  # ANCOUNT 0, NSCOUNT 1: an unsigned negative answer
+# The query flags the fast path answers (every entry's flag map has the same keys).
+FAST_FLAGS = frozenset(flag_map(0))
 # Types a question may not simply be looked up for: the slow path answers them.
 META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
 # The transport a query came by, as the caller passes it: bit 0 TCP, bit 1 IPv6. One small
@@ -277,6 +280,8 @@ class Answerer:
         (a full cache keeps what it holds; a new table starts empty). A miss answered on the
         fast path costs little more than a hit, so waiting for the second costs little.
         """
+        if table.rotations and _turns(table, key, data):
+            return  # a rotating answer is made anew each time: each one steps the rotation
         if data[11] | data[10] and _signed_query(data):  # RFC 8945: never a signed answer
             return
         if response[2] & 0x02:  # TC: every truncated answer is made, so that it is counted
@@ -300,14 +305,20 @@ class Answerer:
             return self.slow(data, transport)
         name = data[12:end + 1].lower()
         qtype = data[end + 1] << 8 | data[end + 2]
-        entry = table.answers.get(name + data[end + 1:qend])
-        if entry is None:  # NODATA, CNAME chains and NXDOMAIN, for IN and ordinary types
+        key = name + data[end + 1:qend]
+        entry = table.answers.get(key)
+        if entry is None:  # rotating pools; NODATA, CNAME chains and NXDOMAIN
             if data[end + 3] or data[end + 4] != 1 or qtype in META_QTYPES:  # IN: 0x0001
                 return self.slow(data, transport)
-            # ANY (RFC 8482): its lowest type's entry, derived here rather than held per name.
-            entry = table.any_entry(name) if qtype == ANY else table.lookup_miss(name)
-            if entry is None:
-                return self.slow(data, transport)
+            rotation = table.rotations.get(key)
+            if rotation is not None:  # every answer steps to the next variant: one made here
+                if data[2:4] not in FAST_FLAGS or not _fast_shape(data, qend):
+                    return self.slow(data, transport)  # which steps it there instead
+                entry = next(rotation)
+            else:  # ANY (RFC 8482): its lowest type's entry, derived rather than held
+                entry = table.any_entry(name) if qtype == ANY else table.lookup_miss(name)
+                if entry is None:
+                    return self.slow(data, transport)
         shape, body, signed = entry
         flags = shape[1].get(data[2:4])  # None for responses, other opcodes, odd bits
         if flags is None:
@@ -559,6 +570,31 @@ def _find_opt(data: bytes, pos: int, qdcount: int, skip: int,
                 return MALFORMED, 0
             return edns, start
     return edns, 0
+
+
+def _turns(table: Table, key: bytes, data: bytes) -> bool:
+    """Whether a query (`key`: its bytes but the ID) asks for a rotating key. Asked at every
+    miss after the first (`Answerer._admit`), so such a query is remembered: a set lookup the
+    next time (bounded like the cache: full, it starts again)."""
+    if key in table.turning:
+        return True
+    end = data.find(0, 12, NAME_END)  # a rotating name has no 0 octet in a label
+    if data[12:end + 1].lower() + data[end + 1:end + 5] not in table.rotations:
+        return False
+    if len(table.turning) >= table.cache_size:
+        table.turning.clear()
+    table.turning.add(key)
+    return True
+
+
+def _fast_shape(data: bytes, qend: int) -> bool:
+    """Whether `_lookup` answers a query of this layout itself, the question ending at `qend`:
+    no other record, or one OPT of EDNS version 0 without options (the tests it makes)."""
+    counts = data[4:12]
+    if counts == NO_EDNS:
+        return len(data) == qend
+    return (counts == ONE_AR and len(data) == qend + 11 and data[qend:qend + 3] == OPT_HEAD
+            and not (data[qend + 6] or data[qend + 9] or data[qend + 10]))
 
 
 def _signed_query(data: bytes) -> bool:
