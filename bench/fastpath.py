@@ -14,7 +14,9 @@ zone of bench/run.py, as a responder builds it:
 - ``rrl``: the mix through the guard with RRL on but never triggered;
 - ``miss``: the mix without a packet cache: every query takes the fast path's lookup;
 - ``rotating``: queries for a pool of 8 addresses answered 2 at a time (`max_answers`), with
-  and without EDNS, beside the mix's names (one query in four for the pool).
+  and without EDNS, beside the mix's names (one query in four for the pool);
+- ``badkey``, ``badsig``: TSIG-signed junk, with a key the server does not know or with a
+  known key's name and another secret (each answered NOTAUTH).
 
 Two measures per workload: `answer` calls alone, and whole `mmsg.Batch.serve` calls on a
 loopback socket (recvmmsg, the per-packet loop, sendmmsg: the system calls included), batches
@@ -38,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dns.message
+import dns.tsig
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +50,7 @@ from healthdns.responder import guard, mmsg
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 from healthdns.shared import config, messages
+from healthdns.shared import tsig as keys_of_tsig
 from healthdns.signer import keys
 from healthdns.signer.main import Signer
 
@@ -129,6 +133,13 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
     def limited(wire: bytes, transport: int) -> bytes | None:
         return made.answer(wire, transport, client)
 
+    keyed, _ = load(False, 10_000)
+    secret = b"k" * 32
+    keyed.tsig_keys = [keys_of_tsig.Key("xfr.example", "hmac-sha256", secret)]
+    junk = {kind: [signed_wire(name, "A", key) for _, name, _ in run.query_mix(run.Zone(0), rng)]
+            for kind, key in (("badkey", dns.tsig.Key("stranger.", secret, "hmac-sha256")),
+                              ("badsig", dns.tsig.Key("xfr.example.", b"w" * 32,
+                                                      "hmac-sha256")))}
     uncached, _ = load(False, 0)
     rotating = load_rotating(10_000)
     pool = [dns.message.make_query(f"pool.{run.ZONE}", "A", use_edns=edns).to_wire()
@@ -140,7 +151,15 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
             "signed": (signed.answer, None, flood_wires(20_000, rng, True)),
             "rrl": (limited, made.answer, mix),
             "miss": (uncached.answer, None, mix),
-            "rotating": (rotating.answer, None, mixed)}
+            "rotating": (rotating.answer, None, mixed),
+            "badkey": (keyed.answer, None, junk["badkey"][:300]),
+            "badsig": (keyed.answer, None, junk["badsig"][:300])}
+
+
+def signed_wire(name: str, rdtype: str, key: dns.tsig.Key) -> bytes:
+    query = dns.message.make_query(name, rdtype, use_edns=0)
+    query.use_tsig(key)
+    return query.to_wire()
 
 
 def time_answer(answer: Answer, wires: list[bytes]) -> float:

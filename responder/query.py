@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from healthdns.responder import tsig_gate
 from healthdns.responder.table import (
     MAX_LABEL,
     MAX_NAME,
@@ -120,6 +121,7 @@ class Answerer:
         self.truncated = 0
         self.tsig_keys: list[Key] = []  # RFC 8945; the keyring is made at the first signed query
         self._keyring: tsig.Keyring | None = None
+        self._gate: dict[bytes, tsig_gate.Key] | None = None  # the keys by wire name
 
     def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
         return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags,
@@ -438,13 +440,22 @@ class Answerer:
                 transport: int, cookie: bytes, rcode: int) -> bytes | None:
         """A query whose last record, at `at`, is a TSIG: refused (NOTAUTH and a TSIG error),
         or answered as the same query unsigned would be, and the answer signed. `answer`
-        never caches it: a signed answer is for one query, at one time."""
-        from healthdns.responder import tsig  # dnspython: loaded at the first signed query
+        never caches it: a signed answer is for one query, at one time.
+
+        The gate refuses, without dnspython, what needs no key to refuse (an unknown key, a
+        bad MAC, a malformed TSIG): only a request signed with a key we hold costs more."""
+        unsigned = data[:10] + struct.pack(">H", (data[10] << 8 | data[11]) - 1) + data[12:at]
+        if self._gate is None:
+            self._gate = tsig_gate.wire_keys(self.tsig_keys)
+        refused = tsig_gate.check(data, self._gate)
+        if refused is not None:
+            return refused.finish(self._error(unsigned, question, refused.rcode, edns,
+                                              transport), time.time())
+        from healthdns.responder import tsig  # dnspython: loaded at the first good signature
 
         if self._keyring is None:
             from healthdns.shared.tsig import keyring
             self._keyring = keyring(self.tsig_keys)
-        unsigned = data[:10] + struct.pack(">H", (data[10] << 8 | data[11]) - 1) + data[12:at]
         checked = tsig.verify(data, self._keyring, time.time())
         if not isinstance(checked, tsig.Verified):  # None: dnspython found no TSIG we did
             refusal = checked or tsig.Refusal(FORMERR)
