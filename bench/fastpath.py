@@ -4,6 +4,7 @@
 Usage:
     .venv/bin/python bench/fastpath.py
     .venv/bin/python bench/fastpath.py --repeats 9 --profile flood
+    .venv/bin/python bench/fastpath.py --repeats 9 --only mix,miss
 
 Workloads, each answered by one `Answerer` (and `Guard` for RRL) built from the benchmark
 zone of bench/run.py, as a responder builds it:
@@ -213,12 +214,15 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5, help="interleaved runs (default 5)")
     p.add_argument("--batch", type=int, default=32, help="queries per recvmmsg (default 32)")
     p.add_argument("--profile", metavar="NAME", help="cProfile one workload's serve loop")
+    p.add_argument("--only", metavar="NAMES", help="these workloads alone, comma-separated")
     args = p.parse_args()
     if not mmsg.available():
         print("bench/fastpath.py: recvmmsg is not available here", file=sys.stderr)
         return 2
     rng = random.Random(1)
     loads = workloads(rng)
+    if args.only:
+        loads = {name: loads[name] for name in args.only.split(",")}
     loop = Loop(args.batch)
     for answer, _, wires in loads.values():  # warm: the packet cache admits on a second miss
         time_answer(answer, wires)
