@@ -165,7 +165,7 @@ def test_a_type_aimed_at_a_victims_account_does_not_limit_the_victim(limited: Se
         for i in range(8):  # 8 answers in ~0.8 s: within the victim's rate of 10 a second
             for wire in aimed:  # the attacker's answers come back to it, unread
                 attacker.sendto(wire, (limited.host, limited.port))
-            raw = _one(limited, query(qid=i), "127.0.8.1", timeout=1.0)
+            raw = _one(limited, query(qid=i), "127.0.8.1", timeout=2.0)
             victim.append(dns.message.from_wire(raw) if raw else dns.message.Message())
             time.sleep(0.1)  # the victim's pace is the point, not a readiness wait
     assert full(victim) == 8, [(r.flags & dns.flags.TC, len(r.answer)) for r in victim]
