@@ -4,6 +4,7 @@
 Usage:
     .venv/bin/python bench/fastpath.py
     .venv/bin/python bench/fastpath.py --repeats 9 --profile flood
+    .venv/bin/python bench/fastpath.py --repeats 9 --only mix,miss
 
 Workloads, each answered by one `Answerer` (and `Guard` for RRL) built from the benchmark
 zone of bench/run.py, as a responder builds it:
@@ -11,7 +12,12 @@ zone of bench/run.py, as a responder builds it:
 - ``mix``: the standard UDP mix (mostly packet-cache hits once warm);
 - ``flood``: a random-subdomain flood, unsigned, no EDNS (dnsperf's default query);
 - ``signed``: the same flood with EDNS DO=1 against the zone signed with NSEC (dnsperf -D);
-- ``rrl``: the mix through the guard with RRL on but never triggered.
+- ``rrl``: the mix through the guard with RRL on but never triggered;
+- ``miss``: the mix without a packet cache: every query takes the fast path's lookup;
+- ``rotating``: queries for a pool of 8 addresses answered 2 at a time (`max_answers`), with
+  and without EDNS, beside the mix's names (one query in four for the pool);
+- ``badkey``, ``badsig``: TSIG-signed junk, with a key the server does not know or with a
+  known key's name and another secret (each answered NOTAUTH).
 
 Two measures per workload: `answer` calls alone, and whole `mmsg.Batch.serve` calls on a
 loopback socket (recvmmsg, the per-packet loop, sendmmsg: the system calls included), batches
@@ -35,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dns.message
+import dns.tsig
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,6 +51,7 @@ from healthdns.responder import guard, mmsg
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 from healthdns.shared import config, messages
+from healthdns.shared import tsig as keys_of_tsig
 from healthdns.signer import keys
 from healthdns.signer.main import Signer
 
@@ -72,6 +80,36 @@ def load(signed: bool, cache: int) -> tuple[Answerer, config.Config]:
     return answerer, cfg
 
 
+def load_rotating(cache: int) -> Answerer:
+    """An answerer holding the benchmark zone and a rotating pool `pool` (all addresses up)."""
+    pool = {"addresses": [f"192.0.2.{i}" for i in range(100, 108)], "max_answers": 2,
+            "check": {"port": 80}}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "zone.toml"
+        path.write_text(run.Zone(0).healthdns_toml(53, 1)
+                        + f"pool = {{ pool = {pool_toml(pool)} }}\n")
+        cfg = config.load(path)
+    health = {target: True for target in cfg.checks()}
+    published = Signer(cfg).update(health, full=True)
+    assert published is not None
+    answerer = Answerer(cfg.server.udp_payload_size)
+    snapshot = messages.decode_to_child(published.snapshot)
+    assert isinstance(snapshot, messages.Snapshot)
+    answerer.table = Table(snapshot, cache)
+    return answerer
+
+
+def pool_toml(pool: dict[str, object]) -> str:
+    """An inline TOML table of strings, lists of strings, numbers and such tables."""
+    def value(v: object) -> str:
+        if isinstance(v, dict):
+            return pool_toml(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return f'"{v}"' if isinstance(v, str) else str(v)
+    return "{ " + ", ".join(f"{k} = {value(v)}" for k, v in pool.items()) + " }"
+
+
 def flood_wires(count: int, rng: random.Random, dnssec: bool) -> list[bytes]:
     """Random names under the zone, as dnsperf sends them: no EDNS, or with -D EDNS and DO=1."""
     alphabet = string.ascii_lowercase + string.digits
@@ -96,10 +134,33 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
     def limited(wire: bytes, transport: int) -> bytes | None:
         return made.answer(wire, transport, client)
 
+    keyed, _ = load(False, 10_000)
+    secret = b"k" * 32
+    keyed.tsig_keys = [keys_of_tsig.Key("xfr.example", "hmac-sha256", secret)]
+    junk = {kind: [signed_wire(name, "A", key) for _, name, _ in run.query_mix(run.Zone(0), rng)]
+            for kind, key in (("badkey", dns.tsig.Key("stranger.", secret, "hmac-sha256")),
+                              ("badsig", dns.tsig.Key("xfr.example.", b"w" * 32,
+                                                      "hmac-sha256")))}
+    uncached, _ = load(False, 0)
+    rotating = load_rotating(10_000)
+    pool = [dns.message.make_query(f"pool.{run.ZONE}", "A", use_edns=edns).to_wire()
+            for edns in (False, 0)]
+    mixed = [wire for i, line in enumerate(mix) for wire in
+             ((line, pool[i % 2]) if i % 3 == 0 else (line,))]
     return {"mix": (plain.answer, None, mix),
             "flood": (plain.answer, None, flood_wires(20_000, rng, False)),
             "signed": (signed.answer, None, flood_wires(20_000, rng, True)),
-            "rrl": (limited, made.answer, mix)}
+            "rrl": (limited, made.answer, mix),
+            "miss": (uncached.answer, None, mix),
+            "rotating": (rotating.answer, None, mixed),
+            "badkey": (keyed.answer, None, junk["badkey"][:300]),
+            "badsig": (keyed.answer, None, junk["badsig"][:300])}
+
+
+def signed_wire(name: str, rdtype: str, key: dns.tsig.Key) -> bytes:
+    query = dns.message.make_query(name, rdtype, use_edns=0)
+    query.use_tsig(key)
+    return query.to_wire()
 
 
 def time_answer(answer: Answer, wires: list[bytes]) -> float:
@@ -153,12 +214,15 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5, help="interleaved runs (default 5)")
     p.add_argument("--batch", type=int, default=32, help="queries per recvmmsg (default 32)")
     p.add_argument("--profile", metavar="NAME", help="cProfile one workload's serve loop")
+    p.add_argument("--only", metavar="NAMES", help="these workloads alone, comma-separated")
     args = p.parse_args()
     if not mmsg.available():
         print("bench/fastpath.py: recvmmsg is not available here", file=sys.stderr)
         return 2
     rng = random.Random(1)
     loads = workloads(rng)
+    if args.only:
+        loads = {name: loads[name] for name in args.only.split(",")}
     loop = Loop(args.batch)
     for answer, _, wires in loads.values():  # warm: the packet cache admits on a second miss
         time_answer(answer, wires)

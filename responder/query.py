@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from healthdns.responder import tsig_gate
 from healthdns.responder.table import (
     MAX_LABEL,
     MAX_NAME,
@@ -22,8 +23,10 @@ from healthdns.responder.table import (
     Entry,
     Nxdomain,
     Table,
+    flag_map,
     zone_origin,
 )
+from healthdns.shared.messages import COUNTED_QTYPES, OTHER_QTYPE
 
 if TYPE_CHECKING:
     from healthdns.responder import tsig
@@ -49,6 +52,8 @@ NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 ONE_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QDCOUNT 1, one additional (the OPT)
 OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
 ONLY_SOA = b"\x00\x00\x00\x01"  # ANCOUNT 0, NSCOUNT 1: an unsigned negative answer
+# The query flags the fast path answers (every entry's flag map has the same keys).
+FAST_FLAGS = frozenset(flag_map(0))
 # Types a question may not simply be looked up for: the slow path answers them.
 META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
 # The transport a query came by, as the caller passes it: bit 0 TCP, bit 1 IPv6. One small
@@ -56,15 +61,31 @@ META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
 UDP, TCP, V6 = 0, 1, 2
 # Counters by transport bits -> (TCP?, address family as CoreDNS labels it: 1 IPv4, 2 IPv6).
 TRANSPORTS = {t: (bool(t & TCP), 2 if t & V6 else 1) for t in range(4)}
-# (path, TCP?, family, zone origin (wire, b"" for none of ours), qtype, rcode) -> queries
+# (path, TCP?, family, zone origin (wire, b"" for none of ours), qtype as `counted`, rcode)
+# -> queries
 Counts = Counter[tuple[str, bool, int, bytes, int, int]]
 
 
-# Counter keys by transport, shared by the cache entries that count alike. A client choosing odd
-# query types could make many: past KINDS_SHARED, an entry gets a tuple of its own (bounded
-# by the cache, as the entry is).
+def _type_index() -> bytes:
+    index = bytearray(65536)
+    for i, qtype in enumerate(COUNTED_QTYPES):
+        index[qtype] = i
+    return bytes(index)
+
+
+# A query type's place in COUNTED_QTYPES, which counter keys carry (0: every other type), one
+# octet per type: a subscript on the fast path, and at most 21 types in the counters.
+TYPE_INDEX = _type_index()
+# Counter keys by transport, shared by the cache entries that count alike: bounded by the
+# zones, counted types and rcodes, so past KINDS_SHARED something is wrong and an entry gets a
+# tuple of its own (bounded by the cache, as the entry is).
 KINDS_SHARED = 4096
 _kinds: dict[int, tuple[int, ...]] = {}
+
+
+def counted(qtype: int) -> int:
+    """The query type as counted: itself if it is one of COUNTED_QTYPES, else OTHER_QTYPE."""
+    return COUNTED_QTYPES[TYPE_INDEX[qtype]]
 
 
 def transport_kinds(kind: int) -> tuple[int, ...]:
@@ -88,16 +109,19 @@ class Answerer:
         # Our OPT record, without and with the DO bit echoed (RFC 3225).
         self.opts = (self._opt(0, 0), self._opt(0, 0x8000))
         # Queries answered, by path (no logging per query). The fast path and the cache key
-        # theirs as zone id << ZONE_SHIFT | qtype << QTYPE_SHIFT | rcode << RCODE_SHIFT |
-        # transport: the entry holds all but qtype and transport, so counting stays one
-        # dict increment. Zone ids are translated to origins only when read (`counts_by_label`).
+        # theirs as zone id << ZONE_SHIFT | type index << QTYPE_SHIFT | rcode << RCODE_SHIFT
+        # | transport (the type index: `TYPE_INDEX`): the entry holds all but the type and
+        # transport, so counting stays one dict increment. Zone ids and type indexes are
+        # translated only when read (`counts_by_label`).
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
-        # (zone id, qtype, rcode, transport): rcodes beyond 4 bits (BADVERS, BADCOOKIE) too.
+        # (zone id, qtype as `counted`, rcode, transport): rcodes beyond 4 bits (BADVERS,
+        # BADCOOKIE) too.
         self.slow_counts: Counter[tuple[int, int, int, int]] = Counter()
         self.truncated = 0
         self.tsig_keys: list[Key] = []  # RFC 8945; the keyring is made at the first signed query
         self._keyring: tsig.Keyring | None = None
+        self._gate: dict[bytes, tsig_gate.Key] | None = None  # the keys by wire name
 
     def _opt(self, ext_rcode: int, flags: int, options: bytes = b"") -> bytes:
         return OPT_HEAD + struct.pack(">HBBHH", self.payload_size, ext_rcode, 0, flags,
@@ -228,7 +252,7 @@ class Answerer:
         # query, another opcode), and counts them as its own.
         if parent not in table.names or entry is None or data[2:4] not in entry[0][1]:
             return
-        kind = entry[0][7] | (data[end + 1] << 8 | data[end + 2]) << QTYPE_SHIFT
+        kind = entry[0][7] | TYPE_INDEX[data[end + 1] << 8 | data[end + 2]] << QTYPE_SHIFT
         # The answers UDP takes (`_lookup`): 512 octets, with EDNS up to the client's size.
         limit = max(PLAIN_LIMIT, min(self.payload_size, data[end + 8] << 8 | data[end + 9])) \
             if edns else PLAIN_LIMIT
@@ -258,6 +282,8 @@ class Answerer:
         (a full cache keeps what it holds; a new table starts empty). A miss answered on the
         fast path costs little more than a hit, so waiting for the second costs little.
         """
+        if table.rotations and _turns(table, key, data):
+            return  # a rotating answer is made anew each time: each one steps the rotation
         if data[11] | data[10] and _signed_query(data):  # RFC 8945: never a signed answer
             return
         if response[2] & 0x02:  # TC: every truncated answer is made, so that it is counted
@@ -267,7 +293,8 @@ class Answerer:
         if 12 <= end < len(data) - 4 and data[4:6] == b"\x00\x01":  # as `slow` counts it
             qtype = data[end + 1] << 8 | data[end + 2]
             zone = table.zone_of(data[12:end + 1].lower() + data[end + 1:end + 5])
-        kind = zone << ZONE_SHIFT | qtype << QTYPE_SHIFT | (response[3] & 0x0F) << RCODE_SHIFT
+        kind = zone << ZONE_SHIFT | TYPE_INDEX[qtype] << QTYPE_SHIFT \
+            | (response[3] & 0x0F) << RCODE_SHIFT
         table.cache[key] = (response[2:], transport_kinds(kind))
 
     def _lookup(self, table: Table | None, data: bytes, transport: int) -> bytes | None:
@@ -280,20 +307,26 @@ class Answerer:
             return self.slow(data, transport)
         name = data[12:end + 1].lower()
         qtype = data[end + 1] << 8 | data[end + 2]
-        entry = table.answers.get(name + data[end + 1:qend])
-        if entry is None:  # NODATA, CNAME chains and NXDOMAIN, for IN and ordinary types
+        key = name + data[end + 1:qend]
+        entry = table.answers.get(key)
+        if entry is None:  # rotating pools; NODATA, CNAME chains and NXDOMAIN
             if data[end + 3] or data[end + 4] != 1 or qtype in META_QTYPES:  # IN: 0x0001
                 return self.slow(data, transport)
-            # ANY (RFC 8482): its lowest type's entry, derived here rather than held per name.
-            entry = table.any_entry(name) if qtype == ANY else table.lookup_miss(name)
-            if entry is None:
-                return self.slow(data, transport)
+            rotation = table.rotations.get(key)
+            if rotation is not None:  # every answer steps to the next variant: one made here
+                if data[2:4] not in FAST_FLAGS or not _fast_shape(data, qend):
+                    return self.slow(data, transport)  # which steps it there instead
+                entry = next(rotation)
+            else:  # ANY (RFC 8482): its lowest type's entry, derived rather than held
+                entry = table.any_entry(name) if qtype == ANY else table.lookup_miss(name)
+                if entry is None:
+                    return self.slow(data, transport)
         shape, body, signed = entry
         flags = shape[1].get(data[2:4])  # None for responses, other opcodes, odd bits
         if flags is None:
             return self.slow(data, transport)
         # Counted truncated or not, as `slow` counts; one dict increment (see `__init__`).
-        kind, fast = shape[7] | qtype << QTYPE_SHIFT | transport, self.fast_counts
+        kind, fast = shape[7] | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
             fast[kind] = fast.get(kind, 0) + 1
@@ -338,7 +371,8 @@ class Answerer:
         for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
             for kind, n in dict(counts).items():
                 out[(path, *TRANSPORTS[kind & 3], zone_origin(kind >> ZONE_SHIFT),
-                     kind >> QTYPE_SHIFT & 0xFFFF, kind >> RCODE_SHIFT & 0x0F)] += n
+                     COUNTED_QTYPES[kind >> QTYPE_SHIFT & 0xFFFF],
+                     kind >> RCODE_SHIFT & 0x0F)] += n
         for (zone, qtype, rcode, transport), n in dict(self.slow_counts).items():
             out[("slow", *TRANSPORTS[transport], zone_origin(zone), qtype, rcode)] += n
         return out
@@ -406,13 +440,22 @@ class Answerer:
                 transport: int, cookie: bytes, rcode: int) -> bytes | None:
         """A query whose last record, at `at`, is a TSIG: refused (NOTAUTH and a TSIG error),
         or answered as the same query unsigned would be, and the answer signed. `answer`
-        never caches it: a signed answer is for one query, at one time."""
-        from healthdns.responder import tsig  # dnspython: loaded at the first signed query
+        never caches it: a signed answer is for one query, at one time.
+
+        The gate refuses, without dnspython, what needs no key to refuse (an unknown key, a
+        bad MAC, a malformed TSIG): only a request signed with a key we hold costs more."""
+        unsigned = data[:10] + struct.pack(">H", (data[10] << 8 | data[11]) - 1) + data[12:at]
+        if self._gate is None:
+            self._gate = tsig_gate.wire_keys(self.tsig_keys)
+        refused = tsig_gate.check(data, self._gate)
+        if refused is not None:
+            return refused.finish(self._error(unsigned, question, refused.rcode, edns,
+                                              transport), time.time())
+        from healthdns.responder import tsig  # dnspython: loaded at the first good signature
 
         if self._keyring is None:
             from healthdns.shared.tsig import keyring
             self._keyring = keyring(self.tsig_keys)
-        unsigned = data[:10] + struct.pack(">H", (data[10] << 8 | data[11]) - 1) + data[12:at]
         checked = tsig.verify(data, self._keyring, time.time())
         if not isinstance(checked, tsig.Verified):  # None: dnspython found no TSIG we did
             refusal = checked or tsig.Refusal(FORMERR)
@@ -426,7 +469,7 @@ class Answerer:
                  edns: Edns | None, transport: int, reserve: int = 0) -> bytes:
         shape, plain, signed = entry
         flags = shape[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
-        qtype = question[-4] << 8 | question[-3]
+        qtype = counted(question[-4] << 8 | question[-3])
         self.slow_counts[(shape[7] >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
         if edns is None:
             counts, body = shape[2], table.soas[shape[6]] + plain
@@ -459,7 +502,7 @@ class Answerer:
                transport: int, zone: int | None = None) -> bytes:
         """An error response; counted under `zone`, or when None under the zone the question
         falls in (the one that would answer it had it no error), as the cache counts it."""
-        qtype = question[-4] << 8 | question[-3] if question else 0
+        qtype = counted(question[-4] << 8 | question[-3]) if question else OTHER_QTYPE
         if zone is None:
             zone = self._zone(question)
         self.slow_counts[(zone, qtype, rcode, transport)] += 1
@@ -538,6 +581,31 @@ def _find_opt(data: bytes, pos: int, qdcount: int, skip: int,
                 return MALFORMED, 0
             return edns, start
     return edns, 0
+
+
+def _turns(table: Table, key: bytes, data: bytes) -> bool:
+    """Whether a query (`key`: its bytes but the ID) asks for a rotating key. Asked at every
+    miss after the first (`Answerer._admit`), so such a query is remembered: a set lookup the
+    next time (bounded like the cache: full, it starts again)."""
+    if key in table.turning:
+        return True
+    end = data.find(0, 12, NAME_END)  # a rotating name has no 0 octet in a label
+    if data[12:end + 1].lower() + data[end + 1:end + 5] not in table.rotations:
+        return False
+    if len(table.turning) >= table.cache_size:
+        table.turning.clear()
+    table.turning.add(key)
+    return True
+
+
+def _fast_shape(data: bytes, qend: int) -> bool:
+    """Whether `_lookup` answers a query of this layout itself, the question ending at `qend`:
+    no other record, or one OPT of EDNS version 0 without options (the tests it makes)."""
+    counts = data[4:12]
+    if counts == NO_EDNS:
+        return len(data) == qend
+    return (counts == ONE_AR and len(data) == qend + 11 and data[qend:qend + 3] == OPT_HEAD
+            and not (data[qend + 6] or data[qend + 9] or data[qend + 10]))
 
 
 def _signed_query(data: bytes) -> bool:

@@ -8,17 +8,25 @@ Every response, sent or not, costs one interval, and the debt is capped at `wind
 a prefix that keeps flooding stays limited, and one that stops is whole again `window`
 seconds later (BIND's `window`).
 
-An account is (class, client prefix) and, for positive answers, the question's name and type,
-as BIND keys them: a resolver asking for many names is not limited by the sum of them, while
-NXDOMAIN, error and large answers (those that amplify best) are counted per prefix alone.
+An account is (class, client prefix) and, for positive answers (NODATA included), the
+question's name: a resolver asking for many names is not limited by the sum of them, while
+NXDOMAIN, error and large answers (those that amplify best) are counted per prefix alone. The
+query type is in no account's key, so a client cannot pick among 65,536 keys for one name.
 
 The accounts live in a table of shared memory (a memfd, shared/region.py) that the
 supervisor creates and every responder maps, so a spoofer spread over the responders by
-SO_REUSEPORT meets one limit. An account's slot is a CRC of its key, seeded per start, with
-no collision check: a collision only makes two accounts share one limit, and an attacker who
-could aim one at a victim's account can spoof the victim's own prefix anyway, so a keyed hash
-would buy nothing for its cost. Slots are updated without locks: two responders that update
-one at once lose one update, which lets one response more through.
+SO_REUSEPORT meets one limit. An account's slot is a SipHash-2-4 of its key, keyed with a
+secret the supervisor draws at each start and gives its responders (they must agree on
+slots): with a keyed hash no one outside can aim an account of theirs at another's slot, as
+they could with a CRC (affine: the difference of two slots does not depend on the seed). There
+is no collision check: two accounts that share a slot by chance share its limit. Slots are
+updated without locks: two responders that update one at once lose one update, which lets one
+response more through.
+
+SipHash costs four times a CRC here (an object per call), so each responder remembers the
+slots of the accounts it met last (`SLOTS_KEPT`): the answers of legitimate clients, which
+repeat, find theirs with one dictionary lookup, while keys seen once (a spoofed flood's) only
+refill the memory.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import ipaddress
 import mmap
 import time
 from collections.abc import Callable
-from zlib import crc32
+
+from siphash24 import siphash24
 
 from healthdns.shared.config import RrlSpec
 
@@ -36,6 +45,7 @@ POSITIVE, NXDOMAIN, ERROR, LARGE = 0, 1, 2, 3  # account classes
 LARGE_SIZE = 1024  # octets: an answer this long amplifies well (Knot's "large" class)
 SLOT = 8  # octets per account
 SECOND = 1_000_000_000  # the clock's unit: nanoseconds
+SLOTS_KEPT = 4096  # account keys whose slot a responder remembers (about 0.5 MiB)
 
 
 class Limiter:
@@ -52,8 +62,8 @@ class Limiter:
         self.v4_bytes, self.v6_bytes = self.v4_bits // 8, self.v6_bits // 8
         aligned = self.v4_bits % 8 == 0 and self.v6_bits % 8 == 0
         self.masks: tuple[int, int] | None = None if aligned else (self.v4_bits, self.v6_bits)
-        # CRC seeds per class from the key: accounts land in other slots on every start.
-        self.seeds = [crc32(bytes((cls,)), int.from_bytes(key[:4], "big")) for cls in range(4)]
+        self.key = key[:16]  # SipHash's: accounts land in other slots on every start
+        self.slots: dict[bytes, int] = {}  # account key -> slot, SLOTS_KEPT at most
         self.exempt = tuple(ipaddress.ip_network(n) for n in spec.exempt)
         positive, nxdomain, error = spec.rates()
         # Per class, in nanoseconds: (cost of an answer, most owed that still lets one go,
@@ -69,24 +79,29 @@ class Limiter:
     def verdict(self, response: bytes, client: bytes) -> int:
         """SEND, DROP or SLIP for `response` to the client at `client` (4 or 16 octets).
 
-        Every answer passes here with RRL on: one screen, no Python call but `_over`, and no
-        builtin call where an expression does (`min` cost as much as the table update).
+        Every answer passes here with RRL on: one screen, no Python call but `_slot` (an
+        account not met lately) and `_over`, and no builtin call where an expression does
+        (`min` cost as much as the table update). An account key is its class's octet, the
+        question name for a positive answer, and the client's prefix.
         """
         if len(response) > LARGE_SIZE:
-            cls, question = LARGE, b""
-        elif response[3] & 0x0F == 0:  # NOERROR: the account is the question's too
+            cls, account = LARGE, b"\x03"
+        elif response[3] & 0x0F == 0:  # NOERROR: the account is the question name's too
             end = response.find(0, 12, 12 + 255)
-            cls, question = POSITIVE, response[12:end + 3].lower() if end > 0 else b""
+            cls, account = POSITIVE, b"\x00" + response[12:end + 1].lower()
         else:
-            cls, question = (NXDOMAIN if response[3] & 0x0F == 3 else ERROR), b""
+            cls = NXDOMAIN if response[3] & 0x0F == 3 else ERROR
+            account = b"\x01" if cls == NXDOMAIN else b"\x02"
         limit = self.limits[cls]
         if limit is None:
             return SEND
         if self.masks is None:
-            question += client[:self.v4_bytes] if len(client) == 4 else client[:self.v6_bytes]
+            account += client[:self.v4_bytes] if len(client) == 4 else client[:self.v6_bytes]
         else:
-            question += self._masked(client)
-        index = crc32(question, self.seeds[cls]) % self.size
+            account += self._masked(client)
+        index = self.slots.get(account)
+        if index is None:
+            index = self._slot(account)
         now = self.clock()
         owed = self.table[index] - now
         owed = owed if owed > 0 else 0  # noqa: FURB136 - no call on the per-answer path
@@ -95,6 +110,14 @@ class Limiter:
         if owed <= limit[1]:  # a token left: the common case ends here
             return SEND
         return self._over(client)
+
+    def _slot(self, account: bytes) -> int:
+        """The slot of an account key (its class, name and prefix: `verdict`), remembered."""
+        index: int = siphash24(account, key=self.key).intdigest() % self.size
+        if len(self.slots) >= SLOTS_KEPT:
+            self.slots.clear()  # cheaper than an order of use, and a flood's keys go with it
+        self.slots[account] = index
+        return index
 
     def _over(self, client: bytes) -> int:
         """A response over its account's limit: exempt, dropped or slipped (and in a dry run,

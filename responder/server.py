@@ -23,7 +23,6 @@ from healthdns.shared.region import Region
 
 log = logging.getLogger("healthdns.responder")
 TCP_SETTLE = 0.1  # seconds a stopping responder gives the connections it has accepted
-ROTATION_PERIOD = 0.1  # seconds each variant of a rotating pool is served
 BUG_LOG_PERIOD = 60.0  # seconds between two tracebacks of internal errors: a flood is counted
 BUG_LOG_BYTES = 512  # of the query, in hex, in the log line
 
@@ -135,7 +134,6 @@ class Server:
             thread.start()
             self.threads.append(thread)
             await self.tcp.listen(listener.tcp)
-        asyncio.get_running_loop().create_task(self._rotate())
         messages.send(self.conn, messages.Ready(self.slot))
         asyncio.get_running_loop().create_task(self._report())
 
@@ -155,20 +153,6 @@ class Server:
             except OSError:
                 return  # the supervisor is gone: EOF on the pipe stops this process
             await asyncio.sleep(messages.STATS_PERIOD)
-
-    async def _rotate(self) -> None:
-        """Serve the variants of rotating pools in turn.
-
-        The answers of a pool with more addresses than an answer holds come as variants
-        (`ZoneTable.variants`); every period the next one takes the key's place.
-        """
-        turn = 0
-        while True:
-            await asyncio.sleep(ROTATION_PERIOD)
-            table = self.answerer.table
-            if table is not None:
-                turn += 1
-                table.rotate(turn)
 
     def _serve_udp(self, sock: socket.socket) -> None:
         """One thread per UDP socket, blocking in the kernel between batches.

@@ -11,6 +11,7 @@ import struct
 from bisect import bisect_right
 from collections import ChainMap
 from collections.abc import Iterator, Sequence
+from itertools import cycle
 from typing import Any
 
 import msgspec
@@ -185,6 +186,11 @@ class Table:
     (the name has no ANY answer of its own: it answers as any missing type does).
     ``soas``/``soas_signed``: by SOA index, the records negative answers start their authority
     section with; index 0 is empty.
+    ``variants``: the answers of each rotating key (a pool with more addresses up than
+    `max_answers`, or a CNAME that leads to one), variant 0 first; ``rotations``: per rotating
+    key, the cycle through them that answering steps (`find`, `Answerer._lookup`). A rotating
+    key is not in `answers` once the table is made: a lookup there misses, and the miss path
+    takes the key's next variant, so the names that do not rotate pay nothing for rotation.
     """
 
     __slots__ = (
@@ -199,9 +205,11 @@ class Table:
         "names",
         "nxdomains",
         "origin_lengths",
+        "rotations",
         "seen",
         "soas",
         "soas_signed",
+        "turning",
         "variants",
         "zones",
     )
@@ -212,6 +220,8 @@ class Table:
         self.cache_size = cache_size
         # hashes of queries missed once: the cache admits a query on its second miss
         self.seen: set[int] = set()
+        # queries (bytes but the ID) for rotating keys: the cache never keeps their answers
+        self.turning: set[bytes] = set()
         # NXDOMAIN answers by the query bytes but the ID and the first label (`Nxdomain`)
         self.nxdomains: dict[bytes, Nxdomain] = {}
         self.generation = snapshot.generation
@@ -226,6 +236,7 @@ class Table:
         # NSEC3?)
         self.chains: dict[bytes, tuple[list[Any], list[bytes], bool]] = {}
         self.variants: dict[bytes, list[Entry]] = {}
+        self.rotations: dict[bytes, Iterator[Entry]] = {}
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
         bodies: dict[bytes, bytes] = {}  # equal bodies, one object each
@@ -248,6 +259,7 @@ class Table:
                 self.chains[zone.origin] = (keys, proofs, zone.nsec3)
         self.origin_lengths = frozenset(len(origin) for origin in self.zones)
         self._settle_any(dict.fromkeys([name + ANY for name in blocked]))
+        self._start_rotations()
 
     def _derive_any(self, zones: Sequence[ZoneTable | EncodedZoneTable]
                     ) -> tuple[list[Answers], list[bytes]]:
@@ -288,14 +300,15 @@ class Table:
         """The next generation: a copy of this one with the delta's changes."""
         new = Table.__new__(Table)
         new.cache, new.cache_size, new.seen, new.nxdomains = {}, self.cache_size, set(), {}
+        new.turning = set()
         new.generation = delta.generation
         new.soas = [b""] + [z.soa for z in delta.zones]
         new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]
         new.answers, new.names = self.answers.copy(), self.names.copy()
         new.any_types, new.any_blocked = self.any_types, set(self.any_blocked)
-        # A rotating key holds whichever variant is in turn; its own answer is variant 0.
-        # The delta brings each zone's whole rotation set, so the set is rebuilt, never kept:
-        # a pool that stopped rotating must not go on serving its old variants.
+        # A rotating key's own answer is variant 0, held aside while it rotates. The delta
+        # brings each zone's whole rotation set, so the set is rebuilt, never kept: a pool
+        # that stopped rotating must not go on serving its old variants.
         for key, entries in self.variants.items():
             new.answers[key] = entries[0]
         new.zones, new.variants = self.zones, {}
@@ -324,7 +337,23 @@ class Table:
                     proofs[position] = bodies.setdefault(proof, proof)
                 new.chains[zone.origin] = (keys, proofs, hashed)
         new._settle_any(wanted)
+        new._start_rotations()
         return new
+
+    def _start_rotations(self) -> None:
+        """Hold each rotating key's answers in `variants` only (see the class), and start its
+        rotation at variant 0: a new generation starts every rotation again."""
+        for key in self.variants:
+            self.answers.pop(key, None)
+        self.rotations = {key: cycle(entries) for key, entries in self.variants.items()}
+
+    def _held(self, key: bytes) -> Entry | None:
+        """The entry a key holds without stepping a rotation: a rotating key's variant 0."""
+        found = self.answers.get(key)
+        if found is None:
+            entries = self.variants.get(key)
+            return entries[0] if entries is not None else None
+        return found
 
     def _put(self, ids: tuple[int, int], answers: Answers, names: Answers,
              bodies: dict[bytes, bytes], wanted: dict[bytes, Entry | None] | None = None
@@ -376,14 +405,14 @@ class Table:
         if found is not None:
             return found
         source = self._any_source(name)
-        return None if source is None else self.answers[source]
+        return None if source is None else self._held(source)
 
     def _any_source(self, name: bytes) -> bytes | None:
         """The key of the name's lowest type, the one an ANY answer is derived from."""
-        answers = self.answers
+        answers, variants = self.answers, self.variants
         for suffix in self.any_types:
             key = name + suffix
-            if key in answers:
+            if key in answers or key in variants:
                 return key
         return None
 
@@ -401,12 +430,13 @@ class Table:
                 if held is not None:
                     self.answers[stored] = held
                     self.any_blocked.add(stored)
-            elif source is None or source in self.variants or self.answers[source] != want:
+            elif source is None or source in self.variants or self._held(source) != want:
                 self.answers[stored] = want
 
     def any_entry(self, name: bytes) -> Entry | None:
         """The entry for qtype ANY when `answers` holds none for the name: its lowest type's
-        (RFC 8482: one RRset), or when it has no type, the entry of a missing type."""
+        (RFC 8482: one RRset), or when it has no type, the entry of a missing type. A name
+        whose lowest type rotates has its ANY answer held (`_settle_any`): never derived."""
         answers = self.answers
         for suffix in self.any_types:
             found = answers.get(name + suffix)
@@ -416,10 +446,14 @@ class Table:
 
     def find(self, key: bytes) -> Entry | None:
         """The entry answering a question (lower-case name, type, class), None when not ours
-        or malformed: what the fast path finds, as the slow path and the counters look it up."""
+        or malformed: what the fast path finds, as the slow path looks it up. A rotating key
+        steps to its next variant: each call is an answer sent."""
         found = self.answers.get(key)
         if found is not None:
             return found
+        rotation = self.rotations.get(key)
+        if rotation is not None:
+            return next(rotation)
         return self.any_entry(key[:-4]) if key[-4:] == ANY_IN else self.lookup_miss(key[:-4])
 
     def _put_variants(self, ids: tuple[int, int], variants: dict[bytes, list[Answer]],
@@ -428,17 +462,6 @@ class Table:
         for key, answers in variants.items():
             self.variants[key + CLASS_IN] = [entry(a, index, zone, False, bodies)
                                              for a in answers]
-
-    def rotate(self, turn: int) -> None:
-        """Serve variant `turn` (modulo their number) of every rotating answer.
-
-        The packet cache is emptied with it, or it would keep serving one variant.
-        """
-        if not self.variants:
-            return
-        for key, entries in self.variants.items():
-            self.answers[key] = entries[turn % len(entries)]
-        self.cache.clear()
 
     def lookup_miss(self, name: bytes) -> Entry | None:
         """The entry for a name with no pre-rendered answer of the asked type; None when the
@@ -476,7 +499,9 @@ class Table:
         """The zone id a question (lower-case name, type, class) is counted under: the zone
         of the entry that answers it, as the fast and slow paths look it up; 0 when the name
         is in none of our zones or is malformed."""
-        found = self.find(key)
+        found = self._held(key)
+        if found is None:
+            found = self.find(key)  # not a rotating key: `find` steps nothing
         return found[0][7] >> ZONE_SHIFT if found is not None else 0
 
     def denial(self, name: bytes, base: tuple[int, int, int]) -> tuple[bytes, bytes]:

@@ -11,6 +11,10 @@ signer publishes them (`journal.Store`, relayed by the supervisor), and serves o
 * anything else REFUSED, and every query from a client no secondary entry or allow rule
   admits, or not signed with the key that entry names (RFC 8945: unknown keys get NOTAUTH).
 
+A client no rule admits is answered once and its connection closed, without ever taking one
+of the port's slots; a configured secondary always gets one (`slots`). A refused query (an
+address, key or type not allowed, a zone not ours) ends its connection too.
+
 It sends NOTIFY to the secondaries on every serial change (`notify`). Writing is asyncio with
 backpressure: a slow reader holds its own connection only, and the loop turns between two
 messages of a transfer, so a new generation from the pipe is never held up by a big AXFR
@@ -37,6 +41,7 @@ import dns.rdatatype
 
 from healthdns.responder import notify, tsig
 from healthdns.responder.journal import Group, Sections, Store, ZoneState
+from healthdns.responder.slots import Slots
 from healthdns.responder.sockets import bind_tcp
 from healthdns.responder.tcp import FRAME_MAX, HEADER
 from healthdns.shared import child, messages, privilege
@@ -50,6 +55,7 @@ EXIT_BIND_FAILED = 3
 NICE = 19
 QR, AA, RD = 0x8000, 0x0400, 0x0100
 NOERROR, FORMERR, SERVFAIL, REFUSED, NOTAUTH = 0, 1, 2, 5, 9
+STRANGER_WAIT = 2.0  # seconds a client no rule admits has to send its query (at most)
 # Room left in each message for the TSIG record a signed stream adds to it: a key name of up
 # to 255 octets, the algorithm's name and a MAC of up to 64 (HMAC-SHA512) fit in 512.
 TSIG_ROOM = 512
@@ -70,21 +76,39 @@ class Access:
 
     def __init__(self, spec: TransferSpec) -> None:
         self.rules: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
+        self.secondaries: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
         for secondary in spec.secondaries:
             host = secondary.address.rsplit(":", 1)[0].strip("[]")
             self.rules.append((ipaddress.ip_network(host), secondary.key))
+            self.secondaries.add(ipaddress.ip_address(host))
         for rule in spec.allow:
             self.rules += [(ipaddress.ip_network(n), rule.key) for n in rule.networks]
 
     def keys(self, host: str) -> set[str]:
         """The keys a client at `host` may sign with ("": unsigned allowed); empty: none."""
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
+        address = _address(host)
+        if address is None:
             return set()
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         return {key for network, key in self.rules if address in network}
+
+    def admits(self, host: str) -> bool:
+        """Whether any secondary entry or allow rule admits the address `host`."""
+        return bool(self.keys(host))
+
+    def is_secondary(self, host: str) -> bool:
+        """Whether `host` is the address of a configured secondary."""
+        return _address(host) in self.secondaries
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A peer's address; an IPv4-mapped IPv6 one as the IPv4 address; None if not one."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 class Transfers:
@@ -346,7 +370,9 @@ class Server:
         self.conn = conn
         self.transfers = Transfers(cfg.transfer, cfg.tsig_keys())
         self.notifier = notify.Notifier(cfg.transfer, *_notify_signing(cfg.tsig_keys()))
-        self.open: set[asyncio.Task[None]] = set()
+        self.open: set[asyncio.Task[None]] = set()  # every connection's task
+        self.slots = Slots(cfg.transfer.max_connections)  # of the clients the rules admit
+        self.strangers = Slots(cfg.transfer.max_connections, displace=True)  # of the others
         self.ready = False
         self.stopped: asyncio.Future[None] | None = None
 
@@ -418,49 +444,89 @@ class Server:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self.open) >= self.spec.max_connections:
-            self.transfers.counts.refused += 1
-            writer.close()
-            return
-        self.open.add(task)
         host = writer.get_extra_info("peername")[0]
+        access = self.transfers.access
+        self.open.add(task)
         try:
-            await self._converse(reader, writer, host)
+            if not access.admits(host):
+                await self._refuse(reader, writer, host, task)
+            elif self.slots.admit(task, host, access.is_secondary(host), task.cancel):
+                try:
+                    await self._converse(reader, writer, host, task)
+                finally:
+                    self.slots.release(task)
+            else:
+                self.transfers.counts.refused += 1  # the port, or its share of it, is full
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away, stalled or sent half a message: its loss only
         finally:
             self.open.discard(task)
             writer.close()
 
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      host: str, task: asyncio.Task[None]) -> None:
+        """A client no rule admits: its first query answered (REFUSED), then the connection
+        closed. It waits for that query among its own kind, never in a slot of the port."""
+        if not self.strangers.admit(task, host, False, task.cancel):
+            self.transfers.counts.refused += 1
+            return
+        try:
+            wait = min(STRANGER_WAIT, self.spec.idle_timeout)
+            wire = await _read_query(reader, wait)
+            if wire is not None:
+                await _write(writer, self.transfers.answer(wire, host), wait)
+        finally:
+            self.strangers.release(task)
+
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        host: str) -> None:
+                        host: str, task: asyncio.Task[None]) -> None:
         idle = self.spec.idle_timeout
         while True:
-            try:
-                prefix = await asyncio.wait_for(reader.readexactly(2), idle)
-            except asyncio.IncompleteReadError as e:
-                if e.partial:
-                    raise
-                return  # closed between two queries
-            length = int.from_bytes(prefix, "big")
-            if length < HEADER:
+            wire = await _read_query(reader, idle)
+            if wire is None:
                 return
-            wire = await asyncio.wait_for(reader.readexactly(length), idle)
-            await _write(writer, self.transfers.answer(wire, host), idle)
+            self.slots.busy(task, True)
+            try:
+                rcode = await _write(writer, self.transfers.answer(wire, host), idle)
+            finally:
+                self.slots.busy(task, False)
+            if rcode in (REFUSED, NOTAUTH):
+                return  # refused: the connection makes room for others
 
 
-async def _write(writer: asyncio.StreamWriter, replies: Iterator[bytes], idle: float) -> None:
+async def _read_query(reader: asyncio.StreamReader, idle: float) -> bytes | None:
+    """The next query of a connection, each part within `idle` seconds; None when the client
+    closed it between two queries or framed one shorter than a header."""
+    try:
+        prefix = await asyncio.wait_for(reader.readexactly(2), idle)
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise
+        return None  # closed between two queries
+    length = int.from_bytes(prefix, "big")
+    if length < HEADER:
+        return None
+    return await asyncio.wait_for(reader.readexactly(length), idle)
+
+
+async def _write(writer: asyncio.StreamWriter, replies: Iterator[bytes],
+                 idle: float) -> int | None:
     """Each reply framed and written as the client reads: a reader that reads nothing for
     `idle` seconds loses its connection; one that reads slowly holds this task only. The loop
     turns between two messages. One deadline moved on per message, not a `wait_for` each: that
-    makes a task per message, a tenth of the transfer process's CPU in an AXFR loop."""
+    makes a task per message, a tenth of the transfer process's CPU in an AXFR loop. Returns
+    the rcode of the first reply (None: there was none)."""
     loop = asyncio.get_running_loop()
+    rcode = None
     async with asyncio.timeout(idle) as deadline:
         for reply in replies:
+            if rcode is None:
+                rcode = reply[3] & 0x0F
             writer.write(len(reply).to_bytes(2, "big") + reply)
             await writer.drain()
             await asyncio.sleep(0)
             deadline.reschedule(loop.time() + idle)
+    return rcode
 
 
 def _notify_signing(tsig_keys: list[keys.Key]) -> tuple[notify.Sign, notify.Check]:

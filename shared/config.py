@@ -301,7 +301,7 @@ class RrlSpec(_Frozen, frozen=True):
     """
 
     enabled: bool | None = None  # None: on exactly when responses_per_second is given
-    responses_per_second: int | None = None  # positive answers per prefix, name and type
+    responses_per_second: int | None = None  # positive answers per prefix and name
     nxdomains_per_second: int | None = None  # None: as responses_per_second
     errors_per_second: int | None = None  # None: as responses_per_second
     window: int = 15  # seconds of excess a flooding prefix must wait out (BIND's window)

@@ -307,7 +307,8 @@ class Stats(_Message, frozen=True):
     # (path, proto, family, zone, qtype, rcode, queries): path 0 fast, 1 packet cache, 2 slow;
     # proto 0 UDP, 1 TCP; family 1 IPv4, 2 IPv6 (the listening socket's); zone the origin
     # (lower-case wire) whose data answered, b"" for a name in none of its zones. The zone
-    # travels as an origin, not an index, so it means the same across generations.
+    # travels as an origin, not an index, so it means the same across generations. qtype is
+    # one of COUNTED_QTYPES: OTHER_QTYPE for every type not named there.
     counts: list[tuple[int, int, int, bytes, int, int, int]]
     truncated: int
     errors: int
@@ -369,6 +370,12 @@ PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 PROBES_PERIOD = 1.0
 STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
 ALIVE_PERIOD = 1.0  # seconds between two `Alive` of the signer
+# The query types a responder counts by their own number (RFC 1035, 3596, 2782, 8659, 4034,
+# 5155, 9460, 1995); every other type is counted as OTHER_QTYPE, where it is counted, so that
+# what clients ask cannot grow a responder's counters (65,536 types x zones x rcodes).
+OTHER_QTYPE = 0
+COUNTED_QTYPES = (OTHER_QTYPE, 1, 28, 5, 15, 2, 12, 6, 33, 16, 257, 43, 48, 47, 50, 46, 65, 64,
+                  255, 252, 251)
 PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 

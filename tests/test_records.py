@@ -146,15 +146,13 @@ def ask(answerer: Answerer, name: dns.name.Name, rdtype: int, dnssec: bool) -> d
 
 def served(answerer: Answerer, name: dns.name.Name, rdtype: int, dnssec: bool,
            turns: int) -> tuple[int, set[dns.rdata.Rdata], set[dns.rdata.Rdata]]:
-    """TTL, rdatas and RRSIGs the responder answers for the name's own RRset, every rotation
-    turn taken together (RRSIGs only when nothing rotates: each variant has its own)."""
-    table = answerer.table
-    assert table is not None
+    """TTL, rdatas and RRSIGs the responder answers for the name's own RRset, `turns` answers
+    (each the next of a rotation) taken together (RRSIGs only when nothing rotates: each
+    variant has its own)."""
     ttls: set[int] = set()
     rdatas: set[dns.rdata.Rdata] = set()
     sigs: set[dns.rdata.Rdata] = set()
-    for turn in range(turns):
-        table.rotate(turn)
+    for _ in range(turns):
         response = ask(answerer, name, rdtype, dnssec)
         rrset = response.get_rrset(response.answer, name, dns.rdataclass.IN, _type(rdtype))
         assert rrset is not None, f"{name} {rdtype} is served"
@@ -163,7 +161,6 @@ def served(answerer: Answerer, name: dns.name.Name, rdtype: int, dnssec: bool,
         found = response.get_rrset(response.answer, name, dns.rdataclass.IN,
                                    _type(RRSIG), _type(rdtype))
         sigs.update(found or ())
-    table.rotate(0)
     assert len(ttls) == 1
     return ttls.pop(), rdatas, sigs if turns == 1 else set()
 

@@ -17,11 +17,17 @@ from healthdns.responder import tcp
 
 
 class FakeTransport(asyncio.Transport):
+    """A transport that keeps what is written; `unread`: the octets of it the client has not
+    read (0: the client reads everything at once)."""
+
     def __init__(self, peer: tuple[str, int]) -> None:
         super().__init__()
         self.peer = peer
         self.writes: list[bytes] = []
         self.closed = False
+        self.reading = True
+        self.unread: int | None = None  # None: read as written
+        self.protocol: asyncio.BaseProtocol | None = None
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return self.peer if name == "peername" else default
@@ -29,9 +35,22 @@ class FakeTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed, "written after close"
         self.writes.append(bytes(data))
+        if self.unread is not None:  # as asyncio: past the high mark, the protocol pauses
+            self.unread += len(data)
+            if self.unread > tcp.UNSENT_MAX and isinstance(self.protocol, tcp.Connection):
+                self.protocol.pause_writing()
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.unread or 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        assert high == tcp.UNSENT_MAX
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def is_closing(self) -> bool:
         return self.closed
@@ -71,6 +90,7 @@ def open_connection(manager: tcp.Tcp, host: str = "127.0.0.1") -> tuple[tcp.Conn
                                                                         FakeTransport]:
     conn = tcp.Connection(manager)
     transport = FakeTransport((host, 40000))
+    transport.protocol = conn
     conn.connection_made(transport)
     return conn, transport
 
@@ -115,6 +135,34 @@ def test_idle_timeout_shrinks_with_pressure_within_bounds(count: int, limit: int
     if count >= limit:
         assert timeout == floor
     assert tcp.idle_timeout(count + 1, limit, full) <= timeout
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(12, 3000), min_size=1, max_size=400), st.integers(0, 40_000),
+       st.lists(st.integers(1, 200_000), max_size=30))
+def test_a_client_that_does_not_read_holds_a_bounded_backlog(
+        sizes: list[int], unread: int, reads: list[int]) -> None:
+    """Answers are written while the unsent ones stay under UNSENT_MAX (one answer past it at
+    most); the other queries wait, unread, with the connection read no more, until the
+    client reads; each read lets more through, in order, and none is lost."""
+    conn, transport = open_connection(make_tcp())
+    transport.unread = unread
+    messages = [bytes([i >> 8 & 0xFF, i & 0xFF]) + b"q" * (size - 2)
+                for i, size in enumerate(sizes)]
+    conn.data_received(b"".join(frame(m) for m in messages))
+    biggest = max(sizes) + 3  # an answer, framed
+    expected = b"".join(frame(m + b"!") for m in messages)
+    # The client reads `taken` octets at a time, then everything until all is answered.
+    for taken in [*reads, *[None] * (len(expected) // (tcp.UNSENT_MAX // 2) + 2)]:
+        assert transport.get_write_buffer_size() <= max(unread, tcp.UNSENT_MAX) + biggest
+        assert transport.reading == (not conn.writing)  # read no more while it is full
+        assert conn.writing or conn.pending == b""  # and queries wait only then
+        assert transport.unread is not None
+        transport.unread = 0 if taken is None else max(0, transport.unread - taken)
+        if transport.unread <= tcp.UNSENT_MAX // 4 and not transport.reading:
+            conn.resume_writing()  # as asyncio: drained to the low mark
+    assert b"".join(transport.writes) == expected
+    assert conn.pending == b"" and transport.reading
 
 
 def test_a_stalled_partial_query_is_idle() -> None:

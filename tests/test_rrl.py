@@ -17,10 +17,12 @@ from pathlib import Path
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import pytest
 from conftest import CONFORMANCE
 from harness import Server, has_ipv6, read_tcp_message
+from test_rrl_model import crc_aimed
 
 RATE = 10
 RRL = f"""
@@ -51,8 +53,8 @@ def sockets(source: str, count: int = 1) -> list[socket.socket]:
 
 
 def query(name: str = "www.example.test", options: list[dns.edns.Option] | None = None,
-          qid: int = 0) -> bytes:
-    q = dns.message.make_query(name, "A", use_edns=0, options=options or [])
+          qid: int = 0, rdtype: str = "A") -> bytes:
+    q = dns.message.make_query(name, rdtype, use_edns=0, options=options or [])
     q.id = qid
     q.flags &= ~dns.flags.RD
     return q.to_wire()
@@ -148,6 +150,25 @@ def test_a_client_cookie_alone_is_limited_and_told_badcookie(limited: Server) ->
     assert raw is not None
     answer = dns.message.from_wire(raw)
     assert answer.rcode() == dns.rcode.NOERROR and answer.answer
+
+
+def test_a_type_aimed_at_a_victims_account_does_not_limit_the_victim(limited: Server) -> None:
+    """The attack without spoofing that CRC-placed accounts let through: from its own /24, a
+    flood of NODATA questions of a type whose account landed in the victim's slot whatever
+    the start's seed, while the victim asks within its rate. Every victim answer goes out."""
+    name = dns.name.from_text("www.example.test").to_wire()
+    prefix, qtype = crc_aimed(name, 1, bytes([127, 0, 8]),
+                              [bytes([127, 0, n]) for n in range(9, 250)], 65536)
+    aimed = [query(qid=i, rdtype=f"TYPE{qtype}") for i in range(30)]
+    victim: list[dns.message.Message] = []
+    with sockets(".".join(map(str, prefix)) + ".1")[0] as attacker:
+        for i in range(8):  # 8 answers in ~0.8 s: within the victim's rate of 10 a second
+            for wire in aimed:  # the attacker's answers come back to it, unread
+                attacker.sendto(wire, (limited.host, limited.port))
+            raw = _one(limited, query(qid=i), "127.0.8.1", timeout=2.0)
+            victim.append(dns.message.from_wire(raw) if raw else dns.message.Message())
+            time.sleep(0.1)  # the victim's pace is the point, not a readiness wait
+    assert full(victim) == 8, [(r.flags & dns.flags.TC, len(r.answer)) for r in victim]
 
 
 def test_tcp_is_never_limited(limited: Server) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +27,9 @@ START = 10**15  # nanoseconds: a monotonic clock well past zero
 US = 1000
 
 
-def response(rcode: int, name: bytes, size: int = 0) -> bytes:
+def response(rcode: int, name: bytes, size: int = 0, qtype: int = 1) -> bytes:
     header = struct.pack(">HHHHHH", 0x1234, 0x8400 | rcode, 1, 1 if rcode == 0 else 0, 0, 0)
-    body = header + name + b"\x00\x01\x00\x01"
+    body = header + name + struct.pack(">HH", qtype, 1)
     return body + b"\x00" * max(0, size - len(body))
 
 
@@ -112,6 +113,67 @@ def test_the_accounts_of_the_model_test_do_not_collide() -> None:
                 slots.setdefault(account(client, kind, name), set()).add(slot)
     assert all(len(s) == 1 for s in slots.values())
     assert len({next(iter(s)) for s in slots.values()}) == len(slots)
+
+
+META = frozenset({0, 41, *range(249, 256)})  # types a responder never simply looks up
+
+
+def crc_aimed(name: bytes, qtype: int, victim: bytes, attackers: list[bytes],
+              size: int) -> tuple[bytes, int]:
+    """The attack on accounts placed by a seeded CRC of (name, type, prefix): a prefix of the
+    attacker's and a query type whose positive account for `name` lands in the slot of the
+    victim's (`name`, `qtype`) account whatever the seed. A CRC is affine: for two keys of one
+    length, crc(a) ^ crc(b) = crc(a ^ b) ^ crc(zeros), the seed gone; and that is linear in
+    the differing bits, so the type is found from the CRCs of its 16 bits alone."""
+    length = len(name) + 2 + len(victim)
+    zero = zlib.crc32(bytes(length))
+
+    def linear(at: int, delta: bytes) -> int:
+        flipped = bytes(at) + delta + bytes(length - at - len(delta))
+        return zlib.crc32(flipped) ^ zero
+
+    bits = [linear(len(name), (1 << i).to_bytes(2, "big")) for i in range(16)]
+    by_type = [0] * 65536
+    for t in range(1, 65536):
+        low = t & -t
+        by_type[t] = by_type[t ^ low] ^ bits[low.bit_length() - 1]
+    for prefix in attackers:
+        moved = linear(len(name) + 2, bytes(a ^ b for a, b in zip(victim, prefix, strict=True)))
+        for t in range(65536):
+            same = (by_type[t ^ qtype] ^ moved) % size == 0
+            if same and t not in META and t != qtype:
+                return prefix, t
+    raise AssertionError("no type aims at the victim from these prefixes")
+
+
+def test_an_account_cannot_be_aimed_at_another_ones_slot() -> None:
+    """The attack that worked on CRC-placed accounts: from another /24, a query type chosen so
+    that its NODATA answers land in the victim's slot, flooded, then the victim's own answers
+    (within its rate) were limited. Slots are a keyed SipHash now, and the type is in no key."""
+    victim, name = CLIENTS[0], NAMES[0]
+    prefix, qtype = crc_aimed(name, 1, victim[:3], [bytes([198, 51, n]) for n in range(256)],
+                              65536)
+    now = START
+    spec = config.RrlSpec(responses_per_second=5, window=1, slip=2)
+    limiter = rrl.Limiter(spec, memoryview(bytearray(8 * 65536)), KEY, clock=lambda: now)
+    attacker = prefix + b"\x07"
+    for _ in range(100):
+        now += 100 * US
+        limiter.verdict(response(0, name, qtype=qtype), attacker)
+    for _ in range(5):  # the victim's rate: one answer every 200 ms
+        now += 200_000 * US
+        limiter.verdict(response(0, name, qtype=qtype), attacker)  # the flood goes on
+        assert limiter.verdict(response(0, name), victim) == rrl.SEND
+
+
+def test_the_query_type_is_in_no_account() -> None:
+    """A client's answers for one name share an account whatever the types it asks."""
+    now = START
+    spec = config.RrlSpec(responses_per_second=3, window=1, slip=0)
+    limiter = rrl.Limiter(spec, memoryview(bytearray(8 * 65536)), KEY, clock=lambda: now)
+    verdicts = [limiter.verdict(response(0, NAMES[0], qtype=t), CLIENTS[0])
+                for t in (1, 28, 16, 61943, 99)]
+    assert verdicts == [rrl.SEND] * 3 + [rrl.DROP] * 2
 
 
 def test_a_flood_is_cut_to_the_rate_and_slips_every_nth() -> None:
