@@ -580,6 +580,7 @@ def _pack(runs4: _Runs, runs6: _Runs, orders: tuple[tuple[str, ...], ...], file:
         low.append(start & 0xFFFFFFFFFFFFFFFF)
         v6_blocks.append(order << geotable.SCOPE_BITS | length)
     return GeoTable(orders=orders, v4_starts=v4_starts.tobytes(), v4_blocks=v4_blocks.tobytes(),
+                    v4_index=geotable.v4_index(v4_starts).tobytes(),
                     v6_high=high.tobytes(), v6_low=low.tobytes(), v6_blocks=v6_blocks.tobytes(),
                     database=file, database_type=db.kind, database_epoch=db.epoch,
                     database_networks=db.networks)

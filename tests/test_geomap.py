@@ -543,3 +543,18 @@ def test_a_database_damaged_anywhere_compiles_or_is_a_config_error(
                                       rules=(GeoRule(country="DE", sites=("iad",)),)), BARE)
         except ConfigError as e:
             assert str(e).startswith(f"map.database: {path}")
+
+
+@pytest.mark.parametrize(("field", "cut", "error"), [
+    ("v4_starts", 4, "the IPv4 tables do not cover the address space"),
+    ("v4_index", 4, "the IPv4 index does not fit the IPv4 tables"),
+    ("v6_low", 8, "the IPv6 tables differ in length"),
+    ("v6_blocks", 3, "is not a whole number of I items"),
+])
+def test_an_index_refuses_tables_that_do_not_fit_together(field: str, cut: int,
+                                                          error: str) -> None:
+    table = geomap.compile_map(GeoMap(networks=(GeoNetworks(
+        cidrs=("10.0.0.0/8", "2001:db8::/32"), sites=("fra",)),)), BARE)
+    broken = msgspec.structs.replace(table, **{field: getattr(table, field)[:-cut]})
+    with pytest.raises(ValueError, match=error):
+        geotable.GeoIndex(broken)
