@@ -36,6 +36,9 @@ def pointer(offset: int) -> bytes:
     return _pack(POINTER | offset)
 
 
+AT_QUESTION = pointer(QUESTION)
+
+
 def after_question(qname: bytes) -> int:
     """The offset of the first record of an answer to `qname` (type and class follow it)."""
     return QUESTION + len(qname) + 4
@@ -60,13 +63,16 @@ class Writer:
     def __init__(self, qname: bytes, start: int, names: Mapping[bytes, int] | None = None
                  ) -> None:
         self.names: dict[bytes, int] = dict(names) if names else {}
-        self._learn(qname, QUESTION, len(qname))
+        self.qname = qname
+        self.asked = False  # whether `names` holds the question's suffixes yet
         self.offset = start
         self.parts: list[bytes] = []
 
     def rr(self, owner: bytes, rdtype: int, ttl: int, rdata: bytes) -> None:
         """Write one record of class IN."""
-        head = self.name(owner, self.offset)
+        # Most owners are the question itself: no name to look for (signing 10,000 names
+        # renders 60,000 answers).
+        head = AT_QUESTION if owner == self.qname else self.name(owner, self.offset)
         named = NAMED.get(rdtype)
         if named is not None:
             rdata = self._rdata(rdata, named, self.offset + len(head) + RR.size)
@@ -79,12 +85,16 @@ class Writer:
     def name(self, name: bytes, at: int) -> bytes:
         """`name` as written at offset `at`: its labels up to the longest suffix already
         written, then a pointer to that suffix; the labels it writes can be pointed to."""
+        if not self.asked:
+            self.asked = True
+            self._learn(self.qname, QUESTION, len(self.qname))
         names = self.names
         i = 0
         while name[i]:
             found = names.get(name[i:])
             if found is not None:
-                self._learn(name, at, i)
+                if i:
+                    self._learn(name, at, i)
                 return name[:i] + pointer(found)
             i += name[i] + 1
         self._learn(name, at, i)
