@@ -66,8 +66,10 @@ Chain = tuple[list[Any], list[bytes], bool, int, int]
 # positions matching it and covering its wildcard; NSEC, the position covering its wildcard,
 # its packed key (the start of every name's below it), the encloser itself and the lengths of
 # its suffixes (an NSEC owner's labels that end it are written as a pointer into the
-# question), and how much of the wildcard's NSEC owner is written.
-Proving = tuple[list[Any], list[bytes], bool, int, int, tuple[Any, ...]]
+# question), and how much of the wildcard's NSEC owner is written. Then the records those
+# positions give, as placed for the last length of question name (`Table._placed`).
+Proving = tuple[list[Any], list[bytes], bool, int, int, tuple[Any, ...],
+                list[tuple[int, bytes]]]
 SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question name's length
 # An NXDOMAIN kept for every name one label under the same parent, by the query bytes but the
 # ID and that label's octets (see `query.Answerer._remember_nxdomain`): (the response's flags and counts,
@@ -590,26 +592,49 @@ class Table:
         found = self.enclosers.get(encloser)
         if found is None:
             found = self.enclosers[encloser] = self._encloser(name, encloser)
-        keys, proofs, hashed, apex_length, after, fixed = found
+        keys, proofs, hashed, apex_length, after, fixed, _ = found
         an, ns, ar = base
+        placed = self._placed(found, len(name))
         apex = compression.QUESTION + len(name) - apex_length
-        start = compression.QUESTION + len(name) + 4 + after
+        start = compression.QUESTION + len(name) + 4 + after + len(placed)
         if not hashed:  # one record when the name and the wildcard fall in one gap
             key = canonical.packed_below(fixed[1], name, len(name) - len(encloser))
             covering = max(0, bisect_right(keys, key) - 1)  # as `canonical.covering`
-            wildcard = compression.place(proofs[fixed[0]], apex, start, fixed[4])
             if covering == fixed[0]:
-                return _COUNTS(1, an, ns + 2, ar + 1), wildcard
+                return _COUNTS(1, an, ns + 2, ar + 1), placed
             proof = proofs[covering]
-            kept = compression.kept_labels(proof, encloser, fixed[3], apex_length)
-            return _COUNTS(1, an, ns + 4, ar + 1), wildcard + compression.place(
-                proof, apex, start + len(wildcard), kept)
+            # Under the apex itself (a flood's names), an owner shares no more with the name.
+            kept = compression.kept_labels(proof, encloser, fixed[3], apex_length) \
+                if len(encloser) > apex_length else -1
+            return _COUNTS(1, an, ns + 4, ar + 1), placed + compression.place(
+                proof, apex, start, kept)
         closer = nsec3.next_closer_position(keys, name, encloser)
-        positions = dict.fromkeys((fixed[0], fixed[1], closer))
-        placed = b""
-        for position in positions:
-            placed += compression.place(proofs[position], apex, start + len(placed))
-        return _COUNTS(1, an, ns + 2 * len(positions), ar + 1), placed
+        records = 2 if fixed[0] == fixed[1] else 4  # each with its RRSIG
+        if closer in fixed:
+            return _COUNTS(1, an, ns + records, ar + 1), placed
+        return _COUNTS(1, an, ns + records + 2, ar + 1), placed + compression.place(
+            proofs[closer], apex, start)
+
+    @staticmethod
+    def _placed(found: Proving, length: int) -> bytes:
+        """The records an encloser's positions give, placed for a question name of `length`
+        octets, right after the SOA records: kept for the last length asked (a flood's
+        names are of one length), one slot replaced whole (threads may ask at once)."""
+        memo = found[6]
+        last = memo[0]
+        if last[0] == length:
+            return last[1]
+        _, proofs, hashed, apex_length, after, fixed, _ = found
+        apex = compression.QUESTION + length - apex_length
+        start = compression.QUESTION + length + 4 + after
+        if hashed:
+            placed = compression.place(proofs[fixed[0]], apex, start)
+            if fixed[1] != fixed[0]:
+                placed += compression.place(proofs[fixed[1]], apex, start + len(placed))
+        else:
+            placed = compression.place(proofs[fixed[0]], apex, start, fixed[4])
+        memo[0] = (length, placed)
+        return placed
 
     def _encloser(self, name: bytes, encloser: bytes) -> Proving:
         """The chain of the zone holding `name` (the longest origin above it), with the
@@ -620,12 +645,13 @@ class Table:
             found = self.chains.get(name[i:])
             if found is not None:
                 keys, proofs, hashed, apex_length = found[:4]
+                unplaced = [(0, b"")]  # no name is 0 octets long
                 if hashed:
-                    return (*found, nsec3.encloser_positions(keys, encloser))
+                    return (*found, nsec3.encloser_positions(keys, encloser), unplaced)
                 wildcard = canonical.covering(keys, canonical.wildcard(encloser),
                                               canonical.packed)
                 suffixes = frozenset(_suffix_lengths(encloser))
                 return (*found, (wildcard, canonical.packed(encloser), encloser, suffixes,
                                  compression.kept_labels(proofs[wildcard], encloser, suffixes,
-                                                         apex_length)))
+                                                         apex_length)), unplaced)
         raise LookupError(f"no signed zone holds {name!r}: its entry has no NSEC proofs")

@@ -178,8 +178,11 @@ def place(piece: bytes, apex_at: int, start: int, kept: int = -1) -> bytes:
     to = pointer(apex_at - h + kept)
     own = pointer(start) if kept else to
     i = h + 12 + (piece[h + 10] << 8 | piece[h + 11])  # past the NSEC (NSEC3) record
+    size = len(piece)
+    if i < size and i + 12 + (piece[i + 10] << 8 | piece[i + 11]) == size:  # one RRSIG
+        return b"".join((piece[:kept], to, piece[h + 2:i], own, piece[i + 2:]))
     parts = [piece[:kept], to, piece[h + 2:i]]
-    while i < len(piece):  # each RRSIG: its owner, then the rest of the record
+    while i < size:  # each RRSIG: its owner, then the rest of the record
         end = i + 12 + (piece[i + 10] << 8 | piece[i + 11])
         parts += (own, piece[i + 2:end])
         i = end
