@@ -5,10 +5,10 @@ pointer to where the name (or its longest suffix) is already in the response: th
 an earlier record. What a zone's names share (the SOA of negative answers, the NSEC and NSEC3
 records proving an NXDOMAIN) the responder moves to each question (`shared/compression.py`).
 
-In process, hypothesis asks a signed zone (NSEC, NSEC3; a short and a 57-character origin) any
-name, in any case, any type, through every path of a responder (packet cache and kept NXDOMAIN
-answers included): each answer parses, each record in it is a record of the zone (a pointer
-that lands amiss makes another name), and each RRset validates with the zone's key. On the wire,
+In process, hypothesis asks a zone (unsigned, NSEC, NSEC3; a short and a 57-character origin)
+any name, in any case, any type, through every path of a responder (packet cache and kept
+NXDOMAIN answers included): each answer parses, each record in it is a record of the zone (a
+pointer that lands amiss makes another name), and each RRset validates with the zone's key. On the wire,
 healthdns and Knot serve the same records signed with the same key (imported with keymgr): no
 answer of healthdns is longer than Knot's, a client advertising 512 octets gets every answer
 Knot fits in them, every NSEC3 NXDOMAIN of the 57-character zone fits in 1,232 octets (one UDP
@@ -81,10 +81,13 @@ TYPES = ["A", "AAAA", "MX", "TXT", "NS", "SOA", "SRV", "PTR", "CNAME", "DNSKEY",
 
 
 def document(origin: str, denial: str, key: str) -> dict[str, Any]:
-    """The zone, and transfers configured: the signer then lists every record it serves."""
-    return {"transfer": {"listen": ["127.0.0.1:5399"], "require_tsig": False}, "zones": [{
-        "origin": origin, "nameservers": [f"ns.{origin}", "ns2.example.net"], "ttl": 300,
-        "records": RECORDS, "dnssec": {"csk": key, "algorithm": "ED25519", "denial": denial}}]}
+    """The zone (`denial`: "unsigned" or how it is signed), and transfers configured: the
+    signer then lists every record it serves."""
+    zone: dict[str, Any] = {"origin": origin, "nameservers": [f"ns.{origin}", "ns2.example.net"],
+                            "ttl": 300, "records": RECORDS}
+    if denial != "unsigned":
+        zone["dnssec"] = {"csk": key, "algorithm": "ED25519", "denial": denial}
+    return {"transfer": {"listen": ["127.0.0.1:5399"], "require_tsig": False}, "zones": [zone]}
 
 
 # --- in process -------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ class Zone:
     origin: dns.name.Name
     answerer: Answerer
     records: set[tuple[dns.name.Name, int, bytes]]  # (owner, type, rdata) of every record
-    dnskey: dns.rrset.RRset
+    dnskey: dns.rrset.RRset | None  # None when unsigned
     now: float
 
 
@@ -124,7 +127,6 @@ def zone(tmp: str, origin: str, denial: str) -> Zone:
         if rdtype == dns.rdatatype.DNSKEY:
             dnskey = dnskey or dns.rrset.RRset(name, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
             dnskey.add(rdata, ttl)
-    assert dnskey is not None
     return Zone(dns.name.from_text(origin), answerer, found, dnskey, clock.now)
 
 
@@ -170,14 +172,14 @@ def check(found: Zone, response: bytes) -> None:
         for rdata in rrset:
             record = (rrset.name, rrset.rdtype, rdata.to_digestable())
             assert record in found.records, f"not a record of the zone: {rrset}"
-        if message.ednsflags & dns.flags.DO:
+        if message.ednsflags & dns.flags.DO and found.dnskey is not None:
             sigs = [r for r in every if r.rdtype == dns.rdatatype.RRSIG and r.name == rrset.name
                     and r.covers == rrset.rdtype]
             assert len(sigs) == 1, f"{rrset.name} {rrset.rdtype}: {len(sigs)} RRSIG sets"
             dns.dnssec.validate(rrset, sigs[0], {found.origin: found.dnskey}, now=found.now)
 
 
-@pytest.mark.parametrize("denial", DENIALS)
+@pytest.mark.parametrize("denial", ["unsigned", *DENIALS])
 @pytest.mark.parametrize("origin", ORIGINS, ids=["short", "57"])
 @settings(max_examples=60)
 @given(data=st.data())
