@@ -72,11 +72,11 @@ Proving = tuple[list[Any], list[bytes], bool, int, int, tuple[Any, ...],
                 list[tuple[int, bytes]]]
 SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question name's length
 # An NXDOMAIN kept for every name one label under the same parent, by the query bytes but the
-# ID and that label's octets (see `query.Answerer._remember_nxdomain`): (the response's flags and counts,
-# or with DNSSEC its flags alone; the response after the label, or with DNSSEC up to the
-# proofs; the parent (lower-case wire); the longest label the name and answer have room for;
-# counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record and
-# the longest answer the client takes; the label it last answered, in a list of one).
+# ID and that label's octets (see `query.Answerer._remember_nxdomain`): (the response's flags
+# and counts, or with DNSSEC its flags alone; the response after the label, or with DNSSEC up
+# to the proofs; the parent (lower-case wire); the longest label the name and answer have room
+# for; counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record
+# and the longest answer the client takes; the label it last answered, in a list of one).
 Nxdomain = tuple[bytes, bytes, bytes, int, tuple[int, ...], tuple[int, int, int] | None,
                  bytes, int, list[bytes]]
 
@@ -274,7 +274,8 @@ class Table:
         self.cache_size = cache_size
         # hashes of queries missed once: the cache admits a query on its second miss
         self.seen: set[int] = set()
-        # NXDOMAIN answers by the query bytes but the ID and the first label's octets (`Nxdomain`)
+        # NXDOMAIN answers by the query bytes but the ID and the first label's octets
+        # (`Nxdomain`)
         self.nxdomains: dict[bytes, Nxdomain] = {}
         self.generation = snapshot.generation
         self._soas_of(snapshot.zones)
@@ -314,13 +315,16 @@ class Table:
         self.soas, self.soas_signed = [b""] * slots, [b""] * slots
 
     def soa(self, slot: int) -> int:
-        """Make the SOA records of `slot` if they are not yet; return the slot."""
+        """Make the SOA records of `slot` if they are not yet; return the slot.
+
+        Another thread may ask for the same slot meanwhile: the signed records are set
+        first, so that a slot whose plain records are there has both."""
         if slot and not self.soas[slot]:
             template = self.templates[(slot >> SLOT_SHIFT) - 1]
             by = (slot & (1 << SLOT_SHIFT) - 1) - template.apex
-            self.soas[slot] = compression.moved(template.plain, template.plain_holes, by)
             self.soas_signed[slot] = compression.moved(template.signed,
                                                        template.signed_holes, by)
+            self.soas[slot] = compression.moved(template.plain, template.plain_holes, by)
         return slot
 
     def _proofs_at(self, zone: ZoneTable | ZoneDelta | EncodedZoneTable | EncodedZoneDelta,

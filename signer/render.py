@@ -409,8 +409,9 @@ RDLENGTH = struct.Struct(">H")
 
 def proves(proof: bytes, owner_length: int, rdata: bytes) -> bool:
     """Whether `proof` is the NSEC (NSEC3) record with `rdata`, then its signatures: the
-    rdata follows the owner (`owner_length` octets as written), type, class, TTL and length. Read in place, so the cache keeps no
-    tuple of the rdata and the proof per name (10,000 names: 0.5 MiB)."""
+    rdata follows the owner (`owner_length` octets as written), type, class, TTL and length.
+    Read in place, so the cache keeps no tuple of the rdata and the proof per name (10,000
+    names: 0.5 MiB)."""
     start = owner_length + 10
     # The length too: a bitmap that lost its last window would be a prefix of the old one.
     return len(proof) >= start + len(rdata) \

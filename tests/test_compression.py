@@ -8,11 +8,12 @@ records proving an NXDOMAIN) the responder moves to each question (`shared/compr
 In process, hypothesis asks a zone (unsigned, NSEC, NSEC3; a short and a 57-character origin)
 any name, in any case, any type, through every path of a responder (packet cache and kept
 NXDOMAIN answers included): each answer parses, each record in it is a record of the zone (a
-pointer that lands amiss makes another name), and each RRset validates with the zone's key. On the wire,
-healthdns and Knot serve the same records signed with the same key (imported with keymgr): no
-answer of healthdns is longer than Knot's, a client advertising 512 octets gets every answer
-Knot fits in them, every NSEC3 NXDOMAIN of the 57-character zone fits in 1,232 octets (one UDP
-datagram, no retry over TCP), and delv validates them.
+pointer that lands amiss makes another name), and each RRset validates with the zone's key.
+
+On the wire, healthdns and Knot serve the same records signed with the same key (imported
+with keymgr): no answer of healthdns is longer than Knot's, a client advertising 512 octets
+gets every answer Knot fits in them, every NSEC3 NXDOMAIN of the 57-character zone fits in
+1,232 octets (one UDP datagram, no retry over TCP), and delv validates them.
 """
 
 from __future__ import annotations
