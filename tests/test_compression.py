@@ -410,14 +410,17 @@ def test_every_nxdomain_fits_one_datagram(pair: Pair) -> None:
         assert dns.message.from_wire(response).rcode() == dns.rcode.NXDOMAIN
 
 
+# What delv validates: the answers whose proofs the responder moves or that follow a moved
+# SOA (positive answers are test_dnssec.py's); a CNAME out of the zone leaves the anchor.
+VALIDATED = [(case, rdtype) for case, rdtype in CASES[:8] if case not in ("away", "gone")]
+
+
 def test_delv_validates_the_compressed_answers(pair: Pair) -> None:
     flags, proto, alg, *key = pair.anchor.split()
     anchors = pair.tmp / "anchors"
     anchors.write_text(f'trust-anchors {{ {pair.origin}. static-key {flags} {proto} {alg} '
                        f'"{"".join(key)}"; }};\n')
-    for case, rdtype in CASES:
-        if case in ("away", "gone"):  # delv follows the CNAME out of the trust anchor
-            continue
+    for case, rdtype in VALIDATED:
         name = qname(case, pair.origin)
         result = subprocess.run([need_tool("delv"), "@127.0.0.1", "-p",
                                  str(pair.healthdns.port), "-a", str(anchors),
