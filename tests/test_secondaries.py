@@ -54,10 +54,11 @@ PLAIN = "plain.test"
 ALIAS = "plain-alias.test"
 ZONES = [SIGNED, PLAIN, ALIAS]
 # Seconds a secondary may lag healthdns's own answer. The lags are printed: 5 to 30 ms on an
-# idle machine (issue #11 asks for under a second), and up to 2.3 s were seen with a CPU hog on
-# both cores, where the polls that measure them are slow too. What the limit tells apart is
-# NOTIFY at work from a secondary waiting for its SOA refresh (3600 s here).
-FAILOVER_LIMIT = 5.0
+# idle machine (issue #11 asks for under a second). With every core busy (stress-ng on both)
+# they were up to 5.6 s, by design: the transfer process runs at nice 19 with SCHED_BATCH, so
+# that it never takes CPU from the responders, and then gets about 1.5% of a core. What the
+# limit tells apart is NOTIFY at work from a secondary waiting for its SOA refresh (3600 s).
+FAILOVER_LIMIT = 15.0
 # Types never asked for directly: proofs and signatures come with the answers they prove.
 UNASKED = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3}
 
@@ -421,7 +422,7 @@ def transfer_counters(server: Server) -> dict[str, int]:
             re.findall(r'^healthdns_transfers_total\{kind="(\w+)"\} (\S+)', text, re.MULTILINE)}
 
 
-def _lags(setup: Setup, present: bool, timeout: float = 10.0) -> dict[str, float]:
+def _lags(setup: Setup, present: bool, timeout: float = 2 * FAILOVER_LIMIT) -> dict[str, float]:
     """How long after healthdns's own answer for www (A) changed each secondary's did, in
     seconds: healthdns and every secondary are asked in turn until all have changed."""
     name = f"www.{PLAIN}"

@@ -318,8 +318,12 @@ def test_a_reader_that_does_not_read_never_holds_up_a_new_generation() -> None:
             stalled.connect(("127.0.0.1", running.port))
             wire = dns.message.make_query(ORIGIN, "AXFR").to_wire()
             stalled.sendall(len(wire).to_bytes(2, "big") + wire)
-            while not running.server.open:
+            # Under way once its first octets arrive (open alone, it may not have read the
+            # query yet: a busy machine would then send the new generation's zone).
+            stalled.setblocking(False)
+            while not _arrived(stalled):
                 await asyncio.sleep(0.005)
+            stalled.setblocking(True)
             new = records(2, 2, names=3000, down=frozenset({5}))
             await running.send(delta(2, records(1, 1, names=3000).zones[0], new.zones[0]))
             soa = await running.query(ORIGIN, "SOA")
@@ -391,6 +395,14 @@ def _read_axfr(sock: socket.socket, pauses: int = 0) -> dns.zone.Zone:
                         break
                 txn.add(rrset)
     return zone
+
+
+def _arrived(sock: socket.socket) -> bool:
+    """Whether the (non-blocking) socket holds something to read, left there to read."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
 
 
 def _soas_in(wire: bytes) -> int:
