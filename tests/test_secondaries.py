@@ -381,8 +381,10 @@ def test_backend_down_reaches_the_secondaries_at_once_by_notify(setup: Setup) ->
     assert re.search(rf"\[{PLAIN}\.\] IXFR, incoming, .* finished", setup.knot.log()), \
         f"Knot took the change without IXFR:\n{setup.knot.log()}"
     # NSD does not log which kind it asked for; healthdns counts what it sent. Two changes of
-    # three zones to two secondaries: at least 12 IXFRs, and not one whole zone.
-    wanted = counted["ixfr"] + 2 * len(ZONES) * len(setup.secondaries)
+    # three zones to two secondaries: an IXFR at least for each zone and secondary (one may
+    # bring both changes, when a secondary was still behind on a zone whose answer the lags
+    # do not watch as the second came), and not one whole zone.
+    wanted = counted["ixfr"] + len(ZONES) * len(setup.secondaries)
     now = _counters_once(setup, lambda c: c["ixfr"] >= wanted, f"{wanted} IXFRs in all")
     assert (now["axfr"], now["fallback"]) == (counted["axfr"], counted["fallback"]), \
         f"a secondary took a whole zone for a change: {counted} then {now}"
@@ -390,8 +392,9 @@ def test_backend_down_reaches_the_secondaries_at_once_by_notify(setup: Setup) ->
 
 def _counters_once(setup: Setup, done: Callable[[dict[str, int]], bool],
                    what: str) -> dict[str, int]:
-    """The transfer counters once `done` holds for them; they come once a second."""
-    deadline = time.monotonic() + 5
+    """The transfer counters once `done` holds for them; they come once a second (from a
+    process at nice 19: later on a busy machine)."""
+    deadline = time.monotonic() + FAILOVER_LIMIT
     while not done(counters := transfer_counters(setup.server)):
         assert time.monotonic() < deadline, f"never {what}: {counters}"
         time.sleep(0.1)  # polling /metrics
