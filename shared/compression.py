@@ -24,7 +24,7 @@ from collections.abc import Container, Mapping
 QUESTION = 12  # the offset of the question name in every message
 POINTER = 0xC000  # the two high bits that make a length octet a pointer
 LAST_TARGET = 0x3FFF  # a pointer holds 14 bits: nothing written later is pointed to
-NS, CNAME, SOA, PTR, MX, RRSIG = 2, 5, 6, 12, 15, 46
+NS, CNAME, SOA, PTR, MX = 2, 5, 6, 12, 15
 # Types whose rdata names may be compressed: (offset of the first name, how many names).
 NAMED = {NS: (0, 1), CNAME: (0, 1), PTR: (0, 1), MX: (2, 1), SOA: (0, 2)}
 RR = struct.Struct(">HHIH")  # type, class, TTL, rdata length
