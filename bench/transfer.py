@@ -468,8 +468,20 @@ def interleave(order: list[str], servers: list[str]) -> list[tuple[str, str]]:
 
 def paired_ratios(order: list[str], qps: list[float], kind: str) -> list[float]:
     """For each run of `kind`: its q/s over the mean q/s of the alone runs next to it."""
-    return [qps[i] / statistics.mean((qps[i - 1], qps[i + 1]))
+    return [over_neighbours(qps, i, f"run {i + 1} (with {kind})")
             for i, ran in enumerate(order) if ran == kind]
+
+
+def over_neighbours(qps: list[float], i: int, what: str) -> float:
+    """Run `i`'s q/s over the mean of the runs either side of it. When those answered no query
+    (dnsperf against a server that stopped answering) no ratio can be told: the bench fails
+    saying so, rather than report one made of nothing."""
+    either_side = statistics.mean((qps[i - 1], qps[i + 1]))
+    if either_side <= 0:
+        raise run.BenchError(f"the alone runs either side of {what} answered {qps[i - 1]:g} "
+                             f"and {qps[i + 1]:g} q/s: the server stopped answering, so no "
+                             "ratio can be told")
+    return qps[i] / either_side
 
 
 class Tally:
@@ -535,8 +547,12 @@ def _figures(args: argparse.Namespace, target: Target, order: list[str],
     name, qps = target.name, tally.qps
     alone = [q for q, kind in zip(qps, order, strict=True) if kind == "alone"]
     report: dict[str, Any] = {"order": order, "qps": qps, "qps_alone": alone}
-    noise = [alone[i] / statistics.mean((alone[i - 1], alone[i + 1]))
-             for i in range(1, len(alone) - 1)]
+    try:
+        noise = [over_neighbours(alone, i, f"alone run {i + 1} of {len(alone)}")
+                 for i in range(1, len(alone) - 1)]
+        ratios = {kind: paired_ratios(order, qps, kind) for kind in args.puller}
+    except run.BenchError as e:
+        raise run.BenchError(f"{name}: {e}") from None
     if noise:  # the same pairing with no puller at all: how far the ratios move by chance
         run.log(f"{name} noise: alone runs {min(alone):.0f}-{max(alone):.0f} q/s; each alone "
                 f"run over the mean of the alone runs either side: median "
@@ -544,8 +560,7 @@ def _figures(args: argparse.Namespace, target: Target, order: list[str],
                 f"(1.000 on a quiet host)")
         report["noise_ratios"] = noise
     for kind in args.puller:
-        ratios = paired_ratios(order, qps, kind)
-        report[kind] = _summary(args, target, kind, ratios, tally.pulls[kind],
+        report[kind] = _summary(args, target, kind, ratios[kind], tally.pulls[kind],
                                 tally.transfer_cpu[kind], tally.client_cpu[kind])
     return report
 

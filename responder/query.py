@@ -197,7 +197,7 @@ class Answerer:
         A flood never asks a name twice; a client that does (the same query right after the
         last one under this entry) gets it into the packet cache, as `_admit` would."""
         first = data[12]
-        found = nxdomains.get(data[2:12] + data[13 + first:])
+        found = nxdomains.get(data[2:13] + data[13 + first:])
         if found is None or not 0 < first <= found[3]:
             return None
         label = data[12:13 + first]
@@ -223,8 +223,8 @@ class Answerer:
         return response
 
     def _remember_nxdomain(self, table: Table, data: bytes, response: bytes) -> None:
-        """Keep an NXDOMAIN for every name its query's first label could make under the same
-        parent, where it can stand for them.
+        """Keep an NXDOMAIN for every name a first label of the same length could make under
+        the same parent, where it can stand for them.
 
         A random-subdomain flood asks a new name each time, one label under a name that
         exists: the packet cache never sees one twice, but the answers differ only in that
@@ -271,7 +271,8 @@ class Answerer:
                 return  # not the answer the fast path makes (`_lookup`): kept by no one
             found = (response[2:4], tail[:len(tail) - len(proofs) - len(opt)], parent, room,
                      transport_kinds(kind), proved, opt, limit, [b""])
-        table.nxdomains[data[2:12] + data[13 + first:]] = found
+        # Keyed by the label's length too: the answer's pointers count on where it ends.
+        table.nxdomains[data[2:13] + data[13 + first:]] = found
 
     @staticmethod
     def _admit(table: Table, key: bytes, data: bytes, response: bytes) -> None:

@@ -12,11 +12,11 @@ from bisect import bisect_right
 from collections import ChainMap
 from collections.abc import Iterator, Sequence
 from itertools import cycle
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
-from healthdns.shared import canonical, nsec3
+from healthdns.shared import canonical, compression, nsec3
 from healthdns.shared.messages import (
     Answer,
     Delta,
@@ -32,9 +32,10 @@ from healthdns.shared.messages import (
 
 # What the entries of one kind of answer share, one tuple for them all: (flags, flag map,
 #  counts, counts with our OPT, counts with OPT for DO=1, (an, ns, ar) when NXDOMAIN proofs
-#  are added per query, index of the SOA records to put first in the authority section
-#  (0: none), the counter key of its answers but the query's type and transport: zone id <<
-#  ZONE_SHIFT | rcode << RCODE_SHIFT, see `query.Answerer`). A zone has a few dozen.
+#  are added per query, the slot of the SOA records to put first in the authority section
+#  (0: none; see `Table.soas`), the counter key of its answers but the query's type and
+#  transport: zone id << ZONE_SHIFT | rcode << RCODE_SHIFT, see `query.Answerer`). A zone has
+#  a few dozen per length of its names.
 Shape = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, tuple[int, int, int] | None, int, int]
 # (shape, body, body for DO=1): three slots per entry, not ten (at 10,000 signed names,
 # 30,000 entries of 64 octets instead of 120; all but the bodies repeat from entry to entry).
@@ -59,16 +60,24 @@ RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
 _zone_origins: list[bytes] = [b""]
 _zone_ids: dict[bytes, int] = {}
 # A zone's denial chain (NSEC `canonical.packed` keys or NSEC3 hashes), its proofs by chain
-# position, whether it is NSEC3, and what a closest encloser always needs (see `Table.denial`):
-# NSEC3, the positions matching it and covering its wildcard; NSEC, the position covering its
-# wildcard and its packed key (the start of every name's below it).
-Proving = tuple[list[Any], list[bytes], bool, tuple[Any, ...]]
+# position (templates, see `compression.place`), whether it is NSEC3, and where the proofs
+# start: the apex's length and the octets between the question and them.
+Chain = tuple[list[Any], list[bytes], bool, int, int]
+# A zone's chain, and what a closest encloser always needs (see `Table.denial`): NSEC3, the
+# positions matching it and covering its wildcard; NSEC, the position covering its wildcard,
+# its packed key (the start of every name's below it), the encloser itself and the lengths of
+# its suffixes (an NSEC owner's labels that end it are written as a pointer into the
+# question), and how much of the wildcard's NSEC owner is written. Then the records those
+# positions give, as placed for the last length of question name (`Table._placed`).
+Proving = tuple[list[Any], list[bytes], bool, int, int, tuple[Any, ...],
+                list[tuple[int, bytes]]]
+SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question name's length
 # An NXDOMAIN kept for every name one label under the same parent, by the query bytes but the
-# ID and that label (see `query.Answerer._remember_nxdomain`): (the response's flags and counts,
-# or with DNSSEC its flags alone; the response after the label, or with DNSSEC up to the
-# proofs; the parent (lower-case wire); the longest label the name and answer have room for;
-# counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record and
-# the longest answer the client takes; the label it last answered, in a list of one).
+# ID and that label's octets (see `query.Answerer._remember_nxdomain`): (the response's flags
+# and counts, or with DNSSEC its flags alone; the response after the label, or with DNSSEC up
+# to the proofs; the parent (lower-case wire); the longest label the name and answer have room
+# for; counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record
+# and the longest answer the client takes; the label it last answered, in a list of one).
 Nxdomain = tuple[bytes, bytes, bytes, int, tuple[int, ...], tuple[int, int, int] | None,
                  bytes, int, list[bytes]]
 
@@ -114,7 +123,8 @@ def zone_origin(zone: int) -> bytes:
 
 def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False,
           bodies: dict[bytes, bytes] | None = None) -> Entry:
-    """What the query path splices; `proved`: NSEC proofs are added per query (NXDOMAIN).
+    """What the query path splices; `soa_index`: the SOA slot of a negative answer (see
+    `Table.soas`); `proved`: NSEC proofs are added per query (NXDOMAIN).
 
     With `bodies` (one dict per table build), equal bodies are one object: a snapshot
     decodes each as its own bytes, though at 10,000 signed names 40,000 of 80,000 repeat
@@ -165,6 +175,54 @@ def _decoded(answers: Answers) -> Iterator[tuple[bytes, Answer]]:
         yield key, decode_answer(raw)
 
 
+class SoaTemplate(NamedTuple):
+    """A zone's SOA records as the signer renders them, for the apex as the question
+    (`compression`), and where their pointers are."""
+
+    apex: int  # the apex's length: the question length they are written for
+    plain: bytes
+    plain_holes: list[int]
+    signed: bytes  # the same, then the RRSIGs
+    signed_holes: list[int]
+
+    @classmethod
+    def of(cls, zone: ZoneTable | EncodedZoneTable | ZoneDelta | EncodedZoneDelta
+           ) -> SoaTemplate:
+        return cls(len(zone.origin), zone.soa, compression.holes(zone.soa), zone.soa_signed,
+                   compression.holes(zone.soa_signed))
+
+
+class NxdomainEntries:
+    """A zone's NXDOMAIN entries, one per length of question name (the SOA records' pointers
+    differ), each made when first asked for. Kept from generation to generation (the SOA
+    records they put first are the generation's, `Table.soas`)."""
+
+    __slots__ = ("answer", "by_length", "ids", "proved")
+
+    def __init__(self, answer: Answer, ids: tuple[int, int], proved: bool) -> None:
+        self.answer, self.ids, self.proved = answer, ids, proved
+        self.by_length: list[Entry | None] = [None] * (MAX_NAME + 1)
+
+    def entry(self, length: int) -> Entry:
+        found = self.by_length[length]
+        if found is None:
+            index, zone = self.ids
+            found = self.by_length[length] = entry(
+                self.answer, index << SLOT_SHIFT | length, zone, self.proved)
+        return found
+
+    def made(self) -> list[Entry]:
+        return [e for e in self.by_length if e is not None]
+
+
+def _suffix_lengths(name: bytes) -> Iterator[int]:
+    """The length of each suffix of a wire name, the name's own first."""
+    i = 0
+    while i < len(name):
+        yield len(name) - i
+        i += name[i] + 1
+
+
 def _emptied(items: list[bytes]) -> Iterator[bytes]:
     """The items in order, each dropped from the list once read (see `_decoded`)."""
     items.reverse()
@@ -177,15 +235,18 @@ class Table:
 
     ``answers``: lower-case qname wire + qtype + qclass (IN) -> entry (the fast path).
     ``names``: lower-case name wire -> entry for a type the name lacks (NODATA, CNAME chains).
-    ``zones``: origin wire -> NXDOMAIN entry; a name under no origin is not ours (REFUSED).
+    ``zones``: origin wire -> NXDOMAIN entries; a name under no origin is not ours (REFUSED).
     ``origin_lengths``: the lengths of those origins, the only suffixes worth looking up.
     ``any_types``: every type (+ class IN) of an `answers` key, in type order. A name's ANY
     answer is the entry of its lowest such type (`any_entry`), held in `answers` only where
     it is not (`_settle_any`): an entry per name for qtype ANY cost 1.4 MiB per responder at
     10,000 signed names. ``any_blocked``: the ANY keys held only to stop that derivation
     (the name has no ANY answer of its own: it answers as any missing type does).
-    ``soas``/``soas_signed``: by SOA index, the records negative answers start their authority
-    section with; index 0 is empty.
+    ``soas``/``soas_signed``: by SOA slot, the records negative answers start their authority
+    section with. A slot is a zone's index << SLOT_SHIFT | the length of the question name:
+    their pointers go to the apex at the end of the question (`compression`). Slot 0 is
+    empty (no SOA); the others are made from ``templates`` (by zone index) as entries come
+    to use them (b"" until then).
     ``variants``: the answers of each rotating key (a pool with more addresses up than
     `max_answers`, or a CNAME that leads to one), variant 0 first; ``rotations``: per rotating
     key, the cycle through them that answering steps (`find`, `Answerer._lookup`). A rotating
@@ -209,6 +270,7 @@ class Table:
         "seen",
         "soas",
         "soas_signed",
+        "templates",
         "turning",
         "variants",
         "zones",
@@ -222,19 +284,17 @@ class Table:
         self.seen: set[int] = set()
         # queries (bytes but the ID) for rotating keys: the cache never keeps their answers
         self.turning: set[bytes] = set()
-        # NXDOMAIN answers by the query bytes but the ID and the first label (`Nxdomain`)
+        # NXDOMAIN answers by the query bytes but the ID and the first label's octets
+        # (`Nxdomain`)
         self.nxdomains: dict[bytes, Nxdomain] = {}
         self.generation = snapshot.generation
-        self.soas = [b""] + [z.soa for z in snapshot.zones]
-        self.soas_signed = [b""] + [z.soa_signed for z in snapshot.zones]
+        self._soas_of(snapshot.zones)
         self.answers: dict[bytes, Entry] = {}
         self.any_types: tuple[bytes, ...] = ()
         self.any_blocked: set[bytes] = set()
         self.names: dict[bytes, Entry] = {}
-        self.zones: dict[bytes, Entry] = {}
-        # origin -> (NSEC `canonical.packed` keys or NSEC3 hashes, proofs by chain position,
-        # NSEC3?)
-        self.chains: dict[bytes, tuple[list[Any], list[bytes], bool]] = {}
+        self.zones: dict[bytes, NxdomainEntries] = {}
+        self.chains: dict[bytes, Chain] = {}
         self.variants: dict[bytes, list[Entry]] = {}
         self.rotations: dict[bytes, Iterator[Entry]] = {}
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
@@ -246,20 +306,45 @@ class Table:
             ids = (index, zone_id(zone.origin))
             self._put(ids, zone_answers[index - 1], zone.names, bodies)
             self._put_variants(ids, zone.variants, bodies)
-            self.zones[zone.origin] = entry(zone.nxdomain, *ids, proved=bool(zone.chain))
+            self.zones[zone.origin] = NxdomainEntries(zone.nxdomain, ids, bool(zone.chain))
             if zone.chain:
                 # An encoded zone is the responder's own: its owners go as their keys come.
                 owners = _emptied(zone.chain) if isinstance(zone, EncodedZoneTable) \
                     else zone.chain
                 keys = list(zone.chain) if zone.nsec3 else [canonical.packed(o)
                                                             for o in owners]
-                # With NSEC3 a name's NODATA proof is its NSEC3 record and RRSIG, the octets
-                # of its entry's signed body: one object for both (2.8 MB at 10,000 names).
-                proofs = [bodies.setdefault(p, p) for p in zone.proofs]
-                self.chains[zone.origin] = (keys, proofs, zone.nsec3)
+                self.chains[zone.origin] = (keys, list(zone.proofs), zone.nsec3,
+                                            *self._proofs_at(zone, zone.nxdomain))
         self.origin_lengths = frozenset(len(origin) for origin in self.zones)
         self._settle_any(dict.fromkeys([name + ANY for name in blocked]))
         self._start_rotations()
+
+    def _soas_of(self, zones: Sequence[ZoneTable | EncodedZoneTable | ZoneDelta
+                                       | EncodedZoneDelta]) -> None:
+        """This generation's SOA templates, and their slots, none made yet."""
+        self.templates = [SoaTemplate.of(z) for z in zones]
+        slots = (len(zones) + 1) << SLOT_SHIFT
+        self.soas, self.soas_signed = [b""] * slots, [b""] * slots
+
+    def soa(self, slot: int) -> int:
+        """Make the SOA records of `slot` if they are not yet; return the slot.
+
+        Another thread may ask for the same slot meanwhile: the signed records are set
+        first, so that a slot whose plain records are there has both."""
+        if slot and not self.soas[slot]:
+            template = self.templates[(slot >> SLOT_SHIFT) - 1]
+            by = (slot & (1 << SLOT_SHIFT) - 1) - template.apex
+            self.soas_signed[slot] = compression.moved(template.signed,
+                                                       template.signed_holes, by)
+            self.soas[slot] = compression.moved(template.plain, template.plain_holes, by)
+        return slot
+
+    def _proofs_at(self, zone: ZoneTable | ZoneDelta | EncodedZoneTable | EncodedZoneDelta,
+                   nxdomain: Answer) -> tuple[int, int]:
+        """Where a zone's NXDOMAIN proofs go: the apex's length, and how far after the
+        question (after the signed SOA records and the NXDOMAIN's own records)."""
+        signed = nxdomain.signed or nxdomain
+        return len(zone.origin), len(zone.soa_signed) + len(signed.body)
 
     def _derive_any(self, zones: Sequence[ZoneTable | EncodedZoneTable]
                     ) -> tuple[list[Answers], list[bytes]]:
@@ -302,8 +387,10 @@ class Table:
         new.cache, new.cache_size, new.seen, new.nxdomains = {}, self.cache_size, set(), {}
         new.turning = set()
         new.generation = delta.generation
-        new.soas = [b""] + [z.soa for z in delta.zones]
-        new.soas_signed = [b""] + [z.soa_signed for z in delta.zones]
+        new._soas_of(delta.zones)
+        for slot, made in enumerate(self.soas):  # the slots entries of this one use
+            if made:
+                new.soa(slot)
         new.answers, new.names = self.answers.copy(), self.names.copy()
         new.any_types, new.any_blocked = self.any_types, set(self.any_blocked)
         # A rotating key's own answer is variant 0, held aside while it rotates. The delta
@@ -330,12 +417,15 @@ class Table:
             ids = (index, zone_id(zone.origin))
             new._put(ids, zone.answers, zone.names, bodies, wanted)
             new._put_variants(ids, zone.variants, bodies)
-            if zone.proofs:
-                keys, proofs, hashed = new.chains[zone.origin]
-                proofs = list(proofs)
-                for position, proof in zone.proofs.items():
-                    proofs[position] = bodies.setdefault(proof, proof)
-                new.chains[zone.origin] = (keys, proofs, hashed)
+            chain = new.chains.get(zone.origin)
+            if chain is not None:
+                keys, proofs, hashed, _, _ = chain
+                if zone.proofs:
+                    proofs = list(proofs)
+                    for position, proof in zone.proofs.items():
+                        proofs[position] = proof
+                new.chains[zone.origin] = (keys, proofs, hashed, *new._proofs_at(
+                    zone, new.zones[zone.origin].answer))
         new._settle_any(wanted)
         new._start_rotations()
         return new
@@ -358,7 +448,7 @@ class Table:
     def _put(self, ids: tuple[int, int], answers: Answers, names: Answers,
              bodies: dict[bytes, bytes], wanted: dict[bytes, Entry | None] | None = None
              ) -> None:
-        """Add a zone's entries; `ids`: its SOA index in this generation, its zone id.
+        """Add a zone's entries; `ids`: its index in this generation, its zone id.
 
         With `wanted` (a delta's: every name it touches is there, see `_any_before`), ANY
         keys are not put but go there, each with its entry, for `_settle_any`.
@@ -366,8 +456,10 @@ class Table:
         index, zone = ids
         owner, kept = b"", list[Entry]()  # the entries of the name being added (keys by name)
         types = set(self.any_types)
+        slots = index << SLOT_SHIFT
         for key, answer in _decoded(answers):
-            made = entry(answer, index, zone, False, bodies)
+            slot = self.soa(slots | len(key) - 2) if answer.soa else 0
+            made = entry(answer, slot, zone, False, bodies)
             if not (len(key) - 2 == len(owner) and key.startswith(owner)):
                 owner, kept = key[:-2], []
             # An ANY answer is its name's lowest type's: one tuple for both, not two.
@@ -382,7 +474,8 @@ class Table:
             self.answers[key + CLASS_IN] = found or made
         self.any_types = tuple(sorted(types))  # big-endian: octet order is type order
         for name, answer in _decoded(names):
-            self.names[name] = entry(answer, index, zone, False, bodies)
+            self.names[name] = entry(answer, self.soa(slots | len(name)) if answer.soa else 0,
+                                     zone, False, bodies)
 
     def _any_before(self, zone: ZoneDelta | EncodedZoneDelta) -> dict[bytes, Entry | None]:
         """The ANY answer (None: none of its own) this generation gives each name the delta
@@ -460,8 +553,9 @@ class Table:
                       bodies: dict[bytes, bytes]) -> None:
         index, zone = ids
         for key, answers in variants.items():
-            self.variants[key + CLASS_IN] = [entry(a, index, zone, False, bodies)
-                                             for a in answers]
+            slot = index << SLOT_SHIFT | len(key) - 2
+            self.variants[key + CLASS_IN] = [
+                entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies) for a in answers]
 
     def lookup_miss(self, name: bytes) -> Entry | None:
         """The entry for a name with no pre-rendered answer of the asked type; None when the
@@ -478,9 +572,9 @@ class Table:
             return None
         first = name[0]
         if first <= MAX_LABEL:  # a random-name flood's: one new label under an origin
-            found = self.zones.get(name[first + 1:])
-            if found is not None:
-                return found
+            nxdomain = self.zones.get(name[first + 1:])
+            if nxdomain is not None:
+                return self._nxdomain(nxdomain, len(name))
         if name[-1:] != b"\x00":
             return None
         i, end, lengths = 0, len(name) - 1, self.origin_lengths  # the last byte: the root
@@ -492,8 +586,14 @@ class Table:
             if len(name) - i in lengths:
                 nxdomain = self.zones.get(name[i:])
                 if nxdomain is not None:
-                    return nxdomain
+                    return self._nxdomain(nxdomain, len(name))
         return None
+
+    def _nxdomain(self, nxdomain: NxdomainEntries, length: int) -> Entry:
+        """A zone's NXDOMAIN entry for a name of `length` octets, its SOA records made."""
+        found = nxdomain.entry(length)
+        self.soa(found[0][6])
+        return found
 
     def zone_of(self, key: bytes) -> int:
         """The zone id a question (lower-case name, type, class) is counted under: the zone
@@ -513,23 +613,57 @@ class Table:
         covering the next closer name and covering the wildcard (RFC 5155 7.2.2). What
         depends only on the encloser is found once per table: a random-name flood under one
         encloser costs a walk, a bisect (and one hash with NSEC3) per query.
+
+        The records are written for this question (`compression.place`), those the encloser
+        fixes first.
         """
         encloser = canonical.closest_encloser(self.names, name)
         found = self.enclosers.get(encloser)
         if found is None:
             found = self.enclosers[encloser] = self._encloser(name, encloser)
-        keys, proofs, hashed, fixed = found
+        keys, proofs, hashed, apex_length, after, fixed, _ = found
         an, ns, ar = base
+        placed = self._placed(found, len(name))
+        apex = compression.QUESTION + len(name) - apex_length
+        start = compression.QUESTION + len(name) + 4 + after + len(placed)
         if not hashed:  # one record when the name and the wildcard fall in one gap
             key = canonical.packed_below(fixed[1], name, len(name) - len(encloser))
             covering = max(0, bisect_right(keys, key) - 1)  # as `canonical.covering`
             if covering == fixed[0]:
-                return _COUNTS(1, an, ns + 2, ar + 1), proofs[covering]
-            return _COUNTS(1, an, ns + 4, ar + 1), proofs[covering] + proofs[fixed[0]]
+                return _COUNTS(1, an, ns + 2, ar + 1), placed
+            proof = proofs[covering]
+            # Under the apex itself (a flood's names), an owner shares no more with the name.
+            kept = compression.kept_labels(proof, encloser, fixed[3], apex_length) \
+                if len(encloser) > apex_length else -1
+            return _COUNTS(1, an, ns + 4, ar + 1), placed + compression.place(
+                proof, apex, start, kept)
         closer = nsec3.next_closer_position(keys, name, encloser)
-        positions = dict.fromkeys((fixed[0], closer, fixed[1]))
-        return (_COUNTS(1, an, ns + 2 * len(positions), ar + 1),
-                b"".join([proofs[p] for p in positions]))
+        records = 2 if fixed[0] == fixed[1] else 4  # each with its RRSIG
+        if closer in fixed:
+            return _COUNTS(1, an, ns + records, ar + 1), placed
+        return _COUNTS(1, an, ns + records + 2, ar + 1), placed + compression.place(
+            proofs[closer], apex, start)
+
+    @staticmethod
+    def _placed(found: Proving, length: int) -> bytes:
+        """The records an encloser's positions give, placed for a question name of `length`
+        octets, right after the SOA records: kept for the last length asked (a flood's
+        names are of one length), one slot replaced whole (threads may ask at once)."""
+        memo = found[6]
+        last = memo[0]
+        if last[0] == length:
+            return last[1]
+        _, proofs, hashed, apex_length, after, fixed, _ = found
+        apex = compression.QUESTION + length - apex_length
+        start = compression.QUESTION + length + 4 + after
+        if hashed:
+            placed = compression.place(proofs[fixed[0]], apex, start)
+            if fixed[1] != fixed[0]:
+                placed += compression.place(proofs[fixed[1]], apex, start + len(placed))
+        else:
+            placed = compression.place(proofs[fixed[0]], apex, start, fixed[4])
+        memo[0] = (length, placed)
+        return placed
 
     def _encloser(self, name: bytes, encloser: bytes) -> Proving:
         """The chain of the zone holding `name` (the longest origin above it), with the
@@ -539,10 +673,14 @@ class Table:
             i += name[i] + 1
             found = self.chains.get(name[i:])
             if found is not None:
-                keys, proofs, hashed = found
+                keys, proofs, hashed, apex_length = found[:4]
+                unplaced = [(0, b"")]  # no name is 0 octets long
                 if hashed:
-                    return keys, proofs, True, nsec3.encloser_positions(keys, encloser)
-                return keys, proofs, False, (canonical.covering(
-                    keys, canonical.wildcard(encloser), canonical.packed),
-                    canonical.packed(encloser))
+                    return (*found, nsec3.encloser_positions(keys, encloser), unplaced)
+                wildcard = canonical.covering(keys, canonical.wildcard(encloser),
+                                              canonical.packed)
+                suffixes = frozenset(_suffix_lengths(encloser))
+                return (*found, (wildcard, canonical.packed(encloser), encloser, suffixes,
+                                 compression.kept_labels(proofs[wildcard], encloser, suffixes,
+                                                         apex_length)), unplaced)
         raise LookupError(f"no signed zone holds {name!r}: its entry has no NSEC proofs")

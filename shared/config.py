@@ -27,6 +27,7 @@ import msgspec
 
 from healthdns.shared import files, lazy, regex, tls, tsig
 from healthdns.shared.errors import ConfigError
+from healthdns.shared.messages import PROBES_PERIOD, STATS_PERIOD
 
 if TYPE_CHECKING:
     import dns.exception
@@ -55,6 +56,10 @@ POLICIES = ("serve-all", "empty", "backup")
 DEFAULT_CHECK_PORTS = {"http": 80, "https": 443}
 MAX_WEIGHT = 100
 MAX_ANSWERS = 64
+# Children send the supervisor something at least this often (their heartbeat): a watch of
+# fewer than three periods would take a child whose report is a little late for a hung one.
+REPORT_PERIOD = max(STATS_PERIOD, PROBES_PERIOD)
+HUNG_AFTER_MIN = 3 * REPORT_PERIOD
 _HTTP_FIELDS = ("method", "path", "host", "headers", "status", "body", "body_regex")
 _TLS_FIELDS = ("verify", "ca_file", "ca_pem")
 _INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,32}")
@@ -570,6 +575,11 @@ def _server(raw: ServerSpec) -> ServerSpec:
         raise ConfigError("server.warm_start_max_age",
                           f"{raw.warm_start_max_age:g} is not between 0 and 86400")
     _within(raw.hung_after, 0, 3600, "server.hung_after")
+    if 0 < raw.hung_after < HUNG_AFTER_MIN:
+        raise ConfigError("server.hung_after", (
+            f"{_number(raw.hung_after)} is less than {HUNG_AFTER_MIN:g} seconds: children "
+            f"report every {REPORT_PERIOD:g} s, so a healthy one a little late would be "
+            "killed as hung (0 turns the watch off)"))
     _within(raw.udp_batch, 0, 1024, "server.udp_batch")
     _within(raw.packet_cache, 0, 10_000_000, "server.packet_cache")
     if len(raw.nsid.encode()) > 512:

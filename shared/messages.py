@@ -93,11 +93,12 @@ class ZoneTable(msgspec.Struct, frozen=True, array_like=True):
     # Keys of `answers` that rotate: the responder serves these in turn (pool rotation).
     variants: dict[bytes, list[Answer]] = {}
     # Signed zones: NSEC owners in canonical order (or NSEC3 hashes in order), and each one's
-    # NSEC (NSEC3) and RRSIG records, owner written in full, from which the responder proves
-    # NXDOMAIN for DO=1 queries.
+    # NSEC (NSEC3) and RRSIG records, from which the responder proves NXDOMAIN for DO=1
+    # queries: written for the apex as the question (`compression.place` moves them).
     chain: list[bytes] = []
     proofs: list[bytes] = []
-    # The SOA records negative answers carry (owner in full, negative TTL), and with RRSIGs.
+    # The SOA records negative answers carry (negative TTL), and with RRSIGs: written for the
+    # apex as the question (`compression.moved` moves them to each question's apex).
     soa: bytes = b""
     soa_signed: bytes = b""
     nsec3: bool = False  # `chain` holds the NSEC3 hashes, in order, instead of owner names

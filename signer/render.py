@@ -1,9 +1,11 @@
 """Pre-rendering: every answer a responder can give, as wire bytes, per zone and health state.
 
-Each body is rendered for the question sitting at offset 12 of the response: an owner equal to
-the question, or a suffix of it, is written as a compression pointer into the question, which the
-responder copies from the query unchanged (same length whatever the case). Everything else,
-rdata included, is written uncompressed, which RFC 1035 and RFC 3597 always allow.
+Each body is rendered for its question name sitting at offset 12 of the response, which the
+responder copies from the query unchanged (same length whatever the case), and after the SOA
+records the responder puts before it in a negative answer: names are compressed against the
+question and the records before them, as Knot compresses them (`shared.compression`). What a
+zone's names share is rendered once for the apex as the question, and moved by the responder:
+the SOA of negative answers, and the NSEC (NSEC3) records that prove an NXDOMAIN.
 
 In a signed zone each answer also has a `signed` variant for DO=1 queries: every RRset with its
 RRSIG records, and negative answers with the NSEC records that prove them (RFC 4035 3.1).
@@ -11,12 +13,14 @@ RRSIG records, and negative answers with the NSEC records that prove them (RFC 4
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-from healthdns.shared import canonical, nsec3
+from healthdns.shared import canonical, compression, nsec3
+from healthdns.shared.compression import Writer
 from healthdns.shared.messages import Answer, ZoneTable
 from healthdns.shared.nsec3 import NSEC3, NSEC3PARAM
 from healthdns.signer.dnssec import DNSKEY, NSEC, RRSIG, ZoneSigner
@@ -35,10 +39,31 @@ MAX_CHAIN = 8  # CNAME hops followed before giving up (RFC 1034 4.3.2 loop prote
 
 @dataclass(frozen=True)
 class RRs:
-    """One RRset as rendered records, and its RRSIG records (none when unsigned)."""
+    """One RRset to write: its owner (lower-case wire), type, the TTL it is served with, its
+    rdata, and its RRSIG rdata (none when unsigned)."""
 
-    records: tuple[bytes, ...]
+    owner: bytes
+    rdtype: int
+    ttl: int
+    rdatas: tuple[bytes, ...]
     sigs: tuple[bytes, ...] = ()
+
+    def write(self, writer: Writer, signed: bool) -> None:
+        """Its records, then with `signed` its RRSIGs."""
+        for rdata in self.rdatas:
+            writer.rr(self.owner, self.rdtype, self.ttl, rdata)
+        if signed:
+            for sig in self.sigs:
+                writer.rr(self.owner, RRSIG, self.ttl, sig)
+
+
+class SoaTemplate(NamedTuple):
+    """A zone's SOA record as negative answers carry it, written for the apex as the question
+    (`shared.compression`: the responder moves it to each question's apex)."""
+
+    plain: bytes
+    signed: bytes  # the same, then its RRSIGs
+    names: dict[bytes, int]  # the names it writes, by their offset from its start
 
 
 # What a name's answers are made of (see `_content`): RRset items, rotating items, NSEC rdata.
@@ -83,6 +108,9 @@ class RenderCache:
     nsecs: dict[bytes, bytes] = field(default_factory=dict)
     # owner -> its NXDOMAIN proof (see `_proof`): the NSEC rdata it was made for is inside it
     proofs: dict[bytes, bytes] = field(default_factory=dict)
+    # What the names' bodies were rendered after, in negative answers: the SOA template's
+    # lengths and names (a body's pointers count on them).
+    soa_shape: tuple[object, ...] = ()
 
     def clear(self) -> None:
         self.names.clear()
@@ -128,34 +156,49 @@ class _View:
         return self.zone.mname + self.zone.rname + struct.pack(
             ">IIIII", self.serial, spec.refresh, spec.retry, spec.expire, spec.minimum)
 
-    def rrs(self, ref: bytes, owner: bytes, rdtype: int, ttl: int, rdatas: tuple[bytes, ...],
+    def rrs(self, owner: bytes, rdtype: int, ttl: int, rdatas: tuple[bytes, ...],
             served_ttl: int | None = None) -> RRs:
-        """An RRset written with owner `ref`; signed at `ttl`, served at `served_ttl`."""
+        """An RRset signed at `ttl`, served at `served_ttl`."""
         shown = ttl if served_ttl is None else served_ttl
-        records = tuple(rr(ref, rdtype, shown, r) for r in rdatas)
         if self.signer is None:
-            return RRs(records)
-        sigs = self.signer.rrsigs(owner, rdtype, ttl, rdatas)
-        return RRs(records, tuple(rr(ref, RRSIG, shown, s) for s in sigs))
+            return RRs(owner, rdtype, shown, rdatas)
+        return RRs(owner, rdtype, shown, rdatas,
+                   tuple(self.signer.rrsigs(owner, rdtype, ttl, rdatas)))
 
-    def soa(self, qname: bytes) -> RRs:
+    def soa(self) -> RRs:
         """The SOA for the authority section of a negative answer."""
-        return self.rrs(owner_ref(qname, self.apex), self.apex, SOA, self.zone.spec.soa.ttl,
-                        (self.soa_rdata(),), self.negative_ttl)
+        return self.rrs(self.apex, SOA, self.zone.spec.soa.ttl, (self.soa_rdata(),),
+                        self.negative_ttl)
+
+    @functools.cached_property
+    def soa_template(self) -> SoaTemplate:
+        """The SOA records the responder puts first in negative answers, as a template."""
+        soa, start = self.soa(), compression.after_question(self.apex)
+        writer = Writer(self.apex, start)
+        soa.write(writer, False)
+        plain = writer.written()
+        names = {n: at - start for n, at in writer.names.items() if at >= start}
+        for sig in soa.sigs:
+            writer.rr(self.apex, RRSIG, soa.ttl, sig)
+        return SoaTemplate(plain, writer.written(), names)
+
+    def template(self, rrs: RRs) -> bytes:
+        """An RRset and its RRSIGs written for the apex as the question, right after it."""
+        writer = Writer(self.apex, compression.after_question(self.apex))
+        rrs.write(writer, True)
+        return writer.written()
 
     @property
     def nsec3(self) -> bool:
         return self.zone.spec.dnssec is not None and self.zone.spec.dnssec.denial == "nsec3"
 
-    def nsec(self, qname: bytes, name: bytes) -> RRs:
+    def nsec(self, name: bytes) -> RRs:
         """The NSEC record of `name`, or the NSEC3 record of its hash."""
         if self.nsec3:
-            owner = self.hashed[name]
-            return self.rrs(owner, owner, NSEC3, self.negative_ttl, (self.nsecs[name],))
-        return self.rrs(owner_ref(qname, name), name, NSEC, self.negative_ttl,
-                        (self.nsecs[name],))
+            return self.rrs(self.hashed[name], NSEC3, self.negative_ttl, (self.nsecs[name],))
+        return self.rrs(name, NSEC, self.negative_ttl, (self.nsecs[name],))
 
-    def denial(self, qname: bytes, name: bytes) -> list[RRs]:
+    def denial(self, name: bytes) -> list[RRs]:
         """NSEC records proving `name` does not exist: the one covering it, and the one
         covering the wildcard at its closest encloser (RFC 4035 3.1.3.2); with NSEC3 the
         closest encloser proof and the wildcard's (RFC 5155 7.2.2)."""
@@ -163,12 +206,12 @@ class _View:
             return []
         if self.nsec3:
             positions = nsec3.nxdomain_positions(self.keys, self.names, name)
-            return [self.nsec(qname, self.chain[p]) for p in positions]
+            return [self.nsec(self.chain[p]) for p in positions]
         first = self.chain[canonical.covering(self.keys, name)]
         encloser = canonical.closest_encloser(self.names, name)
         second = self.chain[canonical.covering(self.keys, canonical.wildcard(encloser))]
         owners = [first] if first == second else [first, second]
-        return [self.nsec(qname, owner) for owner in owners]
+        return [self.nsec(owner) for owner in owners]
 
 
 View = _View  # what other modules of the signer read a filled zone as
@@ -295,6 +338,11 @@ def _table(view: _View, views: list[_View]) -> ZoneTable:
     defaults: dict[bytes, Answer] = {}
     variants: dict[bytes, list[Answer]] = {}
     cached = view.cache.names
+    template = view.soa_template
+    shape = (len(template.plain), len(template.signed), tuple(template.names.items()))
+    if view.cache.soa_shape != shape:  # the bodies after it would point amiss
+        cached.clear()
+        view.cache.soa_shape = shape
     for name, rrsets in view.names.items():
         rrsets = _with_soa(view, name, rrsets)
         owner = view.zone.owners.get(name)
@@ -321,14 +369,12 @@ def _table(view: _View, views: list[_View]) -> ZoneTable:
         if name != view.apex:  # the apex holds the SOA: always rendered
             flat = tuple(x for pair in own.items() for x in pair)
             cached[name] = Rendered(*content, defaults[name], own_variants or None, flat)
-    nx = _answer(view, NXDOMAIN, [], [], soa=True)
-    soa = view.soa(b"")
+    nx = _answer(view, view.apex, NXDOMAIN, [], [], soa=True)
     return ZoneTable(origin=view.apex, answers=answers, names=defaults, nxdomain=nx,
                      serial=view.serial, variants=variants,
                      chain=view.keys if view.nsec3 else view.chain,
                      proofs=[_proof(view, o) for o in view.chain],
-                     soa=b"".join(soa.records), soa_signed=b"".join(_signed(soa)),
-                     nsec3=view.nsec3)
+                     soa=template.plain, soa_signed=template.signed, nsec3=view.nsec3)
 
 
 def _content(view: _View, name: bytes, rrsets: RRsets) -> Content:
@@ -347,12 +393,14 @@ def _content(view: _View, name: bytes, rrsets: RRsets) -> Content:
 
 
 def _proof(view: _View, owner: bytes) -> bytes:
-    """An owner's NSEC and RRSIG records with the owner in full, for NXDOMAIN proofs."""
+    """An owner's NSEC (NSEC3) and RRSIG records as a template, for NXDOMAIN proofs: its
+    owner written as its labels below the apex, then a pointer to the apex."""
     rdata = view.nsecs[owner]
     hit = view.cache.proofs.get(owner)
     record_owner = view.hashed[owner] if view.nsec3 else owner
-    if hit is None or not proves(hit, len(record_owner), rdata):
-        hit = view.cache.proofs[owner] = b"".join(_signed(view.nsec(b"", owner)))
+    written = len(record_owner) - len(view.apex) + 2
+    if hit is None or not proves(hit, written, rdata):
+        hit = view.cache.proofs[owner] = view.template(view.nsec(owner))
     return hit
 
 
@@ -361,8 +409,9 @@ RDLENGTH = struct.Struct(">H")
 
 def proves(proof: bytes, owner_length: int, rdata: bytes) -> bool:
     """Whether `proof` is the NSEC (NSEC3) record with `rdata`, then its signatures: the
-    rdata follows the owner, type, class, TTL and length. Read in place, so the cache keeps no
-    tuple of the rdata and the proof per name (10,000 names: 0.5 MiB)."""
+    rdata follows the owner (`owner_length` octets as written), type, class, TTL and length.
+    Read in place, so the cache keeps no tuple of the rdata and the proof per name (10,000
+    names: 0.5 MiB)."""
     start = owner_length + 10
     # The length too: a bitmap that lost its last window would be a prefix of the old one.
     return len(proof) >= start + len(rdata) \
@@ -374,14 +423,14 @@ def _render_name(view: _View, name: bytes, rrsets: RRsets, answers: dict[bytes, 
                  defaults: dict[bytes, Answer], variants: dict[bytes, list[Answer]]) -> None:
     """Every answer of a name that is not a CNAME."""
     for rdtype, (ttl, rdatas) in rrsets.items():
-        answers[_key(name, rdtype)] = _answer(view, NOERROR, [
-            view.rrs(b"\xc0\x0c", name, rdtype, ttl, rdatas)])
+        answers[_key(name, rdtype)] = _answer(view, name, NOERROR, [
+            view.rrs(name, rdtype, ttl, rdatas)])
     for rdtype, sets in view.rotating.get(name, {}).items():
         # Variant 0 is what `answers` holds: a responder that ignores `variants` still
         # answers correctly, only without rotating.
         ttl = rrsets[rdtype][0]
-        variants[_key(name, rdtype)] = [_answer(view, NOERROR, [
-            view.rrs(b"\xc0\x0c", name, rdtype, ttl, s)]) for s in sets]
+        variants[_key(name, rdtype)] = [_answer(view, name, NOERROR, [
+            view.rrs(name, rdtype, ttl, s)]) for s in sets]
         answers[_key(name, rdtype)] = variants[_key(name, rdtype)][0]
     if rrsets:
         # RFC 8482: ANY gets one RRset, the one with the lowest type number.
@@ -389,11 +438,11 @@ def _render_name(view: _View, name: bytes, rrsets: RRsets, answers: dict[bytes, 
         answers[_key(name, ANY)] = answers[_key(name, first)]
     if name in view.nsecs:
         if not view.nsec3:
-            answers[_key(name, NSEC)] = _answer(view, NOERROR, [view.nsec(name, name)])
-        proof = [view.nsec(name, name)]
+            answers[_key(name, NSEC)] = _answer(view, name, NOERROR, [view.nsec(name)])
+        proof = [view.nsec(name)]
     else:  # an empty non-terminal: the NSEC before it covers it (RFC 4035 3.1.3.2)
-        proof = view.denial(name, name)[:1]
-    defaults[name] = _answer(view, NOERROR, [], [], proof, soa=True)
+        proof = view.denial(name)[:1]
+    defaults[name] = _answer(view, name, NOERROR, [], [], proof, soa=True)
 
 
 def _key(name: bytes, rdtype: int) -> bytes:
@@ -406,29 +455,40 @@ def _with_soa(view: _View, name: bytes, rrsets: RRsets) -> RRsets:
     return {**rrsets, SOA: (view.zone.spec.soa.ttl, (view.soa_rdata(),))}
 
 
-def _answer(view: _View, rcode: int, answer: list[RRs], authority: list[RRs] | None = None,
-            proofs: list[RRs] | None = None, soa: bool = False) -> Answer:
-    """An Answer, with its signed variant in a signed zone.
+def _answer(view: _View, qname: bytes, rcode: int, answer: list[RRs],
+            authority: list[RRs] | None = None, proofs: list[RRs] | None = None,
+            soa: bool = False) -> Answer:
+    """The answer to `qname`, with its signed variant in a signed zone.
 
     With `soa`, the responder puts the zone's SOA records first in the authority section:
     the counts include them, the body does not, so the answer outlives serial changes.
     """
     authority = authority or []
-    body = b"".join(r for s in answer + authority for r in s.records)
-    plain_an = sum(len(s.records) for s in answer)
-    plain_ns = sum(len(s.records) for s in authority) + (1 if soa else 0)
+    plain_an = sum(len(s.rdatas) for s in answer)
+    plain_ns = sum(len(s.rdatas) for s in authority) + (1 if soa else 0)
+    body = _body(view, qname, answer + authority, soa, False)
     signed = None
     if view.signer is not None:
         sections = (answer, authority + (proofs or []))
-        an, ns = (sum(len(s.records) + len(s.sigs) for s in sec) for sec in sections)
+        an, ns = (sum(len(s.rdatas) + len(s.sigs) for s in sec) for sec in sections)
         soa_count = 1 + len(view.signer.zone_keys()) if soa else 0
-        signed = Answer(FLAGS[rcode], an, ns + soa_count, 0, view.body(
-            b"".join(r for sec in sections for s in sec for r in _signed(s))), soa=soa)
-    return Answer(FLAGS[rcode], plain_an, plain_ns, 0, view.body(body), signed, soa=soa)
+        signed = Answer(FLAGS[rcode], an, ns + soa_count, 0,
+                        _body(view, qname, [*sections[0], *sections[1]], soa, True), soa=soa)
+    return Answer(FLAGS[rcode], plain_an, plain_ns, 0, body, signed, soa=soa)
 
 
-def _signed(rrs: RRs) -> tuple[bytes, ...]:
-    return rrs.records + rrs.sigs
+def _body(view: _View, qname: bytes, rrsets: list[RRs], soa: bool, signed: bool) -> bytes:
+    """The records of an answer to `qname`, written after the question and, with `soa`, after
+    the SOA records the responder puts first."""
+    start, names = compression.after_question(qname), None
+    if soa:
+        template = view.soa_template
+        names = {name: start + at for name, at in template.names.items()}
+        start += len(template.signed if signed else template.plain)
+    writer = Writer(qname, start, names)
+    for rrs in rrsets:
+        rrs.write(writer, signed)
+    return view.body(writer.written())
 
 
 def _render_cname_owner(view: _View, views: list[_View], name: bytes, rrsets: RRsets,
@@ -436,10 +496,10 @@ def _render_cname_owner(view: _View, views: list[_View], name: bytes, rrsets: RR
                         variants: dict[bytes, list[Answer]]) -> None:
     """A CNAME owner answers every type with the chain followed inside our zones."""
     ttl, rdatas = rrsets[CNAME]
-    first = view.rrs(b"\xc0\x0c", name, CNAME, ttl, rdatas)
-    answers[_key(name, CNAME)] = _answer(view, NOERROR, [first])
+    first = view.rrs(name, CNAME, ttl, rdatas)
+    answers[_key(name, CNAME)] = _answer(view, name, NOERROR, [first])
     if name in view.nsecs and not view.nsec3:
-        answers[_key(name, NSEC)] = _answer(view, NOERROR, [view.nsec(name, name)])
+        answers[_key(name, NSEC)] = _answer(view, name, NOERROR, [view.nsec(name)])
     chain = [first]
     target = view.zone.owners[name].cname
     seen = {name}
@@ -450,29 +510,29 @@ def _render_cname_owner(view: _View, views: list[_View], name: bytes, rrsets: RR
             break
         tview, trrsets = where
         if trrsets is None:  # the target does not exist
-            defaults[name] = _answer(view, NXDOMAIN, chain, [tview.soa(name)],
-                                     tview.denial(name, target))
+            defaults[name] = _answer(view, name, NXDOMAIN, chain, [tview.soa()],
+                                     tview.denial(target))
             return
         trrsets = _with_soa(tview, target, trrsets)
         owner = tview.zone.owners.get(target)
         if owner is not None and owner.cname is not None:
             cttl, crdatas = trrsets[CNAME]
-            chain.append(tview.rrs(target, target, CNAME, cttl, crdatas))
+            chain.append(tview.rrs(target, CNAME, cttl, crdatas))
             target = owner.cname
             continue
         for rdtype, (rttl, rdatas) in trrsets.items():
             # A chain that ends at a rotating pool rotates with it.
             sets = tview.rotating.get(target, {}).get(rdtype, [rdatas])
-            ends = [_answer(view, NOERROR, chain + [tview.rrs(target, target, rdtype, rttl, s)])
+            ends = [_answer(view, name, NOERROR, chain + [tview.rrs(target, rdtype, rttl, s)])
                     for s in sets]
             answers[_key(name, rdtype)] = ends[0]
             if len(ends) > 1:
                 variants[_key(name, rdtype)] = ends
-        proof = [tview.nsec(name, target)] if target in tview.nsecs \
-            else tview.denial(name, target)[:1]
-        defaults[name] = _answer(view, NOERROR, chain, [tview.soa(name)], proof)
+        proof = [tview.nsec(target)] if target in tview.nsecs \
+            else tview.denial(target)[:1]
+        defaults[name] = _answer(view, name, NOERROR, chain, [tview.soa()], proof)
         return
-    defaults[name] = _answer(view, NOERROR, chain)
+    defaults[name] = _answer(view, name, NOERROR, chain)
 
 
 def _find(views: list[_View], name: bytes) -> tuple[_View, RRsets | None] | None:
@@ -492,14 +552,6 @@ def _label_offsets(name: bytes) -> list[int]:
         i += name[i] + 1
     offsets.append(i)
     return offsets
-
-
-def owner_ref(qname: bytes, owner: bytes) -> bytes:
-    """A pointer to `owner` inside the question when it is `qname` or a suffix of it."""
-    for i in _label_offsets(qname) if qname else ():
-        if qname[i:] == owner:
-            return struct.pack(">H", 0xC000 | (12 + i))
-    return owner
 
 
 def rr(owner: bytes, rdtype: int, ttl: int, rdata: bytes) -> bytes:

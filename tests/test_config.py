@@ -110,6 +110,9 @@ CASES = [
      "server.tcp_max_per_client: 0 is not positive"),
     (with_("server/tcp_max_connections", 0),
      "server.tcp_max_connections: 0 is not between 1 and 1000000"),
+    (with_("server/hung_after", 1.0),
+     "server.hung_after: 1 is less than 3 seconds: children report every 1 s, so a healthy "
+     "one a little late would be killed as hung (0 turns the watch off)"),
     (with_("server/colour", "blue"),
      "server: object contains unknown field colour"),
     (with_("server/user", "bad user"), "server.user: 'bad user' is not a user or group name"),

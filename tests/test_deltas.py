@@ -67,12 +67,16 @@ def targets(cfg: config.Config) -> list[str]:
 
 
 def view(table: Table) -> dict[str, Any]:
-    """What a table serves, rotation aside: each rotating key by its list of variants."""
+    """What a table serves, rotation aside: each rotating key by its list of variants; the
+    SOA records each entry puts first (its slot made, whatever else the table made)."""
     answers = {k: (table.variants[k] if k in table.variants else v)
                for k, v in table.answers.items()}
-    return {"answers": answers, "names": table.names, "zones": table.zones,
-            "soas": table.soas, "soas_signed": table.soas_signed, "chains": table.chains,
-            "variants": table.variants}
+    entries = {**table.answers, **table.names}
+    entries |= {k + bytes([i]): e for k, v in table.variants.items() for i, e in enumerate(v)}
+    soas = {k: (table.soas[e[0][6]], table.soas_signed[e[0][6]]) for k, e in entries.items()}
+    zones = {origin: (nx.answer, nx.ids, nx.proved) for origin, nx in table.zones.items()}
+    return {"answers": answers, "names": table.names, "zones": zones, "soas": soas,
+            "templates": table.templates, "chains": table.chains, "variants": table.variants}
 
 
 def served(table: Table) -> dict[bytes, Any]:

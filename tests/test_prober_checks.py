@@ -309,7 +309,10 @@ def test_when_every_backend_fails_the_prober_fences_itself(
     log += capfd.readouterr().err
     assert "FENCED: every one of the 10 targets failed its latest check" in log
     assert f"fence lifted: tcp 127.0.0.3:{first.port} answered" in log
-    assert f"tcp 127.0.0.1:{first.port} is down: connection refused" in log
+    # Down before the fence, or judged again after it; for whatever reason its check met
+    # (refused; reset by the listener closed in the middle of a check; on a busy machine,
+    # timed out): the reasons are test_run_follows_a_backend_down_and_up_then_exits_on_eof's.
+    assert f"tcp 127.0.0.1:{first.port} is down: " in log, log
 
 
 def test_hold_down_keeps_a_backend_down_for_a_while() -> None:

@@ -201,21 +201,24 @@ def check_served(published: messages.Published, signed: bool) -> None:
                 assert set(listed_sigs) == sigs and listed_sigs.ttl == ttl
         proofs = {}
         for proof in table.proofs if table.nsec3 else ():
-            for wire in _split(proof):
+            for wire in _split(proof, table.origin):
                 name, rdtype, ttl, rdata = parse(wire)
                 if rdtype == NSEC3:
                     proofs[name] = (ttl, rdata)
         assert {o: (s.ttl, s[0]) for (o, t, _), s in sets.items() if t == NSEC3} == proofs
 
 
-def _split(data: bytes) -> list[bytes]:
-    """Uncompressed records laid end to end, one by one."""
+def _split(proof: bytes, origin: bytes) -> list[bytes]:
+    """The records of a proof template one by one, owners uncompressed: it is written as the
+    records after a question for the apex (their rdata hold no pointers)."""
+    message = bytes(12) + origin + b"\x00\x01\x00\x01" + proof
     out = []
-    while data:
-        _, used = dns.name.from_wire(data, 0)
-        size = struct.unpack(">H", data[used + 8:used + 10])[0]
-        out.append(data[:used + 10 + size])
-        data = data[used + 10 + size:]
+    at = len(message) - len(proof)
+    while at < len(message):
+        name, used = dns.name.from_wire(message, at)
+        size = struct.unpack(">H", message[at + used + 8:at + used + 10])[0]
+        out.append(name.to_wire() + message[at + used:at + used + 10 + size])
+        at += used + 10 + size
     return out
 
 

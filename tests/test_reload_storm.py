@@ -155,7 +155,7 @@ class FakeProcess:
         self.killed = True
 
 
-CFG = config.from_mapping({"server": {"hung_after": 1.0},
+CFG = config.from_mapping({"server": {"hung_after": 3.0},
                            "zones": [{"origin": "example.test",
                                       "nameservers": ["ns1.example.net"],
                                       "records": {"www": {"a": ["192.0.2.1"]}}}]})
@@ -199,7 +199,7 @@ def test_fifty_concurrent_reloads_kill_no_child_and_are_all_answered(
         [server]
         listen = ["127.0.0.1:0"]
         responders = 2
-        hung_after = 1.0
+        hung_after = 3.0
 
         [control]
         token = "{TOKEN}"

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_deltas import configs, targets
 
-from healthdns.shared import config, nsec3
+from healthdns.shared import compression, config, nsec3
 from healthdns.signer import dnssec, render, zone
 from healthdns.signer.main import Signer
 
@@ -303,8 +303,5 @@ def test_cached_proofs_are_one_bytes_object_and_follow_the_chain(tmp_dir: str,
 
 def records(proof: bytes) -> bytes:
     """The NSEC (NSEC3) record at the start of a proof, without the signatures after it."""
-    i = 0
-    while proof[i]:
-        i += proof[i] + 1
-    start = i + 11
+    start = compression.name_end(proof, 0) + 10
     return proof[:start + render.RDLENGTH.unpack_from(proof, start - 2)[0]]

@@ -7,6 +7,7 @@ respawned from the last snapshot; and health that waits too long to reach the an
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -17,6 +18,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from harness import Backend, Server
 from test_control import get, total
 from test_dnssec import generate
@@ -24,6 +27,7 @@ from test_dnssec import generate
 from healthdns.shared import messages
 
 WITHIN = 15.0  # seconds: hung_after, the respawn, the first signing run, under load
+HUNG_AFTER = 3.0  # the least the configuration takes
 
 
 def next_word(conn: Connection, timeout: float) -> messages.FromChild | None:
@@ -69,15 +73,15 @@ def signer_pid(server: Server) -> int:
     return int(re.findall(r"signer started \(pid (\d+)\)", server.output())[-1])
 
 
-def start(tmp_path: Path, text: str) -> Server:
+def start(tmp_path: Path, text: str, within: float = 10) -> Server:
     server = Server([], tmp_path, text).start()
-    server.wait_until(lambda: len(server.addresses("www.example.test")) == 2, 10, "both up")
+    server.wait_until(lambda: len(server.addresses("www.example.test")) == 2, within, "both up")
     return server
 
 
 def test_a_stopped_signer_is_killed_respawned_and_failover_resumes(
         tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
-    server = start(tmp_path, config(backends[0].port, hung_after=1.0))
+    server = start(tmp_path, config(backends[0].port, hung_after=HUNG_AFTER))
     stopped = signer_pid(server)
     os.kill(stopped, signal.SIGSTOP)
     try:
@@ -126,22 +130,31 @@ def test_health_waiting_for_a_stuck_signer_shows_on_readyz_and_in_a_metric(
         assert server.stop() == 0
 
 
-NAMES = 1500  # signed with RSA: the first signing run takes well over `hung_after`
+def names_signed_in(seconds: float) -> int:
+    """How many names an RSA-signed zone needs for its first signing run to take about
+    `seconds` here: two RSA-2048 signatures a name (its records' and its NSEC's), timed on
+    this machine now, so that a fast idle machine and a loaded one both get a long run."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rounds, began = 20, time.perf_counter()
+    for i in range(rounds):
+        key.sign(i.to_bytes(4, "big") * 64, padding.PKCS1v15(), hashes.SHA256())
+    each = (time.perf_counter() - began) / rounds
+    return max(1500, min(40_000, math.ceil(seconds / (2 * each))))
 
 
 def test_a_long_signing_run_is_not_taken_for_a_hang(
         tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
     key, _ = generate(tmp_path, "RSASHA256", "csk")
     records = "\n".join(f'[zones.records.n{i}]\na = ["192.0.2.{i % 250 + 1}"]'
-                        for i in range(NAMES))
-    server = start(tmp_path, config(backends[0].port, hung_after=2.0, extra=f"""
+                        for i in range(names_signed_in(2.5 * HUNG_AFTER)))
+    server = start(tmp_path, config(backends[0].port, hung_after=HUNG_AFTER, extra=f"""
         [zones.dnssec]
         algorithm = "RSASHA256"
         csk = "{key}"
-    """ + records))
+    """ + records), within=90)
     try:
         first = total(server, "healthdns_sign_seconds", {})  # the whole zone, signed once
-        assert first > 2.0, f"a signing run of {first:.2f} s proves nothing"
+        assert first > HUNG_AFTER, f"a signing run of {first:.2f} s proves nothing"
         assert "hung; killing it" not in server.output(), server.output()
         backends[1].down()  # and the signer still follows the health
         server.wait_until(lambda: server.addresses("www.example.test") == {"127.0.0.1"},

@@ -5,6 +5,7 @@ other queries unread meanwhile, and closes it after the idle timeout. 200 of the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -59,8 +60,12 @@ def rss_kib(pid: int) -> int:
 
 
 def sockets_of(pid: int) -> int:
-    return sum(1 for fd in os.listdir(f"/proc/{pid}/fd")
-               if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"))
+    """The sockets `pid` holds open; one it closes while they are counted is not counted."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
 
 
 def flood(server: Server, pid: int) -> tuple[list[socket.socket], int]:
