@@ -308,6 +308,10 @@ def labels(targets: Mapping[str, tuple[str, CheckSpec]]) -> dict[str, str]:
         specs = [targets[t][1] for t in ids]
         differ = [f for f in CheckSpec.__struct_fields__ if f not in _IN_LABEL
                   and len({_setting(s, f) for s in specs}) > 1]
+        if "variant" in differ:  # shown as "headers=X-Key #2": only the values differ
+            differ.remove("variant")
+            if "headers" not in differ:
+                differ.append("headers")
         if "ca_file" in differ and "ca_pem" in differ:
             differ.remove("ca_pem")  # read from the file: the file name says it
         named = {t: f"{text} [{', '.join(f'{f}={_setting(s, f)}' for f in differ)}]"
@@ -319,9 +323,13 @@ def labels(targets: Mapping[str, tuple[str, CheckSpec]]) -> dict[str, str]:
 
 
 def _setting(spec: CheckSpec, field: str) -> str:
+    """A setting as a label shows it: header values never (they may be secrets), only their
+    names and, for checks that differ only in them, their place in the file."""
     value = getattr(spec, field)
     if field == "ca_pem" and value is not None:
         return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:12]
+    if field == "headers":
+        return (",".join(value) or "none") + (f" #{spec.variant + 1}" if spec.variant else "")
     if isinstance(value, str):
         return value
     if isinstance(value, float):

@@ -306,7 +306,8 @@ class Scheduler:
         """Check `targets` from now on.
 
         A target whose id is unchanged keeps its state, hold-down and place in the schedule
-        (an id holds a digest of the check's settings: a changed check is a new target). New
+        (an id holds a digest of the check's settings, header values aside: a changed check is
+        a new target, a check whose header value changed, a rotated token, is not). New
         targets are checked at once, within `parallel`; removed ones are forgotten, and a
         result of theirs still in flight is dropped. Once every new target has a first result,
         one full report of all targets goes out, so that the signer's first generation under

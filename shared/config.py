@@ -19,7 +19,7 @@ import os
 import re
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -94,6 +94,9 @@ class CheckSpec(_Frozen, frozen=True):
     verify: bool = True  # https only: verify the server's certificate and name
     ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
     ca_pem: str | None = None  # the same inline; the supervisor reads `ca_file` into it
+    # Set by normalisation, never in the file: tells apart checks that differ only in the
+    # values of their headers (0 for the first of them in the file, 1 for the next, ...).
+    variant: int = 0
 
     def checked(self, address: str) -> str:
         """The address a check connects to for the served `address`."""
@@ -104,13 +107,23 @@ class CheckSpec(_Frozen, frozen=True):
 
         "tcp 192.0.2.1 80 5/2/2/2"; checks with more settings than these (HTTP, hold-down) end
         with a digest of all of them, so two checks share an id only if they are the same.
+        Header values are left out of the digest (a guessable `Authorization` value would be
+        found from it by trying); `variant` tells apart the checks that differ only in them.
+        The id is shown on /status and kept in the state file: it must hold no secret.
         """
         base = (f"{self.kind} {self.checked(address)} {self.port} "
                 f"{self.interval:g}/{self.timeout:g}/{self.rise}/{self.fall}")
         if self.kind == "tcp" and not self.hold_down:
             return base
-        digest = hashlib.blake2s(msgspec.msgpack.encode(self), digest_size=6).hexdigest()
+        digest = hashlib.blake2s(msgspec.msgpack.encode(self.without_secrets()),
+                                 digest_size=6).hexdigest()
         return f"{base} {digest}"
+
+    def without_secrets(self) -> CheckSpec:
+        """This check with its header values blanked (their names stay)."""
+        if not self.headers:
+            return self
+        return msgspec.structs.replace(self, headers=dict.fromkeys(self.headers, ""))
 
     def statuses(self) -> tuple[tuple[int, int], ...]:
         """The `status` ranges as (first, last) pairs."""
@@ -448,7 +461,7 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
 def from_mapping(document: Mapping[str, Any]) -> Config:
     """Decode and normalise a configuration given as plain data (TOML tables, JSON objects)."""
     raw = _convert(document, _RawConfig, "")
-    zones = tuple(_zone(z, f"zones[{i}]") for i, z in enumerate(raw.zones))
+    zones = _variants(tuple(_zone(z, f"zones[{i}]") for i, z in enumerate(raw.zones)))
     if not zones:
         raise ConfigError("zones", "at least one zone is required")
     _check_unique_origins(zones)
@@ -495,14 +508,19 @@ def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
 
 
 def redacted(config: Config) -> Config:
-    """The configuration to show a person (`--check-config`): secrets replaced."""
+    """The configuration to show a person (`--check-config`): secrets replaced (the control
+    token, TSIG secrets and the values of check headers)."""
     if config.control.token is not None:
         config = msgspec.structs.replace(
             config, control=msgspec.structs.replace(config.control, token="<redacted>"))
     if config.tsig:
         config = msgspec.structs.replace(config, tsig=tuple(
             msgspec.structs.replace(k, secret="<redacted>") for k in config.tsig))
-    return config
+    return msgspec.structs.replace(config, zones=_map_checks(config.zones, _redacted_headers))
+
+
+def _redacted_headers(check: CheckSpec) -> CheckSpec:
+    return msgspec.structs.replace(check, headers=dict.fromkeys(check.headers, "<redacted>"))
 
 
 def encode(config: Config) -> bytes:
@@ -915,6 +933,8 @@ def _addresses(texts: tuple[str, ...], path: str, seen: list[str]) -> tuple[str,
 
 
 def _check(raw: CheckSpec, path: str) -> CheckSpec:
+    if raw.variant:
+        raise ConfigError(f"{path}.variant", "unknown key (healthdns sets it, the file may not)")
     port = raw.port or DEFAULT_CHECK_PORTS.get(raw.kind, 0)
     if not port:
         raise ConfigError(f"{path}.port", "a tcp check needs a port")
@@ -934,6 +954,39 @@ def _check(raw: CheckSpec, path: str) -> CheckSpec:
         raw, port=port, address=address, host=_http(raw, path),
         status=_status_text(_status_ranges(raw.status, f"{path}.status")),
         ca_pem=_ca(raw, path) if raw.kind == "https" else None)
+
+
+def _variants(zones: tuple[ZoneSpec, ...]) -> tuple[ZoneSpec, ...]:
+    """The zones with each check's `variant` set: checks that differ only in header values
+    are numbered in file order, so that their ids (which leave header values out) differ."""
+    seen: dict[bytes, list[CheckSpec]] = {}
+
+    def numbered(check: CheckSpec) -> CheckSpec:
+        same = seen.setdefault(msgspec.msgpack.encode(check.without_secrets()), [])
+        if check not in same:
+            same.append(check)
+        return msgspec.structs.replace(check, variant=same.index(check))
+
+    return _map_checks(zones, numbered)
+
+
+def _map_checks(zones: tuple[ZoneSpec, ...],
+                change: Callable[[CheckSpec], CheckSpec]) -> tuple[ZoneSpec, ...]:
+    """The zones with `change` applied to every check that sends headers, in file order."""
+    def check(spec: CheckSpec | None) -> CheckSpec | None:
+        return change(spec) if spec is not None and spec.headers else spec
+
+    def pool(spec: PoolSpec) -> PoolSpec:
+        if not any(c is not None and c.headers for c in (spec.check, *(g.check for g in
+                                                                         spec.groups))):
+            return spec
+        groups = tuple(msgspec.structs.replace(g, check=check(g.check)) for g in spec.groups)
+        return msgspec.structs.replace(spec, check=check(spec.check), groups=groups)
+
+    return tuple(msgspec.structs.replace(zone, records={
+        name: msgspec.structs.replace(record, pool=pool(record.pool))
+        if record.pool is not None else record
+        for name, record in zone.records.items()}) for zone in zones)
 
 
 def _check_timing(raw: CheckSpec, path: str) -> None:
@@ -964,8 +1017,8 @@ def _http(raw: CheckSpec, path: str) -> str | None:
             raise ConfigError(f"{path}.headers", f"{name!r} is not a header name")
         if name.lower() == "host":
             raise ConfigError(f"{path}.headers.{name}", "set the Host header with `host`")
-        if re.search(r"[\r\n\x00]", value):
-            raise ConfigError(f"{path}.headers.{name}", f"{value!r} holds a line break")
+        if re.search(r"[\r\n\x00]", value):  # the value is not shown: it may be a secret
+            raise ConfigError(f"{path}.headers.{name}", "the value holds a line break or NUL")
     if raw.body is not None and raw.body_regex is not None:
         raise ConfigError(f"{path}.body_regex", "give body or body_regex, not both")
     if raw.body == "":

@@ -205,8 +205,10 @@ POOL_CASES = [
      f"{P}.check.headers.Host: set the Host header with `host`"),
     (check_(kind="http", headers={"bad name": "x"}),
      f"{P}.check.headers: 'bad name' is not a header name"),
-    (check_(kind="http", headers={"X-A": "a\r\nX-B: b"}),
-     f"{P}.check.headers.X-A: 'a\\r\\nX-B: b' holds a line break"),
+    (check_(kind="http", headers={"X-A": "a\r\nX-B: b"}),  # the value may be a secret
+     f"{P}.check.headers.X-A: the value holds a line break or NUL"),
+    (check_(kind="http", variant=1),
+     f"{P}.check.variant: unknown key (healthdns sets it, the file may not)"),
     (check_(kind="https", host="bad host"), f"{P}.check.host: 'bad host' is not a valid DNS name"),
     (check_(kind="https", ca_file="/nonexistent/ca.pem"),
      f"{P}.check.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory"),
@@ -311,6 +313,30 @@ def test_target_ids_tell_checks_apart() -> None:
     assert held.target("192.0.2.1") != tcp.target("192.0.2.1")
     via = config.CheckSpec(port=80, address="127.0.0.1")
     assert via.target("192.0.2.1") == via.target("192.0.2.2")  # one check judges both
+
+
+def test_target_ids_hold_no_header_value_but_tell_such_checks_apart() -> None:
+    """An id is shown to anyone who reads /status: nothing in it may come from a header
+    value (before, its digest covered them, and a guessable value was found by trying)."""
+    def spec(token: str, variant: int = 0) -> config.CheckSpec:
+        return config.CheckSpec(kind="http", port=80, headers={"Authorization": token},
+                                variant=variant)
+
+    assert spec("Bearer a").target("192.0.2.1") == spec("Bearer b").target("192.0.2.1")
+    assert spec("Bearer a").target("192.0.2.1") != spec("Bearer a", 1).target("192.0.2.1")
+    other = config.CheckSpec(kind="http", port=80, headers={"X-Other": "Bearer a"})
+    assert other.target("192.0.2.1") != spec("Bearer a").target("192.0.2.1")  # names count
+
+    def document(first: str, second: str) -> dict[str, Any]:
+        doc = check_(kind="http", headers={"Authorization": first})
+        doc["zones"][0]["records"]["api"] = {"pool": {"addresses": ["192.0.2.1"], "check": {
+            "kind": "http", "headers": {"Authorization": second}}}}
+        return doc
+
+    ids = config.from_mapping(document("Bearer a", "Bearer b")).checks()
+    assert len(ids) == 2  # two checks, each with its own state
+    assert ids.keys() == config.from_mapping(document("guess 1", "guess 2")).checks().keys()
+    assert len(config.from_mapping(document("Bearer a", "Bearer a")).checks()) == 1
 
 
 def test_prober_defaults() -> None:
