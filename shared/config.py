@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from healthdns.shared import files, lazy, regex, tsig
+from healthdns.shared import filekeys, files, lazy, regex, tsig
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class ProberSpec(_Frozen, frozen=True):
 class RecordSpec(_Frozen, frozen=True):
     """Everything one owner name holds: a checked pool, static records, or both."""
 
-    ttl: int | None = None
+    ttl: int | None = None  # normalised: the zone's ttl when not given
     pool: PoolSpec | None = None
     a: tuple[str, ...] = ()
     aaaa: tuple[str, ...] = ()
@@ -292,6 +292,7 @@ class RrlSpec(_Frozen, frozen=True):
     Off unless `enabled = true` or a rate is given; a rate of 0 leaves that class unlimited.
     """
 
+    # Normalised, the four below are set: `enabled` to `active()`, the rates to `rates()`.
     enabled: bool | None = None  # None: on exactly when responses_per_second is given
     responses_per_second: int | None = None  # positive answers per prefix, name and type
     nxdomains_per_second: int | None = None  # None: as responses_per_second
@@ -447,9 +448,11 @@ def load(path: str | os.PathLike[str]) -> Config:
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The TOML document at `path`, as plain data."""
+    """The TOML document at `path`, as plain data; relative file paths in it are made absolute
+    under the file's folder (see shared/filekeys.py)."""
     try:
-        return tomllib.loads(files.read(path, MAX_CONFIG_FILE).data.decode())
+        document = tomllib.loads(files.read(path, MAX_CONFIG_FILE).data.decode())
+        return filekeys.resolve(document, os.path.dirname(os.path.abspath(path)))
     except files.FileProblem as e:
         raise ConfigError(str(path), e.reason) from e
     except UnicodeDecodeError as e:
@@ -599,7 +602,10 @@ def _rrl(raw: RrlSpec) -> RrlSpec:
         except ValueError:
             raise ConfigError(f"rrl.exempt[{i}]",
                               f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
-    return msgspec.structs.replace(raw, exempt=tuple(exempt))
+    base, nxdomain, error = raw.rates()
+    return msgspec.structs.replace(raw, enabled=raw.active(), responses_per_second=base,
+                                   nxdomains_per_second=nxdomain, errors_per_second=error,
+                                   exempt=tuple(exempt))
 
 
 def _cookies(raw: CookieSpec) -> CookieSpec:
@@ -759,7 +765,8 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
                               "supported; the apex NS records come from `nameservers`")
         if owner in records:
             raise ConfigError(rpath, f"the name {owner!r} is given twice")
-        records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, rpath)
+        records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, raw.ttl,
+                                 rpath)
         _check_not_self(records[owner].cname, owner, (origin, *aliases), f"{rpath}.cname")
     dnssec = _dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
     return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
@@ -848,7 +855,8 @@ def _soa(raw: SoaSpec, origin: dns.name.Name, path: str) -> SoaSpec:
     return msgspec.structs.replace(raw, rname=name.to_text())
 
 
-def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, path: str) -> RecordSpec:
+def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, zone_ttl: int,
+            path: str) -> RecordSpec:
     if raw.ttl is not None:
         _ttl(raw.ttl, f"{path}.ttl")
     pool = _pool(raw.pool, f"{path}.pool") if raw.pool is not None else None
@@ -869,7 +877,8 @@ def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, path: str) -> Re
         fields[rtype] = _rdatas(rtype, texts, origin, f"{path}.{rtype}")
     if raw.cname is not None:
         fields["cname"] = fields["cname"][0]
-    return msgspec.structs.replace(raw, pool=pool, **fields)
+    ttl = zone_ttl if raw.ttl is None else raw.ttl
+    return msgspec.structs.replace(raw, ttl=ttl, pool=pool, **fields)
 
 
 def _pool(raw: PoolSpec, path: str) -> PoolSpec:

@@ -7,12 +7,10 @@ import os
 import stat
 import sys
 
-import msgspec
-
-from healthdns.shared import config, heap, logs, privilege, titles
+from healthdns.shared import heap, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
-from healthdns.supervisor import cli, ports, validate
+from healthdns.supervisor import cli, ports, shown, validate
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
 
@@ -30,9 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in _keys_open_to(account, cfg) if account is not None else ():
         print(f"healthdns-supervisor: configuration warning: {warning}", file=sys.stderr)
     if args.check_config:
-        shown = msgspec.json.encode(config.redacted(cfg))  # never the control token
-        sys.stdout.write(msgspec.json.format(shown, indent=2).decode())
-        sys.stdout.write("\n")
+        sys.stdout.write(shown.text(cfg))  # never a secret: see supervisor/shown.py
         return 0
     logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
     titles.set_supervisor(cfg.server.instance)
