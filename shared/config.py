@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from healthdns.shared import filekeys, files, lazy, regex, tsig
+from healthdns.shared import decodeerrors, filekeys, files, lazy, regex, tsig
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -535,16 +535,13 @@ def decode(data: bytes) -> Config:
 
 
 def _convert(value: Any, kind: type[Any], path: str) -> Any:
-    """msgspec.convert with our error format (`path: message`)."""
+    """msgspec.convert with our error format (`path: message`), in the file's words."""
     try:
         return msgspec.convert(value, kind, strict=True)
     except msgspec.ValidationError as e:
-        text = str(e)
-        message, _, where = text.partition(" - at `$")
-        where = where.rstrip("`")
-        full = path + where if where.startswith("[") or not path else f"{path}{where}"
-        message = message[0].lower() + message[1:] if message else message
-        raise ConfigError(full.lstrip("."), message.replace("`", "")) from e
+        steps, message = decodeerrors.explain(e, kind, value)
+        where = "".join(f"[{s}]" if isinstance(s, int) else f".{_show_key(s)}" for s in steps)
+        raise ConfigError((path + where).lstrip("."), message.replace("`", "")) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,6 +754,10 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
         owner = _owner(key, origin, rpath)
         nested = [k for k, v in value.items() if isinstance(v, dict) and k != "pool"] \
             if isinstance(value, dict) else []
+        meant = decodeerrors.unknown_key(nested[0], list(RecordSpec.__struct_fields__)) \
+            if nested else ""
+        if "did you mean" in meant:  # a misspelt field ("pol"), not a name with a dot
+            raise ConfigError(f"{rpath}.{nested[0]}", meant)
         if nested:
             raise ConfigError(rpath, f"{nested[0]!r} is not a record field; a name with dots "
                               f"must be quoted in TOML: [zones.records.\"{key}.{nested[0]}\"]")
@@ -1319,8 +1320,7 @@ def _port(value: int, path: str) -> None:
 
 def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
-        raise ConfigError(path, f"expected one of {', '.join(map(repr, choices))}, "
-                          f"got {value!r}")
+        raise ConfigError(path, decodeerrors.not_one_of(value, choices))
 
 
 def _instance(value: str) -> None:

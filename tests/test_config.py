@@ -37,9 +37,10 @@ CASES = [
     (with_("zones/0/records/www/pool/check/port", 70000),
      "zones[0].records.www.pool.check.port: 70000 is not a port (1-65535)"),
     (with_("zones/0/records/www/pool/check/port", "80"),
-     "zones[0].records.www.pool.check.port: expected int, got str"),
+     "zones[0].records.www.pool.check.port: '80' must be a port number, 1-65535 (write 80, "
+     "without quotes)"),
     (with_("zones/0/records/www/pool/check/bogus", 1),
-     "zones[0].records.www.pool.check: object contains unknown field bogus"),
+     "zones[0].records.www.pool.check.bogus: unknown key"),
     (with_("zones/0/records/www/pool/addresses", ["192.0.2.300"]),
      "zones[0].records.www.pool.addresses[0]: '192.0.2.300' is not an IPv4 or IPv6 address"),
     (with_("zones/0/records/www/pool/addresses", ["192.0.2.1", "192.0.2.1"]),
@@ -52,8 +53,7 @@ CASES = [
     (with_("zones/0/records/www/pool/check/rise", 0),
      "zones[0].records.www.pool.check.rise: 0 is not between 1 and 100"),
     (with_("zones/0/records/www/pool/policy", "random"),
-     ("zones[0].records.www.pool.policy: expected one of 'serve-all', 'empty', 'backup', "
-      "got 'random'")),
+     "zones[0].records.www.pool.policy: 'random' is not one of 'serve-all', 'empty', 'backup'"),
     (with_("zones/0/records/www/ttl", -1),
      "zones[0].records.www.ttl: -1 is not a TTL (0-2147483647)"),
     (with_("zones/0/records/www/cname", "mail"),
@@ -101,7 +101,7 @@ CASES = [
     (with_("server/udp_payload_size", 100),
      "server.udp_payload_size: 100 is not between 512 and 4096"),
     (with_("server/log_format", "xml"),
-     "server.log_format: expected one of 'text', 'json', got 'xml'"),
+     "server.log_format: 'xml' is not one of 'text', 'json'"),
     (with_("server/instance", "edge one"),
      "server.instance: 'edge one' is not 1-32 letters, digits, '.', '_' or '-'"),
     (with_("server/tcp_backlog", 0),
@@ -111,7 +111,7 @@ CASES = [
     (with_("server/tcp_max_connections", 0),
      "server.tcp_max_connections: 0 is not between 1 and 1000000"),
     (with_("server/colour", "blue"),
-     "server: object contains unknown field colour"),
+     "server.colour: unknown key"),
     (with_("server/user", "bad user"), "server.user: 'bad user' is not a user or group name"),
     (with_("server/group", "wheel"), "server.group: needs server.user (the group of which user?)"),
     ({"zones": []}, "zones: at least one zone is required"),
@@ -181,7 +181,7 @@ TWO_GROUPS = [{"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.2"]}]
 
 POOL_CASES = [
     (check_(), f"{P}.check.port: a tcp check needs a port"),
-    (check_(kind="udp", port=53), f"{P}.check.kind: invalid enum value 'udp'"),
+    (check_(kind="udp", port=53), f"{P}.check.kind: 'udp' is not one of 'http', 'https', 'tcp'"),
     (check_(port=80, path="/health"),
      f"{P}.check.path: is for http and https checks, and this one is tcp"),
     (check_(kind="http", verify=False),
@@ -230,7 +230,7 @@ POOL_CASES = [
            check={"port": 80}),
      f"{P}.groups[1].addresses[0]: 192.0.2.1 is given twice"),
     (pool_(groups=[{"addresses": ["192.0.2.1"], "bogus": 1}], check={"port": 80}),
-     f"{P}.groups[0]: object contains unknown field bogus"),
+     f"{P}.groups[0].bogus: unknown key"),
     (pool_(groups=TWO_GROUPS),
      f"{P}.groups[0].check: is required, for the group or the whole pool"),
     (pool_(addresses=["192.0.2.1"]), f"{P}.check: is required, for the group or the whole pool"),
@@ -253,7 +253,7 @@ POOL_CASES = [
     (with_("prober/parallel", 0), "prober.parallel: 0 is not between 1 and 10000"),
     (with_("prober/fence_min_targets", 1),
      "prober.fence_min_targets: 1 is neither 0 (never) nor 2 or more"),
-    (with_("prober/fence", True), "prober: object contains unknown field fence"),
+    (with_("prober/fence", True), "prober.fence: unknown key; did you mean 'fence_min_targets'?"),
 ]
 
 
