@@ -104,10 +104,10 @@ def _steps(where: str, document: Any) -> list[Step]:
 def _value_at(document: Any, steps: list[Step]) -> Any:
     node = document
     for step in steps:
-        if not (isinstance(step, int) and isinstance(node, list) and step < len(node)
-                or isinstance(step, str) and isinstance(node, dict) and step in node):
+        try:
+            node = node[step]
+        except (IndexError, KeyError, TypeError):  # not there, or not a list or table
             return _MISSING
-        node = node[step]
     return node
 
 
