@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import os
 import re
+import resource
 import ssl
 import tomllib
 from collections.abc import Callable, Mapping
@@ -158,7 +160,9 @@ class PoolSpec(_Frozen, frozen=True):
 class ProberSpec(_Frozen, frozen=True):
     """The prober process."""
 
-    parallel: int = 2048  # checks in flight at once (each holds a socket)
+    # Checks in flight at once (each holds a socket); 0: sized from the targets (normalised:
+    # the number, see `parallel_for`).
+    parallel: int = 0
     fence_min_targets: int = 10  # self-fencing from this many targets up; 0: never
 
 
@@ -388,15 +392,7 @@ class Config(_Frozen, frozen=True):
 
     def checks(self) -> dict[str, tuple[str, CheckSpec]]:
         """Every distinct check (target id -> checked address, spec) across all zones."""
-        out: dict[str, tuple[str, CheckSpec]] = {}
-        for zone in self.zones:
-            for record in zone.records.values():
-                for group in record.pool.groups if record.pool is not None else ():
-                    check = group.check
-                    assert check is not None  # normalised
-                    for address in group.addresses:
-                        out[check.target(address)] = (check.checked(address), check)
-        return out
+        return _checks(self.zones)
 
     def served(self) -> dict[str, tuple[str, ...]]:
         """The names whose answers each check target decides (target id -> names without the
@@ -414,6 +410,49 @@ class Config(_Frozen, frozen=True):
                     for address in group.addresses:
                         out.setdefault(check.target(address), {})[name] = None
         return {target: tuple(names) for target, names in out.items()}
+
+
+def _checks(zones: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, CheckSpec]]:
+    out: dict[str, tuple[str, CheckSpec]] = {}
+    for zone in zones:
+        for record in zone.records.values():
+            for group in record.pool.groups if record.pool is not None else ():
+                check = group.check
+                assert check is not None  # normalised
+                for address in group.addresses:
+                    out[check.target(address)] = (check.checked(address), check)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The prober's parallel checks: enough for every check to start on time when every target is
+# silent, each check then holding its socket for its whole timeout.
+
+PARALLEL_FLOOR = 2048  # the least: a first round of a few thousand targets starts at once
+PARALLEL_MAX = 1 << 20  # Linux's default nr_open: no process holds more files
+CHECK_SLACK = 0.05  # seconds a slot stays taken past a timeout (timer batching, loop delay)
+FILES_KEPT = 64  # descriptors the prober needs besides its checks (pipe, loop, logs, HTTP)
+
+
+def in_flight(checks: Mapping[str, tuple[str, CheckSpec]]) -> int:
+    """Checks in flight at once when no target answers: each target holds one slot for its
+    timeout once per interval (never two: a check that overruns delays the next)."""
+    load = sum(min(1.0, (spec.timeout + CHECK_SLACK) / spec.interval)
+               for _, spec in checks.values())
+    return math.ceil(load)
+
+
+def file_room() -> int:
+    """The checks the prober's open files limit holds (it raises its soft limit to the hard)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    files = PARALLEL_MAX if hard == resource.RLIM_INFINITY else min(hard, PARALLEL_MAX)
+    return max(1, files - FILES_KEPT)
+
+
+def parallel_for(checks: Mapping[str, tuple[str, CheckSpec]]) -> int:
+    """The default `prober.parallel`: every check on time with every target silent, with a
+    tenth to spare, at least PARALLEL_FLOOR, at most what the open files limit holds."""
+    return min(max(PARALLEL_FLOOR, math.ceil(in_flight(checks) * 1.1)), file_room())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,19 +510,39 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
     server = _server(raw.server)
     keys = _tsig(raw.tsig)
     return Config(server=server, rrl=_rrl(raw.rrl), cookies=_cookies(raw.cookies),
-                  prober=_prober(raw.prober), control=_control(raw.control),
+                  prober=_prober(raw.prober, zones), control=_control(raw.control),
                   transfer=_transfer(raw.transfer, server, keys), tsig=keys, zones=zones)
 
 
 def warnings(config: Config) -> list[tuple[str, str]]:
     """(path, message) of each setting that works but is most likely a mistake."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str]] = _parallel_warnings(config)
     for i, zone in enumerate(config.zones):
         out += _soa_warnings(zone.soa, f"zones[{i}].soa")
         if zone.dnssec is not None and config.transfer.enabled():
             out += _expire_warnings(zone.soa, zone.dnssec, f"zones[{i}]")
         out += _cname_loops(zone, f"zones[{i}].records")
     return out
+
+
+def _parallel_warnings(config: Config) -> list[tuple[str, str]]:
+    # A check that waits for a slot starts late, and so does every result after it: failover
+    # takes longer than interval x fall + timeout, just when many backends stop answering.
+    checks = config.checks()
+    needed, parallel = in_flight(checks), config.prober.parallel
+    if parallel >= needed:
+        return []
+    why = (f"{parallel} checks in flight cannot keep every check on schedule: when the "
+           f"targets stop answering, {needed} checks are in flight at once (each of the "
+           f"{len(checks)} targets holds a socket for its timeout once per interval), and "
+           "the rest wait, so failover comes late")
+    room = file_room()
+    if room < needed:
+        fix = (f"the open files limit holds only {room}: raise it (LimitNOFILE= in systemd, "
+               f"ulimit -Hn) to at least {needed + FILES_KEPT}")
+    else:
+        fix = f"raise it to at least {needed}, or leave it out to size it from the targets"
+    return [("prober.parallel", f"{why}; {fix}")]
 
 
 def _expire_warnings(soa: SoaSpec, dnssec: DnssecSpec, path: str) -> list[tuple[str, str]]:
@@ -1125,12 +1184,14 @@ def _control(raw: ControlSpec) -> ControlSpec:
     return msgspec.structs.replace(raw, listen=listen, token=token)
 
 
-def _prober(raw: ProberSpec) -> ProberSpec:
-    _within(raw.parallel, 1, 10000, "prober.parallel")
+def _prober(raw: ProberSpec, zones: tuple[ZoneSpec, ...]) -> ProberSpec:
+    _within(raw.parallel, 0, PARALLEL_MAX, "prober.parallel")
     if raw.fence_min_targets < 0 or raw.fence_min_targets == 1:
         raise ConfigError("prober.fence_min_targets",
                           f"{raw.fence_min_targets} is neither 0 (never) nor 2 or more")
-    return raw
+    if raw.parallel:
+        return raw
+    return msgspec.structs.replace(raw, parallel=parallel_for(_checks(zones)))
 
 
 # What each static type's data looks like, for the error message.

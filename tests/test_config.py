@@ -250,7 +250,7 @@ POOL_CASES = [
      f"{P}.backup: is served only with policy = \"backup\", not 'serve-all'"),
     (pool_(addresses=["192.0.2.1"], check={"port": 80}, policy="backup", backup=["192.0.2.1"]),
      f"{P}.backup[0]: 192.0.2.1 is given twice"),
-    (with_("prober/parallel", 0), "prober.parallel: 0 is not between 1 and 10000"),
+    (with_("prober/parallel", -1), "prober.parallel: -1 is not between 0 and 1048576"),
     (with_("prober/fence_min_targets", 1),
      "prober.fence_min_targets: 1 is neither 0 (never) nor 2 or more"),
     (with_("prober/fence", True), "prober.fence: unknown key; did you mean 'fence_min_targets'?"),
