@@ -36,7 +36,9 @@ Sleep = Callable[[float], Awaitable[None]]
 Targets = Mapping[str, tuple[str, CheckSpec]]  # target id -> (checked address, spec)
 Names = Mapping[str, Sequence[str]]  # target id -> the names it decides
 
-PARALLEL = 2048  # checks in flight at once: bounds sockets and SYN bursts, not the schedule
+# Checks in flight at once: bounds sockets and SYN bursts. The prober is given the number the
+# configuration sized for its targets (`config.parallel_for`); this is the least it gives.
+PARALLEL = 2048
 TICK = 0.005  # seconds: checks due within one tick start together
 REPORT_SPACING = 0.1  # seconds between two reports at least: a burst of flips is one report
 FENCE_MIN_TARGETS = 10
