@@ -58,7 +58,7 @@ def _answer(conn: socket.socket) -> None:
 
 
 def toml(port: int, state_file: Path, good: str = GOOD, bad: str = BAD) -> str:
-    check = (f'kind = "http", port = {port}, path = "/health", interval = 0.5, timeout = 0.5, '
+    check = (f'kind = "http", port = {port}, path = "/health", interval = 2, timeout = 2, '
              "rise = 1, fall = 1")
     return f"""
         [server]
