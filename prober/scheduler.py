@@ -40,6 +40,10 @@ Names = Mapping[str, Sequence[str]]  # target id -> the names it decides
 # configuration sized for its targets (`config.parallel_for`); this is the least it gives.
 PARALLEL = 2048
 TICK = 0.005  # seconds: checks due within one tick start together
+# Checks started in one turn of the loop at most: between two batches the loop reads the
+# results that came in, so a first round of ten thousand, or the catch-up after a stall, never
+# keeps a completed connect unread until past its deadline.
+BATCH = 256
 REPORT_SPACING = 0.1  # seconds between two reports at least: a burst of flips is one report
 FENCE_MIN_TARGETS = 10
 FENCE_REMINDER = 10.0  # seconds between two "still fenced" lines
@@ -133,8 +137,11 @@ class Scheduler:
     async def _first_round(self) -> dict[str, bool]:
         self._first = asyncio.get_running_loop().create_future()
         self._first_left = len(self._targets)
-        for target in self._targets:
-            self._want(target)
+        for i, target in enumerate(list(self._targets)):
+            if i and not i % BATCH:
+                await asyncio.sleep(0)
+            if target in self._targets:  # not removed by a reconfigure meanwhile
+                self._want(target)
         while self._first_left > 0:  # a reconfigure may add targets to the round meanwhile
             await self._first
             self._first = asyncio.get_running_loop().create_future()
@@ -154,11 +161,16 @@ class Scheduler:
         self._due = first_due(self._targets, self._now())
         while True:
             now = self._now()
-            while self._due and self._due[0][0] <= now:
+            for _ in range(BATCH):
+                if not self._due or self._due[0][0] > now:
+                    break
                 due, target = heapq.heappop(self._due)
                 self._want(target)
                 interval = self._targets[target][1].interval
                 heapq.heappush(self._due, (next_due(due, interval, now), target))
+            else:  # more are due: start them after the loop has read what came in
+                await asyncio.sleep(0)
+                continue
             self._remind(now)
             # Nothing to check: idle until a reconfigure (which wakes the loop) adds some.
             wake = self._due[0][0] if self._due else now + IDLE

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -107,6 +109,39 @@ def test_a_short_timeout_is_not_held_up_by_a_longer_one() -> None:
     ((after, ok, why),) = asyncio.run(scenario())
     assert (ok, why) == (False, "timeout after 0.1 s")
     assert 0.09 < after < 0.5
+
+
+def test_connects_that_completed_while_the_loop_was_held_up_count_as_connected() -> None:
+    """1,500 connects complete in the kernel while the loop is busy past their timeout (a
+    first round of thousands, a stalled process). Before, a turn of the loop read at most
+    1,023 of them, and their deadline timer, run next, failed the rest as timeouts."""
+    count = 1500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < count + 200:
+        pytest.skip(f"the open files limit ({hard}) is too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 200), hard))
+
+    async def scenario() -> list[tuple[bool, str]]:
+        results: list[tuple[bool, str]] = []
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4096)  # the kernel completes each handshake; none is accepted
+            port = listener.getsockname()[1]
+            checker = Checker()
+            spec = CheckSpec(port=port, timeout=0.2, interval=5)
+            for _ in range(count):
+                checker.start("127.0.0.1", spec, lambda ok, why: results.append((ok, why)))
+            time.sleep(0.5)  # noqa: ASYNC251 - the loop held up past every deadline, on purpose
+            while len(results) < count:
+                await asyncio.sleep(0.01)
+            await checker.close()
+        return results
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert collections.Counter(results) == {(True, "connected"): count}
 
 
 def test_close_cancels_checks_in_flight_without_calling_back() -> None:

@@ -113,6 +113,15 @@ class SilentNetwork:
     def now(self) -> float:
         return self.t
 
+    async def settle(self) -> None:
+        """Let the loop run what the last events set off (drains, batches of starts,
+        reports, naps) until a few turns go by with no check started and no sleep asked."""
+        quiet = 0
+        while quiet < 4:
+            before = self.order
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if self.order == before else 0
+
     def at(self, when: float, event: Callable[[], None]) -> None:
         self.order += 1
         heapq.heappush(self.events, (when, self.order, event))
@@ -128,8 +137,7 @@ class SilentNetwork:
 
     async def run(self, seconds: float) -> None:
         while self.t < seconds:
-            for _ in range(6):  # what the last events set off: drains, reports, naps
-                await asyncio.sleep(0)
+            await self.settle()
             self.t = self.events[0][0]
             while self.events and self.events[0][0] <= self.t:
                 heapq.heappop(self.events)[2]()
