@@ -115,17 +115,24 @@ class Scheduler:
         self._fresh: set[str] = set()  # added by a reconfigure, no result yet
         self._orphans: dict[str, int] = {}  # checks in flight for removed targets
         self._reported = False  # the first round's full report went out
+        self._stopped = False  # serve() ended: its checker is closed, nothing starts again
 
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
         if self._check is not None:
-            await self._serve()
+            try:
+                await self._serve()
+            finally:
+                self._stopped = True
             return
         checker = checks.Checker()
         self._check = checker.start
         try:
             await self._serve()
         finally:
+            # Before the checker closes: a drain queued by the last results, or a reconfigure
+            # read while the prober stops, would start a check on it.
+            self._stopped = True
             await checker.close()
 
     async def _serve(self) -> None:
@@ -198,6 +205,8 @@ class Scheduler:
     # --- running checks, at most `parallel` at once -----------------------------------------------
 
     def _want(self, target: str) -> None:
+        if self._stopped:
+            return
         if target in self._busy:
             # The previous check overran its interval (a timeout >= the interval): the next
             # one starts as soon as it ends, never piling up and never losing a round.
@@ -241,7 +250,7 @@ class Scheduler:
 
     def _drain(self) -> None:
         self._draining = False
-        while self._waiting and self._in_flight < self._parallel:
+        while self._waiting and self._in_flight < self._parallel and not self._stopped:
             self._start(self._waiting.popleft())
 
     def _orphan_done(self, target: str) -> None:

@@ -21,6 +21,7 @@ from harness import Backend, has_ipv6
 
 from healthdns.prober.checks import Checker, probe, tcp_connect
 from healthdns.prober.main import run
+from healthdns.prober.scheduler import Scheduler
 from healthdns.shared import config, messages
 from healthdns.shared.config import CheckSpec
 
@@ -142,6 +143,24 @@ def test_connects_that_completed_while_the_loop_was_held_up_count_as_connected()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert collections.Counter(results) == {(True, "connected"): count}
+
+
+def test_a_stopped_scheduler_starts_no_check_on_its_closed_checker() -> None:
+    """A reconfigure read while the prober stops (or a drain of waiting checks queued by the
+    last results) started a check on the closed checker: ValueError in a callback, which
+    the prober takes for a bug."""
+    async def scenario() -> None:
+        with _full_accept_queue() as port:
+            spec = CheckSpec(port=port, timeout=0.05, interval=1)
+            scheduler = Scheduler({"a": ("127.0.0.1", spec)}, lambda states, full: None)
+            task = asyncio.create_task(scheduler.serve())
+            await asyncio.sleep(0.2)  # the first round is done, the periodic checks run
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            scheduler.reconfigure({"a": ("127.0.0.1", spec), "b": ("127.0.0.2", spec)})
+
+    asyncio.run(scenario())
 
 
 def test_close_cancels_checks_in_flight_without_calling_back() -> None:
