@@ -343,8 +343,8 @@ def tcp_config(path: Path, hosts: list[str], args: argparse.Namespace) -> list[l
     names = [hosts[i:i + args.per_name] for i in range(0, len(hosts), args.per_name)]
     check = (f"{{ port = {PORT}, interval = {args.interval}, timeout = {args.timeout}, "
              f"rise = {args.rise}, fall = {args.fall} }}")
-    lines = ["[server]", 'listen = ["127.0.0.1:0"]', 'log_level = "info"', "",
-             "[prober]", f"parallel = {args.parallel}", "",
+    prober = ["[prober]", f"parallel = {args.parallel}", ""] if args.parallel else []
+    lines = ["[server]", 'listen = ["127.0.0.1:0"]', 'log_level = "info"', "", *prober,
              "[[zones]]", 'origin = "scale.test"', 'nameservers = ["ns1.scale.test"]', "ttl = 1",
              ""]
     for n, group in enumerate(names):
@@ -567,7 +567,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=0.5)
     p.add_argument("--fall", type=int, default=2)
     p.add_argument("--rise", type=int, default=2)
-    p.add_argument("--parallel", type=int, default=2048)
+    p.add_argument("--parallel", type=int, default=0,
+                   help="prober.parallel (default: left out, sized from the targets)")
     p.add_argument("--listen-mode", choices=("accept", "defer"), default="accept")
     p.add_argument("--cpu-seconds", type=float, default=20.0)
     p.add_argument("--singles", type=int, default=200)

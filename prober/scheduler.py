@@ -36,8 +36,14 @@ Sleep = Callable[[float], Awaitable[None]]
 Targets = Mapping[str, tuple[str, CheckSpec]]  # target id -> (checked address, spec)
 Names = Mapping[str, Sequence[str]]  # target id -> the names it decides
 
-PARALLEL = 2048  # checks in flight at once: bounds sockets and SYN bursts, not the schedule
+# Checks in flight at once: bounds sockets and SYN bursts. The prober is given the number the
+# configuration sized for its targets (`config.parallel_for`); this is the least it gives.
+PARALLEL = 2048
 TICK = 0.005  # seconds: checks due within one tick start together
+# Checks started in one turn of the loop at most: between two batches the loop reads the
+# results that came in, so a first round of ten thousand, or the catch-up after a stall, never
+# keeps a completed connect unread until past its deadline.
+BATCH = 256
 REPORT_SPACING = 0.1  # seconds between two reports at least: a burst of flips is one report
 FENCE_MIN_TARGETS = 10
 FENCE_REMINDER = 10.0  # seconds between two "still fenced" lines
@@ -109,17 +115,24 @@ class Scheduler:
         self._fresh: set[str] = set()  # added by a reconfigure, no result yet
         self._orphans: dict[str, int] = {}  # checks in flight for removed targets
         self._reported = False  # the first round's full report went out
+        self._stopped = False  # serve() ended: its checker is closed, nothing starts again
 
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
         if self._check is not None:
-            await self._serve()
+            try:
+                await self._serve()
+            finally:
+                self._stopped = True
             return
         checker = checks.Checker()
         self._check = checker.start
         try:
             await self._serve()
         finally:
+            # Before the checker closes: a drain queued by the last results, or a reconfigure
+            # read while the prober stops, would start a check on it.
+            self._stopped = True
             await checker.close()
 
     async def _serve(self) -> None:
@@ -131,8 +144,11 @@ class Scheduler:
     async def _first_round(self) -> dict[str, bool]:
         self._first = asyncio.get_running_loop().create_future()
         self._first_left = len(self._targets)
-        for target in self._targets:
-            self._want(target)
+        for i, target in enumerate(list(self._targets)):
+            if i and not i % BATCH:
+                await asyncio.sleep(0)
+            if target in self._targets:  # not removed by a reconfigure meanwhile
+                self._want(target)
         while self._first_left > 0:  # a reconfigure may add targets to the round meanwhile
             await self._first
             self._first = asyncio.get_running_loop().create_future()
@@ -152,11 +168,16 @@ class Scheduler:
         self._due = first_due(self._targets, self._now())
         while True:
             now = self._now()
-            while self._due and self._due[0][0] <= now:
+            for _ in range(BATCH):
+                if not self._due or self._due[0][0] > now:
+                    break
                 due, target = heapq.heappop(self._due)
                 self._want(target)
                 interval = self._targets[target][1].interval
                 heapq.heappush(self._due, (next_due(due, interval, now), target))
+            else:  # more are due: start them after the loop has read what came in
+                await asyncio.sleep(0)
+                continue
             self._remind(now)
             # Nothing to check: idle until a reconfigure (which wakes the loop) adds some.
             wake = self._due[0][0] if self._due else now + IDLE
@@ -184,6 +205,8 @@ class Scheduler:
     # --- running checks, at most `parallel` at once -----------------------------------------------
 
     def _want(self, target: str) -> None:
+        if self._stopped:
+            return
         if target in self._busy:
             # The previous check overran its interval (a timeout >= the interval): the next
             # one starts as soon as it ends, never piling up and never losing a round.
@@ -227,7 +250,7 @@ class Scheduler:
 
     def _drain(self) -> None:
         self._draining = False
-        while self._waiting and self._in_flight < self._parallel:
+        while self._waiting and self._in_flight < self._parallel and not self._stopped:
             self._start(self._waiting.popleft())
 
     def _orphan_done(self, target: str) -> None:
@@ -306,7 +329,8 @@ class Scheduler:
         """Check `targets` from now on.
 
         A target whose id is unchanged keeps its state, hold-down and place in the schedule
-        (an id holds a digest of the check's settings: a changed check is a new target). New
+        (an id holds a digest of the check's settings, header values aside: a changed check is
+        a new target, a check whose header value changed, a rotated token, is not). New
         targets are checked at once, within `parallel`; removed ones are forgotten, and a
         result of theirs still in flight is dropped. Once every new target has a first result,
         one full report of all targets goes out, so that the signer's first generation under

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import os
 import re
+import resource
 import ssl
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from healthdns.shared import files, lazy, regex, tls, tsig
+from healthdns.shared import decodeerrors, filekeys, files, lazy, regex, tls, tsig
 from healthdns.shared.errors import ConfigError
 from healthdns.shared.messages import PROBES_PERIOD, STATS_PERIOD
 
@@ -101,6 +103,9 @@ class CheckSpec(_Frozen, frozen=True):
     verify: bool = True  # https only: verify the server's certificate and name
     ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
     ca_pem: str | None = None  # the same inline; the supervisor reads `ca_file` into it
+    # Set by normalisation, never in the file: tells apart checks that differ only in the
+    # values of their headers (0 for the first of them in the file, 1 for the next, ...).
+    variant: int = 0
 
     def checked(self, address: str) -> str:
         """The address a check connects to for the served `address`."""
@@ -111,13 +116,23 @@ class CheckSpec(_Frozen, frozen=True):
 
         "tcp 192.0.2.1 80 5/2/2/2"; checks with more settings than these (HTTP, hold-down) end
         with a digest of all of them, so two checks share an id only if they are the same.
+        Header values are left out of the digest (a guessable `Authorization` value would be
+        found from it by trying); `variant` tells apart the checks that differ only in them.
+        The id is shown on /status and kept in the state file: it must hold no secret.
         """
         base = (f"{self.kind} {self.checked(address)} {self.port} "
                 f"{self.interval:g}/{self.timeout:g}/{self.rise}/{self.fall}")
         if self.kind == "tcp" and not self.hold_down:
             return base
-        digest = hashlib.blake2s(msgspec.msgpack.encode(self), digest_size=6).hexdigest()
+        digest = hashlib.blake2s(msgspec.msgpack.encode(self.without_secrets()),
+                                 digest_size=6).hexdigest()
         return f"{base} {digest}"
+
+    def without_secrets(self) -> CheckSpec:
+        """This check with its header values blanked (their names stay)."""
+        if not self.headers:
+            return self
+        return msgspec.structs.replace(self, headers=dict.fromkeys(self.headers, ""))
 
     def statuses(self) -> tuple[tuple[int, int], ...]:
         """The `status` ranges as (first, last) pairs."""
@@ -152,14 +167,16 @@ class PoolSpec(_Frozen, frozen=True):
 class ProberSpec(_Frozen, frozen=True):
     """The prober process."""
 
-    parallel: int = 2048  # checks in flight at once (each holds a socket)
+    # Checks in flight at once (each holds a socket); 0: sized from the targets (normalised:
+    # the number, see `parallel_for`).
+    parallel: int = 0
     fence_min_targets: int = 10  # self-fencing from this many targets up; 0: never
 
 
 class RecordSpec(_Frozen, frozen=True):
     """Everything one owner name holds: a checked pool, static records, or both."""
 
-    ttl: int | None = None
+    ttl: int | None = None  # normalised: the zone's ttl when not given
     pool: PoolSpec | None = None
     a: tuple[str, ...] = ()
     aaaa: tuple[str, ...] = ()
@@ -305,6 +322,7 @@ class RrlSpec(_Frozen, frozen=True):
     Off unless `enabled = true` or a rate is given; a rate of 0 leaves that class unlimited.
     """
 
+    # Normalised, the four below are set: `enabled` to `active()`, the rates to `rates()`.
     enabled: bool | None = None  # None: on exactly when responses_per_second is given
     responses_per_second: int | None = None  # positive answers per prefix and name
     nxdomains_per_second: int | None = None  # None: as responses_per_second
@@ -400,15 +418,7 @@ class Config(_Frozen, frozen=True):
 
     def checks(self) -> dict[str, tuple[str, CheckSpec]]:
         """Every distinct check (target id -> checked address, spec) across all zones."""
-        out: dict[str, tuple[str, CheckSpec]] = {}
-        for zone in self.zones:
-            for record in zone.records.values():
-                for group in record.pool.groups if record.pool is not None else ():
-                    check = group.check
-                    assert check is not None  # normalised
-                    for address in group.addresses:
-                        out[check.target(address)] = (check.checked(address), check)
-        return out
+        return _checks(self.zones)
 
     def served(self) -> dict[str, tuple[str, ...]]:
         """The names whose answers each check target decides (target id -> names without the
@@ -426,6 +436,49 @@ class Config(_Frozen, frozen=True):
                     for address in group.addresses:
                         out.setdefault(check.target(address), {})[name] = None
         return {target: tuple(names) for target, names in out.items()}
+
+
+def _checks(zones: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, CheckSpec]]:
+    out: dict[str, tuple[str, CheckSpec]] = {}
+    for zone in zones:
+        for record in zone.records.values():
+            for group in record.pool.groups if record.pool is not None else ():
+                check = group.check
+                assert check is not None  # normalised
+                for address in group.addresses:
+                    out[check.target(address)] = (check.checked(address), check)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The prober's parallel checks: enough for every check to start on time when every target is
+# silent, each check then holding its socket for its whole timeout.
+
+PARALLEL_FLOOR = 2048  # the least: a first round of a few thousand targets starts at once
+PARALLEL_MAX = 1 << 20  # Linux's default nr_open: no process holds more files
+CHECK_SLACK = 0.05  # seconds a slot stays taken past a timeout (timer batching, loop delay)
+FILES_KEPT = 64  # descriptors the prober needs besides its checks (pipe, loop, logs, HTTP)
+
+
+def in_flight(checks: Mapping[str, tuple[str, CheckSpec]]) -> int:
+    """Checks in flight at once when no target answers: each target holds one slot for its
+    timeout once per interval (never two: a check that overruns delays the next)."""
+    load = sum(min(1.0, (spec.timeout + CHECK_SLACK) / spec.interval)
+               for _, spec in checks.values())
+    return math.ceil(load)
+
+
+def file_room() -> int:
+    """The checks the prober's open files limit holds (it raises its soft limit to the hard)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    files = PARALLEL_MAX if hard == resource.RLIM_INFINITY else min(hard, PARALLEL_MAX)
+    return max(1, files - FILES_KEPT)
+
+
+def parallel_for(checks: Mapping[str, tuple[str, CheckSpec]]) -> int:
+    """The default `prober.parallel`: every check on time with every target silent, with a
+    tenth to spare, at least PARALLEL_FLOOR, at most what the open files limit holds."""
+    return min(max(PARALLEL_FLOOR, math.ceil(in_flight(checks) * 1.1)), file_room())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,9 +513,11 @@ def load(path: str | os.PathLike[str]) -> Config:
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The TOML document at `path`, as plain data."""
+    """The TOML document at `path`, as plain data; relative file paths in it are made absolute
+    under the file's folder (see shared/filekeys.py)."""
     try:
-        return tomllib.loads(files.read(path, MAX_CONFIG_FILE).data.decode())
+        document = tomllib.loads(files.read(path, MAX_CONFIG_FILE).data.decode())
+        return filekeys.resolve(document, os.path.dirname(os.path.abspath(path)))
     except files.FileProblem as e:
         raise ConfigError(str(path), e.reason) from e
     except UnicodeDecodeError as e:
@@ -474,26 +529,46 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
 def from_mapping(document: Mapping[str, Any]) -> Config:
     """Decode and normalise a configuration given as plain data (TOML tables, JSON objects)."""
     raw = _convert(document, _RawConfig, "")
-    zones = tuple(_zone(z, f"zones[{i}]") for i, z in enumerate(raw.zones))
+    zones = _variants(tuple(_zone(z, f"zones[{i}]") for i, z in enumerate(raw.zones)))
     if not zones:
         raise ConfigError("zones", "at least one zone is required")
     _check_unique_origins(zones)
     server = _server(raw.server)
     keys = _tsig(raw.tsig)
     return Config(server=server, rrl=_rrl(raw.rrl), cookies=_cookies(raw.cookies),
-                  prober=_prober(raw.prober), control=_control(raw.control),
+                  prober=_prober(raw.prober, zones), control=_control(raw.control),
                   transfer=_transfer(raw.transfer, server, keys), tsig=keys, zones=zones)
 
 
 def warnings(config: Config) -> list[tuple[str, str]]:
     """(path, message) of each setting that works but is most likely a mistake."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str]] = _parallel_warnings(config)
     for i, zone in enumerate(config.zones):
         out += _soa_warnings(zone.soa, f"zones[{i}].soa")
         if zone.dnssec is not None and config.transfer.enabled():
             out += _expire_warnings(zone.soa, zone.dnssec, f"zones[{i}]")
         out += _cname_loops(zone, f"zones[{i}].records")
     return out + _control_warnings(config.control)
+
+
+def _parallel_warnings(config: Config) -> list[tuple[str, str]]:
+    # A check that waits for a slot starts late, and so does every result after it: failover
+    # takes longer than interval x fall + timeout, just when many backends stop answering.
+    checks = config.checks()
+    needed, parallel = in_flight(checks), config.prober.parallel
+    if parallel >= needed:
+        return []
+    why = (f"{parallel} checks in flight cannot keep every check on schedule: when the "
+           f"targets stop answering, {needed} checks are in flight at once (each of the "
+           f"{len(checks)} targets holds a socket for its timeout once per interval), and "
+           "the rest wait, so failover comes late")
+    room = file_room()
+    if room < needed:
+        fix = (f"the open files limit holds only {room}: raise it (LimitNOFILE= in systemd, "
+               f"ulimit -Hn) to at least {needed + FILES_KEPT}")
+    else:
+        fix = f"raise it to at least {needed}, or leave it out to size it from the targets"
+    return [("prober.parallel", f"{why}; {fix}")]
 
 
 def _expire_warnings(soa: SoaSpec, dnssec: DnssecSpec, path: str) -> list[tuple[str, str]]:
@@ -521,7 +596,8 @@ def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
 
 
 def redacted(config: Config) -> Config:
-    """The configuration to show a person (`--check-config`): secrets replaced."""
+    """The configuration to show a person (`--check-config`): secrets replaced (the control
+    tokens and TLS key, TSIG secrets and the values of check headers)."""
     secrets = {f: "<redacted>" for f in ("token", "read_token", "key_pem")
                if getattr(config.control, f) is not None}
     if secrets:
@@ -530,7 +606,11 @@ def redacted(config: Config) -> Config:
     if config.tsig:
         config = msgspec.structs.replace(config, tsig=tuple(
             msgspec.structs.replace(k, secret="<redacted>") for k in config.tsig))
-    return config
+    return msgspec.structs.replace(config, zones=_map_checks(config.zones, _redacted_headers))
+
+
+def _redacted_headers(check: CheckSpec) -> CheckSpec:
+    return msgspec.structs.replace(check, headers=dict.fromkeys(check.headers, "<redacted>"))
 
 
 def encode(config: Config) -> bytes:
@@ -542,16 +622,13 @@ def decode(data: bytes) -> Config:
 
 
 def _convert(value: Any, kind: type[Any], path: str) -> Any:
-    """msgspec.convert with our error format (`path: message`)."""
+    """msgspec.convert with our error format (`path: message`), in the file's words."""
     try:
         return msgspec.convert(value, kind, strict=True)
     except msgspec.ValidationError as e:
-        text = str(e)
-        message, _, where = text.partition(" - at `$")
-        where = where.rstrip("`")
-        full = path + where if where.startswith("[") or not path else f"{path}{where}"
-        message = message[0].lower() + message[1:] if message else message
-        raise ConfigError(full.lstrip("."), message.replace("`", "")) from e
+        steps, message = decodeerrors.explain(e, kind, value)
+        where = "".join(f"[{s}]" if isinstance(s, int) else f".{_show_key(s)}" for s in steps)
+        raise ConfigError((path + where).lstrip("."), message.replace("`", "")) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,7 +691,10 @@ def _rrl(raw: RrlSpec) -> RrlSpec:
         except ValueError:
             raise ConfigError(f"rrl.exempt[{i}]",
                               f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
-    return msgspec.structs.replace(raw, exempt=tuple(exempt))
+    base, nxdomain, error = raw.rates()
+    return msgspec.structs.replace(raw, enabled=raw.active(), responses_per_second=base,
+                                   nxdomains_per_second=nxdomain, errors_per_second=error,
+                                   exempt=tuple(exempt))
 
 
 def _cookies(raw: CookieSpec) -> CookieSpec:
@@ -766,6 +846,10 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
         owner = _owner(key, origin, rpath)
         nested = [k for k, v in value.items() if isinstance(v, dict) and k != "pool"] \
             if isinstance(value, dict) else []
+        meant = decodeerrors.unknown_key(nested[0], list(RecordSpec.__struct_fields__)) \
+            if nested else ""
+        if "did you mean" in meant:  # a misspelt field ("pol"), not a name with a dot
+            raise ConfigError(f"{rpath}.{nested[0]}", meant)
         if nested:
             raise ConfigError(rpath, f"{nested[0]!r} is not a record field; a name with dots "
                               f"must be quoted in TOML: [zones.records.\"{key}.{nested[0]}\"]")
@@ -774,7 +858,8 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
                               "supported; the apex NS records come from `nameservers`")
         if owner in records:
             raise ConfigError(rpath, f"the name {owner!r} is given twice")
-        records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, rpath)
+        records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, raw.ttl,
+                                 rpath)
         _check_not_self(records[owner].cname, owner, (origin, *aliases), f"{rpath}.cname")
     dnssec = _dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
     return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
@@ -863,7 +948,8 @@ def _soa(raw: SoaSpec, origin: dns.name.Name, path: str) -> SoaSpec:
     return msgspec.structs.replace(raw, rname=name.to_text())
 
 
-def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, path: str) -> RecordSpec:
+def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, zone_ttl: int,
+            path: str) -> RecordSpec:
     if raw.ttl is not None:
         _ttl(raw.ttl, f"{path}.ttl")
     pool = _pool(raw.pool, f"{path}.pool") if raw.pool is not None else None
@@ -884,7 +970,8 @@ def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, path: str) -> Re
         fields[rtype] = _rdatas(rtype, texts, origin, f"{path}.{rtype}")
     if raw.cname is not None:
         fields["cname"] = fields["cname"][0]
-    return msgspec.structs.replace(raw, pool=pool, **fields)
+    ttl = zone_ttl if raw.ttl is None else raw.ttl
+    return msgspec.structs.replace(raw, ttl=ttl, pool=pool, **fields)
 
 
 def _pool(raw: PoolSpec, path: str) -> PoolSpec:
@@ -948,6 +1035,8 @@ def _addresses(texts: tuple[str, ...], path: str, seen: list[str]) -> tuple[str,
 
 
 def _check(raw: CheckSpec, path: str) -> CheckSpec:
+    if raw.variant:
+        raise ConfigError(f"{path}.variant", "unknown key (healthdns sets it, the file may not)")
     port = raw.port or DEFAULT_CHECK_PORTS.get(raw.kind, 0)
     if not port:
         raise ConfigError(f"{path}.port", "a tcp check needs a port")
@@ -967,6 +1056,39 @@ def _check(raw: CheckSpec, path: str) -> CheckSpec:
         raw, port=port, address=address, host=_http(raw, path),
         status=_status_text(_status_ranges(raw.status, f"{path}.status")),
         ca_pem=_ca(raw, path) if raw.kind == "https" else None)
+
+
+def _variants(zones: tuple[ZoneSpec, ...]) -> tuple[ZoneSpec, ...]:
+    """The zones with each check's `variant` set: checks that differ only in header values
+    are numbered in file order, so that their ids (which leave header values out) differ."""
+    seen: dict[bytes, list[CheckSpec]] = {}
+
+    def numbered(check: CheckSpec) -> CheckSpec:
+        same = seen.setdefault(msgspec.msgpack.encode(check.without_secrets()), [])
+        if check not in same:
+            same.append(check)
+        return msgspec.structs.replace(check, variant=same.index(check))
+
+    return _map_checks(zones, numbered)
+
+
+def _map_checks(zones: tuple[ZoneSpec, ...],
+                change: Callable[[CheckSpec], CheckSpec]) -> tuple[ZoneSpec, ...]:
+    """The zones with `change` applied to every check that sends headers, in file order."""
+    def check(spec: CheckSpec | None) -> CheckSpec | None:
+        return change(spec) if spec is not None and spec.headers else spec
+
+    def pool(spec: PoolSpec) -> PoolSpec:
+        if not any(c is not None and c.headers for c in (spec.check, *(g.check for g in
+                                                                         spec.groups))):
+            return spec
+        groups = tuple(msgspec.structs.replace(g, check=check(g.check)) for g in spec.groups)
+        return msgspec.structs.replace(spec, check=check(spec.check), groups=groups)
+
+    return tuple(msgspec.structs.replace(zone, records={
+        name: msgspec.structs.replace(record, pool=pool(record.pool))
+        if record.pool is not None else record
+        for name, record in zone.records.items()}) for zone in zones)
 
 
 def _check_timing(raw: CheckSpec, path: str) -> None:
@@ -997,8 +1119,8 @@ def _http(raw: CheckSpec, path: str) -> str | None:
             raise ConfigError(f"{path}.headers", f"{name!r} is not a header name")
         if name.lower() == "host":
             raise ConfigError(f"{path}.headers.{name}", "set the Host header with `host`")
-        if re.search(r"[\r\n\x00]", value):
-            raise ConfigError(f"{path}.headers.{name}", f"{value!r} holds a line break")
+        if re.search(r"[\r\n\x00]", value):  # the value is not shown: it may be a secret
+            raise ConfigError(f"{path}.headers.{name}", "the value holds a line break or NUL")
     if raw.body is not None and raw.body_regex is not None:
         raise ConfigError(f"{path}.body_regex", "give body or body_regex, not both")
     if raw.body == "":
@@ -1201,12 +1323,14 @@ def _control_warnings(control: ControlSpec) -> list[tuple[str, str]]:
              "in clear; set read_token_file, cert and key, or listen on 127.0.0.1"))]
 
 
-def _prober(raw: ProberSpec) -> ProberSpec:
-    _within(raw.parallel, 1, 10000, "prober.parallel")
+def _prober(raw: ProberSpec, zones: tuple[ZoneSpec, ...]) -> ProberSpec:
+    _within(raw.parallel, 0, PARALLEL_MAX, "prober.parallel")
     if raw.fence_min_targets < 0 or raw.fence_min_targets == 1:
         raise ConfigError("prober.fence_min_targets",
                           f"{raw.fence_min_targets} is neither 0 (never) nor 2 or more")
-    return raw
+    if raw.parallel:
+        return raw
+    return msgspec.structs.replace(raw, parallel=parallel_for(_checks(zones)))
 
 
 # What each static type's data looks like, for the error message.
@@ -1396,8 +1520,7 @@ def _port(value: int, path: str) -> None:
 
 def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
-        raise ConfigError(path, f"expected one of {', '.join(map(repr, choices))}, "
-                          f"got {value!r}")
+        raise ConfigError(path, decodeerrors.not_one_of(value, choices))
 
 
 def _instance(value: str) -> None:

@@ -10,13 +10,11 @@ import platform
 import stat
 import sys
 
-import msgspec
-
-from healthdns.shared import config, heap, logs, privilege, titles
+from healthdns.shared import heap, logs, privilege, titles
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.version import version
-from healthdns.supervisor import cli, installation, ports, state, validate
+from healthdns.supervisor import cli, installation, ports, shown, state, validate
 from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 
 log = logging.getLogger("healthdns.supervisor")
@@ -39,9 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in _keys_open_to(account, cfg) if account is not None else ():
         log.warning("configuration warning: %s", warning)
     if args.check_config:
-        shown = msgspec.json.encode(config.redacted(cfg))  # never the control token
-        sys.stdout.write(msgspec.json.format(shown, indent=2).decode())
-        sys.stdout.write("\n")
+        sys.stdout.write(shown.text(cfg))  # never a secret: see supervisor/shown.py
         return 0
     logs.setup("supervisor", cfg.server.log_level, cfg.server.log_format)
     log.info("healthdns %s (Python %s) starting: %s", version(), platform.python_version(),

@@ -21,10 +21,10 @@ import sys
 
 import msgspec
 
-from healthdns.shared import config, privilege
+from healthdns.shared import config, files, privilege
 from healthdns.shared.config import Config
 from healthdns.shared.errors import ConfigError
-from healthdns.supervisor import cli
+from healthdns.supervisor import cli, tomllines
 
 
 class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -47,10 +47,23 @@ def checked(args: argparse.Namespace) -> Config:
         account = privilege.resolve(cfg.server.user, cfg.server.group)
         keyfiles.check_config(cfg, account.uid if account is not None else None)
     except ConfigError as e:
-        raise ConfigError("", str(cli.flag_terms(e, args))) from None
+        raise ConfigError("", located(str(cli.flag_terms(e, args)), args.config)) from None
     except keyfiles.KeyFileError as e:
-        raise ConfigError("", str(e)) from None
+        raise ConfigError("", located(str(e), args.config)) from None
     return cfg
+
+
+def located(problem: str, path: str | None) -> str:
+    """`problem` ("zones[0].ttl: ...") ending with the line of the file `path` it is about,
+    when the file says where: "... (line 7 of healthdns.toml)"."""
+    if path is None:
+        return problem
+    try:
+        text = files.read(path, config.MAX_CONFIG_FILE).data.decode()
+    except (files.FileProblem, UnicodeDecodeError):
+        return problem
+    line = tomllines.locate(text, problem)
+    return problem if line is None else f"{problem} (line {line} of {path})"
 
 
 def elsewhere(argv: list[str]) -> Config:

@@ -13,10 +13,10 @@ part, encoded:
   records the signer made).
 
 The signer still needs the checks: a pool's address is judged by the health of its check target,
-whose id (`CheckSpec.target`) ends with a digest of the whole check. Its digested checks get
-other ids than the prober's real ones, so the supervisor renames each reported id on its way to
-the signer (`Views.signer_ids`). Digests keep two checks that differ only in a header apart;
-the key, random per supervisor, keeps a guessable header value from being found from its digest.
+whose id (`CheckSpec.target`) ends with a digest of the check (header values left out). Its
+masked checks may get other ids than the prober's real ones (an inline CA), so the supervisor
+renames each reported id on its way to the signer (`Views.signer_ids`). The masks' key, random
+per supervisor, keeps a guessable header value from being found from its mask.
 """
 
 from __future__ import annotations

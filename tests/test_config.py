@@ -37,9 +37,10 @@ CASES = [
     (with_("zones/0/records/www/pool/check/port", 70000),
      "zones[0].records.www.pool.check.port: 70000 is not a port (1-65535)"),
     (with_("zones/0/records/www/pool/check/port", "80"),
-     "zones[0].records.www.pool.check.port: expected int, got str"),
+     "zones[0].records.www.pool.check.port: '80' must be a port number, 1-65535 (write 80, "
+     "without quotes)"),
     (with_("zones/0/records/www/pool/check/bogus", 1),
-     "zones[0].records.www.pool.check: object contains unknown field bogus"),
+     "zones[0].records.www.pool.check.bogus: unknown key"),
     (with_("zones/0/records/www/pool/addresses", ["192.0.2.300"]),
      "zones[0].records.www.pool.addresses[0]: '192.0.2.300' is not an IPv4 or IPv6 address"),
     (with_("zones/0/records/www/pool/addresses", ["192.0.2.1", "192.0.2.1"]),
@@ -52,8 +53,7 @@ CASES = [
     (with_("zones/0/records/www/pool/check/rise", 0),
      "zones[0].records.www.pool.check.rise: 0 is not between 1 and 100"),
     (with_("zones/0/records/www/pool/policy", "random"),
-     ("zones[0].records.www.pool.policy: expected one of 'serve-all', 'empty', 'backup', "
-      "got 'random'")),
+     "zones[0].records.www.pool.policy: 'random' is not one of 'serve-all', 'empty', 'backup'"),
     (with_("zones/0/records/www/ttl", -1),
      "zones[0].records.www.ttl: -1 is not a TTL (0-2147483647)"),
     (with_("zones/0/records/www/cname", "mail"),
@@ -101,7 +101,7 @@ CASES = [
     (with_("server/udp_payload_size", 100),
      "server.udp_payload_size: 100 is not between 512 and 4096"),
     (with_("server/log_format", "xml"),
-     "server.log_format: expected one of 'text', 'json', got 'xml'"),
+     "server.log_format: 'xml' is not one of 'text', 'json'"),
     (with_("server/instance", "edge one"),
      "server.instance: 'edge one' is not 1-32 letters, digits, '.', '_' or '-'"),
     (with_("server/tcp_backlog", 0),
@@ -114,7 +114,7 @@ CASES = [
      "server.hung_after: 1 is less than 3 seconds: children report every 1 s, so a healthy "
      "one a little late would be killed as hung (0 turns the watch off)"),
     (with_("server/colour", "blue"),
-     "server: object contains unknown field colour"),
+     "server.colour: unknown key"),
     (with_("server/user", "bad user"), "server.user: 'bad user' is not a user or group name"),
     (with_("server/group", "wheel"), "server.group: needs server.user (the group of which user?)"),
     ({"zones": []}, "zones: at least one zone is required"),
@@ -184,7 +184,7 @@ TWO_GROUPS = [{"addresses": ["192.0.2.1"]}, {"addresses": ["192.0.2.2"]}]
 
 POOL_CASES = [
     (check_(), f"{P}.check.port: a tcp check needs a port"),
-    (check_(kind="udp", port=53), f"{P}.check.kind: invalid enum value 'udp'"),
+    (check_(kind="udp", port=53), f"{P}.check.kind: 'udp' is not one of 'http', 'https', 'tcp'"),
     (check_(port=80, path="/health"),
      f"{P}.check.path: is for http and https checks, and this one is tcp"),
     (check_(kind="http", verify=False),
@@ -208,8 +208,10 @@ POOL_CASES = [
      f"{P}.check.headers.Host: set the Host header with `host`"),
     (check_(kind="http", headers={"bad name": "x"}),
      f"{P}.check.headers: 'bad name' is not a header name"),
-    (check_(kind="http", headers={"X-A": "a\r\nX-B: b"}),
-     f"{P}.check.headers.X-A: 'a\\r\\nX-B: b' holds a line break"),
+    (check_(kind="http", headers={"X-A": "a\r\nX-B: b"}),  # the value may be a secret
+     f"{P}.check.headers.X-A: the value holds a line break or NUL"),
+    (check_(kind="http", variant=1),
+     f"{P}.check.variant: unknown key (healthdns sets it, the file may not)"),
     (check_(kind="https", host="bad host"), f"{P}.check.host: 'bad host' is not a valid DNS name"),
     (check_(kind="https", ca_file="/nonexistent/ca.pem"),
      f"{P}.check.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory"),
@@ -231,7 +233,7 @@ POOL_CASES = [
            check={"port": 80}),
      f"{P}.groups[1].addresses[0]: 192.0.2.1 is given twice"),
     (pool_(groups=[{"addresses": ["192.0.2.1"], "bogus": 1}], check={"port": 80}),
-     f"{P}.groups[0]: object contains unknown field bogus"),
+     f"{P}.groups[0].bogus: unknown key"),
     (pool_(groups=TWO_GROUPS),
      f"{P}.groups[0].check: is required, for the group or the whole pool"),
     (pool_(addresses=["192.0.2.1"]), f"{P}.check: is required, for the group or the whole pool"),
@@ -251,10 +253,10 @@ POOL_CASES = [
      f"{P}.backup: is served only with policy = \"backup\", not 'serve-all'"),
     (pool_(addresses=["192.0.2.1"], check={"port": 80}, policy="backup", backup=["192.0.2.1"]),
      f"{P}.backup[0]: 192.0.2.1 is given twice"),
-    (with_("prober/parallel", 0), "prober.parallel: 0 is not between 1 and 10000"),
+    (with_("prober/parallel", -1), "prober.parallel: -1 is not between 0 and 1048576"),
     (with_("prober/fence_min_targets", 1),
      "prober.fence_min_targets: 1 is neither 0 (never) nor 2 or more"),
-    (with_("prober/fence", True), "prober: object contains unknown field fence"),
+    (with_("prober/fence", True), "prober.fence: unknown key; did you mean 'fence_min_targets'?"),
 ]
 
 
@@ -314,6 +316,30 @@ def test_target_ids_tell_checks_apart() -> None:
     assert held.target("192.0.2.1") != tcp.target("192.0.2.1")
     via = config.CheckSpec(port=80, address="127.0.0.1")
     assert via.target("192.0.2.1") == via.target("192.0.2.2")  # one check judges both
+
+
+def test_target_ids_hold_no_header_value_but_tell_such_checks_apart() -> None:
+    """An id is shown to anyone who reads /status: nothing in it may come from a header
+    value (before, its digest covered them, and a guessable value was found by trying)."""
+    def spec(token: str, variant: int = 0) -> config.CheckSpec:
+        return config.CheckSpec(kind="http", port=80, headers={"Authorization": token},
+                                variant=variant)
+
+    assert spec("Bearer a").target("192.0.2.1") == spec("Bearer b").target("192.0.2.1")
+    assert spec("Bearer a").target("192.0.2.1") != spec("Bearer a", 1).target("192.0.2.1")
+    other = config.CheckSpec(kind="http", port=80, headers={"X-Other": "Bearer a"})
+    assert other.target("192.0.2.1") != spec("Bearer a").target("192.0.2.1")  # names count
+
+    def document(first: str, second: str) -> dict[str, Any]:
+        doc = check_(kind="http", headers={"Authorization": first})
+        doc["zones"][0]["records"]["api"] = {"pool": {"addresses": ["192.0.2.1"], "check": {
+            "kind": "http", "headers": {"Authorization": second}}}}
+        return doc
+
+    ids = config.from_mapping(document("Bearer a", "Bearer b")).checks()
+    assert len(ids) == 2  # two checks, each with its own state
+    assert ids.keys() == config.from_mapping(document("guess 1", "guess 2")).checks().keys()
+    assert len(config.from_mapping(document("Bearer a", "Bearer a")).checks()) == 1
 
 
 def test_prober_defaults() -> None:

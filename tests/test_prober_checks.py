@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -19,6 +21,7 @@ from harness import Backend, has_ipv6
 
 from healthdns.prober.checks import Checker, probe, tcp_connect
 from healthdns.prober.main import run
+from healthdns.prober.scheduler import Scheduler
 from healthdns.shared import config, messages
 from healthdns.shared.config import CheckSpec
 
@@ -107,6 +110,57 @@ def test_a_short_timeout_is_not_held_up_by_a_longer_one() -> None:
     ((after, ok, why),) = asyncio.run(scenario())
     assert (ok, why) == (False, "timeout after 0.1 s")
     assert 0.09 < after < 0.5
+
+
+def test_connects_that_completed_while_the_loop_was_held_up_count_as_connected() -> None:
+    """1,500 connects complete in the kernel while the loop is busy past their timeout (a
+    first round of thousands, a stalled process). Before, a turn of the loop read at most
+    1,023 of them, and their deadline timer, run next, failed the rest as timeouts."""
+    count = 1500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < count + 200:
+        pytest.skip(f"the open files limit ({hard}) is too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 200), hard))
+
+    async def scenario() -> list[tuple[bool, str]]:
+        results: list[tuple[bool, str]] = []
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4096)  # the kernel completes each handshake; none is accepted
+            port = listener.getsockname()[1]
+            checker = Checker()
+            spec = CheckSpec(port=port, timeout=0.2, interval=5)
+            for _ in range(count):
+                checker.start("127.0.0.1", spec, lambda ok, why: results.append((ok, why)))
+            time.sleep(0.5)  # noqa: ASYNC251 - the loop held up past every deadline, on purpose
+            while len(results) < count:
+                await asyncio.sleep(0.01)
+            await checker.close()
+        return results
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert collections.Counter(results) == {(True, "connected"): count}
+
+
+def test_a_stopped_scheduler_starts_no_check_on_its_closed_checker() -> None:
+    """A reconfigure read while the prober stops (or a drain of waiting checks queued by the
+    last results) started a check on the closed checker: ValueError in a callback, which
+    the prober takes for a bug."""
+    async def scenario() -> None:
+        with _full_accept_queue() as port:
+            spec = CheckSpec(port=port, timeout=0.05, interval=1)
+            scheduler = Scheduler({"a": ("127.0.0.1", spec)}, lambda states, full: None)
+            task = asyncio.create_task(scheduler.serve())
+            await asyncio.sleep(0.2)  # the first round is done, the periodic checks run
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            scheduler.reconfigure({"a": ("127.0.0.1", spec), "b": ("127.0.0.2", spec)})
+
+    asyncio.run(scenario())
 
 
 def test_close_cancels_checks_in_flight_without_calling_back() -> None:

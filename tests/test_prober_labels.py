@@ -83,7 +83,10 @@ SPECS = st.builds(
     ca_pem=st.sampled_from([None, "PEM one", "PEM two"]),
     ca_file=st.sampled_from([None, "/etc/a.pem", "/etc/b.pem"]),
     status=st.sampled_from(["200-399", "200"]), body=st.sampled_from([None, "ok"]),
-    hold_down=st.sampled_from([0.0, 0.1000001, 0.1]))
+    hold_down=st.sampled_from([0.0, 0.1000001, 0.1]),
+    headers=st.sampled_from([{}, {"Authorization": "Bearer secret-1"},
+                             {"Authorization": "Bearer secret-2"}, {"X-Key": "secret-3"}]),
+    variant=st.integers(0, 2))
 
 
 @settings(max_examples=200, deadline=None)
@@ -93,3 +96,18 @@ def test_distinct_targets_get_distinct_labels(checked: list[tuple[str, CheckSpec
     labels = checks.labels(targets)
     assert labels.keys() == targets.keys()
     assert len(set(labels.values())) == len(targets), labels
+    assert not any("secret" in label for label in labels.values()), labels
+
+
+def test_checks_that_differ_only_in_header_values_are_told_apart_by_their_place() -> None:
+    """Before, the label showed both values: headers={"Authorization": "Bearer ..."}."""
+    def record(token: str) -> dict[str, object]:
+        return {"pool": {"addresses": ["192.0.2.1"], "check": {
+            "kind": "http", "port": 80, "headers": {"Authorization": f"Bearer {token}"}}}}
+
+    cfg = config.from_mapping({"zones": [{
+        "origin": "example.test", "nameservers": ["ns1.example.net"],
+        "records": {"a": record("secret-a"), "b": record("secret-b"), "c": record("secret-a")}}]})
+    assert sorted(checks.labels(cfg.checks()).values()) == [
+        "http 192.0.2.1:80/ [headers=Authorization #2]",
+        "http 192.0.2.1:80/ [headers=Authorization]"]

@@ -237,7 +237,7 @@ RRL_CASES = [
     (with_("rrl/table_size", 10), "rrl.table_size: 10 is not between 1024 and 16777216"),
     (with_("rrl/exempt", ["192.0.2.0/24", "nonsense"]),
      "rrl.exempt[1]: 'nonsense' is not an IP network"),
-    (with_("rrl/rate", 5), "rrl: object contains unknown field rate"),
+    (with_("rrl/rate", 5), "rrl.rate: unknown key"),
     (with_("cookies/rotation", 10), "cookies.rotation: 10 is not between 60 and 86400"),
 ]
 
