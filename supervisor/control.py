@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Generic, TypeVar
 
+import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
@@ -366,12 +367,9 @@ class ControlServer:
         return _json(code, answer)
 
 
-def _render_status(view: View, known: Catalog) -> tuple[bytes, bytes]:
+def _render_status(view: View, known: Catalog) -> tuple[bytearray, bytes]:
     """/status without its "now" (a JSON object of at least one field), and /overrides."""
-    doc = status.status(view, known, 0.0)
-    del doc["now"]
-    return (json.dumps(doc, allow_nan=False).encode(),
-            json.dumps(doc["overrides"], allow_nan=False).encode())
+    return status.document(view, known), msgspec.json.encode(status.overrides(view))
 
 
 def _segments(target: str) -> list[str]:
