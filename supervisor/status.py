@@ -12,7 +12,7 @@ import functools
 import math
 import platform
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,29 +224,52 @@ def zone_names(cfg: Config) -> list[str]:
 # --- /status ------------------------------------------------------------------------------------
 
 
-def document(view: View, known: Catalog) -> bytearray:
-    """The /status document but for its "now" (the endpoint puts it in front as it answers):
-    every target (down and unknown first), every checked name, the overrides.
+class Document:
+    """The /status document, rendered by sections, each kept while what it shows is the same:
+    the names (two thirds of the document) change with health, the signer's choices and the
+    name overrides, not with every round of checks as the targets do.
 
-    Encoded a row at a time into one buffer, never held whole as Python objects: at 20,000
-    names the document is 17 MB, and building it as dicts and lists first, then as one string,
-    took 80 MiB and held the GIL for the whole `json.dumps`; a rendering now takes little
-    more than the document, and gives the GIL up between rows."""
-    out = bytearray()
-    encoder = msgspec.json.Encoder()
-    encoder.encode_into({
-        "version": version(), "generation": view.generation, "current": view.current,
-        "published_at": view.published_at,
-        "zones": [{"zone": z, "serial": s} for z, s in view.serials],
-        "responders": [vars(r) for r in view.responders]}, out)
-    out[-1:] = b',"targets":['  # in place of the closing brace
-    _rows(out, encoder, _target_rows(view, known))
-    out += b'],"names":['
-    _rows(out, encoder, _name_rows(view, known))
-    out += b'],"overrides":'
-    encoder.encode_into(overrides(view), out, -1)
-    out += b"}"
-    return out
+    Each section is encoded a row at a time into a buffer of its own, never held whole as
+    Python objects, and the document is served as its sections one after another, never
+    joined. At 20,000 names the document is 17 MB; building it as dicts and lists, then as one
+    string, took 80 MiB and held the GIL for the whole `json.dumps`.
+
+    Not thread-safe: one rendering at a time (`control.Cached` holds a lock around it)."""
+
+    def __init__(self) -> None:
+        self._targets = _Kept()
+        self._names = _Kept()
+
+    def render(self, view: View, known: Catalog) -> tuple[bytes | bytearray, ...]:
+        """The document but for its opening brace and "now" (the endpoint puts them in front
+        as it answers): every target (down and unknown first), every checked name, the
+        overrides; in pieces."""
+        head = msgspec.json.encode({
+            "version": version(), "generation": view.generation, "current": view.current,
+            "published_at": view.published_at,
+            "zones": [{"zone": z, "serial": s} for z, s in view.serials],
+            "responders": [vars(r) for r in view.responders]})
+        whole = tuple((o.name, o.action) for o in view.overrides if o.name)
+        targets = self._targets.get((known, view.targets, view.probes),
+                                    lambda: _array(_target_rows(view, known)))
+        names = self._names.get((known, view.targets, view.choices, whole),
+                                lambda: _array(_name_rows(view, known)))
+        return (head[1:-1] + b',"targets":', targets, b',"names":', names,
+                b',"overrides":' + msgspec.json.encode(overrides(view)) + b"}")
+
+
+class _Kept:
+    """One section, kept while the inputs it was made of are equal (the same objects, mostly:
+    a view shares what did not change with the one before it)."""
+
+    def __init__(self) -> None:
+        self._of: tuple[object, ...] = ()
+        self._made = bytearray()
+
+    def get(self, of: tuple[object, ...], make: Callable[[], bytearray]) -> bytearray:
+        if of != self._of:  # element by element, each compared by identity first
+            self._made, self._of = make(), of
+        return self._made
 
 
 def overrides(view: View) -> list[dict[str, Any]]:
@@ -254,12 +277,17 @@ def overrides(view: View) -> list[dict[str, Any]]:
     return [_override(o) for o in view.overrides]
 
 
-def _rows(out: bytearray, encoder: msgspec.json.Encoder, rows: Iterator[Any]) -> None:
-    """The elements of a JSON array, each encoded as it comes."""
+def _array(rows: Iterator[Any]) -> bytearray:
+    """A JSON array of `rows`, each encoded as it comes (and appended: `encode_into` would
+    leave the buffer with two thirds more room than it holds)."""
+    out = bytearray(b"[")
+    encode = msgspec.json.Encoder().encode
     for i, row in enumerate(rows):
         if i:
             out += b","
-        encoder.encode_into(row, out, -1)
+        out += encode(row)
+    out += b"]"
+    return out
 
 
 def _target_rows(view: View, known: Catalog) -> Iterator[dict[str, Any]]:
