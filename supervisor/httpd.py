@@ -79,13 +79,17 @@ class Limits:
 LIMITS = Limits()
 
 
+Pieces = tuple[bytes | bytearray | memoryview, ...]
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
     body: bytes
     content_type: str = TEXT
     headers: tuple[tuple[str, str], ...] = ()
-    tail: bytes | memoryview = b""  # sent after `body` as it is: a rendering kept for many
+    tail: Pieces = ()  # sent after `body` as they are, one after another: a rendering kept
+    # for many clients, never copied nor joined
 
 
 class RequestError(Exception):
@@ -364,7 +368,8 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.listener.limits.request_timeout)  # a client that
         self.send_response(answer.status)  # reads nothing is cut too
         self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body) + len(answer.tail)))
+        size = len(answer.body) + sum(len(piece) for piece in answer.tail)
+        self.send_header("Content-Length", str(size))
         for name, value in answer.headers:
             self.send_header(name, value)
         if self.close_connection:
@@ -372,8 +377,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
-            if answer.tail:
-                self.wfile.write(answer.tail)
+            for piece in answer.tail:
+                self.wfile.write(piece)
 
     def finish(self) -> None:
         super().finish()

@@ -104,15 +104,16 @@ class Overrides:
     def effective(self, probed: bool, addresses: tuple[str, ...]) -> bool:
         """The health the signer is given for a check whose probe says `probed` and that
         judges the served `addresses`."""
-        actions = {self.by_address[a].action for a in addresses if a in self.by_address}
-        if "drain" in actions:
-            return False
-        return probed or "force" in actions
+        action = self.action(addresses)
+        return action != "drain" and (probed or action == "force")
 
     def action(self, addresses: tuple[str, ...]) -> str | None:
-        """The override that decides a check of `addresses`, if any."""
-        actions = {self.by_address[a].action for a in addresses if a in self.by_address}
-        return "drain" if "drain" in actions else ("force" if actions else None)
+        """The override that decides a check of `addresses`, if any. Asked for every target
+        whose health changes: with no address held it costs one test."""
+        if not self.by_address:
+            return None
+        held = [self.by_address[a].action for a in addresses if a in self.by_address]
+        return "drain" if "drain" in held else (held[0] if held else None)
 
     def listing(self) -> list[Override]:
         return sorted([*self.by_address.values(), *self.by_name.values()],

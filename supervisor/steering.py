@@ -5,6 +5,11 @@ second job, beside running the children (`arbiter`).
 counters, the signer's choices), applies the admin overrides to the health the signer is given,
 and builds the immutable `status.View` the control endpoint shows. It runs in the supervisor
 loop only; the control thread sees nothing but the views it is handed.
+
+A view is built about once a second (each responder's counters come that often), so what it
+holds per target is kept up to date as reports and overrides change it, and shared between
+views until it changes (`cow`): a view costs what changed since the last one, not what is
+configured.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from healthdns.shared import messages
 from healthdns.shared.config import Config
 from healthdns.supervisor import status, warm
 from healthdns.supervisor.control import Request
+from healthdns.supervisor.cow import CowDict
 from healthdns.supervisor.overrides import ACTIONS, Override, OverrideError, Overrides, expiry
 from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 
@@ -51,20 +58,26 @@ class Steering:
         self.save_failed = False  # the last write of the state file failed (said once)
         self.renames = renames  # prober target ids -> the signer's (see `views`)
         self.targets = status.catalog(cfg)
+        self.serving = _serving(self.targets)
         self.zones = status.zone_names(cfg)
         self.overrides = Overrides({a for t in self.targets.values() for a in t.served},
                                    {n for t in self.targets.values() for n in t.names})
         self.probed: dict[str, bool] = {}  # the prober's health, by its target ids
         self.since: dict[str, float] = {}
         self.changes: Counter[str] = Counter()
-        self.probes: dict[str, messages.Probe] = {}  # the prober's detail, by target
-        self.probes_gone: dict[str, messages.Probe] = {}  # totals of ended prober processes
+        # What the view shows of each probed target, and the address overrides (address ->
+        # action) it was worked out with.
+        self.states: CowDict[str, status.TargetState] = CowDict()
+        self.held: dict[str, str] = {}
+        # Each target's detail, totals across prober processes; the ended ones' part.
+        self.probes: CowDict[str, messages.Probe] = CowDict()
+        self.probes_gone: dict[str, messages.Probe] = {}
         self.stats: dict[int, tuple[messages.Stats, float]] = {}  # responder -> latest, when
         self.gone: Counts = Counter()  # totals of ended responder processes
         self.zone_labels: dict[bytes, str] = {}  # origins as responders count them -> labels
         self.gone_truncated = self.gone_errors = 0
         self.restarts: Counter[str] = Counter()
-        self.choices: list[tuple[str, int, int, str, list[str]]] = []
+        self.choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
         self.serials: list[int] = []
         # Per zone (lower case), the latest serial served, here or by a previous process (the
         # state file): a new signer's first serials go above them.
@@ -86,12 +99,19 @@ class Steering:
         """Record a prober's report; the health to send the signer for it (renamed, with the
         overrides applied)."""
         wall = time.time()
+        moved = []
         for target, up in states.items():
             before = self.probed.get(target)
             if before is None or before != up:
                 self.since[target] = wall
                 self.changes[target] += before is not None
-        self.probed = dict(states) if full else {**self.probed, **states}
+                moved.append(target)
+        if full:
+            moved += self.probed.keys() - states.keys()  # no longer checked: left out
+            self.probed = dict(states)
+        else:
+            self.probed.update(states)
+        self._restate(moved)
         return {self.renames[t]: self._effective(t, up) for t, up in states.items()}
 
     def health(self) -> dict[str, bool] | None:
@@ -105,6 +125,7 @@ class Steering:
         """Take the health a previous process kept (see `warm`) as if probed."""
         self.probed = {t: up for t, (up, _) in states.items()}
         self.since = {t: since for t, (_, since) in states.items() if since is not None}
+        self._restate_all()
         self.dirty = True
 
     def reconfigure(self, cfg: Config, renames: dict[str, str]) -> None:
@@ -113,12 +134,47 @@ class Steering:
         self.cfg, self.renames, self.zones = cfg, renames, status.zone_names(cfg)
         catalog = {**self.targets, **status.catalog(cfg)}
         self.targets = {t: row for t, row in catalog.items() if t in renames}
+        self.serving = _serving(self.targets)
         self.overrides.known = {a for t in self.targets.values() for a in t.served}
         self.overrides.known_names = {n for t in self.targets.values() for n in t.names}
+        self._restate_all()
         self.dirty = True
 
     def _effective(self, target: str, probed: bool) -> bool:
         return self.overrides.effective(probed, self.targets[target].served)
+
+    def _restate(self, targets: Iterable[str]) -> None:
+        """Work out again what the view shows of `targets` (their health changed), after the
+        targets of the addresses whose override changed: every state is then worked out with
+        the overrides `held` says."""
+        self._follow_overrides()
+        self._rebuild(targets)
+
+    def _rebuild(self, targets: Iterable[str]) -> None:
+        for target in targets:
+            up, row = self.probed.get(target), self.targets.get(target)
+            if up is None or row is None:  # not probed, or left by a reload
+                self.states.pop(target)
+                continue
+            served = row.served
+            self.states[target] = status.TargetState(
+                up, self.overrides.effective(up, served), self.since.get(target),
+                self.changes[target], self.overrides.action(served))
+
+    def _restate_all(self) -> None:
+        self.states = CowDict()
+        self.held = _held(self.overrides)
+        self._rebuild(self.probed)
+
+    def _follow_overrides(self) -> None:
+        """Restate the targets of the addresses whose override changed since the last view
+        (set, removed, expired or restored): a look at each override, nothing per target."""
+        held = _held(self.overrides)
+        if held == self.held:
+            return
+        moved = {a for a in held.keys() | self.held.keys() if held.get(a) != self.held.get(a)}
+        self.held = held
+        self._rebuild({t for a in moved for t in self.serving.get(a, ())})
 
     def restore(self) -> None:
         """Take what the state file keeps, if it is believed (see `state`): the overrides and
@@ -242,7 +298,7 @@ class Steering:
         self.dirty = True
 
     def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float) -> None:
-        self.choices = names
+        self.choices = tuple(names)
         self.sign_seconds = seconds
         self.dirty = True
 
@@ -252,7 +308,8 @@ class Steering:
         if unknown is not None:
             return f"detail of an unknown target {unknown[:100]!r}"
         for row in rows:
-            self.probes[row.target] = row
+            gone = self.probes_gone.get(row.target)
+            self.probes[row.target] = row if gone is None else _sum(gone, row)
         self.dirty = True
         return None
 
@@ -264,9 +321,8 @@ class Steering:
         """A child ended: its totals are kept, so counters never go back."""
         if restarted:
             self.restarts[role] += 1
-        if role == "prober":
-            self.probes_gone = _all_probes(self.probes_gone, self.probes)
-            self.probes = {}
+        if role == "prober":  # a new prober counts from nought: its rows add to these
+            self.probes_gone = self.probes.hand()  # unchanged from now on (`cow`)
         last = self.stats.pop(index, None) if role == "responder" else None
         if last is not None:
             stats = last[0]
@@ -292,17 +348,15 @@ class Steering:
         responders = tuple(self._responder(child, now) for child in children)
         current = generation > 0 and all(
             r.state == "running" and r.generation == generation for r in responders)
-        targets = {t: status.TargetState(
-            up, self._effective(t, up), self.since.get(t), self.changes[t],
-            self.overrides.action(self.targets[t].served)) for t, up in self.probed.items()}
+        self._follow_overrides()
         return status.View(
             generation=generation, published_at=self.published_at,
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),
-            responders=responders, targets=targets, counts=dict(counts),
+            responders=responders, targets=self.states.hand(), counts=dict(counts),
             truncated=truncated, errors=errors, restarts=dict(self.restarts),
             rejected=dict(rejected), overrides=tuple(self.overrides.listing()),
-            choices=tuple(self.choices), probes=_all_probes(self.probes_gone, self.probes),
+            choices=self.choices, probes=self.probes.hand(),
             current=current, health_waiting=self.health_waiting(now),
             health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
                              3 * (self.sign_seconds or 0.0)))
@@ -324,14 +378,17 @@ class Steering:
                                 time.time() - published if published is not None else None)
 
 
-def _all_probes(gone: dict[str, messages.Probe],
-                live: dict[str, messages.Probe]) -> dict[str, messages.Probe]:
-    """Each target's detail totals across prober processes, ended (`gone`) and running."""
-    out = dict(gone)
-    for target, probe in live.items():
-        old = gone.get(target)
-        out[target] = probe if old is None else _sum(old, probe)
-    return out
+def _serving(targets: dict[str, status.Target]) -> dict[str, tuple[str, ...]]:
+    """Served address -> the targets that judge it."""
+    out: dict[str, list[str]] = {}
+    for target in targets.values():
+        for address in target.served:
+            out.setdefault(address, []).append(target.id)
+    return {address: tuple(ids) for address, ids in out.items()}
+
+
+def _held(overrides: Overrides) -> dict[str, str]:
+    return {address: o.action for address, o in overrides.by_address.items()}
 
 
 def _sum(old: messages.Probe, new: messages.Probe) -> messages.Probe:
