@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402  (bench/run.py: servers, zone, query mix, dnsperf parsing)
+import run  # bench/run.py: servers, zone, query mix, dnsperf parsing
 
 EXPERIMENTS = ("mix", "flood", "signed", "latency", "cpu")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -94,7 +94,7 @@ def dnsperf(server: run.Server, queries: Path, args: argparse.Namespace, out: Pa
 
 def percentiles(text: str) -> dict[str, float]:
     """Latency percentiles in ms from `dnsperf -v` lines (`> RCODE name type SECONDS`)."""
-    values = sorted(float(m) for m in re.findall(r"^> \S+ .* ([\d.]+)$", text, re.M))
+    values = sorted(float(m) for m in re.findall(r"^> \S+ .* ([\d.]+)$", text, re.MULTILINE))
     if not values:
         raise run.BenchError("dnsperf -v printed no per-query latencies")
     return {f"p{p:g}": 1000 * values[min(len(values) - 1, int(len(values) * p / 100))]

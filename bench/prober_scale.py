@@ -227,7 +227,8 @@ class Supervisor:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise SystemExit(f"no {pattern!r} within {timeout} s:\n{self.output()[-3000:]}")
+                raise SystemExit(f"no {pattern!r} within {timeout} s:\n"
+                                 f"{self.output()[-3000:]}") from None
             if line is None:
                 raise SystemExit(f"the supervisor exited:\n{self.output()[-3000:]}")
             found = re.search(pattern, line)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import os
@@ -347,10 +348,8 @@ class Server:
             if alive(kid):
                 self.leftover.append(kid)
                 log(f"{self.label}: child pid {kid} outlived its parent: SIGKILL")
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(kid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def processes(self) -> list[dict[str, Any]]:
         """The server's process and its direct children, with their VmRSS in KiB."""
@@ -596,7 +595,7 @@ def check_answers(servers: Sequence[Server],
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda j: dig(j[0].port, j[1][0], j[1][1], j[2]), jobs))
     table: dict[tuple[str, str, str], dict[str, Answer]] = {}
-    for (server, (name, rtype), variant), answer in zip(jobs, answers):
+    for (server, (name, rtype), variant), answer in zip(jobs, answers, strict=True):
         table.setdefault((name, rtype, variant), {})[server.label] = answer
     refs = [s.label for s in servers if s.kind in REFERENCES]
     compared = [s.label for s in servers if s.kind not in REFERENCES and s.kind != "a-healthy-dns"]

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextlib
+
 import run  # bench/run.py's helpers: servers, zone, query mix, dnsperf parser
 
 PER_ADDRESS = 50  # attacker connections per source address
@@ -226,10 +228,8 @@ def lockout(server: run.Server, args: argparse.Namespace) -> dict[str, Any]:
         while ours.poll(0):
             held = ours.recv()
     finally:
-        try:
+        with contextlib.suppress(OSError):
             ours.send("stop")
-        except OSError:
-            pass
         proc.join(5)
         if proc.is_alive():
             proc.kill()

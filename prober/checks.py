@@ -145,11 +145,9 @@ class Checker:
         key = (spec.verify, spec.ca_pem)
         found = self._tls.get(key)
         if found is None:
-            if not spec.verify:
-                found = False  # aiohttp: encrypt, but verify neither chain nor name
-            else:
-                # Without cadata, the system's CAs; with it, those CAs only.
-                found = ssl.create_default_context(cadata=spec.ca_pem)
+            # False (verify off): encrypt, but verify neither chain nor name. Verified: without
+            # cadata against the system's CAs; with it, against those CAs only.
+            found = ssl.create_default_context(cadata=spec.ca_pem) if spec.verify else False
             self._tls[key] = found
         return found
 

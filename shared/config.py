@@ -577,11 +577,11 @@ def _expire_warnings(soa: SoaSpec, dnssec: DnssecSpec, path: str) -> list[tuple[
     # the primary it serves them until `expire`, past their expiry (docs/transfers.md, DNSSEC).
     if soa.expire <= dnssec.refresh:
         return []
-    return [(f"{path}.soa.expire", f"{soa.expire} is longer than dnssec.refresh "
+    return [(f"{path}.soa.expire", (f"{soa.expire} is longer than dnssec.refresh "
              f"({dnssec.refresh} s), the least life the signatures a secondary last transferred "
              "may have left: a secondary cut off from this primary would serve expired "
              "signatures (validating resolvers answer SERVFAIL) instead of dropping the zone; "
-             f"set expire to at most {dnssec.refresh}")]
+             f"set expire to at most {dnssec.refresh}"))]
 
 
 def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
@@ -590,9 +590,9 @@ def _soa_warnings(soa: SoaSpec, path: str) -> list[tuple[str, str]]:
     # Zonemaster ZONE05).
     if soa.expire > soa.refresh + soa.retry:
         return []
-    return [(f"{path}.expire", f"{soa.expire} is not more than refresh + retry "
+    return [(f"{path}.expire", (f"{soa.expire} is not more than refresh + retry "
              f"({soa.refresh} + {soa.retry} s): a secondary would drop the zone before it "
-             "retries a failed refresh (RFC 1912 section 2.2 suggests 2-4 weeks)")]
+             "retries a failed refresh (RFC 1912 section 2.2 suggests 2-4 weeks)"))]
 
 
 def redacted(config: Config) -> Config:
@@ -935,8 +935,8 @@ def _cname_loops(zone: ZoneSpec, path: str) -> list[tuple[str, str]]:
         if node is not None and node in chain:  # this walk closed a loop
             loop = chain[chain.index(node):]
             out.append((f"{path}.{_show_key(loop[0])}.cname",
-                        f"{zone.records[loop[0]].cname!r} is part of a CNAME loop "
-                        f"({' -> '.join([*loop, loop[0]])}): resolvers fail on these names"))
+                        (f"{zone.records[loop[0]].cname!r} is part of a CNAME loop "
+                        f"({' -> '.join([*loop, loop[0]])}): resolvers fail on these names")))
     return out
 
 

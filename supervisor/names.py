@@ -30,7 +30,7 @@ def type_text(rdtype: int) -> str:
 
 def bare(origin: str) -> str:
     """A normalised zone origin ("example.test.") without its final dot."""
-    return origin[:-1] if origin.endswith(".") else origin
+    return origin.removesuffix(".")
 
 
 def absolute(owner: str, origin: str) -> str:

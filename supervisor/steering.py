@@ -294,7 +294,8 @@ class Steering:
             self.health_at = None
         self.serials = serials
         # Serials never go back within a process, so the latest is the highest.
-        self.kept_serials.update((z.lower(), s) for z, s in zip(self.zones, serials, strict=False))
+        self.kept_serials.update((z.lower(), s)
+                                 for z, s in zip(self.zones, serials, strict=False))
         self.dirty = True
 
     def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float) -> None:

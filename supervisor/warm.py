@@ -54,5 +54,5 @@ def load(saved: Health, path: str, now: float, oldest: float,
                       f"{len(targets)} targets of this configuration")
     down = sum(not saved.targets[t][0] for t in targets)
     return ({t: saved.targets[t] for t in targets},
-            f"warm start: serving the health kept {age:.1f} s ago in {path} ({down} of "
-            f"{len(targets)} targets down) until the first round of checks")
+            (f"warm start: serving the health kept {age:.1f} s ago in {path} ({down} of "
+            f"{len(targets)} targets down) until the first round of checks"))

@@ -89,7 +89,8 @@ def test_a_drift_shared_by_both_servers_cancels_out_for_each(
     order = bench.schedule(pullers, rounds)
     steps = bench.interleave(order, ["healthdns", "knot"])
     drift = (end - start) / (len(steps) - 1)
-    speed, cost = {"healthdns": 1.0, "knot": knot_speed}, dict(zip(["healthdns", "knot"], costs))
+    speed = {"healthdns": 1.0, "knot": knot_speed}
+    cost = dict(zip(["healthdns", "knot"], costs, strict=True))
     qps: dict[str, list[float]] = {"healthdns": [], "knot": []}
     for i, (server, kind) in enumerate(steps):
         qps[server].append((start + drift * i) * speed[server]

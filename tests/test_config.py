@@ -37,8 +37,8 @@ CASES = [
     (with_("zones/0/records/www/pool/check/port", 70000),
      "zones[0].records.www.pool.check.port: 70000 is not a port (1-65535)"),
     (with_("zones/0/records/www/pool/check/port", "80"),
-     "zones[0].records.www.pool.check.port: '80' must be a port number, 1-65535 (write 80, "
-     "without quotes)"),
+     ("zones[0].records.www.pool.check.port: '80' must be a port number, 1-65535 (write 80, "
+     "without quotes)")),
     (with_("zones/0/records/www/pool/check/bogus", 1),
      "zones[0].records.www.pool.check.bogus: unknown key"),
     (with_("zones/0/records/www/pool/addresses", ["192.0.2.300"]),
@@ -48,8 +48,8 @@ CASES = [
     (with_("zones/0/records/www/pool/addresses", []),
      "zones[0].records.www.pool.addresses: at least one address is required"),
     (with_("zones/0/records/www/pool/check/timeout", 9),
-     "zones[0].records.www.pool.check.timeout: 9 must be positive and at most the interval "
-     "(5 s)"),
+     ("zones[0].records.www.pool.check.timeout: 9 must be positive and at most the interval "
+     "(5 s)")),
     (with_("zones/0/records/www/pool/check/rise", 0),
      "zones[0].records.www.pool.check.rise: 0 is not between 1 and 100"),
     (with_("zones/0/records/www/pool/policy", "random"),
@@ -71,11 +71,11 @@ CASES = [
     (with_("zones/0/records/empty", {}),
      "zones[0].records.empty: has no data: give a pool or static records"),
     (with_("zones/0/records/www.example.com.", {"a": ["192.0.2.1"]}),
-     "zones[0].records.\"www.example.com.\": 'www.example.com.' is not inside the zone "
-     "example.test."),
+     ("zones[0].records.\"www.example.com.\": 'www.example.com.' is not inside the zone "
+     "example.test.")),
     (with_("zones/0/records/bad name", {"a": ["192.0.2.1"]}),
-     "zones[0].records.\"bad name\": 'bad name' is not a valid DNS name: label 'bad name' "
-     "may only hold "),
+     ("zones[0].records.\"bad name\": 'bad name' is not a valid DNS name: label 'bad name' "
+     "may only hold ")),
     (with_("zones/0/records/*", {"a": ["192.0.2.1"]}),
      "zones[0].records.\"*\": '*': wildcard names are not supported"),
     (with_("zones/0/records/ns", {"ns": ["ns1.example.net."]}),
@@ -111,16 +111,16 @@ CASES = [
     (with_("server/tcp_max_connections", 0),
      "server.tcp_max_connections: 0 is not between 1 and 1000000"),
     (with_("server/hung_after", 1.0),
-     "server.hung_after: 1 is less than 3 seconds: children report every 1 s, so a healthy "
-     "one a little late would be killed as hung (0 turns the watch off)"),
+     ("server.hung_after: 1 is less than 3 seconds: children report every 1 s, so a healthy "
+     "one a little late would be killed as hung (0 turns the watch off)")),
     (with_("server/colour", "blue"),
      "server.colour: unknown key"),
     (with_("server/user", "bad user"), "server.user: 'bad user' is not a user or group name"),
     (with_("server/group", "wheel"), "server.group: needs server.user (the group of which user?)"),
     ({"zones": []}, "zones: at least one zone is required"),
     (with_("zones/0/records/_sip", {"_udp": {"srv": ["10 60 5060 sip"]}}),
-     "zones[0].records._sip: '_udp' is not a record field; a name with dots must be quoted "
-     "in TOML: [zones.records.\"_sip._udp\"]"),
+     ("zones[0].records._sip: '_udp' is not a record field; a name with dots must be quoted "
+     "in TOML: [zones.records.\"_sip._udp\"]")),
 ]
 
 

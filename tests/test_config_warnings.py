@@ -31,8 +31,8 @@ def with_soa(**soa: int) -> dict[str, Any]:
 
 SOA_CASES = [
     (with_soa(refresh=600, retry=60, expire=300),
-     ["zones[0].soa.expire: 300 is not more than refresh + retry (600 + 60 s): a secondary "
-      "would drop the zone before it retries a failed refresh"]),
+     [("zones[0].soa.expire: 300 is not more than refresh + retry (600 + 60 s): a secondary "
+      "would drop the zone before it retries a failed refresh")]),
     (with_soa(refresh=7200, retry=3600, expire=10800),
      ["zones[0].soa.expire: 10800 is not more than refresh + retry (7200 + 3600 s)"]),
     (with_soa(refresh=7200, retry=3600, expire=10801), []),
@@ -58,8 +58,8 @@ def with_records(**records: Any) -> dict[str, Any]:
 
 CNAME_CASES = [
     (with_records(loop1={"cname": "loop2"}, loop2={"cname": "loop1"}),
-     ["zones[0].records.loop1.cname: 'loop2' is part of a CNAME loop (loop1 -> loop2 -> loop1): "
-      "resolvers fail on these names"]),
+     [("zones[0].records.loop1.cname: 'loop2' is part of a CNAME loop (loop1 -> loop2 -> loop1): "
+      "resolvers fail on these names")]),
     # Through the alias zone, which serves the same owners; a chain into the loop is one loop.
     (with_records(a={"cname": "b.example.org."}, b={"cname": "c"}, c={"cname": "a"},
                   d={"cname": "a"}),
@@ -129,11 +129,11 @@ def test_an_expire_past_the_signatures_life_is_warned_about(validity: int, share
     found = expire_warnings(signed({"expire": expire}, {"validity": validity,
                                                         "refresh": refresh}, transfer))
     if transfer and expire > refresh:  # without transfers no secondary holds the zone
-        assert found == [f"zones[0].soa.expire: {expire} is longer than dnssec.refresh "
+        assert found == [(f"zones[0].soa.expire: {expire} is longer than dnssec.refresh "
                          f"({refresh} s), the least life the signatures a secondary last "
                          "transferred may have left: a secondary cut off from this primary "
                          "would serve expired signatures (validating resolvers answer SERVFAIL) "
-                         f"instead of dropping the zone; set expire to at most {refresh}"]
+                         f"instead of dropping the zone; set expire to at most {refresh}")]
     else:
         assert found == []
 

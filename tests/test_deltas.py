@@ -69,7 +69,7 @@ def targets(cfg: config.Config) -> list[str]:
 def view(table: Table) -> dict[str, Any]:
     """What a table serves, rotation aside: each rotating key by its list of variants; the
     SOA records each entry puts first (its slot made, whatever else the table made)."""
-    answers = {k: (table.variants[k] if k in table.variants else v)
+    answers = {k: table.variants.get(k, v)
                for k, v in table.answers.items()}
     entries = {**table.answers, **table.names}
     entries |= {k + bytes([i]): e for k, v in table.variants.items() for i, e in enumerate(v)}

@@ -22,7 +22,7 @@ import dns.query
 import dns.rcode
 import pytest
 from conftest import need_tool
-from harness import Backend, Server, children_of
+from harness import Backend, Server
 
 ZONES = ("example.test", "example.org")
 CASES = [  # (name, type, what delv must print)
@@ -123,7 +123,7 @@ def delv(server: Server, anchor: str, zone: str, name: str, rdtype: str, tmp: Pa
                        f'"{"".join(key)}"; }};\n')
     result = subprocess.run([need_tool("delv"), "@" + server.host, "-p", str(server.port),
                              "-a", str(anchors), f"+root={zone}", name, rdtype],
-                            capture_output=True, text=True, timeout=20)
+                            capture_output=True, text=True, timeout=20, check=False)
     return result.stdout + result.stderr
 
 

@@ -16,7 +16,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from harness import Backend, Server, children_of
+from harness import Backend, Server
 
 INTERVAL, FALL, RISE = 0.2, 2, 1
 
@@ -187,11 +187,11 @@ def test_question_echoed_exactly_as_sent(server: Server) -> None:
 def test_dig_sees_the_same(server: Server, dig: str) -> None:
     out = subprocess.run([dig, "@" + server.host, "-p", str(server.port), "+norec", "+short",
                           "static.example.test", "A"], capture_output=True, text=True,
-                         timeout=10)
+                         timeout=10, check=True)
     assert out.stdout.split() == ["192.0.2.1"]
     flags = subprocess.run([dig, "@" + server.host, "-p", str(server.port), "+norec",
                             "nothere.example.test"], capture_output=True, text=True,
-                           timeout=10).stdout
+                           timeout=10, check=True).stdout
     assert "status: NXDOMAIN" in flags and re.search(r"flags: qr aa;", flags)
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from harness import Server, children_of, has_ipv6
+from harness import Server, has_ipv6
 
 ARGS = ["--demo", "--listen", "127.0.0.1:0", "--responders", "2"]
 

@@ -58,15 +58,15 @@ def test_down_lines_tell_targets_apart_and_name_what_they_serve(
         _first_round(cfg)
     down = sorted(r.getMessage() for r in caplog.records if " is down: " in r.getMessage())
     assert down == [
-        "https 192.0.2.1:443/ [verify=false, ca_file=null] is down: connection refused; "
-        "used by c.example.test",
-        f"https 192.0.2.1:443/ [verify=true, ca_file={tmp_path}/ca0.pem] is down: "
-        "connection refused; used by a.example.test",
-        f"https 192.0.2.1:443/ [verify=true, ca_file={tmp_path}/ca1.pem] is down: "
-        "connection refused; used by b.example.test",
+        ("https 192.0.2.1:443/ [verify=false, ca_file=null] is down: connection refused; "
+        "used by c.example.test"),
+        (f"https 192.0.2.1:443/ [verify=true, ca_file={tmp_path}/ca0.pem] is down: "
+        "connection refused; used by a.example.test"),
+        (f"https 192.0.2.1:443/ [verify=true, ca_file={tmp_path}/ca1.pem] is down: "
+        "connection refused; used by b.example.test"),
         # One target decides four names: three are named, the rest counted.
-        "tcp 192.0.2.1:80 is down: connection refused; used by d.example.test, "
-        "e.example.test, f.example.test and 1 more",
+        ("tcp 192.0.2.1:80 is down: connection refused; used by d.example.test, "
+        "e.example.test, f.example.test and 1 more"),
     ]
 
 

@@ -208,7 +208,7 @@ def _check_schedule(target: str, life: Life, end: float | None) -> None:
     interval = SPECS[target].interval
     starts = life.starts
     assert starts and starts[0] == pytest.approx(life.born), (target, life.born, starts)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     if gaps:
         # (from the first round, the phase starts when the round is over)
         assert 0 < gaps[0] <= interval + LATENCY + TICK + 1e-9, (target, starts)

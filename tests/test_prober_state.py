@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Iterable
 
@@ -392,7 +393,7 @@ def test_a_check_that_overruns_its_interval_is_followed_at_once(interval: float,
 
     asyncio.run(serve())
     starts = [t for t in script.starts if t < 29.0]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # Start to start: the interval, or the check's own duration when that is longer; no
     # round is ever lost, and no two checks of one target ever overlap.
     bound = max(interval, timeout + 0.001) + 0.006  # plus one scheduler tick

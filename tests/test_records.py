@@ -188,7 +188,7 @@ def check_served(published: messages.Published, signed: bool) -> None:
         sets = rrsets(zone)
         hashed = {owner for owner, rdtype, _ in sets if rdtype == NSEC3}
         assert {(o, t) for o, t, c in sets if not c and o not in hashed} == answerable(table)
-        for (owner, rdtype, covered), rrset in sets.items():
+        for (owner, rdtype, _covered), rrset in sets.items():
             if owner in hashed or rdtype == RRSIG:
                 continue
             key = owner.to_digestable() + struct.pack(">H", rdtype)

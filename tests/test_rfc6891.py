@@ -93,10 +93,10 @@ def test_kdig_nsid_and_dig_cookie(conformance: Server) -> None:
     kdig = need_tool("kdig")
     out = subprocess.run([kdig, "@" + conformance.host, "-p", str(conformance.port), "+nsid",
                           "www.example.test", "A"], capture_output=True, text=True,
-                         timeout=10).stdout
+                         timeout=10, check=True).stdout
     assert "healthdns-test" in out and "NOERROR" in out
     dig = need_tool("dig")
     out = subprocess.run([dig, "@" + conformance.host, "-p", str(conformance.port), "+cookie",
                           "+norec", "www.example.test", "A"], capture_output=True, text=True,
-                         timeout=10).stdout
+                         timeout=10, check=True).stdout
     assert "status: NOERROR" in out and "192.0.2.1" in out

@@ -145,7 +145,7 @@ def test_equal_static_data_is_one_object(records: dict[str, tuple[list[str], int
     for a in owners:
         for b in owners:
             assert (a.static is b.static) == (a.static == b.static)
-            for (_, rrset_a), (_, rrset_b) in zip(a.static, b.static):
+            for (_, rrset_a), (_, rrset_b) in zip(a.static, b.static, strict=False):
                 assert (rrset_a is rrset_b) == (rrset_a == rrset_b)
 
 

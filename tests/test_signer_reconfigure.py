@@ -10,10 +10,11 @@ it (same zones, same NSEC chains), and a table that follows it equals the fresh 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import multiprocessing
-from multiprocessing.connection import Connection
 import os
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +345,7 @@ def test_a_zsk_rollover_by_publishing_first_never_breaks_validation(tmp_path: Pa
         steps.append(published)
     counts = [len(_rrsets(p, "a.test", 48)[0]) for p in steps]
     assert counts == [2, 3, 3, 2]  # KSK and ZSK, plus the one being rolled in or out
-    for before, after in zip(steps, steps[1:]):
+    for before, after in itertools.pairwise(steps):
         assert _validates(after, _rrsets(before, "a.test", 48)[0], clock)
     assert not _validates(steps[2], _rrsets(steps[0], "a.test", 48)[0], clock)
 

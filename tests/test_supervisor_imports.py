@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 import harness
+import pytest
 from harness import Backend, Server
 from test_control import TOKEN, call, config, get, total, wait
 
