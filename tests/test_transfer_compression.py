@@ -22,10 +22,10 @@ import hypothesis.strategies as st
 from hypothesis import example, given, settings
 from zonedata import rr_wire, zone_records
 
-from healthdns.responder import transfer
-from healthdns.responder.journal import PACKED_KEPT, ZoneState
-from healthdns.responder.transfer import HEADER, MESSAGE_MAX, Transfers
 from healthdns.shared import config, messages
+from healthdns.transfer import main as transfer
+from healthdns.transfer.journal import PACKED_KEPT, ZoneState
+from healthdns.transfer.main import HEADER, MESSAGE_MAX, Transfers
 
 ORIGIN = "zone.example."
 

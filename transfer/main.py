@@ -39,15 +39,16 @@ import dns.message
 import dns.opcode
 import dns.rdatatype
 
-from healthdns.responder import notify, tsig
-from healthdns.responder.journal import Group, Sections, Store, ZoneState
-from healthdns.responder.slots import Slots
+from healthdns.responder import tsig
 from healthdns.responder.sockets import bind_tcp
 from healthdns.responder.tcp import FRAME_MAX, HEADER
 from healthdns.shared import child, messages, privilege
 from healthdns.shared import tsig as keys
 from healthdns.shared.config import Config, TransferSpec, format_endpoint
 from healthdns.shared.errors import BindError
+from healthdns.transfer import notify
+from healthdns.transfer.journal import Group, Sections, Store, ZoneState
+from healthdns.transfer.slots import Slots
 
 log = logging.getLogger("healthdns.transfer")
 EXIT_BIND_FAILED = 3
