@@ -19,7 +19,7 @@ import statistics
 import time
 
 from healthdns.shared import config, messages
-from healthdns.transfer.main import Transfers
+from healthdns.transfer.answer import Transfers
 
 ORIGIN = b"\x07example\x04test\x00"
 

@@ -16,8 +16,8 @@ import pytest
 from zonedata import zone_records, zone_text
 
 from healthdns.shared import config
-from healthdns.transfer.main import _notify_signing
 from healthdns.transfer.notify import Notifier
+from healthdns.transfer.server import _notify_signing
 
 pytestmark = pytest.mark.timeout(30)
 

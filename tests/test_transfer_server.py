@@ -28,7 +28,8 @@ from harness import read_tcp_message
 from zonedata import zone_records, zone_text
 
 from healthdns.shared import config, messages
-from healthdns.transfer.main import MESSAGE_MAX, Server
+from healthdns.transfer.packing import MESSAGE_MAX
+from healthdns.transfer.server import Server
 
 ORIGIN = "example."
 # A hang is caught; a busy machine parsing zones of 3,000 names with dnspython is not (a test
