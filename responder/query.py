@@ -29,7 +29,7 @@ from healthdns.responder.table import (
 from healthdns.shared.messages import COUNTED_QTYPES, OTHER_QTYPE
 
 if TYPE_CHECKING:
-    from healthdns.responder import tsig
+    from healthdns.shared import tsigwire as tsig
     from healthdns.shared.tsig import Key
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
@@ -452,7 +452,7 @@ class Answerer:
         if refused is not None:
             return refused.finish(self._error(unsigned, question, refused.rcode, edns,
                                               transport), time.time())
-        from healthdns.responder import tsig  # dnspython: loaded at the first good signature
+        from healthdns.shared import tsigwire as tsig  # dnspython: at the first good signature
 
         if self._keyring is None:
             from healthdns.shared.tsig import keyring

@@ -1,5 +1,5 @@
 """responder/tsig_gate.py: signed requests refused on the wire, before dnspython, with the
-reply `tsig.verify` (dnspython's reading) makes; only a request whose MAC checks goes on."""
+reply `tsigwire.verify` (dnspython's reading) makes; only a request whose MAC checks goes on."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthdns.responder import tsig, tsig_gate
+from healthdns.responder import tsig_gate
 from healthdns.responder.query import UDP
 from healthdns.shared import tsig as keys
+from healthdns.shared import tsigwire as tsig
 from tests.test_rfc8945 import answerer, query
 from tests.test_tsig import NOW, SECRET, signed_query
 

@@ -12,9 +12,9 @@ import dns.message
 import dns.opcode
 import dns.rdatatype
 
-from healthdns.responder import tsig
 from healthdns.responder.tcp import HEADER
 from healthdns.shared import tsig as keys
+from healthdns.shared import tsigwire
 from healthdns.shared.config import TransferSpec
 from healthdns.transfer.access import Access
 from healthdns.transfer.journal import Store, ZoneState
@@ -54,12 +54,12 @@ class Transfers:
             return
         if query.flags & QR:
             return  # a response is never answered
-        checked = tsig.verify(wire, self.keyring, self.clock())
-        if isinstance(checked, tsig.Refusal):  # NOTAUTH: unknown key, bad MAC, time (5.2)
+        checked = tsigwire.verify(wire, self.keyring, self.clock())
+        if isinstance(checked, tsigwire.Refusal):  # NOTAUTH: unknown key, bad MAC, time (5.2)
             self.counts.refused += 1
             yield checked.response(wire)
             return
-        sign = tsig.Stream(checked, self.clock).sign if checked is not None else _as_is
+        sign = tsigwire.Stream(checked, self.clock).sign if checked is not None else _as_is
         key = "" if checked is None else checked.key.name.to_text(omit_final_dot=True).lower()
         question = _question(wire)
         if key not in self.access.keys(host) or question is None \

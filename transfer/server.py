@@ -9,9 +9,8 @@ import socket
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
-from healthdns.responder import tsig
 from healthdns.responder.tcp import HEADER
-from healthdns.shared import messages
+from healthdns.shared import messages, tsigwire
 from healthdns.shared import tsig as keys
 from healthdns.shared.config import Config
 from healthdns.transfer import notify
@@ -197,9 +196,9 @@ def _notify_signing(tsig_keys: list[keys.Key]) -> tuple[notify.Sign, notify.Chec
     by_name = {k.name: k for k in tsig_keys}
 
     def sign(wire: bytes, key: str) -> tuple[bytes, object]:
-        return tsig.sign_request(wire, by_name[key]) if key else (wire, None)
+        return tsigwire.sign_request(wire, by_name[key]) if key else (wire, None)
 
     def check(wire: bytes, state: object) -> bool:
-        return state is None or tsig.check_reply(wire, state)
+        return state is None or tsigwire.check_reply(wire, state)
 
     return sign, check

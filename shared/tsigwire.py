@@ -1,7 +1,7 @@
 """TSIG on the wire (RFC 8945): check a signed request, sign its reply or reply stream, sign
 a request of our own (NOTIFY) and check the answer to it.
 
-Wire in, wire out, as everywhere in the responder package: the caller builds the reply as
+Wire in, wire out, as everywhere on the serving paths: the caller builds the reply as
 if the request were unsigned and hands its bytes here to be signed. dnspython computes the
 MACs (`dns.tsig.sign`) and parses the TSIG record; this module adds what a server needs and
 dnspython leaves to it: the order of the checks of RFC 8945 5.2 with the error each one
