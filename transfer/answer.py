@@ -12,10 +12,10 @@ import dns.message
 import dns.opcode
 import dns.rdatatype
 
-from healthdns.responder.tcp import HEADER
 from healthdns.shared import tsig as keys
 from healthdns.shared import tsigwire
 from healthdns.shared.config import TransferSpec
+from healthdns.shared.framing import HEADER
 from healthdns.transfer.access import Access
 from healthdns.transfer.journal import Store, ZoneState
 from healthdns.transfer.packing import QR, RD, pack, pack_axfr

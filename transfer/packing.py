@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from healthdns.responder.tcp import FRAME_MAX, HEADER
+from healthdns.shared.framing import FRAME_MAX, HEADER
 from healthdns.transfer.journal import Group, Sections, ZoneState
 
 QR, AA, RD = 0x8000, 0x0400, 0x0100

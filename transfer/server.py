@@ -9,10 +9,10 @@ import socket
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
-from healthdns.responder.tcp import HEADER
 from healthdns.shared import messages, tsigwire
 from healthdns.shared import tsig as keys
 from healthdns.shared.config import Config
+from healthdns.shared.framing import HEADER
 from healthdns.transfer import notify
 from healthdns.transfer.answer import NOTAUTH, REFUSED, Transfers
 from healthdns.transfer.slots import Slots
