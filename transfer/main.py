@@ -29,8 +29,8 @@ import os
 import signal
 from multiprocessing.connection import Connection
 
-from healthdns.responder.sockets import bind_tcp
 from healthdns.shared import child, messages, privilege
+from healthdns.shared.binding import bind_tcp
 from healthdns.shared.config import format_endpoint
 from healthdns.shared.errors import BindError
 from healthdns.transfer.server import Server
