@@ -20,7 +20,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from healthdns.shared import tsig as keys
+from healthdns.shared import tsigkeys
 
 FORMERR, NOTAUTH = 1, 9
 BADSIG, BADKEY = 16, 17  # TSIG errors (RFC 8945 3)
@@ -67,7 +67,7 @@ class Refused:
         return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + record
 
 
-def wire_keys(tsig_keys: list[keys.Key]) -> dict[bytes, Key]:
+def wire_keys(tsig_keys: list[tsigkeys.Key]) -> dict[bytes, Key]:
     """The keys by the lower-case wire form of their names."""
     out = {}
     for key in tsig_keys:

@@ -29,7 +29,7 @@ import dns.tsig
 import dns.wire
 from dns.rdtypes.ANY.TSIG import TSIG as TsigRdata
 
-from healthdns.shared import tsig as keys
+from healthdns.shared import tsigkeys
 
 FORMERR, NOTAUTH = 1, 9
 BADSIG, BADKEY, BADTIME, BADTRUNC = 16, 17, 18, 22  # TSIG errors (RFC 8945 3)
@@ -183,10 +183,10 @@ def verify(wire: bytes, keyring: Keyring, now: float) -> Verified | Refusal | No
     return Verified(key, request, now)
 
 
-def sign_request(wire: bytes, key: dns.tsig.Key | keys.Key,
+def sign_request(wire: bytes, key: dns.tsig.Key | tsigkeys.Key,
                  now: float | None = None) -> tuple[bytes, Any]:
     """`wire` (a request such as a NOTIFY) signed with `key`, and what `check_reply` needs."""
-    if isinstance(key, keys.Key):
+    if isinstance(key, tsigkeys.Key):
         key = dns.tsig.Key(key.name, key.secret, key.algorithm)
     template = _rdata(key.algorithm, 0, b"", struct.unpack_from("!H", wire)[0], 0)
     signed = int(time.time() if now is None else now)

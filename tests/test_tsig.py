@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthdns.shared import tsig as keys
+from healthdns.shared import tsigkeys as keys
 from healthdns.shared import tsigwire as tsig
 
 SECRET = base64.b64decode("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==")

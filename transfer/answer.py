@@ -12,8 +12,7 @@ import dns.message
 import dns.opcode
 import dns.rdatatype
 
-from healthdns.shared import tsig as keys
-from healthdns.shared import tsigwire
+from healthdns.shared import tsigkeys, tsigwire
 from healthdns.shared.config import TransferSpec
 from healthdns.shared.framing import HEADER
 from healthdns.transfer.access import Access
@@ -34,12 +33,12 @@ class Counts:
 class Transfers:
     """The zones held, and the answers to the secondaries' queries."""
 
-    def __init__(self, spec: TransferSpec, tsig_keys: list[keys.Key],
+    def __init__(self, spec: TransferSpec, tsig_keys: list[tsigkeys.Key],
                  clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
         self.store = Store(spec.journal)
         self.access = Access(spec)
-        self.keyring = keys.keyring(tsig_keys)
+        self.keyring = tsigkeys.keyring(tsig_keys)
         self.clock = clock
         self.counts = Counts()
 

@@ -9,8 +9,7 @@ import socket
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
-from healthdns.shared import messages, tsigwire
-from healthdns.shared import tsig as keys
+from healthdns.shared import messages, tsigkeys, tsigwire
 from healthdns.shared.config import Config
 from healthdns.shared.framing import HEADER
 from healthdns.transfer import notify
@@ -191,7 +190,7 @@ async def _write(writer: asyncio.StreamWriter, replies: Iterator[bytes],
     return rcode
 
 
-def _notify_signing(tsig_keys: list[keys.Key]) -> tuple[notify.Sign, notify.Check]:
+def _notify_signing(tsig_keys: list[tsigkeys.Key]) -> tuple[notify.Sign, notify.Check]:
     """How a NOTIFY is signed with its secondary's key, and its answer checked."""
     by_name = {k.name: k for k in tsig_keys}
 
