@@ -24,6 +24,8 @@ NOERROR, FORMERR, SERVFAIL, REFUSED, NOTAUTH = 0, 1, 2, 5, 9
 
 @dataclass
 class Counts:
+    """What the transfer process reports (`messages.TransferStats`): answers by kind."""
+
     axfr: int = 0
     ixfr: int = 0
     fallback: int = 0

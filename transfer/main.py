@@ -19,6 +19,11 @@ It sends NOTIFY to the secondaries on every serial change (`notify`). Writing is
 backpressure: a slow reader holds its own connection only, and the loop turns between two
 messages of a transfer, so a new generation from the pipe is never held up by a big AXFR
 (that one carries on with the serial it started with: zone states are never changed).
+
+Its modules: `main` binds, drops privileges and runs `server` (the event loop, connections
+and the pipe); `access` says who may transfer with which key; `answer` answers a query;
+`packing` puts an answer's records in messages; `journal` holds the zones and their diffs;
+`slots` shares the port's connections; `notify` tells the secondaries.
 """
 
 from __future__ import annotations

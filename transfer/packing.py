@@ -14,6 +14,7 @@ QR, AA, RD = 0x8000, 0x0400, 0x0100
 # to 255 octets, the algorithm's name and a MAC of up to 64 (HMAC-SHA512) fit in 512.
 TSIG_ROOM = 512
 MESSAGE_MAX = FRAME_MAX - TSIG_ROOM
+POINTER_MAX = 0x3FFF  # a compression pointer's 14-bit offset (RFC 1035 4.1.4)
 
 
 def pack(query: bytes, question: bytes, records: list[bytes]) -> Iterator[bytes]:
@@ -29,9 +30,6 @@ def pack(query: bytes, question: bytes, records: list[bytes]) -> Iterator[bytes]
         body.append(rr)
         size += len(rr)
     yield _message(query, question if first else b"", body)
-
-
-POINTER_MAX = 0x3FFF  # a compression pointer's 14-bit offset (RFC 1035 4.1.4)
 
 
 def pack_axfr(query: bytes, question: bytes, zone: ZoneState) -> Iterator[bytes]:
