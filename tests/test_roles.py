@@ -4,9 +4,14 @@ and shared/ imports no role. What two roles share lives in shared/ (CONTRIBUTING
 from __future__ import annotations
 
 import ast
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from healthdns.supervisor import installation
+from tests import test_types
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("supervisor", "responder", "prober", "signer", "transfer")
@@ -41,3 +46,16 @@ def test_every_role_folder_is_checked() -> None:
     """A new role folder (one with a main.py entry point) joins ROLES."""
     folders = {path.parent.name for path in ROOT.glob("*/main.py")}
     assert folders == set(ROLES)
+
+
+def test_every_list_of_the_role_packages_names_them_all() -> None:
+    """Where the packages are listed by hand: pyproject.toml installs them, the Dockerfile
+    copies them, the installation check reads them as `server.user`, the mypy test checks them."""
+    folders = set(PACKAGES)
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert set(setuptools["packages"]) == {f"healthdns.{p}" for p in folders}
+    assert setuptools["package-dir"] == {f"healthdns.{p}": p for p in folders}
+    copied = re.findall(r"^COPY (\w+)/ \1/$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert set(copied) == folders
+    assert set(installation.ROLES) == folders
+    assert set(test_types.ROLES) == folders
