@@ -30,6 +30,7 @@ COPY supervisor/ supervisor/
 COPY responder/ responder/
 COPY prober/ prober/
 COPY signer/ signer/
+COPY transfer/ transfer/
 COPY shared/ shared/
 RUN /opt/healthdns/bin/pip install --no-deps --no-index --no-build-isolation . \
     && /opt/healthdns/bin/pip uninstall --yes setuptools

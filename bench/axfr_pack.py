@@ -18,8 +18,8 @@ import os
 import statistics
 import time
 
-from healthdns.responder.transfer import Transfers
 from healthdns.shared import config, messages
+from healthdns.transfer.answer import Transfers
 
 ORIGIN = b"\x07example\x04test\x00"
 

@@ -51,7 +51,7 @@ from healthdns.responder import guard, mmsg
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 from healthdns.shared import config, messages
-from healthdns.shared import tsig as keys_of_tsig
+from healthdns.shared import tsigkeys as keys_of_tsig
 from healthdns.signer import keys
 from healthdns.signer.main import Signer
 

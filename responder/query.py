@@ -29,8 +29,8 @@ from healthdns.responder.table import (
 from healthdns.shared.messages import COUNTED_QTYPES, OTHER_QTYPE
 
 if TYPE_CHECKING:
-    from healthdns.responder import tsig
-    from healthdns.shared.tsig import Key
+    from healthdns.shared import tsigwire as tsig
+    from healthdns.shared.tsigkeys import Key
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended: upper bits travel in the OPT TTL (RFC 6891 6.1.3)
@@ -452,10 +452,10 @@ class Answerer:
         if refused is not None:
             return refused.finish(self._error(unsigned, question, refused.rcode, edns,
                                               transport), time.time())
-        from healthdns.responder import tsig  # dnspython: loaded at the first good signature
+        from healthdns.shared import tsigwire as tsig  # dnspython: at the first good signature
 
         if self._keyring is None:
-            from healthdns.shared.tsig import keyring
+            from healthdns.shared.tsigkeys import keyring
             self._keyring = keyring(self.tsig_keys)
         checked = tsig.verify(data, self._keyring, time.time())
         if not isinstance(checked, tsig.Verified):  # None: dnspython found no TSIG we did

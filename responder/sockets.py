@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import errno
 import logging
 import os
 import platform
@@ -11,12 +10,11 @@ import socket
 import time
 from dataclasses import dataclass
 
+from healthdns.shared.binding import bind
 from healthdns.shared.config import format_endpoint
 from healthdns.shared.errors import BindError
 
 log = logging.getLogger("healthdns.responder")
-UDP_BUFFER = 4 * 1024 * 1024  # absorbs bursts while a snapshot is being swapped in
-TCP_BACKLOG = 1024
 LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
 # membarrier(2)'s number where the system call table is known; elsewhere a wait stands in
 MEMBARRIER = {"x86_64": 324, "aarch64": 283, "riscv64": 283}
@@ -56,11 +54,6 @@ def bind_all(endpoints: list[tuple[str, int, bool]]) -> list[Listener]:
     return listeners
 
 
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """One listening TCP socket, as the responders bind theirs (the transfer process's)."""
-    return _socket(host, port, socket.SOCK_STREAM)
-
-
 PORT_TRIES = 32  # port 0: ports the kernel picks for TCP that UDP may find taken
 
 
@@ -69,10 +62,10 @@ def _bind(host: str, port: int) -> Listener:
     # first: client connections hold far more ports of the ephemeral range than UDP sockets
     # do, and the kernel's choice for a listener avoids them.
     for _ in range(PORT_TRIES if port == 0 else 1):
-        tcp = _socket(host, port, socket.SOCK_STREAM)
+        tcp = bind(host, port, socket.SOCK_STREAM)
         chosen = tcp.getsockname()[1]
         try:
-            udp = _socket(host, chosen, socket.SOCK_DGRAM)
+            udp = bind(host, chosen, socket.SOCK_DGRAM)
         except BindError:
             tcp.close()
             if port == 0:
@@ -81,35 +74,6 @@ def _bind(host: str, port: int) -> Listener:
         return Listener(host, chosen, udp, tcp)
     raise BindError(f"cannot listen on {format_endpoint(host, port)}: no port free for both "
                     "UDP and TCP")
-
-
-def _socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
-    try:
-        sock = socket.socket(family, kind)
-    except OSError as e:
-        raise BindError(f"cannot listen on {format_endpoint(host, port)} ({proto}): "
-                        f"{e.strerror}") from e
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if kind == socket.SOCK_DGRAM:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(TCP_BACKLOG)
-        sock.setblocking(False)
-    except OSError as e:
-        sock.close()
-        hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" \
-            if e.errno == errno.EACCES else ""
-        raise BindError(f"cannot listen on {format_endpoint(host, port)} ({proto}): "
-                        f"{e.strerror}{hint}") from e
-    return sock
 
 
 def withdraw(sock: socket.socket) -> None:

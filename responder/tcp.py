@@ -26,10 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from healthdns.responder.query import TCP, V6
+from healthdns.shared.framing import FRAME_MAX, HEADER
 
 log = logging.getLogger("healthdns.responder")
-HEADER = 12  # a DNS message shorter than its header cannot be a query: the framing is wrong
-FRAME_MAX = 0xFFFF  # the 2-octet length prefix (RFC 1035 4.2.2)
 # The idle timeout when the table is full, as a share of the configured one: an operator who
 # allows long idle periods keeps proportionally more under pressure (10 s: 1 s).
 IDLE_FLOOR = 0.1

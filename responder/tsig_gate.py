@@ -1,17 +1,17 @@
 """The gate a signed request passes before dnspython sees it (RFC 8945 5.2).
 
-Checked by dnspython (responder/tsig.py), a signed query costs a responder about eight times
+Checked by dnspython (shared/tsigwire.py), a signed query costs a responder about eight times
 what the fast path costs an unsigned one, whether its signature is good or not, so a flood of
 signed junk was a cheap way to load a server. Everything that refuses a request without
 knowing a key's secret is decided here, on the wire, with `hmac`: a malformed TSIG (FORMERR),
 an unknown key or algorithm (NOTAUTH, BADKEY), a MAC of a size outside the algorithm's bounds
 (FORMERR), a MAC that does not check (NOTAUTH, BADSIG); the TSIG of those replies (unsigned,
 an empty MAC, RFC 8945 5.3.2) is made here too. A request whose MAC checks, whose sender holds
-the key, goes on to `tsig.verify`, which checks its time and truncation and signs the answer.
+the key, goes on to `tsigwire.verify`, which checks its time and truncation and signs the answer.
 
 Names are read with dnspython's rules (pointers point backwards, below every earlier one and
 clear of the name they are in, at most 16 of them; no pointer in the algorithm name), so a
-refusal here is the one `tsig.verify` makes (tests/test_tsig_gate.py compares their replies).
+refusal here is the one `tsigwire.verify` makes (tests/test_tsig_gate.py compares their replies).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from healthdns.shared import tsig as keys
+from healthdns.shared import tsigkeys
 
 FORMERR, NOTAUTH = 1, 9
 BADSIG, BADKEY = 16, 17  # TSIG errors (RFC 8945 3)
 TSIG, ANY = 250, 255
-FUDGE = 300  # as responder/tsig.py signs with
+FUDGE = 300  # as shared/tsigwire.py signs with
 MAX_NAME = 255
 MAX_POINTERS = 16  # dnspython's MAX_COMPRESSION_POINTER_CHAIN
 # The MAC sizes of the HMAC algorithms (RFC 8945 6) by their hashlib names.
@@ -67,7 +67,7 @@ class Refused:
         return reply[:10] + arcount.to_bytes(2, "big") + reply[12:] + record
 
 
-def wire_keys(tsig_keys: list[keys.Key]) -> dict[bytes, Key]:
+def wire_keys(tsig_keys: list[tsigkeys.Key]) -> dict[bytes, Key]:
     """The keys by the lower-case wire form of their names."""
     out = {}
     for key in tsig_keys:
@@ -80,7 +80,7 @@ def wire_keys(tsig_keys: list[keys.Key]) -> dict[bytes, Key]:
 def check(wire: bytes, ring: dict[bytes, Key]) -> Refused | None:
     """The refusal of a request whose TSIG is malformed, names an unknown key, or carries a
     MAC that does not check; None when the MAC checks (or there is no TSIG), for
-    `tsig.verify` to take on. The checks and their order are `tsig.verify`'s."""
+    `tsigwire.verify` to take on. The checks and their order are `tsigwire.verify`'s."""
     found = _find(wire)
     if found is None:
         return Refused(FORMERR)
@@ -111,7 +111,7 @@ Rdata = tuple[bytes, bytes, bytes, int, bytes]
 
 def _find(wire: bytes) -> tuple[int, bytes, Rdata] | tuple[()] | None:
     """(offset, owner, rdata) of the TSIG record, () without one, None when the message does
-    not parse as dnspython reads it (`tsig._find`: FORMERR)."""
+    not parse as dnspython reads it (`tsigwire._find`: FORMERR)."""
     if len(wire) < 12:
         return ()
     qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHH", wire, 4)

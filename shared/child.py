@@ -61,9 +61,8 @@ def ignore_group_signals() -> None:
 
 def enter(role: str, conn: Connection, supervisor: int | None = None,
           table: Region | None = None) -> None:
-    """The one entry point the supervisor starts: runs `healthdns.<role>.main.run(conn)`
-    (the transfer role: `healthdns.responder.transfer.run`); a responder's with the RRL
-    table, when it is given one: `run(conn, table)`.
+    """The one entry point the supervisor starts: runs `healthdns.<role>.main.run(conn)`; a
+    responder's with the RRL table, when it is given one: `run(conn, table)`.
 
     `supervisor` is its pid, when it is not this process's parent (the fork server's child).
     Importing by name keeps the supervisor free of the roles' code.
@@ -77,16 +76,11 @@ def enter(role: str, conn: Connection, supervisor: int | None = None,
     _supervisor = supervisor if supervisor is not None else os.getppid()
     ignore_group_signals()
     heap.return_large_blocks()  # before the first snapshot or configuration arrives
-    module = importlib.import_module(MODULES.get(role, f"healthdns.{role}.main"))
+    module = importlib.import_module(f"healthdns.{role}.main")
     if table is None:
         module.run(conn)
     else:
         module.run(conn, table)
-
-
-# Roles whose entry point is not `<role>.main`: the transfer process is a network-facing,
-# unprivileged answering process like the responders, and lives in their package.
-MODULES = {"transfer": "healthdns.responder.transfer"}
 
 
 class Pulse:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from healthdns.shared import decodeerrors, filekeys, files, lazy, regex, tls, tsig
+from healthdns.shared import decodeerrors, filekeys, files, lazy, regex, tls, tsigkeys
 from healthdns.shared.errors import ConfigError
 from healthdns.shared.messages import PROBES_PERIOD, STATS_PERIOD
 
@@ -43,7 +43,7 @@ else:  # only validation needs them, and a responder only decodes (see shared/la
     dns = lazy.module("dns")
 
 # A name of its own: `Config.tsig`, a field, hides the module in the class body.
-TsigKey = tsig.Key
+TsigKey = tsigkeys.Key
 
 DEFAULT_PORT = 53053
 DEFAULT_CONTROL = "127.0.0.1:8053"
@@ -414,7 +414,7 @@ class Config(_Frozen, frozen=True):
 
     def tsig_keys(self) -> list[TsigKey]:
         """The TSIG keys, decoded (normalised: each has its secret)."""
-        return [tsig.Key(k.name, k.algorithm, tsig.secret(k.secret)) for k in self.tsig]
+        return [tsigkeys.Key(k.name, k.algorithm, tsigkeys.secret(k.secret)) for k in self.tsig]
 
     def checks(self) -> dict[str, tuple[str, CheckSpec]]:
         """Every distinct check (target id -> checked address, spec) across all zones."""
@@ -730,11 +730,11 @@ def _tsig_file(key: TsigKeySpec, path: str) -> TsigKeySpec:
     if key.secret:
         raise ConfigError(f"{path}.secret", "give the secret or a file, not both")
     try:
-        text = files.read(key.file, tsig.MAX_KEY_FILE).data.decode()
-        found = tsig.parse_file(text)
+        text = files.read(key.file, tsigkeys.MAX_KEY_FILE).data.decode()
+        found = tsigkeys.parse_file(text)
     except files.FileProblem as e:
         raise ConfigError(f"{path}.file", e.reason) from e
-    except (UnicodeDecodeError, tsig.KeyTextError) as e:
+    except (UnicodeDecodeError, tsigkeys.KeyTextError) as e:
         raise ConfigError(f"{path}.file", f"{key.file}: {e}") from e
     wanted = [k for k in found if not key.name or _key_name(k[0], path) ==
               _key_name(key.name, f"{path}.name")]
@@ -749,12 +749,12 @@ def _tsig_file(key: TsigKeySpec, path: str) -> TsigKeySpec:
 
 def _tsig_checked(name: str, algorithm: str, secret: str, path: str) -> TsigKeySpec:
     try:
-        algorithm = tsig.algorithm(algorithm)
-    except tsig.KeyTextError as e:
+        algorithm = tsigkeys.algorithm(algorithm)
+    except tsigkeys.KeyTextError as e:
         raise ConfigError(f"{path}.algorithm", str(e)) from None
     try:
-        tsig.secret(secret)
-    except tsig.KeyTextError as e:
+        tsigkeys.secret(secret)
+    except tsigkeys.KeyTextError as e:
         raise ConfigError(f"{path}.secret", str(e)) from None
     return TsigKeySpec(name=_key_name(name, f"{path}.name"), algorithm=algorithm, secret=secret)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthdns.responder.journal import Store, ZoneState
 from healthdns.shared import messages
+from healthdns.transfer.journal import Store, ZoneState
 
 ORIGINS = (b"\x07example\x00", b"\x05alias\x00")
 Zone = dict[bytes, frozenset[bytes]]  # owner -> its RRs (no SOA)

@@ -15,9 +15,9 @@ import dns.tsigkeyring
 import pytest
 from zonedata import zone_records, zone_text
 
-from healthdns.responder.notify import Notifier
-from healthdns.responder.transfer import _notify_signing
 from healthdns.shared import config
+from healthdns.transfer.notify import Notifier
+from healthdns.transfer.server import _notify_signing
 
 pytestmark = pytest.mark.timeout(30)
 

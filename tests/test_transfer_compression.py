@@ -22,10 +22,11 @@ import hypothesis.strategies as st
 from hypothesis import example, given, settings
 from zonedata import rr_wire, zone_records
 
-from healthdns.responder import transfer
-from healthdns.responder.journal import PACKED_KEPT, ZoneState
-from healthdns.responder.transfer import HEADER, MESSAGE_MAX, Transfers
 from healthdns.shared import config, messages
+from healthdns.transfer import answer, packing
+from healthdns.transfer.answer import Transfers
+from healthdns.transfer.journal import PACKED_KEPT, ZoneState
+from healthdns.transfer.packing import HEADER, MESSAGE_MAX
 
 ORIGIN = "zone.example."
 
@@ -140,9 +141,9 @@ def xfr_query(name: str, kind: str, qid: int) -> bytes:
 
 
 def unpacked(wire: bytes, state: ZoneState) -> list[bytes]:
-    question = transfer._question(wire)
+    question = answer._question(wire)
     assert question is not None
-    return list(transfer.pack_axfr(wire, question, fresh(state)))
+    return list(packing.pack_axfr(wire, question, fresh(state)))
 
 
 @settings(max_examples=30, deadline=None)
@@ -163,7 +164,7 @@ def test_later_axfrs_of_a_state_send_what_packing_afresh_sends(
     expected = unpacked(first, state), unpacked(second, state)
     assert list(served.answer(first, "127.0.0.1")) == expected[0]
     # The second AXFR of the state writes headers only: packing again would fail here.
-    with mock.patch.object(transfer, "_Made", side_effect=AssertionError("packed again")):
+    with mock.patch.object(packing, "_Made", side_effect=AssertionError("packed again")):
         assert list(served.answer(second, "127.0.0.1")) == expected[1]
         assert list(served.answer(first, "127.0.0.1")) == expected[0]
 
@@ -179,7 +180,7 @@ def test_sections_are_kept_per_question_length(sets: list[tuple[str, str, int]],
     state = transfers(records).store.zones[records.origin]
     for n in extra:  # as a query for a longer name would be packed (pack_axfr never reads it)
         wire = xfr_query("x" * n + "a." * bool(n) + ORIGIN, "AXFR", n)
-        question = transfer._question(wire)
+        question = answer._question(wire)
         assert question is not None
-        assert list(transfer.pack_axfr(wire, question, state)) == unpacked(wire, state)
+        assert list(packing.pack_axfr(wire, question, state)) == unpacked(wire, state)
         assert len(question) in state.packed and len(state.packed) <= PACKED_KEPT

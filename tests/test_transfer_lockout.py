@@ -22,7 +22,7 @@ from harness import Server
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthdns.responder.slots import PER_CLIENT, Slots
+from healthdns.transfer.slots import PER_CLIENT, Slots
 
 # --- the slots against a model ----------------------------------------------------------------
 

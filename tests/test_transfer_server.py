@@ -27,8 +27,9 @@ import pytest
 from harness import read_tcp_message
 from zonedata import zone_records, zone_text
 
-from healthdns.responder.transfer import MESSAGE_MAX, Server
 from healthdns.shared import config, messages
+from healthdns.transfer.packing import MESSAGE_MAX
+from healthdns.transfer.server import Server
 
 ORIGIN = "example."
 # A hang is caught; a busy machine parsing zones of 3,000 names with dnspython is not (a test

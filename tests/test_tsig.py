@@ -1,4 +1,4 @@
-"""responder/tsig.py (RFC 8945): requests signed by dnspython are checked in the order of
+"""shared/tsigwire.py (RFC 8945): requests signed by dnspython are checked in the order of
 section 5.2, and what we sign is verified by dnspython's own client code."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthdns.responder import tsig
-from healthdns.shared import tsig as keys
+from healthdns.shared import tsigkeys as keys
+from healthdns.shared import tsigwire as tsig
 
 SECRET = base64.b64decode("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==")
 KEY = dns.tsig.Key("xfr.example.", SECRET, "hmac-sha256")

@@ -1,5 +1,5 @@
 """responder/tsig_gate.py: signed requests refused on the wire, before dnspython, with the
-reply `tsig.verify` (dnspython's reading) makes; only a request whose MAC checks goes on."""
+reply `tsigwire.verify` (dnspython's reading) makes; only a request whose MAC checks goes on."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthdns.responder import tsig, tsig_gate
+from healthdns.responder import tsig_gate
 from healthdns.responder.query import UDP
-from healthdns.shared import tsig as keys
+from healthdns.shared import tsigkeys as keys
+from healthdns.shared import tsigwire as tsig
 from tests.test_rfc8945 import answerer, query
 from tests.test_tsig import NOW, SECRET, signed_query
 
@@ -161,13 +162,13 @@ def test_the_signed_query_helper_of_test_tsig_is_what_we_read() -> None:
 
 JUNK_PATH = """
 import sys, types
-from healthdns.shared import config, messages, tsig
+from healthdns.shared import config, messages, tsigkeys
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 answer = messages.Answer(0x8400, 0, 0, 0, b"")
 zone = messages.ZoneTable(b"\\x07example\\x04test\\x00", {}, {}, answer, 1)
 answerer = Answerer(1232)
-answerer.tsig_keys = [tsig.Key("xfr.example", "hmac-sha256", bytes.fromhex(sys.argv[1]))]
+answerer.tsig_keys = [tsigkeys.Key("xfr.example", "hmac-sha256", bytes.fromhex(sys.argv[1]))]
 answerer.table = Table(messages.Snapshot(1, [zone]), 100)
 for wire in sys.argv[2:]:
     reply = answerer.answer(bytes.fromhex(wire), 0)

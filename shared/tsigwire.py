@@ -1,7 +1,7 @@
 """TSIG on the wire (RFC 8945): check a signed request, sign its reply or reply stream, sign
 a request of our own (NOTIFY) and check the answer to it.
 
-Wire in, wire out, as everywhere in the responder package: the caller builds the reply as
+Wire in, wire out, as everywhere on the serving paths: the caller builds the reply as
 if the request were unsigned and hands its bytes here to be signed. dnspython computes the
 MACs (`dns.tsig.sign`) and parses the TSIG record; this module adds what a server needs and
 dnspython leaves to it: the order of the checks of RFC 8945 5.2 with the error each one
@@ -29,7 +29,7 @@ import dns.tsig
 import dns.wire
 from dns.rdtypes.ANY.TSIG import TSIG as TsigRdata
 
-from healthdns.shared import tsig as keys
+from healthdns.shared import tsigkeys
 
 FORMERR, NOTAUTH = 1, 9
 BADSIG, BADKEY, BADTIME, BADTRUNC = 16, 17, 18, 22  # TSIG errors (RFC 8945 3)
@@ -183,10 +183,10 @@ def verify(wire: bytes, keyring: Keyring, now: float) -> Verified | Refusal | No
     return Verified(key, request, now)
 
 
-def sign_request(wire: bytes, key: dns.tsig.Key | keys.Key,
+def sign_request(wire: bytes, key: dns.tsig.Key | tsigkeys.Key,
                  now: float | None = None) -> tuple[bytes, Any]:
     """`wire` (a request such as a NOTIFY) signed with `key`, and what `check_reply` needs."""
-    if isinstance(key, keys.Key):
+    if isinstance(key, tsigkeys.Key):
         key = dns.tsig.Key(key.name, key.secret, key.algorithm)
     template = _rdata(key.algorithm, 0, b"", struct.unpack_from("!H", wire)[0], 0)
     signed = int(time.time() if now is None else now)
