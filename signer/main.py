@@ -12,7 +12,7 @@ import msgspec
 
 from healthdns.shared import child, config, messages, privilege
 from healthdns.shared.config import Config
-from healthdns.signer import keys, pool, records, render, zone
+from healthdns.signer import filled, keys, pool, records, render, rendercache, zone
 from healthdns.signer.dnssec import ZoneSigner
 from healthdns.signer.serial import next_serial
 
@@ -26,7 +26,7 @@ class Signer:
         self.zones = zone.build(cfg)
         self.now = now
         self.signers = self._signers(cfg)
-        self.caches = [render.RenderCache() for _ in self.zones]
+        self.caches = [rendercache.RenderCache() for _ in self.zones]
         self.previous: list[messages.ZoneTable] | None = None
         self.health = zone.Health()
         self.serials: list[int | None] = [None] * len(self.zones)
@@ -131,7 +131,7 @@ class Signer:
         old = {z.key: i for i, z in enumerate(self.zones)}
         kept = 0
         signers: list[ZoneSigner | None] = []
-        caches: list[render.RenderCache] = []
+        caches: list[rendercache.RenderCache] = []
         serials: list[int | None] = []
         prints: list[bytes | None] = []
         for z in zones:
@@ -145,7 +145,7 @@ class Signer:
             else:
                 signers.append(None if zone_keys is None or z.spec.dnssec is None else
                                ZoneSigner(z.origin, zone_keys, z.spec.dnssec, self.now))
-                caches.append(render.RenderCache())
+                caches.append(rendercache.RenderCache())
                 prints.append(None)  # a changed zone: a new serial whatever its health
             serials.append(self.floors.get(_label(z)) if i is None else self.serials[i])
         self.reshaped = self.reshaped or [z.key for z in zones] != [z.key for z in self.zones]
@@ -226,7 +226,7 @@ class Signer:
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
         began = time.perf_counter()
-        views = render.views(self.zones, self.health, serials, self.signers, self.caches)
+        views = filled.views(self.zones, self.health, serials, self.signers, self.caches)
         tables = render.tables_of(views)
         # Before the signature cache is pruned: the records reuse what was just signed.
         listed = (b"", b"") if self.records is None \

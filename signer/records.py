@@ -20,7 +20,8 @@ from healthdns.shared import messages
 from healthdns.shared.messages import Records, RecordsDelta, ZoneRecords, ZoneRecordsDelta
 from healthdns.shared.nsec3 import NSEC3
 from healthdns.signer.dnssec import NSEC, RRSIG
-from healthdns.signer.render import RenderCache, View, rr
+from healthdns.signer.filled import View, rr
+from healthdns.signer.rendercache import RenderCache
 from healthdns.signer.zone import SOA, RRsets
 
 Built = dict[bytes, list[bytes]]  # owner (lower-case wire) -> its RRs, RRSIGs included
