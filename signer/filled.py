@@ -1,6 +1,6 @@
 """A zone filled for a health state: every name with the RRsets it serves, and its NSEC (NSEC3)
-chain, from which `signer.render` pre-renders the answers and `signer.records` lists the records
-for transfers.
+chain, from which `signer.render` pre-renders the answers and `signer.transferred` lists the
+records for transfers.
 
 In a signed zone each RRset carries its RRSIG records, and the chain proves what does not exist
 (RFC 4035 3.1, RFC 5155 7.1).
@@ -157,7 +157,7 @@ View = _View  # what other modules of the signer read a filled zone as
 def views(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
           signers: list[ZoneSigner | None] | None = None,
           caches: list[RenderCache] | None = None) -> list[View]:
-    """Every zone filled for a health state: what `tables_of` renders (and `signer.records`
+    """Every zone filled for a health state: what `tables_of` renders (and `signer.transferred`
     lists for transfers)."""
     signers = signers or [None] * len(zones)
     caches = caches or [RenderCache() for _ in zones]

@@ -12,7 +12,7 @@ import msgspec
 
 from healthdns.shared import child, config, messages, privilege
 from healthdns.shared.config import Config
-from healthdns.signer import filled, keys, pool, records, render, rendercache, zone
+from healthdns.signer import filled, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
 from healthdns.signer.serial import next_serial
 
@@ -35,7 +35,7 @@ class Signer:
         self.inherited_renewal: float | None = None
         self.took = 0.0  # seconds the latest generation took to render and sign
         # Only with transfers configured: each zone's records for the secondaries.
-        self.records = records.Builder() if cfg.transfer.enabled() else None
+        self.records = transferred.Builder() if cfg.transfer.enabled() else None
         # Set by `reconfigure`: the next generation waits for the health that comes with the
         # new configuration, is published even if only a zone went away (`reshaped`: other
         # origins), and is sent as a delta only if one fits (`refit`: other NSEC chains...).
@@ -153,7 +153,7 @@ class Signer:
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
         if cfg.transfer.enabled() != (self.records is not None):
-            self.records = records.Builder() if cfg.transfer.enabled() else None
+            self.records = transferred.Builder() if cfg.transfer.enabled() else None
         log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
 
     def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
