@@ -55,7 +55,7 @@ class SoaTemplate(NamedTuple):
 
 
 @dataclass
-class _View:
+class FilledZone:
     """One zone filled for a health state: what every name serves."""
 
     zone: Zone
@@ -151,22 +151,20 @@ class _View:
         return [self.nsec(owner) for owner in owners]
 
 
-View = _View  # what other modules of the signer read a filled zone as
 
-
-def views(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
-          signers: list[ZoneSigner | None] | None = None,
-          caches: list[RenderCache] | None = None) -> list[View]:
-    """Every zone filled for a health state: what `tables_of` renders (and `signer.transferred`
-    lists for transfers)."""
+def fill_zones(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
+               signers: list[ZoneSigner | None] | None = None,
+               caches: list[RenderCache] | None = None) -> list[FilledZone]:
+    """Every zone filled for a health state: what `render.tables_of` renders (and
+    `signer.transferred` lists for transfers)."""
     signers = signers or [None] * len(zones)
     caches = caches or [RenderCache() for _ in zones]
-    return [_view(z, health, s, g, c)
+    return [_fill(z, health, s, g, c)
             for z, s, g, c in zip(zones, serials, signers, caches, strict=True)]
 
 
-def _view(zone: Zone, health: Mapping[str, bool], serial: int,
-          signer: ZoneSigner | None, cache: RenderCache) -> _View:
+def _fill(zone: Zone, health: Mapping[str, bool], serial: int,
+          signer: ZoneSigner | None, cache: RenderCache) -> FilledZone:
     names: dict[bytes, RRsets] = {}
     rotating: dict[bytes, dict[int, Variants]] = {}
     for key, owner in zone.owners.items():
@@ -188,61 +186,61 @@ def _view(zone: Zone, health: Mapping[str, bool], serial: int,
             soa = spec.soa
             apex[NSEC3PARAM] = (min(soa.ttl, soa.minimum), (nsec3.PARAM,))
     names[zone.key] = apex
-    view = _View(zone, serial, names, signer, cache, rotating=rotating)
+    filled = FilledZone(zone, serial, names, signer, cache, rotating=rotating)
     if signer is not None:
-        _chain(view)
-    return view
+        _chain(filled)
+    return filled
 
 
-def _chain(view: _View) -> None:
+def _chain(filled: FilledZone) -> None:
     """The NSEC chain: every owner (not the empty non-terminals), whatever its health."""
-    if view.nsec3:
-        _chain3(view)
+    if filled.nsec3:
+        _chain3(filled)
         return
-    cache = view.cache
+    cache = filled.cache
     if not cache.order:
-        cache.order = sorted(view.zone.owners, key=canonical.key)
+        cache.order = sorted(filled.zone.owners, key=canonical.key)
         labels: dict[bytes, bytes] = {}  # the zone's own labels: one object for all keys
         cache.keys = [tuple([labels.setdefault(label, label) for label in canonical.key(o)])
                       for o in cache.order]
-    owners = view.chain = cache.order
-    view.keys = cache.keys
+    owners = filled.chain = cache.order
+    filled.keys = cache.keys
     bitmaps: dict[tuple[int, ...], bytes] = {}  # a few distinct type sets, as wire bitmaps
     for i, owner in enumerate(owners):
         following = owners[(i + 1) % len(owners)]
-        types = {*view.names[owner], NSEC, RRSIG}
-        if owner == view.apex:
+        types = {*filled.names[owner], NSEC, RRSIG}
+        if owner == filled.apex:
             types.add(SOA)
         ordered = tuple(sorted(types))
         bitmap = bitmaps.get(ordered)
         if bitmap is None:
             bitmap = bitmaps[ordered] = nsec3.type_bitmaps(list(ordered))
-        view.nsecs[owner] = kept_rdata(cache.nsecs, owner, b"", following, bitmap)
+        filled.nsecs[owner] = kept_rdata(cache.nsecs, owner, b"", following, bitmap)
 
 
-def _chain3(view: _View) -> None:
+def _chain3(filled: FilledZone) -> None:
     """The NSEC3 chain (RFC 5155 7.1): every name, empty non-terminals included, by hash."""
-    cache = view.cache
+    cache = filled.cache
     if not cache.order:
-        cache.order = sorted(view.names, key=nsec3.digest)
+        cache.order = sorted(filled.names, key=nsec3.digest)
         cache.keys = [nsec3.digest(n) for n in cache.order]
-    view.chain, view.keys = cache.order, cache.keys
+    filled.chain, filled.keys = cache.order, cache.keys
     bitmaps: dict[tuple[int, ...], bytes] = {}  # as in `_chain`
     # Hash algorithm, flags, iterations, salt (none), then the hash's length: the same for all.
-    head = nsec3.rdata(view.keys[0], [])[:6]
-    for i, name in enumerate(view.chain):
-        view.hashed[name] = nsec3.owner(view.keys[i], view.apex)
-        following = view.keys[(i + 1) % len(view.keys)]
-        types = set(view.names[name])
+    head = nsec3.rdata(filled.keys[0], [])[:6]
+    for i, name in enumerate(filled.chain):
+        filled.hashed[name] = nsec3.owner(filled.keys[i], filled.apex)
+        following = filled.keys[(i + 1) % len(filled.keys)]
+        types = set(filled.names[name])
         if types:
             types.add(RRSIG)
-        if name == view.apex:
+        if name == filled.apex:
             types.add(SOA)
         ordered = tuple(sorted(types))
         bitmap = bitmaps.get(ordered)
         if bitmap is None:
             bitmap = bitmaps[ordered] = nsec3.type_bitmaps(list(ordered))
-        view.nsecs[name] = kept_rdata(cache.nsecs, name, head, following, bitmap)
+        filled.nsecs[name] = kept_rdata(cache.nsecs, name, head, following, bitmap)
 
 
 def kept_rdata(nsecs: dict[bytes, bytes], owner: bytes, head: bytes, following: bytes,

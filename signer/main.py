@@ -226,11 +226,12 @@ class Signer:
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
         began = time.perf_counter()
-        views = filled.views(self.zones, self.health, serials, self.signers, self.caches)
-        tables = render.tables_of(views)
+        filled_zones = filled.fill_zones(self.zones, self.health, serials, self.signers,
+                                         self.caches)
+        tables = render.tables_of(filled_zones)
         # Before the signature cache is pruned: the records reuse what was just signed.
         listed = (b"", b"") if self.records is None \
-            else self.records.publish(self.generation, views)
+            else self.records.publish(self.generation, filled_zones)
         self.took = time.perf_counter() - began
         self.inherited_renewal = None  # every answer was rendered (and signed) here
         for signer in self.signers:

@@ -20,7 +20,7 @@ from healthdns.shared import canonical, compression
 from healthdns.shared.compression import Writer
 from healthdns.shared.messages import Answer, ZoneTable
 from healthdns.signer.dnssec import NSEC, ZoneSigner
-from healthdns.signer.filled import RRs, View, label_offsets, views
+from healthdns.signer.filled import FilledZone, RRs, fill_zones, label_offsets
 from healthdns.signer.rendercache import Content, RenderCache, Rendered
 from healthdns.signer.zone import CNAME, SOA, RRsets, Zone
 
@@ -37,36 +37,36 @@ def tables(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
            signers: list[ZoneSigner | None] | None = None,
            caches: list[RenderCache] | None = None) -> list[ZoneTable]:
     """The tables of all zones; zones see each other so CNAME chains cross zone boundaries."""
-    return tables_of(views(zones, health, serials, signers, caches))
+    return tables_of(fill_zones(zones, health, serials, signers, caches))
 
 
-def tables_of(filled: list[View]) -> list[ZoneTable]:
-    return [_table(v, filled) for v in filled]
+def tables_of(filled_zones: list[FilledZone]) -> list[ZoneTable]:
+    return [_table(filled, filled_zones) for filled in filled_zones]
 
 
-def _table(view: View, views: list[View]) -> ZoneTable:
+def _table(filled: FilledZone, filled_zones: list[FilledZone]) -> ZoneTable:
     answers: dict[bytes, Answer] = {}
     defaults: dict[bytes, Answer] = {}
     variants: dict[bytes, list[Answer]] = {}
-    cached = view.cache.names
-    template = view.soa_template
+    cached = filled.cache.names
+    template = filled.soa_template
     shape = (len(template.plain), len(template.signed), tuple(template.names.items()))
-    if view.cache.soa_shape != shape:  # the bodies after it would point amiss
+    if filled.cache.soa_shape != shape:  # the bodies after it would point amiss
         cached.clear()
-        view.cache.soa_shape = shape
-    for name, rrsets in view.names.items():
-        rrsets = _with_soa(view, name, rrsets)
-        owner = view.zone.owners.get(name)
+        filled.cache.soa_shape = shape
+    for name, rrsets in filled.names.items():
+        rrsets = _with_soa(filled, name, rrsets)
+        owner = filled.zone.owners.get(name)
         if owner is not None and owner.cname is not None:
-            _render_cname_owner(view, views, name, rrsets, answers, defaults, variants)
+            _render_cname_owner(filled, filled_zones, name, rrsets, answers, defaults, variants)
             continue
-        content = _content(view, name, rrsets)
+        content = _content(filled, name, rrsets)
         hit = cached.get(name)
         if hit is not None and hit.made_from(content):
-            if view.signer is not None:
-                view.signer.keep(name)
-                if view.nsec3:
-                    view.signer.keep(view.hashed[name])
+            if filled.signer is not None:
+                filled.signer.keep(name)
+                if filled.nsec3:
+                    filled.signer.keep(filled.hashed[name])
             answers.update(hit.pairs())
             if hit.variants is not None:
                 variants.update(hit.variants)
@@ -74,44 +74,44 @@ def _table(view: View, views: list[View]) -> ZoneTable:
             continue
         own: dict[bytes, Answer] = {}
         own_variants: dict[bytes, list[Answer]] = {}
-        _render_name(view, name, rrsets, own, defaults, own_variants)
+        _render_name(filled, name, rrsets, own, defaults, own_variants)
         answers.update(own)
         variants.update(own_variants)
-        if name != view.apex:  # the apex holds the SOA: always rendered
+        if name != filled.apex:  # the apex holds the SOA: always rendered
             flat = tuple(x for pair in own.items() for x in pair)
             cached[name] = Rendered(*content, defaults[name], own_variants or None, flat)
-    nx = _answer(view, view.apex, NXDOMAIN, [], [], soa=True)
-    return ZoneTable(origin=view.apex, answers=answers, names=defaults, nxdomain=nx,
-                     serial=view.serial, variants=variants,
-                     chain=view.keys if view.nsec3 else view.chain,
-                     proofs=[_proof(view, o) for o in view.chain],
-                     soa=template.plain, soa_signed=template.signed, nsec3=view.nsec3)
+    nx = _answer(filled, filled.apex, NXDOMAIN, [], [], soa=True)
+    return ZoneTable(origin=filled.apex, answers=answers, names=defaults, nxdomain=nx,
+                     serial=filled.serial, variants=variants,
+                     chain=filled.keys if filled.nsec3 else filled.chain,
+                     proofs=[_proof(filled, o) for o in filled.chain],
+                     soa=template.plain, soa_signed=template.signed, nsec3=filled.nsec3)
 
 
-def _content(view: View, name: bytes, rrsets: RRsets) -> Content:
+def _content(filled: FilledZone, name: bytes, rrsets: RRsets) -> Content:
     """Everything a name's answers are made of, but the SOA (spliced in by responders)."""
-    rotating = view.rotating.get(name)
-    proof = view.nsecs.get(name)
-    if proof is None and view.signer is not None:  # an empty non-terminal: the NSEC before
-        before = view.chain[canonical.covering(view.keys, name)]
-        proof = before + view.nsecs[before]
-    owner = view.zone.owners.get(name)
-    if owner is not None and owner.plan is None and name != view.apex:
+    rotating = filled.rotating.get(name)
+    proof = filled.nsecs.get(name)
+    if proof is None and filled.signer is not None:  # an empty non-terminal: the NSEC before
+        before = filled.chain[canonical.covering(filled.keys, name)]
+        proof = before + filled.nsecs[before]
+    owner = filled.zone.owners.get(name)
+    if owner is not None and owner.plan is None and name != filled.apex:
         items = owner.static  # what `fill` served it, kept: no copy per name and generation
     else:
         items = tuple(rrsets.items())
     return (items, tuple(rotating.items()) if rotating else None, proof)
 
 
-def _proof(view: View, owner: bytes) -> bytes:
+def _proof(filled: FilledZone, owner: bytes) -> bytes:
     """An owner's NSEC (NSEC3) and RRSIG records as a template, for NXDOMAIN proofs: its
     owner written as its labels below the apex, then a pointer to the apex."""
-    rdata = view.nsecs[owner]
-    hit = view.cache.proofs.get(owner)
-    record_owner = view.hashed[owner] if view.nsec3 else owner
-    written = len(record_owner) - len(view.apex) + 2
+    rdata = filled.nsecs[owner]
+    hit = filled.cache.proofs.get(owner)
+    record_owner = filled.hashed[owner] if filled.nsec3 else owner
+    written = len(record_owner) - len(filled.apex) + 2
     if hit is None or not proves(hit, written, rdata):
-        hit = view.cache.proofs[owner] = view.template(view.nsec(owner))
+        hit = filled.cache.proofs[owner] = filled.template(filled.nsec(owner))
     return hit
 
 
@@ -130,43 +130,44 @@ def proves(proof: bytes, owner_length: int, rdata: bytes) -> bool:
         and proof.startswith(rdata, start)
 
 
-def _render_name(view: View, name: bytes, rrsets: RRsets, answers: dict[bytes, Answer],
-                 defaults: dict[bytes, Answer], variants: dict[bytes, list[Answer]]) -> None:
+def _render_name(filled: FilledZone, name: bytes, rrsets: RRsets,
+                 answers: dict[bytes, Answer], defaults: dict[bytes, Answer],
+                 variants: dict[bytes, list[Answer]]) -> None:
     """Every answer of a name that is not a CNAME."""
     for rdtype, (ttl, rdatas) in rrsets.items():
-        answers[_key(name, rdtype)] = _answer(view, name, NOERROR, [
-            view.rrs(name, rdtype, ttl, rdatas)])
-    for rdtype, sets in view.rotating.get(name, {}).items():
+        answers[_key(name, rdtype)] = _answer(filled, name, NOERROR, [
+            filled.rrs(name, rdtype, ttl, rdatas)])
+    for rdtype, sets in filled.rotating.get(name, {}).items():
         # Variant 0 is what `answers` holds: a responder that ignores `variants` still
         # answers correctly, only without rotating.
         ttl = rrsets[rdtype][0]
-        variants[_key(name, rdtype)] = [_answer(view, name, NOERROR, [
-            view.rrs(name, rdtype, ttl, s)]) for s in sets]
+        variants[_key(name, rdtype)] = [_answer(filled, name, NOERROR, [
+            filled.rrs(name, rdtype, ttl, s)]) for s in sets]
         answers[_key(name, rdtype)] = variants[_key(name, rdtype)][0]
     if rrsets:
         # RFC 8482: ANY gets one RRset, the one with the lowest type number.
         first = min(rrsets)
         answers[_key(name, ANY)] = answers[_key(name, first)]
-    if name in view.nsecs:
-        if not view.nsec3:
-            answers[_key(name, NSEC)] = _answer(view, name, NOERROR, [view.nsec(name)])
-        proof = [view.nsec(name)]
+    if name in filled.nsecs:
+        if not filled.nsec3:
+            answers[_key(name, NSEC)] = _answer(filled, name, NOERROR, [filled.nsec(name)])
+        proof = [filled.nsec(name)]
     else:  # an empty non-terminal: the NSEC before it covers it (RFC 4035 3.1.3.2)
-        proof = view.denial(name)[:1]
-    defaults[name] = _answer(view, name, NOERROR, [], [], proof, soa=True)
+        proof = filled.denial(name)[:1]
+    defaults[name] = _answer(filled, name, NOERROR, [], [], proof, soa=True)
 
 
 def _key(name: bytes, rdtype: int) -> bytes:
     return name + struct.pack(">H", rdtype)
 
 
-def _with_soa(view: View, name: bytes, rrsets: RRsets) -> RRsets:
-    if name != view.apex:
+def _with_soa(filled: FilledZone, name: bytes, rrsets: RRsets) -> RRsets:
+    if name != filled.apex:
         return rrsets
-    return {**rrsets, SOA: (view.zone.spec.soa.ttl, (view.soa_rdata(),))}
+    return {**rrsets, SOA: (filled.zone.spec.soa.ttl, (filled.soa_rdata(),))}
 
 
-def _answer(view: View, qname: bytes, rcode: int, answer: list[RRs],
+def _answer(filled: FilledZone, qname: bytes, rcode: int, answer: list[RRs],
             authority: list[RRs] | None = None, proofs: list[RRs] | None = None,
             soa: bool = False) -> Answer:
     """The answer to `qname`, with its signed variant in a signed zone.
@@ -177,81 +178,84 @@ def _answer(view: View, qname: bytes, rcode: int, answer: list[RRs],
     authority = authority or []
     plain_an = sum(len(s.rdatas) for s in answer)
     plain_ns = sum(len(s.rdatas) for s in authority) + (1 if soa else 0)
-    body = _body(view, qname, answer + authority, soa, False)
+    body = _body(filled, qname, answer + authority, soa, False)
     signed = None
-    if view.signer is not None:
+    if filled.signer is not None:
         sections = (answer, authority + (proofs or []))
         an, ns = (sum(len(s.rdatas) + len(s.sigs) for s in sec) for sec in sections)
-        soa_count = 1 + len(view.signer.zone_keys()) if soa else 0
+        soa_count = 1 + len(filled.signer.zone_keys()) if soa else 0
         signed = Answer(FLAGS[rcode], an, ns + soa_count, 0,
-                        _body(view, qname, [*sections[0], *sections[1]], soa, True), soa=soa)
+                        _body(filled, qname, [*sections[0], *sections[1]], soa, True), soa=soa)
     return Answer(FLAGS[rcode], plain_an, plain_ns, 0, body, signed, soa=soa)
 
 
-def _body(view: View, qname: bytes, rrsets: list[RRs], soa: bool, signed: bool) -> bytes:
+def _body(filled: FilledZone, qname: bytes, rrsets: list[RRs], soa: bool,
+          signed: bool) -> bytes:
     """The records of an answer to `qname`, written after the question and, with `soa`, after
     the SOA records the responder puts first."""
     start, names = compression.after_question(qname), None
     if soa:
-        template = view.soa_template
+        template = filled.soa_template
         names = {name: start + at for name, at in template.names.items()}
         start += len(template.signed if signed else template.plain)
     writer = Writer(qname, start, names)
     for rrs in rrsets:
         rrs.write(writer, signed)
-    return view.body(writer.written())
+    return filled.body(writer.written())
 
 
-def _render_cname_owner(view: View, views: list[View], name: bytes, rrsets: RRsets,
-                        answers: dict[bytes, Answer], defaults: dict[bytes, Answer],
+def _render_cname_owner(filled: FilledZone, filled_zones: list[FilledZone], name: bytes,
+                        rrsets: RRsets, answers: dict[bytes, Answer],
+                        defaults: dict[bytes, Answer],
                         variants: dict[bytes, list[Answer]]) -> None:
     """A CNAME owner answers every type with the chain followed inside our zones."""
     ttl, rdatas = rrsets[CNAME]
-    first = view.rrs(name, CNAME, ttl, rdatas)
-    answers[_key(name, CNAME)] = _answer(view, name, NOERROR, [first])
-    if name in view.nsecs and not view.nsec3:
-        answers[_key(name, NSEC)] = _answer(view, name, NOERROR, [view.nsec(name)])
+    first = filled.rrs(name, CNAME, ttl, rdatas)
+    answers[_key(name, CNAME)] = _answer(filled, name, NOERROR, [first])
+    if name in filled.nsecs and not filled.nsec3:
+        answers[_key(name, NSEC)] = _answer(filled, name, NOERROR, [filled.nsec(name)])
     chain = [first]
-    target = view.zone.owners[name].cname
+    target = filled.zone.owners[name].cname
     seen = {name}
     while target is not None and target not in seen and len(chain) < MAX_CHAIN:
         seen.add(target)
-        where = _find(views, target)
+        where = _find(filled_zones, target)
         if where is None:  # outside our zones: the resolver follows it
             break
-        tview, trrsets = where
+        target_zone, trrsets = where
         if trrsets is None:  # the target does not exist
-            defaults[name] = _answer(view, name, NXDOMAIN, chain, [tview.soa()],
-                                     tview.denial(target))
+            defaults[name] = _answer(filled, name, NXDOMAIN, chain, [target_zone.soa()],
+                                     target_zone.denial(target))
             return
-        trrsets = _with_soa(tview, target, trrsets)
-        owner = tview.zone.owners.get(target)
+        trrsets = _with_soa(target_zone, target, trrsets)
+        owner = target_zone.zone.owners.get(target)
         if owner is not None and owner.cname is not None:
             cttl, crdatas = trrsets[CNAME]
-            chain.append(tview.rrs(target, CNAME, cttl, crdatas))
+            chain.append(target_zone.rrs(target, CNAME, cttl, crdatas))
             target = owner.cname
             continue
         for rdtype, (rttl, rdatas) in trrsets.items():
             # A chain that ends at a rotating pool rotates with it.
-            sets = tview.rotating.get(target, {}).get(rdtype, [rdatas])
-            ends = [_answer(view, name, NOERROR, chain + [tview.rrs(target, rdtype, rttl, s)])
-                    for s in sets]
+            sets = target_zone.rotating.get(target, {}).get(rdtype, [rdatas])
+            ends = [_answer(filled, name, NOERROR,
+                            chain + [target_zone.rrs(target, rdtype, rttl, s)]) for s in sets]
             answers[_key(name, rdtype)] = ends[0]
             if len(ends) > 1:
                 variants[_key(name, rdtype)] = ends
-        proof = [tview.nsec(target)] if target in tview.nsecs \
-            else tview.denial(target)[:1]
-        defaults[name] = _answer(view, name, NOERROR, chain, [tview.soa()], proof)
+        proof = [target_zone.nsec(target)] if target in target_zone.nsecs \
+            else target_zone.denial(target)[:1]
+        defaults[name] = _answer(filled, name, NOERROR, chain, [target_zone.soa()], proof)
         return
-    defaults[name] = _answer(view, name, NOERROR, chain)
+    defaults[name] = _answer(filled, name, NOERROR, chain)
 
 
-def _find(views: list[View], name: bytes) -> tuple[View, RRsets | None] | None:
+def _find(filled_zones: list[FilledZone], name: bytes
+          ) -> tuple[FilledZone, RRsets | None] | None:
     """The zone holding `name` (most specific first) and its data, None if it does not exist."""
     for i in label_offsets(name):
-        for view in views:
-            if view.apex == name[i:]:
-                return view, view.names.get(name)
+        for filled in filled_zones:
+            if filled.apex == name[i:]:
+                return filled, filled.names.get(name)
     return None
 
 

@@ -95,8 +95,8 @@ def test_nsec_rdata_is_cached_per_owner(tmp_dir: str, denial: str) -> None:
     for up in (True, False, True, False):
         published(signer, ids, up)
         serials = [s for s in signer.serials if s is not None]
-        view = filled.views(signer.zones, signer.health, serials, signer.signers,
-                            signer.caches)[0]
+        view = filled.fill_zones(signer.zones, signer.health, serials, signer.signers,
+                                 signer.caches)[0]
         cached = signer.caches[0].nsecs
         assert set(cached) == set(view.chain)
         for i, owner in enumerate(view.chain):
