@@ -35,7 +35,7 @@ class Signer:
         self.inherited_renewal: float | None = None
         self.took = 0.0  # seconds the latest generation took to render and sign
         # Only with transfers configured: each zone's records for the secondaries.
-        self.records = transferred.Builder() if cfg.transfer.enabled() else None
+        self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
         # Set by `reconfigure`: the next generation waits for the health that comes with the
         # new configuration, is published even if only a zone went away (`reshaped`: other
         # origins), and is sent as a delta only if one fits (`refit`: other NSEC chains...).
@@ -152,8 +152,8 @@ class Signer:
         self.zones, self.signers, self.caches = zones, signers, caches
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
-        if cfg.transfer.enabled() != (self.records is not None):
-            self.records = transferred.Builder() if cfg.transfer.enabled() else None
+        if cfg.transfer.enabled() != (self.transfer_records is not None):
+            self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
         log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
 
     def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
@@ -218,8 +218,8 @@ class Signer:
         if due:
             for cache in self.caches:
                 cache.clear()  # renewed signatures: render everything again
-            if self.records is not None:
-                self.records.clear()
+            if self.transfer_records is not None:
+                self.transfer_records.clear()
             for signer in self.signers:
                 if signer is not None:
                     signer.horizon = self.now() + signer.spec.refresh / 4
@@ -230,8 +230,8 @@ class Signer:
                                          self.caches)
         tables = render.tables_of(filled_zones)
         # Before the signature cache is pruned: the records reuse what was just signed.
-        listed = (b"", b"") if self.records is None \
-            else self.records.publish(self.generation, filled_zones)
+        listed = (b"", b"") if self.transfer_records is None \
+            else self.transfer_records.publish(self.generation, filled_zones)
         self.took = time.perf_counter() - began
         self.inherited_renewal = None  # every answer was rendered (and signed) here
         for signer in self.signers:

@@ -368,7 +368,7 @@ def test_transfers_off_cost_nothing() -> None:
                            "records": {"www": {"a": ["192.0.2.1"]}}}]}
     signer = Signer(config.from_mapping(document))
     published = signer.update({}, full=True)
-    assert published is not None and signer.records is None
+    assert published is not None and signer.transfer_records is None
     assert (published.records, published.records_delta) == (b"", b"")
 
 
