@@ -92,7 +92,7 @@ class Scheduler:
         self._zones = zones or {}
         self._used = {t: checks.used_by(self._names.get(t, ())) for t in self._targets}
         self._wake = asyncio.Event()  # a report or a new target is due before the loop would wake
-        self._reports = Reporter(report, now, report_spacing, self._wake)
+        self._reporter = Reporter(report, now, report_spacing, self._wake)
         self._detail = detail  # durations and reasons, for the control endpoint
         self._started: dict[str, float] = {}
         self._due: list[tuple[float, str]] = []  # the periodic schedule, a heap
@@ -118,7 +118,7 @@ class Scheduler:
             await checker.close()
 
     async def _serve(self) -> None:
-        self._reports.first(await self._first_round())
+        self._reporter.first(await self._first_round())
         self._reported = True
         await self._periodic()
 
@@ -160,13 +160,13 @@ class Scheduler:
                 continue
             self._fence.remind(now)
             # Nothing to check: idle until a reconfigure (which wakes the loop) adds some.
-            wake = self._reports.send_due(now, self._due[0][0] if self._due else now + IDLE)
+            wake = self._reporter.send_due(now, self._due[0][0] if self._due else now + IDLE)
             await self._nap(max(wake - now, self._tick))
 
     async def _nap(self, delay: float) -> None:
         """Sleep `delay`; a long sleep ends early when a report falls due before its end."""
         self._wake.clear()
-        if delay <= self._reports.spacing:
+        if delay <= self._reporter.spacing:
             await self._sleep(delay)  # the common case in a busy prober: no extra tasks
             return
         sleep = asyncio.ensure_future(self._sleep(delay))
@@ -226,7 +226,7 @@ class Scheduler:
         if state.record(ok, reason, now):
             self._flipped(target, state, before)
         if ok and fence.held:
-            fence.release(self._reports.flip)
+            fence.release(self._reporter.flip)
         if fence.tripped:
             fence.enter(now, self._states)
 
@@ -241,7 +241,7 @@ class Scheduler:
             self._fence.held[target] = (before, line, fields)  # told once a check passes
             return
         log.info("%s", line, extra=fields)
-        self._reports.flip(target, state.up)
+        self._reporter.flip(target, state.up)
 
     def _fields(self, target: str, state: TargetState) -> dict[str, object]:
         """A flip line's structured fields, for JSON logs (`extra=`)."""
@@ -308,7 +308,7 @@ class Scheduler:
             self._fence.failing.discard(target)
             self._states.pop(target, None)
             self._fence.held.pop(target, None)
-        self._reports.forget(removed)
+        self._reporter.forget(removed)
 
     def _joined(self, target: str) -> None:
         self._fresh.discard(target)
@@ -320,7 +320,7 @@ class Scheduler:
         states = {t: s.up or t in self._fence.held for t, s in self._states.items()}
         log.info("reconfigured: %d of %d targets up, full report sent", sum(states.values()),
                  len(states))
-        self._reports.full(states)
+        self._reporter.full(states)
 
 
 def describe_flip(label: str, state: TargetState, used: str = "") -> str:
