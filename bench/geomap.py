@@ -11,7 +11,7 @@ real databases have), then for two maps over five sites:
 * ``countries``: every country its own order over 17 sites (250 orders: merging only within
   a country's runs, the worst case).
 
-For each: the compile time (`geomap.compile_map`, median of `--repeats`; targets <= 10 s), the
+For each: the compile time (`geocompile.compile_map`, median of `--repeats`; targets <= 10 s), the
 tables' bytes and their msgpack encoding, what a responder holds after decoding them (the
 allocations of `msgspec` decode plus `GeoIndex`, traced; target <= 30 MiB), and ns per lookup
 (`GeoIndex.find4`/`find6` on random addresses, best of `--repeats`, loop included; the bare
@@ -41,7 +41,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import geodata
 
-from healthdns.shared import geomap, geotable
+from healthdns.shared import geocompile, geomap, geotable
 
 SITES = ("fra", "iad", "sin", "gru", "syd")
 MANY = tuple(f"site{i:02}" for i in range(17))  # 272 ordered pairs: one per country
@@ -139,7 +139,7 @@ def main() -> int:
 
 def measure(name: str, spec: geomap.GeoMap, sites: dict[str, geomap.Site],
             samples: dict[str, list[int]], repeats: int) -> dict[str, object]:
-    runs = [timed(lambda: geomap.compile_map(spec, sites)) for _ in range(repeats)]
+    runs = [timed(lambda: geocompile.compile_map(spec, sites)) for _ in range(repeats)]
     compile_s = statistics.median(seconds for seconds, _ in runs)
     table = runs[-1][1]
     assert isinstance(table, geotable.GeoTable)

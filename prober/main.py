@@ -21,7 +21,8 @@ import msgspec
 
 from healthdns.prober import summary
 from healthdns.prober.detail import Detail
-from healthdns.prober.scheduler import Report, Scheduler
+from healthdns.prober.reporter import Report
+from healthdns.prober.scheduler import Scheduler
 from healthdns.shared import child, config, messages, privilege
 
 log = logging.getLogger("healthdns.prober")

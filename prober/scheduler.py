@@ -13,25 +13,23 @@ The clock and the sleep are injected: tests run hours of schedule in millisecond
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import heapq
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from healthdns.prober import checks, summary
 from healthdns.prober.detail import Detail
 from healthdns.prober.fence import Fence
+from healthdns.prober.reporter import Clock, Report, Reporter
+from healthdns.prober.slots import Slots
 from healthdns.prober.state import TargetState
 from healthdns.shared.config import CheckSpec
 
 log = logging.getLogger("healthdns.prober")
 
 Check = Callable[[str, CheckSpec, checks.Done], None]  # start one check: (address, spec, done)
-Report = Callable[[dict[str, bool], bool], None]  # (states, full)
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Targets = Mapping[str, tuple[str, CheckSpec]]  # target id -> (checked address, spec)
 Names = Mapping[str, Sequence[str]]  # target id -> the names it decides
@@ -46,7 +44,6 @@ TICK = 0.005  # seconds: checks due within one tick start together
 BATCH = 256
 REPORT_SPACING = 0.1  # seconds between two reports at least: a burst of flips is one report
 FENCE_MIN_TARGETS = 10
-FENCE_REMINDER = 10.0  # seconds between two "still fenced" lines
 IDLE = 3600.0  # seconds the loop sleeps with nothing to check
 
 
@@ -77,23 +74,15 @@ class Scheduler:
                  report_spacing: float = REPORT_SPACING, tick: float = TICK,
                  detail: Detail | None = None) -> None:
         self._targets = dict(targets)
-        self._report = report
         self._check = check
         self._now = now
         self._sleep = sleep
-        self._parallel = parallel
-        self._spacing = report_spacing
         self._tick = tick
         self._states: dict[str, TargetState] = {}
-        self._busy: set[str] = set()  # targets with a check in flight or waiting for a slot
-        self._overdue: set[str] = set()  # busy targets whose next check fell due meanwhile
-        self._waiting: collections.deque[str] = collections.deque()
-        self._in_flight = 0
-        self._draining = False
+        self._slots = Slots(self._start, parallel)
         self._first_left = 0
         self._first: asyncio.Future[None] | None = None
         self._fence = Fence(len(self._targets), fence_min_targets)
-        self._fence_min = fence_min_targets
         # Each target's result callback, made once rather than once per check.
         self._callbacks = {t: functools.partial(self._done, t) for t in self._targets}
         # Log labels made once too: at ten thousand targets a first round or a network
@@ -102,20 +91,13 @@ class Scheduler:
         self._names = names or {}
         self._zones = zones or {}
         self._used = {t: checks.used_by(self._names.get(t, ())) for t in self._targets}
-        # Down flips not told yet: (since, log line, its fields).
-        self._held: dict[str, tuple[float, str, dict[str, object]]] = {}
-        self._reminded = 0.0
-        self._changed: dict[str, bool] = {}  # flips not reported yet
-        self._flush_at: asyncio.Handle | None = None  # a report coming in this iteration
-        self._flushed = -math.inf  # when the latest report went
-        self._wake = asyncio.Event()  # a report falls due before the loop would wake
+        self._wake = asyncio.Event()  # a report or a new target is due before the loop would wake
+        self._reporter = Reporter(report, now, report_spacing, self._wake)
         self._detail = detail  # durations and reasons, for the control endpoint
         self._started: dict[str, float] = {}
         self._due: list[tuple[float, str]] = []  # the periodic schedule, a heap
         self._fresh: set[str] = set()  # added by a reconfigure, no result yet
-        self._orphans: dict[str, int] = {}  # checks in flight for removed targets
         self._reported = False  # the first round's full report went out
-        self._stopped = False  # serve() ended: its checker is closed, nothing starts again
 
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
@@ -123,7 +105,7 @@ class Scheduler:
             try:
                 await self._serve()
             finally:
-                self._stopped = True
+                self._slots.stopped = True  # serve() ended: nothing starts again
             return
         checker = checks.Checker()
         self._check = checker.start
@@ -132,13 +114,12 @@ class Scheduler:
         finally:
             # Before the checker closes: a drain queued by the last results, or a reconfigure
             # read while the prober stops, would start a check on it.
-            self._stopped = True
+            self._slots.stopped = True
             await checker.close()
 
     async def _serve(self) -> None:
-        self._report(await self._first_round(), True)
+        self._reporter.first(await self._first_round())
         self._reported = True
-        self._flushed = self._now()
         await self._periodic()
 
     async def _first_round(self) -> dict[str, bool]:
@@ -148,7 +129,7 @@ class Scheduler:
             if i and not i % BATCH:
                 await asyncio.sleep(0)
             if target in self._targets:  # not removed by a reconfigure meanwhile
-                self._want(target)
+                self._slots.want(target)
         while self._first_left > 0:  # a reconfigure may add targets to the round meanwhile
             await self._first
             self._first = asyncio.get_running_loop().create_future()
@@ -156,8 +137,7 @@ class Scheduler:
         log.info("first round: %d of %d targets up", sum(states.values()), len(states))
         summary.log_first_round(states, self._zones)
         if self._fence.tripped:
-            self._fence.active, self._fence.since = True, self._now()
-            self._reminded = self._fence.since
+            self._fence.activate(self._now())
             log.error("every one of the %d targets failed in the first round: is the "
                       "prober's own network down? (fenced; with no earlier state to keep, "
                       "they are reported down)", len(states))
@@ -172,26 +152,21 @@ class Scheduler:
                 if not self._due or self._due[0][0] > now:
                     break
                 due, target = heapq.heappop(self._due)
-                self._want(target)
+                self._slots.want(target)
                 interval = self._targets[target][1].interval
                 heapq.heappush(self._due, (next_due(due, interval, now), target))
             else:  # more are due: start them after the loop has read what came in
                 await asyncio.sleep(0)
                 continue
-            self._remind(now)
+            self._fence.remind(now)
             # Nothing to check: idle until a reconfigure (which wakes the loop) adds some.
-            wake = self._due[0][0] if self._due else now + IDLE
-            if self._changed and self._flush_at is None:  # a report waits for its spacing
-                if now >= self._flushed + self._spacing:
-                    self._flush()
-                else:
-                    wake = min(wake, self._flushed + self._spacing)
+            wake = self._reporter.send_due(now, self._due[0][0] if self._due else now + IDLE)
             await self._nap(max(wake - now, self._tick))
 
     async def _nap(self, delay: float) -> None:
         """Sleep `delay`; a long sleep ends early when a report falls due before its end."""
         self._wake.clear()
-        if delay <= self._spacing:
+        if delay <= self._reporter.spacing:
             await self._sleep(delay)  # the common case in a busy prober: no extra tasks
             return
         sleep = asyncio.ensure_future(self._sleep(delay))
@@ -202,66 +177,24 @@ class Scheduler:
             sleep.cancel()
             wake.cancel()
 
-    # --- running checks, at most `parallel` at once -----------------------------------------------
-
-    def _want(self, target: str) -> None:
-        if self._stopped:
-            return
-        if target in self._busy:
-            # The previous check overran its interval (a timeout >= the interval): the next
-            # one starts as soon as it ends, never piling up and never losing a round.
-            self._overdue.add(target)
-            return
-        self._busy.add(target)
-        if self._in_flight < self._parallel:
-            self._start(target)
-        else:
-            self._waiting.append(target)
+    # --- running checks, at most `parallel` at once (`Slots`) -----------------------------------
 
     def _start(self, target: str) -> None:
         address, spec = self._targets[target]
-        self._in_flight += 1
         assert self._check is not None
         if self._detail is not None:
             self._started[target] = self._now()
         self._check(address, spec, self._callbacks[target])
 
     def _done(self, target: str, ok: bool, reason: str) -> None:
-        self._in_flight -= 1
-        if self._orphans.get(target):
-            self._orphan_done(target)
-            return
+        if not self._slots.done(target):
+            return  # a target removed by a reconfigure: its result means nothing
         if self._detail is not None:
             self._detail.record(target, ok, reason, self._now() - self._started[target])
-        if target in self._overdue:
-            self._overdue.discard(target)
-            self._waiting.append(target)  # still busy: its next check is due already
-        else:
-            self._busy.discard(target)
-        if self._waiting and not self._draining:
-            # Started from the loop, not from here: a check may call back before `start`
-            # returns, and starting the next one inside it would recurse.
-            self._draining = True
-            asyncio.get_running_loop().call_soon(self._drain)
         if target in self._states:
             self._record(target, ok, reason)
         else:
             self._initial(target, ok, reason)
-
-    def _drain(self) -> None:
-        self._draining = False
-        while self._waiting and self._in_flight < self._parallel and not self._stopped:
-            self._start(self._waiting.popleft())
-
-    def _orphan_done(self, target: str) -> None:
-        """A check of a target removed by a reconfigure ended: its slot is free, its result
-        means nothing."""
-        self._orphans[target] -= 1
-        if not self._orphans[target]:
-            del self._orphans[target]
-        if self._waiting and not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().call_soon(self._drain)
 
     # --- results ----------------------------------------------------------------------------------
 
@@ -287,39 +220,33 @@ class Scheduler:
         if fence.active:
             if not ok:
                 return  # fenced: a failure proves nothing, the last state stands
-            self._unfence(target, now)
+            fence.lift(self._labels[target], now)
         state = self._states[target]
         before = state.since
         if state.record(ok, reason, now):
             self._flipped(target, state, before)
-        if ok and self._held:
-            self._release()
+        if ok and fence.held:
+            fence.release(self._reporter.flip)
         if fence.tripped:
-            self._enter_fence(now)
+            fence.enter(now, self._states)
 
     def _flipped(self, target: str, state: TargetState, before: float) -> None:
         line = describe_flip(self._labels[target], state, self._used[target])
-        if target in self._held:  # back up before its fall was told: there is nothing to tell
-            del self._held[target]
+        if target in self._fence.held:  # up before its fall was told: there is nothing to tell
+            del self._fence.held[target]
             log.debug("%s (its fall was never reported)", line)
             return
         fields = self._fields(target, state)
         if not state.up and self._fence.enabled:
-            self._held[target] = (before, line, fields)  # told once some check passes after it
+            self._fence.held[target] = (before, line, fields)  # told once a check passes
             return
         log.info("%s", line, extra=fields)
-        self._queue(target, state.up)
+        self._reporter.flip(target, state.up)
 
     def _fields(self, target: str, state: TargetState) -> dict[str, object]:
         """A flip line's structured fields, for JSON logs (`extra=`)."""
         return {"target": self._labels[target], "state": "up" if state.up else "down",
                 "reason": state.reason, "names": list(self._names.get(target, ()))}
-
-    def _release(self) -> None:
-        for target, (_, line, fields) in self._held.items():
-            log.info("%s", line, extra=fields)
-            self._queue(target, False)
-        self._held.clear()
 
     # --- reconfiguration --------------------------------------------------------------------------
 
@@ -347,8 +274,9 @@ class Scheduler:
         self._labels = checks.labels(new)
         self._names, self._zones = names or {}, zones or {}
         self._used = {t: checks.used_by(self._names.get(t, ())) for t in new}
-        self._parallel = self._parallel if parallel is None else parallel
-        self._refence(self._fence_min if fence_min_targets is None else fence_min_targets)
+        self._slots.parallel = self._slots.parallel if parallel is None else parallel
+        self._fence.resize(new.keys(), self._fence.minimum if fence_min_targets is None
+                           else fence_min_targets)
         log.info("reconfigured: %d targets, %d new, %d removed", len(new), len(added),
                  len(removed))
         if self._first is None:
@@ -356,7 +284,7 @@ class Scheduler:
         if not self._reported:
             self._first_left += len(added)
             for target in added:
-                self._want(target)
+                self._slots.want(target)
             if self._first_left == 0 and not self._first.done():
                 self._first.set_result(None)
             return
@@ -365,36 +293,22 @@ class Scheduler:
         self._due = kept + first_due({t: new[t] for t in added}, self._now())
         heapq.heapify(self._due)
         for target in added:
-            self._want(target)
+            self._slots.want(target)
         self._wake.set()  # the loop may be idle, or asleep until a later due time
         if not self._fresh:
             self._send_full()
 
     def _forget(self, removed: set[str]) -> None:
         """Drop every trace of `removed`: none of them is ever reported again."""
-        waiting = set(self._waiting)
+        self._slots.forget(removed)
         for target in removed:
-            if target in self._busy and target not in waiting:
-                self._orphans[target] = self._orphans.get(target, 0) + 1  # in flight
             if target not in self._states and self._first is not None and not self._reported:
                 self._first_left -= 1  # the first round no longer waits for it
-            for holder in (self._busy, self._overdue, self._fresh, self._fence.failing):
-                holder.discard(target)
+            self._fresh.discard(target)
+            self._fence.failing.discard(target)
             self._states.pop(target, None)
-            self._held.pop(target, None)
-            self._changed.pop(target, None)
-        self._waiting = collections.deque(t for t in self._waiting if t not in removed)
-        if not self._changed and self._flush_at is not None:
-            self._flush_at.cancel()  # it would carry only removed targets: nothing to say
-            self._flush_at = None
-
-    def _refence(self, minimum: int) -> None:
-        """A fence sized for the new targets, keeping what the old one knew of the others."""
-        old, self._fence_min = self._fence, minimum
-        self._fence = Fence(len(self._targets), minimum)
-        self._fence.failing = old.failing & self._targets.keys()
-        self._fence.active = old.active and self._fence.enabled
-        self._fence.since = old.since
+            self._fence.held.pop(target, None)
+        self._reporter.forget(removed)
 
     def _joined(self, target: str) -> None:
         self._fresh.discard(target)
@@ -403,57 +317,10 @@ class Scheduler:
 
     def _send_full(self) -> None:
         # A fall held back by the fence is not told yet: the full report says what was told.
-        states = {t: s.up or t in self._held for t, s in self._states.items()}
+        states = {t: s.up or t in self._fence.held for t, s in self._states.items()}
         log.info("reconfigured: %d of %d targets up, full report sent", sum(states.values()),
                  len(states))
-        self._report(states, True)
-
-    # --- self-fencing -----------------------------------------------------------------------------
-
-    def _enter_fence(self, now: float) -> None:
-        fence = self._fence
-        fence.active, fence.since, self._reminded = True, now, now
-        for target, (before, _, _) in self._held.items():
-            self._states[target].restore(True, before)
-        self._held.clear()
-        for state in self._states.values():
-            if state.up and not state.last:  # failures counting towards a fall start afresh
-                state.restore(True, state.since)
-        up = sum(s.up for s in self._states.values())
-        log.error("FENCED: every one of the %d targets failed its latest check; the prober's "
-                  "own network is most likely at fault. Keeping the last state (%d up) until "
-                  "a target answers again", fence.size, up)
-
-    def _unfence(self, target: str, now: float) -> None:
-        self._fence.active = False
-        log.warning("fence lifted: %s answered after %.1f s fenced; checking normally again",
-                    self._labels[target], now - self._fence.since)
-
-    def _remind(self, now: float) -> None:
-        if self._fence.active and now - self._reminded >= FENCE_REMINDER:
-            self._reminded = now
-            log.error("still FENCED for %.0f s: every one of the %d targets is failing; "
-                      "keeping the last state", now - self._fence.since, self._fence.size)
-
-    # --- reports ----------------------------------------------------------------------------------
-
-    def _queue(self, target: str, up: bool) -> None:
-        self._changed[target] = up
-        if self._flush_at is not None:
-            return  # joins the report already due
-        # The first flip after a quiet spell goes out at once (flips of checks that finish in
-        # the same loop iteration join it); in a burst, one report per spacing carries them
-        # all, sent by the loop, which wakes for it.
-        if self._now() >= self._flushed + self._spacing:
-            self._flush_at = asyncio.get_running_loop().call_soon(self._flush)
-        else:
-            self._wake.set()
-
-    def _flush(self) -> None:
-        self._flush_at = None
-        self._flushed = self._now()
-        changed, self._changed = self._changed, {}
-        self._report(changed, False)
+        self._reporter.full(states)
 
 
 def describe_flip(label: str, state: TargetState, used: str = "") -> str:

@@ -1,6 +1,6 @@
 """A compiled location map: sorted network tables a responder searches per query.
 
-The map compiler (`geomap`) turns a database and an operator's rules into a partition of each
+The map compiler (`geocompile`) turns a database and an operator's rules into a partition of each
 address space into CIDR blocks, each with one *order id* (an index into `GeoTable.orders`, the
 distinct site orders). Adjacent blocks with equal orders are merged into the widest blocks the
 data allows, so a block's prefix length is the widest correct ECS scope (RFC 7871 section 7.2.1:

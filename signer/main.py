@@ -12,7 +12,7 @@ import msgspec
 
 from healthdns.shared import child, config, messages, privilege
 from healthdns.shared.config import Config
-from healthdns.signer import keys, pool, records, render, zone
+from healthdns.signer import filled, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
 from healthdns.signer.serial import next_serial
 
@@ -26,7 +26,7 @@ class Signer:
         self.zones = zone.build(cfg)
         self.now = now
         self.signers = self._signers(cfg)
-        self.caches = [render.RenderCache() for _ in self.zones]
+        self.caches = [rendercache.RenderCache() for _ in self.zones]
         self.previous: list[messages.ZoneTable] | None = None
         self.health = zone.Health()
         self.serials: list[int | None] = [None] * len(self.zones)
@@ -35,7 +35,7 @@ class Signer:
         self.inherited_renewal: float | None = None
         self.took = 0.0  # seconds the latest generation took to render and sign
         # Only with transfers configured: each zone's records for the secondaries.
-        self.records = records.Builder() if cfg.transfer.enabled() else None
+        self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
         # Set by `reconfigure`: the next generation waits for the health that comes with the
         # new configuration, is published even if only a zone went away (`reshaped`: other
         # origins), and is sent as a delta only if one fits (`refit`: other NSEC chains...).
@@ -131,7 +131,7 @@ class Signer:
         old = {z.key: i for i, z in enumerate(self.zones)}
         kept = 0
         signers: list[ZoneSigner | None] = []
-        caches: list[render.RenderCache] = []
+        caches: list[rendercache.RenderCache] = []
         serials: list[int | None] = []
         prints: list[bytes | None] = []
         for z in zones:
@@ -145,15 +145,15 @@ class Signer:
             else:
                 signers.append(None if zone_keys is None or z.spec.dnssec is None else
                                ZoneSigner(z.origin, zone_keys, z.spec.dnssec, self.now))
-                caches.append(render.RenderCache())
+                caches.append(rendercache.RenderCache())
                 prints.append(None)  # a changed zone: a new serial whatever its health
             serials.append(self.floors.get(_label(z)) if i is None else self.serials[i])
         self.reshaped = self.reshaped or [z.key for z in zones] != [z.key for z in self.zones]
         self.zones, self.signers, self.caches = zones, signers, caches
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
-        if cfg.transfer.enabled() != (self.records is not None):
-            self.records = records.Builder() if cfg.transfer.enabled() else None
+        if cfg.transfer.enabled() != (self.transfer_records is not None):
+            self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
         log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
 
     def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
@@ -218,19 +218,20 @@ class Signer:
         if due:
             for cache in self.caches:
                 cache.clear()  # renewed signatures: render everything again
-            if self.records is not None:
-                self.records.clear()
+            if self.transfer_records is not None:
+                self.transfer_records.clear()
             for signer in self.signers:
                 if signer is not None:
                     signer.horizon = self.now() + signer.spec.refresh / 4
         self.generation += 1
         serials = [s for s in self.serials if s is not None]
         began = time.perf_counter()
-        views = render.views(self.zones, self.health, serials, self.signers, self.caches)
-        tables = render.tables_of(views)
+        filled_zones = filled.fill_zones(self.zones, self.health, serials, self.signers,
+                                         self.caches)
+        tables = render.tables_of(filled_zones)
         # Before the signature cache is pruned: the records reuse what was just signed.
-        listed = (b"", b"") if self.records is None \
-            else self.records.publish(self.generation, views)
+        listed = (b"", b"") if self.transfer_records is None \
+            else self.transfer_records.publish(self.generation, filled_zones)
         self.took = time.perf_counter() - began
         self.inherited_renewal = None  # every answer was rendered (and signed) here
         for signer in self.signers:

@@ -5,9 +5,9 @@ of IPv6, scopes as the widest uniform blocks).
 It works from the map's description and the list of networks and records the test wrote into
 the database, never from the database file or the compiled tables, and it finds scopes by
 brute force over a small universe of addresses: every database and explicit network lies
-inside `UNIVERSE[version]`, so everything outside gets the default order. It imports from
-`geomap` only the spec structs and `distance` (whose formula test_geomap.py checks against
-published distances on its own).
+inside `UNIVERSE[version]`, so everything outside gets the default order. It imports only
+the spec structs (`geomap`) and `distance` (`geochoice`, whose formula test_geomap.py checks
+against published distances on its own).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from healthdns.shared.geomap import GeoMap, GeoRule, Site, distance
+from healthdns.shared.geochoice import distance
+from healthdns.shared.geomap import GeoMap, GeoRule, Site
 
 UNIVERSE = {4: ipaddress.ip_network("10.0.0.0/23"), 6: ipaddress.ip_network("2001:db8::/120")}
 BITS = {4: 32, 6: 128}

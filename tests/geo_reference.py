@@ -55,7 +55,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from healthdns.shared import geomap
+from healthdns.shared import geochoice
 
 HOST = "127.0.0.1"
 ORIGIN = "example.test"
@@ -262,7 +262,7 @@ class Knot(Reference):
             f"    file: {d / 'zone'}", "    module: mod-geoip/geo"]) + "\n")
 
 
-def gdnsd_map(chooser: geomap.Chooser, records: Iterable[Any]) -> dict[str, Any]:
+def gdnsd_map(chooser: geochoice.Chooser, records: Iterable[Any]) -> dict[str, Any]:
     """gdnsd's nested ``map`` giving every record of the database the order `chooser` gives
     it: one entry per location path (continent, country, subdivisions, city).
 
@@ -274,7 +274,7 @@ def gdnsd_map(chooser: geomap.Chooser, records: Iterable[Any]) -> dict[str, Any]
     with different orders (nearest-first by their coordinates, or an ASN rule)."""
     trie: dict[str, Any] = {}
     for record in records:
-        location = geomap.location_of(record)
+        location = geochoice.location_of(record)
         if location is None:
             continue
         if not location.continent:

@@ -20,7 +20,7 @@ import pytest
 from conftest import need_tool
 from harness import Backend
 
-from healthdns.shared import geomap, geotable
+from healthdns.shared import geochoice, geocompile, geotable
 from healthdns.shared.geomap import GeoMap, GeoNetworks, GeoRule, Site
 
 SITES = ("fra", "iad", "sin", "syd")
@@ -68,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     database = geodata.write_mmdb(directory / "geo.mmdb", entries)
     sites = {name: Site() for name in SITES}
     spec = msgspec.structs.replace(SPEC, database=str(database))
-    index = geotable.GeoIndex(geomap.compile_map(spec, sites))
+    index = geotable.GeoIndex(geocompile.compile_map(spec, sites))
     addresses = geo_reference.loopback_addresses(SITES)
     first = Backend(addresses[SITES[0]])
     backends = {SITES[0]: first, **{s: Backend(addresses[s], first.port) for s in SITES[1:]}}
@@ -76,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         backend.up()
     server = geo_reference.Gdnsd(
         directory, database=database, datacenters=SITES, addresses=addresses,
-        geo_map=geo_reference.gdnsd_map(geomap.Chooser(spec, sites, "map"),
+        geo_map=geo_reference.gdnsd_map(geochoice.Chooser(spec, sites, "map"),
                                         [r for _, r in entries]),
         nets={cidr: group.sites for group in spec.networks for cidr in group.cidrs},
         check_port=first.port).start()
@@ -196,7 +196,7 @@ def test_knot_subnet_mode_scopes_by_the_matched_entry_even_over_a_nested_one(
             geo_reference.Reply("NOERROR", ("127.0.0.13",), 8)
     finally:
         server.stop()
-    index = geotable.GeoIndex(geomap.compile_map(GeoMap(default=("a",), networks=(
+    index = geotable.GeoIndex(geocompile.compile_map(GeoMap(default=("a",), networks=(
         GeoNetworks(cidrs=("10.1.0.0/16",), sites=("b",)),)), {"a": Site(), "b": Site()}))
     assert index.find(4, int(ipaddress.IPv4Address("10.2.0.0")))[1] == 15
 

@@ -1,6 +1,7 @@
-"""Location maps compiled into tables (`shared/geomap.py`, `shared/geotable.py`,
-`shared/mmdb.py`): random sites, maps and databases against an independent model
-(tests/geo_model.py), hand-picked scopes, and every configuration error from a table."""
+"""Location maps compiled into tables (`shared/geomap.py`, `shared/geochoice.py`,
+`shared/geocompile.py`, `shared/geotable.py`, `shared/mmdb.py`): random sites, maps and
+databases against an independent model (tests/geo_model.py), hand-picked scopes, and every
+configuration error from a table."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healthdns.shared import ecs, geomap, geotable
+from healthdns.shared import ecs, geochoice, geocompile, geotable
 from healthdns.shared.errors import ConfigError
 from healthdns.shared.geomap import GeoMap, GeoNetworks, GeoRule, Site
 
@@ -153,7 +154,7 @@ def compile_world(spec: GeoMap, sites: dict[str, Site], database: list[geo_model
                   ip_version: int, directory: str) -> geotable.GeoIndex:
     path = geodata.write_mmdb(Path(directory) / "test.mmdb",
                               [(e.cidr, e.record) for e in database], ip_version=ip_version)
-    table = geomap.compile_map(msgspec.structs.replace(spec, database=str(path)), sites)
+    table = geocompile.compile_map(msgspec.structs.replace(spec, database=str(path)), sites)
     # As a responder holds it: sent encoded, decoded, searched in place.
     wire = msgspec.msgpack.encode(table)
     return geotable.GeoIndex(msgspec.msgpack.decode(wire, type=geotable.GeoTable))
@@ -223,10 +224,10 @@ def test_an_ecs_prefix_gets_the_order_and_scope_of_its_first_address(
 @given(st.data())
 def test_the_chooser_picks_the_models_order_for_random_records(data: st.DataObject) -> None:
     spec, sites = data.draw(mapped_sites())
-    chooser = geomap.Chooser(spec, sites, "map")
+    chooser = geochoice.Chooser(spec, sites, "map")
     model = geo_model.Model(spec, sites, [])
     for record in data.draw(st.lists(records(list(spec.rules)), min_size=20, max_size=20)):
-        assert chooser.choose(geomap.location_of(record)).order == \
+        assert chooser.choose(geochoice.location_of(record)).order == \
             model.order_of_record(record), record
 
 
@@ -237,7 +238,7 @@ def index_of(tmp_path: Path, entries: list[tuple[str, Any]], spec: GeoMap,
              sites: dict[str, Site] | None = None) -> geotable.GeoIndex:
     path = geodata.write_mmdb(tmp_path / "hand.mmdb", entries)
     sites = sites or {name: Site() for name in SITES[:3]}
-    return geotable.GeoIndex(geomap.compile_map(
+    return geotable.GeoIndex(geocompile.compile_map(
         msgspec.structs.replace(spec, database=str(path)), sites))
 
 
@@ -287,7 +288,7 @@ def test_a_source_prefix_spanning_blocks_of_other_orders_gets_its_first_addresse
 
 
 def test_a_map_without_data_answers_everyone_alike_with_scope_zero() -> None:
-    index = geotable.GeoIndex(geomap.compile_map(GeoMap(), {"fra": Site()}))
+    index = geotable.GeoIndex(geocompile.compile_map(GeoMap(), {"fra": Site()}))
     assert index.find(4, v4("192.0.2.1")) == (0, 0)
     assert index.orders == (("fra",),)
     # IPv6 blocks stop at the IPv4-like spaces, which follow the IPv4 table: the widest block
@@ -368,9 +369,9 @@ def test_the_most_specific_rule_wins_and_nearest_first_breaks_ties_by_declared_o
 def test_a_choice_says_which_entry_of_the_map_gave_it() -> None:
     sites = {"fra": Site(latitude=50.1, longitude=8.7), "iad": Site(latitude=38.9,
              longitude=-77.0)}
-    chooser = geomap.Chooser(GeoMap(auto=True, rules=(
+    chooser = geochoice.Chooser(GeoMap(auto=True, rules=(
         GeoRule(country="DE", sites=("fra",)), GeoRule(country="US", auto=True))), sites, "m")
-    at = geomap.Location
+    at = geochoice.Location
     assert chooser.choose(None) == (("fra", "iad"), "default: the database has no location")
     assert chooser.choose(at(country="DE")) == (("fra",), "rules[0]")
     assert chooser.choose(at(country="US", latitude=40.7, longitude=-74.0)) == \
@@ -383,13 +384,13 @@ def test_a_choice_says_which_entry_of_the_map_gave_it() -> None:
 
 def test_great_circle_distances_match_published_figures_and_an_independent_formula() -> None:
     # Paris-New York about 5837 km, London-Sydney about 16990 km (on a 6371 km sphere).
-    assert geomap.distance(48.8566, 2.3522, 40.7128, -74.0060) == pytest.approx(5837, abs=5)
-    assert geomap.distance(51.5074, -0.1278, -33.8688, 151.2093) == pytest.approx(16994, abs=10)
+    assert geochoice.distance(48.8566, 2.3522, 40.7128, -74.0060) == pytest.approx(5837, abs=5)
+    assert geochoice.distance(51.5074, -0.1278, -33.8688, 151.2093) == pytest.approx(16994, abs=10)
     rng = random.Random(7)
     for _ in range(2000):
         a = (rng.uniform(-90, 90), rng.uniform(-180, 180))
         b = (rng.uniform(-90, 90), rng.uniform(-180, 180))
-        assert geomap.distance(*a, *b) == pytest.approx(chord_distance(*a, *b), rel=1e-9,
+        assert geochoice.distance(*a, *b) == pytest.approx(chord_distance(*a, *b), rel=1e-9,
                                                         abs=1e-6)
 
 
@@ -399,7 +400,7 @@ def chord_distance(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
         p, q = math.radians(lat), math.radians(lon)
         return math.cos(p) * math.cos(q), math.cos(p) * math.sin(q), math.sin(p)
     chord = math.dist(unit(lat1, lon1), unit(lat2, lon2))
-    return 2 * geomap.EARTH_RADIUS_KM * math.asin(min(1.0, chord / 2))
+    return 2 * geochoice.EARTH_RADIUS_KM * math.asin(min(1.0, chord / 2))
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -467,7 +468,7 @@ BARE = {"fra": Site(), "iad": Site()}
 def test_a_bad_map_is_an_error_naming_the_field(spec: GeoMap, sites: dict[str, Site],
                                                 error: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        geomap.compile_map(spec, sites)
+        geocompile.compile_map(spec, sites)
     assert str(raised.value).startswith(error), str(raised.value)
 
 
@@ -517,7 +518,7 @@ def test_a_bad_database_is_an_error_naming_the_field_and_the_file(
     if make:
         make(path)
     with pytest.raises(ConfigError) as raised:
-        geomap.compile_map(GeoMap(database=str(path)), BARE, path="geo.maps.eu")
+        geocompile.compile_map(GeoMap(database=str(path)), BARE, path="geo.maps.eu")
     assert str(raised.value).startswith(f"geo.maps.eu.database: {path}"), str(raised.value)
     assert error in str(raised.value)
 
@@ -525,7 +526,7 @@ def test_a_bad_database_is_an_error_naming_the_field_and_the_file(
 def test_a_fifo_in_place_of_the_database_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(ConfigError, match="is not a regular file"):
-        geomap.compile_map(GeoMap(database=str(tmp_path / "fifo")), BARE)
+        geocompile.compile_map(GeoMap(database=str(tmp_path / "fifo")), BARE)
 
 
 @settings(max_examples=60, deadline=None)
@@ -539,7 +540,7 @@ def test_a_database_damaged_anywhere_compiles_or_is_a_config_error(
             data[offset % len(data)] = value
         path.write_bytes(bytes(data))
         try:
-            geomap.compile_map(GeoMap(database=str(path),
+            geocompile.compile_map(GeoMap(database=str(path),
                                       rules=(GeoRule(country="DE", sites=("iad",)),)), BARE)
         except ConfigError as e:
             assert str(e).startswith(f"map.database: {path}")
@@ -553,7 +554,7 @@ def test_a_database_damaged_anywhere_compiles_or_is_a_config_error(
 ])
 def test_an_index_refuses_tables_that_do_not_fit_together(field: str, cut: int,
                                                           error: str) -> None:
-    table = geomap.compile_map(GeoMap(networks=(GeoNetworks(
+    table = geocompile.compile_map(GeoMap(networks=(GeoNetworks(
         cidrs=("10.0.0.0/8", "2001:db8::/32"), sites=("fra",)),)), BARE)
     broken = msgspec.structs.replace(table, **{field: getattr(table, field)[:-cut]})
     with pytest.raises(ValueError, match=error):

@@ -32,7 +32,7 @@ from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 from healthdns.shared import child, config, messages
 from healthdns.shared.messages import Records, RecordsDelta, ZoneRecords
-from healthdns.signer import keys, records
+from healthdns.signer import keys, transferred
 from healthdns.signer.main import Signer
 from healthdns.signer.serial import serial_gt
 from healthdns.supervisor import views
@@ -329,7 +329,7 @@ def test_deltas_lead_to_the_records_of_the_last_generation(
             continue
         delta = decode(published.records_delta, RecordsDelta)
         assert (delta.generation, delta.base) == (published.generation, held.generation)
-        held = Records(delta.generation, [records.apply(z, d)
+        held = Records(delta.generation, [transferred.apply(z, d)
                                           for z, d in zip(held.zones, delta.zones, strict=True)])
         assert held == decode(published.records, Records)
         check_served(published, kind != "unsigned")
@@ -368,7 +368,7 @@ def test_transfers_off_cost_nothing() -> None:
                            "records": {"www": {"a": ["192.0.2.1"]}}}]}
     signer = Signer(config.from_mapping(document))
     published = signer.update({}, full=True)
-    assert published is not None and signer.records is None
+    assert published is not None and signer.transfer_records is None
     assert (published.records, published.records_delta) == (b"", b"")
 
 

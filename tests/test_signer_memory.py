@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from test_deltas import configs, targets
 
 from healthdns.shared import compression, config, nsec3
-from healthdns.signer import dnssec, render, zone
+from healthdns.signer import dnssec, filled, render, zone
 from healthdns.signer.main import Signer
 
 STATIC = b"\x06static\x07example\x04test\x00"  # the record without a pool in test_deltas
@@ -95,8 +95,8 @@ def test_nsec_rdata_is_cached_per_owner(tmp_dir: str, denial: str) -> None:
     for up in (True, False, True, False):
         published(signer, ids, up)
         serials = [s for s in signer.serials if s is not None]
-        view = render.views(signer.zones, signer.health, serials, signer.signers,
-                            signer.caches)[0]
+        view = filled.fill_zones(signer.zones, signer.health, serials, signer.signers,
+                                 signer.caches)[0]
         cached = signer.caches[0].nsecs
         assert set(cached) == set(view.chain)
         for i, owner in enumerate(view.chain):
@@ -276,7 +276,7 @@ def test_a_proof_is_checked_against_the_nsec_rdata_it_holds(
     a bitmap that shrank to a prefix of the old one (a window fewer) included."""
     if prefix:
         new = old[:len(new) % (len(old) + 1)]
-    proof = render.rr(owner, dnssec.NSEC, ttl, old) + sigs
+    proof = filled.rr(owner, dnssec.NSEC, ttl, old) + sigs
     assert render.proves(proof, len(owner), new) == (old == new)
 
 

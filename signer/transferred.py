@@ -1,6 +1,6 @@
 """Each zone's records as a secondary transfers them (AXFR, IXFR), per generation.
 
-Built from the zones `signer.render` filled for the generation, so that a secondary serves what
+Built from the zones `signer.filled` filled for the generation, so that a secondary serves what
 the responders serve for that serial: the same RRsets at the same TTLs (the SOA, NSEC and NSEC3
 at the TTL they are signed with), and the very RRSIGs the responders hold (the signer's
 signature cache hands them back). One exception: a rotating pool is one RRset holding every
@@ -20,7 +20,8 @@ from healthdns.shared import messages
 from healthdns.shared.messages import Records, RecordsDelta, ZoneRecords, ZoneRecordsDelta
 from healthdns.shared.nsec3 import NSEC3
 from healthdns.signer.dnssec import NSEC, RRSIG
-from healthdns.signer.render import RenderCache, View, rr
+from healthdns.signer.filled import FilledZone, rr
+from healthdns.signer.rendercache import RenderCache
 from healthdns.signer.zone import SOA, RRsets
 
 Built = dict[bytes, list[bytes]]  # owner (lower-case wire) -> its RRs, RRSIGs included
@@ -48,14 +49,14 @@ class Builder:
         for cache in self.zones.values():
             cache.names.clear()
 
-    def publish(self, generation: int, views: list[View]) -> tuple[bytes, bytes]:
+    def publish(self, generation: int, filled_zones: list[FilledZone]) -> tuple[bytes, bytes]:
         """The encoded `Records` of `generation`, and the encoded `RecordsDelta` from the
         previous one (b"" for the first, or when the zones are not the same as its zones).
 
         Call it after rendering and before `ZoneSigner.prune`: the signatures the responders
         were just given are then still in the signature cache.
         """
-        records = Records(generation, self.build(views))
+        records = Records(generation, self.build(filled_zones))
         delta = b""
         old = self.previous
         if old is not None and [z.origin for z in old.zones] == [z.origin for z in records.zones]:
@@ -64,82 +65,82 @@ class Builder:
         self.previous = records
         return messages.encode(records), delta
 
-    def build(self, views: list[View]) -> list[ZoneRecords]:
+    def build(self, filled_zones: list[FilledZone]) -> list[ZoneRecords]:
         caches: dict[bytes, _ZoneCache] = {}
         out = []
-        for view in views:
-            cache = self.zones.get(view.apex)
-            if cache is None or cache.render is not view.cache:
-                cache = _ZoneCache(view.cache)  # a new or changed zone: nothing to reuse
-            caches[view.apex] = cache
-            out.append(_zone(view, cache))
+        for filled in filled_zones:
+            cache = self.zones.get(filled.apex)
+            if cache is None or cache.render is not filled.cache:
+                cache = _ZoneCache(filled.cache)  # a new or changed zone: nothing to reuse
+            caches[filled.apex] = cache
+            out.append(_zone(filled, cache))
         self.zones = caches  # a zone gone from the configuration is forgotten
         return out
 
 
-def _zone(view: View, cache: _ZoneCache) -> ZoneRecords:
+def _zone(filled: FilledZone, cache: _ZoneCache) -> ZoneRecords:
     owners: Built = {}
     names: dict[bytes, tuple[object, Built]] = {}
-    rendered = view.cache.names
-    for name, rrsets in view.names.items():
+    rendered = filled.cache.names
+    for name, rrsets in filled.names.items():
         hit = cache.names.get(name)
         # The render cache's entry for a name is a new object exactly when the name was
         # rendered (and signed) anew: then its records are built anew too, with the very
         # signatures the responders were just given. An identity test, nothing compared.
         token: object = rendered.get(name)
         if token is None:  # the apex and CNAME owners are rendered every time
-            token = _content(view, name, rrsets)
-            stale = hit is None or hit[0] != token or name == view.apex  # the SOA's RRSIG
+            token = _content(filled, name, rrsets)
+            stale = hit is None or hit[0] != token or name == filled.apex  # the SOA's RRSIG
         else:
             stale = hit is None or hit[0] is not token
         if hit is None or stale:
-            hit = (token, _name(view, name, rrsets))
+            hit = (token, _name(filled, name, rrsets))
         names[name] = hit
         owners.update(hit[1])
     cache.names = names
-    soa = view.zone.spec.soa
-    return ZoneRecords(origin=view.apex, serial=view.serial,
-                       soa=rr(view.apex, SOA, soa.ttl, view.soa_rdata()), owners=owners)
+    soa = filled.zone.spec.soa
+    return ZoneRecords(origin=filled.apex, serial=filled.serial,
+                       soa=rr(filled.apex, SOA, soa.ttl, filled.soa_rdata()), owners=owners)
 
 
-def _content(view: View, name: bytes, rrsets: RRsets) -> object:
+def _content(filled: FilledZone, name: bytes, rrsets: RRsets) -> object:
     """What a name's records are made of, for the names the render cache does not hold: the
     same as the render compares (`render._content`), so they are built anew in the same
     generations as they are rendered anew."""
-    rotating = view.rotating.get(name)
+    rotating = filled.rotating.get(name)
     return (tuple(rrsets.items()), tuple(rotating.items()) if rotating else None,
-            view.nsecs.get(name))
+            filled.nsecs.get(name))
 
 
-def _name(view: View, name: bytes, rrsets: RRsets) -> Built:
+def _name(filled: FilledZone, name: bytes, rrsets: RRsets) -> Built:
     """The records of a name: its RRsets under it; its NSEC too, or its NSEC3 under the
     hashed owner (an empty non-terminal has only that)."""
     own: list[bytes] = []
-    rotating = view.rotating.get(name, {})
+    rotating = filled.rotating.get(name, {})
     for rdtype in sorted(rrsets):
         ttl, rdatas = rrsets[rdtype]
         if rdtype in rotating:  # every address the rotation serves, as one RRset
             rdatas = tuple(sorted({r for variant in rotating[rdtype] for r in variant}))
-        own += _rrset(view, name, rdtype, ttl, rdatas)
-    if name == view.apex:  # the SOA itself is `ZoneRecords.soa`, its RRSIG is here
-        own += _rrset(view, name, SOA, view.zone.spec.soa.ttl, (view.soa_rdata(),))[1:]
+        own += _rrset(filled, name, rdtype, ttl, rdatas)
+    if name == filled.apex:  # the SOA itself is `ZoneRecords.soa`, its RRSIG is here
+        own += _rrset(filled, name, SOA, filled.zone.spec.soa.ttl, (filled.soa_rdata(),))[1:]
     built: Built = {}
-    proof = view.nsecs.get(name)
-    if proof is not None and view.nsec3:
-        hashed = view.hashed[name]
-        built[hashed] = _rrset(view, hashed, NSEC3, view.negative_ttl, (proof,))
+    proof = filled.nsecs.get(name)
+    if proof is not None and filled.nsec3:
+        hashed = filled.hashed[name]
+        built[hashed] = _rrset(filled, hashed, NSEC3, filled.negative_ttl, (proof,))
     elif proof is not None:
-        own += _rrset(view, name, NSEC, view.negative_ttl, (proof,))
+        own += _rrset(filled, name, NSEC, filled.negative_ttl, (proof,))
     return {name: own, **built} if own else built
 
 
-def _rrset(view: View, owner: bytes, rdtype: int, ttl: int,
+def _rrset(filled: FilledZone, owner: bytes, rdtype: int, ttl: int,
            rdatas: tuple[bytes, ...]) -> list[bytes]:
     """An RRset's records, then its RRSIGs (none in an unsigned zone)."""
     records = [rr(owner, rdtype, ttl, r) for r in rdatas]
-    if view.signer is not None:
+    if filled.signer is not None:
         records += [rr(owner, RRSIG, ttl, s)
-                    for s in view.signer.rrsigs(owner, rdtype, ttl, rdatas)]
+                    for s in filled.signer.rrsigs(owner, rdtype, ttl, rdatas)]
     return records
 
 
