@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import re
@@ -14,11 +15,44 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench_module(path: str, name: str) -> ModuleType:
+    """The module at bench/`path`, loaded as `name`, with bench/ on the path while it loads.
+
+    Two things are named `harness`: this module and the benchmarks' library (bench/harness/).
+    A bench module imports the library, so the library is `harness` in sys.modules while the
+    bench module loads, and this module is `harness` again afterwards: the bench module keeps
+    what it imported, and tests keep importing from here."""
+    ours = _pop_harness()
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCH / path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+        _pop_harness()
+        sys.modules.update(ours)
+    return module
+
+
+def _pop_harness() -> dict[str, ModuleType]:
+    names = [name for name in sys.modules if name == "harness" or name.startswith("harness.")]
+    return {name: sys.modules.pop(name) for name in names}
+
+
+# The checked TCP backend is the benchmarks' too (bench/reload.py): it lives in bench/harness/.
+Backend = bench_module("harness/backend.py", "bench_harness_backend").Backend
 READY = re.compile(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]")
 CONTROL = re.compile(r"control: listening on ([^\s\"]+)")  # a text or a JSON line
 START_TIMEOUT = 20.0
@@ -177,60 +211,6 @@ def run_cli(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProce
     """Run the supervisor expecting it to exit by itself (bad input, --check-config)."""
     return subprocess.run([*supervisor_command(), *args], capture_output=True, text=True,
                           timeout=timeout, check=False)
-
-
-class Backend:
-    """A real TCP listener on loopback that a health check finds up or down.
-
-    While down, the port stays bound but not listening, so connections are refused and no
-    other test can take the port.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
-        self.listening = False
-        self.sock = self._bind()
-        self.port = self.sock.getsockname()[1]
-        self._thread: threading.Thread | None = None
-
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        return sock
-
-    def up(self) -> None:
-        self.sock.listen(64)
-        self.sock.settimeout(0.05)
-        self.listening = True
-        self._thread = threading.Thread(target=self._accept, args=(self.sock,), daemon=True)
-        self._thread.start()
-
-    def _accept(self, sock: socket.socket) -> None:
-        while self.listening:  # accept and drop, so the backlog never fills
-            try:
-                conn, _ = sock.accept()
-                conn.close()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def down(self) -> None:
-        self.listening = False
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self.sock.close()
-        self.sock = self._bind()
-
-    def close(self) -> None:
-        self.listening = False
-        if self._thread is not None:
-            self._thread.join()
-        self.sock.close()
 
 
 def exchange(server: Server, wire: bytes, tcp: bool = False, timeout: float = 1.0) -> bytes | None:
