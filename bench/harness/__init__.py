@@ -4,8 +4,10 @@ zone: the zone every server serves, in each server's format; queries: the query 
 servers: starting, checking and stopping one server process; kinds: each server kind's
 configuration (healthdns, gdnsd, Knot, a-healthy-dns); procfs: readings of /proc; answers:
 the answer check against the reference servers; dnsperf: running it and reading its output;
-report: the tables; scrape: the cost of scraping /metrics; backend: a checked TCP backend.
-Stdlib only; imports nothing from healthdns or tests/.
+report: the tables; scrape: the cost of scraping /metrics; backend: a checked TCP backend;
+geodata: MaxMind DB files. The tests load backend and geodata too (tests/harness.py's
+`bench_module`). Stdlib only but geodata (mmdb-writer and netaddr, in the test extras);
+imports nothing from healthdns or tests/.
 """
 
 from __future__ import annotations
