@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import queue
 import re
@@ -14,8 +15,10 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import dns.message
 import dns.query
@@ -182,6 +185,82 @@ class Server:
             self.process.kill()
             self.process.wait()
             raise AssertionError(f"supervisor did not stop within {timeout} s") from None
+
+
+ZONE = "example.test"
+NAMESERVER = "ns1.example.net"
+
+
+def config(records: Mapping[str, Any] | None = None, *, zone: Mapping[str, Any] | None = None,
+           zones: Sequence[Mapping[str, Any]] | None = None,
+           **sections: Mapping[str, Any]) -> str:
+    """A configuration file's text: `[server]` listening on 127.0.0.1:0 with one responder,
+    and one zone `example.test` (NS ns1.example.net) with `records`.
+
+    `zone` adds to (or replaces keys of) that zone's table; `zones` replaces the zone list;
+    each other keyword is a top-level table (`server` adds to the defaults, `prober`,
+    `control`, `dnssec`... are as given). Values are Python values: dicts become tables,
+    lists of dicts arrays of tables."""
+    server = {"listen": ["127.0.0.1:0"], "responders": 1, **sections.pop("server", {})}
+    if zones is None:
+        one: dict[str, Any] = {"origin": ZONE, "nameservers": [NAMESERVER]}
+        if records is not None:
+            one["records"] = records
+        zones = [{**one, **(zone or {})}]
+    return render_toml({"server": server, **sections, "zones": list(zones)})
+
+
+def render_toml(document: Mapping[str, Any]) -> str:
+    """TOML for a document of tables, arrays of tables, strings, numbers, booleans and lists
+    (tomllib reads it back equal: tests/test_harness_config.py)."""
+    lines: list[str] = []
+    _table_body(lines, [], document)
+    return "\n".join(lines) + "\n"
+
+
+def _table_body(lines: list[str], path: list[str], table: Mapping[str, Any]) -> None:
+    nested = {k: v for k, v in table.items() if _is_table(v) or _is_tables(v)}
+    lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items() if k not in nested)
+    for key, value in nested.items():
+        header = ".".join(_key(k) for k in [*path, key])
+        if _is_tables(value):
+            for item in value:
+                lines.extend(["", f"[[{header}]]"])
+                _table_body(lines, [*path, key], item)
+            continue
+        if not value or not all(_is_table(v) or _is_tables(v) for v in value.values()):
+            lines.extend(["", f"[{header}]"])  # a table of tables only needs no header
+        _table_body(lines, [*path, key], value)
+
+
+def _is_table(value: object) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_tables(value: object) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(item, Mapping) for item in value))
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _string(key)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return _string(value) if isinstance(value, str) else repr(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, and TOML escapes DEL too."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def children_of(parent: int) -> dict[int, str]:
