@@ -191,17 +191,19 @@ ZONE = "example.test"
 NAMESERVER = "ns1.example.net"
 
 
-def config(records: Mapping[str, Any] | None = None, *, zone: Mapping[str, Any] | None = None,
-           zones: Sequence[Mapping[str, Any]] | None = None,
-           **sections: Mapping[str, Any]) -> str:
+def config_toml(records: Mapping[str, Any] | None = None, *,
+                zone: Mapping[str, Any] | None = None,
+                zones: Sequence[Mapping[str, Any]] | None = None,
+                **sections: Mapping[str, Any]) -> str:
     """A configuration file's text: `[server]` listening on 127.0.0.1:0 with one responder,
     and one zone `example.test` (NS ns1.example.net) with `records`.
 
     `zone` adds to (or replaces keys of) that zone's table; `zones` replaces the zone list;
-    each other keyword is a top-level table (`server` adds to the defaults, `prober`,
-    `control`, `dnssec`... are as given). Values are Python values: dicts become tables,
-    lists of dicts arrays of tables."""
-    server = {"listen": ["127.0.0.1:0"], "responders": 1, **sections.pop("server", {})}
+    each other keyword is a top-level table (`server` adds to the defaults, None drops one;
+    `prober`, `control`, `rrl`... are as given). Values are Python values: dicts become
+    tables, lists of dicts arrays of tables."""
+    server = {k: v for k, v in {"listen": ["127.0.0.1:0"], "responders": 1,
+                                **sections.pop("server", {})}.items() if v is not None}
     if zones is None:
         one: dict[str, Any] = {"origin": ZONE, "nameservers": [NAMESERVER]}
         if records is not None:
