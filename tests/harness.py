@@ -199,11 +199,11 @@ def config_toml(records: Mapping[str, Any] | None = None, *,
     and one zone `example.test` (NS ns1.example.net) with `records`.
 
     `zone` adds to (or replaces keys of) that zone's table; `zones` replaces the zone list;
-    each other keyword is a top-level table (`server` adds to the defaults, None drops one;
-    `prober`, `control`, `rrl`... are as given). Values are Python values: dicts become
-    tables, lists of dicts arrays of tables."""
-    server = {k: v for k, v in {"listen": ["127.0.0.1:0"], "responders": 1,
-                                **sections.pop("server", {})}.items() if v is not None}
+    each other keyword is a top-level table (`server` adds to the defaults; `prober`,
+    `control`, `rrl`... are as given). Values are Python values: dicts become tables, lists
+    of dicts arrays of tables, and a key whose value is None is left out (so None drops a
+    default)."""
+    server = {"listen": ["127.0.0.1:0"], "responders": 1, **sections.pop("server", {})}
     if zones is None:
         one: dict[str, Any] = {"origin": ZONE, "nameservers": [NAMESERVER]}
         if records is not None:
@@ -214,13 +214,15 @@ def config_toml(records: Mapping[str, Any] | None = None, *,
 
 def render_toml(document: Mapping[str, Any]) -> str:
     """TOML for a document of tables, arrays of tables, strings, numbers, booleans and lists
-    (tomllib reads it back equal: tests/test_harness_config.py)."""
+    (tomllib reads it back equal: tests/test_harness_config.py); keys set to None are left
+    out, as TOML has no null."""
     lines: list[str] = []
     _table_body(lines, [], document)
     return "\n".join(lines) + "\n"
 
 
 def _table_body(lines: list[str], path: list[str], table: Mapping[str, Any]) -> None:
+    table = {k: v for k, v in table.items() if v is not None}
     nested = {k: v for k, v in table.items() if _is_table(v) or _is_tables(v)}
     lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items() if k not in nested)
     for key, value in nested.items():
@@ -254,7 +256,8 @@ def _value(value: object) -> str:
     if isinstance(value, int | float | str):
         return _string(value) if isinstance(value, str) else repr(value)
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()
+                                if v is not None) + " }"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(item) for item in value) + "]"
     raise TypeError(f"no TOML for {value!r}")

@@ -45,9 +45,14 @@ def test_the_defaults_merge_with_what_a_test_gives() -> None:
     }
 
 
-def test_none_drops_a_default() -> None:
-    document = tomllib.loads(config_toml(server={"responders": None}))
+def test_none_leaves_a_key_out_and_drops_a_default() -> None:
+    document = tomllib.loads(config_toml(server={"responders": None},
+                                         control={"token": None, "listen": "127.0.0.1:0"},
+                                         rrl={"slip": None}))
     assert document["server"] == {"listen": ["127.0.0.1:0"]}
+    assert document["control"] == {"listen": "127.0.0.1:0"}
+    assert document["rrl"] == {}
+    assert tomllib.loads(render_toml({"a": {"b": {"c": None, "d": 1}}})) == {"a": {"b": {"d": 1}}}
 
 
 def test_a_server_starts_on_the_defaults(tmp_path: Path) -> None:
