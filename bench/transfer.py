@@ -76,6 +76,7 @@ from typing import Any, Self
 from harness import EXIT_START, HOST, BenchError, log
 from harness.dnsperf import run_dnsperf
 from harness.kinds import healthdns_dnssec
+from harness.procfs import cpu_seconds
 from harness.queries import query_mix
 from harness.servers import Server, free_port, healthdns_command, tail, which
 from harness.zone import ZONE, Zone
@@ -381,10 +382,6 @@ class Puller:
                 raise BenchError(f"the Python puller failed (exit {self.process.returncode})")
             self.count = json.loads(out)["axfrs"]
             self.client_cpu = usage.ru_utime + usage.ru_stime
-
-
-def cpu_seconds(pid: int) -> float:
-    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
 
 
 def thread_cpu(pid: int) -> dict[int, float]:

@@ -1,7 +1,8 @@
 """The benchmarks' library: what every script in bench/ shares.
 
 zone: the zone every server serves, in each server's format; queries: the query mix;
-servers: starting, checking and stopping one server process; kinds: each server kind's
+servers: starting, checking and stopping one server process (any kind, ready when it answers);
+supervisor: a healthdns-supervisor followed by its log lines; kinds: each server kind's
 configuration (healthdns, gdnsd, Knot, a-healthy-dns); procfs: readings of /proc; answers:
 the answer check against the reference servers; dnsperf: running it and reading its output;
 report: the tables; scrape: the cost of scraping /metrics; backend: a checked TCP backend;
