@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import re
 import select
 import selectors
@@ -75,6 +74,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import BenchError, supervisor
+
 TOKEN = "adversarial-bench-write-token"
 KEY, SECRET = "xfr-bench", "YWR2ZXJzYXJpYWwtYmVuY2gta2V5LXNlY3JldA=="
 SECONDARY = "127.0.0.1"  # the configured secondary, and the probe's address
@@ -89,10 +90,6 @@ START_TIMEOUT = 300.0
 
 Params = dict[str, Any]
 Figures = dict[str, Any]
-
-
-class BenchError(Exception):
-    """The bench could not run: a server that would not start, a worker that failed."""
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -133,79 +130,27 @@ txt = ['"{"x" * 250}"']
     return "\n".join(lines)
 
 
-READY = re.compile(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]")
-CONTROL = re.compile(r"control: listening on ([^\s\"]+)")
 TRANSFERS = re.compile(r"transfers on (\S+?):(\d+)")
-STARTED = re.compile(r"(\S+) started \(pid (\d+)\)")
 
 
-class Supervisor:
-    """One `healthdns-supervisor` on loopback; `pids` follows its children as it starts them."""
+class Supervisor(supervisor.Supervisor):
+    """One `healthdns-supervisor` on loopback with its control endpoint and transfer listener."""
 
     def __init__(self, command: str, path: Path) -> None:
-        self.process = subprocess.Popen(
-            [command, "--config", str(path), "--control-listen", "127.0.0.1:0",
-             "--log-level", "info"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.output: list[str] = []
-        self.pids: dict[str, int] = {}  # child name (responder0, transfer, ...) -> latest pid
-        self.starts = 0  # children started, respawns included
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        ready = self._wait(READY)
-        self.dns_port = int(ready.group(2))
-        text = "".join(self.output)
-        control, transfers = CONTROL.search(text), TRANSFERS.search(text)
-        if control is None or transfers is None:
+        super().__init__([command, "--config", str(path), "--control-listen", "127.0.0.1:0",
+                          "--log-level", "info"], START_TIMEOUT)
+        transfers = TRANSFERS.search(self.output())
+        if not self.control or transfers is None:
             self.stop()
-            raise BenchError(f"no control endpoint or transfer listener:\n{text[-3000:]}")
-        self.control = control.group(1)
+            raise BenchError(f"no control endpoint or transfer listener:\n"
+                             f"{self.output()[-3000:]}")
         self.transfer_port = int(transfers.group(2))
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            if found := STARTED.search(line):
-                self.pids[found.group(1)] = int(found.group(2))
-                self.starts += 1
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _wait(self, pattern: re.Pattern[str]) -> re.Match[str]:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop()
-                raise BenchError(f"no {pattern.pattern!r}:\n{self.log()}") from None
-            if line is None:
-                raise BenchError(f"the supervisor exited:\n{self.log()}")
-            if found := pattern.search(line):
-                return found
-
-    def log(self) -> str:
-        return "".join(self.output)[-3000:]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def responders(self) -> list[int]:
         return [pid for name, pid in self.pids.items() if re.fullmatch(r"responder\d+", name)]
 
     def exited(self) -> int | None:
         return self.process.poll()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def wait_checked(server: Supervisor, names: int) -> None:
@@ -819,7 +764,7 @@ ATTACKS = [
                                       "sources": addresses("127.0.6.", 4)})]),
     Attack("unread", "11", lambda a: f"{a.unread} TCP connections that pipeline queries and "
            "never read",
-           lambda s, a: [("unread", {"port": s.dns_port, "connections": a.unread,
+           lambda s, a: [("unread", {"port": s.port, "connections": a.unread,
                                      "sources": addresses("127.0.11.", 4)})]),
 ]
 

@@ -26,17 +26,17 @@ import argparse
 import http.client
 import json
 import multiprocessing
-import os
-import queue
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import BenchError, supervisor
+from harness.procfs import cpu_seconds
 
 CLOSED_PORT = 9  # discard: nothing listens on loopback, so each check is refused at once
 
@@ -52,49 +52,22 @@ def config(names: int) -> str:
     return "\n".join(lines)
 
 
-class Supervisor:
+class Supervisor(supervisor.Supervisor):
     def __init__(self, path: Path) -> None:
         script = Path(sys.executable).parent / "healthdns-supervisor"
-        self.process = subprocess.Popen(
-            [str(script), "--config", str(path), "--control-listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.control = self._wait(r"control: listening on (\S+)", 300).group(1)
-        self._wait(r"ready: serving", 300)
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _wait(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise SystemExit(f"no {pattern!r}:\n{''.join(self.output)[-3000:]}") from None
-            if line is None:
-                raise SystemExit(f"the supervisor exited:\n{''.join(self.output)[-3000:]}")
-            if found := re.search(pattern, line):
-                return found
+        try:
+            super().__init__([str(script), "--config", str(path), "--control-listen",
+                              "127.0.0.1:0"], 300)
+        except BenchError as e:
+            raise SystemExit(str(e)) from None
 
     def cpu(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def peak(self) -> int:
         """VmHWM: the largest RSS since the last reset, in bytes."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        status = Path(f"/proc/{self.pid}/status").read_text()
         return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 def fetch(control: str, path: str, timeout: float = 30.0) -> tuple[int, bytes]:

@@ -7,7 +7,7 @@ Usage:
     .venv/bin/python bench/fastpath.py --repeats 9 --only mix,miss
 
 Workloads, each answered by one `Answerer` (and `Guard` for RRL) built from the benchmark
-zone of bench/run.py, as a responder builds it:
+zone of bench/harness/zone.py, as a responder builds it:
 
 - ``mix``: the standard UDP mix (mostly packet-cache hits once warm);
 - ``flood``: a random-subdomain flood, unsigned, no EDNS (dnsperf's default query);
@@ -43,9 +43,9 @@ from pathlib import Path
 import dns.message
 import dns.tsig
 import msgspec
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # bench/run.py: the zone and the query mix
+from harness import HOST
+from harness.queries import query_mix
+from harness.zone import ZONE, Zone
 
 from healthdns.responder import guard, mmsg
 from healthdns.responder.query import Answerer
@@ -64,7 +64,7 @@ def load(signed: bool, cache: int) -> tuple[Answerer, config.Config]:
     """An answerer holding the benchmark zone, as a responder loads it."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "zone.toml"
-        text = run.Zone(0).healthdns_toml(53, 1)
+        text = Zone(0).healthdns_toml(53, 1)
         if signed:
             key = Path(tmp) / "csk.pem"
             keys.write(keys.generate(keys.Algorithm.ECDSAP256SHA256), str(key))
@@ -86,7 +86,7 @@ def load_rotating(cache: int) -> Answerer:
             "check": {"port": 80}}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "zone.toml"
-        path.write_text(run.Zone(0).healthdns_toml(53, 1)
+        path.write_text(Zone(0).healthdns_toml(53, 1)
                         + f"pool = {{ pool = {pool_toml(pool)} }}\n")
         cfg = config.load(path)
     health = {target: True for target in cfg.checks()}
@@ -114,7 +114,7 @@ def flood_wires(count: int, rng: random.Random, dnssec: bool) -> list[bytes]:
     """Random names under the zone, as dnsperf sends them: no EDNS, or with -D EDNS and DO=1."""
     alphabet = string.ascii_lowercase + string.digits
     edns = {"use_edns": 0, "want_dnssec": True, "payload": 4096} if dnssec else {}
-    return [dns.message.make_query(f"{''.join(rng.choices(alphabet, k=12))}.{run.ZONE}", "A",
+    return [dns.message.make_query(f"{''.join(rng.choices(alphabet, k=12))}.{ZONE}", "A",
                                    **edns).to_wire()  # type: ignore[arg-type]
             for _ in range(count)]
 
@@ -123,7 +123,7 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
     plain, cfg = load(False, 10_000)
     signed, _ = load(True, 10_000)
     mix = [dns.message.make_query(name, rtype).to_wire()
-           for _, name, rtype in run.query_mix(run.Zone(0), rng)]
+           for _, name, rtype in query_mix(Zone(0), rng)]
     rrl_cfg = msgspec.structs.replace(cfg, rrl=config.RrlSpec(responses_per_second=1_000_000),
                                       cookies=config.CookieSpec(enabled=False))
     rrl_plain, _ = load(False, 10_000)
@@ -137,13 +137,13 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
     keyed, _ = load(False, 10_000)
     secret = b"k" * 32
     keyed.tsig_keys = [keys_of_tsig.Key("xfr.example", "hmac-sha256", secret)]
-    junk = {kind: [signed_wire(name, "A", key) for _, name, _ in run.query_mix(run.Zone(0), rng)]
+    junk = {kind: [signed_wire(name, "A", key) for _, name, _ in query_mix(Zone(0), rng)]
             for kind, key in (("badkey", dns.tsig.Key("stranger.", secret, "hmac-sha256")),
                               ("badsig", dns.tsig.Key("xfr.example.", b"w" * 32,
                                                       "hmac-sha256")))}
     uncached, _ = load(False, 0)
     rotating = load_rotating(10_000)
-    pool = [dns.message.make_query(f"pool.{run.ZONE}", "A", use_edns=edns).to_wire()
+    pool = [dns.message.make_query(f"pool.{ZONE}", "A", use_edns=edns).to_wire()
             for edns in (False, 0)]
     mixed = [wire for i, line in enumerate(mix) for wire in
              ((line, pool[i % 2]) if i % 3 == 0 else (line,))]
@@ -176,10 +176,10 @@ class Loop:
 
     def __init__(self, batch: int) -> None:
         self.server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.server.bind((run.HOST, 0))
+        self.server.bind((HOST, 0))
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.client.bind((run.HOST, 0))
+        self.client.bind((HOST, 0))
         self.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
         self.client.setblocking(False)
         self.address = self.server.getsockname()

@@ -9,7 +9,7 @@ Usage:
 Experiments (issue #12), each in turns (healthdns, gdnsd, Knot, healthdns, ...), medians over
 `--rounds`, ratios of healthdns to each reference:
 
-- ``mix``: the standard UDP mix of bench/run.py, unthrottled (its maximum rate);
+- ``mix``: the standard UDP mix of bench/harness/queries.py, unthrottled (its maximum rate);
 - ``flood``: a random-subdomain ("water torture") flood, unsigned: a query file of `--flood-names`
   random names under the zone (every query a name that does not exist), unthrottled;
 - ``signed``: the same flood with DO=1 against healthdns and Knot, both signing (ECDSA P-256,
@@ -19,7 +19,7 @@ Experiments (issue #12), each in turns (healthdns, gdnsd, Knot, healthdns, ...),
 - ``cpu``: the standard mix at `--cpu-rate` q/s; CPU seconds of every server process (utime +
   stime from /proc/PID/stat, children included) over the run: queries answered per CPU-second.
 
-Servers, zones, the query mix and dnsperf parsing come from bench/run.py. Stdlib only.
+Servers, zones, the query mix and dnsperf parsing come from bench/harness/. Stdlib only.
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # bench/run.py: servers, zone, query mix, dnsperf parsing
+from harness import EXIT_START, HOST, BenchError, log
+from harness.dnsperf import parse_dnsperf
+from harness.kinds import REFERENCES, make_servers
+from harness.procfs import children
+from harness.queries import query_mix
+from harness.servers import Server, tail
+from harness.zone import ZONE, Zone
 
 EXPERIMENTS = ("mix", "flood", "signed", "latency", "cpu")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -50,12 +55,12 @@ PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 def flood_file(path: Path, count: int, rng: random.Random) -> None:
     """`count` random names under the zone, one query each: nothing a cache can keep."""
     alphabet = string.ascii_lowercase + string.digits
-    path.write_text("".join(f"{''.join(rng.choices(alphabet, k=12))}.{run.ZONE} A\n"
+    path.write_text("".join(f"{''.join(rng.choices(alphabet, k=12))}.{ZONE} A\n"
                             for _ in range(count)))
 
 
 def mix_file(path: Path, rng: random.Random) -> None:
-    lines = run.query_mix(run.Zone(0), rng)
+    lines = query_mix(Zone(0), rng)
     path.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in lines))
 
 
@@ -69,14 +74,14 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (man 5 proc)
-        todo.extend(run.children(current))
+        todo.extend(children(current))
     return total
 
 
-def dnsperf(server: run.Server, queries: Path, args: argparse.Namespace, out: Path,
+def dnsperf(server: Server, queries: Path, args: argparse.Namespace, out: Path,
             extra: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
     """One dnsperf run: its parsed summary and its whole output."""
-    argv = ["dnsperf", "-s", run.HOST, "-p", str(server.port), "-d", str(queries),
+    argv = ["dnsperf", "-s", HOST, "-p", str(server.port), "-d", str(queries),
             "-l", f"{args.seconds:g}", "-c", str(args.clients), "-T", str(args.threads),
             "-q", str(args.outstanding), *extra]
     with open(out, "wb") as sink:
@@ -84,27 +89,27 @@ def dnsperf(server: run.Server, queries: Path, args: argparse.Namespace, out: Pa
                                 timeout=args.seconds + 60)
     text = out.read_text(errors="replace")
     if result.returncode != 0:
-        raise run.BenchError(f"dnsperf against {server.label} exited {result.returncode}:\n"
-                             f"{text[-1500:]}")
+        raise BenchError(f"dnsperf against {server.label} exited {result.returncode}:\n"
+                         f"{text[-1500:]}")
     if server.proc is not None and server.proc.poll() is not None:
-        raise run.BenchError(f"{server.label} died during the load; its output:\n"
-                             f"{run.tail(server.stderr_path)}")
-    return run.parse_dnsperf(text), text
+        raise BenchError(f"{server.label} died during the load; its output:\n"
+                         f"{tail(server.stderr_path)}")
+    return parse_dnsperf(text), text
 
 
 def percentiles(text: str) -> dict[str, float]:
     """Latency percentiles in ms from `dnsperf -v` lines (`> RCODE name type SECONDS`)."""
     values = sorted(float(m) for m in re.findall(r"^> \S+ .* ([\d.]+)$", text, re.MULTILINE))
     if not values:
-        raise run.BenchError("dnsperf -v printed no per-query latencies")
+        raise BenchError("dnsperf -v printed no per-query latencies")
     return {f"p{p:g}": 1000 * values[min(len(values) - 1, int(len(values) * p / 100))]
             for p in PERCENTILES}
 
 
-Measure = Callable[[run.Server, int], dict[str, Any]]
+Measure = Callable[[Server, int], dict[str, Any]]
 
 
-def in_turns(servers: Sequence[run.Server], rounds: int, name: str,
+def in_turns(servers: Sequence[Server], rounds: int, name: str,
              measure: Measure) -> dict[str, list[dict[str, Any]]]:
     """Each server measured once per round, in turns; every result logged as it comes."""
     results: dict[str, list[dict[str, Any]]] = {s.label: [] for s in servers}
@@ -114,7 +119,7 @@ def in_turns(servers: Sequence[run.Server], rounds: int, name: str,
             results[server.label].append(row)
             shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in row.items() if not isinstance(v, dict))
-            run.log(f"{name} {round_no}/{rounds} {server.label:<10} {shown}")
+            log(f"{name} {round_no}/{rounds} {server.label:<10} {shown}")
     return results
 
 
@@ -135,7 +140,7 @@ def report(name: str, title: str, table: dict[str, dict[str, float]], key: str,
                                            for c in columns))
     ratios = []
     mine = table.get("healthdns")
-    for ref in run.REFERENCES:
+    for ref in REFERENCES:
         theirs = table.get(ref)
         if mine is None or theirs is None or not theirs.get(key):
             continue
@@ -148,7 +153,7 @@ def report(name: str, title: str, table: dict[str, dict[str, float]], key: str,
 
 def unthrottled(args: argparse.Namespace, root: Path, queries: Path,
                 extra: Sequence[str] = ()) -> Measure:
-    def measure(server: run.Server, round_no: int) -> dict[str, Any]:
+    def measure(server: Server, round_no: int) -> dict[str, Any]:
         out = root / f"{queries.stem}-{server.kind}-{round_no}.txt"
         stats, _ = dnsperf(server, queries, args, out, extra)
         return {"qps": stats["qps"], "lost_pct": stats["lost_pct"],
@@ -157,7 +162,7 @@ def unthrottled(args: argparse.Namespace, root: Path, queries: Path,
 
 
 def at_rate(args: argparse.Namespace, root: Path, queries: Path, rate: int) -> Measure:
-    def measure(server: run.Server, round_no: int) -> dict[str, Any]:
+    def measure(server: Server, round_no: int) -> dict[str, Any]:
         out = root / f"latency-{server.kind}-{round_no}.txt"
         stats, text = dnsperf(server, queries, args, out, ["-Q", str(rate), "-v"])
         out.unlink()  # a line per query: large, and only its percentiles matter
@@ -166,7 +171,7 @@ def at_rate(args: argparse.Namespace, root: Path, queries: Path, rate: int) -> M
 
 
 def cpu(args: argparse.Namespace, root: Path, queries: Path) -> Measure:
-    def measure(server: run.Server, round_no: int) -> dict[str, Any]:
+    def measure(server: Server, round_no: int) -> dict[str, Any]:
         out = root / f"cpu-{server.kind}-{round_no}.txt"
         before = cpu_seconds(server.pid)
         stats, _ = dnsperf(server, queries, args, out, ["-Q", str(args.cpu_rate)])
@@ -176,20 +181,20 @@ def cpu(args: argparse.Namespace, root: Path, queries: Path) -> Measure:
     return measure
 
 
-def servers_for(args: argparse.Namespace, root: Path, signed: bool) -> list[run.Server]:
+def servers_for(args: argparse.Namespace, root: Path, signed: bool) -> list[Server]:
     options = argparse.Namespace(healthdns=args.healthdns, skip=args.skip,
                                  responders_list=[args.responders], packet_cache_list=[],
                                  dnssec=signed)
     folder = root / ("signed" if signed else "unsigned")
     folder.mkdir()
-    servers, notes = run.make_servers(options, run.Zone(0), folder, random.Random(args.seed))
+    servers, notes = make_servers(options, Zone(0), folder, random.Random(args.seed))
     for note in notes:
-        run.log(f"note: {note}")
+        log(f"note: {note}")
     for server in servers:
         if server.kind == "gdnsd":
             private_dirs(server.workdir / "config")
     # a-healthy-dns answers a flood at a few thousand q/s: not a reference for these figures
-    return [s for s in servers if s.kind in ("healthdns", *run.REFERENCES)]
+    return [s for s in servers if s.kind in ("healthdns", *REFERENCES)]
 
 
 def private_dirs(config: Path) -> None:
@@ -201,7 +206,7 @@ def private_dirs(config: Path) -> None:
                         f'state_dir => "{folder}/state",', 1))
 
 
-def experiments(args: argparse.Namespace, root: Path, servers: list[run.Server],
+def experiments(args: argparse.Namespace, root: Path, servers: list[Server],
                 signed: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rng = random.Random(args.seed)
     flood, mix = root / "flood.txt", root / "mix.txt"
@@ -293,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("dnsperf") is None or shutil.which("dig") is None:
         print("bench/flood.py: error: dnsperf and dig are needed "
               "(apt-get install dnsperf bind9-dnsutils)", file=sys.stderr)
-        return run.EXIT_START
+        return EXIT_START
     root = Path(tempfile.mkdtemp(prefix="healthdns-flood-"))
     results: dict[str, Any] = {}
     ratios: list[dict[str, Any]] = []
@@ -304,12 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             found, more = measure_group(args, root, signed)
             results.update(found)
             ratios.extend(more)
-    except run.BenchError as e:
+    except BenchError as e:
         print(f"bench/flood.py: error: {e}", file=sys.stderr)
-        return run.EXIT_START
+        return EXIT_START
     finally:
         if args.keep:
-            run.log(f"kept {root}")
+            log(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
     if args.json:
@@ -317,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                for k, v in vars(args).items()},
                     "results": results, "ratios": ratios}
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
-        run.log(f"results written to {args.json}")
+        log(f"results written to {args.json}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/geomap.py [--v4 250000] [--v6 150000] [--repeats 3] [--json PATH]
 
-Generates a Country-model database (tests/geodata.py: about 400,000 networks in 10.0.0.0/8
+Generates a Country-model database (harness/geodata.py: about 400,000 networks in 10.0.0.0/8
 and 2001:db8::/32, 250 countries with names in eight languages, runs of equal countries as
 real databases have), then for two maps over five sites:
 
@@ -37,9 +37,7 @@ from pathlib import Path
 
 import maxminddb
 import msgspec
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import geodata
+from harness import geodata
 
 from healthdns.shared import geocompile, geomap, geotable
 

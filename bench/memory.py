@@ -2,11 +2,11 @@
 
     python3 bench/memory.py [--names 10000] [--responders 2] [--skip knot,gdnsd]
 
-healthdns serves the zone of bench/run.py with N extra names, signed with an ECDSA P-256 key
-(NSEC); Knot signs the same zone itself (same algorithm, one key); gdnsd serves it unsigned (it
-does not sign). Once each answers, the script reads /proc/PID/smaps_rollup of the server and
-all its descendants. PSS splits each shared page between the processes that map it, so the
-PSS total is what the server costs the machine; RSS counts shared pages in every process.
+healthdns serves the zone of bench/harness/zone.py with N extra names, signed with an ECDSA
+P-256 key (NSEC); Knot signs the same zone itself (same algorithm, one key); gdnsd serves it
+unsigned (it does not sign). Once each answers, the script reads /proc/PID/smaps_rollup of the
+server and all its descendants. PSS splits each shared page between the processes that map it,
+so the PSS total is what the server costs the machine; RSS counts shared pages in every process.
 The target of issue #12: healthdns <= 150 MB (PSS total) at 10,000 signed names.
 
 Measured on the shared 2-core development machine (MiB PSS, `--names 10000 --responders 2`,
@@ -67,6 +67,7 @@ import importlib
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
+import random
 import re
 import subprocess
 import sys
@@ -74,9 +75,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import run  # bench/run.py: the zone, the servers, starting and stopping them
+from harness.kinds import gdnsd_server, healthdns_dnssec, knot_server, sign_knot
+from harness.procfs import children, cmdline
+from harness.servers import Server, free_port, healthdns_command, which
+from harness.zone import Zone
 
 PRELOAD = ["healthdns.responder.main", "healthdns.responder.server"]
 START_DEADLINE = 300.0  # signing 10,000 names on a busy machine
@@ -94,16 +96,16 @@ def rollup(pid: int) -> dict[str, int]:
 
 def descendants(pid: int) -> list[int]:
     found = [pid]
-    for kid in run.children(pid):
+    for kid in children(pid):
         found.extend(descendants(kid))
     return found
 
 
-def measure(server: run.Server) -> dict[str, Any]:
+def measure(server: Server) -> dict[str, Any]:
     roles = server._roles_from_log()
     rows = []
     for pid in descendants(server.pid):
-        line = run.cmdline(pid)
+        line = cmdline(pid)
         role = "main" if pid == server.pid else roles.get(pid) or (
             "resource_tracker" if "resource_tracker" in line
             else "fork_server" if "fork server" in line else "responder")
@@ -113,34 +115,34 @@ def measure(server: run.Server) -> dict[str, Any]:
             "pss_kib": sum(r.get("Pss", 0) for r in rows)}
 
 
-def servers(args: argparse.Namespace, root: Path) -> list[run.Server]:
-    zone = run.Zone(args.names)
-    rng = run.random.Random(1)
+def servers(args: argparse.Namespace, root: Path) -> list[Server]:
+    zone = Zone(args.names)
+    rng = random.Random(1)
     ports: set[int] = set()
-    made: list[run.Server] = []
-    command = run.healthdns_command(None)
+    made: list[Server] = []
+    command = healthdns_command(None)
     if "healthdns" not in args.skip and command is not None:
         workdir = root / "healthdns"
         workdir.mkdir()
-        port = run.free_port(ports, rng)
+        port = free_port(ports, rng)
         config = workdir / "healthdns.toml"
         config.write_text(zone.healthdns_toml(port, args.responders)
-                          + run.healthdns_dnssec(command, workdir))
-        made.append(run.Server("healthdns", "healthdns",
-                               [command, "--config", str(config), "--log-level", "info",
-                                "--control-listen", "127.0.0.1:0"],
-                               port, workdir, ready_line="ready: serving",
-                               responders=args.responders))
-    for kind, binary, build in (("knot", "knotd", run.knot_server),
-                                ("gdnsd", "gdnsd", run.gdnsd_server)):
-        path = run.which(binary)
+                          + healthdns_dnssec(command, workdir))
+        made.append(Server("healthdns", "healthdns",
+                           [command, "--config", str(config), "--log-level", "info",
+                            "--control-listen", "127.0.0.1:0"],
+                           port, workdir, ready_line="ready: serving",
+                           responders=args.responders))
+    for kind, binary, build in (("knot", "knotd", knot_server),
+                                ("gdnsd", "gdnsd", gdnsd_server)):
+        path = which(binary)
         if kind in args.skip or path is None:
             continue
         workdir = root / kind
         workdir.mkdir()
-        server = build(path, zone, run.free_port(ports, rng), workdir)
+        server = build(path, zone, free_port(ports, rng), workdir)
         if kind == "knot":
-            run.sign_knot(workdir)
+            sign_knot(workdir)
             server.label = "knot (signed)"
         else:
             server.label = "gdnsd (unsigned)"

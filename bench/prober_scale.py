@@ -46,7 +46,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import queue
 import random
 import re
 import resource
@@ -55,15 +54,15 @@ import socket
 import ssl
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from harness import BenchError, supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 PORT = 18080
@@ -200,47 +199,15 @@ class Listeners:
 # The server under test, and reading its answers.
 
 
-class Supervisor:
+class Supervisor(supervisor.Supervisor):
     def __init__(self, config: Path, responders: int = 1) -> None:
-        self.lines: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
         script = Path(sys.executable).parent / "healthdns-supervisor"
-        self.process = subprocess.Popen(
-            [str(script), "--config", str(config), "--responders", str(responders),
-             "--control-listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._pump, daemon=True).start()
-        ready = self.wait_for(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]", 120)
-        self.host, self.port = ready.group(1).strip("[]"), int(ready.group(2))
-        self.prober = int(re.findall(r"prober started \(pid (\d+)\)", self.output())[-1])
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise SystemExit(f"no {pattern!r} within {timeout} s:\n"
-                                 f"{self.output()[-3000:]}") from None
-            if line is None:
-                raise SystemExit(f"the supervisor exited:\n{self.output()[-3000:]}")
-            found = re.search(pattern, line)
-            if found:
-                return found
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
+        try:
+            super().__init__([str(script), "--config", str(config), "--responders",
+                              str(responders), "--control-listen", "127.0.0.1:0"], 120)
+        except BenchError as e:
+            raise SystemExit(str(e)) from None
+        self.prober = self.pids["prober"]
 
 
 def cpu_seconds(pid: int) -> float:

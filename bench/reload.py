@@ -48,12 +48,10 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
-import run  # the bench harness: dnsperf parsing, ports, the supervisor command
-from harness import Backend  # a checked TCP backend on loopback
+from harness import BenchError
+from harness.backend import Backend
+from harness.dnsperf import parse_dnsperf
+from harness.servers import free_port, healthdns_command, which
 
 TOKEN = "bench-reload-token"
 HOST = "127.0.0.1"
@@ -86,7 +84,7 @@ class Supervisor:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)  # polling a log, not waiting for readiness blindly
-        raise run.BenchError(f"no {pattern!r} within {timeout} s:\n{''.join(self.lines[-30:])}")
+        raise BenchError(f"no {pattern!r} within {timeout} s:\n{''.join(self.lines[-30:])}")
 
     def ready(self) -> Supervisor:
         self.wait_for("ready: serving", 60)
@@ -229,7 +227,7 @@ def finish(perf: subprocess.Popen[bytes], out: Path, interrupt: bool = True) -> 
     if interrupt and perf.poll() is None:
         perf.send_signal(signal.SIGINT)  # dnsperf prints its statistics when interrupted
     perf.wait(60)
-    stats = run.parse_dnsperf(out.read_text(errors="replace"))
+    stats = parse_dnsperf(out.read_text(errors="replace"))
     stats["answered_pct"] = 100.0 * stats["completed"] / max(1, stats["sent"])
     return stats
 
@@ -239,7 +237,7 @@ def wait_served(checker: Checker, port: int, gen: int, timeout: float = 15.0) ->
     deadline, streak = time.monotonic() + timeout, 0
     while streak < 20:
         if time.monotonic() > deadline:
-            raise run.BenchError(f"configuration {gen} not served within {timeout} s")
+            raise BenchError(f"configuration {gen} not served within {timeout} s")
         try:
             streak = streak + 1 if ask(port, "gen.bench.test", "TXT")[2] == {f'"gen-{gen}"'} \
                 else 0
@@ -272,7 +270,7 @@ def reloads(server: Supervisor, checker: Checker, write: Any, port: int,
         deadline = time.monotonic() + 30
         while server.count("exited with code 0, replaced") < exits:
             if time.monotonic() > deadline:
-                raise run.BenchError("old responders did not exit")
+                raise BenchError("old responders did not exit")
             time.sleep(0.05)
         results["responders"] += 1
     results["responders_dnsperf"] = done()
@@ -321,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--stop-seconds", type=float, default=30.0)
     args = p.parse_args(argv)
-    command = run.healthdns_command(None)
-    if command is None or run.which("dnsperf") is None:
-        raise run.BenchError("needs healthdns-supervisor and dnsperf")
+    command = healthdns_command(None)
+    if command is None or which("dnsperf") is None:
+        raise BenchError("needs healthdns-supervisor and dnsperf")
     from healthdns.signer import keys
 
     root = Path(tempfile.mkdtemp(prefix="bench-reload-"))
@@ -334,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     second = Backend("127.0.0.2", first.port)
     first.up()
     second.up()
-    port = run.free_port(set(), random.Random())
+    port = free_port(set(), random.Random())
     files = {"old": root / "old.toml", "new": root / "new.toml"}
 
     def write(gen: int, responders: int, which: str = "old") -> Path:
@@ -370,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def done() -> dict[str, Any]:
                 if time.monotonic() - started > seconds:
-                    raise run.BenchError(f"the {kind} reloads outlasted the {seconds} s load")
+                    raise BenchError(f"the {kind} reloads outlasted the {seconds} s load")
                 return finish(perf, out, interrupt=False)
             return done
 
@@ -390,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         wait = time.monotonic() + 10
         while ask(port, "www.bench.test", "A")[2] != {"127.0.0.1"}:
             if time.monotonic() > wait:
-                raise run.BenchError("127.0.0.2 not seen down")
+                raise BenchError("127.0.0.2 not seen down")
         time.sleep(1.5)  # pacing: the old server writes its health once a second
         gen = int(next(iter(ask(port, "gen.bench.test", "TXT")[2])).strip('"').removeprefix("gen-"))
         checker = Checker(port, gen=gen).start()

@@ -8,8 +8,8 @@ Two experiments against healthdns on loopback:
 * per-query CPU: the standard mix's queries answered in-process by one responder's code path
   (`Answerer.answer`, or `Guard.answer` with cookies, or with RRL too), the best of several
   interleaved runs: the cost with the machine's noise taken out;
-* cost: the standard query mix of `run.py` through dnsperf, with cookies and RRL off (the
-  address-free fast path), with the defaults (cookies on), and with RRL on but never
+* cost: the standard query mix of `harness/queries.py` through dnsperf, with cookies and RRL
+  off (the address-free fast path), with the defaults (cookies on), and with RRL on but never
   triggered (a limit far above the load), in turns; median queries per second and the ratio
   to the first.
 
@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 
 import dns.message
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # the harness of bench/run.py: zone, query mix, dnsperf, servers
+from harness import HOST, BenchError
+from harness.dnsperf import run_dnsperf
+from harness.queries import query_mix
+from harness.servers import Server, free_port, healthdns_command
+from harness.zone import ZONE, Zone
 
 VARIANTS = {  # label -> configuration added to the standard zone's
     "cookies off, RRL off": "[cookies]\nenabled = false\n",
@@ -41,33 +43,33 @@ VARIANTS = {  # label -> configuration added to the standard zone's
 REFLECTION = {"RRL off": "", "RRL on (rate 5, slip 2)": "[rrl]\nresponses_per_second = 5\n"}
 
 
-def start(label: str, extra: str, zone: run.Zone, root: Path, rng: random.Random,
-          taken: set[int]) -> run.Server:
-    port = run.free_port(taken, rng)
+def start(label: str, extra: str, zone: Zone, root: Path, rng: random.Random,
+          taken: set[int]) -> Server:
+    port = free_port(taken, rng)
     workdir = root / label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
     workdir.mkdir()
     toml = zone.healthdns_toml(port, 2)
     # The extra sections go before [[zones]]: top-level tables after it would nest in it.
     head, _, zones = toml.partition("[[zones]]")
     (workdir / "healthdns.toml").write_text(f"{head}{extra}\n[[zones]]{zones}")
-    command = run.healthdns_command(None)
+    command = healthdns_command(None)
     if command is None:
-        raise run.BenchError("healthdns-supervisor not found")
-    server = run.Server(label, "healthdns", [command, "--config", str(workdir / "healthdns.toml"),
-                                             "--log-level", "info",
-                                             "--control-listen", "127.0.0.1:0"],
-                        port, workdir, ready_line="ready: serving", responders=2)
+        raise BenchError("healthdns-supervisor not found")
+    server = Server(label, "healthdns", [command, "--config", str(workdir / "healthdns.toml"),
+                                         "--log-level", "info",
+                                         "--control-listen", "127.0.0.1:0"],
+                    port, workdir, ready_line="ready: serving", responders=2)
     server.start(60)
     return server
 
 
-def reflect(server: run.Server, rate: int, seconds: float) -> tuple[int, int, int, int]:
+def reflect(server: Server, rate: int, seconds: float) -> tuple[int, int, int, int]:
     """(queries sent, full answers, truncated answers, octets received) for a flood at
     `rate` a second."""
-    query = dns.message.make_query(f"www.{run.ZONE}", "A", use_edns=0).to_wire()
+    query = dns.message.make_query(f"www.{ZONE}", "A", use_edns=0).to_wire()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-    sock.bind((run.HOST, 0))
+    sock.bind((HOST, 0))
     sent = answers = truncated = octets = 0
     with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_READ)
@@ -75,7 +77,7 @@ def reflect(server: run.Server, rate: int, seconds: float) -> tuple[int, int, in
         while (now := time.monotonic()) - began < seconds + 0.5:
             due = int((now - began) * rate) if now - began < seconds else sent
             while sent < due:
-                sock.sendto(query, (run.HOST, server.port))
+                sock.sendto(query, (HOST, server.port))
                 sent += 1
             for _ in selector.select(0.001):
                 data = sock.recv(65535)
@@ -88,9 +90,9 @@ def reflect(server: run.Server, rate: int, seconds: float) -> tuple[int, int, in
     return sent, answers, truncated, octets
 
 
-def cost(args: argparse.Namespace, root: Path, zone: run.Zone, rng: random.Random) -> None:
+def cost(args: argparse.Namespace, root: Path, zone: Zone, rng: random.Random) -> None:
     queries = root / "queries.txt"
-    queries.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in run.query_mix(zone, rng)))
+    queries.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in query_mix(zone, rng)))
     taken: set[int] = set()
     servers = [start(label, extra, zone, root, rng, taken) for label, extra in VARIANTS.items()]
     load = argparse.Namespace(seconds=args.seconds, clients=8, threads=2, outstanding=500,
@@ -99,8 +101,8 @@ def cost(args: argparse.Namespace, root: Path, zone: run.Zone, rng: random.Rando
     try:
         for round_no in range(args.rounds):
             for server in servers:  # in turns: the machine's noise falls on all alike
-                qps[server.label].append(run.run_dnsperf(server, queries, load, round_no,
-                                                         root).qps)
+                qps[server.label].append(run_dnsperf(server, queries, load, round_no,
+                                                     root).qps)
     finally:
         for server in servers:
             server.stop()
@@ -112,7 +114,7 @@ def cost(args: argparse.Namespace, root: Path, zone: run.Zone, rng: random.Rando
         print(f"  {label:26s} {median:10.0f} q/s  {median / base:5.3f}x")
 
 
-def reflection(args: argparse.Namespace, root: Path, zone: run.Zone,
+def reflection(args: argparse.Namespace, root: Path, zone: Zone,
                rng: random.Random) -> None:
     print(f"\nreflection: one victim address, {args.flood_rate} queries/s for "
           f"{args.flood_seconds:g} s")
@@ -131,7 +133,7 @@ def reflection(args: argparse.Namespace, root: Path, zone: run.Zone,
               f"octets by {1 - octets / max(1, off[3]):6.1%}")
 
 
-def per_query(args: argparse.Namespace, zone: run.Zone, rng: random.Random) -> None:
+def per_query(args: argparse.Namespace, zone: Zone, rng: random.Random) -> None:
     import timeit
 
     import msgspec
@@ -151,7 +153,7 @@ def per_query(args: argparse.Namespace, zone: run.Zone, rng: random.Random) -> N
     answerer = Answerer(1232)
     answerer.table = Table(messages.decode_to_child(published.snapshot))  # type: ignore[arg-type]
     wires = [dns.message.make_query(name, rtype, use_edns=0).to_wire()
-             for _, name, rtype in run.query_mix(zone, rng)]
+             for _, name, rtype in query_mix(zone, rng)]
     client = bytes([127, 0, 0, 1])
     plain = msgspec.structs.replace(cfg, cookies=config.CookieSpec(enabled=False))
     rrl_on = msgspec.structs.replace(cfg, rrl=config.RrlSpec(responses_per_second=1_000_000))
@@ -191,7 +193,7 @@ def main() -> int:
     p.add_argument("--skip-cost", action="store_true", help="leave out the dnsperf runs")
     args = p.parse_args()
     rng = random.Random(1)
-    zone = run.Zone(0)
+    zone = Zone(0)
     with tempfile.TemporaryDirectory(prefix="healthdns-rrl-") as tmp:
         root = Path(tmp)
         reflection(args, root, zone, rng)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import random
@@ -45,10 +46,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
-
-import run  # bench/run.py's helpers: servers, zone, query mix, dnsperf parser
+from harness import EXIT_START, HOST, BenchError, log
+from harness.dnsperf import parse_dnsperf
+from harness.kinds import gdnsd_server, knot_server
+from harness.queries import query_mix
+from harness.servers import Server, free_port, healthdns_command, which
+from harness.zone import ZONE, Zone
 
 PER_ADDRESS = 50  # attacker connections per source address
 TIMEOUT = 2.0  # seconds for the legitimate client's connect, then for its answer
@@ -66,8 +69,8 @@ def raise_nofile() -> int:
 # Servers.
 
 
-def healthdns(command: str, zone: run.Zone, port: int, root: Path, responders: int,
-              limit: int | None) -> run.Server:
+def healthdns(command: str, zone: Zone, port: int, root: Path, responders: int,
+              limit: int | None) -> Server:
     label = "healthdns" if limit is None else f"healthdns max={limit}"
     workdir = root / label.replace(" ", "-").replace("=", "")
     workdir.mkdir()
@@ -75,24 +78,24 @@ def healthdns(command: str, zone: run.Zone, port: int, root: Path, responders: i
     if limit is not None:
         toml = toml.replace("[server]\n", f"[server]\ntcp_max_connections = {limit}\n", 1)
     (workdir / "healthdns.toml").write_text(toml)
-    return run.Server(label, "healthdns",
-                      [command, "--config", str(workdir / "healthdns.toml"),
-                       "--log-level", "info", "--control-listen", "127.0.0.1:0"],
-                      port, workdir, ready_line="ready: serving", responders=responders)
+    return Server(label, "healthdns",
+                  [command, "--config", str(workdir / "healthdns.toml"),
+                   "--log-level", "info", "--control-listen", "127.0.0.1:0"],
+                  port, workdir, ready_line="ready: serving", responders=responders)
 
 
-def references(args: argparse.Namespace, zone: run.Zone, root: Path, ports: set[int],
-               rng: random.Random) -> list[run.Server]:
+def references(args: argparse.Namespace, zone: Zone, root: Path, ports: set[int],
+               rng: random.Random) -> list[Server]:
     out = []
-    for kind, binary, build in (("gdnsd", "gdnsd", run.gdnsd_server),
-                                ("knot", "knotd", run.knot_server)):
-        path = run.which(binary)
+    for kind, binary, build in (("gdnsd", "gdnsd", gdnsd_server),
+                                ("knot", "knotd", knot_server)):
+        path = which(binary)
         if kind in (args.skip or ()) or path is None:
-            run.log(f"note: {kind} skipped" + ("" if path else f" ({binary} not found)"))
+            log(f"note: {kind} skipped" + ("" if path else f" ({binary} not found)"))
             continue
         workdir = root / kind
         workdir.mkdir()
-        out.append(build(path, zone, run.free_port(ports, rng), workdir))
+        out.append(build(path, zone, free_port(ports, rng), workdir))
     return out
 
 
@@ -100,27 +103,27 @@ def references(args: argparse.Namespace, zone: run.Zone, root: Path, ports: set[
 # Throughput.
 
 
-def dnsperf_tcp(server: run.Server, queries: Path, args: argparse.Namespace) -> dict[str, Any]:
-    argv = ["dnsperf", "-m", "tcp", "-s", run.HOST, "-p", str(server.port), "-d", str(queries),
+def dnsperf_tcp(server: Server, queries: Path, args: argparse.Namespace) -> dict[str, Any]:
+    argv = ["dnsperf", "-m", "tcp", "-s", HOST, "-p", str(server.port), "-d", str(queries),
             "-l", f"{args.seconds:g}", "-c", "8", "-T", "2", "-q", "500"]
     result = subprocess.run(argv, check=False, capture_output=True, text=True,
                             timeout=args.seconds + 60)
     if result.returncode != 0:
-        raise run.BenchError(f"dnsperf -m tcp against {server.label} exited "
-                             f"{result.returncode}:\n{result.stdout[-1500:]}{result.stderr}")
-    return run.parse_dnsperf(result.stdout)
+        raise BenchError(f"dnsperf -m tcp against {server.label} exited "
+                         f"{result.returncode}:\n{result.stdout[-1500:]}{result.stderr}")
+    return parse_dnsperf(result.stdout)
 
 
-def throughput(servers: Sequence[run.Server], queries: Path,
+def throughput(servers: Sequence[Server], queries: Path,
                args: argparse.Namespace) -> dict[str, Any]:
     rounds: dict[str, list[dict[str, Any]]] = {s.label: [] for s in servers}
     for round_no in range(1, args.rounds + 1):
         for server in servers:
             stats = dnsperf_tcp(server, queries, args)
             rounds[server.label].append(stats)
-            run.log(f"tcp round {round_no}/{args.rounds} {server.label:<10} "
-                    f"{stats['qps']:>9.0f} q/s, lost {stats['lost_pct']:.2f}%, "
-                    f"avg {stats['latency_ms']:.3f} ms, rcodes {stats['rcodes']}")
+            log(f"tcp round {round_no}/{args.rounds} {server.label:<10} "
+                f"{stats['qps']:>9.0f} q/s, lost {stats['lost_pct']:.2f}%, "
+                f"avg {stats['latency_ms']:.3f} ms, rcodes {stats['rcodes']}")
     summary = {label: {"qps": statistics.median(r["qps"] for r in rs),
                        "latency_ms": statistics.median(r["latency_ms"] for r in rs),
                        "lost_pct": statistics.median(r["lost_pct"] for r in rs),
@@ -153,7 +156,7 @@ def attacker(port: int, count: int, conn: Connection) -> None:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.bind((source, 0))
-        sock.connect_ex((run.HOST, port))
+        sock.connect_ex((HOST, port))
         selector.register(sock, selectors.EVENT_READ, source)
 
     for source in sources:
@@ -186,11 +189,11 @@ def attacker(port: int, count: int, conn: Connection) -> None:
 
 def one_query(port: int, qid: int) -> bool:
     query = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0)
-    query += b"".join(bytes([len(p)]) + p.encode() for p in ("www", run.ZONE.split(".")[0],
-                                                            run.ZONE.split(".")[1]))
+    query += b"".join(bytes([len(p)]) + p.encode() for p in ("www", ZONE.split(".")[0],
+                                                            ZONE.split(".")[1]))
     query += b"\x00\x00\x01\x00\x01"
     try:
-        with socket.create_connection((run.HOST, port), timeout=TIMEOUT) as sock:
+        with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
             sock.settimeout(TIMEOUT)
             sock.sendall(len(query).to_bytes(2, "big") + query)
             head = sock.recv(2, socket.MSG_WAITALL)
@@ -202,7 +205,7 @@ def one_query(port: int, qid: int) -> bool:
         return False
 
 
-def lockout(server: run.Server, args: argparse.Namespace) -> dict[str, Any]:
+def lockout(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     ours, theirs = multiprocessing.Pipe()
     proc = multiprocessing.Process(target=attacker, args=(server.port, args.attackers, theirs),
                                    daemon=True)
@@ -235,8 +238,8 @@ def lockout(server: run.Server, args: argparse.Namespace) -> dict[str, Any]:
             proc.kill()
             proc.join()
     answered = 100.0 * sum(results) / len(results)
-    run.log(f"lock-out {server.label:<22} {answered:6.1f}% of {args.legit} answered in "
-            f"{seconds:.1f} s ({held[0]} attacker sockets open, {held[1]} reopened)")
+    log(f"lock-out {server.label:<22} {answered:6.1f}% of {args.legit} answered in "
+        f"{seconds:.1f} s ({held[0]} attacker sockets open, {held[1]} reopened)")
     return {"answered_pct": answered, "seconds": seconds, "attacker_open": held[0],
             "attacker_reopened": held[1]}
 
@@ -271,16 +274,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     rng = random.Random(1)
-    zone = run.Zone(0)
+    zone = Zone(0)
     queries = root / "queries.txt"
-    queries.write_text("".join(f"{n} {t}\n" for _, n, t in run.query_mix(zone, rng)))
-    command = run.healthdns_command(args.healthdns)
+    queries.write_text("".join(f"{n} {t}\n" for _, n, t in query_mix(zone, rng)))
+    command = healthdns_command(args.healthdns)
     if command is None:
-        raise run.BenchError("healthdns-supervisor not found (give --healthdns PATH)")
+        raise BenchError("healthdns-supervisor not found (give --healthdns PATH)")
     ports: set[int] = set()
-    servers = [healthdns(command, zone, run.free_port(ports, rng), root, args.responders, None)]
+    servers = [healthdns(command, zone, free_port(ports, rng), root, args.responders, None)]
     if args.small_limit and not args.skip_lockout:
-        servers.append(healthdns(command, zone, run.free_port(ports, rng), root,
+        servers.append(healthdns(command, zone, free_port(ports, rng), root,
                                  args.responders, args.small_limit))
     servers += references(args, zone, root, ports, rng)
     report: dict[str, Any] = {}
@@ -325,13 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hard < args.attackers + 256:
         print(f"bench/tcp.py: the open files hard limit ({hard}) is below --attackers",
               file=sys.stderr)
-        return run.EXIT_START
+        return EXIT_START
     root = Path(tempfile.mkdtemp(prefix="healthdns-tcp-"))
     try:
         report = measure(args, root)
-    except run.BenchError as e:
+    except BenchError as e:
         print(f"bench/tcp.py: error: {e}", file=sys.stderr)
-        return run.EXIT_START
+        return EXIT_START
     ok = verdict(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

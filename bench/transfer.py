@@ -73,12 +73,14 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import EXIT_START, HOST, BenchError, log
+from harness.dnsperf import run_dnsperf
+from harness.kinds import healthdns_dnssec
+from harness.procfs import cpu_seconds
+from harness.queries import query_mix
+from harness.servers import Server, free_port, healthdns_command, tail, which
+from harness.zone import ZONE, Zone
 
-import run  # bench/run.py: the zone, the query mix, starting servers, dnsperf
-
-ZONE = run.ZONE
-HOST = run.HOST
 KEY = "bench-transfer"
 BACKEND_NET = "127.1"
 
@@ -126,7 +128,7 @@ class Backends:
         self.down()
 
 
-def healthdns_toml(zone: run.Zone, port: int, transfer_port: int, key_file: Path,
+def healthdns_toml(zone: Zone, port: int, transfer_port: int, key_file: Path,
                    backends: Backends, csk: str) -> str:
     """The zone with a pool per backend: p00000.. on the backends that go down, then s00000..
     on as many that stay up (a prober that sees every target fail suspects its own network
@@ -151,15 +153,15 @@ def make_key(root: Path) -> tuple[Path, str]:
     path.chmod(0o600)
     found = re.search(r"secret: (\S+)", text)
     if found is None:
-        raise run.BenchError(f"keymgr printed no secret:\n{text}")
+        raise BenchError(f"keymgr printed no secret:\n{text}")
     return path, f"hmac-sha256:{KEY}:{found.group(1)}"
 
 
 def _tool(name: str) -> str:
-    path = run.which(name)
+    path = which(name)
     if path is None:
-        raise run.BenchError(f"{name} is not installed (apt-get install knot knot-dnsutils "
-                             "dnsperf)")
+        raise BenchError(f"{name} is not installed (apt-get install knot knot-dnsutils "
+                         "dnsperf)")
     return path
 
 
@@ -181,7 +183,7 @@ def xfr(port: int, tsig: str, kind: str = "AXFR", out: Path | None = None,
     seconds = time.monotonic() - began
     found = re.search(r"Received (\d+) B \((\d+) messages?, (\d+) records?\)", text)
     if proc.returncode != 0 or found is None or "; Transfer failed" in text:
-        raise run.BenchError(f"kdig {kind} from port {port} failed:\n{text[-1500:]}")
+        raise BenchError(f"kdig {kind} from port {port} failed:\n{text[-1500:]}")
     if out is not None:
         records = [line for line in text.splitlines() if line and not line.startswith(";")]
         out.write_text("\n".join(records[:-1]) + "\n")  # the closing SOA is the first again
@@ -196,7 +198,7 @@ def serial(port: int, tsig: str) -> int:
                           "SOA", "+short"], check=False, capture_output=True, text=True,
                          timeout=10).stdout.split()
     if len(out) < 3 or not out[2].isdigit():
-        raise run.BenchError(f"no SOA from port {port}: {out}")
+        raise BenchError(f"no SOA from port {port}: {out}")
     return int(out[2])
 
 
@@ -213,14 +215,14 @@ def wait_serial(port: int, tsig: str, newer_than: int, timeout: float = 60,
         elif last != newer_than and time.monotonic() - since >= settle:
             return last
         time.sleep(0.1)  # polling for the new serial
-    raise run.BenchError(f"port {port}: no settled serial after {newer_than} within {timeout} s")
+    raise BenchError(f"port {port}: no settled serial after {newer_than} within {timeout} s")
 
 
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
 
 
-def knot_primary(root: Path, port: int, key_file: Path, zone_file: Path) -> run.Server:
+def knot_primary(root: Path, port: int, key_file: Path, zone_file: Path) -> Server:
     """Knot serving the zone file as it is (no signing), with IXFR from the differences of a
     reloaded zone file."""
     workdir = root / "knot"
@@ -236,8 +238,8 @@ def knot_primary(root: Path, port: int, key_file: Path, zone_file: Path) -> run.
         f"zone:\n  - domain: {ZONE}\n    file: {zone_file}\n    acl: xfr\n"
         "    zonefile-sync: -1\n    zonefile-load: difference\n    journal-content: changes\n"
         "    semantic-checks: off\n")
-    return run.Server("knot", "knot", [_tool("knotd"), "-c", str(conf)], port, workdir,
-                      ready_probe=(ZONE, "SOA", None))
+    return Server("knot", "knot", [_tool("knotd"), "-c", str(conf)], port, workdir,
+                  ready_probe=(ZONE, "SOA", None))
 
 
 def transfers(args: argparse.Namespace, port: int, tsig: str, label: str,
@@ -245,19 +247,19 @@ def transfers(args: argparse.Namespace, port: int, tsig: str, label: str,
     xfr(port, tsig, out=root / f"{label}.axfr.zone")
     rounds = [xfr(port, tsig) for _ in range(args.rounds)]
     result = median_of(rounds)
-    run.log(f"{label} AXFR: {result['seconds'] * 1000:.0f} ms with kdig's start "
-            f"({result['kdig_ms']:.0f} ms by kdig), {result['bytes']:.0f} B, "
-            f"{result['messages']:.0f} messages, {result['records']:.0f} records "
-            f"(median of {args.rounds})")
+    log(f"{label} AXFR: {result['seconds'] * 1000:.0f} ms with kdig's start "
+        f"({result['kdig_ms']:.0f} ms by kdig), {result['bytes']:.0f} B, "
+        f"{result['messages']:.0f} messages, {result['records']:.0f} records "
+        f"(median of {args.rounds})")
     return result
 
 
 def ixfr(args: argparse.Namespace, port: int, tsig: str, old: int, label: str) -> dict[str, Any]:
     result = median_of([xfr(port, tsig, f"IXFR={old}") for _ in range(args.rounds)])
-    run.log(f"{label} IXFR from {old}: {result['seconds'] * 1000:.0f} ms "
-            f"({result['kdig_ms']:.1f} ms by kdig), "
-            f"{result['bytes']:.0f} B, {result['messages']:.0f} messages, "
-            f"{result['records']:.0f} records")
+    log(f"{label} IXFR from {old}: {result['seconds'] * 1000:.0f} ms "
+        f"({result['kdig_ms']:.1f} ms by kdig), "
+        f"{result['bytes']:.0f} B, {result['messages']:.0f} messages, "
+        f"{result['records']:.0f} records")
     return result
 
 
@@ -303,10 +305,10 @@ def pull_axfr(port: int, tsig: str, qid: int) -> tuple[int, int]:
             size = stream.read(2)
             message = stream.read(int.from_bytes(size, "big")) if len(size) == 2 else b""
             if len(message) < 12 or len(message) != int.from_bytes(size, "big"):
-                raise run.BenchError(f"AXFR from port {port}: the stream ended after "
-                                     f"{messages} messages, before the closing SOA")
+                raise BenchError(f"AXFR from port {port}: the stream ended after "
+                                 f"{messages} messages, before the closing SOA")
             if message[3] & 0x0F or message[:2] != query[:2]:
-                raise run.BenchError(f"AXFR from port {port}: rcode {message[3] & 0x0F}")
+                raise BenchError(f"AXFR from port {port}: rcode {message[3] & 0x0F}")
             if not soa:  # the first RR, after the question
                 pos = _skip_name(message, _skip_name(message, 12) + 4)
                 soa = message[pos:pos + 10 + int.from_bytes(message[pos + 8:pos + 10], "big")]
@@ -377,13 +379,9 @@ class Puller:
             _, status, usage = os.wait4(self.process.pid, 0)
             self.process.returncode = os.waitstatus_to_exitcode(status)
             if self.process.returncode != 0:
-                raise run.BenchError(f"the Python puller failed (exit {self.process.returncode})")
+                raise BenchError(f"the Python puller failed (exit {self.process.returncode})")
             self.count = json.loads(out)["axfrs"]
             self.client_cpu = usage.ru_utime + usage.ru_stime
-
-
-def cpu_seconds(pid: int) -> float:
-    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -403,10 +401,10 @@ def cpu_seconds_of(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def transfer_pid(server: run.Server) -> int:
+def transfer_pid(server: Server) -> int:
     found = re.search(r"transfer started \(pid (\d+)\)", server.stderr_path.read_text())
     if found is None:
-        raise run.BenchError(f"no transfer process in the log:\n{run.tail(server.stderr_path)}")
+        raise BenchError(f"no transfer process in the log:\n{tail(server.stderr_path)}")
     return int(found.group(1))
 
 
@@ -416,7 +414,7 @@ class Target:
     idle during its alone runs (its UDP workers answer dnsperf then; the TCP workers, which
     serve AXFR, wait), found by `alone_run`."""
 
-    def __init__(self, name: str, server: run.Server, xfr_port: int, serves_axfr: str,
+    def __init__(self, name: str, server: Server, xfr_port: int, serves_axfr: str,
                  transfer: int | None = None) -> None:
         self.name = name
         self.server = server
@@ -478,9 +476,9 @@ def over_neighbours(qps: list[float], i: int, what: str) -> float:
     saying so, rather than report one made of nothing."""
     either_side = statistics.mean((qps[i - 1], qps[i + 1]))
     if either_side <= 0:
-        raise run.BenchError(f"the alone runs either side of {what} answered {qps[i - 1]:g} "
-                             f"and {qps[i + 1]:g} q/s: the server stopped answering, so no "
-                             "ratio can be told")
+        raise BenchError(f"the alone runs either side of {what} answered {qps[i - 1]:g} "
+                         f"and {qps[i + 1]:g} q/s: the server stopped answering, so no "
+                         "ratio can be told")
     return qps[i] / either_side
 
 
@@ -499,19 +497,19 @@ def throughput(args: argparse.Namespace, targets: list[Target], tsig: str,
     """dnsperf on each server, alone and with each AXFR puller, the servers' runs interleaved
     (`schedule`, `interleave`); each server's paired ratios (`paired_ratios`), and the CPU its
     transfers and the puller took meanwhile, on the same cores."""
-    zone = run.Zone(args.names - 2 * args.pools)
+    zone = Zone(args.names - 2 * args.pools)
     queries = root / "queries.txt"
     queries.write_text("".join(f"{name} {rtype}\n" for _, name, rtype in
-                               run.query_mix(zone, random.Random(args.seed))))
+                               query_mix(zone, random.Random(args.seed))))
     perf = argparse.Namespace(seconds=args.seconds, clients=8, threads=2, outstanding=500,
                               edns=True, dnssec=True)
     order = schedule(args.puller, args.rounds)
     steps = interleave(order, [t.name for t in targets])
     tallies = {t.name: Tally(args.puller) for t in targets}
     by_name = {t.name: t for t in targets}
-    run.log(f"{len(steps)} dnsperf runs of {args.seconds:g} s: "
-            f"{' '.join(f'{s}:{k}' for s, k in steps)}; puller at nice {args.puller_nice}; "
-            + "; ".join(f"{t.name}'s AXFRs served by its {t.serves_axfr}" for t in targets))
+    log(f"{len(steps)} dnsperf runs of {args.seconds:g} s: "
+        f"{' '.join(f'{s}:{k}' for s, k in steps)}; puller at nice {args.puller_nice}; "
+        + "; ".join(f"{t.name}'s AXFRs served by its {t.serves_axfr}" for t in targets))
     for number, (name, kind) in enumerate(steps, 1):
         _step(args, by_name[name], tallies[name], kind, number, queries, perf, tsig, root)
     # healthdns's figures where they were before a reference was measured beside them
@@ -527,18 +525,18 @@ def _step(args: argparse.Namespace, target: Target, tally: Tally, kind: str, num
     """One dnsperf run on one server, with a puller unless `kind` is "alone"."""
     before = target.threads()
     if kind == "alone":
-        tally.qps.append(run.run_dnsperf(target.server, queries, perf, number, root).qps)
+        tally.qps.append(run_dnsperf(target.server, queries, perf, number, root).qps)
         target.alone_run(before, target.threads(), args.seconds)
-        run.log(f"run {number:>2}: {target.name:<9} {kind:<6} {tally.qps[-1]:>8.0f} q/s")
+        log(f"run {number:>2}: {target.name:<9} {kind:<6} {tally.qps[-1]:>8.0f} q/s")
         return
     with Puller(target.xfr_port, tsig, kind, args.python_every, args.puller_nice) as puller:
-        tally.qps.append(run.run_dnsperf(target.server, queries, perf, number, root).qps)
+        tally.qps.append(run_dnsperf(target.server, queries, perf, number, root).qps)
     used = target.transfer_cpu(before, target.threads())
     tally.transfer_cpu[kind] += used
     tally.pulls[kind] += puller.count
     tally.client_cpu[kind] += puller.client_cpu
-    run.log(f"run {number:>2}: {target.name:<9} {kind:<6} {tally.qps[-1]:>8.0f} q/s, "
-            f"{puller.count} AXFRs, {target.serves_axfr} {used * 1000:.0f} CPU-ms")
+    log(f"run {number:>2}: {target.name:<9} {kind:<6} {tally.qps[-1]:>8.0f} q/s, "
+        f"{puller.count} AXFRs, {target.serves_axfr} {used * 1000:.0f} CPU-ms")
 
 
 def _figures(args: argparse.Namespace, target: Target, order: list[str],
@@ -551,13 +549,13 @@ def _figures(args: argparse.Namespace, target: Target, order: list[str],
         noise = [over_neighbours(alone, i, f"alone run {i + 1} of {len(alone)}")
                  for i in range(1, len(alone) - 1)]
         ratios = {kind: paired_ratios(order, qps, kind) for kind in args.puller}
-    except run.BenchError as e:
-        raise run.BenchError(f"{name}: {e}") from None
+    except BenchError as e:
+        raise BenchError(f"{name}: {e}") from None
     if noise:  # the same pairing with no puller at all: how far the ratios move by chance
-        run.log(f"{name} noise: alone runs {min(alone):.0f}-{max(alone):.0f} q/s; each alone "
-                f"run over the mean of the alone runs either side: median "
-                f"{statistics.median(noise):.3f}, range {min(noise):.3f}-{max(noise):.3f} "
-                f"(1.000 on a quiet host)")
+        log(f"{name} noise: alone runs {min(alone):.0f}-{max(alone):.0f} q/s; each alone "
+            f"run over the mean of the alone runs either side: median "
+            f"{statistics.median(noise):.3f}, range {min(noise):.3f}-{max(noise):.3f} "
+            f"(1.000 on a quiet host)")
         report["noise_ratios"] = noise
     for kind in args.puller:
         report[kind] = _summary(args, target, kind, ratios[kind], tally.pulls[kind],
@@ -573,13 +571,13 @@ def _summary(args: argparse.Namespace, target: Target, kind: str, ratios: list[f
     n = max(pulls, 1)
     ratio = statistics.median(ratios)
     name = target.name
-    run.log(f"{name:<9} {kind}: queries while {kind} pulls AXFR / queries alone = {ratio:.3f} "
-            f"(median of {len(ratios)} paired runs, each over the mean of the alone runs either "
-            f"side; range {min(ratios):.3f}-{max(ratios):.3f}; target >= 0.95). {pulls} AXFRs "
-            f"in {busy:g} s ({pulls / busy:.1f}/s); {name}'s {target.serves_axfr} "
-            f"{transfer_cpu:.2f} CPU-s "
-            f"({transfer_cpu / n * 1000:.1f} ms per AXFR), {kind} {client_cpu:.2f} CPU-s "
-            f"({client_cpu / n * 1000:.1f} ms per AXFR), on the same cores")
+    log(f"{name:<9} {kind}: queries while {kind} pulls AXFR / queries alone = {ratio:.3f} "
+        f"(median of {len(ratios)} paired runs, each over the mean of the alone runs either "
+        f"side; range {min(ratios):.3f}-{max(ratios):.3f}; target >= 0.95). {pulls} AXFRs "
+        f"in {busy:g} s ({pulls / busy:.1f}/s); {name}'s {target.serves_axfr} "
+        f"{transfer_cpu:.2f} CPU-s "
+        f"({transfer_cpu / n * 1000:.1f} ms per AXFR), {kind} {client_cpu:.2f} CPU-s "
+        f"({client_cpu / n * 1000:.1f} ms per AXFR), on the same cores")
     return {"ratio": ratio, "ratios": ratios, "ratio_min": min(ratios),
             "ratio_max": max(ratios), "axfrs_pulled": pulls, "axfrs_per_s": pulls / busy,
             "transfer_cpu_s": transfer_cpu, "client_cpu_s": client_cpu,
@@ -593,24 +591,24 @@ def _nice(pid: int) -> int:
 
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    command = run.healthdns_command(args.healthdns)
+    command = healthdns_command(args.healthdns)
     if command is None:
-        raise run.BenchError("healthdns-supervisor not found (give --healthdns PATH)")
+        raise BenchError("healthdns-supervisor not found (give --healthdns PATH)")
     rng = random.Random(args.seed)
     ports: set[int] = set()
-    port, transfer_port, knot_port = (run.free_port(ports, rng) for _ in range(3))
+    port, transfer_port, knot_port = (free_port(ports, rng) for _ in range(3))
     key_file, tsig = make_key(root)
-    backends = Backends(2 * args.pools, run.free_port(ports, rng))
+    backends = Backends(2 * args.pools, free_port(ports, rng))
     workdir = root / "healthdns"
     workdir.mkdir()
     config = workdir / "healthdns.toml"
-    config.write_text(healthdns_toml(run.Zone(args.names - 2 * args.pools), port, transfer_port,
-                                     key_file, backends, run.healthdns_dnssec(command, workdir)))
-    healthdns = run.Server("healthdns", "healthdns",
-                           [command, "--config", str(config), "--log-level", "info",
-                            "--control-listen", f"{HOST}:0"],
-                           port, workdir, ready_line="ready: serving", responders=2)
-    knot: run.Server | None = None
+    config.write_text(healthdns_toml(Zone(args.names - 2 * args.pools), port, transfer_port,
+                                     key_file, backends, healthdns_dnssec(command, workdir)))
+    healthdns = Server("healthdns", "healthdns",
+                       [command, "--config", str(config), "--log-level", "info",
+                        "--control-listen", f"{HOST}:0"],
+                       port, workdir, ready_line="ready: serving", responders=2)
+    knot: Server | None = None
     try:
         healthdns.start(args.start_timeout)
         report: dict[str, Any] = {"names": args.names, "pools": args.pools}
@@ -627,8 +625,8 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         report["throughput"] = throughput(args, targets, tsig, root)
         old = serial(transfer_port, tsig)
         backends.down(args.pools)
-        run.log(f"{args.pools} of {len(backends.addresses)} backends down; waiting for a serial "
-                f"after {old}")
+        log(f"{args.pools} of {len(backends.addresses)} backends down; waiting for a serial "
+            f"after {old}")
         wait_serial(transfer_port, tsig, old)
         report["healthdns_ixfr"] = ixfr(args, transfer_port, tsig, old, "healthdns")
         xfr(transfer_port, tsig, out=zone_file)
@@ -692,9 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="healthdns-transfer-bench-"))
     try:
         report = measure(args, root)
-    except run.BenchError as e:
+    except BenchError as e:
         print(f"bench/transfer.py: {e}", file=sys.stderr)
-        return run.EXIT_START
+        return EXIT_START
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import queue
 import re
@@ -13,12 +15,47 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench_module(path: str, name: str) -> ModuleType:
+    """The module at bench/`path`, loaded as `name`, with bench/ on the path while it loads.
+
+    Two things are named `harness`: this module and the benchmarks' library (bench/harness/).
+    A bench module imports the library, so the library is `harness` in sys.modules while the
+    bench module loads, and this module is `harness` again afterwards: the bench module keeps
+    what it imported, and tests keep importing from here."""
+    ours = _pop_harness()
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCH / path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+        _pop_harness()
+        sys.modules.update(ours)
+    return module
+
+
+def _pop_harness() -> dict[str, ModuleType]:
+    names = [name for name in sys.modules if name == "harness" or name.startswith("harness.")]
+    return {name: sys.modules.pop(name) for name in names}
+
+
+# The checked TCP backend is the benchmarks' too (bench/reload.py): it lives in bench/harness/.
+Backend = bench_module("harness/backend.py", "bench_harness_backend").Backend
 READY = re.compile(r"ready: serving \d+ zone\(s\) on (\S+?):(\d+)[, ]")
 CONTROL = re.compile(r"control: listening on ([^\s\"]+)")  # a text or a JSON line
 START_TIMEOUT = 20.0
@@ -150,6 +187,87 @@ class Server:
             raise AssertionError(f"supervisor did not stop within {timeout} s") from None
 
 
+ZONE = "example.test"
+NAMESERVER = "ns1.example.net"
+
+
+def config_toml(records: Mapping[str, Any] | None = None, *,
+                zone: Mapping[str, Any] | None = None,
+                zones: Sequence[Mapping[str, Any]] | None = None,
+                **sections: Mapping[str, Any]) -> str:
+    """A configuration file's text: `[server]` listening on 127.0.0.1:0 with one responder,
+    and one zone `example.test` (NS ns1.example.net) with `records`.
+
+    `zone` adds to (or replaces keys of) that zone's table; `zones` replaces the zone list;
+    each other keyword is a top-level table (`server` adds to the defaults; `prober`,
+    `control`, `rrl`... are as given). Values are Python values: dicts become tables, lists
+    of dicts arrays of tables, and a key whose value is None is left out (so None drops a
+    default)."""
+    server = {"listen": ["127.0.0.1:0"], "responders": 1, **sections.pop("server", {})}
+    if zones is None:
+        one: dict[str, Any] = {"origin": ZONE, "nameservers": [NAMESERVER]}
+        if records is not None:
+            one["records"] = records
+        zones = [{**one, **(zone or {})}]
+    return render_toml({"server": server, **sections, "zones": list(zones)})
+
+
+def render_toml(document: Mapping[str, Any]) -> str:
+    """TOML for a document of tables, arrays of tables, strings, numbers, booleans and lists
+    (tomllib reads it back equal: tests/test_harness_config.py); keys set to None are left
+    out, as TOML has no null."""
+    lines: list[str] = []
+    _table_body(lines, [], document)
+    return "\n".join(lines) + "\n"
+
+
+def _table_body(lines: list[str], path: list[str], table: Mapping[str, Any]) -> None:
+    table = {k: v for k, v in table.items() if v is not None}
+    nested = {k: v for k, v in table.items() if _is_table(v) or _is_tables(v)}
+    lines.extend(f"{_key(k)} = {_value(v)}" for k, v in table.items() if k not in nested)
+    for key, value in nested.items():
+        header = ".".join(_key(k) for k in [*path, key])
+        if _is_tables(value):
+            for item in value:
+                lines.extend(["", f"[[{header}]]"])
+                _table_body(lines, [*path, key], item)
+            continue
+        if not value or not all(_is_table(v) or _is_tables(v) for v in value.values()):
+            lines.extend(["", f"[{header}]"])  # a table of tables only needs no header
+        _table_body(lines, [*path, key], value)
+
+
+def _is_table(value: object) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_tables(value: object) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(item, Mapping) for item in value))
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _string(key)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return _string(value) if isinstance(value, str) else repr(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()
+                                if v is not None) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, and TOML escapes DEL too."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def children_of(parent: int) -> dict[int, str]:
     found: dict[int, str] = {}
     for entry in os.listdir("/proc"):
@@ -177,60 +295,6 @@ def run_cli(args: list[str], timeout: float = 20.0) -> subprocess.CompletedProce
     """Run the supervisor expecting it to exit by itself (bad input, --check-config)."""
     return subprocess.run([*supervisor_command(), *args], capture_output=True, text=True,
                           timeout=timeout, check=False)
-
-
-class Backend:
-    """A real TCP listener on loopback that a health check finds up or down.
-
-    While down, the port stays bound but not listening, so connections are refused and no
-    other test can take the port.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
-        self.listening = False
-        self.sock = self._bind()
-        self.port = self.sock.getsockname()[1]
-        self._thread: threading.Thread | None = None
-
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        return sock
-
-    def up(self) -> None:
-        self.sock.listen(64)
-        self.sock.settimeout(0.05)
-        self.listening = True
-        self._thread = threading.Thread(target=self._accept, args=(self.sock,), daemon=True)
-        self._thread.start()
-
-    def _accept(self, sock: socket.socket) -> None:
-        while self.listening:  # accept and drop, so the backlog never fills
-            try:
-                conn, _ = sock.accept()
-                conn.close()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def down(self) -> None:
-        self.listening = False
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self.sock.close()
-        self.sock = self._bind()
-
-    def close(self) -> None:
-        self.listening = False
-        if self._thread is not None:
-            self._thread.join()
-        self.sock.close()
 
 
 def exchange(server: Server, wire: bytes, tcp: bool = False, timeout: float = 1.0) -> bytes | None:

@@ -5,31 +5,16 @@ read them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from conftest import need_tool
-from harness import supervisor_command
+from harness import bench_module, supervisor_command
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "adversarial.py"
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_adversarial", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
+bench = bench_module("adversarial.py", "bench_adversarial")
 TINY = ["--seconds", "0.5", "--names", "5", "--body-mib", "4", "--header-connections", "4",
         "--keepalive", "4", "--pollers", "2", "--strangers", "3", "--bursts", "3,2",
         "--unread", "4"]

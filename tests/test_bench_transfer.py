@@ -4,28 +4,12 @@ speed drifts does not decide the ratio."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
+from harness import bench_module
 from hypothesis import given
 from hypothesis import strategies as st
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_transfer", BENCH / "transfer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # it puts bench/ on the path for its own `import run`
-    sys.path.remove(str(BENCH))  # and no other test should import from there
-    return module
-
-
-bench = _bench()
+bench = bench_module("transfer.py", "bench_transfer")
 PULLERS = st.lists(st.sampled_from(["kdig", "python"]), min_size=1, max_size=2, unique=True)
 
 
@@ -115,5 +99,5 @@ def test_alone_runs_that_answered_nothing_give_no_ratio(pullers: list[str], roun
     qps[i] = 0.0
     assert 0.0 in bench.paired_ratios(order, qps, order[i])
     qps[i - 1] = qps[i + 1] = qps[i] = 0.0
-    with pytest.raises(bench.run.BenchError, match="stopped answering, so no ratio"):
+    with pytest.raises(bench.BenchError, match="stopped answering, so no ratio"):
         bench.paired_ratios(order, qps, order[i])

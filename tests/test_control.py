@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Backend, Server, run_cli
+from harness import Backend, Server, config_toml, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 
 INTERVAL = 0.2
@@ -23,30 +23,13 @@ TOKEN = "test-token-0123456789abcdef"
 
 
 def config(port: int, state_file: Path, token: str | None = TOKEN, responders: int = 1) -> str:
-    token_line = f'token = "{token}"' if token else ""
-    return f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = {responders}
-
-        [control]
-        {token_line}
-        state_file = "{state_file}"
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        ttl = 5
-        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = {INTERVAL}, timeout = 0.1, rise = 1, fall = 1 }} }}
-
-        [zones.records.api]
-        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = {INTERVAL}, timeout = 0.1, rise = 1, fall = 1 }}, policy = "empty" }}
-
-        [zones.records.static]
-        a = ["192.0.2.1"]
-    """
+    check = {"port": port, "interval": INTERVAL, "timeout": 0.1, "rise": 1, "fall": 1}
+    pool = {"addresses": ["127.0.0.1", "127.0.0.2"], "check": check}
+    return config_toml({"www": {"ttl": 5, "pool": pool},
+                        "api": {"pool": {**pool, "policy": "empty"}},
+                        "static": {"a": ["192.0.2.1"]}},
+                       server={"responders": responders},
+                       control={"state_file": str(state_file), "token": token or None})
 
 
 @pytest.fixture

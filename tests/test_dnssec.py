@@ -22,7 +22,7 @@ import dns.query
 import dns.rcode
 import pytest
 from conftest import need_tool
-from harness import Backend, Server
+from harness import Backend, Server, config_toml
 
 ZONES = ("example.test", "example.org")
 CASES = [  # (name, type, what delv must print)
@@ -57,40 +57,16 @@ def generate(tmp: Path, algorithm: str, role: str) -> tuple[Path, str]:
 
 
 def config(keys: dict[str, Path], algorithm: str, port: int, denial: str = "nsec") -> str:
-    key_lines = "\n".join(f'{role} = "{path}"' for role, path in keys.items())
-    return f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-
-        [[zones]]
-        origin = "example.test"
-        aliases = ["example.org"]
-        nameservers = ["ns1.example.net"]
-        ttl = 1
-
-        [zones.soa]
-        minimum = 1
-
-        [zones.dnssec]
-        algorithm = "{algorithm}"
-        denial = "{denial}"
-        cds = true
-{textwrap.indent(key_lines, " " * 8)}
-
-        [zones.records.www]
-        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = 0.2, timeout = 0.1, rise = 1, fall = 1 }}, policy = "empty" }}
-
-        [zones.records.static]
-        a = ["192.0.2.1"]
-        aaaa = ["2001:db8::1"]
-
-        [zones.records."a.b"]
-        txt = ['"deep"']
-
-        [zones.records.alias]
-        cname = "static"
-    """
+    check = {"port": port, "interval": 0.2, "timeout": 0.1, "rise": 1, "fall": 1}
+    dnssec = {"algorithm": algorithm, "denial": denial, "cds": True,
+              **{role: str(path) for role, path in keys.items()}}
+    return config_toml({
+        "www": {"pool": {"addresses": ["127.0.0.1", "127.0.0.2"], "check": check,
+                         "policy": "empty"}},
+        "static": {"a": ["192.0.2.1"], "aaaa": ["2001:db8::1"]},
+        "a.b": {"txt": ['"deep"']},
+        "alias": {"cname": "static"},
+    }, zone={"aliases": ["example.org"], "ttl": 1, "soa": {"minimum": 1}, "dnssec": dnssec})
 
 
 PARAMS = [("ECDSAP256SHA256", ("csk",), "nsec"), ("ED25519", ("csk",), "nsec"),

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import run_cli
+from harness import config_toml, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -129,18 +128,7 @@ def test_a_fifo_as_the_config_file_is_an_error_not_a_hang(tmp_path: Path) -> Non
 
 def _signed_config(tmp: Path, key: Path) -> Path:
     conf = tmp / "signed.toml"
-    conf.write_text(textwrap.dedent(f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-        [zones.dnssec]
-        csk = "{key}"
-        [zones.records.www]
-        a = ["192.0.2.1"]
-    """))
+    conf.write_text(config_toml({"www": {"a": ["192.0.2.1"]}}, zone={"dnssec": {"csk": str(key)}}))
     return conf
 
 

@@ -12,25 +12,11 @@ from multiprocessing import reduction
 from pathlib import Path
 
 import pytest
-from harness import Server, children_of
+from harness import Server, children_of, config_toml
 
 TOKEN = "fork-server-must-not-hold-this-token-7f3a9c"
-TOML = f"""
-    [server]
-    listen = ["127.0.0.1:0"]
-    responders = 2
-
-    [control]
-    listen = "127.0.0.1:0"
-    token = "{TOKEN}"
-
-    [[zones]]
-    origin = "example.test"
-    nameservers = ["ns1.example.net"]
-
-    [zones.records.www]
-    a = ["192.0.2.1"]
-"""
+TOML = config_toml({"www": {"a": ["192.0.2.1"]}}, server={"responders": 2},
+                   control={"listen": "127.0.0.1:0", "token": TOKEN})
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import geo_reference
-import geodata
 import msgspec
 import pytest
 from conftest import need_tool
-from harness import Backend
+from harness import Backend, bench_module
 
 from healthdns.shared import geochoice, geocompile, geotable
 from healthdns.shared.geomap import GeoMap, GeoNetworks, GeoRule, Site
+
+geodata = bench_module("harness/geodata.py", "geodata")  # shared with bench/geomap.py
 
 SITES = ("fra", "iad", "sin", "syd")
 PLACES = [("EU", "DE", ["BY"], "Munich"), ("EU", "DE", ["HE"], ""), ("EU", "FR", [], "Paris"),

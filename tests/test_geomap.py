@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import geo_model
-import geodata
 import msgspec
 import pytest
+from harness import bench_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healthdns.shared import ecs, geochoice, geocompile, geotable
 from healthdns.shared.errors import ConfigError
 from healthdns.shared.geomap import GeoMap, GeoNetworks, GeoRule, Site
+
+geodata = bench_module("harness/geodata.py", "geodata")  # shared with bench/geomap.py
 
 # --- random maps --------------------------------------------------------------------------
 

@@ -16,51 +16,28 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from harness import Backend, Server
+from harness import Backend, Server, config_toml
 
 INTERVAL, FALL, RISE = 0.2, 2, 1
 
 
 def config(port: int) -> str:
-    return f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 2
-
-        [[zones]]
-        origin = "example.test"
-        aliases = ["example.org"]
-        nameservers = ["ns1.example.net", "ns2.example.net"]
-        ttl = 60
-
-        [zones.soa]
-        ttl = 600
-        minimum = 30
-
-        [zones.records.www]
-        ttl = 5
-        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = {INTERVAL}, timeout = 0.1, rise = {RISE}, fall = {FALL} }} }}
-
-        [zones.records.static]
-        a = ["192.0.2.1"]
-        aaaa = ["2001:db8::1"]
-
-        [zones.records."a.b"]
-        txt = ['"deep"']
-
-        [zones.records.alias]
-        cname = "static"
-
-        [zones.records.ext]
-        cname = "www.example.net."
-
-        [[zones]]
-        origin = "other.test"
-        nameservers = ["ns1.other.test"]
-
-        [zones.records.ns1]
-        a = ["192.0.2.53"]
-    """
+    check = {"port": port, "interval": INTERVAL, "timeout": 0.1, "rise": RISE, "fall": FALL}
+    example = {
+        "origin": "example.test", "aliases": ["example.org"],
+        "nameservers": ["ns1.example.net", "ns2.example.net"], "ttl": 60,
+        "soa": {"ttl": 600, "minimum": 30},
+        "records": {
+            "www": {"ttl": 5, "pool": {"addresses": ["127.0.0.1", "127.0.0.2"], "check": check}},
+            "static": {"a": ["192.0.2.1"], "aaaa": ["2001:db8::1"]},
+            "a.b": {"txt": ['"deep"']},
+            "alias": {"cname": "static"},
+            "ext": {"cname": "www.example.net."},
+        },
+    }
+    other = {"origin": "other.test", "nameservers": ["ns1.other.test"],
+             "records": {"ns1": {"a": ["192.0.2.53"]}}}
+    return config_toml(zones=[example, other], server={"responders": 2})
 
 
 @pytest.fixture(scope="module")
@@ -293,17 +270,10 @@ def test_killed_signer_or_prober_is_replaced(server: Server, backends: tuple[Bac
 
 
 def test_a_pool_larger_than_an_answer_rotates(tmp_path: Path) -> None:
-    server = Server(["--responders", "1"], tmp_path, """
-        [server]
-        listen = ["127.0.0.1:0"]
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        pool = { addresses = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"], check = { port = 9, interval = 1, timeout = 0.1 }, max_answers = 2 }
-    """).start()
+    pool = {"addresses": ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"],
+            "check": {"port": 9, "interval": 1, "timeout": 0.1}, "max_answers": 2}
+    server = Server(["--responders", "1"], tmp_path,
+                    config_toml({"www": {"pool": pool}}, server={"responders": None})).start()
     try:
         seen: set[frozenset[str]] = set()
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from harness import Server, has_ipv6
+from harness import Server, config_toml, has_ipv6
 
 ARGS = ["--demo", "--listen", "127.0.0.1:0", "--responders", "2"]
 
@@ -118,19 +118,9 @@ def test_serves_over_ipv6() -> None:
 def test_one_datagram_at_a_time_without_batching(tmp_path: object) -> None:
     from pathlib import Path
 
-    server = Server(["--responders", "1"], Path(str(tmp_path)), """
-        [server]
-        listen = ["127.0.0.1:0"]
-        udp_batch = 0
-        packet_cache = 0
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        a = ["192.0.2.1"]
-    """).start()
+    toml = config_toml({"www": {"a": ["192.0.2.1"]}},
+                       server={"responders": None, "udp_batch": 0, "packet_cache": 0})
+    server = Server(["--responders", "1"], Path(str(tmp_path)), toml).start()
     try:
         for _ in range(3):
             assert server.addresses("www.example.test") == {"192.0.2.1"}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Backend, Server
+from harness import Backend, Server, config_toml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -78,28 +78,14 @@ def test_zone_counts_follow_the_states(zones: dict[str, list[str]],
 
 
 def config(port: int) -> str:
-    return f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-
-        [[zones]]
-        origin = "pool.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = {INTERVAL}, timeout = 0.1, fall = {FALL} }} }}
-
-        [zones.records.api]
-        pool = {{ addresses = ["127.0.0.1"], check = {{ port = {port}, interval = {INTERVAL}, timeout = 0.1, fall = {FALL} }} }}
-
-        [[zones]]
-        origin = "static.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        a = ["192.0.2.1"]
-    """
+    check = {"port": port, "interval": INTERVAL, "timeout": 0.1, "fall": FALL}
+    ns = ["ns1.example.net"]
+    return config_toml(zones=[
+        {"origin": "pool.test", "nameservers": ns, "records": {
+            "www": {"pool": {"addresses": ["127.0.0.1", "127.0.0.2"], "check": check}},
+            "api": {"pool": {"addresses": ["127.0.0.1"], "check": check}}}},
+        {"origin": "static.test", "nameservers": ns, "records": {"www": {"a": ["192.0.2.1"]}}},
+    ])
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import geodata
 import maxminddb
+from harness import bench_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthdns.shared import mmdb
+
+geodata = bench_module("harness/geodata.py", "geodata")  # shared with bench/geomap.py
 
 COUNTRIES = ("DE", "US", "JP")
 

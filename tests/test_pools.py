@@ -20,7 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 import trustme
-from harness import Backend, Server, has_ipv6
+from harness import Backend, Server, config_toml, has_ipv6
 
 from healthdns.shared import config, messages
 from healthdns.signer import pool as pools
@@ -201,27 +201,11 @@ def tcp_backends() -> Iterator[list[Backend]]:
 def test_failover_to_the_next_group_and_back(tmp_path: Path,
                                              tcp_backends: list[Backend]) -> None:
     primary = tcp_backends[0]
-    check = f"{{ port = {primary.port}, interval = {INTERVAL}, timeout = 0.1, rise = 1, fall = 1 }}"
-    server = Server([], tmp_path, f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www.pool]
-        check = {check}
-        policy = "backup"
-        backup = ["127.0.0.9"]
-
-        [[zones.records.www.pool.groups]]
-        addresses = ["127.0.0.1"]
-
-        [[zones.records.www.pool.groups]]
-        addresses = ["127.0.0.2", "127.0.0.3"]
-    """).start()
+    check = {"port": primary.port, "interval": INTERVAL, "timeout": 0.1, "rise": 1, "fall": 1}
+    server = Server([], tmp_path, config_toml({"www": {"pool": {
+        "check": check, "policy": "backup", "backup": ["127.0.0.9"],
+        "groups": [{"addresses": ["127.0.0.1"]}, {"addresses": ["127.0.0.2", "127.0.0.3"]}],
+    }}})).start()
     try:
         assert server.addresses("www.example.test") == {"127.0.0.1"}
         primary.down()
@@ -276,20 +260,11 @@ def https_backend(tmp_path: Path) -> Iterator[tuple[int, Path, type[_Health]]]:
 def test_https_check_through_the_server(tmp_path: Path,
                                         https_backend: tuple[int, Path, type[_Health]]) -> None:
     port, ca_file, handler = https_backend
-    server = Server([], tmp_path, f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www.pool]
-        addresses = ["192.0.2.1"]
-        policy = "empty"
-        check = {{ kind = "https", port = {port}, address = "127.0.0.1", path = "/health", host = "www.example.test", ca_file = "{ca_file}", body = "ok", interval = {INTERVAL}, timeout = {INTERVAL}, rise = 1, fall = 1 }}
-    """).start()
+    check = {"kind": "https", "port": port, "address": "127.0.0.1", "path": "/health",
+             "host": "www.example.test", "ca_file": str(ca_file), "body": "ok",
+             "interval": INTERVAL, "timeout": INTERVAL, "rise": 1, "fall": 1}
+    server = Server([], tmp_path, config_toml({"www": {"pool": {
+        "addresses": ["192.0.2.1"], "policy": "empty", "check": check}}})).start()
     try:
         assert server.addresses("www.example.test") == {"192.0.2.1"}
         handler.status = 503
@@ -310,18 +285,9 @@ def test_aaaa_pool_is_checked_over_ipv6(tmp_path: Path) -> None:
     v6.up()
     v4 = Backend("127.0.0.1", v6.port)  # same port, IPv4 side down: only ::1 passes
     try:
-        server = Server([], tmp_path, f"""
-            [server]
-            listen = ["127.0.0.1:0"]
-            responders = 1
-
-            [[zones]]
-            origin = "example.test"
-            nameservers = ["ns1.example.net"]
-
-            [zones.records.www]
-            pool = {{ addresses = ["::1", "127.0.0.1"], policy = "empty", check = {{ port = {v6.port}, interval = {INTERVAL}, timeout = 0.1, rise = 1, fall = 1 }} }}
-        """).start()
+        check = {"port": v6.port, "interval": INTERVAL, "timeout": 0.1, "rise": 1, "fall": 1}
+        server = Server([], tmp_path, config_toml({"www": {"pool": {
+            "addresses": ["::1", "127.0.0.1"], "policy": "empty", "check": check}}})).start()
         try:
             assert server.addresses("www.example.test", "AAAA") == {"::1"}
             assert server.addresses("www.example.test", "A") == set()

@@ -12,7 +12,6 @@ import http.client
 import json
 import queue
 import socket
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Backend, Server
+from harness import Backend, Server, config_toml
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -195,22 +194,10 @@ def backend() -> Iterator[Backend]:
 
 def test_fifty_concurrent_reloads_kill_no_child_and_are_all_answered(
         tmp_path: Path, backend: Backend) -> None:
-    server = Server([], tmp_path, textwrap.dedent(f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 2
-        hung_after = 3.0
-
-        [control]
-        token = "{TOKEN}"
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        pool = {{ addresses = ["127.0.0.1"], check = {{ port = {backend.port}, interval = 0.2, timeout = 0.2 }} }}
-    """)).start()
+    check = {"port": backend.port, "interval": 0.2, "timeout": 0.2}
+    server = Server([], tmp_path, config_toml(
+        {"www": {"pool": {"addresses": ["127.0.0.1"], "check": check}}},
+        server={"responders": 2, "hung_after": 3.0}, control={"token": TOKEN})).start()
     try:
         start = threading.Barrier(CALLERS)
 

@@ -14,7 +14,7 @@ import dns.message
 import dns.name
 import dns.rdatatype
 import pytest
-from harness import Server
+from harness import Server, config_toml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,19 +136,10 @@ def test_a_new_generation_starts_each_rotation_again() -> None:
 
 # --- on the wire: a burst to the one responder of a real supervisor ------------------------
 
-TOML = """
-    [server]
-    listen = ["127.0.0.1:0"]
-    responders = 1
-
-    [[zones]]
-    origin = "example.test"
-    nameservers = ["ns1.example.net"]
-
-    [zones.records.www]
-    # Port 9 answers nothing: every address is down, and all are served (serve-all).
-    pool = { addresses = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"], max_answers = 2, check = { port = 9, interval = 1, timeout = 0.1 } }
-"""
+# Port 9 answers nothing: every address is down, and all are served (serve-all).
+TOML = config_toml({"www": {"pool": {
+    "addresses": ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"], "max_answers": 2,
+    "check": {"port": 9, "interval": 1, "timeout": 0.1}}}})
 
 
 @pytest.fixture(scope="module")

@@ -4,39 +4,23 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from harness import Server
+from harness import Server, config_toml
 from test_state_file import write_sealed
 
 from healthdns.signer.serial import serial_gt
 
-CONFIG = """
-    [server]
-    listen = ["127.0.0.1:0"]
-    responders = 1
 
-    [control]
-    state_file = "{state}"
-
-    [[zones]]
-    origin = "example.test"
-    aliases = ["Example.ORG"]
-    nameservers = ["ns1.example.net"]
-
-    [zones.records.www]
-    a = ["192.0.2.1"]
-
-    [[zones]]
-    origin = "other.test"
-    nameservers = ["ns1.example.net"]
-
-    [zones.records.www]
-    a = ["192.0.2.2"]
-"""
+def config(state: Path | None) -> str:
+    ns = ["ns1.example.net"]
+    return config_toml(control={"state_file": str(state) if state else None}, zones=[
+        {"origin": "example.test", "aliases": ["Example.ORG"], "nameservers": ns,
+         "records": {"www": {"a": ["192.0.2.1"]}}},
+        {"origin": "other.test", "nameservers": ns, "records": {"www": {"a": ["192.0.2.2"]}}},
+    ])
 
 
 def soa_serial(dig: str, server: Server, zone: str) -> int:
@@ -51,7 +35,7 @@ def start(tmp_path: Path, kept: dict[str, int] | None) -> Server:
     state = tmp_path / "state.json"
     if kept is not None:  # as a previous server wrote it, health and overrides aside
         write_sealed(state, serials=kept)
-    return Server([], tmp_path, textwrap.dedent(CONFIG.format(state=state))).start()
+    return Server([], tmp_path, config(state)).start()
 
 
 # Ahead of the clock by a burst of changes; and the last one before the 32-bit wrap, which
@@ -90,8 +74,7 @@ def test_the_served_serials_are_kept_for_the_next_process(tmp_path: Path, dig: s
 
 
 def test_without_a_state_file_serials_start_from_the_clock(tmp_path: Path, dig: str) -> None:
-    toml = textwrap.dedent(CONFIG.replace('state_file = "{state}"', ""))
-    server = Server([], tmp_path, toml).start()
+    server = Server([], tmp_path, config(None)).start()
     try:
         assert abs(soa_serial(dig, server, "example.test") - time.time()) < 60
     finally:

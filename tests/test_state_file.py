@@ -15,14 +15,13 @@ import re
 import signal
 import socket
 import subprocess
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
-from harness import Backend, Server, supervisor_command
+from harness import Backend, Server, config_toml, supervisor_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_control import TOKEN, status
@@ -258,22 +257,9 @@ def backend() -> Iterator[Backend]:
 
 
 def config(port: int, path: Path) -> str:
-    return textwrap.dedent(f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-
-        [control]
-        token = "{TOKEN}"
-        state_file = "{path}"
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ port = {port}, interval = 0.2, timeout = 0.2 }} }}
-    """)
+    check = {"port": port, "interval": 0.2, "timeout": 0.2}
+    return config_toml({"www": {"pool": {"addresses": ["127.0.0.1", "127.0.0.2"], "check": check}}},
+                       control={"token": TOKEN, "state_file": str(path)})
 
 
 def soa_serial(server: Server) -> int:

@@ -15,12 +15,11 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Backend, Server, supervisor_command
+from harness import Backend, Server, config_toml, supervisor_command
 
 from healthdns.signer import keys, keytool
 from healthdns.supervisor import ctl
@@ -45,19 +44,9 @@ def assert_records(text: str, fmt: str) -> list[dict[str, object]]:
 
 
 def config(port: int, key: Path) -> str:
-    return textwrap.dedent(f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-        dnssec = {{ csk = "{key}" }}
-
-        [zones.records.www]
-        pool = {{ addresses = ["127.0.0.1"], check = {{ port = {port}, interval = 0.2, timeout = 0.1 }} }}
-    """)
+    check = {"port": port, "interval": 0.2, "timeout": 0.1}
+    return config_toml({"www": {"pool": {"addresses": ["127.0.0.1"], "check": check}}},
+                       zone={"dnssec": {"csk": str(key)}})
 
 
 @pytest.fixture(scope="module")

@@ -15,22 +15,10 @@ from pathlib import Path
 
 import dns.message
 import pytest
-from harness import Server
+from harness import Server, config_toml
 
 IDLE = 5.0
-TOML = f"""
-    [server]
-    listen = ["127.0.0.1:0"]
-    responders = 1
-    tcp_idle_timeout = {IDLE}
-
-    [[zones]]
-    origin = "example.test"
-    nameservers = ["ns1.example.net"]
-
-    [zones.records.www]
-    txt = ['"{"x" * 250}"']
-"""
+TOML = config_toml({"www": {"txt": [f'"{"x" * 250}"']}}, server={"tcp_idle_timeout": IDLE})
 CONNECTIONS = 200
 SOURCES = [f"127.0.11.{i}" for i in range(1, 5)]  # 50 connections each: under the per-client 256
 GROWTH_MAX = 50 * 1024  # KiB of responder memory the 200 may add (the issue's bound)

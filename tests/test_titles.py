@@ -8,22 +8,11 @@ from pathlib import Path
 
 import pytest
 from conftest import need_tool
-from harness import Server
+from harness import Server, config_toml
 
 from healthdns.shared import titles
 
-TOML = """
-    [server]
-    listen = ["127.0.0.1:0"]
-    responders = 2
-
-    [[zones]]
-    origin = "example.test"
-    nameservers = ["ns1.example.net"]
-
-    [zones.records.www]
-    a = ["192.0.2.1"]
-"""
+TOML = config_toml({"www": {"a": ["192.0.2.1"]}}, server={"responders": 2})
 
 
 @pytest.fixture

@@ -4,35 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import HttpBackend, Server
+from harness import HttpBackend, Server, config_toml
 
 SLOW_CHECK = 3.0  # the HTTP timeout a silent backend makes the first round wait out
 
 
-def config(port: int, state: Path, max_age: str = "") -> str:
-    return textwrap.dedent(f"""
-        [server]
-        listen = ["127.0.0.1:0"]
-        responders = 1
-        {max_age}
-
-        [control]
-        state_file = "{state}"
-
-        [[zones]]
-        origin = "example.test"
-        nameservers = ["ns1.example.net"]
-
-        [zones.records.www]
-        ttl = 5
-        pool = {{ addresses = ["127.0.0.1", "127.0.0.2"], check = {{ kind = "http", port = {port}, interval = {SLOW_CHECK}, timeout = {SLOW_CHECK}, rise = 1, fall = 1 }} }}
-    """)
+def config(port: int, state: Path, max_age: float | None = None) -> str:
+    check = {"kind": "http", "port": port, "interval": SLOW_CHECK, "timeout": SLOW_CHECK,
+             "rise": 1, "fall": 1}
+    return config_toml({"www": {"ttl": 5, "pool": {"addresses": ["127.0.0.1", "127.0.0.2"],
+                                                   "check": check}}},
+                       server={"warm_start_max_age": max_age},
+                       control={"state_file": str(state)})
 
 
 @pytest.fixture
@@ -76,17 +64,17 @@ def test_a_restart_serves_the_kept_health_before_its_first_round(
         new.stop()
 
 
-@pytest.mark.parametrize(("setting", "why"), [
-    ("warm_start_max_age = 0", "server.warm_start_max_age is 0"),
-    ("warm_start_max_age = 0.001", r"the health in \S+ is [\d.]+ s old"),
+@pytest.mark.parametrize(("max_age", "why"), [
+    (0, "server.warm_start_max_age is 0"),
+    (0.001, r"the health in \S+ is [\d.]+ s old"),
 ])
 def test_old_or_unwanted_health_means_a_cold_start(
-        tmp_path: Path, backends: tuple[HttpBackend, HttpBackend], setting: str,
+        tmp_path: Path, backends: tuple[HttpBackend, HttpBackend], max_age: float,
         why: str) -> None:
     state = tmp_path / "state.json"
     old = Server([], tmp_path, config(backends[0].port, state)).start()
     old.stop()
-    new = Server([], tmp_path, config(backends[0].port, state, setting)).start()
+    new = Server([], tmp_path, config(backends[0].port, state, max_age)).start()
     try:
         assert re.search(f"cold start: {why}", new.output()), new.output()
         assert not first_round_after_ready(new)  # as before: ready only after the checks
@@ -99,7 +87,7 @@ def test_a_replacing_server_warm_starts_from_a_running_one_with_steady_health(
     # The documented restart: the new server starts while the old one runs. Health that has
     # not changed for longer than warm_start_max_age is still current, and must count as such.
     state = tmp_path / "state.json"
-    toml = config(backends[0].port, state, "warm_start_max_age = 1.0")
+    toml = config(backends[0].port, state, 1.0)
     old = Server([], tmp_path, toml).start()
     new = None
     try:
