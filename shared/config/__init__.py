@@ -34,7 +34,7 @@ from healthdns.shared.config.document import (
     read,
     redacted,
 )
-from healthdns.shared.config.endpoints import format_endpoint, parse_endpoint
+from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
 from healthdns.shared.config.guard import RRL_DEFAULT_RATE, CookieSpec, RrlSpec
 from healthdns.shared.config.names import absolute_name
 from healthdns.shared.config.pools import MAX_ANSWERS, MAX_WEIGHT, POLICIES, GroupSpec, PoolSpec
@@ -73,7 +73,7 @@ __all__ = [
     "MAX_CONFIG_FILE", "MAX_PEM_FILE", "MAX_TOKEN_FILE", "MAX_TTL", "MAX_WEIGHT", "MIN_TOKEN",
     "PARALLEL_FLOOR", "PARALLEL_MAX", "POLICIES", "REPORT_PERIOD", "RRL_DEFAULT_RATE",
     "STATIC_TYPES", "CheckSpec", "Config", "ConfigError", "ControlSpec", "CookieSpec",
-    "DnssecSpec", "GroupSpec", "PoolSpec", "ProberSpec", "RecordSpec", "RrlSpec",
+    "DnssecSpec", "Endpoint", "GroupSpec", "PoolSpec", "ProberSpec", "RecordSpec", "RrlSpec",
     "SecondarySpec", "ServerSpec", "SoaSpec", "TransferRuleSpec", "TransferSpec", "TsigKey",
     "TsigKeySpec", "ZoneSpec", "absolute_name", "decode", "encode", "file_room",
     "format_endpoint", "from_mapping", "in_flight", "load", "parallel_for", "parse_endpoint",

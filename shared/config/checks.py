@@ -14,7 +14,12 @@ import msgspec
 
 from healthdns.shared import files, regex
 from healthdns.shared.config.names import absolute_name
-from healthdns.shared.config.values import _address, _Frozen, _port
+from healthdns.shared.config.values import (
+    _address,
+    _Frozen,
+    _port,
+    _set_by_normalisation,
+)
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_CHECK_PORTS = {"http": 80, "https": 443}
@@ -54,6 +59,8 @@ class CheckSpec(_Frozen, frozen=True):
     # Set by normalisation, never in the file: tells apart checks that differ only in the
     # values of their headers (0 for the first of them in the file, 1 for the next, ...).
     variant: int = 0
+    # Set by normalisation, never in the file: `status` parsed, as (first, last) pairs.
+    ranges: tuple[tuple[int, int], ...] = ((200, 399),)
 
     def checked(self, address: str) -> str:
         """The address a check connects to for the served `address`."""
@@ -72,9 +79,15 @@ class CheckSpec(_Frozen, frozen=True):
                 f"{self.interval:g}/{self.timeout:g}/{self.rise}/{self.fall}")
         if self.kind == "tcp" and not self.hold_down:
             return base
-        digest = hashlib.blake2s(msgspec.msgpack.encode(self.without_secrets()),
-                                 digest_size=6).hexdigest()
+        digest = hashlib.blake2s(self._identity(), digest_size=6).hexdigest()
         return f"{base} {digest}"
+
+    def _identity(self) -> bytes:
+        """What the digest of `target` is taken of: every field, header values blanked, except
+        `ranges`, which restates `status`: ids stay those that state files already hold."""
+        fields = msgspec.structs.asdict(self.without_secrets())
+        del fields["ranges"]
+        return msgspec.msgpack.encode(fields)
 
     def without_secrets(self) -> CheckSpec:
         """This check with its header values blanked (their names stay)."""
@@ -82,14 +95,9 @@ class CheckSpec(_Frozen, frozen=True):
             return self
         return msgspec.structs.replace(self, headers=dict.fromkeys(self.headers, ""))
 
-    def statuses(self) -> tuple[tuple[int, int], ...]:
-        """The `status` ranges as (first, last) pairs."""
-        return _status_ranges(self.status, "status")
-
 
 def _check(raw: CheckSpec, path: str) -> CheckSpec:
-    if raw.variant:
-        raise ConfigError(f"{path}.variant", "unknown key (healthdns sets it, the file may not)")
+    _set_by_normalisation(raw, ("variant", "ranges"), path)
     port = raw.port or DEFAULT_CHECK_PORTS.get(raw.kind, 0)
     if not port:
         raise ConfigError(f"{path}.port", "a tcp check needs a port")
@@ -105,9 +113,10 @@ def _check(raw: CheckSpec, path: str) -> CheckSpec:
                               f"is for {kinds} checks, and this one is {raw.kind}")
     if raw.kind == "tcp":
         return msgspec.structs.replace(raw, port=port, address=address)
+    ranges = _status_ranges(raw.status, f"{path}.status")
     return msgspec.structs.replace(
         raw, port=port, address=address, host=_http(raw, path),
-        status=_status_text(_status_ranges(raw.status, f"{path}.status")),
+        status=_status_text(ranges), ranges=ranges,
         ca_pem=_ca(raw, path) if raw.kind == "https" else None)
 
 

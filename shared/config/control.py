@@ -11,9 +11,9 @@ import stat
 import msgspec
 
 from healthdns.shared import files, tls
-from healthdns.shared.config.endpoints import format_endpoint, parse_endpoint
+from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
 from healthdns.shared.config.names import _LABEL
-from healthdns.shared.config.values import _Frozen
+from healthdns.shared.config.values import _Frozen, _set_by_normalisation
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_CONTROL = "127.0.0.1:8053"
@@ -42,11 +42,12 @@ class ControlSpec(_Frozen, frozen=True):
     cert_pem: str | None = None
     key_pem: str | None = None
     state_file: str | None = None  # where overrides are kept across restarts
+    # Set by normalisation, never in the file: `listen` parsed; None when the endpoint is off.
+    listener: Endpoint | None = parse_endpoint(DEFAULT_CONTROL, 0, "control.listen")
 
-    def endpoint(self) -> tuple[str, int] | None:
+    def endpoint(self) -> Endpoint | None:
         """(host, port) to bind, None when the endpoint is off."""
-        listen = DEFAULT_CONTROL if self.listen is None else self.listen
-        return parse_endpoint(listen, 0, "control.listen") if listen else None
+        return self.listener
 
     def tls(self) -> ssl.SSLContext | None:
         """The server side of TLS for the endpoint; None: plain HTTP."""
@@ -59,9 +60,11 @@ def _control(raw: ControlSpec) -> ControlSpec:
     if raw.state_file == "":
         raise ConfigError("control.state_file", "is empty: leave it out to keep overrides "
                           "in memory only")
+    _set_by_normalisation(raw, ("listener",), "control")
     cert_pem, key_pem = _control_tls(raw)
+    listener = _control_listen(DEFAULT_CONTROL if raw.listen is None else raw.listen)
     return msgspec.structs.replace(
-        raw, listen=DEFAULT_CONTROL if raw.listen is None else _control_listen(raw.listen),
+        raw, listen="" if listener is None else format_endpoint(*listener), listener=listener,
         required=raw.listen is not None if raw.required is None else raw.required,
         token=_bearer(raw.token, raw.token_file, "control.token"),
         read_token=_bearer(raw.read_token, raw.read_token_file, "control.read_token"),
@@ -70,14 +73,14 @@ def _control(raw: ControlSpec) -> ControlSpec:
         cert_pem=cert_pem, key_pem=key_pem)
 
 
-def _control_listen(listen: str) -> str:
+def _control_listen(listen: str) -> Endpoint | None:
     if not listen:
-        return ""
-    host, port = parse_endpoint(listen, 0, "control.listen")
-    if port == 0 and ":" not in listen.rsplit("]", 1)[-1]:
+        return None
+    endpoint = parse_endpoint(listen, 0, "control.listen")
+    if endpoint.port == 0 and ":" not in listen.rsplit("]", 1)[-1]:
         raise ConfigError("control.listen", f"{listen!r} has no port (like "
                           f"{DEFAULT_CONTROL!r})")
-    return format_endpoint(host, port)
+    return endpoint
 
 
 def _bearer(inline: str | None, file: str | None, path: str) -> str | None:

@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import NamedTuple
 
 from healthdns.shared.config.values import _port
 from healthdns.shared.errors import ConfigError
 
 
-def parse_endpoint(text: str, default_port: int, path: str) -> tuple[str, int]:
+class Endpoint(NamedTuple):
+    """An endpoint parsed: normalisation stores these, so no consumer parses the text again."""
+
+    host: str  # an IPv4 or IPv6 address in canonical form
+    port: int  # 0 asks the kernel for a free port (tests; only valid from the flags)
+
+
+def parse_endpoint(text: str, default_port: int, path: str) -> Endpoint:
     host, port = text, default_port
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -26,7 +34,7 @@ def parse_endpoint(text: str, default_port: int, path: str) -> tuple[str, int]:
         raise ConfigError(path, f"{text!r}: {host!r} is not an IPv4 or IPv6 address") from None
     if port != 0:  # 0 asks the kernel for a free port (tests); only valid from the flags.
         _port(port, path)
-    return str(address), port
+    return Endpoint(str(address), port)
 
 
 def _port_text(text: str, whole: str, path: str) -> int:

@@ -9,7 +9,14 @@ import re
 import msgspec
 
 from healthdns.shared.config.endpoints import format_endpoint, parse_endpoint
-from healthdns.shared.config.values import _Frozen, _number, _one_of, _port, _within
+from healthdns.shared.config.values import (
+    _Frozen,
+    _number,
+    _one_of,
+    _port,
+    _set_by_normalisation,
+    _within,
+)
 from healthdns.shared.errors import ConfigError
 from healthdns.shared.messages import PROBES_PERIOD, STATS_PERIOD
 
@@ -28,6 +35,11 @@ _INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _ACCOUNT = re.compile(r"^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10})$", re.IGNORECASE)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
+
+
+def _every_interface(port: int) -> tuple[tuple[str, int, bool], ...]:
+    """Where the responders listen without `listen`: IPv6 too where the host has it."""
+    return (("0.0.0.0", port, True), ("::", port, False))
 
 
 class ServerSpec(_Frozen, frozen=True):
@@ -55,12 +67,19 @@ class ServerSpec(_Frozen, frozen=True):
     # A restart serves the health kept in control.state_file when it is younger than this.
     # None: three times the longest check interval; 0: never (wait for the first round).
     warm_start_max_age: float | None = None
+    # Set by normalisation, never in the file: `listen` parsed, as (host, port, required).
+    listeners: tuple[tuple[str, int, bool], ...] = _every_interface(DEFAULT_PORT)
 
     def endpoints(self) -> list[tuple[str, int, bool]]:
         """(host, port, required): without `listen`, all interfaces, IPv6 only where it exists."""
-        if self.listen:
-            return [(*parse_endpoint(e, self.port, "server.listen"), True) for e in self.listen]
-        return [("0.0.0.0", self.port, True), ("::", self.port, False)]
+        return list(self.listeners)
+
+
+def _listeners(raw: ServerSpec) -> tuple[tuple[str, int, bool], ...]:
+    if not raw.listen:
+        return _every_interface(raw.port)
+    return tuple((*parse_endpoint(e, raw.port, f"server.listen[{i}]"), True)
+                 for i, e in enumerate(raw.listen))
 
 
 def _server(raw: ServerSpec) -> ServerSpec:
@@ -68,8 +87,9 @@ def _server(raw: ServerSpec) -> ServerSpec:
     _one_of(raw.log_level, LOG_LEVELS, "server.log_level")
     _one_of(raw.log_format, LOG_FORMATS, "server.log_format")
     _instance(raw.instance)
-    listen = tuple(format_endpoint(*parse_endpoint(e, raw.port, f"server.listen[{i}]"))
-                   for i, e in enumerate(raw.listen))
+    _set_by_normalisation(raw, ("listeners",), "server")
+    listeners = _listeners(raw)
+    listen = tuple(format_endpoint(h, p) for h, p, _ in listeners) if raw.listen else ()
     # The CPUs this process may run on (a container's limit), not the host's count.
     responders = raw.responders or min(128, len(os.sched_getaffinity(0)))
     _within(responders, 1, 128, "server.responders")
@@ -99,7 +119,8 @@ def _server(raw: ServerSpec) -> ServerSpec:
             raise ConfigError(f"server.{field}", f"{value!r} is not a user or group name")
     if raw.group and not raw.user:
         raise ConfigError("server.group", "needs server.user (the group of which user?)")
-    return msgspec.structs.replace(raw, listen=listen, responders=responders)
+    return msgspec.structs.replace(raw, listen=listen, listeners=listeners,
+                                   responders=responders)
 
 
 def _instance(value: str) -> None:

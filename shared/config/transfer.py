@@ -8,10 +8,15 @@ import ipaddress
 import msgspec
 
 from healthdns.shared import files, tsig
-from healthdns.shared.config.endpoints import format_endpoint, parse_endpoint
+from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
 from healthdns.shared.config.names import absolute_name
 from healthdns.shared.config.server import ServerSpec
-from healthdns.shared.config.values import _address, _Frozen, _within
+from healthdns.shared.config.values import (
+    _address,
+    _Frozen,
+    _set_by_normalisation,
+    _within,
+)
 from healthdns.shared.errors import ConfigError
 
 
@@ -30,6 +35,8 @@ class SecondarySpec(_Frozen, frozen=True):
     address: str  # ADDR[:PORT] its NOTIFY goes to (port 53 by default); normalised ADDR:PORT
     key: str = ""  # TSIG key name its transfers and the NOTIFY sent to it are signed with
     notify: bool = True
+    # Set by normalisation, never in the file: `address` parsed.
+    endpoint: Endpoint = Endpoint("", 0)
 
 
 class TransferRuleSpec(_Frozen, frozen=True):
@@ -52,12 +59,14 @@ class TransferSpec(_Frozen, frozen=True):
     journal: int = 100  # IXFR diffs kept per zone; older serials get an AXFR (RFC 1995 4)
     max_connections: int = 64
     idle_timeout: float = 10.0
+    # Set by normalisation, never in the file: `listen` parsed.
+    listeners: tuple[Endpoint, ...] = ()
 
     def enabled(self) -> bool:
         return bool(self.listen)
 
-    def endpoints(self) -> list[tuple[str, int]]:
-        return [parse_endpoint(e, 53, "transfer.listen") for e in self.listen]
+    def endpoints(self) -> list[Endpoint]:
+        return list(self.listeners)
 
 
 def _tsig(raw: list[TsigKeySpec]) -> tuple[TsigKeySpec, ...]:
@@ -122,16 +131,18 @@ def _key_name(text: str, path: str) -> str:
 
 def _transfer(raw: TransferSpec, server: ServerSpec,
               keys: tuple[TsigKeySpec, ...]) -> TransferSpec:
+    _set_by_normalisation(raw, ("listeners",), "transfer")
     known = {k.name for k in keys}
-    listen = tuple(format_endpoint(*parse_endpoint(e, 53, f"transfer.listen[{i}]"))
-                   for i, e in enumerate(raw.listen))
+    listeners = tuple(parse_endpoint(e, 53, f"transfer.listen[{i}]")
+                      for i, e in enumerate(raw.listen))
+    listen = tuple(format_endpoint(*e) for e in listeners)
     served = {(h, p) for h, p, _ in server.endpoints()}
-    for i, text in enumerate(listen):
-        host, port = parse_endpoint(text, 53, f"transfer.listen[{i}]")
+    for i, (host, port) in enumerate(listeners):
         if port and any(p == port and (h == host or h in ("0.0.0.0", "::") or
                               host in ("0.0.0.0", "::")) for h, p in served):
-            raise ConfigError(f"transfer.listen[{i}]", f"{text} is also where the responders "
-                              "listen: transfers need an address or port of their own")
+            raise ConfigError(f"transfer.listen[{i}]", f"{listen[i]} is also where the "
+                              "responders listen: transfers need an address or port of their "
+                              "own")
     secondaries = tuple(_secondary(s, raw.require_tsig, known, f"transfer.secondaries[{i}]")
                         for i, s in enumerate(raw.secondaries))
     allow = tuple(_transfer_rule(r, raw.require_tsig, known, f"transfer.allow[{i}]")
@@ -146,13 +157,15 @@ def _transfer(raw: TransferSpec, server: ServerSpec,
     if (secondaries or allow) and not listen:
         raise ConfigError("transfer.listen", "secondaries or allow rules are given, but no "
                           "address to serve transfers on")
-    return msgspec.structs.replace(raw, listen=listen, secondaries=secondaries, allow=allow)
+    return msgspec.structs.replace(raw, listen=listen, listeners=listeners,
+                                   secondaries=secondaries, allow=allow)
 
 
 def _secondary(raw: SecondarySpec, require_tsig: bool, known: set[str],
                path: str) -> SecondarySpec:
-    host, port = parse_endpoint(raw.address, 53, f"{path}.address")
-    return msgspec.structs.replace(raw, address=format_endpoint(host, port),
+    _set_by_normalisation(raw, ("endpoint",), path)
+    endpoint = parse_endpoint(raw.address, 53, f"{path}.address")
+    return msgspec.structs.replace(raw, address=format_endpoint(*endpoint), endpoint=endpoint,
                                    key=_transfer_key(raw.key, require_tsig, known, path))
 
 

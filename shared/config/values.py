@@ -20,6 +20,14 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     """Base of every config struct: immutable, and unknown keys are errors."""
 
 
+def _set_by_normalisation(raw: msgspec.Struct, names: tuple[str, ...], path: str) -> None:
+    """Refuse a file that gives a field normalisation sets (each has its default in the file)."""
+    for field in msgspec.structs.fields(raw):
+        if field.name in names and getattr(raw, field.name) != field.default:
+            raise ConfigError(f"{path}.{field.name}",
+                              "unknown key (healthdns sets it, the file may not)")
+
+
 def _address(text: str, path: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
