@@ -1,6 +1,6 @@
 """The configuration as `--check-config` prints it: what healthdns will use, for a person.
 
-It is the normalised configuration (`shared/config.py`) with what a reader needs spelt out and
+It is the normalised configuration (`shared/config/`) with what a reader needs spelt out and
 what means nothing left out:
 
 * secrets replaced (`config.redacted`);

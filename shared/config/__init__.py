@@ -5,10 +5,28 @@ Two layers, as Knot Resolver's manager does it:
 * the *raw* layer is what a TOML file (or the a-healthy-dns flags) says, decoded by msgspec into
   structs that reject unknown keys;
 * the *normalised* layer (`Config`) is what every role works from: names lower-cased and checked,
-  addresses in canonical form, defaults filled in, conflicts rejected.
+  addresses in canonical form, defaults filled in, conflicts rejected, and what the roles would
+  otherwise parse again stored parsed (endpoints, check status ranges) beside its text.
 
 Every error is a `ConfigError` whose text starts with the path of the bad field, e.g.
 ``zones[0].records.www.check.port: 70000 is not a port (1-65535)``.
+
+One module per section, each struct beside the function that normalises it:
+
+* `document`: `Config`, and reading (`load`, `read`, `from_mapping`), `encode`/`decode` for the
+  children and `redacted` for a person;
+* `server`, `control`, `guard` (RRL and cookies), `prober`, `transfer` (with the TSIG keys):
+  the sections of the same names;
+* `zones` (zones, SOA, the records of an owner name), `pools` (address pools and their
+  failover groups), `checks` (how an address is checked), `rdata` (static record data),
+  `dnssec` (signing a zone);
+* `values` (the frozen base and the checks of numbers every section uses), `names` (DNS
+  names), `endpoints` ("ADDR:PORT" text and its parsed form);
+* `advice`: settings that work but are most likely a mistake (`warnings`);
+* `decodeerrors` (msgspec's errors in the file's words), `filekeys` (file paths in the file
+  made absolute under its folder).
+
+This package re-exports every name the roles use: `from healthdns.shared.config import X`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Settings that work but are most likely a mistake: warned about, never refused.
-"""
+"""Settings that work but are most likely a mistake: warned about, never refused."""
 
 from __future__ import annotations
 
@@ -15,14 +14,9 @@ from healthdns.shared.config.values import _show_key
 from healthdns.shared.config.zones import SoaSpec, ZoneSpec, _in_zone
 
 if TYPE_CHECKING:
-    import dns.exception
     import dns.name
-    import dns.rdata
-    import dns.rdataclass
-    import dns.rdatatype
-else:  # only validation needs them, and a responder only decodes (see shared/lazy.py)
-    for _module in ("exception", "name", "rdata", "rdataclass", "rdatatype"):
-        lazy.module(f"dns.{_module}")
+else:  # only validation needs it, and a responder only decodes (see shared/lazy.py)
+    lazy.module("dns.name")
     dns = lazy.module("dns")
 
 

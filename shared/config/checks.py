@@ -15,8 +15,8 @@ import msgspec
 from healthdns.shared import files, regex
 from healthdns.shared.config.names import absolute_name
 from healthdns.shared.config.values import (
+    Frozen,
     _address,
-    _Frozen,
     _port,
     _set_by_normalisation,
 )
@@ -35,7 +35,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
 MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 KiB
 
 
-class CheckSpec(_Frozen, frozen=True):
+class CheckSpec(Frozen, frozen=True):
     """How one backend address is checked: a TCP connect, or an HTTP(S) request."""
 
     port: int = 0  # 0: the kind's default (http 80, https 443); a tcp check must give one

@@ -1,5 +1,4 @@
-"""The supervisor's HTTP control endpoint: where it listens, its tokens, TLS and hosts.
-"""
+"""The supervisor's HTTP control endpoint: where it listens, its tokens, TLS and hosts."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import msgspec
 from healthdns.shared import files, tls
 from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
 from healthdns.shared.config.names import _LABEL
-from healthdns.shared.config.values import _Frozen, _set_by_normalisation
+from healthdns.shared.config.values import Frozen, _set_by_normalisation
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_CONTROL = "127.0.0.1:8053"
@@ -23,7 +22,7 @@ MIN_TOKEN = 16  # characters: a short token is guessed by trying
 _BEARER = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 2.1 token68
 
 
-class ControlSpec(_Frozen, frozen=True):
+class ControlSpec(Frozen, frozen=True):
     """The supervisor's HTTP control endpoint (metrics, status, overrides)."""
 
     listen: str | None = None  # ADDR:PORT; "" turns the endpoint off; None: DEFAULT_CONTROL

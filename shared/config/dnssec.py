@@ -1,15 +1,14 @@
-"""DNSSEC signing of a zone: its algorithm, keys, denial of existence and timings.
-"""
+"""DNSSEC signing of a zone: its algorithm, keys, denial of existence and timings."""
 
 from __future__ import annotations
 
-from healthdns.shared.config.values import _Frozen, _one_of, _ttl
+from healthdns.shared.config.values import Frozen, _one_of, _ttl
 from healthdns.shared.errors import ConfigError
 
 ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
 
 
-class DnssecSpec(_Frozen, frozen=True):
+class DnssecSpec(Frozen, frozen=True):
     """Signing of one zone (and its aliases): only the signer signs with the key files.
 
     One combined signing key (`csk`), or a `ksk` and a `zsk`. Times are in seconds.

@@ -19,7 +19,7 @@ from healthdns.shared.config.guard import CookieSpec, RrlSpec, _cookies, _rrl
 from healthdns.shared.config.prober import ProberSpec, _checks, _prober
 from healthdns.shared.config.server import ServerSpec, _server
 from healthdns.shared.config.transfer import TransferSpec, TsigKeySpec, _transfer, _tsig
-from healthdns.shared.config.values import _convert, _Frozen
+from healthdns.shared.config.values import Frozen, _convert
 from healthdns.shared.config.zones import (
     ZoneSpec,
     _check_unique_origins,
@@ -31,14 +31,9 @@ from healthdns.shared.config.zones import (
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
-    import dns.exception
     import dns.name
-    import dns.rdata
-    import dns.rdataclass
-    import dns.rdatatype
-else:  # only validation needs them, and a responder only decodes (see shared/lazy.py)
-    for _module in ("exception", "name", "rdata", "rdataclass", "rdatatype"):
-        lazy.module(f"dns.{_module}")
+else:  # only validation needs it, and a responder only decodes (see shared/lazy.py)
+    lazy.module("dns.name")
     dns = lazy.module("dns")
 
 
@@ -49,7 +44,7 @@ TsigKey = tsig.Key
 MAX_CONFIG_FILE = 64 * files.MIB  # ten thousand pooled names take about 2 MiB
 
 
-class Config(_Frozen, frozen=True):
+class Config(Frozen, frozen=True):
     """The whole normalised configuration."""
 
     server: ServerSpec = ServerSpec()
@@ -87,7 +82,7 @@ class Config(_Frozen, frozen=True):
         return {target: tuple(names) for target, names in out.items()}
 
 
-class _RawConfig(_Frozen, frozen=True):
+class _RawConfig(Frozen, frozen=True):
     server: ServerSpec = ServerSpec()
     rrl: RrlSpec = RrlSpec()
     cookies: CookieSpec = CookieSpec()

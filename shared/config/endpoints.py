@@ -1,5 +1,4 @@
-"""Listening endpoints: "ADDR", "ADDR:PORT", "[V6]:PORT", "V6".
-"""
+"""Listening endpoints: "ADDR", "ADDR:PORT", "[V6]:PORT", "V6"."""
 
 from __future__ import annotations
 

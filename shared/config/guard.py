@@ -1,5 +1,4 @@
-"""Guards against abuse of the responders: Response Rate Limiting and DNS cookies.
-"""
+"""Guards against abuse of the responders: Response Rate Limiting and DNS cookies."""
 
 from __future__ import annotations
 
@@ -7,13 +6,13 @@ import ipaddress
 
 import msgspec
 
-from healthdns.shared.config.values import _Frozen, _within
+from healthdns.shared.config.values import Frozen, _within
 from healthdns.shared.errors import ConfigError
 
 RRL_DEFAULT_RATE = 5  # responses per second: BIND's and Knot's documented starting point
 
 
-class RrlSpec(_Frozen, frozen=True):
+class RrlSpec(Frozen, frozen=True):
     """Response Rate Limiting of UDP answers per client prefix (docs: `[rrl]`).
 
     Off unless `enabled = true` or a rate is given; a rate of 0 leaves that class unlimited.
@@ -44,7 +43,7 @@ class RrlSpec(_Frozen, frozen=True):
         return base, nxdomain, error
 
 
-class CookieSpec(_Frozen, frozen=True):
+class CookieSpec(Frozen, frozen=True):
     """DNS cookies (RFC 7873) with interoperable server cookies (RFC 9018)."""
 
     enabled: bool = True

@@ -1,5 +1,4 @@
-"""DNS names in the configuration: checked, with what is wrong said in words.
-"""
+"""DNS names in the configuration: checked, with what is wrong said in words."""
 
 from __future__ import annotations
 
@@ -12,11 +11,8 @@ from healthdns.shared.errors import ConfigError
 if TYPE_CHECKING:
     import dns.exception
     import dns.name
-    import dns.rdata
-    import dns.rdataclass
-    import dns.rdatatype
 else:  # only validation needs them, and a responder only decodes (see shared/lazy.py)
-    for _module in ("exception", "name", "rdata", "rdataclass", "rdatatype"):
+    for _module in ("exception", "name"):
         lazy.module(f"dns.{_module}")
     dns = lazy.module("dns")
 

@@ -1,10 +1,9 @@
-"""Health-checked address pools: failover groups of addresses, their weights and checks.
-"""
+"""Health-checked address pools: failover groups of addresses, their weights and checks."""
 
 from __future__ import annotations
 
 from healthdns.shared.config.checks import CheckSpec, _check
-from healthdns.shared.config.values import _address, _Frozen, _one_of
+from healthdns.shared.config.values import Frozen, _address, _one_of
 from healthdns.shared.errors import ConfigError
 
 POLICIES = ("serve-all", "empty", "backup")
@@ -14,7 +13,7 @@ MAX_WEIGHT = 100
 MAX_ANSWERS = 64
 
 
-class GroupSpec(_Frozen, frozen=True):
+class GroupSpec(Frozen, frozen=True):
     """One failover group of a pool: addresses, their weights, and how they are checked."""
 
     addresses: tuple[str, ...]
@@ -22,7 +21,7 @@ class GroupSpec(_Frozen, frozen=True):
     check: CheckSpec | None = None  # normalised: always set (the pool's check when not given)
 
 
-class PoolSpec(_Frozen, frozen=True):
+class PoolSpec(Frozen, frozen=True):
     """A health-checked address pool (A and AAAA): failover groups in order of preference.
 
     The short form, `addresses` (with `weights`), is one group; normalised, every pool holds its

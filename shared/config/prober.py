@@ -1,5 +1,4 @@
-"""The prober process, and how many checks it keeps in flight.
-"""
+"""The prober process, and how many checks it keeps in flight."""
 
 from __future__ import annotations
 
@@ -11,14 +10,14 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from healthdns.shared.config.checks import CheckSpec
-from healthdns.shared.config.values import _Frozen, _within
+from healthdns.shared.config.values import Frozen, _within
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
     from healthdns.shared.config.zones import ZoneSpec
 
 
-class ProberSpec(_Frozen, frozen=True):
+class ProberSpec(Frozen, frozen=True):
     """The prober process."""
 
     # Checks in flight at once (each holds a socket); 0: sized from the targets (normalised:
@@ -39,7 +38,6 @@ def _checks(zones: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, CheckSpec]]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------
 # The prober's parallel checks: enough for every check to start on time when every target is
 # silent, each check then holding its socket for its whole timeout.
 

@@ -1,5 +1,4 @@
-"""Static record data in zone-file syntax, checked as the signer will parse it.
-"""
+"""Static record data in zone-file syntax, checked as the signer will parse it."""
 
 from __future__ import annotations
 

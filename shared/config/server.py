@@ -1,5 +1,4 @@
-"""The server section: processes, sockets, logging and the account the roles run as.
-"""
+"""The server section: processes, sockets, logging and the account the roles run as."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import msgspec
 
 from healthdns.shared.config.endpoints import format_endpoint, parse_endpoint
 from healthdns.shared.config.values import (
-    _Frozen,
+    Frozen,
     _number,
     _one_of,
     _port,
@@ -42,7 +41,7 @@ def _every_interface(port: int) -> tuple[tuple[str, int, bool], ...]:
     return (("0.0.0.0", port, True), ("::", port, False))
 
 
-class ServerSpec(_Frozen, frozen=True):
+class ServerSpec(Frozen, frozen=True):
     """Process and socket settings."""
 
     listen: tuple[str, ...] = ()

@@ -1,5 +1,4 @@
-"""Zone transfers (AXFR/IXFR, NOTIFY to the secondaries) and the TSIG keys that sign them.
-"""
+"""Zone transfers (AXFR/IXFR, NOTIFY to the secondaries) and the TSIG keys that sign them."""
 
 from __future__ import annotations
 
@@ -12,15 +11,15 @@ from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_e
 from healthdns.shared.config.names import absolute_name
 from healthdns.shared.config.server import ServerSpec
 from healthdns.shared.config.values import (
+    Frozen,
     _address,
-    _Frozen,
     _set_by_normalisation,
     _within,
 )
 from healthdns.shared.errors import ConfigError
 
 
-class TsigKeySpec(_Frozen, frozen=True):
+class TsigKeySpec(Frozen, frozen=True):
     """A TSIG key (RFC 8945): inline, or read from a tsig-keygen/keymgr file (docs: `[[tsig]]`)."""
 
     name: str = ""  # normalised: lower case, no final dot; with `file`, may pick one key of it
@@ -29,7 +28,7 @@ class TsigKeySpec(_Frozen, frozen=True):
     file: str = ""
 
 
-class SecondarySpec(_Frozen, frozen=True):
+class SecondarySpec(Frozen, frozen=True):
     """A secondary fed by transfers: sent NOTIFY, and allowed to transfer from its address."""
 
     address: str  # ADDR[:PORT] its NOTIFY goes to (port 53 by default); normalised ADDR:PORT
@@ -39,14 +38,14 @@ class SecondarySpec(_Frozen, frozen=True):
     endpoint: Endpoint = Endpoint("", 0)
 
 
-class TransferRuleSpec(_Frozen, frozen=True):
+class TransferRuleSpec(Frozen, frozen=True):
     """Who else may transfer: clients in `networks` signing with `key` (docs: ACLs)."""
 
     networks: tuple[str, ...] = ()  # e.g. "192.0.2.0/24", "2001:db8::/32"; normalised
     key: str = ""  # TSIG key name required; "" only with `require_tsig = false`
 
 
-class TransferSpec(_Frozen, frozen=True):
+class TransferSpec(Frozen, frozen=True):
     """The hidden primary: AXFR/IXFR on its own TCP listener, NOTIFY to the secondaries."""
 
     listen: tuple[str, ...] = ()  # ADDR:PORT of the transfer server; none: transfers are off

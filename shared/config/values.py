@@ -16,7 +16,7 @@ from healthdns.shared.errors import ConfigError
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 
 
-class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Base of every config struct: immutable, and unknown keys are errors."""
 
 

@@ -1,5 +1,4 @@
-"""Zones: their SOA, nameservers, aliases and the records of each owner name.
-"""
+"""Zones: their SOA, nameservers, aliases and the records of each owner name."""
 
 from __future__ import annotations
 
@@ -16,22 +15,17 @@ from healthdns.shared.config.dnssec import DnssecSpec, _dnssec
 from healthdns.shared.config.names import _name, absolute_name
 from healthdns.shared.config.pools import PoolSpec, _pool
 from healthdns.shared.config.rdata import STATIC_TYPES, _rdatas
-from healthdns.shared.config.values import _convert, _Frozen, _show_key, _ttl
+from healthdns.shared.config.values import Frozen, _convert, _show_key, _ttl
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
-    import dns.exception
     import dns.name
-    import dns.rdata
-    import dns.rdataclass
-    import dns.rdatatype
-else:  # only validation needs them, and a responder only decodes (see shared/lazy.py)
-    for _module in ("exception", "name", "rdata", "rdataclass", "rdatatype"):
-        lazy.module(f"dns.{_module}")
+else:  # only validation needs it, and a responder only decodes (see shared/lazy.py)
+    lazy.module("dns.name")
     dns = lazy.module("dns")
 
 
-class RecordSpec(_Frozen, frozen=True):
+class RecordSpec(Frozen, frozen=True):
     """Everything one owner name holds: a checked pool, static records, or both."""
 
     ttl: int | None = None  # normalised: the zone's ttl when not given
@@ -53,7 +47,7 @@ class RecordSpec(_Frozen, frozen=True):
         return out
 
 
-class SoaSpec(_Frozen, frozen=True):
+class SoaSpec(Frozen, frozen=True):
     """SOA fields (RFC 1035 3.3.13); the serial is the signer's business."""
 
     rname: str | None = None
@@ -64,7 +58,7 @@ class SoaSpec(_Frozen, frozen=True):
     minimum: int = 60
 
 
-class ZoneSpec(_Frozen, frozen=True):
+class ZoneSpec(Frozen, frozen=True):
     """One zone and the alias zones that serve the same data under other names."""
 
     origin: str
@@ -77,7 +71,7 @@ class ZoneSpec(_Frozen, frozen=True):
     dnssec: DnssecSpec | None = None
 
 
-class _RawZone(_Frozen, frozen=True):
+class _RawZone(Frozen, frozen=True):
     origin: str
     nameservers: list[str]
     aliases: list[str] = []
