@@ -10,8 +10,8 @@ from healthdns.shared.config.control import ControlSpec
 from healthdns.shared.config.dnssec import DnssecSpec
 from healthdns.shared.config.document import Config
 from healthdns.shared.config.prober import FILES_KEPT, file_room, in_flight
-from healthdns.shared.config.values import _show_key
-from healthdns.shared.config.zones import SoaSpec, ZoneSpec, _in_zone
+from healthdns.shared.config.values import shown_key
+from healthdns.shared.config.zones import SoaSpec, ZoneSpec, in_zone
 
 if TYPE_CHECKING:
     import dns.name
@@ -81,7 +81,7 @@ def _cname_loops(zone: ZoneSpec, path: str) -> list[tuple[str, str]]:
     apexes = tuple(dns.name.from_text(n) for n in (zone.origin, *zone.aliases))
     step = {owner: target for owner, record in zone.records.items()
             if record.cname is not None
-            and (target := _in_zone(record.cname, apexes)) in zone.records}
+            and (target := in_zone(record.cname, apexes)) in zone.records}
     out: list[tuple[str, str]] = []
     done: set[str] = set()
     for start in sorted(step):
@@ -93,7 +93,7 @@ def _cname_loops(zone: ZoneSpec, path: str) -> list[tuple[str, str]]:
         done.update(chain)
         if node is not None and node in chain:  # this walk closed a loop
             loop = chain[chain.index(node):]
-            out.append((f"{path}.{_show_key(loop[0])}.cname",
+            out.append((f"{path}.{shown_key(loop[0])}.cname",
                         (f"{zone.records[loop[0]].cname!r} is part of a CNAME loop "
                         f"({' -> '.join([*loop, loop[0]])}): resolvers fail on these names")))
     return out

@@ -16,9 +16,9 @@ from healthdns.shared import files, regex
 from healthdns.shared.config.names import absolute_name
 from healthdns.shared.config.values import (
     Frozen,
-    _address,
-    _port,
-    _set_by_normalisation,
+    canonical_address,
+    check_port,
+    refuse_normalised_fields,
 )
 from healthdns.shared.errors import ConfigError
 
@@ -96,14 +96,14 @@ class CheckSpec(Frozen, frozen=True):
         return msgspec.structs.replace(self, headers=dict.fromkeys(self.headers, ""))
 
 
-def _check(raw: CheckSpec, path: str) -> CheckSpec:
-    _set_by_normalisation(raw, ("variant", "ranges"), path)
+def normalise_check(raw: CheckSpec, path: str) -> CheckSpec:
+    refuse_normalised_fields(raw, ("variant", "ranges"), path)
     port = raw.port or DEFAULT_CHECK_PORTS.get(raw.kind, 0)
     if not port:
         raise ConfigError(f"{path}.port", "a tcp check needs a port")
-    _port(port, f"{path}.port")
+    check_port(port, f"{path}.port")
     _check_timing(raw, path)
-    address = _address(raw.address, f"{path}.address") if raw.address is not None else None
+    address = canonical_address(raw.address, f"{path}.address") if raw.address is not None else None
     default = CheckSpec()
     wrong = _HTTP_FIELDS + _TLS_FIELDS if raw.kind == "tcp" else _TLS_FIELDS
     for field in wrong if raw.kind != "https" else ():

@@ -11,8 +11,8 @@ import msgspec
 
 from healthdns.shared import files, tls
 from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
-from healthdns.shared.config.names import _LABEL
-from healthdns.shared.config.values import Frozen, _set_by_normalisation
+from healthdns.shared.config.names import LABEL
+from healthdns.shared.config.values import Frozen, refuse_normalised_fields
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_CONTROL = "127.0.0.1:8053"
@@ -55,11 +55,11 @@ class ControlSpec(Frozen, frozen=True):
         return tls.server_context(self.cert_pem, self.key_pem)
 
 
-def _control(raw: ControlSpec) -> ControlSpec:
+def normalise_control(raw: ControlSpec) -> ControlSpec:
     if raw.state_file == "":
         raise ConfigError("control.state_file", "is empty: leave it out to keep overrides "
                           "in memory only")
-    _set_by_normalisation(raw, ("listener",), "control")
+    refuse_normalised_fields(raw, ("listener",), "control")
     cert_pem, key_pem = _control_tls(raw)
     listener = _control_listen(DEFAULT_CONTROL if raw.listen is None else raw.listen)
     return msgspec.structs.replace(
@@ -122,7 +122,7 @@ def _allowed_host(text: str, path: str) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         labels = host.rstrip(".").split(".")
-        if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        if len(host) > 253 or not all(LABEL.match(label) for label in labels):
             raise ConfigError(path, f"{text!r} is neither a host name nor an address (like "
                               "'status.example.net' or 'status.example.net:8053'), nor "
                               "'*'") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from healthdns.shared.config.values import Frozen, _one_of, _ttl
+from healthdns.shared.config.values import Frozen, check_one_of, check_ttl
 from healthdns.shared.errors import ConfigError
 
 ALGORITHMS = ("ECDSAP256SHA256", "ED25519", "ECDSAP384SHA384", "RSASHA256")
@@ -37,9 +37,9 @@ class DnssecSpec(Frozen, frozen=True):
         return [("ksk", self.ksk), ("zsk", self.zsk)]
 
 
-def _dnssec(raw: DnssecSpec, path: str) -> DnssecSpec:
-    _one_of(raw.algorithm, ALGORITHMS, f"{path}.algorithm")
-    _one_of(raw.denial, ("nsec", "nsec3"), f"{path}.denial")
+def normalise_dnssec(raw: DnssecSpec, path: str) -> DnssecSpec:
+    check_one_of(raw.algorithm, ALGORITHMS, f"{path}.algorithm")
+    check_one_of(raw.denial, ("nsec", "nsec3"), f"{path}.denial")
     if raw.csk is not None and (raw.ksk is not None or raw.zsk is not None):
         raise ConfigError(path, "give either csk, or ksk and zsk, not both")
     if raw.csk is None and (raw.ksk is None or raw.zsk is None):
@@ -54,7 +54,7 @@ def _dnssec(raw: DnssecSpec, path: str) -> DnssecSpec:
         if file in signing or file in raw.publish[:i]:
             raise ConfigError(f"{path}.publish[{i}]", f"{file} is named twice: a key either "
                               "signs or is only published, once")
-    _ttl(raw.dnskey_ttl, f"{path}.dnskey_ttl")
+    check_ttl(raw.dnskey_ttl, f"{path}.dnskey_ttl")
     if not 3600 <= raw.validity <= 366 * 86400:
         raise ConfigError(f"{path}.validity", f"{raw.validity} is not between 3600 and "
                           f"{366 * 86400} s")

@@ -14,19 +14,24 @@ import msgspec
 from healthdns.shared import files, lazy, tsig
 from healthdns.shared.config import filekeys
 from healthdns.shared.config.checks import CheckSpec
-from healthdns.shared.config.control import ControlSpec, _control
-from healthdns.shared.config.guard import CookieSpec, RrlSpec, _cookies, _rrl
-from healthdns.shared.config.prober import ProberSpec, _checks, _prober
-from healthdns.shared.config.server import ServerSpec, _server
-from healthdns.shared.config.transfer import TransferSpec, TsigKeySpec, _transfer, _tsig
-from healthdns.shared.config.values import Frozen, _convert
+from healthdns.shared.config.control import ControlSpec, normalise_control
+from healthdns.shared.config.guard import CookieSpec, RrlSpec, normalise_cookies, normalise_rrl
+from healthdns.shared.config.prober import ProberSpec, distinct_checks, normalise_prober
+from healthdns.shared.config.server import ServerSpec, normalise_server
+from healthdns.shared.config.transfer import (
+    TransferSpec,
+    TsigKeySpec,
+    normalise_transfer,
+    normalise_tsig,
+)
+from healthdns.shared.config.values import Frozen, convert
 from healthdns.shared.config.zones import (
+    RawZone,
     ZoneSpec,
-    _check_unique_origins,
-    _map_checks,
-    _RawZone,
-    _variants,
-    _zone,
+    check_unique_origins,
+    map_checks,
+    normalise_zone,
+    numbered_variants,
 )
 from healthdns.shared.errors import ConfigError
 
@@ -62,7 +67,7 @@ class Config(Frozen, frozen=True):
 
     def checks(self) -> dict[str, tuple[str, CheckSpec]]:
         """Every distinct check (target id -> checked address, spec) across all zones."""
-        return _checks(self.zones)
+        return distinct_checks(self.zones)
 
     def served(self) -> dict[str, tuple[str, ...]]:
         """The names whose answers each check target decides (target id -> names without the
@@ -90,7 +95,7 @@ class _RawConfig(Frozen, frozen=True):
     control: ControlSpec = ControlSpec()
     transfer: TransferSpec = TransferSpec()
     tsig: list[TsigKeySpec] = []
-    zones: list[_RawZone] = []
+    zones: list[RawZone] = []
 
 
 def load(path: str | os.PathLike[str]) -> Config:
@@ -114,16 +119,19 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def from_mapping(document: Mapping[str, Any]) -> Config:
     """Decode and normalise a configuration given as plain data (TOML tables, JSON objects)."""
-    raw = _convert(document, _RawConfig, "")
-    zones = _variants(tuple(_zone(z, f"zones[{i}]") for i, z in enumerate(raw.zones)))
+    raw = convert(document, _RawConfig, "")
+    zones = numbered_variants(tuple(normalise_zone(z, f"zones[{i}]")
+                                    for i, z in enumerate(raw.zones)))
     if not zones:
         raise ConfigError("zones", "at least one zone is required")
-    _check_unique_origins(zones)
-    server = _server(raw.server)
-    keys = _tsig(raw.tsig)
-    return Config(server=server, rrl=_rrl(raw.rrl), cookies=_cookies(raw.cookies),
-                  prober=_prober(raw.prober, zones), control=_control(raw.control),
-                  transfer=_transfer(raw.transfer, server, keys), tsig=keys, zones=zones)
+    check_unique_origins(zones)
+    server = normalise_server(raw.server)
+    keys = normalise_tsig(raw.tsig)
+    return Config(server=server, rrl=normalise_rrl(raw.rrl),
+                  cookies=normalise_cookies(raw.cookies),
+                  prober=normalise_prober(raw.prober, zones),
+                  control=normalise_control(raw.control),
+                  transfer=normalise_transfer(raw.transfer, server, keys), tsig=keys, zones=zones)
 
 
 def redacted(config: Config) -> Config:
@@ -137,7 +145,7 @@ def redacted(config: Config) -> Config:
     if config.tsig:
         config = msgspec.structs.replace(config, tsig=tuple(
             msgspec.structs.replace(k, secret="<redacted>") for k in config.tsig))
-    return msgspec.structs.replace(config, zones=_map_checks(config.zones, _redacted_headers))
+    return msgspec.structs.replace(config, zones=map_checks(config.zones, _redacted_headers))
 
 
 def _redacted_headers(check: CheckSpec) -> CheckSpec:

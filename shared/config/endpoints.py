@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import NamedTuple
 
-from healthdns.shared.config.values import _port
+from healthdns.shared.config.values import check_port
 from healthdns.shared.errors import ConfigError
 
 
@@ -32,7 +32,7 @@ def parse_endpoint(text: str, default_port: int, path: str) -> Endpoint:
     except ValueError:
         raise ConfigError(path, f"{text!r}: {host!r} is not an IPv4 or IPv6 address") from None
     if port != 0:  # 0 asks the kernel for a free port (tests); only valid from the flags.
-        _port(port, path)
+        check_port(port, path)
     return Endpoint(str(address), port)
 
 

@@ -6,7 +6,7 @@ import ipaddress
 
 import msgspec
 
-from healthdns.shared.config.values import Frozen, _within
+from healthdns.shared.config.values import Frozen, within
 from healthdns.shared.errors import ConfigError
 
 RRL_DEFAULT_RATE = 5  # responses per second: BIND's and Knot's documented starting point
@@ -51,16 +51,16 @@ class CookieSpec(Frozen, frozen=True):
     # is still accepted for as long again
 
 
-def _rrl(raw: RrlSpec) -> RrlSpec:
+def normalise_rrl(raw: RrlSpec) -> RrlSpec:
     for name in ("responses_per_second", "nxdomains_per_second", "errors_per_second"):
         rate = getattr(raw, name)
         if rate is not None and not 0 <= rate <= 1_000_000:
             raise ConfigError(f"rrl.{name}", f"{rate} is not between 0 and 1000000")
-    _within(raw.window, 1, 3600, "rrl.window", " seconds")
-    _within(raw.slip, 0, 10, "rrl.slip")
-    _within(raw.ipv4_prefix, 8, 32, "rrl.ipv4_prefix")
-    _within(raw.ipv6_prefix, 16, 128, "rrl.ipv6_prefix")
-    _within(raw.table_size, 1024, 16_777_216, "rrl.table_size")
+    within(raw.window, 1, 3600, "rrl.window", " seconds")
+    within(raw.slip, 0, 10, "rrl.slip")
+    within(raw.ipv4_prefix, 8, 32, "rrl.ipv4_prefix")
+    within(raw.ipv6_prefix, 16, 128, "rrl.ipv6_prefix")
+    within(raw.table_size, 1024, 16_777_216, "rrl.table_size")
     exempt = []
     for i, text in enumerate(raw.exempt):
         try:
@@ -74,7 +74,7 @@ def _rrl(raw: RrlSpec) -> RrlSpec:
                                    exempt=tuple(exempt))
 
 
-def _cookies(raw: CookieSpec) -> CookieSpec:
+def normalise_cookies(raw: CookieSpec) -> CookieSpec:
     # RFC 9018 4.3: a cookie is good for an hour; a shorter rotation ends it sooner.
-    _within(raw.rotation, 60, 86400, "cookies.rotation", " seconds")
+    within(raw.rotation, 60, 86400, "cookies.rotation", " seconds")
     return raw

@@ -17,10 +17,10 @@ else:  # only validation needs them, and a responder only decodes (see shared/la
     dns = lazy.module("dns")
 
 
-_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
-def _dns_reason(error: Exception) -> str:
+def dns_reason(error: Exception) -> str:
     """A dnspython parse error in words: its messages speak of tokens and identifiers."""
     if isinstance(error, dns.exception.UnexpectedEnd):
         return "it ends too early (a field is missing, or a quote is not closed)"
@@ -46,16 +46,16 @@ def _dns_reason(error: Exception) -> str:
 def absolute_name(text: str, path: str) -> dns.name.Name:
     """A name given as absolute, with or without the trailing dot."""
     absolute = text if text.endswith(".") else text + "."
-    return _name(text, path, None, absolute)
+    return parse_name(text, path, None, absolute)
 
 
-def _name(text: str, path: str, origin: dns.name.Name | None,
+def parse_name(text: str, path: str, origin: dns.name.Name | None,
           parse: str | None = None) -> dns.name.Name:
     if not isinstance(text, str) or not text or text.strip() != text:
         raise ConfigError(path, f"{text!r} is not a valid DNS name")
     if any(label == "*" for label in text.split(".")):
         raise ConfigError(path, f"{text!r}: wildcard names are not supported")
-    problem = _name_problem(parse or text)
+    problem = name_problem(parse or text)
     if problem:
         raise ConfigError(path, f"{text!r} is not a valid DNS name: {problem}")
     try:
@@ -65,11 +65,11 @@ def _name(text: str, path: str, origin: dns.name.Name | None,
         raise ConfigError(path, f"{text!r} is not a valid DNS name: {whole} is longer than "
                           "255 octets") from None
     except dns.exception.DNSException as e:
-        raise ConfigError(path, f"{text!r} is not a valid DNS name: {_dns_reason(e)}") from e
+        raise ConfigError(path, f"{text!r} is not a valid DNS name: {dns_reason(e)}") from e
     return name.canonicalize()
 
 
-def _name_problem(text: str) -> str:
+def name_problem(text: str) -> str:
     """What is wrong with a host or zone name, in words ("" if nothing); dnspython's own
     messages name labels as bytes or not at all, so every rule is checked here first."""
     if text == ".":
@@ -80,7 +80,7 @@ def _name_problem(text: str) -> str:
             return "it has an empty label (two dots in a row, or a leading dot)"
         if len(label) > 63:
             return f"label {label!r} is {len(label)} characters long, more than 63"
-        if not _LABEL.match(label.lower()):
+        if not LABEL.match(label.lower()):
             return (f"label {label!r} may only hold letters, digits, '-' and '_', and may "
                     "not start or end with '-'")
     if sum(len(label) + 1 for label in labels) + 1 > 255:

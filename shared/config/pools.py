@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from healthdns.shared.config.checks import CheckSpec, _check
-from healthdns.shared.config.values import Frozen, _address, _one_of
+from healthdns.shared.config.checks import CheckSpec, normalise_check
+from healthdns.shared.config.values import Frozen, canonical_address, check_one_of
 from healthdns.shared.errors import ConfigError
 
 POLICIES = ("serve-all", "empty", "backup")
@@ -38,8 +38,8 @@ class PoolSpec(Frozen, frozen=True):
     backup: tuple[str, ...] = ()  # policy "backup": served, unchecked, when all are down
 
 
-def _pool(raw: PoolSpec, path: str) -> PoolSpec:
-    check = _check(raw.check, f"{path}.check") if raw.check is not None else None
+def normalise_pool(raw: PoolSpec, path: str) -> PoolSpec:
+    check = normalise_check(raw.check, f"{path}.check") if raw.check is not None else None
     if raw.groups:
         for field in ("addresses", "weights"):
             if getattr(raw, field):
@@ -57,7 +57,7 @@ def _pool(raw: PoolSpec, path: str) -> PoolSpec:
     if not 0 <= raw.max_answers <= MAX_ANSWERS:
         raise ConfigError(f"{path}.max_answers",
                           f"{raw.max_answers} is not between 0 (all) and {MAX_ANSWERS}")
-    _one_of(raw.policy, POLICIES, f"{path}.policy")
+    check_one_of(raw.policy, POLICIES, f"{path}.policy")
     backup = _addresses(raw.backup, f"{path}.backup", seen)
     if raw.policy == "backup" and not backup:
         raise ConfigError(f"{path}.backup", 'policy "backup" needs at least one backup address')
@@ -80,7 +80,7 @@ def _group(raw: GroupSpec, default: CheckSpec | None, seen: list[str], path: str
         if not 1 <= weight <= MAX_WEIGHT:
             raise ConfigError(f"{path}.weights[{i}]",
                               f"{weight} is not between 1 and {MAX_WEIGHT}")
-    check = _check(raw.check, f"{path}.check") if raw.check is not None else default
+    check = normalise_check(raw.check, f"{path}.check") if raw.check is not None else default
     if check is None:
         raise ConfigError(f"{path}.check", "is required, for the group or the whole pool")
     return GroupSpec(addresses=addresses, weights=weights, check=check)
@@ -90,7 +90,7 @@ def _addresses(texts: tuple[str, ...], path: str, seen: list[str]) -> tuple[str,
     """Addresses in canonical form; `seen` holds those of the whole pool, which never repeat."""
     out: list[str] = []
     for i, text in enumerate(texts):
-        address = _address(text, f"{path}[{i}]")
+        address = canonical_address(text, f"{path}[{i}]")
         if address in seen:
             raise ConfigError(f"{path}[{i}]", f"{text} is given twice")
         seen.append(address)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from healthdns.shared.config.checks import CheckSpec
-from healthdns.shared.config.values import Frozen, _within
+from healthdns.shared.config.values import Frozen, within
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class ProberSpec(Frozen, frozen=True):
     fence_min_targets: int = 10  # self-fencing from this many targets up; 0: never
 
 
-def _checks(zones: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, CheckSpec]]:
+def distinct_checks(zones: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, CheckSpec]]:
     out: dict[str, tuple[str, CheckSpec]] = {}
     for zone in zones:
         for record in zone.records.values():
@@ -68,11 +68,11 @@ def parallel_for(checks: Mapping[str, tuple[str, CheckSpec]]) -> int:
     return min(max(PARALLEL_FLOOR, math.ceil(in_flight(checks) * 1.1)), file_room())
 
 
-def _prober(raw: ProberSpec, zones: tuple[ZoneSpec, ...]) -> ProberSpec:
-    _within(raw.parallel, 0, PARALLEL_MAX, "prober.parallel")
+def normalise_prober(raw: ProberSpec, zones: tuple[ZoneSpec, ...]) -> ProberSpec:
+    within(raw.parallel, 0, PARALLEL_MAX, "prober.parallel")
     if raw.fence_min_targets < 0 or raw.fence_min_targets == 1:
         raise ConfigError("prober.fence_min_targets",
                           f"{raw.fence_min_targets} is neither 0 (never) nor 2 or more")
     if raw.parallel:
         return raw
-    return msgspec.structs.replace(raw, parallel=parallel_for(_checks(zones)))
+    return msgspec.structs.replace(raw, parallel=parallel_for(distinct_checks(zones)))

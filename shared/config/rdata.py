@@ -6,7 +6,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from healthdns.shared import lazy
-from healthdns.shared.config.names import _dns_reason, _name_problem
+from healthdns.shared.config.names import dns_reason, name_problem
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ _HOST_FIELDS = {"cname": "a CNAME target", "mx": "an MX host", "srv": "an SRV ta
                 "ptr": "a PTR target"}
 
 
-def _rdatas(rtype: str, texts: tuple[str, ...], origin: dns.name.Name,
+def checked_rdata(rtype: str, texts: tuple[str, ...], origin: dns.name.Name,
             path: str) -> tuple[str, ...]:
     """Check rdata in zone-file syntax; keep the text so alias zones re-root relative names."""
     seen: list[dns.rdata.Rdata] = []
@@ -70,7 +70,7 @@ def _rdata(rtype: str, text: str, origin: dns.name.Name, path: str) -> dns.rdata
         return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), text,
                                    origin=origin)
     except (dns.exception.DNSException, ValueError) as e:
-        raise bad(_dns_reason(e)) from e
+        raise bad(dns_reason(e)) from e
 
 
 def _check_host(rtype: str, text: str, origin: dns.name.Name, path: str) -> None:
@@ -82,7 +82,7 @@ def _check_host(rtype: str, text: str, origin: dns.name.Name, path: str) -> None
     try:
         ipaddress.ip_address(host.rstrip("."))
     except ValueError:
-        problem = _name_problem(host)
+        problem = name_problem(host)
         if problem:
             raise ConfigError(path, f"{text!r}: {_HOST_FIELDS[rtype]} must be a valid host "
                               f"name: {problem}") from None

@@ -10,11 +10,11 @@ import msgspec
 from healthdns.shared.config.endpoints import format_endpoint, parse_endpoint
 from healthdns.shared.config.values import (
     Frozen,
-    _number,
-    _one_of,
-    _port,
-    _set_by_normalisation,
-    _within,
+    check_one_of,
+    check_port,
+    refuse_normalised_fields,
+    shown_number,
+    within,
 )
 from healthdns.shared.errors import ConfigError
 from healthdns.shared.messages import PROBES_PERIOD, STATS_PERIOD
@@ -81,38 +81,38 @@ def _listeners(raw: ServerSpec) -> tuple[tuple[str, int, bool], ...]:
                  for i, e in enumerate(raw.listen))
 
 
-def _server(raw: ServerSpec) -> ServerSpec:
-    _port(raw.port, "server.port")
-    _one_of(raw.log_level, LOG_LEVELS, "server.log_level")
-    _one_of(raw.log_format, LOG_FORMATS, "server.log_format")
+def normalise_server(raw: ServerSpec) -> ServerSpec:
+    check_port(raw.port, "server.port")
+    check_one_of(raw.log_level, LOG_LEVELS, "server.log_level")
+    check_one_of(raw.log_format, LOG_FORMATS, "server.log_format")
     _instance(raw.instance)
-    _set_by_normalisation(raw, ("listeners",), "server")
+    refuse_normalised_fields(raw, ("listeners",), "server")
     listeners = _listeners(raw)
     listen = tuple(format_endpoint(h, p) for h, p, _ in listeners) if raw.listen else ()
     # The CPUs this process may run on (a container's limit), not the host's count.
     responders = raw.responders or min(128, len(os.sched_getaffinity(0)))
-    _within(responders, 1, 128, "server.responders")
-    _within(raw.udp_payload_size, 512, 4096, "server.udp_payload_size")
+    within(responders, 1, 128, "server.responders")
+    within(raw.udp_payload_size, 512, 4096, "server.udp_payload_size")
     if raw.tcp_idle_timeout <= 0:
         raise ConfigError("server.tcp_idle_timeout", f"{raw.tcp_idle_timeout:g} is not positive")
     if raw.warm_start_max_age is not None and not 0 <= raw.warm_start_max_age <= 86400:
         raise ConfigError("server.warm_start_max_age",
                           f"{raw.warm_start_max_age:g} is not between 0 and 86400")
-    _within(raw.hung_after, 0, 3600, "server.hung_after")
+    within(raw.hung_after, 0, 3600, "server.hung_after")
     if 0 < raw.hung_after < HUNG_AFTER_MIN:
         raise ConfigError("server.hung_after", (
-            f"{_number(raw.hung_after)} is less than {HUNG_AFTER_MIN:g} seconds: children "
+            f"{shown_number(raw.hung_after)} is less than {HUNG_AFTER_MIN:g} seconds: children "
             f"report every {REPORT_PERIOD:g} s, so a healthy one a little late would be "
             "killed as hung (0 turns the watch off)"))
-    _within(raw.udp_batch, 0, 1024, "server.udp_batch")
-    _within(raw.packet_cache, 0, 10_000_000, "server.packet_cache")
+    within(raw.udp_batch, 0, 1024, "server.udp_batch")
+    within(raw.packet_cache, 0, 10_000_000, "server.packet_cache")
     if len(raw.nsid.encode()) > 512:
         raise ConfigError("server.nsid", "is longer than 512 bytes")
-    _within(raw.tcp_max_connections, 1, 1_000_000, "server.tcp_max_connections")
+    within(raw.tcp_max_connections, 1, 1_000_000, "server.tcp_max_connections")
     if raw.tcp_max_per_client < 1:  # above tcp_max_connections it simply never applies
         raise ConfigError("server.tcp_max_per_client",
                           f"{raw.tcp_max_per_client} is not positive")
-    _within(raw.tcp_backlog, 1, 65535, "server.tcp_backlog")
+    within(raw.tcp_backlog, 1, 65535, "server.tcp_backlog")
     for field, value in (("user", raw.user), ("group", raw.group)):
         if value and not _ACCOUNT.match(value):
             raise ConfigError(f"server.{field}", f"{value!r} is not a user or group name")

@@ -12,9 +12,9 @@ from healthdns.shared.config.names import absolute_name
 from healthdns.shared.config.server import ServerSpec
 from healthdns.shared.config.values import (
     Frozen,
-    _address,
-    _set_by_normalisation,
-    _within,
+    canonical_address,
+    refuse_normalised_fields,
+    within,
 )
 from healthdns.shared.errors import ConfigError
 
@@ -68,7 +68,7 @@ class TransferSpec(Frozen, frozen=True):
         return list(self.listeners)
 
 
-def _tsig(raw: list[TsigKeySpec]) -> tuple[TsigKeySpec, ...]:
+def normalise_tsig(raw: list[TsigKeySpec]) -> tuple[TsigKeySpec, ...]:
     """Each key with its name checked and its secret in hand (read from its file if given)."""
     keys: list[TsigKeySpec] = []
     for i, key in enumerate(raw):
@@ -128,9 +128,9 @@ def _key_name(text: str, path: str) -> str:
     return absolute_name(text, path).to_text(omit_final_dot=True).lower()
 
 
-def _transfer(raw: TransferSpec, server: ServerSpec,
+def normalise_transfer(raw: TransferSpec, server: ServerSpec,
               keys: tuple[TsigKeySpec, ...]) -> TransferSpec:
-    _set_by_normalisation(raw, ("listeners",), "transfer")
+    refuse_normalised_fields(raw, ("listeners",), "transfer")
     known = {k.name for k in keys}
     listeners = tuple(parse_endpoint(e, 53, f"transfer.listen[{i}]")
                       for i, e in enumerate(raw.listen))
@@ -147,12 +147,12 @@ def _transfer(raw: TransferSpec, server: ServerSpec,
     allow = tuple(_transfer_rule(r, raw.require_tsig, known, f"transfer.allow[{i}]")
                   for i, r in enumerate(raw.allow))
     if raw.notify_source:
-        _address(raw.notify_source, "transfer.notify_source")
-    _within(raw.notify_retries, 0, 20, "transfer.notify_retries")
-    _within(raw.notify_timeout, 0.01, 60, "transfer.notify_timeout", " seconds")
-    _within(raw.journal, 0, 100_000, "transfer.journal")
-    _within(raw.max_connections, 1, 65536, "transfer.max_connections")
-    _within(raw.idle_timeout, 0.1, 3600, "transfer.idle_timeout", " seconds")
+        canonical_address(raw.notify_source, "transfer.notify_source")
+    within(raw.notify_retries, 0, 20, "transfer.notify_retries")
+    within(raw.notify_timeout, 0.01, 60, "transfer.notify_timeout", " seconds")
+    within(raw.journal, 0, 100_000, "transfer.journal")
+    within(raw.max_connections, 1, 65536, "transfer.max_connections")
+    within(raw.idle_timeout, 0.1, 3600, "transfer.idle_timeout", " seconds")
     if (secondaries or allow) and not listen:
         raise ConfigError("transfer.listen", "secondaries or allow rules are given, but no "
                           "address to serve transfers on")
@@ -162,7 +162,7 @@ def _transfer(raw: TransferSpec, server: ServerSpec,
 
 def _secondary(raw: SecondarySpec, require_tsig: bool, known: set[str],
                path: str) -> SecondarySpec:
-    _set_by_normalisation(raw, ("endpoint",), path)
+    refuse_normalised_fields(raw, ("endpoint",), path)
     endpoint = parse_endpoint(raw.address, 53, f"{path}.address")
     return msgspec.structs.replace(raw, address=format_endpoint(*endpoint), endpoint=endpoint,
                                    key=_transfer_key(raw.key, require_tsig, known, path))

@@ -20,7 +20,7 @@ class Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Base of every config struct: immutable, and unknown keys are errors."""
 
 
-def _set_by_normalisation(raw: msgspec.Struct, names: tuple[str, ...], path: str) -> None:
+def refuse_normalised_fields(raw: msgspec.Struct, names: tuple[str, ...], path: str) -> None:
     """Refuse a file that gives a field normalisation sets (each has its default in the file)."""
     for field in msgspec.structs.fields(raw):
         if field.name in names and getattr(raw, field.name) != field.default:
@@ -28,48 +28,48 @@ def _set_by_normalisation(raw: msgspec.Struct, names: tuple[str, ...], path: str
                               "unknown key (healthdns sets it, the file may not)")
 
 
-def _address(text: str, path: str) -> str:
+def canonical_address(text: str, path: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
         raise ConfigError(path, f"{text!r} is not an IPv4 or IPv6 address") from None
 
 
-def _within(value: float, low: float, high: float, path: str, unit: str = "") -> None:
+def within(value: float, low: float, high: float, path: str, unit: str = "") -> None:
     """`low <= value <= high`, or an error that says so (`unit`, e.g. " seconds", after)."""
     if not low <= value <= high:
-        raise ConfigError(path, f"{_number(value)} is not between {_number(low)} and "
-                          f"{_number(high)}{unit}")
+        raise ConfigError(path, f"{shown_number(value)} is not between {shown_number(low)} and "
+                          f"{shown_number(high)}{unit}")
 
 
-def _number(value: float) -> str:
+def shown_number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _port(value: int, path: str) -> None:
+def check_port(value: int, path: str) -> None:
     if not 1 <= value <= 65535:
         raise ConfigError(path, f"{value} is not a port (1-65535)")
 
 
-def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
+def check_one_of(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
         raise ConfigError(path, decodeerrors.not_one_of(value, choices))
 
 
-def _ttl(value: int, path: str) -> None:
+def check_ttl(value: int, path: str) -> None:
     if not 0 <= value <= MAX_TTL:
         raise ConfigError(path, f"{value} is not a TTL (0-{MAX_TTL})")
 
 
-def _show_key(key: str) -> str:
+def shown_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_@-]+", key) else f'"{key}"'
 
 
-def _convert(value: Any, kind: type[Any], path: str) -> Any:
+def convert(value: Any, kind: type[Any], path: str) -> Any:
     """msgspec.convert with our error format (`path: message`), in the file's words."""
     try:
         return msgspec.convert(value, kind, strict=True)
     except msgspec.ValidationError as e:
         steps, message = decodeerrors.explain(e, kind, value)
-        where = "".join(f"[{s}]" if isinstance(s, int) else f".{_show_key(s)}" for s in steps)
+        where = "".join(f"[{s}]" if isinstance(s, int) else f".{shown_key(s)}" for s in steps)
         raise ConfigError((path + where).lstrip("."), message.replace("`", "")) from e

@@ -11,11 +11,11 @@ import msgspec
 from healthdns.shared import lazy
 from healthdns.shared.config import decodeerrors
 from healthdns.shared.config.checks import CheckSpec
-from healthdns.shared.config.dnssec import DnssecSpec, _dnssec
-from healthdns.shared.config.names import _name, absolute_name
-from healthdns.shared.config.pools import PoolSpec, _pool
-from healthdns.shared.config.rdata import STATIC_TYPES, _rdatas
-from healthdns.shared.config.values import Frozen, _convert, _show_key, _ttl
+from healthdns.shared.config.dnssec import DnssecSpec, normalise_dnssec
+from healthdns.shared.config.names import absolute_name, parse_name
+from healthdns.shared.config.pools import PoolSpec, normalise_pool
+from healthdns.shared.config.rdata import STATIC_TYPES, checked_rdata
+from healthdns.shared.config.values import Frozen, check_ttl, convert, shown_key
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class ZoneSpec(Frozen, frozen=True):
     dnssec: DnssecSpec | None = None
 
 
-class _RawZone(Frozen, frozen=True):
+class RawZone(Frozen, frozen=True):
     origin: str
     nameservers: list[str]
     aliases: list[str] = []
@@ -82,7 +82,7 @@ class _RawZone(Frozen, frozen=True):
     dnssec: DnssecSpec | None = None
 
 
-def _zone(raw: _RawZone, path: str) -> ZoneSpec:
+def normalise_zone(raw: RawZone, path: str) -> ZoneSpec:
     origin = absolute_name(raw.origin, f"{path}.origin")
     if origin == dns.name.root:
         raise ConfigError(f"{path}.origin", "the root zone is not supported")
@@ -91,12 +91,12 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
         raise ConfigError(f"{path}.nameservers", "at least one nameserver is required")
     nameservers = tuple(_nameserver(n, f"{path}.nameservers[{i}]")
                         for i, n in enumerate(raw.nameservers))
-    _ttl(raw.ttl, f"{path}.ttl")
-    _ttl(raw.ns_ttl, f"{path}.ns_ttl")
+    check_ttl(raw.ttl, f"{path}.ttl")
+    check_ttl(raw.ns_ttl, f"{path}.ns_ttl")
     soa = _soa(raw.soa, origin, f"{path}.soa")
     records: dict[str, RecordSpec] = {}
     for key, value in raw.records.items():
-        rpath = f"{path}.records.{_show_key(key)}"
+        rpath = f"{path}.records.{shown_key(key)}"
         owner = _owner(key, origin, rpath)
         nested = [k for k, v in value.items() if isinstance(v, dict) and k != "pool"] \
             if isinstance(value, dict) else []
@@ -112,10 +112,10 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
                               "supported; the apex NS records come from `nameservers`")
         if owner in records:
             raise ConfigError(rpath, f"the name {owner!r} is given twice")
-        records[owner] = _record(_convert(value, RecordSpec, rpath), owner, origin, raw.ttl,
+        records[owner] = _record(convert(value, RecordSpec, rpath), owner, origin, raw.ttl,
                                  rpath)
         _check_not_self(records[owner].cname, owner, (origin, *aliases), f"{rpath}.cname")
-    dnssec = _dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
+    dnssec = normalise_dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
     return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
                     aliases=tuple(a.to_text() for a in aliases), ttl=raw.ttl,
                     ns_ttl=raw.ns_ttl, soa=soa, records=records, dnssec=dnssec)
@@ -123,12 +123,12 @@ def _zone(raw: _RawZone, path: str) -> ZoneSpec:
 
 def _check_not_self(cname: str | None, owner: str, apexes: tuple[dns.name.Name, ...],
                     path: str) -> None:
-    if cname is not None and _in_zone(cname, apexes) == owner:
+    if cname is not None and in_zone(cname, apexes) == owner:
         raise ConfigError(path, f"{cname!r} is the name itself: a CNAME cannot point to its "
                           "own owner (resolvers would fail on the loop)")
 
 
-def _in_zone(target: str, apexes: tuple[dns.name.Name, ...]) -> str | None:
+def in_zone(target: str, apexes: tuple[dns.name.Name, ...]) -> str | None:
     """A CNAME target as an owner of the zone (relative text), if it is inside the zone or one
     of its aliases, which serve the same owners; `apexes` starts with the origin."""
     # The text is zone-file rdata, checked already: ". " is the root, as its rdata says.
@@ -142,17 +142,17 @@ def _in_zone(target: str, apexes: tuple[dns.name.Name, ...]) -> str | None:
 
 def _soa(raw: SoaSpec, origin: dns.name.Name, path: str) -> SoaSpec:
     for field in ("ttl", "refresh", "retry", "expire", "minimum"):
-        _ttl(getattr(raw, field), f"{path}.{field}")
+        check_ttl(getattr(raw, field), f"{path}.{field}")
     rname = raw.rname if raw.rname is not None else "hostmaster"
-    name = _name(rname, f"{path}.rname", origin)
+    name = parse_name(rname, f"{path}.rname", origin)
     return msgspec.structs.replace(raw, rname=name.to_text())
 
 
 def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, zone_ttl: int,
             path: str) -> RecordSpec:
     if raw.ttl is not None:
-        _ttl(raw.ttl, f"{path}.ttl")
-    pool = _pool(raw.pool, f"{path}.pool") if raw.pool is not None else None
+        check_ttl(raw.ttl, f"{path}.ttl")
+    pool = normalise_pool(raw.pool, f"{path}.pool") if raw.pool is not None else None
     static = raw.static()
     if pool is None and not static:
         raise ConfigError(path, "has no data: give a pool or static records (a, aaaa, cname, …)")
@@ -167,7 +167,7 @@ def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, zone_ttl: int,
         raise ConfigError(path, "a name with a pool cannot also have static a or aaaa records")
     fields: dict[str, Any] = {}
     for rtype, texts in static.items():
-        fields[rtype] = _rdatas(rtype, texts, origin, f"{path}.{rtype}")
+        fields[rtype] = checked_rdata(rtype, texts, origin, f"{path}.{rtype}")
     if raw.cname is not None:
         fields["cname"] = fields["cname"][0]
     ttl = zone_ttl if raw.ttl is None else raw.ttl
@@ -178,7 +178,7 @@ def _owner(key: str, origin: dns.name.Name, path: str) -> str:
     """A record key ("www", "@", or an absolute name inside the zone) as a relative name."""
     if key == "@":
         return "@"
-    name = _name(key, path, origin)
+    name = parse_name(key, path, origin)
     if not name.is_subdomain(origin):
         raise ConfigError(path, f"{key!r} is not inside the zone {origin.to_text()}")
     relative = name.relativize(origin)
@@ -195,14 +195,16 @@ def _nameserver(text: str, path: str) -> str:
                           "name (like ns1.example.net)")
     name = absolute_name(text, path)
     if len(name.labels) < 3:
-        raise ConfigError(path, f"{text!r} is not a fully qualified host name (like ns1.example.net)")
+        raise ConfigError(path, f"{text!r} is not a fully qualified host name "
+                          "(like ns1.example.net)")
     return name.to_text()
 
 
-def _check_unique_origins(zones: tuple[ZoneSpec, ...]) -> None:
+def check_unique_origins(zones: tuple[ZoneSpec, ...]) -> None:
     seen: dict[str, str] = {}
     for i, zone in enumerate(zones):
-        names = [("origin", zone.origin)] + [(f"aliases[{j}]", a) for j, a in enumerate(zone.aliases)]
+        names = [("origin", zone.origin),
+                 *((f"aliases[{j}]", a) for j, a in enumerate(zone.aliases))]
         for field, name in names:
             path = f"zones[{i}].{field}"
             if name in seen:
@@ -210,7 +212,7 @@ def _check_unique_origins(zones: tuple[ZoneSpec, ...]) -> None:
             seen[name] = path
 
 
-def _variants(zones: tuple[ZoneSpec, ...]) -> tuple[ZoneSpec, ...]:
+def numbered_variants(zones: tuple[ZoneSpec, ...]) -> tuple[ZoneSpec, ...]:
     """The zones with each check's `variant` set: checks that differ only in header values
     are numbered in file order, so that their ids (which leave header values out) differ."""
     seen: dict[bytes, list[CheckSpec]] = {}
@@ -221,10 +223,10 @@ def _variants(zones: tuple[ZoneSpec, ...]) -> tuple[ZoneSpec, ...]:
             same.append(check)
         return msgspec.structs.replace(check, variant=same.index(check))
 
-    return _map_checks(zones, numbered)
+    return map_checks(zones, numbered)
 
 
-def _map_checks(zones: tuple[ZoneSpec, ...],
+def map_checks(zones: tuple[ZoneSpec, ...],
                 change: Callable[[CheckSpec], CheckSpec]) -> tuple[ZoneSpec, ...]:
     """The zones with `change` applied to every check that sends headers, in file order."""
     def check(spec: CheckSpec | None) -> CheckSpec | None:
