@@ -23,15 +23,9 @@ from healthdns.shared.config.values import (
 from healthdns.shared.errors import ConfigError
 
 DEFAULT_CHECK_PORTS = {"http": 80, "https": 443}
-
-
 _HTTP_FIELDS = ("method", "path", "host", "headers", "status", "body", "body_regex")
 _TLS_FIELDS = ("verify", "ca_file", "ca_pem")
-
-
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
-
-
 MAX_CA_FILE = files.MIB  # a CA bundle; the system's whole bundle is about 220 KiB
 
 

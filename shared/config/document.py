@@ -44,8 +44,6 @@ else:  # only validation needs it, and a responder only decodes (see shared/lazy
 
 # A name of its own: `Config.tsig`, a field, hides the module in the class body.
 TsigKey = tsig.Key
-
-
 MAX_CONFIG_FILE = 64 * files.MIB  # ten thousand pooled names take about 2 MiB
 
 

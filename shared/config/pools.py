@@ -7,8 +7,6 @@ from healthdns.shared.config.values import Frozen, canonical_address, check_one_
 from healthdns.shared.errors import ConfigError
 
 POLICIES = ("serve-all", "empty", "backup")
-
-
 MAX_WEIGHT = 100
 MAX_ANSWERS = 64
 

@@ -22,8 +22,6 @@ else:  # only validation needs them, and a responder only decodes (see shared/la
 
 
 STATIC_TYPES = ("a", "aaaa", "cname", "mx", "txt", "srv", "caa", "ptr")
-
-
 # What each static type's data looks like, for the error message.
 _SYNTAX = {
     "a": "an IPv4 address",

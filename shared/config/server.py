@@ -20,17 +20,11 @@ from healthdns.shared.errors import ConfigError
 from healthdns.shared.messages import PROBES_PERIOD, STATS_PERIOD
 
 DEFAULT_PORT = 53053
-
-
 # Children send the supervisor something at least this often (their heartbeat): a watch of
 # fewer than three periods would take a child whose report is a little late for a hung one.
 REPORT_PERIOD = max(STATS_PERIOD, PROBES_PERIOD)
 HUNG_AFTER_MIN = 3 * REPORT_PERIOD
-
-
 _INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,32}")
-
-
 _ACCOUNT = re.compile(r"^([a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10})$", re.IGNORECASE)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
