@@ -117,7 +117,7 @@ class Checker:
                 ssl=self._context(spec) if https else True,
                 server_hostname=spec.host if https else None) as response:
             status = response.status
-            if not any(a <= status <= b for a, b in _ranges(spec.status)):
+            if not any(a <= status <= b for a, b in spec.ranges):
                 return False, f"status {status}"
             if spec.body is None and spec.body_regex is None:
                 return True, f"status {status}"
@@ -363,11 +363,6 @@ async def _read_start(content: aiohttp.StreamReader) -> bytes:
             break
         data += chunk
     return bytes(data)
-
-
-@functools.lru_cache(maxsize=256)
-def _ranges(status: str) -> tuple[tuple[int, int], ...]:
-    return CheckSpec(status=status).statuses()
 
 
 def _ssl_reason(error: aiohttp.ClientSSLError) -> str:

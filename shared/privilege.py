@@ -98,7 +98,7 @@ def resolve(user: str, group: str, user_field: str = "server.user",
             group_field: str = "server.group") -> Account | None:
     """The account `user` names (None when empty); `group` replaces its primary group."""
     if not user:
-        return None  # a group alone is a configuration error (`config._server`)
+        return None  # a group alone is a configuration error (`config.server.normalise_server`)
     try:
         entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
     except KeyError:

@@ -1,6 +1,6 @@
 """The configuration as `--check-config` prints it: what healthdns will use, for a person.
 
-It is the normalised configuration (`shared/config.py`) with what a reader needs spelt out and
+It is the normalised configuration (`shared/config/`) with what a reader needs spelt out and
 what means nothing left out:
 
 * secrets replaced (`config.redacted`);
@@ -8,6 +8,8 @@ what means nothing left out:
 * record data in full, as served: names absolute ("10 mail" is "10 mail.example.com."),
   addresses in canonical form; in a zone with aliases, the data that reads otherwise in an
   alias zone (names written relative follow the alias) under `in_aliases`;
+* none of the parsed forms normalisation stores beside the text they come from (endpoints,
+  status ranges), which say nothing the text does not;
 * no empty record types, no `pool` on a name without one, none of a pool's short-form fields
   (normalised, its addresses are in `groups`), and none of a check's fields of another kind
   (`path` on a tcp check) or `ca_pem` when `ca_file` is where it came from.
@@ -41,10 +43,18 @@ def text(cfg: Config) -> str:
     """The JSON text `--check-config` prints (with a final newline)."""
     shown: dict[str, Any] = msgspec.to_builtins(config.redacted(cfg))
     shown["server"]["warm_start_max_age"] = warm.max_age(cfg)
+    _drop_parsed(shown)
     for spec, zone in zip(cfg.zones, shown["zones"], strict=True):
         _zone(spec, zone)
     encoded = msgspec.json.encode(shown)
     return msgspec.json.format(encoded, indent=2).decode() + "\n"
+
+
+def _drop_parsed(shown: dict[str, Any]) -> None:
+    del shown["server"]["listeners"], shown["control"]["listener"]
+    del shown["transfer"]["listeners"]
+    for secondary in shown["transfer"]["secondaries"]:
+        del secondary["endpoint"]
 
 
 def _zone(spec: ZoneSpec, zone: dict[str, Any]) -> None:
@@ -96,7 +106,7 @@ def _pool(pool: dict[str, Any]) -> None:
 def _check(check: dict[str, Any]) -> None:
     other = (*_HTTP, *_TLS) if check["kind"] == "tcp" else _TLS if check["kind"] == "http" \
         else ("ca_pem",) if check["ca_file"] is not None else ()
-    for field in other:
+    for field in (*other, "ranges"):
         del check[field]
     if not check["variant"]:
         del check["variant"]  # set only for checks that differ in header values alone

@@ -121,6 +121,16 @@ CASES = [
     (with_("zones/0/records/_sip", {"_udp": {"srv": ["10 60 5060 sip"]}}),
      ("zones[0].records._sip: '_udp' is not a record field; a name with dots must be quoted "
      "in TOML: [zones.records.\"_sip._udp\"]")),
+    # The parsed forms normalisation stores beside the text are never the file's to give.
+    (with_("server/listeners", [["192.0.2.1", 53, True]]),
+     "server.listeners: unknown key (healthdns sets it, the file may not)"),
+    (with_("control/listener", ["192.0.2.1", 8053]),
+     "control.listener: unknown key (healthdns sets it, the file may not)"),
+    (with_("transfer/listeners", [["192.0.2.1", 53]]),
+     "transfer.listeners: unknown key (healthdns sets it, the file may not)"),
+    (with_("transfer", {"listen": ["192.0.2.1"], "require_tsig": False, "secondaries": [
+        {"address": "192.0.2.2", "endpoint": ["192.0.2.3", 53]}]}),
+     "transfer.secondaries[0].endpoint: unknown key (healthdns sets it, the file may not)"),
 ]
 
 
@@ -212,6 +222,8 @@ POOL_CASES = [
      f"{P}.check.headers.X-A: the value holds a line break or NUL"),
     (check_(kind="http", variant=1),
      f"{P}.check.variant: unknown key (healthdns sets it, the file may not)"),
+    (check_(kind="http", ranges=[[200, 200]]),
+     f"{P}.check.ranges: unknown key (healthdns sets it, the file may not)"),
     (check_(kind="https", host="bad host"), f"{P}.check.host: 'bad host' is not a valid DNS name"),
     (check_(kind="https", ca_file="/nonexistent/ca.pem"),
      f"{P}.check.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory"),
@@ -301,7 +313,24 @@ def test_http_checks_are_normalised() -> None:
     check = spec.groups[0].check
     assert check is not None
     assert (check.port, check.host, check.status) == (80, "www.example.test", "200,301-302")
-    assert check.statuses() == ((200, 200), (301, 302))
+    assert check.ranges == ((200, 200), (301, 302))
+
+
+def test_endpoints_are_stored_parsed() -> None:
+    doc = with_("server", {"listen": ["192.0.2.1", "[2001:DB8::1]:5300"], "port": 5353})
+    doc["control"] = {"listen": "[::1]:8999"}
+    doc["transfer"] = {"listen": ["192.0.2.1:53"], "require_tsig": False,
+                       "secondaries": [{"address": "192.0.2.9"}]}
+    cfg = config.decode(config.encode(config.from_mapping(doc)))  # as a child receives it
+    assert cfg.server.listeners == (("192.0.2.1", 5353, True), ("2001:db8::1", 5300, True))
+    assert cfg.control.listener == ("::1", 8999)
+    assert cfg.transfer.listeners == (("192.0.2.1", 53),)
+    assert cfg.transfer.secondaries[0].endpoint == ("192.0.2.9", 53)
+    plain = config.from_mapping(BASE)  # without listen: every interface, the default control
+    assert plain.server.listeners == (("0.0.0.0", 53053, True), ("::", 53053, False))
+    assert plain.control.listener == ("127.0.0.1", 8053)
+    off = config.from_mapping(with_("control/listen", ""))
+    assert off.control.listener is None and off.control.listen == ""
 
 
 def test_target_ids_tell_checks_apart() -> None:

@@ -25,7 +25,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
-from healthdns.shared.config import ControlSpec
+from healthdns.shared.config import ControlSpec, Endpoint
 from healthdns.supervisor import control, httpd, status
 
 TOKEN = "test-token-0123456789abcdef"
@@ -38,7 +38,7 @@ LIMITS = httpd.Limits(connections=4, per_client=4, overflow=1, request_timeout=0
 @pytest.fixture
 def endpoint() -> Iterator[control.ControlServer]:
     ours, _theirs = socket.socketpair()
-    spec = ControlSpec(listen="127.0.0.1:0", token=TOKEN)
+    spec = ControlSpec(listen="127.0.0.1:0", listener=Endpoint("127.0.0.1", 0), token=TOKEN)
     server = control.ControlServer(spec, status.Catalog({}, {}, []), ours, LIMITS)
     server.start()
     yield server

@@ -42,7 +42,7 @@ def document(targets: int, interval: float = 1.0, timeout: float = 1.0,
 def files(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Sets the hard open files limit the configuration sees."""
     def set_hard(hard: int) -> None:
-        monkeypatch.setattr(config.resource, "getrlimit", lambda _: (1024, hard))
+        monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, hard))
     set_hard(65536)
     return set_hard
 

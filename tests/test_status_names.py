@@ -54,7 +54,7 @@ def test_long_and_odd_wire_names() -> None:
 def test_owner_names_spelled_as_dnspython_did(relative: list[bytes], zone: list[bytes]) -> None:
     if not fits(relative + zone):
         return
-    # Normalised as shared/config.py normalises: the origin canonical, the owner relative.
+    # Normalised as shared/config/ normalises: the origin canonical, the owner relative.
     origin = dns.name.Name([*zone, b""]).canonicalize()
     owner = dns.name.Name(relative).to_text() if relative else "@"
     before = dns.name.from_text(owner, origin).to_text(omit_final_dot=True)

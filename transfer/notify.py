@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from healthdns.shared.config import TransferSpec, format_endpoint, parse_endpoint
+from healthdns.shared.config import TransferSpec, format_endpoint
 
 log = logging.getLogger("healthdns.transfer")
 
@@ -79,8 +79,7 @@ class Notifier:
     sockets: dict[int, socket.socket] = field(default_factory=dict)  # by address family
 
     def __post_init__(self) -> None:
-        self.targets = [Target(*parse_endpoint(s.address, 53, "transfer.secondaries"), s.key)
-                        for s in self.spec.secondaries if s.notify]
+        self.targets = [Target(*s.endpoint, s.key) for s in self.spec.secondaries if s.notify]
 
     def start(self) -> None:
         """Bind one UDP socket per family the targets need (from `notify_source` for its

@@ -1,0 +1,96 @@
+"""Health-checked address pools: failover groups of addresses, their weights and checks."""
+
+from __future__ import annotations
+
+from healthdns.shared.config.checks import CheckSpec, normalise_check
+from healthdns.shared.config.values import Frozen, canonical_address, check_one_of
+from healthdns.shared.errors import ConfigError
+
+POLICIES = ("serve-all", "empty", "backup")
+MAX_WEIGHT = 100
+MAX_ANSWERS = 64
+
+
+class GroupSpec(Frozen, frozen=True):
+    """One failover group of a pool: addresses, their weights, and how they are checked."""
+
+    addresses: tuple[str, ...]
+    weights: tuple[int, ...] = ()  # normalised: one per address (1 when not given)
+    check: CheckSpec | None = None  # normalised: always set (the pool's check when not given)
+
+
+class PoolSpec(Frozen, frozen=True):
+    """A health-checked address pool (A and AAAA): failover groups in order of preference.
+
+    The short form, `addresses` (with `weights`), is one group; normalised, every pool holds its
+    addresses in `groups` only.
+    """
+
+    addresses: tuple[str, ...] = ()
+    weights: tuple[int, ...] = ()
+    check: CheckSpec | None = None  # the check of every group that has none of its own
+    groups: tuple[GroupSpec, ...] = ()
+    min_healthy: int = 1  # a group serves once this many of its addresses are up
+    max_answers: int = 0  # addresses per answer, rotated by weight; 0: every chosen address
+    policy: str = "serve-all"  # when every address is down: one of POLICIES
+    backup: tuple[str, ...] = ()  # policy "backup": served, unchecked, when all are down
+
+
+def normalise_pool(raw: PoolSpec, path: str) -> PoolSpec:
+    check = normalise_check(raw.check, f"{path}.check") if raw.check is not None else None
+    if raw.groups:
+        for field in ("addresses", "weights"):
+            if getattr(raw, field):
+                raise ConfigError(f"{path}.{field}",
+                                  "give either addresses (one group) or groups, not both")
+        listed = [(g, f"{path}.groups[{i}]") for i, g in enumerate(raw.groups)]
+    else:  # the short form: one group, whose errors are reported at the pool's own fields
+        listed = [(GroupSpec(addresses=raw.addresses, weights=raw.weights), path)]
+    seen: list[str] = []
+    groups = tuple(_group(g, check, seen, where) for g, where in listed)
+    largest = max(len(g.addresses) for g in groups)
+    if not 1 <= raw.min_healthy <= largest:
+        raise ConfigError(f"{path}.min_healthy", f"{raw.min_healthy} is not between 1 and the "
+                          f"size of the largest group ({largest})")
+    if not 0 <= raw.max_answers <= MAX_ANSWERS:
+        raise ConfigError(f"{path}.max_answers",
+                          f"{raw.max_answers} is not between 0 (all) and {MAX_ANSWERS}")
+    check_one_of(raw.policy, POLICIES, f"{path}.policy")
+    backup = _addresses(raw.backup, f"{path}.backup", seen)
+    if raw.policy == "backup" and not backup:
+        raise ConfigError(f"{path}.backup", 'policy "backup" needs at least one backup address')
+    if backup and raw.policy != "backup":
+        raise ConfigError(f"{path}.backup",
+                          f'is served only with policy = "backup", not {raw.policy!r}')
+    return PoolSpec(check=check, groups=groups, min_healthy=raw.min_healthy,
+                    max_answers=raw.max_answers, policy=raw.policy, backup=backup)
+
+
+def _group(raw: GroupSpec, default: CheckSpec | None, seen: list[str], path: str) -> GroupSpec:
+    if not raw.addresses:
+        raise ConfigError(f"{path}.addresses", "at least one address is required")
+    addresses = _addresses(raw.addresses, f"{path}.addresses", seen)
+    weights = raw.weights or (1,) * len(addresses)
+    if len(weights) != len(addresses):
+        raise ConfigError(f"{path}.weights", f"{len(weights)} given for {len(addresses)} "
+                          "address(es): one weight per address")
+    for i, weight in enumerate(weights):
+        if not 1 <= weight <= MAX_WEIGHT:
+            raise ConfigError(f"{path}.weights[{i}]",
+                              f"{weight} is not between 1 and {MAX_WEIGHT}")
+    check = normalise_check(raw.check, f"{path}.check") if raw.check is not None else default
+    if check is None:
+        raise ConfigError(f"{path}.check", "is required, for the group or the whole pool")
+    return GroupSpec(addresses=addresses, weights=weights, check=check)
+
+
+def _addresses(texts: tuple[str, ...], path: str, seen: list[str]) -> tuple[str, ...]:
+    """Addresses in canonical form; `seen` holds those of the whole pool, which never repeat."""
+    out: list[str] = []
+    for i, text in enumerate(texts):
+        address = canonical_address(text, f"{path}[{i}]")
+        if address in seen:
+            raise ConfigError(f"{path}[{i}]", f"{text} is given twice")
+        seen.append(address)
+        out.append(address)
+    return tuple(out)
