@@ -89,7 +89,7 @@ class Server:
         self.port = 0
         self.control = ""  # http://ADDR:PORT of the control endpoint, when it is on
 
-    def start(self) -> Server:
+    def start(self, timeout: float = START_TIMEOUT) -> Server:
         # A control endpoint on a port of the kernel's choice unless the test picks one: the
         # default port would collide between tests (and servers) running at once.
         control = [] if "--control-listen" in self.args or self.control_as_configured else [
@@ -100,7 +100,7 @@ class Server:
         )
         threading.Thread(target=self._pump, daemon=True).start()
         try:
-            match = self.wait_for(READY, START_TIMEOUT)
+            match = self.wait_for(READY, timeout)
         except AssertionError:
             self.process.kill()  # its children follow: their pipes reach EOF
             self.process.wait()

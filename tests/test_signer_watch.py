@@ -74,7 +74,7 @@ def signer_pid(server: Server) -> int:
 
 
 def start(tmp_path: Path, text: str, within: float = 10) -> Server:
-    server = Server([], tmp_path, text).start()
+    server = Server([], tmp_path, text).start(timeout=within)  # ready: the first signing run
     server.wait_until(lambda: len(server.addresses("www.example.test")) == 2, within, "both up")
     return server
 
