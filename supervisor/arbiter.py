@@ -42,7 +42,7 @@ from healthdns.shared import child, heap, messages, privilege
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.region import Region
-from healthdns.supervisor import notify, ports, reload, status, views, warm
+from healthdns.supervisor import catalog, notify, ports, reload, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
 from healthdns.supervisor.state import StateFile
@@ -369,7 +369,7 @@ class Supervisor:
         self.reloads["ok"] += 1
         log.info("reloaded: %s", "; ".join(reload.changes(old, new)))
         if self.control is not None:
-            self.control.reconfigure(new.control, status.make_catalog(new))
+            self.control.reconfigure(new.control, catalog.make_catalog(new))
         # Until the prober's full report, it may name targets of any configuration since the
         # last one it settled into (reloads may come faster than reports).
         self.steering.reconfigure(new, {**self.steering.renames, **self.views.signer_ids})
@@ -755,7 +755,7 @@ class Supervisor:
         if endpoint is None:
             return
         try:
-            self.control = ControlServer(self.cfg.control, status.make_catalog(self.cfg),
+            self.control = ControlServer(self.cfg.control, catalog.make_catalog(self.cfg),
                                          self.wakeup_w)
         except OSError as e:
             if self.cfg.control.required:

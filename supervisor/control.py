@@ -2,7 +2,7 @@
 
 `ControlServer` binds at once (so a busy port is an error at start, and port 0 is resolved)
 and serves from a daemon thread that accepts, one more thread per connection (`httpd`). The
-supervisor loop is never touched by a client: reads serve the immutable `status.View` the
+supervisor loop is never touched by a client: reads serve the immutable `readout.View` the
 supervisor last assigned to `view`; a write request is queued (`requests`) with a future, the
 supervisor's wakeup socket is poked, and the loop applies it and answers through the future.
 
@@ -67,10 +67,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from healthdns.shared.config import ControlSpec, format_endpoint
-from healthdns.supervisor import explain, httpd, status
+from healthdns.supervisor import explain, httpd, metrics, status
+from healthdns.supervisor.catalog import Catalog
 from healthdns.supervisor.httpd import Limits, Pieces, Response
 from healthdns.supervisor.httpd import Request as HttpRequest
-from healthdns.supervisor.status import Catalog, View
+from healthdns.supervisor.readout import View
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -154,7 +155,7 @@ class ControlServer:
         self._wakeup = wakeup
         self._scraped = self.view  # the view the metrics collector shows while rendering
         self._registry = CollectorRegistry(auto_describe=False)
-        self._collector = status.Metrics(lambda: self._scraped, known.targets)
+        self._collector = metrics.Metrics(lambda: self._scraped, known.targets)
         self._registry.register(self._collector)
         self._metrics = Cached(self._render_metrics)
         self._document = status.Document()

@@ -1,6 +1,6 @@
 """What a name answers now, and why: `GET /explain` and `healthdns-ctl explain`.
 
-Worked out from the configuration (`status.Catalog.specs`: zones, aliases, records) and the
+Worked out from the configuration (`catalog.Catalog.specs`: zones, aliases, records) and the
 latest view (the signer's choices for pools, each target's health, the overrides), by the
 rules the signer renders and the responders serve:
 
@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from healthdns.shared.config import RecordSpec, ZoneSpec
+from healthdns.supervisor.catalog import Catalog, rotation, zone_of
 from healthdns.supervisor.names import QTYPE_NUMBERS, bare
 from healthdns.supervisor.overrides import Override
-from healthdns.supervisor.status import Catalog, TargetState, View, rotation, zone_of
+from healthdns.supervisor.readout import TargetState, View
 
 # The types explain knows: those a configuration gives, and the apex's own.
 TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR", "NS", "SOA")

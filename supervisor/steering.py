@@ -3,7 +3,7 @@ second job, beside running the children (`arbiter`).
 
 `Steering` records what the children report (the prober's health and detail, the responders'
 counters, the signer's choices), applies the admin overrides to the health the signer is given,
-and builds the immutable `status.View` the control endpoint shows. It runs in the supervisor
+and builds the immutable `readout.View` the control endpoint shows. It runs in the supervisor
 loop only; the control thread sees nothing but the views it is handed.
 
 A view is built about once a second (each responder's counters come that often), so what it
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from healthdns.shared import messages
 from healthdns.shared.config import Config
-from healthdns.supervisor import status, warm
+from healthdns.supervisor import catalog, readout, warm
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.cow import CowDict
 from healthdns.supervisor.overrides import ACTIONS, Override, OverrideError, Overrides, expiry
@@ -57,9 +57,9 @@ class Steering:
         self.cold = ""  # why the state file holds no health for it, when it holds none
         self.save_failed = False  # the last write of the state file failed (said once)
         self.renames = renames  # prober target ids -> the signer's (see `views`)
-        self.targets = status.catalog(cfg)
+        self.targets = catalog.catalog(cfg)
         self.serving = _serving(self.targets)
-        self.zones = status.zone_names(cfg)
+        self.zones = catalog.zone_names(cfg)
         self.overrides = Overrides({a for t in self.targets.values() for a in t.served},
                                    {n for t in self.targets.values() for n in t.names})
         self.probed: dict[str, bool] = {}  # the prober's health, by its target ids
@@ -67,7 +67,7 @@ class Steering:
         self.changes: Counter[str] = Counter()
         # What the view shows of each probed target, and the address overrides (address ->
         # action) it was worked out with.
-        self.states: CowDict[str, status.TargetState] = CowDict()
+        self.states: CowDict[str, readout.TargetState] = CowDict()
         self.held: dict[str, str] = {}
         # Each target's detail, totals across prober processes; the ended ones' part.
         self.probes: CowDict[str, messages.Probe] = CowDict()
@@ -131,9 +131,9 @@ class Steering:
     def reconfigure(self, cfg: Config, renames: dict[str, str]) -> None:
         """A reload: the targets `renames` names from now on (while the prober settles into
         the new configuration, those of both)."""
-        self.cfg, self.renames, self.zones = cfg, renames, status.zone_names(cfg)
-        catalog = {**self.targets, **status.catalog(cfg)}
-        self.targets = {t: row for t, row in catalog.items() if t in renames}
+        self.cfg, self.renames, self.zones = cfg, renames, catalog.zone_names(cfg)
+        merged = {**self.targets, **catalog.catalog(cfg)}
+        self.targets = {t: row for t, row in merged.items() if t in renames}
         self.serving = _serving(self.targets)
         self.overrides.known = {a for t in self.targets.values() for a in t.served}
         self.overrides.known_names = {n for t in self.targets.values() for n in t.names}
@@ -157,7 +157,7 @@ class Steering:
                 self.states.pop(target)
                 continue
             served = row.served
-            self.states[target] = status.TargetState(
+            self.states[target] = readout.TargetState(
                 up, self.overrides.effective(up, served), self.since.get(target),
                 self.changes[target], self.overrides.action(served))
 
@@ -336,8 +336,8 @@ class Steering:
     # --- the view -------------------------------------------------------------------------------
 
     def view(self, generation: int, children: list[Child], rejected: dict[str, int],
-             now: float) -> status.View:
-        counts: status.Counts = Counter()
+             now: float) -> readout.View:
+        counts: readout.Counts = Counter()
         for (path, proto, family, zone, qtype, rcode), n in self.gone.items():
             counts[(path, proto, family, self._zone(zone), qtype, rcode)] += n
         truncated, errors = self.gone_truncated, self.gone_errors
@@ -350,7 +350,7 @@ class Steering:
         current = generation > 0 and all(
             r.state == "running" and r.generation == generation for r in responders)
         self._follow_overrides()
-        return status.View(
+        return readout.View(
             generation=generation, published_at=self.published_at,
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),
@@ -363,23 +363,23 @@ class Steering:
                              3 * (self.sign_seconds or 0.0)))
 
     def _zone(self, origin: bytes) -> str:
-        """The `zone` label of an origin as responders count it (see `status.zone_label`),
+        """The `zone` label of an origin as responders count it (see `catalog.zone_label`),
         worked out once per origin: a view is built about once a second per responder."""
         label = self.zone_labels.get(origin)
         if label is None:
-            label = self.zone_labels[origin] = status.zone_label(origin, self.zones)
+            label = self.zone_labels[origin] = catalog.zone_label(origin, self.zones)
         return label
 
-    def _responder(self, child: Child, now: float) -> status.Responder:
+    def _responder(self, child: Child, now: float) -> readout.Responder:
         stats, at = self.stats.get(child.index, (None, 0.0))
         generation = stats.generation if stats is not None else 0
         published = self.published_times.get(generation)
-        return status.Responder(child.index, child.state, child.pid, generation,
+        return readout.Responder(child.index, child.state, child.pid, generation,
                                 now - at if stats is not None else None,
                                 time.time() - published if published is not None else None)
 
 
-def _serving(targets: dict[str, status.Target]) -> dict[str, tuple[str, ...]]:
+def _serving(targets: dict[str, catalog.Target]) -> dict[str, tuple[str, ...]]:
     """Served address -> the targets that judge it."""
     out: dict[str, list[str]] = {}
     for target in targets.values():

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthdns.shared import config, messages
-from healthdns.supervisor import status, views
+from healthdns.supervisor import catalog, status, views
 from healthdns.supervisor.overrides import Override
 from healthdns.supervisor.steering import Child, Steering
 
@@ -37,7 +37,7 @@ def test_rendering_status_holds_little_more_than_the_document() -> None:
     steering.chosen([(f"n{i}.example.test", 1, -1, "all-down",
                       [f"127.31.{i // 250}.{i % 250 + 1}"]) for i in range(NAMES)], 0.1)
     view = steering.view(1, [Child(0, "running", 10)], {}, 0.0)
-    known = status.make_catalog(cfg)
+    known = catalog.make_catalog(cfg)
     status.Document().render(view, known)  # what is worked out once per configuration
 
     tracemalloc.start()
@@ -54,7 +54,7 @@ def test_rendering_status_holds_little_more_than_the_document() -> None:
 
 def test_a_section_is_rendered_again_only_when_what_it_shows_changed() -> None:
     steering = Steering(SMALL, views.split(SMALL, b"k" * 32).signer_ids)
-    known = status.make_catalog(SMALL)
+    known = catalog.make_catalog(SMALL)
     targets = sorted(steering.targets)
     steering.report(dict.fromkeys(targets, True), True)
     document = status.Document()
@@ -111,7 +111,7 @@ changes = st.lists(st.one_of(
 def test_kept_sections_show_what_a_rendering_from_scratch_shows(
         schedule: list[tuple[str, Any]]) -> None:
     steering = Steering(SMALL, views.split(SMALL, b"k" * 32).signer_ids)
-    known = status.make_catalog(SMALL)
+    known = catalog.make_catalog(SMALL)
     document = status.Document()
     generation, checks = 1, 0
     for op, what in schedule:

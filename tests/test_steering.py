@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthdns.shared import config, messages
-from healthdns.supervisor import status, steering, views
+from healthdns.supervisor import readout, steering, views
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.overrides import Override
 from healthdns.supervisor.steering import Child, Steering
@@ -60,13 +60,13 @@ def probe(target: str, checks: int) -> messages.Probe:
 def built(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Counts the per-target objects `Steering` builds."""
     counts: Counter[str] = Counter()
-    real = status.TargetState
+    real = readout.TargetState
 
-    def counted(*args: Any) -> status.TargetState:
+    def counted(*args: Any) -> readout.TargetState:
         counts["TargetState"] += 1
         return real(*args)
 
-    monkeypatch.setattr(status, "TargetState", counted)
+    monkeypatch.setattr(readout, "TargetState", counted)
     return counts
 
 
@@ -127,12 +127,12 @@ class Model:
                 self.changes[target] += target in self.probed
         self.probed = dict(states) if full else {**self.probed, **states}
 
-    def targets(self) -> dict[str, status.TargetState]:
+    def targets(self) -> dict[str, readout.TargetState]:
         out = {}
         for target, up in self.probed.items():
             actions = {self.held[a] for a in self.served[target] if a in self.held}
             action = "drain" if "drain" in actions else ("force" if actions else None)
-            out[target] = status.TargetState(
+            out[target] = readout.TargetState(
                 up, False if action == "drain" else up or action == "force",
                 self.since.get(target), self.changes[target], action)
         return out
@@ -164,7 +164,7 @@ def test_views_follow_the_model_and_never_change_once_handed(
     s = made(SMALL)
     model = Model(s)
     clock = [1000.0]
-    handed: list[tuple[status.View, dict[str, status.TargetState], dict[str, list[int]]]] = []
+    handed: list[tuple[readout.View, dict[str, readout.TargetState], dict[str, list[int]]]] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(steering.time, "time", lambda: clock[0])
         for op, what, how in schedule:
