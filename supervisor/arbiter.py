@@ -18,12 +18,9 @@ sent is relayed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import multiprocessing
-import multiprocessing.forkserver
-import multiprocessing.resource_tracker
 import os
 import secrets
 import selectors
@@ -32,17 +29,17 @@ import socket
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
 import msgspec
 
-from healthdns.shared import child, heap, messages, privilege
+from healthdns.shared import child, heap, messages
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.region import Region
-from healthdns.supervisor import catalog, notify, ports, reload, views, warm
+from healthdns.supervisor import catalog, notify, ports, processes, reload, views, warm
 from healthdns.supervisor.channel import Channel, FrameTooLarge
 from healthdns.supervisor.control import ControlServer
 from healthdns.supervisor.state import StateFile
@@ -68,9 +65,6 @@ SMALL_FRAME_LIMIT = 64 << 10
 # Two of the largest snapshots: a responder that starts is sent the snapshot at once, and may
 # fall one generation behind while it loads it.
 UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
-# Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
-# starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
-GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
 # Write calls of the control endpoint applied in one turn of the loop; the rest wait for the
 # next turn, which comes at once: a flood of them cannot keep the loop from its children.
@@ -184,9 +178,9 @@ class Supervisor:
                       "--control-listen '' to turn the endpoint off)", self.cfg.control.listen,
                       e.strerror or e)
             return EXIT_FATAL
-        without_resource_tracker()
-        with _group_signals_blocked():
-            ensure_fork_server()
+        processes.without_resource_tracker()
+        with processes.group_signals_blocked():
+            processes.ensure_fork_server()
         if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
             self.rrl_table = Region.create("healthdns-rrl", self.cfg.rrl.table_size * 8)
             rrl = self.cfg.rrl
@@ -495,8 +489,8 @@ class Supervisor:
         process = self.ctx.Process(target=child.enter,
                                    args=(slot.role, channel.child_end, os.getpid(), *table),
                                    name=f"healthdns-{slot.name}")
-        with _group_signals_blocked():
-            ensure_fork_server()  # a new one, should the last one have died
+        with processes.group_signals_blocked():
+            processes.ensure_fork_server()  # a new one, should the last one have died
             process.start()
         channel.child_end.close()
         slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
@@ -856,58 +850,3 @@ class Supervisor:
 def _largest_report(targets: dict[str, str]) -> int:
     """The size of a prober's report on every target: the largest it ever needs to send."""
     return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))
-
-
-
-
-def ensure_fork_server() -> None:
-    """Start the process every child is forked from, unless it runs, with the modules they
-    share imported (see shared/forkserver.py).
-
-    Exec'd, not forked: it holds none of the supervisor's memory (configuration, keys,
-    secrets), only the capabilities children need (`privilege.hand_on`). Started with the group
-    signals blocked, so it and every child forked from it start that way (`child.enter`).
-    """
-    server = multiprocessing.forkserver._forkserver
-    before = _fork_server_pid(server)
-    multiprocessing.forkserver.set_forkserver_preload(["healthdns.shared.forkserver"])
-    privilege.hand_on()
-    server.ensure_running()
-    if _fork_server_pid(server) != before:
-        log.info("fork server: pid %s", _fork_server_pid(server))
-
-
-def _fork_server_pid(server: multiprocessing.forkserver.ForkServer) -> int | None:
-    """The pid of multiprocessing's fork server, None before it runs: a private attribute of
-    CPython's ForkServer, which typeshed does not declare."""
-    pid: int | None = getattr(server, "_forkserver_pid", None)
-    return pid
-
-
-def without_resource_tracker() -> None:
-    """Keep multiprocessing from starting its resource tracker (an interpreter, 7 MiB).
-
-    The fork server start method starts one whatever the children use, and hands its pipe to
-    every child. Nothing of healthdns registers anything with it: the RRL table is a memfd
-    (shared/region.py), not `SharedMemory`, and no role uses multiprocessing's semaphores or
-    queues. So the tracker's pipe is /dev/null: the way multiprocessing marks a tracker as
-    running in a process that did not start it (a spawned child is given its parent's pipe),
-    with writes that go nowhere. Python 3.11 has no public switch for this.
-    """
-    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
-    # A Python whose tracker is built otherwise simply starts one (7 MiB): nothing breaks.
-    if tracker is not None and getattr(tracker, "_fd", False) is None:
-        tracker._fd = os.open(os.devnull, os.O_WRONLY)  # not inherited by exec (PEP 446)
-
-
-@contextlib.contextmanager
-def _group_signals_blocked() -> Iterator[None]:
-    """Block group signals; a process started meanwhile inherits the mask across fork and exec.
-
-    A signal that arrives meanwhile is delivered here when the block ends.
-    """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
