@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
-import os
 import secrets
 import selectors
 import signal
@@ -30,18 +29,26 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 
 import msgspec
 
-from healthdns.shared import child, heap, messages
+from healthdns.shared import heap, messages
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.region import Region
 from healthdns.supervisor import catalog, notify, ports, processes, reload, views, warm
-from healthdns.supervisor.channel import Channel, FrameTooLarge
+from healthdns.supervisor.channel import FrameTooLarge
 from healthdns.supervisor.control import ControlServer
+from healthdns.supervisor.roles import (
+    PROBER,
+    RESPONDER,
+    ROLES,
+    SIGNER,
+    SIGNER_FRAME_LIMIT,
+    TRANSFER,
+)
+from healthdns.supervisor.slot import CrashBudget, Slot
 from healthdns.supervisor.state import StateFile
 from healthdns.supervisor.steering import Child, Steering
 
@@ -49,18 +56,7 @@ log = logging.getLogger("healthdns.supervisor")
 
 SNAPSHOT_COMPRESSION = 1  # zlib level: signed data (random signatures) gains little above it
 STOP_DEADLINE = 4.0  # SIGTERM, then SIGKILL whatever is left after this long
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 10.0
-CRASH_BUDGET = 10.0  # crashes tolerated...
-CRASH_DECAY = 60.0  # ...with one crash forgiven per this many seconds
 EXIT_OK, EXIT_FATAL = 0, 1
-# The largest frame each role may send. The signer's `Published` carries a whole snapshot and a
-# delta: about 20 MB at 10,000 signed names, so 256 MiB leaves room to grow while still bounding
-# what the supervisor holds. A responder sends `Bound` (its listen addresses), `Ready` or
-# `Fatal`: a few hundred bytes. The prober's limit is its largest legitimate report (every
-# target, see `Supervisor.__init__`), and at least the responders'.
-SIGNER_FRAME_LIMIT = 256 << 20
-SMALL_FRAME_LIMIT = 64 << 10
 # A child that leaves more than this unread is stuck (or refuses to read): killed, respawned.
 # Two of the largest snapshots: a responder that starts is sent the snapshot at once, and may
 # fall one generation behind while it loads it.
@@ -72,26 +68,6 @@ REQUESTS_PER_TURN = 64
 # The health is written to the state file this often (and at stop), changed or not: its time
 # stamp says how current it is, and health that stayed the same for an hour is current too.
 SAVE_PERIOD = 1.0
-
-
-@dataclass
-class Slot:
-    """One child: a role and a stable id that a respawned process takes over."""
-
-    role: str
-    index: int
-    process: multiprocessing.process.BaseProcess | None = None
-    channel: Channel | None = None
-    state: str = "new"  # new, starting, running, backoff
-    spoke: bool = False  # this process has sent a message (Fatal and Bound must come first)
-    failures: int = 0  # consecutive failures without becoming ready
-    restart_at: float = 0.0  # backoff: when to respawn; retiring: when to kill
-    heard: float = 0.0  # when it last sent anything (the hung-child watch)
-    listen: list[tuple[str, int, bool]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"{self.role}{self.index}" if self.role == "responder" else self.role
 
 
 # The transfer process's counters (messages.TransferStats), as /metrics names them.
@@ -121,12 +97,12 @@ class Supervisor:
         self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
         self.ctx = multiprocessing.get_context("forkserver")  # see shared/forkserver.py
-        self.prober = Slot("prober", 0)
-        self.signer = Slot("signer", 0)
-        self.responders = [Slot("responder", i) for i in range(cfg.server.responders)]
+        self.prober = Slot(PROBER, 0)
+        self.signer = Slot(SIGNER, 0)
+        self.responders = [Slot(RESPONDER, i) for i in range(cfg.server.responders)]
         # The transfer process, with `[transfer]` only; it is sent the latest full `Records`
         # when it starts, then each generation's `RecordsDelta`.
-        self.transfer = Slot("transfer", 0) if cfg.transfer.enabled() else None
+        self.transfer = Slot(TRANSFER, 0) if cfg.transfer.enabled() else None
         self.transfer_listen = [(h, p, True) for h, p in cfg.transfer.endpoints()]
         self.records: bytes | None = None  # the latest full `Records`, compressed
         self.transfer_counts: Counter[str] = Counter()  # totals of its ended processes
@@ -138,14 +114,13 @@ class Supervisor:
         self.generation = 0  # the last one relayed: a signer may only publish the next one
         # children killed for breaking the protocol, by role
         self.rejected: Counter[str] = Counter()
-        self.limits = {"signer": SIGNER_FRAME_LIMIT, "responder": SMALL_FRAME_LIMIT,
-                       "transfer": SMALL_FRAME_LIMIT,
-                       "prober": max(SMALL_FRAME_LIMIT, _largest_report(self.views.signer_ids))}
+        self.limits = {name: role.frame_limit for name, role in ROLES.items()}
+        self.limits[PROBER.name] = max(PROBER.frame_limit,
+                                       _largest_report(self.views.signer_ids))
         self.announced = False
         self.stopping = False
         self.exit_code = EXIT_OK
-        self.crashes = 0.0
-        self.crash_clock = now()
+        self.crash_budget = CrashBudget(now())
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
         self.reload_checks = reload.Reloads(self._load, self.wakeup_w)
@@ -367,9 +342,10 @@ class Supervisor:
         # Until the prober's full report, it may name targets of any configuration since the
         # last one it settled into (reloads may come faster than reports).
         self.steering.reconfigure(new, {**self.steering.renames, **self.views.signer_ids})
-        self.limits["prober"] = max(SMALL_FRAME_LIMIT, _largest_report(self.steering.renames))
+        self.limits[PROBER.name] = max(PROBER.frame_limit,
+                                       _largest_report(self.steering.renames))
         if self.prober.channel is not None:
-            self.prober.channel.limit = self.limits["prober"]
+            self.prober.channel.limit = self.limits[PROBER.name]
         self.reconfiguring = True
         self._send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
         if old_views.responder != self.views.responder:
@@ -405,14 +381,13 @@ class Supervisor:
     def _roll_next(self) -> None:
         if not self.rolling or self.stopping:
             return
-        self.successor = Slot("responder", self.rolling.pop(0))
+        self.successor = Slot(RESPONDER, self.rolling.pop(0))
         self._spawn(self.successor)
 
     def _promote(self, slot: Slot) -> None:
         """The successor is ready: it takes its slot, the one it replaces stops."""
         self.successor = None
-        log.info("%s (pid %s) ready, taking over", slot.name,
-                 slot.process.pid if slot.process is not None else None)
+        log.info("%s (pid %s) ready, taking over", slot.name, slot.pid)
         if slot.index < len(self.responders):
             self._retire(self.responders[slot.index])
             self.responders[slot.index] = slot
@@ -424,12 +399,11 @@ class Supervisor:
 
     def _retire(self, slot: Slot) -> None:
         """Tell a replaced responder to stop; it is reaped, not respawned."""
-        self.steering.ended("responder", slot.index, restarted=False)  # keeps its totals
+        self.steering.ended(RESPONDER.name, slot.index, restarted=False)  # keeps its totals
         slot.state, slot.restart_at = "retiring", self.now() + STOP_DEADLINE
         self._send(slot, messages.encode(messages.Bye()))
         self.retiring.append(slot)
-        log.info("%s (pid %s) replaced; it drains its sockets and stops", slot.name,
-                 slot.process.pid if slot.process is not None else None)
+        log.info("%s (pid %s) replaced; it drains its sockets and stops", slot.name, slot.pid)
 
     # --- hung children ------------------------------------------------------------------------
 
@@ -452,15 +426,14 @@ class Supervisor:
             # was busy before or after.
             silent = self.listened - slot.heard
             watched = slot.state == "running" or (
-                slot is self.signer and slot.state == "starting" and slot.spoke)
+                slot.role.watched_starting and slot.state == "starting" and slot.spoke)
             if limit and watched and slot.process is not None and silent > limit:
-                self.hung[slot.role] += 1
+                self.hung[slot.role.name] += 1
                 self.steering.dirty = True
                 log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
                           slot.process.pid, silent)
-                slot.process.kill()  # its sentinel brings the respawn, with the snapshot
+                slot.kill()  # its sentinel brings the respawn; nothing it still says is of use
                 slot.state = "killed"
-                self._close(slot)  # nothing it still says is of use
         for slot in self.retiring:
             if slot.restart_at <= now and slot.process is not None:
                 log.warning("%s (pid %d) did not stop in time; killing it", slot.name,
@@ -483,37 +456,33 @@ class Supervisor:
     # --- children ---------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
-        channel = Channel(self.limits[slot.role])
+        role = slot.role
         # A responder inherits the RRL table as a descriptor, as it inherits its pipe.
-        table = (self.rrl_table,) if slot.role == "responder" and self.rrl_table is not None else ()
-        process = self.ctx.Process(target=child.enter,
-                                   args=(slot.role, channel.child_end, os.getpid(), *table),
-                                   name=f"healthdns-{slot.name}")
-        with processes.group_signals_blocked():
-            processes.ensure_fork_server()  # a new one, should the last one have died
-            process.start()
-        channel.child_end.close()
-        slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
-        slot.heard = self.now()
-        view = self.signer_view if slot.role == "signer" else self.views.for_role(slot.role)
-        start = messages.Start(slot.index, view, serials=self.steering.kept_serials)
-        if slot.role == "responder":
-            start = messages.Start(slot.index, start.config, self.listen, self.secret)
-        if slot.role == "transfer":  # a respawn binds the port its predecessor was given
-            start = messages.Start(slot.index, start.config, self.transfer_listen)
-        self._send(slot, messages.encode(start))
-        if slot.role == "signer" and self.published is not None:
-            self._send(slot, messages.encode(self._resume(self.published)))
-        if slot.role == "signer":
-            self.steering.signer_started(self.now(), self.health is not None)
-        if slot.role == "signer" and self.health is not None:
-            self._send(slot, messages.encode(messages.Health(
-                self.health, True, self.steering.overrides.names())))
-        if slot.role == "responder" and self.packed:
-            self._send(slot, zlib.decompress(self.packed))  # the latest before it serves
-        if slot.role == "transfer" and self.records is not None:
-            self._send(slot, zlib.decompress(self.records))  # deltas follow from them
-        log.info("%s started (pid %d)", slot.name, process.pid)
+        shared = (self.rrl_table,) if role.shares_rrl and self.rrl_table is not None else ()
+        slot.spawn(self.ctx, self.limits[role.name], shared, self.now())
+        config = self.signer_view if role.held_config else self.views.for_role(role.name)
+        # A respawn binds the addresses its predecessor was given (port 0 resolved).
+        listen = {"server": self.listen, "transfer": self.transfer_listen, None: []}[role.listens]
+        self._send(slot, messages.encode(messages.Start(
+            slot.index, config, listen, self.secret if role.cookie_secret else b"",
+            self.steering.kept_serials if role.serials else {})))
+        self._catch_up(slot)
+        log.info("%s started (pid %s)", slot.name, slot.pid)
+
+    def _catch_up(self, slot: Slot) -> None:
+        """Send a child that starts what it takes up from (see `Role.catches_up`)."""
+        match slot.role.catches_up:
+            case "resume":
+                if self.published is not None:
+                    self._send(slot, messages.encode(self._resume(self.published)))
+                self.steering.signer_started(self.now(), self.health is not None)
+                if self.health is not None:
+                    self._send(slot, messages.encode(messages.Health(
+                        self.health, True, self.steering.overrides.names())))
+            case "snapshot" if self.packed:
+                self._send(slot, zlib.decompress(self.packed))  # the latest before it serves
+            case "records" if self.records is not None:
+                self._send(slot, zlib.decompress(self.records))  # deltas follow from them
 
     def _send(self, slot: Slot, data: bytes) -> None:
         if slot.channel is None:
@@ -534,17 +503,13 @@ class Supervisor:
             slot.channel.discard_output()  # as in `_send`
 
     def _reap(self, slot: Slot) -> None:
-        assert slot.process is not None
-        slot.process.join(1.0)  # its sentinel says it ended; reaping may lag a moment
-        code = slot.process.exitcode
-        slot.process = None
-        self._close(slot)
+        code = slot.reap()
         if slot in self.retiring:
             self.retiring.remove(slot)
             log.info("%s exited with code %s, replaced", slot.name, code)
             return
         if slot is not self.successor:  # a successor has no totals yet; the slot's are live
-            self.steering.ended(slot.role, slot.index, restarted=not self.stopping)
+            self.steering.ended(slot.role.name, slot.index, restarted=not self.stopping)
         if slot is self.transfer:  # its counters stay in the totals: they never go back
             self.transfer_counts.update(self.transfer_live)
             self.transfer_live = {}
@@ -554,18 +519,12 @@ class Supervisor:
         if self.stopping:  # the crash budget is spent
             log.warning("%s exited with code %s", slot.name, code)
             return
-        slot.failures += 1
-        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (slot.failures - 1))
-        slot.state, slot.restart_at = "backoff", self.now() + delay
+        delay = slot.back_off(self.now())
         log.warning("%s exited with code %s; restarting in %.1f s", slot.name, code, delay)
 
     def _count_crash(self) -> None:
-        now = self.now()
-        self.crashes = max(0.0, self.crashes - (now - self.crash_clock) / CRASH_DECAY) + 1
-        self.crash_clock = now
-        if self.crashes > CRASH_BUDGET:
-            self._fatal(f"children crashed more than {CRASH_BUDGET:g} times within "
-                        f"{CRASH_DECAY:g} s per crash; giving up")
+        if self.crash_budget.crash(self.now()):
+            self._fatal(f"{self.crash_budget}; giving up")
 
     def _fatal(self, reason: str) -> None:
         log.error("%s", reason)
@@ -580,7 +539,7 @@ class Supervisor:
         try:
             frames = slot.channel.receive()
         except EOFError:
-            self._close(slot)  # its sentinel follows
+            slot.close()  # its sentinel follows
             return
         except FrameTooLarge as e:
             self._reject(slot, str(e))
@@ -589,9 +548,9 @@ class Supervisor:
             slot.heard = self.now()  # part of a large frame counts: it is being sent
         for frame in frames:
             try:
-                message = messages.decode_from(slot.role, frame)
+                message = messages.decode_from(slot.role.name, frame)
             except msgspec.DecodeError as e:
-                self._reject(slot, f"a message a {slot.role} may not send ({e})")
+                self._reject(slot, f"a message a {slot.role.name} may not send ({e})")
                 return
             problem = self._dispatch(slot, message)
             if problem is not None:
@@ -615,7 +574,7 @@ class Supervisor:
                 # Responders hold the previous generation (or were sent it before anything
                 # newer): the delta brings them up to date; a responder started later is sent
                 # the full snapshot kept here.
-                self._mark_running(self.signer)
+                self.signer.mark_running()
                 self.published = messages.Resume(generation, serials, prints, b"",
                                                  renewal)
                 for responder in self.responders:
@@ -631,7 +590,7 @@ class Supervisor:
             case messages.Bound(listen=listen) if not slot.spoke:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
-                self._mark_running(slot)
+                slot.mark_running()
                 if slot is self.successor:
                     self._promote(slot)
                 self._announce()
@@ -671,30 +630,17 @@ class Supervisor:
         configured and stops. Once it has served, a respawned responder that cannot bind is a
         crash like any other (backoff, crash budget): one responder never stops the others.
         """
-        if slot.role in ("responder", "transfer") and self.announced:
+        if slot.role.serves and self.announced:
             log.error("%s: %s", slot.name, reason)  # it exits; its sentinel brings the respawn
             return
         self._fatal(f"{slot.name}: {reason}")
 
     def _reject(self, slot: Slot, problem: str) -> None:
         """Kill a child that broke the protocol; its sentinel brings the respawn."""
-        self.rejected[slot.role] += 1
-        pid = slot.process.pid if slot.process is not None else None
-        log.warning("%s (pid %s) broke the protocol: %s; killing it", slot.name, pid, problem)
-        if slot.process is not None:
-            slot.process.kill()
-        self._close(slot)
-
-    @staticmethod
-    def _close(slot: Slot) -> None:
-        if slot.channel is not None:
-            slot.channel.close()
-            slot.channel = None
-
-    @staticmethod
-    def _mark_running(slot: Slot) -> None:
-        """A child that works again starts its backoff from the beginning next time."""
-        slot.state, slot.failures = "running", 0
+        self.rejected[slot.role.name] += 1
+        log.warning("%s (pid %s) broke the protocol: %s; killing it", slot.name, slot.pid,
+                    problem)
+        slot.kill()
 
     def _on_report(self, states: dict[str, bool], full: bool) -> str | None:
         """A prober's report, its ids renamed for the signer (see `views`); the first report of
@@ -703,7 +649,7 @@ class Supervisor:
         unknown = next((target for target in states if target not in renames), None)
         if unknown is not None:
             return f"health of an unknown target {unknown[:100]!r}"
-        self._mark_running(self.prober)  # its first report is its readiness
+        self.prober.mark_running()  # its first report is its readiness
         if full and self.reconfiguring:
             self._settle()
         self._on_health(self.steering.report(states, full), full)
@@ -719,7 +665,7 @@ class Supervisor:
             states, full, self.steering.overrides.names())))
 
     def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
-        if slot.role == "transfer":
+        if slot.role.listens == "transfer":
             self.transfer_listen = listen  # port 0 resolved: a respawn binds the same
             return
         if slot.index == 0 and self.listen != listen:

@@ -6,8 +6,9 @@ import pytest
 
 from healthdns.shared import config, heap, messages
 from healthdns.supervisor import arbiter
-from healthdns.supervisor.arbiter import EXIT_FATAL, SMALL_FRAME_LIMIT, Supervisor
+from healthdns.supervisor.arbiter import EXIT_FATAL, Supervisor
 from healthdns.supervisor.channel import Channel
+from healthdns.supervisor.roles import SMALL_FRAME_LIMIT
 
 CFG = config.from_mapping({"zones": [{"origin": "example.test",
                                       "nameservers": ["ns1.example.net"],
