@@ -48,14 +48,14 @@ from healthdns.supervisor.roles import (
     SIGNER_FRAME_LIMIT,
     TRANSFER,
 )
-from healthdns.supervisor.slot import CrashBudget, Slot
+from healthdns.supervisor.rolling import Rolling
+from healthdns.supervisor.slot import STOP_DEADLINE, CrashBudget, Slot
 from healthdns.supervisor.state import StateFile
 from healthdns.supervisor.steering import Child, Steering
 
 log = logging.getLogger("healthdns.supervisor")
 
 SNAPSHOT_COMPRESSION = 1  # zlib level: signed data (random signatures) gains little above it
-STOP_DEADLINE = 4.0  # SIGTERM, then SIGKILL whatever is left after this long
 EXIT_OK, EXIT_FATAL = 0, 1
 # A child that leaves more than this unread is stuck (or refuses to read): killed, respawned.
 # Two of the largest snapshots: a responder that starts is sent the snapshot at once, and may
@@ -89,10 +89,6 @@ class Supervisor:
         self.reconfiguring = False  # the prober was sent a Reconfigure, its full report is due
         self.reloads: Counter[str] = Counter()  # "ok", "failed"
         self.hung: Counter[str] = Counter()  # children killed for silence, by role
-        self.rolling: list[int] = []  # responder slots still to replace, in order
-        self.successor: Slot | None = None  # the new process of the slot being replaced
-        self.retiring: list[Slot] = []  # replaced responders, draining before they exit
-        self.handover_warned = False  # see `ports.tcp_handover`
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
         self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
@@ -100,6 +96,8 @@ class Supervisor:
         self.prober = Slot(PROBER, 0)
         self.signer = Slot(SIGNER, 0)
         self.responders = [Slot(RESPONDER, i) for i in range(cfg.server.responders)]
+        self.rolling = Rolling(self.responders, self._spawn, self._send, self._retired,
+                               now, lambda: self.stopping)
         # The transfer process, with `[transfer]` only; it is sent the latest full `Records`
         # when it starts, then each generation's `RecordsDelta`.
         self.transfer = Slot(TRANSFER, 0) if cfg.transfer.enabled() else None
@@ -137,10 +135,10 @@ class Supervisor:
 
     @property
     def slots(self) -> list[Slot]:
-        successor = [self.successor] if self.successor is not None else []
+        successor = [self.rolling.successor] if self.rolling.successor is not None else []
         transfer = [self.transfer] if self.transfer is not None else []
         return [self.prober, self.signer, *transfer, *self.responders, *successor,
-                *self.retiring]
+                *self.rolling.retiring]
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -349,7 +347,9 @@ class Supervisor:
         self.reconfiguring = True
         self._send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
         if old_views.responder != self.views.responder:
-            self._roll(old, new)
+            if old.server.endpoints() != new.server.endpoints():
+                self.listen = new.server.endpoints()
+            self.rolling.roll(new.server.responders)
 
     def _settle(self) -> None:
         """The prober's full report after a Reconfigure: the signer takes the new
@@ -360,50 +360,9 @@ class Supervisor:
             self.signer_view = self.views.signer
             self._send(self.signer, messages.encode(messages.Reconfigure(self.signer_view)))
 
-    # --- rolling the responders -------------------------------------------------------------------
-
-    def _roll(self, old: Config, new: Config) -> None:
-        """Replace every responder, one at a time: a new process binds next to the old one
-        (SO_REUSEPORT) and loads the snapshot; only once it is ready is the old one told to
-        stop, and that one drains its sockets before it closes them."""
-        if old.server.endpoints() != new.server.endpoints():
-            self.listen = new.server.endpoints()
-        count = new.server.responders
-        for slot in self.responders[count:]:
-            self._retire(slot)
-        del self.responders[count:]
-        self.rolling = list(range(count))
-        if not self.handover_warned:  # once: the reason holds for every later roll too
-            self.handover_warned = ports.warn_tcp_handover()
-        if self.successor is None:
-            self._roll_next()
-
-    def _roll_next(self) -> None:
-        if not self.rolling or self.stopping:
-            return
-        self.successor = Slot(RESPONDER, self.rolling.pop(0))
-        self._spawn(self.successor)
-
-    def _promote(self, slot: Slot) -> None:
-        """The successor is ready: it takes its slot, the one it replaces stops."""
-        self.successor = None
-        log.info("%s (pid %s) ready, taking over", slot.name, slot.pid)
-        if slot.index < len(self.responders):
-            self._retire(self.responders[slot.index])
-            self.responders[slot.index] = slot
-        elif slot.index == len(self.responders):
-            self.responders.append(slot)
-        else:  # a slot a later reload removed
-            self._retire(slot)
-        self._roll_next()
-
-    def _retire(self, slot: Slot) -> None:
-        """Tell a replaced responder to stop; it is reaped, not respawned."""
-        self.steering.ended(RESPONDER.name, slot.index, restarted=False)  # keeps its totals
-        slot.state, slot.restart_at = "retiring", self.now() + STOP_DEADLINE
-        self._send(slot, messages.encode(messages.Bye()))
-        self.retiring.append(slot)
-        log.info("%s (pid %s) replaced; it drains its sockets and stops", slot.name, slot.pid)
+    def _retired(self, slot: Slot) -> None:
+        """A replaced responder stops serving: its totals are kept."""
+        self.steering.ended(RESPONDER.name, slot.index, restarted=False)
 
     # --- hung children ------------------------------------------------------------------------
 
@@ -417,7 +376,6 @@ class Supervisor:
         The signer's heartbeat comes from a thread of its own (`child.Pulse`), so a long
         signing run is no silence; it is watched from its first word, before it publishes.
         """
-        now = self.now()
         limit = self.cfg.server.hung_after
         transfer = [self.transfer] if self.transfer is not None else []
         for slot in (self.prober, self.signer, *transfer, *self.responders):
@@ -434,12 +392,7 @@ class Supervisor:
                           slot.process.pid, silent)
                 slot.kill()  # its sentinel brings the respawn; nothing it still says is of use
                 slot.state = "killed"
-        for slot in self.retiring:
-            if slot.restart_at <= now and slot.process is not None:
-                log.warning("%s (pid %d) did not stop in time; killing it", slot.name,
-                            slot.process.pid)
-                slot.process.kill()
-                slot.restart_at = now + STOP_DEADLINE
+        self.rolling.watch()
 
     @property
     def snapshot(self) -> bytes | None:
@@ -504,11 +457,9 @@ class Supervisor:
 
     def _reap(self, slot: Slot) -> None:
         code = slot.reap()
-        if slot in self.retiring:
-            self.retiring.remove(slot)
-            log.info("%s exited with code %s, replaced", slot.name, code)
+        if self.rolling.reaped(slot, code):
             return
-        if slot is not self.successor:  # a successor has no totals yet; the slot's are live
+        if slot is not self.rolling.successor:  # a successor has no totals yet; the slot's are live
             self.steering.ended(slot.role.name, slot.index, restarted=not self.stopping)
         if slot is self.transfer:  # its counters stay in the totals: they never go back
             self.transfer_counts.update(self.transfer_live)
@@ -591,8 +542,8 @@ class Supervisor:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
                 slot.mark_running()
-                if slot is self.successor:
-                    self._promote(slot)
+                if slot is self.rolling.successor:
+                    self.rolling.promote(slot)
                 self._announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)

@@ -21,6 +21,7 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 10.0
 CRASH_BUDGET = 10.0  # crashes tolerated...
 CRASH_DECAY = 60.0  # ...with one crash forgiven per this many seconds
+STOP_DEADLINE = 4.0  # SIGTERM (or `Bye`), then SIGKILL whatever is left after this long
 
 # new: not started yet. starting: spawned, not ready yet. running: ready (a responder's
 # `Ready`, the prober's first report, the signer's first publication). backoff: it exited and
