@@ -18,7 +18,6 @@ sent is relayed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import secrets
@@ -27,7 +26,6 @@ import signal
 import socket
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from types import FrameType
 
@@ -40,6 +38,7 @@ from healthdns.shared.region import Region
 from healthdns.supervisor import catalog, notify, ports, processes, reload, views, warm
 from healthdns.supervisor.channel import FrameTooLarge
 from healthdns.supervisor.control import ControlServer
+from healthdns.supervisor.counters import Counters
 from healthdns.supervisor.roles import (
     PROBER,
     RESPONDER,
@@ -70,11 +69,6 @@ REQUESTS_PER_TURN = 64
 SAVE_PERIOD = 1.0
 
 
-# The transfer process's counters (messages.TransferStats), as /metrics names them.
-TRANSFER_COUNTS = ("axfr", "ixfr", "fallback", "refused", "notify_sent", "notify_answered",
-                   "notify_failed")
-
-
 class Supervisor:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.monotonic,
                  loader: Callable[[], Config] | None = None, seal: bytes | None = None) -> None:
@@ -87,8 +81,6 @@ class Supervisor:
         self.loader = loader  # reads and validates the configuration again (SIGHUP)
         self.signer_view = self.views.signer  # the signer's, until the prober's full report
         self.reconfiguring = False  # the prober was sent a Reconfigure, its full report is due
-        self.reloads: Counter[str] = Counter()  # "ok", "failed"
-        self.hung: Counter[str] = Counter()  # children killed for silence, by role
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
         self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
@@ -103,15 +95,12 @@ class Supervisor:
         self.transfer = Slot(TRANSFER, 0) if cfg.transfer.enabled() else None
         self.transfer_listen = [(h, p, True) for h, p in cfg.transfer.endpoints()]
         self.records: bytes | None = None  # the latest full `Records`, compressed
-        self.transfer_counts: Counter[str] = Counter()  # totals of its ended processes
-        self.transfer_live: dict[str, int] = {}  # the running one's latest totals
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
         self.health: dict[str, bool] | None = None
         self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
         self.published: messages.Resume | None = None  # without its snapshot (see `_resume`)
         self.generation = 0  # the last one relayed: a signer may only publish the next one
-        # children killed for breaking the protocol, by role
-        self.rejected: Counter[str] = Counter()
+        self.counters = Counters(self.transfer is not None)
         self.limits = {name: role.frame_limit for name, role in ROLES.items()}
         self.limits[PROBER.name] = max(PROBER.frame_limit,
                                        _largest_report(self.views.signer_ids))
@@ -313,7 +302,7 @@ class Supervisor:
         except (ConfigError, reload.RestartNeeded, BindError) as e:  # a key's: ConfigError
             problem = str(e)
         if problem is not None:
-            self.reloads["failed"] += 1
+            self.counters.reloads["failed"] += 1
             log.error("reload failed, still serving the previous configuration: %s", problem)
         notify.notify("READY=1")
         self.steering.dirty = True
@@ -333,7 +322,7 @@ class Supervisor:
         ports.check_free([e for e in new.server.endpoints() if e not in old_endpoints])
         old, old_views = self.cfg, self.views
         self.cfg, self.views = new, views.split(new, self.key)
-        self.reloads["ok"] += 1
+        self.counters.reloads["ok"] += 1
         log.info("reloaded: %s", "; ".join(reload.changes(old, new)))
         if self.control is not None:
             self.control.reconfigure(new.control, catalog.make_catalog(new))
@@ -362,7 +351,7 @@ class Supervisor:
 
     def _retired(self, slot: Slot) -> None:
         """A replaced responder stops serving: its totals are kept."""
-        self.steering.ended(RESPONDER.name, slot.index, restarted=False)
+        self.counters.ended(RESPONDER.name, slot.index, restarted=False)
 
     # --- hung children ------------------------------------------------------------------------
 
@@ -386,8 +375,8 @@ class Supervisor:
             watched = slot.state == "running" or (
                 slot.role.watched_starting and slot.state == "starting" and slot.spoke)
             if limit and watched and slot.process is not None and silent > limit:
-                self.hung[slot.role.name] += 1
-                self.steering.dirty = True
+                self.counters.hung[slot.role.name] += 1
+                self.counters.changed = True
                 log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
                           slot.process.pid, silent)
                 slot.kill()  # its sentinel brings the respawn; nothing it still says is of use
@@ -460,10 +449,9 @@ class Supervisor:
         if self.rolling.reaped(slot, code):
             return
         if slot is not self.rolling.successor:  # a successor has no totals yet; the slot's are live
-            self.steering.ended(slot.role.name, slot.index, restarted=not self.stopping)
-        if slot is self.transfer:  # its counters stay in the totals: they never go back
-            self.transfer_counts.update(self.transfer_live)
-            self.transfer_live = {}
+            self.counters.ended(slot.role.name, slot.index, restarted=not self.stopping)
+            if slot is self.prober:
+                self.steering.prober_ended()
         if self.stopping:
             return
         self._count_crash()
@@ -555,10 +543,9 @@ class Supervisor:
             case messages.Stats() if slot.state == "retiring":
                 pass  # its totals were kept when it was replaced
             case messages.Stats() if slot.state == "running":
-                self.steering.counted(slot.index, message, self.now())
+                self.counters.counted(slot.index, message, self.now())
             case messages.TransferStats() if slot.state == "running":
-                self.transfer_live = {name: getattr(message, name) for name in TRANSFER_COUNTS}
-                self.steering.dirty = True
+                self.counters.transferred(message)
             case messages.Alive(taken=taken):
                 self.steering.health_taken(taken)
             case _:
@@ -588,7 +575,8 @@ class Supervisor:
 
     def _reject(self, slot: Slot, problem: str) -> None:
         """Kill a child that broke the protocol; its sentinel brings the respawn."""
-        self.rejected[slot.role.name] += 1
+        self.counters.rejected[slot.role.name] += 1
+        self.counters.changed = True
         log.warning("%s (pid %s) broke the protocol: %s; killing it", slot.name, slot.pid,
                     problem)
         slot.kill()
@@ -703,16 +691,11 @@ class Supervisor:
             return
         now = self.now()
         self.control.heartbeat = now
-        if not self.steering.dirty:
+        if not (self.steering.dirty or self.counters.changed):
             return
-        self.steering.dirty = False
-        children = [Child(r.index, r.state, r.process.pid if r.process is not None else None)
-                    for r in self.responders]
-        view = self.steering.view(self.generation, children, self.rejected, now)
-        totals = self.transfer_counts + Counter(self.transfer_live)
-        transfers = {k: totals[k] for k in TRANSFER_COUNTS} if self.transfer is not None else {}
-        self.control.view = dataclasses.replace(view, reloads=dict(self.reloads),
-                                                hung=dict(self.hung), transfers=transfers)
+        self.steering.dirty = self.counters.changed = False
+        children = [Child(r.index, r.state, r.pid) for r in self.responders]
+        self.control.view = self.steering.view(self.generation, children, self.counters, now)
 
     # --- stopping ---------------------------------------------------------------------------------
 

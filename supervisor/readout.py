@@ -8,14 +8,10 @@ lock and can never see half an update, nor hold up the loop. Its renderings are 
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from healthdns.shared.messages import Probe
 from healthdns.supervisor.overrides import Override
-
-# (path, proto, family, zone label, qtype, rcode) -> queries
-Counts = Counter[tuple[int, int, int, str, int, int]]
 
 
 @dataclass(frozen=True)

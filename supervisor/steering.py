@@ -1,9 +1,9 @@
 """What the supervisor keeps for the operator, and what the operator changes: the supervisor's
 second job, beside running the children (`arbiter`).
 
-`Steering` records what the children report (the prober's health and detail, the responders'
-counters, the signer's choices), applies the admin overrides to the health the signer is given,
-and builds the immutable `readout.View` the control endpoint shows. It runs in the supervisor
+`Steering` records what the children report (the prober's health and detail, the signer's
+choices), applies the admin overrides to the health the signer is given,
+and builds the immutable `readout.View` the control endpoint shows, with the `counters`. It runs in the supervisor
 loop only; the control thread sees nothing but the views it is handed.
 
 A view is built about once a second (each responder's counters come that often), so what it
@@ -24,6 +24,7 @@ from healthdns.shared import messages
 from healthdns.shared.config import Config
 from healthdns.supervisor import catalog, readout, warm
 from healthdns.supervisor.control import Request
+from healthdns.supervisor.counters import Counters
 from healthdns.supervisor.cow import CowDict
 from healthdns.supervisor.overrides import ACTIONS, Override, OverrideError, Overrides, expiry
 from healthdns.supervisor.state import Kept, StateFile, Unbelieved
@@ -35,8 +36,6 @@ PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' s
 # than twice `server.hung_after` (the signer is killed after one, and takes a while to start)
 # or three times the latest signing run, whichever is longest.
 HEALTH_WAIT_FLOOR = 5.0
-# (path, proto, family, zone origin (wire), qtype, rcode) -> queries, as responders send them
-Counts = Counter[tuple[int, int, int, bytes, int, int]]
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,7 @@ class Steering:
         # Each target's detail, totals across prober processes; the ended ones' part.
         self.probes: CowDict[str, messages.Probe] = CowDict()
         self.probes_gone: dict[str, messages.Probe] = {}
-        self.stats: dict[int, tuple[messages.Stats, float]] = {}  # responder -> latest, when
-        self.gone: Counts = Counter()  # totals of ended responder processes
         self.zone_labels: dict[bytes, str] = {}  # origins as responders count them -> labels
-        self.gone_truncated = self.gone_errors = 0
-        self.restarts: Counter[str] = Counter()
         self.choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
         self.serials: list[int] = []
         # Per zone (lower case), the latest serial served, here or by a previous process (the
@@ -314,39 +309,17 @@ class Steering:
         self.dirty = True
         return None
 
-    def counted(self, index: int, stats: messages.Stats, now: float) -> None:
-        self.stats[index] = (stats, now)
-        self.dirty = True
-
-    def ended(self, role: str, index: int, restarted: bool) -> None:
-        """A child ended: its totals are kept, so counters never go back."""
-        if restarted:
-            self.restarts[role] += 1
-        if role == "prober":  # a new prober counts from nought: its rows add to these
-            self.probes_gone = self.probes.hand()  # unchanged from now on (`cow`)
-        last = self.stats.pop(index, None) if role == "responder" else None
-        if last is not None:
-            stats = last[0]
-            for path, proto, family, zone, qtype, rcode, n in stats.counts:
-                self.gone[(path, proto, family, zone, qtype, rcode)] += n
-            self.gone_truncated += stats.truncated
-            self.gone_errors += stats.errors
+    def prober_ended(self) -> None:
+        """A new prober counts from nought: its detail rows add to the ended ones'."""
+        self.probes_gone = self.probes.hand()  # unchanged from now on (`cow`)
         self.dirty = True
 
     # --- the view -------------------------------------------------------------------------------
 
-    def view(self, generation: int, children: list[Child], rejected: dict[str, int],
+    def view(self, generation: int, children: list[Child], counters: Counters,
              now: float) -> readout.View:
-        counts: readout.Counts = Counter()
-        for (path, proto, family, zone, qtype, rcode), n in self.gone.items():
-            counts[(path, proto, family, self._zone(zone), qtype, rcode)] += n
-        truncated, errors = self.gone_truncated, self.gone_errors
-        for stats, _ in self.stats.values():
-            for path, proto, family, zone, qtype, rcode, n in stats.counts:
-                counts[(path, proto, family, self._zone(zone), qtype, rcode)] += n
-            truncated += stats.truncated
-            errors += stats.errors
-        responders = tuple(self._responder(child, now) for child in children)
+        counts, truncated, errors = counters.queries(self._zone)
+        responders = tuple(self._responder(child, counters, now) for child in children)
         current = generation > 0 and all(
             r.state == "running" and r.generation == generation for r in responders)
         self._follow_overrides()
@@ -355,8 +328,10 @@ class Steering:
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),
             responders=responders, targets=self.states.hand(), counts=dict(counts),
-            truncated=truncated, errors=errors, restarts=dict(self.restarts),
-            rejected=dict(rejected), overrides=tuple(self.overrides.listing()),
+            truncated=truncated, errors=errors, restarts=dict(counters.restarts),
+            rejected=dict(counters.rejected), reloads=dict(counters.reloads),
+            hung=dict(counters.hung), transfers=counters.transfers(),
+            overrides=tuple(self.overrides.listing()),
             choices=self.choices, probes=self.probes.hand(),
             current=current, health_waiting=self.health_waiting(now),
             health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
@@ -370,8 +345,8 @@ class Steering:
             label = self.zone_labels[origin] = catalog.zone_label(origin, self.zones)
         return label
 
-    def _responder(self, child: Child, now: float) -> readout.Responder:
-        stats, at = self.stats.get(child.index, (None, 0.0))
+    def _responder(self, child: Child, counters: Counters, now: float) -> readout.Responder:
+        stats, at = counters.stats.get(child.index, (None, 0.0))
         generation = stats.generation if stats is not None else 0
         published = self.published_times.get(generation)
         return readout.Responder(child.index, child.state, child.pid, generation,

@@ -126,7 +126,7 @@ def test_a_child_that_breaks_the_protocol_is_counted_and_cut_off() -> None:
     responder.channel = Channel(SMALL_FRAME_LIMIT)
     responder.channel.child_end.send_bytes(messages.encode(messages.HealthReport({}, True)))
     supervisor._receive(responder)
-    assert supervisor.rejected == {"responder": 1}
+    assert supervisor.counters.rejected == {"responder": 1}
     assert responder.channel is None and not supervisor.stopping
 
 
@@ -136,6 +136,6 @@ def test_a_child_that_leaves_its_pipe_unread_is_cut_off(monkeypatch: pytest.Monk
     responder = supervisor.responders[0]
     responder.channel = Channel(SMALL_FRAME_LIMIT)
     supervisor._send(responder, bytes(500_000))  # never read: queued, not waited for
-    assert supervisor.rejected == {}
+    assert supervisor.counters.rejected == {}
     supervisor._send(responder, bytes(2_000_000))
-    assert supervisor.rejected == {"responder": 1} and responder.channel is None
+    assert supervisor.counters.rejected == {"responder": 1} and responder.channel is None

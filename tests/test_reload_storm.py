@@ -171,11 +171,11 @@ def test_a_stall_of_the_supervisor_is_not_blamed_on_its_children() -> None:
     supervisor.listened = 100.2  # the loop looked at its pipe, then was busy with its own work
     clock.now = 130.0
     supervisor._watch()
-    assert not process.killed and supervisor.hung["responder"] == 0
+    assert not process.killed and supervisor.counters.hung["responder"] == 0
     # It looks again and hears nothing: now the child was silent while the loop listened.
     supervisor.listened = 130.0
     supervisor._watch()
-    assert process.killed and supervisor.hung["responder"] == 1
+    assert process.killed and supervisor.counters.hung["responder"] == 1
 
 
 # --- fifty concurrent reloads on a real server ------------------------------------------------
