@@ -25,26 +25,22 @@ import selectors
 import signal
 import socket
 import time
-import zlib
 from collections.abc import Callable
 from types import FrameType
 
-import msgspec
-
-from healthdns.shared import heap, messages
+from healthdns.shared import messages
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.errors import BindError, ConfigError
 from healthdns.shared.region import Region
 from healthdns.supervisor import catalog, notify, ports, processes, reload, views, warm
-from healthdns.supervisor.channel import FrameTooLarge
 from healthdns.supervisor.control import ControlServer
 from healthdns.supervisor.counters import Counters
+from healthdns.supervisor.relay import Relay
 from healthdns.supervisor.roles import (
     PROBER,
     RESPONDER,
     ROLES,
     SIGNER,
-    SIGNER_FRAME_LIMIT,
     TRANSFER,
 )
 from healthdns.supervisor.rolling import Rolling
@@ -54,12 +50,7 @@ from healthdns.supervisor.steering import Child, Steering
 
 log = logging.getLogger("healthdns.supervisor")
 
-SNAPSHOT_COMPRESSION = 1  # zlib level: signed data (random signatures) gains little above it
 EXIT_OK, EXIT_FATAL = 0, 1
-# A child that leaves more than this unread is stuck (or refuses to read): killed, respawned.
-# Two of the largest snapshots: a responder that starts is sent the snapshot at once, and may
-# fall one generation behind while it loads it.
-UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
 # Write calls of the control endpoint applied in one turn of the loop; the rest wait for the
 # next turn, which comes at once: a flood of them cannot keep the loop from its children.
@@ -84,27 +75,22 @@ class Supervisor:
         self.saved_at = -SAVE_PERIOD  # when the state file was last written
         self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
+        self.relay = Relay(self)
         self.ctx = multiprocessing.get_context("forkserver")  # see shared/forkserver.py
         self.prober = Slot(PROBER, 0)
         self.signer = Slot(SIGNER, 0)
         self.responders = [Slot(RESPONDER, i) for i in range(cfg.server.responders)]
-        self.rolling = Rolling(self.responders, self._spawn, self._send, self._retired,
+        self.rolling = Rolling(self.responders, self.spawn, self.relay.send, self._retired,
                                now, lambda: self.stopping)
         # The transfer process, with `[transfer]` only; it is sent the latest full `Records`
         # when it starts, then each generation's `RecordsDelta`.
         self.transfer = Slot(TRANSFER, 0) if cfg.transfer.enabled() else None
         self.transfer_listen = [(h, p, True) for h, p in cfg.transfer.endpoints()]
-        self.records: bytes | None = None  # the latest full `Records`, compressed
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
-        self.health: dict[str, bool] | None = None
-        self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
-        self.published: messages.Resume | None = None  # without its snapshot (see `_resume`)
-        self.generation = 0  # the last one relayed: a signer may only publish the next one
         self.counters = Counters(self.transfer is not None)
         self.limits = {name: role.frame_limit for name, role in ROLES.items()}
         self.limits[PROBER.name] = max(PROBER.frame_limit,
                                        _largest_report(self.views.signer_ids))
-        self.announced = False
         self.stopping = False
         self.exit_code = EXIT_OK
         self.crash_budget = CrashBudget(now())
@@ -150,15 +136,15 @@ class Supervisor:
                      "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
                      ", dry run" if rrl.dry_run else "")
         self._warm_start()
-        self._spawn(self.prober)
-        self._spawn(self.signer)
+        self.spawn(self.prober)
+        self.spawn(self.signer)
         if self.transfer is not None:
-            self._spawn(self.transfer)
+            self.spawn(self.transfer)
         # With a port 0 to resolve, the others once the first has bound; otherwise all at
         # once: they bind only once they hold a snapshot (see responder.main).
         concrete = all(port for _, port, _ in self.listen)
         for responder in self.responders if concrete else self.responders[:1]:
-            self._spawn(responder)
+            self.spawn(responder)
         while not self.stopping:
             self._wait_once()
         return self._shutdown()
@@ -192,14 +178,14 @@ class Supervisor:
         self._handle_reload()
         for slot in self.slots:
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
-                self._flush(slot)
+                self.relay.flush(slot)
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_READ:
-                self._receive(slot)
+                self.relay.receive(slot)
             if slot.process is not None and slot.process.sentinel in ready:
                 self._reap(slot)
         for slot in self.slots:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
-                self._spawn(slot)
+                self.spawn(slot)
         self._watch()
         if self._save_due() and self.now() - self.saved_at >= SAVE_PERIOD:
             self._save()
@@ -246,7 +232,7 @@ class Supervisor:
         log.info("%s", why)
         if restored:
             self.steering.warm(restored)
-            self.health = self.steering.health()
+            self.relay.health = self.steering.health()
 
     def _keeps_health(self) -> bool:
         """Whether the health is worth keeping: a running prober vouches for it."""
@@ -265,7 +251,7 @@ class Supervisor:
         self.saved_at = self.now()
         self.serials_unsaved = False
 
-    def _keep_serials(self, serials: list[int]) -> None:
+    def keep_serials(self, serials: list[int]) -> None:
         """Keep a generation's serials for the next process. A serial ahead of the clock (more
         than a change a second) is written at once: a process started from the clock would go
         below it even after a crash; others within `SAVE_PERIOD`, when the clock has passed
@@ -334,20 +320,20 @@ class Supervisor:
         if self.prober.channel is not None:
             self.prober.channel.limit = self.limits[PROBER.name]
         self.reconfiguring = True
-        self._send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
+        self.relay.send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
         if old_views.responder != self.views.responder:
             if old.server.endpoints() != new.server.endpoints():
                 self.listen = new.server.endpoints()
             self.rolling.roll(new.server.responders)
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """The prober's full report after a Reconfigure: the signer takes the new
         configuration now, followed at once by that report (see `messages.Reconfigure`)."""
         self.reconfiguring = False
         self.steering.reconfigure(self.cfg, self.views.signer_ids)
         if self.signer_view != self.views.signer:
             self.signer_view = self.views.signer
-            self._send(self.signer, messages.encode(messages.Reconfigure(self.signer_view)))
+            self.relay.send(self.signer, messages.encode(messages.Reconfigure(self.signer_view)))
 
     def _retired(self, slot: Slot) -> None:
         """A replaced responder stops serving: its totals are kept."""
@@ -383,21 +369,9 @@ class Supervisor:
                 slot.state = "killed"
         self.rolling.watch()
 
-    @property
-    def snapshot(self) -> bytes | None:
-        """The latest encoded snapshot: what a responder that starts is sent first.
-
-        Kept compressed: at 10,000 signed names a snapshot is 10 MB, and 3.3 MB compressed
-        (zlib level 1: 85 ms once per generation, 33 ms to expand once per start).
-        """
-        return zlib.decompress(self.packed) if self.packed else None
-
-    def _resume(self, published: messages.Resume) -> messages.Resume:
-        return msgspec.structs.replace(published, snapshot=self.snapshot or b"")
-
     # --- children ---------------------------------------------------------------------------------
 
-    def _spawn(self, slot: Slot) -> None:
+    def spawn(self, slot: Slot) -> None:
         role = slot.role
         # A responder inherits the RRL table as a descriptor, as it inherits its pipe.
         shared = (self.rrl_table,) if role.shares_rrl and self.rrl_table is not None else ()
@@ -405,44 +379,11 @@ class Supervisor:
         config = self.signer_view if role.held_config else self.views.for_role(role.name)
         # A respawn binds the addresses its predecessor was given (port 0 resolved).
         listen = {"server": self.listen, "transfer": self.transfer_listen, None: []}[role.listens]
-        self._send(slot, messages.encode(messages.Start(
+        self.relay.send(slot, messages.encode(messages.Start(
             slot.index, config, listen, self.secret if role.cookie_secret else b"",
             self.steering.kept_serials if role.serials else {})))
-        self._catch_up(slot)
+        self.relay.catch_up(slot)
         log.info("%s started (pid %s)", slot.name, slot.pid)
-
-    def _catch_up(self, slot: Slot) -> None:
-        """Send a child that starts what it takes up from (see `Role.catches_up`)."""
-        match slot.role.catches_up:
-            case "resume":
-                if self.published is not None:
-                    self._send(slot, messages.encode(self._resume(self.published)))
-                self.steering.signer_started(self.now(), self.health is not None)
-                if self.health is not None:
-                    self._send(slot, messages.encode(messages.Health(
-                        self.health, True, self.steering.overrides.names())))
-            case "snapshot" if self.packed:
-                self._send(slot, zlib.decompress(self.packed))  # the latest before it serves
-            case "records" if self.records is not None:
-                self._send(slot, zlib.decompress(self.records))  # deltas follow from them
-
-    def _send(self, slot: Slot, data: bytes) -> None:
-        if slot.channel is None:
-            return
-        try:
-            slot.channel.send(data)
-        except OSError:
-            slot.channel.discard_output()  # it died: its sentinel tells us and it is respawned
-            return
-        if slot.channel.pending > UNREAD_LIMIT:
-            self._reject(slot, f"{slot.channel.pending} bytes sent to it left unread")
-
-    def _flush(self, slot: Slot) -> None:
-        assert slot.channel is not None
-        try:
-            slot.channel.flush()
-        except OSError:
-            slot.channel.discard_output()  # as in `_send`
 
     def _reap(self, slot: Slot) -> None:
         code = slot.reap()
@@ -463,168 +404,14 @@ class Supervisor:
 
     def _count_crash(self) -> None:
         if self.crash_budget.crash(self.now()):
-            self._fatal(f"{self.crash_budget}; giving up")
+            self.fatal(f"{self.crash_budget}; giving up")
 
-    def _fatal(self, reason: str) -> None:
+    def fatal(self, reason: str) -> None:
         log.error("%s", reason)
         self.exit_code = EXIT_FATAL
         self.stopping = True
 
     # --- messages ---------------------------------------------------------------------------------
-
-    def _receive(self, slot: Slot) -> None:
-        assert slot.channel is not None
-        before = slot.channel.received
-        try:
-            frames = slot.channel.receive()
-        except EOFError:
-            slot.close()  # its sentinel follows
-            return
-        except FrameTooLarge as e:
-            self._reject(slot, str(e))
-            return
-        if slot.channel.received != before:
-            slot.heard = self.now()  # part of a large frame counts: it is being sent
-        for frame in frames:
-            try:
-                message = messages.decode_from(slot.role.name, frame)
-            except msgspec.DecodeError as e:
-                self._reject(slot, f"a message a {slot.role.name} may not send ({e})")
-                return
-            problem = self._dispatch(slot, message)
-            if problem is not None:
-                self._reject(slot, problem)
-                return
-            slot.spoke = True
-
-    def _dispatch(self, slot: Slot, message: messages.FromChild) -> str | None:
-        """Act on one message that decoded for the slot's role; the problem if it breaks the
-        protocol, and then nothing of it has been done."""
-        if isinstance(message, messages.Bound | messages.Ready | messages.Fatal) \
-                and message.slot != slot.index:
-            return f"{type(message).__name__} names slot {message.slot}"
-        match message:
-            case messages.HealthReport(states=states, full=full):
-                return self._on_report(states, full or not slot.spoke)
-            case messages.Published() if message.generation != self.generation + 1:
-                return f"generation {message.generation} published after {self.generation}"
-            case messages.Published(generation=generation, serials=serials, prints=prints,
-                                    snapshot=snapshot, delta=delta, renewal=renewal):
-                # Responders hold the previous generation (or were sent it before anything
-                # newer): the delta brings them up to date; a responder started later is sent
-                # the full snapshot kept here.
-                self.signer.mark_running()
-                self.published = messages.Resume(generation, serials, prints, b"",
-                                                 renewal)
-                for responder in self.responders:
-                    self._send(responder, delta or snapshot)
-                self.packed = zlib.compress(snapshot, SNAPSHOT_COMPRESSION)  # once it is sent
-                log.debug("generation %d sent to responders; its snapshot (%d bytes) kept in "
-                          "%d", generation, len(snapshot), len(self.packed))
-                self._relay_records(message)
-                heap.trim()  # zlib's buffers and the decoded message's blocks (0.8 MiB)
-                self.generation = generation
-                self.steering.published(generation, serials, self.now())
-                self._keep_serials(serials)
-            case messages.Bound(listen=listen) if not slot.spoke:
-                self._on_bound(slot, listen)
-            case messages.Ready() if slot.spoke and slot.state == "starting":
-                slot.mark_running()
-                if slot is self.rolling.successor:
-                    self.rolling.promote(slot)
-                self._announce()
-            case messages.Fatal(reason=reason) if not slot.spoke:
-                self._on_fatal(slot, reason)
-            case messages.Choices(generation=generation, names=names, seconds=seconds) \
-                    if generation == self.generation and slot.spoke:
-                self.steering.chosen(names, seconds)
-            case messages.Probes(rows=rows) if slot.spoke:
-                return self.steering.detail(rows)
-            case messages.Stats() if slot.state == "retiring":
-                pass  # its totals were kept when it was replaced
-            case messages.Stats() if slot.state == "running":
-                self.counters.counted(slot.index, message, self.now())
-            case messages.TransferStats() if slot.state == "running":
-                self.counters.transferred(message)
-            case messages.Alive(taken=taken):
-                self.steering.health_taken(taken)
-            case _:
-                return f"{type(message).__name__} out of turn"
-        return None
-
-    def _relay_records(self, message: messages.Published) -> None:
-        """The transfer process holds the previous generation's records (or was sent them
-        when it started): the delta brings it up to date; the full ones are kept for a
-        transfer process that starts later."""
-        if self.transfer is not None and (message.records_delta or message.records):
-            self._send(self.transfer, message.records_delta or message.records)
-        if message.records:  # compressed like the snapshot, once it is sent
-            self.records = zlib.compress(message.records, SNAPSHOT_COMPRESSION)
-
-    def _on_fatal(self, slot: Slot, reason: str) -> None:
-        """A child that cannot work says so first, before anything else.
-
-        A responder's only reason is a bind failure: at start-up the server cannot serve as
-        configured and stops. Once it has served, a respawned responder that cannot bind is a
-        crash like any other (backoff, crash budget): one responder never stops the others.
-        """
-        if slot.role.serves and self.announced:
-            log.error("%s: %s", slot.name, reason)  # it exits; its sentinel brings the respawn
-            return
-        self._fatal(f"{slot.name}: {reason}")
-
-    def _reject(self, slot: Slot, problem: str) -> None:
-        """Kill a child that broke the protocol; its sentinel brings the respawn."""
-        self.counters.rejected[slot.role.name] += 1
-        self.counters.changed = True
-        log.warning("%s (pid %s) broke the protocol: %s; killing it", slot.name, slot.pid,
-                    problem)
-        slot.kill()
-
-    def _on_report(self, states: dict[str, bool], full: bool) -> str | None:
-        """A prober's report, its ids renamed for the signer (see `views`); the first report of
-        a prober process replaces the state, whatever it says."""
-        renames = self.steering.renames  # both configurations' while a reload settles
-        unknown = next((target for target in states if target not in renames), None)
-        if unknown is not None:
-            return f"health of an unknown target {unknown[:100]!r}"
-        self.prober.mark_running()  # its first report is its readiness
-        if full and self.reconfiguring:
-            self._settle()
-        self._on_health(self.steering.report(states, full), full)
-        return None
-
-    def _on_health(self, states: dict[str, bool], full: bool) -> None:
-        if full or self.health is None:
-            self.health = dict(states)
-        else:
-            self.health.update(states)
-        self.steering.health_sent(self.now())
-        self._send(self.signer, messages.encode(messages.Health(
-            states, full, self.steering.overrides.names())))
-
-    def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
-        if slot.role.listens == "transfer":
-            self.transfer_listen = listen  # port 0 resolved: a respawn binds the same
-            return
-        if slot.index == 0 and self.listen != listen:
-            self.listen = listen
-        if all(r.state == "new" for r in self.responders[1:]):
-            for responder in self.responders[1:]:
-                self._spawn(responder)
-
-    def _announce(self) -> None:
-        if self.announced or not all(r.state == "running" for r in self.responders):
-            return
-        if self.transfer is not None and self.transfer.state != "running":
-            return  # configured transfers are part of being ready: it holds the records
-        self.announced = True
-        where = ", ".join(format_endpoint(h, p) for h, p, _ in self.listen)
-        log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)%s",
-                 sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders),
-                 "" if self.transfer is None else ", transfers on " + ", ".join(
-                     format_endpoint(h, p) for h, p, _ in self.transfer_listen))
-        notify.notify("READY=1", f"STATUS=serving on {where}")  # systemd's Type=notify
 
     # --- the control endpoint ------------------------------------------------------------------
 
@@ -683,7 +470,7 @@ class Supervisor:
         self._save()
         health = self.steering.health()
         if health is not None:
-            self._on_health(health, True)
+            self.relay.send_health(health, True)
 
     def _show(self) -> None:
         """Give the endpoint a new view when anything changed (one reference assignment)."""
@@ -695,7 +482,7 @@ class Supervisor:
             return
         self.steering.dirty = self.counters.changed = False
         children = [Child(r.index, r.state, r.pid) for r in self.responders]
-        self.control.view = self.steering.view(self.generation, children, self.counters, now)
+        self.control.view = self.steering.view(self.relay.generation, children, self.counters, now)
 
     # --- stopping ---------------------------------------------------------------------------------
 
