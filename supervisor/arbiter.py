@@ -29,35 +29,32 @@ from collections.abc import Callable
 from types import FrameType
 
 from healthdns.shared import messages
-from healthdns.shared.config import Config, format_endpoint
-from healthdns.shared.errors import BindError, ConfigError
+from healthdns.shared.config import Config
 from healthdns.shared.region import Region
-from healthdns.supervisor import catalog, notify, ports, processes, reload, views, warm
+from healthdns.supervisor import notify, processes, views
 from healthdns.supervisor.control import ControlServer
 from healthdns.supervisor.counters import Counters
+from healthdns.supervisor.endpoint import Endpoint
+from healthdns.supervisor.keeping import Keeping
 from healthdns.supervisor.relay import Relay
+from healthdns.supervisor.reload import Reloading
 from healthdns.supervisor.roles import (
     PROBER,
     RESPONDER,
     ROLES,
     SIGNER,
     TRANSFER,
+    prober_limit,
 )
 from healthdns.supervisor.rolling import Rolling
 from healthdns.supervisor.slot import STOP_DEADLINE, CrashBudget, Slot
 from healthdns.supervisor.state import StateFile
-from healthdns.supervisor.steering import Child, Steering
+from healthdns.supervisor.steering import Steering
 
 log = logging.getLogger("healthdns.supervisor")
 
 EXIT_OK, EXIT_FATAL = 0, 1
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
-# Write calls of the control endpoint applied in one turn of the loop; the rest wait for the
-# next turn, which comes at once: a flood of them cannot keep the loop from its children.
-REQUESTS_PER_TURN = 64
-# The health is written to the state file this often (and at stop), changed or not: its time
-# stamp says how current it is, and health that stayed the same for an hour is current too.
-SAVE_PERIOD = 1.0
 
 
 class Supervisor:
@@ -69,13 +66,11 @@ class Supervisor:
         # every check a new id at the signer (see `views`), and every answer a new serial.
         self.key = secrets.token_bytes(32)
         self.views = views.split(cfg, self.key)
-        self.loader = loader  # reads and validates the configuration again (SIGHUP)
         self.signer_view = self.views.signer  # the signer's, until the prober's full report
-        self.reconfiguring = False  # the prober was sent a Reconfigure, its full report is due
-        self.saved_at = -SAVE_PERIOD  # when the state file was last written
-        self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
         self.relay = Relay(self)
+        self.keeping = Keeping(self)
+        self.endpoint = Endpoint(self)
         self.ctx = multiprocessing.get_context("forkserver")  # see shared/forkserver.py
         self.prober = Slot(PROBER, 0)
         self.signer = Slot(SIGNER, 0)
@@ -89,14 +84,13 @@ class Supervisor:
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
         self.counters = Counters(self.transfer is not None)
         self.limits = {name: role.frame_limit for name, role in ROLES.items()}
-        self.limits[PROBER.name] = max(PROBER.frame_limit,
-                                       _largest_report(self.views.signer_ids))
+        self.limits[PROBER.name] = prober_limit(self.views.signer_ids)
         self.stopping = False
         self.exit_code = EXIT_OK
         self.crash_budget = CrashBudget(now())
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
-        self.reload_checks = reload.Reloads(self._load, self.wakeup_w)
+        self.reloading = Reloading(self, loader, self.wakeup_w)
         # When the loop last began to wait on every pipe: a child is judged by the time it was
         # silent while the loop listened, never by a stall of the loop's own (see `_watch`).
         self.listened = now()
@@ -120,7 +114,7 @@ class Supervisor:
     def run(self) -> int:
         self._install_signals()
         try:
-            self._start_control()
+            self.endpoint.start()
         except OSError as e:
             log.error("control: cannot listen on %s: %s (set [control] listen, or "
                       "--control-listen '' to turn the endpoint off)", self.cfg.control.listen,
@@ -135,7 +129,7 @@ class Supervisor:
             log.info("rate limiting UDP answers: %d/s (NXDOMAIN %d/s, errors %d/s) per /%d and "
                      "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
                      ", dry run" if rrl.dry_run else "")
-        self._warm_start()
+        self.keeping.warm_start()
         self.spawn(self.prober)
         self.spawn(self.signer)
         if self.transfer is not None:
@@ -153,8 +147,9 @@ class Supervisor:
         deadlines = [s.restart_at for s in self.slots if s.state in ("backoff", "retiring")]
         if self.control is not None:
             deadlines.append(self.now() + HEARTBEAT)
-        if self._save_due():
-            deadlines.append(self.saved_at + SAVE_PERIOD)
+        save = self.keeping.next_save()
+        if save is not None:
+            deadlines.append(save)
         if self.cfg.server.hung_after:
             deadlines.append(self.now() + min(HEARTBEAT, self.cfg.server.hung_after / 2))
         expiry = self.steering.overrides.next_expiry()
@@ -174,8 +169,8 @@ class Supervisor:
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
-            self._handle_control()
-        self._handle_reload()
+            self.endpoint.handle()
+        self.reloading.handle()
         for slot in self.slots:
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
                 self.relay.flush(slot)
@@ -187,11 +182,12 @@ class Supervisor:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
                 self.spawn(slot)
         self._watch()
-        if self._save_due() and self.now() - self.saved_at >= SAVE_PERIOD:
-            self._save()
+        save = self.keeping.next_save()
+        if save is not None and self.now() >= save:
+            self.keeping.save()
         if self.steering.expire():
-            self._overrides_changed()
-        self._show()
+            self.endpoint.overrides_changed()
+        self.endpoint.show()
 
     # --- signals ----------------------------------------------------------------------------------
 
@@ -215,125 +211,11 @@ class Supervisor:
                 self.stopping = True
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: configuration reload requested")
-                self.reload_checks.ask(None)
+                self.reloading.reload_checks.ask(None)
 
     # --- the health kept across restarts -----------------------------------------------------
 
-    def _warm_start(self) -> None:
-        """Take the health a previous process kept, when young enough: the signer is sent it
-        when it starts, before the prober's first round (see `warm`)."""
-        kept, path = self.steering.kept_health, self.cfg.control.state_file
-        if path is None or kept is None:
-            log.info("cold start: %s", "no control.state_file to keep health in"
-                     if path is None else self.steering.cold)
-            return
-        restored, why = warm.load(kept, path, time.time(), warm.max_age(self.cfg),
-                                  self.views.signer_ids.keys())
-        log.info("%s", why)
-        if restored:
-            self.steering.warm(restored)
-            self.relay.health = self.steering.health()
-
-    def _keeps_health(self) -> bool:
-        """Whether the health is worth keeping: a running prober vouches for it."""
-        return self.steering.state is not None and bool(self.steering.probed) \
-            and self.prober.state == "running"
-
-    def _save_due(self) -> bool:
-        """Whether the state file is to be written: the health, or serials not kept yet."""
-        return self._keeps_health() or \
-            (self.serials_unsaved and self.steering.state is not None)
-
-    def _save(self) -> None:
-        """Write the overrides, the health and the serials (periodically, never per report:
-        reports may come many a second)."""
-        self.steering.save()
-        self.saved_at = self.now()
-        self.serials_unsaved = False
-
-    def keep_serials(self, serials: list[int]) -> None:
-        """Keep a generation's serials for the next process. A serial ahead of the clock (more
-        than a change a second) is written at once: a process started from the clock would go
-        below it even after a crash; others within `SAVE_PERIOD`, when the clock has passed
-        them."""
-        self.serials_unsaved = True
-        if self.steering.state is not None and max(serials, default=0) > time.time():
-            self._save()
-
     # --- reload -----------------------------------------------------------------------------------
-
-    def _handle_reload(self) -> None:
-        """Apply a configuration check that is done and answer its callers; begin the next
-        one for those who asked meanwhile."""
-        finished = self.reload_checks.finished()
-        if finished is not None:
-            callers, outcome = finished
-            problem = self._reload(outcome.result)
-            for caller in callers:
-                if caller is not None:
-                    caller.set_result({"reloaded": True} if problem is None
-                                      else {"status": 422, "error": problem})
-        if not self.stopping and self.reload_checks.start():
-            # systemd's Type=notify-reload wants the clock with RELOADING=1.
-            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-            notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
-
-    def _reload(self, checked: Callable[[], Config]) -> str | None:
-        """Apply the configuration the check read (`checked` returns it, or raises what was
-        wrong with it); the problem if it cannot be applied, and then the old one is served
-        on, untouched."""
-        problem = None
-        try:
-            self._apply(checked())
-        except (ConfigError, reload.RestartNeeded, BindError) as e:  # a key's: ConfigError
-            problem = str(e)
-        if problem is not None:
-            self.counters.reloads["failed"] += 1
-            log.error("reload failed, still serving the previous configuration: %s", problem)
-        notify.notify("READY=1")
-        self.steering.dirty = True
-        return problem
-
-    def _load(self) -> Config:
-        if self.loader is None:
-            raise reload.RestartNeeded("this supervisor was started without a configuration "
-                                       "to read again")
-        return self.loader()
-
-    def _apply(self, new: Config) -> None:
-        reload.check_fixed(self.cfg, new)
-        # A new address that cannot be bound would make every new responder fail, over and
-        # over, until the crash budget stopped the server: refuse it here instead.
-        old_endpoints = self.cfg.server.endpoints()
-        ports.check_free([e for e in new.server.endpoints() if e not in old_endpoints])
-        old, old_views = self.cfg, self.views
-        self.cfg, self.views = new, views.split(new, self.key)
-        self.counters.reloads["ok"] += 1
-        log.info("reloaded: %s", "; ".join(reload.changes(old, new)))
-        if self.control is not None:
-            self.control.reconfigure(new.control, catalog.make_catalog(new))
-        # Until the prober's full report, it may name targets of any configuration since the
-        # last one it settled into (reloads may come faster than reports).
-        self.steering.reconfigure(new, {**self.steering.renames, **self.views.signer_ids})
-        self.limits[PROBER.name] = max(PROBER.frame_limit,
-                                       _largest_report(self.steering.renames))
-        if self.prober.channel is not None:
-            self.prober.channel.limit = self.limits[PROBER.name]
-        self.reconfiguring = True
-        self.relay.send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
-        if old_views.responder != self.views.responder:
-            if old.server.endpoints() != new.server.endpoints():
-                self.listen = new.server.endpoints()
-            self.rolling.roll(new.server.responders)
-
-    def settle(self) -> None:
-        """The prober's full report after a Reconfigure: the signer takes the new
-        configuration now, followed at once by that report (see `messages.Reconfigure`)."""
-        self.reconfiguring = False
-        self.steering.reconfigure(self.cfg, self.views.signer_ids)
-        if self.signer_view != self.views.signer:
-            self.signer_view = self.views.signer
-            self.relay.send(self.signer, messages.encode(messages.Reconfigure(self.signer_view)))
 
     def _retired(self, slot: Slot) -> None:
         """A replaced responder stops serving: its totals are kept."""
@@ -415,82 +297,13 @@ class Supervisor:
 
     # --- the control endpoint ------------------------------------------------------------------
 
-    def _start_control(self) -> None:
-        self.steering.restore()
-        endpoint = self.cfg.control.endpoint()
-        if endpoint is None:
-            return
-        try:
-            self.control = ControlServer(self.cfg.control, catalog.make_catalog(self.cfg),
-                                         self.wakeup_w)
-        except OSError as e:
-            if self.cfg.control.required:
-                raise
-            # The default address, taken (by another server on this host, say): DNS does not
-            # need the endpoint, so serve without it rather than not at all.
-            log.warning("control: cannot listen on %s, the default address: %s; serving "
-                        "without a control endpoint (no /healthz, /metrics or overrides). Set "
-                        "[control] listen (or --control-listen) to a free ADDR:PORT, or \"\" "
-                        "to turn it off", format_endpoint(*endpoint), e.strerror or e)
-            return
-        self.control.start()
-
-    def _handle_control(self) -> None:
-        """Apply the endpoint's queued write requests (at most `REQUESTS_PER_TURN`), then
-        answer them; a reload is answered when its check is done (`_handle_reload`)."""
-        if self.control is None:
-            return
-        answered = []
-        for _ in range(REQUESTS_PER_TURN):
-            if self.control.requests.empty():
-                break
-            request = self.control.requests.get()
-            if request.op == "reload":
-                self.reload_checks.ask(request.done)
-                continue
-            answered.append((request, self.steering.apply(request)))
-        else:
-            self._wake()  # more are queued: the next turn takes them, after the children
-        if any(answer.get("status", 200) == 200 for _, answer in answered):
-            self._overrides_changed()
-            self._show()  # a client that reads /status after its write sees the write
-        for request, answer in answered:
-            request.done.set_result(answer)
-
-    def _wake(self) -> None:
-        """Make the next wait of the loop return at once."""
-        try:
-            self.wakeup_w.send(b"w")
-        except BlockingIOError:
-            pass  # the buffer is full of wake-ups already
-
-    def _overrides_changed(self) -> None:
-        """Keep the overrides, and send the signer the health as they now make it: a drained
-        address leaves the answers with the next generation."""
-        self._save()
-        health = self.steering.health()
-        if health is not None:
-            self.relay.send_health(health, True)
-
-    def _show(self) -> None:
-        """Give the endpoint a new view when anything changed (one reference assignment)."""
-        if self.control is None:
-            return
-        now = self.now()
-        self.control.heartbeat = now
-        if not (self.steering.dirty or self.counters.changed):
-            return
-        self.steering.dirty = self.counters.changed = False
-        children = [Child(r.index, r.state, r.pid) for r in self.responders]
-        self.control.view = self.steering.view(self.relay.generation, children, self.counters, now)
-
     # --- stopping ---------------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
         notify.notify("STOPPING=1")
-        if self._save_due():
-            self._save()  # the latest health and serials, for the next process
+        if self.keeping.due():
+            self.keeping.save()  # the latest health and serials, for the next process
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:
             process.terminate()
@@ -503,7 +316,7 @@ class Supervisor:
                 process.kill()
                 process.join(1.0)
         signal.set_wakeup_fd(-1)
-        for caller in self.reload_checks.abandon():
+        for caller in self.reloading.reload_checks.abandon():
             if caller is not None:
                 caller.set_result({"status": 503, "error": "the server is stopping"})
         if self.control is not None:
@@ -512,8 +325,3 @@ class Supervisor:
             self.rrl_table.close()
         log.info("stopped")
         return self.exit_code
-
-
-def _largest_report(targets: dict[str, str]) -> int:
-    """The size of a prober's report on every target: the largest it ever needs to send."""
-    return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))

@@ -128,7 +128,7 @@ class Relay:
         heap.trim()  # zlib's buffers and the decoded message's blocks (0.8 MiB)
         self.generation = generation
         self.sup.steering.published(generation, message.serials, self.sup.now())
-        self.sup.keep_serials(message.serials)
+        self.sup.keeping.keep_serials(message.serials)
 
     def _on_report(self, states: dict[str, bool], full: bool) -> str | None:
         """A prober's report, its ids renamed for the signer (see `views`); the first report of
@@ -138,8 +138,8 @@ class Relay:
         if unknown is not None:
             return f"health of an unknown target {unknown[:100]!r}"
         self.sup.prober.mark_running()  # its first report is its readiness
-        if full and self.sup.reconfiguring:
-            self.sup.settle()
+        if full and self.sup.reloading.reconfiguring:
+            self.sup.reloading.settle()
         self.send_health(self.sup.steering.report(states, full), full)
         return None
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from healthdns.shared import messages
+
 # The largest frame each role may send. The signer's `Published` carries a whole snapshot and a
 # delta: about 20 MB at 10,000 signed names, so 256 MiB leaves room to grow while still bounding
 # what the supervisor holds. A responder sends `Bound` (its listen addresses), `Ready` or
 # `Fatal`: a few hundred bytes. The prober's limit is its largest legitimate report (every
-# target, see `Supervisor.__init__`), and at least the responders'.
+# target, see `prober_limit`), and at least the responders'.
 SIGNER_FRAME_LIMIT = 256 << 20
 SMALL_FRAME_LIMIT = 64 << 10
 
@@ -56,3 +58,10 @@ RESPONDER = Role("responder", SMALL_FRAME_LIMIT, numbered=True, serves=True, lis
 TRANSFER = Role("transfer", SMALL_FRAME_LIMIT, serves=True, listens="transfer",
                 catches_up="records")
 ROLES = {role.name: role for role in (PROBER, SIGNER, RESPONDER, TRANSFER)}
+
+
+def prober_limit(targets: dict[str, str]) -> int:
+    """The prober's frame limit: the size of its report on every target (the largest it ever
+    needs to send), and at least the responders'."""
+    report = messages.HealthReport(dict.fromkeys(targets, True), full=True)
+    return max(PROBER.frame_limit, len(messages.encode(report)))
