@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from healthdns.shared import messages
 from healthdns.shared.config import Config
-from healthdns.supervisor import catalog, readout, warm
+from healthdns.supervisor import catalog, overrides, readout, warm
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.counters import Counters
 from healthdns.supervisor.cow import CowDict
-from healthdns.supervisor.overrides import ACTIONS, Override, OverrideError, Overrides, expiry
+from healthdns.supervisor.overrides import Overrides
 from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 
 log = logging.getLogger("healthdns.supervisor")
@@ -197,33 +197,7 @@ class Steering:
 
     def apply(self, request: Request) -> dict[str, object]:
         """Carry out one write call; its answer (`status` other than 200 on an error)."""
-        fields, now = request.fields, time.time()
-        if request.op == "remove":
-            key, action = str(fields.get("key")), fields.get("action")
-            if action is not None and action not in ACTIONS:
-                return {"status": 400, "error": f"action: expected one of "
-                        f"{', '.join(ACTIONS)}, got {str(action)[:20]!r}"}
-            try:
-                if not self.overrides.remove(key, None if action is None else str(action)):
-                    return {"status": 404, "error": f"no override of {key!r}"}
-            except OverrideError as e:
-                return {"status": 409, "error": str(e)}
-            log.info("override removed: %s", key)
-            return {"removed": key}
-        try:
-            override = Override(
-                address=str(fields.get("address", "")), name=_name(fields.get("name", "")),
-                action=str(fields.get("action", "")), reason=str(fields.get("reason", "")),
-                by=str(fields.get("by", "")), created=now,
-                expires=expiry(fields.get("expires_in"), now))
-            self.overrides.set(override, now)
-        except (OverrideError, TypeError, ValueError) as e:
-            return {"status": 400, "error": str(e)}
-        log.info("override set: %s %s (%s)%s", override.action,
-                 override.name or override.address, override.reason or "no reason given",
-                 f" by {override.by}" if override.by else "")
-        return {"address": override.address, "name": override.name,
-                "action": override.action, "expires": override.expires}
+        return overrides.write(self.overrides, request.op, request.fields, time.time())
 
     def expire(self) -> bool:
         """Drop the overrides whose time has come; True if any was."""
@@ -374,7 +348,3 @@ def _sum(old: messages.Probe, new: messages.Probe) -> messages.Probe:
                           [a + b for a, b in zip(old.buckets, new.buckets, strict=True)],
                           old.seconds + new.seconds, dict(failures))
 
-
-def _name(value: object) -> str:
-    """A name as an operator types it: any case, with or without the final dot."""
-    return str(value).lower().rstrip(".") if value else ""
