@@ -1,8 +1,8 @@
 """The loop's side of the control endpoint: starting it, applying its write requests between
-turns of the loop, and handing it a new view when anything changed.
+turns of the loop, and handing it a new readout when anything changed.
 
 The endpoint serves from threads of its own (`control`); it sees nothing of the loop but the
-views it is handed, and queues its write requests for the loop.
+readouts it is handed, and queues its write requests for the loop.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Endpoint:
             self.sup.relay.send_health(health, True)
 
     def show(self) -> None:
-        """Give the endpoint a new view when anything changed (one reference assignment)."""
+        """Give the endpoint a new readout when anything changed (one reference assignment)."""
         if self.sup.control is None:
             return
         now = self.sup.now()
@@ -97,5 +97,5 @@ class Endpoint:
             return
         self.sup.steering.dirty = self.sup.counters.changed = False
         children = [Child(r.index, r.state, r.pid) for r in self.sup.responders]
-        self.sup.control.view = self.sup.steering.view(self.sup.relay.generation, children,
+        self.sup.control.readout = self.sup.steering.readout(self.sup.relay.generation, children,
                                                        self.sup.counters, now)

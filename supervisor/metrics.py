@@ -1,4 +1,4 @@
-"""The Prometheus metrics, computed from the `readout.View` of the moment when scraped."""
+"""The Prometheus metrics, computed from the `readout.Readout` of the moment when scraped."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS
 from healthdns.shared.version import version
 from healthdns.supervisor.catalog import Target
 from healthdns.supervisor.names import QTYPE_NUMBERS
-from healthdns.supervisor.readout import View
+from healthdns.supervisor.readout import Readout
 
 # The query types that get their own label value; every other one is "other", so a client
 # cannot grow the number of series by asking for odd types (as CoreDNS does).
@@ -31,26 +31,26 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
 
 
 class Metrics(Collector):
-    """Prometheus metrics from the current view, computed when scraped (nothing is kept)."""
+    """Prometheus metrics from the current readout, computed when scraped (nothing is kept)."""
 
     def __init__(self, current: Any, targets: dict[str, Target]) -> None:
-        self.current = current  # a callable returning the View of the moment
+        self.current = current  # a callable returning the Readout of the moment
         self.targets = targets
 
     def collect(self) -> Iterator[Metric]:
-        view: View = self.current()
-        yield from _dns(view)
-        yield from _backends(view, self.targets)
-        yield from _checks(view, self.targets)
-        yield from _process(view)
-        yield from _lifecycle(view)
-        yield from _transfers(view)
+        readout: Readout = self.current()
+        yield from _dns(readout)
+        yield from _backends(readout, self.targets)
+        yield from _checks(readout, self.targets)
+        yield from _process(readout)
+        yield from _lifecycle(readout)
+        yield from _transfers(readout)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no fixed description: the registry does not ask us at start
 
 
-def _dns(view: View) -> Iterator[Metric]:
+def _dns(readout: Readout) -> Iterator[Metric]:
     requests = CounterMetricFamily("healthdns_dns_requests", "DNS queries answered, summed "
                                    "across responders",
                                    labels=["zone", "proto", "family", "type", "path"])
@@ -58,7 +58,7 @@ def _dns(view: View) -> Iterator[Metric]:
                                     labels=["zone", "rcode", "path"])
     by_request: dict[tuple[str, str, str, str, str], int] = {}
     by_rcode: dict[tuple[str, str, str], int] = {}
-    for (path, proto, family, zone, qtype, rcode), n in view.counts.items():
+    for (path, proto, family, zone, qtype, rcode), n in readout.counts.items():
         key = (zone, PROTOS[proto], str(family), _QTYPE_LABEL.get(qtype, "other"), PATHS[path])
         by_request[key] = by_request.get(key, 0) + n
         rkey = (zone, RCODES.get(rcode, str(rcode)), PATHS[path])
@@ -70,12 +70,12 @@ def _dns(view: View) -> Iterator[Metric]:
     yield requests
     yield responses
     yield CounterMetricFamily("healthdns_dns_truncated", "UDP answers sent truncated (TC=1)",
-                              value=view.truncated)
+                              value=readout.truncated)
     yield CounterMetricFamily("healthdns_dns_internal_errors",
-                              "queries that met an internal error", value=view.errors)
+                              "queries that met an internal error", value=readout.errors)
 
 
-def _backends(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
+def _backends(readout: Readout, targets: dict[str, Target]) -> Iterator[Metric]:
     up = GaugeMetricFamily("healthdns_backend_up", "1 if the address is served as healthy "
                            "(after overrides)", labels=["name", "zone", "address", "check"])
     probed = GaugeMetricFamily("healthdns_backend_probe_up", "1 if the last checks passed "
@@ -86,7 +86,7 @@ def _backends(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
                                  "holds the address", labels=["address", "action"])
     all_down: dict[str, bool] = {}
     for target in targets.values():
-        state = view.targets.get(target.id)
+        state = readout.targets.get(target.id)
         if state is None or state.up is None:
             continue
         for name, zone in ((n, target.zones[0]) for n in target.names):
@@ -97,14 +97,14 @@ def _backends(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
         changes.add_metric([target.address, target.check], state.changes)
     names = GaugeMetricFamily("healthdns_name_override", "1 while an admin override holds "
                               "a whole name", labels=["name", "action"])
-    for o in view.overrides:
+    for o in readout.overrides:
         if o.name:
             names.add_metric([o.name, o.action], 1.0)
         else:
             override.add_metric([o.address, o.action], 1.0)
     down = GaugeMetricFamily("healthdns_record_all_down", "1 when every address of a name is "
                              "down (its pool policy answers)", labels=["name"])
-    for o in view.overrides:
+    for o in readout.overrides:
         if o.name and o.name in all_down:
             all_down[o.name] = o.action == "drain"
     for name, value in sorted(all_down.items()):
@@ -112,12 +112,12 @@ def _backends(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
     yield from (up, probed, changes, override, names, down)
 
 
-def _checks(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
+def _checks(readout: Readout, targets: dict[str, Target]) -> Iterator[Metric]:
     durations = HistogramMetricFamily("healthdns_backend_check_duration_seconds",
                                       "how long health checks take", labels=["address", "check"])
     failures = CounterMetricFamily("healthdns_backend_check_failures", "failed health checks "
                                    "by kind", labels=["address", "check", "reason"])
-    for target_id, probe in sorted(view.probes.items()):
+    for target_id, probe in sorted(readout.probes.items()):
         target = targets.get(target_id)
         if target is None:
             continue
@@ -133,13 +133,13 @@ def _checks(view: View, targets: dict[str, Target]) -> Iterator[Metric]:
     yield failures
 
 
-def _process(view: View) -> Iterator[Metric]:
+def _process(readout: Readout) -> Iterator[Metric]:
     serial = GaugeMetricFamily("healthdns_zone_serial", "SOA serial served", labels=["zone"])
-    for zone, value in view.serials:
+    for zone, value in readout.serials:
         serial.add_metric([zone], value)
     yield serial
     yield GaugeMetricFamily("healthdns_generation", "the latest generation published",
-                            value=view.generation)
+                            value=readout.generation)
     generation = GaugeMetricFamily("healthdns_responder_generation", "generation a responder "
                                    "serves", labels=["responder"])
     age = GaugeMetricFamily("healthdns_responder_stats_age_seconds", "seconds since a "
@@ -147,27 +147,27 @@ def _process(view: View) -> Iterator[Metric]:
     snapshot = GaugeMetricFamily("healthdns_responder_snapshot_age_seconds", "seconds since "
                                  "the generation a responder serves was published",
                                  labels=["responder"])
-    for r in view.responders:
+    for r in readout.responders:
         generation.add_metric([str(r.slot)], r.generation)
         if r.stats_age is not None:
             age.add_metric([str(r.slot)], r.stats_age)
         if r.snapshot_age is not None:
             snapshot.add_metric([str(r.slot)], r.snapshot_age)
     yield from (generation, age, snapshot)
-    if view.publish_seconds is not None:
+    if readout.publish_seconds is not None:
         yield GaugeMetricFamily("healthdns_publish_seconds", "from a health change to the "
-                                "signed generation that follows it", value=view.publish_seconds)
-    if view.sign_seconds is not None:
+                                "signed generation that follows it", value=readout.publish_seconds)
+    if readout.sign_seconds is not None:
         yield GaugeMetricFamily("healthdns_sign_seconds", "the signer's time to render and "
-                                "sign the latest generation", value=view.sign_seconds)
+                                "sign the latest generation", value=readout.sign_seconds)
     restarts = CounterMetricFamily("healthdns_child_restarts", "children restarted",
                                    labels=["role"])
-    for role, n in _by_role(view.restarts):
+    for role, n in _by_role(readout.restarts):
         restarts.add_metric([role], n)
     yield restarts
     rejected = CounterMetricFamily("healthdns_protocol_rejections", "children killed for "
                                    "breaking the pipe protocol", labels=["role"])
-    for role, n in _by_role(view.rejected):
+    for role, n in _by_role(readout.rejected):
         rejected.add_metric([role], n)
     yield rejected
     yield InfoMetricFamily("healthdns_build", "version of healthdns",
@@ -184,32 +184,32 @@ def _by_role(counts: dict[str, int]) -> list[tuple[str, int]]:
     return sorted({**dict.fromkeys(CHILD_ROLES, 0), **counts}.items())
 
 
-def _lifecycle(view: View) -> Iterator[Metric]:
+def _lifecycle(readout: Readout) -> Iterator[Metric]:
     reloads = CounterMetricFamily("healthdns_reloads", "configuration reloads applied")
-    reloads.add_metric([], view.reloads.get("ok", 0))
+    reloads.add_metric([], readout.reloads.get("ok", 0))
     failures = CounterMetricFamily("healthdns_reload_failures", "configuration reloads refused "
                                    "(the previous configuration stayed in service)")
-    failures.add_metric([], view.reloads.get("failed", 0))
+    failures.add_metric([], readout.reloads.get("failed", 0))
     hung = CounterMetricFamily("healthdns_child_hung", "children killed and respawned for "
                                "sending nothing for server.hung_after", labels=["role"])
-    for role, n in _by_role(view.hung):
+    for role, n in _by_role(readout.hung):
         hung.add_metric([role], n)
     waiting = GaugeMetricFamily("healthdns_health_unpublished_seconds", "how long the oldest "
                                 "change of health has waited to reach the answers (0: none "
-                                "waits)", value=view.health_waiting)
+                                "waits)", value=readout.health_waiting)
     yield from (reloads, failures, hung, waiting)
 
 
-def _transfers(view: View) -> Iterator[Metric]:
+def _transfers(readout: Readout) -> Iterator[Metric]:
     """The transfer process's counters (0 without `[transfer]`)."""
     served = CounterMetricFamily("healthdns_transfers", "transfer requests by outcome: axfr, "
                                  "ixfr (from the journal), fallback (IXFR answered with the "
                                  "whole zone), refused", labels=["kind"])
     for kind in ("axfr", "ixfr", "fallback", "refused"):
-        served.add_metric([kind], view.transfers.get(kind, 0))
+        served.add_metric([kind], readout.transfers.get(kind, 0))
     notifies = CounterMetricFamily("healthdns_notifies", "NOTIFY messages to the secondaries: "
                                    "sent (resends included), answered, failed (given up)",
                                    labels=["result"])
     for result in ("sent", "answered", "failed"):
-        notifies.add_metric([result], view.transfers.get(f"notify_{result}", 0))
+        notifies.add_metric([result], readout.transfers.get(f"notify_{result}", 0))
     yield from (served, notifies)

@@ -4,8 +4,8 @@ address, or a whole name, whatever the checks say, optionally until a time and w
 Bookkeeping, and the control endpoint's write calls (`write`); the state file is `state`'s.
 The supervisor applies `Overrides.effective` to the health it forwards to the signer, and sends
 the name overrides (`Overrides.names`) along with it, so an override changes the answers in the
-next generation. Times are wall-clock seconds (they
-are kept in a file across restarts) and passed in, so tests are exact.
+next generation. Times are wall-clock seconds (they are kept in a file across restarts) and
+passed in, so tests are exact.
 
 A name override decides the whole pool of that name, above the overrides of its addresses (the
 signer judges every address of the name as drained or forced).

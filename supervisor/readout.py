@@ -1,7 +1,7 @@
-"""What the control endpoint shows: an immutable `View` the supervisor builds and swaps in.
+"""What the control endpoint shows: an immutable `Readout` the supervisor builds and swaps in.
 
-The supervisor loop builds a new `View` when something changed and assigns it to the control
-server in one reference assignment; the HTTP thread only ever reads whole views, so it needs no
+The supervisor loop builds a new `Readout` when something changed and assigns it to the control
+server in one reference assignment; the HTTP thread only ever reads whole readouts, so it needs no
 lock and can never see half an update, nor hold up the loop. Its renderings are `status` (the
 /status JSON) and `metrics` (the Prometheus metrics).
 """
@@ -34,7 +34,7 @@ class Responder:
 
 
 @dataclass(frozen=True)
-class View:
+class Readout:
     """Everything the endpoint shows, at one moment."""
 
     generation: int = 0

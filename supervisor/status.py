@@ -1,4 +1,4 @@
-"""The /status document, rendered from the `readout.View` of the moment."""
+"""The /status document, rendered from the `readout.Readout` of the moment."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from healthdns.shared.version import version
 from healthdns.supervisor.catalog import Catalog, if_all_down, rotation
 from healthdns.supervisor.names import bare, type_text
 from healthdns.supervisor.overrides import Override
-from healthdns.supervisor.readout import TargetState, View
+from healthdns.supervisor.readout import Readout, TargetState
 
 
 class Document:
@@ -32,27 +32,27 @@ class Document:
         self._targets = _Kept()
         self._names = _Kept()
 
-    def render(self, view: View, known: Catalog) -> tuple[bytes | bytearray, ...]:
+    def render(self, readout: Readout, known: Catalog) -> tuple[bytes | bytearray, ...]:
         """The document but for its opening brace and "now" (the endpoint puts them in front
         as it answers): every target (down and unknown first), every checked name, the
         overrides; in pieces."""
         head = msgspec.json.encode({
-            "version": version(), "generation": view.generation, "current": view.current,
-            "published_at": view.published_at,
-            "zones": [{"zone": z, "serial": s} for z, s in view.serials],
-            "responders": [vars(r) for r in view.responders]})
-        whole = tuple((o.name, o.action) for o in view.overrides if o.name)
-        targets = self._targets.get((known, view.targets, view.probes),
-                                    lambda: _array(_target_rows(view, known)))
-        names = self._names.get((known, view.targets, view.choices, whole),
-                                lambda: _array(_name_rows(view, known)))
+            "version": version(), "generation": readout.generation, "current": readout.current,
+            "published_at": readout.published_at,
+            "zones": [{"zone": z, "serial": s} for z, s in readout.serials],
+            "responders": [vars(r) for r in readout.responders]})
+        whole = tuple((o.name, o.action) for o in readout.overrides if o.name)
+        targets = self._targets.get((known, readout.targets, readout.probes),
+                                    lambda: _array(_target_rows(readout, known)))
+        names = self._names.get((known, readout.targets, readout.choices, whole),
+                                lambda: _array(_name_rows(readout, known)))
         return (head[1:-1] + b',"targets":', targets, b',"names":', names,
-                b',"overrides":' + msgspec.json.encode(overrides(view)) + b"}")
+                b',"overrides":' + msgspec.json.encode(overrides(readout)) + b"}")
 
 
 class _Kept:
     """One section, kept while the inputs it was made of are equal (the same objects, mostly:
-    a view shares what did not change with the one before it)."""
+    a readout shares what did not change with the one before it)."""
 
     def __init__(self) -> None:
         self._of: tuple[object, ...] = ()
@@ -64,9 +64,9 @@ class _Kept:
         return self._made
 
 
-def overrides(view: View) -> list[dict[str, Any]]:
+def overrides(readout: Readout) -> list[dict[str, Any]]:
     """The /overrides document, and the /status section of that name."""
-    return [_override(o) for o in view.overrides]
+    return [_override(o) for o in readout.overrides]
 
 
 def _array(rows: Iterator[Any]) -> bytearray:
@@ -82,8 +82,8 @@ def _array(rows: Iterator[Any]) -> bytearray:
     return out
 
 
-def _target_rows(view: View, known: Catalog) -> Iterator[dict[str, Any]]:
-    states = view.targets
+def _target_rows(readout: Readout, known: Catalog) -> Iterator[dict[str, Any]]:
+    states = readout.targets
     unknown = TargetState(None, None, None, 0, None)
     # Down and unknown first, each by address; the catalog's order among equals.
     for target in sorted(known.targets.values(),
@@ -93,18 +93,18 @@ def _target_rows(view: View, known: Catalog) -> Iterator[dict[str, Any]]:
                "served": target.served, "names": target.names, "zones": target.zones,
                "state": _word(state.up), "probed": _word(state.probed), "since": state.since,
                "changes": state.changes, "override": state.override,
-               **_probe(view.probes.get(target.id))}
+               **_probe(readout.probes.get(target.id))}
 
 
-def _name_rows(view: View, known: Catalog) -> Iterator[dict[str, Any]]:
+def _name_rows(readout: Readout, known: Catalog) -> Iterator[dict[str, Any]]:
     """Each pooled name, by name: its addresses up and down (after overrides), those an
     override holds (`drained`, `forced`), what it answers now and what it would with all
     down."""
-    whole = {o.name: o.action for o in view.overrides if o.name}
-    answers = _choices(view)
+    whole = {o.name: o.action for o in readout.overrides if o.name}
+    answers = _choices(readout)
     aliases = _aliases(known.specs)
     for name, (zone, ids) in known.names.items():
-        entry = _by_state(view, known, name, zone, ids)
+        entry = _by_state(readout, known, name, zone, ids)
         entry["aliases"] = [f"{name[:-len(zone)]}{a}" for a in aliases.get(zone, ())]
         pool = known.pools.get(name)
         entry["answers"] = [_answer(choice, pool) for choice in answers.get(name, ())]
@@ -120,7 +120,7 @@ def _name_rows(view: View, known: Catalog) -> Iterator[dict[str, Any]]:
         yield entry
 
 
-def _by_state(view: View, known: Catalog, name: str, zone: str,
+def _by_state(readout: Readout, known: Catalog, name: str, zone: str,
               ids: tuple[str, ...]) -> dict[str, Any]:
     """A name's addresses by state, as its targets' health and address overrides make it."""
     entry: dict[str, Any] = {"name": name, "zone": zone, "up": [], "down": [], "drained": [],
@@ -128,7 +128,7 @@ def _by_state(view: View, known: Catalog, name: str, zone: str,
     unknown = TargetState(None, None, None, 0, None)
     for target_id in ids:
         served = known.targets[target_id].served
-        state = view.targets.get(target_id, unknown)
+        state = readout.targets.get(target_id, unknown)
         entry["up" if state.up else "down"].extend(served)
         held = {"drain": "drained", "force": "forced"}.get(state.override or "")
         if held is not None:
@@ -139,10 +139,10 @@ def _by_state(view: View, known: Catalog, name: str, zone: str,
 Choice = tuple[str, int, int, str, list[str]]
 
 
-def _choices(view: View) -> dict[str, list[Choice]]:
+def _choices(readout: Readout) -> dict[str, list[Choice]]:
     """The signer's choices by name (each name's in the order the signer sent them)."""
     by_name: dict[str, list[Choice]] = {}
-    for choice in view.choices:
+    for choice in readout.choices:
         by_name.setdefault(choice[0], []).append(choice)
     return by_name
 

@@ -2,13 +2,13 @@
 second job, beside running the children (`arbiter`).
 
 `Steering` records what the children report (the prober's health and detail, the signer's
-choices), applies the admin overrides to the health the signer is given,
-and builds the immutable `readout.View` the control endpoint shows, with the `counters`. It runs in the supervisor
-loop only; the control thread sees nothing but the views it is handed.
+choices), applies the admin overrides to the health the signer is given, and builds the
+immutable `Readout` the control endpoint shows, with the `counters`. It runs in the supervisor
+loop only; the control thread sees nothing but the readouts it is handed.
 
-A view is built about once a second (each responder's counters come that often), so what it
+A readout is built about once a second (each responder's counters come that often), so what it
 holds per target is kept up to date as reports and overrides change it, and shared between
-views until it changes (`cow`): a view costs what changed since the last one, not what is
+readouts until it changes (`cow`): a readout costs what changed since the last one, not what is
 configured.
 """
 
@@ -27,6 +27,7 @@ from healthdns.supervisor.control import Request
 from healthdns.supervisor.counters import Counters
 from healthdns.supervisor.cow import CowDict
 from healthdns.supervisor.overrides import Overrides
+from healthdns.supervisor.readout import Readout, Responder
 from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 
 log = logging.getLogger("healthdns.supervisor")
@@ -290,14 +291,14 @@ class Steering:
 
     # --- the view -------------------------------------------------------------------------------
 
-    def view(self, generation: int, children: list[Child], counters: Counters,
-             now: float) -> readout.View:
+    def readout(self, generation: int, children: list[Child], counters: Counters,
+                now: float) -> Readout:
         counts, truncated, errors = counters.queries(self._zone)
         responders = tuple(self._responder(child, counters, now) for child in children)
         current = generation > 0 and all(
             r.state == "running" and r.generation == generation for r in responders)
         self._follow_overrides()
-        return readout.View(
+        return Readout(
             generation=generation, published_at=self.published_at,
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),
@@ -319,11 +320,11 @@ class Steering:
             label = self.zone_labels[origin] = catalog.zone_label(origin, self.zones)
         return label
 
-    def _responder(self, child: Child, counters: Counters, now: float) -> readout.Responder:
+    def _responder(self, child: Child, counters: Counters, now: float) -> Responder:
         stats, at = counters.stats.get(child.index, (None, 0.0))
         generation = stats.generation if stats is not None else 0
         published = self.published_times.get(generation)
-        return readout.Responder(child.index, child.state, child.pid, generation,
+        return Responder(child.index, child.state, child.pid, generation,
                                 now - at if stats is not None else None,
                                 time.time() - published if published is not None else None)
 

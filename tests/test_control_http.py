@@ -189,7 +189,7 @@ def test_status_is_rendered_once_per_view_however_many_poll_it(
     renders = []
     real = status.Document.render
 
-    def counted(self: status.Document, view: readout.View,
+    def counted(self: status.Document, view: readout.Readout,
                 known: catalog.Catalog) -> tuple[bytes | bytearray, ...]:
         renders.append(view)
         return real(self, view, known)
@@ -210,7 +210,7 @@ def test_status_is_rendered_once_per_view_however_many_poll_it(
         thread.join(10)
     assert len(renders) == 1
     first = json.loads(get(connect(endpoint), "/status")[1])
-    endpoint.view = dataclasses.replace(endpoint.view, generation=7)
+    endpoint.readout = dataclasses.replace(endpoint.readout, generation=7)
     second = json.loads(get(connect(endpoint), "/status")[1])
     assert (len(renders), second["generation"]) == (2, 7)
     assert second["now"] > first["now"]  # the time of the answer, not of the rendering
@@ -219,16 +219,16 @@ def test_status_is_rendered_once_per_view_however_many_poll_it(
 
 def test_a_costly_rendering_serves_new_views_for_ten_times_its_cost() -> None:
     now, cpu = [0.0], [0.0]
-    renders: list[readout.View] = []
+    renders: list[readout.Readout] = []
 
-    def render(view: readout.View, known: catalog.Catalog) -> int:
+    def render(view: readout.Readout, known: catalog.Catalog) -> int:
         renders.append(view)
         cpu[0] += 0.3  # seconds of CPU, as 20,000 names take
         return len(renders)
 
     cached = control.Cached(render, clock=lambda: now[0], cpu=lambda: cpu[0])
     known = catalog.Catalog({}, {}, [])
-    views = [readout.View(generation=g) for g in range(4)]
+    views = [readout.Readout(generation=g) for g in range(4)]
     assert cached.get(views[0], known) == 1
     now[0] = 2.9
     assert cached.get(views[1], known) == 1  # 0.3 s of CPU: new views wait 3 s

@@ -37,7 +37,7 @@ def test_rendering_status_holds_little_more_than_the_document() -> None:
                                     0.01, {"refused": 1}) for t in targets])
     steering.chosen([(f"n{i}.example.test", 1, -1, "all-down",
                       [f"127.31.{i // 250}.{i % 250 + 1}"]) for i in range(NAMES)], 0.1)
-    view = steering.view(1, [Child(0, "running", 10)], Counters(False), 0.0)
+    view = steering.readout(1, [Child(0, "running", 10)], Counters(False), 0.0)
     known = catalog.make_catalog(cfg)
     status.Document().render(view, known)  # what is worked out once per configuration
 
@@ -59,12 +59,12 @@ def test_a_section_is_rendered_again_only_when_what_it_shows_changed() -> None:
     targets = sorted(steering.targets)
     steering.report(dict.fromkeys(targets, True), True)
     document = status.Document()
-    first = document.render(steering.view(1, CHILDREN, Counters(False), 0.0), known)
+    first = document.render(steering.readout(1, CHILDREN, Counters(False), 0.0), known)
     steering.detail([_probe(targets[0], 3)])  # a round of checks: the targets only
-    second = document.render(steering.view(1, CHILDREN, Counters(False), 1.0), known)
+    second = document.render(steering.readout(1, CHILDREN, Counters(False), 1.0), known)
     assert second[1] is not first[1] and second[3] is first[3]
     steering.report({targets[0]: False}, False)  # health: both
-    third = document.render(steering.view(1, CHILDREN, Counters(False), 2.0), known)
+    third = document.render(steering.readout(1, CHILDREN, Counters(False), 2.0), known)
     assert third[1] is not second[1] and third[3] is not second[3]
 
 
@@ -131,7 +131,7 @@ def test_kept_sections_show_what_a_rendering_from_scratch_shows(
             steering.chosen(what, 0.1)
         elif op == "generation":
             generation = what
-        view = steering.view(generation, CHILDREN, Counters(False), 5.0)
+        view = steering.readout(generation, CHILDREN, Counters(False), 5.0)
         kept = json.loads(b"{" + b"".join(document.render(view, known)))
         fresh = json.loads(b"{" + b"".join(status.Document().render(view, known)))
         assert kept == fresh

@@ -76,17 +76,17 @@ def test_a_view_costs_what_changed_not_what_is_configured(built: Counter[str]) -
     targets = list(s.targets)
     s.report(dict.fromkeys(targets, False), True)
     s.detail([probe(t, 1) for t in targets])
-    first = s.view(1, CHILDREN, Counters(False), 0.0)
+    first = s.readout(1, CHILDREN, Counters(False), 0.0)
     assert len(first.targets) == len(first.probes) == 2000
     built.clear()
 
-    quiet = s.view(1, CHILDREN, Counters(False), 1.0)  # a responder's counters came: nothing else
+    quiet = s.readout(1, CHILDREN, Counters(False), 1.0)  # a responder's counters came: nothing else
     assert built["TargetState"] == 0
     assert quiet.targets is first.targets and quiet.probes is first.probes
 
     s.report({targets[7]: True}, False)
     s.detail([probe(targets[8], 2)])
-    changed = s.view(1, CHILDREN, Counters(False), 2.0)
+    changed = s.readout(1, CHILDREN, Counters(False), 2.0)
     assert built["TargetState"] == 1
     assert changed.targets[targets[7]].up and not first.targets[targets[7]].up
     assert changed.probes[targets[8]].buckets[0] == 2 and first.probes[targets[8]].buckets[0] == 1
@@ -94,13 +94,13 @@ def test_a_view_costs_what_changed_not_what_is_configured(built: Counter[str]) -
 
     built.clear()
     s.report(dict.fromkeys(targets, False) | {targets[7]: True}, True)  # the same, whole
-    assert s.view(1, CHILDREN, Counters(False), 3.0).targets is changed.targets
+    assert s.readout(1, CHILDREN, Counters(False), 3.0).targets is changed.targets
     assert built["TargetState"] == 0
 
     address = s.targets[targets[3]].served[0]
     request = Request("set", {"address": address, "action": "drain"}, Future())
     assert s.apply(request)["action"] == "drain"
-    drained = s.view(1, CHILDREN, Counters(False), 4.0)
+    drained = s.readout(1, CHILDREN, Counters(False), 4.0)
     assert built["TargetState"] == 1
     assert drained.targets[targets[3]].override == "drain"
     assert changed.targets[targets[3]].override is None
@@ -165,7 +165,7 @@ def test_views_follow_the_model_and_never_change_once_handed(
     s = made(SMALL)
     model = Model(s)
     clock = [1000.0]
-    handed: list[tuple[readout.View, dict[str, readout.TargetState], dict[str, list[int]]]] = []
+    handed: list[tuple[readout.Readout, dict[str, readout.TargetState], dict[str, list[int]]]] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(steering.time, "time", lambda: clock[0])
         for op, what, how in schedule:
@@ -192,12 +192,12 @@ def test_views_follow_the_model_and_never_change_once_handed(
                 model.gone, model.live = model.buckets(), {}
             if op != "view":  # views come between some events, not all
                 continue
-            view = s.view(1, CHILDREN, Counters(False), clock[0])
+            view = s.readout(1, CHILDREN, Counters(False), clock[0])
             assert view.targets == model.targets()
             assert {t: list(p.buckets) for t, p in view.probes.items()} == model.buckets()
             handed.append((view, dict(view.targets),
                            {t: list(p.buckets) for t, p in view.probes.items()}))
-        view = s.view(1, CHILDREN, Counters(False), clock[0])
+        view = s.readout(1, CHILDREN, Counters(False), clock[0])
         assert view.targets == model.targets()
         assert {t: list(p.buckets) for t, p in view.probes.items()} == model.buckets()
     for view, targets, buckets in handed:
