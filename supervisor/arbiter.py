@@ -1,19 +1,16 @@
-"""The supervisor's loop: spawns the children, relays their messages, respawns, stops.
+"""The supervisor's loop: spawns the children, watches them, respawns them, stops them.
 
 Modelled on gunicorn's arbiter and Knot Resolver's manager: signal handlers only record the
 signal (the wakeup fd wakes the loop); one blocking `wait()` covers the wakeup fd, every child's
-pipe and every child's process sentinel; each child slot keeps its id across respawns and has a
-small state machine (starting -> running on `Ready` -> backoff -> respawned) with exponential
-backoff and a crash budget that decays over time.
+pipe and every child's process sentinel. A turn of the loop is a list of verbs; the jobs they
+hand to live beside it:
 
-The supervisor's second job, what the operator sees and steers, lives in `steering` (the
-records and the overrides) and `control` (the HTTP endpoint, in its own thread); the loop
-hands the endpoint a new view when something changed and applies its write requests.
-
-Children are not trusted to keep to the protocol (see "Security model" in docs/operations.md):
-each role's pipe is decoded with that role's own message union and read without blocking, with
-a size limit per role; a child that sends anything else is killed and respawned, and nothing it
-sent is relayed.
+* `slot`: one child, its id kept across respawns, its states and backoff; the crash budget.
+  `roles`: what differs between the roles, in one table.
+* `relay`: what the children say, checked against their role's protocol and handed on.
+* `rolling`: responders replaced one at a time after a reload; `reload`: the reload itself.
+* `counters`: every counter. `steering`: what the operator sees and steers; `endpoint` hands
+  it to the control endpoint (`control`, in threads of its own). `keeping`: the state file.
 """
 
 from __future__ import annotations
@@ -213,14 +210,6 @@ class Supervisor:
                 log.info("SIGHUP: configuration reload requested")
                 self.reloading.reload_checks.ask(None)
 
-    # --- the health kept across restarts -----------------------------------------------------
-
-    # --- reload -----------------------------------------------------------------------------------
-
-    def _retired(self, slot: Slot) -> None:
-        """A replaced responder stops serving: its totals are kept."""
-        self.counters.ended(RESPONDER.name, slot.index, restarted=False)
-
     # --- hung children ------------------------------------------------------------------------
 
     def _watch(self) -> None:
@@ -236,17 +225,12 @@ class Supervisor:
         limit = self.cfg.server.hung_after
         transfer = [self.transfer] if self.transfer is not None else []
         for slot in (self.prober, self.signer, *transfer, *self.responders):
-            # Silent since it was last heard, until the loop last began to wait on its pipe:
-            # had it sent anything since, that wait would have seen it, however long the loop
-            # was busy before or after.
-            silent = self.listened - slot.heard
-            watched = slot.state == "running" or (
-                slot.role.watched_starting and slot.state == "starting" and slot.spoke)
-            if limit and watched and slot.process is not None and silent > limit:
+            silent = slot.hung(self.listened, limit) if limit else None
+            if silent is not None:
                 self.counters.hung[slot.role.name] += 1
                 self.counters.changed = True
-                log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
-                          slot.process.pid, silent)
+                log.error("%s (pid %s) sent nothing for %.1f s: hung; killing it", slot.name,
+                          slot.pid, silent)
                 slot.kill()  # its sentinel brings the respawn; nothing it still says is of use
                 slot.state = "killed"
         self.rolling.watch()
@@ -271,7 +255,7 @@ class Supervisor:
         code = slot.reap()
         if self.rolling.reaped(slot, code):
             return
-        if slot is not self.rolling.successor:  # a successor has no totals yet; the slot's are live
+        if slot is not self.rolling.successor:  # it has no totals yet; the slot's are live
             self.counters.ended(slot.role.name, slot.index, restarted=not self.stopping)
             if slot is self.prober:
                 self.steering.prober_ended()
@@ -284,6 +268,10 @@ class Supervisor:
         delay = slot.back_off(self.now())
         log.warning("%s exited with code %s; restarting in %.1f s", slot.name, code, delay)
 
+    def _retired(self, slot: Slot) -> None:
+        """A replaced responder stops serving: its totals are kept."""
+        self.counters.ended(RESPONDER.name, slot.index, restarted=False)
+
     def _count_crash(self) -> None:
         if self.crash_budget.crash(self.now()):
             self.fatal(f"{self.crash_budget}; giving up")
@@ -292,10 +280,6 @@ class Supervisor:
         log.error("%s", reason)
         self.exit_code = EXIT_FATAL
         self.stopping = True
-
-    # --- messages ---------------------------------------------------------------------------------
-
-    # --- the control endpoint ------------------------------------------------------------------
 
     # --- stopping ---------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""A dict that the supervisor loop keeps up to date and hands, whole, to the immutable readouts the
-control endpoint's threads read: copied on write, not on every readout.
+"""A dict that the supervisor loop keeps up to date and hands, whole, to the immutable readouts
+the control endpoint's threads read: copied on write, not on every readout.
 
-A readout takes the dict itself (`hand`); the loop's next change copies it first, so the readout never
-sees a later change. A readout with nothing changed since the last one costs nothing, and one after
-a few changes costs one copy of the dict at C speed: at 20,000 targets, building each readout's
-dicts anew (an object per target, in Python) held the loop for most of a second's GIL time.
+A readout takes the dict itself (`hand`); the loop's next change copies it first, so the
+readout never sees a later change. A readout with nothing changed since the last one costs
+nothing, and one after a few changes costs one copy of the dict at C speed: at 20,000 targets,
+building each readout's dicts anew (an object per target, in Python) held the loop for most of
+a second's GIL time.
 """
 
 from __future__ import annotations

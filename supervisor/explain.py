@@ -68,7 +68,8 @@ class Place:
         return any(o.endswith(below) for o in self.spec.records)  # an empty non-terminal
 
 
-def explain(readout: Readout, known: Catalog, name: str, rdtype: str | None = None) -> dict[str, Any]:
+def explain(readout: Readout, known: Catalog, name: str,
+            rdtype: str | None = None) -> dict[str, Any]:
     """What `name` answers for `rdtype` (default: A, AAAA and the types the name holds)."""
     wanted = name.strip().lower().rstrip(".")
     if not wanted or len(wanted) > MAX_NAME:

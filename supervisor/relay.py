@@ -191,9 +191,10 @@ class Relay:
         self.announced = True
         where = ", ".join(format_endpoint(h, p) for h, p, _ in self.sup.listen)
         zones = sum(1 + len(z.aliases) for z in self.sup.cfg.zones)
+        transfers = "" if self.sup.transfer is None else ", transfers on " + ", ".join(
+            format_endpoint(h, p) for h, p, _ in self.sup.transfer_listen)
         log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)%s",
-                 zones, where, len(self.sup.responders), "" if self.sup.transfer is None else ", transfers on " + ", ".join(
-                     format_endpoint(h, p) for h, p, _ in self.sup.transfer_listen))
+                 zones, where, len(self.sup.responders), transfers)
         notify.notify("READY=1", f"STATUS=serving on {where}")  # systemd's Type=notify
 
     def catch_up(self, slot: Slot) -> None:

@@ -79,6 +79,17 @@ class Slot:
             self.process.kill()
         self.close()
 
+    def hung(self, listened: float, limit: float) -> float | None:
+        """How long it has been silent, if longer than `limit` while watched: silent since it
+        was last heard until the loop last began to wait on its pipe (`listened`); had it sent
+        anything since, that wait would have seen it, however long the loop was busy before or
+        after. A child is watched once running, or from its first word with
+        `Role.watched_starting`."""
+        watched = self.state == "running" or (
+            self.role.watched_starting and self.state == "starting" and self.spoke)
+        silent = listened - self.heard
+        return silent if watched and self.process is not None and silent > limit else None
+
     def mark_running(self) -> None:
         """A child that works again starts its backoff from the beginning next time."""
         self.state, self.failures = "running", 0

@@ -54,7 +54,8 @@ def test_a_published_generation_must_be_the_next_one() -> None:
     assert supervisor.relay.snapshot is None and supervisor.relay.generation == 0
     assert supervisor.relay.dispatch(signer, messages.Published(1, [1], [b""], b"real")) is None
     assert supervisor.relay.snapshot == b"real"
-    assert supervisor.relay.dispatch(signer, messages.Published(1, [1], [b""], b"again")) is not None
+    again = messages.Published(1, [1], [b""], b"again")
+    assert supervisor.relay.dispatch(signer, again) is not None
 
 
 def test_the_snapshot_is_kept_compressed_and_handed_on_whole() -> None:
@@ -67,7 +68,8 @@ def test_the_snapshot_is_kept_compressed_and_handed_on_whole() -> None:
     assert len(supervisor.relay.packed) < len(snapshot) / 2
     assert supervisor.relay.snapshot == snapshot
     assert supervisor.relay.published is not None
-    assert supervisor.relay.resume(supervisor.relay.published) == messages.Resume(1, [7], [b"p"], snapshot)
+    assert supervisor.relay.resume(supervisor.relay.published) == \
+        messages.Resume(1, [7], [b"p"], snapshot)
 
 
 def test_the_heap_is_trimmed_once_a_snapshot_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,7 +80,7 @@ def test_a_view_costs_what_changed_not_what_is_configured(built: Counter[str]) -
     assert len(first.targets) == len(first.probes) == 2000
     built.clear()
 
-    quiet = s.readout(1, CHILDREN, Counters(False), 1.0)  # a responder's counters came: nothing else
+    quiet = s.readout(1, CHILDREN, Counters(False), 1.0)  # a responder's counters came, only
     assert built["TargetState"] == 0
     assert quiet.targets is first.targets and quiet.probes is first.probes
 
