@@ -20,6 +20,7 @@ from healthdns.shared.version import version
 from healthdns.supervisor.catalog import Target
 from healthdns.supervisor.names import QTYPE_NUMBERS
 from healthdns.supervisor.readout import Readout
+from healthdns.supervisor.roles import ROLES
 
 # The query types that get their own label value; every other one is "other", so a client
 # cannot grow the number of series by asking for odd types (as CoreDNS does).
@@ -177,7 +178,7 @@ def _process(readout: Readout) -> Iterator[Metric]:
 # Every child role, so that a role's counters exist at 0 before anything happens to it: a
 # dashboard then shows 0, and `increase()` sees the first restart (a series that appears with
 # its first count at 1 has no earlier sample to increase from).
-CHILD_ROLES = ("prober", "signer", "responder", "transfer")
+CHILD_ROLES = tuple(ROLES)
 
 
 def _by_role(counts: dict[str, int]) -> list[tuple[str, int]]:
