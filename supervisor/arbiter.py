@@ -1,108 +1,57 @@
-"""The supervisor's loop: spawns the children, relays their messages, respawns, stops.
+"""The supervisor's loop: spawns the children, watches them, respawns them, stops them.
 
 Modelled on gunicorn's arbiter and Knot Resolver's manager: signal handlers only record the
 signal (the wakeup fd wakes the loop); one blocking `wait()` covers the wakeup fd, every child's
-pipe and every child's process sentinel; each child slot keeps its id across respawns and has a
-small state machine (starting -> running on `Ready` -> backoff -> respawned) with exponential
-backoff and a crash budget that decays over time.
+pipe and every child's process sentinel. A turn of the loop is a list of verbs; the jobs they
+hand to live beside it:
 
-The supervisor's second job, what the operator sees and steers, lives in `steering` (the
-records and the overrides) and `control` (the HTTP endpoint, in its own thread); the loop
-hands the endpoint a new view when something changed and applies its write requests.
-
-Children are not trusted to keep to the protocol (see "Security model" in docs/operations.md):
-each role's pipe is decoded with that role's own message union and read without blocking, with
-a size limit per role; a child that sends anything else is killed and respawned, and nothing it
-sent is relayed.
+* `slot`: one child, its id kept across respawns, its states and backoff; the crash budget.
+  `roles`: what differs between the roles, in one table.
+* `relay`: what the children say, checked against their role's protocol and handed on.
+* `rolling`: responders replaced one at a time after a reload; `reload`: the reload itself.
+* `counters`: every counter. `steering`: what the operator sees and steers; `endpoint` hands
+  it to the control endpoint (`control`, in threads of its own). `keeping`: the state file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import multiprocessing
-import multiprocessing.forkserver
-import multiprocessing.resource_tracker
-import os
 import secrets
 import selectors
 import signal
 import socket
 import time
-import zlib
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from types import FrameType
 
-import msgspec
-
-from healthdns.shared import child, heap, messages, privilege
-from healthdns.shared.config import Config, format_endpoint
-from healthdns.shared.errors import BindError, ConfigError
+from healthdns.shared import messages
+from healthdns.shared.config import Config
 from healthdns.shared.region import Region
-from healthdns.supervisor import notify, ports, reload, status, views, warm
-from healthdns.supervisor.channel import Channel, FrameTooLarge
+from healthdns.supervisor import notify, processes, views
 from healthdns.supervisor.control import ControlServer
+from healthdns.supervisor.counters import Counters
+from healthdns.supervisor.endpoint import Endpoint
+from healthdns.supervisor.keeping import Keeping
+from healthdns.supervisor.relay import Relay
+from healthdns.supervisor.reload import Reloading
+from healthdns.supervisor.roles import (
+    PROBER,
+    RESPONDER,
+    ROLES,
+    SIGNER,
+    TRANSFER,
+    prober_limit,
+)
+from healthdns.supervisor.rolling import Rolling
+from healthdns.supervisor.slot import STOP_DEADLINE, CrashBudget, Slot
 from healthdns.supervisor.state import StateFile
-from healthdns.supervisor.steering import Child, Steering
+from healthdns.supervisor.steering import Steering
 
 log = logging.getLogger("healthdns.supervisor")
 
-SNAPSHOT_COMPRESSION = 1  # zlib level: signed data (random signatures) gains little above it
-STOP_DEADLINE = 4.0  # SIGTERM, then SIGKILL whatever is left after this long
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 10.0
-CRASH_BUDGET = 10.0  # crashes tolerated...
-CRASH_DECAY = 60.0  # ...with one crash forgiven per this many seconds
 EXIT_OK, EXIT_FATAL = 0, 1
-# The largest frame each role may send. The signer's `Published` carries a whole snapshot and a
-# delta: about 20 MB at 10,000 signed names, so 256 MiB leaves room to grow while still bounding
-# what the supervisor holds. A responder sends `Bound` (its listen addresses), `Ready` or
-# `Fatal`: a few hundred bytes. The prober's limit is its largest legitimate report (every
-# target, see `Supervisor.__init__`), and at least the responders'.
-SIGNER_FRAME_LIMIT = 256 << 20
-SMALL_FRAME_LIMIT = 64 << 10
-# A child that leaves more than this unread is stuck (or refuses to read): killed, respawned.
-# Two of the largest snapshots: a responder that starts is sent the snapshot at once, and may
-# fall one generation behind while it loads it.
-UNREAD_LIMIT = 2 * SIGNER_FRAME_LIMIT
-# Signals a process group receives from a terminal or `kill -HUP -PGID`: blocked while a child
-# starts, so it cannot die of one before it has set them to be ignored (`child.enter`).
-GROUP_SIGNALS = {signal.SIGHUP, signal.SIGINT}
 HEARTBEAT = 1.0  # with a control endpoint, the loop turns at least this often (/healthz)
-# Write calls of the control endpoint applied in one turn of the loop; the rest wait for the
-# next turn, which comes at once: a flood of them cannot keep the loop from its children.
-REQUESTS_PER_TURN = 64
-# The health is written to the state file this often (and at stop), changed or not: its time
-# stamp says how current it is, and health that stayed the same for an hour is current too.
-SAVE_PERIOD = 1.0
-
-
-@dataclass
-class Slot:
-    """One child: a role and a stable id that a respawned process takes over."""
-
-    role: str
-    index: int
-    process: multiprocessing.process.BaseProcess | None = None
-    channel: Channel | None = None
-    state: str = "new"  # new, starting, running, backoff
-    spoke: bool = False  # this process has sent a message (Fatal and Bound must come first)
-    failures: int = 0  # consecutive failures without becoming ready
-    restart_at: float = 0.0  # backoff: when to respawn; retiring: when to kill
-    heard: float = 0.0  # when it last sent anything (the hung-child watch)
-    listen: list[tuple[str, int, bool]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"{self.role}{self.index}" if self.role == "responder" else self.role
-
-
-# The transfer process's counters (messages.TransferStats), as /metrics names them.
-TRANSFER_COUNTS = ("axfr", "ixfr", "fallback", "refused", "notify_sent", "notify_answered",
-                   "notify_failed")
 
 
 class Supervisor:
@@ -114,47 +63,31 @@ class Supervisor:
         # every check a new id at the signer (see `views`), and every answer a new serial.
         self.key = secrets.token_bytes(32)
         self.views = views.split(cfg, self.key)
-        self.loader = loader  # reads and validates the configuration again (SIGHUP)
         self.signer_view = self.views.signer  # the signer's, until the prober's full report
-        self.reconfiguring = False  # the prober was sent a Reconfigure, its full report is due
-        self.reloads: Counter[str] = Counter()  # "ok", "failed"
-        self.hung: Counter[str] = Counter()  # children killed for silence, by role
-        self.rolling: list[int] = []  # responder slots still to replace, in order
-        self.successor: Slot | None = None  # the new process of the slot being replaced
-        self.retiring: list[Slot] = []  # replaced responders, draining before they exit
-        self.handover_warned = False  # see `ports.tcp_handover`
-        self.saved_at = -SAVE_PERIOD  # when the state file was last written
-        self.serials_unsaved = False  # a generation's serials are not in the state file yet
         self.now = now
+        self.relay = Relay(self)
+        self.keeping = Keeping(self)
+        self.endpoint = Endpoint(self)
         self.ctx = multiprocessing.get_context("forkserver")  # see shared/forkserver.py
-        self.prober = Slot("prober", 0)
-        self.signer = Slot("signer", 0)
-        self.responders = [Slot("responder", i) for i in range(cfg.server.responders)]
+        self.prober = Slot(PROBER, 0)
+        self.signer = Slot(SIGNER, 0)
+        self.responders = [Slot(RESPONDER, i) for i in range(cfg.server.responders)]
+        self.rolling = Rolling(self.responders, self.spawn, self.relay.send, self._retired,
+                               now, lambda: self.stopping)
         # The transfer process, with `[transfer]` only; it is sent the latest full `Records`
         # when it starts, then each generation's `RecordsDelta`.
-        self.transfer = Slot("transfer", 0) if cfg.transfer.enabled() else None
+        self.transfer = Slot(TRANSFER, 0) if cfg.transfer.enabled() else None
         self.transfer_listen = [(h, p, True) for h, p in cfg.transfer.endpoints()]
-        self.records: bytes | None = None  # the latest full `Records`, compressed
-        self.transfer_counts: Counter[str] = Counter()  # totals of its ended processes
-        self.transfer_live: dict[str, int] = {}  # the running one's latest totals
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
-        self.health: dict[str, bool] | None = None
-        self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
-        self.published: messages.Resume | None = None  # without its snapshot (see `_resume`)
-        self.generation = 0  # the last one relayed: a signer may only publish the next one
-        # children killed for breaking the protocol, by role
-        self.rejected: Counter[str] = Counter()
-        self.limits = {"signer": SIGNER_FRAME_LIMIT, "responder": SMALL_FRAME_LIMIT,
-                       "transfer": SMALL_FRAME_LIMIT,
-                       "prober": max(SMALL_FRAME_LIMIT, _largest_report(self.views.signer_ids))}
-        self.announced = False
+        self.counters = Counters(self.transfer is not None)
+        self.limits = {name: role.frame_limit for name, role in ROLES.items()}
+        self.limits[PROBER.name] = prober_limit(self.views.signer_ids)
         self.stopping = False
         self.exit_code = EXIT_OK
-        self.crashes = 0.0
-        self.crash_clock = now()
+        self.crash_budget = CrashBudget(now())
         self.signals: list[int] = []
         self.wakeup_r, self.wakeup_w = socket.socketpair()
-        self.reload_checks = reload.Reloads(self._load, self.wakeup_w)
+        self.reloading = Reloading(self, loader, self.wakeup_w)
         # When the loop last began to wait on every pipe: a child is judged by the time it was
         # silent while the loop listened, never by a stall of the loop's own (see `_watch`).
         self.listened = now()
@@ -168,41 +101,41 @@ class Supervisor:
 
     @property
     def slots(self) -> list[Slot]:
-        successor = [self.successor] if self.successor is not None else []
+        successor = [self.rolling.successor] if self.rolling.successor is not None else []
         transfer = [self.transfer] if self.transfer is not None else []
         return [self.prober, self.signer, *transfer, *self.responders, *successor,
-                *self.retiring]
+                *self.rolling.retiring]
 
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> int:
         self._install_signals()
         try:
-            self._start_control()
+            self.endpoint.start()
         except OSError as e:
             log.error("control: cannot listen on %s: %s (set [control] listen, or "
                       "--control-listen '' to turn the endpoint off)", self.cfg.control.listen,
                       e.strerror or e)
             return EXIT_FATAL
-        without_resource_tracker()
-        with _group_signals_blocked():
-            ensure_fork_server()
+        processes.without_resource_tracker()
+        with processes.group_signals_blocked():
+            processes.ensure_fork_server()
         if self.cfg.rrl.active():  # zero-filled: every account starts with no debt
             self.rrl_table = Region.create("healthdns-rrl", self.cfg.rrl.table_size * 8)
             rrl = self.cfg.rrl
             log.info("rate limiting UDP answers: %d/s (NXDOMAIN %d/s, errors %d/s) per /%d and "
                      "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
                      ", dry run" if rrl.dry_run else "")
-        self._warm_start()
-        self._spawn(self.prober)
-        self._spawn(self.signer)
+        self.keeping.warm_start()
+        self.spawn(self.prober)
+        self.spawn(self.signer)
         if self.transfer is not None:
-            self._spawn(self.transfer)
+            self.spawn(self.transfer)
         # With a port 0 to resolve, the others once the first has bound; otherwise all at
         # once: they bind only once they hold a snapshot (see responder.main).
         concrete = all(port for _, port, _ in self.listen)
         for responder in self.responders if concrete else self.responders[:1]:
-            self._spawn(responder)
+            self.spawn(responder)
         while not self.stopping:
             self._wait_once()
         return self._shutdown()
@@ -211,8 +144,9 @@ class Supervisor:
         deadlines = [s.restart_at for s in self.slots if s.state in ("backoff", "retiring")]
         if self.control is not None:
             deadlines.append(self.now() + HEARTBEAT)
-        if self._save_due():
-            deadlines.append(self.saved_at + SAVE_PERIOD)
+        save = self.keeping.next_save()
+        if save is not None:
+            deadlines.append(save)
         if self.cfg.server.hung_after:
             deadlines.append(self.now() + min(HEARTBEAT, self.cfg.server.hung_after / 2))
         expiry = self.steering.overrides.next_expiry()
@@ -232,24 +166,25 @@ class Supervisor:
         if self.wakeup_r in ready:
             self.wakeup_r.recv(4096)
             self._handle_signals()
-            self._handle_control()
-        self._handle_reload()
+            self.endpoint.handle()
+        self.reloading.handle()
         for slot in self.slots:
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_WRITE:
-                self._flush(slot)
+                self.relay.flush(slot)
             if slot.channel is not None and ready.get(slot.channel, 0) & selectors.EVENT_READ:
-                self._receive(slot)
+                self.relay.receive(slot)
             if slot.process is not None and slot.process.sentinel in ready:
                 self._reap(slot)
         for slot in self.slots:
             if slot.state == "backoff" and slot.restart_at <= self.now() and not self.stopping:
-                self._spawn(slot)
+                self.spawn(slot)
         self._watch()
-        if self._save_due() and self.now() - self.saved_at >= SAVE_PERIOD:
-            self._save()
+        save = self.keeping.next_save()
+        if save is not None and self.now() >= save:
+            self.keeping.save()
         if self.steering.expire():
-            self._overrides_changed()
-        self._show()
+            self.endpoint.overrides_changed()
+        self.endpoint.show()
 
     # --- signals ----------------------------------------------------------------------------------
 
@@ -273,169 +208,7 @@ class Supervisor:
                 self.stopping = True
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: configuration reload requested")
-                self.reload_checks.ask(None)
-
-    # --- the health kept across restarts -----------------------------------------------------
-
-    def _warm_start(self) -> None:
-        """Take the health a previous process kept, when young enough: the signer is sent it
-        when it starts, before the prober's first round (see `warm`)."""
-        kept, path = self.steering.kept_health, self.cfg.control.state_file
-        if path is None or kept is None:
-            log.info("cold start: %s", "no control.state_file to keep health in"
-                     if path is None else self.steering.cold)
-            return
-        restored, why = warm.load(kept, path, time.time(), warm.max_age(self.cfg),
-                                  self.views.signer_ids.keys())
-        log.info("%s", why)
-        if restored:
-            self.steering.warm(restored)
-            self.health = self.steering.health()
-
-    def _keeps_health(self) -> bool:
-        """Whether the health is worth keeping: a running prober vouches for it."""
-        return self.steering.state is not None and bool(self.steering.probed) \
-            and self.prober.state == "running"
-
-    def _save_due(self) -> bool:
-        """Whether the state file is to be written: the health, or serials not kept yet."""
-        return self._keeps_health() or \
-            (self.serials_unsaved and self.steering.state is not None)
-
-    def _save(self) -> None:
-        """Write the overrides, the health and the serials (periodically, never per report:
-        reports may come many a second)."""
-        self.steering.save()
-        self.saved_at = self.now()
-        self.serials_unsaved = False
-
-    def _keep_serials(self, serials: list[int]) -> None:
-        """Keep a generation's serials for the next process. A serial ahead of the clock (more
-        than a change a second) is written at once: a process started from the clock would go
-        below it even after a crash; others within `SAVE_PERIOD`, when the clock has passed
-        them."""
-        self.serials_unsaved = True
-        if self.steering.state is not None and max(serials, default=0) > time.time():
-            self._save()
-
-    # --- reload -----------------------------------------------------------------------------------
-
-    def _handle_reload(self) -> None:
-        """Apply a configuration check that is done and answer its callers; begin the next
-        one for those who asked meanwhile."""
-        finished = self.reload_checks.finished()
-        if finished is not None:
-            callers, outcome = finished
-            problem = self._reload(outcome.result)
-            for caller in callers:
-                if caller is not None:
-                    caller.set_result({"reloaded": True} if problem is None
-                                      else {"status": 422, "error": problem})
-        if not self.stopping and self.reload_checks.start():
-            # systemd's Type=notify-reload wants the clock with RELOADING=1.
-            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-            notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
-
-    def _reload(self, checked: Callable[[], Config]) -> str | None:
-        """Apply the configuration the check read (`checked` returns it, or raises what was
-        wrong with it); the problem if it cannot be applied, and then the old one is served
-        on, untouched."""
-        problem = None
-        try:
-            self._apply(checked())
-        except (ConfigError, reload.RestartNeeded, BindError) as e:  # a key's: ConfigError
-            problem = str(e)
-        if problem is not None:
-            self.reloads["failed"] += 1
-            log.error("reload failed, still serving the previous configuration: %s", problem)
-        notify.notify("READY=1")
-        self.steering.dirty = True
-        return problem
-
-    def _load(self) -> Config:
-        if self.loader is None:
-            raise reload.RestartNeeded("this supervisor was started without a configuration "
-                                       "to read again")
-        return self.loader()
-
-    def _apply(self, new: Config) -> None:
-        reload.check_fixed(self.cfg, new)
-        # A new address that cannot be bound would make every new responder fail, over and
-        # over, until the crash budget stopped the server: refuse it here instead.
-        old_endpoints = self.cfg.server.endpoints()
-        ports.check_free([e for e in new.server.endpoints() if e not in old_endpoints])
-        old, old_views = self.cfg, self.views
-        self.cfg, self.views = new, views.split(new, self.key)
-        self.reloads["ok"] += 1
-        log.info("reloaded: %s", "; ".join(reload.changes(old, new)))
-        if self.control is not None:
-            self.control.reconfigure(new.control, status.make_catalog(new))
-        # Until the prober's full report, it may name targets of any configuration since the
-        # last one it settled into (reloads may come faster than reports).
-        self.steering.reconfigure(new, {**self.steering.renames, **self.views.signer_ids})
-        self.limits["prober"] = max(SMALL_FRAME_LIMIT, _largest_report(self.steering.renames))
-        if self.prober.channel is not None:
-            self.prober.channel.limit = self.limits["prober"]
-        self.reconfiguring = True
-        self._send(self.prober, messages.encode(messages.Reconfigure(self.views.prober)))
-        if old_views.responder != self.views.responder:
-            self._roll(old, new)
-
-    def _settle(self) -> None:
-        """The prober's full report after a Reconfigure: the signer takes the new
-        configuration now, followed at once by that report (see `messages.Reconfigure`)."""
-        self.reconfiguring = False
-        self.steering.reconfigure(self.cfg, self.views.signer_ids)
-        if self.signer_view != self.views.signer:
-            self.signer_view = self.views.signer
-            self._send(self.signer, messages.encode(messages.Reconfigure(self.signer_view)))
-
-    # --- rolling the responders -------------------------------------------------------------------
-
-    def _roll(self, old: Config, new: Config) -> None:
-        """Replace every responder, one at a time: a new process binds next to the old one
-        (SO_REUSEPORT) and loads the snapshot; only once it is ready is the old one told to
-        stop, and that one drains its sockets before it closes them."""
-        if old.server.endpoints() != new.server.endpoints():
-            self.listen = new.server.endpoints()
-        count = new.server.responders
-        for slot in self.responders[count:]:
-            self._retire(slot)
-        del self.responders[count:]
-        self.rolling = list(range(count))
-        if not self.handover_warned:  # once: the reason holds for every later roll too
-            self.handover_warned = ports.warn_tcp_handover()
-        if self.successor is None:
-            self._roll_next()
-
-    def _roll_next(self) -> None:
-        if not self.rolling or self.stopping:
-            return
-        self.successor = Slot("responder", self.rolling.pop(0))
-        self._spawn(self.successor)
-
-    def _promote(self, slot: Slot) -> None:
-        """The successor is ready: it takes its slot, the one it replaces stops."""
-        self.successor = None
-        log.info("%s (pid %s) ready, taking over", slot.name,
-                 slot.process.pid if slot.process is not None else None)
-        if slot.index < len(self.responders):
-            self._retire(self.responders[slot.index])
-            self.responders[slot.index] = slot
-        elif slot.index == len(self.responders):
-            self.responders.append(slot)
-        else:  # a slot a later reload removed
-            self._retire(slot)
-        self._roll_next()
-
-    def _retire(self, slot: Slot) -> None:
-        """Tell a replaced responder to stop; it is reaped, not respawned."""
-        self.steering.ended("responder", slot.index, restarted=False)  # keeps its totals
-        slot.state, slot.restart_at = "retiring", self.now() + STOP_DEADLINE
-        self._send(slot, messages.encode(messages.Bye()))
-        self.retiring.append(slot)
-        log.info("%s (pid %s) replaced; it drains its sockets and stops", slot.name,
-                 slot.process.pid if slot.process is not None else None)
+                self.reloading.reload_checks.ask(None)
 
     # --- hung children ------------------------------------------------------------------------
 
@@ -449,387 +222,72 @@ class Supervisor:
         The signer's heartbeat comes from a thread of its own (`child.Pulse`), so a long
         signing run is no silence; it is watched from its first word, before it publishes.
         """
-        now = self.now()
         limit = self.cfg.server.hung_after
         transfer = [self.transfer] if self.transfer is not None else []
         for slot in (self.prober, self.signer, *transfer, *self.responders):
-            # Silent since it was last heard, until the loop last began to wait on its pipe:
-            # had it sent anything since, that wait would have seen it, however long the loop
-            # was busy before or after.
-            silent = self.listened - slot.heard
-            watched = slot.state == "running" or (
-                slot is self.signer and slot.state == "starting" and slot.spoke)
-            if limit and watched and slot.process is not None and silent > limit:
-                self.hung[slot.role] += 1
-                self.steering.dirty = True
-                log.error("%s (pid %d) sent nothing for %.1f s: hung; killing it", slot.name,
-                          slot.process.pid, silent)
-                slot.process.kill()  # its sentinel brings the respawn, with the snapshot
+            silent = slot.hung(self.listened, limit) if limit else None
+            if silent is not None:
+                self.counters.hung[slot.role.name] += 1
+                self.counters.changed = True
+                log.error("%s (pid %s) sent nothing for %.1f s: hung; killing it", slot.name,
+                          slot.pid, silent)
+                slot.kill()  # its sentinel brings the respawn; nothing it still says is of use
                 slot.state = "killed"
-                self._close(slot)  # nothing it still says is of use
-        for slot in self.retiring:
-            if slot.restart_at <= now and slot.process is not None:
-                log.warning("%s (pid %d) did not stop in time; killing it", slot.name,
-                            slot.process.pid)
-                slot.process.kill()
-                slot.restart_at = now + STOP_DEADLINE
-
-    @property
-    def snapshot(self) -> bytes | None:
-        """The latest encoded snapshot: what a responder that starts is sent first.
-
-        Kept compressed: at 10,000 signed names a snapshot is 10 MB, and 3.3 MB compressed
-        (zlib level 1: 85 ms once per generation, 33 ms to expand once per start).
-        """
-        return zlib.decompress(self.packed) if self.packed else None
-
-    def _resume(self, published: messages.Resume) -> messages.Resume:
-        return msgspec.structs.replace(published, snapshot=self.snapshot or b"")
+        self.rolling.watch()
 
     # --- children ---------------------------------------------------------------------------------
 
-    def _spawn(self, slot: Slot) -> None:
-        channel = Channel(self.limits[slot.role])
+    def spawn(self, slot: Slot) -> None:
+        role = slot.role
         # A responder inherits the RRL table as a descriptor, as it inherits its pipe.
-        table = (self.rrl_table,) if slot.role == "responder" and self.rrl_table is not None else ()
-        process = self.ctx.Process(target=child.enter,
-                                   args=(slot.role, channel.child_end, os.getpid(), *table),
-                                   name=f"healthdns-{slot.name}")
-        with _group_signals_blocked():
-            ensure_fork_server()  # a new one, should the last one have died
-            process.start()
-        channel.child_end.close()
-        slot.process, slot.channel, slot.state, slot.spoke = process, channel, "starting", False
-        slot.heard = self.now()
-        view = self.signer_view if slot.role == "signer" else self.views.for_role(slot.role)
-        start = messages.Start(slot.index, view, serials=self.steering.kept_serials)
-        if slot.role == "responder":
-            start = messages.Start(slot.index, start.config, self.listen, self.secret)
-        if slot.role == "transfer":  # a respawn binds the port its predecessor was given
-            start = messages.Start(slot.index, start.config, self.transfer_listen)
-        self._send(slot, messages.encode(start))
-        if slot.role == "signer" and self.published is not None:
-            self._send(slot, messages.encode(self._resume(self.published)))
-        if slot.role == "signer":
-            self.steering.signer_started(self.now(), self.health is not None)
-        if slot.role == "signer" and self.health is not None:
-            self._send(slot, messages.encode(messages.Health(
-                self.health, True, self.steering.overrides.names())))
-        if slot.role == "responder" and self.packed:
-            self._send(slot, zlib.decompress(self.packed))  # the latest before it serves
-        if slot.role == "transfer" and self.records is not None:
-            self._send(slot, zlib.decompress(self.records))  # deltas follow from them
-        log.info("%s started (pid %d)", slot.name, process.pid)
-
-    def _send(self, slot: Slot, data: bytes) -> None:
-        if slot.channel is None:
-            return
-        try:
-            slot.channel.send(data)
-        except OSError:
-            slot.channel.discard_output()  # it died: its sentinel tells us and it is respawned
-            return
-        if slot.channel.pending > UNREAD_LIMIT:
-            self._reject(slot, f"{slot.channel.pending} bytes sent to it left unread")
-
-    def _flush(self, slot: Slot) -> None:
-        assert slot.channel is not None
-        try:
-            slot.channel.flush()
-        except OSError:
-            slot.channel.discard_output()  # as in `_send`
+        shared = (self.rrl_table,) if role.shares_rrl and self.rrl_table is not None else ()
+        slot.spawn(self.ctx, self.limits[role.name], shared, self.now())
+        config = self.signer_view if role.held_config else self.views.for_role(role.name)
+        # A respawn binds the addresses its predecessor was given (port 0 resolved).
+        listen = {"server": self.listen, "transfer": self.transfer_listen, None: []}[role.listens]
+        self.relay.send(slot, messages.encode(messages.Start(
+            slot.index, config, listen, self.secret if role.cookie_secret else b"",
+            self.steering.kept_serials if role.serials else {})))
+        self.relay.catch_up(slot)
+        log.info("%s started (pid %s)", slot.name, slot.pid)
 
     def _reap(self, slot: Slot) -> None:
-        assert slot.process is not None
-        slot.process.join(1.0)  # its sentinel says it ended; reaping may lag a moment
-        code = slot.process.exitcode
-        slot.process = None
-        self._close(slot)
-        if slot in self.retiring:
-            self.retiring.remove(slot)
-            log.info("%s exited with code %s, replaced", slot.name, code)
+        code = slot.reap()
+        if self.rolling.reaped(slot, code):
             return
-        if slot is not self.successor:  # a successor has no totals yet; the slot's are live
-            self.steering.ended(slot.role, slot.index, restarted=not self.stopping)
-        if slot is self.transfer:  # its counters stay in the totals: they never go back
-            self.transfer_counts.update(self.transfer_live)
-            self.transfer_live = {}
+        if slot is not self.rolling.successor:  # it has no totals yet; the slot's are live
+            self.counters.ended(slot.role.name, slot.index, restarted=not self.stopping)
+            if slot is self.prober:
+                self.steering.prober_ended()
         if self.stopping:
             return
         self._count_crash()
         if self.stopping:  # the crash budget is spent
             log.warning("%s exited with code %s", slot.name, code)
             return
-        slot.failures += 1
-        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (slot.failures - 1))
-        slot.state, slot.restart_at = "backoff", self.now() + delay
+        delay = slot.back_off(self.now())
         log.warning("%s exited with code %s; restarting in %.1f s", slot.name, code, delay)
 
-    def _count_crash(self) -> None:
-        now = self.now()
-        self.crashes = max(0.0, self.crashes - (now - self.crash_clock) / CRASH_DECAY) + 1
-        self.crash_clock = now
-        if self.crashes > CRASH_BUDGET:
-            self._fatal(f"children crashed more than {CRASH_BUDGET:g} times within "
-                        f"{CRASH_DECAY:g} s per crash; giving up")
+    def _retired(self, slot: Slot) -> None:
+        """A replaced responder stops serving: its totals are kept."""
+        self.counters.ended(RESPONDER.name, slot.index, restarted=False)
 
-    def _fatal(self, reason: str) -> None:
+    def _count_crash(self) -> None:
+        if self.crash_budget.crash(self.now()):
+            self.fatal(f"{self.crash_budget}; giving up")
+
+    def fatal(self, reason: str) -> None:
         log.error("%s", reason)
         self.exit_code = EXIT_FATAL
         self.stopping = True
-
-    # --- messages ---------------------------------------------------------------------------------
-
-    def _receive(self, slot: Slot) -> None:
-        assert slot.channel is not None
-        before = slot.channel.received
-        try:
-            frames = slot.channel.receive()
-        except EOFError:
-            self._close(slot)  # its sentinel follows
-            return
-        except FrameTooLarge as e:
-            self._reject(slot, str(e))
-            return
-        if slot.channel.received != before:
-            slot.heard = self.now()  # part of a large frame counts: it is being sent
-        for frame in frames:
-            try:
-                message = messages.decode_from(slot.role, frame)
-            except msgspec.DecodeError as e:
-                self._reject(slot, f"a message a {slot.role} may not send ({e})")
-                return
-            problem = self._dispatch(slot, message)
-            if problem is not None:
-                self._reject(slot, problem)
-                return
-            slot.spoke = True
-
-    def _dispatch(self, slot: Slot, message: messages.FromChild) -> str | None:
-        """Act on one message that decoded for the slot's role; the problem if it breaks the
-        protocol, and then nothing of it has been done."""
-        if isinstance(message, messages.Bound | messages.Ready | messages.Fatal) \
-                and message.slot != slot.index:
-            return f"{type(message).__name__} names slot {message.slot}"
-        match message:
-            case messages.HealthReport(states=states, full=full):
-                return self._on_report(states, full or not slot.spoke)
-            case messages.Published() if message.generation != self.generation + 1:
-                return f"generation {message.generation} published after {self.generation}"
-            case messages.Published(generation=generation, serials=serials, prints=prints,
-                                    snapshot=snapshot, delta=delta, renewal=renewal):
-                # Responders hold the previous generation (or were sent it before anything
-                # newer): the delta brings them up to date; a responder started later is sent
-                # the full snapshot kept here.
-                self._mark_running(self.signer)
-                self.published = messages.Resume(generation, serials, prints, b"",
-                                                 renewal)
-                for responder in self.responders:
-                    self._send(responder, delta or snapshot)
-                self.packed = zlib.compress(snapshot, SNAPSHOT_COMPRESSION)  # once it is sent
-                log.debug("generation %d sent to responders; its snapshot (%d bytes) kept in "
-                          "%d", generation, len(snapshot), len(self.packed))
-                self._relay_records(message)
-                heap.trim()  # zlib's buffers and the decoded message's blocks (0.8 MiB)
-                self.generation = generation
-                self.steering.published(generation, serials, self.now())
-                self._keep_serials(serials)
-            case messages.Bound(listen=listen) if not slot.spoke:
-                self._on_bound(slot, listen)
-            case messages.Ready() if slot.spoke and slot.state == "starting":
-                self._mark_running(slot)
-                if slot is self.successor:
-                    self._promote(slot)
-                self._announce()
-            case messages.Fatal(reason=reason) if not slot.spoke:
-                self._on_fatal(slot, reason)
-            case messages.Choices(generation=generation, names=names, seconds=seconds) \
-                    if generation == self.generation and slot.spoke:
-                self.steering.chosen(names, seconds)
-            case messages.Probes(rows=rows) if slot.spoke:
-                return self.steering.detail(rows)
-            case messages.Stats() if slot.state == "retiring":
-                pass  # its totals were kept when it was replaced
-            case messages.Stats() if slot.state == "running":
-                self.steering.counted(slot.index, message, self.now())
-            case messages.TransferStats() if slot.state == "running":
-                self.transfer_live = {name: getattr(message, name) for name in TRANSFER_COUNTS}
-                self.steering.dirty = True
-            case messages.Alive(taken=taken):
-                self.steering.health_taken(taken)
-            case _:
-                return f"{type(message).__name__} out of turn"
-        return None
-
-    def _relay_records(self, message: messages.Published) -> None:
-        """The transfer process holds the previous generation's records (or was sent them
-        when it started): the delta brings it up to date; the full ones are kept for a
-        transfer process that starts later."""
-        if self.transfer is not None and (message.records_delta or message.records):
-            self._send(self.transfer, message.records_delta or message.records)
-        if message.records:  # compressed like the snapshot, once it is sent
-            self.records = zlib.compress(message.records, SNAPSHOT_COMPRESSION)
-
-    def _on_fatal(self, slot: Slot, reason: str) -> None:
-        """A child that cannot work says so first, before anything else.
-
-        A responder's only reason is a bind failure: at start-up the server cannot serve as
-        configured and stops. Once it has served, a respawned responder that cannot bind is a
-        crash like any other (backoff, crash budget): one responder never stops the others.
-        """
-        if slot.role in ("responder", "transfer") and self.announced:
-            log.error("%s: %s", slot.name, reason)  # it exits; its sentinel brings the respawn
-            return
-        self._fatal(f"{slot.name}: {reason}")
-
-    def _reject(self, slot: Slot, problem: str) -> None:
-        """Kill a child that broke the protocol; its sentinel brings the respawn."""
-        self.rejected[slot.role] += 1
-        pid = slot.process.pid if slot.process is not None else None
-        log.warning("%s (pid %s) broke the protocol: %s; killing it", slot.name, pid, problem)
-        if slot.process is not None:
-            slot.process.kill()
-        self._close(slot)
-
-    @staticmethod
-    def _close(slot: Slot) -> None:
-        if slot.channel is not None:
-            slot.channel.close()
-            slot.channel = None
-
-    @staticmethod
-    def _mark_running(slot: Slot) -> None:
-        """A child that works again starts its backoff from the beginning next time."""
-        slot.state, slot.failures = "running", 0
-
-    def _on_report(self, states: dict[str, bool], full: bool) -> str | None:
-        """A prober's report, its ids renamed for the signer (see `views`); the first report of
-        a prober process replaces the state, whatever it says."""
-        renames = self.steering.renames  # both configurations' while a reload settles
-        unknown = next((target for target in states if target not in renames), None)
-        if unknown is not None:
-            return f"health of an unknown target {unknown[:100]!r}"
-        self._mark_running(self.prober)  # its first report is its readiness
-        if full and self.reconfiguring:
-            self._settle()
-        self._on_health(self.steering.report(states, full), full)
-        return None
-
-    def _on_health(self, states: dict[str, bool], full: bool) -> None:
-        if full or self.health is None:
-            self.health = dict(states)
-        else:
-            self.health.update(states)
-        self.steering.health_sent(self.now())
-        self._send(self.signer, messages.encode(messages.Health(
-            states, full, self.steering.overrides.names())))
-
-    def _on_bound(self, slot: Slot, listen: list[tuple[str, int, bool]]) -> None:
-        if slot.role == "transfer":
-            self.transfer_listen = listen  # port 0 resolved: a respawn binds the same
-            return
-        if slot.index == 0 and self.listen != listen:
-            self.listen = listen
-        if all(r.state == "new" for r in self.responders[1:]):
-            for responder in self.responders[1:]:
-                self._spawn(responder)
-
-    def _announce(self) -> None:
-        if self.announced or not all(r.state == "running" for r in self.responders):
-            return
-        if self.transfer is not None and self.transfer.state != "running":
-            return  # configured transfers are part of being ready: it holds the records
-        self.announced = True
-        where = ", ".join(format_endpoint(h, p) for h, p, _ in self.listen)
-        log.info("ready: serving %d zone(s) on %s (udp, tcp) with %d responder(s)%s",
-                 sum(1 + len(z.aliases) for z in self.cfg.zones), where, len(self.responders),
-                 "" if self.transfer is None else ", transfers on " + ", ".join(
-                     format_endpoint(h, p) for h, p, _ in self.transfer_listen))
-        notify.notify("READY=1", f"STATUS=serving on {where}")  # systemd's Type=notify
-
-    # --- the control endpoint ------------------------------------------------------------------
-
-    def _start_control(self) -> None:
-        self.steering.restore()
-        endpoint = self.cfg.control.endpoint()
-        if endpoint is None:
-            return
-        try:
-            self.control = ControlServer(self.cfg.control, status.make_catalog(self.cfg),
-                                         self.wakeup_w)
-        except OSError as e:
-            if self.cfg.control.required:
-                raise
-            # The default address, taken (by another server on this host, say): DNS does not
-            # need the endpoint, so serve without it rather than not at all.
-            log.warning("control: cannot listen on %s, the default address: %s; serving "
-                        "without a control endpoint (no /healthz, /metrics or overrides). Set "
-                        "[control] listen (or --control-listen) to a free ADDR:PORT, or \"\" "
-                        "to turn it off", format_endpoint(*endpoint), e.strerror or e)
-            return
-        self.control.start()
-
-    def _handle_control(self) -> None:
-        """Apply the endpoint's queued write requests (at most `REQUESTS_PER_TURN`), then
-        answer them; a reload is answered when its check is done (`_handle_reload`)."""
-        if self.control is None:
-            return
-        answered = []
-        for _ in range(REQUESTS_PER_TURN):
-            if self.control.requests.empty():
-                break
-            request = self.control.requests.get()
-            if request.op == "reload":
-                self.reload_checks.ask(request.done)
-                continue
-            answered.append((request, self.steering.apply(request)))
-        else:
-            self._wake()  # more are queued: the next turn takes them, after the children
-        if any(answer.get("status", 200) == 200 for _, answer in answered):
-            self._overrides_changed()
-            self._show()  # a client that reads /status after its write sees the write
-        for request, answer in answered:
-            request.done.set_result(answer)
-
-    def _wake(self) -> None:
-        """Make the next wait of the loop return at once."""
-        try:
-            self.wakeup_w.send(b"w")
-        except BlockingIOError:
-            pass  # the buffer is full of wake-ups already
-
-    def _overrides_changed(self) -> None:
-        """Keep the overrides, and send the signer the health as they now make it: a drained
-        address leaves the answers with the next generation."""
-        self._save()
-        health = self.steering.health()
-        if health is not None:
-            self._on_health(health, True)
-
-    def _show(self) -> None:
-        """Give the endpoint a new view when anything changed (one reference assignment)."""
-        if self.control is None:
-            return
-        now = self.now()
-        self.control.heartbeat = now
-        if not self.steering.dirty:
-            return
-        self.steering.dirty = False
-        children = [Child(r.index, r.state, r.process.pid if r.process is not None else None)
-                    for r in self.responders]
-        view = self.steering.view(self.generation, children, self.rejected, now)
-        totals = self.transfer_counts + Counter(self.transfer_live)
-        transfers = {k: totals[k] for k in TRANSFER_COUNTS} if self.transfer is not None else {}
-        self.control.view = dataclasses.replace(view, reloads=dict(self.reloads),
-                                                hung=dict(self.hung), transfers=transfers)
 
     # --- stopping ---------------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
         """SIGTERM every child, reap until the deadline, then SIGKILL what is left."""
         notify.notify("STOPPING=1")
-        if self._save_due():
-            self._save()  # the latest health and serials, for the next process
+        if self.keeping.due():
+            self.keeping.save()  # the latest health and serials, for the next process
         alive = [s.process for s in self.slots if s.process is not None]
         for process in alive:
             process.terminate()
@@ -842,7 +300,7 @@ class Supervisor:
                 process.kill()
                 process.join(1.0)
         signal.set_wakeup_fd(-1)
-        for caller in self.reload_checks.abandon():
+        for caller in self.reloading.reload_checks.abandon():
             if caller is not None:
                 caller.set_result({"status": 503, "error": "the server is stopping"})
         if self.control is not None:
@@ -851,63 +309,3 @@ class Supervisor:
             self.rrl_table.close()
         log.info("stopped")
         return self.exit_code
-
-
-def _largest_report(targets: dict[str, str]) -> int:
-    """The size of a prober's report on every target: the largest it ever needs to send."""
-    return len(messages.encode(messages.HealthReport({t: True for t in targets}, full=True)))
-
-
-
-
-def ensure_fork_server() -> None:
-    """Start the process every child is forked from, unless it runs, with the modules they
-    share imported (see shared/forkserver.py).
-
-    Exec'd, not forked: it holds none of the supervisor's memory (configuration, keys,
-    secrets), only the capabilities children need (`privilege.hand_on`). Started with the group
-    signals blocked, so it and every child forked from it start that way (`child.enter`).
-    """
-    server = multiprocessing.forkserver._forkserver
-    before = _fork_server_pid(server)
-    multiprocessing.forkserver.set_forkserver_preload(["healthdns.shared.forkserver"])
-    privilege.hand_on()
-    server.ensure_running()
-    if _fork_server_pid(server) != before:
-        log.info("fork server: pid %s", _fork_server_pid(server))
-
-
-def _fork_server_pid(server: multiprocessing.forkserver.ForkServer) -> int | None:
-    """The pid of multiprocessing's fork server, None before it runs: a private attribute of
-    CPython's ForkServer, which typeshed does not declare."""
-    pid: int | None = getattr(server, "_forkserver_pid", None)
-    return pid
-
-
-def without_resource_tracker() -> None:
-    """Keep multiprocessing from starting its resource tracker (an interpreter, 7 MiB).
-
-    The fork server start method starts one whatever the children use, and hands its pipe to
-    every child. Nothing of healthdns registers anything with it: the RRL table is a memfd
-    (shared/region.py), not `SharedMemory`, and no role uses multiprocessing's semaphores or
-    queues. So the tracker's pipe is /dev/null: the way multiprocessing marks a tracker as
-    running in a process that did not start it (a spawned child is given its parent's pipe),
-    with writes that go nowhere. Python 3.11 has no public switch for this.
-    """
-    tracker = getattr(multiprocessing.resource_tracker, "_resource_tracker", None)
-    # A Python whose tracker is built otherwise simply starts one (7 MiB): nothing breaks.
-    if tracker is not None and getattr(tracker, "_fd", False) is None:
-        tracker._fd = os.open(os.devnull, os.O_WRONLY)  # not inherited by exec (PEP 446)
-
-
-@contextlib.contextmanager
-def _group_signals_blocked() -> Iterator[None]:
-    """Block group signals; a process started meanwhile inherits the mask across fork and exec.
-
-    A signal that arrives meanwhile is delivered here when the block ends.
-    """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

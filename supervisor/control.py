@@ -2,8 +2,8 @@
 
 `ControlServer` binds at once (so a busy port is an error at start, and port 0 is resolved)
 and serves from a daemon thread that accepts, one more thread per connection (`httpd`). The
-supervisor loop is never touched by a client: reads serve the immutable `status.View` the
-supervisor last assigned to `view`; a write request is queued (`requests`) with a future, the
+supervisor loop is never touched by a client: reads serve the immutable `readout.Readout` the
+supervisor last assigned to `readout`; a write request is queued (`requests`) with a future, the
 supervisor's wakeup socket is poked, and the loop applies it and answers through the future.
 
 What a client can hold, and why probes are still answered (see `httpd` and `connections`):
@@ -19,7 +19,7 @@ connections within the few milliseconds the probe takes, or fill the kernel's ac
 
 Rendering costs are paid once, not per client (`Cached`): `/metrics`, `/status` and
 `/overrides` are rendered by one request and served from that rendering to every other until
-the view changes, and at scale for a while longer, so that rendering never takes more than a
+the readout changes, and at scale for a while longer, so that rendering never takes more than a
 tenth of a core. `/status` at 20,000 names took 0.26-0.5 s of the supervisor's CPU per
 request, and 32 clients polling it stalled the process for seconds (`/healthz` timed out);
 now many clients cost what one does.
@@ -67,10 +67,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from healthdns.shared.config import ControlSpec, format_endpoint
-from healthdns.supervisor import explain, httpd, status
+from healthdns.supervisor import explain, httpd, metrics, status
+from healthdns.supervisor.catalog import Catalog
 from healthdns.supervisor.httpd import Limits, Pieces, Response
 from healthdns.supervisor.httpd import Request as HttpRequest
-from healthdns.supervisor.status import Catalog, View
+from healthdns.supervisor.readout import Readout
 
 log = logging.getLogger("healthdns.supervisor")
 
@@ -78,7 +79,7 @@ HEARTBEAT_LIMIT = 5.0  # /healthz fails when the supervisor loop has not turned 
 STATS_LIMIT = 3.0  # /readyz: a responder silent for this long does not count as serving
 WRITE_TIMEOUT = 5.0  # seconds a write waits for the supervisor loop
 POLL_INTERVAL = 0.2  # how soon `stop` ends the accepting thread
-REUSE = 10  # a rendering serves new views while younger than this many times its CPU time
+REUSE = 10  # a rendering serves new readouts while younger than this many times its CPU time
 PROBES = ("/healthz", "/readyz")
 TEXT, JSON = httpd.TEXT, "application/json; charset=utf-8"
 HTML = "text/html; charset=utf-8"
@@ -102,8 +103,8 @@ class Request:
 
 class Cached(Generic[T]):
     """One rendering, made by the first request that needs it and served to every other: while
-    the view and catalog are the ones it shows, and after a new view while it is younger than
-    REUSE times the CPU it took (the loop may assign a view every second; a rendering of
+    the readout and catalog are the ones it shows, and after a new readout while it is younger than
+    REUSE times the CPU it took (the loop may assign a readout every second; a rendering of
     20,000 names costs a few tenths of a second, so rendering never takes more than about a
     tenth of a core, however many poll). A catalog of a reload, or `renew` after a write,
     makes the next request render again: a client sees its own write at once.
@@ -111,50 +112,50 @@ class Cached(Generic[T]):
     Requests come on threads of their own: the lock keeps a rendering with what it shows, and
     makes the others wait for it instead of rendering too."""
 
-    def __init__(self, render: Callable[[View, Catalog], T],
+    def __init__(self, render: Callable[[Readout, Catalog], T],
                  clock: Callable[[], float] = time.monotonic,
                  cpu: Callable[[], float] = time.thread_time) -> None:
         self._render = render
         self._clock = clock
         self._cpu = cpu
         self._lock = threading.Lock()
-        self._made: tuple[View, Catalog, T] | None = None
-        self._until = 0.0  # reused for a new view until then
+        self._made: tuple[Readout, Catalog, T] | None = None
+        self._until = 0.0  # reused for a new readout until then
 
-    def get(self, view: View, known: Catalog) -> T:
+    def get(self, readout: Readout, known: Catalog) -> T:
         with self._lock:
             made = self._made
             if made is not None and made[1] is known and (
-                    made[0] is view or self._clock() < self._until):
+                    made[0] is readout or self._clock() < self._until):
                 return made[2]
             started = self._cpu()
-            rendered = self._render(view, known)
+            rendered = self._render(readout, known)
             self._until = self._clock() + REUSE * (self._cpu() - started)
-            self._made = (view, known, rendered)
+            self._made = (readout, known, rendered)
             return rendered
 
     def renew(self) -> None:
-        """The next request renders the view of its time."""
+        """The next request renders the readout of its time."""
         with self._lock:
             self._until = 0.0
 
 
 class ControlServer:
-    """One endpoint; `view` and `heartbeat` are assigned by the supervisor loop only."""
+    """One endpoint; `readout` and `heartbeat` are assigned by the supervisor loop only."""
 
     def __init__(self, spec: ControlSpec, known: Catalog, wakeup: socket.socket,
                  limits: Limits = httpd.LIMITS) -> None:
         endpoint = spec.endpoint()
         assert endpoint is not None, "the endpoint is off"
-        self.view = View()
+        self.readout = Readout()
         self.heartbeat = time.monotonic()
         self.requests: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._spec = spec
         self._known = known
         self._wakeup = wakeup
-        self._scraped = self.view  # the view the metrics collector shows while rendering
+        self._scraped = self.readout  # the readout the metrics collector shows while rendering
         self._registry = CollectorRegistry(auto_describe=False)
-        self._collector = status.Metrics(lambda: self._scraped, known.targets)
+        self._collector = metrics.Metrics(lambda: self._scraped, known.targets)
         self._registry.register(self._collector)
         self._metrics = Cached(self._render_metrics)
         self._document = status.Document()
@@ -279,49 +280,49 @@ class ControlServer:
         return _text(200, "ok\n")
 
     def _readyz(self) -> Response:
-        view = self.view
-        if view.health_limit and view.health_waiting > view.health_limit:
+        readout = self.readout
+        if readout.health_limit and readout.health_waiting > readout.health_limit:
             return _text(503, f"not ready: a change of health has waited "
-                         f"{view.health_waiting:.1f} s to reach the answers (the signer is "
-                         f"stuck or restarting; at most {view.health_limit:g} s)\n")
-        if not view.current:
+                         f"{readout.health_waiting:.1f} s to reach the answers (the signer is "
+                         f"stuck or restarting; at most {readout.health_limit:g} s)\n")
+        if not readout.current:
             behind = [f"responder {r.slot}: {r.state}, generation {r.generation}"
-                      for r in view.responders if r.generation != view.generation
+                      for r in readout.responders if r.generation != readout.generation
                       or r.state != "running"]
             why = "; ".join(behind) or "no generation published yet"
-            return _text(503, f"not ready (generation {view.generation}): {why}\n")
-        return _text(200, f"ready: generation {view.generation}\n")
+            return _text(503, f"not ready (generation {readout.generation}): {why}\n")
+        return _text(200, f"ready: generation {readout.generation}\n")
 
     def _scrape(self, request: HttpRequest) -> Response:
-        return Response(200, self._metrics.get(self.view, self._known), CONTENT_TYPE_LATEST)
+        return Response(200, self._metrics.get(self.readout, self._known), CONTENT_TYPE_LATEST)
 
-    def _render_metrics(self, view: View, known: Catalog) -> bytes:
-        self._scraped = view  # under the rendering's lock: one scrape renders at a time
+    def _render_metrics(self, readout: Readout, known: Catalog) -> bytes:
+        self._scraped = readout  # under the rendering's lock: one scrape renders at a time
         return generate_latest(self._registry)
 
-    def _render_status(self, view: View, known: Catalog) -> tuple[Pieces, bytes]:
+    def _render_status(self, readout: Readout, known: Catalog) -> tuple[Pieces, bytes]:
         """/status but for its opening brace and "now", in pieces; and /overrides."""
-        return (self._document.render(view, known),
-                msgspec.json.encode(status.overrides(view)))
+        return (self._document.render(readout, known),
+                msgspec.json.encode(status.overrides(readout)))
 
     def _explain(self, request: HttpRequest) -> Response:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.target).query)
         try:
-            return _json(200, explain.explain(self.view, self._known,
+            return _json(200, explain.explain(self.readout, self._known,
                                               query.get("name", [""])[0],
                                               query.get("type", [None])[0]))
         except explain.ExplainError as e:
             return _error(400, str(e))
 
     def _status_json(self, request: HttpRequest) -> Response:
-        rest = self._status.get(self.view, self._known)[0]
-        # The one field that changes between two views, put in front of the rendered rest
+        rest = self._status.get(self.readout, self._known)[0]
+        # The one field that changes between two readouts, put in front of the rendered rest
         # (not copied: 32 clients reading 15 MB at 20,000 names would hold 32 copies).
         return Response(200, b'{"now": ' + json.dumps(time.time()).encode() + b", ",
                         JSON, tail=rest)
 
     def _overrides(self, request: HttpRequest) -> Response:
-        return Response(200, self._status.get(self.view, self._known)[1], JSON)
+        return Response(200, self._status.get(self.readout, self._known)[1], JSON)
 
     def _page(self, request: HttpRequest) -> Response:
         return Response(200, self._page_body, HTML)
@@ -367,7 +368,7 @@ class ControlServer:
             answer = done.result(WRITE_TIMEOUT)
         except TimeoutError:
             return _error(503, "the supervisor did not take the request in time")
-        self._status.renew()  # the loop assigned the view with the write before it answered
+        self._status.renew()  # the loop assigned the readout with the write before it answered
         self._metrics.renew()
         code = int(answer.pop("status", 200))
         return _json(code, answer)

@@ -1,10 +1,11 @@
-"""A dict that the supervisor loop keeps up to date and hands, whole, to the immutable views the
-control endpoint's threads read: copied on write, not on every view.
+"""A dict that the supervisor loop keeps up to date and hands, whole, to the immutable readouts
+the control endpoint's threads read: copied on write, not on every readout.
 
-A view takes the dict itself (`hand`); the loop's next change copies it first, so the view never
-sees a later change. A view with nothing changed since the last one costs nothing, and one after
-a few changes costs one copy of the dict at C speed: at 20,000 targets, building each view's
-dicts anew (an object per target, in Python) held the loop for most of a second's GIL time.
+A readout takes the dict itself (`hand`); the loop's next change copies it first, so the
+readout never sees a later change. A readout with nothing changed since the last one costs
+nothing, and one after a few changes costs one copy of the dict at C speed: at 20,000 targets,
+building each readout's dicts anew (an object per target, in Python) held the loop for most of
+a second's GIL time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ V = TypeVar("V")
 class CowDict(Generic[K, V]):
     def __init__(self, items: Iterable[tuple[K, V]] = ()) -> None:
         self._items: dict[K, V] = dict(items)
-        self._handed = False  # a view holds `_items`: copy before the next change
+        self._handed = False  # a readout holds `_items`: copy before the next change
 
     def __len__(self) -> int:
         return len(self._items)
@@ -38,7 +39,7 @@ class CowDict(Generic[K, V]):
             del self._own()[key]
 
     def hand(self) -> dict[K, V]:
-        """The dict as it is now, for a view: nothing changes it from now on."""
+        """The dict as it is now, for a readout: nothing changes it from now on."""
         self._handed = True
         return self._items
 

@@ -1,7 +1,7 @@
 """What a name answers now, and why: `GET /explain` and `healthdns-ctl explain`.
 
-Worked out from the configuration (`status.Catalog.specs`: zones, aliases, records) and the
-latest view (the signer's choices for pools, each target's health, the overrides), by the
+Worked out from the configuration (`catalog.Catalog.specs`: zones, aliases, records) and the
+latest readout (the signer's choices for pools, each target's health, the overrides), by the
 rules the signer renders and the responders serve:
 
 * a name in none of our zones (nor their aliases) is REFUSED; the most specific zone holds it;
@@ -13,7 +13,7 @@ rules the signer renders and the responders serve:
   `MAX_CHAIN` records; a loop ends it): to a name outside them (the resolver follows it), to
   one that does not exist (NXDOMAIN), or to the data of the type at the chain's end;
 * a pool's A and AAAA are the addresses the signer chose for the latest generation
-  (`View.choices`), each answer `per_answer` of them, rotating when it holds fewer than chosen.
+  (`Readout.choices`), each answer `per_answer` of them, rotating when it holds fewer than chosen.
 
 DNSSEC records (DNSKEY, NSEC, RRSIG, ...) are the signer's and are not explained.
 """
@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from healthdns.shared.config import RecordSpec, ZoneSpec
+from healthdns.supervisor.catalog import Catalog, rotation, zone_of
 from healthdns.supervisor.names import QTYPE_NUMBERS, bare
 from healthdns.supervisor.overrides import Override
-from healthdns.supervisor.status import Catalog, TargetState, View, rotation, zone_of
+from healthdns.supervisor.readout import Readout, TargetState
 
 # The types explain knows: those a configuration gives, and the apex's own.
 TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR", "NS", "SOA")
@@ -67,7 +68,8 @@ class Place:
         return any(o.endswith(below) for o in self.spec.records)  # an empty non-terminal
 
 
-def explain(view: View, known: Catalog, name: str, rdtype: str | None = None) -> dict[str, Any]:
+def explain(readout: Readout, known: Catalog, name: str,
+            rdtype: str | None = None) -> dict[str, Any]:
     """What `name` answers for `rdtype` (default: A, AAAA and the types the name holds)."""
     wanted = name.strip().lower().rstrip(".")
     if not wanted or len(wanted) > MAX_NAME:
@@ -76,7 +78,7 @@ def explain(view: View, known: Catalog, name: str, rdtype: str | None = None) ->
     if asked is not None and asked not in TYPES:
         raise ExplainError(f"type: {asked[:20]!r} is not one of {', '.join(TYPES)} (DNSSEC "
                            "records are the signer's)")
-    doc: dict[str, Any] = {"name": wanted, "generation": view.generation, "zone": None,
+    doc: dict[str, Any] = {"name": wanted, "generation": readout.generation, "zone": None,
                            "alias_of": None, "rcode": None, "why": "", "answers": []}
     place = find(known.specs, wanted)
     if place is None:
@@ -89,7 +91,7 @@ def explain(view: View, known: Catalog, name: str, rdtype: str | None = None) ->
         return doc | {"rcode": NXDOMAIN, "negative_ttl": _negative_ttl(place.spec),
                       "why": f"zone {place.zone} has no name {wanted}, nor any name below it"}
     types = [asked] if asked is not None else _types(place)
-    doc["answers"] = [answer(view, known, place, t) for t in types]
+    doc["answers"] = [answer(readout, known, place, t) for t in types]
     return doc
 
 
@@ -118,14 +120,14 @@ def _types(place: Place) -> list[str]:
     return [t for t in TYPES if t in held]
 
 
-def answer(view: View, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
+def answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
     """The answer to `rdtype` at `place`, CNAME chains followed."""
     chain: list[dict[str, Any]] = []
     seen = {place.name}
     while True:
         record = place.record
         if record is None or record.cname is None or rdtype == "CNAME":
-            return {"type": rdtype, "chain": chain, **data(view, known, place, rdtype)}
+            return {"type": rdtype, "chain": chain, **data(readout, known, place, rdtype)}
         target = absolute(record.cname, place.zone)
         chain.append({"name": place.name, "type": "CNAME", "ttl": _ttl(place),
                       "target": target})
@@ -154,14 +156,14 @@ def _chain_end(known: Catalog, target: str, seen: set[str],
     return place
 
 
-def data(view: View, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
+def data(readout: Readout, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
     """The records of `rdtype` the name at `place` holds itself (no chain)."""
     spec, record = place.spec, place.record
     found: dict[str, Any] = {"owner": place.name, "rcode": NOERROR}
     if place.owner == "@" and rdtype in ("SOA", "NS"):
-        return found | _apex(view, place, rdtype)
+        return found | _apex(readout, place, rdtype)
     if record is not None and record.pool is not None and rdtype in _FAMILY:
-        return found | pool_answer(view, known, place, rdtype)
+        return found | pool_answer(readout, known, place, rdtype)
     texts = record.static().get(rdtype.lower(), ()) if record is not None else ()
     if texts:
         return found | {"ttl": _ttl(place), "records": [_rdata(rdtype, t, place.zone)
@@ -175,12 +177,12 @@ def data(view: View, known: Catalog, place: Place, rdtype: str) -> dict[str, Any
                     "negative_ttl": _negative_ttl(spec), "why": why + ": NODATA"}
 
 
-def _apex(view: View, place: Place, rdtype: str) -> dict[str, Any]:
+def _apex(readout: Readout, place: Place, rdtype: str) -> dict[str, Any]:
     spec = place.spec
     if rdtype == "NS":
         return {"ttl": spec.ns_ttl, "records": list(spec.nameservers), "source": "zone",
                 "why": "the zone's nameservers"}
-    serial = dict(view.serials).get(place.zone)
+    serial = dict(readout.serials).get(place.zone)
     soa = spec.soa
     rname = absolute(soa.rname or "hostmaster", place.zone)
     text = (f"{spec.nameservers[0]} {rname} {'?' if serial is None else serial} "
@@ -192,15 +194,15 @@ def _apex(view: View, place: Place, rdtype: str) -> dict[str, Any]:
 # --- pools --------------------------------------------------------------------------------------
 
 
-def pool_answer(view: View, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
+def pool_answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
     """A pool's addresses of one family: what the signer chose, by which rule, how an answer
     holds them, and the state of every address of the family."""
     name = place.own_name
     rules = known.pools[name]
     number = QTYPE_NUMBERS[rdtype]
-    chosen = next((c for c in view.choices if c[0] == name and c[1] == number), None)
-    states = _addresses(view, place, rdtype)
-    override = next((_held(o) for o in view.overrides if o.name == name), None)
+    chosen = next((c for c in readout.choices if c[0] == name and c[1] == number), None)
+    states = _addresses(readout, place, rdtype)
+    override = next((_held(o) for o in readout.overrides if o.name == name), None)
     base = {"ttl": _ttl(place), "source": "pool", "pool": name, "addresses": states,
             "override": override}
     if not states:
@@ -249,15 +251,15 @@ def _overridden(override: dict[str, Any] | None) -> str:
             f"counts as {counted}")
 
 
-def _addresses(view: View, place: Place, rdtype: str) -> list[dict[str, Any]]:
+def _addresses(readout: Readout, place: Place, rdtype: str) -> list[dict[str, Any]]:
     """Every address of the family in the pool (groups, then backup), with its state:
     up, down, unknown, drained or forced (an override holds it), and why."""
     record = place.record
     assert record is not None and record.pool is not None
     v6 = rdtype == "AAAA"
     name = place.own_name
-    whole = next((o.action for o in view.overrides if o.name == name), None)
-    held = {o.address: o for o in view.overrides if o.address}
+    whole = next((o.action for o in readout.overrides if o.name == name), None)
+    held = {o.address: o for o in readout.overrides if o.address}
     out = []
     for number, group in enumerate(record.pool.groups, start=1):
         assert group.check is not None  # normalised
@@ -265,8 +267,8 @@ def _addresses(view: View, place: Place, rdtype: str) -> list[dict[str, Any]]:
             if (":" in address) != v6:
                 continue
             target = group.check.target(address)
-            state = view.targets.get(target, TargetState(None, None, None, 0, None))
-            probe = view.probes.get(target)
+            state = readout.targets.get(target, TargetState(None, None, None, 0, None))
+            probe = readout.probes.get(target)
             mine = held.get(address)
             action = whole or state.override
             word = {"drain": "drained", "force": "forced"}.get(action or "") or \

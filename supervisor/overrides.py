@@ -1,10 +1,11 @@
 """Admin overrides, like gdnsd's admin_state: an operator drains (down) or forces (up) a served
 address, or a whole name, whatever the checks say, optionally until a time and with a reason.
 
-Pure bookkeeping (the state file is `state`'s): the supervisor applies `Overrides.effective` to
-the health it forwards to the signer, and sends the name overrides (`Overrides.names`) along with
-it, so an override changes the answers in the next generation. Times are wall-clock seconds (they
-are kept in a file across restarts) and passed in, so tests are exact.
+Bookkeeping, and the control endpoint's write calls (`write`); the state file is `state`'s.
+The supervisor applies `Overrides.effective` to the health it forwards to the signer, and sends
+the name overrides (`Overrides.names`) along with it, so an override changes the answers in the
+next generation. Times are wall-clock seconds (they are kept in a file across restarts) and
+passed in, so tests are exact.
 
 A name override decides the whole pool of that name, above the overrides of its addresses (the
 signer judges every address of the name as drained or forced).
@@ -16,9 +17,13 @@ them drains the check, and a drain beats a force: taking an address out is the s
 from __future__ import annotations
 
 import json
+import logging
 import math
+from typing import Any
 
 import msgspec
+
+log = logging.getLogger("healthdns.supervisor")
 
 ACTIONS = ("drain", "force")
 MAX_REASON = 200  # characters: a note for the operator, not a document
@@ -170,3 +175,40 @@ def _shown(value: object) -> str:
     text = json.dumps(value) if isinstance(value, str | int | float | bool) else \
         type(value).__name__
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def write(overrides: Overrides, op: str, fields: dict[str, Any],
+      now: float) -> dict[str, object]:
+    """Carry out one write call of the control endpoint ("set" or "remove"); its answer
+    (`status` other than 200 on an error)."""
+    if op == "remove":
+        key, action = str(fields.get("key")), fields.get("action")
+        if action is not None and action not in ACTIONS:
+            return {"status": 400, "error": f"action: expected one of "
+                    f"{', '.join(ACTIONS)}, got {str(action)[:20]!r}"}
+        try:
+            if not overrides.remove(key, None if action is None else str(action)):
+                return {"status": 404, "error": f"no override of {key!r}"}
+        except OverrideError as e:
+            return {"status": 409, "error": str(e)}
+        log.info("override removed: %s", key)
+        return {"removed": key}
+    try:
+        override = Override(
+            address=str(fields.get("address", "")), name=_name(fields.get("name", "")),
+            action=str(fields.get("action", "")), reason=str(fields.get("reason", "")),
+            by=str(fields.get("by", "")), created=now,
+            expires=expiry(fields.get("expires_in"), now))
+        overrides.set(override, now)
+    except (OverrideError, TypeError, ValueError) as e:
+        return {"status": 400, "error": str(e)}
+    log.info("override set: %s %s (%s)%s", override.action,
+             override.name or override.address, override.reason or "no reason given",
+             f" by {override.by}" if override.by else "")
+    return {"address": override.address, "name": override.name,
+            "action": override.action, "expires": override.expires}
+
+
+def _name(value: object) -> str:
+    """A name as an operator types it: any case, with or without the final dot."""
+    return str(value).lower().rstrip(".") if value else ""

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from healthdns.shared import messages
 from healthdns.shared.config import Config
+from healthdns.shared.errors import BindError, ConfigError
+from healthdns.supervisor import catalog, notify, ports, views
+from healthdns.supervisor.roles import PROBER, prober_limit
+
+if TYPE_CHECKING:
+    from healthdns.supervisor.arbiter import Supervisor
+
+log = logging.getLogger("healthdns.supervisor")
 
 # Who waits for a reload: the future of a `POST /reload`, or None for a SIGHUP.
 Caller = concurrent.futures.Future[dict[str, Any]] | None
@@ -138,3 +149,92 @@ class Reloads:
         """Everyone still waiting, at stop: no check will answer them."""
         callers, self.waiting, self.checking = [*self.checking, *self.waiting], [], []
         return callers
+
+
+class Reloading:
+    """The loop's side of a reload: a configuration the check read is applied, or refused with
+    the old one served on, untouched; the prober takes the new one first, the signer once the
+    prober's full report on it came (`settle`)."""
+
+    def __init__(self, supervisor: Supervisor, loader: Callable[[], Config] | None,
+                 wakeup: socket.socket) -> None:
+        """`loader`: reads and validates the configuration again (SIGHUP)."""
+        self.sup = supervisor
+        self.loader = loader
+        self.reload_checks = Reloads(self._load, wakeup)
+        self.reconfiguring = False  # the prober was sent a Reconfigure, its full report is due
+
+    def handle(self) -> None:
+        """Apply a configuration check that is done and answer its callers; begin the next
+        one for those who asked meanwhile."""
+        finished = self.reload_checks.finished()
+        if finished is not None:
+            callers, outcome = finished
+            problem = self._reload(outcome.result)
+            for caller in callers:
+                if caller is not None:
+                    caller.set_result({"reloaded": True} if problem is None
+                                      else {"status": 422, "error": problem})
+        if not self.sup.stopping and self.reload_checks.start():
+            # systemd's Type=notify-reload wants the clock with RELOADING=1.
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            notify.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+    def _reload(self, checked: Callable[[], Config]) -> str | None:
+        """Apply the configuration the check read (`checked` returns it, or raises what was
+        wrong with it); the problem if it cannot be applied, and then the old one is served
+        on, untouched."""
+        problem = None
+        try:
+            self._apply(checked())
+        except (ConfigError, RestartNeeded, BindError) as e:  # a key's: ConfigError
+            problem = str(e)
+        if problem is not None:
+            self.sup.counters.reloads["failed"] += 1
+            log.error("reload failed, still serving the previous configuration: %s", problem)
+        notify.notify("READY=1")
+        self.sup.steering.dirty = True
+        return problem
+
+    def _load(self) -> Config:
+        if self.loader is None:
+            raise RestartNeeded("this supervisor was started without a configuration "
+                                       "to read again")
+        return self.loader()
+
+    def _apply(self, new: Config) -> None:
+        check_fixed(self.sup.cfg, new)
+        # A new address that cannot be bound would make every new responder fail, over and
+        # over, until the crash budget stopped the server: refuse it here instead.
+        old_endpoints = self.sup.cfg.server.endpoints()
+        ports.check_free([e for e in new.server.endpoints() if e not in old_endpoints])
+        old, old_views = self.sup.cfg, self.sup.views
+        self.sup.cfg, self.sup.views = new, views.split(new, self.sup.key)
+        self.sup.counters.reloads["ok"] += 1
+        log.info("reloaded: %s", "; ".join(changes(old, new)))
+        if self.sup.control is not None:
+            self.sup.control.reconfigure(new.control, catalog.make_catalog(new))
+        # Until the prober's full report, it may name targets of any configuration since the
+        # last one it settled into (reloads may come faster than reports).
+        steering = self.sup.steering
+        steering.reconfigure(new, {**steering.renames, **self.sup.views.signer_ids})
+        self.sup.limits[PROBER.name] = prober_limit(steering.renames)
+        if self.sup.prober.channel is not None:
+            self.sup.prober.channel.limit = self.sup.limits[PROBER.name]
+        self.reconfiguring = True
+        self.sup.relay.send(self.sup.prober,
+                            messages.encode(messages.Reconfigure(self.sup.views.prober)))
+        if old_views.responder != self.sup.views.responder:
+            if old.server.endpoints() != new.server.endpoints():
+                self.sup.listen = new.server.endpoints()
+            self.sup.rolling.roll(new.server.responders)
+
+    def settle(self) -> None:
+        """The prober's full report after a Reconfigure: the signer takes the new
+        configuration now, followed at once by that report (see `messages.Reconfigure`)."""
+        self.reconfiguring = False
+        self.sup.steering.reconfigure(self.sup.cfg, self.sup.views.signer_ids)
+        if self.sup.signer_view != self.sup.views.signer:
+            self.sup.signer_view = self.sup.views.signer
+            self.sup.relay.send(self.sup.signer,
+                                messages.encode(messages.Reconfigure(self.sup.signer_view)))

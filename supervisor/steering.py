@@ -1,14 +1,14 @@
 """What the supervisor keeps for the operator, and what the operator changes: the supervisor's
 second job, beside running the children (`arbiter`).
 
-`Steering` records what the children report (the prober's health and detail, the responders'
-counters, the signer's choices), applies the admin overrides to the health the signer is given,
-and builds the immutable `status.View` the control endpoint shows. It runs in the supervisor
-loop only; the control thread sees nothing but the views it is handed.
+`Steering` records what the children report (the prober's health and detail, the signer's
+choices), applies the admin overrides to the health the signer is given, and builds the
+immutable `Readout` the control endpoint shows, with the `counters`. It runs in the supervisor
+loop only; the control thread sees nothing but the readouts it is handed.
 
-A view is built about once a second (each responder's counters come that often), so what it
+A readout is built about once a second (each responder's counters come that often), so what it
 holds per target is kept up to date as reports and overrides change it, and shared between
-views until it changes (`cow`): a view costs what changed since the last one, not what is
+readouts until it changes (`cow`): a readout costs what changed since the last one, not what is
 configured.
 """
 
@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 from healthdns.shared import messages
 from healthdns.shared.config import Config
-from healthdns.supervisor import status, warm
+from healthdns.supervisor import catalog, overrides, readout, warm
 from healthdns.supervisor.control import Request
+from healthdns.supervisor.counters import Counters
 from healthdns.supervisor.cow import CowDict
-from healthdns.supervisor.overrides import ACTIONS, Override, OverrideError, Overrides, expiry
+from healthdns.supervisor.overrides import Overrides
+from healthdns.supervisor.readout import Readout, Responder
 from healthdns.supervisor.state import Kept, StateFile, Unbelieved
 
 log = logging.getLogger("healthdns.supervisor")
@@ -35,8 +37,6 @@ PUBLISHED_KEPT = 64  # generations whose publication time is kept (responders' s
 # than twice `server.hung_after` (the signer is killed after one, and takes a while to start)
 # or three times the latest signing run, whichever is longest.
 HEALTH_WAIT_FLOOR = 5.0
-# (path, proto, family, zone origin (wire), qtype, rcode) -> queries, as responders send them
-Counts = Counter[tuple[int, int, int, bytes, int, int]]
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class Steering:
         self.cold = ""  # why the state file holds no health for it, when it holds none
         self.save_failed = False  # the last write of the state file failed (said once)
         self.renames = renames  # prober target ids -> the signer's (see `views`)
-        self.targets = status.catalog(cfg)
+        self.targets = catalog.catalog(cfg)
         self.serving = _serving(self.targets)
-        self.zones = status.zone_names(cfg)
+        self.zones = catalog.zone_names(cfg)
         self.overrides = Overrides({a for t in self.targets.values() for a in t.served},
                                    {n for t in self.targets.values() for n in t.names})
         self.probed: dict[str, bool] = {}  # the prober's health, by its target ids
@@ -67,16 +67,12 @@ class Steering:
         self.changes: Counter[str] = Counter()
         # What the view shows of each probed target, and the address overrides (address ->
         # action) it was worked out with.
-        self.states: CowDict[str, status.TargetState] = CowDict()
+        self.states: CowDict[str, readout.TargetState] = CowDict()
         self.held: dict[str, str] = {}
         # Each target's detail, totals across prober processes; the ended ones' part.
         self.probes: CowDict[str, messages.Probe] = CowDict()
         self.probes_gone: dict[str, messages.Probe] = {}
-        self.stats: dict[int, tuple[messages.Stats, float]] = {}  # responder -> latest, when
-        self.gone: Counts = Counter()  # totals of ended responder processes
         self.zone_labels: dict[bytes, str] = {}  # origins as responders count them -> labels
-        self.gone_truncated = self.gone_errors = 0
-        self.restarts: Counter[str] = Counter()
         self.choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
         self.serials: list[int] = []
         # Per zone (lower case), the latest serial served, here or by a previous process (the
@@ -131,9 +127,9 @@ class Steering:
     def reconfigure(self, cfg: Config, renames: dict[str, str]) -> None:
         """A reload: the targets `renames` names from now on (while the prober settles into
         the new configuration, those of both)."""
-        self.cfg, self.renames, self.zones = cfg, renames, status.zone_names(cfg)
-        catalog = {**self.targets, **status.catalog(cfg)}
-        self.targets = {t: row for t, row in catalog.items() if t in renames}
+        self.cfg, self.renames, self.zones = cfg, renames, catalog.zone_names(cfg)
+        merged = {**self.targets, **catalog.catalog(cfg)}
+        self.targets = {t: row for t, row in merged.items() if t in renames}
         self.serving = _serving(self.targets)
         self.overrides.known = {a for t in self.targets.values() for a in t.served}
         self.overrides.known_names = {n for t in self.targets.values() for n in t.names}
@@ -157,7 +153,7 @@ class Steering:
                 self.states.pop(target)
                 continue
             served = row.served
-            self.states[target] = status.TargetState(
+            self.states[target] = readout.TargetState(
                 up, self.overrides.effective(up, served), self.since.get(target),
                 self.changes[target], self.overrides.action(served))
 
@@ -202,33 +198,7 @@ class Steering:
 
     def apply(self, request: Request) -> dict[str, object]:
         """Carry out one write call; its answer (`status` other than 200 on an error)."""
-        fields, now = request.fields, time.time()
-        if request.op == "remove":
-            key, action = str(fields.get("key")), fields.get("action")
-            if action is not None and action not in ACTIONS:
-                return {"status": 400, "error": f"action: expected one of "
-                        f"{', '.join(ACTIONS)}, got {str(action)[:20]!r}"}
-            try:
-                if not self.overrides.remove(key, None if action is None else str(action)):
-                    return {"status": 404, "error": f"no override of {key!r}"}
-            except OverrideError as e:
-                return {"status": 409, "error": str(e)}
-            log.info("override removed: %s", key)
-            return {"removed": key}
-        try:
-            override = Override(
-                address=str(fields.get("address", "")), name=_name(fields.get("name", "")),
-                action=str(fields.get("action", "")), reason=str(fields.get("reason", "")),
-                by=str(fields.get("by", "")), created=now,
-                expires=expiry(fields.get("expires_in"), now))
-            self.overrides.set(override, now)
-        except (OverrideError, TypeError, ValueError) as e:
-            return {"status": 400, "error": str(e)}
-        log.info("override set: %s %s (%s)%s", override.action,
-                 override.name or override.address, override.reason or "no reason given",
-                 f" by {override.by}" if override.by else "")
-        return {"address": override.address, "name": override.name,
-                "action": override.action, "expires": override.expires}
+        return overrides.write(self.overrides, request.op, request.fields, time.time())
 
     def expire(self) -> bool:
         """Drop the overrides whose time has come; True if any was."""
@@ -314,72 +284,52 @@ class Steering:
         self.dirty = True
         return None
 
-    def counted(self, index: int, stats: messages.Stats, now: float) -> None:
-        self.stats[index] = (stats, now)
-        self.dirty = True
-
-    def ended(self, role: str, index: int, restarted: bool) -> None:
-        """A child ended: its totals are kept, so counters never go back."""
-        if restarted:
-            self.restarts[role] += 1
-        if role == "prober":  # a new prober counts from nought: its rows add to these
-            self.probes_gone = self.probes.hand()  # unchanged from now on (`cow`)
-        last = self.stats.pop(index, None) if role == "responder" else None
-        if last is not None:
-            stats = last[0]
-            for path, proto, family, zone, qtype, rcode, n in stats.counts:
-                self.gone[(path, proto, family, zone, qtype, rcode)] += n
-            self.gone_truncated += stats.truncated
-            self.gone_errors += stats.errors
+    def prober_ended(self) -> None:
+        """A new prober counts from nought: its detail rows add to the ended ones'."""
+        self.probes_gone = self.probes.hand()  # unchanged from now on (`cow`)
         self.dirty = True
 
     # --- the view -------------------------------------------------------------------------------
 
-    def view(self, generation: int, children: list[Child], rejected: dict[str, int],
-             now: float) -> status.View:
-        counts: status.Counts = Counter()
-        for (path, proto, family, zone, qtype, rcode), n in self.gone.items():
-            counts[(path, proto, family, self._zone(zone), qtype, rcode)] += n
-        truncated, errors = self.gone_truncated, self.gone_errors
-        for stats, _ in self.stats.values():
-            for path, proto, family, zone, qtype, rcode, n in stats.counts:
-                counts[(path, proto, family, self._zone(zone), qtype, rcode)] += n
-            truncated += stats.truncated
-            errors += stats.errors
-        responders = tuple(self._responder(child, now) for child in children)
+    def readout(self, generation: int, children: list[Child], counters: Counters,
+                now: float) -> Readout:
+        counts, truncated, errors = counters.queries(self._zone)
+        responders = tuple(self._responder(child, counters, now) for child in children)
         current = generation > 0 and all(
             r.state == "running" and r.generation == generation for r in responders)
         self._follow_overrides()
-        return status.View(
+        return Readout(
             generation=generation, published_at=self.published_at,
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),
             responders=responders, targets=self.states.hand(), counts=dict(counts),
-            truncated=truncated, errors=errors, restarts=dict(self.restarts),
-            rejected=dict(rejected), overrides=tuple(self.overrides.listing()),
+            truncated=truncated, errors=errors, restarts=dict(counters.restarts),
+            rejected=dict(counters.rejected), reloads=dict(counters.reloads),
+            hung=dict(counters.hung), transfers=counters.transfers(),
+            overrides=tuple(self.overrides.listing()),
             choices=self.choices, probes=self.probes.hand(),
             current=current, health_waiting=self.health_waiting(now),
             health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
                              3 * (self.sign_seconds or 0.0)))
 
     def _zone(self, origin: bytes) -> str:
-        """The `zone` label of an origin as responders count it (see `status.zone_label`),
+        """The `zone` label of an origin as responders count it (see `catalog.zone_label`),
         worked out once per origin: a view is built about once a second per responder."""
         label = self.zone_labels.get(origin)
         if label is None:
-            label = self.zone_labels[origin] = status.zone_label(origin, self.zones)
+            label = self.zone_labels[origin] = catalog.zone_label(origin, self.zones)
         return label
 
-    def _responder(self, child: Child, now: float) -> status.Responder:
-        stats, at = self.stats.get(child.index, (None, 0.0))
+    def _responder(self, child: Child, counters: Counters, now: float) -> Responder:
+        stats, at = counters.stats.get(child.index, (None, 0.0))
         generation = stats.generation if stats is not None else 0
         published = self.published_times.get(generation)
-        return status.Responder(child.index, child.state, child.pid, generation,
+        return Responder(child.index, child.state, child.pid, generation,
                                 now - at if stats is not None else None,
                                 time.time() - published if published is not None else None)
 
 
-def _serving(targets: dict[str, status.Target]) -> dict[str, tuple[str, ...]]:
+def _serving(targets: dict[str, catalog.Target]) -> dict[str, tuple[str, ...]]:
     """Served address -> the targets that judge it."""
     out: dict[str, list[str]] = {}
     for target in targets.values():
@@ -399,7 +349,3 @@ def _sum(old: messages.Probe, new: messages.Probe) -> messages.Probe:
                           [a + b for a, b in zip(old.buckets, new.buckets, strict=True)],
                           old.seconds + new.seconds, dict(failures))
 
-
-def _name(value: object) -> str:
-    """A name as an operator types it: any case, with or without the final dot."""
-    return str(value).lower().rstrip(".") if value else ""

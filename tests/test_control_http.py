@@ -26,7 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from healthdns.shared.config import ControlSpec, Endpoint
-from healthdns.supervisor import control, httpd, status
+from healthdns.supervisor import catalog, control, httpd, readout, status
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -39,7 +39,7 @@ LIMITS = httpd.Limits(connections=4, per_client=4, overflow=1, request_timeout=0
 def endpoint() -> Iterator[control.ControlServer]:
     ours, _theirs = socket.socketpair()
     spec = ControlSpec(listen="127.0.0.1:0", listener=Endpoint("127.0.0.1", 0), token=TOKEN)
-    server = control.ControlServer(spec, status.Catalog({}, {}, []), ours, LIMITS)
+    server = control.ControlServer(spec, catalog.Catalog({}, {}, []), ours, LIMITS)
     server.start()
     yield server
     server.stop()
@@ -189,8 +189,8 @@ def test_status_is_rendered_once_per_view_however_many_poll_it(
     renders = []
     real = status.Document.render
 
-    def counted(self: status.Document, view: status.View,
-                known: status.Catalog) -> tuple[bytes | bytearray, ...]:
+    def counted(self: status.Document, view: readout.Readout,
+                known: catalog.Catalog) -> tuple[bytes | bytearray, ...]:
         renders.append(view)
         return real(self, view, known)
 
@@ -210,7 +210,7 @@ def test_status_is_rendered_once_per_view_however_many_poll_it(
         thread.join(10)
     assert len(renders) == 1
     first = json.loads(get(connect(endpoint), "/status")[1])
-    endpoint.view = dataclasses.replace(endpoint.view, generation=7)
+    endpoint.readout = dataclasses.replace(endpoint.readout, generation=7)
     second = json.loads(get(connect(endpoint), "/status")[1])
     assert (len(renders), second["generation"]) == (2, 7)
     assert second["now"] > first["now"]  # the time of the answer, not of the rendering
@@ -219,16 +219,16 @@ def test_status_is_rendered_once_per_view_however_many_poll_it(
 
 def test_a_costly_rendering_serves_new_views_for_ten_times_its_cost() -> None:
     now, cpu = [0.0], [0.0]
-    renders: list[status.View] = []
+    renders: list[readout.Readout] = []
 
-    def render(view: status.View, known: status.Catalog) -> int:
+    def render(view: readout.Readout, known: catalog.Catalog) -> int:
         renders.append(view)
         cpu[0] += 0.3  # seconds of CPU, as 20,000 names take
         return len(renders)
 
     cached = control.Cached(render, clock=lambda: now[0], cpu=lambda: cpu[0])
-    known = status.Catalog({}, {}, [])
-    views = [status.View(generation=g) for g in range(4)]
+    known = catalog.Catalog({}, {}, [])
+    views = [readout.Readout(generation=g) for g in range(4)]
     assert cached.get(views[0], known) == 1
     now[0] = 2.9
     assert cached.get(views[1], known) == 1  # 0.3 s of CPU: new views wait 3 s
@@ -239,4 +239,4 @@ def test_a_costly_rendering_serves_new_views_for_ten_times_its_cost() -> None:
     assert cached.get(views[2], known) == 3
     cached.renew()  # a write went through: its client reads it at once
     assert cached.get(views[3], known) == 4
-    assert cached.get(views[3], status.Catalog({}, {}, [])) == 5  # a reload's catalog
+    assert cached.get(views[3], catalog.Catalog({}, {}, [])) == 5  # a reload's catalog

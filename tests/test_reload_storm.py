@@ -27,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from test_control import TOKEN, total
 
 from healthdns.shared import config
-from healthdns.supervisor import arbiter, reload
+from healthdns.supervisor import endpoint, reload
 from healthdns.supervisor.arbiter import Supervisor
 from healthdns.supervisor.control import Request
 
@@ -170,11 +170,11 @@ def test_a_stall_of_the_supervisor_is_not_blamed_on_its_children() -> None:
     supervisor.listened = 100.2  # the loop looked at its pipe, then was busy with its own work
     clock.now = 130.0
     supervisor._watch()
-    assert not process.killed and supervisor.hung["responder"] == 0
+    assert not process.killed and supervisor.counters.hung["responder"] == 0
     # It looks again and hears nothing: now the child was silent while the loop listened.
     supervisor.listened = 130.0
     supervisor._watch()
-    assert process.killed and supervisor.hung["responder"] == 1
+    assert process.killed and supervisor.counters.hung["responder"] == 1
 
 
 # --- fifty concurrent reloads on a real server ------------------------------------------------
@@ -241,13 +241,13 @@ def test_one_turn_of_the_loop_applies_a_bounded_number_of_write_calls() -> None:
     supervisor = Supervisor(CFG)
     control = FakeControl()
     supervisor.control = control  # type: ignore[assignment]
-    asked = arbiter.REQUESTS_PER_TURN + 36
+    asked = endpoint.REQUESTS_PER_TURN + 36
     for n in range(asked):
         control.requests.put(Request("remove", {"key": f"192.0.2.{n}"},
                                      concurrent.futures.Future()))
-    supervisor._handle_control()
+    supervisor.endpoint.handle()
     assert control.requests.qsize() == 36
     supervisor.wakeup_r.setblocking(False)
     assert supervisor.wakeup_r.recv(16)  # the next turn comes at once, for the rest
-    supervisor._handle_control()
+    supervisor.endpoint.handle()
     assert control.requests.empty()

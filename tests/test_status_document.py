@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthdns.shared import config, messages
-from healthdns.supervisor import status, views
+from healthdns.supervisor import catalog, status, views
+from healthdns.supervisor.counters import Counters
 from healthdns.supervisor.overrides import Override
 from healthdns.supervisor.steering import Child, Steering
 
@@ -36,8 +37,8 @@ def test_rendering_status_holds_little_more_than_the_document() -> None:
                                     0.01, {"refused": 1}) for t in targets])
     steering.chosen([(f"n{i}.example.test", 1, -1, "all-down",
                       [f"127.31.{i // 250}.{i % 250 + 1}"]) for i in range(NAMES)], 0.1)
-    view = steering.view(1, [Child(0, "running", 10)], {}, 0.0)
-    known = status.make_catalog(cfg)
+    view = steering.readout(1, [Child(0, "running", 10)], Counters(False), 0.0)
+    known = catalog.make_catalog(cfg)
     status.Document().render(view, known)  # what is worked out once per configuration
 
     tracemalloc.start()
@@ -54,16 +55,16 @@ def test_rendering_status_holds_little_more_than_the_document() -> None:
 
 def test_a_section_is_rendered_again_only_when_what_it_shows_changed() -> None:
     steering = Steering(SMALL, views.split(SMALL, b"k" * 32).signer_ids)
-    known = status.make_catalog(SMALL)
+    known = catalog.make_catalog(SMALL)
     targets = sorted(steering.targets)
     steering.report(dict.fromkeys(targets, True), True)
     document = status.Document()
-    first = document.render(steering.view(1, CHILDREN, {}, 0.0), known)
+    first = document.render(steering.readout(1, CHILDREN, Counters(False), 0.0), known)
     steering.detail([_probe(targets[0], 3)])  # a round of checks: the targets only
-    second = document.render(steering.view(1, CHILDREN, {}, 1.0), known)
+    second = document.render(steering.readout(1, CHILDREN, Counters(False), 1.0), known)
     assert second[1] is not first[1] and second[3] is first[3]
     steering.report({targets[0]: False}, False)  # health: both
-    third = document.render(steering.view(1, CHILDREN, {}, 2.0), known)
+    third = document.render(steering.readout(1, CHILDREN, Counters(False), 2.0), known)
     assert third[1] is not second[1] and third[3] is not second[3]
 
 
@@ -111,7 +112,7 @@ changes = st.lists(st.one_of(
 def test_kept_sections_show_what_a_rendering_from_scratch_shows(
         schedule: list[tuple[str, Any]]) -> None:
     steering = Steering(SMALL, views.split(SMALL, b"k" * 32).signer_ids)
-    known = status.make_catalog(SMALL)
+    known = catalog.make_catalog(SMALL)
     document = status.Document()
     generation, checks = 1, 0
     for op, what in schedule:
@@ -130,7 +131,7 @@ def test_kept_sections_show_what_a_rendering_from_scratch_shows(
             steering.chosen(what, 0.1)
         elif op == "generation":
             generation = what
-        view = steering.view(generation, CHILDREN, {}, 5.0)
+        view = steering.readout(generation, CHILDREN, Counters(False), 5.0)
         kept = json.loads(b"{" + b"".join(document.render(view, known)))
         fresh = json.loads(b"{" + b"".join(status.Document().render(view, known)))
         assert kept == fresh

@@ -13,7 +13,7 @@ import dns.rdatatype
 from hypothesis import given
 from hypothesis import strategies as st
 
-from healthdns.supervisor import names, status
+from healthdns.supervisor import metrics, names
 
 LABELS = st.lists(st.binary(min_size=1, max_size=63), min_size=1, max_size=4)
 # Bytes that need escapes or look like them, often enough to be drawn.
@@ -62,7 +62,7 @@ def test_owner_names_spelled_as_dnspython_did(relative: list[bytes], zone: list[
 
 
 def test_query_types_are_dnspythons_numbers() -> None:
-    for qtype in status.QTYPES:
+    for qtype in metrics.QTYPES:
         assert names.QTYPE_NUMBERS[qtype] == dns.rdatatype.from_text(qtype)
 
 

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healthdns.shared import config, messages
-from healthdns.supervisor import status, steering, views
+from healthdns.supervisor import readout, steering, views
 from healthdns.supervisor.control import Request
+from healthdns.supervisor.counters import Counters
 from healthdns.supervisor.overrides import Override
 from healthdns.supervisor.steering import Child, Steering
 
@@ -60,13 +61,13 @@ def probe(target: str, checks: int) -> messages.Probe:
 def built(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Counts the per-target objects `Steering` builds."""
     counts: Counter[str] = Counter()
-    real = status.TargetState
+    real = readout.TargetState
 
-    def counted(*args: Any) -> status.TargetState:
+    def counted(*args: Any) -> readout.TargetState:
         counts["TargetState"] += 1
         return real(*args)
 
-    monkeypatch.setattr(status, "TargetState", counted)
+    monkeypatch.setattr(readout, "TargetState", counted)
     return counts
 
 
@@ -75,17 +76,17 @@ def test_a_view_costs_what_changed_not_what_is_configured(built: Counter[str]) -
     targets = list(s.targets)
     s.report(dict.fromkeys(targets, False), True)
     s.detail([probe(t, 1) for t in targets])
-    first = s.view(1, CHILDREN, {}, 0.0)
+    first = s.readout(1, CHILDREN, Counters(False), 0.0)
     assert len(first.targets) == len(first.probes) == 2000
     built.clear()
 
-    quiet = s.view(1, CHILDREN, {}, 1.0)  # a responder's counters came: nothing else
+    quiet = s.readout(1, CHILDREN, Counters(False), 1.0)  # a responder's counters came, only
     assert built["TargetState"] == 0
     assert quiet.targets is first.targets and quiet.probes is first.probes
 
     s.report({targets[7]: True}, False)
     s.detail([probe(targets[8], 2)])
-    changed = s.view(1, CHILDREN, {}, 2.0)
+    changed = s.readout(1, CHILDREN, Counters(False), 2.0)
     assert built["TargetState"] == 1
     assert changed.targets[targets[7]].up and not first.targets[targets[7]].up
     assert changed.probes[targets[8]].buckets[0] == 2 and first.probes[targets[8]].buckets[0] == 1
@@ -93,13 +94,13 @@ def test_a_view_costs_what_changed_not_what_is_configured(built: Counter[str]) -
 
     built.clear()
     s.report(dict.fromkeys(targets, False) | {targets[7]: True}, True)  # the same, whole
-    assert s.view(1, CHILDREN, {}, 3.0).targets is changed.targets
+    assert s.readout(1, CHILDREN, Counters(False), 3.0).targets is changed.targets
     assert built["TargetState"] == 0
 
     address = s.targets[targets[3]].served[0]
     request = Request("set", {"address": address, "action": "drain"}, Future())
     assert s.apply(request)["action"] == "drain"
-    drained = s.view(1, CHILDREN, {}, 4.0)
+    drained = s.readout(1, CHILDREN, Counters(False), 4.0)
     assert built["TargetState"] == 1
     assert drained.targets[targets[3]].override == "drain"
     assert changed.targets[targets[3]].override is None
@@ -127,12 +128,12 @@ class Model:
                 self.changes[target] += target in self.probed
         self.probed = dict(states) if full else {**self.probed, **states}
 
-    def targets(self) -> dict[str, status.TargetState]:
+    def targets(self) -> dict[str, readout.TargetState]:
         out = {}
         for target, up in self.probed.items():
             actions = {self.held[a] for a in self.served[target] if a in self.held}
             action = "drain" if "drain" in actions else ("force" if actions else None)
-            out[target] = status.TargetState(
+            out[target] = readout.TargetState(
                 up, False if action == "drain" else up or action == "force",
                 self.since.get(target), self.changes[target], action)
         return out
@@ -164,7 +165,7 @@ def test_views_follow_the_model_and_never_change_once_handed(
     s = made(SMALL)
     model = Model(s)
     clock = [1000.0]
-    handed: list[tuple[status.View, dict[str, status.TargetState], dict[str, list[int]]]] = []
+    handed: list[tuple[readout.Readout, dict[str, readout.TargetState], dict[str, list[int]]]] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(steering.time, "time", lambda: clock[0])
         for op, what, how in schedule:
@@ -187,16 +188,16 @@ def test_views_follow_the_model_and_never_change_once_handed(
                 for t, n in checks.items():
                     model.live[t] = [n] + [0] * (BUCKETS - 1)
             elif op == "prober ended":
-                s.ended("prober", 0, restarted=True)
+                s.prober_ended()
                 model.gone, model.live = model.buckets(), {}
             if op != "view":  # views come between some events, not all
                 continue
-            view = s.view(1, CHILDREN, {}, clock[0])
+            view = s.readout(1, CHILDREN, Counters(False), clock[0])
             assert view.targets == model.targets()
             assert {t: list(p.buckets) for t, p in view.probes.items()} == model.buckets()
             handed.append((view, dict(view.targets),
                            {t: list(p.buckets) for t, p in view.probes.items()}))
-        view = s.view(1, CHILDREN, {}, clock[0])
+        view = s.readout(1, CHILDREN, Counters(False), clock[0])
         assert view.targets == model.targets()
         assert {t: list(p.buckets) for t, p in view.probes.items()} == model.buckets()
     for view, targets, buckets in handed:

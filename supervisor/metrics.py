@@ -1,0 +1,216 @@
+"""The Prometheus metrics, computed from the `readout.Readout` of the moment when scraped."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS
+from healthdns.shared.version import version
+from healthdns.supervisor.catalog import Target
+from healthdns.supervisor.names import QTYPE_NUMBERS
+from healthdns.supervisor.readout import Readout
+from healthdns.supervisor.roles import ROLES
+
+# The query types that get their own label value; every other one is "other", so a client
+# cannot grow the number of series by asking for odd types (as CoreDNS does).
+QTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA", "DS", "DNSKEY",
+          "NSEC", "NSEC3", "RRSIG", "HTTPS", "SVCB", "ANY", "AXFR", "IXFR")
+_QTYPE_LABEL = {QTYPE_NUMBERS[t]: t for t in QTYPES}
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+          9: "NOTAUTH", 16: "BADVERS"}
+
+
+class Metrics(Collector):
+    """Prometheus metrics from the current readout, computed when scraped (nothing is kept)."""
+
+    def __init__(self, current: Any, targets: dict[str, Target]) -> None:
+        self.current = current  # a callable returning the Readout of the moment
+        self.targets = targets
+
+    def collect(self) -> Iterator[Metric]:
+        readout: Readout = self.current()
+        yield from _dns(readout)
+        yield from _backends(readout, self.targets)
+        yield from _checks(readout, self.targets)
+        yield from _process(readout)
+        yield from _lifecycle(readout)
+        yield from _transfers(readout)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # no fixed description: the registry does not ask us at start
+
+
+def _dns(readout: Readout) -> Iterator[Metric]:
+    requests = CounterMetricFamily("healthdns_dns_requests", "DNS queries answered, summed "
+                                   "across responders",
+                                   labels=["zone", "proto", "family", "type", "path"])
+    responses = CounterMetricFamily("healthdns_dns_responses", "DNS responses by rcode",
+                                    labels=["zone", "rcode", "path"])
+    by_request: dict[tuple[str, str, str, str, str], int] = {}
+    by_rcode: dict[tuple[str, str, str], int] = {}
+    for (path, proto, family, zone, qtype, rcode), n in readout.counts.items():
+        key = (zone, PROTOS[proto], str(family), _QTYPE_LABEL.get(qtype, "other"), PATHS[path])
+        by_request[key] = by_request.get(key, 0) + n
+        rkey = (zone, RCODES.get(rcode, str(rcode)), PATHS[path])
+        by_rcode[rkey] = by_rcode.get(rkey, 0) + n
+    for key, n in sorted(by_request.items()):
+        requests.add_metric(list(key), n)
+    for rkey, n in sorted(by_rcode.items()):
+        responses.add_metric(list(rkey), n)
+    yield requests
+    yield responses
+    yield CounterMetricFamily("healthdns_dns_truncated", "UDP answers sent truncated (TC=1)",
+                              value=readout.truncated)
+    yield CounterMetricFamily("healthdns_dns_internal_errors",
+                              "queries that met an internal error", value=readout.errors)
+
+
+def _backends(readout: Readout, targets: dict[str, Target]) -> Iterator[Metric]:
+    up = GaugeMetricFamily("healthdns_backend_up", "1 if the address is served as healthy "
+                           "(after overrides)", labels=["name", "zone", "address", "check"])
+    probed = GaugeMetricFamily("healthdns_backend_probe_up", "1 if the last checks passed "
+                               "(before overrides)", labels=["address", "check"])
+    changes = CounterMetricFamily("healthdns_backend_state_changes", "health changes seen",
+                                  labels=["address", "check"])
+    override = GaugeMetricFamily("healthdns_backend_override", "1 while an admin override "
+                                 "holds the address", labels=["address", "action"])
+    all_down: dict[str, bool] = {}
+    for target in targets.values():
+        state = readout.targets.get(target.id)
+        if state is None or state.up is None:
+            continue
+        for name, zone in ((n, target.zones[0]) for n in target.names):
+            for address in target.served:
+                up.add_metric([name, zone, address, target.check], float(state.up))
+            all_down[name] = all_down.get(name, True) and not state.up
+        probed.add_metric([target.address, target.check], float(bool(state.probed)))
+        changes.add_metric([target.address, target.check], state.changes)
+    names = GaugeMetricFamily("healthdns_name_override", "1 while an admin override holds "
+                              "a whole name", labels=["name", "action"])
+    for o in readout.overrides:
+        if o.name:
+            names.add_metric([o.name, o.action], 1.0)
+        else:
+            override.add_metric([o.address, o.action], 1.0)
+    down = GaugeMetricFamily("healthdns_record_all_down", "1 when every address of a name is "
+                             "down (its pool policy answers)", labels=["name"])
+    for o in readout.overrides:
+        if o.name and o.name in all_down:
+            all_down[o.name] = o.action == "drain"
+    for name, value in sorted(all_down.items()):
+        down.add_metric([name], float(value))
+    yield from (up, probed, changes, override, names, down)
+
+
+def _checks(readout: Readout, targets: dict[str, Target]) -> Iterator[Metric]:
+    durations = HistogramMetricFamily("healthdns_backend_check_duration_seconds",
+                                      "how long health checks take", labels=["address", "check"])
+    failures = CounterMetricFamily("healthdns_backend_check_failures", "failed health checks "
+                                   "by kind", labels=["address", "check", "reason"])
+    for target_id, probe in sorted(readout.probes.items()):
+        target = targets.get(target_id)
+        if target is None:
+            continue
+        labels = [target.address, target.check]
+        running, buckets = 0, []
+        for bound, count in zip((*PROBE_BUCKETS, float("inf")), probe.buckets, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", running))
+        durations.add_metric(labels, buckets, probe.seconds)
+        for reason, n in sorted(probe.failures.items()):
+            failures.add_metric([*labels, reason], n)
+    yield durations
+    yield failures
+
+
+def _process(readout: Readout) -> Iterator[Metric]:
+    serial = GaugeMetricFamily("healthdns_zone_serial", "SOA serial served", labels=["zone"])
+    for zone, value in readout.serials:
+        serial.add_metric([zone], value)
+    yield serial
+    yield GaugeMetricFamily("healthdns_generation", "the latest generation published",
+                            value=readout.generation)
+    generation = GaugeMetricFamily("healthdns_responder_generation", "generation a responder "
+                                   "serves", labels=["responder"])
+    age = GaugeMetricFamily("healthdns_responder_stats_age_seconds", "seconds since a "
+                            "responder last reported", labels=["responder"])
+    snapshot = GaugeMetricFamily("healthdns_responder_snapshot_age_seconds", "seconds since "
+                                 "the generation a responder serves was published",
+                                 labels=["responder"])
+    for r in readout.responders:
+        generation.add_metric([str(r.slot)], r.generation)
+        if r.stats_age is not None:
+            age.add_metric([str(r.slot)], r.stats_age)
+        if r.snapshot_age is not None:
+            snapshot.add_metric([str(r.slot)], r.snapshot_age)
+    yield from (generation, age, snapshot)
+    if readout.publish_seconds is not None:
+        yield GaugeMetricFamily("healthdns_publish_seconds", "from a health change to the "
+                                "signed generation that follows it", value=readout.publish_seconds)
+    if readout.sign_seconds is not None:
+        yield GaugeMetricFamily("healthdns_sign_seconds", "the signer's time to render and "
+                                "sign the latest generation", value=readout.sign_seconds)
+    restarts = CounterMetricFamily("healthdns_child_restarts", "children restarted",
+                                   labels=["role"])
+    for role, n in _by_role(readout.restarts):
+        restarts.add_metric([role], n)
+    yield restarts
+    rejected = CounterMetricFamily("healthdns_protocol_rejections", "children killed for "
+                                   "breaking the pipe protocol", labels=["role"])
+    for role, n in _by_role(readout.rejected):
+        rejected.add_metric([role], n)
+    yield rejected
+    yield InfoMetricFamily("healthdns_build", "version of healthdns",
+                           value={"version": version(), "python": platform.python_version()})
+
+
+# Every child role, so that a role's counters exist at 0 before anything happens to it: a
+# dashboard then shows 0, and `increase()` sees the first restart (a series that appears with
+# its first count at 1 has no earlier sample to increase from).
+CHILD_ROLES = tuple(ROLES)
+
+
+def _by_role(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted({**dict.fromkeys(CHILD_ROLES, 0), **counts}.items())
+
+
+def _lifecycle(readout: Readout) -> Iterator[Metric]:
+    reloads = CounterMetricFamily("healthdns_reloads", "configuration reloads applied")
+    reloads.add_metric([], readout.reloads.get("ok", 0))
+    failures = CounterMetricFamily("healthdns_reload_failures", "configuration reloads refused "
+                                   "(the previous configuration stayed in service)")
+    failures.add_metric([], readout.reloads.get("failed", 0))
+    hung = CounterMetricFamily("healthdns_child_hung", "children killed and respawned for "
+                               "sending nothing for server.hung_after", labels=["role"])
+    for role, n in _by_role(readout.hung):
+        hung.add_metric([role], n)
+    waiting = GaugeMetricFamily("healthdns_health_unpublished_seconds", "how long the oldest "
+                                "change of health has waited to reach the answers (0: none "
+                                "waits)", value=readout.health_waiting)
+    yield from (reloads, failures, hung, waiting)
+
+
+def _transfers(readout: Readout) -> Iterator[Metric]:
+    """The transfer process's counters (0 without `[transfer]`)."""
+    served = CounterMetricFamily("healthdns_transfers", "transfer requests by outcome: axfr, "
+                                 "ixfr (from the journal), fallback (IXFR answered with the "
+                                 "whole zone), refused", labels=["kind"])
+    for kind in ("axfr", "ixfr", "fallback", "refused"):
+        served.add_metric([kind], readout.transfers.get(kind, 0))
+    notifies = CounterMetricFamily("healthdns_notifies", "NOTIFY messages to the secondaries: "
+                                   "sent (resends included), answered, failed (given up)",
+                                   labels=["result"])
+    for result in ("sent", "answered", "failed"):
+        notifies.add_metric([result], readout.transfers.get(f"notify_{result}", 0))
+    yield from (served, notifies)

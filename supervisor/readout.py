@@ -1,0 +1,63 @@
+"""What the control endpoint shows: an immutable `Readout` the supervisor builds and swaps in.
+
+The supervisor loop builds a new `Readout` when something changed and assigns it to the control
+server in one reference assignment; the HTTP thread only ever reads whole readouts, so it needs no
+lock and can never see half an update, nor hold up the loop. Its renderings are `status` (the
+/status JSON) and `metrics` (the Prometheus metrics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from healthdns.shared.messages import Probe
+from healthdns.supervisor.overrides import Override
+
+
+@dataclass(frozen=True)
+class TargetState:
+    probed: bool | None  # None: not checked yet
+    up: bool | None  # after overrides: what the signer is told
+    since: float | None  # wall clock of the last change seen by the supervisor
+    changes: int
+    override: str | None
+
+
+@dataclass(frozen=True)
+class Responder:
+    slot: int
+    state: str
+    pid: int | None
+    generation: int
+    stats_age: float | None  # seconds since its last Stats
+    snapshot_age: float | None  # seconds since the generation it serves was published
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Everything the endpoint shows, at one moment."""
+
+    generation: int = 0
+    published_at: float | None = None  # wall clock
+    publish_seconds: float | None = None  # from a health change to its publication
+    sign_seconds: float | None = None  # the signer's time to render and sign the latest
+    serials: tuple[tuple[str, int], ...] = ()
+    responders: tuple[Responder, ...] = ()
+    targets: dict[str, TargetState] = field(default_factory=dict)
+    counts: dict[tuple[int, int, int, str, int, int], int] = field(default_factory=dict)
+    truncated: int = 0
+    errors: int = 0
+    restarts: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    overrides: tuple[Override, ...] = ()
+    current: bool = False  # every responder serves `generation`
+    # What each pooled name answers and why, from the signer (see messages.Choices).
+    choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
+    probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
+    reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
+    hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role
+    transfers: dict[str, int] = field(default_factory=dict)  # messages.TransferStats totals
+    # Seconds the oldest change of health has waited to reach the answers (the signer has not
+    # taken it in yet), and how long it may wait before /readyz fails.
+    health_waiting: float = 0.0
+    health_limit: float = 0.0
