@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from healthdns.responder.query import TCP, V6
+from healthdns.responder.wire import TCP, V6
 
 log = logging.getLogger("healthdns.responder")
 HEADER = 12  # a DNS message shorter than its header cannot be a query: the framing is wrong
