@@ -65,19 +65,21 @@ class Denials:
         apex = compression.QUESTION + len(name) - apex_length
         start = compression.QUESTION + len(name) + 4 + after + len(placed)
         if not hashed:  # one record when the name and the wildcard fall in one gap
-            key = canonical.packed_below(fixed[1], name, len(name) - len(encloser))
+            wildcard, packed_encloser, _, suffixes, _ = fixed
+            key = canonical.packed_below(packed_encloser, name, len(name) - len(encloser))
             covering = max(0, bisect_right(keys, key) - 1)  # as `canonical.covering`
-            if covering == fixed[0]:
+            if covering == wildcard:
                 return _COUNTS(1, an, ns + 2, ar + 1), placed
             proof = proofs[covering]
             # Under the apex itself (a flood's names), an owner shares no more with the name.
-            kept = compression.kept_labels(proof, encloser, fixed[3], apex_length) \
+            kept = compression.kept_labels(proof, encloser, suffixes, apex_length) \
                 if len(encloser) > apex_length else -1
             return _COUNTS(1, an, ns + 4, ar + 1), placed + compression.place(
                 proof, apex, start, kept)
         closer = nsec3.next_closer_position(keys, name, encloser)
-        records = 2 if fixed[0] == fixed[1] else 4  # each with its RRSIG
-        if closer in fixed:
+        matching, wildcard = fixed
+        records = 2 if matching == wildcard else 4  # each with its RRSIG
+        if closer in (matching, wildcard):
             return _COUNTS(1, an, ns + records, ar + 1), placed
         return _COUNTS(1, an, ns + records + 2, ar + 1), placed + compression.place(
             proofs[closer], apex, start)
@@ -87,19 +89,20 @@ class Denials:
         """The records an encloser's positions give, placed for a question name of `length`
         octets, right after the SOA records: kept for the last length asked (a flood's
         names are of one length), one slot replaced whole (threads may ask at once)."""
-        memo = found[6]
-        last = memo[0]
-        if last[0] == length:
-            return last[1]
-        _, proofs, hashed, apex_length, after, fixed, _ = found
+        _, proofs, hashed, apex_length, after, fixed, memo = found
+        last_length, last_placed = memo[0]
+        if last_length == length:
+            return last_placed
         apex = compression.QUESTION + length - apex_length
         start = compression.QUESTION + length + 4 + after
         if hashed:
-            placed = compression.place(proofs[fixed[0]], apex, start)
-            if fixed[1] != fixed[0]:
-                placed += compression.place(proofs[fixed[1]], apex, start + len(placed))
+            matching, wildcard = fixed
+            placed = compression.place(proofs[matching], apex, start)
+            if wildcard != matching:
+                placed += compression.place(proofs[wildcard], apex, start + len(placed))
         else:
-            placed = compression.place(proofs[fixed[0]], apex, start, fixed[4])
+            wildcard, _, _, _, kept = fixed
+            placed = compression.place(proofs[wildcard], apex, start, kept)
         memo[0] = (length, placed)
         return placed
 
@@ -111,7 +114,7 @@ class Denials:
             i += name[i] + 1
             found = self.chains.get(name[i:])
             if found is not None:
-                keys, proofs, hashed, apex_length = found[:4]
+                keys, proofs, hashed, apex_length, _ = found
                 unplaced = [(0, b"")]  # no name is 0 octets long
                 if hashed:
                     return (*found, nsec3.encloser_positions(keys, encloser), unplaced)

@@ -4,7 +4,7 @@ SOA slots, and the process-wide ids of zones their counters carry."""
 from __future__ import annotations
 
 import struct
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from healthdns.shared import compression
 from healthdns.shared.messages import (
@@ -15,16 +15,6 @@ from healthdns.shared.messages import (
     ZoneTable,
 )
 
-# What the entries of one kind of answer share, one tuple for them all: (flags, flag map,
-#  counts, counts with our OPT, counts with OPT for DO=1, (an, ns, ar) when NXDOMAIN proofs
-#  are added per query, the slot of the SOA records to put first in the authority section
-#  (0: none; see `Table.soas`), the counter key of its answers but the query's type and
-#  transport: zone id << ZONE_SHIFT | rcode << RCODE_SHIFT, see `query.Answerer`). A zone has
-#  a few dozen per length of its names.
-Shape = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, tuple[int, int, int] | None, int, int]
-# (shape, body, body for DO=1): three slots per entry, not ten (at 10,000 signed names,
-# 30,000 entries of 64 octets instead of 120; all but the bodies repeat from entry to entry).
-Entry = tuple[Shape, bytes, bytes]
 CLASS_IN = b"\x00\x01"
 ANY = b"\x00\xff"  # qtype ANY (RFC 8482: answered with one RRset of the name)
 ANY_IN = ANY + CLASS_IN
@@ -44,14 +34,58 @@ RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
 _zone_origins: list[bytes] = [b""]
 _zone_ids: dict[bytes, int] = {}
 SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question name's length
-# An NXDOMAIN kept for every name one label under the same parent, by the query bytes but the
-# ID and that label's octets (see `query.Answerer._remember_nxdomain`): (the response's flags
-# and counts, or with DNSSEC its flags alone; the response after the label, or with DNSSEC up
-# to the proofs; the parent (lower-case wire); the longest label the name and answer have room
-# for; counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record
-# and the longest answer the client takes; the label it last answered, in a list of one).
-Nxdomain = tuple[bytes, bytes, bytes, int, tuple[int, ...], tuple[int, int, int] | None,
-                 bytes, int, list[bytes]]
+
+
+class Shape:
+    """What the entries of one kind of answer share, one object for them all (`entry` makes
+    each once: equal shapes are the same object). A zone has a few dozen per length of its
+    names."""
+
+    __slots__ = ("counts", "counts_do", "counts_opt", "flag_map", "flags", "kind", "proved",
+                 "soa")
+
+    def __init__(self, flags: int, counts: bytes, counts_opt: bytes, counts_do: bytes,
+                 proved: tuple[int, int, int] | None, soa: int, kind: int) -> None:
+        self.flags = flags  # the response's, as the signer renders them (RD and CD not set)
+        self.flag_map = flag_map(flags)  # query flag bytes -> response flag bytes
+        self.counts = counts  # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT without EDNS
+        self.counts_opt = counts_opt  # ... with our OPT record
+        self.counts_do = counts_do  # ... with our OPT record, for the body for DO=1
+        # (an, ns, ar) of the body for DO=1 when the NSEC proofs of an NXDOMAIN are added per
+        # query (`Table.denial`); None when they are not
+        self.proved = proved
+        # The slot of the SOA records put first in the authority section (0: none; see
+        # `Table.soas`).
+        self.soa = soa
+        # The counter key of its answers but the query's type and transport:
+        # zone id << ZONE_SHIFT | rcode << RCODE_SHIFT (see `query.Answerer`).
+        self.kind = kind
+
+
+# (shape, body, body for DO=1): three slots per entry, not ten (at 10,000 signed names,
+# 30,000 entries of 64 octets instead of 120; all but the bodies repeat from entry to entry).
+# A tuple, read by unpacking it: entries compare by value (`Table._settle_any`).
+Entry: TypeAlias = tuple[Shape, bytes, bytes]
+
+
+class KeptNxdomain:
+    """An NXDOMAIN kept for every name one label under the same parent, by the query bytes
+    but the ID and that label's octets (see `negative.remember_nxdomain`)."""
+
+    __slots__ = ("head", "kinds", "last", "limit", "opt", "parent", "proved", "room", "tail")
+
+    def __init__(self, head: bytes, tail: bytes, parent: bytes, room: int,
+                 kinds: tuple[int, ...], limit: int, proved: tuple[int, int, int] | None = None,
+                 opt: bytes = b"") -> None:
+        self.head = head  # the response's flags and counts, or with DNSSEC its flags alone
+        self.tail = tail  # the response after the label, or with DNSSEC up to the proofs
+        self.parent = parent  # lower-case wire
+        self.room = room  # the longest label the name and the answer have room for
+        self.kinds = kinds  # the counter key by transport
+        self.limit = limit  # the longest answer the client takes
+        self.proved = proved  # with DNSSEC: the counts `Table.denial` adds to
+        self.opt = opt  # with DNSSEC: our OPT record, after the proofs
+        self.last = b""  # the label it last answered
 
 
 def flag_map(flags: int) -> dict[bytes, bytes]:
@@ -114,8 +148,8 @@ def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False,
     made = (answer.flags, counts, counts_opt, counts_do, base, soa, kind)
     shape = _shapes.get(made)
     if shape is None:
-        shape = _shapes[made] = (answer.flags, flag_map(answer.flags), counts, counts_opt,
-                                 counts_do, base, soa, kind)
+        shape = _shapes[made] = Shape(answer.flags, counts, counts_opt, counts_do, base, soa,
+                                      kind)
     body, signed_body = answer.body, signed.body
     if bodies is not None:
         body = bodies.setdefault(body, body)

@@ -91,7 +91,8 @@ class Lookups:
     def _nxdomain(self, nxdomain: NxdomainEntries, length: int) -> Entry:
         """A zone's NXDOMAIN entry for a name of `length` octets, its SOA records made."""
         found = nxdomain.entry(length)
-        self.soa(found[0][6])
+        shape, _, _ = found
+        self.soa(shape.soa)
         return found
 
     def zone_of(self, key: bytes) -> int:
@@ -101,7 +102,10 @@ class Lookups:
         found = self._held(key)
         if found is None:
             found = self.find(key)  # not a rotating key: `find` steps nothing
-        return found[0][7] >> ZONE_SHIFT if found is not None else 0
+        if found is None:
+            return 0
+        shape, _, _ = found
+        return shape.kind >> ZONE_SHIFT
 
     def _held(self, key: bytes) -> Entry | None:
         """The entry a key holds without stepping a rotation: a rotating key's variant 0."""

@@ -79,10 +79,11 @@ class Answerer(SlowPath):
         cached = table.cache.get(key)
         if cached is not None:
             # IPv4 and IPv6 sockets share the cache: the entry holds its counter key per
-            # transport, made once, so a hit allocates nothing to count (as before families).
-            kind, counts = cached[1][transport], self.cache_counts
+            # transport, made once, so a hit allocates nothing to count.
+            stored, kinds = cached  # the response but its ID, the counter keys
+            kind, counts = kinds[transport], self.cache_counts
             counts[kind] = counts.get(kind, 0) + 1
-            return data[:2] + cached[0]
+            return data[:2] + stored
         nxdomains = table.nxdomains
         if nxdomains and len(data) > 12:
             response = kept_nxdomain(table, nxdomains, data, transport, self.fast_counts)
@@ -135,36 +136,37 @@ class Answerer(SlowPath):
                 if entry is None:
                     return self.slow(data, transport)
         shape, body, signed = entry
-        flags = shape[1].get(data[2:4])  # None for responses, other opcodes, odd bits
+        flags = shape.flag_map.get(data[2:4])  # None for responses, other opcodes, odd bits
         if flags is None:
             return self.slow(data, transport)
         # Counted truncated or not, as `slow` counts; one dict increment (see `__init__`).
-        kind, fast = shape[7] | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
+        kind, fast = shape.kind | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
         counts = data[4:12]
         if counts == NO_EDNS and len(data) == qend:
             fast[kind] = fast.get(kind, 0) + 1
-            response = b"".join((data[:2], flags, shape[2], data[12:], table.soas[shape[6]],
-                                 body))
+            response = b"".join((data[:2], flags, shape.counts, data[12:],
+                                 table.soas[shape.soa], body))
             if len(response) > PLAIN_LIMIT and not transport & TCP:
-                return self._truncated(data, qend, entry, b"")
+                return self._truncated(data, qend, shape, b"")
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
             return self.slow(data, transport)  # EDNS version > 0, options, or another shape
         fast[kind] = fast.get(kind, 0) + 1
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
-            counts, soa, body, opt = shape[4], table.soas_signed[shape[6]], signed, self.opts[1]
-            if shape[5] is not None:  # NXDOMAIN: add the proofs for this name
-                counts, proofs = table.denial(name, shape[5])
+            counts, soa, body, opt = (shape.counts_do, table.soas_signed[shape.soa], signed,
+                                      self.opts[1])
+            if shape.proved is not None:  # NXDOMAIN: add the proofs for this name
+                counts, proofs = table.denial(name, shape.proved)
                 body += proofs
         else:
-            counts, soa, opt = shape[3], table.soas[shape[6]], self.opts[0]
+            counts, soa, opt = shape.counts_opt, table.soas[shape.soa], self.opts[0]
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
         if len(response) > PLAIN_LIMIT and not transport & TCP:
             # RFC 6891 6.2.5: the lesser of the client's payload size and ours, at least 512.
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
             if len(response) > limit:
-                return self._truncated(data, qend, entry, opt)
+                return self._truncated(data, qend, shape, opt)
         return response
 
     def counts(self) -> Counter[tuple[str, int, int]]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from healthdns.responder import tsig_gate
 from healthdns.responder.counting import counted
-from healthdns.responder.entry import ZONE_SHIFT, Entry
+from healthdns.responder.entry import ZONE_SHIFT, Entry, Shape
 from healthdns.responder.table import Table
 from healthdns.responder.wire import (
     BADVERS,
@@ -72,17 +72,17 @@ class SlowPath:
         configured, and our OPT with it fits in `room` octets (an NSID may be 512 octets)."""
         if edns is None:
             return b""
-        extra = edns[4]  # our COOKIE, when the query carried one (at most 44 octets)
-        options = self.nsid_option if edns[3] and 11 + len(self.nsid_option) + len(extra) \
+        extra = edns.extra  # our COOKIE, when the query carried one (at most 44 octets)
+        options = self.nsid_option if edns.nsid and 11 + len(self.nsid_option) + len(extra) \
             <= room else b""
         options += extra
         if not options and not ext_rcode:
-            return self.opts[edns[1] >> 15]
-        return self._opt(ext_rcode, edns[1] & 0x8000, options)
+            return self.opts[edns.flags >> 15]
+        return self._opt(ext_rcode, edns.flags & 0x8000, options)
 
-    def _truncated(self, data: bytes, qend: int, entry: Entry, opt: bytes) -> bytes:
+    def _truncated(self, data: bytes, qend: int, shape: Shape, opt: bytes) -> bytes:
         """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""
-        flags = entry[0][0] | (data[2] & 0x01) << 8 | (data[3] & 0x10) | TC
+        flags = shape.flags | (data[2] & 0x01) << 8 | (data[3] & 0x10) | TC
         self.truncated += 1
         return self._header(data, flags, 1, 0, 1 if opt else 0) + data[12:qend] + opt
 
@@ -110,7 +110,7 @@ class SlowPath:
         if edns is MALFORMED:
             return self._error(data, question if qdcount == 1 else b"", FORMERR, None, transport)
         if edns is not None and cookie:
-            edns = (*edns[:4], cookie)
+            edns = edns._replace(extra=cookie)
         if signed:  # RFC 8945 5.2: the TSIG is checked before anything else
             return self._signed(data, signed, question if qdcount == 1 else b"", edns,
                                 transport, cookie, rcode)
@@ -118,7 +118,7 @@ class SlowPath:
             return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns, transport)
         if qdcount != 1:
             return self._error(data, b"", FORMERR, edns, transport)  # RFC 9619
-        if edns is not None and edns[2] > 0:
+        if edns is not None and edns.version > 0:
             return self._error(data, question, BADVERS, edns, transport)
         if rcode:
             return self._error(data, question, rcode, edns, transport)
@@ -171,18 +171,18 @@ class SlowPath:
     def _respond(self, table: Table, data: bytes, question: bytes, entry: Entry,
                  edns: Edns | None, transport: int, reserve: int = 0) -> bytes:
         shape, plain, signed = entry
-        flags = shape[0] | (data[2] & 0x01) << 8 | (data[3] & 0x10)
+        flags = shape.flags | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = counted(question[-4] << 8 | question[-3])
-        self.slow_counts[(shape[7] >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
+        self.slow_counts[(shape.kind >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
         if edns is None:
-            counts, body = shape[2], table.soas[shape[6]] + plain
-        elif not edns[1] & 0x8000:
-            counts, body = shape[3], table.soas[shape[6]] + plain
-        elif shape[5] is None:
-            counts, body = shape[4], table.soas_signed[shape[6]] + signed
+            counts, body = shape.counts, table.soas[shape.soa] + plain
+        elif not edns.flags & 0x8000:  # DO clear
+            counts, body = shape.counts_opt, table.soas[shape.soa] + plain
+        elif shape.proved is None:
+            counts, body = shape.counts_do, table.soas_signed[shape.soa] + signed
         else:  # a signed NXDOMAIN: the NSEC records that prove it
-            counts, proofs = table.denial(question[:-4].lower(), shape[5])
-            body = table.soas_signed[shape[6]] + signed + proofs
+            counts, proofs = table.denial(question[:-4].lower(), shape.proved)
+            body = table.soas_signed[shape.soa] + signed + proofs
         response = data[:2] + struct.pack(">H", flags) + counts + question + body
         limit = self._limit(edns, transport & TCP) - reserve
         opt = self._opt_for(edns, limit - len(response))
@@ -199,7 +199,7 @@ class SlowPath:
             return TCP_LIMIT
         if edns is None:
             return PLAIN_LIMIT
-        return max(PLAIN_LIMIT, min(self.payload_size, edns[0]))
+        return max(PLAIN_LIMIT, min(self.payload_size, edns.payload_size))
 
     def _error(self, data: bytes, question: bytes, rcode: int, edns: Edns | None,
                transport: int, zone: int | None = None) -> bytes:

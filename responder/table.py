@@ -25,7 +25,7 @@ from healthdns.responder.entry import (
     CLASS_IN,
     SLOT_SHIFT,
     Entry,
-    Nxdomain,
+    KeptNxdomain,
     NxdomainEntries,
     SoaTemplate,
     entry,
@@ -132,8 +132,7 @@ class Table(Lookups, Denials):
         # queries (bytes but the ID) for rotating keys: the cache never keeps their answers
         self.turning: set[bytes] = set()
         # NXDOMAIN answers by the query bytes but the ID and the first label's octets
-        # (`Nxdomain`)
-        self.nxdomains: dict[bytes, Nxdomain] = {}
+        self.nxdomains: dict[bytes, KeptNxdomain] = {}
         self.generation = snapshot.generation
         self._soas_of(snapshot.zones)
         self.answers: dict[bytes, Entry] = {}
