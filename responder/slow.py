@@ -72,13 +72,13 @@ class SlowPath:
         configured, and our OPT with it fits in `room` octets (an NSID may be 512 octets)."""
         if edns is None:
             return b""
-        extra = edns.extra  # our COOKIE, when the query carried one (at most 44 octets)
-        options = self.nsid_option if edns.nsid and 11 + len(self.nsid_option) + len(extra) \
+        _, flags, _, nsid, extra = edns  # extra: our COOKIE, if asked (at most 44 octets)
+        options = self.nsid_option if nsid and 11 + len(self.nsid_option) + len(extra) \
             <= room else b""
         options += extra
         if not options and not ext_rcode:
-            return self.opts[edns.flags >> 15]
-        return self._opt(ext_rcode, edns.flags & 0x8000, options)
+            return self.opts[flags >> 15]
+        return self._opt(ext_rcode, flags & 0x8000, options)
 
     def _truncated(self, data: bytes, qend: int, shape: Shape, opt: bytes) -> bytes:
         """TC=1 with an empty answer: the client retries over TCP (RFC 7766 5)."""
@@ -110,7 +110,8 @@ class SlowPath:
         if edns is MALFORMED:
             return self._error(data, question if qdcount == 1 else b"", FORMERR, None, transport)
         if edns is not None and cookie:
-            edns = edns._replace(extra=cookie)
+            size, flags, version, nsid, _ = edns
+            edns = (size, flags, version, nsid, cookie)
         if signed:  # RFC 8945 5.2: the TSIG is checked before anything else
             return self._signed(data, signed, question if qdcount == 1 else b"", edns,
                                 transport, cookie, rcode)
@@ -118,8 +119,10 @@ class SlowPath:
             return self._error(data, question if qdcount == 1 else b"", NOTIMP, edns, transport)
         if qdcount != 1:
             return self._error(data, b"", FORMERR, edns, transport)  # RFC 9619
-        if edns is not None and edns.version > 0:
-            return self._error(data, question, BADVERS, edns, transport)
+        if edns is not None:
+            _, _, version, _, _ = edns
+            if version > 0:
+                return self._error(data, question, BADVERS, edns, transport)
         if rcode:
             return self._error(data, question, rcode, edns, transport)
         qtype, qclass = struct.unpack_from(">HH", question, len(question) - 4)
@@ -174,9 +177,13 @@ class SlowPath:
         flags = shape.flags | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = counted(question[-4] << 8 | question[-3])
         self.slow_counts[(shape.kind >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
+        do = 0
+        if edns is not None:
+            _, edns_flags, _, _, _ = edns
+            do = edns_flags & 0x8000  # the client takes DNSSEC records (RFC 3225)
         if edns is None:
             counts, body = shape.counts, table.soas[shape.soa] + plain
-        elif not edns.flags & 0x8000:  # DO clear
+        elif not do:
             counts, body = shape.counts_opt, table.soas[shape.soa] + plain
         elif shape.proved is None:
             counts, body = shape.counts_do, table.soas_signed[shape.soa] + signed
@@ -199,7 +206,8 @@ class SlowPath:
             return TCP_LIMIT
         if edns is None:
             return PLAIN_LIMIT
-        return max(PLAIN_LIMIT, min(self.payload_size, edns.payload_size))
+        size, _, _, _, _ = edns
+        return max(PLAIN_LIMIT, min(self.payload_size, size))
 
     def _error(self, data: bytes, question: bytes, rcode: int, edns: Edns | None,
                transport: int, zone: int | None = None) -> bytes:
