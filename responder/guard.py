@@ -15,7 +15,8 @@ import socket
 import struct
 
 from healthdns.responder import cookies, rrl
-from healthdns.responder.query import BADCOOKIE, FORMERR, OPT_HEAD, TC, TCP, Answerer
+from healthdns.responder.query import Answerer
+from healthdns.responder.wire import BADCOOKIE, FORMERR, OPT_HEAD, TC, TCP
 from healthdns.shared.config import Config
 from healthdns.shared.region import Region
 

@@ -13,10 +13,11 @@ import time
 from multiprocessing.connection import Connection
 
 from healthdns.responder import guard, mmsg, sockets
-from healthdns.responder.query import PLAIN_LIMIT, UDP, V6, Answerer
+from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
+from healthdns.responder.wire import PLAIN_LIMIT, UDP, V6
 from healthdns.shared import heap, messages
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.region import Region

@@ -3,20 +3,36 @@
 Each entry holds what the per-query path splices around the question it was sent. A new
 generation is always a new `Table` (a delta copies the dicts, then patches the copy), so a query
 sees one generation from start to end.
+
+A table is built here (from a snapshot, or from the last one and a delta); what a question
+finds in it is in `lookup`, the proofs of a signed NXDOMAIN in `denial`, and what an entry
+holds in `entry`.
 """
 
 from __future__ import annotations
 
-import struct
-from bisect import bisect_right
 from collections import ChainMap
 from collections.abc import Iterator, Sequence
 from itertools import cycle
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
-from healthdns.shared import canonical, compression, nsec3
+from healthdns.responder.denial import Chain, Denials, Proving
+from healthdns.responder.entry import (
+    ANY,
+    ANY_IN,
+    CLASS_IN,
+    SLOT_SHIFT,
+    Entry,
+    KeptNxdomain,
+    NxdomainEntries,
+    SoaTemplate,
+    entry,
+    zone_id,
+)
+from healthdns.responder.lookup import Lookups
+from healthdns.shared import canonical
 from healthdns.shared.messages import (
     Answer,
     Delta,
@@ -29,127 +45,6 @@ from healthdns.shared.messages import (
     ZoneTable,
     decode_answer,
 )
-
-# What the entries of one kind of answer share, one tuple for them all: (flags, flag map,
-#  counts, counts with our OPT, counts with OPT for DO=1, (an, ns, ar) when NXDOMAIN proofs
-#  are added per query, the slot of the SOA records to put first in the authority section
-#  (0: none; see `Table.soas`), the counter key of its answers but the query's type and
-#  transport: zone id << ZONE_SHIFT | rcode << RCODE_SHIFT, see `query.Answerer`). A zone has
-#  a few dozen per length of its names.
-Shape = tuple[int, dict[bytes, bytes], bytes, bytes, bytes, tuple[int, int, int] | None, int, int]
-# (shape, body, body for DO=1): three slots per entry, not ten (at 10,000 signed names,
-# 30,000 entries of 64 octets instead of 120; all but the bodies repeat from entry to entry).
-Entry = tuple[Shape, bytes, bytes]
-CLASS_IN = b"\x00\x01"
-ANY = b"\x00\xff"  # qtype ANY (RFC 8482: answered with one RRset of the name)
-ANY_IN = ANY + CLASS_IN
-MAX_NAME = 255  # octets in a name, the root label included (RFC 1035 3.1)
-MAX_LABEL = 63  # octets in a label; 0x40 and 0x80 set mean other label types (RFC 6891 5)
-_flag_maps: dict[int, dict[bytes, bytes]] = {}
-_shared_counts: dict[bytes, bytes] = {}  # bounded: counts are small numbers (MAX_ANSWERS)
-# Shapes by what makes them but the flag map (a dict: unhashable, and made from the flags).
-# Bounded: zones times SOA indexes times the distinct counts (small numbers, MAX_ANSWERS).
-_shapes: dict[tuple[Any, ...], Shape] = {}
-_COUNTS = struct.Struct(">HHHH").pack  # header counts; made per signed NXDOMAIN (`denial`)
-# Counter keys (see `Answerer`): transport in bits 0-1, rcode in 2-5, qtype in 6-21, zone id above.
-RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
-# Zone origins (wire) by id, and ids by origin: interned for the life of the process, never
-# reused, so a counter keyed by id means the same zone whatever generation it was made under
-# (a reload may add, drop or reorder zones). Id 0: no zone of ours. Bounded by the zones
-# ever configured, like `_flag_maps` by the distinct flags.
-_zone_origins: list[bytes] = [b""]
-_zone_ids: dict[bytes, int] = {}
-# A zone's denial chain (NSEC `canonical.packed` keys or NSEC3 hashes), its proofs by chain
-# position (templates, see `compression.place`), whether it is NSEC3, and where the proofs
-# start: the apex's length and the octets between the question and them.
-Chain = tuple[list[Any], list[bytes], bool, int, int]
-# A zone's chain, and what a closest encloser always needs (see `Table.denial`): NSEC3, the
-# positions matching it and covering its wildcard; NSEC, the position covering its wildcard,
-# its packed key (the start of every name's below it), the encloser itself and the lengths of
-# its suffixes (an NSEC owner's labels that end it are written as a pointer into the
-# question), and how much of the wildcard's NSEC owner is written. Then the records those
-# positions give, as placed for the last length of question name (`Table._placed`).
-Proving = tuple[list[Any], list[bytes], bool, int, int, tuple[Any, ...],
-                list[tuple[int, bytes]]]
-SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question name's length
-# An NXDOMAIN kept for every name one label under the same parent, by the query bytes but the
-# ID and that label's octets (see `query.Answerer._remember_nxdomain`): (the response's flags
-# and counts, or with DNSSEC its flags alone; the response after the label, or with DNSSEC up
-# to the proofs; the parent (lower-case wire); the longest label the name and answer have room
-# for; counter key by transport; with DNSSEC the counts `Table.denial` adds to, our OPT record
-# and the longest answer the client takes; the label it last answered, in a list of one).
-Nxdomain = tuple[bytes, bytes, bytes, int, tuple[int, ...], tuple[int, int, int] | None,
-                 bytes, int, list[bytes]]
-
-
-def flag_map(flags: int) -> dict[bytes, bytes]:
-    """Query flag bytes -> response flag bytes, for the query flags the fast path takes.
-
-    A standard query (QR=0, opcode QUERY, AA=TC=Z=0, NOERROR) may set RD, AD and CD; the
-    response copies RD and CD (RFC 1035 4.1.1, RFC 6840 5.9). Any other query flags miss the
-    map and take the slow path. One map per distinct response flags value, shared by entries.
-    """
-    found = _flag_maps.get(flags)
-    if found is None:
-        found = {}
-        for rd in (0, 0x01):
-            for low in (0x00, 0x10, 0x20, 0x30):
-                reply = flags | rd << 8 | (low & 0x10)
-                found[bytes((rd, low))] = reply.to_bytes(2, "big")
-        _flag_maps[flags] = found
-    return found
-
-
-def _counts(an: int, ns: int, ar: int) -> bytes:
-    """QDCOUNT 1 and these counts, one shared object per distinct value: a table holds a few
-    distinct values three times per entry (4.8 MB of 27 at 10,000 signed names, unshared)."""
-    packed = struct.pack(">HHHH", 1, an, ns, ar)
-    return _shared_counts.setdefault(packed, packed)
-
-
-def zone_id(origin: bytes) -> int:
-    """The process-wide id of a zone origin (lower-case wire), given on first sight."""
-    found = _zone_ids.get(origin)
-    if found is None:
-        found = _zone_ids[origin] = len(_zone_origins)
-        _zone_origins.append(origin)
-    return found
-
-
-def zone_origin(zone: int) -> bytes:
-    """The origin (wire) of a zone id; b"" for 0, no zone of ours."""
-    return _zone_origins[zone]
-
-
-def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False,
-          bodies: dict[bytes, bytes] | None = None) -> Entry:
-    """What the query path splices; `soa_index`: the SOA slot of a negative answer (see
-    `Table.soas`); `proved`: NSEC proofs are added per query (NXDOMAIN).
-
-    With `bodies` (one dict per table build), equal bodies are one object: a snapshot
-    decodes each as its own bytes, though at 10,000 signed names 40,000 of 80,000 repeat
-    another (an ANY answer is its lowest type's, equal addresses give equal records).
-    """
-    # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT: without and with our OPT record.
-    counts = _counts(answer.ancount, answer.nscount, answer.arcount)
-    counts_opt = _counts(answer.ancount, answer.nscount, answer.arcount + 1)
-    soa = soa_index if answer.soa else 0
-    signed = answer.signed or answer
-    counts_do = _counts(signed.ancount, signed.nscount, signed.arcount + 1)
-    base = (signed.ancount, signed.nscount, signed.arcount) if proved else None
-    # The rcode is known per entry, so the fast path adds only the qtype and transport.
-    kind = zone << ZONE_SHIFT | (answer.flags & 0x0F) << RCODE_SHIFT
-    made = (answer.flags, counts, counts_opt, counts_do, base, soa, kind)
-    shape = _shapes.get(made)
-    if shape is None:
-        shape = _shapes[made] = (answer.flags, flag_map(answer.flags), counts, counts_opt,
-                                 counts_do, base, soa, kind)
-    body, signed_body = answer.body, signed.body
-    if bodies is not None:
-        body = bodies.setdefault(body, body)
-        signed_body = bodies.setdefault(signed_body, signed_body)
-    return (shape, body, signed_body)
-
 
 # A zone's answers by key: decoded (`Snapshot`, `Delta`), or each still encoded as the
 # responder receives them (`EncodedSnapshot`, `EncodedDelta`).
@@ -175,54 +70,6 @@ def _decoded(answers: Answers) -> Iterator[tuple[bytes, Answer]]:
         yield key, decode_answer(raw)
 
 
-class SoaTemplate(NamedTuple):
-    """A zone's SOA records as the signer renders them, for the apex as the question
-    (`compression`), and where their pointers are."""
-
-    apex: int  # the apex's length: the question length they are written for
-    plain: bytes
-    plain_holes: list[int]
-    signed: bytes  # the same, then the RRSIGs
-    signed_holes: list[int]
-
-    @classmethod
-    def of(cls, zone: ZoneTable | EncodedZoneTable | ZoneDelta | EncodedZoneDelta
-           ) -> SoaTemplate:
-        return cls(len(zone.origin), zone.soa, compression.holes(zone.soa), zone.soa_signed,
-                   compression.holes(zone.soa_signed))
-
-
-class NxdomainEntries:
-    """A zone's NXDOMAIN entries, one per length of question name (the SOA records' pointers
-    differ), each made when first asked for. Kept from generation to generation (the SOA
-    records they put first are the generation's, `Table.soas`)."""
-
-    __slots__ = ("answer", "by_length", "ids", "proved")
-
-    def __init__(self, answer: Answer, ids: tuple[int, int], proved: bool) -> None:
-        self.answer, self.ids, self.proved = answer, ids, proved
-        self.by_length: list[Entry | None] = [None] * (MAX_NAME + 1)
-
-    def entry(self, length: int) -> Entry:
-        found = self.by_length[length]
-        if found is None:
-            index, zone = self.ids
-            found = self.by_length[length] = entry(
-                self.answer, index << SLOT_SHIFT | length, zone, self.proved)
-        return found
-
-    def made(self) -> list[Entry]:
-        return [e for e in self.by_length if e is not None]
-
-
-def _suffix_lengths(name: bytes) -> Iterator[int]:
-    """The length of each suffix of a wire name, the name's own first."""
-    i = 0
-    while i < len(name):
-        yield len(name) - i
-        i += name[i] + 1
-
-
 def _emptied(items: list[bytes]) -> Iterator[bytes]:
     """The items in order, each dropped from the list once read (see `_decoded`)."""
     items.reverse()
@@ -230,7 +77,7 @@ def _emptied(items: list[bytes]) -> Iterator[bytes]:
         yield items.pop()
 
 
-class Table:
+class Table(Lookups, Denials):
     """Everything one generation serves, keyed the way queries are looked up.
 
     ``answers``: lower-case qname wire + qtype + qclass (IN) -> entry (the fast path).
@@ -285,8 +132,7 @@ class Table:
         # queries (bytes but the ID) for rotating keys: the cache never keeps their answers
         self.turning: set[bytes] = set()
         # NXDOMAIN answers by the query bytes but the ID and the first label's octets
-        # (`Nxdomain`)
-        self.nxdomains: dict[bytes, Nxdomain] = {}
+        self.nxdomains: dict[bytes, KeptNxdomain] = {}
         self.generation = snapshot.generation
         self._soas_of(snapshot.zones)
         self.answers: dict[bytes, Entry] = {}
@@ -325,19 +171,6 @@ class Table:
         self.templates = [SoaTemplate.of(z) for z in zones]
         slots = (len(zones) + 1) << SLOT_SHIFT
         self.soas, self.soas_signed = [b""] * slots, [b""] * slots
-
-    def soa(self, slot: int) -> int:
-        """Make the SOA records of `slot` if they are not yet; return the slot.
-
-        Another thread may ask for the same slot meanwhile: the signed records are set
-        first, so that a slot whose plain records are there has both."""
-        if slot and not self.soas[slot]:
-            template = self.templates[(slot >> SLOT_SHIFT) - 1]
-            by = (slot & (1 << SLOT_SHIFT) - 1) - template.apex
-            self.soas_signed[slot] = compression.moved(template.signed,
-                                                       template.signed_holes, by)
-            self.soas[slot] = compression.moved(template.plain, template.plain_holes, by)
-        return slot
 
     def _proofs_at(self, zone: ZoneTable | ZoneDelta | EncodedZoneTable | EncodedZoneDelta,
                    nxdomain: Answer) -> tuple[int, int]:
@@ -437,14 +270,6 @@ class Table:
             self.answers.pop(key, None)
         self.rotations = {key: cycle(entries) for key, entries in self.variants.items()}
 
-    def _held(self, key: bytes) -> Entry | None:
-        """The entry a key holds without stepping a rotation: a rotating key's variant 0."""
-        found = self.answers.get(key)
-        if found is None:
-            entries = self.variants.get(key)
-            return entries[0] if entries is not None else None
-        return found
-
     def _put(self, ids: tuple[int, int], answers: Answers, names: Answers,
              bodies: dict[bytes, bytes], wanted: dict[bytes, Entry | None] | None = None
              ) -> None:
@@ -476,6 +301,14 @@ class Table:
         for name, answer in _decoded(names):
             self.names[name] = entry(answer, self.soa(slots | len(name)) if answer.soa else 0,
                                      zone, False, bodies)
+
+    def _put_variants(self, ids: tuple[int, int], variants: dict[bytes, list[Answer]],
+                      bodies: dict[bytes, bytes]) -> None:
+        index, zone = ids
+        for key, answers in variants.items():
+            slot = index << SLOT_SHIFT | len(key) - 2
+            self.variants[key + CLASS_IN] = [
+                entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies) for a in answers]
 
     def _any_before(self, zone: ZoneDelta | EncodedZoneDelta) -> dict[bytes, Entry | None]:
         """The ANY answer (None: none of its own) this generation gives each name the delta
@@ -525,162 +358,3 @@ class Table:
                     self.any_blocked.add(stored)
             elif source is None or source in self.variants or self._held(source) != want:
                 self.answers[stored] = want
-
-    def any_entry(self, name: bytes) -> Entry | None:
-        """The entry for qtype ANY when `answers` holds none for the name: its lowest type's
-        (RFC 8482: one RRset), or when it has no type, the entry of a missing type. A name
-        whose lowest type rotates has its ANY answer held (`_settle_any`): never derived."""
-        answers = self.answers
-        for suffix in self.any_types:
-            found = answers.get(name + suffix)
-            if found is not None:
-                return found
-        return self.lookup_miss(name)
-
-    def find(self, key: bytes) -> Entry | None:
-        """The entry answering a question (lower-case name, type, class), None when not ours
-        or malformed: what the fast path finds, as the slow path looks it up. A rotating key
-        steps to its next variant: each call is an answer sent."""
-        found = self.answers.get(key)
-        if found is not None:
-            return found
-        rotation = self.rotations.get(key)
-        if rotation is not None:
-            return next(rotation)
-        return self.any_entry(key[:-4]) if key[-4:] == ANY_IN else self.lookup_miss(key[:-4])
-
-    def _put_variants(self, ids: tuple[int, int], variants: dict[bytes, list[Answer]],
-                      bodies: dict[bytes, bytes]) -> None:
-        index, zone = ids
-        for key, answers in variants.items():
-            slot = index << SLOT_SHIFT | len(key) - 2
-            self.variants[key + CLASS_IN] = [
-                entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies) for a in answers]
-
-    def lookup_miss(self, name: bytes) -> Entry | None:
-        """The entry for a name with no pre-rendered answer of the asked type; None when the
-        name is in none of our zones, or is not a well-formed name (the slow path says FORMERR).
-
-        A name found in `names` or under an origin is well formed by construction; the walk
-        checks every label it passes. Linear in the name: only suffixes as long as an origin
-        are sliced and looked up, so a name of many short labels costs no copy per label.
-        """
-        found = self.names.get(name)
-        if found is not None:
-            return found
-        if len(name) > MAX_NAME:
-            return None
-        first = name[0]
-        if first <= MAX_LABEL:  # a random-name flood's: one new label under an origin
-            nxdomain = self.zones.get(name[first + 1:])
-            if nxdomain is not None:
-                return self._nxdomain(nxdomain, len(name))
-        if name[-1:] != b"\x00":
-            return None
-        i, end, lengths = 0, len(name) - 1, self.origin_lengths  # the last byte: the root
-        while i < end:
-            label = name[i]
-            if label > MAX_LABEL:
-                return None  # another label type, or a compression pointer: FORMERR
-            i += label + 1
-            if len(name) - i in lengths:
-                nxdomain = self.zones.get(name[i:])
-                if nxdomain is not None:
-                    return self._nxdomain(nxdomain, len(name))
-        return None
-
-    def _nxdomain(self, nxdomain: NxdomainEntries, length: int) -> Entry:
-        """A zone's NXDOMAIN entry for a name of `length` octets, its SOA records made."""
-        found = nxdomain.entry(length)
-        self.soa(found[0][6])
-        return found
-
-    def zone_of(self, key: bytes) -> int:
-        """The zone id a question (lower-case name, type, class) is counted under: the zone
-        of the entry that answers it, as the fast and slow paths look it up; 0 when the name
-        is in none of our zones or is malformed."""
-        found = self._held(key)
-        if found is None:
-            found = self.find(key)  # not a rotating key: `find` steps nothing
-        return found[0][7] >> ZONE_SHIFT if found is not None else 0
-
-    def denial(self, name: bytes, base: tuple[int, int, int]) -> tuple[bytes, bytes]:
-        """The counts (our OPT included) and the NSEC or NSEC3 records, with their RRSIGs,
-        proving that `name` does not exist, from the zone that holds it.
-
-        NSEC: the record covering the name and the one covering the wildcard at its closest
-        encloser (RFC 4035 3.1.3.2). NSEC3: the records matching the closest encloser,
-        covering the next closer name and covering the wildcard (RFC 5155 7.2.2). What
-        depends only on the encloser is found once per table: a random-name flood under one
-        encloser costs a walk, a bisect (and one hash with NSEC3) per query.
-
-        The records are written for this question (`compression.place`), those the encloser
-        fixes first.
-        """
-        encloser = canonical.closest_encloser(self.names, name)
-        found = self.enclosers.get(encloser)
-        if found is None:
-            found = self.enclosers[encloser] = self._encloser(name, encloser)
-        keys, proofs, hashed, apex_length, after, fixed, _ = found
-        an, ns, ar = base
-        placed = self._placed(found, len(name))
-        apex = compression.QUESTION + len(name) - apex_length
-        start = compression.QUESTION + len(name) + 4 + after + len(placed)
-        if not hashed:  # one record when the name and the wildcard fall in one gap
-            key = canonical.packed_below(fixed[1], name, len(name) - len(encloser))
-            covering = max(0, bisect_right(keys, key) - 1)  # as `canonical.covering`
-            if covering == fixed[0]:
-                return _COUNTS(1, an, ns + 2, ar + 1), placed
-            proof = proofs[covering]
-            # Under the apex itself (a flood's names), an owner shares no more with the name.
-            kept = compression.kept_labels(proof, encloser, fixed[3], apex_length) \
-                if len(encloser) > apex_length else -1
-            return _COUNTS(1, an, ns + 4, ar + 1), placed + compression.place(
-                proof, apex, start, kept)
-        closer = nsec3.next_closer_position(keys, name, encloser)
-        records = 2 if fixed[0] == fixed[1] else 4  # each with its RRSIG
-        if closer in fixed:
-            return _COUNTS(1, an, ns + records, ar + 1), placed
-        return _COUNTS(1, an, ns + records + 2, ar + 1), placed + compression.place(
-            proofs[closer], apex, start)
-
-    @staticmethod
-    def _placed(found: Proving, length: int) -> bytes:
-        """The records an encloser's positions give, placed for a question name of `length`
-        octets, right after the SOA records: kept for the last length asked (a flood's
-        names are of one length), one slot replaced whole (threads may ask at once)."""
-        memo = found[6]
-        last = memo[0]
-        if last[0] == length:
-            return last[1]
-        _, proofs, hashed, apex_length, after, fixed, _ = found
-        apex = compression.QUESTION + length - apex_length
-        start = compression.QUESTION + length + 4 + after
-        if hashed:
-            placed = compression.place(proofs[fixed[0]], apex, start)
-            if fixed[1] != fixed[0]:
-                placed += compression.place(proofs[fixed[1]], apex, start + len(placed))
-        else:
-            placed = compression.place(proofs[fixed[0]], apex, start, fixed[4])
-        memo[0] = (length, placed)
-        return placed
-
-    def _encloser(self, name: bytes, encloser: bytes) -> Proving:
-        """The chain of the zone holding `name` (the longest origin above it), with the
-        positions its closest encloser `encloser` always needs."""
-        i = 0
-        while name[i]:
-            i += name[i] + 1
-            found = self.chains.get(name[i:])
-            if found is not None:
-                keys, proofs, hashed, apex_length = found[:4]
-                unplaced = [(0, b"")]  # no name is 0 octets long
-                if hashed:
-                    return (*found, nsec3.encloser_positions(keys, encloser), unplaced)
-                wildcard = canonical.covering(keys, canonical.wildcard(encloser),
-                                              canonical.packed)
-                suffixes = frozenset(_suffix_lengths(encloser))
-                return (*found, (wildcard, canonical.packed(encloser), encloser, suffixes,
-                                 compression.kept_labels(proofs[wildcard], encloser, suffixes,
-                                                         apex_length)), unplaced)
-        raise LookupError(f"no signed zone holds {name!r}: its entry has no NSEC proofs")

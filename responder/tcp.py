@@ -25,8 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from healthdns.responder.query import TCP, V6
-from healthdns.shared.framing import FRAME_MAX, HEADER
+from healthdns.responder.wire import TCP, V6
 
 log = logging.getLogger("healthdns.responder")
 # The idle timeout when the table is full, as a share of the configured one: an operator who

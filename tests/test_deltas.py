@@ -73,7 +73,7 @@ def view(table: Table) -> dict[str, Any]:
                for k, v in table.answers.items()}
     entries = {**table.answers, **table.names}
     entries |= {k + bytes([i]): e for k, v in table.variants.items() for i, e in enumerate(v)}
-    soas = {k: (table.soas[e[0][6]], table.soas_signed[e[0][6]]) for k, e in entries.items()}
+    soas = {k: (table.soas[e[0].soa], table.soas_signed[e[0].soa]) for k, e in entries.items()}
     zones = {origin: (nx.answer, nx.ids, nx.proved) for origin, nx in table.zones.items()}
     return {"answers": answers, "names": table.names, "zones": zones, "soas": soas,
             "templates": table.templates, "chains": table.chains, "variants": table.variants}
