@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from healthdns.responder.wire import TCP, V6
+from healthdns.shared.framing import FRAME_MAX, HEADER
 
 log = logging.getLogger("healthdns.responder")
 # The idle timeout when the table is full, as a share of the configured one: an operator who
