@@ -47,6 +47,7 @@ from harness.queries import query_mix
 from harness.servers import Server, tail
 from harness.zone import ZONE, Zone
 
+SERVER_CPU, CLIENT_CPU = "1", "0"  # --pin
 EXPERIMENTS = ("mix", "flood", "signed", "latency", "cpu")
 TICKS = os.sysconf("SC_CLK_TCK")
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -81,7 +82,8 @@ def cpu_seconds(pid: int) -> float:
 def dnsperf(server: Server, queries: Path, args: argparse.Namespace, out: Path,
             extra: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
     """One dnsperf run: its parsed summary and its whole output."""
-    argv = ["dnsperf", "-s", HOST, "-p", str(server.port), "-d", str(queries),
+    pin = ["taskset", "-c", CLIENT_CPU] if args.pin else []
+    argv = [*pin, "dnsperf", "-s", HOST, "-p", str(server.port), "-d", str(queries),
             "-l", f"{args.seconds:g}", "-c", str(args.clients), "-T", str(args.threads),
             "-q", str(args.outstanding), *extra]
     with open(out, "wb") as sink:
@@ -193,8 +195,12 @@ def servers_for(args: argparse.Namespace, root: Path, signed: bool) -> list[Serv
     for server in servers:
         if server.kind == "gdnsd":
             private_dirs(server.workdir / "config")
+    kept = [s for s in servers if s.kind in ("healthdns", *REFERENCES)]
+    if args.pin:  # every server on CPU 1 (taskset execs it: the pid is the server's)
+        for server in kept:
+            server.argv = ["taskset", "-c", SERVER_CPU, *server.argv]
     # a-healthy-dns answers a flood at a few thousand q/s: not a reference for these figures
-    return [s for s in servers if s.kind in ("healthdns", *REFERENCES)]
+    return kept
 
 
 def private_dirs(config: Path) -> None:
@@ -284,6 +290,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="seed of the query files (default 1)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--pin", action="store_true",
+                   help=f"servers on CPU {SERVER_CPU}, dnsperf on CPU {CLIENT_CPU} (taskset): "
+                   "the server's cost apart from the client's")
     args = p.parse_args(argv)
     args.only = {x.strip() for x in args.only.split(",") if x.strip()}
     if not args.only or not args.only <= set(EXPERIMENTS):
