@@ -87,14 +87,16 @@ def test_a_replacing_server_warm_starts_from_a_running_one_with_steady_health(
     # The documented restart: the new server starts while the old one runs. Health that has
     # not changed for longer than warm_start_max_age is still current, and must count as such.
     state = tmp_path / "state.json"
-    toml = config(backends[0].port, state, 1.0)
+    # The running server rewrites the file every second (SAVE_PERIOD): a max age of 3 s leaves
+    # a loaded loop two seconds of lateness, and health steady for 4 s is older than that.
+    toml = config(backends[0].port, state, 3.0)
     old = Server([], tmp_path, toml).start()
     new = None
     try:
         old.wait_until(lambda: old.addresses("www.example.test") == {"127.0.0.1"}, 5,
                        "127.0.0.2 known down")
         steady = time.monotonic()
-        old.wait_until(lambda: time.monotonic() - steady > 2.0, 5, "health steady for 2 s")
+        old.wait_until(lambda: time.monotonic() - steady > 4.0, 8, "health steady for 4 s")
         backends[1].sock.listen(8)  # silent from now on: the new first round waits SLOW_CHECK
         new = Server(["--config", str(tmp_path / "healthdns.toml"), "--replace",
                       "--listen", f"{old.host}:{old.port}"]).start()
