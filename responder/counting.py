@@ -12,7 +12,7 @@ from healthdns.shared.messages import COUNTED_QTYPES
 TRANSPORTS = {t: (bool(t & TCP), 2 if t & V6 else 1) for t in range(4)}
 # (path, TCP?, family, zone origin (wire, b"" for none of ours), qtype as `counted`, rcode)
 # -> queries
-Counts = Counter[tuple[str, bool, int, bytes, int, int]]
+QueryCounts = Counter[tuple[str, bool, int, bytes, int, int]]
 
 
 def _type_index() -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 
 from healthdns.responder.cache import CACHE_QUERY_MAX, admit
-from healthdns.responder.counting import TRANSPORTS, TYPE_INDEX, Counts
+from healthdns.responder.counting import TRANSPORTS, TYPE_INDEX, QueryCounts
 from healthdns.responder.entry import (
     QTYPE_SHIFT,
     RCODE_SHIFT,
@@ -176,13 +176,13 @@ class Answerer(SlowPath):
             out[(path, qtype, rcode)] += n
         return out
 
-    def counts_by_label(self) -> Counts:
+    def counts_by_label(self) -> QueryCounts:
         """(path, TCP?, family, zone origin, qtype, rcode) -> queries answered: for metrics.
 
         Read from another thread than the UDP threads that count: each dict is copied first
         (one C call under the GIL) so that none changes size while it is read. Zone ids are
         translated here, at most once a second, never per query."""
-        out: Counts = Counter()
+        out: QueryCounts = Counter()
         for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
             for kind, n in dict(counts).items():
                 out[(path, *TRANSPORTS[kind & 3], zone_origin(kind >> ZONE_SHIFT),

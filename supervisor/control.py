@@ -34,7 +34,7 @@ along with a request another site makes it send). `/healthz` and `/readyz` need 
 they say no more than whether the server runs. With `cert` and `key`, the endpoint speaks
 HTTPS only.
 
-Not aiohttp (issue #12): it and asyncio cost the supervisor about 12 MiB for one endpoint
+Not aiohttp: it and asyncio cost the supervisor about 12 MiB for one endpoint
 that sees a scrape a second, while `http.server` is loaded anyway (by prometheus_client).
 
 Routes: `/healthz`, `/readyz`, `/metrics`, `/status`, `/explain?name=N&type=T`, `/` (the

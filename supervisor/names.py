@@ -1,6 +1,6 @@
 """Names and types as the control endpoint shows them, in text, without dnspython.
 
-dnspython (with idna) costs the supervisor about 4.7 MiB of memory for good (issue #12), and
+dnspython (with idna) costs the supervisor about 4.7 MiB of memory for good (bench/memory.py), and
 the supervisor only needs it to spell names: its configuration comes checked and normalised
 from supervisor/validate.py's process (origins absolute and lower-case, owners relative, both
 as dnspython writes them), and responders count queries by their zone's wire origin. These

@@ -23,7 +23,7 @@ NOERROR, FORMERR, SERVFAIL, REFUSED, NOTAUTH = 0, 1, 2, 5, 9
 
 
 @dataclass
-class Counts:
+class TransferCounts:
     """What the transfer process reports (`messages.TransferStats`): answers by kind."""
 
     axfr: int = 0
@@ -42,7 +42,7 @@ class Transfers:
         self.access = Access(spec)
         self.keyring = tsigkeys.keyring(tsig_keys)
         self.clock = clock
-        self.counts = Counts()
+        self.counts = TransferCounts()
 
     def answer(self, wire: bytes, host: str) -> Iterator[bytes]:
         """The messages that answer one query from `host` (none: drop the query), signed

@@ -61,7 +61,7 @@ class Pending:
 
 
 @dataclass
-class Counts:
+class NotifyCounts:
     sent: int = 0
     answered: int = 0
     failed: int = 0
@@ -74,7 +74,7 @@ class Notifier:
     spec: TransferSpec
     sign: Sign = _unsigned
     check: Check = _accept
-    counts: Counts = field(default_factory=Counts)
+    counts: NotifyCounts = field(default_factory=NotifyCounts)
     pending: dict[tuple[bytes, Target], Pending] = field(default_factory=dict)
     sockets: dict[int, socket.socket] = field(default_factory=dict)  # by address family
 
