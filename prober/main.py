@@ -56,7 +56,8 @@ async def _main(conn: Connection) -> None:
         scheduler = Scheduler(targets, _reporter(conn, control, reported), names=cfg.served(),
                               zones=summary.zone_targets(cfg),
                               parallel=parallel,
-                              fence_min_targets=cfg.prober.fence_min_targets, detail=detail)
+                              fence_min_targets=cfg.prober.fence_min_targets, detail=detail,
+                              sources=cfg.prober.source)
         control.follow(functools.partial(_reconfigure, scheduler, files))
         sender = asyncio.ensure_future(_send_detail(conn, detail, reported))
         try:

@@ -72,8 +72,9 @@ class Scheduler:
                  now: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  parallel: int = PARALLEL, fence_min_targets: int = FENCE_MIN_TARGETS,
                  report_spacing: float = REPORT_SPACING, tick: float = TICK,
-                 detail: Detail | None = None) -> None:
+                 detail: Detail | None = None, sources: tuple[str, ...] = ()) -> None:
         self._targets = dict(targets)
+        self._sources = sources  # the addresses checks are sent from (`prober.source`)
         self._check = check
         self._now = now
         self._sleep = sleep
@@ -107,7 +108,7 @@ class Scheduler:
             finally:
                 self._slots.stopped = True  # serve() ended: nothing starts again
             return
-        checker = checks.Checker()
+        checker = checks.Checker(self._sources)
         self._check = checker.start
         try:
             await self._serve()

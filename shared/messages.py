@@ -2,7 +2,8 @@
 
 Pipes carry ``send_bytes``/``recv_bytes`` of msgpack encodings, never pickles. Payloads are
 primitives and bytes (pre-rendered wire data), never dnspython objects, and never key material.
-Flow: prober -> supervisor -> signer -> supervisor -> every responder. The supervisor decodes
+Flow: prober -> supervisor -> signer -> supervisor -> every responder; with peers, the
+prober's view goes through the peers process (`View`), whose `Verdict` the signer is sent. The supervisor decodes
 what a child sends with the union of its role (`decode_from`), so a child can only say what its
 role may say.
 """
@@ -247,6 +248,13 @@ class Reconfigure(_Message, frozen=True):
     config: bytes
 
 
+class View(_Message, frozen=True):
+    """supervisor -> peers: this instance's own view, the prober's `HealthReport` relayed."""
+
+    states: dict[str, bool]
+    full: bool
+
+
 class Bye(_Message, frozen=True):
     """supervisor -> child: exit now, cleanly."""
 
@@ -330,6 +338,37 @@ class TransferStats(_Message, frozen=True):
     notify_failed: int  # NOTIFYs given up: no answer after every resend, or an error answer
 
 
+class Verdict(_Message, frozen=True):
+    """peers -> supervisor: the health the fresh views of every vantage make by the quorum
+    rule (prober target ids), relayed to the signer in place of the prober's own; the first
+    is full, then changes only."""
+
+    states: dict[str, bool]
+    full: bool
+
+
+class PeerRow(msgspec.Struct, frozen=True, array_like=True):
+    """One peer as the peers process sees it: totals since it started."""
+
+    name: str
+    fresh: bool  # its latest report is within `peers.stale_after`
+    age: float  # seconds since its latest accepted report; -1: none yet
+    received: int  # reports accepted
+    rejected: dict[str, int]  # by reason: signature, replay, unknown, oversized, malformed, rate
+    sent: int  # reports this instance sent it
+    failed: int  # sends that failed (no connection, TLS, an error status)
+
+
+class PeerStats(_Message, frozen=True):
+    """peers -> supervisor, every `STATS_PERIOD` once it serves: every peer's row, and whether
+    too few views are fresh for a verdict (the alert). It is also its heartbeat."""
+
+    slot: int
+    peers: list[PeerRow]
+    short: bool  # fewer fresh vantages than `peers.min_vantages`: the last verdict is kept
+    rejected_sender: int = 0  # reports naming no configured peer
+
+
 class Alive(_Message, frozen=True):
     """signer -> supervisor, every `ALIVE_PERIOD` from a thread of its own and after each
     batch of health it takes: its heartbeat (a signer that is stopped or frozen cannot send
@@ -381,9 +420,10 @@ PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 
 
-ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | Bye
+ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | View \
+    | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes \
-    | TransferStats | Alive
+    | TransferStats | Alive | Verdict | PeerStats
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
@@ -391,6 +431,7 @@ FromProber = HealthReport | Probes
 FromSigner = Published | Fatal | Choices | Alive
 FromResponder = Bound | Ready | Fatal | Stats
 FromTransfer = Bound | Ready | Fatal | TransferStats
+FromPeers = Bound | Ready | Fatal | Verdict | PeerStats
 
 # What a responder is sent, decoded as it needs: snapshots answer by answer (`EncodedZoneTable`).
 ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye
@@ -404,6 +445,7 @@ _from_role: dict[str, msgspec.msgpack.Decoder[FromChild]] = {
     "signer": msgspec.msgpack.Decoder(FromSigner),
     "responder": msgspec.msgpack.Decoder(FromResponder),
     "transfer": msgspec.msgpack.Decoder(FromTransfer),
+    "peers": msgspec.msgpack.Decoder(FromPeers),
 }
 _encoder = msgspec.msgpack.Encoder()
 
