@@ -298,7 +298,9 @@ class Steering:
         current = generation > 0 and all(
             r.state == "running" and r.generation == generation for r in responders)
         self._follow_overrides()
+        peers, short, unknown = counters.peers()
         return Readout(
+            peers=tuple(peers), peers_short=short, peers_unknown=unknown,
             generation=generation, published_at=self.published_at,
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),

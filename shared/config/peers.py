@@ -142,7 +142,7 @@ def _timing(raw: PeersSpec) -> None:
     within(raw.max_rate, 1 / raw.interval, 10_000, "peers.max_rate", " reports a second")
 
 
-def _quorum(quorum: str | int | float, vantages: int) -> None:
+def _quorum(quorum: str | float, vantages: int) -> None:
     if isinstance(quorum, str):
         if quorum != "majority":
             raise ConfigError("peers.quorum", f"{quorum!r} is neither \"majority\", a count "
