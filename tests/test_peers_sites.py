@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from harness import Server, config_toml
@@ -107,7 +107,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory,
             tmp = tmp_path_factory.mktemp(f"site-{name}")
             servers[name] = Server([], tmp, site_config(name, backends[0].port)).start()
         for server in servers.values():  # every peer heard: each vantage's view counts
-            wait(lambda s=server: all(p["fresh"] for p in status(s)["peers"]),  # type: ignore[misc]
+            wait(lambda s=server: all(p["fresh"] for p in status(s)["peers"]),
                  "every peer fresh")
         yield servers
     finally:
@@ -133,10 +133,10 @@ def target(server: Server, address: str) -> dict[str, object]:
     return next(row for row in rows if row["address"] == address)
 
 
-def wait(predicate: object, what: str, timeout: float = DEADLINE) -> None:
+def wait(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.05)  # polling period, not a readiness guess
     raise AssertionError(f"{what}: not within {timeout} s")
@@ -171,15 +171,15 @@ def test_two_vantages_of_three_cut_off_drop_it_everywhere(
     cut.cut = {SOURCES["b"], SOURCES["c"]}
     try:
         for name, server in sites.items():
-            wait(lambda s=server: target(s, CUT)["state"] == "down",  # type: ignore[misc]
+            wait(lambda s=server: target(s, CUT)["state"] == "down",
                  f"{name} dropping it")
         for name, server in sites.items():
-            wait(lambda s=server: s.addresses("www.example.test") == {KEPT},  # type: ignore[misc]
+            wait(lambda s=server: s.addresses("www.example.test") == {KEPT},
                  f"{name} answering without it")
     finally:
         cut.cut = set()
     for name, server in sites.items():
-        wait(lambda s=server: target(s, CUT)["state"] == "up",  # type: ignore[misc]
+        wait(lambda s=server: target(s, CUT)["state"] == "up",
              f"{name} taking it back")
 
 
@@ -202,7 +202,9 @@ def rejected(server: Server, peer: str, reason: str) -> float:
 def test_forged_replayed_and_oversized_reports_are_refused_and_counted(
         sites: dict[str, Server]) -> None:
     a = sites["a"]
-    states = {str(row["id"]): False for row in status(a)["targets"]}  # type: ignore[union-attr]
+    rows = status(a)["targets"]
+    assert isinstance(rows, list)
+    states = {str(row["id"]): False for row in rows}
     counts = {r: rejected(a, "b", r) for r in ("signature", "replay", "oversized")}
     forged, signature = wire.encode(wire.Report("b", time.time(), states), b"x" * 32)
     assert post("a", forged, {wire.SENDER: "b", wire.SIGNATURE: signature}) == 403
@@ -211,6 +213,6 @@ def test_forged_replayed_and_oversized_reports_are_refused_and_counted(
     assert post("a", old, {wire.SENDER: "b", wire.SIGNATURE: signature}) == 403
     assert post("a", b"\0" * (5 << 20), {wire.SENDER: "b", wire.SIGNATURE: "0"}) == 413
     for reason in counts:
-        wait(lambda r=reason: rejected(a, "b", r) == counts[r] + 1,  # type: ignore[misc]
+        wait(lambda r=reason: rejected(a, "b", r) == counts[r] + 1,
              f"{reason} counted")
     assert target(a, CUT)["state"] == "up"  # none of them moved the verdict

@@ -147,9 +147,6 @@ def _quorum(quorum: str | float, vantages: int) -> None:
         if quorum != "majority":
             raise ConfigError("peers.quorum", f"{quorum!r} is neither \"majority\", a count "
                               "of vantages nor a fraction")
-    elif isinstance(quorum, bool):
-        raise ConfigError("peers.quorum", "is \"majority\", a count or a fraction, not true "
-                          "or false")
     elif isinstance(quorum, int):
         within(quorum, 1, vantages, "peers.quorum", " vantages (the peers and this one)")
     else:
