@@ -218,7 +218,7 @@ def _transfers(readout: Readout) -> Iterator[Metric]:
 
 
 def _peers(readout: Readout) -> Iterator[Metric]:
-    """The peers process's view of each peer (nothing without `[peers]`)."""
+    """The peers process's view of each peer (no peer rows, and 0, without `[peers]`)."""
     fresh = GaugeMetricFamily("healthdns_peer_fresh", "1 while the peer's latest report is "
                               "within peers.stale_after", labels=["peer"])
     age = GaugeMetricFamily("healthdns_peer_report_age_seconds", "seconds since the peer's "
@@ -245,5 +245,4 @@ def _peers(readout: Readout) -> Iterator[Metric]:
                               value=int(readout.peers_short))
     unknown = CounterMetricFamily("healthdns_peer_reports_unknown_sender", "reports that named "
                                   "no configured peer", value=readout.peers_unknown)
-    if readout.peers:
-        yield from (fresh, age, received, rejected, sent, short, unknown)
+    yield from (fresh, age, received, rejected, sent, short, unknown)
