@@ -216,3 +216,40 @@ def test_forged_replayed_and_oversized_reports_are_refused_and_counted(
         wait(lambda r=reason: rejected(a, "b", r) == counts[r] + 1,
              f"{reason} counted")
     assert target(a, CUT)["state"] == "up"  # none of them moved the verdict
+
+
+def peer_fresh(server: Server, peer: str) -> bool:
+    rows = status(server)["peers"]
+    assert isinstance(rows, list)
+    return bool(next(row for row in rows if row["peer"] == peer)["fresh"])
+
+
+def test_peers_killed_go_stale_and_a_site_alone_keeps_its_last_verdict(
+        sites: dict[str, Server], backends: tuple[Backend, Backend]) -> None:
+    """Runs last: it stops and restarts sites b and c."""
+    cut, _ = backends
+    a = sites["a"]
+    before = target(a, CUT)["changes"]
+    assert sites["c"].stop() == 0
+    for name in "ab":
+        wait(lambda s=sites[name]: not peer_fresh(s, "c"), f"{name} marking c stale")
+    for name in "ab":  # two of three vantages are still a majority: no alert, no flip
+        assert status(sites[name])["peers_too_few_vantages"] is False
+        assert target(sites[name], CUT)["state"] == "up"
+    assert sites["b"].stop() == 0
+    wait(lambda: status(a)["peers_too_few_vantages"] is True, "a raising the alert")
+    assert "healthdns_peers_too_few_vantages 1.0" in metrics(a)
+    cut.cut = {SOURCES["a"]}  # alone, a keeps the last verdict (cut_off = "keep")
+    try:
+        start = failed_checks(a, CUT)
+        wait(lambda: failed_checks(a, CUT) >= start + 10, "a's checks of it failing")
+        assert target(a, CUT)["state"] == "up"
+        assert target(a, CUT)["changes"] == before
+    finally:
+        cut.cut = set()
+    for name in "bc":
+        sites[name] = Server(sites[name].args).start()
+    for name, server in sites.items():
+        for peer in set("abc") - {name}:
+            wait(lambda s=server, p=peer: peer_fresh(s, p), f"{name} hearing {peer} again")
+    wait(lambda: status(a)["peers_too_few_vantages"] is False, "a's alert cleared")
