@@ -56,4 +56,5 @@ class Peer:
         age = now - self.heard if self.report is not None else -1.0
         return messages.PeerRow(
             self.spec.name, 0 <= age <= stale_after, round(age, 3), self.received,
-            {reason: self.rejected[reason] for reason in REASONS}, self.sent, self.failed)
+            {reason: self.rejected[reason] for reason in REASONS}, self.sent, self.failed,
+            self.report is not None and self.report.fenced)

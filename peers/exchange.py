@@ -43,6 +43,7 @@ class Exchange:
         self.now, self.wall = now, wall
         self.peers = {p.name: Peer.of(p, spec.max_rate) for p in spec.peers}
         self.own: dict[str, bool] | None = None  # this instance's view, once the first came
+        self.fenced = False  # this instance's prober is fenced: its view does not vote
         self.last: dict[str, bool] = {}  # the verdict the supervisor holds
         self.full_due = True  # the next verdict goes whole (the first, or after a full view)
         self.short = False  # too few fresh vantages for some target: the alert
@@ -98,7 +99,11 @@ class Exchange:
             self.stop()  # the supervisor is gone: no orphans
             return
         match message:
-            case messages.View(states=states, full=full):
+            case messages.View(states=states, full=full, fenced=fenced):
+                if fenced != self.fenced:
+                    log.warning("this instance's prober is %s", "fenced: its view does not "
+                                "vote" if fenced else "no longer fenced: its view votes")
+                self.fenced = fenced
                 if full or self.own is None:
                     self.own, self.full_due = dict(states), True
                 else:
@@ -122,7 +127,7 @@ class Exchange:
                     pass
                 self.pushed.clear()
                 if self.own is not None:
-                    report = wire.Report(self.spec.name, self.wall(), self.own)
+                    report = wire.Report(self.spec.name, self.wall(), self.own, self.fenced)
                     await asyncio.gather(*(self._send(session, context, peer, report)
                                            for peer in self.peers.values()))
 
@@ -198,7 +203,7 @@ class Exchange:
         views = {name: verdict.Vantage(p.report.states, p.heard, p.report.fenced)
                  for name, p in self.peers.items() if p.report is not None}
         if self.own is not None:
-            views[self.spec.name] = verdict.Vantage(self.own, now)
+            views[self.spec.name] = verdict.Vantage(self.own, now, self.fenced)
         return views
 
     def decide(self) -> None:

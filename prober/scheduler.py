@@ -100,6 +100,11 @@ class Scheduler:
         self._fresh: set[str] = set()  # added by a reconfigure, no result yet
         self._reported = False  # the first round's full report went out
 
+    @property
+    def fenced(self) -> bool:
+        """Every target failed at once: the results are held, the prober's network suspect."""
+        return self._fence.active
+
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
         if self._check is not None:

@@ -249,10 +249,12 @@ class Reconfigure(_Message, frozen=True):
 
 
 class View(_Message, frozen=True):
-    """supervisor -> peers: this instance's own view, the prober's `HealthReport` relayed."""
+    """supervisor -> peers: this instance's own view, the prober's `HealthReport` relayed,
+    and whether the prober is fenced (from its `Probes`; its view then does not vote)."""
 
     states: dict[str, bool]
     full: bool
+    fenced: bool = False
 
 
 class Bye(_Message, frozen=True):
@@ -357,6 +359,7 @@ class PeerRow(msgspec.Struct, frozen=True, array_like=True):
     rejected: dict[str, int]  # by reason: signature, replay, unknown, oversized, malformed, rate
     sent: int  # reports this instance sent it
     failed: int  # sends that failed (no connection, TLS, an error status)
+    fenced: bool = False  # its latest report says its prober is fenced: it does not vote
 
 
 class PeerStats(_Message, frozen=True):
@@ -404,6 +407,7 @@ class Probes(_Message, frozen=True):
     checked since the previous one."""
 
     rows: list[Probe]
+    fenced: bool = False  # the prober is fenced (every target failing: its network at fault)
 
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

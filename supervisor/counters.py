@@ -60,7 +60,7 @@ class Counters:
         rows = [messages.PeerRow(
             r.name, r.fresh, r.age, r.received + gone[(r.name, "received")],
             {k: n + gone[(r.name, k)] for k, n in r.rejected.items()},
-            r.sent + gone[(r.name, "sent")], r.failed + gone[(r.name, "failed")])
+            r.sent + gone[(r.name, "sent")], r.failed + gone[(r.name, "failed")], r.fenced)
             for r in live.peers]
         return rows, live.short, live.rejected_sender + gone[("", "sender")]
 

@@ -223,6 +223,8 @@ def _peers(readout: Readout) -> Iterator[Metric]:
                               "within peers.stale_after", labels=["peer"])
     age = GaugeMetricFamily("healthdns_peer_report_age_seconds", "seconds since the peer's "
                             "latest accepted report (-1: none yet)", labels=["peer"])
+    fenced = GaugeMetricFamily("healthdns_peer_fenced", "1 while the peer's latest report says "
+                               "its prober is fenced (its view does not vote)", labels=["peer"])
     received = CounterMetricFamily("healthdns_peer_reports", "reports accepted from the peer",
                                    labels=["peer"])
     rejected = CounterMetricFamily("healthdns_peer_reports_rejected", "reports refused, by "
@@ -234,6 +236,7 @@ def _peers(readout: Readout) -> Iterator[Metric]:
     for row in readout.peers:
         fresh.add_metric([row.name], int(row.fresh))
         age.add_metric([row.name], row.age)
+        fenced.add_metric([row.name], int(row.fenced))
         received.add_metric([row.name], row.received)
         for reason, n in row.rejected.items():
             rejected.add_metric([row.name, reason], n)
@@ -245,4 +248,4 @@ def _peers(readout: Readout) -> Iterator[Metric]:
                               value=int(readout.peers_short))
     unknown = CounterMetricFamily("healthdns_peer_reports_unknown_sender", "reports that named "
                                   "no configured peer", value=readout.peers_unknown)
-    yield from (fresh, age, received, rejected, sent, short, unknown)
+    yield from (fresh, fenced, age, received, rejected, sent, short, unknown)

@@ -42,6 +42,7 @@ class Relay:
         self.sup = supervisor
         self.health: dict[str, bool] | None = None  # the latest, as the signer was sent it
         self.own: dict[str, bool] | None = None  # the prober's latest view (with peers)
+        self.fenced = False  # the prober says it is fenced (with peers: its view does not vote)
         self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
         self.records: bytes | None = None  # the latest full `Records`, compressed
         self.published: messages.Resume | None = None  # without its snapshot (see `resume`)
@@ -102,7 +103,8 @@ class Relay:
             case messages.Choices(generation=generation, names=names, seconds=seconds) \
                     if generation == self.generation and slot.spoke:
                 self.sup.steering.chosen(names, seconds)
-            case messages.Probes(rows=rows) if slot.spoke:
+            case messages.Probes(rows=rows, fenced=fenced) if slot.spoke:
+                self._on_fence(fenced)
                 return self.sup.steering.detail(rows)
             case messages.Stats() if slot.state == "retiring":
                 pass  # its totals were kept when it was replaced
@@ -158,7 +160,13 @@ class Relay:
         else:
             self.own.update(states)
         if self.sup.peers is not None:
-            self.send(self.sup.peers, messages.encode(messages.View(states, full)))
+            self.send(self.sup.peers, messages.encode(messages.View(states, full, self.fenced)))
+
+    def _on_fence(self, fenced: bool) -> None:
+        """The peers process learns of the prober's fence with its next heartbeat."""
+        if fenced != self.fenced and self.own is not None and self.sup.peers is not None:
+            self.send(self.sup.peers, messages.encode(messages.View({}, False, fenced)))
+        self.fenced = fenced
 
     def _on_verdict(self, states: dict[str, bool], full: bool) -> None:
         """The peers' verdict, in place of the prober's report. Targets a reload just removed
@@ -239,7 +247,7 @@ class Relay:
             case "records" if self.records is not None:
                 self.send(slot, zlib.decompress(self.records))  # deltas follow from them
             case "view" if self.own is not None:
-                self.send(slot, messages.encode(messages.View(self.own, True)))
+                self.send(slot, messages.encode(messages.View(self.own, True, self.fenced)))
 
     @property
     def snapshot(self) -> bytes | None:

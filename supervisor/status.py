@@ -68,7 +68,8 @@ def _peers(readout: Readout) -> dict[str, Any]:
     """With [peers]: each peer, fresh or stale, its report's age and counters; the alert."""
     if not readout.peers:
         return {}
-    return {"peers": [{"peer": r.name, "fresh": r.fresh, "age": r.age if r.age >= 0 else None,
+    return {"peers": [{"peer": r.name, "fresh": r.fresh, "fenced": r.fenced,
+                       "age": r.age if r.age >= 0 else None,
                        "received": r.received, "rejected": r.rejected, "sent": r.sent,
                        "failed": r.failed} for r in readout.peers],
             "peers_too_few_vantages": readout.peers_short}

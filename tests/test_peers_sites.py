@@ -4,7 +4,8 @@ connections of one source only (a partition between one vantage and one backend)
 
 One vantage cut off from a backend: no instance's verdict flips, and all three keep serving
 it. Two of three cut off: all three drop it, and answer the same. Forged, replayed and
-oversized reports are refused and counted in /metrics.
+oversized reports are refused and counted in /metrics. A vantage that fences says so; peers
+killed go stale, and a site left alone keeps its last verdict.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def site_config(name: str, port: int) -> str:
              for other in "abc" if other != name]
     return config_toml(
         {"www": {"ttl": 5, "pool": {"addresses": [CUT, KEPT], "check": check}}},
-        prober={"source": [SOURCES[name]]},
+        prober={"source": [SOURCES[name]], "fence_min_targets": 2},
         peers={"name": name, "listen": f"{LISTEN[name]}:{PEER_PORT}", "plain_http": True,
                "interval": INTERVAL, "peers": peers})
 
@@ -218,10 +219,33 @@ def test_forged_replayed_and_oversized_reports_are_refused_and_counted(
     assert target(a, CUT)["state"] == "up"  # none of them moved the verdict
 
 
-def peer_fresh(server: Server, peer: str) -> bool:
+def peer_row(server: Server, peer: str) -> dict[str, object]:
     rows = status(server)["peers"]
     assert isinstance(rows, list)
-    return bool(next(row for row in rows if row["peer"] == peer)["fresh"])
+    row: dict[str, object] = next(row for row in rows if row["peer"] == peer)
+    return row
+
+
+def test_a_vantage_whose_prober_fences_says_so_and_flips_nothing(
+        sites: dict[str, Server], backends: tuple[Backend, Backend]) -> None:
+    before = {name: target(s, CUT)["changes"] for name, s in sites.items()}
+    for backend in backends:  # c sees every target fail: its own network, most likely
+        backend.cut = {SOURCES["c"]}
+    try:
+        for name in "ab":
+            wait(lambda s=sites[name]: peer_row(s, "c")["fenced"] is True,
+                 f"{name} hearing that c is fenced")
+        for name, server in sites.items():
+            assert target(server, CUT)["state"] == "up", name
+            assert target(server, CUT)["changes"] == before[name], name
+    finally:
+        for backend in backends:
+            backend.cut = set()
+    wait(lambda: peer_row(sites["a"], "c")["fenced"] is False, "c's fence lifted")
+
+
+def peer_fresh(server: Server, peer: str) -> bool:
+    return bool(peer_row(server, peer)["fresh"])
 
 
 def test_peers_killed_go_stale_and_a_site_alone_keeps_its_last_verdict(
