@@ -55,7 +55,6 @@ class Exchange:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self.stopped = loop.create_future()
-        loop.add_reader(self.conn.fileno(), self._on_pipe)
         app = web.Application(client_max_size=self.spec.max_report)
         app.router.add_post(wire.PATH, self._receive)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -64,6 +63,8 @@ class Exchange:
         host, port = self.sock.getsockname()[:2]
         messages.send(self.conn, messages.Bound(self.slot, [(host, port, True)]))
         messages.send(self.conn, messages.Ready(self.slot))
+        # Only now: a verdict sent before `Bound` and `Ready` would break the protocol.
+        loop.add_reader(self.conn.fileno(), self._on_pipe)
         tasks = [loop.create_task(self._push()), loop.create_task(self._tick())]
         try:
             await self.stopped
@@ -116,7 +117,10 @@ class Exchange:
                 log.warning("ignoring unexpected %s", type(message).__name__)
 
     async def _push(self) -> None:
-        """Send the own view to every peer on each change, and every interval at least."""
+        """Send the own view to every peer on each change, and every interval at least; at
+        half the rate a peer takes (`max_rate`) at most, so that a burst of changes is never
+        refused there: the changes that come meanwhile go together in the next report."""
+        gap = 2 / self.spec.max_rate
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.spec.interval))
         context = self._client_tls()
         async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
@@ -130,6 +134,7 @@ class Exchange:
                     report = wire.Report(self.spec.name, self.wall(), self.own, self.fenced)
                     await asyncio.gather(*(self._send(session, context, peer, report)
                                            for peer in self.peers.values()))
+                    await asyncio.sleep(gap)
 
     async def _send(self, session: aiohttp.ClientSession, context: ssl.SSLContext | bool,
                     peer: Peer, report: wire.Report) -> None:
@@ -215,14 +220,11 @@ class Exchange:
                               spec.quorum, spec.min_vantages)
         self._alert(any(v is None for v in raw.values()), now)
         decided = verdict.settle(raw, self.last, self.own, spec.cut_off)
-        if self.full_due:
-            changes, full = decided, True
-        else:
-            changes = {t: up for t, up in decided.items() if self.last.get(t) != up}
-            full = False
-        for target, up in changes.items():
-            if not full and not self.full_due:
-                log.info("verdict: %s %s", target, "up" if up else "DOWN")
+        full = self.full_due
+        changes = decided if full else {
+            t: up for t, up in decided.items() if self.last.get(t) != up}
+        for target, up in changes.items() if not full else ():
+            log.info("verdict: %s %s", target, "up" if up else "DOWN")
         self.last, self.full_due = decided, False
         if full or changes:
             messages.send(self.conn, messages.Verdict(changes, full))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
+import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -78,3 +80,25 @@ def test_a_verified_peer_is_heard_and_an_unverified_certificate_is_refused(
     row = peer_row(a)
     assert row["fresh"] is False and row["received"] == 0
     assert "certificate" in b.output().lower()
+
+
+def test_a_reload_with_peers_takes_new_checks_and_refuses_a_change_of_peers(
+        sites: dict[str, Server]) -> None:
+    """The prober's full report on the new checks goes through the peers process: the signer
+    gets the verdict on them, and the new name answers."""
+    a = sites["a"]
+    path = Path(a.args[a.args.index("--config") + 1])
+    text = path.read_text()
+    check = '{ port = 9, interval = 0.2, timeout = 0.1 }'
+    added = text.replace("[zones.records.www.pool]", "[zones.records.api.pool]\n"
+                         f'addresses = ["127.0.0.2"]\ncheck = {check}\n\n'
+                         "[zones.records.www.pool]", 1)
+    assert added != text
+    path.write_text(added)
+    os.kill(a.pid, signal.SIGHUP)
+    a.wait_for(r"reloaded: zones changed: example\.test\.", 10)
+    wait(lambda: a.addresses("api.example.test") == {"127.0.0.2"}, "the new name answering")
+    path.write_text(added.replace('interval = 0.2\n', 'interval = 0.3\n', 1))
+    os.kill(a.pid, signal.SIGHUP)
+    a.wait_for("reload failed, still serving the previous configuration: peers changed", 10)
+    wait(lambda: peer_row(sites["b"])["fresh"] is True, "a still heard by b")
