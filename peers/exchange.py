@@ -51,6 +51,10 @@ class Exchange:
         self.pushed = asyncio.Event()  # the own view changed: send it now
         self.stopped: asyncio.Future[None] | None = None
         self.said: dict[str, float] = {}  # when each kind of refusal was last logged
+        # What the last verdict was made of: the fresh vantages, and `version`, which counts
+        # changes of any view's content. A heartbeat that changes neither costs no verdict.
+        self.version = 0
+        self.basis: tuple[tuple[str, ...], int] = ((), -1)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -105,6 +109,7 @@ class Exchange:
                     log.warning("this instance's prober is %s", "fenced: its view does not "
                                 "vote" if fenced else "no longer fenced: its view votes")
                 self.fenced = fenced
+                self.version += 1
                 if full or self.own is None:
                     self.own, self.full_due = dict(states), True
                 else:
@@ -186,6 +191,9 @@ class Exchange:
             report = wire.Report(report.sender, report.sent,
                                  {t: up for t, up in report.states.items() if t in known},
                                  report.fenced)
+        before = peer.report
+        if before is None or before.states != report.states or before.fenced != report.fenced:
+            self.version += 1
         peer.accept(report, self.now())
         self.decide()
         return web.Response(status=204)
@@ -216,7 +224,12 @@ class Exchange:
         if self.own is None:
             return
         now, spec = self.now(), self.spec
-        raw = verdict.combine(self.vantages(now), self.own, now, spec.stale_seconds(),
+        vantages = self.vantages(now)
+        basis = (tuple(verdict.fresh(vantages, now, spec.stale_seconds())), self.version)
+        if basis == self.basis and not self.full_due:
+            return
+        self.basis = basis
+        raw = verdict.combine(vantages, self.own, now, spec.stale_seconds(),
                               spec.quorum, spec.min_vantages)
         self._alert(any(v is None for v in raw.values()), now)
         decided = verdict.settle(raw, self.last, self.own, spec.cut_off)

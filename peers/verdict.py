@@ -58,14 +58,13 @@ def fresh(vantages: Mapping[str, Vantage], now: float, stale_after: float) -> li
 def combine(vantages: Mapping[str, Vantage], targets: Iterable[str], now: float,
             stale_after: float, quorum: Quorum, min_vantages: int) -> dict[str, bool | None]:
     """Each target's verdict by the rule above; None where too few fresh vantages vote."""
-    voters = [vantages[name] for name in fresh(vantages, now, stale_after)]
+    voters = [vantages[name].states for name in fresh(vantages, now, stale_after)]
+    least = max(1, min_vantages)
+    need = [needed_up(quorum, n) for n in range(len(voters) + 1)]  # by the number of votes
     out: dict[str, bool | None] = {}
     for target in targets:
-        votes = [v.states[target] for v in voters if target in v.states]
-        if len(votes) < max(1, min_vantages):
-            out[target] = None
-        else:
-            out[target] = sum(votes) >= needed_up(quorum, len(votes))
+        votes = [states[target] for states in voters if target in states]
+        out[target] = None if len(votes) < least else sum(votes) >= need[len(votes)]
     return out
 
 
