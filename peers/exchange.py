@@ -12,6 +12,7 @@ views are combined by the quorum rule (`verdict`) and what changed is sent to th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import ssl
@@ -55,6 +56,7 @@ class Exchange:
         # changes of any view's content. A heartbeat that changes neither costs no verdict.
         self.version = 0
         self.basis: tuple[tuple[str, ...], int] = ((), -1)
+        self.split: dict[str, dict[str, bool]] = {}  # targets the voters disagree on
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,6 +233,7 @@ class Exchange:
         self.basis = basis
         raw = verdict.combine(vantages, self.own, now, spec.stale_seconds(),
                               spec.quorum, spec.min_vantages)
+        self.split = verdict.split(vantages, self.own, now, spec.stale_seconds())
         self._alert(any(v is None for v in raw.values()), now)
         decided = verdict.settle(raw, self.last, self.own, spec.cut_off)
         full = self.full_due
@@ -263,7 +266,8 @@ class Exchange:
             if now - reported >= messages.STATS_PERIOD:
                 reported = now
                 stale = self.spec.stale_seconds()
+                shown = dict(itertools.islice(self.split.items(), messages.SPLIT_SHOWN))
                 messages.send(self.conn, messages.PeerStats(
                     self.slot, [p.row(now, stale) for p in self.peers.values()], self.short,
-                    self.unknown_sender))
+                    self.unknown_sender, shown, len(self.split)))
             await asyncio.sleep(min(TICK, self.spec.interval))

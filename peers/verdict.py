@@ -25,7 +25,7 @@ from fractions import Fraction
 
 from healthdns.shared.config.peers import CUT_OFF
 
-__all__ = ["CUT_OFF", "Quorum", "Vantage", "combine", "fresh", "needed_up", "settle"]
+__all__ = ["CUT_OFF", "Quorum", "Vantage", "combine", "fresh", "needed_up", "settle", "split"]
 
 Quorum = str | int | float
 
@@ -65,6 +65,18 @@ def combine(vantages: Mapping[str, Vantage], targets: Iterable[str], now: float,
     for target in targets:
         votes = [states[target] for states in voters if target in states]
         out[target] = None if len(votes) < least else sum(votes) >= need[len(votes)]
+    return out
+
+
+def split(vantages: Mapping[str, Vantage], targets: Iterable[str], now: float,
+          stale_after: float) -> dict[str, dict[str, bool]]:
+    """The targets the voting vantages disagree on, each with every voter's state."""
+    voters = {name: vantages[name].states for name in fresh(vantages, now, stale_after)}
+    out: dict[str, dict[str, bool]] = {}
+    for target in targets:
+        votes = {name: states[target] for name, states in voters.items() if target in states}
+        if len(set(votes.values())) > 1:
+            out[target] = votes
     return out
 
 

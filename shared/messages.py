@@ -370,6 +370,10 @@ class PeerStats(_Message, frozen=True):
     peers: list[PeerRow]
     short: bool  # fewer fresh vantages than `peers.min_vantages`: the last verdict is kept
     rejected_sender: int = 0  # reports naming no configured peer
+    # Targets the fresh vantages disagree on (at most SPLIT_SHOWN of them), each with every
+    # fresh vantage's state, and how many there are in all.
+    split: dict[str, dict[str, bool]] = {}
+    split_total: int = 0
 
 
 class Alive(_Message, frozen=True):
@@ -412,6 +416,7 @@ class Probes(_Message, frozen=True):
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROBES_PERIOD = 1.0
+SPLIT_SHOWN = 200  # targets the vantages disagree on, sent with `PeerStats` (the pipe's bound)
 STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
 ALIVE_PERIOD = 1.0  # seconds between two `Alive` of the signer
 # The query types a responder counts by their own number (RFC 1035, 3596, 2782, 8659, 4034,

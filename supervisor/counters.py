@@ -50,6 +50,11 @@ class Counters:
         self.peers_live = stats
         self.changed = True
 
+    def split(self) -> tuple[dict[str, dict[str, bool]], int]:
+        """The targets the vantages disagree on (some of them), and how many in all."""
+        live = self.peers_live
+        return ({}, 0) if live is None else (live.split, live.split_total)
+
     def peers(self) -> tuple[list[messages.PeerRow], bool, int]:
         """Every peer's row with totals that never go back across respawns of the peers
         process; whether too few vantages are fresh (the alert); reports from no peer."""

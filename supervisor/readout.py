@@ -62,6 +62,10 @@ class Readout:
     peers: tuple[PeerRow, ...] = ()
     peers_short: bool = False
     peers_unknown: int = 0
+    # Targets the fresh vantages disagree on (some of them: messages.SPLIT_SHOWN), each with
+    # every vantage's state; and how many there are in all.
+    split: dict[str, dict[str, bool]] = field(default_factory=dict)
+    split_total: int = 0
     # Seconds the oldest change of health has waited to reach the answers (the signer has not
     # taken it in yet), and how long it may wait before /readyz fails.
     health_waiting: float = 0.0

@@ -72,7 +72,10 @@ def _peers(readout: Readout) -> dict[str, Any]:
                        "age": r.age if r.age >= 0 else None,
                        "received": r.received, "rejected": r.rejected, "sent": r.sent,
                        "failed": r.failed} for r in readout.peers],
-            "peers_too_few_vantages": readout.peers_short}
+            "peers_too_few_vantages": readout.peers_short,
+            "disagreements": readout.split_total,
+            "disagreeing": [{"id": target, "vantages": {v: _word(up) for v, up in votes.items()}}
+                            for target, votes in readout.split.items()]}
 
 
 def overrides(readout: Readout) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ normalises to; and that the secrets never reach a person or another role."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,14 @@ def test_https_reads_the_certificate_key_and_secret_files(tmp_path: Path) -> Non
     for role in ("responder", "prober", "signer", "transfer"):
         assert SECRET.encode() not in split.for_role(role), role
     assert config.decode(split.peers).peers.peers[0].secret == SECRET
+
+
+def test_check_config_shows_the_section_without_its_secrets_or_pem_text(tmp_path: Path) -> None:
+    from healthdns.supervisor import shown
+
+    text = shown.text(config.from_mapping(peers()))
+    section = json.loads(text)["peers"]
+    assert section["name"] == "a" and SECRET not in text
+    assert {p["secret"] for p in section["peers"]} == {"<redacted>"}
+    assert not {"endpoint", "cert_pem", "key_pem", "ca_pem"} & set(section)
+    assert '"peers"' not in shown.text(config.from_mapping(BASE))

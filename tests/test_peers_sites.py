@@ -87,7 +87,7 @@ def site_config(name: str, port: int) -> str:
         {"www": {"ttl": 5, "pool": {"addresses": [CUT, KEPT], "check": check}}},
         prober={"source": [SOURCES[name]], "fence_min_targets": 2},
         peers={"name": name, "listen": f"{LISTEN[name]}:{PEER_PORT}", "plain_http": True,
-               "interval": INTERVAL, "peers": peers})
+               "interval": INTERVAL, "stale_after": 3.0, "peers": peers})
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,11 @@ def test_one_vantage_cut_off_flips_no_verdict_anywhere(
     # Site c's own prober sees it down for many intervals (fall is 2): the others outvote it.
     start = failed_checks(sites["c"], CUT)
     wait(lambda: failed_checks(sites["c"], CUT) >= start + 10, "c's checks of it failing")
-    for name, server in sites.items():
+    for name, server in sites.items():  # the disagreement is shown, at a glance
+        cut_id = target(server, CUT)["id"]
+        wait(lambda s=server, i=cut_id: status(s)["disagreeing"] == [
+            {"id": i, "vantages": {"a": "up", "b": "up", "c": "down"}}],
+            f"{name} showing the disagreement")
         row = target(server, CUT)
         assert row["state"] == "up", name
         assert row["changes"] == before[name], f"{name}: its verdict flipped"

@@ -114,3 +114,13 @@ def test_without_a_verdict_the_last_is_kept_or_the_own_view_followed(
             assert got[target] is last[target]
         else:
             assert got[target] is own.get(target, True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(vantages)
+def test_a_split_lists_every_target_the_voters_disagree_on(views: dict[str, Vantage]) -> None:
+    got = verdict.split(views, TARGETS, NOW, STALE)
+    for target in TARGETS:
+        votes = {name: v.states[target] for name, v in views.items()
+                 if not v.fenced and NOW - v.heard <= STALE and target in v.states}
+        assert got.get(target) == (votes if len(set(votes.values())) == 2 else None)
