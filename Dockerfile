@@ -31,6 +31,7 @@ COPY responder/ responder/
 COPY prober/ prober/
 COPY signer/ signer/
 COPY transfer/ transfer/
+COPY peers/ peers/
 COPY shared/ shared/
 RUN /opt/healthdns/bin/pip install --no-deps --no-index --no-build-isolation . \
     && /opt/healthdns/bin/pip uninstall --yes setuptools

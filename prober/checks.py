@@ -49,11 +49,14 @@ _FAILED = select.EPOLLERR | select.EPOLLHUP
 class Checker:
     """Starts checks and calls back with their results; `close` cancels what is in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, sources: tuple[str, ...] = ()) -> None:
+        """`sources`: the addresses checks are sent from, at most one per family (a target of
+        another family is checked from the kernel's choice)."""
         self._loop = asyncio.get_running_loop()
-        self._tcp = _Connects(self._loop)
+        self._sources = {_family(a): a for a in sources}
+        self._tcp = _Connects(self._loop, self._sources)
         self._tasks: set[asyncio.Task[Result]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[int, aiohttp.ClientSession] = {}  # by the target's family
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext | bool] = {}
 
     def start(self, address: str, spec: CheckSpec, done: Done) -> None:
@@ -63,7 +66,7 @@ class Checker:
             return
         # Ready before the check's clock starts: the first HTTP check imports aiohttp and a
         # CA file is read once; counted in its timeout, a short one failed a healthy backend.
-        self._client()
+        self._client(address)
         if spec.kind == "https":
             self._context(spec)
         task = self._loop.create_task(self._http(address, spec))
@@ -77,8 +80,8 @@ class Checker:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
-        if self._session is not None:
-            await self._session.close()
+        for session in self._sessions.values():
+            await session.close()
 
     def _http_done(self, done: Done, task: asyncio.Task[Result]) -> None:
         self._tasks.discard(task)
@@ -112,7 +115,7 @@ class Checker:
         if spec.host is not None:
             headers["Host"] = spec.host
         https = spec.kind == "https"
-        async with self._client().request(
+        async with self._client(address).request(
                 spec.method, url, headers=headers, allow_redirects=False,
                 ssl=self._context(spec) if https else True,
                 server_hostname=spec.host if https else None) as response:
@@ -130,15 +133,21 @@ class Checker:
             return False, f"body mismatch: no match for {spec.body_regex!r}"
         return True, f"status {status}, body matches"
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _client(self, address: str) -> aiohttp.ClientSession:
+        """The session for targets of `address`'s family: each binds that family's source."""
+        family = _family(address)
+        session = self._sessions.get(family)
+        if session is None:
             # force_close: every check opens its own connection, as a client would; limit=0:
             # the scheduler bounds how many run at once.
-            connector = aiohttp.TCPConnector(limit=0, force_close=True, use_dns_cache=False)
-            self._session = aiohttp.ClientSession(
+            source = self._sources.get(family)
+            connector = aiohttp.TCPConnector(
+                limit=0, force_close=True, use_dns_cache=False,
+                local_addr=(source, 0) if source is not None else None)
+            session = self._sessions[family] = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None))
-        return self._session
+        return session
 
     def _context(self, spec: CheckSpec) -> ssl.SSLContext | bool:
         """The TLS settings of an https check, one context per distinct trust setting."""
@@ -164,8 +173,9 @@ class _Connects:
     SLACK = 0.005  # seconds a timeout may fire late, to batch them
     EVENTS = 4096  # connects judged per epoll call (Python's default is 1023)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sources: dict[int, str]) -> None:
         self._loop = loop
+        self._sources = sources  # family -> the address connects are made from
         self._epoll = select.epoll()
         self._flight: dict[int, _Flight] = {}  # by file descriptor
         self._deadlines: dict[float, collections.deque[tuple[float, _Flight]]] = {}
@@ -174,13 +184,21 @@ class _Connects:
         loop.add_reader(self._epoll.fileno(), self._ready)
 
     def start(self, address: str, port: int, timeout: float, done: Done) -> None:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        family = _family(address)
+        source = self._sources.get(family)
         try:
             sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         except OSError as e:  # e.g. no IPv6 on this host, or out of file descriptors
             done(False, _why(e))
             return
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        if source is not None:
+            try:
+                sock.bind((source, 0))
+            except OSError as e:  # the source address is gone from this host
+                sock.close()
+                done(False, f"source {source}: {_why(e)}")
+                return
         code = sock.connect_ex((address, port))
         if code != errno.EINPROGRESS:
             sock.close()
@@ -369,6 +387,10 @@ def _ssl_reason(error: aiohttp.ClientSSLError) -> str:
     inner = getattr(error, "os_error", None)
     reason = getattr(inner, "reason", None) or getattr(inner, "strerror", None)
     return str(reason or inner or error).lower().replace("_", " ")  # WRONG_VERSION_NUMBER
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
 def _strerror(code: int) -> str:

@@ -56,9 +56,11 @@ async def _main(conn: Connection) -> None:
         scheduler = Scheduler(targets, _reporter(conn, control, reported), names=cfg.served(),
                               zones=summary.zone_targets(cfg),
                               parallel=parallel,
-                              fence_min_targets=cfg.prober.fence_min_targets, detail=detail)
+                              fence_min_targets=cfg.prober.fence_min_targets, detail=detail,
+                              sources=cfg.prober.source)
         control.follow(functools.partial(_reconfigure, scheduler, files))
-        sender = asyncio.ensure_future(_send_detail(conn, detail, reported))
+        sender = asyncio.ensure_future(_send_detail(conn, detail, reported,
+                                                    lambda: scheduler.fenced))
         try:
             await _until_stopped(scheduler.serve(), control.stopped)
         finally:
@@ -182,16 +184,17 @@ def _reporter(conn: Connection, control: _Control, reported: asyncio.Event) -> R
     return report
 
 
-async def _send_detail(conn: Connection, detail: Detail, reported: asyncio.Event) -> None:
-    """Every period, the detail of the targets checked meanwhile; only after the first report,
-    which is the prober's first message."""
+async def _send_detail(conn: Connection, detail: Detail, reported: asyncio.Event,
+                       fenced: Callable[[], bool]) -> None:
+    """Every period, the detail of the targets checked meanwhile and whether the prober is
+    fenced; only after the first report, which is the prober's first message."""
     await reported.wait()
     while True:
         # An empty one when nothing was checked: it is also the heartbeat the supervisor
         # watches (server.hung_after), and checks may be minutes apart.
         for rows in detail.changed() or [[]]:
             try:
-                messages.send(conn, messages.Probes(rows))
+                messages.send(conn, messages.Probes(rows, fenced()))
             except OSError:
                 return  # the supervisor is gone: the reporter stops the prober
         await asyncio.sleep(messages.PROBES_PERIOD)

@@ -72,8 +72,9 @@ class Scheduler:
                  now: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  parallel: int = PARALLEL, fence_min_targets: int = FENCE_MIN_TARGETS,
                  report_spacing: float = REPORT_SPACING, tick: float = TICK,
-                 detail: Detail | None = None) -> None:
+                 detail: Detail | None = None, sources: tuple[str, ...] = ()) -> None:
         self._targets = dict(targets)
+        self._sources = sources  # the addresses checks are sent from (`prober.source`)
         self._check = check
         self._now = now
         self._sleep = sleep
@@ -99,6 +100,11 @@ class Scheduler:
         self._fresh: set[str] = set()  # added by a reconfigure, no result yet
         self._reported = False  # the first round's full report went out
 
+    @property
+    def fenced(self) -> bool:
+        """Every target failed at once: the results are held, the prober's network suspect."""
+        return self._fence.active
+
     async def serve(self) -> None:
         """Run the first round, send the full report, then check periodically until cancelled."""
         if self._check is not None:
@@ -107,7 +113,7 @@ class Scheduler:
             finally:
                 self._slots.stopped = True  # serve() ended: nothing starts again
             return
-        checker = checks.Checker()
+        checker = checks.Checker(self._sources)
         self._check = checker.start
         try:
             await self._serve()

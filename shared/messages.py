@@ -2,7 +2,8 @@
 
 Pipes carry ``send_bytes``/``recv_bytes`` of msgpack encodings, never pickles. Payloads are
 primitives and bytes (pre-rendered wire data), never dnspython objects, and never key material.
-Flow: prober -> supervisor -> signer -> supervisor -> every responder. The supervisor decodes
+Flow: prober -> supervisor -> signer -> supervisor -> every responder; with peers, the
+prober's view goes through the peers process (`View`), whose `Verdict` the signer is sent. The supervisor decodes
 what a child sends with the union of its role (`decode_from`), so a child can only say what its
 role may say.
 """
@@ -247,6 +248,15 @@ class Reconfigure(_Message, frozen=True):
     config: bytes
 
 
+class View(_Message, frozen=True):
+    """supervisor -> peers: this instance's own view, the prober's `HealthReport` relayed,
+    and whether the prober is fenced (from its `Probes`; its view then does not vote)."""
+
+    states: dict[str, bool]
+    full: bool
+    fenced: bool = False
+
+
 class Bye(_Message, frozen=True):
     """supervisor -> child: exit now, cleanly."""
 
@@ -330,6 +340,42 @@ class TransferStats(_Message, frozen=True):
     notify_failed: int  # NOTIFYs given up: no answer after every resend, or an error answer
 
 
+class Verdict(_Message, frozen=True):
+    """peers -> supervisor: the health the fresh views of every vantage make by the quorum
+    rule (prober target ids), relayed to the signer in place of the prober's own; the first
+    is full, then changes only."""
+
+    states: dict[str, bool]
+    full: bool
+
+
+class PeerRow(msgspec.Struct, frozen=True, array_like=True):
+    """One peer as the peers process sees it: totals since it started."""
+
+    name: str
+    fresh: bool  # its latest report is within `peers.stale_after`
+    age: float  # seconds since its latest accepted report; -1: none yet
+    received: int  # reports accepted
+    rejected: dict[str, int]  # by reason: signature, replay, unknown, oversized, malformed, rate
+    sent: int  # reports this instance sent it
+    failed: int  # sends that failed (no connection, TLS, an error status)
+    fenced: bool = False  # its latest report says its prober is fenced: it does not vote
+
+
+class PeerStats(_Message, frozen=True):
+    """peers -> supervisor, every `STATS_PERIOD` once it serves: every peer's row, and whether
+    too few views are fresh for a verdict (the alert). It is also its heartbeat."""
+
+    slot: int
+    peers: list[PeerRow]
+    short: bool  # fewer fresh vantages than `peers.min_vantages`: the last verdict is kept
+    rejected_sender: int = 0  # reports naming no configured peer
+    # Targets the fresh vantages disagree on (at most SPLIT_SHOWN of them), each with every
+    # fresh vantage's state, and how many there are in all.
+    split: dict[str, dict[str, bool]] = {}
+    split_total: int = 0
+
+
 class Alive(_Message, frozen=True):
     """signer -> supervisor, every `ALIVE_PERIOD` from a thread of its own and after each
     batch of health it takes: its heartbeat (a signer that is stopped or frozen cannot send
@@ -365,10 +411,12 @@ class Probes(_Message, frozen=True):
     checked since the previous one."""
 
     rows: list[Probe]
+    fenced: bool = False  # the prober is fenced (every target failing: its network at fault)
 
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROBES_PERIOD = 1.0
+SPLIT_SHOWN = 200  # targets the vantages disagree on, sent with `PeerStats` (the pipe's bound)
 STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
 ALIVE_PERIOD = 1.0  # seconds between two `Alive` of the signer
 # The query types a responder counts by their own number (RFC 1035, 3596, 2782, 8659, 4034,
@@ -381,9 +429,10 @@ PATHS = ("fast", "cache", "slow")
 PROTOS = ("udp", "tcp")
 
 
-ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | Bye
+ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | View \
+    | Bye
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes \
-    | TransferStats | Alive
+    | TransferStats | Alive | Verdict | PeerStats
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
@@ -391,6 +440,7 @@ FromProber = HealthReport | Probes
 FromSigner = Published | Fatal | Choices | Alive
 FromResponder = Bound | Ready | Fatal | Stats
 FromTransfer = Bound | Ready | Fatal | TransferStats
+FromPeers = Bound | Ready | Fatal | Verdict | PeerStats
 
 # What a responder is sent, decoded as it needs: snapshots answer by answer (`EncodedZoneTable`).
 ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye
@@ -404,6 +454,7 @@ _from_role: dict[str, msgspec.msgpack.Decoder[FromChild]] = {
     "signer": msgspec.msgpack.Decoder(FromSigner),
     "responder": msgspec.msgpack.Decoder(FromResponder),
     "transfer": msgspec.msgpack.Decoder(FromTransfer),
+    "peers": msgspec.msgpack.Decoder(FromPeers),
 }
 _encoder = msgspec.msgpack.Encoder()
 

@@ -12,7 +12,8 @@ every capability (bounding set included) and sets `no_new_privs` before it reads
 the network: a responder right after its own binds, the signer once its keys are loaded, the
 prober at once. Every child is also made non-dumpable first, before it is told anything: each
 holds something another must not read (the signer its keys, the transfer process the TSIG
-secrets, the prober the checks' headers, a responder the cookie secret), and a process of the
+secrets, the peers process the peers' secrets, the prober the checks' headers, a responder the
+cookie secret), and a process of the
 same uid (a compromised responder) can then neither ptrace it nor read its memory through /proc.
 The supervisor is non-dumpable too, whoever it runs as.
 
@@ -66,6 +67,7 @@ ROLE_CAPS = {
     "signer": frozenset({CAP_DAC_READ_SEARCH, CAP_SETPCAP}),
     "prober": frozenset({CAP_SETPCAP}),
     "transfer": frozenset({CAP_NET_BIND_SERVICE, CAP_SETPCAP}),  # binds as a responder does
+    "peers": frozenset({CAP_NET_BIND_SERVICE, CAP_SETPCAP}),  # binds `peers.listen`
 }
 
 

@@ -36,6 +36,7 @@ from healthdns.supervisor.keeping import Keeping
 from healthdns.supervisor.relay import Relay
 from healthdns.supervisor.reload import Reloading
 from healthdns.supervisor.roles import (
+    PEERS,
     PROBER,
     RESPONDER,
     ROLES,
@@ -78,10 +79,14 @@ class Supervisor:
         # when it starts, then each generation's `RecordsDelta`.
         self.transfer = Slot(TRANSFER, 0) if cfg.transfer.enabled() else None
         self.transfer_listen = [(h, p, True) for h, p in cfg.transfer.endpoints()]
+        # The peers process, with `[peers]` only: the prober's reports go through it, and the
+        # signer is sent its verdict instead (see `relay`).
+        self.peers = Slot(PEERS, 0) if cfg.peers.enabled() else None
         self.listen = cfg.server.endpoints()  # port 0 becomes concrete once responder0 binds
         self.counters = Counters(self.transfer is not None)
         self.limits = {name: role.frame_limit for name, role in ROLES.items()}
         self.limits[PROBER.name] = prober_limit(self.views.signer_ids)
+        self.limits[PEERS.name] = self.limits[PROBER.name]  # its verdict is as large
         self.stopping = False
         self.exit_code = EXIT_OK
         self.crash_budget = CrashBudget(now())
@@ -102,9 +107,13 @@ class Supervisor:
     @property
     def slots(self) -> list[Slot]:
         successor = [self.rolling.successor] if self.rolling.successor is not None else []
-        transfer = [self.transfer] if self.transfer is not None else []
-        return [self.prober, self.signer, *transfer, *self.responders, *successor,
-                *self.rolling.retiring]
+        return [*self.singles, *self.responders, *successor, *self.rolling.retiring]
+
+    @property
+    def singles(self) -> list[Slot]:
+        """The children of one slot each: prober, signer, and the optional ones."""
+        optional = [s for s in (self.transfer, self.peers) if s is not None]
+        return [self.prober, self.signer, *optional]
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -127,10 +136,8 @@ class Supervisor:
                      "/%d, slip %d%s", *rrl.rates(), rrl.ipv4_prefix, rrl.ipv6_prefix, rrl.slip,
                      ", dry run" if rrl.dry_run else "")
         self.keeping.warm_start()
-        self.spawn(self.prober)
-        self.spawn(self.signer)
-        if self.transfer is not None:
-            self.spawn(self.transfer)
+        for slot in self.singles:
+            self.spawn(slot)
         # With a port 0 to resolve, the others once the first has bound; otherwise all at
         # once: they bind only once they hold a snapshot (see responder.main).
         concrete = all(port for _, port, _ in self.listen)
@@ -223,8 +230,7 @@ class Supervisor:
         signing run is no silence; it is watched from its first word, before it publishes.
         """
         limit = self.cfg.server.hung_after
-        transfer = [self.transfer] if self.transfer is not None else []
-        for slot in (self.prober, self.signer, *transfer, *self.responders):
+        for slot in (*self.singles, *self.responders):
             silent = slot.hung(self.listened, limit) if limit else None
             if silent is not None:
                 self.counters.hung[slot.role.name] += 1
@@ -244,7 +250,8 @@ class Supervisor:
         slot.spawn(self.ctx, self.limits[role.name], shared, self.now())
         config = self.signer_view if role.held_config else self.views.for_role(role.name)
         # A respawn binds the addresses its predecessor was given (port 0 resolved).
-        listen = {"server": self.listen, "transfer": self.transfer_listen, None: []}[role.listens]
+        listen = {"server": self.listen, "transfer": self.transfer_listen}.get(
+            role.listens or "", [])
         self.relay.send(slot, messages.encode(messages.Start(
             slot.index, config, listen, self.secret if role.cookie_secret else b"",
             self.steering.kept_serials if role.serials else {})))

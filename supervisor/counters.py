@@ -1,6 +1,6 @@
 """Every counter the supervisor keeps, in one place: what befell the children (restarts,
 protocol rejections, hangs), the reloads, and the totals the children count themselves (the
-responders' queries, the transfer process's transfers).
+responders' queries, the transfer process's transfers, the peers process's reports).
 
 Children send totals since they started; a child's last totals are kept when it ends, so no
 counter ever goes back across respawns (Prometheus reads a drop as a reset).
@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from healthdns.shared import messages
-from healthdns.supervisor.roles import RESPONDER, TRANSFER
+from healthdns.supervisor.roles import PEERS, RESPONDER, TRANSFER
 
 # (path, proto, family, zone origin (wire), qtype, rcode) -> queries, as responders send them
 QueriesByOrigin = Counter[tuple[int, int, int, bytes, int, int]]
@@ -36,12 +36,49 @@ class Counters:
         self.shows_transfers = transfers
         self.transfers_gone: Counter[str] = Counter()  # totals of ended transfer processes
         self.transfers_live: dict[str, int] = {}  # the running one's latest totals
+        # The peers process: its latest rows, and the totals of ended ones by (peer, count).
+        self.peers_live: messages.PeerStats | None = None
+        self.peers_gone: Counter[tuple[str, str]] = Counter()
         self.changed = True  # since the last view
 
     def counted(self, index: int, stats: messages.Stats, now: float) -> None:
         """A responder's totals (and its heartbeat)."""
         self.stats[index] = (stats, now)
         self.changed = True
+
+    def peered(self, stats: messages.PeerStats) -> None:
+        self.peers_live = stats
+        self.changed = True
+
+    def split(self) -> tuple[dict[str, dict[str, bool]], int]:
+        """The targets the vantages disagree on (some of them), and how many in all."""
+        live = self.peers_live
+        return ({}, 0) if live is None else (live.split, live.split_total)
+
+    def peers(self) -> tuple[list[messages.PeerRow], bool, int]:
+        """Every peer's row with totals that never go back across respawns of the peers
+        process; whether too few vantages are fresh (the alert); reports from no peer."""
+        live = self.peers_live
+        if live is None:
+            return [], False, self.peers_gone[("", "sender")]
+        gone = self.peers_gone
+        rows = [messages.PeerRow(
+            r.name, r.fresh, r.age, r.received + gone[(r.name, "received")],
+            {k: n + gone[(r.name, k)] for k, n in r.rejected.items()},
+            r.sent + gone[(r.name, "sent")], r.failed + gone[(r.name, "failed")], r.fenced)
+            for r in live.peers]
+        return rows, live.short, live.rejected_sender + gone[("", "sender")]
+
+    def _peers_ended(self) -> None:
+        live, self.peers_live = self.peers_live, None
+        if live is None:
+            return
+        for row in live.peers:
+            for name in ("received", "sent", "failed"):
+                self.peers_gone[(row.name, name)] += getattr(row, name)
+            for reason, n in row.rejected.items():
+                self.peers_gone[(row.name, reason)] += n
+        self.peers_gone[("", "sender")] += live.rejected_sender
 
     def transferred(self, stats: messages.TransferStats) -> None:
         self.transfers_live = {name: getattr(stats, name) for name in TRANSFER_COUNTS}
@@ -61,6 +98,8 @@ class Counters:
         if role == TRANSFER.name:
             self.transfers_gone.update(self.transfers_live)
             self.transfers_live = {}
+        if role == PEERS.name:
+            self._peers_ended()
         self.changed = True
 
     def queries(self, zone: Callable[[bytes], str]) -> tuple[QueriesByZone, int, int]:

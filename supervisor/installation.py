@@ -27,7 +27,7 @@ from healthdns.shared.errors import ConfigError
 from healthdns.shared.privilege import Account
 
 # The roles' packages, installed as healthdns.<role> (they may lie apart: `package-dir`).
-ROLES = ("supervisor", "responder", "prober", "signer", "transfer", "shared")
+ROLES = ("supervisor", "responder", "prober", "signer", "transfer", "peers", "shared")
 
 
 @dataclass(frozen=True)

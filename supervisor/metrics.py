@@ -46,6 +46,7 @@ class Metrics(Collector):
         yield from _process(readout)
         yield from _lifecycle(readout)
         yield from _transfers(readout)
+        yield from _peers(readout)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no fixed description: the registry does not ask us at start
@@ -214,3 +215,37 @@ def _transfers(readout: Readout) -> Iterator[Metric]:
     for result in ("sent", "answered", "failed"):
         notifies.add_metric([result], readout.transfers.get(f"notify_{result}", 0))
     yield from (served, notifies)
+
+
+def _peers(readout: Readout) -> Iterator[Metric]:
+    """The peers process's view of each peer (no peer rows, and 0, without `[peers]`)."""
+    fresh = GaugeMetricFamily("healthdns_peer_fresh", "1 while the peer's latest report is "
+                              "within peers.stale_after", labels=["peer"])
+    age = GaugeMetricFamily("healthdns_peer_report_age_seconds", "seconds since the peer's "
+                            "latest accepted report (-1: none yet)", labels=["peer"])
+    fenced = GaugeMetricFamily("healthdns_peer_fenced", "1 while the peer's latest report says "
+                               "its prober is fenced (its view does not vote)", labels=["peer"])
+    received = CounterMetricFamily("healthdns_peer_reports", "reports accepted from the peer",
+                                   labels=["peer"])
+    rejected = CounterMetricFamily("healthdns_peer_reports_rejected", "reports refused, by "
+                                   "reason: signature, replay, malformed, oversized, rate; "
+                                   "unknown counts reports naming checks this instance does "
+                                   "not have (the others are taken)", labels=["peer", "reason"])
+    sent = CounterMetricFamily("healthdns_peer_sends", "reports sent to the peer, by result",
+                               labels=["peer", "result"])
+    for row in readout.peers:
+        fresh.add_metric([row.name], int(row.fresh))
+        age.add_metric([row.name], row.age)
+        fenced.add_metric([row.name], int(row.fenced))
+        received.add_metric([row.name], row.received)
+        for reason, n in row.rejected.items():
+            rejected.add_metric([row.name, reason], n)
+        sent.add_metric([row.name, "ok"], row.sent - row.failed)
+        sent.add_metric([row.name, "failed"], row.failed)
+    short = GaugeMetricFamily("healthdns_peers_too_few_vantages", "1 while too few vantages "
+                              "are fresh for a verdict (peers.min_vantages): the last verdict "
+                              "is kept, or the own checks followed (peers.cut_off)",
+                              value=int(readout.peers_short))
+    unknown = CounterMetricFamily("healthdns_peer_reports_unknown_sender", "reports that named "
+                                  "no configured peer", value=readout.peers_unknown)
+    yield from (fresh, fenced, age, received, rejected, sent, short, unknown)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from healthdns.shared.messages import Probe
+from healthdns.shared.messages import PeerRow, Probe
 from healthdns.supervisor.overrides import Override
 
 
@@ -57,6 +57,15 @@ class Readout:
     reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
     hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role
     transfers: dict[str, int] = field(default_factory=dict)  # messages.TransferStats totals
+    # With [peers]: each peer's row (totals), whether too few vantages are fresh for a
+    # verdict (the alert), and reports that named no configured peer.
+    peers: tuple[PeerRow, ...] = ()
+    peers_short: bool = False
+    peers_unknown: int = 0
+    # Targets the fresh vantages disagree on (some of them: messages.SPLIT_SHOWN), each with
+    # every vantage's state; and how many there are in all.
+    split: dict[str, dict[str, bool]] = field(default_factory=dict)
+    split_total: int = 0
     # Seconds the oldest change of health has waited to reach the answers (the signer has not
     # taken it in yet), and how long it may wait before /readyz fails.
     health_waiting: float = 0.0

@@ -41,6 +41,8 @@ class Relay:
         """`supervisor`: whose children are relayed between."""
         self.sup = supervisor
         self.health: dict[str, bool] | None = None  # the latest, as the signer was sent it
+        self.own: dict[str, bool] | None = None  # the prober's latest view (with peers)
+        self.fenced = False  # the prober says it is fenced (with peers: its view does not vote)
         self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
         self.records: bytes | None = None  # the latest full `Records`, compressed
         self.published: messages.Resume | None = None  # without its snapshot (see `resume`)
@@ -81,6 +83,10 @@ class Relay:
         match message:
             case messages.HealthReport(states=states, full=full):
                 return self._on_report(states, full or not slot.spoke)
+            case messages.Verdict(states=states, full=full):
+                self._on_verdict(states, full)
+            case messages.PeerStats() if slot.state == "running":
+                self.sup.counters.peered(message)
             case messages.Published() if message.generation != self.generation + 1:
                 return f"generation {message.generation} published after {self.generation}"
             case messages.Published():
@@ -97,7 +103,8 @@ class Relay:
             case messages.Choices(generation=generation, names=names, seconds=seconds) \
                     if generation == self.generation and slot.spoke:
                 self.sup.steering.chosen(names, seconds)
-            case messages.Probes(rows=rows) if slot.spoke:
+            case messages.Probes(rows=rows, fenced=fenced) if slot.spoke:
+                self._on_fence(fenced)
                 return self.sup.steering.detail(rows)
             case messages.Stats() if slot.state == "retiring":
                 pass  # its totals were kept when it was replaced
@@ -140,8 +147,34 @@ class Relay:
         self.sup.prober.mark_running()  # its first report is its readiness
         if full and self.sup.reloading.reconfiguring:
             self.sup.reloading.settle()
+        if self.sup.peers is not None:  # the signer is sent the verdict instead
+            self._on_own_view(states, full)
+            return None
         self.send_health(self.sup.steering.report(states, full), full)
         return None
+
+    def _on_own_view(self, states: dict[str, bool], full: bool) -> None:
+        """Kept for a peers process that starts later, and relayed to the running one."""
+        if full or self.own is None:
+            self.own = dict(states)
+        else:
+            self.own.update(states)
+        if self.sup.peers is not None:
+            self.send(self.sup.peers, messages.encode(messages.View(states, full, self.fenced)))
+
+    def _on_fence(self, fenced: bool) -> None:
+        """The peers process learns of the prober's fence with its next heartbeat."""
+        if fenced != self.fenced and self.own is not None and self.sup.peers is not None:
+            self.send(self.sup.peers, messages.encode(messages.View({}, False, fenced)))
+        self.fenced = fenced
+
+    def _on_verdict(self, states: dict[str, bool], full: bool) -> None:
+        """The peers' verdict, in place of the prober's report. Targets a reload just removed
+        may still be in one sent before it: those are left out, as the prober's would be."""
+        renames = self.sup.steering.renames
+        known = {t: up for t, up in states.items() if t in renames}
+        if full or known:
+            self.send_health(self.sup.steering.report(known, full), full)
 
     def send_health(self, states: dict[str, bool], full: bool) -> None:
         if full or self.health is None:
@@ -177,6 +210,8 @@ class Relay:
         if slot.role.listens == "transfer":
             self.sup.transfer_listen = listen  # port 0 resolved: a respawn binds the same
             return
+        if slot.role.listens == "peers":
+            return  # its configured address: its peers send there
         if slot.index == 0 and self.sup.listen != listen:
             self.sup.listen = listen
         if all(r.state == "new" for r in self.sup.responders[1:]):
@@ -211,6 +246,8 @@ class Relay:
                 self.send(slot, zlib.decompress(self.packed))  # the latest before it serves
             case "records" if self.records is not None:
                 self.send(slot, zlib.decompress(self.records))  # deltas follow from them
+            case "view" if self.own is not None:
+                self.send(slot, messages.encode(messages.View(self.own, True, self.fenced)))
 
     @property
     def snapshot(self) -> bytes | None:

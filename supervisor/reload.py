@@ -49,14 +49,22 @@ _RESTART_ONLY = (
     # The transfer process is spawned (or not) at start with its listeners and secondaries.
     ("transfer", lambda c: c.transfer),
     ("tsig (with transfers on)", lambda c: _keys(c) if c.transfer.enabled() else ()),
+    # The peers process is spawned (or not) at start with its listener, peers and secrets;
+    # the prober's checks are sent from the sources it started with.
+    ("peers", lambda c: (tuple((p.name, p.url, _digest(p.secret)) for p in c.peers.peers),
+                         msgspec.structs.replace(c.peers, peers=(), key_pem="", cert_pem="",
+                                                 ca_pem=""))),
+    ("prober.source", lambda c: c.prober.source),
 )
 
 
 def _keys(config: Config) -> tuple[tuple[str, str, str], ...]:
     """The keys as a reload error may show them: a digest stands for each secret."""
-    return tuple((k.name, k.algorithm,
-                  "sha256:" + hashlib.sha256(k.secret.encode()).hexdigest()[:12])
-                 for k in config.tsig)
+    return tuple((k.name, k.algorithm, _digest(k.secret)) for k in config.tsig)
+
+
+def _digest(secret: str) -> str:
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 class RestartNeeded(Exception):
@@ -88,7 +96,7 @@ def changes(old: Config, new: Config) -> list[str]:
         found.append(f"responders {old.server.responders} -> {new.server.responders}")
     fields = [f"server.{f}" for f in msgspec.structs.asdict(old.server)
               if f != "responders" and getattr(old.server, f) != getattr(new.server, f)]
-    fields += [s for s in ("rrl", "cookies", "prober", "control", "transfer", "tsig")
+    fields += [s for s in ("rrl", "cookies", "prober", "control", "transfer", "tsig", "peers")
                if getattr(old, s) != getattr(new, s)]
     if fields:
         found.append(f"settings: {', '.join(fields)}")

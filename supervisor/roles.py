@@ -34,14 +34,15 @@ class Role:
     serves: bool = False
     # Which addresses its `Start` names: the DNS service's, or the transfers'; the port a
     # first process bound (port 0 in the configuration) is the one a respawn is given.
-    listens: Literal["server", "transfer"] | None = None
+    listens: Literal["server", "transfer", "peers"] | None = None
     serials: bool = False  # it is given the serials served so far: its own go above them
     cookie_secret: bool = False  # it is given the secret the responders share (DNS cookies)
     shares_rrl: bool = False  # it inherits the RRL table (shared memory)
     # What it is sent after its `Start` to take up where its predecessor was: the latest
-    # snapshot (a responder), the latest records (the transfer process), or the last
-    # publication and the health (the signer, which then renders no older serial).
-    catches_up: Literal["snapshot", "records", "resume"] | None = None
+    # snapshot (a responder), the latest records (the transfer process), the last
+    # publication and the health (the signer, which then renders no older serial), or the
+    # prober's latest view (the peers process).
+    catches_up: Literal["snapshot", "records", "resume", "view"] | None = None
     # Its configuration changes only once the prober's full report on the new one came (see
     # `messages.Reconfigure`): a respawn is given the one it was last sent.
     held_config: bool = False
@@ -57,7 +58,11 @@ RESPONDER = Role("responder", SMALL_FRAME_LIMIT, numbered=True, serves=True, lis
                  cookie_secret=True, shares_rrl=True, catches_up="snapshot")
 TRANSFER = Role("transfer", SMALL_FRAME_LIMIT, serves=True, listens="transfer",
                 catches_up="records")
-ROLES = {role.name: role for role in (PROBER, SIGNER, RESPONDER, TRANSFER)}
+# Its `Verdict` is as large as the prober's report (its limit is the prober's); it binds the
+# configured `peers.listen` (its peers send there: never port 0), and is sent the latest own
+# view when it starts.
+PEERS = Role("peers", SMALL_FRAME_LIMIT, listens="peers", catches_up="view")
+ROLES = {role.name: role for role in (PROBER, SIGNER, RESPONDER, TRANSFER, PEERS)}
 
 
 def prober_limit(targets: dict[str, str]) -> int:

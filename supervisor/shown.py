@@ -9,7 +9,8 @@ what means nothing left out:
   addresses in canonical form; in a zone with aliases, the data that reads otherwise in an
   alias zone (names written relative follow the alias) under `in_aliases`;
 * none of the parsed forms normalisation stores beside the text they come from (endpoints,
-  status ranges), which say nothing the text does not;
+  status ranges, the PEM text of `[peers]`' files), which say nothing the text does not, and
+  no `[peers]` when it is off;
 * no empty record types, no `pool` on a name without one, none of a pool's short-form fields
   (normalised, its addresses are in `groups`), and none of a check's fields of another kind
   (`path` on a tcp check) or `ca_pem` when `ca_file` is where it came from.
@@ -55,6 +56,13 @@ def _drop_parsed(shown: dict[str, Any]) -> None:
     del shown["transfer"]["listeners"]
     for secondary in shown["transfer"]["secondaries"]:
         del secondary["endpoint"]
+    peers = shown["peers"]
+    if not peers["name"]:
+        del shown["peers"]  # off: nothing of it applies
+        return
+    # The listener parsed, and the PEM text read from the files the section names.
+    for parsed in ("endpoint", "cert_pem", "key_pem", "ca_pem"):
+        del peers[parsed]
 
 
 def _zone(spec: ZoneSpec, zone: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ class Document:
             "version": version(), "generation": readout.generation, "current": readout.current,
             "published_at": readout.published_at,
             "zones": [{"zone": z, "serial": s} for z, s in readout.serials],
-            "responders": [vars(r) for r in readout.responders]})
+            "responders": [vars(r) for r in readout.responders], **_peers(readout)})
         whole = tuple((o.name, o.action) for o in readout.overrides if o.name)
         targets = self._targets.get((known, readout.targets, readout.probes),
                                     lambda: _array(_target_rows(readout, known)))
@@ -62,6 +62,20 @@ class _Kept:
         if of != self._of:  # element by element, each compared by identity first
             self._made, self._of = make(), of
         return self._made
+
+
+def _peers(readout: Readout) -> dict[str, Any]:
+    """With [peers]: each peer, fresh or stale, its report's age and counters; the alert."""
+    if not readout.peers:
+        return {}
+    return {"peers": [{"peer": r.name, "fresh": r.fresh, "fenced": r.fenced,
+                       "age": r.age if r.age >= 0 else None,
+                       "received": r.received, "rejected": r.rejected, "sent": r.sent,
+                       "failed": r.failed} for r in readout.peers],
+            "peers_too_few_vantages": readout.peers_short,
+            "disagreements": readout.split_total,
+            "disagreeing": [{"id": target, "vantages": {v: _word(up) for v, up in votes.items()}}
+                            for target, votes in readout.split.items()]}
 
 
 def overrides(readout: Readout) -> list[dict[str, Any]]:

@@ -298,7 +298,11 @@ class Steering:
         current = generation > 0 and all(
             r.state == "running" and r.generation == generation for r in responders)
         self._follow_overrides()
+        peers, short, unknown = counters.peers()
+        split, split_total = counters.split()
         return Readout(
+            peers=tuple(peers), peers_short=short, peers_unknown=unknown, split=split,
+            split_total=split_total,
             generation=generation, published_at=self.published_at,
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),

@@ -10,7 +10,9 @@ part, encoded:
 * the signer: `server` and the zones, with every check's header values and inline CA replaced
   by a keyed digest of them; of `transfer`, only `listen` (transfers on or off);
 * the transfer process: `server`, `transfer` and the `tsig` keys (no zones: it is sent the
-  records the signer made).
+  records the signer made);
+* the peers process: `server` and `peers` (the peers' secrets; no zones, no checks: it
+  judges the targets of the views it is sent).
 
 The signer still needs the checks: a pool's address is judged by the health of its check target,
 whose id (`CheckSpec.target`) ends with a digest of the check (header values left out). Its
@@ -43,6 +45,7 @@ class Views:
     signer: bytes
     signer_ids: dict[str, str]
     transfer: bytes = b""
+    peers: bytes = b""
 
     def for_role(self, role: str) -> bytes:
         encoded: bytes = getattr(self, role)
@@ -60,9 +63,13 @@ def split(cfg: Config, key: bytes | None = None) -> Views:
     responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies, tsig=cfg.tsig)
     # The transfer process: its section and the TSIG keys it verifies and signs with.
     transfer = Config(server=cfg.server, transfer=cfg.transfer, tsig=cfg.tsig)
+    # The peers process: its section (the peers' secrets) alone; the checks it judges are
+    # those of the views it is sent.
+    peers = Config(server=cfg.server, peers=cfg.peers)
     return Views(responder=config.encode(responder),
                  prober=config.encode(prober), signer=config.encode(signer),
-                 signer_ids=_renames(cfg.zones, masked), transfer=config.encode(transfer))
+                 signer_ids=_renames(cfg.zones, masked), transfer=config.encode(transfer),
+                 peers=config.encode(peers))
 
 
 def _zone_for_prober(zone: ZoneSpec) -> ZoneSpec:

@@ -14,7 +14,7 @@ from healthdns.supervisor import installation
 from tests import test_types
 
 ROOT = Path(__file__).resolve().parent.parent
-ROLES = ("supervisor", "responder", "prober", "signer", "transfer")
+ROLES = ("supervisor", "responder", "prober", "signer", "transfer", "peers")
 PACKAGES = (*ROLES, "shared")
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ROLES = ("supervisor", "responder", "prober", "signer", "transfer", "shared")
+ROLES = ("supervisor", "responder", "prober", "signer", "transfer", "peers", "shared")
 
 
 def test_every_role_passes_mypy_strict(tmp_path: Path) -> None:

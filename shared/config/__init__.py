@@ -15,8 +15,8 @@ One module per section, each struct beside the function that normalises it:
 
 * `document`: `Config`, and reading (`load`, `read`, `from_mapping`), `encode`/`decode` for the
   children and `redacted` for a person;
-* `server`, `control`, `guard` (RRL and cookies), `prober`, `transfer` (with the TSIG keys):
-  the sections of the same names;
+* `server`, `control`, `guard` (RRL and cookies), `prober`, `transfer` (with the TSIG keys),
+  `peers` (several sites deciding health together): the sections of the same names;
 * `zones` (zones, SOA, the records of an owner name), `pools` (address pools and their
   failover groups), `checks` (how an address is checked), `rdata` (static record data),
   `dnssec` (signing a zone);
@@ -55,6 +55,7 @@ from healthdns.shared.config.document import (
 from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
 from healthdns.shared.config.guard import RRL_DEFAULT_RATE, CookieSpec, RrlSpec
 from healthdns.shared.config.names import absolute_name
+from healthdns.shared.config.peers import PeerSpec, PeersSpec
 from healthdns.shared.config.pools import MAX_ANSWERS, MAX_WEIGHT, POLICIES, GroupSpec, PoolSpec
 from healthdns.shared.config.prober import (
     CHECK_SLACK,
@@ -90,10 +91,10 @@ __all__ = [
     "FILES_KEPT", "HUNG_AFTER_MIN", "LOG_FORMATS", "LOG_LEVELS", "MAX_ANSWERS", "MAX_CA_FILE",
     "MAX_CONFIG_FILE", "MAX_PEM_FILE", "MAX_TOKEN_FILE", "MAX_TTL", "MAX_WEIGHT", "MIN_TOKEN",
     "PARALLEL_FLOOR", "PARALLEL_MAX", "POLICIES", "REPORT_PERIOD", "RRL_DEFAULT_RATE",
-    "STATIC_TYPES", "CheckSpec", "Config", "ConfigError", "ControlSpec", "CookieSpec",
-    "DnssecSpec", "Endpoint", "GroupSpec", "PoolSpec", "ProberSpec", "RecordSpec", "RrlSpec",
-    "SecondarySpec", "ServerSpec", "SoaSpec", "TransferRuleSpec", "TransferSpec", "TsigKey",
-    "TsigKeySpec", "ZoneSpec", "absolute_name", "decode", "encode", "file_room",
+    "STATIC_TYPES", "CheckSpec", "Config", "ConfigError", "ControlSpec", "CookieSpec", "DnssecSpec",
+    "Endpoint", "GroupSpec", "PeerSpec", "PeersSpec", "PoolSpec", "ProberSpec", "RecordSpec",
+    "RrlSpec", "SecondarySpec", "ServerSpec", "SoaSpec", "TransferRuleSpec", "TransferSpec",
+    "TsigKey", "TsigKeySpec", "ZoneSpec", "absolute_name", "decode", "encode", "file_room",
     "format_endpoint", "from_mapping", "in_flight", "load", "parallel_for", "parse_endpoint",
     "read", "redacted", "warnings",
 ]

@@ -16,6 +16,7 @@ from healthdns.shared.config import filekeys
 from healthdns.shared.config.checks import CheckSpec
 from healthdns.shared.config.control import ControlSpec, normalise_control
 from healthdns.shared.config.guard import CookieSpec, RrlSpec, normalise_cookies, normalise_rrl
+from healthdns.shared.config.peers import PeersSpec, normalise_peers
 from healthdns.shared.config.prober import ProberSpec, distinct_checks, normalise_prober
 from healthdns.shared.config.server import ServerSpec, normalise_server
 from healthdns.shared.config.transfer import (
@@ -56,6 +57,7 @@ class Config(Frozen, frozen=True):
     prober: ProberSpec = ProberSpec()
     control: ControlSpec = ControlSpec()
     transfer: TransferSpec = TransferSpec()
+    peers: PeersSpec = PeersSpec()
     tsig: tuple[TsigKeySpec, ...] = ()
     zones: tuple[ZoneSpec, ...] = ()
 
@@ -92,6 +94,7 @@ class _RawConfig(Frozen, frozen=True):
     prober: ProberSpec = ProberSpec()
     control: ControlSpec = ControlSpec()
     transfer: TransferSpec = TransferSpec()
+    peers: PeersSpec = PeersSpec()
     tsig: list[TsigKeySpec] = []
     zones: list[RawZone] = []
 
@@ -129,7 +132,8 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
                   cookies=normalise_cookies(raw.cookies),
                   prober=normalise_prober(raw.prober, zones),
                   control=normalise_control(raw.control),
-                  transfer=normalise_transfer(raw.transfer, server, keys), tsig=keys, zones=zones)
+                  transfer=normalise_transfer(raw.transfer, server, keys),
+                  peers=normalise_peers(raw.peers), tsig=keys, zones=zones)
 
 
 def redacted(config: Config) -> Config:
@@ -143,6 +147,11 @@ def redacted(config: Config) -> Config:
     if config.tsig:
         config = msgspec.structs.replace(config, tsig=tuple(
             msgspec.structs.replace(k, secret="<redacted>") for k in config.tsig))
+    if config.peers.enabled():
+        peers = config.peers
+        config = msgspec.structs.replace(config, peers=msgspec.structs.replace(
+            peers, key_pem="<redacted>", peers=tuple(
+                msgspec.structs.replace(p, secret="<redacted>") for p in peers.peers)))
     return msgspec.structs.replace(config, zones=map_checks(config.zones, _redacted_headers))
 
 

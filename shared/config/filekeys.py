@@ -27,6 +27,11 @@ def resolve(document: dict[str, Any], folder: str) -> dict[str, Any]:
     control = document.get("control")
     if isinstance(control, dict):
         _each(control, lambda k: k.endswith("_file") or k in CONTROL_FILES, under)
+    peers = document.get("peers")
+    if isinstance(peers, dict):
+        _each(peers, lambda k: k.endswith("_file"), under)
+        for peer in _tables(peers.get("peers")):
+            _each(peer, lambda k: k == "secret_file", under)
     for key in _tables(document.get("tsig")):
         _each(key, lambda k: k == "file", under)
     for zone in _tables(document.get("zones")):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import resource
+import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from healthdns.shared.config.checks import CheckSpec
-from healthdns.shared.config.values import Frozen, within
+from healthdns.shared.config.values import Frozen, canonical_address, within
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ class ProberSpec(Frozen, frozen=True):
     # the number, see `parallel_for`).
     parallel: int = 0
     fence_min_targets: int = 10  # self-fencing from this many targets up; 0: never
+    # The addresses checks are sent from, at most one IPv4 and one IPv6 (a vantage's own
+    # address on a host with several); none: the kernel's choice.
+    source: tuple[str, ...] = ()
 
 
 def distinct_checks(zones: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, CheckSpec]]:
@@ -73,6 +77,28 @@ def normalise_prober(raw: ProberSpec, zones: tuple[ZoneSpec, ...]) -> ProberSpec
     if raw.fence_min_targets < 0 or raw.fence_min_targets == 1:
         raise ConfigError("prober.fence_min_targets",
                           f"{raw.fence_min_targets} is neither 0 (never) nor 2 or more")
+    source = _sources(raw.source)
     if raw.parallel:
-        return raw
-    return msgspec.structs.replace(raw, parallel=parallel_for(distinct_checks(zones)))
+        return msgspec.structs.replace(raw, source=source)
+    return msgspec.structs.replace(raw, source=source,
+                                   parallel=parallel_for(distinct_checks(zones)))
+
+
+def _sources(raw: tuple[str, ...]) -> tuple[str, ...]:
+    """Each source in canonical form, one per family; it must be this host's (bound once)."""
+    found: dict[int, str] = {}
+    for i, text in enumerate(raw):
+        path = f"prober.source[{i}]"
+        address = canonical_address(text, path)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        if family in found:
+            raise ConfigError(path, f"{address}: a source of this family is already given "
+                              f"({found[family]}); one per family")
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.bind((address, 0))
+        except OSError as e:
+            raise ConfigError(path, f"{address} is not an address of this host "
+                              f"({e.strerror or e})") from None
+        found[family] = address
+    return tuple(found.values())

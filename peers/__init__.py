@@ -1,0 +1,1 @@
+"""healthdns peers role."""

@@ -1,0 +1,96 @@
+"""The verdict rule: how the views of several vantages make one health per target.
+
+A *vantage* is an instance that checks: this one and each peer. For every target, the votes
+are the states the *fresh* vantages see it in: a vantage is fresh while its latest report is
+at most `stale_after` seconds old (this instance's own view always is), and a vantage whose
+report says it is fenced (its prober sees nearly everything fail: its own network is at fault)
+does not vote. Then:
+
+* with fewer votes than `min_vantages`, there is no verdict (`None`): the caller keeps the last
+  one, or follows its own view (`peers.cut_off`);
+* otherwise the target is up when at least `needed_up(quorum, votes)` votes say up:
+  `"majority"` is half of them or more (a tie keeps a target up: failing over takes more
+  vantages seeing it down than up), a count is that many, a fraction is that share or more.
+
+The rule is a pure function of the reports and the clock: instances that hold the same reports
+reach the same verdict, whichever of them computes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from healthdns.shared.config.peers import CUT_OFF
+
+__all__ = ["CUT_OFF", "Quorum", "Vantage", "combine", "fresh", "needed_up", "settle", "split"]
+
+Quorum = str | int | float
+
+
+@dataclass(frozen=True)
+class Vantage:
+    """What one vantage said last, and when it was heard (this process's monotonic clock)."""
+
+    states: Mapping[str, bool]
+    heard: float
+    fenced: bool = False
+
+
+def needed_up(quorum: Quorum, votes: int) -> int:
+    """How many of `votes` must say up for the target to be up."""
+    if isinstance(quorum, str):  # "majority": half or more
+        return math.ceil(votes / 2)
+    if isinstance(quorum, int):
+        return quorum
+    share = Fraction(quorum).limit_denominator(1_000_000) * votes
+    return math.ceil(share)
+
+
+def fresh(vantages: Mapping[str, Vantage], now: float, stale_after: float) -> list[str]:
+    """The vantages that vote: heard within `stale_after`, and not fenced; in name order."""
+    return sorted(name for name, v in vantages.items()
+                  if not v.fenced and now - v.heard <= stale_after)
+
+
+def combine(vantages: Mapping[str, Vantage], targets: Iterable[str], now: float,
+            stale_after: float, quorum: Quorum, min_vantages: int) -> dict[str, bool | None]:
+    """Each target's verdict by the rule above; None where too few fresh vantages vote."""
+    voters = [vantages[name].states for name in fresh(vantages, now, stale_after)]
+    least = max(1, min_vantages)
+    need = [needed_up(quorum, n) for n in range(len(voters) + 1)]  # by the number of votes
+    out: dict[str, bool | None] = {}
+    for target in targets:
+        votes = [states[target] for states in voters if target in states]
+        out[target] = None if len(votes) < least else sum(votes) >= need[len(votes)]
+    return out
+
+
+def split(vantages: Mapping[str, Vantage], targets: Iterable[str], now: float,
+          stale_after: float) -> dict[str, dict[str, bool]]:
+    """The targets the voting vantages disagree on, each with every voter's state."""
+    voters = {name: vantages[name].states for name in fresh(vantages, now, stale_after)}
+    out: dict[str, dict[str, bool]] = {}
+    for target in targets:
+        votes = {name: states[target] for name, states in voters.items() if target in states}
+        if len(set(votes.values())) > 1:
+            out[target] = votes
+    return out
+
+
+def settle(raw: Mapping[str, bool | None], last: Mapping[str, bool], own: Mapping[str, bool],
+           cut_off: str) -> dict[str, bool]:
+    """The health to serve: each verdict, or where there is none, the last one ("keep") or
+    this instance's own view ("own"); a target with neither (the first verdict of a new
+    target) follows its own view."""
+    out: dict[str, bool] = {}
+    for target, verdict in raw.items():
+        if verdict is not None:
+            out[target] = verdict
+        elif cut_off == "keep" and target in last:
+            out[target] = last[target]
+        else:
+            out[target] = own.get(target, True)
+    return out
