@@ -107,7 +107,9 @@ def test_health_waiting_for_a_stuck_signer_shows_on_readyz_and_in_a_metric(
         tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
     """With the watch off (hung_after = 0) nothing kills it: the operator must see it."""
     server = start(tmp_path, config(backends[0].port, hung_after=0))
-    assert get(server, "/readyz")[0] == 200
+    # Ready once every responder has said (in its stats, each second) that it serves the
+    # generation with both addresses: a moment after they answer with it.
+    server.wait_until(lambda: get(server, "/readyz")[0] == 200, WITHIN, "/readyz")
     assert total(server, "healthdns_health_unpublished_seconds", {}) == 0
     stopped = signer_pid(server)
     os.kill(stopped, signal.SIGSTOP)
