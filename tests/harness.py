@@ -355,7 +355,11 @@ class HttpBackend(Backend):
             except OSError:
                 return
             with conn:
-                _answer_http(conn)
+                self.answer(conn)
+
+    def answer(self, conn: socket.socket) -> None:
+        """Answer one accepted connection: a plain HTTP 200 (subclasses answer otherwise)."""
+        _answer_http(conn)
 
 
 def _answer_http(conn: socket.socket) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Backend, Server, run_cli
+from harness import HttpBackend, Server, run_cli
 
 from healthdns.shared import config
 
@@ -27,19 +27,11 @@ GOOD = "Bearer right-" + secrets.token_hex(8)
 BAD = "Bearer wrong-" + secrets.token_hex(8)
 
 
-class AuthBackend(Backend):
+class AuthBackend(HttpBackend):
     """An HTTP backend that answers 200 to requests that carry GOOD, and 401 to others."""
 
-    def _accept(self, sock: socket.socket) -> None:
-        while self.listening:
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                _answer(conn)
+    def answer(self, conn: socket.socket) -> None:
+        _answer(conn)
 
 
 def _answer(conn: socket.socket) -> None:

@@ -22,9 +22,9 @@ BASE: dict[str, Any] = {
 }
 
 
-def with_(path: str, value: Any) -> dict[str, Any]:
-    """BASE with the value at a path set (`zones/0/records/www/ttl`)."""
-    doc = copy.deepcopy(BASE)
+def with_(path: str, value: Any, base: dict[str, Any] = BASE) -> dict[str, Any]:
+    """`base` with the value at a path set (`zones/0/records/www/ttl`)."""
+    doc = copy.deepcopy(base)
     *parents, last = path.split("/")
     node: Any = doc
     for part in parents:

@@ -4,13 +4,13 @@ file the value is on."""
 
 from __future__ import annotations
 
-import copy
 import datetime
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_config
 from harness import run_cli
 
 from healthdns.shared import config
@@ -24,13 +24,7 @@ BASE: dict[str, Any] = {"zones": [{
 
 def with_(path: str, value: Any) -> dict[str, Any]:
     """BASE with the value at a path set (`zones/0/records/www/ttl`)."""
-    doc = copy.deepcopy(BASE)
-    *parents, last = path.split("/")
-    node: Any = doc
-    for part in parents:
-        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
-    node[int(last) if last.isdigit() else last] = value
-    return doc
+    return test_config.with_(path, value, BASE)
 
 
 CHECK = "zones[0].records.www.pool.check"
