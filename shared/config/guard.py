@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import msgspec
 
-from healthdns.shared.config.values import Frozen, within
+from healthdns.shared.config.values import Frozen, ip_networks, within
 from healthdns.shared.errors import ConfigError
 
 RRL_DEFAULT_RATE = 5  # responses per second: BIND's and Knot's documented starting point
@@ -61,17 +59,11 @@ def normalise_rrl(raw: RrlSpec) -> RrlSpec:
     within(raw.ipv4_prefix, 8, 32, "rrl.ipv4_prefix")
     within(raw.ipv6_prefix, 16, 128, "rrl.ipv6_prefix")
     within(raw.table_size, 1024, 16_777_216, "rrl.table_size")
-    exempt = []
-    for i, text in enumerate(raw.exempt):
-        try:
-            exempt.append(str(ipaddress.ip_network(text, strict=False)))
-        except ValueError:
-            raise ConfigError(f"rrl.exempt[{i}]",
-                              f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
+    exempt = ip_networks(raw.exempt, "rrl.exempt")
     base, nxdomain, error = raw.rates()
     return msgspec.structs.replace(raw, enabled=raw.active(), responses_per_second=base,
                                    nxdomains_per_second=nxdomain, errors_per_second=error,
-                                   exempt=tuple(exempt))
+                                   exempt=exempt)
 
 
 def normalise_cookies(raw: CookieSpec) -> CookieSpec:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import msgspec
 
 from healthdns.shared import files, tsigkeys
@@ -13,6 +11,7 @@ from healthdns.shared.config.server import ServerSpec
 from healthdns.shared.config.values import (
     Frozen,
     canonical_address,
+    ip_networks,
     refuse_normalised_fields,
     within,
 )
@@ -173,14 +172,7 @@ def _transfer_rule(raw: TransferRuleSpec, require_tsig: bool, known: set[str],
     if not raw.networks:
         raise ConfigError(f"{path}.networks", "a rule needs at least one network "
                           '(e.g. "192.0.2.0/24"; "0.0.0.0/0" and "::/0" for any)')
-    networks = []
-    for i, text in enumerate(raw.networks):
-        try:
-            networks.append(str(ipaddress.ip_network(text, strict=False)))
-        except ValueError:
-            raise ConfigError(f"{path}.networks[{i}]",
-                              f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
-    return TransferRuleSpec(networks=tuple(networks),
+    return TransferRuleSpec(networks=ip_networks(raw.networks, f"{path}.networks"),
                             key=_transfer_key(raw.key, require_tsig, known, path))
 
 

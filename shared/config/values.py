@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -33,6 +34,18 @@ def canonical_address(text: str, path: str) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         raise ConfigError(path, f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def ip_networks(texts: Sequence[str], path: str) -> tuple[str, ...]:
+    """Networks in canonical text ("192.0.2.7/24" is "192.0.2.0/24"); `path`[i] names a bad one."""
+    out = []
+    for i, text in enumerate(texts):
+        try:
+            out.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{path}[{i}]",
+                              f"{text!r} is not an IP network (like 192.0.2.0/24)") from None
+    return tuple(out)
 
 
 def within(value: float, low: float, high: float, path: str, unit: str = "") -> None:
