@@ -118,7 +118,7 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name, digest: bytes,
         name = origin if relative == "@" else dns.name.from_text(relative, origin=origin)
         static: RRsets = {}
         cname: bytes | None = None
-        ttl = record.ttl if record.ttl is not None else spec.ttl
+        ttl = record.max_ttl
         for type_text, texts in record.static().items():
             rdtype = dns.rdatatype.from_text(type_text)
             rdatas = [dns.rdata.from_text(dns.rdataclass.IN, rdtype, t, origin=origin,

@@ -313,7 +313,7 @@ def _rdata(rdtype: str, text: str, zone: str) -> str:
 
 def _ttl(place: Place) -> int:
     record = place.record
-    return record.ttl if record is not None and record.ttl is not None else place.spec.ttl
+    return record.max_ttl if record is not None else place.spec.ttl
 
 
 def _negative_ttl(spec: ZoneSpec) -> int:

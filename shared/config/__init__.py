@@ -55,7 +55,14 @@ from healthdns.shared.config.document import (
 from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
 from healthdns.shared.config.guard import RRL_DEFAULT_RATE, CookieSpec, RrlSpec
 from healthdns.shared.config.names import absolute_name
-from healthdns.shared.config.pools import MAX_ANSWERS, MAX_WEIGHT, POLICIES, GroupSpec, PoolSpec
+from healthdns.shared.config.pools import (
+    MAX_ANSWERS,
+    MAX_WEIGHT,
+    POLICIES,
+    GroupSpec,
+    PoolSpec,
+    TtlRange,
+)
 from healthdns.shared.config.prober import (
     CHECK_SLACK,
     FILES_KEPT,
@@ -93,7 +100,7 @@ __all__ = [
     "STATIC_TYPES", "CheckSpec", "Config", "ConfigError", "ControlSpec", "CookieSpec",
     "DnssecSpec", "Endpoint", "GroupSpec", "PoolSpec", "ProberSpec", "RecordSpec", "RrlSpec",
     "SecondarySpec", "ServerSpec", "SoaSpec", "TransferRuleSpec", "TransferSpec", "TsigKey",
-    "TsigKeySpec", "ZoneSpec", "absolute_name", "decode", "encode", "file_room",
+    "TsigKeySpec", "TtlRange", "ZoneSpec", "absolute_name", "decode", "encode", "file_room",
     "format_endpoint", "from_mapping", "in_flight", "load", "parallel_for", "parse_endpoint",
     "read", "redacted", "warnings",
 ]
