@@ -1,0 +1,91 @@
+"""The TTL that follows health, on the wire: dig sees a pool's TTL move with the health of its
+checks, the signed answer keeps its RRSIG's original TTL at the max while the records and the
+RRSIG are served with the rung, and delv validates each rung served.
+
+The pool: 127.0.0.1 (checked every 1 s, fall 3, rise 9) first, 127.0.0.2 (every 5 s, fall 3,
+rise 3) second, ttl = "16/1" (rungs 16, 8, 4, 2, 1). All up: 127.0.0.1 is 3 failed checks
+from down, the first of which may run at once: T_next = 2 s, TTL 2. With 127.0.0.1 down it is
+9 passed checks from up (8 s) and 127.0.0.2 3 failed ones from down (10 s): TTL 8.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.rdatatype
+import pytest
+from conftest import need_tool
+from harness import Backend, Server, config_toml
+from test_dnssec import delv, generate
+
+MAX = 16
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Backend, str]]:
+    tmp = tmp_path_factory.mktemp("healthttl")
+    key, anchor = generate(tmp, "ECDSAP256SHA256", "csk")
+    first, second = Backend("127.0.0.1"), Backend("127.0.0.2")
+    first.up()
+    second.up()
+    groups = [
+        {"addresses": ["127.0.0.1"], "check": {"port": first.port, "interval": 1.0,
+                                               "timeout": 0.5, "fall": 3, "rise": 9}},
+        {"addresses": ["127.0.0.2"], "check": {"port": second.port, "interval": 5.0,
+                                               "timeout": 0.5, "fall": 3, "rise": 3}}]
+    toml = config_toml({"www": {"pool": {"groups": groups, "ttl": f"{MAX}/1"}},
+                        "static": {"a": ["192.0.2.1"]}},
+                       zone={"ttl": 60, "dnssec": {"csk": str(key)}})
+    server = Server([], tmp, toml).start()
+    yield server, first, anchor
+    assert server.stop() == 0
+    first.close()
+    second.close()
+
+
+def dig(server: Server, name: str, *flags: str) -> list[list[str]]:
+    """The answer section's records as dig prints them, split into fields."""
+    out = subprocess.run([need_tool("dig"), "@" + server.host, "-p", str(server.port),
+                          "+norec", "+noall", "+answer", *flags, name, "A"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    return [line.split() for line in out.splitlines() if line and not line.startswith(";")]
+
+
+def ttls(server: Server) -> tuple[set[str], set[int]]:
+    records = dig(server, "www.example.test")
+    return {r[4] for r in records}, {int(r[1]) for r in records}
+
+
+def check_signed(server: Server, ttl: int, anchor: str, tmp: Path) -> None:
+    """The records and their RRSIG served at `ttl`, the RRSIG's original TTL the max."""
+    records = dig(server, "www.example.test", "+dnssec")
+    sigs = [r for r in records if r[3] == "RRSIG"]
+    assert sigs and all(int(r[1]) == ttl for r in records), records
+    assert all(int(r[7]) == MAX for r in sigs), sigs  # type covered, alg, labels, original
+    out = delv(server, anchor, "example.test", "www.example.test", "A", tmp)
+    assert "; fully validated" in out, out
+    assert re.search(rf"www\.example\.test\.\s+{ttl}\s+IN\s+A", out), out
+
+
+def test_the_ttl_follows_health_and_every_rung_validates(
+        served: tuple[Server, Backend, str], tmp_path: Path) -> None:
+    server, first, anchor = served
+    assert ttls(server) == ({"127.0.0.1"}, {2})
+    check_signed(server, 2, anchor, tmp_path)
+    first.down()
+    server.wait_until(lambda: ttls(server)[0] == {"127.0.0.2"}, 30, "failover")
+    assert ttls(server) == ({"127.0.0.2"}, {8})
+    check_signed(server, 8, anchor, tmp_path)
+    first.up()
+    server.wait_until(lambda: ttls(server)[0] == {"127.0.0.1"}, 40, "failback")
+    assert ttls(server) == ({"127.0.0.1"}, {2})
+
+
+def test_names_without_a_range_keep_their_fixed_ttl(
+        served: tuple[Server, Backend, str]) -> None:
+    server = served[0]
+    answer = server.query("static.example.test").answer
+    assert [(r.rdtype, r.ttl) for r in answer] == [(dns.rdatatype.A, 60)]
