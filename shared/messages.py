@@ -41,6 +41,10 @@ class Health(_Message, frozen=True):
     # Admin overrides of whole names, always all of them: name (as in the first zone, no
     # final dot) -> every address of its pool down (False, drained) or up (True, forced).
     names: dict[str, bool] = {}
+    # Checks in a row that would flip a target, where the prober counted otherwise than a
+    # whole fall (rise when down): what the TTL that follows health counts with (`full`
+    # replaces, otherwise merges).
+    left: dict[str, int] = {}
 
 
 class Resume(_Message, frozen=True):
@@ -275,10 +279,13 @@ class Fatal(_Message, frozen=True):
 
 
 class HealthReport(_Message, frozen=True):
-    """prober -> supervisor: health states; the first one is full, then changes only."""
+    """prober -> supervisor: health states; the first one is full, then changes only.
+    `left`: each target whose count of checks in a row that would flip it changed, and that
+    count (a passed check after failures gives the whole fall back)."""
 
     states: dict[str, bool]
     full: bool
+    left: dict[str, int] = {}
 
 
 class Published(_Message, frozen=True):

@@ -77,18 +77,22 @@ class Signer:
         log.info("resuming from generation %d: serials %s", self.generation, self.serials)
 
     def update(self, states: Mapping[str, bool], full: bool,
-               names: Mapping[str, bool] | None = None) -> messages.Published | None:
-        self.merge(states, full, names or {})
+               names: Mapping[str, bool] | None = None,
+               left: Mapping[str, int] | None = None) -> messages.Published | None:
+        self.merge(states, full, names or {}, left)
         return self.publish()
 
     def merge(self, states: Mapping[str, bool], full: bool,
-              names: Mapping[str, bool] | None = None) -> None:
+              names: Mapping[str, bool] | None = None,
+              left: Mapping[str, int] | None = None) -> None:
         """Take in a health report without publishing (several may make one generation);
-        `names`: every name override in force."""
+        `names`: every name override in force; `left`: the prober's counts of checks left
+        before a target could flip (see `zone.Health`)."""
         if full and not self.merge_next_full:
-            self.health = zone.Health(states, self.health.forced)
+            self.health = zone.Health(states, self.health.forced, dict(left or {}))
         else:
             self.health.update(states)
+            self.health.left.update(left or {})
         if full:
             # Only a full report speaks for the targets a new configuration added: a flip
             # relayed before it must not bring a generation where they count as down.
@@ -345,8 +349,8 @@ def _take(signer: Signer, batch: list[messages.ToChild]) -> bool | None:
     health = False
     for message in batch:
         match message:
-            case messages.Health(states=states, full=full, names=names):
-                signer.merge(states, full, names)
+            case messages.Health(states=states, full=full, names=names, left=left):
+                signer.merge(states, full, names, left)
                 health = True
             case messages.Resume():
                 signer.resume(message)

@@ -6,12 +6,17 @@ The pool: 127.0.0.1 (checked every 1 s, fall 3, rise 9) first, 127.0.0.2 (every 
 rise 3) second, ttl = "16/1" (rungs 16, 8, 4, 2, 1). All up: 127.0.0.1 is 3 failed checks
 from down, the first of which may run at once: T_next = 2 s, TTL 2. With 127.0.0.1 down it is
 9 passed checks from up (8 s) and 127.0.0.2 3 failed ones from down (10 s): TTL 8.
+
+`deep` (127.0.0.3, checked every 1 s, fall 6) measures the staleness bound: after its backend
+goes down at t, no answer that still carries it outlives the failover (the first answer
+without it, at f) by more than min, since the TTL shrinks with every failed check.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +29,9 @@ from test_dnssec import delv, generate
 MAX = 16
 
 
+DEEP = Backend("127.0.0.3")
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Backend, str]]:
     tmp = tmp_path_factory.mktemp("healthttl")
@@ -31,12 +39,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, B
     first, second = Backend("127.0.0.1"), Backend("127.0.0.2")
     first.up()
     second.up()
+    DEEP.up()
+    deep = {"addresses": ["127.0.0.3"],
+            "check": {"port": DEEP.port, "interval": 1.0, "timeout": 0.5, "fall": 6, "rise": 1}}
     groups = [
         {"addresses": ["127.0.0.1"], "check": {"port": first.port, "interval": 1.0,
                                                "timeout": 0.5, "fall": 3, "rise": 9}},
         {"addresses": ["127.0.0.2"], "check": {"port": second.port, "interval": 5.0,
                                                "timeout": 0.5, "fall": 3, "rise": 3}}]
     toml = config_toml({"www": {"pool": {"groups": groups, "ttl": f"{MAX}/1"}},
+                        "deep": {"pool": {"groups": [deep, {"addresses": ["127.0.0.2"]}],
+                                          "check": {"port": second.port}, "ttl": f"{MAX}/1"}},
                         "static": {"a": ["192.0.2.1"]}},
                        zone={"ttl": 60, "dnssec": {"csk": str(key)}})
     server = Server([], tmp, toml).start()
@@ -44,6 +57,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, B
     assert server.stop() == 0
     first.close()
     second.close()
+    DEEP.close()
 
 
 def dig(server: Server, name: str, *flags: str) -> list[list[str]]:
@@ -89,3 +103,28 @@ def test_names_without_a_range_keep_their_fixed_ttl(
     server = served[0]
     answer = server.query("static.example.test").answer
     assert [(r.rdtype, r.ttl) for r in answer] == [(dns.rdatatype.A, 60)]
+
+
+def test_the_staleness_bound(served: tuple[Server, Backend, str]) -> None:
+    server = served[0]
+    seen: list[tuple[float, int, set[str]]] = []  # (when, TTL, addresses) of each answer
+    assert server.addresses("deep.example.test") == {"127.0.0.3"}
+    t = time.monotonic()
+    DEEP.down()
+    deadline = t + 40
+    while time.monotonic() < deadline:
+        answer = server.query("deep.example.test").answer
+        seen.append((time.monotonic(), answer[0].ttl, {r.to_text() for r in answer[0]}))
+        if "127.0.0.3" not in seen[-1][2]:
+            break
+        time.sleep(0.05)
+    failover = seen[-1][0]
+    assert seen[-1][2] == {"127.0.0.2"}, seen[-1]
+    stale = [(at, ttl) for at, ttl, addresses in seen if "127.0.0.3" in addresses]
+    # Up and passing: 6 failed checks from down, the first of which may run at once: 5 s, 4.
+    assert stale[0][1] == 4, stale[:3]
+    # Each failed check shortens it: before the flip the TTL came down to min.
+    assert min(ttl for _, ttl in stale) == 1, stale
+    slack = 1.5  # a count takes the prober, the supervisor and the signer to reach the answer
+    late = [(round(at - t, 2), ttl) for at, ttl in stale if at + ttl > failover + 1 + slack]
+    assert not late, (round(failover - t, 2), late)
