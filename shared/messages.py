@@ -355,6 +355,9 @@ class Choices(_Message, frozen=True):
     # (name without the final dot, rdtype, group index or -1, rule, addresses served)
     names: list[tuple[str, int, int, str, list[str]]]
     seconds: float = 0.0  # how long rendering and signing the generation took
+    # Each pooled name whose TTL follows health: the TTL its addresses are served with, and
+    # why ("TTL 32: 192.0.2.10 is 2 failed checks from down").
+    ttls: dict[str, tuple[int, str]] = {}
 
 
 class Probe(msgspec.Struct, frozen=True, array_like=True):

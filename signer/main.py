@@ -255,6 +255,7 @@ class Signer:
     def choices(self) -> messages.Choices:
         """What each pooled name of each zone (not the aliases) answers now, and why."""
         rows: list[tuple[str, int, int, str, list[str]]] = []
+        ttls: dict[str, tuple[int, str]] = {}
         for z in self.zones:
             if z.origin != dns.name.from_text(z.spec.origin):
                 continue  # an alias zone: its names answer as the zone's own
@@ -263,10 +264,13 @@ class Signer:
                     continue
                 name = dns.name.from_wire(owner.name, 0)[0].to_text(omit_final_dot=True)
                 health = zone.owner_health(owner, self.health)
+                served = zone.served_ttl(owner, self.health)
+                if served is not None:
+                    ttls[name] = served
                 for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
                                                                      health).items():
                     rows.append((name, rdtype, group, rule, addresses))
-        return messages.Choices(self.generation, rows, self.took)
+        return messages.Choices(self.generation, rows, self.took, ttls)
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,

@@ -19,11 +19,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.rdatatype
 import pytest
 from conftest import need_tool
 from harness import Backend, Server, config_toml
+from test_control import TOKEN, call
 from test_dnssec import delv, generate
 
 MAX = 16
@@ -51,7 +53,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, B
                         "deep": {"pool": {"groups": [deep, {"addresses": ["127.0.0.2"]}],
                                           "check": {"port": second.port}, "ttl": f"{MAX}/1"}},
                         "static": {"a": ["192.0.2.1"]}},
-                       zone={"ttl": 60, "dnssec": {"csk": str(key)}})
+                       zone={"ttl": 60, "dnssec": {"csk": str(key)}},
+                       control={"token": TOKEN})
     server = Server([], tmp, toml).start()
     yield server, first, anchor
     assert server.stop() == 0
@@ -84,15 +87,32 @@ def check_signed(server: Server, ttl: int, anchor: str, tmp: Path) -> None:
     assert re.search(rf"www\.example\.test\.\s+{ttl}\s+IN\s+A", out), out
 
 
+def said(server: Server, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What /explain says of a name's A answer, and its row of /status."""
+    code, explained = call(server, "GET", f"/explain?name={name}&type=A")
+    assert code == 200, explained
+    (explained,) = explained["answers"]
+    code, status = call(server, "GET", "/status")
+    assert code == 200, status
+    return explained, next(n for n in status["names"] if n["name"] == name)
+
+
 def test_the_ttl_follows_health_and_every_rung_validates(
         served: tuple[Server, Backend, str], tmp_path: Path) -> None:
     server, first, anchor = served
     assert ttls(server) == ({"127.0.0.1"}, {2})
     check_signed(server, 2, anchor, tmp_path)
+    explained, row = said(server, "www.example.test")
+    assert (explained["ttl"], explained["ttl_max"]) == (2, MAX)
+    assert explained["ttl_why"] == "TTL 2: 127.0.0.1 is 3 failed checks from down"
+    assert (row["ttl"], row["ttl_why"]) == (2, explained["ttl_why"])
     first.down()
     server.wait_until(lambda: ttls(server)[0] == {"127.0.0.2"}, 30, "failover")
     assert ttls(server) == ({"127.0.0.2"}, {8})
     check_signed(server, 8, anchor, tmp_path)
+    explained, row = said(server, "www.example.test")
+    assert explained["ttl"] == row["ttl"] == 8
+    assert row["ttl_why"] == "TTL 8: 127.0.0.1 is 9 passed checks from up"
     first.up()
     server.wait_until(lambda: ttls(server)[0] == {"127.0.0.1"}, 40, "failback")
     assert ttls(server) == ({"127.0.0.1"}, {2})
