@@ -21,12 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.flags
 import dns.rdatatype
 import pytest
 from conftest import need_tool
 from harness import Backend, Server, config_toml
 from test_control import TOKEN, call
-from test_dnssec import delv, generate
+from test_dnssec import Unbound, delv, generate
 
 MAX = 16
 
@@ -77,7 +78,8 @@ def ttls(server: Server) -> tuple[set[str], set[int]]:
 
 
 def check_signed(server: Server, ttl: int, anchor: str, tmp: Path) -> None:
-    """The records and their RRSIG served at `ttl`, the RRSIG's original TTL the max."""
+    """The records and their RRSIG served at `ttl`, the RRSIG's original TTL the max; delv
+    and a validating unbound both accept it."""
     records = dig(server, "www.example.test", "+dnssec")
     sigs = [r for r in records if r[3] == "RRSIG"]
     assert sigs and all(int(r[1]) == ttl for r in records), records
@@ -85,6 +87,12 @@ def check_signed(server: Server, ttl: int, anchor: str, tmp: Path) -> None:
     out = delv(server, anchor, "example.test", "www.example.test", "A", tmp)
     assert "; fully validated" in out, out
     assert re.search(rf"www\.example\.test\.\s+{ttl}\s+IN\s+A", out), out
+    resolver = Unbound(server, anchor, tmp).start()
+    try:
+        response = resolver.ask("www.example.test", "A")
+        assert response.flags & dns.flags.AD and response.answer, response
+    finally:
+        resolver.stop()
 
 
 def said(server: Server, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
