@@ -35,7 +35,8 @@ class Signer:
         self.inherited_renewal: float | None = None
         self.took = 0.0  # seconds the latest generation took to render and sign
         # Only with transfers configured: each zone's records for the secondaries.
-        self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
+        self.transfer_records = transferred.Builder(cfg.transfer.ttl == "min") \
+            if cfg.transfer.enabled() else None
         # Set by `reconfigure`: the next generation waits for the health that comes with the
         # new configuration, is published even if only a zone went away (`reshaped`: other
         # origins), and is sent as a delta only if one fits (`refit`: other NSEC chains...).
@@ -157,7 +158,8 @@ class Signer:
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
         if cfg.transfer.enabled() != (self.transfer_records is not None):
-            self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
+            self.transfer_records = transferred.Builder(cfg.transfer.ttl == "min") \
+                if cfg.transfer.enabled() else None
         log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
 
     def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
