@@ -156,3 +156,14 @@ def test_the_staleness_bound(served: tuple[Server, Backend, str]) -> None:
     slack = 1.5  # a count takes the prober, the supervisor and the signer to reach the answer
     late = [(round(at - t, 2), ttl) for at, ttl in stale if at + ttl > failover + 1 + slack]
     assert not late, (round(failover - t, 2), late)
+
+
+def test_negative_answers_keep_the_soa_negative_ttl(served: tuple[Server, Backend, str]) -> None:
+    """NODATA of a pooled name and NXDOMAIN carry the SOA at min(SOA TTL, MINIMUM), 60 s
+    here (RFC 2308 3), whatever the pool's TTL."""
+    server = served[0]
+    for name, rdtype in (("www.example.test", "AAAA"), ("nothere.example.test", "A")):
+        response = server.query(name, rdtype, use_edns=0, want_dnssec=True)
+        assert not response.answer
+        soa = [r for r in response.authority if r.rdtype == dns.rdatatype.SOA]
+        assert [r.ttl for r in soa] == [60], response
