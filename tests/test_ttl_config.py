@@ -122,3 +122,13 @@ def test_check_config_shows_the_range() -> None:
     assert zone["records"]["www"]["ttl"] == {"max": 300, "min": 30}
     assert zone["records"]["mail"]["ttl"] == 600
     assert "health_ttl" not in zone["records"]["www"] and "ttl" not in zone["records"]["www"]["pool"]
+
+
+def test_a_normalised_zone_without_a_range_decodes_again_and_one_with_it_is_refused() -> None:
+    """Tests and tools feed a normalised configuration back as a document: `health_ttl`
+    unset is accepted, set (healthdns's own field) is not."""
+    document = msgspec.to_builtins(config.from_mapping(doc()))
+    assert config.from_mapping(document).zones[0].health_ttl is None
+    ranged = msgspec.to_builtins(config.from_mapping(doc(zone={"ttl": "300/30"})))
+    with pytest.raises(ConfigError, match=r"zones\[0\]\.health_ttl: unknown key \(healthdns"):
+        config.from_mapping(ranged)

@@ -21,7 +21,13 @@ from healthdns.shared.config.pools import (
     ttl_value,
 )
 from healthdns.shared.config.rdata import STATIC_TYPES, checked_rdata
-from healthdns.shared.config.values import Frozen, check_ttl, convert, shown_key
+from healthdns.shared.config.values import (
+    Frozen,
+    check_ttl,
+    convert,
+    refuse_normalised_fields,
+    shown_key,
+)
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -99,9 +105,11 @@ class RawZone(Frozen, frozen=True):
     soa: SoaSpec = SoaSpec()
     records: dict[str, dict[str, Any]] = {}
     dnssec: DnssecSpec | None = None
+    health_ttl: TtlRange | None = None  # set by normalisation (`ZoneSpec`): refused here
 
 
 def normalise_zone(raw: RawZone, path: str) -> ZoneSpec:
+    refuse_normalised_fields(raw, ("health_ttl",), path)
     origin = absolute_name(raw.origin, f"{path}.origin")
     if origin == dns.name.root:
         raise ConfigError(f"{path}.origin", "the root zone is not supported")
