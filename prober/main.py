@@ -21,7 +21,7 @@ import msgspec
 
 from healthdns.prober import summary
 from healthdns.prober.detail import Detail
-from healthdns.prober.reporter import Report
+from healthdns.prober.reporter import Counted, Report
 from healthdns.prober.scheduler import Scheduler
 from healthdns.shared import child, config, messages, privilege
 
@@ -57,7 +57,8 @@ async def _main(conn: Connection) -> None:
                               zones=summary.zone_targets(cfg),
                               parallel=parallel,
                               fence_min_targets=cfg.prober.fence_min_targets, detail=detail,
-                              sources=cfg.prober.source)
+                              sources=cfg.prober.source,
+                              counted=_counter(conn, control))
         control.follow(functools.partial(_reconfigure, scheduler, files))
         sender = asyncio.ensure_future(_send_detail(conn, detail, reported,
                                                     lambda: scheduler.fenced))
@@ -171,6 +172,18 @@ async def _until_stopped(work: Awaitable[T], stopped: asyncio.Event) -> T | None
     if not task.cancelled():
         task.result()  # surface an error raised while unwinding
     return None
+
+
+def _counter(conn: Connection, control: _Control) -> Counted:
+    def counted(left: dict[str, int]) -> None:
+        try:
+            messages.send(conn, messages.HealthReport(states={}, full=False, left=left))
+        except BrokenPipeError:
+            pass  # the supervisor is gone: EOF on the pipe says so, and stops the prober
+        except OSError as e:  # as in `_reporter`
+            control.stop(f"cannot report: {e}")
+
+    return counted
 
 
 def _reporter(conn: Connection, control: _Control, reported: asyncio.Event) -> Report:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from healthdns.prober import checks, summary
 from healthdns.prober.detail import Detail
 from healthdns.prober.fence import Fence
-from healthdns.prober.reporter import Clock, Report, Reporter
+from healthdns.prober.reporter import Clock, Counted, Report, Reporter
 from healthdns.prober.slots import Slots
 from healthdns.prober.state import TargetState
 from healthdns.shared.config import CheckSpec
@@ -72,7 +72,8 @@ class Scheduler:
                  now: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  parallel: int = PARALLEL, fence_min_targets: int = FENCE_MIN_TARGETS,
                  report_spacing: float = REPORT_SPACING, tick: float = TICK,
-                 detail: Detail | None = None, sources: tuple[str, ...] = ()) -> None:
+                 detail: Detail | None = None, sources: tuple[str, ...] = (),
+                 counted: Counted | None = None) -> None:
         self._targets = dict(targets)
         self._sources = sources  # the addresses checks are sent from (`prober.source`)
         self._check = check
@@ -93,7 +94,10 @@ class Scheduler:
         self._zones = zones or {}
         self._used = {t: checks.used_by(self._names.get(t, ())) for t in self._targets}
         self._wake = asyncio.Event()  # a report or a new target is due before the loop would wake
-        self._reporter = Reporter(report, now, report_spacing, self._wake)
+        self._reporter = Reporter(report, now, report_spacing, self._wake, counted)
+        # Checks left before each target could flip, as last reported (a whole fall, or
+        # rise when down, is what the signer assumes of a target never reported).
+        self._left: dict[str, int] = {}
         self._detail = detail  # durations and reasons, for the control endpoint
         self._started: dict[str, float] = {}
         self._due: list[tuple[float, str]] = []  # the periodic schedule, a heap
@@ -229,12 +233,22 @@ class Scheduler:
             fence.lift(self._labels[target], now)
         state = self._states[target]
         before = state.since
-        if state.record(ok, reason, now):
+        flipped = state.record(ok, reason, now)
+        if flipped:
             self._flipped(target, state, before)
+        self._count(target, state, flipped)
         if ok and fence.held:
             fence.release(self._reporter.flip)
         if fence.tripped:
             fence.enter(now, self._states)
+
+    def _count(self, target: str, state: TargetState, flipped: bool) -> None:
+        """Report the checks left before `target` could flip when they changed; after a flip
+        always, so that no count of the state before outlives it."""
+        left = state.left()
+        if flipped or left != self._left.get(target, state.fall if state.up else state.rise):
+            self._left[target] = left
+            self._reporter.count(target, left)
 
     def _flipped(self, target: str, state: TargetState, before: float) -> None:
         line = describe_flip(self._labels[target], state, self._used[target])
@@ -313,6 +327,7 @@ class Scheduler:
             self._fresh.discard(target)
             self._fence.failing.discard(target)
             self._states.pop(target, None)
+            self._left.pop(target, None)
             self._fence.held.pop(target, None)
         self._reporter.forget(removed)
 

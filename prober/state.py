@@ -54,6 +54,18 @@ class TargetState:
         self.since = since
         self.streak = 0
 
+    def left(self) -> int:
+        """Checks in a row that flip the state: `fall` (`rise` when down), less the streak
+        that already counts toward it; 1 when a flip waits for its hold-down to end."""
+        need = self.fall if self.up else self.rise
+        if self.last == self.up:
+            return need
+        return max(need - self.streak, 1)
+
+    def held_until(self) -> float:
+        """Until when a hold-down keeps the state (0.0 without one)."""
+        return self.since + self.hold_down if self.hold_down else 0.0
+
     def held(self, now: float) -> bool:
         """True while a flip is due but the hold-down keeps the state."""
         due = self.last != self.up and self.streak >= (self.rise if self.last else self.fall)

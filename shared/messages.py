@@ -42,6 +42,10 @@ class Health(_Message, frozen=True):
     # Admin overrides of whole names, always all of them: name (as in the first zone, no
     # final dot) -> every address of its pool down (False, drained) or up (True, forced).
     names: dict[str, bool] = {}
+    # Checks in a row that would flip a target, where the prober counted otherwise than a
+    # whole fall (rise when down): what the TTL that follows health counts with (`full`
+    # replaces, otherwise merges).
+    left: dict[str, int] = {}
 
 
 class Resume(_Message, frozen=True):
@@ -285,10 +289,13 @@ class Fatal(_Message, frozen=True):
 
 
 class HealthReport(_Message, frozen=True):
-    """prober -> supervisor: health states; the first one is full, then changes only."""
+    """prober -> supervisor: health states; the first one is full, then changes only.
+    `left`: each target whose count of checks in a row that would flip it changed, and that
+    count (a passed check after failures gives the whole fall back)."""
 
     states: dict[str, bool]
     full: bool
+    left: dict[str, int] = {}
 
 
 class Published(_Message, frozen=True):
@@ -394,6 +401,9 @@ class Choices(_Message, frozen=True):
     # (name without the final dot, rdtype, group index or -1, rule, addresses served)
     names: list[tuple[str, int, int, str, list[str]]]
     seconds: float = 0.0  # how long rendering and signing the generation took
+    # Each pooled name whose TTL follows health: the TTL its addresses are served with, and
+    # why ("TTL 32: 192.0.2.10 is 2 failed checks from down").
+    ttls: dict[str, tuple[int, str]] = {}
 
 
 class Probe(msgspec.Struct, frozen=True, array_like=True):

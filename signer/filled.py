@@ -20,7 +20,7 @@ from healthdns.shared.nsec3 import NSEC3, NSEC3PARAM
 from healthdns.signer.dnssec import DNSKEY, NSEC, RRSIG, ZoneSigner
 from healthdns.signer.pool import Variants
 from healthdns.signer.rendercache import RenderCache
-from healthdns.signer.zone import NS, SOA, RRsets, Zone, fill
+from healthdns.signer.zone import AAAA, NS, SOA, A, RRsets, Zone, fill, served_ttl
 
 IN = 1
 
@@ -73,6 +73,9 @@ class FilledZone:
     # Bodies rendered in this generation, each once: a NODATA answer proves with the very
     # NSEC records a NSEC query is answered with, names of one address answer alike.
     bodies: dict[bytes, bytes] = field(default_factory=dict)
+    # name -> the TTL its pool's addresses are served with, where it follows health: below
+    # the TTL they are signed with, which validates (RFC 4035 5.3.3)
+    served: dict[bytes, int] = field(default_factory=dict)
 
     def body(self, body: bytes) -> bytes:
         """The one object of this generation equal to `body`."""
@@ -95,7 +98,10 @@ class FilledZone:
 
     def rrs(self, owner: bytes, rdtype: int, ttl: int, rdatas: tuple[bytes, ...],
             served_ttl: int | None = None) -> RRs:
-        """An RRset signed at `ttl`, served at `served_ttl`."""
+        """An RRset signed at `ttl`, served at `served_ttl` (a pool's addresses: at the TTL
+        that follows health, when theirs does)."""
+        if served_ttl is None and rdtype in (A, AAAA):
+            served_ttl = self.served.get(owner)
         shown = ttl if served_ttl is None else served_ttl
         if self.signer is None:
             return RRs(owner, rdtype, shown, rdatas)
@@ -167,10 +173,14 @@ def _fill(zone: Zone, health: Mapping[str, bool], serial: int,
           signer: ZoneSigner | None, cache: RenderCache) -> FilledZone:
     names: dict[bytes, RRsets] = {}
     rotating: dict[bytes, dict[int, Variants]] = {}
+    served: dict[bytes, int] = {}
     for key, owner in zone.owners.items():
         names[key], variants = fill(owner, health)
         if variants:
             rotating[key] = variants
+        ttl = served_ttl(owner, health)
+        if ttl is not None:
+            served[key] = ttl[0]
         # Every ancestor up to the apex exists too (RFC 8020 empty non-terminals).
         for i in label_offsets(key)[1:]:
             if len(key) - i <= len(zone.key):
@@ -186,7 +196,7 @@ def _fill(zone: Zone, health: Mapping[str, bool], serial: int,
             soa = spec.soa
             apex[NSEC3PARAM] = (min(soa.ttl, soa.minimum), (nsec3.PARAM,))
     names[zone.key] = apex
-    filled = FilledZone(zone, serial, names, signer, cache, rotating=rotating)
+    filled = FilledZone(zone, serial, names, signer, cache, rotating=rotating, served=served)
     if signer is not None:
         _chain(filled)
     return filled

@@ -35,7 +35,8 @@ class Signer:
         self.inherited_renewal: float | None = None
         self.took = 0.0  # seconds the latest generation took to render and sign
         # Only with transfers configured: each zone's records for the secondaries.
-        self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
+        self.transfer_records = transferred.Builder(cfg.transfer.ttl == "min") \
+            if cfg.transfer.enabled() else None
         # Set by `reconfigure`: the next generation waits for the health that comes with the
         # new configuration, is published even if only a zone went away (`reshaped`: other
         # origins), and is sent as a delta only if one fits (`refit`: other NSEC chains...).
@@ -77,18 +78,22 @@ class Signer:
         log.info("resuming from generation %d: serials %s", self.generation, self.serials)
 
     def update(self, states: Mapping[str, bool], full: bool,
-               names: Mapping[str, bool] | None = None) -> messages.Published | None:
-        self.merge(states, full, names or {})
+               names: Mapping[str, bool] | None = None,
+               left: Mapping[str, int] | None = None) -> messages.Published | None:
+        self.merge(states, full, names or {}, left)
         return self.publish()
 
     def merge(self, states: Mapping[str, bool], full: bool,
-              names: Mapping[str, bool] | None = None) -> None:
+              names: Mapping[str, bool] | None = None,
+              left: Mapping[str, int] | None = None) -> None:
         """Take in a health report without publishing (several may make one generation);
-        `names`: every name override in force."""
+        `names`: every name override in force; `left`: the prober's counts of checks left
+        before a target could flip (see `zone.Health`)."""
         if full and not self.merge_next_full:
-            self.health = zone.Health(states, self.health.forced)
+            self.health = zone.Health(states, self.health.forced, dict(left or {}))
         else:
             self.health.update(states)
+            self.health.left.update(left or {})
         if full:
             # Only a full report speaks for the targets a new configuration added: a flip
             # relayed before it must not bring a generation where they count as down.
@@ -153,7 +158,8 @@ class Signer:
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
         if cfg.transfer.enabled() != (self.transfer_records is not None):
-            self.transfer_records = transferred.Builder() if cfg.transfer.enabled() else None
+            self.transfer_records = transferred.Builder(cfg.transfer.ttl == "min") \
+                if cfg.transfer.enabled() else None
         log.info("reconfigured: %d zones, %d unchanged", len(zones), kept)
 
     def _load_keys(self, cfg: Config) -> dict[int, list[keys.Key]]:
@@ -251,6 +257,7 @@ class Signer:
     def choices(self) -> messages.Choices:
         """What each pooled name of each zone (not the aliases) answers now, and why."""
         rows: list[tuple[str, int, int, str, list[str]]] = []
+        ttls: dict[str, tuple[int, str]] = {}
         for z in self.zones:
             if z.origin != dns.name.from_text(z.spec.origin):
                 continue  # an alias zone: its names answer as the zone's own
@@ -259,10 +266,13 @@ class Signer:
                     continue
                 name = dns.name.from_wire(owner.name, 0)[0].to_text(omit_final_dot=True)
                 health = zone.owner_health(owner, self.health)
+                served = zone.served_ttl(owner, self.health)
+                if served is not None:
+                    ttls[name] = served
                 for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
                                                                      health).items():
                     rows.append((name, rdtype, group, rule, addresses))
-        return messages.Choices(self.generation, rows, self.took)
+        return messages.Choices(self.generation, rows, self.took, ttls)
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
@@ -345,8 +355,8 @@ def _take(signer: Signer, batch: list[messages.ToChild]) -> bool | None:
     health = False
     for message in batch:
         match message:
-            case messages.Health(states=states, full=full, names=names):
-                signer.merge(states, full, names)
+            case messages.Health(states=states, full=full, names=names, left=left):
+                signer.merge(states, full, names, left)
                 health = True
             case messages.Resume():
                 signer.resume(message)

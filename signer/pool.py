@@ -47,6 +47,9 @@ class Plan:
     min_healthy: int
     max_answers: int
     policy: str
+    # target -> (the address it checks, interval, rise, fall): what the TTL that follows
+    # health counts with (`signer.healthttl`)
+    checks: dict[str, tuple[str, float, int, int]]
 
 
 def plan(pool: PoolSpec) -> Plan:
@@ -60,10 +63,14 @@ def plan(pool: PoolSpec) -> Plan:
             if family:
                 groups[rdtype].append(family)
     backup = [Member(ipaddress.ip_address(a).packed, 1, "") for a in pool.backup]
+    checks = {g.check.target(a): (g.check.checked(a), g.check.interval, g.check.rise,
+                                  g.check.fall)
+              for g in pool.groups if g.check is not None for a in g.addresses}
     return Plan(groups={t: tuple(g) for t, g in groups.items() if g},
                 backup={t: tuple(m for m in backup if len(m.rdata) == (4 if t == A else 16))
                         for t in (A, AAAA)},
-                min_healthy=pool.min_healthy, max_answers=pool.max_answers, policy=pool.policy)
+                min_healthy=pool.min_healthy, max_answers=pool.max_answers, policy=pool.policy,
+                checks=checks)
 
 
 def choose(plan: Plan, health: Mapping[str, bool]) -> dict[int, Variants]:

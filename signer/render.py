@@ -96,10 +96,11 @@ def _content(filled: FilledZone, name: bytes, rrsets: RRsets) -> Content:
         before = filled.chain[canonical.covering(filled.keys, name)]
         proof = before + filled.nsecs[before]
     owner = filled.zone.owners.get(name)
+    items: object
     if owner is not None and owner.plan is None and name != filled.apex:
         items = owner.static  # what `fill` served it, kept: no copy per name and generation
-    else:
-        items = tuple(rrsets.items())
+    else:  # with the TTL its addresses are served with
+        items = (tuple(rrsets.items()), filled.served.get(name))
     return (items, tuple(rotating.items()) if rotating else None, proof)
 
 

@@ -3,9 +3,11 @@
 Built from the zones `signer.filled` filled for the generation, so that a secondary serves what
 the responders serve for that serial: the same RRsets at the same TTLs (the SOA, NSEC and NSEC3
 at the TTL they are signed with), and the very RRSIGs the responders hold (the signer's
-signature cache hands them back). One exception: a rotating pool is one RRset holding every
+signature cache hands them back). Two exceptions: a rotating pool is one RRset holding every
 address its variants serve, signed as one RRset, since a secondary holds one answer per name and
-type.
+type; and a pool whose TTL follows health is transferred at its max (the TTL it is signed with)
+or, with `transfer.ttl = "min"`, its min, since a secondary cannot follow health between
+transfers.
 
 Built only when transfers are configured, and incrementally: a name whose content is what it
 was last generation keeps its records (the same list objects), so a health flip costs what it
@@ -22,7 +24,7 @@ from healthdns.shared.nsec3 import NSEC3
 from healthdns.signer.dnssec import NSEC, RRSIG
 from healthdns.signer.filled import FilledZone, rr
 from healthdns.signer.rendercache import RenderCache
-from healthdns.signer.zone import SOA, RRsets
+from healthdns.signer.zone import AAAA, SOA, A, RRsets
 
 Built = dict[bytes, list[bytes]]  # owner (lower-case wire) -> its RRs, RRSIGs included
 
@@ -40,7 +42,8 @@ class _ZoneCache:
 class Builder:
     """Every zone's records per generation, and the delta from the generation before."""
 
-    def __init__(self) -> None:
+    def __init__(self, lowest: bool = False) -> None:
+        self.lowest = lowest  # pools whose TTL follows health go at their min, not max
         self.zones: dict[bytes, _ZoneCache] = {}
         self.previous: Records | None = None
 
@@ -73,12 +76,12 @@ class Builder:
             if cache is None or cache.render is not filled.cache:
                 cache = _ZoneCache(filled.cache)  # a new or changed zone: nothing to reuse
             caches[filled.apex] = cache
-            out.append(_zone(filled, cache))
+            out.append(_zone(filled, cache, self.lowest))
         self.zones = caches  # a zone gone from the configuration is forgotten
         return out
 
 
-def _zone(filled: FilledZone, cache: _ZoneCache) -> ZoneRecords:
+def _zone(filled: FilledZone, cache: _ZoneCache, lowest: bool) -> ZoneRecords:
     owners: Built = {}
     names: dict[bytes, tuple[object, Built]] = {}
     rendered = filled.cache.names
@@ -94,7 +97,7 @@ def _zone(filled: FilledZone, cache: _ZoneCache) -> ZoneRecords:
         else:
             stale = hit is None or hit[0] is not token
         if hit is None or stale:
-            hit = (token, _name(filled, name, rrsets))
+            hit = (token, _name(filled, name, rrsets, lowest))
         names[name] = hit
         owners.update(hit[1])
     cache.names = names
@@ -112,16 +115,19 @@ def _content(filled: FilledZone, name: bytes, rrsets: RRsets) -> object:
             filled.nsecs.get(name))
 
 
-def _name(filled: FilledZone, name: bytes, rrsets: RRsets) -> Built:
+def _name(filled: FilledZone, name: bytes, rrsets: RRsets, lowest: bool) -> Built:
     """The records of a name: its RRsets under it; its NSEC too, or its NSEC3 under the
     hashed owner (an empty non-terminal has only that)."""
     own: list[bytes] = []
     rotating = filled.rotating.get(name, {})
+    owner = filled.zone.owners.get(name)
+    ranged = owner.health_ttl if owner is not None else None
     for rdtype in sorted(rrsets):
         ttl, rdatas = rrsets[rdtype]
         if rdtype in rotating:  # every address the rotation serves, as one RRset
             rdatas = tuple(sorted({r for variant in rotating[rdtype] for r in variant}))
-        own += _rrset(filled, name, rdtype, ttl, rdatas)
+        shown = ranged.min if lowest and ranged is not None and rdtype in (A, AAAA) else ttl
+        own += _rrset(filled, name, rdtype, ttl, rdatas, shown)
     if name == filled.apex:  # the SOA itself is `ZoneRecords.soa`, its RRSIG is here
         own += _rrset(filled, name, SOA, filled.zone.spec.soa.ttl, (filled.soa_rdata(),))[1:]
     built: Built = {}
@@ -135,11 +141,13 @@ def _name(filled: FilledZone, name: bytes, rrsets: RRsets) -> Built:
 
 
 def _rrset(filled: FilledZone, owner: bytes, rdtype: int, ttl: int,
-           rdatas: tuple[bytes, ...]) -> list[bytes]:
-    """An RRset's records, then its RRSIGs (none in an unsigned zone)."""
-    records = [rr(owner, rdtype, ttl, r) for r in rdatas]
+           rdatas: tuple[bytes, ...], shown: int | None = None) -> list[bytes]:
+    """An RRset's records, then its RRSIGs (none in an unsigned zone): signed at `ttl`,
+    written with `shown` (`ttl` when not given)."""
+    written = ttl if shown is None else shown
+    records = [rr(owner, rdtype, written, r) for r in rdatas]
     if filled.signer is not None:
-        records += [rr(owner, RRSIG, ttl, s)
+        records += [rr(owner, RRSIG, written, s)
                     for s in filled.signer.rrsigs(owner, rdtype, ttl, rdatas)]
     return records
 

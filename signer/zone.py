@@ -17,7 +17,8 @@ import dns.rdataclass
 import dns.rdatatype
 import msgspec
 
-from healthdns.shared.config import Config, PoolSpec, ZoneSpec
+from healthdns.shared.config import Config, PoolSpec, TtlRange, ZoneSpec
+from healthdns.signer import healthttl
 from healthdns.signer import pool as pools
 
 A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
@@ -57,6 +58,7 @@ class Owner:
     pool: PoolSpec | None
     cname: bytes | None  # lower-case wire of the CNAME target, for following chains
     plan: pools.Plan | None = None  # the pool, prepared for filling per health state
+    health_ttl: TtlRange | None = None  # the range its pool's TTL follows health within
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name, digest: bytes,
         name = origin if relative == "@" else dns.name.from_text(relative, origin=origin)
         static: RRsets = {}
         cname: bytes | None = None
-        ttl = record.ttl if record.ttl is not None else spec.ttl
+        ttl = record.max_ttl
         for type_text, texts in record.static().items():
             rdtype = dns.rdatatype.from_text(type_text)
             rdatas = [dns.rdata.from_text(dns.rdataclass.IN, rdtype, t, origin=origin,
@@ -130,7 +132,8 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name, digest: bytes,
                 cname = wire(rdatas[0].target)  # type: ignore[attr-defined]
         plan = pools.plan(record.pool) if record.pool is not None else None
         key = wire(name)
-        owners[key] = Owner(key, ttl, shared.static(static), record.pool, cname, plan)
+        owners[key] = Owner(key, ttl, shared.static(static), record.pool, cname, plan,
+                            record.health_ttl)
     apex = wire(origin)
     if apex not in owners:
         owners[apex] = Owner(apex, spec.ttl, (), None, None)
@@ -148,14 +151,19 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name, digest: bytes,
 
 class Health(dict[str, bool]):
     """Target health, and the admin overrides of whole names: `forced` maps an owner's wire
-    name (in every zone that serves it, aliases too) to its whole pool up or down."""
+    name (in every zone that serves it, aliases too) to its whole pool up or down. `left`:
+    the checks in a row that would flip a target, as the prober counts them (a target it has
+    not told of is a whole `fall`, or `rise` when down, away)."""
 
     forced: dict[bytes, bool]
+    left: dict[str, int]
 
     def __init__(self, states: Mapping[str, bool] | None = None,
-                 forced: dict[bytes, bool] | None = None) -> None:
+                 forced: dict[bytes, bool] | None = None,
+                 left: dict[str, int] | None = None) -> None:
         super().__init__(states or {})
         self.forced = forced or {}
+        self.left = left or {}
 
 
 def owner_health(owner: Owner, health: Mapping[str, bool]) -> Mapping[str, bool]:
@@ -185,9 +193,28 @@ def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, po
     return rrsets, {t: v for t, v in chosen.items() if len(v) > 1}
 
 
+def served_ttl(owner: Owner, health: Mapping[str, bool]) -> tuple[int, str] | None:
+    """The TTL a pool's addresses are served with and why, when it follows health."""
+    if owner.plan is None or owner.health_ttl is None:
+        return None
+    forced = getattr(health, "forced", {})
+    if owner.name in forced:  # an override decides: it may be removed at any moment
+        return owner.health_ttl.min, f"TTL {owner.health_ttl.min}: an override decides the answer"
+    left = getattr(health, "left", {})
+    rotating = any(len(v) > 1 for v in pools.choose(owner.plan, health).values())
+    deciders = []
+    for target, (address, interval, rise, fall) in owner.plan.checks.items():
+        up = health.get(target, False)
+        deciders.append(healthttl.Decider(address, up, interval,
+                                          left.get(target, fall if up else rise)))
+    return healthttl.served(owner.health_ttl, deciders, 0.0, rotating=rotating)
+
+
 def fingerprint(zone: Zone, health: Mapping[str, bool]) -> bytes:
-    """A digest of what a zone serves that depends on health: equal fingerprints need no new
-    serial. A digest, not the data, so that a respawned signer can be handed it."""
-    chosen = [(key, sorted(pools.choose(owner.plan, owner_health(owner, health)).items()))
+    """A digest of what a zone serves that depends on health, its TTLs that follow health
+    included: equal fingerprints need no new serial. A digest, not the data, so that a
+    respawned signer can be handed it."""
+    chosen = [(key, sorted(pools.choose(owner.plan, owner_health(owner, health)).items()),
+               (served_ttl(owner, health) or (0, ""))[0])
               for key, owner in zone.owners.items() if owner.plan is not None]
     return hashlib.sha256(msgspec.msgpack.encode(chosen)).digest()

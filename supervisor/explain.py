@@ -205,6 +205,9 @@ def pool_answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> 
     override = next((_held(o) for o in readout.overrides if o.name == name), None)
     base = {"ttl": _ttl(place), "source": "pool", "pool": name, "addresses": states,
             "override": override}
+    follows = readout.ttls.get(name)
+    if follows is not None:  # the TTL that follows health: the rung served now, and why
+        base |= {"ttl": follows[0], "ttl_why": follows[1], "ttl_max": _ttl(place)}
     if not states:
         return base | {"records": [], "ttl": None, "negative_ttl": _negative_ttl(place.spec),
                        "why": f"the pool of {name} has no {_FAMILY[rdtype]} address: NODATA"}
@@ -313,7 +316,7 @@ def _rdata(rdtype: str, text: str, zone: str) -> str:
 
 def _ttl(place: Place) -> int:
     record = place.record
-    return record.ttl if record is not None and record.ttl is not None else place.spec.ttl
+    return record.max_ttl if record is not None else place.spec.ttl
 
 
 def _negative_ttl(spec: ZoneSpec) -> int:

@@ -53,6 +53,8 @@ class Readout:
     current: bool = False  # every responder serves `generation`
     # What each pooled name answers and why, from the signer (see messages.Choices).
     choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
+    # Pooled names whose TTL follows health: the TTL served and why (messages.Choices).
+    ttls: dict[str, tuple[int, str]] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
     reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
     hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role

@@ -43,6 +43,7 @@ class Relay:
         self.health: dict[str, bool] | None = None  # the latest, as the signer was sent it
         self.own: dict[str, bool] | None = None  # the prober's latest view (with peers)
         self.fenced = False  # the prober says it is fenced (with peers: its view does not vote)
+        self.left: dict[str, int] = {}  # the prober's counts of checks left, renamed
         self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
         self.records: bytes | None = None  # the latest full `Records`, compressed
         self.published: messages.Resume | None = None  # without its snapshot (see `resume`)
@@ -81,8 +82,8 @@ class Relay:
                 and message.slot != slot.index:
             return f"{type(message).__name__} names slot {message.slot}"
         match message:
-            case messages.HealthReport(states=states, full=full):
-                return self._on_report(states, full or not slot.spoke)
+            case messages.HealthReport(states=states, full=full, left=left):
+                return self._on_report(states, full or not slot.spoke, left)
             case messages.Verdict(states=states, full=full):
                 self._on_verdict(states, full)
             case messages.PeerStats() if slot.state == "running":
@@ -100,9 +101,9 @@ class Relay:
                 self.announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
-            case messages.Choices(generation=generation, names=names, seconds=seconds) \
-                    if generation == self.generation and slot.spoke:
-                self.sup.steering.chosen(names, seconds)
+            case messages.Choices(generation=generation, names=names, seconds=seconds,
+                                  ttls=ttls) if generation == self.generation and slot.spoke:
+                self.sup.steering.chosen(names, seconds, ttls)
             case messages.Probes(rows=rows, fenced=fenced) if slot.spoke:
                 self._on_fence(fenced)
                 return self.sup.steering.detail(rows)
@@ -137,7 +138,8 @@ class Relay:
         self.sup.steering.published(generation, message.serials, self.sup.now())
         self.sup.keeping.keep_serials(message.serials)
 
-    def _on_report(self, states: dict[str, bool], full: bool) -> str | None:
+    def _on_report(self, states: dict[str, bool], full: bool,
+                   left: dict[str, int]) -> str | None:
         """A prober's report, its ids renamed for the signer (see `views`); the first report of
         a prober process replaces the state, whatever it says."""
         renames = self.sup.steering.renames  # both configurations' while a reload settles
@@ -148,9 +150,14 @@ class Relay:
         if full and self.sup.reloading.reconfiguring:
             self.sup.reloading.settle()
         if self.sup.peers is not None:  # the signer is sent the verdict instead
+            # and no counts of checks left: they are this prober's alone, and instances that
+            # share a verdict must give the same TTLs (a target is then taken as a whole
+            # `fall` from flipping: see docs/sites.md)
             self._on_own_view(states, full)
             return None
-        self.send_health(self.sup.steering.report(states, full), full)
+        # Counts of a target a reload dropped mean nothing: left out, not a protocol error.
+        counts = {renames[t]: n for t, n in left.items() if t in renames}
+        self.send_health(self.sup.steering.report(states, full), full, counts)
         return None
 
     def _on_own_view(self, states: dict[str, bool], full: bool) -> None:
@@ -176,14 +183,19 @@ class Relay:
         if full or known:
             self.send_health(self.sup.steering.report(known, full), full)
 
-    def send_health(self, states: dict[str, bool], full: bool) -> None:
+    def send_health(self, states: dict[str, bool], full: bool,
+                    left: dict[str, int] | None = None) -> None:
         if full or self.health is None:
             self.health = dict(states)
         else:
             self.health.update(states)
+        self.left.update(left or {})
+        if full:  # a target no longer checked has no count
+            self.left = {t: n for t, n in self.left.items() if t in self.health}
         self.sup.steering.health_sent(self.sup.now())
         self.send(self.sup.signer, messages.encode(messages.Health(
-            states, full, self.sup.steering.overrides.names())))
+            states, full, self.sup.steering.overrides.names(),
+            dict(self.left) if full else left or {})))
 
     def _relay_records(self, message: messages.Published) -> None:
         """The transfer process holds the previous generation's records (or was sent them
@@ -241,7 +253,8 @@ class Relay:
                 self.sup.steering.signer_started(self.sup.now(), self.health is not None)
                 if self.health is not None:
                     self.send(slot, messages.encode(messages.Health(
-                        self.health, True, self.sup.steering.overrides.names())))
+                        self.health, True, self.sup.steering.overrides.names(),
+                        dict(self.left))))
             case "snapshot" if self.packed:
                 self.send(slot, zlib.decompress(self.packed))  # the latest before it serves
             case "records" if self.records is not None:

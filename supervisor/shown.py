@@ -11,6 +11,7 @@ what means nothing left out:
 * none of the parsed forms normalisation stores beside the text they come from (endpoints,
   status ranges, the PEM text of `[peers]`' files), which say nothing the text does not, and
   no `[peers]` when it is off;
+* a TTL that follows health as its range (`ttl = {max, min}`), a fixed one as its number;
 * no empty record types, no `pool` on a name without one, none of a pool's short-form fields
   (normalised, its addresses are in `groups`), and none of a check's fields of another kind
   (`path` on a tcp check) or `ca_pem` when `ca_file` is where it came from.
@@ -65,9 +66,18 @@ def _drop_parsed(shown: dict[str, Any]) -> None:
         del peers[parsed]
 
 
+def _ranged(shown: dict[str, Any]) -> None:
+    """A TTL that follows health as its range; none of the normalised `health_ttl`."""
+    ranged = shown.pop("health_ttl")
+    if ranged is not None:
+        shown["ttl"] = ranged
+
+
 def _zone(spec: ZoneSpec, zone: dict[str, Any]) -> None:
     origin = dns.name.from_text(spec.origin)
+    _ranged(zone)
     for owner, record in zone["records"].items():
+        _ranged(record)
         static = spec.records[owner].static()
         for rtype in config.STATIC_TYPES:
             texts = static.get(rtype)
@@ -105,7 +115,8 @@ def _alias(spec: ZoneSpec, alias: dns.name.Name) -> dict[str, dict[str, Any]]:
 
 
 def _pool(pool: dict[str, Any]) -> None:
-    for field in ("addresses", "weights", "check"):  # normalised: each group has its own
+    # Normalised, each group has its own check, and the pool's TTL is the record's.
+    for field in ("addresses", "weights", "check", "ttl"):
         del pool[field]
     for group in pool["groups"]:
         _check(group["check"])

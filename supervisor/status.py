@@ -125,6 +125,7 @@ def _name_rows(readout: Readout, known: Catalog) -> Iterator[dict[str, Any]]:
         entry["pool"] = pool
         entry["if_all_down"] = if_all_down(pool) if pool else None
         entry["override"] = whole.get(name)
+        entry["ttl"], entry["ttl_why"] = _served_ttl(readout, known, name, zone)
         every = entry["up"] + entry["down"]
         if entry["override"] == "drain":  # the whole name: every address, whatever its own
             entry["up"], entry["down"], entry["drained"], entry["forced"] = [], every, every, []
@@ -132,6 +133,18 @@ def _name_rows(readout: Readout, known: Catalog) -> Iterator[dict[str, Any]]:
             entry["up"], entry["down"], entry["drained"], entry["forced"] = every, [], [], every
         entry["all_down"] = not entry["up"]
         yield entry
+
+
+def _served_ttl(readout: Readout, known: Catalog, name: str,
+                zone: str) -> tuple[int | None, str | None]:
+    """The TTL a name's addresses are served with now, and why when it follows health."""
+    follows = readout.ttls.get(name)
+    if follows is not None:
+        return follows
+    spec = next((z for z in known.specs if bare(z.origin) == zone), None)
+    owner = "@" if name == zone else name[:-len(zone) - 1]
+    record = spec.records.get(owner) if spec is not None else None
+    return (record.max_ttl if record is not None else None), None
 
 
 def _by_state(readout: Readout, known: Catalog, name: str, zone: str,

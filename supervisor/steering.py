@@ -74,6 +74,7 @@ class Steering:
         self.probes_gone: dict[str, messages.Probe] = {}
         self.zone_labels: dict[bytes, str] = {}  # origins as responders count them -> labels
         self.choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
+        self.ttls: dict[str, tuple[int, str]] = {}  # the TTLs that follow health, and why
         self.serials: list[int] = []
         # Per zone (lower case), the latest serial served, here or by a previous process (the
         # state file): a new signer's first serials go above them.
@@ -268,8 +269,10 @@ class Steering:
                                  for z, s in zip(self.zones, serials, strict=False))
         self.dirty = True
 
-    def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float) -> None:
+    def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float,
+               ttls: dict[str, tuple[int, str]] | None = None) -> None:
         self.choices = tuple(names)
+        self.ttls = ttls or {}
         self.sign_seconds = seconds
         self.dirty = True
 
@@ -311,7 +314,7 @@ class Steering:
             rejected=dict(counters.rejected), reloads=dict(counters.reloads),
             hung=dict(counters.hung), transfers=counters.transfers(),
             overrides=tuple(self.overrides.listing()),
-            choices=self.choices, probes=self.probes.hand(),
+            choices=self.choices, ttls=self.ttls, probes=self.probes.hand(),
             current=current, health_waiting=self.health_waiting(now),
             health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
                              3 * (self.sign_seconds or 0.0)))

@@ -57,7 +57,8 @@ def split(cfg: Config, key: bytes | None = None) -> Views:
     masked = tuple(_zone_for_signer(z, key) for z in cfg.zones)
     # The signer lists each zone's records only when transfers are on: it needs no more.
     signer = Config(server=cfg.server, zones=masked,
-                    transfer=TransferSpec(listen=cfg.transfer.listen))
+                    transfer=TransferSpec(listen=cfg.transfer.listen,
+                                                          ttl=cfg.transfer.ttl))
     prober = Config(server=cfg.server, prober=cfg.prober,
                     zones=tuple(_zone_for_prober(z) for z in cfg.zones))
     responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies, tsig=cfg.tsig)

@@ -232,26 +232,32 @@ def _prober(cfg: config.Config) -> Iterator[tuple[BaseProcess, Connection]]:
 
 
 def _report(conn: Connection, timeout: float = 5.0) -> messages.HealthReport:
-    """The next health report; the detail sent between reports (`Probes`) is skipped."""
+    """The next health report; the detail sent between reports (`Probes`) and the reports
+    of counts alone (checks left before a flip) are skipped."""
     deadline = time.monotonic() + timeout
     while True:
         assert conn.poll(max(deadline - time.monotonic(), 0.0)), "no report from the prober"
         report = messages.decode_from_child(conn.recv_bytes())
-        if not isinstance(report, messages.Probes):
+        if not isinstance(report, messages.Probes) and not _counts_alone(report):
             break
     assert isinstance(report, messages.HealthReport)
     return report
 
 
 def _reports_within(conn: Connection, seconds: float) -> list[messages.HealthReport]:
-    """The health reports that come within `seconds` (detail messages skipped)."""
+    """The health reports that come within `seconds` (detail messages and counts skipped)."""
     deadline = time.monotonic() + seconds
     found = []
     while conn.poll(max(deadline - time.monotonic(), 0.0)):
         message = messages.decode_from_child(conn.recv_bytes())
-        if isinstance(message, messages.HealthReport):
+        if isinstance(message, messages.HealthReport) and not _counts_alone(message):
             found.append(message)
     return found
+
+
+def _counts_alone(message: messages.FromChild) -> bool:
+    return isinstance(message, messages.HealthReport) and not message.states \
+        and not message.full and bool(message.left)
 
 
 def _await_states(conn: Connection, states: dict[str, bool], want: dict[str, bool]) -> None:

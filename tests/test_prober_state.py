@@ -403,3 +403,30 @@ def test_a_check_that_overruns_its_interval_is_followed_at_once(interval: float,
     # streak, within interval x fall + timeout (+ ticks) of the first failure's start.
     down = next(t for t, states, full in reports if not full and states == {"t": False})
     assert down - starts[1] <= interval * 2 + timeout + 0.02
+
+
+def test_counts_of_checks_left_are_reported_when_they_change() -> None:
+    """What the TTL that follows health counts with: each failed check of an up target
+    brings it a check nearer its fall; a pass gives the whole fall back; a flip always says
+    the new state's count. A steady target says nothing."""
+    clock = FakeTime()
+    script = Script(clock, {"x": [T, F, F, T, F, F, F, T], "y": [T]})
+    counts: list[tuple[float, dict[str, int]]] = []
+
+    async def serve() -> None:
+        scheduler = Scheduler({t: (t, _spec(1.0, rise=2, fall=3)) for t in "xy"},
+                              lambda states, full: None, check=script, now=clock.now,
+                              sleep=clock.sleep, counted=lambda left: counts.append(
+                                  (clock.t, left)))
+        task = asyncio.create_task(scheduler.serve())
+        while clock.t < 8.0:
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve())
+    # x: F F (2, 1 left), T (the whole fall), F F (2, 1), F flips it down (rise: 2 left),
+    # T (1 left), then its last result repeats: T flips it up (the whole fall).
+    assert [left for _, left in counts] == [
+        {"x": 2}, {"x": 1}, {"x": 3}, {"x": 2}, {"x": 1}, {"x": 2}, {"x": 1}, {"x": 3}]

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 from healthdns.shared import child, config, messages
-from healthdns.shared.messages import Records, RecordsDelta, ZoneRecords
+from healthdns.shared.messages import Records, RecordsDelta, Snapshot, ZoneRecords
 from healthdns.signer import keys, transferred
 from healthdns.signer.main import Signer
 from healthdns.signer.serial import serial_gt
@@ -501,3 +501,41 @@ def test_a_signer_process_given_its_view_publishes_records() -> None:
         if process.exitcode is None:
             process.kill()
     assert process.exitcode == 0
+
+
+@pytest.mark.parametrize("transferred", ["max", "min"])
+def test_a_ttl_that_follows_health_is_transferred_at_max_or_min(tmp_dir: str,
+                                                                transferred: str) -> None:
+    """A secondary cannot follow health between transfers: a pool whose TTL does goes at the
+    TTL it is signed with (max) or, configured so, its min; its signature validates either
+    way, and the responders serve the rung meanwhile."""
+    doc = document("nsec", str(Path(tmp_dir) / "csk.pem"))
+    configs(tmp_dir)  # makes the key
+    doc["zones"][0]["records"]["plain"]["pool"]["ttl"] = "600/20"
+    doc["transfer"]["ttl"] = transferred
+    cfg = config.from_mapping(doc)
+    published = Signer(cfg).update(dict.fromkeys(targets(cfg), True), full=True)
+    assert published is not None
+    (zone,) = [z for z in decode(published.records, Records).zones
+               if z.origin == dns.name.from_text("example.test").to_wire()]
+    check_signed(zone, False, list(cfg.zones[0].records))
+    sets = rrsets(zone)
+    plain = dns.name.from_text("plain.example.test")
+    expected = 600 if transferred == "max" else 20
+    assert sets[(plain, dns.rdatatype.A, 0)].ttl == expected
+    sig = sets[(plain, RRSIG, dns.rdatatype.A)]
+    assert sig.ttl == expected and {s.original_ttl for s in sig} == {600}  # type: ignore[attr-defined]
+    mail = dns.name.from_text("mail.example.test")
+    assert sets[(mail, dns.rdatatype.A, 0)].ttl == 300  # a fixed TTL is what it is
+    # The responders serve the rung: 2 failed checks from down, every 5 s: 5 s, min 20.
+    answerer = Answerer(4096)
+    answerer.table = Table(decode(published.snapshot, Snapshot))
+    served = ask(answerer, plain, dns.rdatatype.A, True)
+    assert {r.ttl for r in served.answer} == {20}
+
+
+def test_transfer_ttl_is_max_or_min() -> None:
+    doc = document(None)
+    doc["transfer"]["ttl"] = "average"
+    with pytest.raises(config.ConfigError, match=r"transfer.ttl: 'average' is not one of"):
+        config.from_mapping(doc)

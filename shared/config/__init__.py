@@ -56,7 +56,14 @@ from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_e
 from healthdns.shared.config.guard import RRL_DEFAULT_RATE, CookieSpec, RrlSpec
 from healthdns.shared.config.names import absolute_name
 from healthdns.shared.config.peers import PeerSpec, PeersSpec
-from healthdns.shared.config.pools import MAX_ANSWERS, MAX_WEIGHT, POLICIES, GroupSpec, PoolSpec
+from healthdns.shared.config.pools import (
+    MAX_ANSWERS,
+    MAX_WEIGHT,
+    POLICIES,
+    GroupSpec,
+    PoolSpec,
+    TtlRange,
+)
 from healthdns.shared.config.prober import (
     CHECK_SLACK,
     FILES_KEPT,
@@ -91,10 +98,11 @@ __all__ = [
     "FILES_KEPT", "HUNG_AFTER_MIN", "LOG_FORMATS", "LOG_LEVELS", "MAX_ANSWERS", "MAX_CA_FILE",
     "MAX_CONFIG_FILE", "MAX_PEM_FILE", "MAX_TOKEN_FILE", "MAX_TTL", "MAX_WEIGHT", "MIN_TOKEN",
     "PARALLEL_FLOOR", "PARALLEL_MAX", "POLICIES", "REPORT_PERIOD", "RRL_DEFAULT_RATE",
-    "STATIC_TYPES", "CheckSpec", "Config", "ConfigError", "ControlSpec", "CookieSpec", "DnssecSpec",
-    "Endpoint", "GroupSpec", "PeerSpec", "PeersSpec", "PoolSpec", "ProberSpec", "RecordSpec",
-    "RrlSpec", "SecondarySpec", "ServerSpec", "SoaSpec", "TransferRuleSpec", "TransferSpec",
-    "TsigKey", "TsigKeySpec", "ZoneSpec", "absolute_name", "decode", "encode", "file_room",
+    "STATIC_TYPES", "CheckSpec", "Config", "ConfigError", "ControlSpec", "CookieSpec",
+    "DnssecSpec", "Endpoint", "GroupSpec", "PeerSpec", "PeersSpec", "PoolSpec", "ProberSpec",
+    "RecordSpec", "RrlSpec", "SecondarySpec", "ServerSpec", "SoaSpec", "TransferRuleSpec",
+    "TransferSpec", "TsigKey", "TsigKeySpec", "TtlRange", "ZoneSpec", "absolute_name", "decode",
+    "encode", "file_room",
     "format_endpoint", "from_mapping", "in_flight", "load", "parallel_for", "parse_endpoint",
     "read", "redacted", "warnings",
 ]

@@ -160,6 +160,8 @@ def _plain(node: Any) -> str:
             return "list"
         case msgspec.inspect.StructType() | msgspec.inspect.DictType():
             return "table"
+        case msgspec.inspect.UnionType(types=types):  # a number first: a TTL, or its range
+            return next((p for t in types if (p := _plain(t)) in ("int", "float")), "")
     return ""
 
 

@@ -1,14 +1,59 @@
-"""Health-checked address pools: failover groups of addresses, their weights and checks."""
+"""Health-checked address pools: failover groups of addresses, their weights and checks,
+and the TTL that follows their health."""
 
 from __future__ import annotations
 
+import re
+
 from healthdns.shared.config.checks import CheckSpec, normalise_check
-from healthdns.shared.config.values import Frozen, canonical_address, check_one_of
+from healthdns.shared.config.values import (
+    MAX_TTL,
+    Frozen,
+    canonical_address,
+    check_one_of,
+    check_ttl,
+)
 from healthdns.shared.errors import ConfigError
 
 POLICIES = ("serve-all", "empty", "backup")
 MAX_WEIGHT = 100
 MAX_ANSWERS = 64
+
+
+class TtlRange(Frozen, frozen=True):
+    """A TTL that follows health: the time until the answer could next change, kept between
+    `min` and `max` (seconds). `max` is the TTL the records are signed and transferred with."""
+
+    max: int
+    min: int
+
+
+# How a `ttl` may be written: a number (fixed), "MAX/MIN", or a table {max, min}.
+TtlValue = int | str | TtlRange
+
+
+def ttl_value(raw: TtlValue, path: str) -> int | TtlRange:
+    """A `ttl` as written, checked: a fixed TTL, or the range a health TTL keeps within."""
+    if isinstance(raw, int):
+        check_ttl(raw, path)
+        return raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raise ConfigError(path, f"{raw!r} must be a whole number of seconds (write "
+                          f"{int(raw)}, without quotes)")
+    if isinstance(raw, str):
+        found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", raw)
+        if found is None:
+            raise ConfigError(path, f"{raw!r} is not a TTL: write a number of seconds, "
+                              '"MAX/MIN" (like "300/30"), or { max = 300, min = 30 }')
+        raw = TtlRange(max=int(found[1]), min=int(found[2]))
+    for field in ("max", "min"):
+        value = getattr(raw, field)
+        if not 1 <= value <= MAX_TTL:
+            raise ConfigError(f"{path}", f"{field} {value} is not between 1 and {MAX_TTL} "
+                              "(a TTL that follows health is never 0)")
+    if raw.min > raw.max:
+        raise ConfigError(path, f"min {raw.min} is above max {raw.max}")
+    return raw
 
 
 class GroupSpec(Frozen, frozen=True):
@@ -34,6 +79,9 @@ class PoolSpec(Frozen, frozen=True):
     max_answers: int = 0  # addresses per answer, rotated by weight; 0: every chosen address
     policy: str = "serve-all"  # when every address is down: one of POLICIES
     backup: tuple[str, ...] = ()  # policy "backup": served, unchecked, when all are down
+    # The TTL of its addresses: a number, "MAX/MIN" or {max, min}; normalised, it moves to
+    # the record (`RecordSpec.ttl`, `RecordSpec.health_ttl`) and is None here.
+    ttl: TtlValue | None = None
 
 
 def normalise_pool(raw: PoolSpec, path: str) -> PoolSpec:

@@ -11,6 +11,7 @@ from healthdns.shared.config.server import ServerSpec
 from healthdns.shared.config.values import (
     Frozen,
     canonical_address,
+    check_one_of,
     ip_networks,
     refuse_normalised_fields,
     within,
@@ -57,6 +58,9 @@ class TransferSpec(Frozen, frozen=True):
     journal: int = 100  # IXFR diffs kept per zone; older serials get an AXFR (RFC 1995 4)
     max_connections: int = 64
     idle_timeout: float = 10.0
+    # The TTL a pool's addresses are transferred with where their TTL follows health: "max"
+    # (the TTL they are signed with) or "min". A secondary holds one TTL between transfers.
+    ttl: str = "max"
     # Set by normalisation, never in the file: `listen` parsed.
     listeners: tuple[Endpoint, ...] = ()
 
@@ -152,6 +156,7 @@ def normalise_transfer(raw: TransferSpec, server: ServerSpec,
     within(raw.journal, 0, 100_000, "transfer.journal")
     within(raw.max_connections, 1, 65536, "transfer.max_connections")
     within(raw.idle_timeout, 0.1, 3600, "transfer.idle_timeout", " seconds")
+    check_one_of(raw.ttl, ("max", "min"), "transfer.ttl")
     if (secondaries or allow) and not listen:
         raise ConfigError("transfer.listen", "secondaries or allow rules are given, but no "
                           "address to serve transfers on")

@@ -13,9 +13,21 @@ from healthdns.shared.config import decodeerrors
 from healthdns.shared.config.checks import CheckSpec
 from healthdns.shared.config.dnssec import DnssecSpec, normalise_dnssec
 from healthdns.shared.config.names import absolute_name, parse_name
-from healthdns.shared.config.pools import PoolSpec, normalise_pool
+from healthdns.shared.config.pools import (
+    PoolSpec,
+    TtlRange,
+    TtlValue,
+    normalise_pool,
+    ttl_value,
+)
 from healthdns.shared.config.rdata import STATIC_TYPES, checked_rdata
-from healthdns.shared.config.values import Frozen, check_ttl, convert, shown_key
+from healthdns.shared.config.values import (
+    Frozen,
+    check_ttl,
+    convert,
+    refuse_normalised_fields,
+    shown_key,
+)
 from healthdns.shared.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,7 +40,13 @@ else:  # only validation needs it, and a responder only decodes (see shared/lazy
 class RecordSpec(Frozen, frozen=True):
     """Everything one owner name holds: a checked pool, static records, or both."""
 
-    ttl: int | None = None  # normalised: the zone's ttl when not given
+    # A number, "MAX/MIN" or {max, min} (`pools.ttl_value`); normalised, the TTL its records
+    # are signed and transferred with: the fixed TTL, or a range's max; the zone's when not
+    # given.
+    ttl: TtlValue | None = None
+    # Set by normalisation, never in the file: the range a pool's TTL follows health within
+    # (none for a fixed TTL, or a name without a pool: nothing of it can change).
+    health_ttl: TtlRange | None = None
     pool: PoolSpec | None = None
     a: tuple[str, ...] = ()
     aaaa: tuple[str, ...] = ()
@@ -45,6 +63,12 @@ class RecordSpec(Frozen, frozen=True):
         if self.cname is not None:
             out["cname"] = (self.cname,)
         return out
+
+    @property
+    def max_ttl(self) -> int:
+        """The normalised `ttl`: what the records are signed and transferred with."""
+        assert isinstance(self.ttl, int)
+        return self.ttl
 
 
 class SoaSpec(Frozen, frozen=True):
@@ -64,25 +88,28 @@ class ZoneSpec(Frozen, frozen=True):
     origin: str
     nameservers: tuple[str, ...]
     aliases: tuple[str, ...] = ()
-    ttl: int = 300
+    ttl: int = 300  # a range's max when the file gives one (`health_ttl`)
     ns_ttl: int = 3600
     soa: SoaSpec = SoaSpec()
     records: dict[str, RecordSpec] = {}
     dnssec: DnssecSpec | None = None
+    health_ttl: TtlRange | None = None  # the default range of the zone's pools
 
 
 class RawZone(Frozen, frozen=True):
     origin: str
     nameservers: list[str]
     aliases: list[str] = []
-    ttl: int = 300
+    ttl: TtlValue = 300
     ns_ttl: int = 3600
     soa: SoaSpec = SoaSpec()
     records: dict[str, dict[str, Any]] = {}
     dnssec: DnssecSpec | None = None
+    health_ttl: TtlRange | None = None  # set by normalisation (`ZoneSpec`): refused here
 
 
 def normalise_zone(raw: RawZone, path: str) -> ZoneSpec:
+    refuse_normalised_fields(raw, ("health_ttl",), path)
     origin = absolute_name(raw.origin, f"{path}.origin")
     if origin == dns.name.root:
         raise ConfigError(f"{path}.origin", "the root zone is not supported")
@@ -91,14 +118,17 @@ def normalise_zone(raw: RawZone, path: str) -> ZoneSpec:
         raise ConfigError(f"{path}.nameservers", "at least one nameserver is required")
     nameservers = tuple(_nameserver(n, f"{path}.nameservers[{i}]")
                         for i, n in enumerate(raw.nameservers))
-    check_ttl(raw.ttl, f"{path}.ttl")
+    zone_ttl = ttl_value(raw.ttl, f"{path}.ttl")
     check_ttl(raw.ns_ttl, f"{path}.ns_ttl")
     soa = _soa(raw.soa, origin, f"{path}.soa")
+    dnssec = normalise_dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
+    _check_range(zone_ttl, soa, dnssec, f"{path}.ttl")
     records: dict[str, RecordSpec] = {}
     for key, value in raw.records.items():
         rpath = f"{path}.records.{shown_key(key)}"
         owner = _owner(key, origin, rpath)
-        nested = [k for k, v in value.items() if isinstance(v, dict) and k != "pool"] \
+        nested = [k for k, v in value.items() if isinstance(v, dict)
+                  and k not in RecordSpec.__struct_fields__] \
             if isinstance(value, dict) else []
         meant = decodeerrors.unknown_key(nested[0], list(RecordSpec.__struct_fields__)) \
             if nested else ""
@@ -112,13 +142,40 @@ def normalise_zone(raw: RawZone, path: str) -> ZoneSpec:
                               "supported; the apex NS records come from `nameservers`")
         if owner in records:
             raise ConfigError(rpath, f"the name {owner!r} is given twice")
-        records[owner] = _record(convert(value, RecordSpec, rpath), owner, origin, raw.ttl,
+        records[owner] = _record(convert(value, RecordSpec, rpath), owner, origin, zone_ttl,
                                  rpath)
+        _check_range(records[owner].health_ttl, soa, dnssec, _ttl_path(value, rpath))
         _check_not_self(records[owner].cname, owner, (origin, *aliases), f"{rpath}.cname")
-    dnssec = normalise_dnssec(raw.dnssec, f"{path}.dnssec") if raw.dnssec is not None else None
     return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
-                    aliases=tuple(a.to_text() for a in aliases), ttl=raw.ttl,
-                    ns_ttl=raw.ns_ttl, soa=soa, records=records, dnssec=dnssec)
+                    aliases=tuple(a.to_text() for a in aliases), ttl=_max(zone_ttl),
+                    ns_ttl=raw.ns_ttl, soa=soa, records=records, dnssec=dnssec,
+                    health_ttl=zone_ttl if isinstance(zone_ttl, TtlRange) else None)
+
+
+def _max(ttl: int | TtlRange) -> int:
+    return ttl.max if isinstance(ttl, TtlRange) else ttl
+
+
+def _ttl_path(value: object, path: str) -> str:
+    """Where a record's range was given: its own `ttl`, its pool's, or the zone's."""
+    if isinstance(value, dict) and "ttl" in value:
+        return f"{path}.ttl"
+    pool = value.get("pool") if isinstance(value, dict) else None
+    return f"{path}.pool.ttl" if isinstance(pool, dict) and "ttl" in pool else path
+
+
+def _check_range(ttl: int | TtlRange | None, soa: SoaSpec, dnssec: DnssecSpec | None,
+                 path: str) -> None:
+    """A range's max within what the zone allows: a secondary keeps the zone `soa.expire`
+    seconds at most, and a signed answer's TTL stays below what its signature has left
+    (re-signed when `refresh` is left: RFC 4035 5.3.3)."""
+    if not isinstance(ttl, TtlRange):
+        return
+    if ttl.max > soa.expire:
+        raise ConfigError(path, f"max {ttl.max} is above the SOA's expire ({soa.expire})")
+    if dnssec is not None and ttl.max > dnssec.refresh:
+        raise ConfigError(path, f"max {ttl.max} is above dnssec.refresh ({dnssec.refresh}): "
+                          "a signature may have no more than that left when it is served")
 
 
 def _check_not_self(cname: str | None, owner: str, apexes: tuple[dns.name.Name, ...],
@@ -148,10 +205,12 @@ def _soa(raw: SoaSpec, origin: dns.name.Name, path: str) -> SoaSpec:
     return msgspec.structs.replace(raw, rname=name.to_text())
 
 
-def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, zone_ttl: int,
+def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, zone_ttl: int | TtlRange,
             path: str) -> RecordSpec:
-    if raw.ttl is not None:
-        check_ttl(raw.ttl, f"{path}.ttl")
+    if raw.health_ttl is not None:
+        raise ConfigError(f"{path}.health_ttl", "unknown key (healthdns sets it, the file "
+                          "may not: give ttl)")
+    ttl = _record_ttl(raw, zone_ttl, path)
     pool = normalise_pool(raw.pool, f"{path}.pool") if raw.pool is not None else None
     static = raw.static()
     if pool is None and not static:
@@ -170,8 +229,18 @@ def _record(raw: RecordSpec, owner: str, origin: dns.name.Name, zone_ttl: int,
         fields[rtype] = checked_rdata(rtype, texts, origin, f"{path}.{rtype}")
     if raw.cname is not None:
         fields["cname"] = fields["cname"][0]
-    ttl = zone_ttl if raw.ttl is None else raw.ttl
-    return msgspec.structs.replace(raw, ttl=ttl, pool=pool, **fields)
+    health = ttl if isinstance(ttl, TtlRange) and pool is not None else None
+    return msgspec.structs.replace(raw, ttl=_max(ttl), health_ttl=health, pool=pool, **fields)
+
+
+def _record_ttl(raw: RecordSpec, zone_ttl: int | TtlRange, path: str) -> int | TtlRange:
+    """The name's TTL: its pool's, its own, or the zone's (a range serves pools only)."""
+    pool_ttl = raw.pool.ttl if raw.pool is not None else None
+    if pool_ttl is not None and raw.ttl is not None:
+        raise ConfigError(f"{path}.pool.ttl", "the name gives its ttl already: give it once")
+    if pool_ttl is not None:
+        return ttl_value(pool_ttl, f"{path}.pool.ttl")
+    return zone_ttl if raw.ttl is None else ttl_value(raw.ttl, f"{path}.ttl")
 
 
 def _owner(key: str, origin: dns.name.Name, path: str) -> str:
