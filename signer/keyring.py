@@ -44,6 +44,7 @@ class Keyring:
         self.label = zone.rstrip(".").lower() or "."
         self.parent: dict[int, bool] = {}  # by key tag: every parent name server serves its DS
         self.parent_asked: float | None = None
+        self.missing: dict[int, str] = {}
         _make_folder(self.folder)
         self.state = RollState(zone=zone, algorithm=spec.algorithm)  # no key tag taken yet
         found = self._read()
@@ -86,10 +87,13 @@ class Keyring:
             (k.removed is None and k.active is None)
             or (k.removed is not None and k.ds_gone is None))]
 
-    def heard(self, served: Mapping[int, bool], now: float) -> None:
-        """What the parent's name servers serve, asked at `now`."""
+    def heard(self, served: Mapping[int, bool], now: float,
+              missing: Mapping[int, str] | None = None) -> None:
+        """What the parent's name servers serve, asked at `now`; `missing`: by key tag, why
+        its DS does not count as served, in words."""
         self.parent = dict(served)
         self.parent_asked = now
+        self.missing = dict(missing or {})
 
     def signing_keys(self) -> list[Key]:
         """The keys of the DNSKEY RRset, each marked whether it signs (ZoneSigner's form)."""

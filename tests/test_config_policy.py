@@ -44,8 +44,8 @@ CASES = [
     (with_(publish=["/k.pem"]),
      ("zones[0].dnssec.publish: is for rolling keys by hand; under a policy the signer "
      "publishes the keys of its rolls itself")),
-    (with_(policy={"zsk_lifetime": 30}),
-     ("zones[0].dnssec.policy.zsk_lifetime: 30 is not between 60 and 316224000 s (0: never "
+    (with_(policy={"zsk_lifetime": 5}),
+     ("zones[0].dnssec.policy.zsk_lifetime: 5 is not between 10 and 316224000 s (0: never "
      "rolled)")),
     (with_(policy={"csk": True, "ksk_lifetime": 86400 * 30}),
      ("zones[0].dnssec.policy.ksk_lifetime: is for another kind of key (csk = true: one "

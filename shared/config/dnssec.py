@@ -130,7 +130,7 @@ def _check_policy(raw: DnssecSpec, path: str) -> None:
     for role in ("zsk", "ksk", "csk"):
         lifetime = policy.lifetime(role)
         if lifetime != 0:
-            within(lifetime, 60, 10 * YEAR, f"{where}.{role}_lifetime", " s (0: never rolled)")
+            within(lifetime, 10, 10 * YEAR, f"{where}.{role}_lifetime", " s (0: never rolled)")
     unused = ("zsk", "ksk") if policy.csk else ("csk",)
     for role in unused:
         if policy.lifetime(role) != (90 * 86400 if role == "zsk" else 0):
