@@ -23,14 +23,14 @@ from collections.abc import Mapping
 import msgspec
 from dns.dnssectypes import Algorithm
 
-from healthdns.shared import files
+from healthdns.shared import files, keystate
 from healthdns.shared.config import DnssecSpec
+from healthdns.shared.keystate import RollState
 from healthdns.signer import keys, rollover
 from healthdns.signer.keys import Key, KeyFileError
-from healthdns.signer.rollover import RollState, Timings
+from healthdns.signer.rollover import Timings
 
 log = logging.getLogger("healthdns.signer.keys")
-MAX_STATE = files.MIB
 
 
 class Keyring:
@@ -41,7 +41,7 @@ class Keyring:
         self.zone, self.spec, self.t = zone, spec, t
         self.folder = spec.key_dir
         self.algorithm = Algorithm[spec.algorithm]
-        self.label = zone.rstrip(".").lower() or "."
+        self.label = keystate.label(zone)
         self.parent: dict[int, bool] = {}  # by key tag: every parent name server serves its DS
         self.parent_asked: float | None = None
         self.missing: dict[int, str] = {}
@@ -81,7 +81,7 @@ class Keyring:
     def next_step(self) -> rollover.Next:
         return rollover.next_step(self.state, self.t, self.parent)
 
-    def waits_for_parent(self) -> list[rollover.KeyEntry]:
+    def waits_for_parent(self) -> list[keystate.KeyEntry]:
         """KSKs or CSKs whose DS the parent is to serve, or to stop serving."""
         return [k for k in self.state.keys if k.role in rollover.SEP_ROLES and (
             (k.removed is None and k.active is None)
@@ -91,9 +91,13 @@ class Keyring:
               missing: Mapping[int, str] | None = None) -> None:
         """What the parent's name servers serve, asked at `now`; `missing`: by key tag, why
         its DS does not count as served, in words."""
+        told = dict(missing or {})
+        news = (dict(served), told) != (self.parent, self.missing)
         self.parent = dict(served)
         self.parent_asked = now
-        self.missing = dict(missing or {})
+        self.missing = told
+        if news:  # what `healthdns-ctl keys` shows changed; the time asked alone is no news
+            self._write()
 
     def signing_keys(self) -> list[Key]:
         """The keys of the DNSKEY RRset, each marked whether it signs (ZoneSigner's form)."""
@@ -104,7 +108,7 @@ class Keyring:
         return [k for k in self.keys if k.tag in tags]
 
     def _state_file(self) -> str:
-        return os.path.join(self.folder, f"{self.label}.state")
+        return keystate.path_of(self.folder, self.zone)
 
     def _new_key(self, role: str) -> tuple[int, str]:
         """Make a key and write its file, synced, before any state names it."""
@@ -127,14 +131,17 @@ class Keyring:
         if not os.path.exists(path):
             return None
         try:
-            contents = files.read(path, MAX_STATE, follow=False)
-            return msgspec.json.decode(contents.data, type=RollState)
+            return keystate.read(path)
         except (files.FileProblem, msgspec.DecodeError) as e:
             raise KeyFileError(f"{path}: the state of this zone's keys cannot be read ({e}); "
                                "the signer will not make new keys over it: restore it or "
                                "move the zone's files away to start anew") from None
 
     def _write(self) -> None:
+        step = self.next_step()
+        self.state = msgspec.structs.replace(
+            self.state, next_when=step.when, next_what=step.what, waits_for_parent=step.parent,
+            parent_asked=self.parent_asked, parent_missing=self.missing)
         path = self._state_file()
         temporary = path + ".new"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

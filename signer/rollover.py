@@ -31,43 +31,11 @@ from dataclasses import dataclass
 import msgspec
 
 from healthdns.shared.config import PolicySpec
+from healthdns.shared.keystate import KeyEntry, RollState
 
 ZONE_ROLES = ("csk", "zsk")  # sign the zone's RRsets
 SEP_ROLES = ("csk", "ksk")  # sign the DNSKEY RRset; their DS is at the parent
 KEPT_REMOVED = 2  # removed keys kept in the state per role, so `keys` can show the last roll
-
-
-class KeyEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One key of a zone, with the moment each step of its life was taken (Unix time)."""
-
-    tag: int
-    role: str  # csk, ksk or zsk
-    file: str  # its file's name in the key folder
-    created: float
-    published: float  # in the DNSKEY RRset since
-    active: float | None = None  # signs since
-    retired: float | None = None  # signs no more since
-    removed: float | None = None  # out of the DNSKEY RRset since
-    ds_seen: float | None = None  # every parent name server serves its DS since (KSK, CSK)
-    ds_gone: float | None = None  # no parent name server serves its DS since (removed ones)
-
-    @property
-    def state(self) -> str:
-        if self.removed is not None:
-            return "removed"
-        if self.retired is not None:
-            return "retired"
-        if self.active is not None:
-            return "active"
-        return "published" if self.role == "zsk" else "submitted"
-
-
-class RollState(msgspec.Struct, frozen=True, kw_only=True):
-    """A zone's keys: what the state file holds."""
-
-    zone: str
-    algorithm: str
-    keys: tuple[KeyEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,8 +87,8 @@ def advance(state: RollState, t: Timings, now: float, parent: Mapping[int, bool]
             new_key: NewKey) -> tuple[RollState, list[str]]:
     """Every step due at `now`, and a line saying each.
 
-    `parent`: by key tag, whether every parent name server serves that key's DS (a tag
-    missing: not known). A new key is made by `new_key` and recorded before it is used.
+    `parent`: by key tag, True when every parent name server serves that key's DS, False
+    when none does (a tag missing: some do, or not known). A new key is made by `new_key` and recorded before it is used.
     """
     told: list[str] = []
     keys = list(state.keys)

@@ -10,7 +10,9 @@ its trust anchors (`static-ds`): a resolver that has just fetched the DS.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -99,6 +101,15 @@ def knot(tmp_path: Path) -> Iterator[Knot]:
     parent.stop()
 
 
+def keys_report(tmp: Path, *args: str) -> str:
+    """`healthdns-ctl keys` on the server's configuration."""
+    ctl = Path(sys.executable).parent / "healthdns-ctl"
+    result = subprocess.run([str(ctl), "keys", "--config", str(tmp / "healthdns.toml"), *args],
+                            capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def cds(server: Server) -> list[str]:
     response = server.query("example.test", "CDS")
     return sorted(rd.to_text() for rrset in response.answer
@@ -157,6 +168,11 @@ def test_a_ksk_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot:
         server.wait_for(rf"DS {new}: not yet served by 127.0.0.1:{knot.port}", 10)
         time.sleep(3)  # the parent holds the new DS back: the roll waits
         assert f"ksk {new} signs in the place of" not in server.output()
+        shown = keys_report(tmp_path, "example.test")
+        assert re.search(rf"ksk +{new} +submitted ", shown), shown
+        assert re.search(rf"ksk +{old} +active ", shown), shown
+        assert f"next: ksk {new}: its DS is not yet served by every parent name server" in shown
+        assert f"DS {new}: not yet served by 127.0.0.1:{knot.port}" in shown
         knot.set_ds(both)
         server.wait_for(rf"ksk {new}: every parent name server serves its DS", 10)
         server.wait_for(rf"ksk {new} signs in the place of {old}", 10)
@@ -167,6 +183,9 @@ def test_a_ksk_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot:
         knot.set_ds(last)
         server.wait_for(rf"ksk {old}: no parent name server serves its DS any more", 10)
         time.sleep(1)
+        shown = keys_report(tmp_path)
+        assert re.search(rf"ksk +{old} +removed .* gone since ", shown), shown
+        assert re.search(rf"ksk +{new} +active .* served since ", shown), shown
     finally:
         validator.stopping.set()
         validator.join(30)
