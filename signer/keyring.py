@@ -61,7 +61,7 @@ class Keyring:
         else:
             self.state = found
             log.info("%s: resuming its keys: %s", self.label, _listed(self.state))
-        self.keys = self._load()
+        self.keys = self._load(self.state)
         self._clean()
 
     def step(self, now: float) -> bool:
@@ -70,11 +70,14 @@ class Keyring:
         state, told = rollover.advance(before, self.t, now, self.parent, self._new_key)
         if state == before:
             return False
+        # The keys of the new state are read before it is taken: a key file gone or damaged
+        # leaves the zone at the step it was (the error says which file), never past it.
+        loaded = self._load(state)
         self.state = state
         self._write()
         for line in told:
             log.info("%s: %s", self.label, line)
-        self.keys = self._load()
+        self.keys = loaded
         self._clean()
         return _served(state) != _served(before)
 
@@ -152,11 +155,11 @@ class Keyring:
         os.replace(temporary, path)
         _sync(self.folder)
 
-    def _load(self) -> list[Key]:
-        """The key files of every key in the DNSKEY RRset, checked against the state."""
-        signing = {k.tag for k in rollover.signing(self.state)}
+    def _load(self, state: RollState) -> list[Key]:
+        """The key files of every key in `state`'s DNSKEY RRset, checked against it."""
+        signing = {k.tag for k in rollover.signing(state)}
         loaded = []
-        for entry in rollover.published(self.state):
+        for entry in rollover.published(state):
             path = os.path.join(self.folder, entry.file)
             key = keys.load(path, entry.role, self.algorithm, f"{self.label} {entry.role} "
                             f"{entry.tag}")

@@ -16,8 +16,10 @@ import dns.name
 from healthdns.shared.config import Config, DnssecSpec
 from healthdns.signer import parent, rollover
 from healthdns.signer.keyring import Keyring
+from healthdns.signer.keys import KeyFileError
 
 log = logging.getLogger("healthdns.signer.keys")
+RETRY = 60.0  # after a step failed (a key file gone, a full disk): seconds until it is retried
 
 
 class Keyrings:
@@ -26,6 +28,7 @@ class Keyrings:
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self.now = now
         self.rings: dict[int, Keyring] = {}
+        self.failed: dict[int, float] = {}  # zone index -> when a failed step is tried again
 
     def configure(self, cfg: Config) -> None:
         """Take a configuration: a zone whose DNSSEC settings are the same keeps its keyring,
@@ -49,7 +52,10 @@ class Keyrings:
     def due(self) -> float | None:
         """When `step` has something to do next (None: nothing by time)."""
         times = []
-        for ring in self.rings.values():
+        for index, ring in self.rings.items():
+            if index in self.failed:
+                times.append(self.failed[index])
+                continue
             step = ring.next_step()
             if step.when is not None:
                 times.append(step.when)
@@ -66,13 +72,22 @@ class Keyrings:
         changed = set()
         for index, ring in self.rings.items():
             now = self.now()
+            if now < self.failed.get(index, now):
+                continue
             assert ring.spec.policy is not None
             waiting = ring.waits_for_parent()
             if waiting and (ring.parent_asked is None
                             or now >= ring.parent_asked + ring.spec.policy.check_interval):
                 self._ask(ring, now)
-            if ring.step(now):
-                changed.add(index)
+            try:
+                if ring.step(now):
+                    changed.add(index)
+                self.failed.pop(index, None)
+            except (KeyFileError, OSError) as e:
+                # The zone stays at the step it was, signed with the keys it has.
+                log.error("%s: a key roll's step failed, trying again in %.0f s: %s",
+                          ring.label, RETRY, e)
+                self.failed[index] = now + RETRY
         return changed
 
     def _ask(self, ring: Keyring, now: float) -> None:

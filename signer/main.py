@@ -376,12 +376,9 @@ def _started(conn: Connection) -> Signer:
 
 
 def _rolled(signer: Signer) -> None:
-    """Take the key rolls' due steps; a key that cannot be written or read back leaves the
-    zone signed with the keys it has, and the step is tried again at the next wakeup."""
-    try:
-        signer.roll()
-    except (keys.KeyFileError, OSError) as e:
-        log.error("a key roll could not take its step, signing on with the keys held: %s", e)
+    """Take the key rolls' due steps (a step that fails is logged and retried later, see
+    `Keyrings.step`)."""
+    signer.roll()
 
 
 def _take(signer: Signer, batch: list[messages.ToChild]) -> bool | None:

@@ -157,3 +157,28 @@ def test_a_crash_at_each_write_leaves_a_state_that_resumes(tmp_path: Path, at: i
         now += 0.01
         again.step(now)
     assert {k.tag for k in again.state.keys} - {k.tag for k in ring.state.keys}  # rolled on
+
+
+def test_a_key_file_removed_under_the_signer_holds_the_roll(tmp_path: Path) -> None:
+    """The step that needs a missing key file is not taken (the zone keeps the keys it
+    serves), the error names the file, and it is retried a minute later, not in a loop."""
+    from healthdns.shared import config
+    from healthdns.signer.keyrings import RETRY, Keyrings
+
+    doc = {"zones": [{"origin": "example.test", "nameservers": ["ns1.example.net"],
+                      "ttl": 1, "ns_ttl": 1, "soa": {"ttl": 1, "minimum": 1},
+                      "records": {"www": {"a": ["192.0.2.1"]}},
+                      "dnssec": {"algorithm": "ED25519", "dnskey_ttl": 1,
+                                 "key_dir": str(tmp_path / "keys"),
+                                 "policy": {"zsk_lifetime": 10, "propagation": 0}}}]}
+    clock = [1_000_000.0]
+    rings = Keyrings(lambda: clock[0])
+    rings.configure(config.from_mapping(doc))
+    ring = rings.rings[0]
+    ksk = next(k for k in ring.state.keys if k.role == "ksk")
+    (tmp_path / "keys" / ksk.file).unlink()
+    before = (tmp_path / "keys" / "example.test.state").read_bytes()
+    clock[0] += 9.5  # the ZSK's successor is due: the DNSKEY RRset needs the KSK's file too
+    assert rings.step() == set()
+    assert (tmp_path / "keys" / "example.test.state").read_bytes() == before
+    assert rings.due() == clock[0] + RETRY
