@@ -1,4 +1,4 @@
-"""A KSK roll that waits for the parent (scaled timers), with Knot serving the parent zone.
+"""KSK and CSK rolls that wait for the parent (scaled timers), with Knot serving the parent zone.
 
 Knot serves `test.`, which delegates `example.test`; the test copies healthdns's CDS into the
 parent's DS RRset with knotc, as a registrar taking CDS would. The roll must not go past
@@ -145,10 +145,15 @@ class Validator(threading.Thread):
             self.stopping.wait(0.1)
 
 
-def test_a_ksk_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot: Knot) -> None:
+@pytest.mark.parametrize("role", ["ksk", "csk"])
+def test_a_sep_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot: Knot,
+                                                          role: str) -> None:
+    """A KSK (with a ZSK that does not roll), or a CSK, which signs the zone too."""
+    kind: dict[str, object] = {"csk": True, "csk_lifetime": 10} if role == "csk" else \
+        {"ksk_lifetime": 10, "zsk_lifetime": 0}
     dnssec = {"algorithm": "ED25519", "dnskey_ttl": 1, "key_dir": str(tmp_path / "keys"),
-              "policy": {"ksk_lifetime": 10, "zsk_lifetime": 0, "propagation": 0,
-                         "ds_ttl": 1, "parent_propagation": 0, "check_interval": 1,
+              "policy": {**kind, "propagation": 0, "ds_ttl": 1, "parent_propagation": 0,
+                         "check_interval": 1,
                          "parent_nameservers": [f"127.0.0.1:{knot.port}"]}}
     zone = {"ttl": 1, "ns_ttl": 1, "soa": {"ttl": 1, "minimum": 1}, "dnssec": dnssec}
     server = Server([], tmp_path, config_toml({"www": {"a": ["192.0.2.1"]}},
@@ -159,7 +164,7 @@ def test_a_ksk_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot:
     validator = Validator(server, knot, tmp_path)
     validator.start()
     try:
-        made = server.wait_for(r"ksk (\d+): made and published, to follow (\d+) \(its DS "
+        made = server.wait_for(rf"{role} (\d+): made and published, to follow (\d+) \(its DS "
                                r"asked for by CDS\)", 30)
         new, old = made.group(1), made.group(2)
         server.wait_until(lambda: len(cds(server)) == 2, 10, "the CDS of both KSKs")
@@ -167,25 +172,25 @@ def test_a_ksk_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot:
         assert len(both) == 2 and set(first) < set(both)  # RFC 7344: the DS set wanted
         server.wait_for(rf"DS {new}: not yet served by 127.0.0.1:{knot.port}", 10)
         time.sleep(3)  # the parent holds the new DS back: the roll waits
-        assert f"ksk {new} signs in the place of" not in server.output()
+        assert f"{role} {new} signs in the place of" not in server.output()
         shown = keys_report(tmp_path, "example.test")
-        assert re.search(rf"ksk +{new} +submitted ", shown), shown
-        assert re.search(rf"ksk +{old} +active ", shown), shown
-        assert f"next: ksk {new}: its DS is not yet served by every parent name server" in shown
+        assert re.search(rf"{role} +{new} +submitted ", shown), shown
+        assert re.search(rf"{role} +{old} +active ", shown), shown
+        assert f"next: {role} {new}: its DS is not yet served by every parent name server" in shown
         assert f"DS {new}: not yet served by 127.0.0.1:{knot.port}" in shown
         knot.set_ds(both)
-        server.wait_for(rf"ksk {new}: every parent name server serves its DS", 10)
-        server.wait_for(rf"ksk {new} signs in the place of {old}", 10)
-        server.wait_for(rf"ksk {old}: removed from the DNSKEY RRset and its CDS", 10)
+        server.wait_for(rf"{role} {new}: every parent name server serves its DS", 10)
+        server.wait_for(rf"{role} {new} signs in the place of {old}", 10)
+        server.wait_for(rf"{role} {old}: removed from the DNSKEY RRset and its CDS", 10)
         server.wait_until(lambda: len(cds(server)) == 1, 10, "the CDS of the new KSK alone")
         last = cds(server)
         assert len(last) == 1 and last[0] in both and last[0] not in first
         knot.set_ds(last)
-        server.wait_for(rf"ksk {old}: no parent name server serves its DS any more", 10)
+        server.wait_for(rf"{role} {old}: no parent name server serves its DS any more", 10)
         time.sleep(1)
         shown = keys_report(tmp_path)
-        assert re.search(rf"ksk +{old} +removed .* gone since ", shown), shown
-        assert re.search(rf"ksk +{new} +active .* served since ", shown), shown
+        assert re.search(rf"{role} +{old} +removed .* gone since ", shown), shown
+        assert re.search(rf"{role} +{new} +active .* served since ", shown), shown
     finally:
         validator.stopping.set()
         validator.join(30)
