@@ -348,6 +348,9 @@ class Choices(_Message, frozen=True):
     # (name without the final dot, rdtype, group index or -1, rule, addresses served)
     names: list[tuple[str, int, int, str, list[str]]]
     seconds: float = 0.0  # how long rendering and signing the generation took
+    # Per zone under a DNSSEC policy: its name, when its key roll takes its next step (Unix
+    # time; 0: not by time) and whether that step waits for the parent's name servers.
+    rolls: list[tuple[str, float, bool]] = []
 
 
 class Probe(msgspec.Struct, frozen=True, array_like=True):

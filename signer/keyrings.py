@@ -66,6 +66,15 @@ class Keyrings:
                              else asked + ring.spec.policy.check_interval)
         return min(times, default=None)
 
+    def rolls(self) -> list[tuple[str, float, bool]]:
+        """Per zone: its name, its next step's time (0: not by time), whether it waits for
+        the parent (see `messages.Choices`)."""
+        out = []
+        for ring in self.rings.values():
+            step = ring.next_step()
+            out.append((ring.label, step.when or 0.0, step.parent))
+        return out
+
     def step(self) -> set[int]:
         """Ask the parent where a roll waits for it, take every step due; the indexes of the
         zones whose keys changed."""

@@ -296,7 +296,7 @@ class Signer:
                 for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
                                                                      health).items():
                     rows.append((name, rdtype, group, rule, addresses))
-        return messages.Choices(self.generation, rows, self.took)
+        return messages.Choices(self.generation, rows, self.took, self.keyrings.rolls())
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,

@@ -53,6 +53,8 @@ class Readout:
     current: bool = False  # every responder serves `generation`
     # What each pooled name answers and why, from the signer (see messages.Choices).
     choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
+    # Key rolls under a DNSSEC policy: zone, next step (Unix time, 0: none), waits for parent.
+    rolls: tuple[tuple[str, float, bool], ...] = ()
     probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
     reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
     hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role

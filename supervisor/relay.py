@@ -94,9 +94,9 @@ class Relay:
                 self.announce()
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
-            case messages.Choices(generation=generation, names=names, seconds=seconds) \
-                    if generation == self.generation and slot.spoke:
-                self.sup.steering.chosen(names, seconds)
+            case messages.Choices(generation=generation, names=names, seconds=seconds,
+                                  rolls=rolls) if generation == self.generation and slot.spoke:
+                self.sup.steering.chosen(names, seconds, rolls)
             case messages.Probes(rows=rows) if slot.spoke:
                 return self.sup.steering.detail(rows)
             case messages.Stats() if slot.state == "retiring":

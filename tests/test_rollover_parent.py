@@ -24,6 +24,7 @@ import dns.rdatatype
 import pytest
 from conftest import need_tool
 from harness import Server, config_toml
+from test_control import metrics
 
 QUERIES = [("www.example.test", "A", "; fully validated"),
            ("example.test", "DNSKEY", "; fully validated")]
@@ -178,9 +179,14 @@ def test_a_sep_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot:
         assert re.search(rf"{role} +{old} +active ", shown), shown
         assert f"next: {role} {new}: its DS is not yet served by every parent name server" in shown
         assert f"DS {new}: not yet served by 127.0.0.1:{knot.port}" in shown
+        waiting = ("healthdns_dnssec_roll_waiting_for_parent", (("zone", "example.test"),))
+        assert metrics(server)[waiting] == 1.0
         knot.set_ds(both)
         server.wait_for(rf"{role} {new}: every parent name server serves its DS", 10)
         server.wait_for(rf"{role} {new} signs in the place of {old}", 10)
+        server.wait_until(lambda: metrics(server)[waiting] == 0.0, 10, "no wait for the parent")
+        next_step = ("healthdns_dnssec_roll_next_step_seconds", (("zone", "example.test"),))
+        assert 0.0 <= metrics(server)[next_step] <= 10.0  # a removal, or the next roll
         server.wait_for(rf"{role} {old}: removed from the DNSKEY RRset and its CDS", 10)
         server.wait_until(lambda: len(cds(server)) == 1, 10, "the CDS of the new KSK alone")
         last = cds(server)
