@@ -404,6 +404,9 @@ class Choices(_Message, frozen=True):
     # Each pooled name whose TTL follows health: the TTL its addresses are served with, and
     # why ("TTL 32: 192.0.2.10 is 2 failed checks from down").
     ttls: dict[str, tuple[int, str]] = {}
+    # Per zone under a DNSSEC policy: its name, when its key roll takes its next step (Unix
+    # time; 0: not by time) and whether that step waits for the parent's name servers.
+    rolls: list[tuple[str, float, bool]] = []
 
 
 class Probe(msgspec.Struct, frozen=True, array_like=True):

@@ -50,6 +50,9 @@ class ZoneSigner:
     # The earliest renewal in the cache, or earlier: kept as signatures are made, found
     # again by `prune`, so that asking for it does not unpack the whole cache.
     soonest: float | None = None
+    # Under a policy: the keys whose CDS and CDNSKEY the apex carries, published or not
+    # (RFC 7344: every KSK or CSK whose DS the parent should hold). None: `spec.cds` decides.
+    cds_keys: list[Key] | None = None
 
     def rrsigs(self, owner: bytes, rdtype: int, ttl: int,
                rdatas: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -98,9 +101,12 @@ class ZoneSigner:
 
     def cds_records(self) -> dict[int, tuple[int, tuple[bytes, ...]]]:
         """CDS and CDNSKEY for the key-signing keys, when asked for (RFC 7344, 8078)."""
-        if not self.spec.cds:
+        if self.cds_keys is not None:
+            sep = self.cds_keys
+        elif self.spec.cds:
+            sep = [k for k in self.keys if k.signs_keys]
+        else:
             return {}
-        sep = [k for k in self.keys if k.signs_keys]
         ttl = self.spec.dnskey_ttl
         return {CDNSKEY: (ttl, tuple(octets(k.dnskey) for k in sep)),
                 CDS: (ttl, tuple(octets(keys.ds(self.origin, k.dnskey)) for k in sep))}

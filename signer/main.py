@@ -14,6 +14,7 @@ from healthdns.shared import child, config, messages, privilege
 from healthdns.shared.config import Config
 from healthdns.signer import filled, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
+from healthdns.signer.keyrings import Keyrings
 from healthdns.signer.serial import next_serial
 
 log = logging.getLogger("healthdns.signer")
@@ -25,6 +26,8 @@ class Signer:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.time) -> None:
         self.zones = zone.build(cfg)
         self.now = now
+        self.keyrings = Keyrings(now)  # the zones whose keys the signer makes and rolls
+        self.keyrings.configure(cfg)
         self.signers = self._signers(cfg)
         self.caches = [rendercache.RenderCache() for _ in self.zones]
         self.previous: list[messages.ZoneTable] | None = None
@@ -126,6 +129,7 @@ class Signer:
         """
         try:
             zones = zone.build(cfg)
+            self.keyrings.configure(cfg)
             loaded = self._load_keys(cfg)
         except keys.KeyFileError as e:
             log.error("new configuration not applied, serving the old zones and keys: %s", e)
@@ -148,8 +152,7 @@ class Signer:
                 prints.append(self.prints[i])
                 kept += 1
             else:
-                signers.append(None if zone_keys is None or z.spec.dnssec is None else
-                               ZoneSigner(z.origin, zone_keys, z.spec.dnssec, self.now))
+                signers.append(None if zone_keys is None else self._zone_signer(z, zone_keys))
                 caches.append(rendercache.RenderCache())
                 prints.append(None)  # a changed zone: a new serial whatever its health
             serials.append(self.floors.get(_label(z)) if i is None else self.serials[i])
@@ -176,6 +179,9 @@ class Signer:
         for i, spec in enumerate(cfg.zones):
             if spec.dnssec is None:
                 continue
+            if spec.dnssec.policy is not None:
+                loaded[i] = self.keyrings.rings[i].signing_keys()
+                continue
             try:
                 loaded[i] = keys.load_all(spec.dnssec, f"zones[{i}].dnssec")
             except keys.KeyFileError as e:
@@ -196,10 +202,38 @@ class Signer:
             if spec is None:
                 signers.append(None)
                 continue
+            if z.index in self.keyrings.rings:
+                loaded[z.index] = self.keyrings.rings[z.index].signing_keys()
             if z.index not in loaded:
                 loaded[z.index] = keys.load_all(spec, f"zones[{z.index}].dnssec")
-            signers.append(ZoneSigner(z.origin, loaded[z.index], spec, self.now))
+            signers.append(self._zone_signer(z, loaded[z.index]))
         return signers
+
+    def _zone_signer(self, z: zone.Zone, zone_keys: list[keys.Key]) -> ZoneSigner | None:
+        """The signer of zone `z` with these keys; under a policy its CDS is the keyring's."""
+        spec = z.spec.dnssec
+        if spec is None:
+            return None
+        ring = self.keyrings.rings.get(z.index)
+        return ZoneSigner(z.origin, zone_keys, spec, self.now,
+                          cds_keys=ring.cds_keys() if ring is not None else None)
+
+    def roll(self) -> bool:
+        """Take the key rolls' steps that are due: a zone whose keys changed is signed anew
+        (another DNSKEY RRset, other signers) under the next serial. Whether any changed."""
+        changed = self.keyrings.step()
+        for i, z in enumerate(self.zones):
+            if z.index in changed:
+                self.signers[i] = self._zone_signer(
+                    z, self.keyrings.rings[z.index].signing_keys())
+                self.caches[i] = rendercache.RenderCache()
+                self.prints[i] = None
+        return bool(changed)
+
+    def next_wakeup(self) -> float | None:
+        """When a signature falls due for renewal or a key roll for its next step."""
+        times = [t for t in (self.next_renewal(), self.keyrings.due()) if t is not None]
+        return min(times, default=None)
 
     def next_renewal(self) -> float | None:
         """When the first signature falls due for renewal (None in unsigned zones)."""
@@ -272,7 +306,8 @@ class Signer:
                 for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
                                                                      health).items():
                     rows.append((name, rdtype, group, rule, addresses))
-        return messages.Choices(self.generation, rows, self.took, ttls)
+        return messages.Choices(self.generation, rows, self.took, ttls=ttls,
+                                rolls=self.keyrings.rolls())
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
@@ -311,10 +346,11 @@ def run(conn: Connection) -> None:
     spoke = False  # whether this process has published yet: Choices are taken only after
     while True:
         # Waiting for a new configuration's health, nothing is published, renewals neither.
-        renewal = None if signer.awaiting_health else signer.next_renewal()
-        timeout = None if renewal is None else max(0.0, renewal - time.time())
+        wakeup = None if signer.awaiting_health else signer.next_wakeup()
+        timeout = None if wakeup is None else max(0.0, wakeup - time.time())
         try:
             if not conn.poll(timeout):
+                _rolled(signer)
                 spoke = _send(pulse, signer.publish(), signer) or spoke  # signatures fall due
                 continue
             batch = _queued(conn)
@@ -348,6 +384,12 @@ def _started(conn: Connection) -> Signer:
         messages.send(conn, messages.Fatal(start.slot, str(e)))
         raise SystemExit(EXIT_BAD_KEY) from None
     return signer
+
+
+def _rolled(signer: Signer) -> None:
+    """Take the key rolls' due steps (a step that fails is logged and retried later, see
+    `Keyrings.step`)."""
+    signer.roll()
 
 
 def _take(signer: Signer, batch: list[messages.ToChild]) -> bool | None:

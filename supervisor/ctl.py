@@ -3,7 +3,8 @@
 Reads (`status`, `targets`, `explain`) need nothing, or the endpoint's read token when it has
 one; writes (`drain`, `force`, `undrain`, `unforce`, `clear`, `reload`) need the endpoint's
 token. Either comes from `--token`, `--token-file` or $HEALTHDNS_TOKEN. `--json` prints what the
-endpoint answered instead of the words.
+endpoint answered instead of the words. `keys` reads the signer's key state files on this host
+(see supervisor/keyreport.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from healthdns.shared import command, logs
 from healthdns.shared.config import DEFAULT_CONTROL
+from healthdns.supervisor import keyreport
 from healthdns.supervisor.overrides import MAX_BY, MAX_EXPIRES_IN
 
 TIMEOUT = 10.0
@@ -78,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
         sub.add_parser(verb, help=f"remove {words} an address or a name").add_argument(
             "subject")
     sub.add_parser("reload", help="read and apply the configuration file again (as SIGHUP)")
+    keys = sub.add_parser("keys", help="the keys the signer rolls: role, state, dates, the "
+                          "next step and what it waits for (read from key_dir, on this host)")
+    keys.add_argument("zone", nargs="?", default=None, help="one zone (default: all)")
+    command.path(keys.add_argument("--config", metavar="PATH", required=True,
+                                   help="the configuration file, to find each zone's key_dir"))
     return p
 
 
@@ -137,6 +144,11 @@ def run(args: argparse.Namespace) -> str:
             answer = _call(args, "DELETE", path, None)
             removed = action or "override"
             return _json(answer) if args.json else f"{removed} removed: {args.subject}\n"
+        case "keys":
+            try:
+                return keyreport.report(args.config, args.zone, args.json)
+            except keyreport.ReportError as e:
+                raise CtlError(str(e)) from None
         case _:  # "reload": a refused file is an HTTP error naming the problem
             answer = _call(args, "POST", "/reload", None)
             return _json(answer) if args.json else "reloaded\n"

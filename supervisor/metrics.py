@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,6 +163,7 @@ def _process(readout: Readout) -> Iterator[Metric]:
     if readout.sign_seconds is not None:
         yield GaugeMetricFamily("healthdns_sign_seconds", "the signer's time to render and "
                                 "sign the latest generation", value=readout.sign_seconds)
+    yield from _rolls(readout)
     restarts = CounterMetricFamily("healthdns_child_restarts", "children restarted",
                                    labels=["role"])
     for role, n in _by_role(readout.restarts):
@@ -180,6 +182,23 @@ def _process(readout: Readout) -> Iterator[Metric]:
 # dashboard then shows 0, and `increase()` sees the first restart (a series that appears with
 # its first count at 1 has no earlier sample to increase from).
 CHILD_ROLES = tuple(ROLES)
+
+
+def _rolls(readout: Readout) -> Iterator[Metric]:
+    """Key rolls under a DNSSEC policy: seconds until the next step (none while it waits for
+    something other than time), and whether it waits for the parent's name servers; no
+    sample without such zones."""
+    until = GaugeMetricFamily("healthdns_dnssec_roll_next_step_seconds", "seconds until a "
+                              "zone's key roll takes its next step", labels=["zone"])
+    parent = GaugeMetricFamily("healthdns_dnssec_roll_waiting_for_parent", "1 while a key "
+                               "roll waits for every parent name server to serve its new DS",
+                               labels=["zone"])
+    now = time.time()
+    for zone, when, waiting in readout.rolls:
+        if when:
+            until.add_metric([zone], max(0.0, when - now))
+        parent.add_metric([zone], 1.0 if waiting else 0.0)
+    yield from (until, parent)
 
 
 def _by_role(counts: dict[str, int]) -> list[tuple[str, int]]:

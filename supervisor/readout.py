@@ -55,6 +55,8 @@ class Readout:
     choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
     # Pooled names whose TTL follows health: the TTL served and why (messages.Choices).
     ttls: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # Key rolls under a DNSSEC policy: zone, next step (Unix time, 0: none), waits for parent.
+    rolls: tuple[tuple[str, float, bool], ...] = ()
     probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
     reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
     hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role

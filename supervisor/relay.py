@@ -102,8 +102,9 @@ class Relay:
             case messages.Fatal(reason=reason) if not slot.spoke:
                 self._on_fatal(slot, reason)
             case messages.Choices(generation=generation, names=names, seconds=seconds,
-                                  ttls=ttls) if generation == self.generation and slot.spoke:
-                self.sup.steering.chosen(names, seconds, ttls)
+                                  ttls=ttls, rolls=rolls) \
+                    if generation == self.generation and slot.spoke:
+                self.sup.steering.chosen(names, seconds, ttls, rolls)
             case messages.Probes(rows=rows, fenced=fenced) if slot.spoke:
                 self._on_fence(fenced)
                 return self.sup.steering.detail(rows)

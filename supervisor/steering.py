@@ -88,6 +88,7 @@ class Steering:
         self.taken = 0
         self.publish_seconds: float | None = None
         self.sign_seconds: float | None = None  # the signer's own time for the latest
+        self.rolls: tuple[tuple[str, float, bool], ...] = ()  # see messages.Choices
         self.dirty = True  # a new view is due
 
     # --- health and overrides -------------------------------------------------------------------
@@ -270,10 +271,12 @@ class Steering:
         self.dirty = True
 
     def chosen(self, names: list[tuple[str, int, int, str, list[str]]], seconds: float,
-               ttls: dict[str, tuple[int, str]] | None = None) -> None:
+               ttls: dict[str, tuple[int, str]] | None = None,
+               rolls: list[tuple[str, float, bool]] | None = None) -> None:
         self.choices = tuple(names)
         self.ttls = ttls or {}
         self.sign_seconds = seconds
+        self.rolls = tuple(rolls or ())
         self.dirty = True
 
     def detail(self, rows: list[messages.Probe]) -> str | None:
@@ -314,7 +317,7 @@ class Steering:
             rejected=dict(counters.rejected), reloads=dict(counters.reloads),
             hung=dict(counters.hung), transfers=counters.transfers(),
             overrides=tuple(self.overrides.listing()),
-            choices=self.choices, ttls=self.ttls, probes=self.probes.hand(),
+            choices=self.choices, ttls=self.ttls, rolls=self.rolls, probes=self.probes.hand(),
             current=current, health_waiting=self.health_waiting(now),
             health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
                              3 * (self.sign_seconds or 0.0)))

@@ -40,7 +40,7 @@ from healthdns.shared.config.control import (
     MIN_TOKEN,
     ControlSpec,
 )
-from healthdns.shared.config.dnssec import ALGORITHMS, DnssecSpec
+from healthdns.shared.config.dnssec import ALGORITHMS, DnssecSpec, PolicySpec
 from healthdns.shared.config.document import (
     MAX_CONFIG_FILE,
     Config,
@@ -99,10 +99,10 @@ __all__ = [
     "MAX_CONFIG_FILE", "MAX_PEM_FILE", "MAX_TOKEN_FILE", "MAX_TTL", "MAX_WEIGHT", "MIN_TOKEN",
     "PARALLEL_FLOOR", "PARALLEL_MAX", "POLICIES", "REPORT_PERIOD", "RRL_DEFAULT_RATE",
     "STATIC_TYPES", "CheckSpec", "Config", "ConfigError", "ControlSpec", "CookieSpec",
-    "DnssecSpec", "Endpoint", "GroupSpec", "PeerSpec", "PeersSpec", "PoolSpec", "ProberSpec",
-    "RecordSpec", "RrlSpec", "SecondarySpec", "ServerSpec", "SoaSpec", "TransferRuleSpec",
-    "TransferSpec", "TsigKey", "TsigKeySpec", "TtlRange", "ZoneSpec", "absolute_name", "decode",
-    "encode", "file_room",
+    "DnssecSpec", "Endpoint", "GroupSpec", "PeerSpec", "PeersSpec", "PolicySpec", "PoolSpec",
+    "ProberSpec", "RecordSpec", "RrlSpec", "SecondarySpec", "ServerSpec", "SoaSpec",
+    "TransferRuleSpec", "TransferSpec", "TsigKey", "TsigKeySpec", "TtlRange", "ZoneSpec",
+    "absolute_name", "decode", "encode", "file_room",
     "format_endpoint", "from_mapping", "in_flight", "load", "parallel_for", "parse_endpoint",
     "read", "redacted", "warnings",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 # Keys of [control] that name files, besides those ending in "_file" (a TLS certificate and key).
 CONTROL_FILES = ("cert", "key")
-DNSSEC_FILES = ("csk", "ksk", "zsk")
+DNSSEC_FILES = ("csk", "ksk", "zsk", "key_dir")
 
 
 def resolve(document: dict[str, Any], folder: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import msgspec
 from healthdns.shared import lazy
 from healthdns.shared.config import decodeerrors
 from healthdns.shared.config.checks import CheckSpec
-from healthdns.shared.config.dnssec import DnssecSpec, normalise_dnssec
+from healthdns.shared.config.dnssec import DnssecSpec, check_roll_times, normalise_dnssec
 from healthdns.shared.config.names import absolute_name, parse_name
 from healthdns.shared.config.pools import (
     PoolSpec,
@@ -95,6 +95,13 @@ class ZoneSpec(Frozen, frozen=True):
     dnssec: DnssecSpec | None = None
     health_ttl: TtlRange | None = None  # the default range of the zone's pools
 
+    def max_ttl(self) -> int:
+        """The longest TTL of a signed RRset (RFC 7583 TTLsig): records, NS, SOA and the
+        negative answers (their NSEC and SOA at the SOA minimum), DNSKEY aside."""
+        ttls = [self.ttl, self.ns_ttl, self.soa.ttl, self.soa.minimum]
+        ttls += [r.ttl for r in self.records.values() if r.ttl is not None]
+        return max(ttls)
+
 
 class RawZone(Frozen, frozen=True):
     origin: str
@@ -146,10 +153,13 @@ def normalise_zone(raw: RawZone, path: str) -> ZoneSpec:
                                  rpath)
         _check_range(records[owner].health_ttl, soa, dnssec, _ttl_path(value, rpath))
         _check_not_self(records[owner].cname, owner, (origin, *aliases), f"{rpath}.cname")
-    return ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
+    spec = ZoneSpec(origin=origin.to_text(), nameservers=nameservers,
                     aliases=tuple(a.to_text() for a in aliases), ttl=_max(zone_ttl),
                     ns_ttl=raw.ns_ttl, soa=soa, records=records, dnssec=dnssec,
                     health_ttl=zone_ttl if isinstance(zone_ttl, TtlRange) else None)
+    if dnssec is not None:
+        check_roll_times(dnssec, spec.max_ttl(), f"{path}.dnssec")
+    return spec
 
 
 def _max(ttl: int | TtlRange) -> int:

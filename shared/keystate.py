@@ -1,0 +1,71 @@
+"""The state file of a zone's own keys (`key_dir/ZONE.state`): its format, shared by the signer,
+which alone writes it, and `healthdns-ctl keys`, which reads it.
+
+It holds no secret (key tags, roles and the times of each step), and is JSON so that an
+operator can read it too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+from healthdns.shared import files
+
+MAX_STATE = files.MIB
+
+
+class KeyEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One key of a zone, with the moment each step of its life was taken (Unix time)."""
+
+    tag: int
+    role: str  # csk, ksk or zsk
+    file: str  # its file's name in the key folder
+    created: float
+    published: float  # in the DNSKEY RRset since
+    active: float | None = None  # signs since
+    retired: float | None = None  # signs no more since
+    removed: float | None = None  # out of the DNSKEY RRset since
+    ds_seen: float | None = None  # every parent name server serves its DS since (KSK, CSK)
+    ds_gone: float | None = None  # no parent name server serves its DS since (removed ones)
+
+    @property
+    def state(self) -> str:
+        if self.removed is not None:
+            return "removed"
+        if self.retired is not None:
+            return "retired"
+        if self.active is not None:
+            return "active"
+        return "published" if self.role == "zsk" else "submitted"
+
+
+class RollState(msgspec.Struct, frozen=True, kw_only=True):
+    """A zone's keys: what the state file holds."""
+
+    zone: str
+    algorithm: str
+    keys: tuple[KeyEntry, ...] = ()
+    # What the signer said of the roll when it wrote the file: the next step, its earliest
+    # time (None: not by time), whether it waits for the parent, and what the parent's name
+    # servers lacked when last asked (by key tag), for `healthdns-ctl keys`.
+    next_when: float | None = None
+    next_what: str = ""
+    waits_for_parent: bool = False
+    parent_asked: float | None = None
+    parent_missing: dict[int, str] = {}
+
+
+def path_of(folder: str, zone: str) -> str:
+    """The state file of `zone` (any spelling of the name) in `folder`."""
+    return os.path.join(folder, f"{label(zone)}.state")
+
+
+def label(zone: str) -> str:
+    return zone.rstrip(".").lower() or "."
+
+
+def read(path: str) -> RollState:
+    """The state in `path`; FileProblem or msgspec.DecodeError if it cannot be read."""
+    return msgspec.json.decode(files.read(path, MAX_STATE, follow=False).data, type=RollState)

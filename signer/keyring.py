@@ -1,0 +1,218 @@
+"""A zone's own keys under a policy: their files, the state of their rolls, and its steps.
+
+`key_dir` holds, per zone, one state file (`ZONE.state`, JSON) and a key file per key
+(`ZONE-ROLE-TAG.pem`). The folder is mode 700 and every file in it 600, owned by the user the
+signer runs as. Every write survives a SIGKILL at any moment:
+
+- a new key's file is written and synced (file and folder) before the state names it; killed
+  in between, the file is an orphan, deleted at the next start, and a key is made anew;
+- the state is written to a temporary file, synced, renamed over the old one, and the folder
+  synced: a reader sees the old state or the new, never a part;
+- a removed key's file is deleted only after the state that removed it is on disk.
+
+So a signer started again reads exactly the step it took last and continues from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Mapping
+
+import msgspec
+from dns.dnssectypes import Algorithm
+
+from healthdns.shared import files, keystate
+from healthdns.shared.config import DnssecSpec
+from healthdns.shared.keystate import RollState
+from healthdns.signer import keys, rollover
+from healthdns.signer.keys import Key, KeyFileError
+from healthdns.signer.rollover import Timings
+
+log = logging.getLogger("healthdns.signer.keys")
+
+
+class Keyring:
+    """One zone's keys in `key_dir` and its roll, stepped by `step`."""
+
+    def __init__(self, zone: str, spec: DnssecSpec, t: Timings, now: float) -> None:
+        assert spec.policy is not None and spec.key_dir is not None
+        self.zone, self.spec, self.t = zone, spec, t
+        self.folder = spec.key_dir
+        self.algorithm = Algorithm[spec.algorithm]
+        self.label = keystate.label(zone)
+        self.parent: dict[int, bool] = {}  # by key tag: every parent name server serves its DS
+        self.parent_asked: float | None = None
+        self.missing: dict[int, str] = {}
+        _make_folder(self.folder)
+        self.state = RollState(zone=zone, algorithm=spec.algorithm)  # no key tag taken yet
+        found = self._read()
+        if found is None:
+            self.state = rollover.bootstrap(zone, spec.algorithm, spec.policy.roles(), now,
+                                             self._new_key)
+            self._write()
+            log.info("%s: made its first keys: %s", self.label, _listed(self.state))
+        elif found.algorithm != spec.algorithm:
+            raise KeyFileError(f"{self._state_file()}: its keys are {found.algorithm}, the "
+                               f"configuration says {spec.algorithm}; an algorithm roll is not "
+                               "automatic yet: move the folder's files of this zone away to "
+                               "start anew (the parent's DS must then be replaced)")
+        else:
+            self.state = found
+            log.info("%s: resuming its keys: %s", self.label, _listed(self.state))
+        self.keys = self._load(self.state)
+        self._clean()
+
+    def step(self, now: float) -> bool:
+        """Take every step due; whether the keys the zone serves changed."""
+        before = self.state
+        state, told = rollover.advance(before, self.t, now, self.parent, self._new_key)
+        if state == before:
+            return False
+        # The keys of the new state are read before it is taken: a key file gone or damaged
+        # leaves the zone at the step it was (the error says which file), never past it.
+        loaded = self._load(state)
+        self.state = state
+        self._write()
+        for line in told:
+            log.info("%s: %s", self.label, line)
+        self.keys = loaded
+        self._clean()
+        return _served(state) != _served(before)
+
+    def next_step(self) -> rollover.Next:
+        return rollover.next_step(self.state, self.t, self.parent)
+
+    def waits_for_parent(self) -> list[keystate.KeyEntry]:
+        """KSKs or CSKs whose DS the parent is to serve, or to stop serving."""
+        return [k for k in self.state.keys if k.role in rollover.SEP_ROLES and (
+            (k.removed is None and k.active is None)
+            or (k.removed is not None and k.ds_gone is None))]
+
+    def heard(self, served: Mapping[int, bool], now: float,
+              missing: Mapping[int, str] | None = None) -> None:
+        """What the parent's name servers serve, asked at `now`; `missing`: by key tag, why
+        its DS does not count as served, in words."""
+        told = dict(missing or {})
+        news = (dict(served), told) != (self.parent, self.missing)
+        self.parent = dict(served)
+        self.parent_asked = now
+        self.missing = told
+        if news:  # what `healthdns-ctl keys` shows changed; the time asked alone is no news
+            self._write()
+
+    def signing_keys(self) -> list[Key]:
+        """The keys of the DNSKEY RRset, each marked whether it signs (ZoneSigner's form)."""
+        return self.keys
+
+    def cds_keys(self) -> list[Key]:
+        tags = {k.tag for k in rollover.cds(self.state)}
+        return [k for k in self.keys if k.tag in tags]
+
+    def _state_file(self) -> str:
+        return keystate.path_of(self.folder, self.zone)
+
+    def _new_key(self, role: str) -> tuple[int, str]:
+        """Make a key and write its file, synced, before any state names it."""
+        for _ in range(8):  # a tag already used by a key of this zone: another key
+            private = keys.generate(self.algorithm)
+            made = keys.made(private, role, self.algorithm)
+            if made.tag not in {k.tag for k in self.state.keys}:
+                break
+        name = f"{self.label}-{role}-{made.tag}.pem"
+        path = os.path.join(self.folder, name)
+        if os.path.exists(path):  # an orphan of a write the state never named
+            os.unlink(path)
+        keys.write(private, path, role)
+        _sync(path)
+        _sync(self.folder)
+        return made.tag, name
+
+    def _read(self) -> RollState | None:
+        path = self._state_file()
+        if not os.path.exists(path):
+            return None
+        try:
+            return keystate.read(path)
+        except (files.FileProblem, msgspec.DecodeError) as e:
+            raise KeyFileError(f"{path}: the state of this zone's keys cannot be read ({e}); "
+                               "the signer will not make new keys over it: restore it or "
+                               "move the zone's files away to start anew") from None
+
+    def _write(self) -> None:
+        step = self.next_step()
+        self.state = msgspec.structs.replace(
+            self.state, next_when=step.when, next_what=step.what, waits_for_parent=step.parent,
+            parent_asked=self.parent_asked, parent_missing=self.missing)
+        path = self._state_file()
+        temporary = path + ".new"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(msgspec.json.format(msgspec.json.encode(self.state)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+        _sync(self.folder)
+
+    def _load(self, state: RollState) -> list[Key]:
+        """The key files of every key in `state`'s DNSKEY RRset, checked against it."""
+        signing = {k.tag for k in rollover.signing(state)}
+        loaded = []
+        for entry in rollover.published(state):
+            path = os.path.join(self.folder, entry.file)
+            key = keys.load(path, entry.role, self.algorithm, f"{self.label} {entry.role} "
+                            f"{entry.tag}")
+            if key.tag != entry.tag:
+                raise KeyFileError(f"{path}: holds the key with tag {key.tag}, the state says "
+                                   f"{entry.tag}: the file was replaced")
+            loaded.append(Key(key.role, key.private, key.dnskey,
+                              published_only=entry.tag not in signing))
+        return loaded
+
+    def _clean(self) -> None:
+        """Delete this zone's key files no published key uses (removed keys, orphans)."""
+        wanted = {k.file for k in rollover.published(self.state)}
+        prefix = f"{self.label}-"
+        for name in os.listdir(self.folder):
+            if name.startswith(prefix) and name.endswith(".pem") and name not in wanted:
+                os.unlink(os.path.join(self.folder, name))
+                log.info("%s: deleted the key file %s, which no published key uses",
+                         self.label, name)
+
+
+def _make_folder(folder: str) -> None:
+    """`folder`, made mode 700 if missing; an existing one others can enter is refused."""
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        status = os.stat(folder)
+    except OSError as e:
+        raise KeyFileError(f"key_dir: {folder}: {e.strerror}") from None
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o077:
+        raise KeyFileError(f"key_dir: {folder} has mode {mode:03o}: group and others must have "
+                           f"no access to the folder of private keys; chmod 700 {folder}")
+    if status.st_uid != os.geteuid():
+        raise KeyFileError(f"key_dir: {folder} is owned by uid {status.st_uid}, not by the "
+                           f"user the signer runs as (uid {os.geteuid()}): it writes new "
+                           "keys there")
+
+
+def _sync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _served(state: RollState) -> tuple[object, ...]:
+    """What the zone serves of its keys: the DNSKEY RRset, which keys sign, the CDS."""
+    return (tuple(k.tag for k in rollover.published(state)),
+            tuple(k.tag for k in rollover.signing(state)),
+            tuple(k.tag for k in rollover.cds(state)))
+
+
+def _listed(state: RollState) -> str:
+    return ", ".join(f"{k.role} {k.tag} ({k.state})" for k in state.keys)
+

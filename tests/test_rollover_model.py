@@ -1,0 +1,177 @@
+"""Key rolls (signer/rollover.py) against a model of what resolvers may hold in their caches.
+
+Random policies, random clocks and a parent that takes up CDS changes after random delays (or
+never): at every moment, every DNSKEY RRset a resolver may still hold (served up to Dprp late
+by a secondary, then cached for TTLkey) must hold a key that signs it and whose DS is in every
+DS RRset it may hold (cached for TTLds), and every signature it may hold (Dprp + TTLsig) must be
+by a key in each such DNSKEY RRset. Each phase lasts at least its RFC 7583 minimum.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from healthdns.signer import rollover
+from healthdns.signer.rollover import KeyEntry, RollState, Timings
+
+NEVER = float("inf")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the zone's name servers serve of its keys at one time."""
+
+    dnskeys: frozenset[int]
+    key_signers: frozenset[int]
+    zone_signers: frozenset[int]
+
+
+def view_of(state: RollState) -> View:
+    published = frozenset(k.tag for k in rollover.published(state))
+    signing = rollover.signing(state)
+    return View(published, frozenset(k.tag for k in signing if k.role in rollover.SEP_ROLES),
+                frozenset(k.tag for k in signing if k.role in rollover.ZONE_ROLES))
+
+
+@dataclass
+class World:
+    """The signer's zone and the parent over time, as (start, value) histories."""
+
+    t: Timings
+    dprp: float
+    ttlkey: float
+    ttlsig: float
+    ttlds: float
+    views: list[tuple[float, View]] = field(default_factory=list)
+    ds: list[tuple[float, frozenset[int]]] = field(default_factory=list)
+    seen: dict[int, KeyEntry] = field(default_factory=dict)
+    tags: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def new_key(self, role: str) -> tuple[int, str]:
+        tag = next(self.tags)
+        return tag, f"{role}-{tag}.pem"
+
+    def live(self, history: list[tuple[float, object]], at: float,
+             lasting: float) -> list[object]:
+        """Values served at some moment of [at - lasting, at]."""
+        out = []
+        for i, (start, value) in enumerate(history):
+            end = history[i + 1][0] if i + 1 < len(history) else NEVER
+            if start <= at and end > at - lasting:
+                out.append(value)
+        return out
+
+    def check(self, at: float) -> None:
+        keysets = self.live(self.views, at, self.dprp + self.ttlkey)  # type: ignore[arg-type]
+        signed = self.live(self.views, at, self.dprp + self.ttlsig)  # type: ignore[arg-type]
+        dses = self.live(self.ds, at, self.ttlds)  # type: ignore[arg-type]
+        for v in keysets:
+            assert isinstance(v, View)
+            for d in dses:
+                assert isinstance(d, frozenset)
+                assert v.key_signers & d, f"at {at}: DNSKEY {v} has no signer with a DS in {d}"
+            for w in signed:
+                assert isinstance(w, View)
+                assert w.zone_signers & v.dnskeys, f"at {at}: {w} signed, cached keys {v}"
+
+    def phases(self) -> None:
+        for k in self.seen.values():
+            if k.active is not None and k.active != k.created:
+                assert k.active - k.published >= self.t.publish(k.role)
+                if k.role in rollover.SEP_ROLES:
+                    assert k.ds_seen is not None and k.active - k.ds_seen >= self.t.ds_wait
+            if k.removed is not None:
+                assert k.retired is not None
+                assert k.removed - k.retired >= self.t.retire(k.role)
+
+
+def simulate(world: World, csk: bool, clock: list[float], delays: list[float]) -> RollState:
+    roles = ("csk",) if csk else ("ksk", "zsk")
+    state = rollover.bootstrap("example.test.", "ED25519", roles, 0.0, world.new_key)
+    world.views.append((0.0, view_of(state)))
+    asked = frozenset(k.tag for k in rollover.cds(state))
+    world.ds.append((0.0, asked))
+    pending: list[tuple[float, frozenset[int]]] = []
+    now, delay = 0.0, iter(itertools.cycle(delays))
+    for step in clock:
+        now += step
+        for when, wanted in sorted(pending, key=lambda p: p[0]):
+            if when <= now:
+                world.ds.append((when, wanted))
+                world.check(when)
+        pending = [p for p in pending if p[0] > now]
+        served = world.ds[-1][1]
+        parent = {k.tag: k.tag in served for k in state.keys}
+        state, _ = rollover.advance(state, world.t, now, parent, world.new_key)
+        world.seen.update({k.tag: k for k in state.keys})
+        view = view_of(state)
+        assert view.zone_signers and view.key_signers, f"no signing key at {now}"
+        assert view.zone_signers | view.key_signers <= view.dnskeys
+        if view != world.views[-1][1]:
+            world.views.append((now, view))
+        wanted = frozenset(k.tag for k in rollover.cds(state))
+        if wanted != asked:
+            asked = wanted
+            pending.append((now + next(delay), wanted))
+        world.check(now)
+    world.phases()
+    return state
+
+
+small = st.integers(min_value=0, max_value=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(csk=st.booleans(), dprp=small, ttlkey=small, ttlsig=small, ttlds=small, dprpp=small,
+       zsk_life=st.integers(min_value=0, max_value=600),
+       sep_life=st.integers(min_value=0, max_value=900),
+       clock=st.lists(st.floats(min_value=0, max_value=60), min_size=1, max_size=120),
+       delays=st.lists(st.one_of(st.floats(min_value=0, max_value=200), st.just(NEVER)),
+                       min_size=1, max_size=5))
+def test_rolls_never_leave_a_resolver_without_a_chain(
+        csk: bool, dprp: int, ttlkey: int, ttlsig: int, ttlds: int, dprpp: int, zsk_life: int,
+        sep_life: int, clock: list[float], delays: list[float]) -> None:
+    key, sig = dprp + ttlkey, dprp + ttlsig
+    lifetimes = {"csk": float(sep_life)} if csk else {"ksk": float(sep_life),
+                                                      "zsk": float(zsk_life)}
+    t = Timings(zsk_publish=key, zsk_retire=sig, sep_publish=key, ds_wait=ttlds + dprpp,
+                sep_retire=max(key, sig) if csk else key, lifetimes=lifetimes)
+    simulate(World(t, dprp, ttlkey, ttlsig, ttlds), csk, clock, delays)
+
+
+def timings(csk: bool = False) -> Timings:
+    return Timings(zsk_publish=10, zsk_retire=20, sep_publish=10, ds_wait=30,
+                   sep_retire=20 if csk else 10,
+                   lifetimes={"csk": 100} if csk else {"ksk": 100, "zsk": 100})
+
+
+def test_a_zsk_roll_takes_each_step_at_its_time() -> None:
+    world = World(timings(), 0, 10, 20, 30)
+    state = simulate(world, False, [1.0] * 200, [5.0])
+    zsks = sorted((k for k in world.seen.values() if k.role == "zsk"), key=lambda k: k.tag)
+    first, second = zsks[0], zsks[1]
+    assert (second.published, second.active) == (90.0, 100.0)  # Ipub = 10 before its lifetime
+    assert (first.retired, first.removed) == (100.0, 120.0)  # Iret = 20
+    assert [k.state for k in state.keys if k.role == "zsk"][-1] == "active"
+
+
+def test_a_ksk_roll_waits_for_the_parent() -> None:
+    world = World(timings(), 0, 10, 20, 30)
+    simulate(world, False, [1.0] * 300, [50.0])  # the parent takes 50 s to serve a new DS
+    ksks = sorted((k for k in world.seen.values() if k.role == "ksk"), key=lambda k: k.tag)
+    new = ksks[1]
+    assert new.published == 90.0 and new.ds_seen == 140.0 and new.active == 170.0
+    assert ksks[0].removed == 180.0 and ksks[0].ds_gone == 230.0
+
+
+def test_a_parent_that_never_serves_the_ds_holds_the_roll_and_says_so() -> None:
+    world = World(timings(csk=True), 0, 10, 20, 30)
+    state = simulate(world, True, [1.0] * 400, [NEVER])
+    assert [k.state for k in state.keys] == ["active", "submitted"]
+    step = rollover.next_step(state, world.t, {k.tag: False for k in state.keys})
+    assert step.parent and step.when is None
+    assert "its DS is not yet served by every parent name server" in step.what
