@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from healthdns.responder.wire import TCP, V6
-from healthdns.shared.messages import COUNTED_QTYPES
+from healthdns.shared.querycounts import COUNTED_QTYPES
 
 # Counters by transport bits -> (TCP?, address family as CoreDNS labels it: 1 IPv4, 2 IPv6).
 TRANSPORTS = {t: (bool(t & TCP), 2 if t & V6 else 1) for t in range(4)}

@@ -40,7 +40,7 @@ from healthdns.responder.wire import (
     V6,
     fast_shape,
 )
-from healthdns.shared.messages import COUNTED_QTYPES
+from healthdns.shared.querycounts import COUNTED_QTYPES
 
 # The transports `Answerer.answer` takes, and the smallest limit it answers within.
 __all__ = ["PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]

@@ -18,7 +18,7 @@ from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
 from healthdns.responder.wire import PLAIN_LIMIT, UDP, V6
-from healthdns.shared import heap, messages
+from healthdns.shared import heap, messages, querycounts
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.region import Region
 
@@ -141,7 +141,7 @@ class Server:
     async def _report(self) -> None:
         """Send the counters and the generation served, periodically: metrics, readiness and
         the heartbeat the supervisor watches."""
-        paths = {path: i for i, path in enumerate(messages.PATHS)}
+        paths = {path: i for i, path in enumerate(querycounts.PATHS)}
         while True:
             table = self.answerer.table
             counts = [(paths[path], int(tcp), family, zone, qtype, rcode, n)

@@ -38,7 +38,7 @@ from healthdns.responder.wire import (
     find_opt,
     name_end,
 )
-from healthdns.shared.messages import OTHER_QTYPE
+from healthdns.shared.querycounts import OTHER_QTYPE
 
 if TYPE_CHECKING:
     from healthdns.shared import tsigwire as tsig

@@ -16,7 +16,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from healthdns.shared.messages import PATHS, PROBE_BUCKETS, PROTOS
+from healthdns.shared.messages import PROBE_BUCKETS
+from healthdns.shared.querycounts import PATHS, PROTOS
 from healthdns.shared.version import version
 from healthdns.supervisor.catalog import Target
 from healthdns.supervisor.names import QTYPE_NUMBERS

@@ -1,5 +1,5 @@
 """A responder's query counters stay bounded whatever types clients ask: a type without a
-metric label of its own is counted as "other" (`messages.OTHER_QTYPE`) where it is counted,
+metric label of its own is counted as "other" (`querycounts.OTHER_QTYPE`) where it is counted,
 on every path, not only where the supervisor exports it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from healthdns.responder.query import TCP, UDP, Answerer
 from healthdns.responder.table import Table
-from healthdns.shared import config, messages
+from healthdns.shared import config, messages, querycounts
 from healthdns.signer.main import Signer
 from healthdns.supervisor import names
 
@@ -27,7 +27,7 @@ CFG = config.from_mapping({
 NSID = b"\x00\x03\x00\x00"  # an EDNS option: the slow path answers the query
 META = frozenset({0, 41, 249, 250, 251, 252, 253, 254})
 # Types a client may ask that no label names: everything but the counted and meta types.
-ODD = sorted(set(range(1, 700)) - set(messages.COUNTED_QTYPES) - META)
+ODD = sorted(set(range(1, 700)) - set(querycounts.COUNTED_QTYPES) - META)
 
 
 def answerer(cache: int) -> Answerer:
@@ -70,7 +70,7 @@ def test_thousands_of_odd_types_make_no_new_counters(cache: int) -> None:
     assert keys(a) == one
     total = len(ODD) * len(names_asked) * 3 * 4
     counted = a.counts_by_label()
-    assert {key[4] for key in counted} == {messages.OTHER_QTYPE}
+    assert {key[4] for key in counted} == {querycounts.OTHER_QTYPE}
     assert sum(counted.values()) == total
 
 
@@ -83,7 +83,7 @@ def test_a_type_is_counted_as_itself_or_as_other(qtype: int, edns: bytes | None,
     a = answerer(100)
     for _ in range(3):  # a miss, the second miss that admits, a cache hit
         a.answer(query(name, qtype, edns), transport)
-    want = qtype if qtype in messages.COUNTED_QTYPES else messages.OTHER_QTYPE
+    want = qtype if qtype in querycounts.COUNTED_QTYPES else querycounts.OTHER_QTYPE
     counted = a.counts_by_label()
     assert {key[4] for key in counted} == {want}
     assert sum(counted.values()) == 3
@@ -91,5 +91,5 @@ def test_a_type_is_counted_as_itself_or_as_other(qtype: int, edns: bytes | None,
 
 def test_the_counted_types_are_the_ones_the_metrics_name() -> None:
     """The supervisor labels exactly these types; the responder folds every other one."""
-    assert set(messages.COUNTED_QTYPES) - {messages.OTHER_QTYPE} \
+    assert set(querycounts.COUNTED_QTYPES) - {querycounts.OTHER_QTYPE} \
         == set(names.QTYPE_NUMBERS.values())

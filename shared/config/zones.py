@@ -99,7 +99,8 @@ class ZoneSpec(Frozen, frozen=True):
         """The longest TTL of a signed RRset (RFC 7583 TTLsig): records, NS, SOA and the
         negative answers (their NSEC and SOA at the SOA minimum), DNSKEY aside."""
         ttls = [self.ttl, self.ns_ttl, self.soa.ttl, self.soa.minimum]
-        ttls += [r.ttl for r in self.records.values() if r.ttl is not None]
+        # normalised, a record's ttl is a number (a range's max: `health_ttl` holds the range)
+        ttls += [r.ttl for r in self.records.values() if isinstance(r.ttl, int)]
         return max(ttls)
 
 
