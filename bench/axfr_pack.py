@@ -18,7 +18,7 @@ import os
 import statistics
 import time
 
-from healthdns.shared import config, messages
+from healthdns.shared import config, messages, tables
 from healthdns.transfer.answer import Transfers
 
 ORIGIN = b"\x07example\x04test\x00"
@@ -35,7 +35,7 @@ def rrsig(covered: int) -> bytes:
             + b"\x30\x39" + ORIGIN + os.urandom(64))
 
 
-def zone(names: int) -> messages.ZoneRecords:
+def zone(names: int) -> tables.ZoneRecords:
     soa = rr(ORIGIN, 6, b"\x03ns1" + ORIGIN + b"\x0ahostmaster" + ORIGIN
              + b"".join(v.to_bytes(4, "big") for v in (7, 3600, 600, 86400, 60)))
     owners: dict[bytes, list[bytes]] = {ORIGIN: [rr(ORIGIN, 2, b"\x03ns1" + ORIGIN)]}
@@ -45,7 +45,7 @@ def zone(names: int) -> messages.ZoneRecords:
         owners[owner] = [rr(owner, 1, bytes([192, 0, 2, i % 250 + 1])), rr(owner, 46, rrsig(1)),
                          rr(owner, 47, after + b"\x00\x06\x40\x00\x00\x00\x00\x03"),
                          rr(owner, 46, rrsig(47))]
-    return messages.ZoneRecords(ORIGIN, 7, soa, owners)
+    return tables.ZoneRecords(ORIGIN, 7, soa, owners)
 
 
 def query(qid: int) -> bytes:

@@ -7,13 +7,7 @@ import struct
 from typing import Any, NamedTuple, TypeAlias
 
 from healthdns.shared import compression
-from healthdns.shared.messages import (
-    Answer,
-    EncodedZoneDelta,
-    EncodedZoneTable,
-    ZoneDelta,
-    ZoneTable,
-)
+from healthdns.shared.tables import Answer, EncodedZoneDelta, EncodedZoneTable, ZoneDelta, ZoneTable
 
 CLASS_IN = b"\x00\x01"
 ANY = b"\x00\xff"  # qtype ANY (RFC 8482: answered with one RRset of the name)

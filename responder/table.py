@@ -33,18 +33,8 @@ from healthdns.responder.entry import (
 )
 from healthdns.responder.lookup import Lookups
 from healthdns.shared import canonical
-from healthdns.shared.messages import (
-    Answer,
-    Delta,
-    EncodedDelta,
-    EncodedSnapshot,
-    EncodedZoneDelta,
-    EncodedZoneTable,
-    Snapshot,
-    ZoneDelta,
-    ZoneTable,
-    decode_answer,
-)
+from healthdns.shared.messages import Delta, EncodedDelta, EncodedSnapshot, Snapshot, decode_answer
+from healthdns.shared.tables import Answer, EncodedZoneDelta, EncodedZoneTable, ZoneDelta, ZoneTable
 
 # A zone's answers by key: decoded (`Snapshot`, `Delta`), or each still encoded as the
 # responder receives them (`EncodedSnapshot`, `EncodedDelta`).

@@ -10,7 +10,7 @@ from multiprocessing.connection import Connection
 import dns.name
 import msgspec
 
-from healthdns.shared import child, config, messages, privilege
+from healthdns.shared import child, config, messages, privilege, tables
 from healthdns.shared.config import Config
 from healthdns.signer import filled, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
@@ -30,7 +30,7 @@ class Signer:
         self.keyrings.configure(cfg)
         self.signers = self._signers(cfg)
         self.caches = [rendercache.RenderCache() for _ in self.zones]
-        self.previous: list[messages.ZoneTable] | None = None
+        self.previous: list[tables.ZoneTable] | None = None
         self.health = zone.Health()
         self.serials: list[int | None] = [None] * len(self.zones)
         self.prints: list[bytes | None] = [None] * len(self.zones)
@@ -327,7 +327,7 @@ def _label(z: zone.Zone) -> str:
     return z.origin.to_text(omit_final_dot=True).lower()
 
 
-def _fits(old: list[messages.ZoneTable], new: list[messages.ZoneTable]) -> bool:
+def _fits(old: list[tables.ZoneTable], new: list[tables.ZoneTable]) -> bool:
     """Whether a delta can carry the step from `old` to `new`: a responder applies one over the
     zones, NXDOMAIN answers and NSEC chains it holds, so those must be the same."""
     return len(old) == len(new) and all(
@@ -439,14 +439,14 @@ def _send(pulse: child.Pulse, published: messages.Published | None, signer: Sign
     return True
 
 
-def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneDelta:
+def _changes(old: tables.ZoneTable, new: tables.ZoneTable) -> tables.ZoneDelta:
     """What a responder must change to go from `old` to `new`.
 
     Unchanged answers are the very same objects (the render cache reuses them), so an
     identity test finds what changed without comparing bytes; only a resumed signer, whose
     `old` was decoded from its predecessor's snapshot, falls back to comparing them.
     """
-    return messages.ZoneDelta(
+    return tables.ZoneDelta(
         origin=new.origin, serial=new.serial, soa=new.soa, soa_signed=new.soa_signed,
         answers={k: v for k, v in new.answers.items() if _differs(old.answers.get(k), v)},
         names={k: v for k, v in new.names.items() if _differs(old.names.get(k), v)},
@@ -458,5 +458,5 @@ def _changes(old: messages.ZoneTable, new: messages.ZoneTable) -> messages.ZoneD
     )
 
 
-def _differs(old: messages.Answer | None, new: messages.Answer) -> bool:
+def _differs(old: tables.Answer | None, new: tables.Answer) -> bool:
     return old is not new and old != new

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from healthdns.shared import canonical, compression
 from healthdns.shared.compression import Writer
-from healthdns.shared.messages import Answer, ZoneTable
+from healthdns.shared.tables import Answer, ZoneTable
 from healthdns.signer.dnssec import NSEC, ZoneSigner
 from healthdns.signer.filled import FilledZone, RRs, fill_zones, label_offsets
 from healthdns.signer.rendercache import Content, RenderCache, Rendered

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-from healthdns.shared.messages import Answer
+from healthdns.shared.tables import Answer
 
 # What a name's answers are made of (`render._content`): RRset items, rotating items, NSEC rdata.
 Content = tuple[object, object, bytes | None]

@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from healthdns.shared import messages
-from healthdns.shared.messages import Records, RecordsDelta, ZoneRecords, ZoneRecordsDelta
+from healthdns.shared.messages import Records, RecordsDelta
 from healthdns.shared.nsec3 import NSEC3
+from healthdns.shared.tables import ZoneRecords, ZoneRecordsDelta
 from healthdns.signer.dnssec import NSEC, RRSIG
 from healthdns.signer.filled import FilledZone, rr
 from healthdns.signer.rendercache import RenderCache

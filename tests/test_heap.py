@@ -15,6 +15,7 @@ import pytest
 # A 10 MB message freed, then a 4 MB one: is the second mapped (mallinfo2's hblkhd)?
 PROBE = """
 import ctypes, sys
+from healthdns.shared import tables
 from healthdns.shared import heap
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -48,10 +49,10 @@ def test_answers_are_not_tracked_by_the_cyclic_gc() -> None:
     """The signer keeps one per rendered answer: 16 bytes each, and no GC pass over them."""
     import gc
 
-    from healthdns.shared import messages
+    from healthdns.shared import messages, tables
 
-    inner = messages.Answer(0x8400, 1, 0, 0, b"x")
-    outer = messages.Answer(0x8400, 1, 0, 0, b"x", inner)
+    inner = tables.Answer(0x8400, 1, 0, 0, b"x")
+    outer = tables.Answer(0x8400, 1, 0, 0, b"x", inner)
     decoded = messages.decode_answer(messages._encoder.encode(outer))
     assert not gc.is_tracked(outer) and not gc.is_tracked(decoded)
     assert decoded == outer

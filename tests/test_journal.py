@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healthdns.shared import messages
+from healthdns.shared import messages, tables
 from healthdns.transfer.journal import Store, ZoneState
 
 ORIGINS = (b"\x07example\x00", b"\x05alias\x00")
@@ -79,7 +79,7 @@ def test_any_journalled_serial_reaches_the_current_records(
     history: dict[bytes, dict[int, set[bytes]]] = {o: {} for o in ORIGINS}
     serials_in_order: dict[bytes, list[int]] = {o: [] for o in ORIGINS}
     for generation, (first, second, full) in enumerate([(None, None, True), *steps], start=1):
-        changed: list[messages.ZoneRecordsDelta] = []
+        changed: list[tables.ZoneRecordsDelta] = []
         for origin, new in zip(ORIGINS, (first, second), strict=True):
             serial, zone = now[origin]
             if generation == 1 or (new is not None and new != zone):
@@ -87,7 +87,7 @@ def test_any_journalled_serial_reaches_the_current_records(
                 now[origin] = (serial, zone)
                 before = store.zones[origin].owners if origin in store.zones else {}
                 after = as_records(zone, origin)
-                changed.append(messages.ZoneRecordsDelta(
+                changed.append(tables.ZoneRecordsDelta(
                     origin, serial, soa(origin, serial),
                     {o: r for o, r in after.items() if before.get(o) != r},
                     [o for o in before if o not in after]))
@@ -97,7 +97,7 @@ def test_any_journalled_serial_reaches_the_current_records(
                 serials_in_order[origin].append(serial)
         if full or generation == 1:
             store.load(messages.Records(generation, [
-                messages.ZoneRecords(o, now[o][0], soa(o, now[o][0]), as_records(now[o][1], o))
+                tables.ZoneRecords(o, now[o][0], soa(o, now[o][0]), as_records(now[o][1], o))
                 for o in ORIGINS]))
         else:
             assert store.apply(messages.RecordsDelta(generation, generation - 1, changed)) \
@@ -122,10 +122,10 @@ def test_any_journalled_serial_reaches_the_current_records(
 def test_a_delta_that_does_not_follow_the_held_generation_is_ignored() -> None:
     origin = ORIGINS[0]
     store = Store(10)
-    delta = messages.RecordsDelta(2, 1, [messages.ZoneRecordsDelta(
+    delta = messages.RecordsDelta(2, 1, [tables.ZoneRecordsDelta(
         origin, 2, soa(origin, 2), {b"\x01a": [b"x"]}, [])])
     assert store.apply(delta) is None  # nothing held yet
-    store.load(messages.Records(1, [messages.ZoneRecords(origin, 1, soa(origin, 1), {})]))
+    store.load(messages.Records(1, [tables.ZoneRecords(origin, 1, soa(origin, 1), {})]))
     assert store.apply(messages.RecordsDelta(3, 2, delta.zones)) is None
     assert store.zones[origin].serial == 1 and store.generation == 1
     changed = store.apply(delta)
@@ -135,7 +135,7 @@ def test_a_delta_that_does_not_follow_the_held_generation_is_ignored() -> None:
 def test_a_client_newer_than_the_zone_gets_the_soa_alone() -> None:
     origin = ORIGINS[0]
     store = Store(10)
-    store.load(messages.Records(1, [messages.ZoneRecords(origin, 7, soa(origin, 7),
+    store.load(messages.Records(1, [tables.ZoneRecords(origin, 7, soa(origin, 7),
                                                          {b"\x01a": [b"x"]})]))
     state = store.zones[origin]
     assert state.ixfr(8) == [soa(origin, 7)]
@@ -146,10 +146,10 @@ def test_a_client_newer_than_the_zone_gets_the_soa_alone() -> None:
 def test_an_axfr_in_progress_keeps_its_serial() -> None:
     origin = ORIGINS[0]
     store = Store(10)
-    store.load(messages.Records(1, [messages.ZoneRecords(origin, 1, soa(origin, 1),
+    store.load(messages.Records(1, [tables.ZoneRecords(origin, 1, soa(origin, 1),
                                                          {b"\x01a": [b"x"]})]))
     before = store.zones[origin]
-    store.apply(messages.RecordsDelta(2, 1, [messages.ZoneRecordsDelta(
+    store.apply(messages.RecordsDelta(2, 1, [tables.ZoneRecordsDelta(
         origin, 2, soa(origin, 2), {b"\x01a": [b"y"]}, [])]))
     assert before.axfr() == [soa(origin, 1), b"x", soa(origin, 1)]
     assert store.zones[origin].axfr() == [soa(origin, 2), b"y", soa(origin, 2)]

@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 from pool_model import Group, Pool, chosen, expected, family, rule
 from test_control import status
 
-from healthdns.shared import config, messages
+from healthdns.shared import config, messages, tables
 from healthdns.signer.main import Signer
 
 # A backend taken down refuses at once; the timeout only has to spare an up one on a busy
@@ -616,7 +616,7 @@ def rendered(pool: Pool, up: frozenset[str], rdtype: str) -> list[tuple[str, ...
     return [addresses_in(a, qname, rdtype) for a in answers] or [()]
 
 
-def addresses_in(answer: messages.Answer, qname: dns.name.Name,
+def addresses_in(answer: tables.Answer, qname: dns.name.Name,
                  rdtype: str) -> tuple[str, ...]:
     header = struct.pack(">HHHHHH", 1, answer.flags, 1, answer.ancount, answer.nscount,
                          answer.arcount)

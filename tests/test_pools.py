@@ -22,7 +22,7 @@ import pytest
 import trustme
 from harness import Backend, Server, config_toml, has_ipv6
 
-from healthdns.shared import config, messages
+from healthdns.shared import config, messages, tables
 from healthdns.signer import pool as pools
 from healthdns.signer.main import Signer
 
@@ -61,7 +61,7 @@ def key(name: str, rdtype: str) -> bytes:
     return dns.name.from_text(name).to_wire() + struct.pack(">H", dns.rdatatype.from_text(rdtype))
 
 
-def parse(answer: messages.Answer, name: str, rdtype: str) -> dns.message.Message:
+def parse(answer: tables.Answer, name: str, rdtype: str) -> dns.message.Message:
     header = struct.pack(">HHHHHH", 1, answer.flags, 1, answer.ancount, answer.nscount,
                          answer.arcount)
     wire = key(name, rdtype) + b"\x00\x01"
@@ -165,7 +165,7 @@ def test_a_cname_to_a_rotating_pool_rotates_too() -> None:
     assert [served_from(v) for v in variants] == [["192.0.2.1"], ["192.0.2.2"]]
 
 
-def served_from(answer: messages.Answer) -> list[str]:
+def served_from(answer: tables.Answer) -> list[str]:
     response = parse(answer, "web.example.test", "A")
     return [rd.to_text() for rrset in response.answer for rd in rrset
             if rrset.rdtype == dns.rdatatype.A]

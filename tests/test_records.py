@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
-from healthdns.shared import child, config, messages
-from healthdns.shared.messages import Records, RecordsDelta, Snapshot, ZoneRecords
+from healthdns.shared import child, config, messages, tables
+from healthdns.shared.messages import Records, RecordsDelta, Snapshot
+from healthdns.shared.tables import ZoneRecords
 from healthdns.signer import keys, transferred
 from healthdns.signer.main import Signer
 from healthdns.signer.serial import serial_gt
@@ -165,7 +166,7 @@ def served(answerer: Answerer, name: dns.name.Name, rdtype: int, dnssec: bool,
     return ttls.pop(), rdatas, sigs if turns == 1 else set()
 
 
-def answerable(zone: messages.ZoneTable) -> set[tuple[dns.name.Name, int]]:
+def answerable(zone: tables.ZoneTable) -> set[tuple[dns.name.Name, int]]:
     """Every name and type a responder has an RRset of its own for: not ANY, and at a CNAME
     owner only CNAME and NSEC (its other types are answered with the chain)."""
     pairs = {(k[:-2], struct.unpack(">H", k[-2:])[0]) for k in zone.answers}

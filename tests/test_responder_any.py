@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import ANY_IN, CLASS_IN, Entry, Table, entry, zone_id
-from healthdns.shared import messages
-from healthdns.shared.messages import Answer
+from healthdns.shared import messages, tables
+from healthdns.shared.tables import Answer
 from healthdns.signer.main import Signer
 from tests.test_responder_paths import CFG, NAMES
 
@@ -57,8 +57,8 @@ def states(draw: st.DrawFn) -> tuple[Keys, Keys, dict[bytes, list[Answer]]]:
 
 
 def _zone(answers: Keys, names: Keys, variants: dict[bytes, list[Answer]]
-          ) -> messages.ZoneTable:
-    return messages.ZoneTable(ORIGIN, dict(answers), dict(names), NXDOMAIN, 1,
+          ) -> tables.ZoneTable:
+    return tables.ZoneTable(ORIGIN, dict(answers), dict(names), NXDOMAIN, 1,
                               variants=dict(variants))
 
 
@@ -66,7 +66,7 @@ def _delta(old: tuple[Keys, Keys, dict[bytes, list[Answer]]],
            new: tuple[Keys, Keys, dict[bytes, list[Answer]]]) -> messages.Delta:
     """What the signer sends: keys added or changed, keys gone, the whole rotation set."""
     (answers, names, _), (new_answers, new_names, variants) = old, new
-    return messages.Delta(2, 1, [messages.ZoneDelta(
+    return messages.Delta(2, 1, [tables.ZoneDelta(
         ORIGIN, 2, b"", b"",
         {k: v for k, v in new_answers.items() if answers.get(k) != v},
         {k: v for k, v in new_names.items() if names.get(k) != v},

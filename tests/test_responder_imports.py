@@ -17,13 +17,14 @@ from tests.harness import Server
 # decodes its part of the configuration, the server loads a snapshot and answers a query.
 RESPONDER_PATH = """
 import sys, types
+from healthdns.shared import tables
 from healthdns.shared import child, config, messages
 from healthdns.responder import main
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 cfg = config.decode(config.encode(config.Config()))
-answer = messages.Answer(0x8400, 0, 0, 0, b"")
-zone = messages.ZoneTable(b"\\x07example\\x04test\\x00", {}, {}, answer, 1)
+answer = tables.Answer(0x8400, 0, 0, 0, b"")
+zone = tables.ZoneTable(b"\\x07example\\x04test\\x00", {}, {}, answer, 1)
 answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
 answerer.table = Table(messages.Snapshot(1, [zone]), cfg.server.packet_cache)
 query = bytes.fromhex("00010000000100000000000003777777076578616d706c6504746573740000010001")

@@ -27,7 +27,7 @@ from test_deltas import view as deltas_view
 from test_signer_watch import next_word
 
 from healthdns.responder.table import Table
-from healthdns.shared import child, config, messages
+from healthdns.shared import child, config, messages, tables
 from healthdns.signer import keys
 from healthdns.signer.main import Signer
 from healthdns.signer.serial import serial_gt
@@ -77,7 +77,7 @@ def decode(data: bytes) -> Any:
     return messages.decode_to_child(data)
 
 
-def content(table: messages.ZoneTable) -> tuple[object, ...]:
+def content(table: tables.ZoneTable) -> tuple[object, ...]:
     """What a zone serves, but its serial (and the SOA records that carry it)."""
     answers = {k: v for k, v in table.answers.items() if k != table.origin + b"\x00\x06"}
     return (answers, table.names, table.variants, table.proofs, table.chain,

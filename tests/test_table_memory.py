@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from test_deltas import V4, configs, targets, view
 
 from healthdns.responder.table import Entry, Table
-from healthdns.shared import canonical, config, messages
+from healthdns.shared import canonical, config, messages, tables
 from healthdns.signer import keys
 from healthdns.signer.main import Signer
 
@@ -113,9 +113,9 @@ def _fields(kind: type[Any]) -> list[tuple[str, Any]]:
 def test_the_encoded_forms_mirror_the_decoded_ones() -> None:
     """`EncodedZoneTable` must decode what the signer encodes as a `ZoneTable`: the same
     fields, in the same order, with the same defaults (array-like: position is identity)."""
-    assert _fields(messages.EncodedZoneTable) == _fields(messages.ZoneTable)
+    assert _fields(tables.EncodedZoneTable) == _fields(tables.ZoneTable)
     assert _fields(messages.EncodedSnapshot) == _fields(messages.Snapshot)
-    assert _fields(messages.EncodedZoneDelta) == _fields(messages.ZoneDelta)
+    assert _fields(tables.EncodedZoneDelta) == _fields(tables.ZoneDelta)
     assert _fields(messages.EncodedDelta) == _fields(messages.Delta)
     for encoded, decoded in ((messages.EncodedSnapshot, messages.Snapshot),
                              (messages.EncodedDelta, messages.Delta)):

@@ -22,7 +22,7 @@ import hypothesis.strategies as st
 from hypothesis import example, given, settings
 from zonedata import rr_wire, zone_records
 
-from healthdns.shared import config, messages
+from healthdns.shared import config, messages, tables
 from healthdns.transfer import answer, packing
 from healthdns.transfer.answer import Transfers
 from healthdns.transfer.journal import PACKED_KEPT, ZoneState
@@ -54,7 +54,7 @@ def rdata(rdtype: str, i: int, size: int) -> str:
             return f"{i} mx{i}.{ORIGIN}"
 
 
-def zone(sets: list[tuple[str, str, int]]) -> messages.ZoneRecords:
+def zone(sets: list[tuple[str, str, int]]) -> tables.ZoneRecords:
     lines = [f"@ 300 IN SOA ns1.{ORIGIN} hostmaster.{ORIGIN} 7 3600 600 86400 60",
              f"@ 300 IN NS ns1.{ORIGIN}"]
     for n, (name, rdtype, count) in enumerate(sets):
@@ -63,7 +63,7 @@ def zone(sets: list[tuple[str, str, int]]) -> messages.ZoneRecords:
     return zone_records("\n".join(lines) + "\n", ORIGIN)
 
 
-def transfers(records: messages.ZoneRecords) -> Transfers:
+def transfers(records: tables.ZoneRecords) -> Transfers:
     spec = config.from_mapping({
         "server": {"listen": ["127.0.0.1:0"]},
         "transfer": {"listen": ["127.0.0.1:0"], "require_tsig": False,

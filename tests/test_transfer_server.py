@@ -27,7 +27,7 @@ import pytest
 from harness import read_tcp_message
 from zonedata import zone_records, zone_text
 
-from healthdns.shared import config, messages
+from healthdns.shared import config, messages, tables
 from healthdns.transfer.packing import MESSAGE_MAX
 from healthdns.transfer.server import Server
 
@@ -51,9 +51,9 @@ def records(generation: int, serial: int, **kwargs: Any) -> messages.Records:
     return messages.Records(generation, [zone_records(zone_text(serial, **kwargs), ORIGIN)])
 
 
-def delta(generation: int, old: messages.ZoneRecords,
-          new: messages.ZoneRecords) -> messages.RecordsDelta:
-    return messages.RecordsDelta(generation, generation - 1, [messages.ZoneRecordsDelta(
+def delta(generation: int, old: tables.ZoneRecords,
+          new: tables.ZoneRecords) -> messages.RecordsDelta:
+    return messages.RecordsDelta(generation, generation - 1, [tables.ZoneRecordsDelta(
         new.origin, new.serial, new.soa,
         {o: r for o, r in new.owners.items() if old.owners.get(o) != r},
         [o for o in old.owners if o not in new.owners])])

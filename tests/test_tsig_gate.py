@@ -165,8 +165,8 @@ import sys, types
 from healthdns.shared import config, messages, tsigkeys
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
-answer = messages.Answer(0x8400, 0, 0, 0, b"")
-zone = messages.ZoneTable(b"\\x07example\\x04test\\x00", {}, {}, answer, 1)
+answer = tables.Answer(0x8400, 0, 0, 0, b"")
+zone = tables.ZoneTable(b"\\x07example\\x04test\\x00", {}, {}, answer, 1)
 answerer = Answerer(1232)
 answerer.tsig_keys = [tsigkeys.Key("xfr.example", "hmac-sha256", bytes.fromhex(sys.argv[1]))]
 answerer.table = Table(messages.Snapshot(1, [zone]), 100)

@@ -1,4 +1,4 @@
-"""Zones as the signer hands them to the transfer process (`messages.ZoneRecords`), built from
+"""Zones as the signer hands them to the transfer process (`tables.ZoneRecords`), built from
 zone text with dnspython, for the transfer tests."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
-from healthdns.shared import messages
+from healthdns.shared import tables
 
 
 def rr_wire(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> bytes:
@@ -19,7 +19,7 @@ def rr_wire(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> bytes:
             + len(data).to_bytes(2, "big") + data)
 
 
-def zone_records(text: str, origin: str) -> messages.ZoneRecords:
+def zone_records(text: str, origin: str) -> tables.ZoneRecords:
     zone = dns.zone.from_text(text, origin, relativize=False)
     soa = b""
     owners: dict[bytes, list[bytes]] = {}
@@ -32,7 +32,7 @@ def zone_records(text: str, origin: str) -> messages.ZoneRecords:
                     soa, serial = wire, rdata.serial  # type: ignore[attr-defined]
                 else:
                     owners.setdefault(name.canonicalize().to_wire(), []).append(wire)
-    return messages.ZoneRecords(zone.origin.to_wire(), serial, soa, owners)  # type: ignore[union-attr]
+    return tables.ZoneRecords(zone.origin.to_wire(), serial, soa, owners)  # type: ignore[union-attr]
 
 
 def zone_text(serial: int, names: int = 3, down: frozenset[int] = frozenset()) -> str:
