@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -362,15 +363,29 @@ class HttpBackend(Backend):
         _answer_http(conn)
 
 
-def _answer_http(conn: socket.socket) -> None:
-    conn.settimeout(0.5)  # a check that never sends its request must not stall the others
+def read_request(conn: socket.socket) -> bytes | None:
+    """The head of one HTTP request (through the blank line), or None when the client closes or
+    goes quiet first (the prober gave up: its timeout). A check that never sends its request
+    must not stall the others, so each read waits at most half a second."""
+    conn.settimeout(0.5)
     request = b""
     try:
         while b"\r\n\r\n" not in request:
             chunk = conn.recv(4096)
             if not chunk:
-                return
+                return None
             request += chunk
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     except OSError:
-        return  # the prober gave up (its timeout): nothing to answer
+        return None
+    return request
+
+
+def reply(conn: socket.socket, response: bytes) -> None:
+    """Send `response`, unless the client has gone (nothing to answer then)."""
+    with contextlib.suppress(OSError):
+        conn.sendall(response)
+
+
+def _answer_http(conn: socket.socket) -> None:
+    if read_request(conn) is not None:
+        reply(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")

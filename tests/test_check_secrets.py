@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import HttpBackend, Server, run_cli
+from harness import HttpBackend, Server, read_request, reply, run_cli
 
 from healthdns.shared import config
 
@@ -35,18 +35,10 @@ class AuthBackend(HttpBackend):
 
 
 def _answer(conn: socket.socket) -> None:
-    conn.settimeout(0.5)
-    request = b""
-    try:
-        while b"\r\n\r\n" not in request:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            request += chunk
+    request = read_request(conn)
+    if request is not None:
         status = b"200 OK" if f"Authorization: {GOOD}".encode() in request else b"401 No"
-        conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-    except OSError:
-        return
+        reply(conn, b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
 
 def toml(port: int, state_file: Path, good: str = GOOD, bad: str = BAD) -> str:
