@@ -17,8 +17,7 @@ from tests.harness import Server
 # decodes its part of the configuration, the server loads a snapshot and answers a query.
 RESPONDER_PATH = """
 import sys, types
-from healthdns.shared import tables
-from healthdns.shared import child, config, messages
+from healthdns.shared import child, config, messages, tables
 from healthdns.responder import main
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
