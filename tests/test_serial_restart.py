@@ -41,7 +41,8 @@ def start(tmp_path: Path, kept: dict[str, int] | None) -> Server:
 # Ahead of the clock by a burst of changes; and the last one before the 32-bit wrap, which
 # the clock's serial is greater than in RFC 1982 arithmetic.
 @pytest.mark.parametrize(("kept", "then"), [(int(time.time()) + 3600, "kept + 1"),
-                                            (2**32 - 1, "the clock")])
+                                            (2**32 - 1, "the clock")],
+                         ids=["an hour ahead of the clock", "at the top of serial space"])
 def test_a_restart_serves_serials_above_the_kept_ones(tmp_path: Path, dig: str, kept: int,
                                                       then: str) -> None:
     server = start(tmp_path, {"example.test": kept, "example.org": kept})
