@@ -57,6 +57,8 @@ class Exchange:
         self.version = 0
         self.basis: tuple[tuple[str, ...], int] = ((), -1)
         self.split: dict[str, dict[str, bool]] = {}  # targets the voters disagree on
+        self.raw: dict[str, bool | None] = {}  # the votes' outcome the basis makes
+        self.steady = verdict.Steady(spec.rise, spec.fall, spec.hold_down, spec.interval)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -222,20 +224,24 @@ class Exchange:
         return views
 
     def decide(self) -> None:
-        """Combine the fresh views; send the supervisor what changed (all of it when due)."""
+        """Combine the fresh views, steady the outcome; send the supervisor what changed (all
+        of it when due). The votes are counted again only when what they are made of
+        changed; the outcome is steadied again then, and when a flip that waits falls due."""
         if self.own is None:
             return
         now, spec = self.now(), self.spec
         vantages = self.vantages(now)
         basis = (tuple(verdict.fresh(vantages, now, spec.stale_seconds())), self.version)
-        if basis == self.basis and not self.full_due:
+        if basis == self.basis and not self.full_due and now < self.steady.due:
             return
-        self.basis = basis
-        raw = verdict.combine(vantages, self.own, now, spec.stale_seconds(),
-                              spec.quorum, spec.min_vantages)
-        self.split = verdict.split(vantages, self.own, now, spec.stale_seconds())
-        self._alert(any(v is None for v in raw.values()), now)
-        decided = verdict.settle(raw, self.last, self.own, spec.cut_off)
+        if basis != self.basis:
+            self.basis = basis
+            self.raw = verdict.combine(vantages, self.own, now, spec.stale_seconds(),
+                                       spec.quorum, spec.min_vantages)
+            self.split = verdict.split(vantages, self.own, now, spec.stale_seconds())
+            self._alert(any(v is None for v in self.raw.values()), now)
+        steadied = self.steady.step(self.raw, now)
+        decided = verdict.settle(steadied, self.last, self.own, spec.cut_off)
         full = self.full_due
         changes = decided if full else {
             t: up for t, up in decided.items() if self.last.get(t) != up}

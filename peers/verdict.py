@@ -12,8 +12,18 @@ does not vote. Then:
   `"majority"` is half of them or more (a tie keeps a target up: failing over takes more
   vantages seeing it down than up), a count is that many, a fraction is that share or more.
 
+Each vantage applies its checks' own rise, fall and hold-down to its own results and reports
+the state that makes (a single lost probe never reaches a peer). The quorum outcome is then
+steadied (`Steady`): it changes the verdict only once the votes have said so for `rise` (up)
+or `fall` (down) evaluations in a row, one at the change of the votes and one every
+`peers.interval` after, that is for (rise or fall - 1) x interval seconds; and a verdict
+is kept at least `peers.hold_down` seconds after it changed. A flip due sooner waits, and
+happens when the hold-down ends if the votes still say so. The first verdict of a target is
+not a change. With the defaults (1, 1, 0) the verdict follows the votes at once.
+
 The rule is a pure function of the reports and the clock: instances that hold the same reports
-reach the same verdict, whichever of them computes it.
+reach the same verdict, whichever of them computes it; steadied, at the same moments give or
+take the trip of the report that changed the votes.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from fractions import Fraction
 
 from healthdns.shared.config.peers import CUT_OFF
 
-__all__ = ["CUT_OFF", "Quorum", "Vantage", "combine", "fresh", "needed_up", "settle", "split"]
+__all__ = ["CUT_OFF", "Quorum", "Steady", "Vantage", "combine", "fresh", "needed_up", "settle", "split"]
 
 Quorum = str | int | float
 
@@ -78,6 +88,61 @@ def split(vantages: Mapping[str, Vantage], targets: Iterable[str], now: float,
         if len(set(votes.values())) > 1:
             out[target] = votes
     return out
+
+
+@dataclass
+class _Held:
+    """One target's steadied verdict: since when it holds, and since when the votes have
+    said otherwise (None: they agree with it)."""
+
+    up: bool
+    since: float
+    against: float | None = None
+
+
+class Steady:
+    """The quorum outcome of each target over time, steadied by rise, fall and hold-down (see
+    the module docstring). Time is the `now` each call passes: tests drive it exactly."""
+
+    def __init__(self, rise: int, fall: int, hold_down: float, interval: float) -> None:
+        self.rise, self.fall, self.hold_down, self.interval = rise, fall, hold_down, interval
+        self.held: dict[str, _Held] = {}
+        self.due = math.inf  # the earliest moment a flip waiting now may happen
+
+    def step(self, raw: Mapping[str, bool | None], now: float) -> dict[str, bool | None]:
+        """Each target's steadied verdict at `now`, given the votes' outcome `raw` (None: no
+        verdict, and the votes against the last one start counting afresh when it comes
+        back). Targets not in `raw` are forgotten."""
+        held, out, due = self.held, {}, math.inf
+        self.held = {}
+        for target, vote in raw.items():
+            one = held.get(target)
+            if vote is None or one is None:
+                out[target] = vote
+                if vote is not None:
+                    self.held[target] = _Held(vote, -math.inf)
+                elif one is not None:
+                    self.held[target] = _Held(one.up, one.since)
+                continue
+            self.held[target] = one
+            if vote == one.up:
+                one.against = None
+            else:
+                when = self._when(one, vote, now)
+                if now >= when:
+                    one.up, one.since, one.against = vote, now, None
+                else:
+                    due = min(due, when)
+            out[target] = one.up
+        self.due = due
+        return out
+
+    def _when(self, one: _Held, vote: bool, now: float) -> float:
+        """When the votes saying `vote` against `one` flip it, if they keep saying so."""
+        if one.against is None:
+            one.against = now
+        steps = (self.rise if vote else self.fall) - 1
+        return max(one.against + steps * self.interval, one.since + self.hold_down)
 
 
 def settle(raw: Mapping[str, bool | None], last: Mapping[str, bool], own: Mapping[str, bool],

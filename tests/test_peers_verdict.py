@@ -124,3 +124,105 @@ def test_a_split_lists_every_target_the_voters_disagree_on(views: dict[str, Vant
         votes = {name: v.states[target] for name, v in views.items()
                  if not v.fenced and NOW - v.heard <= STALE and target in v.states}
         assert got.get(target) == (votes if len(set(votes.values())) == 2 else None)
+
+
+# --- the verdict over time: rise, fall and hold-down on the votes' outcome -----------------
+
+INTERVAL = 1.0
+views_now = st.builds(  # what one vantage says at one moment of a schedule
+    lambda states, fenced: (states, fenced),
+    st.one_of(st.fixed_dictionaries({t: st.booleans() for t in TARGETS}),
+              st.dictionaries(st.sampled_from(TARGETS), st.booleans())),
+    st.booleans() | st.just(False))
+schedule = st.lists(st.tuples(
+    st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0]),  # time since the previous evaluation
+    st.dictionaries(st.sampled_from(["self", "b", "c"]), views_now, max_size=3)),  # reports
+    min_size=1, max_size=40)
+
+
+def model_at(views: dict[str, Vantage], target: str, now: float, quorum: verdict.Quorum,
+             min_vantages: int) -> bool | None:
+    votes = [v.states[target] for v in views.values()
+             if not v.fenced and now - v.heard <= STALE and target in v.states]
+    if len(votes) < max(1, min_vantages):
+        return None
+    up = sum(votes)
+    if quorum == "majority":
+        return 2 * up >= len(votes)
+    if isinstance(quorum, int):
+        return up >= quorum
+    assert isinstance(quorum, float)
+    return Fraction(up, len(votes)) >= Fraction(quorum).limit_denominator(1_000_000)
+
+
+def steadied_model(history: list[tuple[float, bool | None]], rise: int, fall: int,
+                   hold_down: float) -> list[bool | None]:
+    """docs/sites.md, read by looking back: at each evaluation, a verdict that the outcome
+    contradicts flips once the outcome has said so at every evaluation for (rise or fall - 1)
+    intervals (since the start of its run) and the verdict is older than the hold-down; the
+    first outcome of a target is its verdict, and no outcome (None) is no verdict."""
+    verdict_now: bool | None = None
+    flipped = float("-inf")
+    out: list[bool | None] = []
+    for i, (when, vote) in enumerate(history):
+        if vote is None or verdict_now is None:
+            verdict_now = vote if verdict_now is None else verdict_now
+            out.append(vote)
+            continue
+        if vote != verdict_now:
+            start = i
+            while start > 0 and history[start - 1][1] == vote:
+                start -= 1
+            steps = (rise if vote else fall) - 1
+            if when - history[start][0] >= steps * INTERVAL and when - flipped >= hold_down:
+                verdict_now, flipped = vote, when
+        out.append(verdict_now)
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(schedule, quorums, st.integers(0, 3), st.integers(1, 4), st.integers(1, 4),
+       st.sampled_from([0.0, 1.0, 2.5, 6.0]), st.sampled_from(verdict.CUT_OFF))
+def test_the_verdict_over_time_is_the_model_s(
+        events: list[tuple[float, dict[str, tuple[dict[str, bool], bool]]]],
+        quorum: verdict.Quorum, min_vantages: int, rise: int, fall: int, hold_down: float,
+        cut_off: str) -> None:
+    """Random reports from three vantages over random schedules (so views go stale, fence
+    and come back): what is served at each evaluation is the model's, every target."""
+    steady = verdict.Steady(rise, fall, hold_down, INTERVAL)
+    views: dict[str, Vantage] = {}
+    now, last = 0.0, {}
+    histories: dict[str, list[tuple[float, bool | None]]] = {t: [] for t in TARGETS}
+    served_model: dict[str, bool] = {}
+    for gap, reports in events:
+        now += gap
+        for name, (states, fenced) in reports.items():
+            views[name] = Vantage(states, now, fenced)
+        own = views["self"].states if "self" in views else {}
+        views["self"] = Vantage(own, now, views["self"].fenced if "self" in views else False)
+        raw = verdict.combine(views, TARGETS, now, STALE, quorum, min_vantages)
+        last = verdict.settle(steady.step(raw, now), last, own, cut_off)
+        for target in TARGETS:
+            histories[target].append((now, model_at(views, target, now, quorum,
+                                                    min_vantages)))
+            want = steadied_model(histories[target], rise, fall, hold_down)[-1]
+            if want is None:
+                want = served_model[target] if cut_off == "keep" and target in served_model \
+                    else own.get(target, True)
+            served_model[target] = want
+            assert last[target] is want, (target, histories[target])
+
+
+def test_a_flip_waits_for_fall_evaluations_and_the_hold_down() -> None:
+    steady = verdict.Steady(rise=2, fall=3, hold_down=10.0, interval=1.0)
+    assert steady.step({"a": True}, 0.0) == {"a": True}  # the first: no change, no hold-down
+    assert steady.step({"a": False}, 1.0) == {"a": True}
+    assert steady.due == 3.0  # fall 3: at the change, and two intervals later
+    assert steady.step({"a": False}, 2.9) == {"a": True}
+    assert steady.step({"a": False}, 3.0) == {"a": False}
+    assert steady.step({"a": True}, 5.0) == {"a": False}  # rise 2, but held down until 13
+    assert steady.due == 13.0
+    assert steady.step({"a": True}, 13.0) == {"a": True}
+    assert steady.step({"a": False}, 14.0) == {"a": True}
+    assert steady.step({"a": True}, 15.0) == {"a": True}  # the votes came back: no count left
+    assert steady.due == float("inf")

@@ -53,6 +53,11 @@ class PeersSpec(Frozen, frozen=True):
     # quorum (normalised: the number).
     min_vantages: int = 0
     interval: float = 1.0  # seconds between two full reports to each peer (the heartbeat)
+    # The verdict changes once the votes have said so for `rise` (up) or `fall` (down)
+    # evaluations in a row, one every `interval`, and is kept `hold_down` seconds at least.
+    rise: int = 1
+    fall: int = 1
+    hold_down: float = 0.0
     stale_after: float = 0.0  # a view older than this does not count; 0: 3 x interval
     replay_window: float = 10.0  # seconds a report's timestamp may be off this host's clock
     max_report: int = 4 * files.MIB  # bytes of one report, at most
@@ -140,6 +145,9 @@ def _timing(raw: PeersSpec) -> None:
     within(raw.replay_window, 1, 300, "peers.replay_window", " seconds")
     within(raw.max_report, 1024, 64 * files.MIB, "peers.max_report", " bytes")
     within(raw.max_rate, 1 / raw.interval, 10_000, "peers.max_rate", " reports a second")
+    within(raw.rise, 1, 100, "peers.rise", " evaluations")
+    within(raw.fall, 1, 100, "peers.fall", " evaluations")
+    within(raw.hold_down, 0, 86400, "peers.hold_down", " seconds")
 
 
 def _quorum(quorum: str | float, vantages: int) -> None:
