@@ -2,9 +2,10 @@
 their reports to, the reports this instance sends them, and the verdict.
 
 This instance's own view comes from the supervisor (`messages.View`, the prober's report
-relayed). It is sent whole to every peer at once when it changes, and every `peers.interval`
-as the heartbeat that keeps it fresh there. Each accepted report from a peer replaces that
-peer's view. After either, and on every tick (a view going stale changes the votes), the fresh
+relayed). What changed in it is sent to every peer at once, and every `peers.interval` a
+heartbeat keeps it fresh there; both carry the digest that keeps the peer's copy in step, and
+the view goes whole only when that copy is unknown (`sync`). Each accepted report from a peer
+updates that peer's view. After either, and on every tick (a view going stale changes the votes), the fresh
 views are combined by the quorum rule (`verdict`) and what changed is sent to the supervisor
 (`messages.Verdict`), which hands it to the signer in place of the prober's own view.
 """
@@ -23,7 +24,7 @@ from multiprocessing.connection import Connection
 import aiohttp
 from aiohttp import web
 
-from healthdns.peers import verdict, wire
+from healthdns.peers import sync, verdict, wire
 from healthdns.peers.book import Peer
 from healthdns.peers.wire import Refused
 from healthdns.shared import messages, tls
@@ -44,6 +45,7 @@ class Exchange:
         self.now, self.wall = now, wall
         self.peers = {p.name: Peer.of(p, spec.max_rate) for p in spec.peers}
         self.own: dict[str, bool] | None = None  # this instance's view, once the first came
+        self.mine = sync.Tally()  # the same view, with its digest
         self.fenced = False  # this instance's prober is fenced: its view does not vote
         self.last: dict[str, bool] = {}  # the verdict the supervisor holds
         self.full_due = True  # the next verdict goes whole (the first, or after a full view)
@@ -115,9 +117,14 @@ class Exchange:
                 self.fenced = fenced
                 self.version += 1
                 if full or self.own is None:
-                    self.own, self.full_due = dict(states), True
+                    self.mine = sync.Tally.of(states)
+                    self.own, self.full_due = self.mine.states, True
+                    for peer in self.peers.values():
+                        peer.outbox.resync()
                 else:
-                    self.own.update((t, up) for t, up in states.items() if t in self.own)
+                    done = self.mine.update({t: up for t, up in states.items() if t in self.own})
+                    for peer in self.peers.values():
+                        peer.outbox.changed(done)
                 self.pushed.set()
                 self.decide()
             case messages.Bye():
@@ -140,23 +147,31 @@ class Exchange:
                     pass
                 self.pushed.clear()
                 if self.own is not None:
-                    report = wire.Report(self.spec.name, self.wall(), self.own, self.fenced)
-                    await asyncio.gather(*(self._send(session, context, peer, report)
-                                           for peer in self.peers.values()))
+                    # Encoded now, all of them: the view may change while they are sent.
+                    reports = [(peer, *peer.outbox.report(self.spec.name, self.wall(), self.mine,
+                                                          self.fenced, peer.secret))
+                               for peer in self.peers.values()]
+                    await asyncio.gather(*(self._send(session, context, *one)
+                                           for one in reports))
                     await asyncio.sleep(gap)
 
     async def _send(self, session: aiohttp.ClientSession, context: ssl.SSLContext | bool,
-                    peer: Peer, report: wire.Report) -> None:
-        body, signature = wire.encode(report, peer.secret)
-        headers = {wire.SENDER: self.spec.name, wire.SIGNATURE: signature,
+                    peer: Peer, report: wire.Report, body: bytes,
+                    taken: dict[str, bool]) -> None:
+        headers = {wire.SENDER: self.spec.name, wire.SIGNATURE: wire.sign(body, peer.secret),
                    "Content-Type": "application/msgpack"}
+        status = 0
         try:
             async with session.post(peer.spec.url + wire.PATH, data=body, headers=headers,
                                     ssl=context) as response:
-                problem = "" if response.status == 204 else f"status {response.status}"
+                status = response.status
+                problem = "" if status == 204 else f"status {status}"
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             problem = str(e) or type(e).__name__
         peer.sent += 1
+        if peer.outbox.answered(report, taken, status):
+            self.pushed.set()  # the peer holds no copy of the view in step: it goes whole now
+            return
         if problem:
             peer.failed += 1
             if peer.failing != problem:
@@ -187,18 +202,21 @@ class Exchange:
             return self._refuse(peer, e, 403 if e.reason != "malformed" else 400)
         if not peer.bucket.take(self.now()):
             return self._refuse(peer, Refused("rate", "more reports than peers.max_rate"), 429)
-        known = self.own or {}
-        if report.states.keys() - known.keys():
+        try:
+            view = peer.take(report)
+        except sync.OutOfStep as e:
+            self._say("resync", "peer %s: %s: asking for its whole view", peer.spec.name, e)
+            return web.Response(status=sync.RESYNC)
+        except Refused as e:
+            return self._refuse(peer, e, 400)
+        if report.states.keys() - (self.own or {}).keys():
             peer.rejected["unknown"] += 1
             self._say("unknown", "peer %s reports checks this instance does not have; "
                       "taking the others", peer.spec.name)
-            report = wire.Report(report.sender, report.sent,
-                                 {t: up for t, up in report.states.items() if t in known},
-                                 report.fenced)
         before = peer.report
-        if before is None or before.states != report.states or before.fenced != report.fenced:
+        if view is not peer.view or before is None or before.fenced != report.fenced:
             self.version += 1
-        peer.accept(report, self.now())
+        peer.accept(report, view, self.now())
         self.decide()
         return web.Response(status=204)
 
@@ -217,8 +235,9 @@ class Exchange:
     # --- the verdict ------------------------------------------------------------------------
 
     def vantages(self, now: float) -> dict[str, verdict.Vantage]:
-        views = {name: verdict.Vantage(p.report.states, p.heard, p.report.fenced)
-                 for name, p in self.peers.items() if p.report is not None}
+        views = {name: verdict.Vantage(p.view.states, p.heard, p.report.fenced)
+                 for name, p in self.peers.items()
+                 if p.report is not None and p.view is not None}
         if self.own is not None:
             views[self.spec.name] = verdict.Vantage(self.own, now, self.fenced)
         return views

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from healthdns.peers.exchange import Exchange
+from healthdns.peers.sync import Tally
 from healthdns.peers.wire import Report
 from healthdns.shared import config, messages
 from tests.test_config_peers import peers
@@ -50,7 +51,7 @@ def verdicts(conn: Connection) -> list[dict[str, bool]]:
 
 
 def hear(ex: Exchange, name: str, states: dict[str, bool], clock: Clock) -> None:
-    ex.peers[name].accept(Report(name, 1.8e9 + clock.at, states), clock.at)
+    ex.peers[name].accept(Report(name, 1.8e9 + clock.at, states), Tally.of(states), clock.at)
     ex.version += 1
     ex.decide()
 
