@@ -63,6 +63,13 @@ CASES = [
     (peers(rise=0), "peers.rise: 0 is not between 1 and 100 evaluations"),
     (peers(fall=101), "peers.fall: 101 is not between 1 and 100 evaluations"),
     (peers(hold_down=-1.0), "peers.hold_down: -1 is not between 0 and 86400 seconds"),
+    ({**peers(probe_only=True), "server": {"listen": ["127.0.0.1:5300"]}},
+     "peers.probe_only: server.listen is set too: a probe-only"),
+    ({**peers(probe_only=True), "server": {"port": 53053},
+      "transfer": {"listen": ["127.0.0.1:5300"]}},
+     "peers.probe_only: [transfer] is set too: a probe-only instance serves no zone"),
+    ({**BASE, "server": {}, "peers": {"probe_only": True}},
+     "peers.name: peers are configured but this instance has no name"),
     (peers(plain_http=False, peers=[{"name": "b", "url": "https://192.0.2.1:8053",
                                      "secret": SECRET}]),
      "peers.cert_file: is needed: peers send their reports over HTTPS"),
@@ -91,6 +98,13 @@ def test_a_good_section_is_normalised() -> None:
     assert [p.url for p in cfg.peers] == ["http://127.0.0.2:8053", "http://127.0.0.3:8053"]
     assert config.from_mapping(peers(quorum=3)).peers.min_vantages == 3
     assert not config.from_mapping(BASE).peers.enabled()
+
+
+def test_a_probe_only_instance_runs_no_responders() -> None:
+    cfg = config.from_mapping({**peers(probe_only=True), "server": {}})
+    assert cfg.peers.probe_only and cfg.server.responders == 0
+    assert cfg.server.endpoints() == []
+    assert config.from_mapping(peers()).server.responders >= 1
 
 
 def test_https_reads_the_certificate_key_and_secret_files(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ import msgspec
 
 from healthdns.shared import files, tls
 from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
+from healthdns.shared.config.server import ServerSpec
+from healthdns.shared.config.transfer import TransferSpec
 from healthdns.shared.config.values import Frozen, check_one_of, refuse_normalised_fields, within
 from healthdns.shared.errors import ConfigError
 
@@ -69,6 +71,8 @@ class PeersSpec(Frozen, frozen=True):
     key_file: str = ""
     ca_file: str = ""  # CAs the peers' certificates are verified against ("": the system's)
     plain_http: bool = False  # tests only: plain HTTP, every address on loopback
+    # Probes and reports only: no responders, no DNS served (a vantage point elsewhere).
+    probe_only: bool = False
     # Set by normalisation, never in the file.
     endpoint: Endpoint = Endpoint("", 0)
     cert_pem: str = ""
@@ -121,6 +125,21 @@ def normalise_peers(raw: PeersSpec) -> PeersSpec:
     cert, key, ca = _tls(raw)
     return msgspec.structs.replace(raw, listen=format_endpoint(*endpoint), endpoint=endpoint,
                                    peers=peers, min_vantages=least, cert_pem=cert, key_pem=key, ca_pem=ca)
+
+
+def probe_only(server: ServerSpec, transfer: TransferSpec, peers: PeersSpec) -> ServerSpec:
+    """The server section as a probe-only instance runs it: no responders. It serves no DNS,
+    so an address to serve on, or transfers, are a mistake said so. `transfer` and `peers`
+    may be as read: only whether they are set is looked at."""
+    if not peers.probe_only:
+        return server
+    if server.listen:
+        raise ConfigError("peers.probe_only", "server.listen is set too: a probe-only instance "
+                          "serves no DNS (remove server.listen, or probe_only)")
+    if transfer.enabled():
+        raise ConfigError("peers.probe_only", "[transfer] is set too: a probe-only instance "
+                          "serves no zone transfers")
+    return msgspec.structs.replace(server, responders=0, listeners=())
 
 
 def _name(text: str, path: str) -> None:
