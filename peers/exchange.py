@@ -61,6 +61,8 @@ class Exchange:
         self.split: dict[str, dict[str, bool]] = {}  # targets the voters disagree on
         self.raw: dict[str, bool | None] = {}  # the votes' outcome the basis makes
         self.steady = verdict.Steady(spec.rise, spec.fall, spec.hold_down, spec.interval)
+        # The targets whose checks only other instances run: in no own view, yet judged.
+        self.elsewhere = frozenset(t for t, where in spec.placed.items() if spec.name not in where)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -209,7 +211,7 @@ class Exchange:
             return web.Response(status=sync.RESYNC)
         except Refused as e:
             return self._refuse(peer, e, 400)
-        if report.states.keys() - (self.own or {}).keys():
+        if report.states.keys() - (self.own or {}).keys() - self.elsewhere:
             peer.rejected["unknown"] += 1
             self._say("unknown", "peer %s reports checks this instance does not have; "
                       "taking the others", peer.spec.name)
@@ -255,9 +257,11 @@ class Exchange:
             return
         if basis != self.basis:
             self.basis = basis
-            self.raw = verdict.combine(vantages, self.own, now, spec.stale_seconds(),
-                                       spec.quorum, spec.min_vantages)
-            self.split = verdict.split(vantages, self.own, now, spec.stale_seconds())
+            targets = [*self.own, *(self.elsewhere - self.own.keys())]
+            self.raw = verdict.combine(vantages, targets, now, spec.stale_seconds(),
+                                       spec.quorum, spec.min_vantages, spec.placed)
+            self.split = verdict.split(vantages, targets, now, spec.stale_seconds(),
+                                       spec.placed)
             self._alert(any(v is None for v in self.raw.values()), now)
         steadied = self.steady.step(self.raw, now)
         decided = verdict.settle(steadied, self.last, self.own, spec.cut_off)

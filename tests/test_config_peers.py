@@ -75,6 +75,17 @@ CASES = [
      "peers.cert_file: is needed: peers send their reports over HTTPS"),
     (peers(cert_file="x.pem"), "peers.cert_file: is for HTTPS, and peers.plain_http is set"),
     (peers(endpoint=["127.0.0.1", 1]), "peers.endpoint: unknown key"),
+    (with_("zones/0/records/www/pool/check/vantages", ["a"]),
+     "zones[0].records.www.pool.check.vantages: needs [peers]: it names the instances"),
+    (with_("zones/0/records/www/pool/check/vantages", ["a", "d"], peers()),
+     "zones[0].records.www.pool.check.vantages: 'd' is neither peers.name nor a peer's name"),
+    (with_("zones/0/records/www/pool/check/vantages", ["b", "b"], peers()),
+     "zones[0].records.www.pool.check.vantages: names an instance twice"),
+    (with_("zones/0/records/api", {"pool": {"addresses": ["192.0.2.1"], "check": {
+        "port": 80, "vantages": ["b"]}}}, peers()),
+     "zones[0].records.api.pool.check.vantages: tcp 192.0.2.1 80 5/2/2/2 is also checked with"),
+    (peers(placed={"t": ["a"]}), "peers.placed: unknown key"),
+    (with_("prober", {"vantage": "a"}), "prober.vantage: unknown key"),
     (with_("prober", {"source": ["192.0.2.77"]}), "prober.source[0]: 192.0.2.77 is not an address"),
     (with_("prober", {"source": ["127.0.0.1", "127.0.0.2"]}),
      "prober.source[1]: 127.0.0.2: a source of this family is already given (127.0.0.1)"),
@@ -105,6 +116,15 @@ def test_a_probe_only_instance_runs_no_responders() -> None:
     assert cfg.peers.probe_only and cfg.server.responders == 0
     assert cfg.server.endpoints() == []
     assert config.from_mapping(peers()).server.responders >= 1
+
+
+def test_a_check_with_vantages_is_placed_and_the_prober_knows_its_name() -> None:
+    cfg = config.from_mapping(with_("zones/0/records/www/pool/check/vantages", ["a", "c"],
+                                    peers()))
+    assert cfg.peers.placed == {"tcp 192.0.2.1 80 5/2/2/2": ("a", "c")}
+    assert cfg.prober.vantage == "a"
+    plain = config.from_mapping(peers())
+    assert plain.peers.placed == {} and plain.checks().keys() == cfg.checks().keys()
 
 
 def test_https_reads_the_certificate_key_and_secret_files(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""A probe-only instance (`peers.probe_only`): three real healthdns instances on loopback, a
-and b name servers, c a vantage that serves no DNS. c runs no responder and binds no DNS
-socket, yet its checks vote: a backend that a and c cannot reach leaves a's and b's answers
-(two of three vantages see it down), and one that only c cannot reach stays in them."""
+"""A probe-only instance (`peers.probe_only`) and a check run from one site (`vantages`):
+three real healthdns instances on loopback, a and b name servers, c a vantage that serves no
+DNS. c runs no responder and binds no DNS socket, yet its checks vote: a backend that a and c
+cannot reach leaves a's and b's answers (two of three vantages see it down), and one that
+only c cannot reach stays in them. A backend only a reaches, checked by a alone, is in every
+answer: b and c do not check it, and their views do not count for it."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ NET = f"127.{random.randint(64, 250)}.{random.randint(1, 250)}"  # apart from ot
 SOURCES = {name: f"{NET}.{i}" for i, name in enumerate("abc", 31)}
 LISTEN = {name: f"{NET}.{i}" for i, name in enumerate("abc", 41)}
 PEER_PORT = 18054
-CUT, KEPT = f"{NET}.51", f"{NET}.52"
+CUT, KEPT, LOCAL = f"{NET}.51", f"{NET}.52", f"{NET}.53"  # LOCAL: reachable from a only
 SECRET = base64.b64encode(b"p" * 32).decode()
 PROBE_ONLY = re.compile(r"ready: probe-only, reports to \d+ peer\(s\), theirs taken on "
                         r"(\S+?):(\d+); no DNS served")
@@ -29,11 +31,13 @@ PROBE_ONLY = re.compile(r"ready: probe-only, reports to \d+ peer\(s\), theirs ta
 def site_config(name: str, port: int) -> str:
     check = {"kind": "http", "port": port, "interval": 0.5, "timeout": 0.4, "rise": 1,
              "fall": 2}
+    local = {**check, "path": "/local", "vantages": ["a"]}
     peers = [{"name": other, "url": f"http://{LISTEN[other]}:{PEER_PORT}", "secret": SECRET}
              for other in "abc" if other != name]
     probe_only = name == "c"
     return config_toml(
-        {"www": {"ttl": 5, "pool": {"addresses": [CUT, KEPT], "check": check}}},
+        {"www": {"ttl": 5, "pool": {"addresses": [CUT, KEPT], "check": check}},
+         "local": {"ttl": 5, "pool": {"addresses": [LOCAL, KEPT], "check": local}}},
         server={"listen": None} if probe_only else {},
         prober={"source": [SOURCES[name]], "fence_min_targets": 2},
         peers={"name": name, "listen": f"{LISTEN[name]}:{PEER_PORT}", "plain_http": True,
@@ -45,9 +49,11 @@ def site_config(name: str, port: int) -> str:
 def backends() -> Iterator[tuple[Backend, Backend]]:
     cut = Backend(CUT)
     kept = Backend(KEPT, cut.port)
+    local = Backend(LOCAL, cut.port)
+    local.cut = {SOURCES["b"], SOURCES["c"]}
     yield cut, kept
-    cut.close()
-    kept.close()
+    for one in (cut, kept, local):
+        one.close()
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +145,19 @@ def test_its_vote_counts_with_the_name_servers(
     for name in "ab":
         wait(lambda s=sites[name]: s.addresses("www.example.test") == {CUT, KEPT},
              f"{name} taking it back")
+
+
+def test_a_check_run_from_one_site_follows_that_site_alone(sites: dict[str, Server]) -> None:
+    """b and c cannot reach LOCAL, but its check runs at a only: it is in every answer."""
+    for name in "ab":
+        wait(lambda s=sites[name]: s.addresses("local.example.test") == {LOCAL, KEPT},
+             f"{name} answering with LOCAL")
+    for name, server in sites.items():
+        assert target(server, LOCAL)["state"] == "up", name
+        started = re.search(r"prober\S* .*started in slot \d+: (\d+) targets",
+                            server.output())
+        assert started is not None, name
+        assert int(started.group(1)) == (4 if name == "a" else 2), name  # the local pool: a
+    shown = status(sites["a"])["disagreeing"]
+    assert isinstance(shown, list)
+    assert not [row for row in shown if LOCAL in row["id"]]  # b and c say nothing of it

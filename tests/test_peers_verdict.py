@@ -17,19 +17,26 @@ NOW = 100.0
 
 
 def model(vantages: dict[str, Vantage], target: str, quorum: verdict.Quorum,
-          min_vantages: int) -> bool | None:
-    """docs/sites.md, read literally: the fresh, unfenced vantages that see the target vote;
-    too few votes, no verdict; otherwise up when the share (or count) of up votes reaches the
-    quorum; "majority" is half or more."""
-    votes = [v.states[target] for v in vantages.values()
-             if not v.fenced and NOW - v.heard <= STALE and target in v.states]
-    if len(votes) < max(1, min_vantages):
+          min_vantages: int, placed: dict[str, tuple[str, ...]] | None = None) -> bool | None:
+    """docs/sites.md, read literally: the fresh, unfenced vantages that see the target vote
+    (of a check with `vantages`, only those); too few votes (`min_vantages`, or of a placed
+    check a majority of its vantages when fewer), no verdict; otherwise up when the share (or
+    count, at most the placed check's vantages) of up votes reaches the quorum; "majority"
+    is half or more."""
+    where = (placed or {}).get(target)
+    votes = [v.states[target] for name, v in vantages.items()
+             if not v.fenced and NOW - v.heard <= STALE and target in v.states
+             and (where is None or name in where)]
+    least = max(1, min_vantages)
+    if where is not None:
+        least = min(least, len(where) // 2 + 1)
+    if len(votes) < least:
         return None
     up = sum(votes)
     if quorum == "majority":
         return 2 * up >= len(votes)
     if isinstance(quorum, int):
-        return up >= quorum
+        return up >= (quorum if where is None else min(quorum, len(where)))
     assert isinstance(quorum, float)
     return Fraction(up, len(votes)) >= Fraction(quorum).limit_denominator(1_000_000)
 
@@ -44,12 +51,35 @@ quorums = st.one_of(st.just("majority"), st.integers(1, 5),
                     st.sampled_from([0.18, 0.34, 0.5, 2 / 3, 0.75, 1.0]))
 
 
-@settings(max_examples=400, deadline=None)
-@given(vantages, quorums, st.integers(0, 5))
+placements = st.dictionaries(  # checks run by some vantages only
+    st.sampled_from(TARGETS),
+    st.lists(st.sampled_from(["self", "b", "c", "d", "e"]), min_size=1, max_size=4,
+             unique=True).map(tuple))
+
+
+@settings(max_examples=600, deadline=None)
+@given(vantages, quorums, st.integers(0, 5), placements)
 def test_the_verdict_is_the_model_s(views: dict[str, Vantage], quorum: verdict.Quorum,
-                                    min_vantages: int) -> None:
-    got = verdict.combine(views, TARGETS, NOW, STALE, quorum, min_vantages)
-    assert got == {t: model(views, t, quorum, min_vantages) for t in TARGETS}
+                                    min_vantages: int,
+                                    placed: dict[str, tuple[str, ...]]) -> None:
+    got = verdict.combine(views, TARGETS, NOW, STALE, quorum, min_vantages, placed)
+    assert got == {t: model(views, t, quorum, min_vantages, placed) for t in TARGETS}
+
+
+@settings(max_examples=200, deadline=None)
+@given(vantages, quorums, placements, st.sampled_from(TARGETS))
+def test_a_vantage_that_does_not_run_a_check_never_moves_its_verdict(
+        views: dict[str, Vantage], quorum: verdict.Quorum,
+        placed: dict[str, tuple[str, ...]], target: str) -> None:
+    where = placed.get(target, ("self",))
+    outsider = next((n for n in ("self", "b", "c", "d", "e") if n not in where), None)
+    if outsider is None:
+        return
+    base = verdict.combine(views, TARGETS, NOW, STALE, quorum, 1, {**placed, target: where})
+    for says in (True, False):
+        loud = {**views, outsider: Vantage({target: says}, NOW)}
+        got = verdict.combine(loud, TARGETS, NOW, STALE, quorum, 1, {**placed, target: where})
+        assert got[target] == base[target]
 
 
 @settings(max_examples=200, deadline=None)
@@ -110,8 +140,8 @@ def test_without_a_verdict_the_last_is_kept_or_the_own_view_followed(
     for target, one in raw.items():
         if one is not None:
             assert got[target] is one
-        elif cut_off == "keep" and target in last:
-            assert got[target] is last[target]
+        elif (cut_off == "keep" or target not in own) and target in last:
+            assert got[target] is last[target]  # no own view: its check runs elsewhere
         else:
             assert got[target] is own.get(target, True)
 
@@ -207,7 +237,8 @@ def test_the_verdict_over_time_is_the_model_s(
                                                     min_vantages)))
             want = steadied_model(histories[target], rise, fall, hold_down)[-1]
             if want is None:
-                want = served_model[target] if cut_off == "keep" and target in served_model \
+                keep = cut_off == "keep" or target not in own
+                want = served_model[target] if keep and target in served_model \
                     else own.get(target, True)
             served_model[target] = want
             assert last[target] is want, (target, histories[target])
