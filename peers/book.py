@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class Peer:
     report: Report | None = None  # its latest report (changes, or its whole view)
     view: Tally | None = None  # its whole view, as the reports taken make it
     outbox: Outbox = field(default_factory=Outbox)  # what it holds of this instance's view
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # something to send it now
     heard: float = -1.0  # monotonic time of its latest accepted report
     sent_at: float = 0.0  # its latest report's own timestamp (replays are older)
     received: int = 0

@@ -51,7 +51,6 @@ class Exchange:
         self.full_due = True  # the next verdict goes whole (the first, or after a full view)
         self.short = False  # too few fresh vantages for some target: the alert
         self.unknown_sender = 0
-        self.pushed = asyncio.Event()  # the own view changed: send it now
         self.stopped: asyncio.Future[None] | None = None
         self.said: dict[str, float] = {}  # when each kind of refusal was last logged
         # What the last verdict was made of: the fresh vantages, and `version`, which counts
@@ -77,7 +76,7 @@ class Exchange:
         messages.send(self.conn, messages.Ready(self.slot))
         # Only now: a verdict sent before `Bound` and `Ready` would break the protocol.
         loop.add_reader(self.conn.fileno(), self._on_pipe)
-        tasks = [loop.create_task(self._push()), loop.create_task(self._tick())]
+        tasks = [loop.create_task(self._tick()), loop.create_task(self._push())]
         try:
             await self.stopped
         finally:
@@ -127,7 +126,8 @@ class Exchange:
                     done = self.mine.update({t: up for t, up in states.items() if t in self.own})
                     for peer in self.peers.values():
                         peer.outbox.changed(done)
-                self.pushed.set()
+                for peer in self.peers.values():
+                    peer.wake.set()  # the own view changed: send it now
                 self.decide()
             case messages.Bye():
                 self.stop()
@@ -135,27 +135,30 @@ class Exchange:
                 log.warning("ignoring unexpected %s", type(message).__name__)
 
     async def _push(self) -> None:
-        """Send the own view to every peer on each change, and every interval at least; at
-        half the rate a peer takes (`max_rate`) at most, so that a burst of changes is never
-        refused there: the changes that come meanwhile go together in the next report."""
-        gap = 2 / self.spec.max_rate
+        """Send the own view to every peer, each in a task of its own: a slow peer (or a
+        whole view on its way to one) holds back no other."""
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.spec.interval))
         context = self._client_tls()
         async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-            while True:
-                try:
-                    await asyncio.wait_for(self.pushed.wait(), self.spec.interval)
-                except TimeoutError:
-                    pass
-                self.pushed.clear()
-                if self.own is not None:
-                    # Encoded now, all of them: the view may change while they are sent.
-                    reports = [(peer, *peer.outbox.report(self.spec.name, self.wall(), self.mine,
-                                                          self.fenced, peer.secret))
-                               for peer in self.peers.values()]
-                    await asyncio.gather(*(self._send(session, context, *one)
-                                           for one in reports))
-                    await asyncio.sleep(gap)
+            await asyncio.gather(*(self._push_to(session, context, peer)
+                                   for peer in self.peers.values()))
+
+    async def _push_to(self, session: aiohttp.ClientSession, context: ssl.SSLContext | bool,
+                       peer: Peer) -> None:
+        """On each change, and every interval at least; at half the rate a peer takes
+        (`max_rate`) at most, so that a burst of changes is never refused there: the changes
+        that come meanwhile go together in the next report."""
+        gap = 2 / self.spec.max_rate
+        while True:
+            try:
+                await asyncio.wait_for(peer.wake.wait(), self.spec.interval)
+            except TimeoutError:
+                pass
+            peer.wake.clear()
+            if self.own is not None:
+                await self._send(session, context, peer, *peer.outbox.report(
+                    self.spec.name, self.wall(), self.mine, self.fenced, peer.secret))
+                await asyncio.sleep(gap)
 
     async def _send(self, session: aiohttp.ClientSession, context: ssl.SSLContext | bool,
                     peer: Peer, report: wire.Report, body: bytes,
@@ -163,16 +166,19 @@ class Exchange:
         headers = {wire.SENDER: self.spec.name, wire.SIGNATURE: wire.sign(body, peer.secret),
                    "Content-Type": "application/msgpack"}
         status = 0
+        # A whole view may take longer than a heartbeat on a busy host: its own timeout.
+        slow = aiohttp.ClientTimeout(total=max(10.0, 2 * self.spec.interval))
         try:
             async with session.post(peer.spec.url + wire.PATH, data=body, headers=headers,
-                                    ssl=context) as response:
+                                    ssl=context, timeout=slow if report.whole else None
+                                    ) as response:
                 status = response.status
                 problem = "" if status == 204 else f"status {status}"
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             problem = str(e) or type(e).__name__
         peer.sent += 1
         if peer.outbox.answered(report, taken, status):
-            self.pushed.set()  # the peer holds no copy of the view in step: it goes whole now
+            peer.wake.set()  # the peer holds no copy of the view in step: it goes whole now
             return
         if problem:
             peer.failed += 1

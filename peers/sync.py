@@ -128,14 +128,16 @@ class Outbox:
 
     def answered(self, report: wire.Report, taken: dict[str, bool], status: int) -> bool:
         """Keep in step with what the peer answered `report`: taken (204), out of step
-        (409: True, the view is to go whole now), or not known (0 or another status: the
-        changes go again with the next report; if they were applied after all, the peer
-        answers that one 409)."""
-        if status == 204:
+        (409: True, the view is to go whole now), or not known (0 or another status). Not
+        known, the peer is taken to hold what it was sent if that was whole (a whole view
+        that timed out here was often taken there; if not, the next report is answered 409
+        and the view goes whole again), and not to hold changes, which go again with the
+        next report (if they were applied after all, that one is answered 409)."""
+        if status == 204 or (report.whole and status != RESYNC):
             self.synced = report.digest
         elif status == RESYNC:
             self.resync()
             return True
-        elif not report.whole:
+        else:
             self.pending = {**taken, **self.pending}
         return False
