@@ -5,9 +5,10 @@ This instance's own view comes from the supervisor (`messages.View`, the prober'
 relayed). What changed in it is sent to every peer at once, and every `peers.interval` a
 heartbeat keeps it fresh there; both carry the digest that keeps the peer's copy in step, and
 the view goes whole only when that copy is unknown (`sync`). Each accepted report from a peer
-updates that peer's view. After either, and on every tick (a view going stale changes the votes), the fresh
-views are combined by the quorum rule (`verdict`) and what changed is sent to the supervisor
-(`messages.Verdict`), which hands it to the signer in place of the prober's own view.
+updates that peer's view. After either, and on every tick (a view going stale changes the
+votes; a steadied flip falls due), the fresh views are combined by the quorum rule
+(`verdict`) and what changed is sent to the supervisor (`messages.Verdict`), which hands it to
+the signer in place of the prober's own view.
 """
 
 from __future__ import annotations

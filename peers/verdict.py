@@ -39,7 +39,8 @@ from fractions import Fraction
 
 from healthdns.shared.config.peers import CUT_OFF
 
-__all__ = ["CUT_OFF", "Quorum", "Steady", "Vantage", "combine", "fresh", "needed_up", "settle", "split"]
+__all__ = ["CUT_OFF", "Quorum", "Steady", "Vantage", "combine", "fresh", "needed_up", "settle",
+           "split"]
 
 Quorum = str | int | float
 
