@@ -7,12 +7,14 @@ Usage:
     .venv/bin/python bench/peers_verdict.py --targets 2000 --vantages 5
 
 Measured (median of `--rounds`):
-  combine   one verdict over every target (`peers.verdict.combine` then `settle`): the peers
-            process computes one on every report it takes and every tick (0.2 s), so its CPU
-            share is about (reports a second + 5) x this;
+  combine   one verdict over every target (`peers.verdict.combine`, `Steady.step`, `settle`):
+            the peers process computes one on every report that changes a view, on every
+            change of the fresh vantages, and when a steadied flip falls due;
   sign      encoding and signing one whole report (`peers.wire.encode`);
   judge     checking and decoding one (`peers.wire.judge`);
-  bytes     one report's body: each heartbeat sends this to every peer, every `interval`.
+  bytes     one whole report's body (sent when a peer's copy is out of step), and one
+            heartbeat's (a report of no changes: every `interval` to every peer).
+            bench/peers_sites.py measures the traffic between running instances.
 
 Prints one line per figure. Needs the dev install.
 """
@@ -23,7 +25,7 @@ import argparse
 import statistics
 import time
 
-from healthdns.peers import verdict, wire
+from healthdns.peers import sync, verdict, wire
 
 
 def main() -> None:
@@ -39,12 +41,15 @@ def main() -> None:
                                           now) for v in range(args.vantages)}
     own = dict(views["site-0"].states)
 
+    steady = verdict.Steady(2, 2, 10.0, 1.0)
+
     def combine() -> None:
         raw = verdict.combine(views, own, now, 3.0, "majority", args.vantages // 2 + 1)
-        verdict.settle(raw, own, own, "keep")
+        verdict.settle(steady.step(raw, now), own, own, "keep")
 
     secret = b"s" * 32
-    report = wire.Report("site-1", time.time(), own)
+    report = wire.Report("site-1", time.time(), own,
+                         digest=sync.to_bytes(sync.digest(own)))
     body, signature = wire.encode(report, secret)
 
     def sign() -> None:
@@ -56,8 +61,12 @@ def main() -> None:
     for name, work in (("combine", combine), ("sign", sign), ("judge", judge)):
         print(f"{name:8} {median_ms(work, args.rounds):8.2f} ms  "
               f"({args.targets} targets x {args.vantages} vantages)")
-    print(f"bytes    {len(body):8d}     one report; at interval 1 s, "
-          f"{len(body) / 1024:.0f} KiB/s to each peer")
+    box = sync.Outbox()
+    box.answered(report, {}, 204)  # the peer holds the view: what follows is the heartbeat
+    beat = box.report("site-1", time.time(), sync.Tally.of(own), False, secret)[1]
+    print(f"bytes    {len(body):8d}     one whole report")
+    print(f"bytes    {len(beat):8d}     one heartbeat; at interval 1 s, "
+          f"{len(beat)} B/s to each peer (and the HTTP and TLS around it)")
 
 
 def median_ms(work: object, rounds: int) -> float:

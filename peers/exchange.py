@@ -2,11 +2,13 @@
 their reports to, the reports this instance sends them, and the verdict.
 
 This instance's own view comes from the supervisor (`messages.View`, the prober's report
-relayed). It is sent whole to every peer at once when it changes, and every `peers.interval`
-as the heartbeat that keeps it fresh there. Each accepted report from a peer replaces that
-peer's view. After either, and on every tick (a view going stale changes the votes), the fresh
-views are combined by the quorum rule (`verdict`) and what changed is sent to the supervisor
-(`messages.Verdict`), which hands it to the signer in place of the prober's own view.
+relayed). What changed in it is sent to every peer at once, and every `peers.interval` a
+heartbeat keeps it fresh there; both carry the digest that keeps the peer's copy in step, and
+the view goes whole only when that copy is unknown (`sync`). Each accepted report from a peer
+updates that peer's view. After either, and on every tick (a view going stale changes the
+votes; a steadied flip falls due), the fresh views are combined by the quorum rule
+(`verdict`) and what changed is sent to the supervisor (`messages.Verdict`), which hands it to
+the signer in place of the prober's own view.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from multiprocessing.connection import Connection
 import aiohttp
 from aiohttp import web
 
-from healthdns.peers import verdict, wire
+from healthdns.peers import sync, verdict, wire
 from healthdns.peers.book import Peer
 from healthdns.peers.wire import Refused
 from healthdns.shared import messages, tls
@@ -44,12 +46,12 @@ class Exchange:
         self.now, self.wall = now, wall
         self.peers = {p.name: Peer.of(p, spec.max_rate) for p in spec.peers}
         self.own: dict[str, bool] | None = None  # this instance's view, once the first came
+        self.mine = sync.Tally()  # the same view, with its digest
         self.fenced = False  # this instance's prober is fenced: its view does not vote
         self.last: dict[str, bool] = {}  # the verdict the supervisor holds
         self.full_due = True  # the next verdict goes whole (the first, or after a full view)
         self.short = False  # too few fresh vantages for some target: the alert
         self.unknown_sender = 0
-        self.pushed = asyncio.Event()  # the own view changed: send it now
         self.stopped: asyncio.Future[None] | None = None
         self.said: dict[str, float] = {}  # when each kind of refusal was last logged
         # What the last verdict was made of: the fresh vantages, and `version`, which counts
@@ -57,6 +59,10 @@ class Exchange:
         self.version = 0
         self.basis: tuple[tuple[str, ...], int] = ((), -1)
         self.split: dict[str, dict[str, bool]] = {}  # targets the voters disagree on
+        self.raw: dict[str, bool | None] = {}  # the votes' outcome the basis makes
+        self.steady = verdict.Steady(spec.rise, spec.fall, spec.hold_down, spec.interval)
+        # The targets whose checks only other instances run: in no own view, yet judged.
+        self.elsewhere = frozenset(t for t, where in spec.placed.items() if spec.name not in where)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -71,7 +77,7 @@ class Exchange:
         messages.send(self.conn, messages.Ready(self.slot))
         # Only now: a verdict sent before `Bound` and `Ready` would break the protocol.
         loop.add_reader(self.conn.fileno(), self._on_pipe)
-        tasks = [loop.create_task(self._push()), loop.create_task(self._tick())]
+        tasks = [loop.create_task(self._tick()), loop.create_task(self._push())]
         try:
             await self.stopped
         finally:
@@ -113,10 +119,16 @@ class Exchange:
                 self.fenced = fenced
                 self.version += 1
                 if full or self.own is None:
-                    self.own, self.full_due = dict(states), True
+                    self.mine = sync.Tally.of(states)
+                    self.own, self.full_due = self.mine.states, True
+                    for peer in self.peers.values():
+                        peer.outbox.resync()
                 else:
-                    self.own.update((t, up) for t, up in states.items() if t in self.own)
-                self.pushed.set()
+                    done = self.mine.update({t: up for t, up in states.items() if t in self.own})
+                    for peer in self.peers.values():
+                        peer.outbox.changed(done)
+                for peer in self.peers.values():
+                    peer.wake.set()  # the own view changed: send it now
                 self.decide()
             case messages.Bye():
                 self.stop()
@@ -124,37 +136,51 @@ class Exchange:
                 log.warning("ignoring unexpected %s", type(message).__name__)
 
     async def _push(self) -> None:
-        """Send the own view to every peer on each change, and every interval at least; at
-        half the rate a peer takes (`max_rate`) at most, so that a burst of changes is never
-        refused there: the changes that come meanwhile go together in the next report."""
-        gap = 2 / self.spec.max_rate
+        """Send the own view to every peer, each in a task of its own: a slow peer (or a
+        whole view on its way to one) holds back no other."""
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.spec.interval))
         context = self._client_tls()
         async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-            while True:
-                try:
-                    await asyncio.wait_for(self.pushed.wait(), self.spec.interval)
-                except TimeoutError:
-                    pass
-                self.pushed.clear()
-                if self.own is not None:
-                    report = wire.Report(self.spec.name, self.wall(), self.own, self.fenced)
-                    await asyncio.gather(*(self._send(session, context, peer, report)
-                                           for peer in self.peers.values()))
-                    await asyncio.sleep(gap)
+            await asyncio.gather(*(self._push_to(session, context, peer)
+                                   for peer in self.peers.values()))
+
+    async def _push_to(self, session: aiohttp.ClientSession, context: ssl.SSLContext | bool,
+                       peer: Peer) -> None:
+        """On each change, and every interval at least; at half the rate a peer takes
+        (`max_rate`) at most, so that a burst of changes is never refused there: the changes
+        that come meanwhile go together in the next report."""
+        gap = 2 / self.spec.max_rate
+        while True:
+            try:
+                await asyncio.wait_for(peer.wake.wait(), self.spec.interval)
+            except TimeoutError:
+                pass
+            peer.wake.clear()
+            if self.own is not None:
+                await self._send(session, context, peer, *peer.outbox.report(
+                    self.spec.name, self.wall(), self.mine, self.fenced, peer.secret))
+                await asyncio.sleep(gap)
 
     async def _send(self, session: aiohttp.ClientSession, context: ssl.SSLContext | bool,
-                    peer: Peer, report: wire.Report) -> None:
-        body, signature = wire.encode(report, peer.secret)
-        headers = {wire.SENDER: self.spec.name, wire.SIGNATURE: signature,
+                    peer: Peer, report: wire.Report, body: bytes,
+                    taken: dict[str, bool]) -> None:
+        headers = {wire.SENDER: self.spec.name, wire.SIGNATURE: wire.sign(body, peer.secret),
                    "Content-Type": "application/msgpack"}
+        status = 0
+        # A whole view may take longer than a heartbeat on a busy host: its own timeout.
+        slow = aiohttp.ClientTimeout(total=max(10.0, 2 * self.spec.interval))
         try:
             async with session.post(peer.spec.url + wire.PATH, data=body, headers=headers,
-                                    ssl=context) as response:
-                problem = "" if response.status == 204 else f"status {response.status}"
+                                    ssl=context, timeout=slow if report.whole else None
+                                    ) as response:
+                status = response.status
+                problem = "" if status == 204 else f"status {status}"
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             problem = str(e) or type(e).__name__
         peer.sent += 1
+        if peer.outbox.answered(report, taken, status):
+            peer.wake.set()  # the peer holds no copy of the view in step: it goes whole now
+            return
         if problem:
             peer.failed += 1
             if peer.failing != problem:
@@ -185,18 +211,21 @@ class Exchange:
             return self._refuse(peer, e, 403 if e.reason != "malformed" else 400)
         if not peer.bucket.take(self.now()):
             return self._refuse(peer, Refused("rate", "more reports than peers.max_rate"), 429)
-        known = self.own or {}
-        if report.states.keys() - known.keys():
+        try:
+            view = peer.take(report)
+        except sync.OutOfStep as e:
+            self._say("resync", "peer %s: %s: asking for its whole view", peer.spec.name, e)
+            return web.Response(status=sync.RESYNC)
+        except Refused as e:
+            return self._refuse(peer, e, 400)
+        if report.states.keys() - (self.own or {}).keys() - self.elsewhere:
             peer.rejected["unknown"] += 1
             self._say("unknown", "peer %s reports checks this instance does not have; "
                       "taking the others", peer.spec.name)
-            report = wire.Report(report.sender, report.sent,
-                                 {t: up for t, up in report.states.items() if t in known},
-                                 report.fenced)
         before = peer.report
-        if before is None or before.states != report.states or before.fenced != report.fenced:
+        if view is not peer.view or before is None or before.fenced != report.fenced:
             self.version += 1
-        peer.accept(report, self.now())
+        peer.accept(report, view, self.now())
         self.decide()
         return web.Response(status=204)
 
@@ -215,27 +244,34 @@ class Exchange:
     # --- the verdict ------------------------------------------------------------------------
 
     def vantages(self, now: float) -> dict[str, verdict.Vantage]:
-        views = {name: verdict.Vantage(p.report.states, p.heard, p.report.fenced)
-                 for name, p in self.peers.items() if p.report is not None}
+        views = {name: verdict.Vantage(p.view.states, p.heard, p.report.fenced)
+                 for name, p in self.peers.items()
+                 if p.report is not None and p.view is not None}
         if self.own is not None:
             views[self.spec.name] = verdict.Vantage(self.own, now, self.fenced)
         return views
 
     def decide(self) -> None:
-        """Combine the fresh views; send the supervisor what changed (all of it when due)."""
+        """Combine the fresh views, steady the outcome; send the supervisor what changed (all
+        of it when due). The votes are counted again only when what they are made of
+        changed; the outcome is steadied again then, and when a flip that waits falls due."""
         if self.own is None:
             return
         now, spec = self.now(), self.spec
         vantages = self.vantages(now)
         basis = (tuple(verdict.fresh(vantages, now, spec.stale_seconds())), self.version)
-        if basis == self.basis and not self.full_due:
+        if basis == self.basis and not self.full_due and now < self.steady.due:
             return
-        self.basis = basis
-        raw = verdict.combine(vantages, self.own, now, spec.stale_seconds(),
-                              spec.quorum, spec.min_vantages)
-        self.split = verdict.split(vantages, self.own, now, spec.stale_seconds())
-        self._alert(any(v is None for v in raw.values()), now)
-        decided = verdict.settle(raw, self.last, self.own, spec.cut_off)
+        if basis != self.basis:
+            self.basis = basis
+            targets = [*self.own, *(self.elsewhere - self.own.keys())]
+            self.raw = verdict.combine(vantages, targets, now, spec.stale_seconds(),
+                                       spec.quorum, spec.min_vantages, spec.placed)
+            self.split = verdict.split(vantages, targets, now, spec.stale_seconds(),
+                                       spec.placed)
+            self._alert(any(v is None for v in self.raw.values()), now)
+        steadied = self.steady.step(self.raw, now)
+        decided = verdict.settle(steadied, self.last, self.own, spec.cut_off)
         full = self.full_due
         changes = decided if full else {
             t: up for t, up in decided.items() if self.last.get(t) != up}

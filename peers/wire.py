@@ -2,7 +2,8 @@
 makes before it believes one.
 
 A report is the msgpack of `Report` (who sends it, its wall-clock time, every target's state
-as its own prober sees it, whether that prober is fenced), sent as the body of an HTTP POST to
+as its own prober sees it or the states changed since the report the peer holds, whether that
+prober is fenced), sent as the body of an HTTP POST to
 `PATH`. Its `SIGNATURE` header is the hex HMAC-SHA256 of `DOMAIN` and the body under the secret
 the two instances share, and the body holds the timestamp: body and time are signed together.
 
@@ -31,12 +32,16 @@ REASONS = ("oversized", "signature", "malformed", "replay", "rate", "unknown")
 
 
 class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One instance's whole view, as sent to a peer."""
+    """One instance's view, as sent to a peer: whole, or the changes to the copy the peer
+    holds (`peers.sync`; a heartbeat is a report of no changes)."""
 
     sender: str
     sent: float  # the sender's wall clock (time.time())
-    states: dict[str, bool]  # prober target id -> up
+    states: dict[str, bool]  # prober target id -> up: every target, or the changed ones
     fenced: bool = False
+    whole: bool = True  # `states` is the whole view (False: changes to the view `base`)
+    base: bytes = b""  # changes: the digest of the view they apply to
+    digest: bytes = b""  # the digest of the whole view after this report
 
 
 class Refused(Exception):

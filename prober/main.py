@@ -24,6 +24,7 @@ from healthdns.prober.detail import Detail
 from healthdns.prober.reporter import Counted, Report
 from healthdns.prober.scheduler import Scheduler
 from healthdns.shared import child, config, messages, privilege
+from healthdns.shared.config import CheckSpec
 
 log = logging.getLogger("healthdns.prober")
 
@@ -47,7 +48,7 @@ async def _main(conn: Connection) -> None:
             return
         cfg = config.decode(start.config)
         child.identify("prober", start.slot, cfg)
-        targets = cfg.checks()
+        targets = runs_here(cfg)
         log.info("started in slot %d: %d targets", start.slot, len(targets))
         files = _raise_file_limit()
         parallel = _parallel(cfg.prober.parallel, files)
@@ -146,6 +147,14 @@ class _Control:
             self._reconfigure(encoded)
 
 
+def runs_here(cfg: config.Config) -> dict[str, tuple[str, CheckSpec]]:
+    """The checks this instance runs: with peers, a check whose `vantages` name others only
+    is theirs (this instance does not vote on it, docs/sites.md)."""
+    here = cfg.prober.vantage
+    return {target: (address, spec) for target, (address, spec) in cfg.checks().items()
+            if not spec.vantages or here in spec.vantages}
+
+
 def _reconfigure(scheduler: Scheduler, files: int, encoded: bytes) -> None:
     """Apply a new configuration view; one that does not decode is logged and ignored (the
     supervisor validated it, so that is a bug there, not a reason to stop checking)."""
@@ -154,7 +163,7 @@ def _reconfigure(scheduler: Scheduler, files: int, encoded: bytes) -> None:
     except msgspec.DecodeError as e:
         log.error("ignoring a new configuration that does not decode, keeping the old: %s", e)
         return
-    scheduler.reconfigure(cfg.checks(), names=cfg.served(), zones=summary.zone_targets(cfg),
+    scheduler.reconfigure(runs_here(cfg), names=cfg.served(), zones=summary.zone_targets(cfg),
                           parallel=_parallel(cfg.prober.parallel, files),
                           fence_min_targets=cfg.prober.fence_min_targets)
 

@@ -236,6 +236,14 @@ class Relay:
             return
         if self.sup.transfer is not None and self.sup.transfer.state != "running":
             return  # configured transfers are part of being ready: it holds the records
+        peers = self.sup.cfg.peers
+        if peers.probe_only:  # ready once its peers process takes reports: no DNS to serve
+            if self.sup.peers is not None and self.sup.peers.state == "running":
+                self.announced = True
+                log.info("ready: probe-only, reports to %d peer(s), theirs taken on %s; no "
+                         "DNS served", len(peers.peers), format_endpoint(*peers.endpoint))
+                notify.notify("READY=1", "STATUS=probe-only: no DNS served")
+            return
         self.announced = True
         where = ", ".join(format_endpoint(h, p) for h, p, _ in self.sup.listen)
         zones = sum(1 + len(z.aliases) for z in self.sup.cfg.zones)

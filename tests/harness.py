@@ -90,7 +90,8 @@ class Server:
         self.port = 0
         self.control = ""  # http://ADDR:PORT of the control endpoint, when it is on
 
-    def start(self, timeout: float = START_TIMEOUT) -> Server:
+    def start(self, timeout: float = START_TIMEOUT, ready: re.Pattern[str] = READY) -> Server:
+        """`ready`: the readiness line, its groups the address and port it names."""
         # A control endpoint on a port of the kernel's choice unless the test picks one: the
         # default port would collide between tests (and servers) running at once.
         control = [] if "--control-listen" in self.args or self.control_as_configured else [
@@ -101,7 +102,7 @@ class Server:
         )
         threading.Thread(target=self._pump, daemon=True).start()
         try:
-            match = self.wait_for(READY, timeout)
+            match = self.wait_for(ready, timeout)
         except AssertionError:
             self.process.kill()  # its children follow: their pipes reach EOF
             self.process.wait()

@@ -60,11 +60,32 @@ CASES = [
     (peers(cut_off="drop"), "peers.cut_off: "),
     (peers(interval=0), "peers.interval: 0 is not between 0.05 and 60 seconds"),
     (peers(stale_after=1.0), "peers.stale_after: 1 is not between 2 and 3600 seconds"),
+    (peers(rise=0), "peers.rise: 0 is not between 1 and 100 evaluations"),
+    (peers(fall=101), "peers.fall: 101 is not between 1 and 100 evaluations"),
+    (peers(hold_down=-1.0), "peers.hold_down: -1 is not between 0 and 86400 seconds"),
+    ({**peers(probe_only=True), "server": {"listen": ["127.0.0.1:5300"]}},
+     "peers.probe_only: server.listen is set too: a probe-only"),
+    ({**peers(probe_only=True), "server": {"port": 53053},
+      "transfer": {"listen": ["127.0.0.1:5300"]}},
+     "peers.probe_only: [transfer] is set too: a probe-only instance serves no zone"),
+    ({**BASE, "server": {}, "peers": {"probe_only": True}},
+     "peers.name: peers are configured but this instance has no name"),
     (peers(plain_http=False, peers=[{"name": "b", "url": "https://192.0.2.1:8053",
                                      "secret": SECRET}]),
      "peers.cert_file: is needed: peers send their reports over HTTPS"),
     (peers(cert_file="x.pem"), "peers.cert_file: is for HTTPS, and peers.plain_http is set"),
     (peers(endpoint=["127.0.0.1", 1]), "peers.endpoint: unknown key"),
+    (with_("zones/0/records/www/pool/check/vantages", ["a"]),
+     "zones[0].records.www.pool.check.vantages: needs [peers]: it names the instances"),
+    (with_("zones/0/records/www/pool/check/vantages", ["a", "d"], peers()),
+     "zones[0].records.www.pool.check.vantages: 'd' is neither peers.name nor a peer's name"),
+    (with_("zones/0/records/www/pool/check/vantages", ["b", "b"], peers()),
+     "zones[0].records.www.pool.check.vantages: names an instance twice"),
+    (with_("zones/0/records/api", {"pool": {"addresses": ["192.0.2.1"], "check": {
+        "port": 80, "vantages": ["b"]}}}, peers()),
+     "zones[0].records.api.pool.check.vantages: tcp 192.0.2.1 80 5/2/2/2 is also checked with"),
+    (peers(placed={"t": ["a"]}), "peers.placed: unknown key"),
+    (with_("prober", {"vantage": "a"}), "prober.vantage: unknown key"),
     (with_("prober", {"source": ["192.0.2.77"]}), "prober.source[0]: 192.0.2.77 is not an address"),
     (with_("prober", {"source": ["127.0.0.1", "127.0.0.2"]}),
      "prober.source[1]: 127.0.0.2: a source of this family is already given (127.0.0.1)"),
@@ -88,6 +109,22 @@ def test_a_good_section_is_normalised() -> None:
     assert [p.url for p in cfg.peers] == ["http://127.0.0.2:8053", "http://127.0.0.3:8053"]
     assert config.from_mapping(peers(quorum=3)).peers.min_vantages == 3
     assert not config.from_mapping(BASE).peers.enabled()
+
+
+def test_a_probe_only_instance_runs_no_responders() -> None:
+    cfg = config.from_mapping({**peers(probe_only=True), "server": {}})
+    assert cfg.peers.probe_only and cfg.server.responders == 0
+    assert cfg.server.endpoints() == []
+    assert config.from_mapping(peers()).server.responders >= 1
+
+
+def test_a_check_with_vantages_is_placed_and_the_prober_knows_its_name() -> None:
+    cfg = config.from_mapping(with_("zones/0/records/www/pool/check/vantages", ["a", "c"],
+                                    peers()))
+    assert cfg.peers.placed == {"tcp 192.0.2.1 80 5/2/2/2": ("a", "c")}
+    assert cfg.prober.vantage == "a"
+    plain = config.from_mapping(peers())
+    assert plain.peers.placed == {} and plain.checks().keys() == cfg.checks().keys()
 
 
 def test_https_reads_the_certificate_key_and_secret_files(tmp_path: Path) -> None:

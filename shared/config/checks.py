@@ -50,6 +50,9 @@ class CheckSpec(Frozen, frozen=True):
     verify: bool = True  # https only: verify the server's certificate and name
     ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
     ca_pem: str | None = None  # the same inline; the supervisor reads `ca_file` into it
+    # With [peers]: the instances that run this check (`peers.name` of this one or of peers);
+    # only they vote on it. None given: every instance (docs/sites.md).
+    vantages: tuple[str, ...] = ()
     # Set by normalisation, never in the file: tells apart checks that differ only in the
     # values of their headers (0 for the first of them in the file, 1 for the next, ...).
     variant: int = 0
@@ -78,9 +81,10 @@ class CheckSpec(Frozen, frozen=True):
 
     def _identity(self) -> bytes:
         """What the digest of `target` is taken of: every field, header values blanked, except
-        `ranges`, which restates `status`: ids stay those that state files already hold."""
+        `ranges`, which restates `status`: ids stay those that state files already hold; and
+        `vantages`, which says where it runs (instances with other placements share ids)."""
         fields = msgspec.structs.asdict(self.without_secrets())
-        del fields["ranges"]
+        del fields["ranges"], fields["vantages"]  # where a check runs is not what it checks
         return msgspec.msgpack.encode(fields)
 
     def without_secrets(self) -> CheckSpec:

@@ -16,7 +16,7 @@ from healthdns.shared.config import filekeys
 from healthdns.shared.config.checks import CheckSpec
 from healthdns.shared.config.control import ControlSpec, normalise_control
 from healthdns.shared.config.guard import CookieSpec, RrlSpec, normalise_cookies, normalise_rrl
-from healthdns.shared.config.peers import PeersSpec, normalise_peers
+from healthdns.shared.config.peers import PeersSpec, normalise_peers, probe_only, vantage
 from healthdns.shared.config.prober import ProberSpec, distinct_checks, normalise_prober
 from healthdns.shared.config.server import ServerSpec, normalise_server
 from healthdns.shared.config.transfer import (
@@ -128,12 +128,12 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
     check_unique_origins(zones)
     server = normalise_server(raw.server)
     keys = normalise_tsig(raw.tsig)
-    return Config(server=server, rrl=normalise_rrl(raw.rrl),
+    return Config(server=probe_only(server, raw.transfer, raw.peers), rrl=normalise_rrl(raw.rrl),
                   cookies=normalise_cookies(raw.cookies),
-                  prober=normalise_prober(raw.prober, zones),
+                  prober=vantage(normalise_prober(raw.prober, zones), raw.peers),
                   control=normalise_control(raw.control),
                   transfer=normalise_transfer(raw.transfer, server, keys),
-                  peers=normalise_peers(raw.peers), tsig=keys, zones=zones)
+                  peers=normalise_peers(raw.peers, zones), tsig=keys, zones=zones)
 
 
 def redacted(config: Config) -> Config:

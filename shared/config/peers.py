@@ -14,15 +14,21 @@ import binascii
 import ipaddress
 import re
 import ssl
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
 from healthdns.shared import files, tls
 from healthdns.shared.config.endpoints import Endpoint, format_endpoint, parse_endpoint
+from healthdns.shared.config.prober import ProberSpec
+from healthdns.shared.config.server import ServerSpec
+from healthdns.shared.config.transfer import TransferSpec
 from healthdns.shared.config.values import Frozen, check_one_of, refuse_normalised_fields, within
 from healthdns.shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from healthdns.shared.config.zones import ZoneSpec
 
 MIN_SECRET = 16  # bytes of a peer secret, at least (HMAC-SHA256 wants 32; 16 is the floor)
 MAX_SECRET_FILE = 4 * files.KIB
@@ -53,6 +59,11 @@ class PeersSpec(Frozen, frozen=True):
     # quorum (normalised: the number).
     min_vantages: int = 0
     interval: float = 1.0  # seconds between two full reports to each peer (the heartbeat)
+    # The verdict changes once the votes have said so for `rise` (up) or `fall` (down)
+    # evaluations in a row, one every `interval`, and is kept `hold_down` seconds at least.
+    rise: int = 1
+    fall: int = 1
+    hold_down: float = 0.0
     stale_after: float = 0.0  # a view older than this does not count; 0: 3 x interval
     replay_window: float = 10.0  # seconds a report's timestamp may be off this host's clock
     max_report: int = 4 * files.MIB  # bytes of one report, at most
@@ -64,7 +75,11 @@ class PeersSpec(Frozen, frozen=True):
     key_file: str = ""
     ca_file: str = ""  # CAs the peers' certificates are verified against ("": the system's)
     plain_http: bool = False  # tests only: plain HTTP, every address on loopback
-    # Set by normalisation, never in the file.
+    # Probes and reports only: no responders, no DNS served (a vantage point elsewhere).
+    probe_only: bool = False
+    # Set by normalisation, never in the file. `placed`: each target whose check gives
+    # `vantages`, and those (the others vote on every target).
+    placed: dict[str, tuple[str, ...]] = {}
     endpoint: Endpoint = Endpoint("", 0)
     cert_pem: str = ""
     key_pem: str = ""
@@ -81,12 +96,15 @@ class PeersSpec(Frozen, frozen=True):
         return self.stale_after or 3 * self.interval
 
 
-def normalise_peers(raw: PeersSpec) -> PeersSpec:
+def normalise_peers(raw: PeersSpec, zones: tuple[ZoneSpec, ...] = ()) -> PeersSpec:
     refuse_normalised_fields(raw, ("endpoint", "cert_pem", "key_pem", "ca_pem"), "peers")
+    if raw.placed:
+        raise ConfigError("peers.placed", "unknown key (healthdns sets it, the file may not)")
     if not raw.name:
         if raw != PeersSpec():
             raise ConfigError("peers.name", "peers are configured but this instance has no "
                               "name (its peers know it by it)")
+        _placed(zones, ())
         return raw
     _name(raw.name, "peers.name")
     if not raw.listen:
@@ -114,8 +132,65 @@ def normalise_peers(raw: PeersSpec) -> PeersSpec:
     if raw.plain_http:
         _loopback(endpoint.host, "peers.listen")
     cert, key, ca = _tls(raw)
+    placed = _placed(zones, (raw.name, *(p.name for p in peers)))
     return msgspec.structs.replace(raw, listen=format_endpoint(*endpoint), endpoint=endpoint,
-                                   peers=peers, min_vantages=least, cert_pem=cert, key_pem=key, ca_pem=ca)
+                                   peers=peers, min_vantages=least, cert_pem=cert, key_pem=key,
+                                   ca_pem=ca, placed=placed)
+
+
+def vantage(prober: ProberSpec, peers: PeersSpec) -> ProberSpec:
+    """The prober section with this instance's name, by which it knows the checks it runs
+    (`peers` as read: its name is looked at only)."""
+    refuse_normalised_fields(prober, ("vantage",), "prober")
+    return msgspec.structs.replace(prober, vantage=peers.name)
+
+
+def _placed(zones: tuple[ZoneSpec, ...], names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Each target whose check gives `vantages`, and those; checks of one target must agree
+    on them, and name instances of `names` (none without peers)."""
+    placed: dict[str, tuple[str, ...]] = {}  # every target: () where every instance runs it
+    for i, zone in enumerate(zones):
+        for owner, record in zone.records.items():
+            for group in record.pool.groups if record.pool is not None else ():
+                check = group.check
+                if check is None:
+                    continue
+                path = f"zones[{i}].records.{owner}.pool.check.vantages"
+                if check.vantages:
+                    _vantages(check.vantages, names, path)
+                for address in group.addresses:
+                    target = check.target(address)
+                    if placed.setdefault(target, check.vantages) != check.vantages:
+                        raise ConfigError(path, f"{target} is also checked with vantages "
+                                          f"{list(placed[target]) or 'every instance'}: the "
+                                          "same check runs in the same places")
+    return {target: where for target, where in placed.items() if where}
+
+
+def _vantages(given: tuple[str, ...], names: tuple[str, ...], path: str) -> None:
+    if not names:
+        raise ConfigError(path, "needs [peers]: it names the instances that run the check")
+    for name in given:
+        if name not in names:
+            raise ConfigError(path, f"{name!r} is neither peers.name nor a peer's name "
+                              f"({', '.join(names)})")
+    if len(set(given)) != len(given):
+        raise ConfigError(path, "names an instance twice")
+
+
+def probe_only(server: ServerSpec, transfer: TransferSpec, peers: PeersSpec) -> ServerSpec:
+    """The server section as a probe-only instance runs it: no responders. It serves no DNS,
+    so an address to serve on, or transfers, are a mistake said so. `transfer` and `peers`
+    may be as read: only whether they are set is looked at."""
+    if not peers.probe_only:
+        return server
+    if server.listen:
+        raise ConfigError("peers.probe_only", "server.listen is set too: a probe-only instance "
+                          "serves no DNS (remove server.listen, or probe_only)")
+    if transfer.enabled():
+        raise ConfigError("peers.probe_only", "[transfer] is set too: a probe-only instance "
+                          "serves no zone transfers")
+    return msgspec.structs.replace(server, responders=0, listeners=())
 
 
 def _name(text: str, path: str) -> None:
@@ -140,6 +215,9 @@ def _timing(raw: PeersSpec) -> None:
     within(raw.replay_window, 1, 300, "peers.replay_window", " seconds")
     within(raw.max_report, 1024, 64 * files.MIB, "peers.max_report", " bytes")
     within(raw.max_rate, 1 / raw.interval, 10_000, "peers.max_rate", " reports a second")
+    within(raw.rise, 1, 100, "peers.rise", " evaluations")
+    within(raw.fall, 1, 100, "peers.fall", " evaluations")
+    within(raw.hold_down, 0, 86400, "peers.hold_down", " seconds")
 
 
 def _quorum(quorum: str | float, vantages: int) -> None:

@@ -28,6 +28,9 @@ class ProberSpec(Frozen, frozen=True):
     # The addresses checks are sent from, at most one IPv4 and one IPv6 (a vantage's own
     # address on a host with several); none: the kernel's choice.
     source: tuple[str, ...] = ()
+    # Set by normalisation, never in the file: this instance's `peers.name` ("" without
+    # peers); the prober runs only the checks whose `vantages` name it, or name none.
+    vantage: str = ""
 
 
 def distinct_checks(zones: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, CheckSpec]]:
