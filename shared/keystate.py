@@ -48,13 +48,17 @@ class RollState(msgspec.Struct, frozen=True, kw_only=True):
     algorithm: str
     keys: tuple[KeyEntry, ...] = ()
     # What the signer said of the roll when it wrote the file: the next step, its earliest
-    # time (None: not by time), whether it waits for the parent, and what the parent's name
-    # servers lacked when last asked (by key tag), for `healthdns-ctl keys`.
+    # time (None: not by time), whether it waits for the parent, why the step due is held
+    # (it would make the zone bogus), what the parent's name servers lacked when last asked
+    # (by key tag) and the DS records they served of no key of the zone, in words, for
+    # `healthdns-ctl keys`.
     next_when: float | None = None
     next_what: str = ""
     waits_for_parent: bool = False
+    held: str | None = None
     parent_asked: float | None = None
     parent_missing: dict[int, str] = {}
+    parent_stray: list[str] = []
 
 
 def path_of(folder: str, zone: str) -> str:

@@ -18,15 +18,16 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import dns.name
 import msgspec
 from dns.dnssectypes import Algorithm
 
 from healthdns.shared import files, keystate
 from healthdns.shared.config import DnssecSpec
-from healthdns.shared.keystate import RollState
-from healthdns.signer import keys, rollover
+from healthdns.shared.keystate import KeyEntry, RollState
+from healthdns.signer import chain, keys, parent, rollover
 from healthdns.signer.keys import Key, KeyFileError
 from healthdns.signer.rollover import Timings
 
@@ -36,15 +37,22 @@ log = logging.getLogger("healthdns.signer.keys")
 class Keyring:
     """One zone's keys in `key_dir` and its roll, stepped by `step`."""
 
-    def __init__(self, zone: str, spec: DnssecSpec, t: Timings, now: float) -> None:
+    def __init__(self, zone: str, spec: DnssecSpec, t: Timings, now: float,
+                 sample: Sequence[chain.Sample] = (), fetch: parent.Fetch | None = None) -> None:
         assert spec.policy is not None and spec.key_dir is not None
         self.zone, self.spec, self.t = zone, spec, t
+        self.origin = dns.name.from_text(zone)
         self.folder = spec.key_dir
         self.algorithm = Algorithm[spec.algorithm]
         self.label = keystate.label(zone)
+        self.sample = sample  # RRsets signed and validated before each step (`chain.check`)
+        self.fetch = fetch  # asks the parent's name servers; None: there is no parent to ask
         self.parent: dict[int, bool] = {}  # by key tag: every parent name server serves its DS
         self.parent_asked: float | None = None
+        self.answer: parent.Answer | None = None  # the parent's answer at `parent_asked`
         self.missing: dict[int, str] = {}
+        self.held: str | None = None  # why the step due is not taken (the chain would break)
+        self.held_at = 0.0
         _make_folder(self.folder)
         self.state = RollState(zone=zone, algorithm=spec.algorithm)  # no key tag taken yet
         found = self._read()
@@ -65,9 +73,13 @@ class Keyring:
         self._clean()
 
     def step(self, now: float) -> bool:
-        """Take every step due; whether the keys the zone serves changed."""
+        """Take every step due that keeps the chain valid; whether the keys the zone serves
+        changed."""
         before = self.state
-        state, told = rollover.advance(before, self.t, now, self.parent, self._new_key)
+        refused: list[str] = []
+        state, told = rollover.advance(before, self.t, now, self.parent, self._new_key,
+                                       self._guard(now, refused))
+        self._hold(refused[0] if refused else None, now)
         if state == before:
             return False
         # The keys of the new state are read before it is taken: a key file gone or damaged
@@ -82,7 +94,64 @@ class Keyring:
         return _served(state) != _served(before)
 
     def next_step(self) -> rollover.Next:
-        return rollover.next_step(self.state, self.t, self.parent)
+        step = rollover.next_step(self.state, self.t, self.parent)
+        if self.held is None:
+            return step
+        return rollover.Next(None, f"{step.what}; held: {self.held}", parent=True)
+
+    def ask_parent(self, now: float) -> parent.Answer:
+        """Ask the parent's name servers for the zone's DS RRset, and take in what they say."""
+        cds = {k.tag for k in rollover.cds(self.state)}
+        sep = [k for k in self.keys if k.tag in cds]
+        gone = [k.tag for k in self.waits_for_parent() if k.removed is not None]
+        assert self.spec.policy is not None
+        answer = parent.Answer({}, {}, silent=["no parent name server is known"]) \
+            if self.fetch is None else self.fetch(self.origin, self.spec.policy, sep, gone)
+        for tag, why in answer.missing.items():
+            log.info("%s: DS %d: %s", self.label, tag, why)
+        before = self.answer.stray if self.answer is not None else []
+        for line in answer.stray:
+            if line not in before:
+                log.warning("%s: %s", self.label, line)
+        self.answer = answer
+        self.heard(answer.served, now, answer.missing)
+        if answer.stray != before:
+            self._write()
+        return answer
+
+    def _guard(self, now: float, refused: list[str]) -> rollover.Guard:
+        """The check of each step that cannot be taken back: the keys after it validate from
+        the parent's DS RRsets (asked again for a step that changes what the parent must
+        hold; for others, as last asked within `check_interval`) down to the sample."""
+        def guard(after: list[KeyEntry]) -> str | None:
+            state = msgspec.structs.replace(self.state, keys=tuple(after))
+            touches_parent = _at_parent(self.state) != _at_parent(state)
+            assert self.spec.policy is not None
+            stale = self.answer is None or self.parent_asked is None \
+                or now >= self.parent_asked + self.spec.policy.check_interval
+            if (touches_parent or stale) and self.parent_asked != now:
+                self.ask_parent(now)
+            assert self.answer is not None
+            why = chain.why_not(self.origin, self._load(state), rollover.cds(state),
+                                self.spec, self.answer, touches_parent, self.sample, now)
+            if why is not None:
+                refused.append(why)
+            return why
+        return guard
+
+    def _hold(self, why: str | None, now: float) -> None:
+        """Note why the step due waits (None: it does not), said once per reason."""
+        if why == self.held:
+            if why is not None:
+                self.held_at = now
+            return
+        if why is None:
+            log.info("%s: the chain of trust validates again: the roll goes on", self.label)
+        else:
+            log.warning("%s: a key roll's step waits: it would leave the zone bogus: %s",
+                        self.label, why)
+        self.held, self.held_at = why, now
+        self._write()
 
     def waits_for_parent(self) -> list[keystate.KeyEntry]:
         """KSKs or CSKs whose DS the parent is to serve, or to stop serving."""
@@ -144,7 +213,8 @@ class Keyring:
         step = self.next_step()
         self.state = msgspec.structs.replace(
             self.state, next_when=step.when, next_what=step.what, waits_for_parent=step.parent,
-            parent_asked=self.parent_asked, parent_missing=self.missing)
+            held=self.held, parent_asked=self.parent_asked, parent_missing=self.missing,
+            parent_stray=list(self.answer.stray) if self.answer is not None else [])
         path = self._state_file()
         temporary = path + ".new"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -158,6 +228,7 @@ class Keyring:
     def _load(self, state: RollState) -> list[Key]:
         """The key files of every key in `state`'s DNSKEY RRset, checked against it."""
         signing = {k.tag for k in rollover.signing(state)}
+        keys_only = {k.tag for k in rollover.signing_keys_only(state.keys)}
         loaded = []
         for entry in rollover.published(state):
             path = os.path.join(self.folder, entry.file)
@@ -167,7 +238,8 @@ class Keyring:
                 raise KeyFileError(f"{path}: holds the key with tag {key.tag}, the state says "
                                    f"{entry.tag}: the file was replaced")
             loaded.append(Key(key.role, key.private, key.dnskey,
-                              published_only=entry.tag not in signing))
+                              published_only=entry.tag not in (signing | keys_only),
+                              keys_only=entry.tag in keys_only))
         return loaded
 
     def _clean(self) -> None:
@@ -210,7 +282,16 @@ def _served(state: RollState) -> tuple[object, ...]:
     """What the zone serves of its keys: the DNSKEY RRset, which keys sign, the CDS."""
     return (tuple(k.tag for k in rollover.published(state)),
             tuple(k.tag for k in rollover.signing(state)),
+            tuple(k.tag for k in rollover.signing_keys_only(state.keys)),
             tuple(k.tag for k in rollover.cds(state)))
+
+
+def _at_parent(state: RollState) -> tuple[object, ...]:
+    """What of the zone's keys the parent's DS RRset must fit: the keys that sign the DNSKEY
+    RRset, and the DS the zone asks for (CDS)."""
+    sep = [k for k in rollover.signing(state) if k.role in rollover.SEP_ROLES]
+    return (sorted(k.tag for k in sep + rollover.signing_keys_only(state.keys)),
+            sorted(k.tag for k in rollover.cds(state)))
 
 
 def _listed(state: RollState) -> str:

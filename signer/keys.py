@@ -30,6 +30,9 @@ class Key:
     private: PrivateKey
     dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY
     published_only: bool = False  # in the DNSKEY RRset, signing nothing (a rollover)
+    # A KSK or CSK retired by a roll: it signs the key RRsets (DNSKEY, CDS, CDNSKEY) until it
+    # is removed, so that a parent still serving only its DS keeps the zone valid.
+    keys_only: bool = False
 
     @functools.cached_property
     def tag(self) -> int:
@@ -54,7 +57,7 @@ class Key:
 
     @property
     def signs_zone(self) -> bool:
-        return self.role in ("csk", "zsk") and not self.published_only
+        return self.role in ("csk", "zsk") and not self.published_only and not self.keys_only
 
 
 def flags(role: str) -> int:

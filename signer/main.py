@@ -350,7 +350,7 @@ def run(conn: Connection) -> None:
         timeout = None if wakeup is None else max(0.0, wakeup - time.time())
         try:
             if not conn.poll(timeout):
-                _rolled(signer)
+                _rolled(signer, pulse if spoke else None)
                 spoke = _send(pulse, signer.publish(), signer) or spoke  # signatures fall due
                 continue
             batch = _queued(conn)
@@ -386,10 +386,13 @@ def _started(conn: Connection) -> Signer:
     return signer
 
 
-def _rolled(signer: Signer) -> None:
+def _rolled(signer: Signer, pulse: child.Pulse | None) -> None:
     """Take the key rolls' due steps (a step that fails is logged and retried later, see
-    `Keyrings.step`)."""
-    signer.roll()
+    `Keyrings.step`). A roll that starts or stops waiting without a change of keys (a step
+    held, the parent's answer) is told to `pulse` at once: /metrics shows it."""
+    before = signer.keyrings.rolls()
+    if not signer.roll() and pulse is not None and signer.keyrings.rolls() != before:
+        pulse.send(signer.choices())
 
 
 def _take(signer: Signer, batch: list[messages.ToChild]) -> bool | None:

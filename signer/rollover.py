@@ -20,12 +20,20 @@ longest TTL of a signed RRset, TTLds the parent's DS TTL):
   TTLkey) and every parent name server serves the new DS, and then TTLds plus the parent's
   propagation have passed (no cache holds a DS RRset without it), it signs in the old key's
   place; after Dprp + TTLkey (a CSK: the longer of TTLkey and TTLsig) the old DNSKEY goes, and
-  with it its CDS, which asks the parent to withdraw the old DS.
+  with it its CDS, which asks the parent to withdraw the old DS. Until it goes, the old key
+  still signs the DNSKEY RRset (beside the new one, RFC 7583 3.3.3's double signature): a
+  parent that takes the new DS back, or serves the old one alone from a stale copy, leaves the
+  zone valid, and the removal waits for it.
+
+Before a step that cannot be taken back (a key that stops signing, a key withdrawn, which for
+a KSK or CSK also asks the parent to withdraw its DS), `advance` asks its `guard` whether the
+keys after the step still validate from the parent's DS set down to signed answers; a step it
+refuses is not taken, and is tried again at the next call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -67,6 +75,12 @@ def timings(policy: PolicySpec, dnskey_ttl: int, max_ttl: int) -> Timings:
 
 
 NewKey = Callable[[str], tuple[int, str]]  # role -> (key tag, file name) of a key just made
+# The keys a step would leave -> None when they validate, else why not (the step waits).
+Guard = Callable[[list[KeyEntry]], str | None]
+
+
+def unguarded(keys: list[KeyEntry]) -> str | None:
+    return None
 
 
 def bootstrap(zone: str, algorithm: str, roles: tuple[str, ...], now: float,
@@ -84,17 +98,18 @@ def bootstrap(zone: str, algorithm: str, roles: tuple[str, ...], now: float,
 
 
 def advance(state: RollState, t: Timings, now: float, parent: Mapping[int, bool],
-            new_key: NewKey) -> tuple[RollState, list[str]]:
-    """Every step due at `now`, and a line saying each.
+            new_key: NewKey, guard: Guard = unguarded) -> tuple[RollState, list[str]]:
+    """Every step due at `now` that `guard` lets through, and a line saying each.
 
     `parent`: by key tag, True when every parent name server serves that key's DS, False
-    when none does (a tag missing: some do, or not known). A new key is made by `new_key` and recorded before it is used.
+    when none does (a tag missing: some do, or not known). A new key is made by `new_key`
+    and recorded before it is used.
     """
     told: list[str] = []
     keys = list(state.keys)
     keys = _observe(keys, now, parent, told)
     for role in sorted({k.role for k in keys}):
-        keys = _roll(keys, role, t, now, parent, new_key, told)
+        keys = _roll(keys, role, t, now, parent, new_key, guard, told)
     return msgspec.structs.replace(state, keys=_pruned(keys)), told
 
 
@@ -115,20 +130,25 @@ def _observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
 
 
 def _roll(keys: list[KeyEntry], role: str, t: Timings, now: float,
-          parent: Mapping[int, bool], new_key: NewKey, told: list[str]) -> list[KeyEntry]:
+          parent: Mapping[int, bool], new_key: NewKey, guard: Guard,
+          told: list[str]) -> list[KeyEntry]:
     current = _current(keys, role)
     waiting = _successor(keys, role)
-    for i, k in enumerate(keys):
+    for k in list(keys):
         if k.role == role and k.retired is not None and k.removed is None \
                 and now >= k.retired + t.retire(role):
-            keys[i] = msgspec.structs.replace(k, removed=now)
-            told.append(f"{role} {k.tag}: removed from the DNSKEY RRset"
-                        + (" and its CDS: the parent may withdraw its DS"
-                           if role in SEP_ROLES else ""))
+            after = [msgspec.structs.replace(k, removed=now) if o is k else o for o in keys]
+            if guard(after) is None:
+                keys = after
+                told.append(f"{role} {k.tag}: removed from the DNSKEY RRset"
+                            + (" and its CDS: the parent may withdraw its DS"
+                               if role in SEP_ROLES else ""))
     if waiting is not None and current is not None and _ready(waiting, t, now, parent):
-        keys = [msgspec.structs.replace(k, active=now) if k is waiting else
-                msgspec.structs.replace(k, retired=now) if k is current else k for k in keys]
-        told.append(f"{role} {waiting.tag} signs in the place of {current.tag}")
+        after = [msgspec.structs.replace(k, active=now) if k is waiting else
+                 msgspec.structs.replace(k, retired=now) if k is current else k for k in keys]
+        if guard(after) is None:
+            keys = after
+            told.append(f"{role} {waiting.tag} signs in the place of {current.tag}")
     elif waiting is None and current is not None and current.active is not None:
         lifetime = t.lifetimes.get(role, 0.0)
         if lifetime and now >= current.active + lifetime - t.publish(role):
@@ -178,6 +198,13 @@ def published(state: RollState) -> list[KeyEntry]:
 
 def signing(state: RollState) -> list[KeyEntry]:
     return [k for k in state.keys if k.active is not None and k.retired is None]
+
+
+def signing_keys_only(keys: Iterable[KeyEntry]) -> list[KeyEntry]:
+    """Retired KSKs and CSKs not yet removed: they sign the DNSKEY RRset (and CDS, CDNSKEY)
+    beside their successor, nothing else."""
+    return [k for k in keys if k.role in SEP_ROLES and k.retired is not None
+            and k.removed is None]
 
 
 def cds(state: RollState) -> list[KeyEntry]:

@@ -70,11 +70,12 @@ def _zone_text(state: keystate.RollState, now: float) -> str:
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
               for row in table]
     lines.append("  next: " + state.next_what + _at(state.next_when, now))
-    if state.waits_for_parent or state.parent_missing:
+    if state.waits_for_parent or state.parent_missing or state.parent_stray:
         asked = (f"asked {_ago(now - state.parent_asked)}" if state.parent_asked is not None
                  else "not asked yet")
         lines.append(f"  parent ({asked}):")
         lines += [f"    DS {tag}: {why}" for tag, why in sorted(state.parent_missing.items())]
+        lines += [f"    warning: {line}" for line in state.parent_stray]
     return "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,8 @@ class View:
 def view_of(state: RollState) -> View:
     published = frozenset(k.tag for k in rollover.published(state))
     signing = rollover.signing(state)
-    return View(published, frozenset(k.tag for k in signing if k.role in rollover.SEP_ROLES),
+    sep = [k for k in signing if k.role in rollover.SEP_ROLES]
+    return View(published, frozenset(k.tag for k in sep + rollover.signing_keys_only(state.keys)),
                 frozenset(k.tag for k in signing if k.role in rollover.ZONE_ROLES))
 
 
@@ -175,3 +176,69 @@ def test_a_parent_that_never_serves_the_ds_holds_the_roll_and_says_so() -> None:
     step = rollover.next_step(state, world.t, {k.tag: False for k in state.keys})
     assert step.parent and step.when is None
     assert "its DS is not yet served by every parent name server" in step.what
+
+
+def flapping(t: Timings, csk: bool, clock: list[float], delay: float, reverts: set[int],
+             guarded: bool) -> list[str]:
+    """A parent that takes up the zone's CDS after `delay`, but at the steps of `reverts`
+    serves again the DS RRset it served before its last change (a registrar's stale copy).
+    The guard refuses a step whose DNSKEY RRset no DS served now would authenticate. Returns
+    each moment where a step of the signer broke a chain the parent's DS set validated."""
+    world = World(t, 0, 0, 0, 0)
+    roles = ("csk",) if csk else ("ksk", "zsk")
+    state = rollover.bootstrap("example.test.", "ED25519", roles, 0.0, world.new_key)
+    served = previous = frozenset(k.tag for k in rollover.cds(state))
+    asked, due = served, NEVER
+    broken: list[str] = []
+
+    def guard(after: list[KeyEntry]) -> str | None:
+        signers = view_of(RollState(zone="", algorithm="", keys=tuple(after))).key_signers
+        return None if signers & served else "no DS of a key that signs"
+
+    now = 0.0
+    for i, step in enumerate(clock):
+        now += step
+        if now >= due:
+            served, previous, due = asked, served, NEVER
+        if i in reverts:
+            served, previous = previous, served
+        before = view_of(state)
+        parent = {k.tag: k.tag in served for k in state.keys}
+        state, _ = rollover.advance(state, t, now, parent, world.new_key,
+                                    guard if guarded else rollover.unguarded)
+        after = view_of(state)
+        if before.key_signers & served and not after.key_signers & served:
+            broken.append(f"at {now}: {before} -> {after} with DS {set(served)}")
+        wanted = frozenset(k.tag for k in rollover.cds(state))
+        if wanted != asked:
+            asked, due = wanted, now + delay
+    return broken
+
+
+@settings(max_examples=100, deadline=None)
+@given(csk=st.booleans(), delay=st.floats(min_value=0, max_value=50),
+       clock=st.lists(st.floats(min_value=1.5, max_value=5), min_size=100, max_size=200),
+       reverts=st.sets(st.integers(min_value=0, max_value=200), max_size=40))
+def test_a_guarded_step_never_breaks_a_chain_the_parent_validates(
+        csk: bool, delay: float, clock: list[float], reverts: set[int]) -> None:
+    assert flapping(timings(csk), csk, clock, delay, reverts, guarded=True) == []
+
+
+def test_unguarded_the_old_keys_removal_breaks_a_parent_that_took_the_new_ds_back() -> None:
+    """The guard is what holds the removal: the parent reverts to the old DS alone after the
+    new KSK signs (the old one still signs the DNSKEY RRset beside it, so that is valid)."""
+    clock = [1.0] * 300
+    t = timings()
+    swap = next(i for i in range(300)
+                if flapping(t, False, clock[:i], 5.0, set(), guarded=False) == []
+                and _swapped(t, clock[:i]))
+    assert flapping(t, False, clock, 5.0, {swap}, guarded=False) != []
+    assert flapping(t, False, clock, 5.0, {swap}, guarded=True) == []
+
+
+def _swapped(t: Timings, clock: list[float]) -> bool:
+    """Whether a second KSK signs by the end of `clock` (parent after 5 s)."""
+    world = World(t, 0, 0, 0, 0)
+    state = simulate(world, False, clock, [5.0]) if clock else None
+    return state is not None and any(k.role == "ksk" and k.retired is not None
+                                     for k in state.keys)
