@@ -47,6 +47,11 @@ class RollState(msgspec.Struct, frozen=True, kw_only=True):
     zone: str
     algorithm: str
     keys: tuple[KeyEntry, ...] = ()
+    # DNSSEC turned off under the policy (`insecure`): the delete CDS and CDNSKEY served
+    # since, no parent name server serving a DS since, and the zone served unsigned since.
+    unsigning: float | None = None
+    no_ds_since: float | None = None
+    unsigned: float | None = None
     # What the signer said of the roll when it wrote the file: the next step, its earliest
     # time (None: not by time), whether it waits for the parent, why the step due is held
     # (it would make the zone bogus), what the parent's name servers lacked when last asked

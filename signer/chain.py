@@ -66,7 +66,8 @@ def check(origin: dns.name.Name, keys: list[Key], cds_keys: list[Key], spec: Dns
         signed[rdtype] = _signed(signer, origin, rdtype, ttl, rdatas)
     for rdtype, ttl, rdatas in sample:
         signed[rdtype] = _signed(signer, origin, rdtype, ttl, rdatas)
-    unsigned = [dns.rdatatype.to_text(dns.rdatatype.RdataType(t)) for t, (_, sigs) in signed.items() if not sigs]
+    unsigned = [dns.rdatatype.to_text(dns.rdatatype.RdataType(t))
+                for t, (_, sigs) in signed.items() if not sigs]
     if unsigned:
         return f"no key would sign the {', '.join(unsigned)} RRset"
     dnskeys = signed[DNSKEY][0]

@@ -53,15 +53,19 @@ class Keyring:
         self.missing: dict[int, str] = {}
         self.held: str | None = None  # why the step due is not taken (the chain would break)
         self.held_at = 0.0
+        self.delete = keys.delete_marker()
         _make_folder(self.folder)
         self.state = RollState(zone=zone, algorithm=spec.algorithm)  # no key tag taken yet
         found = self._read()
-        if found is None:
+        if found is None and spec.policy.insecure:
+            self.state = RollState(zone=zone, algorithm=spec.algorithm, unsigned=now)
+            self._write()
+        elif found is None or (found.unsigned is not None and not spec.policy.insecure):
             self.state = rollover.bootstrap(zone, spec.algorithm, spec.policy.roles(), now,
                                              self._new_key)
             self._write()
             log.info("%s: made its first keys: %s", self.label, _listed(self.state))
-        elif found.algorithm != spec.algorithm:
+        elif found.algorithm != spec.algorithm and found.unsigned is None:
             raise KeyFileError(f"{self._state_file()}: its keys are {found.algorithm}, the "
                                f"configuration says {spec.algorithm}; an algorithm roll is not "
                                "automatic yet: move the folder's files of this zone away to "
@@ -77,8 +81,14 @@ class Keyring:
         changed."""
         before = self.state
         refused: list[str] = []
-        state, told = rollover.advance(before, self.t, now, self.parent, self._new_key,
-                                       self._guard(now, refused))
+        assert self.spec.policy is not None
+        if self.spec.policy.insecure:
+            state, told = rollover.unsign(before, self.t, now, self._no_ds(now))
+        else:
+            state, told = rollover.resign(before)
+            state, more = rollover.advance(state, self.t, now, self.parent, self._new_key,
+                                           self._guard(now, refused))
+            told += more
         self._hold(refused[0] if refused else None, now)
         if state == before:
             return False
@@ -94,10 +104,33 @@ class Keyring:
         return _served(state) != _served(before)
 
     def next_step(self) -> rollover.Next:
-        step = rollover.next_step(self.state, self.t, self.parent)
+        assert self.spec.policy is not None
+        state = self.state
+        if self.spec.policy.insecure and state.unsigning is None and state.unsigned is None:
+            return rollover.Next(0.0, "serves the delete CDS and CDNSKEY (policy.insecure)")
+        if not self.spec.policy.insecure and state.unsigning is not None \
+                and state.unsigned is None:
+            return rollover.Next(0.0, "withdraws the delete CDS and CDNSKEY")
+        step = rollover.next_step(state, self.t, self.parent)
         if self.held is None:
             return step
         return rollover.Next(None, f"{step.what}; held: {self.held}", parent=True)
+
+    @property
+    def unsigned(self) -> bool:
+        """Whether the zone is served unsigned (DNSSEC turned off, see `rollover.unsign`)."""
+        return self.state.unsigned is not None
+
+    def _no_ds(self, now: float) -> bool:
+        """Whether no parent name server serves a DS for the zone, every one answering (asked
+        again before the zone goes unsigned: that step cannot be taken back)."""
+        due = self.state.no_ds_since is not None \
+            and now >= self.state.no_ds_since + self.t.ds_wait
+        if (due or self.answer is None) and self.parent_asked != now:
+            self.ask_parent(now)
+        answer = self.answer
+        return answer is not None and not answer.silent and bool(answer.sets) \
+            and not any(answer.sets.values())
 
     def ask_parent(self, now: float) -> parent.Answer:
         """Ask the parent's name servers for the zone's DS RRset, and take in what they say."""
@@ -154,7 +187,10 @@ class Keyring:
         self._write()
 
     def waits_for_parent(self) -> list[keystate.KeyEntry]:
-        """KSKs or CSKs whose DS the parent is to serve, or to stop serving."""
+        """KSKs or CSKs whose DS the parent is to serve, or to stop serving (every one while
+        the zone is on its way to unsigned)."""
+        if self.state.unsigning is not None and self.state.unsigned is None:
+            return rollover.cds(self.state)
         return [k for k in self.state.keys if k.role in rollover.SEP_ROLES and (
             (k.removed is None and k.active is None)
             or (k.removed is not None and k.ds_gone is None))]
@@ -176,6 +212,10 @@ class Keyring:
         return self.keys
 
     def cds_keys(self) -> list[Key]:
+        """The keys whose CDS and CDNSKEY the zone serves; RFC 8078's delete form while the
+        zone is on its way to unsigned."""
+        if self.state.unsigning is not None:
+            return [self.delete]
         tags = {k.tag for k in rollover.cds(self.state)}
         return [k for k in self.keys if k.tag in tags]
 
@@ -283,7 +323,7 @@ def _served(state: RollState) -> tuple[object, ...]:
     return (tuple(k.tag for k in rollover.published(state)),
             tuple(k.tag for k in rollover.signing(state)),
             tuple(k.tag for k in rollover.signing_keys_only(state.keys)),
-            tuple(k.tag for k in rollover.cds(state)))
+            tuple(k.tag for k in rollover.cds(state)), state.unsigning is None, state.unsigned)
 
 
 def _at_parent(state: RollState) -> tuple[object, ...]:

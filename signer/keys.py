@@ -7,8 +7,12 @@ import os
 from dataclasses import dataclass
 
 import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CDS
 import dns.rdtypes.ANY.DNSKEY
 import dns.rdtypes.ANY.DS
+import dns.rdtypes.dsbase
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from dns.dnssectypes import Algorithm
@@ -113,5 +117,19 @@ def write(key: PrivateKey, file: str, role: str | None = None) -> None:
         f.write(data)
 
 
-def ds(zone: dns.name.Name, dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> dns.rdtypes.ANY.DS.DS:
+def ds(zone: dns.name.Name, dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> dns.rdtypes.dsbase.DSBase:
+    """The DS of `dnskey`; of the delete CDNSKEY, the delete CDS (RFC 8078 4), which only a
+    CDS may be (digest type 0)."""
+    if dnskey.algorithm == 0:
+        return dns.rdtypes.ANY.CDS.CDS(  # type: ignore[no-untyped-call]  # dnspython's
+            dns.rdataclass.IN, dns.rdatatype.CDS, 0, 0, 0, b"\0")
     return keyrecords.ds(zone, dnskey)
+
+
+def delete_marker() -> Key:
+    """RFC 8078 4's request to remove every DS, in the place of the keys whose CDS a zone
+    serves: its DNSKEY is the delete CDNSKEY (`0 3 0 AA==`), its DS the delete CDS
+    (`0 0 0 00`, see `ds`). It is never published and signs nothing."""
+    dnskey = dns.rdtypes.ANY.DNSKEY.DNSKEY(  # type: ignore[no-untyped-call]  # dnspython's
+        dns.rdataclass.IN, dns.rdatatype.DNSKEY, 0, 3, 0, b"\0")
+    return Key("ksk", ed25519.Ed25519PrivateKey.generate(), dnskey, published_only=True)

@@ -212,9 +212,9 @@ class Signer:
     def _zone_signer(self, z: zone.Zone, zone_keys: list[keys.Key]) -> ZoneSigner | None:
         """The signer of zone `z` with these keys; under a policy its CDS is the keyring's."""
         spec = z.spec.dnssec
-        if spec is None:
-            return None
         ring = self.keyrings.rings.get(z.index)
+        if spec is None or (ring is not None and ring.unsigned):
+            return None
         return ZoneSigner(z.origin, zone_keys, spec, self.now,
                           cds_keys=ring.cds_keys() if ring is not None else None)
 

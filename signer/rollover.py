@@ -113,6 +113,44 @@ def advance(state: RollState, t: Timings, now: float, parent: Mapping[int, bool]
     return msgspec.structs.replace(state, keys=_pruned(keys)), told
 
 
+def unsign(state: RollState, t: Timings, now: float,
+           no_ds: bool) -> tuple[RollState, list[str]]:
+    """The steps of a zone whose DNSSEC is turned off under its policy (RFC 8078 4): it
+    serves the delete CDS and CDNSKEY, signed, until no parent name server serves a DS
+    (`no_ds`: every one answered, without a DS), then TTLds and the parent's propagation
+    longer (no cache holds a DS any more), and only then is served unsigned. No key is made
+    or rolled meanwhile."""
+    replace = msgspec.structs.replace
+    if state.unsigned is not None:
+        return state, []
+    if state.unsigning is None:
+        return replace(state, unsigning=now), [
+            ("serves the delete CDS and CDNSKEY (RFC 8078): the parent may remove its DS; "
+             "signed until no parent name server serves one")]
+    if not no_ds:
+        if state.no_ds_since is None:
+            return state, []
+        return replace(state, no_ds_since=None), ["a parent name server serves a DS again"]
+    if state.no_ds_since is None:
+        return replace(state, no_ds_since=now), ["no parent name server serves a DS any more"]
+    if now < state.no_ds_since + t.ds_wait:
+        return state, []
+    keys = tuple(replace(k, removed=k.removed if k.removed is not None else now,
+                         ds_gone=k.ds_gone if k.ds_gone is not None else now)
+                 for k in state.keys)
+    return replace(state, keys=keys, unsigned=now), [
+        "served unsigned: no parent name server serves a DS, and no cache holds one"]
+
+
+def resign(state: RollState) -> tuple[RollState, list[str]]:
+    """DNSSEC turned on again before the zone went unsigned: the delete CDS is withdrawn,
+    the keys' CDS served again, and their rolls go on."""
+    if state.unsigning is None or state.unsigned is not None:
+        return state, []
+    return msgspec.structs.replace(state, unsigning=None, no_ds_since=None), [
+        "signs on: the delete CDS and CDNSKEY are withdrawn, its keys' CDS served again"]
+
+
 def _observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
              told: list[str]) -> list[KeyEntry]:
     """Note when the parent first serves a new key's DS, and stops serving an old one's."""
@@ -224,6 +262,13 @@ class Next:
 
 def next_step(state: RollState, t: Timings, parent: Mapping[int, bool]) -> Next:
     """The earliest step to come, with what it waits for."""
+    if state.unsigned is not None:
+        return Next(None, "none: the zone is served unsigned (policy.insecure)")
+    if state.unsigning is not None:
+        if state.no_ds_since is None:
+            return Next(None, "unsigned once no parent name server serves a DS (the delete "
+                        "CDS asks for their removal)", parent=True)
+        return Next(state.no_ds_since + t.ds_wait, "unsigned once no cache holds a DS")
     steps: list[Next] = []
     for role in sorted({k.role for k in state.keys}):
         steps.append(_next_of_role(list(state.keys), role, t, parent))

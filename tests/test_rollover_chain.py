@@ -223,3 +223,64 @@ def test_a_clock_that_jumps_back_takes_no_step_early(
     made.step()
     active = next(k for k in ring.state.keys if k.tag == new.tag)
     assert active.active is not None and active.active - active.published >= ring.t.zsk_publish
+
+
+def test_dnssec_turned_off_serves_the_delete_cds_until_the_parent_has_no_ds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 8078 4 under a policy: signed, with the delete CDS and CDNSKEY, until every parent
+    name server serves no DS (a DS that comes back starts the wait again) and TTLds has
+    passed; then unsigned, its key files gone."""
+    fake, clock = FakeParent(), Clock()
+    made = rings(tmp_path, fake, clock, monkeypatch, csk=True)
+    ring = made.rings[0]
+    fake.follows = False
+    fake.serving = [ds_of(ring, k.tag) for k in ring.keys]
+    made = rings(tmp_path, fake, clock, monkeypatch, csk=True, insecure=True)
+    ring = made.rings[0]
+    assert made.due() is not None and made.due() <= clock.now  # due at once
+    made.step()
+    [delete] = ring.cds_keys()
+    assert delete.dnskey.to_text() == "0 3 0 AA=="
+    assert ring.signing_keys() and not ring.unsigned  # still signed
+    ring = run(made, clock, 5)
+    assert not ring.unsigned and made.rolls() == [("example.test", 0.0, True)]
+    assert "unsigned once no parent name server serves a DS" in ring.next_step().what
+    fake.serving = []
+    run(made, clock, 0.5)
+    fake.serving = [ds_of(ring, k.tag) for k in ring.keys]  # a server that lags behind
+    ring = run(made, clock, 0.5)
+    assert ring.state.no_ds_since is None
+    fake.serving = []
+    gone = clock.now
+    ring = run(made, clock, 10, until="removed")
+    assert ring.unsigned and ring.state.unsigned is not None
+    assert ring.state.no_ds_since is not None
+    assert ring.state.unsigned - ring.state.no_ds_since >= ring.t.ds_wait
+    assert ring.state.unsigned >= gone + ring.t.ds_wait
+    assert ring.signing_keys() == []
+    assert not [p for p in (tmp_path / "keys").iterdir() if p.suffix == ".pem"]
+
+
+def test_a_parent_that_does_not_answer_keeps_the_zone_signed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, clock = FakeParent(), Clock()
+    made = rings(tmp_path, fake, clock, monkeypatch, csk=True, insecure=True)
+    assert made.rings[0].unsigned  # a zone new under `insecure` is unsigned from the start
+    rings(tmp_path, fake, clock, monkeypatch, csk=True)  # signed: new keys
+    fake.follows, fake.serving = False, None
+    made = rings(tmp_path, fake, clock, monkeypatch, csk=True, insecure=True)
+    ring = run(made, clock, 10)
+    assert not ring.unsigned and ring.signing_keys()
+
+
+def test_dnssec_turned_on_again_withdraws_the_delete_cds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, clock = FakeParent(), Clock()
+    first = rings(tmp_path, fake, clock, monkeypatch, csk=True).rings[0].cds_keys()
+    made = rings(tmp_path, fake, clock, monkeypatch, csk=True, insecure=True)
+    run(made, clock, 1)
+    assert made.rings[0].cds_keys()[0].dnskey.algorithm == 0
+    made = rings(tmp_path, fake, clock, monkeypatch, csk=True)
+    ring = run(made, clock, 1)
+    assert [k.dnskey for k in ring.cds_keys()] == [k.dnskey for k in first]
+    assert ring.state.unsigning is None

@@ -33,8 +33,9 @@ QUERIES = [("www.example.test", "A", "; fully validated"),
 class Knot:
     """knotd serving the parent zone `test.` on loopback, changed with knotc."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, signed: bool = False) -> None:
         self.tmp = tmp
+        self.signed = signed  # Knot signs `test.` itself (its KSK: `ksk()`)
         self.port = 0
         self.process: subprocess.Popen[str] | None = None
 
@@ -49,7 +50,8 @@ class Knot:
                 f"control:\n  listen: {self.tmp}/knot.sock\n"
                 f"database:\n  storage: {self.tmp}\n"
                 f"zone:\n  - domain: test\n    file: {self.tmp}/test.zone\n"
-                f"    storage: {self.tmp}\n    zonefile-sync: -1\n")
+                f"    storage: {self.tmp}\n    zonefile-sync: -1\n"
+                + ("    dnssec-signing: on\n" if self.signed else ""))
             self.process = subprocess.Popen([need_tool("knotd"), "-c",
                                              str(self.tmp / "knot.conf")],
                                             stdout=subprocess.DEVNULL,
@@ -77,6 +79,13 @@ class Knot:
         answer = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=1)
         return [rd.to_text() for rrset in answer.answer if rrset.rdtype == dns.rdatatype.DS
                 for rd in rrset]
+
+    def ksk(self) -> str:
+        """The DNSKEY rdata of the KSK Knot signs `test.` with."""
+        answer = dns.query.udp(dns.message.make_query("test", "DNSKEY"), "127.0.0.1",
+                               port=self.port, timeout=1)
+        return next(rd.to_text() for rrset in answer.answer for rd in rrset
+                    if rrset.rdtype == dns.rdatatype.DNSKEY and rd.flags == 257)
 
     def set_ds(self, records: list[str]) -> None:
         """Replace the parent's DS RRset of example.test."""
