@@ -12,6 +12,7 @@ DNSKEY RRset (RFC 4035 2.2), which is what an algorithm roll must not break.
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -29,12 +30,6 @@ from healthdns.signer import keyrecords, parent
 from healthdns.signer.dnssec import DNSKEY, RRSIG, ZoneSigner
 from healthdns.signer.keys import Key
 from healthdns.signer.zone import wire
-
-with warnings.catch_warnings():
-    # dnspython's validator imports every algorithm it knows, DSA among them, which
-    # cryptography deprecates with a warning at import; healthdns never meets a DSA key.
-    warnings.filterwarnings("ignore", "DSA is deprecated")
-    import dns.dnssec
 
 Sample = tuple[int, int, tuple[bytes, ...]]  # rdtype, TTL, rdata (wire, canonical) at the apex
 Signed = tuple[dns.rrset.RRset, dns.rrset.RRset]  # an RRset and its RRSIGs
@@ -60,6 +55,7 @@ def check(origin: dns.name.Name, keys: list[Key], cds_keys: list[Key], spec: Dns
           now: float) -> str | None:
     """None when `keys` (with the CDS of `cds_keys`) validate from every DS RRset of
     `sources` (by where it was served) down to the sample; else why not, in words."""
+    dnssec = _validator()
     signer = ZoneSigner(origin, keys, spec, lambda: now, cds_keys=cds_keys)
     signed = {DNSKEY: _signed(signer, origin, DNSKEY, spec.dnskey_ttl, signer.dnskeys())}
     for rdtype, (ttl, rdatas) in signer.cds_records().items():
@@ -78,13 +74,13 @@ def check(origin: dns.name.Name, keys: list[Key], cds_keys: list[Key], spec: Dns
     for rdtype, (rrset, sigs) in signed.items():
         name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rdtype))
         try:
-            dns.dnssec.validate(rrset, sigs, {origin: dnskeys}, now=now)
+            dnssec.validate(rrset, sigs, {origin: dnskeys}, now=now)
         except dns.exception.ValidationFailure as e:
             return f"the {name} RRset would not validate with the DNSKEY RRset: {e}"
         lacking = {k.algorithm for k in dnskeys} - {s.algorithm for s in sigs}
         if lacking:
             return (f"the {name} RRset would have no signature of algorithm "
-                    f"{', '.join(sorted(dns.dnssec.algorithm_to_text(a) for a in lacking))}, "
+                    f"{', '.join(sorted(dnssec.algorithm_to_text(a) for a in lacking))}, "
                     "which the DNSKEY RRset holds (RFC 4035 2.2)")
     return None
 
@@ -103,12 +99,23 @@ def _from_ds(origin: dns.name.Name, dses: list[dns.rdtypes.ANY.DS.DS], dnskey: S
                 f"(keys {tags})")
     trusted = dns.rrset.from_rdata_list(origin, rrset.ttl, anchored)
     try:
-        dns.dnssec.validate(rrset, sigs, {origin: trusted}, now=now)
+        _validator().validate(rrset, sigs, {origin: trusted}, now=now)
     except dns.exception.ValidationFailure:
         signers = " ".join(str(s.key_tag) for s in sigs)
         return (f"(DS {served}) is of no key that would sign the DNSKEY RRset after this "
                 f"step (signed by {signers or 'no key'})")
     return None
+
+
+def _validator() -> types.ModuleType:
+    """dnspython's validator, imported at the first check rather than when the signer starts:
+    it imports every algorithm dnspython knows, DSA among them, which cryptography deprecates
+    with a warning at import (healthdns never meets a DSA key), and costs memory a signer
+    without a policy does not need."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "DSA is deprecated")
+        import dns.dnssec
+    return dns.dnssec
 
 
 def _signed(signer: ZoneSigner, origin: dns.name.Name, rdtype: int, ttl: int,

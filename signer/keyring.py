@@ -26,8 +26,8 @@ from dns.dnssectypes import Algorithm
 
 from healthdns.shared import files, keystate
 from healthdns.shared.config import DnssecSpec
-from healthdns.shared.keystate import KeyEntry, RollState
-from healthdns.signer import chain, keys, parent, rollover
+from healthdns.shared.keystate import RollState
+from healthdns.signer import algorithmroll, chain, keys, parent, rollover
 from healthdns.signer.keys import Key, KeyFileError
 from healthdns.signer.rollover import Timings
 
@@ -65,11 +65,11 @@ class Keyring:
                                              self._new_key)
             self._write()
             log.info("%s: made its first keys: %s", self.label, _listed(self.state))
-        elif found.algorithm != spec.algorithm and found.unsigned is None:
-            raise KeyFileError(f"{self._state_file()}: its keys are {found.algorithm}, the "
-                               f"configuration says {spec.algorithm}; an algorithm roll is not "
-                               "automatic yet: move the folder's files of this zone away to "
-                               "start anew (the parent's DS must then be replaced)")
+        elif found.algorithm_roll is not None and found.algorithm != spec.algorithm:
+            raise KeyFileError(f"{self._state_file()}: an algorithm roll from "
+                               f"{found.algorithm_roll.old} to {found.algorithm} is under way; "
+                               f"it cannot be turned to {spec.algorithm}: set algorithm = "
+                               f"\"{found.algorithm}\" until `healthdns-ctl keys` says it is done")
         else:
             self.state = found
             log.info("%s: resuming its keys: %s", self.label, _listed(self.state))
@@ -86,8 +86,10 @@ class Keyring:
             state, told = rollover.unsign(before, self.t, now, self._no_ds(now))
         else:
             state, told = rollover.resign(before)
-            state, more = rollover.advance(state, self.t, now, self.parent, self._new_key,
-                                           self._guard(now, refused))
+            state, more = algorithmroll.step(state, self.spec.algorithm,
+                                             self.spec.policy.roles(), self.t, now,
+                                             self.parent, self._new_key,
+                                             self._guard(now, refused))
             told += more
         self._hold(refused[0] if refused else None, now)
         if state == before:
@@ -111,7 +113,10 @@ class Keyring:
         if not self.spec.policy.insecure and state.unsigning is not None \
                 and state.unsigned is None:
             return rollover.Next(0.0, "withdraws the delete CDS and CDNSKEY")
-        step = rollover.next_step(state, self.t, self.parent)
+        if state.unsigned is None and state.algorithm != self.spec.algorithm:
+            return rollover.Next(0.0, f"an algorithm roll to {self.spec.algorithm} starts")
+        step = rollover.next_step(state, self.t, self.parent) if state.algorithm_roll is None \
+            else algorithmroll.next_step(state, self.t, self.parent)
         if self.held is None:
             return step
         return rollover.Next(None, f"{step.what}; held: {self.held}", parent=True)
@@ -156,8 +161,7 @@ class Keyring:
         """The check of each step that cannot be taken back: the keys after it validate from
         the parent's DS RRsets (asked again for a step that changes what the parent must
         hold; for others, as last asked within `check_interval`) down to the sample."""
-        def guard(after: list[KeyEntry]) -> str | None:
-            state = msgspec.structs.replace(self.state, keys=tuple(after))
+        def guard(state: RollState) -> str | None:
             touches_parent = _at_parent(self.state) != _at_parent(state)
             assert self.spec.policy is not None
             stale = self.answer is None or self.parent_asked is None \
@@ -188,8 +192,10 @@ class Keyring:
 
     def waits_for_parent(self) -> list[keystate.KeyEntry]:
         """KSKs or CSKs whose DS the parent is to serve, or to stop serving (every one while
-        the zone is on its way to unsigned)."""
-        if self.state.unsigning is not None and self.state.unsigned is None:
+        the zone is on its way to unsigned, or an algorithm roll waits for the new DS)."""
+        roll = self.state.algorithm_roll
+        if (self.state.unsigning is not None and self.state.unsigned is None) \
+                or (roll is not None and roll.submitted is not None and roll.withdrawn is None):
             return rollover.cds(self.state)
         return [k for k in self.state.keys if k.role in rollover.SEP_ROLES and (
             (k.removed is None and k.active is None)
@@ -266,25 +272,29 @@ class Keyring:
         _sync(self.folder)
 
     def _load(self, state: RollState) -> list[Key]:
-        """The key files of every key in `state`'s DNSKEY RRset, checked against it."""
+        """The key files of every key in `state`'s DNSKEY RRset or signing, checked against
+        it."""
         signing = {k.tag for k in rollover.signing(state)}
         keys_only = {k.tag for k in rollover.signing_keys_only(state.keys)}
         loaded = []
-        for entry in rollover.published(state):
+        shown = {k.tag for k in rollover.published(state)}
+        for entry in rollover.loaded(state):
             path = os.path.join(self.folder, entry.file)
-            key = keys.load(path, entry.role, self.algorithm, f"{self.label} {entry.role} "
+            algorithm = Algorithm[entry.algorithm or state.algorithm]
+            key = keys.load(path, entry.role, algorithm, f"{self.label} {entry.role} "
                             f"{entry.tag}")
             if key.tag != entry.tag:
                 raise KeyFileError(f"{path}: holds the key with tag {key.tag}, the state says "
                                    f"{entry.tag}: the file was replaced")
             loaded.append(Key(key.role, key.private, key.dnskey,
                               published_only=entry.tag not in (signing | keys_only),
-                              keys_only=entry.tag in keys_only))
+                              keys_only=entry.tag in keys_only,
+                              hidden=entry.tag not in shown))
         return loaded
 
     def _clean(self) -> None:
         """Delete this zone's key files no published key uses (removed keys, orphans)."""
-        wanted = {k.file for k in rollover.published(self.state)}
+        wanted = {k.file for k in rollover.loaded(self.state)}
         prefix = f"{self.label}-"
         for name in os.listdir(self.folder):
             if name.startswith(prefix) and name.endswith(".pem") and name not in wanted:

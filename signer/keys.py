@@ -37,6 +37,9 @@ class Key:
     # A KSK or CSK retired by a roll: it signs the key RRsets (DNSKEY, CDS, CDNSKEY) until it
     # is removed, so that a parent still serving only its DS keeps the zone valid.
     keys_only: bool = False
+    # Of an algorithm roll: it signs, its DNSKEY not in the RRset (a new key before it is
+    # published, an old one after it is withdrawn).
+    hidden: bool = False
 
     @functools.cached_property
     def tag(self) -> int:

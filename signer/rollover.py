@@ -75,11 +75,11 @@ def timings(policy: PolicySpec, dnskey_ttl: int, max_ttl: int) -> Timings:
 
 
 NewKey = Callable[[str], tuple[int, str]]  # role -> (key tag, file name) of a key just made
-# The keys a step would leave -> None when they validate, else why not (the step waits).
-Guard = Callable[[list[KeyEntry]], str | None]
+# The state a step would leave -> None when its keys validate, else why not (it waits).
+Guard = Callable[[RollState], str | None]
 
 
-def unguarded(keys: list[KeyEntry]) -> str | None:
+def unguarded(state: RollState) -> str | None:
     return None
 
 
@@ -107,9 +107,13 @@ def advance(state: RollState, t: Timings, now: float, parent: Mapping[int, bool]
     """
     told: list[str] = []
     keys = list(state.keys)
-    keys = _observe(keys, now, parent, told)
+    keys = observe(keys, now, parent, told)
+
+    def keyed(after: list[KeyEntry]) -> str | None:
+        return guard(msgspec.structs.replace(state, keys=tuple(after)))
+
     for role in sorted({k.role for k in keys}):
-        keys = _roll(keys, role, t, now, parent, new_key, guard, told)
+        keys = _roll(keys, role, t, now, parent, new_key, keyed, told)
     return msgspec.structs.replace(state, keys=_pruned(keys)), told
 
 
@@ -151,7 +155,7 @@ def resign(state: RollState) -> tuple[RollState, list[str]]:
         "signs on: the delete CDS and CDNSKEY are withdrawn, its keys' CDS served again"]
 
 
-def _observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
+def observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
              told: list[str]) -> list[KeyEntry]:
     """Note when the parent first serves a new key's DS, and stops serving an old one's."""
     out = []
@@ -168,8 +172,8 @@ def _observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
 
 
 def _roll(keys: list[KeyEntry], role: str, t: Timings, now: float,
-          parent: Mapping[int, bool], new_key: NewKey, guard: Guard,
-          told: list[str]) -> list[KeyEntry]:
+          parent: Mapping[int, bool], new_key: NewKey,
+          guard: Callable[[list[KeyEntry]], str | None], told: list[str]) -> list[KeyEntry]:
     current = _current(keys, role)
     waiting = _successor(keys, role)
     for k in list(keys):
@@ -199,7 +203,7 @@ def _roll(keys: list[KeyEntry], role: str, t: Timings, now: float,
 
 def _ready(k: KeyEntry, t: Timings, now: float, parent: Mapping[int, bool]) -> bool:
     """Whether a published successor may sign now."""
-    if now < k.published + t.publish(k.role):
+    if k.published is None or now < k.published + t.publish(k.role):
         return False
     if k.role == "zsk":
         return True
@@ -231,6 +235,13 @@ def _pruned(keys: list[KeyEntry]) -> tuple[KeyEntry, ...]:
 
 def published(state: RollState) -> list[KeyEntry]:
     """The keys of the DNSKEY RRset."""
+    return [k for k in state.keys
+            if k.published is not None and k.removed is None and k.withdrawn is None]
+
+
+def loaded(state: RollState) -> list[KeyEntry]:
+    """The keys whose files the zone needs: those published, and those that sign without
+    being published (of an algorithm roll)."""
     return [k for k in state.keys if k.removed is None]
 
 
@@ -246,8 +257,15 @@ def signing_keys_only(keys: Iterable[KeyEntry]) -> list[KeyEntry]:
 
 
 def cds(state: RollState) -> list[KeyEntry]:
-    """The keys whose DS the parent should hold (RFC 7344): every KSK or CSK published."""
-    return [k for k in published(state) if k.role in SEP_ROLES]
+    """The keys whose DS the parent should hold (RFC 7344): every KSK or CSK published; in
+    an algorithm roll, those of the old algorithm until the new DS is asked for, then those
+    of the new one alone."""
+    sep = [k for k in published(state) if k.role in SEP_ROLES]
+    roll = state.algorithm_roll
+    if roll is None:
+        return sep
+    wanted = roll.old if roll.submitted is None else state.algorithm
+    return [k for k in sep if (k.algorithm or state.algorithm) == wanted]
 
 
 @dataclass(frozen=True)
@@ -299,6 +317,7 @@ def _next_of_role(keys: list[KeyEntry], role: str, t: Timings,
 def _next_of_successor(k: KeyEntry, current: KeyEntry | None, t: Timings,
                        parent: Mapping[int, bool]) -> Next:
     after = current.tag if current is not None else "none"
+    assert k.published is not None  # a successor is published when made
     propagated = k.published + t.publish(k.role)
     if k.role == "zsk":
         return Next(propagated, f"zsk {k.tag}: signs in the place of {after} once every "

@@ -20,7 +20,7 @@ from healthdns.shared import config, keystate
 from healthdns.shared.config import PolicySpec
 from healthdns.signer import chain, keyrecords, keyrings, parent
 from healthdns.signer.keyring import Keyring
-from healthdns.signer.keys import Key
+from healthdns.signer.keys import Key, KeyFileError
 
 ZONE = dns.name.from_text("example.test.")
 START = 1_000_000.0
@@ -53,13 +53,13 @@ class Clock:
 
 
 def rings(tmp_path: Path, fake: FakeParent, clock: Clock, monkeypatch: pytest.MonkeyPatch,
-          **policy: object) -> keyrings.Keyrings:
+          algorithm: str = "ED25519", **policy: object) -> keyrings.Keyrings:
     """The keyrings of a zone with TTLs of 1 s and `policy`, asking `fake` as its parent."""
     monkeypatch.setattr(parent, "fetch", fake.fetch)
     doc = {"zones": [{"origin": "example.test", "nameservers": ["ns1.example.net"],
                       "ttl": 1, "ns_ttl": 1, "soa": {"ttl": 1, "minimum": 1},
                       "records": {"www": {"a": ["192.0.2.1"]}},
-                      "dnssec": {"algorithm": "ED25519", "dnskey_ttl": 1,
+                      "dnssec": {"algorithm": algorithm, "dnskey_ttl": 1,
                                  "key_dir": str(tmp_path / "keys"),
                                  "policy": {"propagation": 0, "ds_ttl": 1,
                                             "parent_propagation": 0, "check_interval": 1,
@@ -284,3 +284,34 @@ def test_dnssec_turned_on_again_withdraws_the_delete_cds(
     ring = run(made, clock, 1)
     assert [k.dnskey for k in ring.cds_keys()] == [k.dnskey for k in first]
     assert ring.state.unsigning is None
+
+
+def test_an_algorithm_roll_validates_at_every_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ED25519 to ECDSAP256SHA256 with real keys: after every step what the zone serves
+    validates from the DS the parent serves; the new keys sign before their DNSKEYs are
+    published, and the old ones after theirs are withdrawn."""
+    fake, clock = FakeParent(), Clock()
+    rings(tmp_path, fake, clock, monkeypatch, ksk_lifetime=0, zsk_lifetime=0)
+    made = rings(tmp_path, fake, clock, monkeypatch, "ECDSAP256SHA256", ksk_lifetime=0,
+                 zsk_lifetime=0)
+    ring = run(made, clock, 0.25)
+    with pytest.raises(KeyFileError, match=r"an algorithm roll from ED25519 to "
+                       r"ECDSAP256SHA256 is under way; it cannot be turned to ED25519"):
+        rings(tmp_path, fake, clock, monkeypatch, ksk_lifetime=0, zsk_lifetime=0)
+    made = rings(tmp_path, fake, clock, monkeypatch, "ECDSAP256SHA256", ksk_lifetime=0,
+                 zsk_lifetime=0)
+    ring = made.rings[0]
+    phases: list[str] = []
+    while ring.state.algorithm_roll is not None or not phases:
+        ring = run(made, clock, 0.25)
+        served = list(fake.serving or [])
+        assert validates(ring, served), (ring.state, served)
+        phase = ", ".join(_keys(ring))
+        if not phases or phases[-1] != phase:
+            phases.append(phase)
+        assert clock.now < START + 60
+    states = [" ".join(sorted({line.split()[2] for line in p.split(", ")})) for p in phases]
+    assert states == ["active presigning", "active", "active withdrawn", "active removed"]
+    live = [k for k in ring.keys]
+    assert {k.dnskey.algorithm for k in live} == {13} and not any(k.hidden for k in live)

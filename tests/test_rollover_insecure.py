@@ -39,7 +39,9 @@ def zone_config(keys: Path, knot: Knot, insecure: bool) -> str:
 
 
 def resolver(server: Server, knot: Knot, tmp: Path) -> Unbound:
-    """unbound, caching, anchored at the parent's KSK alone, with stubs to both servers."""
+    """unbound, caching, anchored at the parent's KSK alone, with stubs to both servers;
+    strict on algorithms (`harden-algo-downgrade`: every algorithm of the DS RRset must
+    sign)."""
     made = Unbound(server, knot.ksk(), tmp)
     made.template = textwrap.dedent("""\
         server:
@@ -57,6 +59,7 @@ def resolver(server: Server, knot: Knot, tmp: Path) -> Unbound:
           local-zone: "test." nodefault
           module-config: "validator iterator"
           val-log-level: 2
+          harden-algo-downgrade: yes
           auto-trust-anchor-file: ""
         """) + f'  trust-anchor: "test. DNSKEY {knot.ksk()}"\n' + \
         "remote-control:\n  control-enable: no\n" + \
@@ -66,28 +69,32 @@ def resolver(server: Server, knot: Knot, tmp: Path) -> Unbound:
 
 
 class Asker(threading.Thread):
-    """unbound asked for www.example.test every 100 ms: SERVFAILs and timeouts kept, and
-    whether the latest answer was validated."""
+    """unbound asked for each of `names` every 100 ms: SERVFAILs, empty answers and timeouts
+    kept, and whether the latest answer was validated (and whether every one was)."""
 
-    def __init__(self, resolver: Unbound) -> None:
+    def __init__(self, resolver: Unbound,
+                 names: tuple[tuple[str, str], ...] = (("www.example.test", "A"),)) -> None:
         super().__init__(daemon=True)
-        self.resolver = resolver
+        self.resolver, self.names = resolver, names
         self.asked = 0
         self.bad: list[str] = []
         self.validated: bool | None = None
+        self.always_validated = True
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            try:
-                answer = self.resolver.ask("www.example.test", "A", timeout=3)
-            except dns.exception.Timeout:
-                self.bad.append("timed out")
-                continue
-            self.asked += 1
-            if answer.rcode() != dns.rcode.NOERROR or not answer.answer:
-                self.bad.append(str(answer))
-            self.validated = bool(answer.flags & dns.flags.AD)
+            for name, rdtype in self.names:
+                try:
+                    answer = self.resolver.ask(name, rdtype, timeout=3)
+                except dns.exception.Timeout:
+                    self.bad.append(f"{name} {rdtype}: timed out")
+                    continue
+                self.asked += 1
+                if answer.rcode() != dns.rcode.NOERROR or not answer.answer:
+                    self.bad.append(str(answer))
+                self.validated = bool(answer.flags & dns.flags.AD)
+                self.always_validated = self.always_validated and self.validated
             self.stopping.wait(0.1)
 
 
