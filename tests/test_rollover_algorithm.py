@@ -9,6 +9,7 @@ finish: every answer must be validated. The order of the steps is RFC 6781 4.1.4
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import dns.rdatatype
 import pytest
 from harness import Server, config_toml
 from test_rollover_insecure import Asker, resolver
-from test_rollover_parent import Knot, Validator, cds
+from test_rollover_parent import Knot, Validator, cds, keys_report
 
 NAMES = (("www.example.test", "A"), ("example.test", "DNSKEY"))
 
@@ -79,6 +80,9 @@ def test_an_algorithm_roll_never_goes_bogus(tmp_path: Path, knot: Knot) -> None:
         os.kill(server.pid, signal.SIGHUP)
         server.wait_for("example.test: algorithm roll from ED25519 to ECDSAP256SHA256", 10)
         assert algorithms(server) == {15}  # the new keys sign, unpublished
+        shown = keys_report(tmp_path, "example.test")
+        assert "(ECDSAP256SHA256, an algorithm roll from ED25519 since " in shown, shown
+        assert re.search(r"(csk|ksk) +\d+ +presigning ", shown), shown
         steps = ["the new keys' DNSKEYs are published", "the CDS asks for the new DS alone",
                  "every parent name server serves the new DS",
                  "the old keys' DNSKEYs are withdrawn; they sign on",

@@ -125,6 +125,7 @@ def test_dnssec_turned_off_goes_insecure_never_bogus(tmp_path: Path, knot: Knot)
         assert asker.validated is True  # the parent serves the DS still: signed on
         shown = keys_report(tmp_path, "example.test")
         assert "next: unsigned once no parent name server serves a DS" in shown, shown
+        assert "(ED25519, DNSSEC being turned off: the delete CDS served since " in shown
         knot.set_ds([])  # the registrar takes the delete CDS
         server.wait_for("example.test: no parent name server serves a DS any more", 10)
         server.wait_for("example.test: served unsigned: no parent name server serves a DS", 10)
