@@ -141,7 +141,10 @@ class Keyring:
         """Ask the parent's name servers for the zone's DS RRset, and take in what they say."""
         cds = {k.tag for k in rollover.cds(self.state)}
         sep = [k for k in self.keys if k.tag in cds]
-        gone = [k.tag for k in self.waits_for_parent() if k.removed is not None]
+        # Other KSKs and CSKs of the zone whose DS may still be served: removed ones, and the
+        # old keys of an algorithm roll (their DS is no stray).
+        gone = [k.tag for k in self.state.keys if k.role in rollover.SEP_ROLES
+                and k.tag not in cds and k.ds_gone is None]
         assert self.spec.policy is not None
         answer = parent.Answer({}, {}, silent=["no parent name server is known"]) \
             if self.fetch is None else self.fetch(self.origin, self.spec.policy, sep, gone)

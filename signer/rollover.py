@@ -142,7 +142,7 @@ def unsign(state: RollState, t: Timings, now: float,
     keys = tuple(replace(k, removed=k.removed if k.removed is not None else now,
                          ds_gone=k.ds_gone if k.ds_gone is not None else now)
                  for k in state.keys)
-    return replace(state, keys=keys, unsigned=now), [
+    return replace(state, keys=keys, unsigned=now, algorithm_roll=None), [
         "served unsigned: no parent name server serves a DS, and no cache holds one"]
 
 

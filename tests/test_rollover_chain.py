@@ -287,7 +287,7 @@ def test_dnssec_turned_on_again_withdraws_the_delete_cds(
 
 
 def test_an_algorithm_roll_validates_at_every_step(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """ED25519 to ECDSAP256SHA256 with real keys: after every step what the zone serves
     validates from the DS the parent serves; the new keys sign before their DNSKEYs are
     published, and the old ones after theirs are withdrawn."""
@@ -303,7 +303,14 @@ def test_an_algorithm_roll_validates_at_every_step(
                  zsk_lifetime=0)
     ring = made.rings[0]
     phases: list[str] = []
+    fake.follows = False  # a registrar that swaps the DS a second after the CDS changed
+    copied: list[tuple[float, list[DS]]] = []
     while ring.state.algorithm_roll is not None or not phases:
+        wanted = [keyrecords.ds(ZONE, k.dnskey) for k in ring.cds_keys()]
+        if not copied or copied[-1][1] != wanted:
+            copied.append((clock.now + (1 if copied else 0), wanted))
+        if clock.now >= copied[-1][0]:
+            fake.serving = copied[-1][1]
         ring = run(made, clock, 0.25)
         served = list(fake.serving or [])
         assert validates(ring, served), (ring.state, served)
@@ -315,3 +322,22 @@ def test_an_algorithm_roll_validates_at_every_step(
     assert states == ["active presigning", "active", "active withdrawn", "active removed"]
     live = [k for k in ring.keys]
     assert {k.dnskey.algorithm for k in live} == {13} and not any(k.hidden for k in live)
+    assert "of no key of this zone" not in caplog.text  # the old DS is the zone's, no stray
+
+
+def test_a_clock_that_jumps_forward_takes_one_step_not_a_cascade(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A year ahead in the middle of a ZSK roll: the new key signs, and the old one stays
+    published for its whole retire interval, counted from the jump."""
+    fake, clock = FakeParent(), Clock()
+    made = rings(tmp_path, fake, clock, monkeypatch, zsk_lifetime=10)
+    ring = run(made, clock, 30, until=" published")
+    clock.now += 365 * 86400
+    made.step()
+    made.step()
+    zsks = {k.state: k for k in ring.state.keys if k.role == "zsk"}
+    assert sorted(zsks) == ["active", "retired"]
+    assert zsks["retired"].retired == clock.now
+    clock.now += ring.t.zsk_retire - 0.1
+    made.step()
+    assert "retired" in {k.state for k in ring.state.keys}
