@@ -105,6 +105,16 @@ class Keyring:
         self._clean()
         return _served(state) != _served(before)
 
+    def restart_waits(self, now: float) -> None:
+        """The zone is served by this process from `now` on: the wait of the phase under
+        way counts again from it (see `rollover.restarted`)."""
+        state = rollover.restarted(self.state, now)
+        if state != self.state:
+            self.state = state
+            self._write()
+            log.info("%s: the wait of the step under way counts again from now: the zone "
+                     "this signer serves may not have reached the responders before", self.label)
+
     def next_step(self) -> rollover.Next:
         assert self.spec.policy is not None
         state = self.state

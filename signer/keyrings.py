@@ -23,8 +23,11 @@ RETRY = 60.0  # after a step failed (a key file gone, a full disk): seconds unti
 class Keyrings:
     """By zone index, the keyring of each zone whose keys the signer makes and rolls."""
 
-    def __init__(self, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, now: Callable[[], float] = time.time, served: bool = True) -> None:
         self.now = now
+        # Whether the signer's first generation is served: no step is taken before (see
+        # `first_served`).
+        self.served = served
         self.rings: dict[int, Keyring] = {}
         self.failed: dict[int, float] = {}  # zone index -> when a failed step is tried again
 
@@ -48,8 +51,21 @@ class Keyrings:
         sample = [chain.ns_sample(zone.nameservers, zone.ns_ttl)]
         return Keyring(zone.origin, spec, t, self.now(), sample, parent.fetch)
 
+    def first_served(self) -> None:
+        """The signer's first generation is served: a restarted signer's predecessor may have
+        taken a step whose zone never reached the responders (killed in between), so the
+        wait of every phase under way counts again from now, and steps may be taken."""
+        if self.served:
+            return
+        self.served = True
+        now = self.now()
+        for ring in self.rings.values():
+            ring.restart_waits(now)
+
     def due(self) -> float | None:
         """When `step` has something to do next (None: nothing by time)."""
+        if not self.served:
+            return None
         times = []
         for index, ring in self.rings.items():
             if index in self.failed:
@@ -81,7 +97,9 @@ class Keyrings:
     def step(self) -> set[int]:
         """Ask the parent where a roll waits for it, take every step due; the indexes of the
         zones whose keys changed."""
-        changed = set()
+        changed: set[int] = set()
+        if not self.served:
+            return changed
         for index, ring in self.rings.items():
             now = self.now()
             if now < self.failed.get(index, now):

@@ -26,7 +26,8 @@ class Signer:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.time) -> None:
         self.zones = zone.build(cfg)
         self.now = now
-        self.keyrings = Keyrings(now)  # the zones whose keys the signer makes and rolls
+        # The zones whose keys the signer makes and rolls, from its first generation on.
+        self.keyrings = Keyrings(now, served=False)
         self.keyrings.configure(cfg)
         self.signers = self._signers(cfg)
         self.caches = [rendercache.RenderCache() for _ in self.zones]
@@ -76,6 +77,10 @@ class Signer:
         self.serials = list(resume.serials)
         self.prints = list(resume.prints)
         self.previous = snapshot.zones
+        # A zone whose keys roll is signed anew: the predecessor may have been killed between
+        # a step of its roll and the generation that served it.
+        self.prints = [None if z.index in self.keyrings.rings else p
+                       for z, p in zip(self.zones, self.prints, strict=True)]
         # Its signatures are served until this one signs anew (at its first publication).
         self.inherited_renewal = resume.renewal or None
         log.info("resuming from generation %d: serials %s", self.generation, self.serials)
@@ -438,6 +443,7 @@ def _send(pulse: child.Pulse, published: messages.Published | None, signer: Sign
         return False
     log.info("generation %d: serials %s", published.generation, published.serials)
     pulse.send(published)
+    signer.keyrings.first_served()
     pulse.send(signer.choices())
     return True
 

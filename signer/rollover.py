@@ -146,6 +146,31 @@ def unsign(state: RollState, t: Timings, now: float,
         "served unsigned: no parent name server serves a DS, and no cache holds one"]
 
 
+def restarted(state: RollState, now: float) -> RollState:
+    """`state` with the wait of each phase under way counted again from `now`, the moment a
+    restarted signer's first generation is served: its predecessor, killed, may have taken a
+    step (written to the state) whose zone never reached the responders. Waits for the
+    parent are not counted from a step of ours, and stay."""
+    replace = msgspec.structs.replace
+    keys = []
+    for k in state.keys:
+        if k.removed is None and k.published is not None and k.active is None:
+            k = replace(k, published=max(k.published, now))
+        elif k.removed is None and k.retired is not None:
+            k = replace(k, retired=max(k.retired, now))
+        elif k.removed is None and k.withdrawn is not None:
+            k = replace(k, withdrawn=max(k.withdrawn, now))
+        keys.append(k)
+    roll = state.algorithm_roll
+    if roll is not None and roll.withdrawn is not None:
+        roll = replace(roll, withdrawn=max(roll.withdrawn, now))
+    elif roll is not None and roll.submitted is None and roll.published is not None:
+        roll = replace(roll, published=max(roll.published, now))
+    elif roll is not None and roll.published is None:
+        roll = replace(roll, started=max(roll.started, now))
+    return replace(state, keys=tuple(keys), algorithm_roll=roll)
+
+
 def resign(state: RollState) -> tuple[RollState, list[str]]:
     """DNSSEC turned on again before the zone went unsigned: the delete CDS is withdrawn,
     the keys' CDS served again, and their rolls go on."""

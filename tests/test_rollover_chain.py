@@ -341,3 +341,41 @@ def test_a_clock_that_jumps_forward_takes_one_step_not_a_cascade(
     clock.now += ring.t.zsk_retire - 0.1
     made.step()
     assert "retired" in {k.state for k in ring.state.keys}
+
+
+def test_a_restarted_signer_counts_the_wait_under_way_from_its_first_generation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed right after it published a new ZSK in its state, a signer's zone may never have
+    shown it: its successor takes no step before its own first generation is served, and
+    counts the new key's wait from then."""
+    fake, clock = FakeParent(), Clock()
+    made = rings(tmp_path, fake, clock, monkeypatch, zsk_lifetime=10)
+    ring = run(made, clock, 30, until=" published")
+    new = next(k for k in ring.state.keys if k.state == "published")
+    clock.now = new.published + ring.t.zsk_publish + 5  # its wait is over, by the state
+    again = keyrings.Keyrings(clock, served=False)
+    again.configure(config.from_mapping(_doc(made)))
+    assert again.due() is None and again.step() == set()
+    again.first_served()
+    assert again.rings[0].state.keys != ring.state.keys
+    assert again.due() == clock.now + ring.t.zsk_publish
+    again.step()
+    assert "published" in {k.state for k in again.rings[0].state.keys}
+    clock.now += ring.t.zsk_publish
+    again.step()
+    assert "retired" in {k.state for k in again.rings[0].state.keys}
+
+
+def _doc(made: keyrings.Keyrings) -> dict[str, object]:
+    """The configuration document `rings` made `made` from (the same zone, keys, policy)."""
+    ring = made.rings[0]
+    assert ring.spec.policy is not None
+    policy = {f: getattr(ring.spec.policy, f) for f in ring.spec.policy.__struct_fields__}
+    return {"zones": [{"origin": "example.test", "nameservers": ["ns1.example.net"],
+                       "ttl": 1, "ns_ttl": 1, "soa": {"ttl": 1, "minimum": 1},
+                       "records": {"www": {"a": ["192.0.2.1"]}},
+                       "dnssec": {"algorithm": ring.spec.algorithm, "dnskey_ttl": 1,
+                                  "key_dir": ring.spec.key_dir,
+                                  "policy": {**policy,
+                                             "parent_nameservers":
+                                                 list(ring.spec.policy.parent_nameservers)}}}]}
