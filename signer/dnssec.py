@@ -97,7 +97,8 @@ class ZoneSigner:
         return [k for k in self.keys if k.signs_zone]
 
     def dnskeys(self) -> tuple[bytes, ...]:
-        return tuple(octets(k.dnskey) for k in self.keys)
+        """The DNSKEY RRset: every key but those that sign unpublished (an algorithm roll)."""
+        return tuple(octets(k.dnskey) for k in self.keys if not k.hidden)
 
     def cds_records(self) -> dict[int, tuple[int, tuple[bytes, ...]]]:
         """CDS and CDNSKEY for the key-signing keys, when asked for (RFC 7344, 8078)."""

@@ -21,6 +21,9 @@ from dns.dnssectypes import Algorithm
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 PROTOCOL = 3  # RFC 4034 2.1.2: the only value
 SHA256 = 2  # DS digest type (RFC 4509)
+# The DS digest types a parent may use, by number: SHA-1 (RFC 4034), SHA-256 (RFC 4509),
+# SHA-384 (RFC 6605). A DS of another type authenticates no key here.
+DIGESTS = {1: "sha1", SHA256: "sha256", 4: "sha384"}
 
 
 def dnskey(public: PublicKey, algorithm: Algorithm, flags: int) -> dns.rdtypes.ANY.DNSKEY.DNSKEY:
@@ -59,9 +62,18 @@ def key_tag(key: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> int:
     return (total + (total >> 16)) & 0xFFFF
 
 
-def ds(zone: dns.name.Name, key: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> dns.rdtypes.ANY.DS.DS:
-    """The SHA-256 DS of `key` at `zone` (RFC 4034 5.1.4: the digest of the owner name in
-    canonical form followed by the DNSKEY rdata)."""
-    digest = hashlib.sha256(zone.to_digestable() + key.to_digestable()).digest()
+def ds(zone: dns.name.Name, key: dns.rdtypes.ANY.DNSKEY.DNSKEY,
+       digest_type: int = SHA256) -> dns.rdtypes.ANY.DS.DS:
+    """The DS of `key` at `zone` (RFC 4034 5.1.4: the digest of the owner name in canonical
+    form followed by the DNSKEY rdata), SHA-256 unless another of `DIGESTS` is asked for."""
+    digest = hashlib.new(DIGESTS[digest_type], zone.to_digestable() + key.to_digestable())
     return dns.rdtypes.ANY.DS.DS(  # type: ignore[no-untyped-call]  # dnspython's
-        dns.rdataclass.IN, dns.rdatatype.DS, key_tag(key), key.algorithm, SHA256, digest)
+        dns.rdataclass.IN, dns.rdatatype.DS, key_tag(key), key.algorithm, digest_type,
+        digest.digest())
+
+
+def matches(record: dns.rdtypes.ANY.DS.DS, zone: dns.name.Name,
+            key: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> bool:
+    """Whether the DS `record` (of any digest type a parent may use) is `key`'s."""
+    return record.digest_type in DIGESTS and record.key_tag == key_tag(key) \
+        and record.algorithm == key.algorithm and ds(zone, key, record.digest_type) == record

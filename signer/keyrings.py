@@ -11,10 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-import dns.name
-
-from healthdns.shared.config import Config, DnssecSpec
-from healthdns.signer import parent, rollover
+from healthdns.shared.config import Config, ZoneSpec
+from healthdns.signer import chain, parent, rollover
 from healthdns.signer.keyring import Keyring
 from healthdns.signer.keys import KeyFileError
 
@@ -25,8 +23,11 @@ RETRY = 60.0  # after a step failed (a key file gone, a full disk): seconds unti
 class Keyrings:
     """By zone index, the keyring of each zone whose keys the signer makes and rolls."""
 
-    def __init__(self, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, now: Callable[[], float] = time.time, served: bool = True) -> None:
         self.now = now
+        # Whether the signer's first generation is served: no step is taken before (see
+        # `first_served`).
+        self.served = served
         self.rings: dict[int, Keyring] = {}
         self.failed: dict[int, float] = {}  # zone index -> when a failed step is tried again
 
@@ -40,21 +41,39 @@ class Keyrings:
             if spec is None or spec.policy is None:
                 continue
             kept = held.get((zone.origin, spec))
-            rings[index] = kept if kept is not None else self._opened(zone.origin, spec,
-                                                                      zone.max_ttl())
+            rings[index] = kept if kept is not None else self._opened(zone)
         self.rings = rings
 
-    def _opened(self, origin: str, spec: DnssecSpec, max_ttl: int) -> Keyring:
-        assert spec.policy is not None
-        t = rollover.timings(spec.policy, spec.dnskey_ttl, max_ttl)
-        return Keyring(origin, spec, t, self.now())
+    def _opened(self, zone: ZoneSpec) -> Keyring:
+        spec = zone.dnssec
+        assert spec is not None and spec.policy is not None
+        t = rollover.timings(spec.policy, spec.dnskey_ttl, zone.max_ttl())
+        sample = [chain.ns_sample(zone.nameservers, zone.ns_ttl)]
+        return Keyring(zone.origin, spec, t, self.now(), sample, parent.fetch)
+
+    def first_served(self) -> None:
+        """The signer's first generation is served: a restarted signer's predecessor may have
+        taken a step whose zone never reached the responders (killed in between), so the
+        wait of every phase under way counts again from now, and steps may be taken."""
+        if self.served:
+            return
+        self.served = True
+        now = self.now()
+        for ring in self.rings.values():
+            ring.restart_waits(now)
 
     def due(self) -> float | None:
         """When `step` has something to do next (None: nothing by time)."""
+        if not self.served:
+            return None
         times = []
         for index, ring in self.rings.items():
             if index in self.failed:
                 times.append(self.failed[index])
+                continue
+            assert ring.spec.policy is not None
+            if ring.held is not None:  # the chain is checked again, the parent asked again
+                times.append(ring.held_at + ring.spec.policy.check_interval)
                 continue
             step = ring.next_step()
             if step.when is not None:
@@ -78,16 +97,21 @@ class Keyrings:
     def step(self) -> set[int]:
         """Ask the parent where a roll waits for it, take every step due; the indexes of the
         zones whose keys changed."""
-        changed = set()
+        changed: set[int] = set()
+        if not self.served:
+            return changed
         for index, ring in self.rings.items():
             now = self.now()
             if now < self.failed.get(index, now):
                 continue
             assert ring.spec.policy is not None
+            interval = ring.spec.policy.check_interval
+            if ring.held is not None and now < ring.held_at + interval:
+                continue
             waiting = ring.waits_for_parent()
             if waiting and (ring.parent_asked is None
-                            or now >= ring.parent_asked + ring.spec.policy.check_interval):
-                self._ask(ring, now)
+                            or now >= ring.parent_asked + interval):
+                ring.ask_parent(now)
             try:
                 if ring.step(now):
                     changed.add(index)
@@ -98,20 +122,3 @@ class Keyrings:
                           ring.label, RETRY, e)
                 self.failed[index] = now + RETRY
         return changed
-
-    def _ask(self, ring: Keyring, now: float) -> None:
-        zone = dns.name.from_text(ring.zone)
-        assert ring.spec.policy is not None
-        try:
-            addresses = parent.servers(zone, ring.spec.policy)
-        except Exception as e:  # noqa: BLE001  # any failure to find them: wait and say so
-            log.warning("%s: the parent's name servers cannot be found: %s", ring.label, e)
-            ring.heard({}, now)
-            return
-        cds = {k.tag for k in rollover.cds(ring.state)}
-        sep = [k for k in ring.signing_keys() if k.tag in cds]
-        gone = [k.tag for k in ring.waits_for_parent() if k.removed is not None]
-        answer = parent.ask(zone, sep, gone, addresses)
-        ring.heard(answer.served, now, answer.missing)
-        for tag, why in answer.missing.items():
-            log.info("%s: DS %d: %s", ring.label, tag, why)

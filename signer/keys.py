@@ -7,8 +7,12 @@ import os
 from dataclasses import dataclass
 
 import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CDS
 import dns.rdtypes.ANY.DNSKEY
 import dns.rdtypes.ANY.DS
+import dns.rdtypes.dsbase
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from dns.dnssectypes import Algorithm
@@ -30,6 +34,12 @@ class Key:
     private: PrivateKey
     dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY
     published_only: bool = False  # in the DNSKEY RRset, signing nothing (a rollover)
+    # A KSK or CSK retired by a roll: it signs the key RRsets (DNSKEY, CDS, CDNSKEY) until it
+    # is removed, so that a parent still serving only its DS keeps the zone valid.
+    keys_only: bool = False
+    # Of an algorithm roll: it signs, its DNSKEY not in the RRset (a new key before it is
+    # published, an old one after it is withdrawn).
+    hidden: bool = False
 
     @functools.cached_property
     def tag(self) -> int:
@@ -54,7 +64,7 @@ class Key:
 
     @property
     def signs_zone(self) -> bool:
-        return self.role in ("csk", "zsk") and not self.published_only
+        return self.role in ("csk", "zsk") and not self.published_only and not self.keys_only
 
 
 def flags(role: str) -> int:
@@ -110,5 +120,19 @@ def write(key: PrivateKey, file: str, role: str | None = None) -> None:
         f.write(data)
 
 
-def ds(zone: dns.name.Name, dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> dns.rdtypes.ANY.DS.DS:
+def ds(zone: dns.name.Name, dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY) -> dns.rdtypes.dsbase.DSBase:
+    """The DS of `dnskey`; of the delete CDNSKEY, the delete CDS (RFC 8078 4), which only a
+    CDS may be (digest type 0)."""
+    if dnskey.algorithm == 0:
+        return dns.rdtypes.ANY.CDS.CDS(  # type: ignore[no-untyped-call]  # dnspython's
+            dns.rdataclass.IN, dns.rdatatype.CDS, 0, 0, 0, b"\0")
     return keyrecords.ds(zone, dnskey)
+
+
+def delete_marker() -> Key:
+    """RFC 8078 4's request to remove every DS, in the place of the keys whose CDS a zone
+    serves: its DNSKEY is the delete CDNSKEY (`0 3 0 AA==`), its DS the delete CDS
+    (`0 0 0 00`, see `ds`). It is never published and signs nothing."""
+    dnskey = dns.rdtypes.ANY.DNSKEY.DNSKEY(  # type: ignore[no-untyped-call]  # dnspython's
+        dns.rdataclass.IN, dns.rdatatype.DNSKEY, 0, 3, 0, b"\0")
+    return Key("ksk", ed25519.Ed25519PrivateKey.generate(), dnskey, published_only=True)

@@ -26,7 +26,8 @@ class Signer:
     def __init__(self, cfg: Config, now: Callable[[], float] = time.time) -> None:
         self.zones = zone.build(cfg)
         self.now = now
-        self.keyrings = Keyrings(now)  # the zones whose keys the signer makes and rolls
+        # The zones whose keys the signer makes and rolls, from its first generation on.
+        self.keyrings = Keyrings(now, served=False)
         self.keyrings.configure(cfg)
         self.signers = self._signers(cfg)
         self.caches = [rendercache.RenderCache() for _ in self.zones]
@@ -76,6 +77,10 @@ class Signer:
         self.serials = list(resume.serials)
         self.prints = list(resume.prints)
         self.previous = snapshot.zones
+        # A zone whose keys roll is signed anew: the predecessor may have been killed between
+        # a step of its roll and the generation that served it.
+        self.prints = [None if z.index in self.keyrings.rings else p
+                       for z, p in zip(self.zones, self.prints, strict=True)]
         # Its signatures are served until this one signs anew (at its first publication).
         self.inherited_renewal = resume.renewal or None
         log.info("resuming from generation %d: serials %s", self.generation, self.serials)
@@ -212,9 +217,9 @@ class Signer:
     def _zone_signer(self, z: zone.Zone, zone_keys: list[keys.Key]) -> ZoneSigner | None:
         """The signer of zone `z` with these keys; under a policy its CDS is the keyring's."""
         spec = z.spec.dnssec
-        if spec is None:
-            return None
         ring = self.keyrings.rings.get(z.index)
+        if spec is None or (ring is not None and ring.unsigned):
+            return None
         return ZoneSigner(z.origin, zone_keys, spec, self.now,
                           cds_keys=ring.cds_keys() if ring is not None else None)
 
@@ -350,7 +355,7 @@ def run(conn: Connection) -> None:
         timeout = None if wakeup is None else max(0.0, wakeup - time.time())
         try:
             if not conn.poll(timeout):
-                _rolled(signer)
+                _rolled(signer, pulse if spoke else None)
                 spoke = _send(pulse, signer.publish(), signer) or spoke  # signatures fall due
                 continue
             batch = _queued(conn)
@@ -386,10 +391,13 @@ def _started(conn: Connection) -> Signer:
     return signer
 
 
-def _rolled(signer: Signer) -> None:
+def _rolled(signer: Signer, pulse: child.Pulse | None) -> None:
     """Take the key rolls' due steps (a step that fails is logged and retried later, see
-    `Keyrings.step`)."""
-    signer.roll()
+    `Keyrings.step`). A roll that starts or stops waiting without a change of keys (a step
+    held, the parent's answer) is told to `pulse` at once: /metrics shows it."""
+    before = signer.keyrings.rolls()
+    if not signer.roll() and pulse is not None and signer.keyrings.rolls() != before:
+        pulse.send(signer.choices())
 
 
 def _take(signer: Signer, batch: list[messages.ToChild]) -> bool | None:
@@ -435,6 +443,7 @@ def _send(pulse: child.Pulse, published: messages.Published | None, signer: Sign
         return False
     log.info("generation %d: serials %s", published.generation, published.serials)
     pulse.send(published)
+    signer.keyrings.first_served()
     pulse.send(signer.choices())
     return True
 

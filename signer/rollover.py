@@ -20,12 +20,20 @@ longest TTL of a signed RRset, TTLds the parent's DS TTL):
   TTLkey) and every parent name server serves the new DS, and then TTLds plus the parent's
   propagation have passed (no cache holds a DS RRset without it), it signs in the old key's
   place; after Dprp + TTLkey (a CSK: the longer of TTLkey and TTLsig) the old DNSKEY goes, and
-  with it its CDS, which asks the parent to withdraw the old DS.
+  with it its CDS, which asks the parent to withdraw the old DS. Until it goes, the old key
+  still signs the DNSKEY RRset (beside the new one, RFC 7583 3.3.3's double signature): a
+  parent that takes the new DS back, or serves the old one alone from a stale copy, leaves the
+  zone valid, and the removal waits for it.
+
+Before a step that cannot be taken back (a key that stops signing, a key withdrawn, which for
+a KSK or CSK also asks the parent to withdraw its DS), `advance` asks its `guard` whether the
+keys after the step still validate from the parent's DS set down to signed answers; a step it
+refuses is not taken, and is tried again at the next call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -67,6 +75,12 @@ def timings(policy: PolicySpec, dnskey_ttl: int, max_ttl: int) -> Timings:
 
 
 NewKey = Callable[[str], tuple[int, str]]  # role -> (key tag, file name) of a key just made
+# The state a step would leave -> None when its keys validate, else why not (it waits).
+Guard = Callable[[RollState], str | None]
+
+
+def unguarded(state: RollState) -> str | None:
+    return None
 
 
 def bootstrap(zone: str, algorithm: str, roles: tuple[str, ...], now: float,
@@ -84,21 +98,89 @@ def bootstrap(zone: str, algorithm: str, roles: tuple[str, ...], now: float,
 
 
 def advance(state: RollState, t: Timings, now: float, parent: Mapping[int, bool],
-            new_key: NewKey) -> tuple[RollState, list[str]]:
-    """Every step due at `now`, and a line saying each.
+            new_key: NewKey, guard: Guard = unguarded) -> tuple[RollState, list[str]]:
+    """Every step due at `now` that `guard` lets through, and a line saying each.
 
     `parent`: by key tag, True when every parent name server serves that key's DS, False
-    when none does (a tag missing: some do, or not known). A new key is made by `new_key` and recorded before it is used.
+    when none does (a tag missing: some do, or not known). A new key is made by `new_key`
+    and recorded before it is used.
     """
     told: list[str] = []
     keys = list(state.keys)
-    keys = _observe(keys, now, parent, told)
+    keys = observe(keys, now, parent, told)
+
+    def keyed(after: list[KeyEntry]) -> str | None:
+        return guard(msgspec.structs.replace(state, keys=tuple(after)))
+
     for role in sorted({k.role for k in keys}):
-        keys = _roll(keys, role, t, now, parent, new_key, told)
+        keys = _roll(keys, role, t, now, parent, new_key, keyed, told)
     return msgspec.structs.replace(state, keys=_pruned(keys)), told
 
 
-def _observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
+def unsign(state: RollState, t: Timings, now: float,
+           no_ds: bool) -> tuple[RollState, list[str]]:
+    """The steps of a zone whose DNSSEC is turned off under its policy (RFC 8078 4): it
+    serves the delete CDS and CDNSKEY, signed, until no parent name server serves a DS
+    (`no_ds`: every one answered, without a DS), then TTLds and the parent's propagation
+    longer (no cache holds a DS any more), and only then is served unsigned. No key is made
+    or rolled meanwhile."""
+    replace = msgspec.structs.replace
+    if state.unsigned is not None:
+        return state, []
+    if state.unsigning is None:
+        return replace(state, unsigning=now), [
+            ("serves the delete CDS and CDNSKEY (RFC 8078): the parent may remove its DS; "
+             "signed until no parent name server serves one")]
+    if not no_ds:
+        if state.no_ds_since is None:
+            return state, []
+        return replace(state, no_ds_since=None), ["a parent name server serves a DS again"]
+    if state.no_ds_since is None:
+        return replace(state, no_ds_since=now), ["no parent name server serves a DS any more"]
+    if now < state.no_ds_since + t.ds_wait:
+        return state, []
+    keys = tuple(replace(k, removed=k.removed if k.removed is not None else now,
+                         ds_gone=k.ds_gone if k.ds_gone is not None else now)
+                 for k in state.keys)
+    return replace(state, keys=keys, unsigned=now, algorithm_roll=None), [
+        "served unsigned: no parent name server serves a DS, and no cache holds one"]
+
+
+def restarted(state: RollState, now: float) -> RollState:
+    """`state` with the wait of each phase under way counted again from `now`, the moment a
+    restarted signer's first generation is served: its predecessor, killed, may have taken a
+    step (written to the state) whose zone never reached the responders. Waits for the
+    parent are not counted from a step of ours, and stay."""
+    replace = msgspec.structs.replace
+    keys = []
+    for k in state.keys:
+        if k.removed is None and k.published is not None and k.active is None:
+            k = replace(k, published=max(k.published, now))
+        elif k.removed is None and k.retired is not None:
+            k = replace(k, retired=max(k.retired, now))
+        elif k.removed is None and k.withdrawn is not None:
+            k = replace(k, withdrawn=max(k.withdrawn, now))
+        keys.append(k)
+    roll = state.algorithm_roll
+    if roll is not None and roll.withdrawn is not None:
+        roll = replace(roll, withdrawn=max(roll.withdrawn, now))
+    elif roll is not None and roll.submitted is None and roll.published is not None:
+        roll = replace(roll, published=max(roll.published, now))
+    elif roll is not None and roll.published is None:
+        roll = replace(roll, started=max(roll.started, now))
+    return replace(state, keys=tuple(keys), algorithm_roll=roll)
+
+
+def resign(state: RollState) -> tuple[RollState, list[str]]:
+    """DNSSEC turned on again before the zone went unsigned: the delete CDS is withdrawn,
+    the keys' CDS served again, and their rolls go on."""
+    if state.unsigning is None or state.unsigned is not None:
+        return state, []
+    return msgspec.structs.replace(state, unsigning=None, no_ds_since=None), [
+        "signs on: the delete CDS and CDNSKEY are withdrawn, its keys' CDS served again"]
+
+
+def observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
              told: list[str]) -> list[KeyEntry]:
     """Note when the parent first serves a new key's DS, and stops serving an old one's."""
     out = []
@@ -115,20 +197,25 @@ def _observe(keys: list[KeyEntry], now: float, parent: Mapping[int, bool],
 
 
 def _roll(keys: list[KeyEntry], role: str, t: Timings, now: float,
-          parent: Mapping[int, bool], new_key: NewKey, told: list[str]) -> list[KeyEntry]:
+          parent: Mapping[int, bool], new_key: NewKey,
+          guard: Callable[[list[KeyEntry]], str | None], told: list[str]) -> list[KeyEntry]:
     current = _current(keys, role)
     waiting = _successor(keys, role)
-    for i, k in enumerate(keys):
+    for k in list(keys):
         if k.role == role and k.retired is not None and k.removed is None \
                 and now >= k.retired + t.retire(role):
-            keys[i] = msgspec.structs.replace(k, removed=now)
-            told.append(f"{role} {k.tag}: removed from the DNSKEY RRset"
-                        + (" and its CDS: the parent may withdraw its DS"
-                           if role in SEP_ROLES else ""))
+            after = [msgspec.structs.replace(k, removed=now) if o is k else o for o in keys]
+            if guard(after) is None:
+                keys = after
+                told.append(f"{role} {k.tag}: removed from the DNSKEY RRset"
+                            + (" and its CDS: the parent may withdraw its DS"
+                               if role in SEP_ROLES else ""))
     if waiting is not None and current is not None and _ready(waiting, t, now, parent):
-        keys = [msgspec.structs.replace(k, active=now) if k is waiting else
-                msgspec.structs.replace(k, retired=now) if k is current else k for k in keys]
-        told.append(f"{role} {waiting.tag} signs in the place of {current.tag}")
+        after = [msgspec.structs.replace(k, active=now) if k is waiting else
+                 msgspec.structs.replace(k, retired=now) if k is current else k for k in keys]
+        if guard(after) is None:
+            keys = after
+            told.append(f"{role} {waiting.tag} signs in the place of {current.tag}")
     elif waiting is None and current is not None and current.active is not None:
         lifetime = t.lifetimes.get(role, 0.0)
         if lifetime and now >= current.active + lifetime - t.publish(role):
@@ -141,7 +228,7 @@ def _roll(keys: list[KeyEntry], role: str, t: Timings, now: float,
 
 def _ready(k: KeyEntry, t: Timings, now: float, parent: Mapping[int, bool]) -> bool:
     """Whether a published successor may sign now."""
-    if now < k.published + t.publish(k.role):
+    if k.published is None or now < k.published + t.publish(k.role):
         return False
     if k.role == "zsk":
         return True
@@ -173,6 +260,13 @@ def _pruned(keys: list[KeyEntry]) -> tuple[KeyEntry, ...]:
 
 def published(state: RollState) -> list[KeyEntry]:
     """The keys of the DNSKEY RRset."""
+    return [k for k in state.keys
+            if k.published is not None and k.removed is None and k.withdrawn is None]
+
+
+def loaded(state: RollState) -> list[KeyEntry]:
+    """The keys whose files the zone needs: those published, and those that sign without
+    being published (of an algorithm roll)."""
     return [k for k in state.keys if k.removed is None]
 
 
@@ -180,9 +274,23 @@ def signing(state: RollState) -> list[KeyEntry]:
     return [k for k in state.keys if k.active is not None and k.retired is None]
 
 
+def signing_keys_only(keys: Iterable[KeyEntry]) -> list[KeyEntry]:
+    """Retired KSKs and CSKs not yet removed: they sign the DNSKEY RRset (and CDS, CDNSKEY)
+    beside their successor, nothing else."""
+    return [k for k in keys if k.role in SEP_ROLES and k.retired is not None
+            and k.removed is None]
+
+
 def cds(state: RollState) -> list[KeyEntry]:
-    """The keys whose DS the parent should hold (RFC 7344): every KSK or CSK published."""
-    return [k for k in published(state) if k.role in SEP_ROLES]
+    """The keys whose DS the parent should hold (RFC 7344): every KSK or CSK published; in
+    an algorithm roll, those of the old algorithm until the new DS is asked for, then those
+    of the new one alone."""
+    sep = [k for k in published(state) if k.role in SEP_ROLES]
+    roll = state.algorithm_roll
+    if roll is None:
+        return sep
+    wanted = roll.old if roll.submitted is None else state.algorithm
+    return [k for k in sep if (k.algorithm or state.algorithm) == wanted]
 
 
 @dataclass(frozen=True)
@@ -197,6 +305,13 @@ class Next:
 
 def next_step(state: RollState, t: Timings, parent: Mapping[int, bool]) -> Next:
     """The earliest step to come, with what it waits for."""
+    if state.unsigned is not None:
+        return Next(None, "none: the zone is served unsigned (policy.insecure)")
+    if state.unsigning is not None:
+        if state.no_ds_since is None:
+            return Next(None, "unsigned once no parent name server serves a DS (the delete "
+                        "CDS asks for their removal)", parent=True)
+        return Next(state.no_ds_since + t.ds_wait, "unsigned once no cache holds a DS")
     steps: list[Next] = []
     for role in sorted({k.role for k in state.keys}):
         steps.append(_next_of_role(list(state.keys), role, t, parent))
@@ -227,6 +342,7 @@ def _next_of_role(keys: list[KeyEntry], role: str, t: Timings,
 def _next_of_successor(k: KeyEntry, current: KeyEntry | None, t: Timings,
                        parent: Mapping[int, bool]) -> Next:
     after = current.tag if current is not None else "none"
+    assert k.published is not None  # a successor is published when made
     propagated = k.published + t.publish(k.role)
     if k.role == "zsk":
         return Next(propagated, f"zsk {k.tag}: signs in the place of {after} once every "

@@ -61,7 +61,7 @@ def _states(config_path: str, zone: str | None) -> list[keystate.RollState]:
 
 
 def _zone_text(state: keystate.RollState, now: float) -> str:
-    lines = [f"zone {state.zone.rstrip('.')} ({state.algorithm})"]
+    lines = [f"zone {state.zone.rstrip('.')} ({_kind(state)})"]
     table = [("ROLE", "TAG", "STATE", "PUBLISHED", "ACTIVE", "RETIRED", "REMOVED", "DS AT PARENT")]
     for k in state.keys:
         table.append((k.role, str(k.tag), k.state, _when(k.published), _when(k.active),
@@ -70,12 +70,26 @@ def _zone_text(state: keystate.RollState, now: float) -> str:
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
               for row in table]
     lines.append("  next: " + state.next_what + _at(state.next_when, now))
-    if state.waits_for_parent or state.parent_missing:
+    if state.waits_for_parent or state.parent_missing or state.parent_stray:
         asked = (f"asked {_ago(now - state.parent_asked)}" if state.parent_asked is not None
                  else "not asked yet")
         lines.append(f"  parent ({asked}):")
         lines += [f"    DS {tag}: {why}" for tag, why in sorted(state.parent_missing.items())]
+        lines += [f"    warning: {line}" for line in state.parent_stray]
     return "\n".join(lines) + "\n"
+
+
+def _kind(state: keystate.RollState) -> str:
+    """The zone's algorithm, and whether it rolls to it or its DNSSEC is being turned off."""
+    if state.unsigned is not None:
+        return f"unsigned since {_when(state.unsigned)}"
+    if state.unsigning is not None:
+        return (f"{state.algorithm}, DNSSEC being turned off: the delete CDS served since "
+                f"{_when(state.unsigning)}")
+    if state.algorithm_roll is not None:
+        return (f"{state.algorithm}, an algorithm roll from {state.algorithm_roll.old} since "
+                f"{_when(state.algorithm_roll.started)}")
+    return state.algorithm
 
 
 def _ds(k: keystate.KeyEntry) -> str:

@@ -3,6 +3,7 @@ moment that resumes exactly where it was."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -159,9 +160,11 @@ def test_a_crash_at_each_write_leaves_a_state_that_resumes(tmp_path: Path, at: i
     assert {k.tag for k in again.state.keys} - {k.tag for k in ring.state.keys}  # rolled on
 
 
-def test_a_key_file_removed_under_the_signer_holds_the_roll(tmp_path: Path) -> None:
-    """The step that needs a missing key file is not taken (the zone keeps the keys it
-    serves), the error names the file, and it is retried a minute later, not in a loop."""
+@pytest.mark.parametrize("damage", ["removed", "garbage", "another key"])
+def test_a_key_file_removed_under_the_signer_holds_the_roll(
+        tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The step that needs a missing or damaged key file is not taken (the zone keeps the keys
+    it serves), the error names the file, and it is retried a minute later, not in a loop."""
     from healthdns.shared import config
     from healthdns.signer.keyrings import RETRY, Keyrings
 
@@ -176,9 +179,21 @@ def test_a_key_file_removed_under_the_signer_holds_the_roll(tmp_path: Path) -> N
     rings.configure(config.from_mapping(doc))
     ring = rings.rings[0]
     ksk = next(k for k in ring.state.keys if k.role == "ksk")
-    (tmp_path / "keys" / ksk.file).unlink()
+    path = tmp_path / "keys" / ksk.file
+    served = ring.signing_keys()
+    if damage == "removed":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    else:  # a key file of another key put in its place
+        zsk = next(k for k in ring.state.keys if k.role == "zsk")
+        path.write_bytes((tmp_path / "keys" / zsk.file).read_bytes().replace(b"zsk", b"ksk"))
     before = (tmp_path / "keys" / "example.test.state").read_bytes()
     clock[0] += 9.5  # the ZSK's successor is due: the DNSKEY RRset needs the KSK's file too
-    assert rings.step() == set()
+    with caplog.at_level(logging.ERROR, logger="healthdns.signer"):
+        assert rings.step() == set()
     assert (tmp_path / "keys" / "example.test.state").read_bytes() == before
     assert rings.due() == clock[0] + RETRY
+    assert ring.signing_keys() == served  # the zone is signed on with the keys it has
+    [error] = [r.getMessage() for r in caplog.records]
+    assert "a key roll's step failed, trying again in 60 s" in error and str(path) in error

@@ -33,8 +33,9 @@ QUERIES = [("www.example.test", "A", "; fully validated"),
 class Knot:
     """knotd serving the parent zone `test.` on loopback, changed with knotc."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, signed: bool = False) -> None:
         self.tmp = tmp
+        self.signed = signed  # Knot signs `test.` itself (its KSK: `ksk()`)
         self.port = 0
         self.process: subprocess.Popen[str] | None = None
 
@@ -49,7 +50,8 @@ class Knot:
                 f"control:\n  listen: {self.tmp}/knot.sock\n"
                 f"database:\n  storage: {self.tmp}\n"
                 f"zone:\n  - domain: test\n    file: {self.tmp}/test.zone\n"
-                f"    storage: {self.tmp}\n    zonefile-sync: -1\n")
+                f"    storage: {self.tmp}\n    zonefile-sync: -1\n"
+                + ("    dnssec-signing: on\n" if self.signed else ""))
             self.process = subprocess.Popen([need_tool("knotd"), "-c",
                                              str(self.tmp / "knot.conf")],
                                             stdout=subprocess.DEVNULL,
@@ -77,6 +79,13 @@ class Knot:
         answer = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=1)
         return [rd.to_text() for rrset in answer.answer if rrset.rdtype == dns.rdatatype.DS
                 for rd in rrset]
+
+    def ksk(self) -> str:
+        """The DNSKEY rdata of the KSK Knot signs `test.` with."""
+        answer = dns.query.udp(dns.message.make_query("test", "DNSKEY"), "127.0.0.1",
+                               port=self.port, timeout=1)
+        return next(rd.to_text() for rrset in answer.answer for rd in rrset
+                    if rrset.rdtype == dns.rdatatype.DNSKEY and rd.flags == 257)
 
     def set_ds(self, records: list[str]) -> None:
         """Replace the parent's DS RRset of example.test."""
@@ -150,9 +159,11 @@ class Validator(threading.Thread):
 def test_a_sep_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot: Knot,
                                                           role: str) -> None:
     """A KSK (with a ZSK that does not roll), or a CSK, which signs the zone too."""
-    kind: dict[str, object] = {"csk": True, "csk_lifetime": 10} if role == "csk" else \
-        {"ksk_lifetime": 10, "zsk_lifetime": 0}
-    dnssec = {"algorithm": "ED25519", "dnskey_ttl": 1, "key_dir": str(tmp_path / "keys"),
+    kind: dict[str, object] = {"csk": True, "csk_lifetime": 14} if role == "csk" else \
+        {"ksk_lifetime": 14, "zsk_lifetime": 0}
+    # A DNSKEY TTL of 4 s: the old key's removal comes 4 s after the new one signs, time
+    # enough for the parent to take the new DS back first.
+    dnssec = {"algorithm": "ED25519", "dnskey_ttl": 4, "key_dir": str(tmp_path / "keys"),
               "policy": {**kind, "propagation": 0, "ds_ttl": 1, "parent_propagation": 0,
                          "check_interval": 1,
                          "parent_nameservers": [f"127.0.0.1:{knot.port}"]}}
@@ -184,9 +195,23 @@ def test_a_sep_roll_waits_for_the_parents_ds_and_completes(tmp_path: Path, knot:
         knot.set_ds(both)
         server.wait_for(rf"{role} {new}: every parent name server serves its DS", 10)
         server.wait_for(rf"{role} {new} signs in the place of {old}", 10)
+        knot.set_ds(first)  # the registrar goes back to a stale copy: the old DS alone
+        # The old key still signs the DNSKEY RRset (delv, anchored at the old DS alone, goes
+        # on validating), and its removal, which would leave nothing the parent's DS fits,
+        # waits and says why.
+        held = (f"the DS RRset served by 127.0.0.1:{knot.port} (DS {old}) is of no key of "
+                "the DNSKEY RRset after this step")
+        server.wait_for("a key roll's step waits: it would leave the zone bogus: "
+                        + re.escape(held), 15)
+        assert f"{role} {old}: removed" not in server.output()
+        shown = keys_report(tmp_path, "example.test")
+        assert f"held: {held}" in shown, shown
+        server.wait_until(lambda: metrics(server)[waiting] == 1.0, 10, "a wait for the parent")
+        knot.set_ds(both)
+        server.wait_for("the chain of trust validates again: the roll goes on", 10)
         server.wait_until(lambda: metrics(server)[waiting] == 0.0, 10, "no wait for the parent")
         next_step = ("healthdns_dnssec_roll_next_step_seconds", (("zone", "example.test"),))
-        assert 0.0 <= metrics(server)[next_step] <= 10.0  # a removal, or the next roll
+        assert 0.0 <= metrics(server)[next_step] <= 14.0  # the next roll
         server.wait_for(rf"{role} {old}: removed from the DNSKEY RRset and its CDS", 10)
         server.wait_until(lambda: len(cds(server)) == 1, 10, "the CDS of the new KSK alone")
         last = cds(server)

@@ -30,6 +30,9 @@ class PolicySpec(Frozen, frozen=True):
     # those of the parent zone, found by DNS.
     parent_nameservers: tuple[str, ...] = ()
     check_interval: int = 3600  # how often the parent is asked while a roll waits for it
+    # Take the zone to unsigned, safely: the delete CDS and CDNSKEY (RFC 8078 4) are served,
+    # signed, until no parent name server serves a DS and the DS TTL has passed.
+    insecure: bool = False
 
     def lifetime(self, role: str) -> int:
         return {"zsk": self.zsk_lifetime, "ksk": self.ksk_lifetime,
