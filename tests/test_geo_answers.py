@@ -16,6 +16,7 @@ from typing import Any
 
 import dns.edns
 import dns.message
+import dns.name
 import dns.rdatatype
 import geo_model
 import msgspec
@@ -26,7 +27,7 @@ from test_geomap import clients, geodata, worlds
 from healthdns.responder.query import NEEDS_CLIENT, Answerer
 from healthdns.responder.table import Table
 from healthdns.shared import config, messages
-from healthdns.shared.geomap import GeoMap, Site
+from healthdns.shared.geomap import GeoMap, GeoRule, Site
 from healthdns.signer.main import Signer
 
 POLICIES = ("serve-all", "empty", "backup")
@@ -171,3 +172,22 @@ def test_every_answer_is_the_oracles_site_with_the_models_scope(
             scope = echoed[0].to_wire()[3]  # FAMILY, SOURCE, SCOPE, ADDRESS
             want = model.scope(version, first) if source > 0 and family in families else 0
             assert scope == want, where
+
+
+def test_answers_are_counted_per_zone_and_site(tmp_path: Path) -> None:
+    path = geodata.write_mmdb(tmp_path / "geo.mmdb", [
+        ("10.0.0.0/16", {"continent": {"code": "EU"}}),
+        ("10.1.0.0/16", {"continent": {"code": "NA"}})])
+    spec = GeoMap(rules=(GeoRule(continent="EU", sites=("fra", "iad")),
+                         GeoRule(continent="NA", sites=("iad", "fra"))))
+    pool = {"map": "world", "check": {"port": 80}, "policy": "empty",
+            "sites": {"fra": {"addresses": ["192.0.2.1"]}, "iad": {"addresses": ["192.0.2.2"]}}}
+    answerer = served(spec, {"fra": Site(), "iad": Site()}, path, pool, {"192.0.2.1"})
+    for address, count in ((0x0A000001, 3), (0x0A010001, 2), (0x0B000001, 1)):
+        for _ in range(count):
+            answered(answerer, dns.message.make_query("www.example.test", "A", use_edns=0,
+                                                      options=[ecs_option(4, address, 24)]),
+                     b"")
+    zone = dns.name.from_text("example.test").to_wire()
+    # iad is down: its NA clients are served fra's address, counted under fra.
+    assert sorted(answerer.sites_by_label()) == [(zone, "fra", 6)]
