@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from test_geomap import clients, geodata, worlds
 
 from healthdns.responder.query import NEEDS_CLIENT, Answerer
-from healthdns.responder.table import Table
+from healthdns.responder.table import Table, indexes
 from healthdns.shared import config, messages
 from healthdns.shared.geomap import GeoMap, GeoRule, Site
 from healthdns.signer.main import Signer
@@ -123,12 +123,15 @@ def served(spec: GeoMap, sites: dict[str, Site], path: Path, pool: dict[str, Any
     assert normalised is not None
     health = {g.check.target(a): a in up for g in normalised.groups if g.check is not None
               for a in g.addresses}
-    published = Signer(cfg).update(health, True)
-    assert published is not None
+    signer = Signer(cfg)
+    published = signer.update(health, True)
+    assert published is not None and signer.new_maps is not None
+    # As the supervisor relays them: the maps, then the snapshot, each encoded.
+    maps = messages.decode_to_responder(messages.encode(signer.new_maps))
     snapshot = messages.decode_to_responder(published.snapshot)
-    assert isinstance(snapshot, messages.EncodedSnapshot)
+    assert isinstance(snapshot, messages.EncodedSnapshot) and isinstance(maps, messages.Maps)
     answerer = Answerer(1232)
-    answerer.table = Table(snapshot, 0)
+    answerer.table = Table(snapshot, 0, indexes(maps.tables))
     return answerer
 
 
