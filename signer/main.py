@@ -260,7 +260,8 @@ class Signer:
         moved = {name for name, table in maps.items() if self.sent_maps.get(name) is not table}
         for i, z in enumerate(self.zones):
             print_ = zone.fingerprint(z, self.health)
-            remapped = any(o.geo is not None and o.geo.map in moved for o in z.owners.values())
+            remapped = bool(moved) and any(o.geo is not None and o.geo.map in moved
+                                           for o in z.owners.values())
             if print_ != self.prints[i] or (due and self.signers[i] is not None) or remapped:
                 self.prints[i] = print_
                 self.serials[i] = next_serial(self.serials[i], self.now())
