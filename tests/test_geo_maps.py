@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,27 @@ def site(server: Server, args: list[str]) -> str:
     out = subprocess.run([need_tool("dig"), "@127.0.0.1", "-p", str(server.port), "+short",
                           *args], capture_output=True, text=True, timeout=10, check=True)
     return out.stdout.strip()
+
+
+def test_a_responder_waiting_for_its_first_snapshot_keeps_the_maps_sent_before_it(
+        started: tuple[Signer, Clock, Path, dict[str, bool]]) -> None:
+    """With every port known, a responder loads its first table before it binds
+    (`responder.main._first_table`): the maps the supervisor sends first go with it."""
+    from multiprocessing import Pipe
+
+    from healthdns.responder import main
+
+    signer, _, _, health = started
+    published = signer.update({next(iter(health)): False}, False)
+    assert published is not None
+    ours, theirs = Pipe()
+
+    def supervisor() -> None:  # a pipe holds less than a snapshot: sent as it is read
+        ours.send_bytes(messages.encode(messages.Maps(signer.maps.tables())))
+        ours.send_bytes(published.snapshot)
+
+    sending = threading.Thread(target=supervisor)
+    sending.start()
+    table = main._first_table(theirs, config.Config())
+    sending.join()
+    assert set(table.maps) == {"world"} and len(table.geo) == 1
