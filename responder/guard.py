@@ -16,7 +16,7 @@ import struct
 
 from healthdns.responder import cookies, rrl
 from healthdns.responder.query import Answerer
-from healthdns.responder.wire import BADCOOKIE, FORMERR, OPT_HEAD, TC, TCP
+from healthdns.responder.wire import BADCOOKIE, FORMERR, NEEDS_CLIENT, OPT_HEAD, TC, TCP
 from healthdns.shared.config import Config
 from healthdns.shared.region import Region
 
@@ -36,7 +36,9 @@ class Guard:
         `transport` as `Answerer.answer` takes it."""
         # No OPT, or an OPT without options last (what the fast path takes): no cookie.
         if data[11:12] != b"\x01" or data[-11:-8] == OPT_HEAD or self.cookies is None:
-            response = self.answerer.answer_told(data, transport, client)
+            response = self.answerer.answer(data, transport)
+            if response is NEEDS_CLIENT:  # a geo name without an ECS address
+                response = self.answerer.answer_from(data, transport, client)
             limiter = self.limiter
             if transport & TCP or response is None or limiter is None:
                 return response
