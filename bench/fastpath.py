@@ -16,6 +16,9 @@ zone of bench/harness/zone.py, as a responder builds it:
 - ``miss``: the mix without a packet cache: every query takes the fast path's lookup;
 - ``rotating``: queries for a pool of 8 addresses answered 2 at a time (`max_answers`), with
   and without EDNS, beside the mix's names (one query in four for the pool);
+- ``ecs``, ``geo``: queries with an ECS option (a /24 of 1,000 clients) for a pool of three
+  addresses, without geo and as a geo pool over three sites (a map of 256 networks); the
+  ``-miss`` ones without a packet cache (every query looked up, the map searched);
 - ``badkey``, ``badsig``: TSIG-signed junk, with a key the server does not know or with a
   known key's name and another secret (each answered NOTAUTH).
 
@@ -40,16 +43,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dns.edns
 import dns.message
 import dns.tsig
 import msgspec
-from harness import HOST
+from harness import HOST, geodata
 from harness.queries import query_mix
 from harness.zone import ZONE, Zone
 
 from healthdns.responder import guard, mmsg
 from healthdns.responder.query import Answerer
-from healthdns.responder.table import Table
+from healthdns.responder.table import Table, indexes
 from healthdns.shared import config, messages
 from healthdns.shared import tsigkeys as keys_of_tsig
 from healthdns.signer import keys
@@ -97,6 +101,46 @@ def load_rotating(cache: int) -> Answerer:
     assert isinstance(snapshot, messages.Snapshot)
     answerer.table = Table(snapshot, cache)
     return answerer
+
+
+def load_geo(cache: int) -> Answerer:
+    """An answerer holding the benchmark zone, a geo pool `geo` over three sites and a pool
+    `plain` of the same addresses without geo, all up; the map: 256 /16s of a database
+    written here, a continent each."""
+    sites = {"fra": "192.0.2.201", "iad": "192.0.2.202", "sin": "192.0.2.203"}
+    geo = {"map": "world", "check": {"port": 80},
+           "sites": {name: {"addresses": [address]} for name, address in sites.items()}}
+    plain = {"addresses": list(sites.values()), "check": {"port": 80}}
+    continents = ("EU", "NA", "AS")
+    with tempfile.TemporaryDirectory() as tmp:
+        database = geodata.write_mmdb(Path(tmp) / "geo.mmdb", [
+            (f"10.{i}.0.0/16", geodata.record(continents[i % 3], "DE")) for i in range(256)])
+        path = Path(tmp) / "zone.toml"
+        path.write_text(Zone(0).healthdns_toml(53, 1)
+                        + f"geo = {{ pool = {pool_toml(geo)} }}\n"
+                        + f"plain = {{ pool = {pool_toml(plain)} }}\n"
+                        + "[sites.fra]\n[sites.iad]\n[sites.sin]\n[maps.world]\n"
+                        + f'database = "{database}"\n'
+                        + 'rules = [{ continent = "EU", sites = ["fra", "iad"] }, '
+                        + '{ continent = "NA", sites = ["iad", "fra"] }, '
+                        + '{ continent = "AS", sites = ["sin", "iad"] }]\n')
+        cfg = config.load(path)
+        signer = Signer(cfg)
+        published = signer.update({target: True for target in cfg.checks()}, full=True)
+    assert published is not None
+    answerer = Answerer(cfg.server.udp_payload_size)
+    snapshot = messages.decode_to_child(published.snapshot)
+    assert isinstance(snapshot, messages.Snapshot)
+    answerer.table = Table(snapshot, cache, indexes(signer.maps.tables()))
+    return answerer
+
+
+def ecs_wires(name: str, rng: random.Random) -> list[bytes]:
+    """Queries for `name` with an ECS option (a /24, as resolvers send), from 1,000 clients
+    of the map's networks, each asking several times."""
+    clients = [f"10.{rng.randrange(256)}.{rng.randrange(256)}.0" for _ in range(1000)]
+    return [dns.message.make_query(f"{name}.{ZONE}", "A", use_edns=0, options=[
+        dns.edns.ECSOption(rng.choice(clients), 24)]).to_wire() for _ in range(20_000)]
 
 
 def pool_toml(pool: dict[str, object]) -> str:
@@ -147,7 +191,13 @@ def workloads(rng: random.Random) -> dict[str, Workload]:
             for edns in (False, 0)]
     mixed = [wire for i, line in enumerate(mix) for wire in
              ((line, pool[i % 2]) if i % 3 == 0 else (line,))]
+    geo, geo_uncached = load_geo(10_000), load_geo(0)
+    ecs = {name: ecs_wires(name, random.Random(7)) for name in ("geo", "plain")}
     return {"mix": (plain.answer, None, mix),
+            "ecs": (geo.answer, None, ecs["plain"]),
+            "geo": (geo.answer, None, ecs["geo"]),
+            "ecs-miss": (geo_uncached.answer, None, ecs["plain"]),
+            "geo-miss": (geo_uncached.answer, None, ecs["geo"]),
             "flood": (plain.answer, None, flood_wires(20_000, rng, False)),
             "signed": (signed.answer, None, flood_wires(20_000, rng, True)),
             "rrl": (limited, made.answer, mix),

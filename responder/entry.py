@@ -28,6 +28,27 @@ RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
 _zone_origins: list[bytes] = [b""]
 _zone_ids: dict[bytes, int] = {}
 SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question name's length
+# Sites geo answers are counted under, interned as zones are: (zone id, site) by key, the key
+# zone id << SITE_SHIFT | site id. Bounded by the zones and sites ever configured.
+SITE_SHIFT = 16
+# A geo answer counts its site in its counter key (fast path and packet cache alike), above
+# the zone: (site id + 1) << SITE_COUNT_SHIFT (0: not a geo answer). Zone ids stay below
+# 1 << 16.
+SITE_COUNT_SHIFT = ZONE_SHIFT + SITE_SHIFT
+ZONE_MASK = (1 << SITE_SHIFT) - 1
+
+
+def site_counts(counts: dict[int, int], into: dict[int, int]) -> None:
+    """Add the geo answers of a counter dict (keys as `entry` makes them) to `into`, by
+    `site_key`."""
+    for kind, n in dict(counts).items():
+        if kind >> SITE_COUNT_SHIFT:
+            key = (kind >> ZONE_SHIFT & ZONE_MASK) << SITE_SHIFT \
+                | (kind >> SITE_COUNT_SHIFT) - 1
+            into[key] = into.get(key, 0) + n
+_site_names: list[str] = []
+_site_ids: dict[str, int] = {}
+_diverted: dict[Shape, Shape] = {}  # bounded as `_shapes` is
 
 
 class Shape:
@@ -60,6 +81,34 @@ class Shape:
 # 30,000 entries of 64 octets instead of 120; all but the bodies repeat from entry to entry).
 # A tuple, read by unpacking it: entries compare by value (`Table._settle_any`).
 Entry: TypeAlias = tuple[Shape, bytes, bytes]
+
+
+def diverted(made: Entry) -> Entry:
+    """The entry with a shape whose flag map is empty: the fast path finds it, maps no
+    flags, and looks further (a geo name's default answer, held where every name's is, so
+    that ANY, counters and the slow path find it as they find any other)."""
+    shape, body, signed = made
+    other = _diverted.get(shape)
+    if other is None:
+        other = _diverted[shape] = Shape.__new__(Shape)
+        for slot in Shape.__slots__:
+            setattr(other, slot, getattr(shape, slot))
+        other.flag_map = {}
+    return (other, body, signed)
+
+
+def site_key(zone: int, site: str) -> int:
+    """The counter key of a zone's answers from `site` ("": from no site)."""
+    found = _site_ids.get(site)
+    if found is None:
+        found = _site_ids[site] = len(_site_names)
+        _site_names.append(site)
+    return zone << SITE_SHIFT | found
+
+
+def site_of(key: int) -> tuple[bytes, str]:
+    """(zone origin, site) of a `site_key`."""
+    return zone_origin(key >> SITE_SHIFT), _site_names[key & ZONE_MASK]
 
 
 class KeptNxdomain:
@@ -122,7 +171,7 @@ def zone_origin(zone: int) -> bytes:
 
 
 def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False,
-          bodies: dict[bytes, bytes] | None = None) -> Entry:
+          bodies: dict[bytes, bytes] | None = None, site: int = 0) -> Entry:
     """What the query path splices; `soa_index`: the SOA slot of a negative answer (see
     `Table.soas`); `proved`: NSEC proofs are added per query (NXDOMAIN).
 
@@ -137,8 +186,11 @@ def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False,
     signed = answer.signed or answer
     counts_do = _counts(signed.ancount, signed.nscount, signed.arcount + 1)
     base = (signed.ancount, signed.nscount, signed.arcount) if proved else None
-    # The rcode is known per entry, so the fast path adds only the qtype and transport.
+    # The rcode is known per entry, so the fast path adds only the qtype and transport; a
+    # geo outcome's entry counts its site too (`site`: its `site_key`, or 0).
     kind = zone << ZONE_SHIFT | (answer.flags & 0x0F) << RCODE_SHIFT
+    if site:
+        kind |= ((site & ZONE_MASK) + 1) << SITE_COUNT_SHIFT
     made = (answer.flags, counts, counts_opt, counts_do, base, soa, kind)
     shape = _shapes.get(made)
     if shape is None:

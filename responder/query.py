@@ -1,9 +1,15 @@
 """From query bytes to response bytes: the per-query path.
 
 `Answerer.answer` is the fast path: it handles the common shape of query (one question, no
-EDNS or a bare EDNS OPT) by splicing pre-rendered bytes around the question as sent. Everything
-else goes to `Answerer.slow`, a complete parser that never raises on any input. Both consult the
-same `Table`, so they agree by construction; a property test compares them anyway.
+EDNS, a bare EDNS OPT, or an OPT with one EDNS Client Subnet option as resolvers send it) by
+splicing pre-rendered bytes around the question as sent. Everything else goes to
+`Answerer.slow`, a complete parser that never raises on any input. Both consult the same
+`Table`, so they agree by construction; a property test compares them anyway.
+
+A geo name (`Table.geo`) is answered by `_geo`: the client's block in the map (one binary
+search) gives its order id, and the order id the pre-rendered answer (one list index). Its
+client is the ECS address, or the source address, which `answer` is not told: it returns
+NEEDS_CLIENT and the caller asks `answer_from` with the address (only geo names cost that).
 
 The fast path's parts: the packet cache (`cache`), the NXDOMAIN kept for a random-subdomain
 flood (`negative`), the counters (`counting`); the wire's codes and parsers are in `wire`, the
@@ -13,23 +19,30 @@ slow path in `slow`.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Final
 
 from healthdns.responder.cache import CACHE_QUERY_MAX, admit
 from healthdns.responder.counting import TRANSPORTS, TYPE_INDEX, QueryCounts
 from healthdns.responder.entry import (
     QTYPE_SHIFT,
     RCODE_SHIFT,
+    ZONE_MASK,
     ZONE_SHIFT,
+    Entry,
     flag_map,
+    site_counts,
+    site_of,
     zone_origin,
 )
 from healthdns.responder.negative import kept_nxdomain, remember_nxdomain
 from healthdns.responder.slow import SlowPath
-from healthdns.responder.table import Table
+from healthdns.responder.table import GeoKey, Table
 from healthdns.responder.wire import (
     ANY,
+    FORMERR,
     META_QTYPES,
     NAME_END,
+    NEEDS_CLIENT,
     NO_EDNS,
     NXDOMAIN,
     ONE_AR,
@@ -40,10 +53,15 @@ from healthdns.responder.wire import (
     V6,
     fast_shape,
 )
+from healthdns.shared import ecs
+from healthdns.shared.ecs import SCOPES
+from healthdns.shared.ecs import SHAPES as ECS_SHAPES
+from healthdns.shared.geotable import SCOPE_BITS, SCOPE_MASK
 from healthdns.shared.querycounts import COUNTED_QTYPES
 
 # The transports `Answerer.answer` takes, and the smallest limit it answers within.
-__all__ = ["PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]
+__all__ = ["NEEDS_CLIENT", "PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]
+NO_OPTIONS: Final = b"\x00\x00"  # our OPT's RDLENGTH when it carries no option
 # The query flags the fast path answers (every entry's flag map has the same keys).
 FAST_FLAGS = frozenset(flag_map(0))
 
@@ -57,9 +75,12 @@ class Answerer(SlowPath):
         # theirs as zone id << ZONE_SHIFT | type index << QTYPE_SHIFT | rcode << RCODE_SHIFT
         # | transport (the type index: `TYPE_INDEX`): the entry holds all but the type and
         # transport, so counting stays one dict increment. Zone ids and type indexes are
-        # translated only when read (`counts_by_label`).
+        # translated only when read (`counts_by_label`). A geo answer's key also holds its
+        # site (`entry.SITE_COUNT_SHIFT`, read by `sites_by_label`).
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
+        # Our OPT records (without, with DO) but their RDLENGTH: an ECS option follows.
+        self.opt_heads = (self.opts[0][:-2], self.opts[1][:-2])
 
     # --- fast path ------------------------------------------------------------------------------
 
@@ -90,7 +111,7 @@ class Answerer(SlowPath):
             if response is not None:
                 return response
         response = self._lookup(table, data, transport)
-        if response is None or not table.cache_size:
+        if response is None or not table.cache_size or response is NEEDS_CLIENT:
             return response
         if response[3] & 0x0F == NXDOMAIN and response[6:8] == b"\x00\x00" \
                 and len(nxdomains) < table.cache_size:  # no CNAME chain: the name alone
@@ -111,14 +132,29 @@ class Answerer(SlowPath):
             admit(table, key, data, response)
         return response
 
-    def _lookup(self, table: Table | None, data: bytes, transport: int) -> bytes | None:
+    def answer_told(self, data: bytes, transport: int, client: bytes) -> bytes | None:
+        """`answer`, where the client's address (packed) is known already (TCP, the portable
+        UDP path)."""
+        response = self.answer(data, transport)
+        if response is NEEDS_CLIENT:
+            return self.answer_from(data, transport, client)
+        return response
+
+    def answer_from(self, data: bytes, transport: int, client: bytes) -> bytes | None:
+        """The response to `data` from `client` (its packed source address): where `answer`
+        said NEEDS_CLIENT (a geo name, asked without an ECS address). Never cached."""
+        response = self._lookup(self.table, data, transport, client)
+        return None if response is NEEDS_CLIENT else response  # told it: never again
+
+    def _lookup(self, table: Table | None, data: bytes, transport: int,
+                client: bytes = b"") -> bytes | None:
         """Locate the question, look up its entry, splice; anything unusual goes slow."""
         # The end of the question name, when it is well formed and at most 255 octets: a
         # longer one goes slow (FORMERR) before any lookup; a miss checks its labels.
         end = data.find(0, 12, NAME_END)
         qend = end + 5
         if table is None or end < 12 or len(data) < qend:
-            return self.slow(data, transport)
+            return self.slow(data, transport, client=client)
         name = data[12:end + 1].lower()
         qtype = data[end + 1] << 8 | data[end + 2]
         key = name + data[end + 1:qend]
@@ -137,8 +173,11 @@ class Answerer(SlowPath):
                     return self.slow(data, transport)
         shape, body, signed = entry
         flags = shape.flag_map.get(data[2:4])  # None for responses, other opcodes, odd bits
-        if flags is None:
-            return self.slow(data, transport)
+        if flags is None:  # ... and for a geo name's default (`entry.diverted`)
+            geo = table.geo.get(key)
+            if geo is not None:
+                return self._geo(table, data, transport, qend, name, geo, client)
+            return self.slow(data, transport, client=client)
         # Counted truncated or not, as `slow` counts; one dict increment (see `__init__`).
         kind, fast = shape.kind | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
         counts = data[4:12]
@@ -151,7 +190,15 @@ class Answerer(SlowPath):
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
-            return self.slow(data, transport)  # EDNS version > 0, options, or another shape
+            # One ECS option (a resolver's query): a name not routed by it echoes it with
+            # scope 0, which a valid query's option has already (RFC 7871 7.2.1).
+            ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19])
+            if ecs_shape is None or len(data) != qend + 19 + ecs_shape[2] \
+                    or counts != ONE_AR or data[qend:qend + 3] != OPT_HEAD or data[qend + 6]:
+                return self.slow(data, transport, client=client)  # EDNS version > 0, ...
+            if data[-1] & ecs_shape[4] and ecs_shape[2]:  # bits beyond the source
+                return self.slow(data, transport, rcode=FORMERR)
+            return self._spliced(table, data, transport, qend, name, entry, data[qend + 9:])
         fast[kind] = fast.get(kind, 0) + 1
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
             counts, soa, body, opt = (shape.counts_do, table.soas_signed[shape.soa], signed,
@@ -169,6 +216,79 @@ class Answerer(SlowPath):
                 return self._truncated(data, qend, shape, opt)
         return response
 
+    def _geo(self, table: Table, data: bytes, transport: int, qend: int, name: bytes,
+             geo: GeoKey, client: bytes) -> bytes | None:
+        """A geo name's answer: the client (the ECS address, or the source address when the
+        query has no ECS or one of source length 0) looked up in the map, its order's
+        outcome spliced, and the ECS option echoed with the scope of the map's block."""
+        ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19]) if len(data) > qend + 11 else None
+        if ecs_shape is not None:
+            family, source, octets, shift, beyond = ecs_shape
+            if len(data) != qend + 19 + octets or data[4:12] != ONE_AR \
+                    or data[qend:qend + 3] != OPT_HEAD or data[qend + 6]:
+                return self.slow(data, transport, client=client)
+            if octets and data[-1] & beyond:
+                return self.slow(data, transport, rcode=FORMERR)
+        elif not (data[4:12] == NO_EDNS and len(data) == qend or fast_shape(data, qend)):
+            return self.slow(data, transport, client=client)  # an OPT of another shape
+        else:
+            source = 0
+        if source:
+            address = int.from_bytes(data[qend + 19:]) << shift
+            block = geo.index.find4(address) if family == ecs.FAMILY_IPV4 \
+                else geo.index.find6(address)
+            tail = b"".join((data[qend + 9:qend + 18], SCOPES[block & SCOPE_MASK],
+                             data[qend + 19:]))
+        elif not client:
+            return NEEDS_CLIENT
+        else:  # scope 0: the answer is for the source address alone
+            address = int.from_bytes(client)
+            block = geo.index.find4(address) if len(client) == 4 else geo.index.find6(address)
+            tail = data[qend + 9:] if ecs_shape is not None else NO_OPTIONS
+        rotation, _ = geo.by_order[block >> SCOPE_BITS]  # counted with its site by `_spliced`
+        return self._spliced(table, data, transport, qend, name, next(rotation), tail, client)
+
+    def _spliced(self, table: Table, data: bytes, transport: int, qend: int, name: bytes,
+                 found: Entry, tail: bytes, client: bytes = b"") -> bytes | None:
+        """`found` spliced around the question of a fast-path query: no EDNS, or an OPT of
+        version 0 bare or with one ECS option; `tail`: our OPT's RDLENGTH and options."""
+        shape, body, signed = found
+        flags = shape.flag_map.get(data[2:4])
+        if flags is None:  # other flags: the slow path answers them
+            return self.slow(data, transport, client=client)
+        qtype = data[qend - 4] << 8 | data[qend - 3]
+        kind, fast = shape.kind | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
+        fast[kind] = fast.get(kind, 0) + 1
+        if data[4:12] == NO_EDNS:
+            response = b"".join((data[:2], flags, shape.counts, data[12:qend],
+                                 table.soas[shape.soa], body))
+            if len(response) > PLAIN_LIMIT and not transport & TCP:
+                return self._truncated(data, qend, shape, b"")
+            return response
+        do = data[qend + 7] >> 7
+        if do:  # DO: the signed variant (RFC 3225)
+            counts, soa, body = shape.counts_do, table.soas_signed[shape.soa], signed
+            if shape.proved is not None:  # NXDOMAIN: add the proofs for this name
+                counts, proofs = table.denial(name, shape.proved)
+                body += proofs
+        else:
+            counts, soa = shape.counts_opt, table.soas[shape.soa]
+        opt = self.opt_heads[do] + tail
+        response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
+        if len(response) > PLAIN_LIMIT and not transport & TCP:
+            limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
+            if len(response) > limit:
+                return self._truncated(data, qend, shape, opt)
+        return response
+
+    def sites_by_label(self) -> list[tuple[bytes, str, int]]:
+        """(zone origin, site, answers) of geo names: for metrics (copied first, as
+        `counts_by_label` does)."""
+        counts = dict(self.site_counts)
+        site_counts(self.fast_counts, counts)
+        site_counts(self.cache_counts, counts)
+        return [(*site_of(key), n) for key, n in counts.items()]
+
     def counts(self) -> Counter[tuple[str, int, int]]:
         """(path, qtype, rcode) -> queries answered."""
         out: Counter[tuple[str, int, int]] = Counter()
@@ -185,7 +305,8 @@ class Answerer(SlowPath):
         out: QueryCounts = Counter()
         for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
             for kind, n in dict(counts).items():
-                out[(path, *TRANSPORTS[kind & 3], zone_origin(kind >> ZONE_SHIFT),
+                out[(path, *TRANSPORTS[kind & 3],
+                     zone_origin(kind >> ZONE_SHIFT & ZONE_MASK),
                      COUNTED_QTYPES[kind >> QTYPE_SHIFT & 0xFFFF],
                      kind >> RCODE_SHIFT & 0x0F)] += n
         for (zone, qtype, rcode, transport), n in dict(self.slow_counts).items():

@@ -15,11 +15,12 @@ from multiprocessing.connection import Connection
 from healthdns.responder import guard, mmsg, sockets
 from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
-from healthdns.responder.table import Table
+from healthdns.responder.table import Table, indexes
 from healthdns.responder.tcp import Limits, Tcp
-from healthdns.responder.wire import PLAIN_LIMIT, UDP, V6
+from healthdns.responder.wire import NEEDS_CLIENT, PLAIN_LIMIT, UDP, V6
 from healthdns.shared import heap, messages, querycounts
 from healthdns.shared.config import Config, format_endpoint
+from healthdns.shared.geotable import GeoIndex
 from healthdns.shared.region import Region
 
 log = logging.getLogger("healthdns.responder")
@@ -38,12 +39,15 @@ class Server:
         self.conn = conn
         self.answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
         self.answerer.tsig_keys = cfg.tsig_keys()
+        self.maps: dict[str, GeoIndex] = {}  # the location maps (`messages.Maps`), by name
         self.guard = guard.build(self.answerer, cfg, secret, rrl_table)  # cookies and RRL
         spec = cfg.server
         self.tcp = Tcp(self.answerer.answer, self._bug,
                        Limits(spec.tcp_max_connections, spec.tcp_max_per_client,
                               spec.tcp_idle_timeout, spec.tcp_backlog),
-                       guarded=self.guard.answer if self.guard is not None else None)
+                       # told the client's address: cookies, RRL, geo names
+                       guarded=self.guard.answer if self.guard is not None
+                       else self.answerer.answer_told)
         self.serving = False
         self.errors = 0
         self.bug_logged = -BUG_LOG_PERIOD  # when the last internal error was logged
@@ -96,10 +100,12 @@ class Server:
         try:
             match message:
                 case messages.EncodedSnapshot():
-                    self._load(Table(message, self.cfg.server.packet_cache))
+                    self._load(Table(message, self.cfg.server.packet_cache, self.maps))
                 case messages.EncodedDelta() if current is not None \
                         and current.generation == message.base:
-                    self._load(current.apply(message))
+                    self._load(current.apply(message, self.maps))
+                case messages.Maps(tables=tables):
+                    self.maps = indexes(tables)  # the next generation answers by them
                 case messages.EncodedDelta():
                     log.error("ignoring generation %d: it follows %d, this responder holds %s",
                               message.generation, message.base,
@@ -150,7 +156,7 @@ class Server:
             try:
                 messages.send(self.conn, messages.Stats(
                     self.slot, table.generation if table else 0, counts,
-                    self.answerer.truncated, self.errors))
+                    self.answerer.truncated, self.errors, self.answerer.sites_by_label()))
             except OSError:
                 return  # the supervisor is gone: EOF on the pipe stops this process
             await asyncio.sleep(messages.STATS_PERIOD)
@@ -174,8 +180,9 @@ class Server:
             serve, answer, bug = receiver.serve, self.answerer.answer, self._bug
             guarded = self.guard.answer if self.guard is not None else None
             every = self.guard is not None and self.guard.limiter is not None
+            located = self.answerer.answer_from
             while not self.stopping:
-                serve(answer, bug, guarded, every, transport)
+                serve(answer, bug, guarded, every, transport, located)
         else:
             while not self.stopping:
                 self._serve_one(sock, transport)
@@ -216,6 +223,9 @@ class Server:
         try:
             if self.guard is None:
                 response = self.answerer.answer(data, transport)
+                if response is NEEDS_CLIENT:
+                    response = self.answerer.answer_from(data, transport,
+                                                         guard.address(peer[0]))
             else:
                 response = self.guard.answer(data, transport, guard.address(peer[0]))
         except Exception:  # noqa: BLE001 - a bug must cost one query, never the server

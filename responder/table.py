@@ -28,13 +28,23 @@ from healthdns.responder.entry import (
     KeptNxdomain,
     NxdomainEntries,
     SoaTemplate,
+    diverted,
     entry,
+    site_key,
     zone_id,
 )
 from healthdns.responder.lookup import Lookups
 from healthdns.shared import canonical
+from healthdns.shared.geotable import GeoIndex, GeoTable
 from healthdns.shared.messages import Delta, EncodedDelta, EncodedSnapshot, Snapshot, decode_answer
-from healthdns.shared.tables import Answer, EncodedZoneDelta, EncodedZoneTable, ZoneDelta, ZoneTable
+from healthdns.shared.tables import (
+    Answer,
+    EncodedZoneDelta,
+    EncodedZoneTable,
+    GeoAnswers,
+    ZoneDelta,
+    ZoneTable,
+)
 
 # A zone's answers by key: decoded (`Snapshot`, `Delta`), or each still encoded as the
 # responder receives them (`EncodedSnapshot`, `EncodedDelta`).
@@ -58,6 +68,24 @@ def _decoded(answers: Answers) -> Iterator[tuple[bytes, Answer]]:
     while encoded:
         key, raw = encoded.popitem()  # the last first: a name's keys stay together
         yield key, decode_answer(raw)
+
+
+class GeoKey:
+    """A geo key's answers in one generation: the map's index, and per order id the rotation
+    of its outcome's entries and the counter key of the site it serves (`entry.site_key`)."""
+
+    __slots__ = ("by_order", "index", "rotates")
+
+    def __init__(self, index: GeoIndex, by_order: list[tuple[Iterator[Entry], int]],
+                 rotates: bool) -> None:
+        self.index = index
+        self.by_order = by_order
+        self.rotates = rotates  # an outcome serves answers in turn: never cached
+
+
+def indexes(maps: dict[str, GeoTable]) -> dict[str, GeoIndex]:
+    """The search side of each map of a `messages.Maps`."""
+    return {name: GeoIndex(table) for name, table in maps.items()}
 
 
 def _emptied(items: list[bytes]) -> Iterator[bytes]:
@@ -100,6 +128,8 @@ class Table(Lookups, Denials):
         "chains",
         "enclosers",
         "generation",
+        "geo",
+        "maps",
         "names",
         "nxdomains",
         "origin_lengths",
@@ -113,7 +143,8 @@ class Table(Lookups, Denials):
         "zones",
     )
 
-    def __init__(self, snapshot: Snapshot | EncodedSnapshot, cache_size: int = 0) -> None:
+    def __init__(self, snapshot: Snapshot | EncodedSnapshot, cache_size: int = 0,
+                 maps: dict[str, GeoIndex] | None = None) -> None:
         # query bytes but the ID -> (response but the ID, its counter key by transport)
         self.cache: dict[bytes, tuple[bytes, tuple[int, ...]]] = {}
         self.cache_size = cache_size
@@ -135,6 +166,8 @@ class Table(Lookups, Denials):
         self.rotations: dict[bytes, Iterator[Entry]] = {}
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
+        self.maps = maps or {}  # the location maps (`messages.Maps`), by name
+        self.geo: dict[bytes, GeoKey] = {}
         bodies: dict[bytes, bytes] = {}  # equal bodies, one object each
         zones: Sequence[ZoneTable | EncodedZoneTable] = snapshot.zones
         zone_answers, blocked = self._derive_any(zones)
@@ -142,6 +175,7 @@ class Table(Lookups, Denials):
             ids = (index, zone_id(zone.origin))
             self._put(ids, zone_answers[index - 1], zone.names, bodies)
             self._put_variants(ids, zone.variants, bodies)
+            _put_geo(self, ids, zone.geo, bodies)
             self.zones[zone.origin] = NxdomainEntries(zone.nxdomain, ids, bool(zone.chain))
             if zone.chain:
                 # An encoded zone is the responder's own: its owners go as their keys come.
@@ -204,8 +238,10 @@ class Table(Lookups, Denials):
             out.append(answers)
         return out, blocked
 
-    def apply(self, delta: Delta | EncodedDelta) -> Table:
-        """The next generation: a copy of this one with the delta's changes."""
+    def apply(self, delta: Delta | EncodedDelta, maps: dict[str, GeoIndex] | None = None
+              ) -> Table:
+        """The next generation: a copy of this one with the delta's changes (and `maps`, when
+        a `messages.Maps` came since)."""
         new = Table.__new__(Table)
         new.cache, new.cache_size, new.seen, new.nxdomains = {}, self.cache_size, set(), {}
         new.turning = set()
@@ -224,6 +260,7 @@ class Table(Lookups, Denials):
         new.zones, new.variants = self.zones, {}
         new.origin_lengths = self.origin_lengths
         new.chains, new.enclosers = dict(self.chains), {}
+        new.maps, new.geo = self.maps if maps is None else maps, {}
         bodies: dict[bytes, bytes] = {}
         wanted: dict[bytes, Entry | None] = {}  # settled once every zone is in
         zones: Sequence[ZoneDelta | EncodedZoneDelta] = delta.zones
@@ -240,6 +277,7 @@ class Table(Lookups, Denials):
             ids = (index, zone_id(zone.origin))
             new._put(ids, zone.answers, zone.names, bodies, wanted)
             new._put_variants(ids, zone.variants, bodies)
+            _put_geo(new, ids, zone.geo, bodies)
             chain = new.chains.get(zone.origin)
             if chain is not None:
                 keys, proofs, hashed, _, _ = chain
@@ -348,3 +386,24 @@ class Table(Lookups, Denials):
                     self.any_blocked.add(stored)
             elif source is None or source in self.variants or self._held(source) != want:
                 self.answers[stored] = want
+
+
+def _put_geo(table: Table, ids: tuple[int, int], geo: dict[bytes, GeoAnswers],
+             bodies: dict[bytes, bytes]) -> None:
+    """Add a zone's geo keys (a delta brings the zone's whole set): each outcome's
+    entries, and the key's entry in `answers` diverted, so that the fast path, finding
+    it, asks `geo` (a key whose map this table lacks answers its default)."""
+    index, zone = ids
+    for key, answers in geo.items():
+        found = table.maps.get(answers.map)
+        held = table.answers.get(key + CLASS_IN)
+        if found is None or held is None:
+            continue
+        slot = index << SLOT_SHIFT | len(key) - 2
+        outcomes = [(cycle([entry(a, table.soa(slot) if a.soa else 0, zone, False, bodies,
+                                  site_key(zone, site)) for a in rotation]),
+                     site_key(zone, site))
+                    for rotation, site in zip(answers.answers, answers.sites, strict=True)]
+        table.geo[key + CLASS_IN] = GeoKey(found, [outcomes[i] for i in answers.by_order],
+                                          any(len(r) > 1 for r in answers.answers))
+        table.answers[key + CLASS_IN] = diverted(held)

@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 
 import msgspec
 
+from healthdns.shared.geotable import GeoTable
 from healthdns.shared.tables import (  # what the messages below carry
     Answer,
     EncodedZoneDelta,
@@ -87,10 +88,20 @@ class RecordsDelta(_Message, frozen=True):
 
 
 class Snapshot(_Message, frozen=True):
-    """signer -> supervisor -> responders: everything a responder serves, complete."""
+    """signer -> supervisor -> responders: everything a responder serves, complete (the
+    maps its geo names answer by come apart: `Maps`)."""
 
     generation: int
     zones: list[ZoneTable]
+
+
+class Maps(_Message, frozen=True):
+    """signer -> supervisor -> responders: every location map, compiled (`GeoAnswers.map`
+    names one). Sent only when one changes (at start, a replaced database, a reload), before
+    the generation that first answers by it, and to a responder that starts, before its
+    snapshot: a map of 400,000 networks is megabytes, never sent per generation."""
+
+    tables: dict[str, GeoTable]
 
 
 class EncodedSnapshot(_Message, frozen=True, tag="Snapshot"):
@@ -208,6 +219,9 @@ class Stats(_Message, frozen=True):
     counts: list[tuple[int, int, int, bytes, int, int, int]]
     truncated: int
     errors: int
+    # Answers of geo names by (zone origin as in `counts`, site whose addresses they carry;
+    # "" when none: NODATA or a pool's backup addresses), totals since it started.
+    sites: list[tuple[bytes, str, int]] = []
 
 
 class TransferStats(_Message, frozen=True):
@@ -271,6 +285,48 @@ class Alive(_Message, frozen=True):
     taken: int
 
 
+class SiteState(msgspec.Struct, frozen=True, array_like=True):
+    """One site of a geo pool in one address family, as a generation judges it."""
+
+    name: str  # the pooled name, without the final dot
+    site: str
+    rdtype: int  # 1 (A) or 28 (AAAA)
+    up: int  # its addresses of the family that are up
+    total: int
+    qualifies: bool  # a group of it has `min_healthy` up: it serves whom it comes first for
+
+
+class GeoChoice(msgspec.Struct, frozen=True, array_like=True):
+    """What a geo pool answers, in one address family, the clients whose site order is
+    `order` (an order id of the map's compiled table: `MapState.orders`)."""
+
+    name: str  # the pooled name, without the final dot
+    rdtype: int
+    map: str
+    order: int
+    site: str  # the site whose addresses are served; "" for none (NODATA, backup addresses)
+    rule: str  # "healthy", "degraded", "policy serve-all", "policy empty", "policy backup"
+    # The sites of the order passed over before `site`, each with why ("no AAAA addresses",
+    # "0 of 2 up, 1 needed"); all of the order under a policy.
+    skipped: list[tuple[str, str]]
+    addresses: list[str]
+
+
+class MapState(msgspec.Struct, frozen=True, array_like=True):
+    """A location map as the signer holds it compiled."""
+
+    name: str
+    orders: list[list[str]]  # order id -> its sites, most preferred first
+    database: str  # the database file ("" for a map of networks alone)
+    database_type: str
+    database_epoch: int  # its build time (Unix seconds)
+    networks: int  # networks read from it
+    blocks: int  # merged blocks of the compiled tables, IPv4 and IPv6
+    compiled: float  # when (Unix time)
+    # Why the latest compile failed ("" when it did not): the previous tables are kept.
+    error: str = ""
+
+
 class Choices(_Message, frozen=True):
     """signer -> supervisor, after each `Published`: for every pooled name of the first zone
     (aliases answer the same), per address type, what it answers and which rule chose it."""
@@ -285,6 +341,11 @@ class Choices(_Message, frozen=True):
     # Per zone under a DNSSEC policy: its name, when its key roll takes its next step (Unix
     # time; 0: not by time) and whether that step waits for the parent's name servers.
     rolls: list[tuple[str, float, bool]] = []
+    # Geo pools (names of the first zone): each site's state per family, and per order id
+    # of its map what is served; every map compiled.
+    sites: list[SiteState] = []
+    geo: list[GeoChoice] = []
+    maps: list[MapState] = []
 
 
 class Probe(msgspec.Struct, frozen=True, array_like=True):
@@ -313,20 +374,20 @@ ALIVE_PERIOD = 1.0  # seconds between two `Alive` of the signer
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | View \
-    | Bye
+    | Bye | Maps
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes \
-    | TransferStats | Alive | Verdict | PeerStats
+    | TransferStats | Alive | Verdict | PeerStats | Maps
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
 FromProber = HealthReport | Probes
-FromSigner = Published | Fatal | Choices | Alive
+FromSigner = Published | Fatal | Choices | Alive | Maps
 FromResponder = Bound | Ready | Fatal | Stats
 FromTransfer = Bound | Ready | Fatal | TransferStats
 FromPeers = Bound | Ready | Fatal | Verdict | PeerStats
 
 # What a responder is sent, decoded as it needs: snapshots answer by answer (`EncodedZoneTable`).
-ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye
+ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye | Maps
 
 _to_child = msgspec.msgpack.Decoder(ToChild)
 _to_responder = msgspec.msgpack.Decoder(ToResponder)

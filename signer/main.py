@@ -12,8 +12,10 @@ import msgspec
 
 from healthdns.shared import child, config, messages, privilege, tables
 from healthdns.shared.config import Config
-from healthdns.signer import filled, keys, pool, render, rendercache, transferred, zone
+from healthdns.shared.geotable import GeoTable
+from healthdns.signer import filled, geo, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
+from healthdns.signer.geomaps import GeoMaps
 from healthdns.signer.keyrings import Keyrings
 from healthdns.signer.serial import next_serial
 
@@ -49,6 +51,11 @@ class Signer:
         self.refit = False
         self.merge_next_full = False  # a failed reconfigure: old zones, new prober targets
         self.floors: dict[str, int] = {}  # see `floor`
+        self.maps = GeoMaps(now)  # the location maps, compiled
+        self.maps.configure(cfg)
+        self.sent_maps: dict[str, GeoTable] = {}  # the tables the last `Maps` carried
+        # Set by `publish` when a map changed: the `Maps` to send before its `Published`.
+        self.new_maps: messages.Maps | None = None
 
     def floor(self, kept: Mapping[str, int]) -> None:
         """Take the highest serials served per zone (by a previous process too, see
@@ -162,6 +169,7 @@ class Signer:
                 prints.append(None)  # a changed zone: a new serial whatever its health
             serials.append(self.floors.get(_label(z)) if i is None else self.serials[i])
         self.reshaped = self.reshaped or [z.key for z in zones] != [z.key for z in self.zones]
+        self.maps.configure(cfg)
         self.zones, self.signers, self.caches = zones, signers, caches
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
@@ -237,7 +245,8 @@ class Signer:
 
     def next_wakeup(self) -> float | None:
         """When a signature falls due for renewal or a key roll for its next step."""
-        times = [t for t in (self.next_renewal(), self.keyrings.due()) if t is not None]
+        times = [t for t in (self.next_renewal(), self.keyrings.due(), self.maps.due())
+                 if t is not None]
         return min(times, default=None)
 
     def next_renewal(self) -> float | None:
@@ -252,9 +261,13 @@ class Signer:
         renewal = self.next_renewal()
         due = renewal is not None and renewal <= self.now()
         changed = False
+        maps = self.maps.tables()
+        moved = {name for name, table in maps.items() if self.sent_maps.get(name) is not table}
         for i, z in enumerate(self.zones):
             print_ = zone.fingerprint(z, self.health)
-            if print_ != self.prints[i] or (due and self.signers[i] is not None):
+            remapped = bool(moved) and any(o.geo is not None and o.geo.map in moved
+                                           for o in z.owners.values())
+            if print_ != self.prints[i] or (due and self.signers[i] is not None) or remapped:
                 self.prints[i] = print_
                 self.serials[i] = next_serial(self.serials[i], self.now())
                 changed = True
@@ -272,7 +285,7 @@ class Signer:
         serials = [s for s in self.serials if s is not None]
         began = time.perf_counter()
         filled_zones = filled.fill_zones(self.zones, self.health, serials, self.signers,
-                                         self.caches)
+                                         self.caches, self.maps.orders())
         tables = render.tables_of(filled_zones)
         # Before the signature cache is pruned: the records reuse what was just signed.
         listed = (b"", b"") if self.transfer_records is None \
@@ -284,10 +297,13 @@ class Signer:
                 signer.prune()
                 signer.horizon = 0.0
         delta = b""
-        if self.previous is not None and (not self.refit or _fits(self.previous, tables)):
-            changes = [_changes(old, new) for old, new in zip(self.previous, tables, strict=True)]
+        if self.previous is not None and (not self.refit or delta.fits(self.previous, tables)):
+            changes = [delta.changes(old, new) for old, new in zip(self.previous, tables, strict=True)]
             delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes))
         self.previous, self.reshaped, self.refit = tables, False, False
+        self.new_maps = messages.Maps(maps) if moved or maps.keys() != self.sent_maps.keys() \
+            else None
+        self.sent_maps = maps
         snapshot = messages.encode(messages.Snapshot(self.generation, tables))
         prints = [p or b"" for p in self.prints]
         return messages.Published(self.generation, serials, prints, snapshot, delta,
@@ -295,24 +311,36 @@ class Signer:
 
     def choices(self) -> messages.Choices:
         """What each pooled name of each zone (not the aliases) answers now, and why."""
-        rows: list[tuple[str, int, int, str, list[str]]] = []
-        ttls: dict[str, tuple[int, str]] = {}
-        for z in self.zones:
-            if z.origin != dns.name.from_text(z.spec.origin):
-                continue  # an alias zone: its names answer as the zone's own
-            for owner in z.owners.values():
-                if owner.plan is None:
-                    continue
-                name = dns.name.from_wire(owner.name, 0)[0].to_text(omit_final_dot=True)
-                health = zone.owner_health(owner, self.health)
-                served = zone.served_ttl(owner, self.health)
-                if served is not None:
-                    ttls[name] = served
-                for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
-                                                                     health).items():
-                    rows.append((name, rdtype, group, rule, addresses))
-        return messages.Choices(self.generation, rows, self.took, ttls=ttls,
-                                rolls=self.keyrings.rolls())
+        return _choices(self)
+
+
+def _choices(signer: Signer) -> messages.Choices:
+    rows: list[tuple[str, int, int, str, list[str]]] = []
+    ttls: dict[str, tuple[int, str]] = {}
+    sites: list[messages.SiteState] = []
+    geo_rows: list[messages.GeoChoice] = []
+    orders = signer.maps.orders()
+    for z in signer.zones:
+        if z.origin != dns.name.from_text(z.spec.origin):
+            continue  # an alias zone: its names answer as the zone's own
+        for owner in z.owners.values():
+            if owner.plan is None:
+                continue
+            name = dns.name.from_wire(owner.name, 0)[0].to_text(omit_final_dot=True)
+            health = zone.owner_health(owner, signer.health)
+            served = zone.served_ttl(owner, signer.health)
+            if served is not None:
+                ttls[name] = served
+            if owner.geo is not None:  # per site, and per order of its map
+                made = geo.choices(name, owner.geo, orders.get(owner.geo.map, ()), health)
+                sites += made[0]
+                geo_rows += made[1]
+                continue
+            for rdtype, (group, rule, addresses) in pool.explain(owner.plan, health).items():
+                rows.append((name, rdtype, group, rule, addresses))
+    return messages.Choices(signer.generation, rows, signer.took, ttls=ttls,
+                            rolls=signer.keyrings.rolls(), sites=sites, geo=geo_rows,
+                            maps=signer.maps.states())
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
@@ -332,14 +360,6 @@ def _label(z: zone.Zone) -> str:
     return z.origin.to_text(omit_final_dot=True).lower()
 
 
-def _fits(old: list[tables.ZoneTable], new: list[tables.ZoneTable]) -> bool:
-    """Whether a delta can carry the step from `old` to `new`: a responder applies one over the
-    zones, NXDOMAIN answers and NSEC chains it holds, so those must be the same."""
-    return len(old) == len(new) and all(
-        (o.origin, o.nsec3, o.chain, o.nxdomain) == (n.origin, n.nsec3, n.chain, n.nxdomain)
-        for o, n in zip(old, new, strict=True))
-
-
 EXIT_BAD_KEY = 2
 
 
@@ -356,6 +376,7 @@ def run(conn: Connection) -> None:
         try:
             if not conn.poll(timeout):
                 _rolled(signer, pulse if spoke else None)
+                signer.maps.refresh()  # a database file replaced: published below
                 spoke = _send(pulse, signer.publish(), signer) or spoke  # signatures fall due
                 continue
             batch = _queued(conn)
@@ -442,30 +463,10 @@ def _send(pulse: child.Pulse, published: messages.Published | None, signer: Sign
     if published is None:
         return False
     log.info("generation %d: serials %s", published.generation, published.serials)
+    if signer.new_maps is not None:  # before the generation that answers by them
+        pulse.send(signer.new_maps)
+        signer.new_maps = None
     pulse.send(published)
     signer.keyrings.first_served()
     pulse.send(signer.choices())
     return True
-
-
-def _changes(old: tables.ZoneTable, new: tables.ZoneTable) -> tables.ZoneDelta:
-    """What a responder must change to go from `old` to `new`.
-
-    Unchanged answers are the very same objects (the render cache reuses them), so an
-    identity test finds what changed without comparing bytes; only a resumed signer, whose
-    `old` was decoded from its predecessor's snapshot, falls back to comparing them.
-    """
-    return tables.ZoneDelta(
-        origin=new.origin, serial=new.serial, soa=new.soa, soa_signed=new.soa_signed,
-        answers={k: v for k, v in new.answers.items() if _differs(old.answers.get(k), v)},
-        names={k: v for k, v in new.names.items() if _differs(old.names.get(k), v)},
-        removed_answers=[k for k in old.answers if k not in new.answers],
-        removed_names=[k for k in old.names if k not in new.names],
-        variants=new.variants,
-        proofs={i: p for i, p in enumerate(new.proofs)
-                if i >= len(old.proofs) or old.proofs[i] != p},
-    )
-
-
-def _differs(old: tables.Answer | None, new: tables.Answer) -> bool:
-    return old is not new and old != new
