@@ -288,10 +288,15 @@ def _when(seconds: float | None) -> str:
     return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
+EVERYONE = "the answer holds for every client"  # scope 0
+
+
 def _explain(doc: dict[str, Any]) -> str:
     name = doc["name"]
     if not doc["answers"]:
-        return f"{name}: {doc['rcode']}\n  because {doc['why']}\n"
+        scope = "" if doc.get("scope") is None else \
+            f"  ECS scope /{doc['scope']}: {EVERYONE}\n"
+        return f"{name}: {doc['rcode']}\n  because {doc['why']}\n{scope}"
     head = ""
     if doc["alias_of"]:
         head = (f"{name} is in {doc['zone']}, an alias zone of {doc['alias_of']}: it answers "
@@ -332,10 +337,8 @@ def _answer(name: str, answer: dict[str, Any]) -> str:
 def _geo(geo: dict[str, Any] | None, scope: int | None) -> list[str]:
     """Where a geo pool's client is, the site order and which map entry gave it, the sites
     passed over, and the scope."""
-    if geo is None:
-        return []
-    if geo.get("error"):
-        return []  # `why` says it
+    if geo is None or geo.get("error"):  # an error: `why` says it
+        return [] if scope is None else [f"  ECS scope /{scope}: {EVERYONE}"]
     lines = []
     if geo.get("client"):
         where = f"the database's {geo['network']}" if geo.get("network") else \
@@ -350,7 +353,7 @@ def _geo(geo: dict[str, Any] | None, scope: int | None) -> list[str]:
         lines.append(f"  warning: {geo['warning']}")
     if scope is not None:
         lines.append(f"  ECS scope /{scope}: " + (
-            "the answer holds for every client" if scope == 0 else
+            EVERYONE if scope == 0 else
             f"every client in {_network(geo['address'], scope)} gets this order"))
     return lines
 

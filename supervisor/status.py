@@ -11,7 +11,7 @@ from healthdns.shared.config import ZoneSpec
 from healthdns.shared.messages import Probe
 from healthdns.shared.version import version
 from healthdns.supervisor.catalog import Catalog, if_all_down, rotation
-from healthdns.supervisor.names import bare, type_text
+from healthdns.supervisor.names import QTYPE_NUMBERS, bare, type_text
 from healthdns.supervisor.overrides import Override
 from healthdns.supervisor.readout import Readout, TargetState
 
@@ -135,8 +135,11 @@ def _name_rows(readout: Readout, known: Catalog) -> Iterator[dict[str, Any]]:
         elif entry["override"] == "force":
             entry["up"], entry["down"], entry["drained"], entry["forced"] = every, [], [], every
         entry["all_down"] = not entry["up"]
-        if name.rstrip(".") in routed:
-            entry |= routed[name.rstrip(".")]
+        if name in routed:  # a geo name: what a client the map knows nothing about gets
+            entry |= routed[name]
+            entry["answers"] = [_answer((name, QTYPE_NUMBERS[r["type"]], -1, r["rule"],
+                                         r["addresses"]), pool)
+                                for r in entry["routes"] if r["order_id"] == 0]
         yield entry
 
 
