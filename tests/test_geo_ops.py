@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 import re
 import subprocess
 import time
@@ -86,9 +87,15 @@ def all_up(server: Server) -> bool:
     return dig(server, EU)[0] == set(FRA)
 
 
+def put(backend: Backend, up: bool) -> None:
+    """A backend up or down, whatever it was."""
+    if up != backend.listening:
+        (backend.up if up else backend.down)()
+
+
 def set_fra(backends: dict[str, Backend], up: bool) -> None:
     for host in FRA:
-        (backends[host].up if up else backends[host].down)()
+        put(backends[host], up)
 
 
 # --- the wire ---------------------------------------------------------------------------
@@ -198,6 +205,39 @@ def test_a_site_down_is_skipped_and_said_so(server: Server, backends: dict[str, 
     finally:
         set_fra(backends, True)
         server.wait_until(lambda: all_up(server), 20, "fra back")
+
+
+CLIENTS = ((EU, None), (NA, None), (ASIA, None), (NOWHERE, None), (None, "127.0.0.70"),
+           (None, "127.0.0.1"), ("::ffff:198.51.100.0/120", None))
+
+
+def test_explain_and_dig_agree_for_every_client_in_random_health(
+        server: Server, backends: dict[str, Backend]) -> None:
+    """Random up/down states of the four backends (sites qualifying, passed over, all down
+    under serve-all): for every kind of client, explain's addresses and scope are what dig
+    gets, and explain names the site whose addresses they are."""
+    rng = random.Random(23)
+    homes = {a: site for site, addresses in (("fra", FRA), ("iad", IAD), ("sin", SIN))
+             for a in addresses}
+    try:
+        for _ in range(8):  # this seed's states include every site down, and sin alone up
+            for backend in backends.values():
+                put(backend, rng.random() < 0.5)
+            for subnet, source in CLIENTS:
+                server.wait_until(lambda s=subnet, b=source: agree(server, s, b), 20,
+                                  f"explain and dig agree for {subnet or source}")
+                answer = explained(server, subnet or source)
+                assert {homes[a] for a in answer["records"]} == {answer["geo"]["site"]}
+    finally:
+        for backend in backends.values():
+            put(backend, True)
+        server.wait_until(lambda: all_up(server) and dig(server, NA)[0] == set(IAD)
+                          and dig(server, ASIA)[0] == set(SIN), 20, "every site back")
+
+
+def agree(server: Server, subnet: str | None, source: str | None) -> bool:
+    answer = explained(server, subnet or source)
+    return (set(answer["records"]), answer["scope"]) == dig(server, subnet, source)
 
 
 def test_a_client_that_is_not_an_ecs_prefix_is_refused_naming_the_field(server: Server) -> None:
