@@ -98,7 +98,9 @@ def _located(located: Located, compiled: Compiled, state: MapState | None) -> di
         "entry_why": located.why, "order": list(located.order),
         "database": table.database or None, "database_type": table.database_type or None,
         "database_networks": table.database_networks}
-    if state is not None and (state.database_epoch, state.networks) != (
+    if compiled.warning:
+        found["warning"] = compiled.warning
+    elif state is not None and (state.database_epoch, state.networks) != (
             table.database_epoch, table.database_networks):
         found["warning"] = (f"the signer's map was compiled from another version of the "
                             f"database ({state.networks} networks, built "

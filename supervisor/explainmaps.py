@@ -79,26 +79,36 @@ class Maps:
         self._wait = wait
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
+        self._good: dict[str, _Entry] = {}  # the last map that compiled, by name
 
     def compiled(self, name: str, spec: GeoMap, sites: Mapping[str, Site]) -> Compiled:
-        """The map compiled from the database file as it is now; `Pending` while it compiles,
-        `ConfigError` when it does not compile (the text names the field)."""
+        """The map compiled from the database file as it is now; `Pending` while it compiles.
+        When the file does not compile, the map compiled before from it (as the signer keeps
+        its map), with a warning; `ConfigError` (naming the field) when there is none."""
         identity = _identity(spec.database) if spec.database else None
         key = (spec, tuple(sites.items()), identity)
         with self._lock:
             entry = self._entries.get(name)
             if entry is None or entry.key != key:
+                if entry is not None and entry.done.is_set() and entry.failure is None:
+                    self._good[name] = entry
                 entry = self._entries[name] = _Entry(key)
                 threading.Thread(target=_compile, args=(entry, name, spec, sites),
                                  name=f"explain map {name}", daemon=True).start()
         if not entry.done.wait(self._wait):
             raise Pending(f"maps.{name}: the map is being compiled for explain (it takes a few "
                           "seconds for a large database): ask again")
+        warning = ""
         if entry.failure is not None:
-            raise entry.failure
+            good = self._good.get(name)
+            if good is None or good.key[:2] != key[:2]:
+                raise entry.failure
+            warning = (f"{entry.failure}: explain places clients with the version of the file "
+                       "it compiled before, as the signer keeps the map it compiled before")
+            entry = good
         assert entry.index is not None and entry.chooser is not None
         return Compiled(name, spec, dict(sites), entry.index, entry.chooser, entry.reader,
-                        entry.seconds)
+                        entry.seconds, warning)
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class Compiled:
     chooser: Chooser
     reader: maxminddb.Reader | None
     seconds: float  # how long compiling it took
+    warning: str = ""  # the database file does not compile now: this is an earlier version
 
     @property
     def table(self) -> geotable.GeoTable:

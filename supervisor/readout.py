@@ -66,7 +66,7 @@ class Readout:
     choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
     # Pooled names whose TTL follows health: the TTL served and why (messages.Choices).
     ttls: dict[str, tuple[int, str]] = field(default_factory=dict)
-    routing: Routing = field(default_factory=lambda: Routing())
+    routing: Routing = field(default_factory=Routing)
     # Answers of geo names by (zone label, site), summed across responders (messages.Stats).
     site_answers: dict[tuple[str, str], int] = field(default_factory=dict)
     # Key rolls under a DNSSEC policy: zone, next step (Unix time, 0: none), waits for parent.

@@ -134,14 +134,32 @@ def test_a_map_is_compiled_once_per_version_of_its_file(tmp_path: Path) -> None:
 
 def test_a_truncated_database_is_an_error_naming_the_field_and_the_file(tmp_path: Path) -> None:
     spec, path = small_world(tmp_path)
-    maps = explainmaps.Maps()
-    maps.compiled("world", spec, SITES)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ConfigError) as raised:
-        maps.compiled("world", spec, SITES)
+        explainmaps.Maps().compiled("world", spec, SITES)
     assert raised.value.path == "maps.world.database"
     assert str(path) in raised.value.message and "truncated" in raised.value.message
     assert "/proc/self/fd" not in str(raised.value)
+
+
+def test_a_database_replaced_by_a_broken_one_keeps_the_version_before(tmp_path: Path) -> None:
+    """As the signer keeps its map: explain places clients with the earlier version, and says
+    why; a good file again is compiled again."""
+    spec, path = small_world(tmp_path)
+    maps = explainmaps.Maps()
+    first = maps.compiled("world", spec, SITES)
+    broken = tmp_path / "broken.mmdb"
+    broken.write_bytes(path.read_bytes()[:200])
+    broken.replace(path)
+    kept = maps.compiled("world", spec, SITES)
+    assert kept.index is first.index and "truncated" in kept.warning
+    assert kept.locate(ipaddress.ip_address("192.0.2.1")).location is not None  # the old file
+    assert maps.compiled("world", spec, SITES).index is first.index  # not compiled again
+    geodata.write_mmdb(broken, [("192.0.2.0/24", geodata.record("NA", "US"))])
+    broken.replace(path)
+    again = maps.compiled("world", spec, SITES)
+    assert again.warning == "" and again.locate(
+        ipaddress.ip_address("192.0.2.1")).order == ("iad", "fra")
 
 
 def test_a_slow_compile_does_not_hold_the_asker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -309,6 +309,7 @@ def test_a_truncated_database_keeps_the_map_in_service_and_says_so(
     server = Server([], tmp_path, geo_config(port, db, check_interval=0.5)).start()
     try:
         server.wait_until(lambda: all_up(server), 20, "every site up")
+        assert explained(server, NA)["geo"]["site"] == "iad"  # explain compiles the good file
         db.write_bytes(good[:len(good) // 3])
         code, answer = call(server, "POST", "/reload")  # the reload is refused, naming it
         assert code == 422 and "maps.world.database" in answer["error"], answer
@@ -323,6 +324,9 @@ def test_a_truncated_database_keeps_the_map_in_service_and_says_so(
         assert total(server, "healthdns_map_load_failed", {"map": "world"}) == 1
         server.wait_for(r"map world: the database does not load", 5)
         assert dig(server, NA)[0] == set(IAD)  # routing by the map compiled before
+        answer = explained(server, NA)  # and explain places clients as it did
+        assert answer["records"] == list(IAD) and answer["geo"]["site"] == "iad"
+        assert "truncated" in answer["geo"]["warning"], answer["geo"]
         db.write_bytes(good)
         server.wait_until(lambda: _map(server)["error"] is None, 20, "the error cleared")
         assert total(server, "healthdns_map_load_failed", {"map": "world"}) == 0
