@@ -250,7 +250,24 @@ def _status(doc: dict[str, Any]) -> str:
     lines.append(f"targets: {len(doc['targets']) - len(down)} up, {len(down)} down or unknown")
     lines += [f"override: {o['action']} {o['name'] or o['address']}" + _held(o)
               for o in doc["overrides"]]
+    lines += _routing(doc)
     return "\n".join(lines) + "\n"
+
+
+def _routing(doc: dict[str, Any]) -> list[str]:
+    """Each location map, and each site of a geo name that passes its clients on."""
+    lines = []
+    for m in doc.get("maps", ()):
+        source = f"{m['networks']} networks of {m['database']}" if m["database"] else \
+            "networks only"
+        error = f"; does not load now, the map compiled before serves: {m['error']}" \
+            if m["error"] else ""
+        lines.append(f"map {m['map']}: {source}, compiled {_when(m['compiled'])}{error}")
+    for n in doc["names"]:
+        lines += [f"site {s['site']} of {n['name']} {s['type']}: {s['up']} of {s['total']} up, "
+                  "does not qualify: its clients go down their order"
+                  for s in n.get("sites", ()) if not s["qualifies"]]
+    return lines
 
 
 def _targets(rows: list[dict[str, Any]], overrides: list[dict[str, Any]]) -> str:

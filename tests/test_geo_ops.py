@@ -191,6 +191,9 @@ def test_a_site_down_is_skipped_and_said_so(server: Server, backends: dict[str, 
         assert "skipped fra: " in text and "site order fra, iad, sin: maps.world.rules[0]" in text
         assert "in the database's 192.0.2.0/24: EU, DE, HE, Frankfurt am Main, AS3320" in text
         assert f"ECS scope /{answer['scope']}: every client in" in text
+        summary = ctl(server, "status")
+        assert "site fra of www.example.test A: 0 of 2 up, does not qualify" in summary
+        assert re.search(r"map world: 3 networks of .*geo.mmdb, compiled \d{4}-", summary)
         # Status and metrics say the same of the site.
         _, body = get(server, "/status")
         entry = next(n for n in json.loads(body)["names"] if n["name"] == "www.example.test")
