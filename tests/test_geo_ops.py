@@ -28,6 +28,9 @@ from harness import Backend, Server, config_toml
 from test_control import TOKEN, call, get, metrics, total
 from test_geomap import geodata
 
+from healthdns.shared import messages
+from healthdns.supervisor.counters import Counters
+
 INTERVAL = 0.2
 FRA, IAD, SIN = ("127.0.0.11", "127.0.0.12"), ("127.0.0.21",), ("127.0.0.31",)
 OFFICE = "127.0.0.64/26"  # sources without ECS that the map sends to sin, then iad
@@ -397,3 +400,25 @@ def server_db(server: Server) -> str:
     _, body = get(server, "/status")
     database: str = json.loads(body)["maps"][0]["database"]
     return database
+
+
+# --- counting across responder restarts ----------------------------------------------------
+
+
+def test_site_answers_never_go_back_across_a_responder_restart() -> None:
+    """An ended responder's totals are kept; a site no configuration names is "other", so a
+    child cannot grow the number of series."""
+    counters = Counters(transfers=False)
+    zone = {b"\x07example\x04test\x00": "example.test"}.__getitem__
+    known = {"fra", "iad"}
+
+    def stats(rows: list[tuple[bytes, str, int]]) -> messages.Stats:
+        return messages.Stats(slot=0, generation=1, counts=[], truncated=0, errors=0,
+                              sites=rows)
+    origin = b"\x07example\x04test\x00"
+    counters.counted(0, stats([(origin, "fra", 5), (origin, "", 1)]), 0.0)
+    assert counters.sites(zone, known) == {("example.test", "fra"): 5, ("example.test", ""): 1}
+    counters.ended("responder", 0, restarted=True)
+    counters.counted(0, stats([(origin, "fra", 2), (origin, "x" * 40, 3)]), 1.0)
+    assert counters.sites(zone, known) == {("example.test", "fra"): 7, ("example.test", ""): 1,
+                                           ("example.test", "other"): 3}
