@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import test_ctl
 from conftest import need_tool
-from harness import Backend, Server, config_toml
+from harness import Backend, Server, config_toml, has_ipv6
 from test_control import TOKEN, call, get, metrics, total
 from test_geomap import geodata
 
@@ -45,7 +45,8 @@ def database(path: Path) -> Path:
         ("192.0.2.0/24", geodata.record("EU", "DE", ["HE"], "Frankfurt am Main", 3320, 50.1,
                                         8.7)),
         ("198.51.100.0/24", geodata.record("NA", "US", ["VA"], "Ashburn", 64500, 39.0, -77.5)),
-        ("203.0.113.0/24", geodata.record("AS", "SG", latitude=1.3, longitude=103.8))])
+        ("203.0.113.0/24", geodata.record("AS", "SG", latitude=1.3, longitude=103.8)),
+        ("2001:db8::/32", geodata.record("EU", "FR", ["IDF"], "Paris", 0, 48.9, 2.3))])
 
 
 def geo_config(port: int, db: Path, check_interval: float = 0.0) -> str:
@@ -58,15 +59,19 @@ def geo_config(port: int, db: Path, check_interval: float = 0.0) -> str:
                        {"continent": "NA", "sites": ["iad", "fra", "sin"]},
                        {"continent": "AS", "auto": True}],
              "networks": [{"cidrs": [OFFICE], "sites": ["sin", "iad"]}]}
-    return config_toml({"www": {"ttl": 5, "pool": pool}, "static": {"a": ["192.0.2.1"]}},
-                       sites=SITES, maps={"world": world}, control={"token": TOKEN})
+    # With IPv6: a name whose only IPv6 address is iad's (fra and sin have none).
+    dual = {**pool, "sites": {"fra": {"addresses": [FRA[0]]},
+                              "iad": {"addresses": [IAD[0], "::1"]}}}
+    records = {"www": {"ttl": 5, "pool": pool}, "static": {"a": ["192.0.2.1"]}} | (
+        {"dual": {"ttl": 5, "pool": dual}} if has_ipv6() else {})
+    return config_toml(records, sites=SITES, maps={"world": world}, control={"token": TOKEN})
 
 
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, Backend]]:
     first = Backend(FRA[0])
     made = {FRA[0]: first}
-    for host in (*FRA[1:], *IAD, *SIN):
+    for host in (*FRA[1:], *IAD, *SIN, *(("::1",) if has_ipv6() else ())):
         made[host] = Backend(host, first.port)
     for backend in made.values():
         backend.up()
@@ -196,7 +201,7 @@ def test_a_site_down_is_skipped_and_said_so(server: Server, backends: dict[str, 
         assert f"ECS scope /{answer['scope']}: every client in" in text
         summary = ctl(server, "status")
         assert "site fra of www.example.test A: 0 of 2 up, does not qualify" in summary
-        assert re.search(r"map world: 3 networks of .*geo.mmdb, compiled \d{4}-", summary)
+        assert re.search(r"map world: 4 networks of .*geo.mmdb, compiled \d{4}-", summary)
         # Status and metrics say the same of the site.
         _, body = get(server, "/status")
         entry = next(n for n in json.loads(body)["names"] if n["name"] == "www.example.test")
@@ -297,9 +302,9 @@ def test_answers_are_counted_by_site(server: Server) -> None:
 def test_the_map_is_shown_in_status_and_metrics(server: Server) -> None:
     _, body = get(server, "/status")
     (world,) = json.loads(body)["maps"]
-    assert (world["map"], world["networks"], world["error"]) == ("world", 3, None)
+    assert (world["map"], world["networks"], world["error"]) == ("world", 4, None)
     found = metrics(server)
-    assert found[("healthdns_map_networks", (("map", "world"),))] == 3
+    assert found[("healthdns_map_networks", (("map", "world"),))] == 4
     assert found[("healthdns_map_load_failed", (("map", "world"),))] == 0
     assert found[("healthdns_map_loaded_timestamp_seconds", (("map", "world"),))] > 0
 
@@ -326,7 +331,7 @@ def test_a_truncated_database_keeps_the_map_in_service_and_says_so(
         backends[SIN[0]].down()
         server.wait_until(lambda: _map(server)["error"] is not None, 20, "the error shown")
         backends[SIN[0]].up()
-        assert str(db) in _map(server)["error"] and _map(server)["networks"] == 3
+        assert str(db) in _map(server)["error"] and _map(server)["networks"] == 4
         assert total(server, "healthdns_map_load_failed", {"map": "world"}) == 1
         server.wait_for(r"map world: the database does not load", 5)
         assert dig(server, NA)[0] == set(IAD)  # routing by the map compiled before
@@ -344,6 +349,20 @@ def _map(server: Server) -> dict[str, Any]:
     _, body = get(server, "/status")
     maps: list[dict[str, Any]] = json.loads(body)["maps"]
     return maps[0]
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
+def test_an_ipv6_client_passes_over_the_sites_without_ipv6_addresses(server: Server) -> None:
+    client = "2001:db8:1::/48"
+    answer = explained(server, client, rdtype="AAAA", name="dual.example.test")
+    geo = answer["geo"]
+    assert (geo["entry"], geo["order"], geo["site"]) == (
+        "maps.world.rules[0]", ["fra", "iad", "sin"], "iad")
+    assert [s["site"] for s in geo["skipped"]] == ["fra"]
+    assert geo["location"]["city"] == "Paris" and geo["network"] == "2001:db8::/32"
+    assert (set(answer["records"]), answer["scope"]) == dig(
+        server, client, rdtype="AAAA", name="dual.example.test") == ({"::1"}, 32)
+    assert explained(server, client, name="dual.example.test")["geo"]["site"] == "fra"
 
 
 def test_a_client_in_an_ipv4_space_of_ipv6_is_placed_by_its_ipv4_address(server: Server
@@ -379,10 +398,11 @@ def test_the_page_shows_each_site_and_the_map(server: Server, backends: dict[str
         return found
     try:
         browser.get(server.control + "/")
-        wait(lambda: len(shown()["sites"]) == 3, "three sites shown")
+        wait(lambda: [r[1] for r in shown()["sites"] if r[0] == "www.example.test"] == [
+            "fra", "iad", "sin"], "www's three sites shown")
         page = shown()
         assert not page["hidden"]
-        assert page["maps"][0][:4] == ["world", f"{server_db(server)} (GeoIP2-City)", "3",
+        assert page["maps"][0][:4] == ["world", f"{server_db(server)} (GeoIP2-City)", "4",
                                        page["maps"][0][3]]
         set_fra(backends, False)
         wait(lambda: ["www.example.test", "fra", "A", "0 of 2",
