@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import bench_module
 
-from bench.harness import geodata
 from healthdns.shared import config
 from healthdns.shared.errors import ConfigError
 
+geodata = bench_module("harness/geodata.py", "geodata")
 CHECK = {"port": 80}
 
 
