@@ -89,13 +89,15 @@ class Maps:
         key = (spec, tuple(sites.items()), identity)
         with self._lock:
             entry = self._entries.get(name)
-            if entry is None or entry.key != key:
-                if entry is not None and entry.done.is_set() and entry.failure is None:
+            if entry is not None and entry.key != key and not entry.done.is_set():
+                pass  # one compile of a map at a time: the next ask compiles the newer file
+            elif entry is None or entry.key != key:
+                if entry is not None and entry.failure is None:
                     self._good[name] = entry
                 entry = self._entries[name] = _Entry(key)
                 threading.Thread(target=_compile, args=(entry, name, spec, sites),
                                  name=f"explain map {name}", daemon=True).start()
-        if not entry.done.wait(self._wait):
+        if not entry.done.wait(self._wait) or entry.key != key:
             raise Pending(f"maps.{name}: the map is being compiled for explain (it takes a few "
                           "seconds for a large database): ask again")
         warning = ""

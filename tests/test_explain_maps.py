@@ -164,7 +164,8 @@ def test_a_database_replaced_by_a_broken_one_keeps_the_version_before(tmp_path: 
 
 def test_a_slow_compile_does_not_hold_the_asker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                 ) -> None:
-    """A request waits at most the bound, then is told to ask again; the compile goes on."""
+    """A request waits at most the bound, then is told to ask again; the compile goes on, and
+    a file replaced meanwhile waits for it (one compile of a map at a time)."""
     spec, _ = small_world(tmp_path)
     release = threading.Event()
     real = explainmaps.geocompile.compile_map
@@ -178,12 +179,18 @@ def test_a_slow_compile_does_not_hold_the_asker(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(explainmaps.Pending, match="ask again"):
         maps.compiled("world", spec, SITES)
     assert time.monotonic() - started < 5
+    replacement = tmp_path / "new.mmdb"  # the file replaced while it compiles
+    geodata.write_mmdb(replacement, [("192.0.2.0/24", geodata.record("NA", "US"))])
+    replacement.replace(spec.database)
+    with pytest.raises(explainmaps.Pending):
+        maps.compiled("world", spec, SITES)
+    assert sum(t.name == "explain map world" for t in threading.enumerate()) == 1
     release.set()
     deadline = time.monotonic() + 30
     while True:
         try:
             assert maps.compiled("world", spec, SITES).locate(
-                ipaddress.ip_address("192.0.2.1")).order == ("fra", "iad")
+                ipaddress.ip_address("192.0.2.1")).order == ("iad", "fra")  # the newer file
             break
         except explainmaps.Pending:
             assert time.monotonic() < deadline, "the compile never finished"
