@@ -248,8 +248,8 @@ def _sites(readout: Readout) -> Iterator[Metric]:
     for (zone, site), n in sorted(readout.site_answers.items()):
         answers.add_metric([zone, site], n)
     labels = ["name", "site", "type"]
-    up = GaugeMetricFamily("healthdns_site_up", "addresses of a geo pool's site that are up "
-                           "(after overrides)", labels=labels)
+    up = GaugeMetricFamily("healthdns_site_addresses_up", "addresses of a geo pool's site "
+                           "that are up (after overrides)", labels=labels)
     total = GaugeMetricFamily("healthdns_site_addresses", "addresses of a geo pool's site",
                               labels=labels)
     qualifies = GaugeMetricFamily("healthdns_site_qualifies", "1 while a geo pool's site "

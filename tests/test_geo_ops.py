@@ -210,7 +210,7 @@ def test_a_site_down_is_skipped_and_said_so(server: Server, backends: dict[str, 
         labels = {"name": "www.example.test", "site": "fra", "type": "A"}
         found = metrics(server)
         key = tuple(sorted(labels.items()))
-        assert found[("healthdns_site_up", key)] == 0
+        assert found[("healthdns_site_addresses_up", key)] == 0
         assert found[("healthdns_site_addresses", key)] == 2
         assert found[("healthdns_site_qualifies", key)] == 0
     finally:
