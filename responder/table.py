@@ -74,11 +74,13 @@ class GeoKey:
     """A geo key's answers in one generation: the map's index, and per order id the rotation
     of its outcome's entries and the counter key of the site it serves (`entry.site_key`)."""
 
-    __slots__ = ("by_order", "index")
+    __slots__ = ("by_order", "index", "rotates")
 
-    def __init__(self, index: GeoIndex, by_order: list[tuple[Iterator[Entry], int]]) -> None:
+    def __init__(self, index: GeoIndex, by_order: list[tuple[Iterator[Entry], int]],
+                 rotates: bool) -> None:
         self.index = index
         self.by_order = by_order
+        self.rotates = rotates  # an outcome serves answers in turn: never cached
 
 
 def _indexes(maps: dict[str, GeoTable], held: dict[str, GeoIndex] | None = None
@@ -348,10 +350,12 @@ class Table(Lookups, Denials):
             if found is None or held is None:
                 continue
             slot = index << SLOT_SHIFT | len(key) - 2
-            outcomes = [(cycle([entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies)
-                                for a in rotation]), site_key(zone, site))
+            outcomes = [(cycle([entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies,
+                                      site_key(zone, site)) for a in rotation]),
+                         site_key(zone, site))
                         for rotation, site in zip(answers.answers, answers.sites, strict=True)]
-            self.geo[key + CLASS_IN] = GeoKey(found, [outcomes[i] for i in answers.by_order])
+            self.geo[key + CLASS_IN] = GeoKey(found, [outcomes[i] for i in answers.by_order],
+                                              any(len(r) > 1 for r in answers.answers))
             self.answers[key + CLASS_IN] = diverted(held)
 
     def _any_before(self, zone: ZoneDelta | EncodedZoneDelta) -> dict[bytes, Entry | None]:

@@ -191,3 +191,34 @@ def test_answers_are_counted_per_zone_and_site(tmp_path: Path) -> None:
     zone = dns.name.from_text("example.test").to_wire()
     # iad is down: its NA clients are served fra's address, counted under fra.
     assert sorted(answerer.sites_by_label()) == [(zone, "fra", 6)]
+
+
+def test_the_packet_cache_never_serves_one_networks_answer_to_another(
+        tmp_path: Path) -> None:
+    """A geo answer to an ECS address is cached under the query's bytes, which hold the
+    address; one chosen by the source address (no ECS, or source 0) is never cached, as the
+    same bytes come from everywhere. Cached answers are counted under their site too."""
+    path = geodata.write_mmdb(tmp_path / "geo.mmdb", [
+        ("10.0.0.0/16", {"continent": {"code": "EU"}}),
+        ("10.1.0.0/16", {"continent": {"code": "NA"}})])
+    spec = GeoMap(rules=(GeoRule(continent="EU", sites=("fra", "iad")),
+                         GeoRule(continent="NA", sites=("iad", "fra"))))
+    pool = {"map": "world", "check": {"port": 80},
+            "sites": {"fra": {"addresses": ["192.0.2.1"]}, "iad": {"addresses": ["192.0.2.2"]}}}
+    answerer = served(spec, {"fra": Site(), "iad": Site()}, path, pool,
+                      {"192.0.2.1", "192.0.2.2"})
+    assert answerer.table is not None
+    answerer.table.cache_size = 100
+    europe, america = 0x0A000001, 0x0A010001
+    for source in (24, 0, -1):
+        for rounds in range(4):  # the second miss admits, the rest are hits where cached
+            for client, address in ((europe, "192.0.2.1"), (america, "192.0.2.2")):
+                options = [] if source < 0 else [ecs_option(4, client, source)]
+                query = dns.message.make_query("www.example.test", "A", use_edns=0,
+                                               options=options)
+                query.id = rounds
+                response = answered(answerer, query, client.to_bytes(4, "big"))
+                assert [r.address for r in response.answer[0]] == [address], (source, rounds)
+    assert len(answerer.table.cache) == 2  # the two ECS queries alone
+    zone = dns.name.from_text("example.test").to_wire()
+    assert sorted(answerer.sites_by_label()) == [(zone, "fra", 12), (zone, "iad", 12)]
