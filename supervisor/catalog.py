@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from healthdns.shared.config import Config, ZoneSpec
+from healthdns.shared.config.geo import MapSpec
+from healthdns.shared.geomap import Site
 from healthdns.supervisor.names import absolute, bare, from_wire
 
 # The zone label of queries for names in none of our zones (answered REFUSED), and of those
@@ -55,12 +57,15 @@ def catalog(cfg: Config) -> dict[str, Target]:
 @dataclass(frozen=True)
 class Catalog:
     """What the configuration says, for the endpoint: targets, pools by name, zones, and the
-    zones' specs (what `explain` reads static records and aliases from)."""
+    zones' specs (what `explain` reads static records and aliases from), the sites and the
+    location maps (what `explain` compiles to place a client)."""
 
     targets: dict[str, Target]
     pools: dict[str, dict[str, Any]]  # name -> its pool's rules (see `pools`)
     zones: list[str]
     specs: tuple[ZoneSpec, ...] = ()
+    sites: dict[str, Site] = field(default_factory=dict)
+    maps: dict[str, MapSpec] = field(default_factory=dict)
 
     @functools.cached_property
     def names(self) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -77,7 +82,8 @@ class Catalog:
 
 
 def make_catalog(cfg: Config) -> Catalog:
-    return Catalog(catalog(cfg), pools(cfg), zone_names(cfg), cfg.zones)
+    return Catalog(catalog(cfg), pools(cfg), zone_names(cfg), cfg.zones, dict(cfg.sites),
+                   dict(cfg.maps))
 
 
 def pools(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -37,7 +37,7 @@ HTTPS only.
 Not aiohttp: it and asyncio cost the supervisor about 12 MiB for one endpoint
 that sees a scrape a second, while `http.server` is loaded anyway (by prometheus_client).
 
-Routes: `/healthz`, `/readyz`, `/metrics`, `/status`, `/explain?name=N&type=T`, `/` (the
+Routes: `/healthz`, `/readyz`, `/metrics`, `/status`, `/explain?name=N&type=T&client=C`, `/` (the
 status page), and `GET/POST /overrides`, `DELETE /overrides/{address or name}`, `POST /reload` (writes need
 `Authorization: Bearer`). A GET route answers HEAD too; a known path with another method is
 405 with `Allow`; an unknown path 404.
@@ -67,7 +67,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from healthdns.shared.config import ControlSpec, format_endpoint
-from healthdns.supervisor import explain, httpd, metrics, status
+from healthdns.supervisor import explain, explainmaps, httpd, metrics, status
 from healthdns.supervisor.catalog import Catalog
 from healthdns.supervisor.httpd import Limits, Pieces, Response
 from healthdns.supervisor.httpd import Request as HttpRequest
@@ -159,6 +159,7 @@ class ControlServer:
         self._registry.register(self._collector)
         self._metrics = Cached(self._render_metrics)
         self._document = status.Document()
+        self._maps = explainmaps.Maps()  # compiled when explain first asks for a client
         self._status = Cached(self._render_status)
         self._page_body = resources.files("healthdns.supervisor").joinpath(
             "status.html").read_bytes()
@@ -310,7 +311,8 @@ class ControlServer:
         try:
             return _json(200, explain.explain(self.readout, self._known,
                                               query.get("name", [""])[0],
-                                              query.get("type", [None])[0]))
+                                              query.get("type", [None])[0],
+                                              query.get("client", [None])[0], self._maps))
         except explain.ExplainError as e:
             return _error(400, str(e))
 

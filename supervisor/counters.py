@@ -33,6 +33,7 @@ class Counters:
         self.stats: dict[int, tuple[messages.Stats, float]] = {}  # responder -> latest, when
         self.gone: QueriesByOrigin = Counter()  # totals of ended responder processes
         self.gone_truncated = self.gone_errors = 0
+        self.sites_gone: Counter[tuple[bytes, str]] = Counter()  # geo answers, by zone, site
         self.shows_transfers = transfers
         self.transfers_gone: Counter[str] = Counter()  # totals of ended transfer processes
         self.transfers_live: dict[str, int] = {}  # the running one's latest totals
@@ -94,6 +95,7 @@ class Counters:
             for path, proto, family, zone, qtype, rcode, n in stats.counts:
                 self.gone[(path, proto, family, zone, qtype, rcode)] += n
             self.gone_truncated += stats.truncated
+            self.sites_gone.update({(zone, site): n for zone, site, n in stats.sites})
             self.gone_errors += stats.errors
         if role == TRANSFER.name:
             self.transfers_gone.update(self.transfers_live)
@@ -115,6 +117,17 @@ class Counters:
             truncated += stats.truncated
             errors += stats.errors
         return counts, truncated, errors
+
+    def sites(self, zone: Callable[[bytes], str], known: set[str]) -> dict[tuple[str, str], int]:
+        """Every responder's answers of geo names, ended processes' included, by (`zone`
+        label, site); a site not `known` (nor "", none) is counted as "other", so a child
+        cannot grow the number of series."""
+        counts: Counter[tuple[str, str]] = Counter()
+        rows = [*((o, s, n) for (o, s), n in self.sites_gone.items()),
+                *(row for stats, _ in self.stats.values() for row in stats.sites)]
+        for origin, site, n in rows:
+            counts[(zone(origin), site if not site or site in known else "other")] += n
+        return dict(counts)
 
     def transfers(self) -> dict[str, int]:
         """The transfer process's totals, every one of them (none without `[transfer]`)."""

@@ -66,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("type", nargs="?", default=None,
                          help="A, AAAA, CNAME, MX, TXT, SRV, CAA, PTR, NS or SOA (default: A, "
                          "AAAA and the types the name holds)")
+    explain.add_argument("--client", metavar="ADDR[/LEN]",
+                         help="the answer to this client: ADDR, a query from it without ECS; "
+                         "ADDR/LEN, a query with EDNS Client Subnet of source length LEN "
+                         "(default: a client the location maps know nothing about)")
     for action, words in (("drain", "serve as down"), ("force", "serve as up")):
         write = sub.add_parser(action, help=f"{words} whatever the checks say")
         write.add_argument("subject", help="a served address, or a name with a checked pool")
@@ -124,7 +128,8 @@ def run(args: argparse.Namespace) -> str:
             rows = [t for t in doc["targets"] if not args.down or t["state"] != "up"]
             return _json(rows) if args.json else _targets(rows, doc["overrides"])
         case "explain":
-            query = {"name": args.name} | ({"type": args.type} if args.type else {})
+            query = {"name": args.name} | ({"type": args.type} if args.type else {}) | (
+                {"client": args.client} if args.client else {})
             doc = _get(args, "/explain?" + urllib.parse.urlencode(query))
             return _json(doc) if args.json else _explain(doc)
         case "drain" | "force":
@@ -245,7 +250,24 @@ def _status(doc: dict[str, Any]) -> str:
     lines.append(f"targets: {len(doc['targets']) - len(down)} up, {len(down)} down or unknown")
     lines += [f"override: {o['action']} {o['name'] or o['address']}" + _held(o)
               for o in doc["overrides"]]
+    lines += _routing(doc)
     return "\n".join(lines) + "\n"
+
+
+def _routing(doc: dict[str, Any]) -> list[str]:
+    """Each location map, and each site of a geo name that passes its clients on."""
+    lines = []
+    for m in doc.get("maps", ()):
+        source = f"{m['networks']} networks of {m['database']}" if m["database"] else \
+            "networks only"
+        error = f"; does not load now, the map compiled before serves: {m['error']}" \
+            if m["error"] else ""
+        lines.append(f"map {m['map']}: {source}, compiled {_when(m['compiled'])}{error}")
+    for n in doc["names"]:
+        lines += [f"site {s['site']} of {n['name']} {s['type']}: {s['up']} of {s['total']} up, "
+                  "does not qualify: its clients go down their order"
+                  for s in n.get("sites", ()) if not s["qualifies"]]
+    return lines
 
 
 def _targets(rows: list[dict[str, Any]], overrides: list[dict[str, Any]]) -> str:
@@ -283,10 +305,15 @@ def _when(seconds: float | None) -> str:
     return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
+EVERYONE = "the answer holds for every client"  # scope 0
+
+
 def _explain(doc: dict[str, Any]) -> str:
     name = doc["name"]
     if not doc["answers"]:
-        return f"{name}: {doc['rcode']}\n  because {doc['why']}\n"
+        scope = "" if doc.get("scope") is None else \
+            f"  ECS scope /{doc['scope']}: {EVERYONE}\n"
+        return f"{name}: {doc['rcode']}\n  because {doc['why']}\n{scope}"
     head = ""
     if doc["alias_of"]:
         head = (f"{name} is in {doc['zone']}, an alias zone of {doc['alias_of']}: it answers "
@@ -306,6 +333,7 @@ def _answer(name: str, answer: dict[str, Any]) -> str:
     lines = [f"{name} {answer['type']}: {served}{ttl}"]
     lines += [f"  {c['name']} CNAME {c['target']} (ttl {c['ttl']})" for c in answer["chain"]]
     lines.append(f"  because {answer['why']}")
+    lines += _geo(answer.get("geo"), answer.get("scope"))
     count = len(answer["records"])
     if answer.get("rotates"):
         lines.append(f"  each answer holds {answer['per_answer']} of these {count}: "
@@ -317,7 +345,48 @@ def _answer(name: str, answer: dict[str, Any]) -> str:
     if answer.get("override"):
         lines.append(f"  name {answer['override']['action']}{_held(answer['override'])}")
     lines += [_address(a) for a in answer.get("addresses", ()) if a["state"] != "up"]
+    if answer.get("geo") and not answer["geo"].get("client") and answer["geo"].get("sites"):
+        lines += [f"  site {s['site']}: {s['up']} of {s['total']} up" + (
+            "" if s["qualifies"] else ", does not qualify") for s in answer["geo"]["sites"]]
     return "\n".join(lines) + "\n"
+
+
+def _geo(geo: dict[str, Any] | None, scope: int | None) -> list[str]:
+    """Where a geo pool's client is, the site order and which map entry gave it, the sites
+    passed over, and the scope."""
+    if geo is None or geo.get("error"):  # an error: `why` says it
+        return [] if scope is None else [f"  ECS scope /{scope}: {EVERYONE}"]
+    lines = []
+    if geo.get("client"):
+        where = f"the database's {geo['network']}" if geo.get("network") else \
+            "no network of the database"
+        lines.append(f"  client {geo['client']} ({'ECS' if geo['ecs'] else 'no ECS'}), in "
+                     f"{where}: {_place(geo.get('location'))}")
+    if geo.get("order"):
+        lines.append(f"  site order {', '.join(geo['order'])}: {geo['entry']}, "
+                     f"{geo['entry_why']}")
+    lines += [f"  skipped {s['site']}: {s['why']}" for s in geo.get("skipped") or ()]
+    if geo.get("warning"):
+        lines.append(f"  warning: {geo['warning']}")
+    if scope is not None:
+        lines.append(f"  ECS scope /{scope}: " + (
+            EVERYONE if scope == 0 else
+            f"every client in {_network(geo['address'], scope)} gets this order"))
+    return lines
+
+
+def _place(location: dict[str, Any] | None) -> str:
+    if not location:
+        return "no location"
+    words = [location.get("continent"), location.get("country"),
+             *location.get("subdivisions", ()), location.get("city")]
+    if location.get("asn"):
+        words.append(f"AS{location['asn']}")
+    return ", ".join(w for w in words if w) or "no location"
+
+
+def _network(address: str, length: int) -> str:
+    return str(ipaddress.ip_network(f"{address}/{length}", strict=False))
 
 
 def _address(a: dict[str, Any]) -> str:

@@ -13,18 +13,22 @@ rules the signer renders and the responders serve:
   `MAX_CHAIN` records; a loop ends it): to a name outside them (the resolver follows it), to
   one that does not exist (NXDOMAIN), or to the data of the type at the chain's end;
 * a pool's A and AAAA are the addresses the signer chose for the latest generation
-  (`Readout.choices`), each answer `per_answer` of them, rotating when it holds fewer than chosen.
+  (`Readout.choices`), each answer `per_answer` of them, rotating when it holds fewer than chosen;
+* a geo pool's are those the signer chose for the client's site order (`explaingeo`); with
+  ECS, every other answer has scope 0 (it does not depend on the client).
 
 DNSSEC records (DNSKEY, NSEC, RRSIG, ...) are the signer's and are not explained.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from healthdns.shared.config import RecordSpec, ZoneSpec
 from healthdns.supervisor.catalog import Catalog, rotation, zone_of
+from healthdns.supervisor.explaingeo import Client, address_sites, client_of, geo_answer
+from healthdns.supervisor.explainmaps import Maps
 from healthdns.supervisor.names import QTYPE_NUMBERS, bare
 from healthdns.supervisor.overrides import Override
 from healthdns.supervisor.readout import Readout, TargetState
@@ -40,6 +44,19 @@ NOERROR, NXDOMAIN, REFUSED = "NOERROR", "NXDOMAIN", "REFUSED"
 
 class ExplainError(ValueError):
     """A question explain cannot take; the text names the field."""
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks (None: any client) and the maps compiled for explain."""
+
+    client: Client | None = None
+    maps: Maps = field(default_factory=Maps)
+
+    @property
+    def scope(self) -> int | None:
+        """The scope of an answer that does not depend on the client: 0 with ECS."""
+        return None if self.client is None or self.client.length is None else 0
 
 
 @dataclass(frozen=True)
@@ -68,9 +85,10 @@ class Place:
         return any(o.endswith(below) for o in self.spec.records)  # an empty non-terminal
 
 
-def explain(readout: Readout, known: Catalog, name: str,
-            rdtype: str | None = None) -> dict[str, Any]:
-    """What `name` answers for `rdtype` (default: A, AAAA and the types the name holds)."""
+def explain(readout: Readout, known: Catalog, name: str, rdtype: str | None = None,
+            client: str | None = None, maps: Maps | None = None) -> dict[str, Any]:
+    """What `name` answers for `rdtype` (default: A, AAAA and the types the name holds), to
+    `client` (``ADDR`` or ``ADDR/LEN``: with ECS; default: any client)."""
     wanted = name.strip().lower().rstrip(".")
     if not wanted or len(wanted) > MAX_NAME:
         raise ExplainError(f"name: {name[:80]!r} is not a domain name")
@@ -78,8 +96,14 @@ def explain(readout: Readout, known: Catalog, name: str,
     if asked is not None and asked not in TYPES:
         raise ExplainError(f"type: {asked[:20]!r} is not one of {', '.join(TYPES)} (DNSSEC "
                            "records are the signer's)")
+    try:
+        asker = Asker(client_of(client) if client else None, maps or Maps())
+    except ValueError as e:
+        raise ExplainError(str(e)) from None
     doc: dict[str, Any] = {"name": wanted, "generation": readout.generation, "zone": None,
-                           "alias_of": None, "rcode": None, "why": "", "answers": []}
+                           "alias_of": None, "rcode": None, "why": "", "answers": [],
+                           "client": asker.client.shown() if asker.client else None,
+                           "scope": asker.scope}
     place = find(known.specs, wanted)
     if place is None:
         zones = ", ".join(known.zones[:5]) + (", ..." if len(known.zones) > 5 else "")
@@ -91,7 +115,7 @@ def explain(readout: Readout, known: Catalog, name: str,
         return doc | {"rcode": NXDOMAIN, "negative_ttl": _negative_ttl(place.spec),
                       "why": f"zone {place.zone} has no name {wanted}, nor any name below it"}
     types = [asked] if asked is not None else _types(place)
-    doc["answers"] = [answer(readout, known, place, t) for t in types]
+    doc["answers"] = [answer(readout, known, place, t, asker) for t in types]
     return doc
 
 
@@ -120,14 +144,17 @@ def _types(place: Place) -> list[str]:
     return [t for t in TYPES if t in held]
 
 
-def answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
+def answer(readout: Readout, known: Catalog, place: Place, rdtype: str,
+           asker: Asker | None = None) -> dict[str, Any]:
     """The answer to `rdtype` at `place`, CNAME chains followed."""
+    asker = asker or Asker()
     chain: list[dict[str, Any]] = []
     seen = {place.name}
     while True:
         record = place.record
         if record is None or record.cname is None or rdtype == "CNAME":
-            return {"type": rdtype, "chain": chain, **data(readout, known, place, rdtype)}
+            return {"type": rdtype, "chain": chain, "scope": asker.scope,
+                    **data(readout, known, place, rdtype, asker)}
         target = absolute(record.cname, place.zone)
         chain.append({"name": place.name, "type": "CNAME", "ttl": _ttl(place),
                       "target": target})
@@ -135,7 +162,7 @@ def answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> dict[
         ends = _chain_end(known, following, seen, len(chain))
         if isinstance(ends, dict):
             return {"type": rdtype, "chain": chain, "owner": place.name, "ttl": None,
-                    "records": [], "source": "cname", **ends}
+                    "records": [], "source": "cname", "scope": asker.scope, **ends}
         place = ends
         seen.add(following)
 
@@ -156,14 +183,15 @@ def _chain_end(known: Catalog, target: str, seen: set[str],
     return place
 
 
-def data(readout: Readout, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
+def data(readout: Readout, known: Catalog, place: Place, rdtype: str,
+         asker: Asker | None = None) -> dict[str, Any]:
     """The records of `rdtype` the name at `place` holds itself (no chain)."""
     spec, record = place.spec, place.record
     found: dict[str, Any] = {"owner": place.name, "rcode": NOERROR}
     if place.owner == "@" and rdtype in ("SOA", "NS"):
         return found | _apex(readout, place, rdtype)
     if record is not None and record.pool is not None and rdtype in _FAMILY:
-        return found | pool_answer(readout, known, place, rdtype)
+        return found | pool_answer(readout, known, place, rdtype, asker or Asker())
     texts = record.static().get(rdtype.lower(), ()) if record is not None else ()
     if texts:
         return found | {"ttl": _ttl(place), "records": [_rdata(rdtype, t, place.zone)
@@ -194,7 +222,8 @@ def _apex(readout: Readout, place: Place, rdtype: str) -> dict[str, Any]:
 # --- pools --------------------------------------------------------------------------------------
 
 
-def pool_answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> dict[str, Any]:
+def pool_answer(readout: Readout, known: Catalog, place: Place, rdtype: str,
+                asker: Asker) -> dict[str, Any]:
     """A pool's addresses of one family: what the signer chose, by which rule, how an answer
     holds them, and the state of every address of the family."""
     name = place.own_name
@@ -211,6 +240,9 @@ def pool_answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> 
     if not states:
         return base | {"records": [], "ttl": None, "negative_ttl": _negative_ttl(place.spec),
                        "why": f"the pool of {name} has no {_FAMILY[rdtype]} address: NODATA"}
+    pool = place.record.pool if place.record is not None else None
+    if pool is not None and pool.map:
+        return base | _geo(readout, known, place, rdtype, asker, states)
     if chosen is None:
         return base | {"rcode": None, "records": [], "why": "no generation is published yet: "
                        "the responders answer nothing until the first round of checks"}
@@ -221,6 +253,25 @@ def pool_answer(readout: Readout, known: Catalog, place: Place, rdtype: str) -> 
                        "negative_ttl": _negative_ttl(place.spec), "why": why + ": NODATA"}
     return base | {"records": addresses, "rule": rule, **rotation(rules, addresses),
                    "why": why}
+
+
+def _geo(readout: Readout, known: Catalog, place: Place, rdtype: str, asker: Asker,
+         states: list[dict[str, Any]]) -> dict[str, Any]:
+    """A geo pool's addresses of one family for the client, each address with its site."""
+    record = place.record
+    assert record is not None and record.pool is not None
+    name = place.own_name
+    found = geo_answer(readout, known, asker.maps, name, QTYPE_NUMBERS[rdtype], record.pool,
+                       asker.client)
+    sites = address_sites(record.pool)
+    for state in states:
+        state["site"] = sites.get(state["address"])
+    if found["records"]:
+        found |= rotation(known.pools[name], found["records"])
+    elif found.get("rcode", NOERROR) is not None:
+        found |= {"ttl": None, "negative_ttl": _negative_ttl(place.spec),
+                  "why": found["why"] + ": NODATA"}
+    return found
 
 
 def _rule(rules: dict[str, Any], rdtype: str, group: int, rule: str) -> str:

@@ -49,6 +49,8 @@ class Metrics(Collector):
         yield from _lifecycle(readout)
         yield from _transfers(readout)
         yield from _peers(readout)
+        yield from _sites(readout)
+        yield from _maps(readout)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no fixed description: the registry does not ask us at start
@@ -235,6 +237,47 @@ def _transfers(readout: Readout) -> Iterator[Metric]:
     for result in ("sent", "answered", "failed"):
         notifies.add_metric([result], readout.transfers.get(f"notify_{result}", 0))
     yield from (served, notifies)
+
+
+def _sites(readout: Readout) -> Iterator[Metric]:
+    """Geo pools: answers by the site whose addresses they carry (never by client), and each
+    site's addresses up, in all, and whether it qualifies, per name and address type."""
+    answers = CounterMetricFamily("healthdns_site_answers", "answers of geo names, by the site "
+                                  "whose addresses they carry (\"\": none, NODATA or backup)",
+                                  labels=["zone", "site"])
+    for (zone, site), n in sorted(readout.site_answers.items()):
+        answers.add_metric([zone, site], n)
+    labels = ["name", "site", "type"]
+    up = GaugeMetricFamily("healthdns_site_addresses_up", "addresses of a geo pool's site "
+                           "that are up (after overrides)", labels=labels)
+    total = GaugeMetricFamily("healthdns_site_addresses", "addresses of a geo pool's site",
+                              labels=labels)
+    qualifies = GaugeMetricFamily("healthdns_site_qualifies", "1 while a geo pool's site "
+                                  "qualifies (a group of it has min_healthy up): it serves the "
+                                  "clients it comes first for", labels=labels)
+    for state in readout.routing.sites:
+        key = [state.name, state.site, _QTYPE_LABEL.get(state.rdtype, str(state.rdtype))]
+        up.add_metric(key, state.up)
+        total.add_metric(key, state.total)
+        qualifies.add_metric(key, float(state.qualifies))
+    yield from (answers, up, total, qualifies)
+
+
+def _maps(readout: Readout) -> Iterator[Metric]:
+    """Each location map as the signer holds it: networks read, when compiled, and whether the
+    latest load of its database failed (the map compiled before stays in service)."""
+    networks = GaugeMetricFamily("healthdns_map_networks", "networks read from the database of "
+                                 "the map in service", labels=["map"])
+    loaded = GaugeMetricFamily("healthdns_map_loaded_timestamp_seconds", "when the map in "
+                               "service was compiled (Unix time)", labels=["map"])
+    failed = GaugeMetricFamily("healthdns_map_load_failed", "1 while the latest load of the "
+                               "map's database failed: the map compiled before serves",
+                               labels=["map"])
+    for state in readout.routing.maps:
+        networks.add_metric([state.name], state.networks)
+        loaded.add_metric([state.name], state.compiled)
+        failed.add_metric([state.name], float(bool(state.error)))
+    yield from (networks, loaded, failed)
 
 
 def _peers(readout: Readout) -> Iterator[Metric]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from healthdns.shared.messages import PeerRow, Probe
+from healthdns.shared.messages import GeoChoice, MapState, PeerRow, Probe, SiteState
 from healthdns.supervisor.overrides import Override
 
 
@@ -31,6 +31,17 @@ class Responder:
     generation: int
     stats_age: float | None  # seconds since its last Stats
     snapshot_age: float | None  # seconds since the generation it serves was published
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Geo pools, as the signer reports them (messages.Choices): each site's state per
+    address type, what each site order of a map is answered with, and every map as the signer
+    holds it compiled."""
+
+    sites: tuple[SiteState, ...] = ()
+    geo: tuple[GeoChoice, ...] = ()
+    maps: tuple[MapState, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,9 @@ class Readout:
     choices: tuple[tuple[str, int, int, str, list[str]], ...] = ()
     # Pooled names whose TTL follows health: the TTL served and why (messages.Choices).
     ttls: dict[str, tuple[int, str]] = field(default_factory=dict)
+    routing: Routing = field(default_factory=Routing)
+    # Answers of geo names by (zone label, site), summed across responders (messages.Stats).
+    site_answers: dict[tuple[str, str], int] = field(default_factory=dict)
     # Key rolls under a DNSSEC policy: zone, next step (Unix time, 0: none), waits for parent.
     rolls: tuple[tuple[str, float, bool], ...] = ()
     probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target

@@ -108,6 +108,7 @@ class Relay:
                                   ttls=ttls, rolls=rolls) \
                     if generation == self.generation and slot.spoke:
                 self.sup.steering.chosen(names, seconds, ttls, rolls)
+                self.sup.steering.routed(message)
             case messages.Probes(rows=rows, fenced=fenced) if slot.spoke:
                 self._on_fence(fenced)
                 return self.sup.steering.detail(rows)

@@ -11,7 +11,7 @@ from healthdns.shared.config import ZoneSpec
 from healthdns.shared.messages import Probe
 from healthdns.shared.version import version
 from healthdns.supervisor.catalog import Catalog, if_all_down, rotation
-from healthdns.supervisor.names import bare, type_text
+from healthdns.supervisor.names import QTYPE_NUMBERS, bare, type_text
 from healthdns.supervisor.overrides import Override
 from healthdns.supervisor.readout import Readout, TargetState
 
@@ -40,11 +40,13 @@ class Document:
             "version": version(), "generation": readout.generation, "current": readout.current,
             "published_at": readout.published_at,
             "zones": [{"zone": z, "serial": s} for z, s in readout.serials],
-            "responders": [vars(r) for r in readout.responders], **_peers(readout)})
+            "responders": [vars(r) for r in readout.responders], **_peers(readout),
+            **_maps(readout)})
         whole = tuple((o.name, o.action) for o in readout.overrides if o.name)
         targets = self._targets.get((known, readout.targets, readout.probes),
                                     lambda: _array(_target_rows(readout, known)))
-        names = self._names.get((known, readout.targets, readout.choices, whole),
+        names = self._names.get((known, readout.targets, readout.choices, whole,
+                                 readout.routing),
                                 lambda: _array(_name_rows(readout, known)))
         return (head[1:-1] + b',"targets":', targets, b',"names":', names,
                 b',"overrides":' + msgspec.json.encode(overrides(readout)) + b"}")
@@ -117,6 +119,7 @@ def _name_rows(readout: Readout, known: Catalog) -> Iterator[dict[str, Any]]:
     whole = {o.name: o.action for o in readout.overrides if o.name}
     answers = _choices(readout)
     aliases = _aliases(known.specs)
+    routed = _routed(readout)
     for name, (zone, ids) in known.names.items():
         entry = _by_state(readout, known, name, zone, ids)
         entry["aliases"] = [f"{name[:-len(zone)]}{a}" for a in aliases.get(zone, ())]
@@ -132,6 +135,11 @@ def _name_rows(readout: Readout, known: Catalog) -> Iterator[dict[str, Any]]:
         elif entry["override"] == "force":
             entry["up"], entry["down"], entry["drained"], entry["forced"] = every, [], [], every
         entry["all_down"] = not entry["up"]
+        if name in routed:  # a geo name: what a client the map knows nothing about gets
+            entry |= routed[name]
+            entry["answers"] = [_answer((name, QTYPE_NUMBERS[r["type"]], -1, r["rule"],
+                                         r["addresses"]), pool)
+                                for r in entry["routes"] if r["order_id"] == 0]
         yield entry
 
 
@@ -181,6 +189,41 @@ def _answer(choice: Choice, pool: dict[str, Any] | None) -> dict[str, Any]:
             "group": group if group >= 0 else None,
             **(rotation(pool, addresses) if pool is not None else {})}
 
+
+
+def _maps(readout: Readout) -> dict[str, Any]:
+    """With geo pools: each location map as the signer holds it compiled."""
+    if not readout.routing.maps:
+        return {}
+    return {"maps": [{"map": m.name, "database": m.database or None,
+                      "database_type": m.database_type or None,
+                      "database_built": m.database_epoch or None, "networks": m.networks,
+                      "blocks": m.blocks, "orders": len(m.orders), "compiled": m.compiled,
+                      "error": m.error or None} for m in readout.routing.maps]}
+
+
+def _routed(readout: Readout) -> dict[str, dict[str, Any]]:
+    """Each geo name (without the final dot) -> its `map`, `sites` (per site and address type:
+    addresses up, in all, whether it qualifies) and `routes` (per address type and site order
+    of the map: the site that serves, the sites skipped and why, the addresses)."""
+    orders = {m.name: m.orders for m in readout.routing.maps}
+    out: dict[str, dict[str, Any]] = {}
+    for state in readout.routing.sites:
+        entry = out.setdefault(state.name, {"map": None, "sites": [], "routes": []})
+        entry["sites"].append({"site": state.site, "type": type_text(state.rdtype),
+                               "up": state.up, "total": state.total,
+                               "qualifies": state.qualifies})
+    for choice in readout.routing.geo:
+        entry = out.setdefault(choice.name, {"map": None, "sites": [], "routes": []})
+        entry["map"] = choice.map
+        known = orders.get(choice.map, [])
+        entry["routes"].append({
+            "type": type_text(choice.rdtype), "order_id": choice.order,
+            "order": known[choice.order] if 0 <= choice.order < len(known) else None,
+            "site": choice.site or None, "rule": choice.rule,
+            "skipped": [{"site": site, "why": why} for site, why in choice.skipped],
+            "addresses": choice.addresses})
+    return out
 
 
 def _aliases(specs: tuple[ZoneSpec, ...]) -> dict[str, tuple[str, ...]]:

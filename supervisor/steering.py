@@ -89,6 +89,7 @@ class Steering:
         self.publish_seconds: float | None = None
         self.sign_seconds: float | None = None  # the signer's own time for the latest
         self.rolls: tuple[tuple[str, float, bool], ...] = ()  # see messages.Choices
+        self.routing = readout.Routing()  # geo pools and their maps (messages.Choices)
         self.dirty = True  # a new view is due
 
     # --- health and overrides -------------------------------------------------------------------
@@ -279,6 +280,13 @@ class Steering:
         self.rolls = tuple(rolls or ())
         self.dirty = True
 
+    def routed(self, choices: messages.Choices) -> None:
+        """The geo pools' sites and choices, and the maps."""
+        _log_maps(self.routing.maps, choices.maps)
+        self.routing = readout.Routing(tuple(choices.sites), tuple(choices.geo),
+                                       tuple(choices.maps))
+        self.dirty = True
+
     def detail(self, rows: list[messages.Probe]) -> str | None:
         """Take the prober's detail; the problem if it names a target it does not check."""
         unknown = next((row.target for row in rows if row.target not in self.targets), None)
@@ -317,6 +325,7 @@ class Steering:
             rejected=dict(counters.rejected), reloads=dict(counters.reloads),
             hung=dict(counters.hung), transfers=counters.transfers(),
             overrides=tuple(self.overrides.listing()),
+            routing=self.routing, site_answers=counters.sites(self._zone, set(self.cfg.sites)),
             choices=self.choices, ttls=self.ttls, rolls=self.rolls, probes=self.probes.hand(),
             current=current, health_waiting=self.health_waiting(now),
             health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,
@@ -337,6 +346,19 @@ class Steering:
         return Responder(child.index, child.state, child.pid, generation,
                                 now - at if stats is not None else None,
                                 time.time() - published if published is not None else None)
+
+
+def _log_maps(before: tuple[messages.MapState, ...], after: list[messages.MapState]) -> None:
+    """A map whose database stopped (or started again) loading, logged once, when it does."""
+    errors = {m.name: m.error for m in before}
+    for state in after:
+        if state.error and state.error != errors.get(state.name, ""):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.compiled))
+            log.error("map %s: the database does not load, the map compiled at %s stays in "
+                      "service: %s", state.name, when, state.error)
+        elif errors.get(state.name) and not state.error:
+            log.info("map %s: the database loads again (%d networks)", state.name,
+                     state.networks)
 
 
 def _serving(targets: dict[str, catalog.Target]) -> dict[str, tuple[str, ...]]:
