@@ -52,6 +52,17 @@ def compile_map(spec: GeoMap, sites: Mapping[str, Site], path: str = "map",
     return _pack(runs4, runs6, tuple(orders), spec.database, db)
 
 
+def check_database(file: str, field: str) -> None:
+    """That `file` opens as a MaxMind DB file (its metadata reads: a truncated file has none);
+    a `ConfigError` naming the field and the file when not. The walk of its tree, at compile
+    time, finds the rest."""
+    fd = _open(file, field)
+    try:
+        _reader(fd, file, field).close()
+    finally:
+        os.close(fd)
+
+
 # --- building the tables ------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 
 import msgspec
 
+from healthdns.shared.geotable import GeoTable
 from healthdns.shared.tables import (  # what the messages below carry
     Answer,
     EncodedZoneDelta,
@@ -87,10 +88,12 @@ class RecordsDelta(_Message, frozen=True):
 
 
 class Snapshot(_Message, frozen=True):
-    """signer -> supervisor -> responders: everything a responder serves, complete."""
+    """signer -> supervisor -> responders: everything a responder serves, complete; `maps`:
+    every location map a geo name of the zones answers by (`GeoAnswers.map`), compiled."""
 
     generation: int
     zones: list[ZoneTable]
+    maps: dict[str, GeoTable] = {}
 
 
 class EncodedSnapshot(_Message, frozen=True, tag="Snapshot"):
@@ -98,6 +101,7 @@ class EncodedSnapshot(_Message, frozen=True, tag="Snapshot"):
 
     generation: int
     zones: list[EncodedZoneTable]
+    maps: dict[str, GeoTable] = {}
 
 
 class Delta(_Message, frozen=True):
@@ -107,6 +111,9 @@ class Delta(_Message, frozen=True):
     generation: int
     base: int
     zones: list[ZoneDelta]
+    # The maps compiled anew since `base` (a replaced database, a reload); the others are
+    # the responder's already. A map no zone uses any more is dropped with its last name.
+    maps: dict[str, GeoTable] = {}
 
 
 class EncodedDelta(_Message, frozen=True, tag="Delta"):
@@ -115,6 +122,7 @@ class EncodedDelta(_Message, frozen=True, tag="Delta"):
     generation: int
     base: int
     zones: list[EncodedZoneDelta]
+    maps: dict[str, GeoTable] = {}
 
 
 class Reconfigure(_Message, frozen=True):
@@ -208,6 +216,9 @@ class Stats(_Message, frozen=True):
     counts: list[tuple[int, int, int, bytes, int, int, int]]
     truncated: int
     errors: int
+    # Answers of geo names by (zone origin as in `counts`, site whose addresses they carry;
+    # "" when none: NODATA or a pool's backup addresses), totals since it started.
+    sites: list[tuple[bytes, str, int]] = []
 
 
 class TransferStats(_Message, frozen=True):
@@ -271,6 +282,48 @@ class Alive(_Message, frozen=True):
     taken: int
 
 
+class SiteState(msgspec.Struct, frozen=True, array_like=True):
+    """One site of a geo pool in one address family, as a generation judges it."""
+
+    name: str  # the pooled name, without the final dot
+    site: str
+    rdtype: int  # 1 (A) or 28 (AAAA)
+    up: int  # its addresses of the family that are up
+    total: int
+    qualifies: bool  # a group of it has `min_healthy` up: it serves whom it comes first for
+
+
+class GeoChoice(msgspec.Struct, frozen=True, array_like=True):
+    """What a geo pool answers, in one address family, the clients whose site order is
+    `order` (an order id of the map's compiled table: `MapState.orders`)."""
+
+    name: str  # the pooled name, without the final dot
+    rdtype: int
+    map: str
+    order: int
+    site: str  # the site whose addresses are served; "" for none (NODATA, backup addresses)
+    rule: str  # "healthy", "degraded", "policy serve-all", "policy empty", "policy backup"
+    # The sites of the order passed over before `site`, each with why ("no AAAA addresses",
+    # "0 of 2 up, 1 needed"); all of the order under a policy.
+    skipped: list[tuple[str, str]]
+    addresses: list[str]
+
+
+class MapState(msgspec.Struct, frozen=True, array_like=True):
+    """A location map as the signer holds it compiled."""
+
+    name: str
+    orders: list[list[str]]  # order id -> its sites, most preferred first
+    database: str  # the database file ("" for a map of networks alone)
+    database_type: str
+    database_epoch: int  # its build time (Unix seconds)
+    networks: int  # networks read from it
+    blocks: int  # merged blocks of the compiled tables, IPv4 and IPv6
+    compiled: float  # when (Unix time)
+    # Why the latest compile failed ("" when it did not): the previous tables are kept.
+    error: str = ""
+
+
 class Choices(_Message, frozen=True):
     """signer -> supervisor, after each `Published`: for every pooled name of the first zone
     (aliases answer the same), per address type, what it answers and which rule chose it."""
@@ -285,6 +338,11 @@ class Choices(_Message, frozen=True):
     # Per zone under a DNSSEC policy: its name, when its key roll takes its next step (Unix
     # time; 0: not by time) and whether that step waits for the parent's name servers.
     rolls: list[tuple[str, float, bool]] = []
+    # Geo pools (names of the first zone): each site's state per family, and per order id
+    # of its map what is served; every map compiled.
+    sites: list[SiteState] = []
+    geo: list[GeoChoice] = []
+    maps: list[MapState] = []
 
 
 class Probe(msgspec.Struct, frozen=True, array_like=True):

@@ -32,6 +32,22 @@ class Answer(msgspec.Struct, frozen=True, array_like=True, gc=False):
     soa: bool = False
 
 
+class GeoAnswers(msgspec.Struct, frozen=True, array_like=True):
+    """The answers of one geo key (name + qtype) of a zone: one per distinct outcome of its
+    pool under this generation's health, not per client.
+
+    A responder looks the client up in map `map` (``GeoIndex.find4``/``find6``: an order id
+    and a scope), and answers ``answers[by_order[order id]]`` (a rotation: served in turn,
+    like `ZoneTable.variants`). The zone's `answers` holds the default order's answer under
+    the same key: what a responder without the map, and a secondary, serve.
+    """
+
+    map: str
+    answers: list[list[Answer]]  # per outcome, its rotation (one answer when none)
+    sites: list[str]  # per outcome, the site it serves ("" for none), for the counters
+    by_order: list[int]  # order id -> outcome index
+
+
 class ZoneTable(msgspec.Struct, frozen=True, array_like=True):
     """Answers for one zone (an alias zone has its own table).
 
@@ -57,6 +73,7 @@ class ZoneTable(msgspec.Struct, frozen=True, array_like=True):
     soa: bytes = b""
     soa_signed: bytes = b""
     nsec3: bool = False  # `chain` holds the NSEC3 hashes, in order, instead of owner names
+    geo: dict[bytes, GeoAnswers] = {}  # keyed as `answers`: the names that answer by map
 
 
 class ZoneDelta(msgspec.Struct, frozen=True, array_like=True):
@@ -72,6 +89,7 @@ class ZoneDelta(msgspec.Struct, frozen=True, array_like=True):
     removed_names: list[bytes]
     variants: dict[bytes, list[Answer]]  # the zone's whole rotation set
     proofs: dict[int, bytes]  # changed NSEC proofs, by position in the (unchanged) chain
+    geo: dict[bytes, GeoAnswers] = {}  # the zone's whole geo set
 
 
 class ZoneRecords(msgspec.Struct, frozen=True, array_like=True):
@@ -123,6 +141,7 @@ class EncodedZoneTable(msgspec.Struct, frozen=True, array_like=True):
     soa: bytes = b""
     soa_signed: bytes = b""
     nsec3: bool = False
+    geo: dict[bytes, GeoAnswers] = {}
 
 
 class EncodedZoneDelta(msgspec.Struct, frozen=True, array_like=True):
@@ -139,3 +158,4 @@ class EncodedZoneDelta(msgspec.Struct, frozen=True, array_like=True):
     removed_names: list[bytes]
     variants: dict[bytes, list[Answer]]
     proofs: dict[int, bytes]
+    geo: dict[bytes, GeoAnswers] = {}

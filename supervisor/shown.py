@@ -118,7 +118,15 @@ def _pool(pool: dict[str, Any]) -> None:
     # Normalised, each group has its own check, and the pool's TTL is the record's.
     for field in ("addresses", "weights", "check", "ttl"):
         del pool[field]
-    for group in pool["groups"]:
+    if not pool["map"]:  # not a geo pool
+        del pool["map"], pool["sites"]
+    else:  # a geo pool's groups are its sites' (shown there)
+        del pool["groups"]
+        for site in pool["sites"].values():
+            for field in ("addresses", "weights", "check"):
+                del site[field]
+    groups = [g for site in pool.get("sites", {}).values() for g in site["groups"]]
+    for group in pool.get("groups", groups):
         _check(group["check"])
 
 

@@ -15,6 +15,7 @@ from healthdns.shared import files, lazy, tsigkeys
 from healthdns.shared.config import filekeys
 from healthdns.shared.config.checks import CheckSpec
 from healthdns.shared.config.control import ControlSpec, normalise_control
+from healthdns.shared.config.geo import MapSpec, check_pool_names, normalise_maps, normalise_sites
 from healthdns.shared.config.guard import CookieSpec, RrlSpec, normalise_cookies, normalise_rrl
 from healthdns.shared.config.peers import PeersSpec, normalise_peers
 from healthdns.shared.config.prober import ProberSpec, distinct_checks, normalise_prober
@@ -25,7 +26,7 @@ from healthdns.shared.config.transfer import (
     normalise_transfer,
     normalise_tsig,
 )
-from healthdns.shared.config.values import Frozen, convert
+from healthdns.shared.config.values import Frozen, convert, shown_key
 from healthdns.shared.config.zones import (
     RawZone,
     ZoneSpec,
@@ -35,6 +36,7 @@ from healthdns.shared.config.zones import (
     numbered_variants,
 )
 from healthdns.shared.errors import ConfigError
+from healthdns.shared.geomap import Site
 
 if TYPE_CHECKING:
     import dns.name
@@ -60,6 +62,8 @@ class Config(Frozen, frozen=True):
     peers: PeersSpec = PeersSpec()
     tsig: tuple[TsigKeySpec, ...] = ()
     zones: tuple[ZoneSpec, ...] = ()
+    sites: dict[str, Site] = {}  # in declared order: a map's default order
+    maps: dict[str, MapSpec] = {}
 
     def tsig_keys(self) -> list[TsigKey]:
         """The TSIG keys, decoded (normalised: each has its secret)."""
@@ -97,6 +101,8 @@ class _RawConfig(Frozen, frozen=True):
     peers: PeersSpec = PeersSpec()
     tsig: list[TsigKeySpec] = []
     zones: list[RawZone] = []
+    sites: dict[str, Site] = {}
+    maps: dict[str, MapSpec] = {}
 
 
 def load(path: str | os.PathLike[str]) -> Config:
@@ -126,6 +132,9 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
     if not zones:
         raise ConfigError("zones", "at least one zone is required")
     check_unique_origins(zones)
+    normalise_sites(raw.sites, raw.maps)
+    _check_geo_pools(zones, raw.sites, raw.maps)
+    normalise_maps(raw.sites, raw.maps)
     server = normalise_server(raw.server)
     keys = normalise_tsig(raw.tsig)
     return Config(server=server, rrl=normalise_rrl(raw.rrl),
@@ -133,7 +142,18 @@ def from_mapping(document: Mapping[str, Any]) -> Config:
                   prober=normalise_prober(raw.prober, zones),
                   control=normalise_control(raw.control),
                   transfer=normalise_transfer(raw.transfer, server, keys),
-                  peers=normalise_peers(raw.peers), tsig=keys, zones=zones)
+                  peers=normalise_peers(raw.peers), tsig=keys, zones=zones,
+                  sites=raw.sites, maps=raw.maps)
+
+
+def _check_geo_pools(zones: tuple[ZoneSpec, ...], sites: Mapping[str, Site],
+                     maps: Mapping[str, MapSpec]) -> None:
+    """Every geo pool names a map and sites that exist."""
+    for i, zone in enumerate(zones):
+        for owner, record in zone.records.items():
+            if record.pool is not None and record.pool.map:
+                path = f"zones[{i}].records.{shown_key(owner)}.pool"
+                check_pool_names(record.pool.map, record.pool.sites, sites, maps, path)
 
 
 def redacted(config: Config) -> Config:

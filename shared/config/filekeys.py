@@ -32,6 +32,10 @@ def resolve(document: dict[str, Any], folder: str) -> dict[str, Any]:
         _each(peers, lambda k: k.endswith("_file"), under)
         for peer in _tables(peers.get("peers")):
             _each(peer, lambda k: k == "secret_file", under)
+    maps = document.get("maps")
+    for spec in maps.values() if isinstance(maps, dict) else ():
+        if isinstance(spec, dict):
+            _each(spec, lambda k: k == "database", under)
     for key in _tables(document.get("tsig")):
         _each(key, lambda k: k == "file", under)
     for zone in _tables(document.get("zones")):
@@ -44,7 +48,12 @@ def resolve(document: dict[str, Any], folder: str) -> dict[str, Any]:
         for record in records.values() if isinstance(records, dict) else ():
             pool = record.get("pool") if isinstance(record, dict) else None
             if isinstance(pool, dict):
-                for owner in (pool, *_tables(pool.get("groups"))):
+                sites = pool.get("sites")
+                owners = [pool, *_tables(pool.get("groups"))]
+                for site in sites.values() if isinstance(sites, dict) else ():
+                    if isinstance(site, dict):
+                        owners += [site, *_tables(site.get("groups"))]
+                for owner in owners:
                     if isinstance(owner.get("check"), dict):
                         _each(owner["check"], lambda k: k == "ca_file", under)
     return document

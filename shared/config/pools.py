@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import msgspec
+
 from healthdns.shared.config.checks import CheckSpec, normalise_check
 from healthdns.shared.config.values import (
     MAX_TTL,
@@ -12,6 +14,7 @@ from healthdns.shared.config.values import (
     canonical_address,
     check_one_of,
     check_ttl,
+    shown_key,
 )
 from healthdns.shared.errors import ConfigError
 
@@ -64,6 +67,16 @@ class GroupSpec(Frozen, frozen=True):
     check: CheckSpec | None = None  # normalised: always set (the pool's check when not given)
 
 
+class SitePoolSpec(Frozen, frozen=True):
+    """The addresses a geo pool serves from one site: a pool's short form (`addresses`,
+    `weights`, `check`) or its `groups`. Normalised, `groups` only."""
+
+    addresses: tuple[str, ...] = ()
+    weights: tuple[int, ...] = ()
+    check: CheckSpec | None = None
+    groups: tuple[GroupSpec, ...] = ()
+
+
 class PoolSpec(Frozen, frozen=True):
     """A health-checked address pool (A and AAAA): failover groups in order of preference.
 
@@ -82,10 +95,21 @@ class PoolSpec(Frozen, frozen=True):
     # The TTL of its addresses: a number, "MAX/MIN" or {max, min}; normalised, it moves to
     # the record (`RecordSpec.ttl`, `RecordSpec.health_ttl`) and is None here.
     ttl: TtlValue | None = None
+    # A geo pool: the map (`[maps.NAME]`) that orders the sites for a client, and the
+    # addresses of each site (`shared.config.geo`). Normalised, `groups` holds every site's
+    # groups too, in site order: what is checked and listed.
+    map: str = ""
+    sites: dict[str, SitePoolSpec] = {}
+
+    def site_groups(self) -> dict[str, tuple[GroupSpec, ...]]:
+        """Each site's groups (normalised geo pools), in the pool's site order."""
+        return {name: site.groups for name, site in self.sites.items()}
 
 
 def normalise_pool(raw: PoolSpec, path: str) -> PoolSpec:
     check = normalise_check(raw.check, f"{path}.check") if raw.check is not None else None
+    if raw.sites or raw.map:
+        return _geo_pool(raw, check, path)
     if raw.groups:
         for field in ("addresses", "weights"):
             if getattr(raw, field):
@@ -96,6 +120,44 @@ def normalise_pool(raw: PoolSpec, path: str) -> PoolSpec:
         listed = [(GroupSpec(addresses=raw.addresses, weights=raw.weights), path)]
     seen: list[str] = []
     groups = tuple(_group(g, check, seen, where) for g, where in listed)
+    return _pool_keys(raw, check, groups, seen, path)
+
+
+def _geo_pool(raw: PoolSpec, check: CheckSpec | None, path: str) -> PoolSpec:
+    """A geo pool: each site a pool's short form or groups (that the map and the sites
+    exist is checked with the whole configuration, `geo.check_pool_names`)."""
+    if not raw.map:
+        raise ConfigError(f"{path}.map", "a pool with sites needs a map to order them")
+    if not raw.sites:
+        raise ConfigError(f"{path}.sites", f"a pool with a map ({raw.map!r}) needs its "
+                          "addresses per site: [...pool.sites.NAME]")
+    for field in ("addresses", "weights", "groups"):
+        if getattr(raw, field):
+            raise ConfigError(f"{path}.{field}", "a pool with sites holds its addresses per "
+                              "site: give them under sites.NAME, not here")
+    seen: list[str] = []
+    sites: dict[str, SitePoolSpec] = {}
+    for name, site in raw.sites.items():
+        where = f"{path}.sites.{shown_key(name)}"
+        if site.groups:
+            for field in ("addresses", "weights"):
+                if getattr(site, field):
+                    raise ConfigError(f"{where}.{field}",
+                                      "give either addresses (one group) or groups, not both")
+            listed = [(g, f"{where}.groups[{i}]") for i, g in enumerate(site.groups)]
+        else:
+            listed = [(GroupSpec(addresses=site.addresses, weights=site.weights), where)]
+        default = normalise_check(site.check, f"{where}.check") if site.check is not None \
+            else check
+        sites[name] = SitePoolSpec(groups=tuple(_group(g, default, seen, w) for g, w in listed))
+    groups = tuple(g for site in sites.values() for g in site.groups)
+    pool = _pool_keys(raw, check, groups, seen, path)
+    return msgspec.structs.replace(pool, map=raw.map, sites=sites)
+
+
+def _pool_keys(raw: PoolSpec, check: CheckSpec | None, groups: tuple[GroupSpec, ...],
+               seen: list[str], path: str) -> PoolSpec:
+    """The pool with its pool-wide keys checked."""
     largest = max(len(g.addresses) for g in groups)
     if not 1 <= raw.min_healthy <= largest:
         raise ConfigError(f"{path}.min_healthy", f"{raw.min_healthy} is not between 1 and the "

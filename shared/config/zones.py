@@ -317,7 +317,11 @@ def map_checks(zones: tuple[ZoneSpec, ...],
                                                                          spec.groups))):
             return spec
         groups = tuple(msgspec.structs.replace(g, check=check(g.check)) for g in spec.groups)
-        return msgspec.structs.replace(spec, check=check(spec.check), groups=groups)
+        sites = {name: msgspec.structs.replace(site, groups=tuple(
+            msgspec.structs.replace(g, check=check(g.check)) for g in site.groups))
+            for name, site in spec.sites.items()}
+        return msgspec.structs.replace(spec, check=check(spec.check), groups=groups,
+                                       sites=sites)
 
     return tuple(msgspec.structs.replace(zone, records={
         name: msgspec.structs.replace(record, pool=pool(record.pool))
