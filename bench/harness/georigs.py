@@ -66,7 +66,7 @@ def healthdns_toml(setup: GeoSetup, port: int, responders: int, geo: bool = True
     lines = ["[server]", f'listen = ["{HOST}:{port}"]', f"responders = {responders}",
              *([f"packet_cache = {packet_cache}"] if packet_cache is not None else []), ""]
     if control is not None:
-        lines += ["[control]", f'listen = ["{HOST}:{control}"]', ""]
+        lines += ["[control]", f'listen = "{HOST}:{control}"', ""]
     check = {"port": setup.check_port, "interval": setup.interval, "timeout": setup.timeout,
              "rise": 1, "fall": setup.fall}
     if geo:
