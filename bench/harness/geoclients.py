@@ -32,17 +32,22 @@ _FIXED = struct.Struct(">HHIH")  # type, class, TTL, RDLENGTH
 
 
 class Client(NamedTuple):
-    """A client: its prefix as sent in ECS, or (`NO_ECS`, source 0) a loopback source address
-    the query comes from (`address` is then that address, and `version` 4)."""
+    """A client: its prefix as sent in ECS; or, with `source` 0 or `NO_ECS`, the loopback
+    source address the query comes from (`address`, always IPv4; `version` is then the FAMILY
+    of a source-0 option: 4 or 6)."""
 
     version: int
     address: int
     source: int
 
     def text(self) -> str:
-        ip = ipaddress.ip_address(self.address) if self.version == 4 \
+        if not self.ecs:
+            source = ipaddress.IPv4Address(self.address)
+            return f"from {source} " + ("without ECS" if self.source < 0 else
+                                        f"with ECS {'0.0.0.0' if self.version == 4 else '::'}/0")
+        ip = ipaddress.IPv4Address(self.address) if self.version == 4 \
             else ipaddress.IPv6Address(self.address)
-        return f"{ip}/{self.source}" if self.source >= 0 else f"{ip} (no ECS)"
+        return f"{ip}/{self.source}"
 
     @property
     def ecs(self) -> bool:
@@ -73,7 +78,7 @@ def sample(rng: random.Random, networks: Sequence[str], count: int,
         if draw < no_ecs:
             out.append(Client(4, loopback(rng), NO_ECS))
         elif draw < no_ecs + zero:
-            out.append(Client(4, loopback(rng), 0))
+            out.append(Client(rng.choice([4, 6]), loopback(rng), 0))
         else:
             out.append(_ecs_client(rng, parsed, v4))
     return out
