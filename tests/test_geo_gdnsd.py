@@ -212,3 +212,18 @@ def test_static_names_and_nxdomain_get_scope_0_from_both(world: World) -> None:
                            for name in (geo_reference.STATIC, "nosuch"))
         assert static == clients.Reply(0, ("192.0.2.50",), 0)
         assert missing == clients.Reply(3, (), 0)
+
+
+def test_the_batched_client_reads_replies_as_dnspython_does(world: World) -> None:
+    """The comparison above reads replies with bench/harness/geoclients.py; dnspython reads a
+    few of them the same (rcode, addresses, scope)."""
+    for text in ("10.1.2.0/24", "192.0.2.64/27", "2001:db8:ffff::/56", "198.51.100.0/24"):
+        address, _, length = text.partition("/")
+        ip = ipaddress.ip_address(address)
+        client = clients.Client(ip.version, int(ip), int(length))
+        for port in (world.gdnsd.port, world.healthdns.port):
+            ours, = clients.ask(port, NAME, [client])
+            theirs = geo_reference.ask(port, NAME, text)
+            assert (theirs.rcode, theirs.addresses, theirs.scope) == \
+                ("NOERROR", ours.addresses, ours.scope)
+            assert ours.rcode == 0

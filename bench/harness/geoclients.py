@@ -117,13 +117,14 @@ def ecs_option(client: Client) -> bytes:
 
 
 def query(qid: int, name: str, qtype: int = A, client: Client | None = None,
-          edns: bool = True) -> bytes:
-    """A query without RD (servers here are authoritative), with EDNS (4096) and `client`'s
-    ECS option when it has one."""
+          edns: bool = True, recursion: bool = False) -> bytes:
+    """A query with EDNS (4096) and `client`'s ECS option when it has one; RD only with
+    `recursion` (for a resolver: the servers here are authoritative)."""
     labels = b"".join(bytes((len(p),)) + p.encode() for p in name.rstrip(".").split("."))
     options = ecs_option(client) if client is not None else b""
     opt = b"\0" + struct.pack(">HHIH", OPT, 4096, 0, len(options)) + options if edns else b""
-    return _HEADER.pack(qid & 0xFFFF, 0, 1, 0, 0, 1 if edns else 0) + labels + b"\0" \
+    return _HEADER.pack(qid & 0xFFFF, 0x0100 if recursion else 0, 1, 0, 0, 1 if edns else 0) \
+        + labels + b"\0" \
         + struct.pack(">HH", qtype, 1) + opt
 
 

@@ -194,9 +194,8 @@ def binary_queries(path: Path, names: Sequence[str], clients: Iterable[Client],
     message; query i asks ``names[i % len(names)]`` for client i."""
     out = bytearray()
     for i, client in enumerate(clients):
-        wire = bytearray(query(i, f"{names[i % len(names)]}.{ORIGIN}", client=client))
-        if recursion:
-            wire[2] |= 0x01  # RD: a query for a resolver
+        wire = query(i, f"{names[i % len(names)]}.{ORIGIN}", client=client,
+                     recursion=recursion)
         out += len(wire).to_bytes(2, "big") + wire
     path.write_bytes(bytes(out))
     return path
