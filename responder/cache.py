@@ -22,8 +22,9 @@ def admit(table: Table, key: bytes, data: bytes, response: bytes) -> None:
     answered on the fast path costs little more than a hit, so waiting for the second
     costs little.
     """
-    if table.rotations and _turns(table, key, data):
-        return  # a rotating answer is made anew each time: each one steps the rotation
+    if (table.rotations or table.geo) and _turns(table, key, data):
+        return  # a rotating answer is made anew each time: each one steps the rotation; a
+        # geo answer is chosen by the client's address, which the query bytes may not hold
     if data[11] | data[10] and signed_query(data):  # RFC 8945: never a signed answer
         return
     if response[2] & 0x02:  # TC: every truncated answer is made, so that it is counted
@@ -45,7 +46,8 @@ def _turns(table: Table, key: bytes, data: bytes) -> bool:
     if key in table.turning:
         return True
     end = data.find(0, 12, NAME_END)  # a rotating name has no 0 octet in a label
-    if data[12:end + 1].lower() + data[end + 1:end + 5] not in table.rotations:
+    asked = data[12:end + 1].lower() + data[end + 1:end + 5]
+    if asked not in table.rotations and asked not in table.geo:
         return False
     if len(table.turning) >= table.cache_size:
         table.turning.clear()

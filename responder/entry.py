@@ -28,6 +28,12 @@ RCODE_SHIFT, QTYPE_SHIFT, ZONE_SHIFT = 2, 6, 22
 _zone_origins: list[bytes] = [b""]
 _zone_ids: dict[bytes, int] = {}
 SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question name's length
+# Sites geo answers are counted under, interned as zones are: (zone id, site) by key, the key
+# zone id << SITE_SHIFT | site id. Bounded by the zones and sites ever configured.
+SITE_SHIFT = 16
+_site_names: list[str] = []
+_site_ids: dict[str, int] = {}
+_diverted: dict[Shape, Shape] = {}  # bounded as `_shapes` is
 
 
 class Shape:
@@ -60,6 +66,34 @@ class Shape:
 # 30,000 entries of 64 octets instead of 120; all but the bodies repeat from entry to entry).
 # A tuple, read by unpacking it: entries compare by value (`Table._settle_any`).
 Entry: TypeAlias = tuple[Shape, bytes, bytes]
+
+
+def diverted(made: Entry) -> Entry:
+    """The entry with a shape whose flag map is empty: the fast path finds it, maps no
+    flags, and looks further (a geo name's default answer, held where every name's is, so
+    that ANY, counters and the slow path find it as they find any other)."""
+    shape, body, signed = made
+    other = _diverted.get(shape)
+    if other is None:
+        other = _diverted[shape] = Shape.__new__(Shape)
+        for slot in Shape.__slots__:
+            setattr(other, slot, getattr(shape, slot))
+        other.flag_map = {}
+    return (other, body, signed)
+
+
+def site_key(zone: int, site: str) -> int:
+    """The counter key of a zone's answers from `site` ("": from no site)."""
+    found = _site_ids.get(site)
+    if found is None:
+        found = _site_ids[site] = len(_site_names)
+        _site_names.append(site)
+    return zone << SITE_SHIFT | found
+
+
+def site_of(key: int) -> tuple[bytes, str]:
+    """(zone origin, site) of a `site_key`."""
+    return zone_origin(key >> SITE_SHIFT), _site_names[key & (1 << SITE_SHIFT) - 1]
 
 
 class KeptNxdomain:

@@ -36,7 +36,7 @@ class Guard:
         `transport` as `Answerer.answer` takes it."""
         # No OPT, or an OPT without options last (what the fast path takes): no cookie.
         if data[11:12] != b"\x01" or data[-11:-8] == OPT_HEAD or self.cookies is None:
-            response = self.answerer.answer(data, transport)
+            response = self.answerer.answer_told(data, transport, client)
             limiter = self.limiter
             if transport & TCP or response is None or limiter is None:
                 return response
@@ -47,11 +47,11 @@ class Guard:
             return self._limited(data, transport, response, verdict, b"")
         option = cookies.find(data)
         if option is None:
-            return self.answerer.answer(data, transport)  # not the usual layout: no cookies
+            return self.answerer.answer_told(data, transport, client)  # not the usual layout
         status, reply = self.cookies.check(option, client)
         if status == cookies.MALFORMED:
             return self.answerer.slow(data, transport, rcode=FORMERR)  # RFC 7873 5.2.2
-        response = self.answerer.slow(data, transport, reply)
+        response = self.answerer.slow(data, transport, reply, client=client)
         if transport & TCP or response is None or self.limiter is None or status == cookies.VALID:
             return response  # a valid server cookie proves the address: no limit
         return self._limit(data, transport, response, client, reply)
@@ -70,7 +70,7 @@ class Guard:
         if verdict == rrl.DROP:
             return None
         if reply:  # RFC 7873 5.4: a client with a cookie retries with ours, then goes free
-            return self.answerer.slow(data, transport, reply, BADCOOKIE)
+            return self.answerer.slow(data, transport, reply, BADCOOKIE)  # no answer: no geo
         return self._slipped(data, response)
 
     def _slipped(self, data: bytes, response: bytes) -> bytes:

@@ -18,6 +18,8 @@ import socket
 import sys
 from collections.abc import Callable
 
+from healthdns.responder.wire import NEEDS_CLIENT
+
 MSG_WAITFORONE = 0x10000  # block for the first datagram only, then take what is queued
 MAX_QUERY = 4096  # a longer datagram is no DNS query we answer (and is truncated: dropped)
 SLOT = MAX_QUERY + 1  # a receive slot: a datagram that fills it was longer than MAX_QUERY
@@ -135,7 +137,8 @@ class Batch:
     def serve(self, answer: Callable[[bytes, int], bytes | None],
               on_bug: Callable[[bytes], None],
               guarded: Callable[[bytes, int, bytes], bytes | None] | None = None,
-              every: bool = False, transport: int = 0) -> int:
+              every: bool = False, transport: int = 0,
+              located: Callable[[bytes, int, bytes], bytes | None] | None = None) -> int:
         """Wait for queries (up to the socket's receive timeout), answer one batch.
 
         With `guarded`, a query is answered by it instead, told the client's address: every
@@ -144,6 +147,8 @@ class Batch:
         to the queries that cannot carry one.
 
         `transport` is passed on with each query: the answerer counts by the socket's family.
+        `located` answers a query `answer` could not answer without the client's address
+        (NEEDS_CLIENT: a geo name asked without an ECS address), told it.
 
         Returns how many datagrams arrived; -1 when the wait timed out or was interrupted.
         """
@@ -168,6 +173,8 @@ class Batch:
                     response = guarded(query, transport, self._peer(name_at))
                 else:
                     response = answer(query, transport)
+                    if response is NEEDS_CLIENT and located is not None:
+                        response = located(query, transport, self._peer(name_at))
                 if response is None:
                     continue
                 size = len(response)

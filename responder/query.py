@@ -13,6 +13,7 @@ slow path in `slow`.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Final
 
 from healthdns.responder.cache import CACHE_QUERY_MAX, admit
 from healthdns.responder.counting import TRANSPORTS, TYPE_INDEX, QueryCounts
@@ -20,16 +21,20 @@ from healthdns.responder.entry import (
     QTYPE_SHIFT,
     RCODE_SHIFT,
     ZONE_SHIFT,
+    Entry,
     flag_map,
+    site_of,
     zone_origin,
 )
 from healthdns.responder.negative import kept_nxdomain, remember_nxdomain
 from healthdns.responder.slow import SlowPath
-from healthdns.responder.table import Table
+from healthdns.responder.table import GeoKey, Table
 from healthdns.responder.wire import (
     ANY,
+    FORMERR,
     META_QTYPES,
     NAME_END,
+    NEEDS_CLIENT,
     NO_EDNS,
     NXDOMAIN,
     ONE_AR,
@@ -38,12 +43,16 @@ from healthdns.responder.wire import (
     TCP,
     UDP,
     V6,
+    ecs_at,
     fast_shape,
 )
+from healthdns.shared import ecs
+from healthdns.shared.geotable import SCOPE_BITS, SCOPE_MASK
 from healthdns.shared.querycounts import COUNTED_QTYPES
 
 # The transports `Answerer.answer` takes, and the smallest limit it answers within.
-__all__ = ["PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]
+__all__ = ["NEEDS_CLIENT", "PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]
+_NO_ECS: Final = -1  # the scope of a query without an ECS option
 # The query flags the fast path answers (every entry's flag map has the same keys).
 FAST_FLAGS = frozenset(flag_map(0))
 
@@ -60,6 +69,9 @@ class Answerer(SlowPath):
         # translated only when read (`counts_by_label`).
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
+        # (`site_counts`: geo answers by (zone, site), `entry.site_key` -> answers.)
+        # Our OPT records (without, with DO) but their RDLENGTH: an ECS option follows.
+        self.opt_heads = (self.opts[0][:-2], self.opts[1][:-2])
 
     # --- fast path ------------------------------------------------------------------------------
 
@@ -90,7 +102,7 @@ class Answerer(SlowPath):
             if response is not None:
                 return response
         response = self._lookup(table, data, transport)
-        if response is None or not table.cache_size:
+        if response is None or not table.cache_size or response is NEEDS_CLIENT:
             return response
         if response[3] & 0x0F == NXDOMAIN and response[6:8] == b"\x00\x00" \
                 and len(nxdomains) < table.cache_size:  # no CNAME chain: the name alone
@@ -111,14 +123,28 @@ class Answerer(SlowPath):
             admit(table, key, data, response)
         return response
 
-    def _lookup(self, table: Table | None, data: bytes, transport: int) -> bytes | None:
+    def answer_told(self, data: bytes, transport: int, client: bytes) -> bytes | None:
+        """`answer`, where the client's address (packed) is known already (TCP, the portable
+        UDP path)."""
+        response = self.answer(data, transport)
+        if response is NEEDS_CLIENT:
+            return self._lookup(self.table, data, transport, client)
+        return response
+
+    def answer_from(self, data: bytes, transport: int, client: bytes) -> bytes | None:
+        """The response to `data` from `client` (its packed source address): where `answer`
+        said NEEDS_CLIENT (a geo name, asked without an ECS address). Never cached."""
+        return self._lookup(self.table, data, transport, client)
+
+    def _lookup(self, table: Table | None, data: bytes, transport: int,
+                client: bytes = b"") -> bytes | None:
         """Locate the question, look up its entry, splice; anything unusual goes slow."""
         # The end of the question name, when it is well formed and at most 255 octets: a
         # longer one goes slow (FORMERR) before any lookup; a miss checks its labels.
         end = data.find(0, 12, NAME_END)
         qend = end + 5
         if table is None or end < 12 or len(data) < qend:
-            return self.slow(data, transport)
+            return self.slow(data, transport, client=client)
         name = data[12:end + 1].lower()
         qtype = data[end + 1] << 8 | data[end + 2]
         key = name + data[end + 1:qend]
@@ -137,8 +163,11 @@ class Answerer(SlowPath):
                     return self.slow(data, transport)
         shape, body, signed = entry
         flags = shape.flag_map.get(data[2:4])  # None for responses, other opcodes, odd bits
-        if flags is None:
-            return self.slow(data, transport)
+        if flags is None:  # ... and for a geo name's default (`entry.diverted`)
+            geo = table.geo.get(key)
+            if geo is not None:
+                return self._geo(table, data, transport, qend, name, geo, client)
+            return self.slow(data, transport, client=client)
         # Counted truncated or not, as `slow` counts; one dict increment (see `__init__`).
         kind, fast = shape.kind | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
         counts = data[4:12]
@@ -151,7 +180,13 @@ class Answerer(SlowPath):
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
-            return self.slow(data, transport)  # EDNS version > 0, options, or another shape
+            at = ecs_at(data, qend)  # one ECS option: a name not routed by it has scope 0
+            if not at:  # EDNS version > 0, other options, or another shape
+                return self.slow(data, transport, client=client)
+            if isinstance(ecs.parse(data[at:]), str):
+                return self.slow(data, transport, rcode=FORMERR)
+            return self._spliced(table, data, transport, qend, name, entry,
+                                 ecs.answer(data[at:], 0))
         fast[kind] = fast.get(kind, 0) + 1
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
             counts, soa, body, opt = (shape.counts_do, table.soas_signed[shape.soa], signed,
@@ -168,6 +203,79 @@ class Answerer(SlowPath):
             if len(response) > limit:
                 return self._truncated(data, qend, shape, opt)
         return response
+
+    def _geo(self, table: Table, data: bytes, transport: int, qend: int, name: bytes,
+             geo: GeoKey, client: bytes) -> bytes | None:
+        """A geo name's answer: the client (the ECS address, or the source address when the
+        query has no ECS or one of source length 0) looked up in the map, its order's
+        outcome spliced, and the ECS option echoed with the scope of the map's block."""
+        if data[2:4] not in FAST_FLAGS:
+            return self.slow(data, transport, client=client)
+        at = 0
+        if not (data[4:12] == NO_EDNS and len(data) == qend or fast_shape(data, qend)):
+            at = ecs_at(data, qend)
+            if not at:
+                return self.slow(data, transport, client=client)
+        scope, block = _NO_ECS, 0
+        if at:
+            parsed = ecs.parse(data[at:])
+            if isinstance(parsed, str):
+                return self.slow(data, transport, rcode=FORMERR)
+            family, source, address = parsed
+            scope = 0
+            if source:
+                block = geo.index.find4(address) if family == ecs.FAMILY_IPV4 \
+                    else geo.index.find6(address)
+                scope = block & SCOPE_MASK
+        if scope <= 0:
+            if not client:
+                return NEEDS_CLIENT
+            address = int.from_bytes(client)
+            block = geo.index.find4(address) if len(client) == 4 else geo.index.find6(address)
+        rotation, site = geo.by_order[block >> SCOPE_BITS]
+        counts = self.site_counts
+        counts[site] = counts.get(site, 0) + 1
+        return self._spliced(table, data, transport, qend, name, next(rotation),
+                             ecs.answer(data[at:], scope) if at else b"")
+
+    def _spliced(self, table: Table, data: bytes, transport: int, qend: int, name: bytes,
+                 found: Entry, echo: bytes) -> bytes | None:
+        """`found` spliced around the question of a fast-path query (no EDNS, a bare OPT,
+        or an OPT with one ECS option, echoed as `echo`)."""
+        shape, body, signed = found
+        flags = shape.flag_map.get(data[2:4])
+        if flags is None:
+            return self.slow(data, transport)
+        qtype = data[qend - 4] << 8 | data[qend - 3]
+        kind, fast = shape.kind | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
+        fast[kind] = fast.get(kind, 0) + 1
+        if data[4:12] == NO_EDNS:
+            response = b"".join((data[:2], flags, shape.counts, data[12:qend],
+                                 table.soas[shape.soa], body))
+            if len(response) > PLAIN_LIMIT and not transport & TCP:
+                return self._truncated(data, qend, shape, b"")
+            return response
+        do = data[qend + 7] >> 7
+        if do:  # DO: the signed variant (RFC 3225)
+            counts, soa, body = shape.counts_do, table.soas_signed[shape.soa], signed
+            if shape.proved is not None:  # NXDOMAIN: add the proofs for this name
+                counts, proofs = table.denial(name, shape.proved)
+                body += proofs
+        else:
+            counts, soa = shape.counts_opt, table.soas[shape.soa]
+        opt = self.opts[do] if not echo else b"".join((
+            self.opt_heads[do], len(echo).to_bytes(2, "big"), echo))
+        response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
+        if len(response) > PLAIN_LIMIT and not transport & TCP:
+            limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
+            if len(response) > limit:
+                return self._truncated(data, qend, shape, opt)
+        return response
+
+    def sites_by_label(self) -> list[tuple[bytes, str, int]]:
+        """(zone origin, site, answers) of geo names: for metrics (copied first, as
+        `counts_by_label` does)."""
+        return [(*site_of(key), n) for key, n in dict(self.site_counts).items()]
 
     def counts(self) -> Counter[tuple[str, int, int]]:
         """(path, qtype, rcode) -> queries answered."""

@@ -17,7 +17,7 @@ from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table
 from healthdns.responder.tcp import Limits, Tcp
-from healthdns.responder.wire import PLAIN_LIMIT, UDP, V6
+from healthdns.responder.wire import NEEDS_CLIENT, PLAIN_LIMIT, UDP, V6
 from healthdns.shared import heap, messages, querycounts
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.region import Region
@@ -43,7 +43,9 @@ class Server:
         self.tcp = Tcp(self.answerer.answer, self._bug,
                        Limits(spec.tcp_max_connections, spec.tcp_max_per_client,
                               spec.tcp_idle_timeout, spec.tcp_backlog),
-                       guarded=self.guard.answer if self.guard is not None else None)
+                       # told the client's address: cookies, RRL, geo names
+                       guarded=self.guard.answer if self.guard is not None
+                       else self.answerer.answer_told)
         self.serving = False
         self.errors = 0
         self.bug_logged = -BUG_LOG_PERIOD  # when the last internal error was logged
@@ -150,7 +152,7 @@ class Server:
             try:
                 messages.send(self.conn, messages.Stats(
                     self.slot, table.generation if table else 0, counts,
-                    self.answerer.truncated, self.errors))
+                    self.answerer.truncated, self.errors, self.answerer.sites_by_label()))
             except OSError:
                 return  # the supervisor is gone: EOF on the pipe stops this process
             await asyncio.sleep(messages.STATS_PERIOD)
@@ -174,8 +176,9 @@ class Server:
             serve, answer, bug = receiver.serve, self.answerer.answer, self._bug
             guarded = self.guard.answer if self.guard is not None else None
             every = self.guard is not None and self.guard.limiter is not None
+            located = self.answerer.answer_from
             while not self.stopping:
-                serve(answer, bug, guarded, every, transport)
+                serve(answer, bug, guarded, every, transport, located)
         else:
             while not self.stopping:
                 self._serve_one(sock, transport)
@@ -216,6 +219,9 @@ class Server:
         try:
             if self.guard is None:
                 response = self.answerer.answer(data, transport)
+                if response is NEEDS_CLIENT:
+                    response = self.answerer.answer_from(data, transport,
+                                                         guard.address(peer[0]))
             else:
                 response = self.guard.answer(data, transport, guard.address(peer[0]))
         except Exception:  # noqa: BLE001 - a bug must cost one query, never the server

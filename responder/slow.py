@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from healthdns.responder import tsig_gate
 from healthdns.responder.counting import counted
 from healthdns.responder.entry import ZONE_SHIFT, Entry, Shape
-from healthdns.responder.table import Table
+from healthdns.responder.table import GeoKey, Table
 from healthdns.responder.wire import (
     BADVERS,
     FORMERR,
     MALFORMED,
     META_QTYPES,
+    NEEDS_CLIENT,
     NOERROR,
     NOTIMP,
     NSID,
@@ -35,9 +36,12 @@ from healthdns.responder.wire import (
     TCP,
     TCP_LIMIT,
     Edns,
+    find_ecs,
     find_opt,
     name_end,
 )
+from healthdns.shared import ecs
+from healthdns.shared.geotable import SCOPE_BITS, SCOPE_MASK
 from healthdns.shared.querycounts import OTHER_QTYPE
 
 if TYPE_CHECKING:
@@ -58,6 +62,7 @@ class SlowPath:
         # (zone id, qtype as `counted`, rcode, transport): rcodes beyond 4 bits (BADVERS,
         # BADCOOKIE) too.
         self.slow_counts: Counter[tuple[int, int, int, int]] = Counter()
+        self.site_counts: dict[int, int] = {}  # see `query.Answerer`
         self.truncated = 0
         self.tsig_keys: list[Key] = []  # RFC 8945; the keyring is made at the first signed query
         self._keyring: tsig.Keyring | None = None
@@ -89,12 +94,13 @@ class SlowPath:
     # --- slow path ------------------------------------------------------------------------------
 
     def slow(self, data: bytes, transport: int, cookie: bytes = b"",
-             rcode: int = NOERROR, reserve: int = 0) -> bytes | None:
+             rcode: int = NOERROR, reserve: int = 0, client: bytes = b"") -> bytes | None:
         """A complete, defensive reading of any packet.
 
         `cookie` is an option for our OPT (the server cookie, see `guard`); `rcode`, when set,
         is the error to answer a well-formed query with (FORMERR, BADCOOKIE: RFC 7873 5.2);
-        `reserve`: octets an answer leaves free for the TSIG that will sign it.
+        `reserve`: octets an answer leaves free for the TSIG that will sign it; `client`:
+        the query's source address, packed, if known (a geo name needs it without ECS).
         """
         if len(data) < 12 or data[2] & 0x80:
             return None  # too short to answer, or a response: never reply (no loops)
@@ -125,6 +131,9 @@ class SlowPath:
                 return self._error(data, question, BADVERS, edns, transport)
         if rcode:
             return self._error(data, question, rcode, edns, transport)
+        option = find_ecs(data) if edns is not None else None
+        if option is not None and isinstance(ecs.parse(option), str):
+            return self._error(data, question, FORMERR, edns, transport)  # RFC 7871 7.1.1
         qtype, qclass = struct.unpack_from(">HH", question, len(question) - 4)
         if qclass != 1:
             return self._error(data, question, REFUSED, edns, transport)
@@ -140,7 +149,36 @@ class SlowPath:
         entry = table.find(key)
         if entry is None:  # not one of our zones
             return self._error(data, question, REFUSED, edns, transport, zone=0)
+        if option is not None or key in table.geo:
+            geo = table.geo.get(key)
+            chosen = self._located(geo, option, client) if geo is not None else (entry, 0)
+            if chosen is None:
+                return NEEDS_CLIENT
+            entry, scope = chosen
+            if option is not None and edns is not None:  # echo it (RFC 7871 7.2.1)
+                size, flags, version, nsid, extra = edns
+                edns = (size, flags, version, nsid, extra + ecs.answer(option, scope))
         return self._respond(table, data, question, entry, edns, transport, reserve)
+
+    def _located(self, geo: GeoKey, option: bytes | None, client: bytes
+                 ) -> tuple[Entry, int] | None:
+        """A geo key's entry for the client and the scope of the ECS answer; None when the
+        client is the source address and it is not known."""
+        parsed = ecs.parse(option) if option is not None else None
+        if isinstance(parsed, tuple) and parsed[1]:
+            family, _, address = parsed
+            block = geo.index.find4(address) if family == ecs.FAMILY_IPV4 \
+                else geo.index.find6(address)
+            scope = block & SCOPE_MASK
+        elif not client:
+            return None
+        else:
+            number = int.from_bytes(client)
+            block = geo.index.find4(number) if len(client) == 4 else geo.index.find6(number)
+            scope = 0
+        rotation, site = geo.by_order[block >> SCOPE_BITS]
+        self.site_counts[site] = self.site_counts.get(site, 0) + 1
+        return next(rotation), scope
 
     def _signed(self, data: bytes, at: int, question: bytes, edns: Edns | None,
                 transport: int, cookie: bytes, rcode: int) -> bytes | None:
@@ -169,6 +207,8 @@ class SlowPath:
                                               transport))
         stream = tsig.Stream(checked)
         response = self.slow(unsigned, transport, cookie, rcode, stream.size)
+        if response is NEEDS_CLIENT:
+            return response
         return None if response is None else stream.sign(response)
 
     def _respond(self, table: Table, data: bytes, question: bytes, entry: Entry,

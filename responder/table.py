@@ -28,13 +28,23 @@ from healthdns.responder.entry import (
     KeptNxdomain,
     NxdomainEntries,
     SoaTemplate,
+    diverted,
     entry,
+    site_key,
     zone_id,
 )
 from healthdns.responder.lookup import Lookups
 from healthdns.shared import canonical
+from healthdns.shared.geotable import GeoIndex, GeoTable
 from healthdns.shared.messages import Delta, EncodedDelta, EncodedSnapshot, Snapshot, decode_answer
-from healthdns.shared.tables import Answer, EncodedZoneDelta, EncodedZoneTable, ZoneDelta, ZoneTable
+from healthdns.shared.tables import (
+    Answer,
+    EncodedZoneDelta,
+    EncodedZoneTable,
+    GeoAnswers,
+    ZoneDelta,
+    ZoneTable,
+)
 
 # A zone's answers by key: decoded (`Snapshot`, `Delta`), or each still encoded as the
 # responder receives them (`EncodedSnapshot`, `EncodedDelta`).
@@ -58,6 +68,25 @@ def _decoded(answers: Answers) -> Iterator[tuple[bytes, Answer]]:
     while encoded:
         key, raw = encoded.popitem()  # the last first: a name's keys stay together
         yield key, decode_answer(raw)
+
+
+class GeoKey:
+    """A geo key's answers in one generation: the map's index, and per order id the rotation
+    of its outcome's entries and the counter key of the site it serves (`entry.site_key`)."""
+
+    __slots__ = ("by_order", "index")
+
+    def __init__(self, index: GeoIndex, by_order: list[tuple[Iterator[Entry], int]]) -> None:
+        self.index = index
+        self.by_order = by_order
+
+
+def _indexes(maps: dict[str, GeoTable], held: dict[str, GeoIndex] | None = None
+             ) -> dict[str, GeoIndex]:
+    """The search side of each map (`held`'s where the message brings no new tables)."""
+    out = dict(held or {})
+    out.update((name, GeoIndex(table)) for name, table in maps.items())
+    return out
 
 
 def _emptied(items: list[bytes]) -> Iterator[bytes]:
@@ -100,6 +129,8 @@ class Table(Lookups, Denials):
         "chains",
         "enclosers",
         "generation",
+        "geo",
+        "maps",
         "names",
         "nxdomains",
         "origin_lengths",
@@ -135,6 +166,8 @@ class Table(Lookups, Denials):
         self.rotations: dict[bytes, Iterator[Entry]] = {}
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
+        self.maps = _indexes(snapshot.maps)
+        self.geo: dict[bytes, GeoKey] = {}
         bodies: dict[bytes, bytes] = {}  # equal bodies, one object each
         zones: Sequence[ZoneTable | EncodedZoneTable] = snapshot.zones
         zone_answers, blocked = self._derive_any(zones)
@@ -142,6 +175,7 @@ class Table(Lookups, Denials):
             ids = (index, zone_id(zone.origin))
             self._put(ids, zone_answers[index - 1], zone.names, bodies)
             self._put_variants(ids, zone.variants, bodies)
+            self._put_geo(ids, zone.geo, bodies)
             self.zones[zone.origin] = NxdomainEntries(zone.nxdomain, ids, bool(zone.chain))
             if zone.chain:
                 # An encoded zone is the responder's own: its owners go as their keys come.
@@ -224,6 +258,7 @@ class Table(Lookups, Denials):
         new.zones, new.variants = self.zones, {}
         new.origin_lengths = self.origin_lengths
         new.chains, new.enclosers = dict(self.chains), {}
+        new.maps, new.geo = _indexes(delta.maps, self.maps), {}
         bodies: dict[bytes, bytes] = {}
         wanted: dict[bytes, Entry | None] = {}  # settled once every zone is in
         zones: Sequence[ZoneDelta | EncodedZoneDelta] = delta.zones
@@ -240,6 +275,7 @@ class Table(Lookups, Denials):
             ids = (index, zone_id(zone.origin))
             new._put(ids, zone.answers, zone.names, bodies, wanted)
             new._put_variants(ids, zone.variants, bodies)
+            new._put_geo(ids, zone.geo, bodies)
             chain = new.chains.get(zone.origin)
             if chain is not None:
                 keys, proofs, hashed, _, _ = chain
@@ -299,6 +335,24 @@ class Table(Lookups, Denials):
             slot = index << SLOT_SHIFT | len(key) - 2
             self.variants[key + CLASS_IN] = [
                 entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies) for a in answers]
+
+    def _put_geo(self, ids: tuple[int, int], geo: dict[bytes, GeoAnswers],
+                 bodies: dict[bytes, bytes]) -> None:
+        """Add a zone's geo keys (a delta brings the zone's whole set): each outcome's
+        entries, and the key's entry in `answers` diverted, so that the fast path, finding
+        it, asks `geo` (a key whose map this table lacks answers its default)."""
+        index, zone = ids
+        for key, answers in geo.items():
+            found = self.maps.get(answers.map)
+            held = self.answers.get(key + CLASS_IN)
+            if found is None or held is None:
+                continue
+            slot = index << SLOT_SHIFT | len(key) - 2
+            outcomes = [(cycle([entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies)
+                                for a in rotation]), site_key(zone, site))
+                        for rotation, site in zip(answers.answers, answers.sites, strict=True)]
+            self.geo[key + CLASS_IN] = GeoKey(found, [outcomes[i] for i in answers.by_order])
+            self.answers[key + CLASS_IN] = diverted(held)
 
     def _any_before(self, zone: ZoneDelta | EncodedZoneDelta) -> dict[bytes, Entry | None]:
         """The ANY answer (None: none of its own) this generation gives each name the delta

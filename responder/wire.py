@@ -18,6 +18,8 @@ ANY = 255
 TSIG = 250
 NOTAUTH = 9  # RFC 8945 5.2: a TSIG that does not check out
 NSID = 3  # EDNS option code (RFC 5001); every other option is ignored (RFC 6891 6.1.2)
+ECS = 8  # EDNS Client Subnet (RFC 7871), `shared.ecs`
+ECS_CODE = b"\x00\x08"
 TC = 0x0200
 QR = 0x8000
 PLAIN_LIMIT = 512
@@ -32,6 +34,10 @@ META_QTYPES = frozenset({0, OPT, 249, 250, 251, 252, 253, 254})
 # The transport a query came by, as the caller passes it: bit 0 TCP, bit 1 IPv6. One small
 # int, so that the fast path's counter key takes it with one `|`.
 UDP, TCP, V6 = 0, 1, 2
+# What the answerer returns for a geo name asked without an ECS address when it was not told
+# the client's: the caller asks again with it (`query.Answerer.answer_from`). An object of
+# its own, compared by identity: never a response (one octet).
+NEEDS_CLIENT = bytes(bytearray(b"?"))
 
 
 def name_end(data: bytes, pos: int, pointers: bool) -> int:
@@ -103,6 +109,42 @@ def fast_shape(data: bytes, qend: int) -> bool:
         return len(data) == qend
     return (counts == ONE_AR and len(data) == qend + 11 and data[qend:qend + 3] == OPT_HEAD
             and not (data[qend + 6] or data[qend + 9] or data[qend + 10]))
+
+
+def ecs_at(data: bytes, qend: int) -> int:
+    """Where the OPTION-DATA of a query's ECS option starts, when the query is the fast
+    path's shape (`fast_shape`) but for its OPT, which carries that one option; else 0."""
+    if data[4:12] != ONE_AR or len(data) < qend + 15 or data[qend:qend + 3] != OPT_HEAD \
+            or data[qend + 6] or data[qend + 11:qend + 13] != ECS_CODE:
+        return 0
+    rdlength = data[qend + 9] << 8 | data[qend + 10]
+    if len(data) != qend + 11 + rdlength or data[qend + 13] << 8 | data[qend + 14] \
+            != rdlength - 4:
+        return 0
+    return qend + 15
+
+
+def find_ecs(data: bytes) -> bytes | None:
+    """The OPTION-DATA of the first ECS option of a query whose records parse (`find_opt`
+    read them), None without one."""
+    try:
+        qdcount, ancount, nscount, arcount = struct.unpack_from(">HHHH", data, 4)
+        pos = 12
+        for _ in range(qdcount):
+            pos = name_end(data, pos, pointers=True) + 4
+        for _ in range(ancount + nscount + arcount):
+            end = name_end(data, pos, pointers=True)
+            rtype, _, _, rdlength = struct.unpack_from(">HHIH", data, end)
+            pos = end + 10 + rdlength
+            at = end + 10
+            while rtype == OPT and at + 4 <= pos:
+                code, length = struct.unpack_from(">HH", data, at)
+                if code == ECS:
+                    return data[at + 4:at + 4 + length]
+                at += 4 + length
+    except struct.error:
+        return None
+    return None
 
 
 def signed_query(data: bytes) -> bool:

@@ -17,10 +17,21 @@ from typing import Any, NamedTuple
 from healthdns.shared import canonical, compression, nsec3
 from healthdns.shared.compression import Writer
 from healthdns.shared.nsec3 import NSEC3, NSEC3PARAM
+from healthdns.signer import geo
 from healthdns.signer.dnssec import DNSKEY, NSEC, RRSIG, ZoneSigner
 from healthdns.signer.pool import Variants
 from healthdns.signer.rendercache import RenderCache
-from healthdns.signer.zone import AAAA, NS, SOA, A, RRsets, Zone, fill, served_ttl
+from healthdns.signer.zone import (
+    AAAA,
+    NS,
+    SOA,
+    A,
+    RRsets,
+    Zone,
+    fill,
+    owner_health,
+    served_ttl,
+)
 
 IN = 1
 
@@ -54,6 +65,19 @@ class SoaTemplate(NamedTuple):
     names: dict[bytes, int]  # the names it writes, by their offset from its start
 
 
+class GeoFilled(NamedTuple):
+    """A geo name's outcomes in one family: the map, each outcome's site and rotation (none:
+    NODATA), and which outcome each order id of the map gets."""
+
+    map: str
+    sites: list[str]
+    variants: list[Variants]
+    by_order: list[int]
+
+
+Orders = Mapping[str, tuple[tuple[str, ...], ...]]  # map name -> its compiled site orders
+
+
 @dataclass
 class FilledZone:
     """One zone filled for a health state: what every name serves."""
@@ -76,6 +100,8 @@ class FilledZone:
     # name -> the TTL its pool's addresses are served with, where it follows health: below
     # the TTL they are signed with, which validates (RFC 4035 5.3.3)
     served: dict[bytes, int] = field(default_factory=dict)
+    # name -> type -> a geo pool's outcomes per order id of its map (`signer.geo`)
+    geo: dict[bytes, dict[int, GeoFilled]] = field(default_factory=dict)
 
     def body(self, body: bytes) -> bytes:
         """The one object of this generation equal to `body`."""
@@ -160,17 +186,37 @@ class FilledZone:
 
 def fill_zones(zones: list[Zone], health: Mapping[str, bool], serials: list[int],
                signers: list[ZoneSigner | None] | None = None,
-               caches: list[RenderCache] | None = None) -> list[FilledZone]:
+               caches: list[RenderCache] | None = None,
+               orders: Orders | None = None) -> list[FilledZone]:
     """Every zone filled for a health state: what `render.tables_of` renders (and
-    `signer.transferred` lists for transfers)."""
+    `signer.transferred` lists for transfers); `orders`: each map's compiled site orders
+    (a geo name without its map's answers only its default)."""
     signers = signers or [None] * len(zones)
     caches = caches or [RenderCache() for _ in zones]
-    return [_fill(z, health, s, g, c)
+    return [_fill(z, health, s, g, c, orders or {})
             for z, s, g, c in zip(zones, serials, signers, caches, strict=True)]
 
 
+def _geo(zone: Zone, health: Mapping[str, bool], orders: Orders
+         ) -> dict[bytes, dict[int, GeoFilled]]:
+    """Each geo name's outcomes per family (see `signer.geo`)."""
+    out: dict[bytes, dict[int, GeoFilled]] = {}
+    for key, owner in zone.owners.items():
+        plan = owner.geo
+        if plan is None or plan.map not in orders:
+            continue
+        judged = owner_health(owner, health)
+        out[key] = {}
+        for rdtype in plan.families():
+            found = geo.outcomes(plan, orders[plan.map], rdtype, judged)
+            out[key][rdtype] = GeoFilled(plan.map, [o.site for o in found.outcomes],
+                                         [geo.rotations(plan, o) for o in found.outcomes],
+                                         found.by_order)
+    return out
+
+
 def _fill(zone: Zone, health: Mapping[str, bool], serial: int,
-          signer: ZoneSigner | None, cache: RenderCache) -> FilledZone:
+          signer: ZoneSigner | None, cache: RenderCache, orders: Orders) -> FilledZone:
     names: dict[bytes, RRsets] = {}
     rotating: dict[bytes, dict[int, Variants]] = {}
     served: dict[bytes, int] = {}
@@ -196,7 +242,8 @@ def _fill(zone: Zone, health: Mapping[str, bool], serial: int,
             soa = spec.soa
             apex[NSEC3PARAM] = (min(soa.ttl, soa.minimum), (nsec3.PARAM,))
     names[zone.key] = apex
-    filled = FilledZone(zone, serial, names, signer, cache, rotating=rotating, served=served)
+    filled = FilledZone(zone, serial, names, signer, cache, rotating=rotating, served=served,
+                        geo=_geo(zone, health, orders))
     if signer is not None:
         _chain(filled)
     return filled

@@ -12,8 +12,10 @@ import msgspec
 
 from healthdns.shared import child, config, messages, privilege, tables
 from healthdns.shared.config import Config
-from healthdns.signer import filled, keys, pool, render, rendercache, transferred, zone
+from healthdns.shared.geotable import GeoTable
+from healthdns.signer import filled, geo, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
+from healthdns.signer.geomaps import GeoMaps
 from healthdns.signer.keyrings import Keyrings
 from healthdns.signer.serial import next_serial
 
@@ -48,6 +50,9 @@ class Signer:
         self.refit = False
         self.merge_next_full = False  # a failed reconfigure: old zones, new prober targets
         self.floors: dict[str, int] = {}  # see `floor`
+        self.maps = GeoMaps(now)  # the location maps, compiled
+        self.maps.configure(cfg)
+        self.sent_maps: dict[str, GeoTable] = {}  # the tables the last generation carried
 
     def floor(self, kept: Mapping[str, int]) -> None:
         """Take the highest serials served per zone (by a previous process too, see
@@ -157,6 +162,7 @@ class Signer:
                 prints.append(None)  # a changed zone: a new serial whatever its health
             serials.append(self.floors.get(_label(z)) if i is None else self.serials[i])
         self.reshaped = self.reshaped or [z.key for z in zones] != [z.key for z in self.zones]
+        self.maps.configure(cfg)
         self.zones, self.signers, self.caches = zones, signers, caches
         self.serials, self.prints = serials, prints
         self.awaiting_health = self.refit = True
@@ -232,7 +238,8 @@ class Signer:
 
     def next_wakeup(self) -> float | None:
         """When a signature falls due for renewal or a key roll for its next step."""
-        times = [t for t in (self.next_renewal(), self.keyrings.due()) if t is not None]
+        times = [t for t in (self.next_renewal(), self.keyrings.due(), self.maps.due())
+                 if t is not None]
         return min(times, default=None)
 
     def next_renewal(self) -> float | None:
@@ -247,9 +254,12 @@ class Signer:
         renewal = self.next_renewal()
         due = renewal is not None and renewal <= self.now()
         changed = False
+        maps = self.maps.tables()
+        moved = {name for name, table in maps.items() if self.sent_maps.get(name) is not table}
         for i, z in enumerate(self.zones):
             print_ = zone.fingerprint(z, self.health)
-            if print_ != self.prints[i] or (due and self.signers[i] is not None):
+            remapped = any(o.geo is not None and o.geo.map in moved for o in z.owners.values())
+            if print_ != self.prints[i] or (due and self.signers[i] is not None) or remapped:
                 self.prints[i] = print_
                 self.serials[i] = next_serial(self.serials[i], self.now())
                 changed = True
@@ -267,7 +277,7 @@ class Signer:
         serials = [s for s in self.serials if s is not None]
         began = time.perf_counter()
         filled_zones = filled.fill_zones(self.zones, self.health, serials, self.signers,
-                                         self.caches)
+                                         self.caches, self.maps.orders())
         tables = render.tables_of(filled_zones)
         # Before the signature cache is pruned: the records reuse what was just signed.
         listed = (b"", b"") if self.transfer_records is None \
@@ -281,9 +291,11 @@ class Signer:
         delta = b""
         if self.previous is not None and (not self.refit or _fits(self.previous, tables)):
             changes = [_changes(old, new) for old, new in zip(self.previous, tables, strict=True)]
-            delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes))
+            delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes,
+                                                   {name: maps[name] for name in moved}))
         self.previous, self.reshaped, self.refit = tables, False, False
-        snapshot = messages.encode(messages.Snapshot(self.generation, tables))
+        self.sent_maps = maps
+        snapshot = messages.encode(messages.Snapshot(self.generation, tables, maps))
         prints = [p or b"" for p in self.prints]
         return messages.Published(self.generation, serials, prints, snapshot, delta,
                                   self.next_renewal() or 0.0, *listed)
@@ -292,6 +304,9 @@ class Signer:
         """What each pooled name of each zone (not the aliases) answers now, and why."""
         rows: list[tuple[str, int, int, str, list[str]]] = []
         ttls: dict[str, tuple[int, str]] = {}
+        sites: list[messages.SiteState] = []
+        geo_rows: list[messages.GeoChoice] = []
+        orders = self.maps.orders()
         for z in self.zones:
             if z.origin != dns.name.from_text(z.spec.origin):
                 continue  # an alias zone: its names answer as the zone's own
@@ -303,11 +318,17 @@ class Signer:
                 served = zone.served_ttl(owner, self.health)
                 if served is not None:
                     ttls[name] = served
+                if owner.geo is not None:
+                    made = geo.choices(name, owner.geo, orders.get(owner.geo.map, ()), health)
+                    sites += made[0]
+                    geo_rows += made[1]
+                    continue
                 for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
                                                                      health).items():
                     rows.append((name, rdtype, group, rule, addresses))
         return messages.Choices(self.generation, rows, self.took, ttls=ttls,
-                                rolls=self.keyrings.rolls())
+                                rolls=self.keyrings.rolls(), sites=sites, geo=geo_rows,
+                                maps=self.maps.states())
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,
@@ -351,6 +372,7 @@ def run(conn: Connection) -> None:
         try:
             if not conn.poll(timeout):
                 _rolled(signer)
+                signer.maps.refresh()  # a database file replaced: published below
                 spoke = _send(pulse, signer.publish(), signer) or spoke  # signatures fall due
                 continue
             batch = _queued(conn)
@@ -453,6 +475,7 @@ def _changes(old: tables.ZoneTable, new: tables.ZoneTable) -> tables.ZoneDelta:
         removed_answers=[k for k in old.answers if k not in new.answers],
         removed_names=[k for k in old.names if k not in new.names],
         variants=new.variants,
+        geo=new.geo,
         proofs={i: p for i, p in enumerate(new.proofs)
                 if i >= len(old.proofs) or old.proofs[i] != p},
     )

@@ -77,7 +77,7 @@ def choose(plan: Plan, health: Mapping[str, bool]) -> dict[int, Variants]:
     """rdtype -> the rdata sets served in turn (one set when nothing rotates); none: NODATA."""
     out: dict[int, Variants] = {}
     for rdtype, groups in plan.groups.items():
-        chosen = _choose(plan, rdtype, groups, health)[0]
+        chosen = pick(plan, rdtype, groups, health)[0]
         if chosen:
             out[rdtype] = rotations(chosen, plan.max_answers)
     return out
@@ -85,15 +85,15 @@ def choose(plan: Plan, health: Mapping[str, bool]) -> dict[int, Variants]:
 
 def explain(plan: Plan, health: Mapping[str, bool]) -> dict[int, tuple[int, str, list[str]]]:
     """rdtype -> (group index or -1, the rule that chose, the addresses chosen): what
-    `choose` decided and why, for the operator (see `_choose` for the rules' words)."""
+    `choose` decided and why, for the operator (see `pick` for the rules' words)."""
     out: dict[int, tuple[int, str, list[str]]] = {}
     for rdtype, groups in plan.groups.items():
-        members, group, rule = _choose(plan, rdtype, groups, health)
+        members, group, rule = pick(plan, rdtype, groups, health)
         out[rdtype] = (group, rule, [str(ipaddress.ip_address(m.rdata)) for m in members])
     return out
 
 
-def _choose(plan: Plan, rdtype: int, groups: tuple[tuple[Member, ...], ...],
+def pick(plan: Plan, rdtype: int, groups: tuple[tuple[Member, ...], ...],
             health: Mapping[str, bool]) -> tuple[tuple[Member, ...], int, str]:
     """The members served, the index of the group they come from (-1: none), and the rule:
     "healthy" (the group has min_healthy up), "degraded" (no group has, the first with any up

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from healthdns.shared import canonical, compression
 from healthdns.shared.compression import Writer
-from healthdns.shared.tables import Answer, ZoneTable
+from healthdns.shared.tables import Answer, GeoAnswers, ZoneTable
 from healthdns.signer.dnssec import NSEC, ZoneSigner
 from healthdns.signer.filled import FilledZone, RRs, fill_zones, label_offsets
 from healthdns.signer.rendercache import Content, RenderCache, Rendered
@@ -85,7 +85,30 @@ def _table(filled: FilledZone, filled_zones: list[FilledZone]) -> ZoneTable:
                      serial=filled.serial, variants=variants,
                      chain=filled.keys if filled.nsec3 else filled.chain,
                      proofs=[_proof(filled, o) for o in filled.chain],
-                     soa=template.plain, soa_signed=template.signed, nsec3=filled.nsec3)
+                     soa=template.plain, soa_signed=template.signed, nsec3=filled.nsec3,
+                     geo=_geo_answers(filled, answers, defaults, variants))
+
+
+def _geo_answers(filled: FilledZone, answers: dict[bytes, Answer],
+                 defaults: dict[bytes, Answer], variants: dict[bytes, list[Answer]]
+                 ) -> dict[bytes, GeoAnswers]:
+    """Each geo name's answers per outcome (`signer.geo`), rendered (and signed) once per
+    outcome, not per client. An outcome with no address is the name's NODATA; the zone's
+    `answers` holds every geo key (the default order's answer, NODATA too), so that a
+    responder finds the key where it looks first; its rotation is its outcome's, never the
+    zone's `variants`."""
+    out: dict[bytes, GeoAnswers] = {}
+    for name, families in filled.geo.items():
+        ttl = filled.zone.owners[name].ttl
+        for rdtype, made in families.items():
+            rendered = [[_answer(filled, name, NOERROR, [filled.rrs(name, rdtype, ttl, s)])
+                         for s in sets] if sets else [defaults[name]]
+                        for sets in made.variants]
+            key = _key(name, rdtype)
+            answers.setdefault(key, defaults[name])
+            variants.pop(key, None)
+            out[key] = GeoAnswers(made.map, rendered, made.sites, made.by_order)
+    return out
 
 
 def _content(filled: FilledZone, name: bytes, rrsets: RRsets) -> Content:

@@ -18,8 +18,9 @@ import dns.rdatatype
 import msgspec
 
 from healthdns.shared.config import Config, PoolSpec, TtlRange, ZoneSpec
-from healthdns.signer import healthttl
+from healthdns.signer import geo, healthttl
 from healthdns.signer import pool as pools
+from healthdns.signer.geo import GeoPlan
 
 A, NS, CNAME, SOA, AAAA = 1, 2, 5, 6, 28
 
@@ -59,6 +60,9 @@ class Owner:
     cname: bytes | None  # lower-case wire of the CNAME target, for following chains
     plan: pools.Plan | None = None  # the pool, prepared for filling per health state
     health_ttl: TtlRange | None = None  # the range its pool's TTL follows health within
+    # A geo pool: its sites as pools of their own (`plan` then holds every site's groups, so
+    # that overrides, checks and the TTL that follows health cover them all).
+    geo: GeoPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ def build(config: Config) -> list[Zone]:
         ordered = sorted(spec.records.items(), key=lambda item: item[0])
         digest = hashlib.sha256(msgspec.msgpack.encode(ordered)).digest()
         for origin_text in (spec.origin, *spec.aliases):
-            zones.append(_zone(index, spec, dns.name.from_text(origin_text), digest, shared))
+            zones.append(_zone(index, spec, dns.name.from_text(origin_text), digest, shared,
+                               config))
     return zones
 
 
@@ -114,7 +119,7 @@ class _Shared:
 
 
 def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name, digest: bytes,
-          shared: _Shared) -> Zone:
+          shared: _Shared, config: Config) -> Zone:
     owners: dict[bytes, Owner] = {}
     for relative, record in spec.records.items():
         name = origin if relative == "@" else dns.name.from_text(relative, origin=origin)
@@ -132,8 +137,10 @@ def _zone(index: int, spec: ZoneSpec, origin: dns.name.Name, digest: bytes,
                 cname = wire(rdatas[0].target)  # type: ignore[attr-defined]
         plan = pools.plan(record.pool) if record.pool is not None else None
         key = wire(name)
+        geo_plan = geo.plan(record.pool, config) if record.pool is not None \
+            and record.pool.map else None
         owners[key] = Owner(key, ttl, shared.static(static), record.pool, cname, plan,
-                            record.health_ttl)
+                            record.health_ttl, geo_plan)
     apex = wire(origin)
     if apex not in owners:
         owners[apex] = Owner(apex, spec.ttl, (), None, None)
@@ -186,11 +193,21 @@ def fill(owner: Owner, health: Mapping[str, bool]) -> tuple[RRsets, dict[int, po
     """
     if owner.plan is None:
         return dict(owner.static), {}
-    chosen = pools.choose(owner.plan, owner_health(owner, health))
+    chosen = chosen_by(owner, health)
     rrsets = dict(owner.static)
     for rdtype, variants in chosen.items():
         rrsets[rdtype] = (owner.ttl, variants[0])
     return rrsets, {t: v for t, v in chosen.items() if len(v) > 1}
+
+
+def chosen_by(owner: Owner, health: Mapping[str, bool]) -> dict[int, pools.Variants]:
+    """What a pooled owner serves (a geo pool: its map's default order; `signer.geo` gives
+    what each other order serves)."""
+    assert owner.plan is not None
+    judged = owner_health(owner, health)
+    if owner.geo is not None:
+        return geo.default_choice(owner.geo, judged)
+    return pools.choose(owner.plan, judged)
 
 
 def served_ttl(owner: Owner, health: Mapping[str, bool]) -> tuple[int, str] | None:
@@ -201,7 +218,7 @@ def served_ttl(owner: Owner, health: Mapping[str, bool]) -> tuple[int, str] | No
     if owner.name in forced:  # an override decides: it may be removed at any moment
         return owner.health_ttl.min, f"TTL {owner.health_ttl.min}: an override decides the answer"
     left = getattr(health, "left", {})
-    rotating = any(len(v) > 1 for v in pools.choose(owner.plan, health).values())
+    rotating = any(len(v) > 1 for v in chosen_by(owner, health).values())
     deciders = []
     for target, (address, interval, rise, fall) in owner.plan.checks.items():
         up = health.get(target, False)
@@ -210,11 +227,19 @@ def served_ttl(owner: Owner, health: Mapping[str, bool]) -> tuple[int, str] | No
     return healthttl.served(owner.health_ttl, deciders, 0.0, rotating=rotating)
 
 
+def _geo_health(owner: Owner, health: Mapping[str, bool]) -> list[bool]:
+    """A geo pool's every target's health: what the answers of its other orders follow."""
+    if owner.geo is None or owner.plan is None:
+        return []
+    judged = owner_health(owner, health)
+    return [judged.get(target, False) for target in owner.plan.checks]
+
+
 def fingerprint(zone: Zone, health: Mapping[str, bool]) -> bytes:
     """A digest of what a zone serves that depends on health, its TTLs that follow health
     included: equal fingerprints need no new serial. A digest, not the data, so that a
     respawned signer can be handed it."""
-    chosen = [(key, sorted(pools.choose(owner.plan, owner_health(owner, health)).items()),
-               (served_ttl(owner, health) or (0, ""))[0])
+    chosen = [(key, sorted(chosen_by(owner, health).items()),
+               (served_ttl(owner, health) or (0, ""))[0], _geo_health(owner, health))
               for key, owner in zone.owners.items() if owner.plan is not None]
     return hashlib.sha256(msgspec.msgpack.encode(chosen)).digest()

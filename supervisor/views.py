@@ -7,7 +7,7 @@ part, encoded:
   signed queries and signs their answers) only (no zones, no checks);
 * the prober: `server`, `prober`, and the checked pools of each zone (no static records, no
   DNSSEC settings): it is the one process that needs check headers and CA certificates;
-* the signer: `server` and the zones, with every check's header values and inline CA replaced
+* the signer: `server`, the sites and maps, and the zones, with every check's header values and inline CA replaced
   by a keyed digest of them; of `transfer`, only `listen` (transfers on or off);
 * the transfer process: `server`, `transfer` and the `tsig` keys (no zones: it is sent the
   records the signer made);
@@ -58,7 +58,8 @@ def split(cfg: Config, key: bytes | None = None) -> Views:
     # The signer lists each zone's records only when transfers are on: it needs no more.
     signer = Config(server=cfg.server, zones=masked,
                     transfer=TransferSpec(listen=cfg.transfer.listen,
-                                                          ttl=cfg.transfer.ttl))
+                                                          ttl=cfg.transfer.ttl),
+                    sites=cfg.sites, maps=cfg.maps)  # the signer compiles the maps
     prober = Config(server=cfg.server, prober=cfg.prober,
                     zones=tuple(_zone_for_prober(z) for z in cfg.zones))
     responder = Config(server=cfg.server, rrl=cfg.rrl, cookies=cfg.cookies, tsig=cfg.tsig)
@@ -86,7 +87,11 @@ def _zone_for_signer(zone: ZoneSpec, key: bytes) -> ZoneSpec:
 
 def _pool(pool: PoolSpec, key: bytes) -> PoolSpec:
     groups = tuple(msgspec.structs.replace(g, check=_check(g.check, key)) for g in pool.groups)
-    return msgspec.structs.replace(pool, check=_check(pool.check, key), groups=groups)
+    sites = {name: msgspec.structs.replace(site, groups=tuple(
+        msgspec.structs.replace(g, check=_check(g.check, key)) for g in site.groups))
+        for name, site in pool.sites.items()}  # a geo pool's groups, per site
+    return msgspec.structs.replace(pool, check=_check(pool.check, key), groups=groups,
+                                   sites=sites)
 
 
 def _check(check: CheckSpec | None, key: bytes) -> CheckSpec | None:

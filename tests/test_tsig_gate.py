@@ -162,7 +162,7 @@ def test_the_signed_query_helper_of_test_tsig_is_what_we_read() -> None:
 
 JUNK_PATH = """
 import sys, types
-from healthdns.shared import config, messages, tsigkeys
+from healthdns.shared import config, messages, tables, tsigkeys
 from healthdns.responder.query import Answerer
 from healthdns.responder.table import Table
 answer = tables.Answer(0x8400, 0, 0, 0, b"")

@@ -86,7 +86,7 @@ def shown(value: Any) -> str:
 
 def _steps(where: str, document: Any) -> list[Step]:
     """`.zones[0].records[...]` as steps; `[...]`, a key msgspec does not name, is found in
-    the document (the first value of that table that is not a table)."""
+    the document (the first value of that table that is not a table, or its only key)."""
     steps: list[Step] = []
     for name, index in _STEP.findall(where):
         if name:
@@ -97,6 +97,8 @@ def _steps(where: str, document: Any) -> list[Step]:
             table = _value_at(document, steps)
             odd = [k for k, v in table.items() if not isinstance(v, dict)] \
                 if isinstance(table, dict) else []
+            if not odd and isinstance(table, dict) and len(table) == 1:
+                odd = list(table)
             steps.append(odd[0] if odd else "...")
     return steps
 
