@@ -182,6 +182,9 @@ def unbound_conf(directory: Path, port: int, upstream: int) -> Path:
         "  access-control: 127.0.0.0/8 allow", "  qname-minimisation: no",
         "  module-config: \"subnetcache iterator\"", f"  send-client-subnet: {HOST}",
         "  max-client-subnet-ipv4: 24", "  max-client-subnet-ipv6: 56",
+        # Room for every client's answer: unbound keeps 100 subnets per name by default, and
+        # what is measured is which answers a scope lets clients share, not evictions.
+        "  max-ecs-tree-size-ipv4: 1000000", "  max-ecs-tree-size-ipv6: 1000000",
         "  msg-cache-size: 64m", "  rrset-cache-size: 64m", "  prefetch: no",
         "  local-zone: \"test.\" nodefault", "",
         "stub-zone:", f"  name: \"{ORIGIN}\"", f"  stub-addr: {HOST}@{upstream}", ""]))
