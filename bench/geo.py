@@ -279,15 +279,16 @@ def requests_total(server: Server) -> float:
 
 
 def settled_requests(server: Server) -> float:
-    """The counter once two readings half a second apart agree (the readout lags a little)."""
-    last = requests_total(server)
-    for _ in range(60):
-        time.sleep(0.5)
-        now = requests_total(server)
-        if now == last:
-            return now
-        last = now
-    return last
+    """The counter once it has not moved for 2 s: responders report every second and the
+    control endpoint may show a rendering one readout old, so a shorter quiet can be a lag."""
+    readings = [requests_total(server)]
+    deadline = time.monotonic() + 60
+    while len(readings) < 3 or len(set(readings[-3:])) > 1:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{server.label}'s request counter did not settle in 60 s")
+        time.sleep(1.0)
+        readings.append(requests_total(server))
+    return readings[-1]
 
 
 def alternating(clients: Sequence[gc.Client]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]],
