@@ -11,11 +11,14 @@ checks. Measured:
 1. **qps**: dnsperf (`-B`: every query carries the ECS option of one client of a sample drawn
    from the database's networks, IPv4 and IPv6) on a mix of `--names` geo names, against
    healthdns with the geo pools, healthdns with the same names as plain pools (no map: the same
-   queries, the same checks), and gdnsd's geoip plugin on the same database and map; in turns,
-   medians of `--rounds`; unpinned, then pinned (servers `taskset -c 1`, dnsperf `taskset -c
-   0`). Targets: geo >= 0.9x plain, geo >= 1.0x gdnsd.
-2. **load**: the geo server's start-to-ready time beside the plain one's (the map compiled from
-   the database; target <= 10 s), and what a responder holds more with the map (RSS and PSS from
+   queries, the same checks) with its packet cache (the default) and without (a geo answer is
+   never cached: it is chosen per client), and gdnsd's geoip plugin on the same database and
+   map; in turns, medians of `--rounds`; unpinned (`--responders` each), then pinned (one
+   responder; servers `taskset -c 1`, dnsperf `taskset -c 0`). Targets: geo >= 0.9x plain,
+   geo >= 1.0x gdnsd.
+2. **load**: the geo server's start-to-ready time and the time until its first answer routed
+   by the map, beside the plain server's ready time, and the signer's own line on compiling the
+   map (target <= 10 s), and what a responder holds more with the map (RSS and PSS from
    /proc, the geo server's responders minus the plain server's; target <= 30 MiB).
 3. **failover**: a site's backend stops; the time until a client of that site gets the next
    site of its order, healthdns and gdnsd (healthdns's bound: interval x fall + timeout + 0.5 s;
@@ -39,6 +42,7 @@ import dataclasses
 import ipaddress
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -59,7 +63,8 @@ from harness.servers import Server, free_port, healthdns_command, tail, which
 SITES = ("fra", "iad", "sin", "gru", "syd")
 SERVER_CPU, CLIENT_CPU = "1", "0"
 EXPLICIT = ("10.255.0.0/16",)  # an explicit network: syd, then sin
-LABELS = ("healthdns geo", "healthdns plain", "gdnsd geoip")
+GEO, PLAIN, UNCACHED, GDNSD = LABELS = ("healthdns geo", "healthdns plain",
+                                        "healthdns plain uncached", "gdnsd geoip")
 
 
 def rules() -> tuple[georigs.Rule, ...]:
@@ -111,7 +116,7 @@ class Rig:
         self.running: list[Server] = []
 
     def healthdns(self, label: str, setup: georigs.GeoSetup, geo: bool, pinned: bool,
-                  responders: int) -> Server:
+                  responders: int, packet_cache: int | None = None) -> Server:
         command = healthdns_command(self.args.healthdns)
         if command is None:
             raise BenchError("healthdns-supervisor not found (give --healthdns PATH)")
@@ -119,7 +124,7 @@ class Rig:
         workdir = self._workdir(label, pinned)
         config = workdir / "healthdns.toml"
         config.write_text(georigs.healthdns_toml(setup, port, responders, geo,
-                                                 self.args.packet_cache, control))
+                                                 packet_cache, control))
         argv = [command, "--config", str(config), "--log-level", "info"]
         return self._start(Server(label, "healthdns", self._pin(argv, pinned), port, workdir,
                                   ready_line="ready: serving", ready_probe=READY,
@@ -194,10 +199,9 @@ def qps(rig: Rig, servers: Sequence[Server], queries: Path, pinned: bool) -> dic
             log(f"{'pinned' if pinned else 'unpinned'} round {round_no}: {server.label} "
                 f"{stats['qps']:.0f} q/s, lost {stats['lost_pct']:.2f}%")
     medians = {label: statistics.median(values) for label, values in runs.items()}
-    geo = medians[LABELS[0]]
-    return {"rounds": runs, "median": medians, "bad_rcodes": bad,
-            "geo_over_plain": geo / medians[LABELS[1]] if medians[LABELS[1]] else None,
-            "geo_over_gdnsd": geo / medians[LABELS[2]] if medians[LABELS[2]] else None}
+    ratios = {f"geo_over_{key}": medians[GEO] / medians[label] if medians[label] else None
+              for key, label in (("plain", PLAIN), ("uncached", UNCACHED), ("gdnsd", GDNSD))}
+    return {"rounds": runs, "median": medians, "bad_rcodes": bad, **ratios}
 
 
 def smaps_pss_kib(pid: int) -> int | None:
@@ -384,21 +388,46 @@ def phase(rig: Rig, queries: Path, pinned: bool, report: dict[str, Any]) -> None
     """The three servers started (pinned or not), their qps in turns; load, memory and
     failover measured on the unpinned ones."""
     responders = 1 if pinned else rig.args.responders
-    servers = [rig.healthdns(LABELS[0], rig.setup, True, pinned, responders),
-               rig.healthdns(LABELS[1], rig.setup, False, pinned, responders),
-               rig.gdnsd(pinned)]
+    servers = [rig.healthdns(GEO, rig.setup, True, pinned, responders)]
+    routed = routing_seconds(rig, servers[0])
+    servers += [rig.healthdns(PLAIN, rig.setup, False, pinned, responders),
+                rig.healthdns(UNCACHED, rig.setup, False, pinned, responders, 0),
+                rig.gdnsd(pinned)]
     key = "pinned" if pinned else "unpinned"
     report[key] = qps(rig, servers, queries, pinned)
     if not pinned:
         geo, plain = memory(servers[0]), memory(servers[1])
         report["load"] = {"geo_start_s": servers[0].start_seconds,
+                          "geo_routing_s": routed, "compiled": compiled(servers[0]),
                           "plain_start_s": servers[1].start_seconds,
                           "geo_responder": geo, "plain_responder": plain,
                           "added_rss_mib": geo["rss_mib"] - plain["rss_mib"],
                           "added_pss_mib": geo["pss_mib"] - plain["pss_mib"]}
-        report["failover"] = failover(rig, [servers[0], servers[2]], rig.args.flips)
+        report["failover"] = failover(rig, [servers[0], servers[3]], rig.args.flips)
     for server in servers:
         rig.stop(server)
+
+
+def routing_seconds(rig: Rig, server: Server) -> float:
+    """From the start to the first answer routed by the map (the explicit network's client
+    sent to syd with the network's scope): the ready line may come before the map is loaded."""
+    assert server.start_seconds is not None
+    client = gc.Client(4, int(ipaddress.IPv4Address(EXPLICIT[0].split("/")[0])), 24)
+    began = time.monotonic()
+    deadline = began + 120
+    while time.monotonic() < deadline:
+        reply, = gc.ask(server.port, f"{rig.setup.names[0]}.{georigs.ORIGIN}", [client])
+        if site_of(rig, reply) == "syd" and reply.scope == int(EXPLICIT[0].split("/")[1]):
+            return server.start_seconds + time.monotonic() - began
+        time.sleep(0.05)
+    raise BenchError(f"{server.label} routed no client by its map within 120 s")
+
+
+def compiled(server: Server) -> str:
+    """The signer's own line on compiling the map (networks, orders, seconds)."""
+    found = re.findall(r"map world compiled: [^\n]*", server.stderr_path.read_text(
+        errors="replace"))
+    return found[-1] if found else "(no line)"
 
 
 def show(report: dict[str, Any]) -> None:
@@ -409,13 +438,14 @@ def show(report: dict[str, Any]) -> None:
         row = report[key]
         print(f"{key}: median q/s " + ", ".join(f"{label} {q:.0f}"
                                                 for label, q in row["median"].items())
-              + f"; geo/plain x{row['geo_over_plain']:.2f}, geo/gdnsd "
-              f"x{row['geo_over_gdnsd']:.2f}" + (f"; NOT NOERROR: {row['bad_rcodes']}"
+              + f"; geo/plain x{row['geo_over_plain']:.2f}, geo/plain uncached "
+              f"x{row['geo_over_uncached']:.2f}, geo/gdnsd x{row['geo_over_gdnsd']:.2f}" + (f"; NOT NOERROR: {row['bad_rcodes']}"
                                                  if row["bad_rcodes"] else ""))
     if "load" in report:
         load = report["load"]
-        print(f"load: geo ready in {load['geo_start_s']:.2f} s (plain {load['plain_start_s']:.2f}"
-              f" s); per responder +{load['added_rss_mib']:.1f} MiB RSS, "
+        print(f"load: geo ready in {load['geo_start_s']:.2f} s, routing by the map after "
+              f"{load['geo_routing_s']:.2f} s (plain ready in {load['plain_start_s']:.2f} s; "
+              f"{load['compiled']}); per responder +{load['added_rss_mib']:.1f} MiB RSS, "
               f"+{load['added_pss_mib']:.1f} MiB PSS")
     if "failover" in report:
         fo = report["failover"]
@@ -444,8 +474,6 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--outstanding", type=int, default=500)
     p.add_argument("--responders", type=int, default=2)
-    p.add_argument("--packet-cache", type=int, default=None,
-                   help="healthdns's packet_cache (default: the server's default)")
     p.add_argument("--flips", type=int, default=5)
     p.add_argument("--subnets", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=3)
