@@ -31,6 +31,21 @@ SLOT_SHIFT = 8  # an SOA slot: the zone's index << SLOT_SHIFT | the question nam
 # Sites geo answers are counted under, interned as zones are: (zone id, site) by key, the key
 # zone id << SITE_SHIFT | site id. Bounded by the zones and sites ever configured.
 SITE_SHIFT = 16
+# A geo answer counts its site in its counter key (fast path and packet cache alike), above
+# the zone: (site id + 1) << SITE_COUNT_SHIFT (0: not a geo answer). Zone ids stay below
+# 1 << 16.
+SITE_COUNT_SHIFT = ZONE_SHIFT + SITE_SHIFT
+ZONE_MASK = (1 << SITE_SHIFT) - 1
+
+
+def site_counts(counts: dict[int, int], into: dict[int, int]) -> None:
+    """Add the geo answers of a counter dict (keys as `entry` makes them) to `into`, by
+    `site_key`."""
+    for kind, n in dict(counts).items():
+        if kind >> SITE_COUNT_SHIFT:
+            key = (kind >> ZONE_SHIFT & ZONE_MASK) << SITE_SHIFT \
+                | (kind >> SITE_COUNT_SHIFT) - 1
+            into[key] = into.get(key, 0) + n
 _site_names: list[str] = []
 _site_ids: dict[str, int] = {}
 _diverted: dict[Shape, Shape] = {}  # bounded as `_shapes` is
@@ -93,7 +108,7 @@ def site_key(zone: int, site: str) -> int:
 
 def site_of(key: int) -> tuple[bytes, str]:
     """(zone origin, site) of a `site_key`."""
-    return zone_origin(key >> SITE_SHIFT), _site_names[key & (1 << SITE_SHIFT) - 1]
+    return zone_origin(key >> SITE_SHIFT), _site_names[key & ZONE_MASK]
 
 
 class KeptNxdomain:
@@ -156,7 +171,7 @@ def zone_origin(zone: int) -> bytes:
 
 
 def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False,
-          bodies: dict[bytes, bytes] | None = None) -> Entry:
+          bodies: dict[bytes, bytes] | None = None, site: int = 0) -> Entry:
     """What the query path splices; `soa_index`: the SOA slot of a negative answer (see
     `Table.soas`); `proved`: NSEC proofs are added per query (NXDOMAIN).
 
@@ -171,8 +186,11 @@ def entry(answer: Answer, soa_index: int, zone: int, proved: bool = False,
     signed = answer.signed or answer
     counts_do = _counts(signed.ancount, signed.nscount, signed.arcount + 1)
     base = (signed.ancount, signed.nscount, signed.arcount) if proved else None
-    # The rcode is known per entry, so the fast path adds only the qtype and transport.
+    # The rcode is known per entry, so the fast path adds only the qtype and transport; a
+    # geo outcome's entry counts its site too (`site`: its `site_key`, or 0).
     kind = zone << ZONE_SHIFT | (answer.flags & 0x0F) << RCODE_SHIFT
+    if site:
+        kind |= ((site & ZONE_MASK) + 1) << SITE_COUNT_SHIFT
     made = (answer.flags, counts, counts_opt, counts_do, base, soa, kind)
     shape = _shapes.get(made)
     if shape is None:

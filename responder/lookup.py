@@ -10,6 +10,7 @@ from healthdns.responder.entry import (
     MAX_LABEL,
     MAX_NAME,
     SLOT_SHIFT,
+    ZONE_MASK,
     ZONE_SHIFT,
     Entry,
     NxdomainEntries,
@@ -105,7 +106,7 @@ class Lookups:
         if found is None:
             return 0
         shape, _, _ = found
-        return shape.kind >> ZONE_SHIFT
+        return shape.kind >> ZONE_SHIFT & ZONE_MASK
 
     def _held(self, key: bytes) -> Entry | None:
         """The entry a key holds without stepping a rotation: a rotating key's variant 0."""

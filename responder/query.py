@@ -20,9 +20,11 @@ from healthdns.responder.counting import TRANSPORTS, TYPE_INDEX, QueryCounts
 from healthdns.responder.entry import (
     QTYPE_SHIFT,
     RCODE_SHIFT,
+    ZONE_MASK,
     ZONE_SHIFT,
     Entry,
     flag_map,
+    site_counts,
     site_of,
     zone_origin,
 )
@@ -43,16 +45,17 @@ from healthdns.responder.wire import (
     TCP,
     UDP,
     V6,
-    ecs_at,
     fast_shape,
 )
 from healthdns.shared import ecs
+from healthdns.shared.ecs import SCOPES
+from healthdns.shared.ecs import SHAPES as ECS_SHAPES
 from healthdns.shared.geotable import SCOPE_BITS, SCOPE_MASK
 from healthdns.shared.querycounts import COUNTED_QTYPES
 
 # The transports `Answerer.answer` takes, and the smallest limit it answers within.
 __all__ = ["NEEDS_CLIENT", "PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]
-_NO_ECS: Final = -1  # the scope of a query without an ECS option
+NO_OPTIONS: Final = b"\x00\x00"  # our OPT's RDLENGTH when it carries no option
 # The query flags the fast path answers (every entry's flag map has the same keys).
 FAST_FLAGS = frozenset(flag_map(0))
 
@@ -69,7 +72,7 @@ class Answerer(SlowPath):
         # translated only when read (`counts_by_label`).
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
-        # (`site_counts`: geo answers by (zone, site), `entry.site_key` -> answers.)
+        # A geo answer's key also holds its site (`entry.SITE_COUNT_SHIFT`).
         # Our OPT records (without, with DO) but their RDLENGTH: an ECS option follows.
         self.opt_heads = (self.opts[0][:-2], self.opts[1][:-2])
 
@@ -180,13 +183,15 @@ class Answerer(SlowPath):
             return response
         if (counts != ONE_AR or len(data) != qend + 11 or data[qend:qend + 3] != OPT_HEAD
                 or data[qend + 6] or data[qend + 9] or data[qend + 10]):
-            at = ecs_at(data, qend)  # one ECS option: a name not routed by it has scope 0
-            if not at:  # EDNS version > 0, other options, or another shape
-                return self.slow(data, transport, client=client)
-            if isinstance(ecs.parse(data[at:]), str):
+            # One ECS option (a resolver's query): a name not routed by it echoes it with
+            # scope 0, which a valid query's option has already (RFC 7871 7.2.1).
+            ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19])
+            if ecs_shape is None or len(data) != qend + 19 + ecs_shape[2] \
+                    or counts != ONE_AR or data[qend:qend + 3] != OPT_HEAD or data[qend + 6]:
+                return self.slow(data, transport, client=client)  # EDNS version > 0, ...
+            if data[-1] & ecs_shape[4] and ecs_shape[2]:  # bits beyond the source
                 return self.slow(data, transport, rcode=FORMERR)
-            return self._spliced(table, data, transport, qend, name, entry,
-                                 ecs.answer(data[at:], 0))
+            return self._spliced(table, data, transport, qend, name, entry, data[qend + 9:])
         fast[kind] = fast.get(kind, 0) + 1
         if data[qend + 7] & 0x80:  # DO: the signed variant (RFC 3225)
             counts, soa, body, opt = (shape.counts_do, table.soas_signed[shape.soa], signed,
@@ -211,37 +216,37 @@ class Answerer(SlowPath):
         outcome spliced, and the ECS option echoed with the scope of the map's block."""
         if data[2:4] not in FAST_FLAGS:
             return self.slow(data, transport, client=client)
-        at = 0
-        if not (data[4:12] == NO_EDNS and len(data) == qend or fast_shape(data, qend)):
-            at = ecs_at(data, qend)
-            if not at:
+        ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19]) if len(data) > qend + 11 else None
+        if ecs_shape is not None:
+            family, source, octets, shift, beyond = ecs_shape
+            if len(data) != qend + 19 + octets or data[4:12] != ONE_AR \
+                    or data[qend:qend + 3] != OPT_HEAD or data[qend + 6]:
                 return self.slow(data, transport, client=client)
-        scope, block = _NO_ECS, 0
-        if at:
-            parsed = ecs.parse(data[at:])
-            if isinstance(parsed, str):
+            if octets and data[-1] & beyond:
                 return self.slow(data, transport, rcode=FORMERR)
-            family, source, address = parsed
-            scope = 0
-            if source:
-                block = geo.index.find4(address) if family == ecs.FAMILY_IPV4 \
-                    else geo.index.find6(address)
-                scope = block & SCOPE_MASK
-        if scope <= 0:
-            if not client:
-                return NEEDS_CLIENT
+        elif not (data[4:12] == NO_EDNS and len(data) == qend or fast_shape(data, qend)):
+            return self.slow(data, transport, client=client)  # an OPT of another shape
+        else:
+            source = 0
+        if source:
+            address = int.from_bytes(data[qend + 19:]) << shift
+            block = geo.index.find4(address) if family == ecs.FAMILY_IPV4 \
+                else geo.index.find6(address)
+            tail = b"".join((data[qend + 9:qend + 18], SCOPES[block & SCOPE_MASK],
+                             data[qend + 19:]))
+        elif not client:
+            return NEEDS_CLIENT
+        else:  # scope 0: the answer is for the source address alone
             address = int.from_bytes(client)
             block = geo.index.find4(address) if len(client) == 4 else geo.index.find6(address)
-        rotation, site = geo.by_order[block >> SCOPE_BITS]
-        counts = self.site_counts
-        counts[site] = counts.get(site, 0) + 1
-        return self._spliced(table, data, transport, qend, name, next(rotation),
-                             ecs.answer(data[at:], scope) if at else b"")
+            tail = data[qend + 9:] if ecs_shape is not None else NO_OPTIONS
+        rotation, _ = geo.by_order[block >> SCOPE_BITS]  # counted with its site by `_spliced`
+        return self._spliced(table, data, transport, qend, name, next(rotation), tail)
 
     def _spliced(self, table: Table, data: bytes, transport: int, qend: int, name: bytes,
-                 found: Entry, echo: bytes) -> bytes | None:
-        """`found` spliced around the question of a fast-path query (no EDNS, a bare OPT,
-        or an OPT with one ECS option, echoed as `echo`)."""
+                 found: Entry, tail: bytes) -> bytes | None:
+        """`found` spliced around the question of a fast-path query: no EDNS, or an OPT of
+        version 0 bare or with one ECS option; `tail`: our OPT's RDLENGTH and options."""
         shape, body, signed = found
         flags = shape.flag_map.get(data[2:4])
         if flags is None:
@@ -263,8 +268,7 @@ class Answerer(SlowPath):
                 body += proofs
         else:
             counts, soa = shape.counts_opt, table.soas[shape.soa]
-        opt = self.opts[do] if not echo else b"".join((
-            self.opt_heads[do], len(echo).to_bytes(2, "big"), echo))
+        opt = self.opt_heads[do] + tail
         response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
         if len(response) > PLAIN_LIMIT and not transport & TCP:
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
@@ -275,7 +279,10 @@ class Answerer(SlowPath):
     def sites_by_label(self) -> list[tuple[bytes, str, int]]:
         """(zone origin, site, answers) of geo names: for metrics (copied first, as
         `counts_by_label` does)."""
-        return [(*site_of(key), n) for key, n in dict(self.site_counts).items()]
+        counts = dict(self.site_counts)
+        site_counts(self.fast_counts, counts)
+        site_counts(self.cache_counts, counts)
+        return [(*site_of(key), n) for key, n in counts.items()]
 
     def counts(self) -> Counter[tuple[str, int, int]]:
         """(path, qtype, rcode) -> queries answered."""
@@ -293,7 +300,8 @@ class Answerer(SlowPath):
         out: QueryCounts = Counter()
         for path, counts in (("fast", self.fast_counts), ("cache", self.cache_counts)):
             for kind, n in dict(counts).items():
-                out[(path, *TRANSPORTS[kind & 3], zone_origin(kind >> ZONE_SHIFT),
+                out[(path, *TRANSPORTS[kind & 3],
+                     zone_origin(kind >> ZONE_SHIFT & ZONE_MASK),
                      COUNTED_QTYPES[kind >> QTYPE_SHIFT & 0xFFFF],
                      kind >> RCODE_SHIFT & 0x0F)] += n
         for (zone, qtype, rcode, transport), n in dict(self.slow_counts).items():

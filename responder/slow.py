@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 from healthdns.responder import tsig_gate
 from healthdns.responder.counting import counted
-from healthdns.responder.entry import ZONE_SHIFT, Entry, Shape
+from healthdns.responder.entry import (
+    SITE_COUNT_SHIFT,
+    ZONE_MASK,
+    ZONE_SHIFT,
+    Entry,
+    Shape,
+    site_counts,
+)
 from healthdns.responder.table import GeoKey, Table
 from healthdns.responder.wire import (
     BADVERS,
@@ -62,7 +69,7 @@ class SlowPath:
         # (zone id, qtype as `counted`, rcode, transport): rcodes beyond 4 bits (BADVERS,
         # BADCOOKIE) too.
         self.slow_counts: Counter[tuple[int, int, int, int]] = Counter()
-        self.site_counts: dict[int, int] = {}  # see `query.Answerer`
+        self.site_counts: dict[int, int] = {}  # the slow path's geo answers by `site_key`
         self.truncated = 0
         self.tsig_keys: list[Key] = []  # RFC 8945; the keyring is made at the first signed query
         self._keyring: tsig.Keyring | None = None
@@ -176,9 +183,8 @@ class SlowPath:
             number = int.from_bytes(client)
             block = geo.index.find4(number) if len(client) == 4 else geo.index.find6(number)
             scope = 0
-        rotation, site = geo.by_order[block >> SCOPE_BITS]
-        self.site_counts[site] = self.site_counts.get(site, 0) + 1
-        return next(rotation), scope
+        rotation, _ = geo.by_order[block >> SCOPE_BITS]
+        return next(rotation), scope  # counted by `_respond`, as every answer
 
     def _signed(self, data: bytes, at: int, question: bytes, edns: Edns | None,
                 transport: int, cookie: bytes, rcode: int) -> bytes | None:
@@ -216,7 +222,10 @@ class SlowPath:
         shape, plain, signed = entry
         flags = shape.flags | (data[2] & 0x01) << 8 | (data[3] & 0x10)
         qtype = counted(question[-4] << 8 | question[-3])
-        self.slow_counts[(shape.kind >> ZONE_SHIFT, qtype, flags & 0x0F, transport)] += 1
+        self.slow_counts[(shape.kind >> ZONE_SHIFT & ZONE_MASK, qtype, flags & 0x0F,
+                          transport)] += 1
+        if shape.kind >> SITE_COUNT_SHIFT:  # a geo answer: its site
+            site_counts({shape.kind: 1}, self.site_counts)
         do = 0
         if edns is not None:
             _, edns_flags, _, _, _ = edns

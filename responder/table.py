@@ -74,11 +74,13 @@ class GeoKey:
     """A geo key's answers in one generation: the map's index, and per order id the rotation
     of its outcome's entries and the counter key of the site it serves (`entry.site_key`)."""
 
-    __slots__ = ("by_order", "index")
+    __slots__ = ("by_order", "index", "rotates")
 
-    def __init__(self, index: GeoIndex, by_order: list[tuple[Iterator[Entry], int]]) -> None:
+    def __init__(self, index: GeoIndex, by_order: list[tuple[Iterator[Entry], int]],
+                 rotates: bool) -> None:
         self.index = index
         self.by_order = by_order
+        self.rotates = rotates  # an outcome serves answers in turn: never cached
 
 
 def _indexes(maps: dict[str, GeoTable], held: dict[str, GeoIndex] | None = None
@@ -175,7 +177,7 @@ class Table(Lookups, Denials):
             ids = (index, zone_id(zone.origin))
             self._put(ids, zone_answers[index - 1], zone.names, bodies)
             self._put_variants(ids, zone.variants, bodies)
-            self._put_geo(ids, zone.geo, bodies)
+            _put_geo(self, ids, zone.geo, bodies)
             self.zones[zone.origin] = NxdomainEntries(zone.nxdomain, ids, bool(zone.chain))
             if zone.chain:
                 # An encoded zone is the responder's own: its owners go as their keys come.
@@ -275,7 +277,7 @@ class Table(Lookups, Denials):
             ids = (index, zone_id(zone.origin))
             new._put(ids, zone.answers, zone.names, bodies, wanted)
             new._put_variants(ids, zone.variants, bodies)
-            new._put_geo(ids, zone.geo, bodies)
+            _put_geo(new, ids, zone.geo, bodies)
             chain = new.chains.get(zone.origin)
             if chain is not None:
                 keys, proofs, hashed, _, _ = chain
@@ -336,24 +338,6 @@ class Table(Lookups, Denials):
             self.variants[key + CLASS_IN] = [
                 entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies) for a in answers]
 
-    def _put_geo(self, ids: tuple[int, int], geo: dict[bytes, GeoAnswers],
-                 bodies: dict[bytes, bytes]) -> None:
-        """Add a zone's geo keys (a delta brings the zone's whole set): each outcome's
-        entries, and the key's entry in `answers` diverted, so that the fast path, finding
-        it, asks `geo` (a key whose map this table lacks answers its default)."""
-        index, zone = ids
-        for key, answers in geo.items():
-            found = self.maps.get(answers.map)
-            held = self.answers.get(key + CLASS_IN)
-            if found is None or held is None:
-                continue
-            slot = index << SLOT_SHIFT | len(key) - 2
-            outcomes = [(cycle([entry(a, self.soa(slot) if a.soa else 0, zone, False, bodies)
-                                for a in rotation]), site_key(zone, site))
-                        for rotation, site in zip(answers.answers, answers.sites, strict=True)]
-            self.geo[key + CLASS_IN] = GeoKey(found, [outcomes[i] for i in answers.by_order])
-            self.answers[key + CLASS_IN] = diverted(held)
-
     def _any_before(self, zone: ZoneDelta | EncodedZoneDelta) -> dict[bytes, Entry | None]:
         """The ANY answer (None: none of its own) this generation gives each name the delta
         touches: what the next keeps unless the delta gives or removes one."""
@@ -402,3 +386,24 @@ class Table(Lookups, Denials):
                     self.any_blocked.add(stored)
             elif source is None or source in self.variants or self._held(source) != want:
                 self.answers[stored] = want
+
+
+def _put_geo(table: Table, ids: tuple[int, int], geo: dict[bytes, GeoAnswers],
+             bodies: dict[bytes, bytes]) -> None:
+    """Add a zone's geo keys (a delta brings the zone's whole set): each outcome's
+    entries, and the key's entry in `answers` diverted, so that the fast path, finding
+    it, asks `geo` (a key whose map this table lacks answers its default)."""
+    index, zone = ids
+    for key, answers in geo.items():
+        found = table.maps.get(answers.map)
+        held = table.answers.get(key + CLASS_IN)
+        if found is None or held is None:
+            continue
+        slot = index << SLOT_SHIFT | len(key) - 2
+        outcomes = [(cycle([entry(a, table.soa(slot) if a.soa else 0, zone, False, bodies,
+                                  site_key(zone, site)) for a in rotation]),
+                     site_key(zone, site))
+                    for rotation, site in zip(answers.answers, answers.sites, strict=True)]
+        table.geo[key + CLASS_IN] = GeoKey(found, [outcomes[i] for i in answers.by_order],
+                                          any(len(r) > 1 for r in answers.answers))
+        table.answers[key + CLASS_IN] = diverted(held)

@@ -19,7 +19,6 @@ TSIG = 250
 NOTAUTH = 9  # RFC 8945 5.2: a TSIG that does not check out
 NSID = 3  # EDNS option code (RFC 5001); every other option is ignored (RFC 6891 6.1.2)
 ECS = 8  # EDNS Client Subnet (RFC 7871), `shared.ecs`
-ECS_CODE = b"\x00\x08"
 TC = 0x0200
 QR = 0x8000
 PLAIN_LIMIT = 512
@@ -109,19 +108,6 @@ def fast_shape(data: bytes, qend: int) -> bool:
         return len(data) == qend
     return (counts == ONE_AR and len(data) == qend + 11 and data[qend:qend + 3] == OPT_HEAD
             and not (data[qend + 6] or data[qend + 9] or data[qend + 10]))
-
-
-def ecs_at(data: bytes, qend: int) -> int:
-    """Where the OPTION-DATA of a query's ECS option starts, when the query is the fast
-    path's shape (`fast_shape`) but for its OPT, which carries that one option; else 0."""
-    if data[4:12] != ONE_AR or len(data) < qend + 15 or data[qend:qend + 3] != OPT_HEAD \
-            or data[qend + 6] or data[qend + 11:qend + 13] != ECS_CODE:
-        return 0
-    rdlength = data[qend + 9] << 8 | data[qend + 10]
-    if len(data) != qend + 11 + rdlength or data[qend + 13] << 8 | data[qend + 14] \
-            != rdlength - 4:
-        return 0
-    return qend + 15
 
 
 def find_ecs(data: bytes) -> bytes | None:

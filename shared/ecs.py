@@ -42,7 +42,30 @@ ADDRESS_BITS: Final = "ADDRESS has bits set beyond SOURCE PREFIX-LENGTH"
 # The answer's option header per OPTION-DATA length (4 to 20 bytes), and the scope octets.
 _HEADS: Final = tuple(
     OPTION_CODE.to_bytes(2, "big") + length.to_bytes(2, "big") for length in range(HEADER + 17))
-_SCOPES: Final = tuple(bytes((scope,)) for scope in range(129))
+SCOPES: Final = tuple(bytes((scope,)) for scope in range(129))
+
+
+def _shapes() -> dict[bytes, tuple[int, int, int, int, int]]:
+    """The valid heads of an OPT record's RDATA holding one ECS option and nothing else."""
+    out = {}
+    for family, bits in _BITS.items():
+        for source in range(bits + 1):
+            octets = (source + 7) >> 3
+            head = (HEADER + octets + 4).to_bytes(2, "big") + OPTION_CODE.to_bytes(2, "big") \
+                + (HEADER + octets).to_bytes(2, "big") + family.to_bytes(2, "big") \
+                + bytes((source, 0))
+            out[head] = (family, source, octets, bits - octets * 8,
+                         (1 << (octets * 8 - source)) - 1)
+    return out
+
+
+# An OPT record whose RDATA is one well-formed ECS option (what resolvers send), by its first
+# ten octets (RDLENGTH, OPTION-CODE, OPTION-LENGTH, FAMILY, SOURCE, SCOPE 0): (family, source
+# prefix length, address octets, the shift that widens the address to the family's width,
+# the mask of the last octet's bits beyond the source). One dict lookup checks every field
+# but the address's bits (`parse` checks the same, one field at a time).
+SHAPES: Final = _shapes()
+SHAPE_SIZE: Final = 10
 
 
 def parse(data: bytes) -> tuple[int, int, int] | str:
@@ -69,5 +92,5 @@ def parse(data: bytes) -> tuple[int, int, int] | str:
 
 def answer(data: bytes, scope: int) -> bytes:
     """The whole option (code, length, data) answering a query's valid OPTION-DATA `data`."""
-    return _HEADS[len(data)] + data[:3] + _SCOPES[scope] + data[HEADER:]
+    return _HEADS[len(data)] + data[:3] + SCOPES[scope] + data[HEADER:]
 

@@ -302,33 +302,36 @@ class Signer:
 
     def choices(self) -> messages.Choices:
         """What each pooled name of each zone (not the aliases) answers now, and why."""
-        rows: list[tuple[str, int, int, str, list[str]]] = []
-        ttls: dict[str, tuple[int, str]] = {}
-        sites: list[messages.SiteState] = []
-        geo_rows: list[messages.GeoChoice] = []
-        orders = self.maps.orders()
-        for z in self.zones:
-            if z.origin != dns.name.from_text(z.spec.origin):
-                continue  # an alias zone: its names answer as the zone's own
-            for owner in z.owners.values():
-                if owner.plan is None:
-                    continue
-                name = dns.name.from_wire(owner.name, 0)[0].to_text(omit_final_dot=True)
-                health = zone.owner_health(owner, self.health)
-                served = zone.served_ttl(owner, self.health)
-                if served is not None:
-                    ttls[name] = served
-                if owner.geo is not None:
-                    made = geo.choices(name, owner.geo, orders.get(owner.geo.map, ()), health)
-                    sites += made[0]
-                    geo_rows += made[1]
-                    continue
-                for rdtype, (group, rule, addresses) in pool.explain(owner.plan,
-                                                                     health).items():
-                    rows.append((name, rdtype, group, rule, addresses))
-        return messages.Choices(self.generation, rows, self.took, ttls=ttls,
-                                rolls=self.keyrings.rolls(), sites=sites, geo=geo_rows,
-                                maps=self.maps.states())
+        return _choices(self)
+
+
+def _choices(signer: Signer) -> messages.Choices:
+    rows: list[tuple[str, int, int, str, list[str]]] = []
+    ttls: dict[str, tuple[int, str]] = {}
+    sites: list[messages.SiteState] = []
+    geo_rows: list[messages.GeoChoice] = []
+    orders = signer.maps.orders()
+    for z in signer.zones:
+        if z.origin != dns.name.from_text(z.spec.origin):
+            continue  # an alias zone: its names answer as the zone's own
+        for owner in z.owners.values():
+            if owner.plan is None:
+                continue
+            name = dns.name.from_wire(owner.name, 0)[0].to_text(omit_final_dot=True)
+            health = zone.owner_health(owner, signer.health)
+            served = zone.served_ttl(owner, signer.health)
+            if served is not None:
+                ttls[name] = served
+            if owner.geo is not None:  # per site, and per order of its map
+                made = geo.choices(name, owner.geo, orders.get(owner.geo.map, ()), health)
+                sites += made[0]
+                geo_rows += made[1]
+                continue
+            for rdtype, (group, rule, addresses) in pool.explain(owner.plan, health).items():
+                rows.append((name, rdtype, group, rule, addresses))
+    return messages.Choices(signer.generation, rows, signer.took, ttls=ttls,
+                            rolls=signer.keyrings.rolls(), sites=sites, geo=geo_rows,
+                            maps=signer.maps.states())
 
 
 def _unchanged(old: zone.Zone, signer: ZoneSigner | None, new: zone.Zone,

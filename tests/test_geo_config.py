@@ -4,15 +4,17 @@ and a map's database file (unreadable, not a MaxMind DB, truncated), each naming
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import bench_module
 
-from bench.harness import geodata
 from healthdns.shared import config
 from healthdns.shared.errors import ConfigError
 
+geodata = bench_module("harness/geodata.py", "geodata")
 CHECK = {"port": 80}
 
 
@@ -170,3 +172,18 @@ def test_a_pool_without_a_map_has_no_map_or_sites_keys_in_effect() -> None:
                                                     "check": CHECK}}
     pool = config.from_mapping(doc).zones[0].records["plain"].pool
     assert pool is not None and pool.map == "" and pool.sites == {}
+
+
+def test_the_documented_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    """The example of docs/configuration.md's geo section, its database written here."""
+    page = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    section = page.split("## Sites and maps: routing by location", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    good(tmp_path / "GeoLite2-Country.mmdb")
+    file = tmp_path / "healthdns.toml"
+    file.write_text(block.group(1))
+    cfg = config.load(file)
+    pool = cfg.zones[0].records["www"].pool
+    assert pool is not None and list(pool.sites) == ["fra", "iad"]
+    assert [r.continent for r in cfg.maps["world"].rules] == ["EU", "NA"]

@@ -1,0 +1,224 @@
+"""What a geo name answers, model-based: random maps (over a database written here), random
+pools spread over random sites, random health and random clients (ECS prefixes of every
+length, source prefix 0, no ECS and the source address). Each answer, made as the product
+makes it (the signer renders a generation, a responder's table answers the query bytes), must
+be what an oracle written from the rules in docs/configuration.md gives, and every scope the
+length of the merged network the model (tests/geo_model.py) finds around the ECS address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.message
+import dns.name
+import dns.rdatatype
+import geo_model
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_geomap import clients, geodata, worlds
+
+from healthdns.responder.query import NEEDS_CLIENT, Answerer
+from healthdns.responder.table import Table
+from healthdns.shared import config, messages
+from healthdns.shared.geomap import GeoMap, GeoRule, Site
+from healthdns.signer.main import Signer
+
+POLICIES = ("serve-all", "empty", "backup")
+BACKUP = ("203.0.113.250", "2001:db8:ffff::250")
+
+
+@st.composite
+def pools(draw: st.DrawFn, sites: tuple[str, ...]) -> dict[str, Any]:
+    """A geo pool over some of `sites`: each one or two groups of IPv4 and IPv6 addresses."""
+    chosen = draw(st.lists(st.sampled_from(sites), min_size=1, unique=True))
+    count = 0
+    per_site: dict[str, Any] = {}
+    for site in chosen:
+        groups = []
+        for _ in range(draw(st.integers(1, 2))):
+            group = []
+            for _ in range(draw(st.integers(1, 3))):
+                count += 1
+                v6 = draw(st.integers(0, 3)) == 0
+                group.append(f"2001:db8:ff::{count:x}" if v6 else f"192.0.2.{count}")
+            groups.append({"addresses": group})
+        per_site[site] = {"groups": groups}
+    largest = max(len(g["addresses"]) for s in per_site.values() for g in s["groups"])
+    policy = draw(st.sampled_from(POLICIES))
+    pool: dict[str, Any] = {"map": "world", "check": {"port": 80}, "sites": per_site,
+                            "min_healthy": draw(st.integers(1, largest)), "policy": policy}
+    if policy == "backup":
+        pool["backup"] = list(BACKUP)
+    return pool
+
+
+def expected(order: tuple[str, ...], pool: dict[str, Any], up: set[str], version: int
+             ) -> set[str]:
+    """The addresses of `version` a client whose site order is `order` is served: the rules
+    as docs/configuration.md gives them."""
+    def family(addresses: list[str]) -> list[str]:
+        return [a for a in addresses if ipaddress.ip_address(a).version == version]
+
+    usable = []  # the order's sites with addresses of the family, and their groups
+    for site in order:
+        if site in pool["sites"]:
+            groups = [family(g["addresses"]) for g in pool["sites"][site]["groups"]]
+            groups = [g for g in groups if g]
+            if groups:
+                usable.append(groups)
+    for groups in usable:  # 1. the first site with a group of min_healthy up
+        for group in groups:
+            healthy = [a for a in group if a in up]
+            if len(healthy) >= min(pool["min_healthy"], len(group)):
+                return set(healthy)
+    for groups in usable:  # 2. the first site with any up: the first group with any up
+        for group in groups:
+            healthy = [a for a in group if a in up]
+            if healthy:
+                return set(healthy)
+    if not usable or pool["policy"] == "empty":  # 3. all down: the policy
+        return set()
+    if pool["policy"] == "serve-all":
+        return set(usable[0][0])
+    return set(family(list(BACKUP)))
+
+
+def ecs_option(version: int, address: int, source: int) -> dns.edns.GenericOption:
+    bits = 32 if version == 4 else 128
+    octets = (source + 7) // 8
+    first = address >> (bits - source) << (bits - source) if source else 0
+    data = (1 if version == 4 else 2).to_bytes(2, "big") + bytes((source, 0)) + \
+        (first >> (bits - 8 * octets)).to_bytes(octets, "big")
+    return dns.edns.GenericOption(8, data)
+
+
+def answered(answerer: Answerer, query: dns.message.Message, client: bytes
+             ) -> dns.message.Message:
+    wire = query.to_wire()
+    response = answerer.answer(wire, 0)
+    if response is NEEDS_CLIENT:
+        response = answerer.answer_from(wire, 0, client)
+    assert response is not None and response is not NEEDS_CLIENT
+    return dns.message.from_wire(response)
+
+
+def served(spec: GeoMap, sites: dict[str, Site], path: Path, pool: dict[str, Any],
+           up: set[str]) -> Answerer:
+    """A responder's answerer holding the generation the signer makes for this health."""
+    document = {
+        "sites": {name: msgspec.to_builtins(site) for name, site in sites.items()},
+        "maps": {"world": {**msgspec.to_builtins(spec), "database": str(path)}},
+        "zones": [{"origin": "example.test", "nameservers": ["ns1.example.net"],
+                   "records": {"www": {"pool": pool}, "static": {"a": ["198.51.100.1"]}}}],
+    }
+    cfg = config.from_mapping(document)
+    normalised = cfg.zones[0].records["www"].pool
+    assert normalised is not None
+    health = {g.check.target(a): a in up for g in normalised.groups if g.check is not None
+              for a in g.addresses}
+    published = Signer(cfg).update(health, True)
+    assert published is not None
+    snapshot = messages.decode_to_responder(published.snapshot)
+    assert isinstance(snapshot, messages.EncodedSnapshot)
+    answerer = Answerer(1232)
+    answerer.table = Table(snapshot, 0)
+    return answerer
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), st.data(), st.randoms(use_true_random=False))
+def test_every_answer_is_the_oracles_site_with_the_models_scope(
+        world: tuple[GeoMap, dict[str, Site], list[geo_model.Entry], int], data: st.DataObject,
+        rng: random.Random) -> None:
+    spec, sites, database, ip_version = world
+    pool = data.draw(pools(tuple(sites)))
+    every = [a for s in pool["sites"].values() for g in s["groups"] for a in g["addresses"]]
+    up = {a for a in every if data.draw(st.booleans())}
+    with tempfile.TemporaryDirectory() as directory:
+        path = geodata.write_mmdb(Path(directory) / "test.mmdb",
+                                  [(e.cidr, e.record) for e in database], ip_version=ip_version)
+        answerer = served(spec, sites, path, pool, up)
+    model = geo_model.Model(spec, sites, database)
+    families = {ipaddress.ip_address(a).version for a in every}
+    for version, address in clients(rng)[::5]:
+        bits = 32 if version == 4 else 128
+        source = rng.choice([0, rng.randrange(1, bits + 1), bits, -1])  # -1: no ECS
+        first = address >> (bits - source) << (bits - source) if source > 0 else address
+        client_version = 4 if version == 4 else 6
+        client = address.to_bytes(4 if version == 4 else 16, "big")
+        for rdtype, family in (("A", 4), ("AAAA", 6)):
+            options = [] if source < 0 else [ecs_option(version, address, source)]
+            query = dns.message.make_query("www.example.test", rdtype, use_edns=0,
+                                           options=options)
+            response = answered(answerer, query, client)
+            where = f"{rdtype} {ipaddress.ip_address(address) if version == 6 else ipaddress.IPv4Address(address)}/{source}"
+            order = model.order(version, first) if source > 0 \
+                else model.order(client_version, address)
+            got = {r.address for rrset in response.answer for r in rrset
+                   if rrset.rdtype == dns.rdatatype.from_text(rdtype)}
+            assert got == expected(order, pool, up, family), where
+            echoed = [o for o in response.options if o.otype == 8]
+            if source < 0:
+                assert not echoed, where  # a query without ECS gets none
+                continue
+            assert len(echoed) == 1, where
+            scope = echoed[0].to_wire()[3]  # FAMILY, SOURCE, SCOPE, ADDRESS
+            want = model.scope(version, first) if source > 0 and family in families else 0
+            assert scope == want, where
+
+
+def test_answers_are_counted_per_zone_and_site(tmp_path: Path) -> None:
+    path = geodata.write_mmdb(tmp_path / "geo.mmdb", [
+        ("10.0.0.0/16", {"continent": {"code": "EU"}}),
+        ("10.1.0.0/16", {"continent": {"code": "NA"}})])
+    spec = GeoMap(rules=(GeoRule(continent="EU", sites=("fra", "iad")),
+                         GeoRule(continent="NA", sites=("iad", "fra"))))
+    pool = {"map": "world", "check": {"port": 80}, "policy": "empty",
+            "sites": {"fra": {"addresses": ["192.0.2.1"]}, "iad": {"addresses": ["192.0.2.2"]}}}
+    answerer = served(spec, {"fra": Site(), "iad": Site()}, path, pool, {"192.0.2.1"})
+    for address, count in ((0x0A000001, 3), (0x0A010001, 2), (0x0B000001, 1)):
+        for _ in range(count):
+            answered(answerer, dns.message.make_query("www.example.test", "A", use_edns=0,
+                                                      options=[ecs_option(4, address, 24)]),
+                     b"")
+    zone = dns.name.from_text("example.test").to_wire()
+    # iad is down: its NA clients are served fra's address, counted under fra.
+    assert sorted(answerer.sites_by_label()) == [(zone, "fra", 6)]
+
+
+def test_the_packet_cache_never_serves_one_networks_answer_to_another(
+        tmp_path: Path) -> None:
+    """A geo answer to an ECS address is cached under the query's bytes, which hold the
+    address; one chosen by the source address (no ECS, or source 0) is never cached, as the
+    same bytes come from everywhere. Cached answers are counted under their site too."""
+    path = geodata.write_mmdb(tmp_path / "geo.mmdb", [
+        ("10.0.0.0/16", {"continent": {"code": "EU"}}),
+        ("10.1.0.0/16", {"continent": {"code": "NA"}})])
+    spec = GeoMap(rules=(GeoRule(continent="EU", sites=("fra", "iad")),
+                         GeoRule(continent="NA", sites=("iad", "fra"))))
+    pool = {"map": "world", "check": {"port": 80},
+            "sites": {"fra": {"addresses": ["192.0.2.1"]}, "iad": {"addresses": ["192.0.2.2"]}}}
+    answerer = served(spec, {"fra": Site(), "iad": Site()}, path, pool,
+                      {"192.0.2.1", "192.0.2.2"})
+    assert answerer.table is not None
+    answerer.table.cache_size = 100
+    europe, america = 0x0A000001, 0x0A010001
+    for source in (24, 0, -1):
+        for rounds in range(4):  # the second miss admits, the rest are hits where cached
+            for client, address in ((europe, "192.0.2.1"), (america, "192.0.2.2")):
+                options = [] if source < 0 else [ecs_option(4, client, source)]
+                query = dns.message.make_query("www.example.test", "A", use_edns=0,
+                                               options=options)
+                query.id = rounds
+                response = answered(answerer, query, client.to_bytes(4, "big"))
+                assert [r.address for r in response.answer[0]] == [address], (source, rounds)
+    assert len(answerer.table.cache) == 2  # the two ECS queries alone
+    zone = dns.name.from_text("example.test").to_wire()
+    assert sorted(answerer.sites_by_label()) == [(zone, "fra", 12), (zone, "iad", 12)]

@@ -1,0 +1,126 @@
+"""A map's database file replaced while the server runs: the signer compiles it again when it
+looks (every `check_interval`, and at a reload), the next generation carries the new tables
+to the responders (in a delta only when they changed), and a broken or truncated file keeps
+the previous tables in service with an error that names the file."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import bench_module
+
+from healthdns.shared import config, messages
+from healthdns.signer.main import Signer
+
+geodata = bench_module("harness/geodata.py", "geodata")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def write(path: Path, continent: str) -> None:
+    """10.0.0.0/16 in `continent`, written beside and renamed over `path` (as geoipupdate
+    replaces a database)."""
+    part = path.with_suffix(".part")
+    geodata.write_mmdb(part, [("10.0.0.0/16", geodata.record(continent, "DE"))])
+    os.replace(part, path)
+
+
+def document(path: Path, interval: float) -> dict[str, Any]:
+    return {
+        "sites": {"fra": {}, "iad": {}},
+        "maps": {"world": {"database": str(path), "check_interval": interval,
+                           "default": ["fra", "iad"],
+                           "rules": [{"continent": "NA", "sites": ["iad", "fra"]}]}},
+        "zones": [{"origin": "example.test", "nameservers": ["ns1.example.net"],
+                   "records": {"www": {"pool": {
+                       "map": "world", "check": {"port": 80},
+                       "sites": {"fra": {"addresses": ["192.0.2.1"]},
+                                 "iad": {"addresses": ["192.0.2.2"]}}}}}}],
+    }
+
+
+def orders(published: messages.Published) -> list[tuple[str, ...]]:
+    snapshot = messages.decode_to_child(published.snapshot)
+    assert isinstance(snapshot, messages.Snapshot)
+    return list(snapshot.maps["world"].orders)
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> tuple[Signer, Clock, Path, dict[str, bool]]:
+    path = tmp_path / "geo.mmdb"
+    write(path, "EU")
+    cfg = config.from_mapping(document(path, 30.0))
+    clock = Clock()
+    signer = Signer(cfg, now=clock)
+    health = dict.fromkeys(cfg.checks(), True)
+    first = signer.update(health, True)
+    assert first is not None and orders(first) == [("fra", "iad")]  # EU: the default
+    return signer, clock, path, health
+
+
+def test_a_replaced_database_is_compiled_when_the_interval_is_up(
+        started: tuple[Signer, Clock, Path, dict[str, bool]]) -> None:
+    signer, clock, path, health = started
+    write(path, "NA")
+    assert signer.maps.refresh() == set()  # not yet due
+    assert signer.publish() is None
+    due = signer.next_wakeup()
+    assert due is not None and due <= clock.now + 30.0
+    clock.now += 30.0
+    assert signer.maps.refresh() == {"world"}
+    published = signer.publish()
+    assert published is not None and orders(published) == [("fra", "iad"), ("iad", "fra")]
+    delta = messages.decode_to_child(published.delta)
+    assert isinstance(delta, messages.Delta) and set(delta.maps) == {"world"}
+    # A generation without a new map sends none in its delta.
+    flipped = signer.update({next(iter(health)): False}, False)
+    assert flipped is not None
+    delta = messages.decode_to_child(flipped.delta)
+    assert isinstance(delta, messages.Delta) and delta.maps == {}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_a_broken_database_keeps_the_previous_tables_and_says_which_file(
+        started: tuple[Signer, Clock, Path, dict[str, bool]], damage: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    signer, clock, path, _ = started
+    before = signer.maps.tables()["world"]
+    data = path.read_bytes()
+    path.unlink()  # a new file: another inode
+    path.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"not a database")
+    clock.now += 30.0
+    with caplog.at_level(logging.ERROR, logger="healthdns.signer"):
+        assert signer.maps.refresh() == set()
+    assert signer.maps.tables()["world"] is before
+    assert str(path) in caplog.text and "previous tables stay in service" in caplog.text
+    state = signer.maps.states()[0]
+    assert str(path) in state.error and state.orders == [["fra", "iad"]]
+    assert signer.publish() is None  # nothing changed for the responders
+    write(path, "NA")  # fixed: compiled at the next look
+    clock.now += 30.0
+    assert signer.maps.refresh() == {"world"}
+    assert signer.maps.states()[0].error == ""
+
+
+def test_a_reload_compiles_a_replaced_database_and_keeps_an_unchanged_one(
+        started: tuple[Signer, Clock, Path, dict[str, bool]]) -> None:
+    signer, _, path, health = started
+    before = signer.maps.tables()["world"]
+    same = config.from_mapping(document(path, 30.0))
+    signer.reconfigure(same)
+    assert signer.maps.tables()["world"] is before
+    write(path, "NA")
+    signer.reconfigure(config.from_mapping(document(path, 0.0)))
+    assert signer.next_wakeup() is None  # check_interval 0: only at reloads
+    published = signer.update(health, True)
+    assert published is not None and orders(published) == [("fra", "iad"), ("iad", "fra")]
