@@ -11,8 +11,9 @@ checks. Measured:
 1. **qps**: dnsperf (`-B`: every query carries the ECS option of one client of a sample drawn
    from the database's networks, IPv4 and IPv6) on a mix of `--names` geo names, against
    healthdns with the geo pools, healthdns with the same names as plain pools (no map: the same
-   queries, the same checks) with its packet cache (the default) and without (a geo answer is
-   never cached: it is chosen per client), and gdnsd's geoip plugin on the same database and
+   queries, the same checks), both with their packet cache (the default: 10,000 answers per
+   responder, kept by the query's bytes, ECS included) and both without it (every query looked
+   up: the cost of the map lookup itself), and gdnsd's geoip plugin on the same database and
    map; in turns, medians of `--rounds`; unpinned (`--responders` each), then pinned (one
    responder; servers `taskset -c 1`, dnsperf `taskset -c 0`). Targets: geo >= 0.9x plain,
    geo >= 1.0x gdnsd.
@@ -63,8 +64,11 @@ from harness.servers import Server, free_port, healthdns_command, tail, which
 SITES = ("fra", "iad", "sin", "gru", "syd")
 SERVER_CPU, CLIENT_CPU = "1", "0"
 EXPLICIT = ("10.255.0.0/16",)  # an explicit network: syd, then sin
-GEO, PLAIN, UNCACHED, GDNSD = LABELS = ("healthdns geo", "healthdns plain",
-                                        "healthdns plain uncached", "gdnsd geoip")
+LABELS = ("healthdns geo", "healthdns plain", "healthdns geo uncached",
+          "healthdns plain uncached", "gdnsd geoip")
+GEO, PLAIN, GEO_UNCACHED, PLAIN_UNCACHED, GDNSD = LABELS
+RATIOS = {"geo/plain": (GEO, PLAIN), "geo/plain uncached": (GEO_UNCACHED, PLAIN_UNCACHED),
+          "geo/gdnsd": (GEO, GDNSD), "geo uncached/gdnsd": (GEO_UNCACHED, GDNSD)}
 
 
 def rules() -> tuple[georigs.Rule, ...]:
@@ -199,9 +203,9 @@ def qps(rig: Rig, servers: Sequence[Server], queries: Path, pinned: bool) -> dic
             log(f"{'pinned' if pinned else 'unpinned'} round {round_no}: {server.label} "
                 f"{stats['qps']:.0f} q/s, lost {stats['lost_pct']:.2f}%")
     medians = {label: statistics.median(values) for label, values in runs.items()}
-    ratios = {f"geo_over_{key}": medians[GEO] / medians[label] if medians[label] else None
-              for key, label in (("plain", PLAIN), ("uncached", UNCACHED), ("gdnsd", GDNSD))}
-    return {"rounds": runs, "median": medians, "bad_rcodes": bad, **ratios}
+    ratios = {name: medians[a] / medians[b] if medians[b] else None
+              for name, (a, b) in RATIOS.items()}
+    return {"rounds": runs, "median": medians, "bad_rcodes": bad, "ratios": ratios}
 
 
 def smaps_pss_kib(pid: int) -> int | None:
@@ -385,13 +389,14 @@ def wait_unbound(port: int, process: subprocess.Popen[bytes], workdir: Path) -> 
 
 
 def phase(rig: Rig, queries: Path, pinned: bool, report: dict[str, Any]) -> None:
-    """The three servers started (pinned or not), their qps in turns; load, memory and
-    failover measured on the unpinned ones."""
+    """The servers started (pinned or not), their qps in turns; load, memory and failover
+    measured on the unpinned ones."""
     responders = 1 if pinned else rig.args.responders
     servers = [rig.healthdns(GEO, rig.setup, True, pinned, responders)]
     routed = routing_seconds(rig, servers[0])
     servers += [rig.healthdns(PLAIN, rig.setup, False, pinned, responders),
-                rig.healthdns(UNCACHED, rig.setup, False, pinned, responders, 0),
+                rig.healthdns(GEO_UNCACHED, rig.setup, True, pinned, responders, 0),
+                rig.healthdns(PLAIN_UNCACHED, rig.setup, False, pinned, responders, 0),
                 rig.gdnsd(pinned)]
     key = "pinned" if pinned else "unpinned"
     report[key] = qps(rig, servers, queries, pinned)
@@ -403,7 +408,7 @@ def phase(rig: Rig, queries: Path, pinned: bool, report: dict[str, Any]) -> None
                           "geo_responder": geo, "plain_responder": plain,
                           "added_rss_mib": geo["rss_mib"] - plain["rss_mib"],
                           "added_pss_mib": geo["pss_mib"] - plain["pss_mib"]}
-        report["failover"] = failover(rig, [servers[0], servers[3]], rig.args.flips)
+        report["failover"] = failover(rig, [servers[0], servers[-1]], rig.args.flips)
     for server in servers:
         rig.stop(server)
 
@@ -438,9 +443,8 @@ def show(report: dict[str, Any]) -> None:
         row = report[key]
         print(f"{key}: median q/s " + ", ".join(f"{label} {q:.0f}"
                                                 for label, q in row["median"].items())
-              + f"; geo/plain x{row['geo_over_plain']:.2f}, geo/plain uncached "
-              f"x{row['geo_over_uncached']:.2f}, geo/gdnsd x{row['geo_over_gdnsd']:.2f}" + (f"; NOT NOERROR: {row['bad_rcodes']}"
-                                                 if row["bad_rcodes"] else ""))
+              + "; " + ", ".join(f"{name} x{ratio:.2f}" for name, ratio in row["ratios"].items())
+              + (f"; NOT NOERROR: {row['bad_rcodes']}" if row["bad_rcodes"] else ""))
     if "load" in report:
         load = report["load"]
         print(f"load: geo ready in {load['geo_start_s']:.2f} s, routing by the map after "
