@@ -49,16 +49,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import EXIT_START, HOST, BenchError, geodata, georigs, log
+from harness import EXIT_START, HOST, BenchError, ecscache, geodata, georigs, log
 from harness import geoclients as gc
 from harness.backend import Backend
 from harness.dnsperf import parse_dnsperf
-from harness.procfs import children, cmdline, rss_kib
+from harness.procfs import pss_kib, rss_kib, titled
 from harness.servers import Server, free_port, healthdns_command, tail, which
 
 SITES = ("fra", "iad", "sin", "gru", "syd")
@@ -208,34 +207,15 @@ def qps(rig: Rig, servers: Sequence[Server], queries: Path, pinned: bool) -> dic
     return {"rounds": runs, "median": medians, "bad_rcodes": bad, "ratios": ratios}
 
 
-def smaps_pss_kib(pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return None
-
-
-def responders(pid: int) -> list[int]:
-    """The healthdns responders under a supervisor (their process titles say so)."""
-    found, todo = [], [pid]
-    while todo:
-        for kid in children(todo.pop()):
-            todo.append(kid)
-            if cmdline(kid).startswith("healthdns: responder"):
-                found.append(kid)
-    return found
-
-
-def memory(server: Server) -> dict[str, float]:
-    """Mean RSS and PSS of a healthdns server's responders, in MiB."""
-    pids = responders(server.pid)
+def responder_memory(server: Server) -> dict[str, float]:
+    """Mean RSS and PSS of a healthdns server's responders (their process titles say which
+    they are), in MiB."""
+    pids = titled(server.pid, "healthdns: responder")
     if not pids:
         raise BenchError(f"no responder found under {server.label} (pid {server.pid})")
-    rss = [rss_kib(p) or 0 for p in pids]
-    pss = [smaps_pss_kib(p) or 0 for p in pids]
-    return {"responders": len(pids), "rss_mib": statistics.mean(rss) / 1024,
-            "pss_mib": statistics.mean(pss) / 1024}
+    return {"responders": len(pids),
+            "rss_mib": statistics.mean(rss_kib(p) or 0 for p in pids) / 1024,
+            "pss_mib": statistics.mean(pss_kib(p) or 0 for p in pids) / 1024}
 
 
 def site_of(rig: Rig, reply: gc.Reply) -> str:
@@ -277,42 +257,6 @@ def wait_site(rig: Rig, server: Server, client: gc.Client, name: str, site: str,
     raise BenchError(f"{server.label} did not send {client.text()} to {site} in {timeout} s")
 
 
-def requests_total(server: Server) -> float:
-    """healthdns_dns_requests_total summed, from /metrics."""
-    url = f"http://{HOST}:{server.control_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("healthdns_dns_requests_total"))
-
-
-def settled_requests(server: Server) -> float:
-    """The counter once it has not moved for 2 s: responders report every second and the
-    control endpoint may show a rendering one readout old, so a shorter quiet can be a lag."""
-    readings = [requests_total(server)]
-    deadline = time.monotonic() + 60
-    while len(readings) < 3 or len(set(readings[-3:])) > 1:
-        if time.monotonic() > deadline:
-            raise BenchError(f"{server.label}'s request counter did not settle in 60 s")
-        time.sleep(1.0)
-        readings.append(requests_total(server))
-    return readings[-1]
-
-
-def alternating(clients: Sequence[gc.Client]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]],
-                                                         ...]:
-    """Explicit networks: every client's /24 and its neighbours, alternating two orders, so
-    every block of the map is a /24 (as long as the clients' source prefixes)."""
-    nets: dict[int, int] = {}
-    for client in clients:
-        for neighbour in (client.address - 256, client.address, client.address + 256):
-            nets.setdefault(neighbour, (neighbour >> 8) & 1)
-    groups: tuple[list[str], list[str]] = ([], [])
-    for address, parity in sorted(nets.items()):
-        groups[parity].append(f"{ipaddress.IPv4Address(address)}/24")
-    return ((tuple(groups[0]), ("fra", "iad")), (tuple(groups[1]), ("iad", "fra")))
-
-
 def through_unbound(rig: Rig, subnets: int, repeat: int) -> dict[str, Any]:
     """Queries reaching healthdns per query sent to an ECS-caching unbound in front of it."""
     binary = which("unbound")
@@ -332,60 +276,21 @@ def through_unbound(rig: Rig, subnets: int, repeat: int) -> dict[str, Any]:
              "source_length": georigs.GeoSetup(
                  database=None, sites=SITES, addresses=rig.setup.addresses,
                  check_port=rig.setup.check_port, names=names,
-                 networks=alternating(clients), default=SITES)}
+                 networks=ecscache.alternating(clients), default=SITES)}
     for case, setup in cases.items():
         server = rig.healthdns(f"healthdns {case}", setup, True, False, 1)
         try:
-            out[case] = one_unbound(rig, binary, server, asked, case)
+            workdir = rig.root / f"unbound-{case}"
+            workdir.mkdir()
+            out[case] = ecscache.reaching(binary, workdir, free_port(rig.ports, rig.rng),
+                                          server, asked)
+            log(f"unbound in front, {case}: {out[case]['upstream']:.0f} of {len(asked)} "
+                f"queries reached healthdns ({100 * out[case]['upstream_per_query']:.1f}%)")
         finally:
             rig.stop(server)
     out["ratio"] = out["source_length"]["upstream_per_query"] / \
         max(out["merged"]["upstream_per_query"], 1e-9)
     return out
-
-
-def one_unbound(rig: Rig, binary: str, server: Server,
-                asked: Sequence[tuple[str, gc.Client]], case: str) -> dict[str, Any]:
-    workdir = rig.root / f"unbound-{case}"
-    workdir.mkdir()
-    port = free_port(rig.ports, rig.rng)
-    conf = georigs.unbound_conf(workdir, port, server.port)
-    with open(workdir / "unbound.log", "wb") as log_file:
-        process = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=log_file,
-                                   stderr=subprocess.STDOUT)
-    try:
-        wait_unbound(port, process, workdir)
-        before = settled_requests(server)
-        wires = [gc.query(i, f"{name}.{georigs.ORIGIN}", client=client, recursion=True)
-                 for i, (name, client) in enumerate(asked)]
-        began = time.monotonic()
-        replies = gc.ask_udp(port, wires, window=1)  # one at a time: a miss is cached first
-        elapsed = time.monotonic() - began
-        scopes: dict[int, int] = {}
-        for reply in replies:
-            scopes[reply.scope or 0] = scopes.get(reply.scope or 0, 0) + 1
-        upstream = settled_requests(server) - before
-    finally:
-        process.terminate()
-        process.wait(10)
-    row = {"upstream": upstream, "upstream_per_query": upstream / len(asked),
-           "seconds": elapsed, "scopes_seen": dict(sorted(scopes.items()))}
-    log(f"unbound in front, {case}: {upstream:.0f} of {len(asked)} queries reached healthdns "
-        f"({100 * row['upstream_per_query']:.1f}%)")
-    return row
-
-
-def wait_unbound(port: int, process: subprocess.Popen[bytes], workdir: Path) -> None:
-    deadline = time.monotonic() + 30
-    probe = gc.query(1, f"{georigs.STATIC}.{georigs.ORIGIN}", recursion=True)
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"unbound exited:\n{tail(workdir / 'unbound.log')}")
-        with contextlib.suppress(BenchError, OSError):  # refused until it listens
-            if gc.ask_udp(port, [probe], timeout=0.5, tries=1)[0].addresses:
-                return
-        time.sleep(0.1)
-    raise BenchError(f"unbound did not answer within 30 s:\n{tail(workdir / 'unbound.log')}")
 
 
 def phase(rig: Rig, queries: Path, pinned: bool, report: dict[str, Any]) -> None:
@@ -401,7 +306,7 @@ def phase(rig: Rig, queries: Path, pinned: bool, report: dict[str, Any]) -> None
     key = "pinned" if pinned else "unpinned"
     report[key] = qps(rig, servers, queries, pinned)
     if not pinned:
-        geo, plain = memory(servers[0]), memory(servers[1])
+        geo, plain = responder_memory(servers[0]), responder_memory(servers[1])
         report["load"] = {"geo_start_s": servers[0].start_seconds,
                           "geo_routing_s": routed, "compiled": compiled(servers[0]),
                           "plain_start_s": servers[1].start_seconds,
