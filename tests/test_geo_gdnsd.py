@@ -4,7 +4,9 @@ and the same site map, each checking the same loopback backends: for 12,000 clie
 source addresses across 127.0.0.0/8) under four health states (all up, sites down, all down),
 both servers send every client to the same site with the same scope, and both equal an oracle
 written from the rules (the compiled tables' block for the client, then the first site of its
-order that is up, else the first).
+order that is up, else the first). Clients that differ are asked once more after both servers
+show the health state again: a check that times out on a loaded host flips a site for a
+moment, and a real difference differs again.
 
 Where healthdns differs on purpose (docs/conformance.md, "EDNS Client Subnet"), the difference
 is asserted: a NODATA of a geo name that no site could answer differently gets scope 0 from
@@ -53,7 +55,7 @@ HEALTH = ((), ("fra",), ("iad", "sin"), SITES)
 PER_STATE = 3000  # clients per health state: 12,000 in all
 TCP_SHARE = 5  # every fifth client of a state asks over TCP
 NAME = f"www.{geo_reference.ORIGIN}"
-INTERVAL = 0.2  # healthdns's checks; gdnsd's extmon runs every 2 s (its minimum)
+INTERVAL = 0.5  # healthdns's checks (down after 2 failures); gdnsd's extmon runs every 2 s
 
 
 def tiles(rng: random.Random, block: str, count: int, longest: int) -> list[str]:
@@ -88,7 +90,7 @@ class World:
 
 
 def healthdns_toml(database: str, addresses: dict[str, str], port: int) -> str:
-    check = {"port": port, "interval": INTERVAL, "timeout": INTERVAL, "rise": 1, "fall": 1}
+    check = {"port": port, "interval": INTERVAL, "timeout": INTERVAL, "rise": 1, "fall": 2}
     geo_map = {"database": database, "default": list(DEFAULT),
                "rules": [{k: v for k, v in msgspec.structs.asdict(rule).items()
                           if v and k != "auto"} | {"sites": list(rule.sites)}
@@ -159,6 +161,13 @@ def set_health(world: World, down: Sequence[str], probes: Sequence[Any]) -> None
         time.sleep(0.2)
 
 
+def differing(port: int, chosen: Sequence[Any], want: Sequence[Any], tcp: bool
+              ) -> list[tuple[Any, Any, Any]]:
+    """(client, reply, expected reply) of each client whose reply is not the expected one."""
+    got = clients.ask(port, NAME, chosen, tcp=tcp)
+    return [(c, g, w) for c, g, w in zip(chosen, got, want, strict=True) if g != w]
+
+
 def probes_of(world: World, sample: Sequence[Any]) -> list[Any]:
     """For each site, an ECS client of `sample` whose order starts with it."""
     out: dict[str, Any] = {}
@@ -183,11 +192,13 @@ def test_both_servers_choose_the_same_site_and_scope_for_12000_clients(world: Wo
             want = [world.expected(c, down) for c in chosen]
             for server, port in (("gdnsd", world.gdnsd.port),
                                  ("healthdns", world.healthdns.port)):
-                got = clients.ask(port, NAME, chosen, tcp=tcp)
-                wrong = [(c.text(), g, w) for c, g, w in zip(chosen, got, want, strict=True)
-                         if g != w]
+                wrong = differing(port, chosen, want, tcp)
+                if wrong:  # a check that timed out under load flips a site for a moment
+                    set_health(world, down, probes)
+                    wrong = differing(port, [c for c, _, _ in wrong], [w for _, _, w in wrong],
+                                      tcp)
                 assert not wrong, f"{server}, down {down}, tcp {tcp}: {len(wrong)} of " \
-                    f"{len(chosen)} differ, e.g. {wrong[:5]}"
+                    f"{len(chosen)} differ, e.g. {[(c.text(), g, w) for c, g, w in wrong[:5]]}"
             seen.update(w.addresses for w in want)
     assert len(seen) == len(SITES)  # every site was chosen for some client
 
