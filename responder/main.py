@@ -8,10 +8,11 @@ from multiprocessing.connection import Connection
 
 from healthdns.responder.server import Server
 from healthdns.responder.sockets import bind_all
-from healthdns.responder.table import Table
+from healthdns.responder.table import Table, indexes
 from healthdns.shared import child, messages, privilege
 from healthdns.shared.config import Config
 from healthdns.shared.errors import BindError
+from healthdns.shared.geotable import GeoIndex
 from healthdns.shared.region import Region
 
 log = logging.getLogger("healthdns.responder")
@@ -26,7 +27,9 @@ def run(conn: Connection, rrl_table: Region | None = None) -> None:
     # from that moment, while a snapshot may take a while to come and load (a rolled or
     # respawned responder, a server started next to the one it replaces). Port 0 must be
     # bound first: the others need the port it resolves to.
-    first = _first_table(conn, cfg) if all(port for _, port, _ in start.listen) else None
+    maps: dict[str, GeoIndex] = {}  # the location maps, filled as they come
+    first = _first_table(conn, cfg, maps) if all(port for _, port, _ in start.listen) \
+        else None
     try:
         listeners = bind_all(start.listen)
     except BindError as e:
@@ -36,6 +39,7 @@ def run(conn: Connection, rrl_table: Region | None = None) -> None:
     messages.send(conn, messages.Bound(start.slot, [(x.host, x.port, True) for x in listeners]))
     server = Server(start.slot, cfg, listeners, conn, start.secret, rrl_table)
     server.answerer.table = first
+    server.maps = maps
     # This frame lives as long as the process: holding the first table here would keep it
     # in memory beside every later generation (16 MB at 10,000 signed names).
     del first
@@ -44,8 +48,9 @@ def run(conn: Connection, rrl_table: Region | None = None) -> None:
         raise SystemExit(server.exit_code)
 
 
-def _first_table(conn: Connection, cfg: Config) -> Table:
-    """Wait for the first snapshot and load it; EOF or `Bye` meanwhile ends the process."""
+def _first_table(conn: Connection, cfg: Config, maps: dict[str, GeoIndex]) -> Table:
+    """Wait for the first snapshot and load it (with the maps sent before it, kept in
+    `maps`); EOF or `Bye` meanwhile ends the process."""
     while True:
         try:
             message = messages.decode_to_responder(conn.recv_bytes())
@@ -53,7 +58,10 @@ def _first_table(conn: Connection, cfg: Config) -> Table:
             raise SystemExit(0) from None
         match message:
             case messages.EncodedSnapshot():
-                return Table(message, cfg.server.packet_cache)
+                return Table(message, cfg.server.packet_cache, maps)
+            case messages.Maps(tables=tables):
+                maps.clear()
+                maps.update(indexes(tables))
             case messages.Bye():
                 raise SystemExit(0)
             case _:  # a delta needs a base this process does not have yet

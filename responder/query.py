@@ -1,9 +1,15 @@
 """From query bytes to response bytes: the per-query path.
 
 `Answerer.answer` is the fast path: it handles the common shape of query (one question, no
-EDNS or a bare EDNS OPT) by splicing pre-rendered bytes around the question as sent. Everything
-else goes to `Answerer.slow`, a complete parser that never raises on any input. Both consult the
-same `Table`, so they agree by construction; a property test compares them anyway.
+EDNS, a bare EDNS OPT, or an OPT with one EDNS Client Subnet option as resolvers send it) by
+splicing pre-rendered bytes around the question as sent. Everything else goes to
+`Answerer.slow`, a complete parser that never raises on any input. Both consult the same
+`Table`, so they agree by construction; a property test compares them anyway.
+
+A geo name (`Table.geo`) is answered by `_geo`: the client's block in the map (one binary
+search) gives its order id, and the order id the pre-rendered answer (one list index). Its
+client is the ECS address, or the source address, which `answer` is not told: it returns
+NEEDS_CLIENT and the caller asks `answer_from` with the address (only geo names cost that).
 
 The fast path's parts: the packet cache (`cache`), the NXDOMAIN kept for a random-subdomain
 flood (`negative`), the counters (`counting`); the wire's codes and parsers are in `wire`, the
@@ -69,10 +75,10 @@ class Answerer(SlowPath):
         # theirs as zone id << ZONE_SHIFT | type index << QTYPE_SHIFT | rcode << RCODE_SHIFT
         # | transport (the type index: `TYPE_INDEX`): the entry holds all but the type and
         # transport, so counting stays one dict increment. Zone ids and type indexes are
-        # translated only when read (`counts_by_label`).
+        # translated only when read (`counts_by_label`). A geo answer's key also holds its
+        # site (`entry.SITE_COUNT_SHIFT`, read by `sites_by_label`).
         self.fast_counts: dict[int, int] = {}
         self.cache_counts: dict[int, int] = {}
-        # A geo answer's key also holds its site (`entry.SITE_COUNT_SHIFT`).
         # Our OPT records (without, with DO) but their RDLENGTH: an ECS option follows.
         self.opt_heads = (self.opts[0][:-2], self.opts[1][:-2])
 
@@ -131,13 +137,14 @@ class Answerer(SlowPath):
         UDP path)."""
         response = self.answer(data, transport)
         if response is NEEDS_CLIENT:
-            return self._lookup(self.table, data, transport, client)
+            return self.answer_from(data, transport, client)
         return response
 
     def answer_from(self, data: bytes, transport: int, client: bytes) -> bytes | None:
         """The response to `data` from `client` (its packed source address): where `answer`
         said NEEDS_CLIENT (a geo name, asked without an ECS address). Never cached."""
-        return self._lookup(self.table, data, transport, client)
+        response = self._lookup(self.table, data, transport, client)
+        return None if response is NEEDS_CLIENT else response  # told it: never again
 
     def _lookup(self, table: Table | None, data: bytes, transport: int,
                 client: bytes = b"") -> bytes | None:
@@ -214,8 +221,6 @@ class Answerer(SlowPath):
         """A geo name's answer: the client (the ECS address, or the source address when the
         query has no ECS or one of source length 0) looked up in the map, its order's
         outcome spliced, and the ECS option echoed with the scope of the map's block."""
-        if data[2:4] not in FAST_FLAGS:
-            return self.slow(data, transport, client=client)
         ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19]) if len(data) > qend + 11 else None
         if ecs_shape is not None:
             family, source, octets, shift, beyond = ecs_shape
@@ -241,16 +246,16 @@ class Answerer(SlowPath):
             block = geo.index.find4(address) if len(client) == 4 else geo.index.find6(address)
             tail = data[qend + 9:] if ecs_shape is not None else NO_OPTIONS
         rotation, _ = geo.by_order[block >> SCOPE_BITS]  # counted with its site by `_spliced`
-        return self._spliced(table, data, transport, qend, name, next(rotation), tail)
+        return self._spliced(table, data, transport, qend, name, next(rotation), tail, client)
 
     def _spliced(self, table: Table, data: bytes, transport: int, qend: int, name: bytes,
-                 found: Entry, tail: bytes) -> bytes | None:
+                 found: Entry, tail: bytes, client: bytes = b"") -> bytes | None:
         """`found` spliced around the question of a fast-path query: no EDNS, or an OPT of
         version 0 bare or with one ECS option; `tail`: our OPT's RDLENGTH and options."""
         shape, body, signed = found
         flags = shape.flag_map.get(data[2:4])
-        if flags is None:
-            return self.slow(data, transport)
+        if flags is None:  # other flags: the slow path answers them
+            return self.slow(data, transport, client=client)
         qtype = data[qend - 4] << 8 | data[qend - 3]
         kind, fast = shape.kind | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
         fast[kind] = fast.get(kind, 0) + 1

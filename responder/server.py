@@ -15,11 +15,12 @@ from multiprocessing.connection import Connection
 from healthdns.responder import guard, mmsg, sockets
 from healthdns.responder.query import Answerer
 from healthdns.responder.sockets import Listener
-from healthdns.responder.table import Table
+from healthdns.responder.table import Table, indexes
 from healthdns.responder.tcp import Limits, Tcp
 from healthdns.responder.wire import NEEDS_CLIENT, PLAIN_LIMIT, UDP, V6
 from healthdns.shared import heap, messages, querycounts
 from healthdns.shared.config import Config, format_endpoint
+from healthdns.shared.geotable import GeoIndex
 from healthdns.shared.region import Region
 
 log = logging.getLogger("healthdns.responder")
@@ -38,6 +39,7 @@ class Server:
         self.conn = conn
         self.answerer = Answerer(cfg.server.udp_payload_size, cfg.server.nsid.encode())
         self.answerer.tsig_keys = cfg.tsig_keys()
+        self.maps: dict[str, GeoIndex] = {}  # the location maps (`messages.Maps`), by name
         self.guard = guard.build(self.answerer, cfg, secret, rrl_table)  # cookies and RRL
         spec = cfg.server
         self.tcp = Tcp(self.answerer.answer, self._bug,
@@ -98,10 +100,12 @@ class Server:
         try:
             match message:
                 case messages.EncodedSnapshot():
-                    self._load(Table(message, self.cfg.server.packet_cache))
+                    self._load(Table(message, self.cfg.server.packet_cache, self.maps))
                 case messages.EncodedDelta() if current is not None \
                         and current.generation == message.base:
-                    self._load(current.apply(message))
+                    self._load(current.apply(message, self.maps))
+                case messages.Maps(tables=tables):
+                    self.maps = indexes(tables)  # the next generation answers by them
                 case messages.EncodedDelta():
                     log.error("ignoring generation %d: it follows %d, this responder holds %s",
                               message.generation, message.base,

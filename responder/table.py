@@ -83,12 +83,9 @@ class GeoKey:
         self.rotates = rotates  # an outcome serves answers in turn: never cached
 
 
-def _indexes(maps: dict[str, GeoTable], held: dict[str, GeoIndex] | None = None
-             ) -> dict[str, GeoIndex]:
-    """The search side of each map (`held`'s where the message brings no new tables)."""
-    out = dict(held or {})
-    out.update((name, GeoIndex(table)) for name, table in maps.items())
-    return out
+def indexes(maps: dict[str, GeoTable]) -> dict[str, GeoIndex]:
+    """The search side of each map of a `messages.Maps`."""
+    return {name: GeoIndex(table) for name, table in maps.items()}
 
 
 def _emptied(items: list[bytes]) -> Iterator[bytes]:
@@ -146,7 +143,8 @@ class Table(Lookups, Denials):
         "zones",
     )
 
-    def __init__(self, snapshot: Snapshot | EncodedSnapshot, cache_size: int = 0) -> None:
+    def __init__(self, snapshot: Snapshot | EncodedSnapshot, cache_size: int = 0,
+                 maps: dict[str, GeoIndex] | None = None) -> None:
         # query bytes but the ID -> (response but the ID, its counter key by transport)
         self.cache: dict[bytes, tuple[bytes, tuple[int, ...]]] = {}
         self.cache_size = cache_size
@@ -168,7 +166,7 @@ class Table(Lookups, Denials):
         self.rotations: dict[bytes, Iterator[Entry]] = {}
         # closest encloser -> what its NXDOMAIN proofs share: bounded by the names that exist.
         self.enclosers: dict[bytes, Proving] = {}
-        self.maps = _indexes(snapshot.maps)
+        self.maps = maps or {}  # the location maps (`messages.Maps`), by name
         self.geo: dict[bytes, GeoKey] = {}
         bodies: dict[bytes, bytes] = {}  # equal bodies, one object each
         zones: Sequence[ZoneTable | EncodedZoneTable] = snapshot.zones
@@ -240,8 +238,10 @@ class Table(Lookups, Denials):
             out.append(answers)
         return out, blocked
 
-    def apply(self, delta: Delta | EncodedDelta) -> Table:
-        """The next generation: a copy of this one with the delta's changes."""
+    def apply(self, delta: Delta | EncodedDelta, maps: dict[str, GeoIndex] | None = None
+              ) -> Table:
+        """The next generation: a copy of this one with the delta's changes (and `maps`, when
+        a `messages.Maps` came since)."""
         new = Table.__new__(Table)
         new.cache, new.cache_size, new.seen, new.nxdomains = {}, self.cache_size, set(), {}
         new.turning = set()
@@ -260,7 +260,7 @@ class Table(Lookups, Denials):
         new.zones, new.variants = self.zones, {}
         new.origin_lengths = self.origin_lengths
         new.chains, new.enclosers = dict(self.chains), {}
-        new.maps, new.geo = _indexes(delta.maps, self.maps), {}
+        new.maps, new.geo = self.maps if maps is None else maps, {}
         bodies: dict[bytes, bytes] = {}
         wanted: dict[bytes, Entry | None] = {}  # settled once every zone is in
         zones: Sequence[ZoneDelta | EncodedZoneDelta] = delta.zones

@@ -88,12 +88,20 @@ class RecordsDelta(_Message, frozen=True):
 
 
 class Snapshot(_Message, frozen=True):
-    """signer -> supervisor -> responders: everything a responder serves, complete; `maps`:
-    every location map a geo name of the zones answers by (`GeoAnswers.map`), compiled."""
+    """signer -> supervisor -> responders: everything a responder serves, complete (the
+    maps its geo names answer by come apart: `Maps`)."""
 
     generation: int
     zones: list[ZoneTable]
-    maps: dict[str, GeoTable] = {}
+
+
+class Maps(_Message, frozen=True):
+    """signer -> supervisor -> responders: every location map, compiled (`GeoAnswers.map`
+    names one). Sent only when one changes (at start, a replaced database, a reload), before
+    the generation that first answers by it, and to a responder that starts, before its
+    snapshot: a map of 400,000 networks is megabytes, never sent per generation."""
+
+    tables: dict[str, GeoTable]
 
 
 class EncodedSnapshot(_Message, frozen=True, tag="Snapshot"):
@@ -101,7 +109,6 @@ class EncodedSnapshot(_Message, frozen=True, tag="Snapshot"):
 
     generation: int
     zones: list[EncodedZoneTable]
-    maps: dict[str, GeoTable] = {}
 
 
 class Delta(_Message, frozen=True):
@@ -111,9 +118,6 @@ class Delta(_Message, frozen=True):
     generation: int
     base: int
     zones: list[ZoneDelta]
-    # The maps compiled anew since `base` (a replaced database, a reload); the others are
-    # the responder's already. A map no zone uses any more is dropped with its last name.
-    maps: dict[str, GeoTable] = {}
 
 
 class EncodedDelta(_Message, frozen=True, tag="Delta"):
@@ -122,7 +126,6 @@ class EncodedDelta(_Message, frozen=True, tag="Delta"):
     generation: int
     base: int
     zones: list[EncodedZoneDelta]
-    maps: dict[str, GeoTable] = {}
 
 
 class Reconfigure(_Message, frozen=True):
@@ -371,20 +374,20 @@ ALIVE_PERIOD = 1.0  # seconds between two `Alive` of the signer
 
 
 ToChild = Start | Health | Resume | Snapshot | Delta | Records | RecordsDelta | Reconfigure | View \
-    | Bye
+    | Bye | Maps
 FromChild = Bound | Ready | Fatal | HealthReport | Published | Stats | Choices | Probes \
-    | TransferStats | Alive | Verdict | PeerStats
+    | TransferStats | Alive | Verdict | PeerStats | Maps
 
 # What each role may send: the supervisor decodes a child's pipe with its role's decoder, so a
 # responder's `Published` or `HealthReport` is a decode error there, never a message to obey.
 FromProber = HealthReport | Probes
-FromSigner = Published | Fatal | Choices | Alive
+FromSigner = Published | Fatal | Choices | Alive | Maps
 FromResponder = Bound | Ready | Fatal | Stats
 FromTransfer = Bound | Ready | Fatal | TransferStats
 FromPeers = Bound | Ready | Fatal | Verdict | PeerStats
 
 # What a responder is sent, decoded as it needs: snapshots answer by answer (`EncodedZoneTable`).
-ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye
+ToResponder = Start | EncodedSnapshot | EncodedDelta | Bye | Maps
 
 _to_child = msgspec.msgpack.Decoder(ToChild)
 _to_responder = msgspec.msgpack.Decoder(ToResponder)

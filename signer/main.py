@@ -52,7 +52,9 @@ class Signer:
         self.floors: dict[str, int] = {}  # see `floor`
         self.maps = GeoMaps(now)  # the location maps, compiled
         self.maps.configure(cfg)
-        self.sent_maps: dict[str, GeoTable] = {}  # the tables the last generation carried
+        self.sent_maps: dict[str, GeoTable] = {}  # the tables the last `Maps` carried
+        # Set by `publish` when a map changed: the `Maps` to send before its `Published`.
+        self.new_maps: messages.Maps | None = None
 
     def floor(self, kept: Mapping[str, int]) -> None:
         """Take the highest serials served per zone (by a previous process too, see
@@ -258,7 +260,8 @@ class Signer:
         moved = {name for name, table in maps.items() if self.sent_maps.get(name) is not table}
         for i, z in enumerate(self.zones):
             print_ = zone.fingerprint(z, self.health)
-            remapped = any(o.geo is not None and o.geo.map in moved for o in z.owners.values())
+            remapped = bool(moved) and any(o.geo is not None and o.geo.map in moved
+                                           for o in z.owners.values())
             if print_ != self.prints[i] or (due and self.signers[i] is not None) or remapped:
                 self.prints[i] = print_
                 self.serials[i] = next_serial(self.serials[i], self.now())
@@ -291,11 +294,12 @@ class Signer:
         delta = b""
         if self.previous is not None and (not self.refit or _fits(self.previous, tables)):
             changes = [_changes(old, new) for old, new in zip(self.previous, tables, strict=True)]
-            delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes,
-                                                   {name: maps[name] for name in moved}))
+            delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes))
         self.previous, self.reshaped, self.refit = tables, False, False
+        self.new_maps = messages.Maps(maps) if moved or maps.keys() != self.sent_maps.keys() \
+            else None
         self.sent_maps = maps
-        snapshot = messages.encode(messages.Snapshot(self.generation, tables, maps))
+        snapshot = messages.encode(messages.Snapshot(self.generation, tables))
         prints = [p or b"" for p in self.prints]
         return messages.Published(self.generation, serials, prints, snapshot, delta,
                                   self.next_renewal() or 0.0, *listed)
@@ -459,6 +463,9 @@ def _send(pulse: child.Pulse, published: messages.Published | None, signer: Sign
     if published is None:
         return False
     log.info("generation %d: serials %s", published.generation, published.serials)
+    if signer.new_maps is not None:  # before the generation that answers by them
+        pulse.send(signer.new_maps)
+        signer.new_maps = None
     pulse.send(published)
     pulse.send(signer.choices())
     return True

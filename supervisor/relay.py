@@ -45,6 +45,7 @@ class Relay:
         self.fenced = False  # the prober says it is fenced (with peers: its view does not vote)
         self.left: dict[str, int] = {}  # the prober's counts of checks left, renamed
         self.packed = b""  # the latest snapshot, compressed (see `snapshot`)
+        self.maps = b""  # the latest `Maps` (compiled location maps), compressed
         self.records: bytes | None = None  # the latest full `Records`, compressed
         self.published: messages.Resume | None = None  # without its snapshot (see `resume`)
         self.generation = 0  # the last one relayed: a signer may only publish the next one
@@ -92,6 +93,8 @@ class Relay:
                 return f"generation {message.generation} published after {self.generation}"
             case messages.Published():
                 self._on_published(message)
+            case messages.Maps():
+                self._on_maps(message)
             case messages.Bound(listen=listen) if not slot.spoke:
                 self._on_bound(slot, listen)
             case messages.Ready() if slot.spoke and slot.state == "starting":
@@ -119,6 +122,15 @@ class Relay:
             case _:
                 return f"{type(message).__name__} out of turn"
         return None
+
+    def _on_maps(self, message: messages.Maps) -> None:
+        """New location maps: every responder takes them for the generation that follows;
+        one that starts later is sent them before its snapshot. Sent only when a map
+        changes, never per generation (megabytes each)."""
+        encoded = messages.encode(message)
+        for responder in self.sup.responders:
+            self.send(responder, encoded)
+        self.maps = zlib.compress(encoded, SNAPSHOT_COMPRESSION)
 
     def _on_published(self, message: messages.Published) -> None:
         """Responders hold the previous generation (or were sent it before anything newer):
@@ -257,6 +269,8 @@ class Relay:
                         self.health, True, self.sup.steering.overrides.names(),
                         dict(self.left))))
             case "snapshot" if self.packed:
+                if self.maps:  # the maps its snapshot's geo names answer by, first
+                    self.send(slot, zlib.decompress(self.maps))
                 self.send(slot, zlib.decompress(self.packed))  # the latest before it serves
             case "records" if self.records is not None:
                 self.send(slot, zlib.decompress(self.records))  # deltas follow from them

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from test_geomap import clients, geodata, worlds
 
 from healthdns.responder.query import NEEDS_CLIENT, Answerer
-from healthdns.responder.table import Table
+from healthdns.responder.table import Table, indexes
 from healthdns.shared import config, messages
 from healthdns.shared.geomap import GeoMap, GeoRule, Site
 from healthdns.signer.main import Signer
@@ -123,12 +123,15 @@ def served(spec: GeoMap, sites: dict[str, Site], path: Path, pool: dict[str, Any
     assert normalised is not None
     health = {g.check.target(a): a in up for g in normalised.groups if g.check is not None
               for a in g.addresses}
-    published = Signer(cfg).update(health, True)
-    assert published is not None
+    signer = Signer(cfg)
+    published = signer.update(health, True)
+    assert published is not None and signer.new_maps is not None
+    # As the supervisor relays them: the maps, then the snapshot, each encoded.
+    maps = messages.decode_to_responder(messages.encode(signer.new_maps))
     snapshot = messages.decode_to_responder(published.snapshot)
-    assert isinstance(snapshot, messages.EncodedSnapshot)
+    assert isinstance(snapshot, messages.EncodedSnapshot) and isinstance(maps, messages.Maps)
     answerer = Answerer(1232)
-    answerer.table = Table(snapshot, 0)
+    answerer.table = Table(snapshot, 0, indexes(maps.tables))
     return answerer
 
 
@@ -222,3 +225,30 @@ def test_the_packet_cache_never_serves_one_networks_answer_to_another(
     assert len(answerer.table.cache) == 2  # the two ECS queries alone
     zone = dns.name.from_text("example.test").to_wire()
     assert sorted(answerer.sites_by_label()) == [(zone, "fra", 12), (zone, "iad", 12)]
+
+
+def test_a_geo_query_the_slow_path_answers_is_located_too(tmp_path: Path) -> None:
+    """Queries the fast path leaves to the slow path (other flags, other options, ECS with
+    an option of another shape) are answered for the same client, with the same scope."""
+    path = geodata.write_mmdb(tmp_path / "geo.mmdb", [
+        ("10.0.0.0/16", {"continent": {"code": "EU"}}),
+        ("10.1.0.0/16", {"continent": {"code": "NA"}})])
+    spec = GeoMap(rules=(GeoRule(continent="EU", sites=("fra", "iad")),
+                         GeoRule(continent="NA", sites=("iad", "fra"))))
+    pool = {"map": "world", "check": {"port": 80},
+            "sites": {"fra": {"addresses": ["192.0.2.1"]}, "iad": {"addresses": ["192.0.2.2"]}}}
+    answerer = served(spec, {"fra": Site(), "iad": Site()}, path, pool,
+                      {"192.0.2.1", "192.0.2.2"})
+    america = 0x0A010001
+    for options, flags, client, scope in (
+            ([ecs_option(4, america, 24)], 0x0040, b"", 16),  # the Z bit
+            ([ecs_option(4, america, 24), dns.edns.GenericOption(3, b"")], 0, b"", 16),
+            ([], 0x0040, america.to_bytes(4, "big"), None),
+            ([ecs_option(4, 0, 0), dns.edns.GenericOption(3, b"")], 0,
+             america.to_bytes(4, "big"), 0)):
+        query = dns.message.make_query("www.example.test", "A", use_edns=0, options=options)
+        query.flags |= flags
+        response = answered(answerer, query, client)
+        assert [r.address for r in response.answer[0]] == ["192.0.2.2"], (options, flags)
+        echoed = [o.to_wire()[3] for o in response.options if o.otype == 8]
+        assert echoed == ([] if scope is None else [scope]), (options, flags)

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import bench_module
+from conftest import need_tool
+from harness import Backend, Server, bench_module, config_toml
 
 from healthdns.shared import config, messages
 from healthdns.signer.main import Signer
@@ -49,10 +53,13 @@ def document(path: Path, interval: float) -> dict[str, Any]:
     }
 
 
-def orders(published: messages.Published) -> list[tuple[str, ...]]:
-    snapshot = messages.decode_to_child(published.snapshot)
-    assert isinstance(snapshot, messages.Snapshot)
-    return list(snapshot.maps["world"].orders)
+def orders(signer: Signer) -> list[tuple[str, ...]] | None:
+    """The orders of the map sent before the latest generation; None when none was sent."""
+    if signer.new_maps is None:
+        return None
+    maps = messages.decode_to_responder(messages.encode(signer.new_maps))
+    assert isinstance(maps, messages.Maps)
+    return list(maps.tables["world"].orders)
 
 
 @pytest.fixture
@@ -64,7 +71,7 @@ def started(tmp_path: Path) -> tuple[Signer, Clock, Path, dict[str, bool]]:
     signer = Signer(cfg, now=clock)
     health = dict.fromkeys(cfg.checks(), True)
     first = signer.update(health, True)
-    assert first is not None and orders(first) == [("fra", "iad")]  # EU: the default
+    assert first is not None and orders(signer) == [("fra", "iad")]  # EU: the default
     return signer, clock, path, health
 
 
@@ -79,14 +86,10 @@ def test_a_replaced_database_is_compiled_when_the_interval_is_up(
     clock.now += 30.0
     assert signer.maps.refresh() == {"world"}
     published = signer.publish()
-    assert published is not None and orders(published) == [("fra", "iad"), ("iad", "fra")]
-    delta = messages.decode_to_child(published.delta)
-    assert isinstance(delta, messages.Delta) and set(delta.maps) == {"world"}
-    # A generation without a new map sends none in its delta.
+    assert published is not None and orders(signer) == [("fra", "iad"), ("iad", "fra")]
+    # A generation without a new map sends no maps.
     flipped = signer.update({next(iter(health)): False}, False)
-    assert flipped is not None
-    delta = messages.decode_to_child(flipped.delta)
-    assert isinstance(delta, messages.Delta) and delta.maps == {}
+    assert flipped is not None and orders(signer) is None
 
 
 @pytest.mark.parametrize("damage", ["truncated", "text"])
@@ -123,4 +126,45 @@ def test_a_reload_compiles_a_replaced_database_and_keeps_an_unchanged_one(
     signer.reconfigure(config.from_mapping(document(path, 0.0)))
     assert signer.next_wakeup() is None  # check_interval 0: only at reloads
     published = signer.update(health, True)
-    assert published is not None and orders(published) == [("fra", "iad"), ("iad", "fra")]
+    assert published is not None and orders(signer) == [("fra", "iad"), ("iad", "fra")]
+
+
+def test_a_running_server_takes_a_replaced_database_and_keeps_its_map_through_bad_ones(
+        tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
+    """The real supervisor: a database renamed over the old one is served within
+    `check_interval`; a truncated one changes nothing (the signer says which file), and a
+    reload with it fails validation and keeps the previous configuration."""
+    path = tmp_path / "geo.mmdb"
+    write(path, "EU")
+    doc = document(path, 0.3)
+    pool = doc["zones"][0]["records"]["www"]["pool"]
+    pool["check"] = {"port": backends[0].port, "interval": 0.5, "timeout": 0.4}
+    pool["sites"] = {"fra": {"addresses": ["127.0.0.1"]}, "iad": {"addresses": ["127.0.0.2"]}}
+    zone = {k: v for k, v in doc["zones"][0].items() if k != "origin"}
+    toml = config_toml(zone["records"], zone={"nameservers": zone["nameservers"]},
+                       sites=doc["sites"], maps=doc["maps"])
+    server = Server([], tmp_path, toml).start()
+    client = ["+subnet=10.0.3.0/24", "www.example.test"]
+    try:
+        assert site(server, client) == "127.0.0.1"  # EU: the default order, fra first
+        write(path, "NA")
+        server.wait_until(lambda: site(server, client) == "127.0.0.2", 15, "iad for NA")
+        data = path.read_bytes()
+        broken = tmp_path / "broken.mmdb"
+        broken.write_bytes(data[:len(data) // 2])
+        os.replace(broken, path)
+        server.wait_for(rf"map world: maps\.world\.database: {re.escape(str(path))} is not a "
+                        r"MaxMind DB file, or is truncated .*previous tables stay in service", 10)
+        assert site(server, client) == "127.0.0.2"
+        os.kill(server.pid, signal.SIGHUP)
+        server.wait_for("reload failed, still serving the previous configuration: "
+                        rf"maps\.world\.database: {re.escape(str(path))}", 10)
+        assert site(server, client) == "127.0.0.2"
+    finally:
+        assert server.stop() == 0
+
+
+def site(server: Server, args: list[str]) -> str:
+    out = subprocess.run([need_tool("dig"), "@127.0.0.1", "-p", str(server.port), "+short",
+                          *args], capture_output=True, text=True, timeout=10, check=True)
+    return out.stdout.strip()

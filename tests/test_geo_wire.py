@@ -6,7 +6,9 @@ name's default answer. The database is written here (mmdb-writer)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -199,3 +201,22 @@ def test_axfr_carries_the_default_answer(setup: Setup) -> None:
     www = [line.split() for line in out.splitlines()
            if line.startswith("www.example.test.") and "\tA\t" in line.replace(" ", "\t")]
     assert [r[-1] for r in www if r[3] == "A"] == [FRA], out  # the default order: fra first
+
+
+def test_a_respawned_responder_gets_the_maps_before_its_snapshot(setup: Setup) -> None:
+    """The maps travel apart from the snapshots (only when they change): a responder that
+    starts later is sent the latest before its snapshot, and routes at once."""
+    responders = [pid for pid, name in setup.server.children().items() if "responder" in name]
+    assert len(responders) == 1, setup.server.children()
+    os.kill(responders[0], signal.SIGKILL)
+    setup.server.wait_until(lambda: any(
+        "responder" in name and pid != responders[0]
+        for pid, name in setup.server.children().items()), 15, "a new responder")
+
+    def routed() -> bool:
+        try:
+            return dig(setup, "+subnet=127.2.9.0/24", "www.example.test") == \
+                ({SIN}, "127.2.9.0/24/16")
+        except subprocess.SubprocessError:
+            return False
+    setup.server.wait_until(routed, 15, "the new responder routes by the map")
