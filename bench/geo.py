@@ -8,6 +8,10 @@ default, as GeoLite2-Country), one map over five sites (continents, a third of t
 their own rule, an explicit network), five loopback backends (one per site) that every server
 checks. Measured:
 
+Before the load, the first 1,000 clients of the query file are asked of healthdns and gdnsd:
+every reply must name the same site with the same scope (the two serve the same map), or the
+run stops.
+
 1. **qps**: dnsperf (`-B`: every query carries the ECS option of one client of a sample drawn
    from the database's networks, IPv4 and IPv6) on a mix of `--names` geo names, against
    healthdns with the geo pools, healthdns with the same names as plain pools (no map: the same
@@ -189,7 +193,7 @@ def dnsperf(server: Server, queries: Path, args: argparse.Namespace, pinned: boo
 
 
 def qps(rig: Rig, servers: Sequence[Server], queries: Path, pinned: bool) -> dict[str, Any]:
-    """Each server once per round, in turns; medians and the two ratios."""
+    """Each server once per round, in turns; medians and the ratios."""
     runs: dict[str, list[float]] = {s.label: [] for s in servers}
     bad: dict[str, dict[str, int]] = {}
     for round_no in range(1, rig.args.rounds + 1):
@@ -293,7 +297,24 @@ def through_unbound(rig: Rig, subnets: int, repeat: int) -> dict[str, Any]:
     return out
 
 
-def phase(rig: Rig, queries: Path, pinned: bool, report: dict[str, Any]) -> None:
+def agreement(rig: Rig, geo: Server, gdnsd: Server, clients: Sequence[gc.Client],
+              count: int = 1000) -> dict[str, Any]:
+    """Before the load: the first `count` clients of the query file asked of both servers;
+    every reply (site and scope) must be the same, or the two do not serve the same map."""
+    asked = list(clients[:count])
+    name = f"{rig.setup.names[0]}.{georigs.ORIGIN}"
+    ours, theirs = gc.ask(geo.port, name, asked), gc.ask(gdnsd.port, name, asked)
+    differ = [(c.text(), a, b) for c, a, b in zip(asked, ours, theirs, strict=True) if a != b]
+    if differ:
+        raise BenchError(f"{len(differ)} of {len(asked)} clients get another reply from "
+                         f"{geo.label} than from {gdnsd.label}, e.g. {differ[:3]}")
+    sites = {site_of(rig, reply) for reply in ours}
+    log(f"{geo.label} and {gdnsd.label} agree on {len(asked)} clients ({len(sites)} sites)")
+    return {"clients": len(asked), "sites": sorted(sites)}
+
+
+def phase(rig: Rig, queries: Path, clients: Sequence[gc.Client], pinned: bool,
+          report: dict[str, Any]) -> None:
     """The servers started (pinned or not), their qps in turns; load, memory and failover
     measured on the unpinned ones."""
     responders = 1 if pinned else rig.args.responders
@@ -304,6 +325,8 @@ def phase(rig: Rig, queries: Path, pinned: bool, report: dict[str, Any]) -> None
                 rig.healthdns(PLAIN_UNCACHED, rig.setup, False, pinned, responders, 0),
                 rig.gdnsd(pinned)]
     key = "pinned" if pinned else "unpinned"
+    if not pinned:
+        report["agreement"] = agreement(rig, servers[0], servers[-1], clients)
     report[key] = qps(rig, servers, queries, pinned)
     if not pinned:
         geo, plain = responder_memory(servers[0]), responder_memory(servers[1])
@@ -416,11 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-geo-") as tmp, \
             rig_in(Path(tmp), args) as rig:
         try:
-            queries = georigs.binary_queries(
-                rig.root / "geo.bin", rig.setup.names,
-                sample_clients(args.clients_sample, args.seed))
+            clients = sample_clients(args.clients_sample, args.seed)
+            queries = georigs.binary_queries(rig.root / "geo.bin", rig.setup.names, clients)
             for pinned in (False,) if args.no_pin else (False, True):
-                phase(rig, queries, pinned, report)
+                phase(rig, queries, clients, pinned, report)
             report["unbound"] = through_unbound(rig, args.subnets, args.repeat)
         except BenchError as error:
             print(f"bench/geo.py: {error}", file=sys.stderr)

@@ -20,6 +20,8 @@ def test_the_quick_mode_measures_everything(tmp_path: Path) -> None:
     assert bench.main(["--quick", "--healthdns", supervisor_command()[0],
                        "--json", str(out)]) == 0
     report = json.loads(out.read_text())
+    assert report["agreement"]["clients"] >= 1000  # healthdns and gdnsd answered alike
+    assert len(report["agreement"]["sites"]) >= 3
     row = report["unpinned"]
     assert set(row["median"]) == set(bench.LABELS)
     assert all(qps > 0 for qps in row["median"].values())
