@@ -6,8 +6,10 @@ supervisor: a healthdns-supervisor followed by its log lines; kinds: each server
 configuration (healthdns, gdnsd, Knot, a-healthy-dns); procfs: readings of /proc; answers:
 the answer check against the reference servers; dnsperf: running it and reading its output;
 report: the tables; scrape: the cost of scraping /metrics; backend: a checked TCP backend;
-geodata: MaxMind DB files. The tests load backend and geodata too (tests/harness.py's
-`bench_module`). Stdlib only but geodata (mmdb-writer and netaddr, in the test extras);
+geodata: MaxMind DB files; geoclients: clients in many places asked in batches (ECS);
+georigs: one location map written for healthdns, gdnsd's geoip plugin and unbound; ecscache:
+the queries an ECS-caching unbound lets through to healthdns. The tests load backend,
+geodata and geoclients too (tests/harness.py's `bench_module`). Stdlib only but geodata (mmdb-writer and netaddr, in the test extras);
 imports nothing from healthdns or tests/.
 """
 

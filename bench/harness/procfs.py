@@ -54,3 +54,25 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
+
+def pss_kib(pid: int) -> int | None:
+    """Proportional set size (shared pages divided among their sharers), in KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def titled(pid: int, prefix: str) -> list[int]:
+    """Descendants of `pid` whose command line (process title) starts with `prefix`."""
+    found, todo = [], [pid]
+    while todo:
+        for kid in children(todo.pop()):
+            todo.append(kid)
+            if cmdline(kid).startswith(prefix):
+                found.append(kid)
+    return found
