@@ -13,7 +13,7 @@ import msgspec
 from healthdns.shared import child, config, messages, privilege, tables
 from healthdns.shared.config import Config
 from healthdns.shared.geotable import GeoTable
-from healthdns.signer import filled, geo, keys, pool, render, rendercache, transferred, zone
+from healthdns.signer import delta, filled, geo, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
 from healthdns.signer.geomaps import GeoMaps
 from healthdns.signer.keyrings import Keyrings
@@ -296,17 +296,18 @@ class Signer:
             if signer is not None:
                 signer.prune()
                 signer.horizon = 0.0
-        delta = b""
+        step = b""  # the encoded `Delta`, when one carries the step
         if self.previous is not None and (not self.refit or delta.fits(self.previous, tables)):
-            changes = [delta.changes(old, new) for old, new in zip(self.previous, tables, strict=True)]
-            delta = messages.encode(messages.Delta(self.generation, self.generation - 1, changes))
+            changes = [delta.changes(old, new)
+                       for old, new in zip(self.previous, tables, strict=True)]
+            step = messages.encode(messages.Delta(self.generation, self.generation - 1, changes))
         self.previous, self.reshaped, self.refit = tables, False, False
         self.new_maps = messages.Maps(maps) if moved or maps.keys() != self.sent_maps.keys() \
             else None
         self.sent_maps = maps
         snapshot = messages.encode(messages.Snapshot(self.generation, tables))
         prints = [p or b"" for p in self.prints]
-        return messages.Published(self.generation, serials, prints, snapshot, delta,
+        return messages.Published(self.generation, serials, prints, snapshot, step,
                                   self.next_renewal() or 0.0, *listed)
 
     def choices(self) -> messages.Choices:
