@@ -13,8 +13,11 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -200,6 +203,13 @@ def test_one_vantage_cut_off_flips_no_verdict_anywhere(
         assert row["state"] == "up", name
         assert row["changes"] == before[name], f"{name}: its verdict flipped"
         assert server.addresses("www.example.test") == {CUT, KEPT}, name
+    told = subprocess.run(  # healthdns-ctl explain, as an operator reads it
+        [sys.executable, "-m", "healthdns.supervisor.ctl", "--url", sites["a"].control,
+         "explain", "www.example.test", "A"], capture_output=True, text=True, timeout=30,
+        check=False)
+    assert told.returncode == 0, told.stderr
+    assert f"vantages on {CUT}: up: 2 of 3 fresh vantages say up" in told.stdout, told.stdout
+    assert re.search(r"c down \(fresh, \d+\.\d s ago\)", told.stdout), told.stdout
     cut.cut = set()
 
 
