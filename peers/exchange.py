@@ -59,6 +59,9 @@ class Exchange:
         self.version = 0
         self.basis: tuple[tuple[str, ...], int] = ((), -1)
         self.shown: dict[str, messages.Votes] | None = None  # the contested targets last sent
+        # What the contested targets were worked out from (the basis and the verdict), and
+        # how many: looked at again only when either changed, or while a flip is held.
+        self.looked: tuple[tuple[tuple[str, ...], int], dict[str, bool], int] | None = None
         self.raw: dict[str, bool | None] = {}  # the votes' outcome the basis makes
         self.steady = verdict.Steady(spec.rise, spec.fall, spec.hold_down, spec.interval)
         # The targets whose checks only other instances run: in no own view, yet judged.
@@ -294,9 +297,14 @@ class Exchange:
     def _contested(self, now: float) -> tuple[dict[str, messages.Votes] | None, int]:
         """The contested targets (`verdict.contested`), SPLIT_SHOWN of them at most, and how
         many in all; None in place of the ones shown when they are the ones last sent."""
+        waiting = self.steady.waiting(now)
+        looked = self.looked
+        if looked is not None and not waiting and looked[0] == self.basis \
+                and looked[1] is self.last:
+            return None, looked[2]
         vantages = self.vantages(now)
-        found = verdict.contested(vantages, self.raw, self.last, self.steady.waiting(now),
-                                  self.spec.placed)
+        found = verdict.contested(vantages, self.raw, self.last, waiting, self.spec.placed)
+        self.looked = (self.basis, self.last, len(found))
         shown = {t: messages.Votes(*row)
                  for t, row in itertools.islice(found.items(), messages.SPLIT_SHOWN)}
         if shown == self.shown:
