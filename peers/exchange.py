@@ -58,7 +58,10 @@ class Exchange:
         # changes of any view's content. A heartbeat that changes neither costs no verdict.
         self.version = 0
         self.basis: tuple[tuple[str, ...], int] = ((), -1)
-        self.split: dict[str, dict[str, bool]] = {}  # targets the voters disagree on
+        self.shown: dict[str, messages.Votes] | None = None  # the contested targets last sent
+        # What the contested targets were worked out from (the basis and the verdict), and
+        # how many: looked at again only when either changed, or while a flip is held.
+        self.looked: tuple[tuple[tuple[str, ...], int], dict[str, bool], int] | None = None
         self.raw: dict[str, bool | None] = {}  # the votes' outcome the basis makes
         self.steady = verdict.Steady(spec.rise, spec.fall, spec.hold_down, spec.interval)
         # The targets whose checks only other instances run: in no own view, yet judged.
@@ -267,8 +270,6 @@ class Exchange:
             targets = [*self.own, *(self.elsewhere - self.own.keys())]
             self.raw = verdict.combine(vantages, targets, now, spec.stale_seconds(),
                                        spec.quorum, spec.min_vantages, spec.placed)
-            self.split = verdict.split(vantages, targets, now, spec.stale_seconds(),
-                                       spec.placed)
             self._alert(any(v is None for v in self.raw.values()), now)
         steadied = self.steady.step(self.raw, now)
         decided = verdict.settle(steadied, self.last, self.own, spec.cut_off)
@@ -293,6 +294,24 @@ class Exchange:
                 log.warning("enough fresh vantages again (%d): deciding by quorum", fresh)
         self.short = short
 
+    def _contested(self, now: float) -> tuple[dict[str, messages.Votes] | None, int]:
+        """The contested targets (`verdict.contested`), SPLIT_SHOWN of them at most, and how
+        many in all; None in place of the ones shown when they are the ones last sent."""
+        waiting = self.steady.waiting(now)
+        looked = self.looked
+        if looked is not None and not waiting and looked[0] == self.basis \
+                and looked[1] is self.last:
+            return None, looked[2]
+        vantages = self.vantages(now)
+        found = verdict.contested(vantages, self.raw, self.last, waiting, self.spec.placed)
+        self.looked = (self.basis, self.last, len(found))
+        shown = {t: messages.Votes(*row)
+                 for t, row in itertools.islice(found.items(), messages.SPLIT_SHOWN)}
+        if shown == self.shown:
+            return None, len(found)
+        self.shown = shown
+        return shown, len(found)
+
     async def _tick(self) -> None:
         """Staleness, looked at every tick; the counters and heartbeat every STATS_PERIOD."""
         reported = -1e9
@@ -302,8 +321,8 @@ class Exchange:
             if now - reported >= messages.STATS_PERIOD:
                 reported = now
                 stale = self.spec.stale_seconds()
-                shown = dict(itertools.islice(self.split.items(), messages.SPLIT_SHOWN))
+                shown, total = self._contested(now)
                 messages.send(self.conn, messages.PeerStats(
                     self.slot, [p.row(now, stale) for p in self.peers.values()], self.short,
-                    self.unknown_sender, shown, len(self.split)))
+                    self.unknown_sender, shown, total))
             await asyncio.sleep(min(TICK, self.spec.interval))

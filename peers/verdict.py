@@ -35,12 +35,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 
-from healthdns.shared.config.peers import CUT_OFF
+from healthdns.shared.config.peers import CUT_OFF, needed_up
 
-__all__ = ["CUT_OFF", "Quorum", "Steady", "Vantage", "combine", "fresh", "needed_up", "settle",
-           "split"]
+__all__ = ["CUT_OFF", "Quorum", "Steady", "Vantage", "combine", "contested", "fresh",
+           "needed_up", "settle", "split"]
 
 Quorum = str | int | float
 
@@ -52,16 +51,6 @@ class Vantage:
     states: Mapping[str, bool]
     heard: float
     fenced: bool = False
-
-
-def needed_up(quorum: Quorum, votes: int) -> int:
-    """How many of `votes` must say up for the target to be up."""
-    if isinstance(quorum, str):  # "majority": half or more
-        return math.ceil(votes / 2)
-    if isinstance(quorum, int):
-        return quorum
-    share = Fraction(quorum).limit_denominator(1_000_000) * votes
-    return math.ceil(share)
 
 
 def fresh(vantages: Mapping[str, Vantage], now: float, stale_after: float) -> list[str]:
@@ -117,6 +106,28 @@ def split(vantages: Mapping[str, Vantage], targets: Iterable[str], now: float,
     return out
 
 
+def contested(vantages: Mapping[str, Vantage], raw: Mapping[str, bool | None],
+              decided: Mapping[str, bool], waiting: Mapping[str, float],
+              placed: Mapping[str, tuple[str, ...]] | None = None
+              ) -> dict[str, tuple[dict[str, bool], bool | None, bool, float]]:
+    """The targets worth showing, each with every vantage's last state (fresh or not), the
+    votes' outcome, the verdict and the seconds a held flip waits (-1: none): those a
+    vantage's last state differs from the verdict on (the fresh ones disagreeing among them),
+    those with no outcome, and those the steadying holds. Any other target's vantages all
+    say its verdict, so showing these is showing all."""
+    placed = placed or {}
+    out: dict[str, tuple[dict[str, bool], bool | None, bool, float]] = {}
+    for target, up in decided.items():
+        where = placed.get(target)
+        states = {name: v.states[target] for name, v in vantages.items()
+                  if target in v.states and (where is None or name in where)}
+        outcome = raw.get(target)
+        due = waiting.get(target, -1.0)
+        if outcome is None or due >= 0 or any(s != up for s in states.values()):
+            out[target] = (states, outcome, up, due)
+    return out
+
+
 @dataclass
 class _Held:
     """One target's steadied verdict: since when it holds, and since when the votes have
@@ -163,6 +174,12 @@ class Steady:
             out[target] = one.up
         self.due = due
         return out
+
+    def waiting(self, now: float) -> dict[str, float]:
+        """The targets whose votes say otherwise than their verdict, each with the seconds
+        until the flip falls due if they keep saying so."""
+        return {target: round(max(0.0, self._when(one, not one.up, now) - now), 3)
+                for target, one in self.held.items() if one.against is not None}
 
     def _when(self, one: _Held, vote: bool, now: float) -> float:
         """When the votes saying `vote` against `one` flip it, if they keep saying so."""

@@ -261,6 +261,18 @@ class PeerRow(msgspec.Struct, frozen=True, array_like=True):
     fenced: bool = False  # its latest report says its prober is fenced: it does not vote
 
 
+class Votes(msgspec.Struct, frozen=True, array_like=True):
+    """One contested target as the peers process sees it: each vantage's last state (fresh,
+    stale or fenced alike; a vantage that does not check it is absent), the votes' outcome
+    (None: too few fresh vantages vote), the verdict served, and the seconds until a flip the
+    steadying (rise, fall, hold-down) holds back falls due (-1: none is held)."""
+
+    states: dict[str, bool]
+    outcome: bool | None
+    verdict: bool
+    due: float = -1.0
+
+
 class PeerStats(_Message, frozen=True):
     """peers -> supervisor, every `STATS_PERIOD` once it serves: every peer's row, and whether
     too few views are fresh for a verdict (the alert). It is also its heartbeat."""
@@ -269,9 +281,11 @@ class PeerStats(_Message, frozen=True):
     peers: list[PeerRow]
     short: bool  # fewer fresh vantages than `peers.min_vantages`: the last verdict is kept
     rejected_sender: int = 0  # reports naming no configured peer
-    # Targets the fresh vantages disagree on (at most SPLIT_SHOWN of them), each with every
-    # fresh vantage's state, and how many there are in all.
-    split: dict[str, dict[str, bool]] = {}
+    # The contested targets (at most SPLIT_SHOWN of them), and how many there are in all: the
+    # fresh vantages disagree, a vantage's last state is not the verdict, there is no
+    # outcome, or the steadying holds a flip. Every other target's vantages all say its
+    # verdict. Sent when it changed (None: as the last one).
+    split: dict[str, Votes] | None = None
     split_total: int = 0
 
 
@@ -368,7 +382,7 @@ class Probes(_Message, frozen=True):
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROBES_PERIOD = 1.0
-SPLIT_SHOWN = 200  # targets the vantages disagree on, sent with `PeerStats` (the pipe's bound)
+SPLIT_SHOWN = 200  # contested targets, sent with `PeerStats` (the pipe's bound)
 STATS_PERIOD = 1.0  # seconds between two `Stats` of one responder
 ALIVE_PERIOD = 1.0  # seconds between two `Alive` of the signer
 

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from healthdns.shared.config import Config, ZoneSpec
+from healthdns.shared.config import Config, PeersSpec, ZoneSpec
 from healthdns.shared.config.geo import MapSpec
 from healthdns.shared.geomap import Site
 from healthdns.supervisor.names import absolute, bare, from_wire
@@ -66,6 +66,7 @@ class Catalog:
     specs: tuple[ZoneSpec, ...] = ()
     sites: dict[str, Site] = field(default_factory=dict)
     maps: dict[str, MapSpec] = field(default_factory=dict)
+    peers: PeersSpec | None = None  # with [peers]: the vantages and the quorum rule
 
     @functools.cached_property
     def names(self) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -83,7 +84,7 @@ class Catalog:
 
 def make_catalog(cfg: Config) -> Catalog:
     return Catalog(catalog(cfg), pools(cfg), zone_names(cfg), cfg.zones, dict(cfg.sites),
-                   dict(cfg.maps))
+                   dict(cfg.maps), cfg.peers if cfg.peers.enabled() else None)
 
 
 def pools(cfg: Config) -> dict[str, dict[str, Any]]:

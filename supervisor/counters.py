@@ -40,6 +40,7 @@ class Counters:
         # The peers process: its latest rows, and the totals of ended ones by (peer, count).
         self.peers_live: messages.PeerStats | None = None
         self.peers_gone: Counter[tuple[str, str]] = Counter()
+        self.contested: dict[str, messages.Votes] = {}  # the latest sent (it sends changes)
         self.changed = True  # since the last view
 
     def counted(self, index: int, stats: messages.Stats, now: float) -> None:
@@ -49,12 +50,14 @@ class Counters:
 
     def peered(self, stats: messages.PeerStats) -> None:
         self.peers_live = stats
+        if stats.split is not None:
+            self.contested = stats.split
         self.changed = True
 
-    def split(self) -> tuple[dict[str, dict[str, bool]], int]:
-        """The targets the vantages disagree on (some of them), and how many in all."""
+    def split(self) -> tuple[dict[str, messages.Votes], int]:
+        """The contested targets (some of them), and how many in all."""
         live = self.peers_live
-        return ({}, 0) if live is None else (live.split, live.split_total)
+        return ({}, 0) if live is None else (self.contested, live.split_total)
 
     def peers(self) -> tuple[list[messages.PeerRow], bool, int]:
         """Every peer's row with totals that never go back across respawns of the peers
@@ -71,7 +74,7 @@ class Counters:
         return rows, live.short, live.rejected_sender + gone[("", "sender")]
 
     def _peers_ended(self) -> None:
-        live, self.peers_live = self.peers_live, None
+        live, self.peers_live, self.contested = self.peers_live, None, {}
         if live is None:
             return
         for row in live.peers:

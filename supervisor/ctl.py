@@ -345,6 +345,8 @@ def _answer(name: str, answer: dict[str, Any]) -> str:
     if answer.get("override"):
         lines.append(f"  name {answer['override']['action']}{_held(answer['override'])}")
     lines += [_address(a) for a in answer.get("addresses", ()) if a["state"] != "up"]
+    lines += [line for a in answer.get("addresses", ()) if a.get("peers")
+              for line in _vantages(a["address"], a["peers"])]
     if answer.get("geo") and not answer["geo"].get("client") and answer["geo"].get("sites"):
         lines += [f"  site {s['site']}: {s['up']} of {s['total']} up" + (
             "" if s["qualifies"] else ", does not qualify") for s in answer["geo"]["sites"]]
@@ -402,6 +404,16 @@ def _address(a: dict[str, Any]) -> str:
         line += ("; " if held else " ") + " ".join(words) + (f": {a['reason']}" if a["reason"]
                                                              else "")
     return line
+
+
+def _vantages(address: str, said: dict[str, Any]) -> list[str]:
+    """With [peers]: the verdict on one address and its rule, then each vantage's last say,
+    its standing and the age of its latest report."""
+    says = []
+    for v in said["vantages"]:
+        age = "" if v["age"] is None else f", {v['age']:.1f} s ago"
+        says.append(f"{v['vantage']} {v['state']} ({v['standing']}{age})")
+    return [f"  vantages on {address}: {said['rule']}", "    " + "; ".join(says)]
 
 
 if __name__ == "__main__":

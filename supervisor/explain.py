@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from healthdns.shared.config import RecordSpec, ZoneSpec
+from healthdns.shared.config import PeersSpec, RecordSpec, ZoneSpec
+from healthdns.supervisor import vantages
 from healthdns.supervisor.catalog import Catalog, rotation, zone_of
 from healthdns.supervisor.explaingeo import Client, address_sites, client_of, geo_answer
 from healthdns.supervisor.explainmaps import Maps
@@ -230,7 +231,7 @@ def pool_answer(readout: Readout, known: Catalog, place: Place, rdtype: str,
     rules = known.pools[name]
     number = QTYPE_NUMBERS[rdtype]
     chosen = next((c for c in readout.choices if c[0] == name and c[1] == number), None)
-    states = _addresses(readout, place, rdtype)
+    states = _addresses(readout, place, rdtype, known.peers)
     override = next((_held(o) for o in readout.overrides if o.name == name), None)
     base = {"ttl": _ttl(place), "source": "pool", "pool": name, "addresses": states,
             "override": override}
@@ -305,9 +306,11 @@ def _overridden(override: dict[str, Any] | None) -> str:
             f"counts as {counted}")
 
 
-def _addresses(readout: Readout, place: Place, rdtype: str) -> list[dict[str, Any]]:
+def _addresses(readout: Readout, place: Place, rdtype: str,
+               peers: PeersSpec | None = None) -> list[dict[str, Any]]:
     """Every address of the family in the pool (groups, then backup), with its state:
-    up, down, unknown, drained or forced (an override holds it), and why."""
+    up, down, unknown, drained or forced (an override holds it), and why; with [peers], each
+    vantage's say and the rule that made the verdict (`vantages`)."""
     record = place.record
     assert record is not None and record.pool is not None
     v6 = rdtype == "AAAA"
@@ -332,7 +335,9 @@ def _addresses(readout: Readout, place: Place, rdtype: str) -> list[dict[str, An
                         ("up" if state.probed else "down"),
                         "reason": probe.reason if probe is not None else None,
                         "since": state.since,
-                        "override": _held(mine) if mine is not None and not whole else None})
+                        "override": _held(mine) if mine is not None and not whole else None,
+                        **({"peers": vantages.say(readout, peers, target, state.up)}
+                           if peers is not None else {})})
     out += [{"address": a, "group": None, "state": "backup", "probed": None, "reason": None,
              "since": None, "override": None}
             for a in record.pool.backup if (":" in a) == v6]

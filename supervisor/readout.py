@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from healthdns.shared.messages import GeoChoice, MapState, PeerRow, Probe, SiteState
+from healthdns.shared.messages import GeoChoice, MapState, PeerRow, Probe, SiteState, Votes
 from healthdns.supervisor.overrides import Override
 
 
@@ -80,9 +80,9 @@ class Readout:
     peers: tuple[PeerRow, ...] = ()
     peers_short: bool = False
     peers_unknown: int = 0
-    # Targets the fresh vantages disagree on (some of them: messages.SPLIT_SHOWN), each with
-    # every vantage's state; and how many there are in all.
-    split: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # The contested targets (some of them: messages.SPLIT_SHOWN, see messages.PeerStats),
+    # each with every vantage's last state, the outcome, verdict and a held flip; how many.
+    split: dict[str, Votes] = field(default_factory=dict)
     split_total: int = 0
     # Seconds the oldest change of health has waited to reach the answers (the signer has not
     # taken it in yet), and how long it may wait before /readyz fails.

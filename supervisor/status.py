@@ -76,7 +76,10 @@ def _peers(readout: Readout) -> dict[str, Any]:
                        "failed": r.failed} for r in readout.peers],
             "peers_too_few_vantages": readout.peers_short,
             "disagreements": readout.split_total,
-            "disagreeing": [{"id": target, "vantages": {v: _word(up) for v, up in votes.items()}}
+            "disagreeing": [{"id": target,
+                             "vantages": {v: _word(up) for v, up in sorted(votes.states.items())},
+                             "outcome": _word(votes.outcome), "verdict": _word(votes.verdict),
+                             "flip_due": votes.due if votes.due >= 0 else None}
                             for target, votes in readout.split.items()]}
 
 

@@ -13,13 +13,19 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import Server, config_toml
@@ -144,6 +150,23 @@ def wait(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE) ->
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
+def explained(server: Server, address: str) -> dict[str, Any]:
+    """What `healthdns-ctl explain` says of `address` in www's A answer: its peers part."""
+    query = urllib.parse.urlencode({"name": "www.example.test", "type": "A"})
+    with urllib.request.urlopen(f"{server.control}/explain?{query}", timeout=5) as response:
+        doc = json.loads(response.read())
+    rows = [row for answer in doc["answers"] for row in answer.get("addresses") or ()
+            if row["address"] == address]
+    assert len(rows) == 1, doc
+    peers: dict[str, Any] = rows[0]["peers"]
+    return peers
+
+
+def vantage(said: dict[str, Any], name: str) -> dict[str, Any]:
+    row: dict[str, Any] = next(v for v in said["vantages"] if v["vantage"] == name)
+    return row
+
+
 def failed_checks(server: Server, address: str) -> int:
     failures = target(server, address)["failures"]
     assert isinstance(failures, dict)
@@ -162,13 +185,81 @@ def test_one_vantage_cut_off_flips_no_verdict_anywhere(
     for name, server in sites.items():  # the disagreement is shown, at a glance
         cut_id = target(server, CUT)["id"]
         wait(lambda s=server, i=cut_id: status(s)["disagreeing"] == [
-            {"id": i, "vantages": {"a": "up", "b": "up", "c": "down"}}],
+            {"id": i, "vantages": {"a": "up", "b": "up", "c": "down"}, "outcome": "up",
+             "verdict": "up", "flip_due": None}],
             f"{name} showing the disagreement")
+        said = explained(server, CUT)  # each vantage's say, the verdict and its rule
+        assert said["verdict"] == "up", said
+        assert said["rule"] == "up: 2 of 3 fresh vantages say up, quorum majority (2 up " \
+            "needed)", said
+        assert said["held"] is False, said
+        assert {v["vantage"]: (v["state"], v["standing"]) for v in said["vantages"]} == {
+            "a": ("up", "fresh"), "b": ("up", "fresh"), "c": ("down", "fresh")}, said
+        age = vantage(said, "c")["age"]
+        assert isinstance(age, float) and 0 <= age <= 3.0, said  # within stale_after
+        kept = explained(server, KEPT)  # an address all agree on: each says its verdict
+        assert [v["state"] for v in kept["vantages"]] == ["up"] * 3, kept
         row = target(server, CUT)
         assert row["state"] == "up", name
         assert row["changes"] == before[name], f"{name}: its verdict flipped"
         assert server.addresses("www.example.test") == {CUT, KEPT}, name
+    told = subprocess.run(  # healthdns-ctl explain, as an operator reads it
+        [sys.executable, "-m", "healthdns.supervisor.ctl", "--url", sites["a"].control,
+         "explain", "www.example.test", "A"], capture_output=True, text=True, timeout=30,
+        check=False)
+    assert told.returncode == 0, told.stderr
+    assert f"vantages on {CUT}: up: 2 of 3 fresh vantages say up" in told.stdout, told.stdout
+    assert re.search(r"c down \(fresh, \d+\.\d s ago\)", told.stdout), told.stdout
     cut.cut = set()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium, as tests/test_status_page.py drives it; skipped without it."""
+    page = pytest.importorskip("test_status_page")
+    if not (page.CHROMIUM and page.DRIVER):
+        pytest.skip("chromium and chromium-driver are not installed")
+    options = page.webdriver.ChromeOptions()
+    options.binary_location = str(page.CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = page.webdriver.Chrome(
+        options=options, service=page.webdriver.ChromeService(executable_path=str(page.DRIVER)))
+    yield driver
+    driver.quit()
+
+
+def shown_on_page(browser: Any) -> dict[str, Any]:
+    """The page's vantages section, read in one script (it replaces its rows every second)."""
+    found: dict[str, Any] = browser.execute_script("""
+        const texts = row => [...row.cells].map(c => c.innerText.trim());
+        return {
+          hidden: document.getElementById("vantages").hidden,
+          peers: [...document.querySelectorAll("#peers tbody tr")].map(texts),
+          note: document.getElementById("contested").textContent,
+          rows: [...document.querySelectorAll("#disagreeing tbody tr")].map(texts),
+        };""")
+    return found
+
+
+def test_the_status_page_shows_the_disagreement_at_a_glance(
+        sites: dict[str, Server], backends: tuple[Backend, Backend], browser: Any) -> None:
+    cut, _ = backends
+    cut.cut = {SOURCES["c"]}
+    try:
+        browser.get(sites["a"].control + "/")
+        wait(lambda: shown_on_page(browser)["rows"] != [], "the page showing a disagreement")
+        shown = shown_on_page(browser)
+        assert shown["hidden"] is False
+        assert shown["note"] == "1 target(s) the vantages do not all agree on", shown
+        [row] = shown["rows"]
+        assert row[0] == CUT and row[2:5] == ["up", "up", "a: up b: up c: down"], shown
+        assert [(p[0], p[1]) for p in shown["peers"]] == [("b", "fresh"), ("c", "fresh")]
+    finally:
+        cut.cut = set()
+    wait(lambda: shown_on_page(browser)["rows"] == [], "the page showing agreement again")
+    assert shown_on_page(browser)["note"] == "every vantage agrees on every target"
 
 
 def test_two_vantages_of_three_cut_off_drop_it_everywhere(
@@ -262,6 +353,11 @@ def test_peers_killed_go_stale_and_a_site_alone_keeps_its_last_verdict(
     assert sites["c"].stop() == 0
     for name in "ab":
         wait(lambda s=sites[name]: not peer_fresh(s, "c"), f"{name} marking c stale")
+        said = explained(sites[name], CUT)
+        assert vantage(said, "c")["standing"] == "stale", said
+        assert vantage(said, "c")["state"] == "up", said  # its last say
+        assert vantage(said, "c")["age"] > 3.0, said
+        assert said["rule"].startswith("up: 2 of 2 fresh vantages say up"), said
     for name in "ab":  # two of three vantages are still a majority: no alert, no flip
         assert status(sites[name])["peers_too_few_vantages"] is False
         assert target(sites[name], CUT)["state"] == "up"

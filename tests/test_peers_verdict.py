@@ -156,6 +156,28 @@ def test_a_split_lists_every_target_the_voters_disagree_on(views: dict[str, Vant
         assert got.get(target) == (votes if len(set(votes.values())) == 2 else None)
 
 
+@settings(max_examples=300, deadline=None)
+@given(vantages, placements, st.dictionaries(st.sampled_from(TARGETS), st.booleans()),
+       st.dictionaries(st.sampled_from(TARGETS), st.sampled_from([0.0, 1.5])))
+def test_a_target_not_contested_has_every_vantage_saying_its_verdict(
+        views: dict[str, Vantage], placed: dict[str, tuple[str, ...]],
+        decided: dict[str, bool], waiting: dict[str, float]) -> None:
+    """What explain relies on: a target left out of the contested ones has an outcome, no
+    held flip, no fresh vantages apart, and every vantage that checks it last said its
+    verdict; one shown carries every such vantage's last state."""
+    raw = verdict.combine(views, decided, NOW, STALE, "majority", 1, placed)
+    got = verdict.contested(views, raw, decided, waiting, placed)
+    for target, up in decided.items():
+        where = placed.get(target)
+        states = {name: v.states[target] for name, v in views.items()
+                  if target in v.states and (where is None or name in where)}
+        calm = raw[target] is not None and target not in waiting and \
+            all(s == up for s in states.values())
+        assert (target not in got) == calm
+        if target in got:
+            assert got[target] == (states, raw[target], up, waiting.get(target, -1.0))
+
+
 # --- the verdict over time: rise, fall and hold-down on the votes' outcome -----------------
 
 INTERVAL = 1.0
@@ -231,7 +253,12 @@ def test_the_verdict_over_time_is_the_model_s(
         own = views["self"].states if "self" in views else {}
         views["self"] = Vantage(own, now, views["self"].fenced if "self" in views else False)
         raw = verdict.combine(views, TARGETS, now, STALE, quorum, min_vantages)
-        last = verdict.settle(steady.step(raw, now), last, own, cut_off)
+        steadied = steady.step(raw, now)
+        last = verdict.settle(steadied, last, own, cut_off)
+        held = steady.waiting(now)  # what explain shows as a flip held back
+        assert held.keys() == {t for t, up in steadied.items()
+                               if raw[t] is not None and up is not None and raw[t] != up}
+        assert all(0 < due <= max(rise, fall) * INTERVAL + hold_down for due in held.values())
         for target in TARGETS:
             histories[target].append((now, model_at(views, target, now, quorum,
                                                     min_vantages)))
@@ -249,6 +276,7 @@ def test_a_flip_waits_for_fall_evaluations_and_the_hold_down() -> None:
     assert steady.step({"a": True}, 0.0) == {"a": True}  # the first: no change, no hold-down
     assert steady.step({"a": False}, 1.0) == {"a": True}
     assert steady.due == 3.0  # fall 3: at the change, and two intervals later
+    assert steady.waiting(1.5) == {"a": 1.5}
     assert steady.step({"a": False}, 2.9) == {"a": True}
     assert steady.step({"a": False}, 3.0) == {"a": False}
     assert steady.step({"a": True}, 5.0) == {"a": False}  # rise 2, but held down until 13

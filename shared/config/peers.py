@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import re
 import ssl
+from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
@@ -35,6 +37,15 @@ MAX_SECRET_FILE = 4 * files.KIB
 MAX_PEERS = 32
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 CUT_OFF = ("keep", "own")
+
+
+def needed_up(quorum: str | float, votes: int) -> int:
+    """How many of `votes` must say up for a target to be up (docs/sites.md)."""
+    if isinstance(quorum, str):  # "majority": half or more
+        return math.ceil(votes / 2)
+    if isinstance(quorum, int):
+        return quorum
+    return math.ceil(Fraction(quorum).limit_denominator(1_000_000) * votes)
 
 
 class PeerSpec(Frozen, frozen=True):
