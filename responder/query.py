@@ -53,8 +53,7 @@ from healthdns.responder.wire import (
     V6,
     fast_shape,
 )
-from healthdns.shared import ecs
-from healthdns.shared.ecs import SCOPES
+from healthdns.shared.ecs import FAMILY_IPV4, SCOPES
 from healthdns.shared.ecs import SHAPES as ECS_SHAPES
 from healthdns.shared.geotable import SCOPE_BITS, SCOPE_MASK
 from healthdns.shared.querycounts import COUNTED_QTYPES
@@ -64,6 +63,8 @@ __all__ = ["NEEDS_CLIENT", "PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]
 NO_OPTIONS: Final = b"\x00\x00"  # our OPT's RDLENGTH when it carries no option
 # The query flags the fast path answers (every entry's flag map has the same keys).
 FAST_FLAGS = frozenset(flag_map(0))
+# Big-endian by default; bound once, as `int.from_bytes` makes a bound method on every read.
+_from_bytes: Final = int.from_bytes
 
 
 class Answerer(SlowPath):
@@ -221,7 +222,8 @@ class Answerer(SlowPath):
         """A geo name's answer: the client (the ECS address, or the source address when the
         query has no ECS or one of source length 0) looked up in the map, its order's
         outcome spliced, and the ECS option echoed with the scope of the map's block."""
-        ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19]) if len(data) > qend + 11 else None
+        # A query without an option has too few octets there for any key of `ECS_SHAPES`.
+        ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19])
         if ecs_shape is None:
             if not (data[4:12] == NO_EDNS and len(data) == qend or fast_shape(data, qend)):
                 return self.slow(data, transport, client=client)  # an OPT of another shape
@@ -237,8 +239,8 @@ class Answerer(SlowPath):
             return self._geo_by_source(table, data, transport, qend, name, geo, client,
                                        data[qend + 9:])
         address = data[qend + 19:]
-        block = geo.index.find4(int.from_bytes(address) << shift) if family == ecs.FAMILY_IPV4 \
-            else geo.index.find6(int.from_bytes(address) << shift)
+        index, wide = geo.index, _from_bytes(address) << shift
+        block = index.find4(wide) if family == FAMILY_IPV4 else index.find6(wide)
         rotation, _ = geo.by_order[block >> SCOPE_BITS]  # counted with its site by `_spliced`
         # The echo: the query's option but its SCOPE PREFIX-LENGTH (RDLENGTH to SOURCE, 9).
         return self._spliced(table, data, transport, qend, name, next(rotation),
@@ -250,7 +252,7 @@ class Answerer(SlowPath):
         not told it); `tail`: our OPT's RDLENGTH and options, b"" without EDNS."""
         if not client:
             return NEEDS_CLIENT
-        address = int.from_bytes(client)
+        address = _from_bytes(client)
         block = geo.index.find4(address) if len(client) == 4 else geo.index.find6(address)
         rotation, _ = geo.by_order[block >> SCOPE_BITS]
         return self._spliced(table, data, transport, qend, name, next(rotation), tail, client)
