@@ -53,8 +53,7 @@ from healthdns.responder.wire import (
     V6,
     fast_shape,
 )
-from healthdns.shared import ecs
-from healthdns.shared.ecs import SCOPES
+from healthdns.shared.ecs import FAMILY_IPV4, SCOPES
 from healthdns.shared.ecs import SHAPES as ECS_SHAPES
 from healthdns.shared.geotable import SCOPE_BITS, SCOPE_MASK
 from healthdns.shared.querycounts import COUNTED_QTYPES
@@ -64,6 +63,8 @@ __all__ = ["NEEDS_CLIENT", "PLAIN_LIMIT", "TCP", "UDP", "V6", "Answerer"]
 NO_OPTIONS: Final = b"\x00\x00"  # our OPT's RDLENGTH when it carries no option
 # The query flags the fast path answers (every entry's flag map has the same keys).
 FAST_FLAGS = frozenset(flag_map(0))
+# Big-endian by default; bound once, as `int.from_bytes` makes a bound method on every read.
+_from_bytes: Final = int.from_bytes
 
 
 class Answerer(SlowPath):
@@ -221,37 +222,47 @@ class Answerer(SlowPath):
         """A geo name's answer: the client (the ECS address, or the source address when the
         query has no ECS or one of source length 0) looked up in the map, its order's
         outcome spliced, and the ECS option echoed with the scope of the map's block."""
-        ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19]) if len(data) > qend + 11 else None
-        if ecs_shape is not None:
-            family, source, octets, shift, beyond = ecs_shape
-            if len(data) != qend + 19 + octets or data[4:12] != ONE_AR \
-                    or data[qend:qend + 3] != OPT_HEAD or data[qend + 6]:
-                return self.slow(data, transport, client=client)
-            if octets and data[-1] & beyond:
-                return self.slow(data, transport, rcode=FORMERR)
-        elif not (data[4:12] == NO_EDNS and len(data) == qend or fast_shape(data, qend)):
-            return self.slow(data, transport, client=client)  # an OPT of another shape
-        else:
-            source = 0
-        if source:
-            address = int.from_bytes(data[qend + 19:]) << shift
-            block = geo.index.find4(address) if family == ecs.FAMILY_IPV4 \
-                else geo.index.find6(address)
-            tail = b"".join((data[qend + 9:qend + 18], SCOPES[block & SCOPE_MASK],
-                             data[qend + 19:]))
-        elif not client:
-            return NEEDS_CLIENT
-        else:  # scope 0: the answer is for the source address alone
-            address = int.from_bytes(client)
-            block = geo.index.find4(address) if len(client) == 4 else geo.index.find6(address)
-            tail = data[qend + 9:] if ecs_shape is not None else NO_OPTIONS
+        # A query without an option has too few octets there for any key of `ECS_SHAPES`.
+        ecs_shape = ECS_SHAPES.get(data[qend + 9:qend + 19])
+        if ecs_shape is None:
+            if not (data[4:12] == NO_EDNS and len(data) == qend or fast_shape(data, qend)):
+                return self.slow(data, transport, client=client)  # an OPT of another shape
+            return self._geo_by_source(table, data, transport, qend, name, geo, client,
+                                       b"" if len(data) == qend else NO_OPTIONS)
+        family, source, octets, shift, beyond = ecs_shape
+        if len(data) != qend + 19 + octets or data[4:12] != ONE_AR \
+                or data[qend:qend + 3] != OPT_HEAD or data[qend + 6]:
+            return self.slow(data, transport, client=client)
+        if octets and data[-1] & beyond:
+            return self.slow(data, transport, rcode=FORMERR)
+        if not source:  # scope 0: the answer is for the source address alone
+            return self._geo_by_source(table, data, transport, qend, name, geo, client,
+                                       data[qend + 9:])
+        address = data[qend + 19:]
+        index, wide = geo.index, _from_bytes(address) << shift
+        block = index.find4(wide) if family == FAMILY_IPV4 else index.find6(wide)
         rotation, _ = geo.by_order[block >> SCOPE_BITS]  # counted with its site by `_spliced`
+        # The echo: the query's option but its SCOPE PREFIX-LENGTH (RDLENGTH to SOURCE, 9).
+        return self._spliced(table, data, transport, qend, name, next(rotation),
+                             data[qend + 9:qend + 18], client, SCOPES[block & SCOPE_MASK], address)
+
+    def _geo_by_source(self, table: Table, data: bytes, transport: int, qend: int,
+                       name: bytes, geo: GeoKey, client: bytes, tail: bytes) -> bytes | None:
+        """A geo name's answer by the query's source address (`client`; NEEDS_CLIENT when
+        not told it); `tail`: our OPT's RDLENGTH and options, b"" without EDNS."""
+        if not client:
+            return NEEDS_CLIENT
+        address = _from_bytes(client)
+        block = geo.index.find4(address) if len(client) == 4 else geo.index.find6(address)
+        rotation, _ = geo.by_order[block >> SCOPE_BITS]
         return self._spliced(table, data, transport, qend, name, next(rotation), tail, client)
 
     def _spliced(self, table: Table, data: bytes, transport: int, qend: int, name: bytes,
-                 found: Entry, tail: bytes, client: bytes = b"") -> bytes | None:
-        """`found` spliced around the question of a fast-path query: no EDNS, or an OPT of
-        version 0 bare or with one ECS option; `tail`: our OPT's RDLENGTH and options."""
+                 found: Entry, tail: bytes, client: bytes = b"", scope: bytes = b"",
+                 address: bytes = b"") -> bytes | None:
+        """`found` spliced around the question of a fast-path query: no EDNS (`tail` empty),
+        or an OPT of version 0 bare or with one ECS option; our OPT's RDLENGTH and options are
+        `tail` + `scope` + `address` (a geo answer's echo in parts, joined once)."""
         shape, body, signed = found
         flags = shape.flag_map.get(data[2:4])
         if flags is None:  # other flags: the slow path answers them
@@ -259,7 +270,7 @@ class Answerer(SlowPath):
         qtype = data[qend - 4] << 8 | data[qend - 3]
         kind, fast = shape.kind | TYPE_INDEX[qtype] << QTYPE_SHIFT | transport, self.fast_counts
         fast[kind] = fast.get(kind, 0) + 1
-        if data[4:12] == NO_EDNS:
+        if not tail:
             response = b"".join((data[:2], flags, shape.counts, data[12:qend],
                                  table.soas[shape.soa], body))
             if len(response) > PLAIN_LIMIT and not transport & TCP:
@@ -273,12 +284,13 @@ class Answerer(SlowPath):
                 body += proofs
         else:
             counts, soa = shape.counts_opt, table.soas[shape.soa]
-        opt = self.opt_heads[do] + tail
-        response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, opt))
+        head = self.opt_heads[do]
+        response = b"".join((data[:2], flags, counts, data[12:qend], soa, body, head, tail,
+                             scope, address))
         if len(response) > PLAIN_LIMIT and not transport & TCP:
             limit = min(self.payload_size, data[qend + 3] << 8 | data[qend + 4])
             if len(response) > limit:
-                return self._truncated(data, qend, shape, opt)
+                return self._truncated(data, qend, shape, head + tail + scope + address)
         return response
 
     def sites_by_label(self) -> list[tuple[bytes, str, int]]:
