@@ -167,6 +167,23 @@ class FilledZone:
             return self.rrs(self.hashed[name], NSEC3, self.negative_ttl, (self.nsecs[name],))
         return self.rrs(name, NSEC, self.negative_ttl, (self.nsecs[name],))
 
+    def nsec_lacking(self, name: bytes, rdtype: int) -> RRs:
+        """The NSEC (NSEC3) record of `name` with `rdtype` left out of its type bitmap: what
+        proves a NODATA of `rdtype` to a client whose outcome serves none while the zone's
+        record (the default outcome's) lists it. Same owner and next name, so the chain stays
+        one chain; its signature is cached as any RRset's, made once per distinct bitmap."""
+        rdata = self.nsecs[name]
+        types = chain_types(self, name)
+        if rdtype not in types:
+            return self.nsec(name)
+        kept = [t for t in types if t != rdtype]
+        if self.nsec3 and kept == [RRSIG]:  # no type left: an empty bitmap, as a name's
+            kept = []
+        prefix = rdata[:len(rdata) - len(nsec3.type_bitmaps(list(types)))]
+        owner, rrtype = (self.hashed[name], NSEC3) if self.nsec3 else (name, NSEC)
+        return self.rrs(owner, rrtype, self.negative_ttl,
+                        (prefix + nsec3.type_bitmaps(kept),))
+
     def denial(self, name: bytes) -> list[RRs]:
         """NSEC records proving `name` does not exist: the one covering it, and the one
         covering the wildcard at its closest encloser (RFC 4035 3.1.3.2); with NSEC3 the
@@ -265,10 +282,7 @@ def _chain(filled: FilledZone) -> None:
     bitmaps: dict[tuple[int, ...], bytes] = {}  # a few distinct type sets, as wire bitmaps
     for i, owner in enumerate(owners):
         following = owners[(i + 1) % len(owners)]
-        types = {*filled.names[owner], NSEC, RRSIG}
-        if owner == filled.apex:
-            types.add(SOA)
-        ordered = tuple(sorted(types))
+        ordered = chain_types(filled, owner)
         bitmap = bitmaps.get(ordered)
         if bitmap is None:
             bitmap = bitmaps[ordered] = nsec3.type_bitmaps(list(ordered))
@@ -288,16 +302,24 @@ def _chain3(filled: FilledZone) -> None:
     for i, name in enumerate(filled.chain):
         filled.hashed[name] = nsec3.owner(filled.keys[i], filled.apex)
         following = filled.keys[(i + 1) % len(filled.keys)]
-        types = set(filled.names[name])
-        if types:
-            types.add(RRSIG)
-        if name == filled.apex:
-            types.add(SOA)
-        ordered = tuple(sorted(types))
+        ordered = chain_types(filled, name)
         bitmap = bitmaps.get(ordered)
         if bitmap is None:
             bitmap = bitmaps[ordered] = nsec3.type_bitmaps(list(ordered))
         filled.nsecs[name] = kept_rdata(cache.nsecs, name, head, following, bitmap)
+
+
+def chain_types(filled: FilledZone, name: bytes) -> tuple[int, ...]:
+    """The types in `name`'s NSEC (NSEC3) bitmap, sorted: what it serves, then NSEC and
+    RRSIG (NSEC3: RRSIG when it serves something), and SOA at the apex."""
+    types = set(filled.names[name])
+    if not filled.nsec3:
+        types |= {NSEC, RRSIG}
+    elif types:
+        types.add(RRSIG)
+    if name == filled.apex:
+        types.add(SOA)
+    return tuple(sorted(types))
 
 
 def kept_rdata(nsecs: dict[bytes, bytes], owner: bytes, head: bytes, following: bytes,

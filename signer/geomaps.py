@@ -49,6 +49,9 @@ class GeoMaps:
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self.now = now
         self.maps: dict[str, _Map] = {}
+        # Whether a look at the files changed what `states` says (a new compile, an error
+        # come or gone) since the signer last told it (`Signer.choices`).
+        self.restated = False
 
     def configure(self, cfg: Config) -> set[str]:
         """Take the maps of a configuration; the names of those compiled anew."""
@@ -79,6 +82,8 @@ class GeoMaps:
             self.maps[name] = made
             if made.table is not held.table:
                 changed.add(name)
+            if made.table is not held.table or made.error != held.error:
+                self.restated = True
         return changed
 
     def due(self) -> float | None:

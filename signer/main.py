@@ -312,6 +312,7 @@ class Signer:
 
     def choices(self) -> messages.Choices:
         """What each pooled name of each zone (not the aliases) answers now, and why."""
+        self.maps.restated = False
         return _choices(self)
 
 
@@ -378,7 +379,10 @@ def run(conn: Connection) -> None:
             if not conn.poll(timeout):
                 _rolled(signer, pulse if spoke else None)
                 signer.maps.refresh()  # a database file replaced: published below
-                spoke = _send(pulse, signer.publish(), signer) or spoke  # signatures fall due
+                if _send(pulse, signer.publish(), signer):  # or signatures fall due
+                    spoke = True
+                elif spoke and signer.maps.restated:  # a database that does not load: the
+                    pulse.send(signer.choices())  # same answers, and /status says so now
                 continue
             batch = _queued(conn)
         except (EOFError, OSError):

@@ -93,22 +93,35 @@ def _geo_answers(filled: FilledZone, answers: dict[bytes, Answer],
                  defaults: dict[bytes, Answer], variants: dict[bytes, list[Answer]]
                  ) -> dict[bytes, GeoAnswers]:
     """Each geo name's answers per outcome (`signer.geo`), rendered (and signed) once per
-    outcome, not per client. An outcome with no address is the name's NODATA; the zone's
-    `answers` holds every geo key (the default order's answer, NODATA too), so that a
-    responder finds the key where it looks first; its rotation is its outcome's, never the
-    zone's `variants`."""
+    outcome, not per client. An outcome with no address is the name's NODATA, proved in a
+    signed zone by the name's NSEC (NSEC3) record with the type left out of its bitmap
+    (`_geo_nodata`); the zone's `answers` holds every geo key (the default order's answer,
+    NODATA too), so that a responder finds the key where it looks first; its rotation is
+    its outcome's, never the zone's `variants`."""
     out: dict[bytes, GeoAnswers] = {}
     for name, families in filled.geo.items():
         ttl = filled.zone.owners[name].ttl
         for rdtype, made in families.items():
+            nodata = _geo_nodata(filled, name, rdtype, defaults[name]) \
+                if not all(made.variants) else defaults[name]
             rendered = [[_answer(filled, name, NOERROR, [filled.rrs(name, rdtype, ttl, s)])
-                         for s in sets] if sets else [defaults[name]]
+                         for s in sets] if sets else [nodata]
                         for sets in made.variants]
             key = _key(name, rdtype)
             answers.setdefault(key, defaults[name])
             variants.pop(key, None)
             out[key] = GeoAnswers(made.map, rendered, made.sites, made.by_order)
     return out
+
+
+def _geo_nodata(filled: FilledZone, name: bytes, rdtype: int, default: Answer) -> Answer:
+    """A geo name's NODATA of `rdtype`: the name's NODATA (`default`) when the zone's record
+    already lacks the type, else one whose NSEC (NSEC3) bitmap lacks it. The NXDOMAIN proofs
+    keep the zone's records: a covering record's bitmap proves nothing about another name."""
+    if filled.signer is None or rdtype not in filled.names[name]:
+        return default
+    return _answer(filled, name, NOERROR, [], [], [filled.nsec_lacking(name, rdtype)],
+                   soa=True)
 
 
 def _content(filled: FilledZone, name: bytes, rrsets: RRsets) -> Content:

@@ -14,14 +14,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import dns.dnssec
 import dns.edns
 import dns.message
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import geo_model
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_dnssec import generate
 from test_geomap import clients, geodata, worlds
 
 from healthdns.responder.query import NEEDS_CLIENT, Answerer
@@ -32,6 +37,7 @@ from healthdns.signer.main import Signer
 
 POLICIES = ("serve-all", "empty", "backup")
 BACKUP = ("203.0.113.250", "2001:db8:ffff::250")
+ZONE, WWW = dns.name.from_text("example.test"), dns.name.from_text("www.example.test")
 
 
 @st.composite
@@ -110,13 +116,15 @@ def answered(answerer: Answerer, query: dns.message.Message, client: bytes
 
 
 def served(spec: GeoMap, sites: dict[str, Site], path: Path, pool: dict[str, Any],
-           up: set[str]) -> Answerer:
-    """A responder's answerer holding the generation the signer makes for this health."""
+           up: set[str], zone: dict[str, Any] | None = None) -> Answerer:
+    """A responder's answerer holding the generation the signer makes for this health
+    (`zone`: more of the zone's table, its `dnssec`)."""
     document = {
         "sites": {name: msgspec.to_builtins(site) for name, site in sites.items()},
         "maps": {"world": {**msgspec.to_builtins(spec), "database": str(path)}},
         "zones": [{"origin": "example.test", "nameservers": ["ns1.example.net"],
-                   "records": {"www": {"pool": pool}, "static": {"a": ["198.51.100.1"]}}}],
+                   "records": {"www": {"pool": pool}, "static": {"a": ["198.51.100.1"]}},
+                   **(zone or {})}],
     }
     cfg = config.from_mapping(document)
     normalised = cfg.zones[0].records["www"].pool
@@ -252,3 +260,66 @@ def test_a_geo_query_the_slow_path_answers_is_located_too(tmp_path: Path) -> Non
         assert [r.address for r in response.answer[0]] == ["192.0.2.2"], (options, flags)
         echoed = [o.to_wire()[3] for o in response.options if o.otype == 8]
         assert echoed == ([] if scope is None else [scope]), (options, flags)
+
+
+@pytest.fixture(scope="module")
+def csk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dns.rrset.RRset]:
+    """A CSK of example.test, and its DNSKEY: the trust anchor."""
+    path, dnskey = generate(tmp_path_factory.mktemp("geocsk"), "ECDSAP256SHA256", "csk")
+    return path, dns.rrset.from_text(ZONE, 3600, "IN", "DNSKEY", dnskey)
+
+
+def proved_nodata(response: dns.message.Message, rdtype: int, nsec3: bool,
+                  anchor: dns.rrset.RRset) -> bool:
+    """Whether `response` (to www.example.test) proves a NODATA of `rdtype` as a validator
+    checks it (RFC 4035 5.4, RFC 5155 8.5): the name's own NSEC (NSEC3) record, signed by the
+    anchor, with neither the type nor CNAME in its bitmap."""
+    kind = dns.rdatatype.NSEC3 if nsec3 else dns.rdatatype.NSEC
+    owner = dns.name.from_text(dns.dnssec.nsec3_hash(WWW, None, 0, 1), ZONE) if nsec3 else WWW
+    record = response.get_rrset(response.authority, owner, dns.rdataclass.IN, kind)
+    sigs = response.get_rrset(response.authority, owner, dns.rdataclass.IN,
+                              dns.rdatatype.RRSIG, kind)
+    if record is None or sigs is None:
+        return False
+    dns.dnssec.validate(record, sigs, {ZONE: anchor})  # raises when it does not
+    types = {w * 256 + i * 8 + b for w, bits in record[0].windows  # type: ignore[attr-defined]
+             for i, octet in enumerate(bits) for b in range(8) if octet & (0x80 >> b)}
+    return rdtype not in types and dns.rdatatype.CNAME not in types
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(worlds(), st.data(), st.randoms(use_true_random=False), st.booleans())
+def test_every_signed_outcome_validates_its_nodata_included(
+        csk: tuple[Path, dns.rrset.RRset],
+        world: tuple[GeoMap, dict[str, Site], list[geo_model.Entry], int], data: st.DataObject,
+        rng: random.Random, nsec3: bool) -> None:
+    """In a signed zone every client's answer validates: its addresses by their RRSIG, and a
+    NODATA (its order's policy `empty`, or no site of it with the family, while the default
+    order serves the type) by the name's NSEC (NSEC3) record with the type not in its bitmap."""
+    key, anchor = csk
+    spec, sites, database, ip_version = world
+    # `empty` most often: the NODATA of an order whose sites are down, next to a default
+    # order with addresses, is the case the NSEC bitmap must prove.
+    pool = data.draw(pools(tuple(sites)))
+    if data.draw(st.booleans()):
+        pool = {**pool, "policy": "empty", "backup": []}
+    every = [a for s in pool["sites"].values() for g in s["groups"] for a in g["addresses"]]
+    up = {a for a in every if data.draw(st.booleans())}
+    dnssec = {"dnssec": {"csk": str(key), "denial": "nsec3" if nsec3 else "nsec"}}
+    with tempfile.TemporaryDirectory() as directory:
+        path = geodata.write_mmdb(Path(directory) / "test.mmdb",
+                                  [(e.cidr, e.record) for e in database], ip_version=ip_version)
+        answerer = served(spec, sites, path, pool, up, dnssec)
+    for version, address in clients(rng)[::15]:
+        option = ecs_option(version, address, 32 if version == 4 else 128)
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            query = dns.message.make_query(WWW, rdtype, want_dnssec=True, options=[option])
+            response = answered(answerer, query, b"")
+            found = response.get_rrset(response.answer, WWW, dns.rdataclass.IN, rdtype)
+            if found is None:
+                assert proved_nodata(response, rdtype, nsec3, anchor), (address, rdtype)
+                continue
+            sigs = response.find_rrset(response.answer, WWW, dns.rdataclass.IN,
+                                       dns.rdatatype.RRSIG, rdtype)
+            dns.dnssec.validate(found, sigs, {ZONE: anchor})

@@ -110,6 +110,11 @@ def test_a_broken_database_keeps_the_previous_tables_and_says_which_file(
     state = signer.maps.states()[0]
     assert str(path) in state.error and state.orders == [["fra", "iad"]]
     assert signer.publish() is None  # nothing changed for the responders
+    # but the operator is told at once, without a generation: /status and the metric
+    assert signer.maps.restated and str(path) in signer.choices().maps[0].error
+    assert not signer.maps.restated
+    clock.now += 30.0  # the same broken file again: nothing new to tell
+    assert signer.maps.refresh() == set() and not signer.maps.restated
     write(path, "NA")  # fixed: compiled at the next look
     clock.now += 30.0
     assert signer.maps.refresh() == {"world"}
