@@ -28,7 +28,7 @@ from aiohttp import web
 from healthdns.peers import sync, verdict, wire
 from healthdns.peers.book import Peer
 from healthdns.peers.wire import Refused
-from healthdns.shared import messages, tls
+from healthdns.shared import child, messages, tls
 from healthdns.shared.config import PeersSpec
 
 log = logging.getLogger("healthdns.peers")
@@ -108,11 +108,8 @@ class Exchange:
     # --- this instance's view ---------------------------------------------------------------
 
     def _on_pipe(self) -> None:
-        try:
-            message = messages.decode_to_child(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
-            self.stop()  # the supervisor is gone: no orphans
+        message = child.received(self.conn, messages.decode_to_child, self.stop)
+        if message is None:
             return
         match message:
             case messages.View(states=states, full=full, fenced=fenced):

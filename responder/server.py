@@ -18,7 +18,7 @@ from healthdns.responder.sockets import Listener
 from healthdns.responder.table import Table, indexes
 from healthdns.responder.tcp import Limits, Tcp
 from healthdns.responder.wire import NEEDS_CLIENT, PLAIN_LIMIT, UDP, V6
-from healthdns.shared import heap, messages, querycounts
+from healthdns.shared import child, heap, messages, querycounts
 from healthdns.shared.config import Config, format_endpoint
 from healthdns.shared.geotable import GeoIndex
 from healthdns.shared.region import Region
@@ -90,11 +90,8 @@ class Server:
             self.stopped.set_result(None)
 
     def _on_pipe(self) -> None:
-        try:
-            message = messages.decode_to_responder(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
-            self._stop()  # the supervisor is gone: no orphans
+        message = child.received(self.conn, messages.decode_to_responder, self._stop)
+        if message is None:
             return
         current = self.answerer.table
         try:

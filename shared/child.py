@@ -1,16 +1,22 @@
-"""What every child process does the same way: signals, the first message, the heartbeat."""
+"""What every child process does the same way: signals, the first message, reading the pipe,
+the heartbeat."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from types import FrameType
+from typing import TypeVar
 
 from healthdns.shared import config, heap, logs, messages, privilege, titles
 from healthdns.shared.region import Region
+
+M = TypeVar("M")
 
 # The supervisor's pid, for the title: this process's parent is the fork server.
 _supervisor = os.getppid()
@@ -81,6 +87,18 @@ def enter(role: str, conn: Connection, supervisor: int | None = None,
         module.run(conn)
     else:
         module.run(conn, table)
+
+
+def received(conn: Connection, decode: Callable[[bytes], M], stop: Callable[[], None]
+             ) -> M | None:
+    """The next message on the pipe of an asyncio reader, decoded; None once the pipe is closed
+    or broken: the reader is removed and `stop` called (the supervisor is gone: no orphans)."""
+    try:
+        return decode(conn.recv_bytes())
+    except (EOFError, OSError):
+        asyncio.get_running_loop().remove_reader(conn.fileno())
+        stop()
+        return None
 
 
 class Pulse:

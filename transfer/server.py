@@ -9,7 +9,7 @@ import socket
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
-from healthdns.shared import messages, tsigkeys, tsigwire
+from healthdns.shared import child, messages, tsigkeys, tsigwire
 from healthdns.shared.config import Config
 from healthdns.shared.framing import HEADER
 from healthdns.transfer import notify
@@ -59,11 +59,8 @@ class Server:
             self.stopped.set_result(None)
 
     def _on_pipe(self) -> None:
-        try:
-            message = messages.decode_to_child(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
-            self.stop()  # the supervisor is gone: no orphans
+        message = child.received(self.conn, messages.decode_to_child, self.stop)
+        if message is None:
             return
         store = self.transfers.store
         match message:
