@@ -32,22 +32,21 @@ import re
 import shutil
 import statistics
 import string
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import EXIT_START, HOST, BenchError, log
-from harness.dnsperf import parse_dnsperf
+from harness import EXIT_START, BenchError, log
+from harness.dnsperf import CLIENT_CPU, SERVER_CPU, parse_dnsperf
+from harness.dnsperf import dnsperf as run
 from harness.kinds import REFERENCES, make_servers
 from harness.procfs import children
 from harness.queries import query_mix
-from harness.servers import Server, tail
+from harness.servers import Server
 from harness.zone import ZONE, Zone
 
-SERVER_CPU, CLIENT_CPU = "1", "0"  # --pin
 EXPERIMENTS = ("mix", "flood", "signed", "latency", "cpu")
 TICKS = os.sysconf("SC_CLK_TCK")
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -82,20 +81,7 @@ def cpu_seconds(pid: int) -> float:
 def dnsperf(server: Server, queries: Path, args: argparse.Namespace, out: Path,
             extra: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
     """One dnsperf run: its parsed summary and its whole output."""
-    pin = ["taskset", "-c", CLIENT_CPU] if args.pin else []
-    argv = [*pin, "dnsperf", "-s", HOST, "-p", str(server.port), "-d", str(queries),
-            "-l", f"{args.seconds:g}", "-c", str(args.clients), "-T", str(args.threads),
-            "-q", str(args.outstanding), *extra]
-    with open(out, "wb") as sink:
-        result = subprocess.run(argv, check=False, stdout=sink, stderr=subprocess.STDOUT,
-                                timeout=args.seconds + 60)
-    text = out.read_text(errors="replace")
-    if result.returncode != 0:
-        raise BenchError(f"dnsperf against {server.label} exited {result.returncode}:\n"
-                         f"{text[-1500:]}")
-    if server.proc is not None and server.proc.poll() is not None:
-        raise BenchError(f"{server.label} died during the load; its output:\n"
-                         f"{tail(server.stderr_path)}")
+    text = run(server, queries, args, out, extra, pinned=args.pin)
     return parse_dnsperf(text), text
 
 

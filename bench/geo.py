@@ -49,7 +49,6 @@ import json
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,15 +56,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import EXIT_START, HOST, BenchError, ecscache, geodata, georigs, log
+from harness import EXIT_START, BenchError, ecscache, geodata, georigs, log
 from harness import geoclients as gc
 from harness.backend import Backend
-from harness.dnsperf import parse_dnsperf
+from harness.dnsperf import SERVER_CPU, parse_dnsperf
+from harness.dnsperf import dnsperf as run
 from harness.procfs import pss_kib, rss_kib, titled
-from harness.servers import Server, free_port, healthdns_command, tail, which
+from harness.servers import Server, free_port, healthdns_command, which
 
 SITES = ("fra", "iad", "sin", "gru", "syd")
-SERVER_CPU, CLIENT_CPU = "1", "0"
 EXPLICIT = ("10.255.0.0/16",)  # an explicit network: syd, then sin
 LABELS = ("healthdns geo", "healthdns plain", "healthdns geo uncached",
           "healthdns plain uncached", "gdnsd geoip")
@@ -177,19 +176,7 @@ READY = (f"{georigs.STATIC}.{georigs.ORIGIN}", "A", ("192.0.2.50",))
 
 def dnsperf(server: Server, queries: Path, args: argparse.Namespace, pinned: bool,
             out: Path) -> dict[str, Any]:
-    argv = [*(["taskset", "-c", CLIENT_CPU] if pinned else []), "dnsperf", "-B", "-s", HOST,
-            "-p", str(server.port), "-d", str(queries), "-l", f"{args.seconds:g}",
-            "-c", str(args.clients), "-T", str(args.threads), "-q", str(args.outstanding)]
-    with open(out, "wb") as sink:
-        done = subprocess.run(argv, check=False, stdout=sink, stderr=subprocess.STDOUT,
-                              timeout=args.seconds + 60)
-    text = out.read_text(errors="replace")
-    if done.returncode != 0:
-        raise BenchError(f"dnsperf against {server.label} exited {done.returncode}:\n"
-                         f"{text[-1500:]}")
-    if server.proc is not None and server.proc.poll() is not None:
-        raise BenchError(f"{server.label} died under load:\n{tail(server.stderr_path)}")
-    return parse_dnsperf(text)
+    return parse_dnsperf(run(server, queries, args, out, ["-B"], pinned=pinned))
 
 
 def qps(rig: Rig, servers: Sequence[Server], queries: Path, pinned: bool) -> dict[str, Any]:

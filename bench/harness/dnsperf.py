@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,27 +53,36 @@ def parse_dnsperf(text: str) -> dict[str, Any]:
     }
 
 
-def run_dnsperf(server: Server, queries: Path, args: argparse.Namespace, round_no: int,
-                root: Path) -> Round:
-    argv = ["dnsperf", "-s", HOST, "-p", str(server.port), "-d", str(queries),
-            "-l", f"{args.seconds:g}", "-c", str(args.clients), "-T", str(args.threads),
-            "-q", str(args.outstanding)]
-    if args.edns:
-        argv.append("-e")
-    if args.dnssec:
-        argv.append("-D")  # the DO bit: signed answers
-    out_path = root / f"dnsperf-{server.label.replace(' ', '_').replace('=', '')}-{round_no}.txt"
-    with open(out_path, "wb") as out:
-        result = subprocess.run(argv, check=False, stdout=out, stderr=subprocess.STDOUT,
+CLIENT_CPU = "0"  # dnsperf's CPU when a benchmark pins (servers take SERVER_CPU)
+SERVER_CPU = "1"
+
+
+def dnsperf(server: Server, queries: Path, args: argparse.Namespace, out: Path,
+            extra: Sequence[str] = (), pinned: bool = False) -> str:
+    """One dnsperf run against `server` (`args`: seconds, clients, threads, outstanding), its
+    output kept in `out` and returned once dnsperf and the server have both come through it;
+    `pinned` runs dnsperf on CLIENT_CPU alone."""
+    argv = [*(["taskset", "-c", CLIENT_CPU] if pinned else []), "dnsperf", "-s", HOST,
+            "-p", str(server.port), "-d", str(queries), "-l", f"{args.seconds:g}",
+            "-c", str(args.clients), "-T", str(args.threads), "-q", str(args.outstanding),
+            *extra]
+    with open(out, "wb") as sink:
+        result = subprocess.run(argv, check=False, stdout=sink, stderr=subprocess.STDOUT,
                                 timeout=args.seconds + 60)
-    text = out_path.read_text(errors="replace")
+    text = out.read_text(errors="replace")
     if result.returncode != 0:
         raise BenchError(f"dnsperf against {server.label} exited {result.returncode}:\n"
                          f"{text[-1500:]}")
     if server.proc is not None and server.proc.poll() is not None:
         raise BenchError(f"{server.label} died during the load (status {server.proc.returncode})"
                          f"; its output:\n{tail(server.stderr_path)}")
-    stats = parse_dnsperf(text)
+    return text
+
+
+def run_dnsperf(server: Server, queries: Path, args: argparse.Namespace, round_no: int,
+                root: Path) -> Round:
+    extra = [*(["-e"] if args.edns else []), *(["-D"] if args.dnssec else [])]  # -D: DO bit
+    out_path = root / f"dnsperf-{server.label.replace(' ', '_').replace('=', '')}-{round_no}.txt"
+    stats = parse_dnsperf(dnsperf(server, queries, args, out_path, extra))
     rss = {str(p["pid"]): p["rss_kib"] for p in server.processes()}
     return Round(server=server.label, round=round_no, rss_kib=rss, **stats)
-
