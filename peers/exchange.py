@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 import aiohttp
 from aiohttp import web
 
-from healthdns.peers import sync, verdict, wire
+from healthdns.peers import gate, sync, verdict, wire
 from healthdns.peers.book import Peer
 from healthdns.peers.wire import Refused
 from healthdns.shared import child, messages, tls
@@ -54,6 +54,7 @@ class Exchange:
         self.unknown_sender = 0
         self.stopped: asyncio.Future[None] | None = None
         self.said: dict[str, float] = {}  # when each kind of refusal was last logged
+        self.gate = gate.Gate(*gate.caps(len(spec.peers)), spec.interval)
         # What the last verdict was made of: the fresh vantages, and `version`, which counts
         # changes of any view's content. A heartbeat that changes neither costs no verdict.
         self.version = 0
@@ -72,15 +73,17 @@ class Exchange:
         self.stopped = loop.create_future()
         app = web.Application(client_max_size=self.spec.max_report)
         app.router.add_post(wire.PATH, self._receive)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=gate.KEEPALIVE)
         await runner.setup()
-        await web.SockSite(runner, self.sock, ssl_context=self._server_tls()).start()
+        assert runner.server is not None  # set up just above
+        door = loop.create_task(self.gate.serve(self.sock, runner.server, self._server_tls()))
         host, port = self.sock.getsockname()[:2]
         messages.send(self.conn, messages.Bound(self.slot, [(host, port, True)]))
         messages.send(self.conn, messages.Ready(self.slot))
         # Only now: a verdict sent before `Bound` and `Ready` would break the protocol.
         loop.add_reader(self.conn.fileno(), self._on_pipe)
-        tasks = [loop.create_task(self._tick()), loop.create_task(self._push())]
+        tasks = [door, loop.create_task(self._tick()), loop.create_task(self._push())]
         try:
             await self.stopped
         finally:
@@ -321,5 +324,5 @@ class Exchange:
                 shown, total = self._contested(now)
                 messages.send(self.conn, messages.PeerStats(
                     self.slot, [p.row(now, stale) for p in self.peers.values()], self.short,
-                    self.unknown_sender, shown, total))
+                    self.unknown_sender, shown, total, self.gate.refused))
             await asyncio.sleep(min(TICK, self.spec.interval))

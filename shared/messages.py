@@ -287,6 +287,7 @@ class PeerStats(_Message, frozen=True):
     # verdict. Sent when it changed (None: as the last one).
     split: dict[str, Votes] | None = None
     split_total: int = 0
+    refused_connections: int = 0  # connections over the listener's caps, closed at accept
 
 
 class Alive(_Message, frozen=True):

@@ -73,6 +73,12 @@ class Counters:
             for r in live.peers]
         return rows, live.short, live.rejected_sender + gone[("", "sender")]
 
+    def refused_connections(self) -> int:
+        """Connections the peers listener closed over its caps, across respawns."""
+        live = self.peers_live
+        gone = self.peers_gone[("", "connections")]
+        return gone if live is None else gone + live.refused_connections
+
     def _peers_ended(self) -> None:
         live, self.peers_live, self.contested = self.peers_live, None, {}
         if live is None:
@@ -83,6 +89,7 @@ class Counters:
             for reason, n in row.rejected.items():
                 self.peers_gone[(row.name, reason)] += n
         self.peers_gone[("", "sender")] += live.rejected_sender
+        self.peers_gone[("", "connections")] += live.refused_connections
 
     def transferred(self, stats: messages.TransferStats) -> None:
         self.transfers_live = {name: getattr(stats, name) for name in TRANSFER_COUNTS}

@@ -311,4 +311,7 @@ def _peers(readout: Readout) -> Iterator[Metric]:
                               value=int(readout.peers_short))
     unknown = CounterMetricFamily("healthdns_peer_reports_unknown_sender", "reports that named "
                                   "no configured peer", value=readout.peers_unknown)
-    yield from (fresh, fenced, age, received, rejected, sent, short, unknown)
+    refused = CounterMetricFamily("healthdns_peer_connections_refused", "connections the "
+                                  "peers listener closed at accept, over its caps (in all, "
+                                  "or per client address)", value=readout.peers_refused)
+    yield from (fresh, fenced, age, received, rejected, sent, short, unknown, refused)

@@ -80,6 +80,7 @@ class Readout:
     peers: tuple[PeerRow, ...] = ()
     peers_short: bool = False
     peers_unknown: int = 0
+    peers_refused: int = 0  # connections the peers listener closed over its caps
     # The contested targets (some of them: messages.SPLIT_SHOWN, see messages.PeerStats),
     # each with every vantage's last state, the outcome, verdict and a held flip; how many.
     split: dict[str, Votes] = field(default_factory=dict)

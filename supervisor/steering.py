@@ -316,7 +316,7 @@ class Steering:
         split, split_total = counters.split()
         return Readout(
             peers=tuple(peers), peers_short=short, peers_unknown=unknown, split=split,
-            split_total=split_total,
+            split_total=split_total, peers_refused=counters.refused_connections(),
             generation=generation, published_at=self.published_at,
             publish_seconds=self.publish_seconds, sign_seconds=self.sign_seconds,
             serials=tuple(zip(self.zones, self.serials, strict=False)),
