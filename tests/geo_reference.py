@@ -54,8 +54,12 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+from harness import bench_module
 
 from healthdns.shared import geochoice
+
+# gdnsd's configuration syntax, as the benchmarks write it too
+vscf = bench_module("harness/georigs.py", "georigs").vscf
 
 HOST = "127.0.0.1"
 ORIGIN = "example.test"
@@ -161,22 +165,6 @@ def zone_text(extra: Iterable[str] = ()) -> str:
     soa = f"@ 3600 SOA ns1.example.net. hostmaster.{ORIGIN}. 1 7200 3600 1209600 60"
     return "\n".join(["$TTL 60", soa, "@ 3600 NS ns1.example.net.",
                       f"{STATIC} 60 A 192.0.2.50", *extra]) + "\n"
-
-
-def vscf(value: Any, indent: str = "") -> str:
-    """A value in gdnsd's configuration syntax, every string quoted."""
-    if isinstance(value, Mapping):
-        inner = indent + "  "
-        body = "".join(f"{inner}{vscf(str(k))} => {vscf(v, inner)}\n" for k, v in value.items())
-        return "{\n" + body + indent + "}"
-    if isinstance(value, list | tuple):
-        return "[ " + ", ".join(vscf(v, indent) for v in value) + " ]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 @dataclass

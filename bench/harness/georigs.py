@@ -117,7 +117,8 @@ def vscf(value: Any, indent: str = "") -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(str(value))
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')  # vscf's only escapes
+    return f'"{text}"'
 
 
 def gdnsd_map(setup: GeoSetup) -> dict[str, Any]:
