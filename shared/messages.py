@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 import msgspec
 
 from healthdns.shared.geotable import GeoTable
+from healthdns.shared.keystate import RollState
 from healthdns.shared.tables import (  # what the messages below carry
     Answer,
     EncodedZoneDelta,
@@ -356,6 +357,9 @@ class Choices(_Message, frozen=True):
     # Per zone under a DNSSEC policy: its name, when its key roll takes its next step (Unix
     # time; 0: not by time) and whether that step waits for the parent's name servers.
     rolls: list[tuple[str, float, bool]] = []
+    # Per zone under a DNSSEC policy: the state of its keys and roll, as last written to its
+    # state file (what `healthdns-ctl keys` reads).
+    keys: list[RollState] = []
     # Geo pools (names of the first zone): each site's state per family, and per order id
     # of its map what is served; every map compiled.
     sites: list[SiteState] = []

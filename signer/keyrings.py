@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from healthdns.shared.config import Config, ZoneSpec
+from healthdns.shared.keystate import RollState
 from healthdns.signer import chain, parent, rollover
 from healthdns.signer.keyring import Keyring
 from healthdns.signer.keys import KeyFileError
@@ -93,6 +94,10 @@ class Keyrings:
             step = ring.next_step()
             out.append((ring.label, step.when or 0.0, step.parent))
         return out
+
+    def states(self) -> list[RollState]:
+        """Per zone: the state of its keys and roll, as last written."""
+        return [ring.state for ring in self.rings.values()]
 
     def step(self) -> set[int]:
         """Ask the parent where a roll waits for it, take every step due; the indexes of the

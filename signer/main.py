@@ -341,7 +341,8 @@ def _choices(signer: Signer) -> messages.Choices:
             for rdtype, (group, rule, addresses) in pool.explain(owner.plan, health).items():
                 rows.append((name, rdtype, group, rule, addresses))
     return messages.Choices(signer.generation, rows, signer.took, ttls=ttls,
-                            rolls=signer.keyrings.rolls(), sites=sites, geo=geo_rows,
+                            rolls=signer.keyrings.rolls(), keys=signer.keyrings.states(),
+                            sites=sites, geo=geo_rows,
                             maps=signer.maps.states())
 
 
@@ -420,9 +421,10 @@ def _started(conn: Connection) -> Signer:
 def _rolled(signer: Signer, pulse: child.Pulse | None) -> None:
     """Take the key rolls' due steps (a step that fails is logged and retried later, see
     `Keyrings.step`). A roll that starts or stops waiting without a change of keys (a step
-    held, the parent's answer) is told to `pulse` at once: /metrics shows it."""
-    before = signer.keyrings.rolls()
-    if not signer.roll() and pulse is not None and signer.keyrings.rolls() != before:
+    held, the parent's answer) is told to `pulse` at once: /metrics and /status show it."""
+    before = signer.keyrings.rolls(), signer.keyrings.states()
+    if not signer.roll() and pulse is not None \
+            and (signer.keyrings.rolls(), signer.keyrings.states()) != before:
         pulse.send(signer.choices())
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from typing import Any
 
 import msgspec
 
@@ -60,22 +61,46 @@ def _states(config_path: str, zone: str | None) -> list[keystate.RollState]:
     return found
 
 
+def view(state: keystate.RollState, now: float) -> dict[str, Any]:
+    """A zone's keys and roll as `healthdns-ctl keys` says them, as JSON-able facts (the
+    /status "keys" section): times are Unix times, `waits` the lines of what it waits for."""
+    parent = state.waits_for_parent or bool(state.parent_missing or state.parent_stray)
+    return {
+        "zone": state.zone.rstrip("."), "algorithm": state.algorithm, "phase": _kind(state),
+        "keys": [{"tag": k.tag, "role": k.role, "algorithm": k.algorithm or state.algorithm,
+                  "state": k.state, "created": k.created, "published": k.published,
+                  "active": k.active, "retired": k.retired, "removed": k.removed,
+                  "ds_seen": k.ds_seen, "ds_gone": k.ds_gone, "ds": _ds(k)}
+                 for k in state.keys],
+        "next": state.next_what, "next_at": state.next_when,
+        "next_in": None if state.next_when is None else max(0.0, state.next_when - now),
+        "waits_for_parent": state.waits_for_parent, "held": state.held,
+        "parent_asked": state.parent_asked,
+        "waits": _waits(state, now) if parent else []}
+
+
+def _waits(state: keystate.RollState, now: float) -> list[str]:
+    """What the roll waits for at the parent, in words: the header, then a line per DS."""
+    asked = (f"asked {_ago(now - state.parent_asked)}" if state.parent_asked is not None
+             else "not asked yet")
+    return ([f"parent ({asked}):"]
+            + [f"DS {tag}: {why}" for tag, why in sorted(state.parent_missing.items())]
+            + [f"warning: {line}" for line in state.parent_stray])
+
+
 def _zone_text(state: keystate.RollState, now: float) -> str:
-    lines = [f"zone {state.zone.rstrip('.')} ({_kind(state)})"]
+    facts = view(state, now)
+    lines = [f"zone {facts['zone']} ({facts['phase']})"]
     table = [("ROLE", "TAG", "STATE", "PUBLISHED", "ACTIVE", "RETIRED", "REMOVED", "DS AT PARENT")]
-    for k in state.keys:
-        table.append((k.role, str(k.tag), k.state, _when(k.published), _when(k.active),
-                      _when(k.retired), _when(k.removed), _ds(k)))
+    for k in facts["keys"]:
+        table.append((k["role"], str(k["tag"]), k["state"], _when(k["published"]),
+                      _when(k["active"]), _when(k["retired"]), _when(k["removed"]), k["ds"]))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
               for row in table]
     lines.append("  next: " + state.next_what + _at(state.next_when, now))
-    if state.waits_for_parent or state.parent_missing or state.parent_stray:
-        asked = (f"asked {_ago(now - state.parent_asked)}" if state.parent_asked is not None
-                 else "not asked yet")
-        lines.append(f"  parent ({asked}):")
-        lines += [f"    DS {tag}: {why}" for tag, why in sorted(state.parent_missing.items())]
-        lines += [f"    warning: {line}" for line in state.parent_stray]
+    waits = facts["waits"]
+    lines += [f"  {line}" for line in waits[:1]] + [f"    {line}" for line in waits[1:]]
     return "\n".join(lines) + "\n"
 
 

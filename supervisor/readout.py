@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from healthdns.shared.keystate import RollState
 from healthdns.shared.messages import GeoChoice, MapState, PeerRow, Probe, SiteState, Votes
 from healthdns.supervisor.overrides import Override
 
@@ -71,6 +72,7 @@ class Readout:
     site_answers: dict[tuple[str, str], int] = field(default_factory=dict)
     # Key rolls under a DNSSEC policy: zone, next step (Unix time, 0: none), waits for parent.
     rolls: tuple[tuple[str, float, bool], ...] = ()
+    keys: tuple[RollState, ...] = ()  # each such zone's keys and roll (messages.Choices)
     probes: dict[str, Probe] = field(default_factory=dict)  # the prober's detail, by target
     reloads: dict[str, int] = field(default_factory=dict)  # "ok", "failed"
     hung: dict[str, int] = field(default_factory=dict)  # children killed for silence, by role

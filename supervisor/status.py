@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import msgspec
 from healthdns.shared.config import ZoneSpec
 from healthdns.shared.messages import Probe
 from healthdns.shared.version import version
+from healthdns.supervisor import keyreport
 from healthdns.supervisor.catalog import Catalog, if_all_down, rotation
 from healthdns.supervisor.names import QTYPE_NUMBERS, bare, type_text
 from healthdns.supervisor.overrides import Override
@@ -41,7 +43,7 @@ class Document:
             "published_at": readout.published_at,
             "zones": [{"zone": z, "serial": s} for z, s in readout.serials],
             "responders": [vars(r) for r in readout.responders], **_peers(readout),
-            **_maps(readout)})
+            **_maps(readout), "keys": _keys(readout)})
         whole = tuple((o.name, o.action) for o in readout.overrides if o.name)
         targets = self._targets.get((known, readout.targets, readout.probes),
                                     lambda: _array(_target_rows(readout, known)))
@@ -64,6 +66,12 @@ class _Kept:
         if of != self._of:  # element by element, each compared by identity first
             self._made, self._of = make(), of
         return self._made
+
+
+def _keys(readout: Readout) -> list[dict[str, Any]]:
+    """Per zone under a DNSSEC policy, its keys and roll: what `healthdns-ctl keys` says."""
+    now = time.time()
+    return [keyreport.view(state, now) for state in readout.keys]
 
 
 def _peers(readout: Readout) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from healthdns.shared import messages
 from healthdns.shared.config import Config
+from healthdns.shared.keystate import RollState
 from healthdns.supervisor import catalog, overrides, readout, warm
 from healthdns.supervisor.control import Request
 from healthdns.supervisor.counters import Counters
@@ -89,6 +90,7 @@ class Steering:
         self.publish_seconds: float | None = None
         self.sign_seconds: float | None = None  # the signer's own time for the latest
         self.rolls: tuple[tuple[str, float, bool], ...] = ()  # see messages.Choices
+        self.keys: tuple[RollState, ...] = ()  # see messages.Choices
         self.routing = readout.Routing()  # geo pools and their maps (messages.Choices)
         self.dirty = True  # a new view is due
 
@@ -285,6 +287,7 @@ class Steering:
         _log_maps(self.routing.maps, choices.maps)
         self.routing = readout.Routing(tuple(choices.sites), tuple(choices.geo),
                                        tuple(choices.maps))
+        self.keys = tuple(choices.keys)
         self.dirty = True
 
     def detail(self, rows: list[messages.Probe]) -> str | None:
@@ -324,8 +327,8 @@ class Steering:
             truncated=truncated, errors=errors, restarts=dict(counters.restarts),
             rejected=dict(counters.rejected), reloads=dict(counters.reloads),
             hung=dict(counters.hung), transfers=counters.transfers(),
-            overrides=tuple(self.overrides.listing()),
-            routing=self.routing, site_answers=counters.sites(self._zone, set(self.cfg.sites)),
+            overrides=tuple(self.overrides.listing()), keys=self.keys, routing=self.routing,
+            site_answers=counters.sites(self._zone, set(self.cfg.sites)),
             choices=self.choices, ttls=self.ttls, rolls=self.rolls, probes=self.probes.hand(),
             current=current, health_waiting=self.health_waiting(now),
             health_limit=max(HEALTH_WAIT_FLOOR, 2 * self.cfg.server.hung_after,

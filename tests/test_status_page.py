@@ -29,6 +29,13 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
+    driver = chrome(tmp_path)
+    yield driver
+    driver.quit()
+
+
+def chrome(tmp_path: Path) -> Any:
+    """Headless Chromium with its profile under `tmp_path`, logging the page's console."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -36,10 +43,8 @@ def browser(tmp_path: Path) -> Iterator[Any]:
                  f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=str(DRIVER)))
-    yield driver
-    driver.quit()
+    return webdriver.Chrome(options=options,
+                            service=webdriver.ChromeService(executable_path=str(DRIVER)))
 
 
 def rows(browser: Any) -> list[tuple[str, str]]:
