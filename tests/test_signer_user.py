@@ -172,4 +172,4 @@ def test_a_reload_rereads_a_key_replaced_under_the_same_name(
         server.wait_until(lambda: dnskey in _dnskeys(server, "manual.test"), 20,
                           "the replaced key in the DNSKEY RRset")
     except AssertionError as e:
-        raise AssertionError(f"{e}: {_dnskeys(server, 'manual.test')}\n{server.output()}")
+        raise AssertionError(f"{e}: {_dnskeys(server, 'manual.test')}\n{server.output()}") from None
