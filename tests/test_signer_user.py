@@ -173,3 +173,36 @@ def test_a_reload_rereads_a_key_replaced_under_the_same_name(
                           "the replaced key in the DNSKEY RRset")
     except AssertionError as e:
         raise AssertionError(f"{e}: {_dnskeys(server, 'manual.test')}\n{server.output()}") from None
+
+
+def test_a_key_dir_not_the_signer_users_is_named_at_start(
+        launcher: tuple[list[str], dict[str, str]], user: tuple[int, int],  # noqa: F811
+        signer_user: tuple[int, int]) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="healthdns-signer-"))
+    folder.chmod(0o755)
+    try:
+        csk = _own(generate(folder, "ECDSAP256SHA256", "csk")[0], signer_user, 0o600)
+        (folder / "keys").mkdir()
+        keys = _own(folder / "keys", user, 0o700)  # the other processes' user: not the signer's
+        command, env = launcher
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(harness, "supervisor_command", lambda: command)
+            for name, value in env.items():
+                patch.setenv(name, value)
+            pattern = (rf"key_dir: {keys} is owned by uid {user[0]}, not by the user the "
+                       rf"signer runs as \(uid {signer_user[0]}\)")
+            with pytest.raises(AssertionError, match=pattern):
+                Server([], folder, _toml(user[0], signer_user[0], csk, keys)).start()
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_restarted_signer_is_the_signer_user_again(
+        running: tuple[Server, Path, Path], user: tuple[int, int],  # noqa: F811
+        signer_user: tuple[int, int]) -> None:
+    server, _, _ = running
+    os.kill(_pids(server)["signer"], signal.SIGKILL)
+    server.wait_for(r"signer started \(pid \d+\)", 30)
+    server.wait_until(lambda: _status(_pids(server)["signer"])["Uid"].split()[1]
+                      == str(signer_user[0]), 20, "the new signer as signer_user")
+    assert _dnskeys(server, "manual.test")
