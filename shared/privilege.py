@@ -41,6 +41,8 @@ log = logging.getLogger("healthdns.privilege")
 
 # linux/capability.h
 CAP_DAC_READ_SEARCH = 2
+CAP_SETGID = 6
+CAP_SETUID = 7
 CAP_SETPCAP = 8
 CAP_NET_BIND_SERVICE = 10
 _CAPABILITY_VERSION_3 = 0x20080522
@@ -69,6 +71,10 @@ ROLE_CAPS = {
     "transfer": frozenset({CAP_NET_BIND_SERVICE, CAP_SETPCAP}),  # binds as a responder does
     "peers": frozenset({CAP_NET_BIND_SERVICE, CAP_SETPCAP}),  # binds `peers.listen`
 }
+# With `server.signer_user`, the signer becomes that user (`become_signer`): the supervisor
+# keeps these, never effective, only to hand them to the fork server, and only the signer keeps
+# them, until it has switched. What it costs: a supervisor taken over could switch to any uid.
+SWITCH = frozenset({CAP_SETGID, CAP_SETUID})
 
 
 class PrivilegeError(HealthdnsError):
@@ -115,13 +121,25 @@ def resolve(user: str, group: str, user_field: str = "server.user",
     return Account(entry.pw_name, entry.pw_uid, gid)
 
 
-def become(account: Account | None) -> None:
-    """The supervisor's switch to `account`, keeping only `KEPT` (see the module docstring)."""
+def resolve_signer(user: Account | None, signer_user: str) -> Account | None:
+    """The signer's own account (`server.signer_user`); None when it is `user`'s uid."""
+    signer = resolve(signer_user, "", "server.signer_user")
+    if signer is None or (user is not None and signer.uid == user.uid):
+        return None
+    if signer.uid == 0:
+        raise ConfigError("server.signer_user", "root is not an unprivileged user")
+    return signer
+
+
+def become(account: Account | None, signer: Account | None = None) -> None:
+    """The supervisor's switch to `account`, keeping only `KEPT` (see the module docstring),
+    and `SWITCH` when the signer runs as `signer` (`resolve_signer`)."""
     if os.geteuid() != 0:
-        if account is not None and account.uid != os.geteuid():
-            raise PrivilegeError(
-                f"server.user: cannot switch to {account.user!r} (uid {account.uid}): "
-                f"healthdns was started as uid {os.geteuid()}, not as root")
+        for field, wanted in (("server.user", account), ("server.signer_user", signer)):
+            if wanted is not None and wanted.uid != os.geteuid():
+                raise PrivilegeError(
+                    f"{field}: cannot switch to {wanted.user!r} (uid {wanted.uid}): "
+                    f"healthdns was started as uid {os.geteuid()}, not as root")
         non_dumpable()  # it holds the configuration's secrets, as its children do
         return
     if account is None:
@@ -130,35 +148,39 @@ def become(account: Account | None) -> None:
         return
     if account.uid == 0:
         raise PrivilegeError("server.user: root is not an unprivileged user")
-    _drop_bounding(keep=KEPT)
+    kept = KEPT | SWITCH if signer is not None else KEPT
+    _drop_bounding(keep=kept)
     _prctl(PR_SET_KEEPCAPS, 1)  # keep the permitted set across setresuid
     os.setgroups([account.gid])
     os.setresgid(account.gid, account.gid, account.gid)
     os.setresuid(account.uid, account.uid, account.uid)
     _prctl(PR_SET_KEEPCAPS, 0)
     # Inheritable too: an ambient capability must be both permitted and inheritable.
-    _capset(effective=EFFECTIVE, permitted=KEPT, inheritable=KEPT)
+    _capset(effective=EFFECTIVE, permitted=kept, inheritable=kept)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)  # ambient capabilities still pass exec: nothing else does
     _prctl(PR_SET_DUMPABLE, 0)  # it has read the keys (the configuration check)
     log.info("running as %s (uid %d, gid %d)", account.user, account.uid, account.gid)
 
 
-def hand_on() -> None:
+def hand_on(switch: bool = False) -> None:
     """Make the next process exec'd (the fork server) start with `KEPT`, what every child
     needs at most: it forks them, and each narrows its own (`narrow`).
 
     Does nothing unless the supervisor switched user and kept them (`become`): root's children
-    start with every capability anyway, and drop them all themselves. Inheritable as well as
+    start with every capability anyway, and drop them all themselves. `switch`: `SWITCH` too,
+    when the supervisor kept it (the fork server's, for the signer). Inheritable as well as
     ambient: an interpreter with file capabilities (the container image's) clears the ambient
     set at exec, and then grants what both its file's and our inheritable sets hold.
     """
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0)
-    if os.geteuid() == 0 or not _capget("permitted") >= KEPT:
+    held = _capget("permitted")
+    if os.geteuid() == 0 or not held >= KEPT:
         return
+    kept = held & (KEPT | SWITCH) if switch else KEPT
     # Raising an ambient capability needs it permitted and inheritable, not effective: the
     # exec'd process holds it, this one does not use it.
-    _capset(effective=EFFECTIVE, permitted=KEPT, inheritable=KEPT)
-    for cap in sorted(KEPT):
+    _capset(effective=EFFECTIVE, permitted=kept, inheritable=kept)
+    for cap in sorted(kept):
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 
 
@@ -169,10 +191,31 @@ def narrow(role: str) -> None:
     does one that has fewer than `KEPT` (file capabilities: the interpreter's, at most).
     """
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0)
-    if os.geteuid() == 0 or not _capget("permitted") >= KEPT:
+    held = _capget("permitted")
+    if os.geteuid() == 0 or not held >= KEPT:
         return
-    kept = ROLE_CAPS[role]
+    kept = ROLE_CAPS[role] | (held & SWITCH if role == "signer" else frozenset())
     _capset(effective=kept, permitted=kept, inheritable=frozenset())
+
+
+def become_signer(signer: Account | None) -> None:
+    """The signer's switch to its own user (`server.signer_user`, effective and saved uid),
+    before it reads or writes a key: it keeps its other capabilities (none is cleared between two uids other than root's)
+    and loses `SWITCH`. Made non-dumpable again: a change of uid resets that flag."""
+    if signer is None or signer.uid == os.geteuid():
+        return
+    if not _capget("effective") >= SWITCH:
+        raise PrivilegeError(f"server.signer_user: cannot switch to {signer.user!r} (uid "
+                             f"{signer.uid}): the signer was not handed CAP_SETUID")
+    os.setgroups([signer.gid])
+    os.setresgid(signer.gid, signer.gid, signer.gid)
+    # The real uid stays the supervisor's: a signal may be sent by a process whose uid is the
+    # target's real or saved one, and the supervisor stops (and kills a hung) signer with one.
+    # Files are opened with the effective uid: the keys are the signer's alone.
+    os.setresuid(os.getuid(), signer.uid, signer.uid)
+    kept = _capget("permitted") - SWITCH
+    _capset(effective=kept, permitted=kept, inheritable=frozenset())
+    non_dumpable()
 
 
 def drop() -> None:

@@ -12,6 +12,7 @@ import msgspec
 
 from healthdns.shared import child, config, messages, privilege, tables
 from healthdns.shared.config import Config
+from healthdns.shared.errors import ConfigError
 from healthdns.shared.geotable import GeoTable
 from healthdns.signer import delta, filled, geo, keys, pool, render, rendercache, transferred, zone
 from healthdns.signer.dnssec import ZoneSigner
@@ -409,6 +410,13 @@ def _started(conn: Connection) -> Signer:
     """The signer of the configuration in `Start`. A function of its own so that neither the
     decoded configuration nor its encoding outlives it: the zones keep what they need."""
     start, cfg = child.start(conn, "signer")
+    try:
+        # Before any key is read or written: they are this user's (`server.signer_user`).
+        privilege.become_signer(privilege.resolve_signer(
+            privilege.resolve(cfg.server.user, cfg.server.group), cfg.server.signer_user))
+    except (ConfigError, privilege.PrivilegeError) as e:
+        messages.send(conn, messages.Fatal(start.slot, str(e)))
+        raise SystemExit(EXIT_BAD_KEY) from None
     try:
         signer = Signer(cfg)
         signer.floor(start.serials)

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         # Checked in a process of its own, which takes the key checks' imports with it.
         cfg = validate.checked(args) if args.check_config else validate.elsewhere(argv)
         account = privilege.resolve(cfg.server.user, cfg.server.group)
+        signer = privilege.resolve_signer(account, cfg.server.signer_user)
         installation.check_readable(account)  # every process will import Python as the user
+        installation.check_readable(signer)
     except ConfigError as e:
         log.error("configuration error: %s", e)
         return EXIT_FATAL
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             ports.check_free(cfg.server.endpoints())
         seal = state.seal_key(cfg.control.state_file)  # root's own key, when started as root
         # After every check that needs root, before anything else runs: see shared/privilege.py.
-        privilege.become(account)
+        privilege.become(account, signer)
     except (BindError, privilege.PrivilegeError) as e:
         log.error("%s", e)
         return EXIT_FATAL

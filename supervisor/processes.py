@@ -32,7 +32,7 @@ def ensure_fork_server() -> None:
     server = multiprocessing.forkserver._forkserver
     before = _fork_server_pid(server)
     multiprocessing.forkserver.set_forkserver_preload(["healthdns.shared.forkserver"])
-    privilege.hand_on()
+    privilege.hand_on(switch=True)
     server.ensure_running()
     if _fork_server_pid(server) != before:
         log.info("fork server: pid %s", _fork_server_pid(server))

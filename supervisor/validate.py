@@ -45,7 +45,8 @@ def checked(args: argparse.Namespace) -> Config:
     try:
         cfg = cli.load(args)
         account = privilege.resolve(cfg.server.user, cfg.server.group)
-        keyfiles.check_config(cfg, account.uid if account is not None else None)
+        owner = privilege.resolve_signer(account, cfg.server.signer_user) or account
+        keyfiles.check_config(cfg, owner.uid if owner is not None else None)
     except ConfigError as e:
         raise ConfigError("", located(str(cli.flag_terms(e, args)), args.config)) from None
     except keyfiles.KeyFileError as e:

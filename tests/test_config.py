@@ -117,6 +117,9 @@ CASES = [
      "server.colour: unknown key"),
     (with_("server/user", "bad user"), "server.user: 'bad user' is not a user or group name"),
     (with_("server/group", "wheel"), "server.group: needs server.user (the group of which user?)"),
+    (with_("server/signer_user", "healthdns-signer"),
+     "server.signer_user: needs server.user (the other processes' user)"),
+    (with_("server/signer_user", "a b"), "server.signer_user: 'a b' is not a user or group name"),
     ({"zones": []}, "zones: at least one zone is required"),
     (with_("zones/0/records/_sip", {"_udp": {"srv": ["10 60 5060 sip"]}}),
      ("zones[0].records._sip: '_udp' is not a record field; a name with dots must be quoted "

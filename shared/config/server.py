@@ -54,6 +54,9 @@ class ServerSpec(Frozen, frozen=True):
     nsid: str = ""  # RFC 5001 name server identifier, sent to clients that ask for it
     user: str = ""  # started as root: every process runs as this user (name or uid)
     group: str = ""  # ...and this group instead of the user's own
+    # Started as root: the signer alone runs as this user (its own primary group), so that
+    # only it can read the keys it writes; empty: `user`.
+    signer_user: str = ""
     # A responder or the prober that sends nothing (not even its 1 s heartbeat) for this long
     # is hung (stopped, stuck): killed and respawned. 0: never.
     hung_after: float = 5.0
@@ -107,11 +110,15 @@ def normalise_server(raw: ServerSpec) -> ServerSpec:
         raise ConfigError("server.tcp_max_per_client",
                           f"{raw.tcp_max_per_client} is not positive")
     within(raw.tcp_backlog, 1, 65535, "server.tcp_backlog")
-    for field, value in (("user", raw.user), ("group", raw.group)):
+    for field, value in (("user", raw.user), ("group", raw.group),
+                         ("signer_user", raw.signer_user)):
         if value and not _ACCOUNT.match(value):
             raise ConfigError(f"server.{field}", f"{value!r} is not a user or group name")
     if raw.group and not raw.user:
         raise ConfigError("server.group", "needs server.user (the group of which user?)")
+    if raw.signer_user and not raw.user:
+        raise ConfigError("server.signer_user",
+                          "needs server.user (the other processes' user)")
     return msgspec.structs.replace(raw, listen=listen, listeners=listeners,
                                    responders=responders)
 
