@@ -3,7 +3,6 @@ the heartbeat."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
@@ -96,6 +95,8 @@ def received(conn: Connection, decode: Callable[[bytes], M], stop: Callable[[], 
     try:
         return decode(conn.recv_bytes())
     except (EOFError, OSError):
+        import asyncio  # here: the supervisor imports this module, and never asyncio
+
         asyncio.get_running_loop().remove_reader(conn.fileno())
         stop()
         return None
