@@ -204,11 +204,9 @@ def test_answers_are_counted_per_zone_and_site(tmp_path: Path) -> None:
     assert sorted(answerer.sites_by_label()) == [(zone, "fra", 6)]
 
 
-def test_the_packet_cache_never_serves_one_networks_answer_to_another(
-        tmp_path: Path) -> None:
-    """A geo answer to an ECS address is cached under the query's bytes, which hold the
-    address; one chosen by the source address (no ECS, or source 0) is never cached, as the
-    same bytes come from everywhere. Cached answers are counted under their site too."""
+def two_continents(tmp_path: Path) -> Answerer:
+    """An answerer for www over sites fra (192.0.2.1) and iad (192.0.2.2), both up: clients
+    in 10.0.0.0/16 (Europe) get fra first, in 10.1.0.0/16 (America) iad first."""
     path = geodata.write_mmdb(tmp_path / "geo.mmdb", [
         ("10.0.0.0/16", {"continent": {"code": "EU"}}),
         ("10.1.0.0/16", {"continent": {"code": "NA"}})])
@@ -216,8 +214,15 @@ def test_the_packet_cache_never_serves_one_networks_answer_to_another(
                          GeoRule(continent="NA", sites=("iad", "fra"))))
     pool = {"map": "world", "check": {"port": 80},
             "sites": {"fra": {"addresses": ["192.0.2.1"]}, "iad": {"addresses": ["192.0.2.2"]}}}
-    answerer = served(spec, {"fra": Site(), "iad": Site()}, path, pool,
-                      {"192.0.2.1", "192.0.2.2"})
+    return served(spec, {"fra": Site(), "iad": Site()}, path, pool, {"192.0.2.1", "192.0.2.2"})
+
+
+def test_the_packet_cache_never_serves_one_networks_answer_to_another(
+        tmp_path: Path) -> None:
+    """A geo answer to an ECS address is cached under the query's bytes, which hold the
+    address; one chosen by the source address (no ECS, or source 0) is never cached, as the
+    same bytes come from everywhere. Cached answers are counted under their site too."""
+    answerer = two_continents(tmp_path)
     assert answerer.table is not None
     answerer.table.cache_size = 100
     europe, america = 0x0A000001, 0x0A010001
@@ -238,15 +243,7 @@ def test_the_packet_cache_never_serves_one_networks_answer_to_another(
 def test_a_geo_query_the_slow_path_answers_is_located_too(tmp_path: Path) -> None:
     """Queries the fast path leaves to the slow path (other flags, other options, ECS with
     an option of another shape) are answered for the same client, with the same scope."""
-    path = geodata.write_mmdb(tmp_path / "geo.mmdb", [
-        ("10.0.0.0/16", {"continent": {"code": "EU"}}),
-        ("10.1.0.0/16", {"continent": {"code": "NA"}})])
-    spec = GeoMap(rules=(GeoRule(continent="EU", sites=("fra", "iad")),
-                         GeoRule(continent="NA", sites=("iad", "fra"))))
-    pool = {"map": "world", "check": {"port": 80},
-            "sites": {"fra": {"addresses": ["192.0.2.1"]}, "iad": {"addresses": ["192.0.2.2"]}}}
-    answerer = served(spec, {"fra": Site(), "iad": Site()}, path, pool,
-                      {"192.0.2.1", "192.0.2.2"})
+    answerer = two_continents(tmp_path)
     america = 0x0A010001
     for options, flags, client, scope in (
             ([ecs_option(4, america, 24)], 0x0040, b"", 16),  # the Z bit
